@@ -1,0 +1,96 @@
+"""The `backfillctl` application: verbs registered here, errors handled here.
+
+One handler maps the errors a user can cause (`BackfillError`) to a message on
+stderr and the error's exit code, without a traceback. Exit codes:
+0 success, 1 invalid specs / findings / changes, 2 unusable input or usage,
+3 a bug in backfillctl (set BACKFILLCTL_DEBUG=1 for the traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from backfill_ctl import __version__
+from backfill_ctl.errors import BackfillError
+
+
+class _Group(TyperGroup):
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except BackfillError as exc:
+            from backfill_ctl.cli.console import err, paint, print_diagnostics
+            from backfill_ctl.errors import SpecError
+
+            if isinstance(exc, SpecError):
+                print_diagnostics(exc.diagnostics)
+            err(paint("error:", "red", sys.stderr) + " " + exc.message)
+            if exc.hint:
+                err(f"  hint: {exc.hint}")
+            ctx.exit(exc.exit_code)
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="backfillctl",
+    help="Declarative, reviewed backfills for DAGs of scheduled tasks.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"backfillctl {__version__}\n")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Declarative, reviewed backfills for DAGs of scheduled tasks."""
+
+
+def _register() -> None:
+    from backfill_ctl.cli.plan import plan_command
+    from backfill_ctl.cli.schema import explain_command, schema_command
+    from backfill_ctl.cli.validate import validate_command
+
+    app.command("validate")(validate_command)
+    app.command("plan")(plan_command)
+    app.command("schema")(schema_command)
+    app.command("explain")(explain_command)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)
+    except Exception as exc:  # a bug: say so plainly, keep the traceback for a report
+        if os.environ.get("BACKFILLCTL_DEBUG"):
+            raise
+        sys.stderr.write(
+            f"internal error: {type(exc).__name__}: {exc}\n"
+            "  this is a bug in backfillctl; rerun with BACKFILLCTL_DEBUG=1 and "
+            "report the traceback\n"
+        )
+        sys.exit(3)

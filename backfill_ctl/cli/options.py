@@ -1,0 +1,59 @@
+"""Options shared by several verbs, and turning their text into values."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from backfill_ctl.errors import UsageError
+
+PathsArg = Annotated[
+    list[str],
+    typer.Argument(
+        help="Spec files or directories (searched recursively); - reads stdin.", show_default=False
+    ),
+]
+ActorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        help="Act as this user (default: $BACKFILLCTL_ACTOR, else "
+        "$GITHUB_ACTOR); decides permissions.",
+        show_default=False,
+    ),
+]
+NowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--now",
+        help="Plan as if it were this time, ISO 8601 (default: "
+        "$BACKFILLCTL_NOW, else the clock). Without an offset it is UTC.",
+        show_default=False,
+    ),
+]
+
+
+def resolve_actor(flag: str | None) -> str | None:
+    for value in (flag, os.environ.get("BACKFILLCTL_ACTOR"), os.environ.get("GITHUB_ACTOR")):
+        if value:
+            return value
+    return None
+
+
+def resolve_now(flag: str | None) -> datetime:
+    """`--now`, else $BACKFILLCTL_NOW, else the clock: the only clock read of planning."""
+    text = flag or os.environ.get("BACKFILLCTL_NOW")
+    if not text:
+        return datetime.now(UTC)
+    source = "--now" if flag else "BACKFILLCTL_NOW"
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise UsageError(
+            f"{source}: {text!r} is not an ISO 8601 time",
+            hint="write it like 2024-03-20T09:00:00+08:00 or 2024-03-20",
+        ) from exc
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,127 @@
+"""`backfillctl plan PATHS`: the exact instances each Backfill would run."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, TextIO
+
+import typer
+
+from backfill_ctl.cli.console import err, print_diagnostics
+from backfill_ctl.cli.options import ActorOpt, NowOpt, PathsArg, resolve_actor, resolve_now
+from backfill_ctl.errors import UsageError
+from backfill_ctl.planning import make_plan
+from backfill_ctl.spec.loader import load_specs
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from backfill_ctl.planner import Plan
+    from backfill_ctl.spec.loader import Specs
+
+
+class PlanFormat(StrEnum):
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+def plan_command(
+    paths: PathsArg,
+    output: Annotated[
+        PlanFormat, typer.Option("--output", "-o", help="Output format.")
+    ] = PlanFormat.table,
+    now: NowOpt = None,
+    actor: ActorOpt = None,
+    out_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Also save the plan (JSON, with the digest of its inputs) to this file.",
+            dir_okay=False,
+            show_default=False,
+        ),
+    ] = None,
+    backfill: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--backfill", "-b", help="Plan only this Backfill (repeatable).", show_default=False
+        ),
+    ] = None,
+) -> None:
+    """Show the exact instances each Backfill would run, in order.
+
+    Human summary by default; -o json prints the plan contract (DESIGN §4) that tools
+    rely on. Exit 0 when every Backfill planned, 1 when a spec has errors, 2 when the
+    input cannot be read.
+    """
+    specs = load_specs(paths)
+    who = resolve_actor(actor)
+    plan, diagnostics = make_plan(specs, resolve_now(now), who, backfill or ())
+    diagnostics = specs.sources.locate(diagnostics)
+    print_diagnostics(diagnostics)
+    if who is None and specs.backfills:
+        err(
+            "note: no actor given (--as, $BACKFILLCTL_ACTOR, $GITHUB_ACTOR): "
+            "permissions were not checked"
+        )
+    if out_file is not None:
+        _save(out_file, _json_chunks(plan))
+    _write(sys.stdout, _render(plan, specs, output))
+    if any(d.is_error for d in diagnostics):
+        raise typer.Exit(1)
+
+
+def _render(plan: Plan, specs: Specs, output: PlanFormat) -> Iterable[str]:
+    if output is PlanFormat.json:
+        return _json_chunks(plan)
+    if output is PlanFormat.yaml:
+        import yaml
+
+        from backfill_ctl.reports.plan_data import plan_data
+
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        return [yaml.dump(plan_data(plan), Dumper=dumper, sort_keys=False, width=120)]
+    from backfill_ctl.reports.plan_table import render_plan
+
+    if not plan.backfills:
+        return ["No Backfill to plan.\n"]
+    return [render_plan(plan, specs.catalog()) + "\n"]
+
+
+def _json_chunks(plan: Plan) -> Iterable[str]:
+    from backfill_ctl.reports.plan_data import iter_json
+
+    return iter_json(plan)
+
+
+def _write(stream: TextIO, chunks: Iterable[str]) -> None:
+    write = stream.write
+    buffer: list[str] = []
+    for chunk in chunks:
+        buffer.append(chunk)
+        if len(buffer) >= 4096:
+            write("".join(buffer))
+            buffer.clear()
+    write("".join(buffer))
+
+
+def _save(path: Path, chunks: Iterable[str]) -> None:
+    """Write atomically: a reader never sees half a plan, a failure leaves the old file."""
+    directory = path.parent if str(path.parent) else Path()
+    if not directory.is_dir():
+        raise UsageError(
+            f"--out {path}: directory {directory} does not exist", hint="create the directory first"
+        )
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            _write(fh, chunks)
+        Path(tmp).replace(path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise UsageError(f"--out {path}: cannot write: {exc.strerror}") from exc

@@ -1,0 +1,39 @@
+"""`backfillctl schema KIND` and `backfillctl explain Kind.field.path`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from backfill_ctl.cli.console import out
+from backfill_ctl.spec.explain import bundled_schema, explain, find_kind
+
+
+def schema_command(
+    kind: Annotated[
+        str,
+        typer.Argument(
+            help="Workspace, ResourceGroup, Node, Backfill or Config (any case).",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Print the JSON Schema (draft 2020-12) of a kind, self-contained."""
+    out(json.dumps(bundled_schema(find_kind(kind)), indent=2))
+
+
+def explain_command(
+    path: Annotated[
+        str,
+        typer.Argument(
+            help="Kind and field path, such as Backfill.spec.groups.", show_default=False
+        ),
+    ],
+    recursive: Annotated[
+        bool, typer.Option("--recursive", "-r", help="Show every field below, as a tree.")
+    ] = False,
+) -> None:
+    """Document a field of the spec format, read from the JSON Schemas."""
+    out(explain(path, recursive))

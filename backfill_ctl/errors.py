@@ -1,0 +1,105 @@
+"""Errors a user can cause, kept as data until the CLI prints them.
+
+    BackfillError            every error the CLI turns into a message and an exit code
+     ├── UsageError          unusable input: a missing path, a bad option value   -> exit 2
+     └── SpecError           the specs are invalid; carries Diagnostics           -> exit 1
+
+Validation never stops at the first problem: checkers return lists of `Diagnostic`,
+each naming the file, the document and the JSON path it is about. Lines and columns
+are filled in later by `spec.source.Sources.locate`, so the checkers need no YAML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+Severity = Literal["error", "warning"]
+PathPart = str | int
+
+
+def json_path(path: Sequence[PathPart]) -> str:
+    """`("spec", "dates", 0)` -> `$.spec.dates[0]`."""
+    out = "$"
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One problem found in the specs, located by file, document and JSON path."""
+
+    message: str
+    file: str = ""
+    doc: int = 0
+    path: tuple[PathPart, ...] = ()
+    hint: str | None = None
+    severity: Severity = "error"
+    code: str = "invalid"
+    line: int | None = None  # 1-based, filled in by Sources.locate
+    col: int | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+    def at(self, line: int | None, col: int | None) -> Diagnostic:
+        return replace(self, line=line, col=col)
+
+    def format(self) -> str:
+        where = self.file or "<input>"
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.col is not None:
+                where += f":{self.col}"
+        head = f"{where}: {self.severity}: "
+        if self.path:
+            head += f"{json_path(self.path)}: "
+        text = head + self.message
+        if self.hint:
+            text += f"\n  hint: {self.hint}"
+        return text
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "severity": self.severity,
+            "code": self.code,
+            "file": self.file,
+            "line": self.line,
+            "column": self.col,
+            "path": json_path(self.path),
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+class BackfillError(Exception):
+    """Root of every error a user can cause."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+
+class UsageError(BackfillError):
+    """The input cannot be used at all (missing path, bad option value)."""
+
+    exit_code = 2
+
+
+class SpecError(BackfillError):
+    """The specs are invalid; `diagnostics` says where and why."""
+
+    exit_code = 1
+
+    def __init__(self, diagnostics: Iterable[Diagnostic], message: str | None = None) -> None:
+        self.diagnostics = list(diagnostics)
+        errors = sum(1 for d in self.diagnostics if d.is_error)
+        super().__init__(message or f"{errors} error(s) in the specs")

@@ -1,0 +1,450 @@
+"""Scheduling parameters: DataWorks-style templates, compiled once and rendered cheaply.
+
+Grammar (anything else is literal text):
+
+    $$            a literal `$`
+    ${name}       the named parameter `name`; looked up first
+    ${FORMAT}     the business date: tokens yyyy yy mm dd, separators `-_/.: ` between
+                  tokens, optional `[+-]N` at the end in the finest unit present
+                  (dd: days, mm: months, yyyy/yy: years)
+    $[FORMAT]     the scheduled time: tokens yyyy yy mm dd hh24 mi ss, optional `[+-]N`
+                  days, `[+-]N/24` hours or `[+-]N/24/60` minutes
+    $[add_months(FORMAT,N)]   the scheduled time N months away
+    $bizdate $bizmonth $cyctime $jobid $nodeid $taskid $gmtdate   built-ins (whole words)
+    $other        left alone: shell syntax, not ours
+
+Month arithmetic clamps the day to the month's end as DataWorks does (2024-03-31 less a
+month is 2024-02-29); time arithmetic is on the naive wall clock, like the scheduler's.
+Every error is raised when compiling; rendering cannot fail (offsets are capped at about
+100 years so that real dates stay in range).
+
+Caching: a template compiles into a tuple of parts, each a literal string or a small
+frozen expression. The expression parsers are `lru_cache`d, so `${yyyymmdd}` in a
+thousand nodes (and `$bizdate`) is one object, and `render` memoizes its value in the
+caller's `cache` under `(expr, ctx.bizdate)` or `(expr, ctx.cyctime)`: 900,000 instances
+over 365 dates format each distinct expression 365 times. `$jobid $nodeid $taskid
+$gmtdate` are read from the context on every render. A referenced parameter is inlined
+(a constant one as text), so `${pt}` costs what `${yyyymmdd}` costs; `render_shell`
+keeps it whole because the parameter's value is quoted as one word.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from functools import lru_cache
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
+
+from backfill_ctl.errors import BackfillError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping
+
+Cache = dict[object, str]
+
+
+class ParamError(BackfillError):
+    """A template or a set of parameters cannot be compiled."""
+
+    def __init__(
+        self, message: str, *, hint: str | None = None, parameter: str | None = None
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.parameter = parameter  # the parameter whose template is bad, if any
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What one instance's templates are rendered from."""
+
+    bizdate: date
+    cyctime: datetime  # naive wall-clock scheduled time in the node's timezone
+    taskid: str = ""
+    nodeid: str = ""
+    jobid: str = ""
+    gmtdate: date | None = None  # the run date: unknown while planning
+
+
+_D = TypeVar("_D", bound=date)
+
+
+def _add_months(day: _D, months: int) -> _D:
+    year, month0 = divmod(day.year * 12 + day.month - 1 + months, 12)
+    if month0 == 1:
+        last = 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
+    else:
+        last = 30 if month0 in (3, 5, 8, 10) else 31
+    return day.replace(year=year, month=month0 + 1, day=min(day.day, last))
+
+
+# str.format fields, filled positionally by _TimeExpr.evaluate.
+_FIELDS = {
+    "yyyy": "{0:04d}",
+    "yy": "{1:02d}",
+    "mm": "{2:02d}",
+    "dd": "{3:02d}",
+    "hh24": "{4:02d}",
+    "mi": "{5:02d}",
+    "ss": "{6:02d}",
+}
+_BIZ_TOKENS = ("yyyy", "yy", "mm", "dd")
+_CYC_TOKENS = ("yyyy", "yy", "mm", "dd", "hh24", "mi", "ss")  # bare hh is deliberately absent
+_SEPARATORS = frozenset("-_/.: ")
+_MAX_DAYS = 36_600  # ~100 years
+_MAX_MONTHS = 1_200
+
+
+class _Bad(Exception):
+    """Why an expression does not parse; the caller turns it into a ParamError."""
+
+
+def _unexpected(rest: str, scheduled: bool) -> _Bad:
+    if not scheduled and rest.startswith(("hh", "mi", "ss")):
+        token = "hh24" if rest.startswith("hh24") else rest[:2]
+        return _Bad(f"unexpected {token!r} (hours, minutes and seconds exist only in $[...])")
+    if rest.startswith("hh"):
+        return _Bad("unexpected 'hh' (hours are written hh24)")
+    word = re.match(r"[A-Za-z]+|[0-9/]+|.", rest, re.S)
+    chunk = word.group() if word else rest
+    return _Bad(f"unexpected {chunk!r}" + (" (tokens are lower case)" if chunk.isupper() else ""))
+
+
+def _compile_format(fmt: str, tokens: tuple[str, ...]) -> tuple[str, frozenset[str]]:
+    """`yyyy-mm-dd` -> (`{0:04d}-{2:02d}-{3:02d}`, {yyyy, mm, dd})."""
+    if not fmt:
+        raise _Bad("no format")
+    for end in (fmt[0], fmt[-1]):
+        if end in _SEPARATORS:
+            raise _Bad(f"separator {end!r} is not between two tokens")
+    out: list[str] = []
+    seen: set[str] = set()
+    i = 0
+    while i < len(fmt):
+        tok = next((t for t in tokens if fmt.startswith(t, i)), None)
+        if tok is None and fmt[i] not in _SEPARATORS:
+            raise _unexpected(fmt[i:], tokens is _CYC_TOKENS)
+        out.append(_FIELDS[tok] if tok else fmt[i])
+        seen.add(tok or "")
+        i += len(tok) if tok else 1
+    return "".join(out), frozenset(seen)
+
+
+def _bounded(sign: str, digits: str, limit: int, unit: str) -> int:
+    # The length test first: int() refuses strings of more than 4300 digits.
+    if len(digits) > 9 or int(digits) > limit:
+        raise _Bad(f"offset {sign}{digits} is too large (at most {limit} {unit})")
+    return -int(digits) if sign == "-" else int(digits)
+
+
+@dataclass(frozen=True, slots=True)
+class _TimeExpr:
+    """A parsed `${...}` (scheduled=False) or `$[...]` (scheduled=True)."""
+
+    pattern: str
+    scheduled: bool
+    minutes: int = 0
+    months: int = 0
+
+    def evaluate(self, t: date) -> str:
+        if self.months:
+            t = _add_months(t, self.months)
+        elif self.minutes:
+            t = t + timedelta(minutes=self.minutes)  # a date keeps whole days only
+        if isinstance(t, datetime):
+            return self.pattern.format(
+                t.year, t.year % 100, t.month, t.day, t.hour, t.minute, t.second
+            )
+        return self.pattern.format(t.year, t.year % 100, t.month, t.day)
+
+    def value(self, ctx: Context, cache: Cache | None) -> str:
+        t = ctx.cyctime if self.scheduled else ctx.bizdate
+        if cache is None:
+            return self.evaluate(t)
+        key = (self, t)
+        out = cache.get(key)
+        if out is None:
+            out = cache[key] = self.evaluate(t)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    """`$jobid`, `$nodeid`, `$taskid`, `$gmtdate`: read per instance, never cached."""
+
+    name: str
+
+    def value(self, ctx: Context, cache: Cache | None) -> str:
+        v = getattr(ctx, self.name)
+        if isinstance(v, date):
+            return f"{v.year:04d}{v.month:02d}{v.day:02d}"
+        # An unknown run date stays `$gmtdate` for the executor to render again.
+        return "$gmtdate" if v is None else str(v)
+
+
+# A Template is a part only in render_shell, where a parameter's value is one word.
+_Expr: TypeAlias = "_TimeExpr | _Field | Template"
+_Part: TypeAlias = "str | _Expr"
+
+_BIZ_RE = re.compile(r"(.*?)(?:([+-])([0-9]+))?", re.S)
+_CYC_RE = re.compile(r"(.*?)(?:([+-])([0-9]+)(/24(?:/60)?)?)?", re.S)
+_ADD_MONTHS_RE = re.compile(r"add_months\((.*),\s*([+-]?)([0-9]+)\s*\)", re.S)
+_CYC_UNITS = {None: ("days", 1440), "/24": ("hours", 60), "/24/60": ("minutes", 1)}
+
+
+@lru_cache(maxsize=4096)
+def _biz_expr(content: str) -> _TimeExpr:
+    fmt, sign, digits = _BIZ_RE.fullmatch(content).groups()  # type: ignore[union-attr]
+    pattern, seen = _compile_format(fmt, _BIZ_TOKENS)
+    if not sign:
+        return _TimeExpr(pattern, False)
+    if "dd" in seen:
+        return _TimeExpr(pattern, False, minutes=1440 * _bounded(sign, digits, _MAX_DAYS, "days"))
+    if "mm" in seen:
+        return _TimeExpr(pattern, False, months=_bounded(sign, digits, _MAX_MONTHS, "months"))
+    return _TimeExpr(pattern, False, months=12 * _bounded(sign, digits, 100, "years"))
+
+
+@lru_cache(maxsize=4096)
+def _cyc_expr(content: str) -> _TimeExpr:
+    if content.startswith("add_months"):
+        match = _ADD_MONTHS_RE.fullmatch(content)
+        if match is None:
+            raise _Bad("expected add_months(format,months)")
+        fmt, sign, digits = match.groups()
+        months = _bounded(sign, digits, _MAX_MONTHS, "months")
+        return _TimeExpr(_compile_format(fmt, _CYC_TOKENS)[0], True, months=months)
+    fmt, sign, digits, per = _CYC_RE.fullmatch(content).groups()  # type: ignore[union-attr]
+    pattern = _compile_format(fmt, _CYC_TOKENS)[0]
+    if not sign:
+        return _TimeExpr(pattern, True)
+    unit, scale = _CYC_UNITS[per]
+    return _TimeExpr(
+        pattern, True, minutes=scale * _bounded(sign, digits, _MAX_DAYS * 1440 // scale, unit)
+    )
+
+
+_BUILTINS: dict[str, _Expr] = {
+    "bizdate": _biz_expr("yyyymmdd"),
+    "bizmonth": _biz_expr("yyyymm"),
+    "cyctime": _cyc_expr("yyyymmddhh24miss"),
+    **{name: _Field(name) for name in ("jobid", "nodeid", "taskid", "gmtdate")},
+}
+_LEX = re.compile(r"\$(?:(\$)|\{([^}]*)\}|\[([^\]]*)\]|([A-Za-z_][A-Za-z0-9_]*)|([{\[]))")
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_BIZ_HINT = (
+    "${...} is a named parameter or the business date: tokens yyyy yy mm dd and an "
+    "optional offset, e.g. ${yyyymmdd-1}; write $${...} for a literal ${...}"
+)
+_CYC_HINT = (
+    "$[...] is the scheduled time: tokens yyyy yy mm dd hh24 mi ss, offsets -N (days), "
+    "-N/24 (hours), -N/24/60 (minutes), add_months(yyyymmdd,-N) (months)"
+)
+
+
+def _scan(text: str) -> Iterator[str | re.Match[str]]:
+    pos = 0
+    for match in _LEX.finditer(text):
+        if match.start() > pos:
+            yield text[pos : match.start()]
+        yield match
+        pos = match.end()
+    if pos < len(text):
+        yield text[pos:]
+
+
+def _brace_error(content: str, bad: _Bad, names: Iterable[str]) -> ParamError:
+    message = f"unknown parameter or time expression ${{{content}}}"
+    # A plain word is most likely a misspelt parameter: token-level detail would mislead.
+    if not _IDENT.fullmatch(content) or content.lower().startswith(_BIZ_TOKENS):
+        message += f": {bad}"
+    hint = f"did you mean ${content}? {_BIZ_HINT}" if content in _BUILTINS else _BIZ_HINT
+    return ParamError(message, hint=f"{hint}; parameters: {', '.join(sorted(names)) or 'none'}")
+
+
+def _append(parts: list[_Part], part: _Part) -> None:
+    if isinstance(part, str) and parts and isinstance(parts[-1], str):
+        parts[-1] += part
+    elif part != "":
+        parts.append(part)
+
+
+class Template:
+    """A compiled template; build it with `compile_template` or `compile_parameters`."""
+
+    __slots__ = (
+        "_const",
+        "_parts",
+        "_shell",
+        "_shell_const",
+        "_single",
+        "is_constant",
+        "parameters",
+        "text",
+    )
+    _const: str | None
+    _parts: tuple[_Part, ...]
+    _single: _Expr | None
+
+    def __init__(
+        self,
+        text: str,
+        items: Iterable[str | _Expr | Template],
+        parameters: frozenset[str] = frozenset(),
+    ) -> None:
+        self.text = text
+        self.parameters = parameters
+        plain: list[_Part] = []
+        shell: list[_Part] = []
+        for item in items:
+            if not isinstance(item, Template):
+                _append(plain, item)
+                _append(shell, item)
+            elif item._const is not None:
+                _append(plain, item._const)
+                _append(shell, shlex.quote(item._const))
+            else:
+                for part in item._parts:
+                    _append(plain, part)
+                shell.append(item)
+        self._parts = tuple(plain)
+        self._shell = tuple(shell)
+        literal = [p for p in plain if isinstance(p, str)]
+        self.is_constant = len(literal) == len(plain)
+        self._const = "".join(literal) if self.is_constant else None
+        self._shell_const = (
+            "".join(p for p in shell if isinstance(p, str)) if self.is_constant else None
+        )
+        self._single = plain[0] if len(plain) == 1 and not isinstance(plain[0], str) else None
+
+    @property
+    def constant(self) -> str | None:
+        """The rendered value when it never depends on the context, else None."""
+        return self._const
+
+    def render(self, ctx: Context, cache: Cache | None = None) -> str:
+        if self._const is not None:
+            return self._const
+        if self._single is not None:
+            return self._single.value(ctx, cache)
+        return "".join([p if isinstance(p, str) else p.value(ctx, cache) for p in self._parts])
+
+    def render_shell(self, ctx: Context, cache: Cache | None = None) -> str:
+        """Render for `/bin/sh -c`: each substituted value becomes one shell word."""
+        if self._shell_const is not None:
+            return self._shell_const
+        return "".join(
+            [p if isinstance(p, str) else shlex.quote(p.value(ctx, cache)) for p in self._shell]
+        )
+
+    def value(self, ctx: Context, cache: Cache | None) -> str:
+        return self.render(ctx, cache)
+
+    def __repr__(self) -> str:
+        return f"Template({self.text!r})"
+
+
+def compile_template(text: str, parameters: Mapping[str, Template] | None = None) -> Template:
+    """Compile `text`; `${name}` means `parameters[name]` when that exists."""
+    params = parameters or {}
+    items: list[str | _Expr | Template] = []
+    refs: set[str] = set()
+    for piece in _scan(text):
+        if isinstance(piece, str):
+            items.append(piece)
+            continue
+        dollar, brace, bracket, word, opened = piece.groups()
+        if dollar:
+            items.append("$")
+        elif brace in params:
+            items.append(params[brace])
+            refs.add(brace)
+        elif brace is not None:
+            try:
+                items.append(_biz_expr(brace))
+            except _Bad as bad:
+                raise _brace_error(brace, bad, params) from None
+        elif bracket is not None:
+            try:
+                items.append(_cyc_expr(bracket))
+            except _Bad as bad:
+                raise ParamError(
+                    f"invalid scheduled-time expression $[{bracket}]: {bad}", hint=_CYC_HINT
+                ) from None
+        elif word is not None:
+            items.append(_BUILTINS.get(word, piece.group()))
+        else:
+            raise ParamError(
+                f"unterminated ${opened} in {text!r}", hint="close it, or write $$ for a literal $"
+            )
+    return Template(text, items, frozenset(refs))
+
+
+def env_name(parameter: str) -> str:
+    """`pt` -> `BACKFILL_PARAM_PT`."""
+    return "BACKFILL_PARAM_" + re.sub(r"[^A-Za-z0-9]", "_", parameter).upper()
+
+
+def compile_parameters(
+    node_params: Iterable[tuple[str, str]], overrides: Iterable[tuple[str, str]] = ()
+) -> dict[str, Template]:
+    """Compile a node's parameters with a backfill's overrides applied.
+
+    An override replaces the node's parameter of the same name (which keeps its place)
+    or is appended. References are compiled first; a cycle is an error.
+    """
+    raw = dict(node_params)
+    raw.update(overrides)
+    by_env: dict[str, str] = {}
+    for name in raw:
+        other = by_env.setdefault(env_name(name), name)
+        if other != name:
+            raise ParamError(
+                f"parameters {other} and {name} both map to environment variable {env_name(name)}",
+                hint="rename one",
+                parameter=name,
+            )
+    compiled: dict[str, Template] = {}
+    path: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in path:
+            cycle = " -> ".join([*path[path.index(name) :], name])
+            raise ParamError(
+                f"parameter cycle: {cycle}",
+                parameter=name,
+                hint="a parameter cannot depend on itself, directly or not",
+            )
+        if name in compiled:
+            return
+        path.append(name)
+        for piece in _scan(raw[name]):
+            if not isinstance(piece, str) and piece.group(2) in raw:
+                visit(piece.group(2))
+        path.pop()
+        try:
+            compiled[name] = compile_template(raw[name], compiled)
+        except ParamError as error:
+            error.parameter = name
+            raise
+
+    for name in raw:
+        visit(name)
+    return {name: compiled[name] for name in raw}
+
+
+def environment(
+    params: Mapping[str, Template], ctx: Context, cache: Cache | None = None
+) -> dict[str, str]:
+    """The variables of an instance's process: the context, then one per parameter."""
+    env = {
+        "BACKFILL_BIZDATE": _BUILTINS["bizdate"].value(ctx, cache),
+        "BACKFILL_CYCTIME": _BUILTINS["cyctime"].value(ctx, cache),
+        "BACKFILL_TASKID": ctx.taskid,
+        "BACKFILL_NODE": ctx.nodeid,
+        "BACKFILL_NAME": ctx.jobid,
+    }
+    for name, template in params.items():
+        env[env_name(name)] = template.render(ctx, cache)
+    return env

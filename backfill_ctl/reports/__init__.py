@@ -1,0 +1,1 @@
+"""Renderings of plans (and later, check results) for people and for tools."""

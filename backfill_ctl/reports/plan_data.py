@@ -1,0 +1,112 @@
+"""A Plan as plain data: the `plan -o json|yaml` contract of DESIGN §4.
+
+Field names are relied on by users' tooling; add fields, never rename them.
+JSON is streamed one instance per line, so a plan of a million instances is written
+without building its whole text in memory, and diffs of two plans stay readable.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from datetime import datetime
+
+    from backfill_ctl.planner import BackfillPlan, Instance, Plan
+
+FORMAT_VERSION = 1
+
+
+class _Times:
+    """ISO text of each distinct scheduled time, computed once (they are shared)."""
+
+    def __init__(self) -> None:
+        self._text: dict[datetime, str] = {}
+
+    def __call__(self, value: datetime) -> str:
+        text = self._text.get(value)
+        if text is None:
+            text = self._text[value] = value.isoformat()
+        return text
+
+
+def instance_data(i: Instance, iso: _Times | None = None) -> dict[str, Any]:
+    return {
+        "id": i.id,
+        "node": i.node,
+        "bizdate": i.bizdate.isoformat(),
+        "cyctime": (iso or _Times())(i.cyctime),
+        "dryRun": i.dry_run_reason is not None,
+        "dryRunReason": i.dry_run_reason,
+        "group": i.group,
+        "sequence": i.sequence,
+        "priority": i.priority,
+        "waitForTime": i.wait_for_time,
+        "dependsOn": list(i.depends_on),
+        "command": i.command if isinstance(i.command, str) else list(i.command),
+    }
+
+
+def backfill_header(bp: BackfillPlan) -> dict[str, Any]:
+    scope = bp.scope
+    return {
+        "name": bp.name,
+        "file": bp.backfill.origin.file,
+        "line": bp.backfill.origin.line,
+        "summary": bp.summary(),
+        "dates": [d.isoformat() for d in bp.dates],
+        "groups": [[d.isoformat() for d in chunk] for chunk in bp.chunks],
+        "scope": [
+            {
+                "node": n,
+                "role": scope.roles[n],
+                "dryRunReason": scope.dry_run.get(n),
+                "upstream": list(scope.upstream[n]),
+            }
+            for n in scope.nodes
+        ],
+        "leftOut": list(scope.left_out),
+        "isolated": [
+            {"node": x.node, "bizdate": x.bizdate.isoformat(), "upstream": x.upstream}
+            for x in bp.isolated
+        ],
+    }
+
+
+def plan_header(plan: Plan) -> dict[str, Any]:
+    return {
+        "formatVersion": FORMAT_VERSION,
+        "digest": plan.digest,
+        "now": plan.now.isoformat(),
+        "actor": plan.actor,
+    }
+
+
+def plan_data(plan: Plan) -> dict[str, Any]:
+    """The whole plan as one dict (for YAML and for small plans)."""
+    iso = _Times()
+    return {
+        **plan_header(plan),
+        "backfills": [
+            {**backfill_header(bp), "instances": [instance_data(i, iso) for i in bp.instances]}
+            for bp in plan.backfills
+        ],
+    }
+
+
+def iter_json(plan: Plan) -> Iterator[str]:
+    """The plan as JSON text, in pieces; equal to json.dumps(plan_data(plan))."""
+    iso = _Times()
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+    header = json.dumps(plan_header(plan), indent=2, ensure_ascii=False)
+    yield header[:-2] + ',\n  "backfills": ['
+    for b, bp in enumerate(plan.backfills):
+        head = json.dumps(backfill_header(bp), indent=2, ensure_ascii=False)
+        head = head[:-2].replace("\n", "\n    ")
+        yield ("," if b else "") + "\n    " + head + ',\n      "instances": ['
+        for n, instance in enumerate(bp.instances):
+            yield ("," if n else "") + "\n        " + dumps(instance_data(instance, iso))
+        yield "\n      ]\n    }" if bp.instances else "]\n    }"
+    yield "\n  ]\n}\n" if plan.backfills else "]\n}\n"

@@ -1,0 +1,163 @@
+"""Reading spec files from paths, and finding the line of a JSON path in them.
+
+`read_sources` expands the command-line paths (files, directories recursively, `-`
+for stdin) into `SourceFile`s. `Sources.locate` turns the (file, document, JSON path)
+of a diagnostic into a line and column by composing the file again; it runs only
+when there is something to report, so valid specs keep nothing but their text.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from backfill_ctl.errors import Diagnostic, PathPart, UsageError
+from backfill_ctl.spec.yamlfile import compose_documents
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import TextIO
+
+YAML_SUFFIXES = (".yaml", ".yml")
+STDIN = "-"
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    name: str  # as shown to the user: the path as given, or <stdin>
+    text: str
+
+
+def read_sources(paths: Sequence[str], stdin: TextIO | None = None) -> list[SourceFile]:
+    """Every YAML file under `paths`, in a stable order, each read once."""
+    if not paths:
+        raise UsageError("no spec paths given", hint="pass files or directories, or - for stdin")
+    seen: set[Path] = set()
+    files: list[SourceFile] = []
+    for arg in paths:
+        if arg == STDIN:
+            stream = stdin if stdin is not None else sys.stdin
+            files.append(SourceFile("<stdin>", stream.read()))
+            continue
+        path = Path(arg)
+        if path.is_dir():
+            found = sorted(_yaml_files(path))
+            if not found:
+                raise UsageError(
+                    f"{arg}: no .yaml or .yml files in this directory",
+                    hint="pass the directory that holds your specs",
+                )
+        elif path.exists():
+            found = [path]
+        else:
+            raise UsageError(
+                f"{arg}: no such file or directory",
+                hint="check the path; it is relative to the current directory",
+            )
+        for file in found:
+            key = file.resolve()
+            if key not in seen:
+                seen.add(key)
+                files.append(SourceFile(str(file), _read(file)))
+    return files
+
+
+def _yaml_files(root: Path) -> Iterable[Path]:
+    for path in root.rglob("*"):
+        rel = path.relative_to(root).parts
+        if any(part.startswith(".") for part in rel):
+            continue  # .git, .github, editor folders
+        if path.suffix in YAML_SUFFIXES and path.is_file():
+            yield path
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})",
+            hint="save the file as UTF-8",
+        ) from exc
+    except OSError as exc:
+        raise UsageError(
+            f"{path}: cannot read: {exc.strerror}", hint="check the file's permissions"
+        ) from exc
+
+
+class Sources:
+    """The text of every loaded file, to locate diagnostics on demand."""
+
+    def __init__(self, files: Iterable[SourceFile] = ()) -> None:
+        self._text = {f.name: f.text for f in files}
+        self._nodes: dict[str, list[yaml.Node]] = {}
+
+    def add(self, file: SourceFile) -> None:
+        self._text[file.name] = file.text
+
+    def locate(self, diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+        """Fill in line and column where they are missing; sort by file and line."""
+        located = [d if d.line is not None else self._locate_one(d) for d in diagnostics]
+        return sorted(located, key=lambda d: (d.file, d.line or 0, d.col or 0))
+
+    def _locate_one(self, diag: Diagnostic) -> Diagnostic:
+        docs = self._documents(diag.file)
+        if diag.doc >= len(docs):
+            return diag
+        line, col = _walk(docs[diag.doc], diag.path)
+        return diag.at(line, col)
+
+    def _documents(self, file: str) -> list[yaml.Node]:
+        if file not in self._nodes:
+            try:
+                self._nodes[file] = list(compose_documents(self._text.get(file, "")))
+            except yaml.YAMLError:
+                self._nodes[file] = []
+        return self._nodes[file]
+
+
+def _walk(node: yaml.Node, path: Sequence[PathPart]) -> tuple[int, int]:
+    """Line and column (1-based) of `path` in a document; the deepest node found.
+
+    The last step into a mapping points at the key (where the author looks for an
+    unknown or misspelt field); other steps point at values.
+    """
+    mark = node.start_mark
+    for i, part in enumerate(path):
+        last = i == len(path) - 1
+        if isinstance(node, yaml.MappingNode):
+            pair = _find_key(node, str(part))
+            if pair is None:
+                break
+            key_node, value_node = pair
+            mark = key_node.start_mark if last else value_node.start_mark
+            node = value_node
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            if part >= len(node.value):
+                break
+            node = node.value[part]
+            mark = node.start_mark
+        else:
+            break
+    return mark.line + 1, mark.column + 1
+
+
+def _find_key(node: yaml.MappingNode, key: str) -> tuple[yaml.Node, yaml.Node] | None:
+    for key_node, value_node in node.value:
+        if isinstance(key_node, yaml.ScalarNode) and str(key_node.value) == key:
+            return key_node, value_node
+    for key_node, value_node in node.value:  # then keys brought in by a merge (<<)
+        if key_node.tag.endswith(":merge"):
+            sources = (
+                value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            )
+            for source in sources:
+                if isinstance(source, yaml.MappingNode):
+                    found = _find_key(source, key)
+                    if found:
+                        return found
+    return None

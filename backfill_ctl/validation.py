@@ -1,0 +1,231 @@
+"""Checks across documents, after each document passed its schema.
+
+References between documents (workspaces, upstream nodes, resource groups), loops in
+the catalog, parameter templates, and each Backfill's selection with its limits.
+Everything is reported; nothing stops at the first problem.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING
+
+from backfill_ctl.calendar import analyse, cron_error
+from backfill_ctl.errors import Diagnostic, PathPart
+from backfill_ctl.params import ParamError, compile_parameters, compile_template
+from backfill_ctl.planner import compile_node
+from backfill_ctl.selection import Scope, select
+from backfill_ctl.spec.model import FOLLOW_NODE
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from backfill_ctl.catalog import Catalog
+    from backfill_ctl.spec.loader import Specs
+    from backfill_ctl.spec.model import Backfill, Node, Origin
+
+
+def _diag(
+    origin: Origin,
+    path: tuple[PathPart, ...],
+    message: str,
+    hint: str | None,
+    code: str,
+    severity: str = "error",
+) -> Diagnostic:
+    return Diagnostic(
+        message,
+        file=origin.file,
+        doc=origin.doc,
+        path=path,
+        hint=hint,
+        code=code,
+        severity="warning" if severity == "warning" else "error",
+    )
+
+
+def _suggest(name: str, choices: Iterable[str], fallback: str) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f"did you mean {close[0]!r}?" if close else fallback
+
+
+def check_references(specs: Specs) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for node in specs.nodes.values():
+        o = node.origin
+        if node.workspace not in specs.workspaces:
+            out.append(
+                _diag(
+                    o,
+                    ("metadata", "workspace"),
+                    f"unknown workspace {node.workspace!r}",
+                    _suggest(
+                        node.workspace, specs.workspaces, "add a Workspace document with that name"
+                    ),
+                    "unknown-workspace",
+                )
+            )
+        for i, up in enumerate(node.upstream):
+            if up not in specs.nodes:
+                out.append(
+                    _diag(
+                        o,
+                        ("spec", "upstream", i),
+                        f"unknown upstream node {up!r}",
+                        _suggest(up, specs.nodes, "add a Node with that name"),
+                        "unknown-node",
+                    )
+                )
+        rg = node.resource_group
+        if rg is not None and rg not in specs.resource_groups:
+            out.append(
+                _diag(
+                    o,
+                    ("spec", "resourceGroup"),
+                    f"unknown resource group {rg!r}",
+                    _suggest(
+                        rg, specs.resource_groups, "add a ResourceGroup document with that name"
+                    ),
+                    "unknown-resource-group",
+                )
+            )
+    for backfill in specs.backfills.values():
+        rg = backfill.resource_group
+        if rg != FOLLOW_NODE and rg not in specs.resource_groups:
+            out.append(
+                _diag(
+                    backfill.origin,
+                    ("spec", "resourceGroup"),
+                    f"unknown resource group {rg!r}",
+                    _suggest(
+                        rg, specs.resource_groups, f"use {FOLLOW_NODE} or a ResourceGroup's name"
+                    ),
+                    "unknown-resource-group",
+                )
+            )
+    return out
+
+
+def check_cycles(specs: Specs, catalog: Catalog) -> list[Diagnostic]:
+    out = []
+    for cycle in catalog.cycles():
+        first = specs.nodes[cycle[0]]
+        index = first.upstream.index(cycle[-2]) if cycle[-2] in first.upstream else 0
+        out.append(
+            _diag(
+                first.origin,
+                ("spec", "upstream", index),
+                "dependency loop: " + " -> ".join(cycle),
+                "remove one of these upstream entries to break the loop",
+                "cycle",
+            )
+        )
+    return out
+
+
+def check_templates(specs: Specs) -> list[Diagnostic]:
+    """Every template of every node compiles on its own parameters."""
+    out = []
+    for node in specs.nodes.values():
+        try:
+            params = compile_parameters(node.parameters)
+        except ParamError as exc:
+            out.append(_param_diag(node.origin, ("spec", "parameters", exc.parameter or ""), exc))
+            continue
+        command = node.run.command
+        fields: list[tuple[tuple[PathPart, ...], str]] = (
+            [(("spec", "run", "command"), command)]
+            if isinstance(command, str)
+            else [(("spec", "run", "command", i), arg) for i, arg in enumerate(command)]
+        )
+        fields += [(("spec", "run", "env", key), value) for key, value in node.run.env]
+        for path, text in fields:
+            try:
+                compile_template(text, params)
+            except ParamError as exc:
+                out.append(_param_diag(node.origin, path, exc))
+    return out
+
+
+def _param_diag(origin: Origin, path: tuple[PathPart, ...], exc: ParamError) -> Diagnostic:
+    return _diag(origin, path, exc.message, exc.hint, "bad-parameter")
+
+
+def check_backfill(
+    specs: Specs, catalog: Catalog, backfill: Backfill, actor: str | None
+) -> tuple[Scope | None, list[Diagnostic]]:
+    """Selection, overrides and time window of one Backfill."""
+    scope, out = select(catalog, backfill, specs.config.limits, actor)
+    if scope is None:
+        return None, out
+    if backfill.parameters:
+        out += _check_overrides(specs.nodes, scope, backfill)
+    out += check_window(catalog, scope, backfill)
+    return scope, out
+
+
+def _check_overrides(
+    nodes: Mapping[str, Node], scope: Scope, backfill: Backfill
+) -> list[Diagnostic]:
+    failures: dict[tuple[str | None, str], list[str]] = {}
+    for name in scope.nodes:
+        try:
+            compile_node(nodes[name], backfill.parameters)
+        except ParamError as exc:
+            failures.setdefault((exc.parameter, exc.message), []).append(name)
+    out = []
+    for (parameter, message), names in sorted(failures.items(), key=lambda kv: str(kv[0])):
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        path: tuple[PathPart, ...] = ("spec", "parameters") + ((parameter,) if parameter else ())
+        out.append(
+            _diag(
+                backfill.origin,
+                path,
+                f"{message} (for node {shown})",
+                "define the parameter on those nodes, or use a time expression",
+                "bad-parameter",
+            )
+        )
+    return out
+
+
+def check_window(catalog: Catalog, scope: Scope, backfill: Backfill) -> list[Diagnostic]:
+    """A sub-daily node must have a scheduled time inside the backfill's timeWindow."""
+    out = []
+    window = backfill.time_window
+    for name in scope.nodes:
+        expr = catalog.nodes[name].schedule
+        if cron_error(expr):
+            continue  # reported with the node
+        schedule = analyse(expr)
+        if schedule.sub_daily and not schedule.times_in(window):
+            times = ", ".join(t.strftime("%H:%M") for t in schedule.times[:4])
+            out.append(
+                _diag(
+                    backfill.origin,
+                    ("spec", "timeWindow"),
+                    f"{schedule.cycle} node {name!r} ({schedule.expr}) has no scheduled "
+                    f"time between {window.start:%H:%M} and {window.end:%H:%M}",
+                    f"widen timeWindow to include one of its times ({times} ...)",
+                    "empty-window",
+                )
+            )
+    return out
+
+
+def validate(specs: Specs, actor: str | None) -> tuple[dict[str, Scope], list[Diagnostic]]:
+    """All cross-document checks; the scope of every Backfill that has one."""
+    out = check_references(specs)
+    catalog = specs.catalog()
+    cycles = check_cycles(specs, catalog)
+    out += cycles
+    out += check_templates(specs)
+    scopes: dict[str, Scope] = {}
+    if cycles:
+        return scopes, out  # a scope needs an acyclic graph
+    for backfill in specs.backfills.values():
+        scope, diags = check_backfill(specs, catalog, backfill, actor)
+        out += diags
+        if scope is not None:
+            scopes[backfill.name] = scope
+    return scopes, out
