@@ -53,6 +53,7 @@ def _fields(expr: str) -> list[str]:
     return _ALIASES.get(text.lower(), text).split()
 
 
+@cache
 def cron_error(expr: str) -> str | None:
     """Why `expr` is not a usable five-field cron expression, or None if it is."""
     from croniter import croniter
@@ -192,8 +193,11 @@ def scheduled_day(bizdate: date) -> date:
     return bizdate + ONE_DAY
 
 
-def degraded_priority(priority: int, bizdate: date, today: date) -> int:
+def is_degraded(bizdate: date, today: date) -> bool:
     """T-1 and later keep the baseline priority; T-2 or older are degraded."""
-    if bizdate >= today - ONE_DAY:
-        return priority
+    return bizdate < today - ONE_DAY
+
+
+def degrade(priority: int) -> int:
+    """The priority of a backfill of T-2 or older: 7/8 -> 3, 5/3 -> 2, 1 -> 1."""
     return _DEGRADED.get(priority, priority)

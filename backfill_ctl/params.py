@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias, TypeVar
 
 from backfill_ctl.errors import BackfillError
 
@@ -55,9 +55,12 @@ class ParamError(BackfillError):
         self.parameter = parameter  # the parameter whose template is bad, if any
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
-    """What one instance's templates are rendered from."""
+class Context(NamedTuple):
+    """What one instance's templates are rendered from.
+
+    A NamedTuple: the planner builds one per instance, and it is three times cheaper
+    to build than a frozen dataclass.
+    """
 
     bizdate: date
     cyctime: datetime  # naive wall-clock scheduled time in the node's timezone
@@ -146,6 +149,17 @@ class _TimeExpr:
     scheduled: bool
     minutes: int = 0
     months: int = 0
+    _hash: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Hashed once per instance rendered; the generated __hash__ would rehash
+        # every field each time.
+        object.__setattr__(
+            self, "_hash", hash((self.pattern, self.scheduled, self.minutes, self.months))
+        )
+
+    def __hash__(self) -> int:
+        return self._hash
 
     def evaluate(self, t: date) -> str:
         if self.months:
@@ -347,6 +361,8 @@ class Template:
 
 def compile_template(text: str, parameters: Mapping[str, Template] | None = None) -> Template:
     """Compile `text`; `${name}` means `parameters[name]` when that exists."""
+    if "$" not in text:
+        return _literal(text)  # most argv elements: nothing to compile
     params = parameters or {}
     items: list[str | _Expr | Template] = []
     refs: set[str] = set()
@@ -384,6 +400,11 @@ def compile_template(text: str, parameters: Mapping[str, Template] | None = None
 def env_name(parameter: str) -> str:
     """`pt` -> `BACKFILL_PARAM_PT`."""
     return "BACKFILL_PARAM_" + re.sub(r"[^A-Za-z0-9]", "_", parameter).upper()
+
+
+@lru_cache(maxsize=65536)
+def _literal(text: str) -> Template:
+    return Template(text, [text] if text else [])
 
 
 def compile_parameters(

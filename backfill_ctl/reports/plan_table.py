@@ -7,7 +7,6 @@ list is the business of `-o json`/`-o yaml`.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import TYPE_CHECKING
 
 from backfill_ctl.calendar import analyse
@@ -15,7 +14,7 @@ from backfill_ctl.reports.text import count, table
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from datetime import date
+    from datetime import date, datetime
 
     from backfill_ctl.catalog import Catalog
     from backfill_ctl.planner import BackfillPlan, Instance, Plan
@@ -57,6 +56,30 @@ def _selection(bp: BackfillPlan) -> str:
     return text
 
 
+class _NodeStats:
+    """What the table shows of one node, gathered in one pass over the instances."""
+
+    __slots__ = ("count", "dry", "first", "last", "priorities", "reasons")
+
+    def __init__(self) -> None:
+        self.count = self.dry = 0
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+        self.priorities: set[int] = set()
+        self.reasons: set[str] = set()
+
+    def add(self, i: Instance) -> None:
+        self.count += 1
+        if i.dry_run_reason is not None:
+            self.dry += 1
+            self.reasons.add(i.dry_run_reason)
+        self.priorities.add(i.priority)
+        if self.first is None or i.cyctime < self.first:
+            self.first = i.cyctime
+        if self.last is None or i.cyctime > self.last:
+            self.last = i.cyctime
+
+
 def render_backfill(bp: BackfillPlan, catalog: Catalog) -> list[str]:
     s = bp.summary()
     b = bp.backfill
@@ -78,31 +101,26 @@ def render_backfill(bp: BackfillPlan, catalog: Catalog) -> list[str]:
     if bp.scope.left_out:
         lines.append(f"  left out: {', '.join(bp.scope.left_out)} (blocked)")
     lines.append("")
-    by_node: dict[str, list[Instance]] = defaultdict(list)
+    stats = {name: _NodeStats() for name in bp.scope.nodes}
     for i in bp.instances:
-        by_node[i.node].append(i)
+        stats[i.node].add(i)
     rows = [["NODE", "CYCLE", "ROLE", "INSTANCES", "DRY-RUN", "PRIORITY", "FIRST", "LAST"]]
     for name in bp.scope.nodes:
-        items = by_node.get(name, [])
+        st = stats[name]
         node = catalog.nodes[name]
-        reasons = sorted({i.dry_run_reason for i in items if i.dry_run_reason})
-        dry = sum(1 for i in items if i.dry_run_reason)
-        priorities = sorted({i.priority for i in items}, reverse=True)
-        shown = "/".join(map(str, priorities)) or "-"
-        if priorities and priorities != [node.priority]:
+        shown = "/".join(map(str, sorted(st.priorities, reverse=True))) or "-"
+        if st.priorities and st.priorities != {node.priority}:
             shown = f"{node.priority}->{shown}"
-        first = min((i.cyctime for i in items), default=None)
-        last = max((i.cyctime for i in items), default=None)
         rows.append(
             [
                 name,
                 analyse(node.schedule).cycle,
                 bp.scope.roles[name],
-                str(len(items)),
-                f"{dry} ({', '.join(reasons)})" if dry else "-",
+                str(st.count),
+                f"{st.dry} ({', '.join(sorted(st.reasons))})" if st.dry else "-",
                 shown,
-                f"{first:%Y-%m-%d %H:%M %z}" if first else "-",
-                f"{last:%Y-%m-%d %H:%M %z}" if last else "-",
+                f"{st.first:%Y-%m-%d %H:%M %z}" if st.first else "-",
+                f"{st.last:%Y-%m-%d %H:%M %z}" if st.last else "-",
             ]
         )
     lines += ["  " + line for line in table(rows)]

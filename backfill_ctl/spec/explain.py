@@ -1,19 +1,16 @@
-"""Reading the schemas for people: `schema KIND` bundles one, `explain` walks one.
+"""`backfillctl explain`: the documentation of a field, read from the JSON Schemas.
 
-Both work from the JSON Schema files only, so the documentation a user reads is the
-format the validator enforces.
+It walks the same inlined schema the validator runs on, so what a user reads is the
+format that is enforced.
 """
 
 from __future__ import annotations
 
-import copy
 import difflib
 from typing import Any
 
 from backfill_ctl.errors import UsageError
-from backfill_ctl.spec.schema import KINDS, kind_schema, load_schema, resolve_ref
-
-_COMMON = "common.schema.json"
+from backfill_ctl.spec.schema import KINDS, kind_schema
 
 
 def find_kind(name: str) -> str:
@@ -27,29 +24,7 @@ def find_kind(name: str) -> str:
     )
 
 
-def bundled_schema(kind: str) -> dict[str, Any]:
-    """The kind's schema with the shared definitions copied in: one self-contained file."""
-    schema = copy.deepcopy(kind_schema(kind))
-    common = load_schema(_COMMON)["$defs"]
-    schema["$defs"] = {**copy.deepcopy(common), **schema.get("$defs", {})}
-
-    def rewrite(node: Any) -> None:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith(_COMMON):
-                node["$ref"] = ref[len(_COMMON) :]
-            for value in node.values():
-                rewrite(value)
-        elif isinstance(node, list):
-            for value in node:
-                rewrite(value)
-
-    rewrite(schema)
-    return schema
-
-
 def type_name(schema: dict[str, Any]) -> str:
-    schema = resolve_ref(schema)
     if "type" in schema:
         kind = schema["type"]
         if kind == "array" and "items" in schema:
@@ -68,8 +43,7 @@ def type_name(schema: dict[str, Any]) -> str:
 
 
 def _children(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The fields below a schema, looking through $ref, items and oneOf branches."""
-    schema = resolve_ref(schema)
+    """The fields below a schema, looking through items and oneOf branches."""
     if "items" in schema:
         return _children(schema["items"])
     fields = dict(schema.get("properties", {}))
@@ -80,7 +54,6 @@ def _children(schema: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def _required(schema: dict[str, Any]) -> set[str]:
-    schema = resolve_ref(schema)
     if "items" in schema:
         return _required(schema["items"])
     return set(schema.get("required", []))
@@ -109,26 +82,25 @@ def explain(path: str, recursive: bool = False) -> str:
         required = name in _required(schema)
         schema = children[name]
         walked.append(name)
-    resolved = resolve_ref(schema)
     lines = [f"KIND:     {kind}"]
     if walked:
         lines.append(
             f"FIELD:    {'.'.join(walked)} <{type_name(schema)}>"
             + ("  (required)" if required else "")
         )
-    lines += ["", "DESCRIPTION:", *_wrap(resolved.get("description", "(none)"), "    ")]
+    lines += ["", "DESCRIPTION:", *_wrap(schema.get("description", "(none)"), "    ")]
     for label, key in (
         ("DEFAULT", "default"),
         ("MINIMUM", "minimum"),
         ("MAXIMUM", "maximum"),
         ("PATTERN", "pattern"),
     ):
-        if key in resolved:
-            lines += ["", f"{label}: {resolved[key]}"]
-    if "enum" in resolved:
-        lines += ["", "ALLOWED:  " + ", ".join(str(v) for v in resolved["enum"])]
-    if resolved.get("examples"):
-        lines += ["", "EXAMPLES:", *(f"    {e!r}" for e in resolved["examples"][:3])]
+        if key in schema:
+            lines += ["", f"{label}: {schema[key]}"]
+    if "enum" in schema:
+        lines += ["", "ALLOWED:  " + ", ".join(str(v) for v in schema["enum"])]
+    if schema.get("examples"):
+        lines += ["", "EXAMPLES:", *(f"    {e!r}" for e in schema["examples"][:3])]
     children = _children(schema)
     if children:
         lines += ["", "FIELDS:"]
@@ -145,7 +117,7 @@ def _field_lines(schema: dict[str, Any], indent: str, recursive: bool, depth: in
         if recursive and depth < 8:
             lines += _field_lines(child, indent + "  ", recursive, depth + 1)
         else:
-            description = resolve_ref(child).get("description", "")
+            description = child.get("description", "")
             lines += _wrap(description, indent + "  ")
             lines.append("")
     return lines

@@ -1,0 +1,224 @@
+"""Planning benchmark (issue 2): a 20,000-node catalog, a 2,000-node x 365-date backfill.
+
+    python bench/plan_bench.py [--runs 3] [--keep DIR]
+
+The workload is generated here: 10 domains of 2,000 nodes each (so a `descendants`
+selection of one domain's sources is exactly 2,000 nodes), in two timezones, with
+daily nodes, 10 hourly nodes (half of them self-dependent) and 2 monthly nodes in the
+selected domain. The Backfill covers 365 business dates in 4 groups:
+1,988 daily-or-monthly nodes x 365 + 10 hourly x 24 x 365 = 813,220 instances.
+
+Each run is a fresh process (peak RSS is per process); the figures printed are
+medians over the runs. It also times the CLI: `--version` and `validate specs/`.
+Exit status 1 when a target of the issue is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DOMAINS = 10
+PER_DOMAIN = 2000
+SOURCES = 40  # roots of each domain
+LAYERS = 12
+HOURLY = 10
+MONTHLY = 2
+# Targets of the issue: planning (in process, and the whole CLI with its default
+# output) under 10 s and 1.5 GB; CLI start-up.
+TARGETS = {
+    "plan_s": 10.0,
+    "rss_mb": 1536.0,
+    "cli_plan_s": 10.0,
+    "cli_plan_rss_mb": 1536.0,
+    "cli_version_s": 0.2,
+    "cli_validate_specs_s": 0.5,
+}
+API = "apiVersion: backfillctl.dev/v1alpha1"
+
+
+def generate(out: Path) -> None:
+    """Write the catalog and the Backfill as YAML under `out`."""
+    rng = random.Random(20240301)
+    (out / "catalog").mkdir(parents=True, exist_ok=True)
+    head = [
+        f"{API}\nkind: Workspace\nmetadata: {{name: ws{w}}}\n"
+        f"spec: {{timezone: {'Asia/Shanghai' if w % 2 else 'Europe/Berlin'}, operators: [ops]}}"
+        for w in range(DOMAINS)
+    ]
+    head.append(f"{API}\nkind: ResourceGroup\nmetadata: {{name: rg}}\nspec: {{concurrency: 8}}")
+    (out / "catalog" / "workspaces.yaml").write_text("\n---\n".join(head) + "\n")
+    for d in range(DOMAINS):
+        names = [f"d{d}_n{i:04d}" for i in range(PER_DOMAIN)]
+        layer_size = (PER_DOMAIN - SOURCES) // (LAYERS - 1)
+        docs = []
+        for i, name in enumerate(names):
+            if i < SOURCES:
+                upstream: list[str] = []
+            else:
+                layer = min((i - SOURCES) // layer_size + 1, LAYERS - 1)
+                lo = 0 if layer == 1 else SOURCES + (layer - 2) * layer_size
+                hi = SOURCES + (layer - 1) * layer_size
+                upstream = sorted(set(rng.sample(names[lo:hi], k=rng.randint(1, 3))))
+            schedule = f"{rng.randint(0, 59)} {rng.randint(0, 5)} * * *"
+            self_dependent = False
+            if d == 0 and i < HOURLY // 2:
+                schedule = "5 * * * *"  # hourly sources
+            elif d == 0 and SOURCES <= i < SOURCES + HOURLY // 2:
+                schedule, self_dependent = "20 * * * *", True  # hourly, self-dependent
+            elif d == 0 and i >= PER_DOMAIN - MONTHLY:
+                schedule = "0 6 1 * *"  # monthly leaves
+            docs.append(
+                f"{API}\nkind: Node\nmetadata: {{name: {name}, workspace: ws{d}, owners: [ops]}}\n"
+                f'spec:\n  schedule: "{schedule}"\n  upstream: [{", ".join(upstream)}]\n'
+                f"  selfDependent: {str(self_dependent).lower()}\n"
+                f"  priority: {rng.choice([1, 3, 5, 7, 8])}\n  resourceGroup: rg\n"
+                f'  parameters: {{pt: "${{yyyymmdd}}"}}\n'
+                f'  run: {{command: [python, jobs/run.py, --node, $nodeid, --pt, "${{pt}}"], '
+                f"timeout: 1h}}"
+            )
+        (out / "catalog" / f"domain{d}.yaml").write_text("\n---\n".join(docs) + "\n")
+    roots = ", ".join(f"d0_n{i:04d}" for i in range(SOURCES))
+    (out / "backfill.yaml").write_text(
+        f"{API}\nkind: Backfill\nmetadata: {{name: bench-2023}}\nspec:\n"
+        f"  select: {{method: descendants, roots: [{roots}]}}\n"
+        f"  dates: [{{from: 2023-01-01, to: 2023-12-31}}]\n  groups: 4\n"
+    )
+    (out / "backfillctl.yaml").write_text(
+        f"{API}\nkind: Config\nspec: {{limits: {{maxRoots: 500, maxNodes: 2000}}}}\n"
+    )
+
+
+def worker(directory: str) -> None:
+    """One run in this process: print the stage timings and peak RSS as JSON."""
+    from datetime import UTC, datetime
+
+    import croniter
+
+    from backfill_ctl.planner import plan_backfill
+    from backfill_ctl.reports.plan_data import iter_json
+    from backfill_ctl.spec.loader import load_specs
+    from backfill_ctl.validation import validate
+
+    ticks = 0
+    original = croniter.croniter.get_next
+
+    def counting(self: object, *args: object, **kwargs: object) -> object:
+        nonlocal ticks
+        ticks += 1
+        return original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    croniter.croniter.get_next = counting  # type: ignore[method-assign]
+    now = datetime(2024, 6, 1, tzinfo=UTC)
+    figures: dict[str, float] = {}
+    t0 = time.perf_counter()
+    specs = load_specs([directory])
+    t1 = time.perf_counter()
+    scopes, diagnostics = validate(specs, "ops")
+    assert not [d for d in diagnostics + specs.diagnostics if d.is_error], diagnostics[:3]
+    t2 = time.perf_counter()
+    catalog = specs.catalog()
+    backfill = specs.backfills["bench-2023"]
+    bp = plan_backfill(catalog, backfill, scopes["bench-2023"], now)
+    t3 = time.perf_counter()
+    from backfill_ctl.planner import Plan
+
+    plan = Plan((bp,), now, "ops", specs.digest())
+    t4 = time.perf_counter()
+    with open(os.devnull, "w") as sink:
+        for chunk in iter_json(plan):
+            sink.write(chunk)
+    t5 = time.perf_counter()
+    figures.update(
+        load_s=t1 - t0,
+        validate_s=t2 - t1,
+        plan_s=t3 - t2,
+        digest_s=t4 - t3,
+        json_s=t5 - t4,
+        total_s=t5 - t0,
+        instances=len(bp.instances),
+        nodes=len(bp.scope.nodes),
+        dates=len(bp.dates),
+        croniter_ticks=ticks,
+        rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    )
+    print(json.dumps(figures))
+
+
+def timed(argv: list[str], runs: int) -> float:
+    """Median wall time of a command."""
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def cli_run(argv: list[str]) -> tuple[float, float]:
+    """Wall time and peak RSS (MB) of one command, its output discarded."""
+    t = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    if status != 0:
+        raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.read().decode()[-2000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--keep", help="write the generated specs here and keep them")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker)
+        return 0
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(args.keep or tmp)
+        t = time.perf_counter()
+        generate(directory)
+        print(f"generated the workload in {time.perf_counter() - t:.1f} s: {directory}")
+        runs = []
+        for n in range(args.runs):
+            result = subprocess.run(
+                [sys.executable, __file__, "--worker", str(directory)],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            runs.append(json.loads(result.stdout))
+            print(f"run {n + 1}: " + ", ".join(f"{k}={v:.2f}" for k, v in runs[-1].items()))
+        median = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        exe = [sys.executable, "-m", "backfill_ctl"]
+        median["cli_version_s"] = timed([*exe, "--version"], 7)
+        median["cli_validate_specs_s"] = timed([*exe, "validate", str(ROOT / "specs")], 7)
+        plan = [*exe, "plan", str(directory), "--as", "ops", "--now", "2024-06-01"]
+        table = [cli_run(plan) for _ in range(args.runs)]
+        median["cli_plan_s"] = statistics.median(t[0] for t in table)
+        median["cli_plan_rss_mb"] = statistics.median(t[1] for t in table)
+        median["cli_plan_json_s"], median["cli_plan_json_rss_mb"] = cli_run([*plan, "-o", "json"])
+    print("\nmedians:")
+    for key, value in median.items():
+        target = TARGETS.get(key)
+        mark = "" if target is None else (" ok" if value < target else f" MISSED (< {target})")
+        print(f"  {key:22} {value:12.3f}{mark}")
+    per_instance = median["plan_s"] / median["instances"] * 1e6
+    print(f"  {'plan per instance':22} {per_instance:12.2f} us")
+    missed = [k for k, target in TARGETS.items() if k in median and median[k] >= target]
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
