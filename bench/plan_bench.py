@@ -135,7 +135,7 @@ def worker(directory: str) -> None:
 
     plan = Plan((bp,), now, "ops", specs.digest())
     t4 = time.perf_counter()
-    with open(os.devnull, "w") as sink:
+    with Path(os.devnull).open("w") as sink:
         for chunk in iter_json(plan):
             sink.write(chunk)
     t5 = time.perf_counter()
