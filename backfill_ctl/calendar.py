@@ -59,14 +59,17 @@ def cron_error(expr: str) -> str | None:
     from croniter import croniter
 
     fields = _fields(expr)
+    if len(fields) == 1 and fields[0].startswith("@"):
+        return f"{fields[0]} is not a schedule (use @yearly, @monthly, @weekly, @daily or @hourly)"
     if len(fields) != 5:
-        return f"it has {len(fields)} fields, a cron expression has 5"
+        plural = "" if len(fields) == 1 else "s"
+        return f"it has {len(fields)} field{plural}, a cron expression has 5"
     if not croniter.is_valid(" ".join(fields)):
         return "croniter cannot parse it"
     try:
         days_of(expr)
-    except (ValueError, KeyError, ArithmeticError) as exc:  # croniter's CroniterError family
-        return f"it never fires ({exc})"
+    except (ValueError, KeyError, ArithmeticError):  # croniter's CroniterError family
+        return "it never fires (no day matches its day-of-month, month and day-of-week)"
     return None
 
 

@@ -274,7 +274,9 @@ def _brace_error(content: str, bad: _Bad, names: Iterable[str]) -> ParamError:
     if not _IDENT.fullmatch(content) or content.lower().startswith(_BIZ_TOKENS):
         message += f": {bad}"
     hint = f"did you mean ${content}? {_BIZ_HINT}" if content in _BUILTINS else _BIZ_HINT
-    return ParamError(message, hint=f"{hint}; parameters: {', '.join(sorted(names)) or 'none'}")
+    known = ", ".join(sorted(names))
+    defined = f"defined parameters: {known}" if known else "no parameters are defined"
+    return ParamError(message, hint=f"{hint}; {defined}")
 
 
 def _append(parts: list[_Part], part: _Part) -> None:

@@ -26,6 +26,7 @@ import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, NamedTuple
 
 from backfill_ctl.calendar import (
@@ -98,6 +99,10 @@ class BackfillPlan:
         return self.backfill.name
 
     def summary(self) -> dict[str, int]:
+        return dict(self._summary)
+
+    @cached_property
+    def _summary(self) -> dict[str, int]:
         return {
             "instances": len(self.instances),
             "dryRun": sum(1 for i in self.instances if i.dry_run_reason is not None),

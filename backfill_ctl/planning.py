@@ -33,21 +33,22 @@ def make_plan(
             )
     scopes, diagnostics = validate(specs, actor)
     diagnostics = specs.diagnostics + diagnostics
-    broken_files = {(d.file, d.doc) for d in diagnostics if d.is_error}
-    catalog_broken = any(
-        d.is_error
-        and (d.file, d.doc) not in {(b.origin.file, b.origin.doc) for b in specs.backfills.values()}
-        for d in diagnostics
-    )
+    kinds = {(doc.file, doc.index): _kind(doc.data) for doc in specs.documents}
+    broken = {(d.file, d.doc) for d in diagnostics if d.is_error}
     plans: list[BackfillPlan] = []
-    if not catalog_broken:
+    # An error outside the Backfills (a node, a workspace, a file that does not parse)
+    # means the catalog cannot be trusted: nothing is planned.
+    if all(kinds.get(where) == "Backfill" for where in broken):
         catalog = specs.catalog()
         for name in sorted(specs.backfills):
             backfill = specs.backfills[name]
-            if only and name not in only:
-                continue
             scope = scopes.get(name)
-            if scope is None or (backfill.origin.file, backfill.origin.doc) in broken_files:
+            if (only and name not in only) or scope is None:
                 continue
-            plans.append(plan_backfill(catalog, backfill, scope, now))
+            if (backfill.origin.file, backfill.origin.doc) not in broken:
+                plans.append(plan_backfill(catalog, backfill, scope, now))
     return Plan(tuple(plans), now, actor, specs.digest()), diagnostics
+
+
+def _kind(data: object) -> object:
+    return data.get("kind") if isinstance(data, dict) else None

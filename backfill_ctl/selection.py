@@ -107,7 +107,7 @@ class _Selector:
             assert sel.start is not None
             below = self.catalog.descendants([sel.start])
             for i, end in enumerate(sel.ends):
-                if end not in below:
+                if end not in below and end != sel.start:
                     self.report(
                         ("ends", i),
                         f"end {end!r} is not reachable from start {sel.start!r}",
@@ -257,7 +257,7 @@ def _permissions(
         if roles[name] == "target":
             s.report(
                 (),
-                f"{actor!r} may not operate target node {name!r} (may: {who}); the "
+                f"{actor!r} may not operate target node {name!r} (allowed: {who}); the "
                 "backfill cannot run",
                 "ask one of them to own the backfill, or add "
                 f"{actor!r} to the node's owners or its workspace's operators",
@@ -267,7 +267,7 @@ def _permissions(
             dry_run[name] = "no-permission"
             s.report(
                 (),
-                f"{actor!r} may not operate intermediate node {name!r} (may: {who}): "
+                f"{actor!r} may not operate intermediate node {name!r} (allowed: {who}): "
                 "it is dry-run, and its descendants may read missing data",
                 f"ask one of them to run this backfill, or to add {actor!r} as an owner",
                 code="no-permission-intermediate",

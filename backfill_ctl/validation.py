@@ -45,8 +45,13 @@ def _diag(
 
 
 def _suggest(name: str, choices: Iterable[str], fallback: str) -> str:
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f"did you mean {close[0]!r}?" if close else fallback
+    known = sorted(choices)
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    if 0 < len(known) <= 8:
+        return f"{fallback}, or use one of: {', '.join(known)}"
+    return fallback
 
 
 def check_references(specs: Specs) -> list[Diagnostic]:

@@ -352,7 +352,7 @@ def test_error_details_and_hints() -> None:
     assert bad.parameter is None
     assert str(bad) == "unknown parameter or time expression ${pr}"
     assert bad.hint is not None
-    assert bad.hint.endswith("; parameters: day, pt")
+    assert bad.hint.endswith("; defined parameters: day, pt")
     assert "$${...}" in bad.hint
     assert error("${bizdate}").hint.startswith("did you mean $bizdate?")  # type: ignore[union-attr]
     assert "hh24" in (error("$[hh]").hint or "")

@@ -423,3 +423,21 @@ def test_intermediate_node_without_permission_is_dry_run() -> None:
         ("b", "no-permission"),
         ("c", None),
     ]
+
+
+# -- which backfills are planned ------------------------------------------------------
+
+
+def test_a_broken_backfill_does_not_hide_the_others() -> None:
+    broken = backfill("broken", grups=2)  # a schema error: this one is not even built
+    specs = specs_of(SHANGHAI, node("a"), backfill("good"), broken)
+    plan, diagnostics = make_plan(specs, NOW, None)
+    assert [bp.name for bp in plan.backfills] == ["good"]
+    assert [d.message for d in diagnostics if d.is_error] == ["unknown field 'grups'"]
+
+
+def test_an_error_in_the_catalog_stops_every_plan() -> None:
+    specs = specs_of(SHANGHAI, node("a"), node("b", upstream=["ghost"]), backfill("good"))
+    plan, diagnostics = make_plan(specs, NOW, None)
+    assert plan.backfills == ()
+    assert [d.message for d in diagnostics if d.is_error] == ["unknown upstream node 'ghost'"]

@@ -33,6 +33,13 @@ class _Group(TyperGroup):
             if exc.hint:
                 err(f"  hint: {exc.hint}")
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:  # else "Aborted!" and exit 1, or a silent 130, by Typer version
+            sys.stderr.write("interrupted\n")
+            ctx.exit(130)
+        except BrokenPipeError:  # the reader went away (| head): stop quietly, no traceback
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush is silent
+            ctx.exit(0)
 
 
 app = typer.Typer(

@@ -13,7 +13,9 @@ from backfill_ctl.errors import UsageError
 PathsArg = Annotated[
     list[str],
     typer.Argument(
-        help="Spec files or directories (searched recursively); - reads stdin.", show_default=False
+        metavar="PATHS",
+        help="Spec files or directories (searched recursively); - reads stdin.",
+        show_default=False,
     ),
 ]
 ActorOpt = Annotated[

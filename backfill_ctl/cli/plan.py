@@ -55,9 +55,9 @@ def plan_command(
 ) -> None:
     """Show the exact instances each Backfill would run, in order.
 
-    Human summary by default; -o json prints the plan contract (DESIGN §4) that tools
-    rely on. Exit 0 when every Backfill planned, 1 when a spec has errors, 2 when the
-    input cannot be read.
+    Human summary by default; -o json prints every instance, in the format tools rely
+    on (see the README). Exit 0 when every Backfill planned, 1 when a spec has errors,
+    2 when the input cannot be read.
     """
     specs = load_specs(paths)
     who = resolve_actor(actor)
@@ -69,10 +69,14 @@ def plan_command(
             "note: no actor given (--as, $BACKFILLCTL_ACTOR, $GITHUB_ACTOR): "
             "permissions were not checked"
         )
+    failed = any(d.is_error for d in diagnostics)
     if out_file is not None:
-        _save(out_file, _json_chunks(plan))
+        if failed:  # a saved plan is what apply runs: never save half of one
+            err(f"plan not saved to {out_file}: fix the errors above first")
+        else:
+            _save(out_file, _json_chunks(plan))
     _write(sys.stdout, _render(plan, specs, output))
-    if any(d.is_error for d in diagnostics):
+    if failed:
         raise typer.Exit(1)
 
 
@@ -89,7 +93,9 @@ def _render(plan: Plan, specs: Specs, output: PlanFormat) -> Iterable[str]:
     from backfill_ctl.reports.plan_table import render_plan
 
     if not plan.backfills:
-        return ["No Backfill to plan.\n"]
+        if specs.backfills:
+            return ["No Backfill could be planned (see the errors above).\n"]
+        return ["No Backfill to plan: the specs hold no Backfill document.\n"]
     return [render_plan(plan, specs.catalog()) + "\n"]
 
 
@@ -117,11 +123,13 @@ def _save(path: Path, chunks: Iterable[str]) -> None:
         raise UsageError(
             f"--out {path}: directory {directory} does not exist", hint="create the directory first"
         )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             _write(fh, chunks)
         Path(tmp).replace(path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise UsageError(f"--out {path}: cannot write: {exc.strerror}") from exc

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from backfill_ctl.planner import BackfillPlan, Instance, Plan
 
@@ -21,15 +21,20 @@ FORMAT_VERSION = 1
 
 
 class _Times:
-    """ISO text of each distinct scheduled time, computed once (they are shared)."""
+    """ISO text of each distinct scheduled time, computed once (they are shared).
+
+    Keyed by the offset too: aware datetimes of the same instant are equal across
+    timezones, but 02:00+00:00 and 10:00+08:00 are different texts.
+    """
 
     def __init__(self) -> None:
-        self._text: dict[datetime, str] = {}
+        self._text: dict[tuple[datetime, timedelta | None], str] = {}
 
     def __call__(self, value: datetime) -> str:
-        text = self._text.get(value)
+        key = (value, value.utcoffset())
+        text = self._text.get(key)
         if text is None:
-            text = self._text[value] = value.isoformat()
+            text = self._text[key] = value.isoformat()
         return text
 
 

@@ -80,17 +80,29 @@ class _NodeStats:
             self.last = i.cyctime
 
 
+def _priority(baseline: int, seen: set[int]) -> str:
+    """8 (kept), 8->3 (every date degraded), 8 (older: 3) (some dates degraded)."""
+    lower = sorted(seen - {baseline})
+    if not lower:
+        return str(baseline) if seen else "-"
+    if baseline in seen:
+        return f"{baseline} (older: {lower[0]})"
+    return f"{baseline}->{lower[0]}"
+
+
 def render_backfill(bp: BackfillPlan, catalog: Catalog) -> list[str]:
     s = bp.summary()
     b = bp.backfill
     lines = [
         f"Backfill {b.name}  ({b.origin})",
         f"  select:   {_selection(bp)}",
-        f"  dates:    {date_ranges(bp.dates)} ({count(s['dates'], 'date')}, {b.order})",
+        f"  dates:    {date_ranges(sorted(bp.dates))} ({count(s['dates'], 'date')}, {b.order})",
     ]
     if len(bp.chunks) > 1:
         for g, chunk in enumerate(bp.chunks):
-            lines.append(f"  group {g}:  {date_ranges(chunk)} ({count(len(chunk), 'date')})")
+            lines.append(
+                f"  group {g}:  {date_ranges(sorted(chunk))} ({count(len(chunk), 'date')})"
+            )
     extras = [f"{s['dryRun']} dry-run"] if s["dryRun"] else []
     if s["waitingForTime"]:
         extras.append(f"{s['waitingForTime']} waiting for their time")
@@ -108,9 +120,7 @@ def render_backfill(bp: BackfillPlan, catalog: Catalog) -> list[str]:
     for name in bp.scope.nodes:
         st = stats[name]
         node = catalog.nodes[name]
-        shown = "/".join(map(str, sorted(st.priorities, reverse=True))) or "-"
-        if st.priorities and st.priorities != {node.priority}:
-            shown = f"{node.priority}->{shown}"
+        shown = _priority(node.priority, st.priorities)
         rows.append(
             [
                 name,

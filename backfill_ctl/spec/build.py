@@ -72,7 +72,11 @@ def parse_size(text: str) -> int:
 
 
 class DocumentBuilder:
-    """Builds the model object of one document, collecting diagnostics on the way."""
+    """Builds the model object of one document, collecting diagnostics on the way.
+
+    JSON Schema's integer includes 2.0 (YAML `groups: 2.0`), so integer fields are
+    made ints here; the planner counts with them.
+    """
 
     def __init__(self, origin: Origin) -> None:
         self.origin = origin
@@ -136,7 +140,10 @@ class DocumentBuilder:
     def resource_group(self, data: Mapping[str, Any]) -> ResourceGroup:
         spec = data["spec"]
         return ResourceGroup(
-            data["metadata"]["name"], spec["concurrency"], spec.get("type", "shared"), self.origin
+            data["metadata"]["name"],
+            int(spec["concurrency"]),
+            spec.get("type", "shared"),
+            self.origin,
         )
 
     def node(self, data: Mapping[str, Any]) -> Node:
@@ -161,14 +168,14 @@ class DocumentBuilder:
                 image=run.get("image"),
                 env=tuple(run.get("env", {}).items()),
                 timeout=parse_duration(run["timeout"]) if "timeout" in run else None,
-                retries=run.get("retries", 0),
+                retries=int(run.get("retries", 0)),
                 cpu=resources.get("cpu"),
                 memory=resources.get("memory"),
             ),
             owners=tuple(meta.get("owners", ())),
             upstream=tuple(spec.get("upstream", ())),
             self_dependent=spec.get("selfDependent", False),
-            priority=spec.get("priority", 1),
+            priority=int(spec.get("priority", 1)),
             resource_group=spec.get("resourceGroup"),
             effective=self.period(spec.get("effective", {}), ("spec", "effective")),
             parameters=tuple(spec.get("parameters", {}).items()),
@@ -223,7 +230,7 @@ class DocumentBuilder:
             time_window=self.window(spec.get("timeWindow"), TimeWindow()) or TimeWindow(),
             run_immediately=spec.get("runImmediately", False),
             order=spec.get("order", "ascending"),
-            groups=spec.get("groups", 1),
+            groups=int(spec.get("groups", 1)),
             resource_group=spec.get("resourceGroup", FOLLOW_NODE),
             execution_window=self.window(spec.get("executionWindow")),
             alert_when=alerts.get("when", "failure"),
@@ -259,7 +266,7 @@ class DocumentBuilder:
             backend=spec.get("backend", "local"),
             namespace=kube.get("namespace", "default"),
             service_account=kube.get("serviceAccount"),
-            limits=Limits(limits.get("maxRoots", 500), limits.get("maxNodes", 2000)),
+            limits=Limits(int(limits.get("maxRoots", 500)), int(limits.get("maxNodes", 2000))),
             retention=Retention(
                 instances=parse_duration(retention.get("instances", "30d")),
                 logs=tuple(

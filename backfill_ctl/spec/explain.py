@@ -7,6 +7,7 @@ format that is enforced.
 from __future__ import annotations
 
 import difflib
+import json
 from typing import Any
 
 from backfill_ctl.errors import UsageError
@@ -28,7 +29,8 @@ def type_name(schema: dict[str, Any]) -> str:
     if "type" in schema:
         kind = schema["type"]
         if kind == "array" and "items" in schema:
-            return f"[]{type_name(schema['items'])}"
+            item = type_name(schema["items"])
+            return f"[]({item})" if " | " in item else f"[]{item}"  # not "[]string | object"
         if kind == "object" and "properties" not in schema and "additionalProperties" in schema:
             return "map[string]string"
         return str(kind)
@@ -38,7 +40,7 @@ def type_name(schema: dict[str, Any]) -> str:
         return str(schema["const"])
     for key in ("oneOf", "anyOf"):
         if key in schema:
-            return " | ".join(type_name(s) for s in schema[key])
+            return " | ".join(dict.fromkeys(type_name(s) for s in schema[key]))
     return "any"
 
 
@@ -100,7 +102,7 @@ def explain(path: str, recursive: bool = False) -> str:
     if "enum" in schema:
         lines += ["", "ALLOWED:  " + ", ".join(str(v) for v in schema["enum"])]
     if schema.get("examples"):
-        lines += ["", "EXAMPLES:", *(f"    {e!r}" for e in schema["examples"][:3])]
+        lines += ["", "EXAMPLES:", *(f"    {json.dumps(e)}" for e in schema["examples"][:3])]
     children = _children(schema)
     if children:
         lines += ["", "FIELDS:"]
@@ -112,7 +114,7 @@ def _field_lines(schema: dict[str, Any], indent: str, recursive: bool, depth: in
     lines: list[str] = []
     required = _required(schema)
     for name, child in _children(schema).items():
-        marker = " -required-" if name in required else ""
+        marker = "  (required)" if name in required else ""
         lines.append(f"{indent}{name}\t<{type_name(child)}>{marker}")
         if recursive and depth < 8:
             lines += _field_lines(child, indent + "  ", recursive, depth + 1)

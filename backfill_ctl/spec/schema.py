@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from backfill_ctl.errors import Diagnostic, PathPart, UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
 
     from jsonschema import Draft202012Validator
     from jsonschema.exceptions import ValidationError
@@ -33,6 +34,7 @@ KINDS: dict[str, str] = {
     "Backfill": "backfill.schema.json",
     "Config": "config.schema.json",
 }
+_COMMON = "common.schema.json"
 _PACKAGE = Path(__file__).resolve().parent.parent
 
 
@@ -84,9 +86,29 @@ def kind_schema(kind: str) -> dict[str, Any]:
 
 @cache
 def _validator(kind: str) -> Draft202012Validator:
-    from jsonschema import Draft202012Validator
+    from jsonschema import Draft202012Validator, validators
 
-    return Draft202012Validator(kind_schema(kind))
+    strict: type[Draft202012Validator] = validators.extend(  # type: ignore[no-untyped-call]
+        Draft202012Validator, {"pattern": _pattern}
+    )
+    return strict(kind_schema(kind))
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[Any]:
+    """jsonschema's `pattern` with `$` at the very end of the text, as ECMA-262 says.
+
+    Python's `$` also matches before a final newline, so plain jsonschema accepts
+    "dwd_orders\\n" as a name; fastjsonschema rewrites `$` to `\\Z` and rejects it.
+    """
+    from jsonschema.exceptions import ValidationError
+
+    if isinstance(instance, str) and not _ecma_regex(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+@cache
+def _ecma_regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", pattern))  # fastjsonschema's rewrite
 
 
 @cache
@@ -162,15 +184,17 @@ def _explain(error: ValidationError, diag: Any) -> Iterator[Diagnostic]:
             yield diag(f"unknown field {key!r}", (*path, key), suggestion)
         return
     if error.validator in ("oneOf", "anyOf") and error.context:
-        from jsonschema.exceptions import best_match
-
-        yield from _explain(best_match(error.context), diag)
+        for sub in sorted(_closest_branch(error.context), key=_error_order):
+            yield from _explain(sub, diag)
         return
     message = error.message
     hint: str | None = None
     if error.validator == "const" and path[-1:] == ("apiVersion",):
         hint = f"use apiVersion: {API_VERSION}"
     elif error.validator == "required":
+        # jsonschema reports one error per missing field, naming it only in the message.
+        missing = re.fullmatch(r"'(.+)' is a required property", error.message)
+        message = f"missing required field {missing.group(1)!r}" if missing else message
         hint = "add the missing field"
     elif error.validator == "type" and isinstance(error.instance, bool):
         hint = "YAML reads unquoted yes/no/on/off/true/false as booleans; quote the value"
@@ -185,12 +209,34 @@ def _explain(error: ValidationError, diag: Any) -> Iterator[Diagnostic]:
     yield diag(message, path, hint)
 
 
+def _closest_branch(errors: Iterable[ValidationError]) -> list[ValidationError]:
+    """The errors of the oneOf/anyOf branch the author most likely meant.
+
+    That is a branch whose type the value has (a date string is explained by the
+    date pattern, not by "is not of type 'object'"), then the one whose errors lie
+    deepest in the value; ties go to the first branch.
+    """
+    branches: dict[Any, list[ValidationError]] = {}
+    for sub in errors:
+        branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+
+    def fit(errs: list[ValidationError]) -> tuple[bool, int]:
+        wrong_type = any(e.validator == "type" and not e.path for e in errs)
+        return wrong_type, -max(len(e.path) for e in errs)
+
+    return min(branches.values(), key=fit)
+
+
 def _pattern_hint(schema: Mapping[str, Any]) -> str:
-    description = schema.get("description")
-    examples = schema.get("examples")
-    text = description or f"it must match {schema.get('pattern')}"
+    """What the value should look like: the shared format's own description (a field's
+    description says what the field is for, not how to write it), else the field's."""
+    pattern = schema.get("pattern")
+    formats = {d.get("pattern"): d for d in load_schema(_COMMON)["$defs"].values()}
+    source = formats.get(pattern, schema)
+    text = source.get("description") or f"it must match {pattern}"
+    examples = source.get("examples") or schema.get("examples")
     if examples:
-        text += f" (for example {examples[0]!r})"
+        text = f"{text.rstrip('.')}, for example {examples[0]!r}"
     return text
 
 

@@ -8,6 +8,7 @@ when there is something to report, so valid specs keep nothing but their text.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 YAML_SUFFIXES = (".yaml", ".yml")
 STDIN = "-"
+STDIN_NAME = "<stdin>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,11 +39,14 @@ def read_sources(paths: Sequence[str], stdin: TextIO | None = None) -> list[Sour
     if not paths:
         raise UsageError("no spec paths given", hint="pass files or directories, or - for stdin")
     seen: set[Path] = set()
+    names: set[str] = set()
     files: list[SourceFile] = []
     for arg in paths:
         if arg == STDIN:
-            stream = stdin if stdin is not None else sys.stdin
-            files.append(SourceFile("<stdin>", stream.read()))
+            if STDIN_NAME not in names:  # a second - would read nothing
+                names.add(STDIN_NAME)
+                stream = stdin if stdin is not None else sys.stdin
+                files.append(SourceFile(STDIN_NAME, _read_stdin(stream)))
             continue
         path = Path(arg)
         if path.is_dir():
@@ -71,7 +76,7 @@ def _yaml_files(root: Path) -> Iterable[Path]:
         rel = path.relative_to(root).parts
         if any(part.startswith(".") for part in rel):
             continue  # .git, .github, editor folders
-        if path.suffix in YAML_SUFFIXES and path.is_file():
+        if path.suffix.lower() in YAML_SUFFIXES and path.is_file():
             yield path
 
 
@@ -79,14 +84,31 @@ def _read(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
+        raw = exc.object[: exc.start]
+        line = raw.count(b"\n") + 1
+        col = exc.start - (raw.rfind(b"\n") + 1) + 1
         raise UsageError(
-            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})",
+            f"{path}:{line}:{col}: not UTF-8 text ({exc.reason})",
             hint="save the file as UTF-8",
         ) from exc
     except OSError as exc:
         raise UsageError(
             f"{path}: cannot read: {exc.strerror}", hint="check the file's permissions"
         ) from exc
+
+
+def _read_stdin(stream: TextIO) -> str:
+    """stdin's text; its bytes are UTF-8 or it is a UsageError, as for a file."""
+    try:
+        text = stream.read()
+        text.encode("utf-8")  # undecodable bytes come back as surrogates (surrogateescape)
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"{STDIN_NAME}: not UTF-8 text ({exc.reason})", hint="send UTF-8 text"
+        ) from exc
+    except UnicodeEncodeError as exc:
+        raise UsageError(f"{STDIN_NAME}: not UTF-8 text", hint="send UTF-8 text") from exc
+    return text
 
 
 class Sources:
@@ -113,10 +135,11 @@ class Sources:
 
     def _documents(self, file: str) -> list[yaml.Node]:
         if file not in self._nodes:
-            try:
-                self._nodes[file] = list(compose_documents(self._text.get(file, "")))
-            except yaml.YAMLError:
-                self._nodes[file] = []
+            nodes: list[yaml.Node] = []
+            # the documents before a syntax error can still be located
+            with contextlib.suppress(yaml.YAMLError):
+                nodes.extend(compose_documents(self._text.get(file, "")))
+            self._nodes[file] = nodes
         return self._nodes[file]
 
 

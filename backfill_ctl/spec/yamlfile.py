@@ -17,6 +17,7 @@ Line and column of a JSON path are looked up later by composing the text again
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 
 _TAG = "tag:yaml.org,2002:"
 _TRUE_FALSE = {"true", "false"}
+_OCTAL = re.compile(r"^[-+]?0[0-7_]+$")
 # Values a document may expand to through aliases before we call it a "billion laughs".
 _MAX_VALUES = 2_000_000
 # Its int/float constructors only read the node's text; one instance serves every file.
@@ -83,7 +85,7 @@ def parse_text(file: str, text: str) -> tuple[list[RawDocument], list[Diagnostic
                 file=file,
                 doc=index,
                 code="yaml-syntax",
-                hint=_syntax_hint(problem),
+                hint=_syntax_hint(problem, _line_at(text, mark.line) if mark else ""),
                 line=mark.line + 1 if mark else None,
                 col=mark.column + 1 if mark else None,
             )
@@ -93,8 +95,20 @@ def parse_text(file: str, text: str) -> tuple[list[RawDocument], list[Diagnostic
     return docs, diags
 
 
-def _syntax_hint(problem: str) -> str:
-    if "tab" in problem:
+def _line_at(text: str, line: int) -> str:
+    lines = text.splitlines()
+    return lines[line] if 0 <= line < len(lines) else ""
+
+
+def _octal_hint(text: str) -> str:
+    sign = "-" if text.startswith("-") else ""
+    digits = text.lstrip("+-").lstrip("0") or "0"
+    return f"write {sign}{digits} (or {sign}0o{digits} for octal)"
+
+
+def _syntax_hint(problem: str, line: str = "") -> str:
+    # libyaml says "tab" only for some tab errors; a tab-indented line is the usual cause
+    if "tab" in problem or "\t" in line[: len(line) - len(line.lstrip(" \t"))]:
         return "indent with spaces; YAML does not allow tabs for indentation"
     if "mapping values are not allowed" in problem:
         return "a value containing ': ' must be quoted"
@@ -245,9 +259,25 @@ class _Converter:
         if tag in (_TAG + "int", _TAG + "float"):
             if ":" in text:  # base-60 in YAML 1.1 (22:00 == 1320): keep what the author wrote
                 return text
-            if tag == _TAG + "int":
-                return _SCALARS.construct_yaml_int(node)
-            return _SCALARS.construct_yaml_float(node)
+            if _OCTAL.match(text):  # YAML 1.1 reads 010 as 8; YAML 1.2 and people as 10
+                self._error(
+                    node,
+                    path,
+                    f"{text!r} is read as an octal number by YAML 1.1",
+                    _octal_hint(text),
+                )
+            try:
+                if tag == _TAG + "int":
+                    return _SCALARS.construct_yaml_int(node)
+                return _SCALARS.construct_yaml_float(node)
+            except ValueError:  # an explicit !!int / !!float on text that is not a number
+                self._error(
+                    node,
+                    path,
+                    f"{text!r} is not a number",
+                    "remove the explicit tag; specs use plain YAML only",
+                )
+                return text
         if tag == _TAG + "timestamp":
             return text  # the schema decides the format; the model parses it
         self._error(

@@ -1,0 +1,587 @@
+"""The JSON Schemas and validate_document: shape of the schemas, messages, fast path."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastjsonschema import JsonSchemaException
+from jsonschema import Draft202012Validator
+
+from backfill_ctl.errors import Diagnostic
+from backfill_ctl.spec.schema import (
+    KINDS,
+    _fast_check,
+    _validator,
+    kind_schema,
+    schema_dir,
+    validate_document,
+)
+from backfill_ctl.spec.yamlfile import RawDocument, parse_text
+from tests.builders import backfill, config, node, resource_group, workspace
+
+
+def validate(data: Any) -> tuple[str | None, list[Diagnostic]]:
+    return validate_document(RawDocument("f.yaml", 0, 1, data))
+
+
+def messages(data: Any) -> list[tuple[str, str, str | None]]:
+    """(JSON path, message, hint) of every schema error."""
+    _, diags = validate(data)
+    return [(d.format().split(": ")[2], d.message, d.hint) for d in diags]
+
+
+def examples() -> Iterator[tuple[str, dict[str, Any]]]:
+    for kind in KINDS:
+        for example in kind_schema(kind)["examples"]:
+            yield kind, example
+
+
+# -- the schema files ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", sorted(schema_dir().glob("*.schema.json")), ids=lambda p: p.name)
+def test_schema_file_is_a_valid_draft_2020_12_schema(path: Any) -> None:
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    Draft202012Validator.check_schema(schema)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_has_examples_and_they_validate(kind: str) -> None:
+    found = kind_schema(kind)["examples"]
+    assert found
+    for example in found:
+        assert validate(example) == (kind, [])
+
+
+def test_inlined_kind_schema_has_no_refs_left() -> None:
+    for kind in KINDS:
+        text = json.dumps(kind_schema(kind))
+        assert "$ref" not in text
+        assert "$defs" not in text
+
+
+def object_schemas(schema: Any, where: str = "$") -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every subschema that describes an object, skipping `if` (a condition, not a shape)."""
+    if isinstance(schema, list):
+        for i, item in enumerate(schema):
+            yield from object_schemas(item, f"{where}[{i}]")
+        return
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "object" or "properties" in schema:
+        yield where, schema
+    for key, value in schema.items():
+        if key in ("if", "examples", "default", "enum", "const"):
+            continue
+        if key == "properties":
+            for name, sub in value.items():
+                yield from object_schemas(sub, f"{where}.{name}")
+        else:
+            yield from object_schemas(value, f"{where}/{key}")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_object_schema_is_closed_or_a_map(kind: str) -> None:
+    found = list(object_schemas(kind_schema(kind)))
+    assert len(found) >= 3
+    open_objects = [
+        where
+        for where, schema in found
+        if schema.get("additionalProperties") is not False
+        and not isinstance(schema.get("additionalProperties"), dict)
+    ]
+    assert open_objects == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_property_has_a_description(kind: str) -> None:
+    missing = [
+        f"{where}.{name}"
+        for where, schema in object_schemas(kind_schema(kind))
+        for name, prop in schema.get("properties", {}).items()
+        if not prop.get("description")
+    ]
+    assert missing == []
+
+
+def test_the_walk_sees_the_nested_objects() -> None:
+    # guards the two tests above: they must reach oneOf branches and array items
+    wheres = [where for where, _ in object_schemas(kind_schema("Backfill"))]
+    assert "$.spec.select.descendants/oneOf[1]" in wheres
+    assert "$.spec.alerts.notify/items/oneOf[2]" in wheres
+    assert "$.spec.dates/items/oneOf[1]" in wheres
+
+
+# -- YAML 1.1 traps through the schema -----------------------------------------------
+
+
+def test_yes_is_a_boolean_the_schema_accepts_and_yaml_flags() -> None:
+    docs, yaml_diags = parse_text("f.yaml", dump_backfill("  runImmediately: yes\n"))
+    assert [d.message for d in yaml_diags] == ["'yes' is read as a boolean by YAML 1.1"]
+    assert validate_document(docs[0]) == ("Backfill", [])
+
+
+def test_a_node_named_no_is_false_and_a_type_error_with_the_quoting_hint() -> None:
+    text = (
+        "apiVersion: backfillctl.dev/v1alpha1\nkind: Node\n"
+        "metadata: {name: no, workspace: ws}\n"
+        "spec: {schedule: '0 2 * * *', run: {command: [x]}}\n"
+    )
+    docs, yaml_diags = parse_text("f.yaml", text)
+    assert [d.message for d in yaml_diags] == ["'no' is read as a boolean by YAML 1.1"]
+    kind, diags = validate_document(docs[0])
+    assert kind == "Node"
+    assert [(d.path, d.message, d.hint) for d in diags] == [
+        (
+            ("metadata", "name"),
+            "False is not of type 'string'",
+            "YAML reads unquoted yes/no/on/off/true/false as booleans; quote the value",
+        )
+    ]
+
+
+def dump_backfill(extra: str) -> str:
+    return (
+        "apiVersion: backfillctl.dev/v1alpha1\nkind: Backfill\nmetadata: {name: bf}\n"
+        "spec:\n  select: {method: descendants, roots: [a]}\n  dates: [2024-03-01]\n" + extra
+    )
+
+
+def test_a_time_written_unquoted_validates() -> None:
+    docs, yaml_diags = parse_text(
+        "f.yaml", dump_backfill("  timeWindow: {from: 00:00, to: 22:00}\n")
+    )
+    assert yaml_diags == []
+    assert validate_document(docs[0]) == ("Backfill", [])
+
+
+@pytest.mark.parametrize("name", ["dwd_orders\n", "dwd_orders\n\n", "\ndwd_orders"])
+def test_a_name_with_a_newline_is_invalid(name: str) -> None:
+    # `$` is the end of the text (ECMA-262), not "before a final newline" (Python);
+    # a block scalar (name: |) would otherwise slip a newline into a name
+    doc = node("a")
+    doc["metadata"]["name"] = name
+    assert [(path, message) for path, message, _ in messages(doc)] == [
+        ("$.metadata.name", f"{name!r} is not valid here")
+    ]
+
+
+# -- messages ------------------------------------------------------------------------
+
+
+def test_unknown_field_with_did_you_mean() -> None:
+    assert messages(backfill(grups=2)) == [
+        ("$.spec.grups", "unknown field 'grups'", "did you mean 'groups'?")
+    ]
+
+
+def test_unknown_field_without_a_close_match_lists_the_allowed_fields() -> None:
+    assert messages(resource_group() | {"zzz": 1}) == [
+        ("$.zzz", "unknown field 'zzz'", "allowed fields: apiVersion, kind, metadata, spec")
+    ]
+
+
+def test_missing_required_field() -> None:
+    doc = backfill()
+    del doc["spec"]["dates"]
+    assert messages(doc) == [("$.spec", "missing required field 'dates'", "add the missing field")]
+
+
+def test_wrong_enum_lists_the_choices() -> None:
+    assert messages(backfill(order="sideways")) == [
+        ("$.spec.order", "'sideways' is not one of: ascending, descending", None)
+    ]
+
+
+def test_wrong_enum_of_numbers() -> None:
+    assert messages(node("a", priority=2)) == [
+        ("$.spec.priority", "2 is not one of: 1, 3, 5, 7, 8", None)
+    ]
+
+
+def test_bad_date_pattern_message_and_hint() -> None:
+    assert messages(backfill(dates=["2024-3-1"])) == [
+        (
+            "$.spec.dates[0]",
+            "'2024-3-1' is not valid here",
+            "A calendar date, YYYY-MM-DD (quoted or not), for example '2024-03-01'",
+        )
+    ]
+
+
+def test_bad_date_inside_a_range_points_at_the_field() -> None:
+    # dates[i] is oneOf(date, range): the message is the range's, not "not a string"
+    assert messages(backfill(dates=[{"from": "2024-3-1", "to": "2024-03-02"}])) == [
+        (
+            "$.spec.dates[0].from",
+            "'2024-3-1' is not valid here",
+            "A calendar date, YYYY-MM-DD (quoted or not), for example '2024-03-01'",
+        )
+    ]
+
+
+def test_half_a_range_says_which_end_is_missing() -> None:
+    assert messages(backfill(dates=[{"from": "2024-03-01"}])) == [
+        ("$.spec.dates[0]", "missing required field 'to'", "add the missing field")
+    ]
+
+
+def test_a_number_where_a_date_belongs() -> None:
+    assert messages(backfill(dates=[20240301])) == [
+        (
+            "$.spec.dates[0]",
+            "20240301 is not of type 'string'",
+            "quote the value to make it a string",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("descendants", "expected"),
+    [
+        (
+            {"depth": 0},
+            [("$.spec.select.descendants.depth", "0 is less than the minimum of 1", None)],
+        ),
+        (
+            {"dpth": 1},
+            [
+                ("$.spec.select.descendants.dpth", "unknown field 'dpth'", "did you mean 'depth'?"),
+                (
+                    "$.spec.select.descendants",
+                    "missing required field 'depth'",
+                    "add the missing field",
+                ),
+            ],
+        ),
+        ("x", [("$.spec.select.descendants", "'x' is not of type 'array'", None)]),
+    ],
+)
+def test_oneof_errors_come_from_the_branch_that_fits(
+    descendants: Any, expected: list[tuple[str, str, str | None]]
+) -> None:
+    select = {"method": "manual", "roots": ["a"], "descendants": descendants}
+    assert messages(backfill(select=select)) == expected
+
+
+@pytest.mark.parametrize(
+    ("notifier", "expected"),
+    [
+        (
+            {"webhook": "ftp://x"},
+            ("$.spec.alerts.notify[0].webhook", "'ftp://x' is not valid here"),
+        ),
+        ({"email": "nobody"}, ("$.spec.alerts.notify[0].email", "'nobody' is not valid here")),
+        ({"command": []}, ("$.spec.alerts.notify[0].command", "[] should be non-empty")),
+        ({"command": ""}, ("$.spec.alerts.notify[0].command", "'' should be non-empty")),
+    ],
+)
+def test_a_bad_notifier_value_is_explained_by_its_own_branch(
+    notifier: dict[str, Any], expected: tuple[str, str]
+) -> None:
+    found = messages(backfill(alerts={"notify": [notifier]}))
+    assert [(path, message) for path, message, _ in found] == [expected]
+
+
+def test_wrong_api_version_hint() -> None:
+    doc = workspace() | {"apiVersion": "backfillctl.dev/v1"}
+    assert messages(doc) == [
+        (
+            "$.apiVersion",
+            "'backfillctl.dev/v1alpha1' was expected",
+            "use apiVersion: backfillctl.dev/v1alpha1",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "hint"),
+    [
+        ("Backfil", "did you mean Backfill?"),
+        ("node", "did you mean Node?"),
+        ("Pipeline", "use one of Workspace, ResourceGroup, Node, Backfill, Config"),
+    ],
+)
+def test_unknown_kind(kind: str, hint: str) -> None:
+    assert validate(workspace() | {"kind": kind}) == (
+        None,
+        [Diagnostic(f"unknown kind {kind!r}", "f.yaml", 0, ("kind",), hint, code="schema")],
+    )
+
+
+def test_missing_kind() -> None:
+    doc = workspace()
+    del doc["kind"]
+    kind, diags = validate(doc)
+    assert kind is None
+    assert [(d.message, d.hint) for d in diags] == [
+        ("missing 'kind'", "add kind: one of Workspace, ResourceGroup, Node, Backfill, Config")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("data", "what"), [([1, 2], "a list"), ("kind: Node", "a string"), (42, "a scalar")]
+)
+def test_a_document_that_is_not_a_mapping(data: Any, what: str) -> None:
+    kind, diags = validate(data)
+    assert kind is None
+    assert [(d.path, d.message, d.hint) for d in diags] == [
+        (
+            (),
+            f"a document must be a mapping, not {what}",
+            "start the document with apiVersion:, kind:, metadata:, spec:",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("select", "missing"),
+    [
+        ({"method": "manual"}, ["roots"]),
+        ({"method": "descendants"}, ["roots"]),
+        ({"method": "workspace"}, ["roots", "workspaces"]),
+        ({"method": "workspace", "roots": ["a"]}, ["workspaces"]),
+        ({"method": "link"}, ["start", "ends"]),
+        ({"method": "link", "start": "a"}, ["ends"]),
+    ],
+)
+def test_select_requires_the_fields_of_its_method(
+    select: dict[str, Any], missing: list[str]
+) -> None:
+    assert sorted(messages(backfill(select=select))) == sorted(
+        ("$.spec.select", f"missing required field {field!r}", "add the missing field")
+        for field in missing
+    )
+
+
+@pytest.mark.parametrize(
+    "select",
+    [
+        {"method": "manual", "roots": ["a"]},
+        {"method": "descendants", "roots": ["a"]},
+        {"method": "workspace", "roots": ["a"], "workspaces": ["w"]},
+        {"method": "link", "start": "a", "ends": ["b"]},
+    ],
+)
+def test_select_with_the_fields_of_its_method_is_valid(select: dict[str, Any]) -> None:
+    assert validate(backfill(select=select)) == ("Backfill", [])
+
+
+def test_every_error_of_a_document_is_reported() -> None:
+    doc = backfill(order="sideways", groups=11, grups=1)
+    doc["metadata"]["name"] = "-bad"
+    assert sorted(path for path, _, _ in messages(doc)) == [
+        "$.metadata.name",
+        "$.spec.groups",
+        "$.spec.grups",
+        "$.spec.order",
+    ]
+
+
+# -- the fast path agrees with jsonschema --------------------------------------------
+#
+# schema_errors() asks fastjsonschema (draft-07) for a yes/no first and only runs
+# jsonschema (2020-12, the reference) when the answer is no. If the two ever disagree,
+# an invalid document passes silently or a valid one gets no message: so every
+# document below, and a few thousand mutations of it, must get the same answer.
+
+VALID_DOCUMENTS: list[tuple[str, dict[str, Any]]] = [
+    ("Workspace", workspace()),
+    ("Workspace", workspace("sales", "Asia/Shanghai", ("bob", "carol"))),
+    ("ResourceGroup", resource_group("etl", 8, "exclusive")),
+    ("Node", node("a")),
+    ("Node", node("b", command="echo ${pt} >> out.txt", upstream=["a"])),
+    (
+        "Node",
+        node(
+            "dwd_orders",
+            upstream=["ods_orders", "dim_customers"],
+            selfDependent=True,
+            priority=5,
+            resourceGroup="etl",
+            effective={"from": "2020-01-01", "to": "2099-12-31"},
+            parameters={"pt": "${yyyymmdd}"},
+            run={
+                "command": ["python", "jobs/x.py", "--pt", "${pt}"],
+                "image": "registry.example.com/etl:1.4",
+                "env": {"TABLE": "dwd_orders"},
+                "timeout": "1h30m",
+                "retries": 1,
+                "resources": {"cpu": "500m", "memory": "1Gi"},
+            },
+        )
+        | {"metadata": {"name": "n", "workspace": "ws", "labels": {"t": "x"}, "description": "d"}},
+    ),
+    ("Backfill", backfill()),
+    ("Backfill", backfill(select={"method": "manual", "roots": ["a"], "descendants": ["b"]})),
+    (
+        "Backfill",
+        backfill(select={"method": "link", "start": "a", "ends": ["b", "c"], "block": ["x"]}),
+    ),
+    (
+        "Backfill",
+        backfill(
+            "full",
+            {"method": "manual", "roots": ["a"], "descendants": {"depth": 2}},
+            [{"from": "2024-03-01", "to": "2024-03-07"}, "2024-03-15"],
+            timeWindow={"from": "00:00", "to": "23:59"},
+            runImmediately=True,
+            order="descending",
+            groups=3,
+            resourceGroup="etl",
+            executionWindow={"from": "22:00", "to": "06:00"},
+            alerts={
+                "when": "always",
+                "notify": [
+                    {"webhook": "https://hooks.example.com/x"},
+                    {"command": ["notify.sh"]},
+                    {"command": "notify.sh"},
+                    {"email": "a@example.com"},
+                ],
+            },
+            checks={"stopOnRisk": False},
+            suspend=True,
+            parameters={"full_refresh": "true"},
+        ),
+    ),
+    (
+        "Backfill",
+        backfill(
+            select={
+                "method": "workspace",
+                "roots": ["a"],
+                "workspaces": ["w"],
+                "includeRoot": False,
+                "allow": ["c"],
+            }
+        ),
+    ),
+    ("Config", config()),
+    (
+        "Config",
+        config(
+            state="sqlite:///state.db",
+            backend="kubernetes",
+            kubernetes={"namespace": "backfill", "serviceAccount": "runner"},
+            limits={"maxRoots": 10, "maxNodes": 20},
+            retention={
+                "instances": "30d",
+                "logs": {"shared": "7d", "exclusive": "90s", "serverless": "2h"},
+                "maxLogSize": "500KB",
+            },
+        )
+        | {"metadata": {"name": "repo"}},
+    ),
+]
+
+DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+ONE_OF_EACH_TYPE = {
+    "null": None,
+    "boolean": True,
+    "integer": 3,
+    "number": 2.5,
+    "string": "x",
+    "array": [],
+    "object": {},
+}
+
+
+def json_type(value: Any) -> str:
+    for name, python in (("null", type(None)), ("boolean", bool), ("integer", int)):
+        if isinstance(value, python):
+            return name
+    return {float: "number", str: "string", list: "array", dict: "object"}[type(value)]
+
+
+def replacements(value: Any) -> Iterator[Any]:
+    """Values to put where `value` is: every other JSON type, then edge values."""
+    yield from (v for t, v in ONE_OF_EACH_TYPE.items() if t != json_type(value))
+    if isinstance(value, str):
+        yield from ("", "-x", "a" * 64, value + "\n")
+        if DATE.match(value):
+            yield from ("2024-02-30", "2024-3-1")
+    if json_type(value) == "integer":
+        yield from (-1, 0, 11, 10001, float(value))  # 2.0 is an integer to 2020-12
+    if isinstance(value, list) and value:
+        yield [value[0], value[0]]  # uniqueItems
+
+
+def mutations(doc: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """For every path in `doc`: delete it, replace it, add an unknown sibling key."""
+
+    def walk(value: Any, path: tuple[Any, ...]) -> Iterator[tuple[Any, ...]]:
+        yield path
+        if isinstance(value, dict | list):
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, child in items:
+                yield from walk(child, (*path, key))
+
+    for path in walk(doc, ()):
+        value = doc
+        for part in path:
+            value = value[part]
+        if isinstance(value, dict):
+            for unknown in ("zzUnknown", "bad key!"):
+                yield edited(doc, path, lambda target, v=unknown: target.__setitem__(v, "1"))
+        if not path:
+            continue
+        *parents, last = path
+        yield edited(doc, tuple(parents), lambda target, k=last: target.pop(k))
+        for new in replacements(value):
+            yield edited(
+                doc, tuple(parents), lambda target, k=last, v=new: target.__setitem__(k, v)
+            )
+
+
+def edited(doc: dict[str, Any], path: tuple[Any, ...], change: Any) -> dict[str, Any]:
+    out = copy.deepcopy(doc)
+    target: Any = out
+    for part in path:
+        target = target[part]
+    change(target)
+    return out
+
+
+def fast_says_valid(kind: str, data: Any) -> bool:
+    try:
+        _fast_check(kind)(data)
+    except JsonSchemaException:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_fast_check_agrees_with_jsonschema(kind: str) -> None:
+    corpus = [doc for k, doc in [*examples(), *VALID_DOCUMENTS] if k == kind]
+    cases = [*corpus, *(m for doc in corpus for m in mutations(doc))]
+    reference = _validator(kind)
+    verdicts = [(reference.is_valid(case), fast_says_valid(kind, case)) for case in cases]
+    disagreements = [
+        (case, ref) for case, (ref, fast) in zip(cases, verdicts, strict=True) if ref != fast
+    ]
+    assert disagreements == []
+    # the corpus is valid, and the mutations really exercise both answers
+    assert all(reference.is_valid(doc) for doc in corpus)
+    invalid = sum(1 for ref, _ in verdicts if not ref)
+    assert invalid > 40
+    assert len(cases) - invalid > len(corpus)
+
+
+def test_mutations_cover_what_they_claim() -> None:
+    doc = backfill(groups=2)
+    produced = list(mutations(doc))
+    assert {"apiVersion": doc["apiVersion"], "kind": "Backfill", "metadata": doc["metadata"]} in [
+        {k: v for k, v in m.items() if k != "spec"} for m in produced if "spec" not in m
+    ]
+    spec_variants = [m["spec"] for m in produced if "spec" in m]
+    assert {**doc["spec"], "groups": 10001} in spec_variants
+    assert {**doc["spec"], "groups": 2.0} in spec_variants
+    assert {**doc["spec"], "dates": ["2024-02-30"]} in spec_variants
+    assert {**doc["spec"], "zzUnknown": "1"} in spec_variants
+    assert {k: v for k, v in doc["spec"].items() if k != "groups"} in spec_variants
