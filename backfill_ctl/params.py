@@ -13,10 +13,8 @@ Grammar (anything else is literal text):
     $bizdate $bizmonth $cyctime $jobid $nodeid $taskid $gmtdate   built-ins (whole words)
     $other        left alone: shell syntax, not ours
 
-Month arithmetic clamps the day to the month's end as DataWorks does (2024-03-31 less a
-month is 2024-02-29); time arithmetic is on the naive wall clock, like the scheduler's.
-Every error is raised when compiling; rendering cannot fail (offsets are capped at about
-100 years so that real dates stay in range).
+`${FORMAT}` and `$[FORMAT]` are parsed and evaluated by `timeexpr`. Every error is
+raised when compiling; rendering cannot fail.
 
 Caching: a template compiles into a tuple of parts, each a literal string or a small
 frozen expression. The expression parsers are `lru_cache`d, so `${yyyymmdd}` in a
@@ -32,12 +30,19 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass
+from datetime import date, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, NamedTuple, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
 from backfill_ctl.errors import BackfillError
+from backfill_ctl.timeexpr import (
+    BUSINESS_TOKENS,
+    ExprError,
+    TimeExpr,
+    business_expr,
+    scheduled_expr,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
@@ -70,119 +75,6 @@ class Context(NamedTuple):
     gmtdate: date | None = None  # the run date: unknown while planning
 
 
-_D = TypeVar("_D", bound=date)
-
-
-def _add_months(day: _D, months: int) -> _D:
-    year, month0 = divmod(day.year * 12 + day.month - 1 + months, 12)
-    if month0 == 1:
-        last = 29 if year % 4 == 0 and (year % 100 != 0 or year % 400 == 0) else 28
-    else:
-        last = 30 if month0 in (3, 5, 8, 10) else 31
-    return day.replace(year=year, month=month0 + 1, day=min(day.day, last))
-
-
-# str.format fields, filled positionally by _TimeExpr.evaluate.
-_FIELDS = {
-    "yyyy": "{0:04d}",
-    "yy": "{1:02d}",
-    "mm": "{2:02d}",
-    "dd": "{3:02d}",
-    "hh24": "{4:02d}",
-    "mi": "{5:02d}",
-    "ss": "{6:02d}",
-}
-_BIZ_TOKENS = ("yyyy", "yy", "mm", "dd")
-_CYC_TOKENS = ("yyyy", "yy", "mm", "dd", "hh24", "mi", "ss")  # bare hh is deliberately absent
-_SEPARATORS = frozenset("-_/.: ")
-_MAX_DAYS = 36_600  # ~100 years
-_MAX_MONTHS = 1_200
-
-
-class _Bad(Exception):
-    """Why an expression does not parse; the caller turns it into a ParamError."""
-
-
-def _unexpected(rest: str, scheduled: bool) -> _Bad:
-    if not scheduled and rest.startswith(("hh", "mi", "ss")):
-        token = "hh24" if rest.startswith("hh24") else rest[:2]
-        return _Bad(f"unexpected {token!r} (hours, minutes and seconds exist only in $[...])")
-    if rest.startswith("hh"):
-        return _Bad("unexpected 'hh' (hours are written hh24)")
-    word = re.match(r"[A-Za-z]+|[0-9/]+|.", rest, re.S)
-    chunk = word.group() if word else rest
-    return _Bad(f"unexpected {chunk!r}" + (" (tokens are lower case)" if chunk.isupper() else ""))
-
-
-def _compile_format(fmt: str, tokens: tuple[str, ...]) -> tuple[str, frozenset[str]]:
-    """`yyyy-mm-dd` -> (`{0:04d}-{2:02d}-{3:02d}`, {yyyy, mm, dd})."""
-    if not fmt:
-        raise _Bad("no format")
-    for end in (fmt[0], fmt[-1]):
-        if end in _SEPARATORS:
-            raise _Bad(f"separator {end!r} is not between two tokens")
-    out: list[str] = []
-    seen: set[str] = set()
-    i = 0
-    while i < len(fmt):
-        tok = next((t for t in tokens if fmt.startswith(t, i)), None)
-        if tok is None and fmt[i] not in _SEPARATORS:
-            raise _unexpected(fmt[i:], tokens is _CYC_TOKENS)
-        out.append(_FIELDS[tok] if tok else fmt[i])
-        seen.add(tok or "")
-        i += len(tok) if tok else 1
-    return "".join(out), frozenset(seen)
-
-
-def _bounded(sign: str, digits: str, limit: int, unit: str) -> int:
-    # The length test first: int() refuses strings of more than 4300 digits.
-    if len(digits) > 9 or int(digits) > limit:
-        raise _Bad(f"offset {sign}{digits} is too large (at most {limit} {unit})")
-    return -int(digits) if sign == "-" else int(digits)
-
-
-@dataclass(frozen=True, slots=True)
-class _TimeExpr:
-    """A parsed `${...}` (scheduled=False) or `$[...]` (scheduled=True)."""
-
-    pattern: str
-    scheduled: bool
-    minutes: int = 0
-    months: int = 0
-    _hash: int = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        # Hashed once per instance rendered; the generated __hash__ would rehash
-        # every field each time.
-        object.__setattr__(
-            self, "_hash", hash((self.pattern, self.scheduled, self.minutes, self.months))
-        )
-
-    def __hash__(self) -> int:
-        return self._hash
-
-    def evaluate(self, t: date) -> str:
-        if self.months:
-            t = _add_months(t, self.months)
-        elif self.minutes:
-            t = t + timedelta(minutes=self.minutes)  # a date keeps whole days only
-        if isinstance(t, datetime):
-            return self.pattern.format(
-                t.year, t.year % 100, t.month, t.day, t.hour, t.minute, t.second
-            )
-        return self.pattern.format(t.year, t.year % 100, t.month, t.day)
-
-    def value(self, ctx: Context, cache: Cache | None) -> str:
-        t = ctx.cyctime if self.scheduled else ctx.bizdate
-        if cache is None:
-            return self.evaluate(t)
-        key = (self, t)
-        out = cache.get(key)
-        if out is None:
-            out = cache[key] = self.evaluate(t)
-        return out
-
-
 @dataclass(frozen=True, slots=True)
 class _Field:
     """`$jobid`, `$nodeid`, `$taskid`, `$gmtdate`: read per instance, never cached."""
@@ -198,51 +90,13 @@ class _Field:
 
 
 # A Template is a part only in render_shell, where a parameter's value is one word.
-_Expr: TypeAlias = "_TimeExpr | _Field | Template"
+_Expr: TypeAlias = "TimeExpr | _Field | Template"
 _Part: TypeAlias = "str | _Expr"
 
-_BIZ_RE = re.compile(r"(.*?)(?:([+-])([0-9]+))?", re.S)
-_CYC_RE = re.compile(r"(.*?)(?:([+-])([0-9]+)(/24(?:/60)?)?)?", re.S)
-_ADD_MONTHS_RE = re.compile(r"add_months\((.*),\s*([+-]?)([0-9]+)\s*\)", re.S)
-_CYC_UNITS = {None: ("days", 1440), "/24": ("hours", 60), "/24/60": ("minutes", 1)}
-
-
-@lru_cache(maxsize=4096)
-def _biz_expr(content: str) -> _TimeExpr:
-    fmt, sign, digits = _BIZ_RE.fullmatch(content).groups()  # type: ignore[union-attr]
-    pattern, seen = _compile_format(fmt, _BIZ_TOKENS)
-    if not sign:
-        return _TimeExpr(pattern, False)
-    if "dd" in seen:
-        return _TimeExpr(pattern, False, minutes=1440 * _bounded(sign, digits, _MAX_DAYS, "days"))
-    if "mm" in seen:
-        return _TimeExpr(pattern, False, months=_bounded(sign, digits, _MAX_MONTHS, "months"))
-    return _TimeExpr(pattern, False, months=12 * _bounded(sign, digits, 100, "years"))
-
-
-@lru_cache(maxsize=4096)
-def _cyc_expr(content: str) -> _TimeExpr:
-    if content.startswith("add_months"):
-        match = _ADD_MONTHS_RE.fullmatch(content)
-        if match is None:
-            raise _Bad("expected add_months(format,months)")
-        fmt, sign, digits = match.groups()
-        months = _bounded(sign, digits, _MAX_MONTHS, "months")
-        return _TimeExpr(_compile_format(fmt, _CYC_TOKENS)[0], True, months=months)
-    fmt, sign, digits, per = _CYC_RE.fullmatch(content).groups()  # type: ignore[union-attr]
-    pattern = _compile_format(fmt, _CYC_TOKENS)[0]
-    if not sign:
-        return _TimeExpr(pattern, True)
-    unit, scale = _CYC_UNITS[per]
-    return _TimeExpr(
-        pattern, True, minutes=scale * _bounded(sign, digits, _MAX_DAYS * 1440 // scale, unit)
-    )
-
-
 _BUILTINS: dict[str, _Expr] = {
-    "bizdate": _biz_expr("yyyymmdd"),
-    "bizmonth": _biz_expr("yyyymm"),
-    "cyctime": _cyc_expr("yyyymmddhh24miss"),
+    "bizdate": business_expr("yyyymmdd"),
+    "bizmonth": business_expr("yyyymm"),
+    "cyctime": scheduled_expr("yyyymmddhh24miss"),
     **{name: _Field(name) for name in ("jobid", "nodeid", "taskid", "gmtdate")},
 }
 _LEX = re.compile(r"\$(?:(\$)|\{([^}]*)\}|\[([^\]]*)\]|([A-Za-z_][A-Za-z0-9_]*)|([{\[]))")
@@ -268,10 +122,10 @@ def _scan(text: str) -> Iterator[str | re.Match[str]]:
         yield text[pos:]
 
 
-def _brace_error(content: str, bad: _Bad, names: Iterable[str]) -> ParamError:
+def _brace_error(content: str, bad: ExprError, names: Iterable[str]) -> ParamError:
     message = f"unknown parameter or time expression ${{{content}}}"
     # A plain word is most likely a misspelt parameter: token-level detail would mislead.
-    if not _IDENT.fullmatch(content) or content.lower().startswith(_BIZ_TOKENS):
+    if not _IDENT.fullmatch(content) or content.lower().startswith(BUSINESS_TOKENS):
         message += f": {bad}"
     hint = f"did you mean ${content}? {_BIZ_HINT}" if content in _BUILTINS else _BIZ_HINT
     known = ", ".join(sorted(names))
@@ -380,13 +234,13 @@ def compile_template(text: str, parameters: Mapping[str, Template] | None = None
             refs.add(brace)
         elif brace is not None:
             try:
-                items.append(_biz_expr(brace))
-            except _Bad as bad:
+                items.append(business_expr(brace))
+            except ExprError as bad:
                 raise _brace_error(brace, bad, params) from None
         elif bracket is not None:
             try:
-                items.append(_cyc_expr(bracket))
-            except _Bad as bad:
+                items.append(scheduled_expr(bracket))
+            except ExprError as bad:
                 raise ParamError(
                     f"invalid scheduled-time expression $[{bracket}]: {bad}", hint=_CYC_HINT
                 ) from None

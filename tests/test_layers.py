@@ -9,6 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "backfill_ctl"
 CORE = [
+    "timeexpr.py",
     "calendar.py",
     "catalog.py",
     "params.py",
