@@ -91,8 +91,11 @@ class Schedule:
 
     @property
     def cycle(self) -> str:
-        """A word for humans: minutely, hourly, daily, calendar."""
+        """A word for humans: minutely, hourly, daily, weekly, monthly, calendar."""
         if not self.daily:
+            _, _, dom, month, dow = _fields(self.expr)
+            if month == "*" and (dom == "*") != (dow == "*"):
+                return "weekly" if dom == "*" else "monthly"
             return "calendar"
         if len(self.times) == 1:
             return "daily"

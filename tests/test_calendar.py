@@ -51,11 +51,13 @@ def test_an_expression_that_never_fires_is_an_error() -> None:
         ("*/30 * * * *", True, "minutely", 48),
         ("0 0 1-31 * *", True, "daily", 1),  # every day of every month, written out
         ("0 0 * * 0-6", True, "daily", 1),  # every weekday, written out
-        ("0 3 1 * *", False, "calendar", 1),
-        ("0 3 * * 1", False, "calendar", 1),
-        ("0 3 1,15 * *", False, "calendar", 1),
+        ("0 3 1 * *", False, "monthly", 1),
+        ("@monthly", False, "monthly", 1),
+        ("0 3 * * 1", False, "weekly", 1),
+        ("0 3 1,15 * *", False, "monthly", 1),
+        ("0 3 1 * 1", False, "calendar", 1),  # the 1st or a Monday
         ("0 3 * 1-11 *", False, "calendar", 1),  # no December
-        ("0 3 1-30 * *", False, "calendar", 1),  # skips the 31st
+        ("0 3 1-30 * *", False, "monthly", 1),  # skips the 31st
     ],
 )
 def test_daily_or_finer_means_firing_on_every_calendar_day(

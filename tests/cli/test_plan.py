@@ -61,13 +61,13 @@ def test_the_default_output_is_a_table_per_backfill(tmp_path: Path) -> None:
         "  plan:     3 nodes, 15 instances (4 dry-run, 3 waiting for their time)",
         "  left out: d (blocked)",
         "",
-        "  NODE  CYCLE     ROLE          INSTANCES  DRY-RUN                PRIORITY      FIRST"
+        "  NODE  CYCLE    ROLE          INSTANCES  DRY-RUN                PRIORITY      FIRST"
         "                   LAST",
-        "  a     daily     target        5          -                      8 (older: 3)  "
+        "  a     daily    target        5          -                      8 (older: 3)  "
         "2024-02-29 02:00 +0800  2024-03-21 02:00 +0800",
-        "  m     calendar  intermediate  5          4 (not-scheduled-day)  5 (older: 2)  "
+        "  m     monthly  intermediate  5          4 (not-scheduled-day)  5 (older: 2)  "
         "2024-02-29 05:00 +0800  2024-03-21 05:00 +0800",
-        "  c     daily     target        5          -                      1             "
+        "  c     daily    target        5          -                      1             "
         "2024-02-29 02:00 +0800  2024-03-21 02:00 +0800",
         "",
     ]

@@ -116,7 +116,7 @@ def test_rows_count_instances_and_dry_runs_per_node() -> None:
         "FIRST": "2024-02-29 02:00 +0000",
         "LAST": "2024-03-02 02:00 +0000",
     }
-    assert row(lines, "m")["CYCLE"] == "calendar"
+    assert row(lines, "m")["CYCLE"] == "monthly"
     assert row(lines, "m")["DRY-RUN"] == "2 (not-scheduled-day)"
     hourly = row(lines, "h")  # 00:00, 08:00 and 16:00 on each of 3 days
     assert (hourly["CYCLE"], hourly["INSTANCES"], hourly["LAST"]) == (
