@@ -11,6 +11,7 @@ are filled in later by `spec.source.Sources.locate`, so the checkers need no YAM
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal
 
@@ -19,6 +20,12 @@ if TYPE_CHECKING:
 
 Severity = Literal["error", "warning"]
 PathPart = str | int
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
+    """`did you mean 'groups'?` for the closest choice, or None if none is close."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f"did you mean {close[0]!r}?" if close else None
 
 
 def json_path(path: Sequence[PathPart]) -> str:

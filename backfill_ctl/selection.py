@@ -17,11 +17,10 @@ Problems are returned as diagnostics pointing into the Backfill document.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
-from backfill_ctl.errors import Diagnostic, PathPart
+from backfill_ctl.errors import Diagnostic, PathPart, did_you_mean
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -80,8 +79,7 @@ class _Selector:
     def known(self, field_name: str, names: Sequence[str], *, single: bool = False) -> None:
         for i, name in enumerate(names):
             if name not in self.catalog.nodes:
-                close = difflib.get_close_matches(name, self.catalog.nodes, n=1)
-                hint = f"did you mean {close[0]!r}?" if close else "add a Node with that name"
+                hint = did_you_mean(name, self.catalog.nodes) or "add a Node with that name"
                 path: tuple[PathPart, ...] = (field_name,) if single else (field_name, i)
                 self.report(path, f"unknown node {name!r}", hint, code="unknown-node")
 

@@ -7,11 +7,10 @@ Everything is reported; nothing stops at the first problem.
 
 from __future__ import annotations
 
-import difflib
 from typing import TYPE_CHECKING
 
 from backfill_ctl.calendar import analyse, cron_error
-from backfill_ctl.errors import Diagnostic, PathPart
+from backfill_ctl.errors import Diagnostic, PathPart, did_you_mean
 from backfill_ctl.params import ParamError, compile_parameters, compile_template
 from backfill_ctl.planner import compile_node
 from backfill_ctl.selection import Scope, select
@@ -46,9 +45,9 @@ def _diag(
 
 def _suggest(name: str, choices: Iterable[str], fallback: str) -> str:
     known = sorted(choices)
-    close = difflib.get_close_matches(name, known, n=1)
+    close = did_you_mean(name, known)
     if close:
-        return f"did you mean {close[0]!r}?"
+        return close
     if 0 < len(known) <= 8:
         return f"{fallback}, or use one of: {', '.join(known)}"
     return fallback

@@ -6,11 +6,10 @@ format that is enforced.
 
 from __future__ import annotations
 
-import difflib
 import json
 from typing import Any
 
-from backfill_ctl.errors import UsageError
+from backfill_ctl.errors import UsageError, did_you_mean
 from backfill_ctl.spec.schema import KINDS, kind_schema
 
 
@@ -18,10 +17,9 @@ def find_kind(name: str) -> str:
     for kind in KINDS:
         if kind.lower() == name.lower():
             return kind
-    close = difflib.get_close_matches(name, KINDS, n=1)
     raise UsageError(
         f"unknown kind {name!r}",
-        hint=f"did you mean {close[0]}?" if close else f"use one of {', '.join(KINDS)}",
+        hint=did_you_mean(name, KINDS) or f"use one of {', '.join(KINDS)}",
     )
 
 
@@ -71,12 +69,9 @@ def explain(path: str, recursive: bool = False) -> str:
     for name in fields:
         children = _children(schema)
         if name not in children:
-            close = difflib.get_close_matches(name, children, n=1)
             where = ".".join([kind, *walked])
-            hint = (
-                f"did you mean {close[0]!r}?"
-                if close
-                else f"fields of {where}: {', '.join(children)}"
+            hint = did_you_mean(name, children) or (
+                f"fields of {where}: {', '.join(children)}"
                 if children
                 else f"{where} has no fields"
             )

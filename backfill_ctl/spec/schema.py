@@ -8,7 +8,6 @@ name the offending field and suggest a fix.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Mapping
@@ -16,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backfill_ctl.errors import Diagnostic, PathPart, UsageError
+from backfill_ctl.errors import Diagnostic, PathPart, UsageError, did_you_mean
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -156,8 +155,7 @@ def validate_document(doc: RawDocument) -> tuple[str | None, list[Diagnostic]]:
     if kind not in KINDS:
         if kind is None:
             return None, [diag("missing 'kind'", hint=f"add kind: one of {', '.join(KINDS)}")]
-        close = difflib.get_close_matches(str(kind), KINDS, n=1)
-        hint = f"did you mean {close[0]}?" if close else f"use one of {', '.join(KINDS)}"
+        hint = did_you_mean(str(kind), KINDS) or f"use one of {', '.join(KINDS)}"
         return None, [diag(f"unknown kind {kind!r}", ("kind",), hint)]
     errors = sorted(schema_errors(kind, data), key=_error_order)
     return kind, [d for error in errors for d in _explain(error, diag)]
@@ -173,13 +171,8 @@ def _explain(error: ValidationError, diag: Any) -> Iterator[Diagnostic]:
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = sorted(schema.get("properties", {}))
         for key in sorted(set(error.instance) - set(allowed)):
-            close = difflib.get_close_matches(key, allowed, n=1)
-            suggestion = (
-                f"did you mean {close[0]!r}?"
-                if close
-                else f"allowed fields: {', '.join(allowed)}"
-                if allowed
-                else None
+            suggestion = did_you_mean(key, allowed) or (
+                f"allowed fields: {', '.join(allowed)}" if allowed else None
             )
             yield diag(f"unknown field {key!r}", (*path, key), suggestion)
         return

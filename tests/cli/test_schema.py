@@ -56,7 +56,7 @@ def test_the_kind_is_matched_in_any_case() -> None:
 @pytest.mark.parametrize(
     ("args", "stderr"),
     [
-        (("schema", "Nope"), ["error: unknown kind 'Nope'", "  hint: did you mean Node?"]),
+        (("schema", "Nope"), ["error: unknown kind 'Nope'", "  hint: did you mean 'Node'?"]),
         (
             ("schema", "Job"),
             [
@@ -84,7 +84,7 @@ def test_the_kind_is_matched_in_any_case() -> None:
                 "  hint: Backfill.spec.groups has no fields",
             ],
         ),
-        (("explain", "Nod.spec"), ["error: unknown kind 'Nod'", "  hint: did you mean Node?"]),
+        (("explain", "Nod.spec"), ["error: unknown kind 'Nod'", "  hint: did you mean 'Node'?"]),
     ],
 )
 def test_an_unknown_kind_or_field_is_a_usage_error(

@@ -202,8 +202,8 @@ def test_a_field_below_a_scalar() -> None:
 @pytest.mark.parametrize(
     ("path", "message", "hint"),
     [
-        ("Backfil.spec", "unknown kind 'Backfil'", "did you mean Backfill?"),
-        ("Nodes", "unknown kind 'Nodes'", "did you mean Node?"),
+        ("Backfil.spec", "unknown kind 'Backfil'", "did you mean 'Backfill'?"),
+        ("Nodes", "unknown kind 'Nodes'", "did you mean 'Node'?"),
         (
             "Pipeline.spec",
             "unknown kind 'Pipeline'",

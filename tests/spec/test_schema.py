@@ -303,8 +303,8 @@ def test_wrong_api_version_hint() -> None:
 @pytest.mark.parametrize(
     ("kind", "hint"),
     [
-        ("Backfil", "did you mean Backfill?"),
-        ("node", "did you mean Node?"),
+        ("Backfil", "did you mean 'Backfill'?"),
+        ("node", "did you mean 'Node'?"),
         ("Pipeline", "use one of Workspace, ResourceGroup, Node, Backfill, Config"),
     ],
 )
