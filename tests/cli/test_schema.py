@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from backfill_ctl.spec.explain import explain
 from tests.builders import backfill, config, node, resource_group, workspace
 from tests.cli.helpers import run
 
@@ -97,24 +98,12 @@ def test_an_unknown_kind_or_field_is_a_usage_error(
     assert result.stdout == ""
 
 
-def test_explain_documents_a_field() -> None:
+def test_explain_prints_the_documentation_of_a_field() -> None:
     result = run("explain", "Backfill.spec.groups")
 
     assert (result.exit_code, result.stderr) == (0, "")
-    assert result.stdout.splitlines() == [
-        "KIND:     Backfill",
-        "FIELD:    spec.groups <integer>",
-        "",
-        "DESCRIPTION:",
-        "    1: one business date at a time. 2-10: the dates are cut into this many contiguous",
-        "    groups that run in parallel, one date at a time inside each.",
-        "",
-        "DEFAULT: 1",
-        "",
-        "MINIMUM: 1",
-        "",
-        "MAXIMUM: 10",
-    ]
+    assert result.stdout == explain("Backfill.spec.groups") + "\n"  # text pinned in spec tests
+    assert result.stdout.startswith("KIND:     Backfill\nFIELD:    spec.groups <integer>\n")
 
 
 def test_explain_marks_required_fields_and_lists_choices() -> None:
