@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-Severity = Literal["error", "warning"]
+Severity = Literal["error", "warning", "notice"]
 PathPart = str | int
 
 
@@ -49,6 +49,10 @@ class Diagnostic:
     code: str = "invalid"
     line: int | None = None  # 1-based, filled in by Sources.locate
     col: int | None = None
+    # What a finding of `check` is about (DESIGN §5.3).
+    backfill: str | None = None
+    nodes: tuple[str, ...] = ()
+    instances: tuple[str, ...] = ()  # a sample when there are many; the message counts all
 
     @property
     def is_error(self) -> bool:
@@ -57,13 +61,19 @@ class Diagnostic:
     def at(self, line: int | None, col: int | None) -> Diagnostic:
         return replace(self, line=line, col=col)
 
-    def format(self) -> str:
+    @property
+    def where(self) -> str:
+        """file:line:col, as far as it is known."""
         where = self.file or "<input>"
         if self.line is not None:
             where += f":{self.line}"
             if self.col is not None:
                 where += f":{self.col}"
-        head = f"{where}: {self.severity}: "
+        return where
+
+    def format(self, *, code: bool = False) -> str:
+        """`file:line:col: severity: $.path: message` (with `[code]` after the severity)."""
+        head = f"{self.where}: {self.severity}{f' [{self.code}]' if code else ''}: "
         if self.path:
             head += f"{json_path(self.path)}: "
         text = head + self.message
@@ -81,6 +91,9 @@ class Diagnostic:
             "path": json_path(self.path),
             "message": self.message,
             "hint": self.hint,
+            "backfill": self.backfill,
+            "nodes": list(self.nodes),
+            "instances": list(self.instances),
         }
 
 

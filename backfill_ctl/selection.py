@@ -59,6 +59,7 @@ class _Selector:
         *,
         code: str,
         severity: Literal["error", "warning"] = "error",
+        nodes: tuple[str, ...] = (),
     ) -> None:
         origin = self.backfill.origin
         self.diagnostics.append(
@@ -70,6 +71,8 @@ class _Selector:
                 hint=hint,
                 severity=severity,
                 code=code,
+                backfill=self.backfill.name,
+                nodes=nodes,
             )
         )
 
@@ -111,6 +114,7 @@ class _Selector:
                         f"end {end!r} is not reachable from start {sel.start!r}",
                         "pick an end downstream of the start, or a start upstream of every end",
                         code="unreachable-end",
+                        nodes=(end,),
                     )
             if self.failed():
                 return set(), set()
@@ -183,6 +187,7 @@ def select(
                 f"blocked node {name!r} is not in the scope; blocking it has no effect",
                 "remove it from block",
                 code="block-unused",
+                nodes=(name,),
                 severity="warning",
             )
     up = bridged_upstream(catalog, candidates)
@@ -198,7 +203,8 @@ def select(
                 "intermediate node: it is dry-run, and its descendants may read missing "
                 "data",
                 "unblock it, or also leave out its descendants",
-                code="blocked-intermediate",
+                code="dry-run-intermediate",
+                nodes=(name,),
                 severity="warning",
             )
     scope_nodes = candidates - set(left_out)
@@ -235,7 +241,7 @@ def select(
             (),
             "the scope contains a dependency loop",
             "see the loop reported for the catalog and break it",
-            code="cycle",
+            code="dependency-loop",
         )
         return None, s.diagnostics
     return Scope(tuple(order), up, down, roles, dry_run, tuple(left_out)), s.diagnostics
@@ -260,6 +266,7 @@ def _permissions(
                 "ask one of them to own the backfill, or add "
                 f"{actor!r} to the node's owners or its workspace's operators",
                 code="no-permission-target",
+                nodes=(name,),
             )
         else:
             dry_run[name] = "no-permission"
@@ -269,6 +276,7 @@ def _permissions(
                 "it is dry-run, and its descendants may read missing data",
                 f"ask one of them to run this backfill, or to add {actor!r} as an owner",
                 code="no-permission-intermediate",
+                nodes=(name,),
                 severity="warning",
             )
 

@@ -121,7 +121,7 @@ def check_cycles(specs: Specs, catalog: Catalog) -> list[Diagnostic]:
                 ("spec", "upstream", index),
                 "dependency loop: " + " -> ".join(cycle),
                 "remove one of these upstream entries to break the loop",
-                "cycle",
+                "dependency-loop",
             )
         )
     return out

@@ -185,7 +185,7 @@ def test_blocked_intermediate_stays_as_dry_run_with_a_warning() -> None:
     assert messages(diagnostics) == [
         (
             "warning",
-            "blocked-intermediate",
+            "dry-run-intermediate",
             "blocked node 'c' is an intermediate node: it is dry-run, and its descendants may "
             "read missing data",
         )
@@ -292,7 +292,7 @@ def test_a_blocked_node_needs_no_permission() -> None:
         {"method": "descendants", "roots": ["a"], "block": ["b"]}, actor="ann", docs=OWNED
     )
     assert scope is not None and scope.dry_run == {"b": "blocklisted"}
-    assert [d.code for d in diagnostics] == ["blocked-intermediate"]
+    assert [d.code for d in diagnostics] == ["dry-run-intermediate"]
 
 
 def test_without_an_actor_permissions_are_not_checked() -> None:

@@ -38,9 +38,15 @@ def err(text: str = "") -> None:
     sys.stderr.write(text + "\n")
 
 
-def print_diagnostics(diagnostics: Iterable[Diagnostic]) -> None:
+_SEVERITY_STYLE = {"error": "red", "warning": "yellow", "notice": "cyan"}
+
+
+def print_diagnostics(
+    diagnostics: Iterable[Diagnostic], *, code: bool = False, stream: TextIO | None = None
+) -> None:
+    """One diagnostic per line (and its hint), the severity coloured on a terminal."""
+    stream = stream or sys.stderr
     for diag in diagnostics:
-        style = "red" if diag.is_error else "yellow"
-        text = diag.format()
-        head, sep, rest = text.partition(f"{diag.severity}:")
-        err(head + paint(diag.severity + ":", style, sys.stderr) + rest if sep else text)
+        head, _, rest = diag.format(code=code).partition(f": {diag.severity}")
+        word = paint(diag.severity, _SEVERITY_STYLE[diag.severity], stream)
+        stream.write(f"{head}: {word}{rest}\n")

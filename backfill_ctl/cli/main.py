@@ -73,12 +73,14 @@ def _root(
 
 
 def _register() -> None:
+    from backfill_ctl.cli.check import check_command
     from backfill_ctl.cli.plan import plan_command
     from backfill_ctl.cli.schema import explain_command, schema_command
     from backfill_ctl.cli.validate import validate_command
 
     app.command("validate")(validate_command)
     app.command("plan")(plan_command)
+    app.command("check")(check_command)
     app.command("schema")(schema_command)
     app.command("explain")(explain_command)
 

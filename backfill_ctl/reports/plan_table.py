@@ -31,7 +31,7 @@ def date_ranges(days: Iterable[date]) -> str:
     return ", ".join(f"{p[0]}..{p[-1]}" if len(p) > 1 else str(p[0]) for p in parts)
 
 
-def _selection(bp: BackfillPlan) -> str:
+def selection_text(bp: BackfillPlan) -> str:
     sel = bp.backfill.select
     if sel.method == "link":
         text = f"link from {sel.start} to {', '.join(sel.ends)}"
@@ -95,7 +95,7 @@ def render_backfill(bp: BackfillPlan, catalog: Catalog) -> list[str]:
     b = bp.backfill
     lines = [
         f"Backfill {b.name}  ({b.origin})",
-        f"  select:   {_selection(bp)}",
+        f"  select:   {selection_text(bp)}",
         f"  dates:    {date_ranges(sorted(bp.dates))} ({count(s['dates'], 'date')}, {b.order})",
     ]
     if len(bp.chunks) > 1:

@@ -266,6 +266,7 @@ class DocumentBuilder:
             backend=spec.get("backend", "local"),
             namespace=kube.get("namespace", "default"),
             service_account=kube.get("serviceAccount"),
+            max_instances=int(spec.get("checks", {}).get("maxInstances", 10_000)),
             limits=Limits(int(limits.get("maxRoots", 500)), int(limits.get("maxNodes", 2000))),
             retention=Retention(
                 instances=parse_duration(retention.get("instances", "30d")),

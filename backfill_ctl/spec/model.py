@@ -162,5 +162,6 @@ class Config:
     namespace: str = "default"
     service_account: str | None = None
     limits: Limits = field(default_factory=Limits)
+    max_instances: int = 10_000  # above it, a Backfill is a risk (too-many-instances)
     retention: Retention = field(default_factory=Retention)
     origin: Origin | None = field(default=None, compare=False)

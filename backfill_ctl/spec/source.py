@@ -71,12 +71,16 @@ def read_sources(paths: Sequence[str], stdin: TextIO | None = None) -> list[Sour
     return files
 
 
+def is_spec_file(parts: Sequence[str]) -> bool:
+    """A path below a spec directory (as parts) that holds specs: YAML, not hidden."""
+    if any(part.startswith(".") for part in parts):
+        return False  # .git, .github, editor folders
+    return bool(parts) and Path(parts[-1]).suffix.lower() in YAML_SUFFIXES
+
+
 def _yaml_files(root: Path) -> Iterable[Path]:
     for path in root.rglob("*"):
-        rel = path.relative_to(root).parts
-        if any(part.startswith(".") for part in rel):
-            continue  # .git, .github, editor folders
-        if path.suffix.lower() in YAML_SUFFIXES and path.is_file():
+        if is_spec_file(path.relative_to(root).parts) and path.is_file():
             yield path
 
 

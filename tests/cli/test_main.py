@@ -280,9 +280,9 @@ def test_diagnostics_colour_only_the_severity(monkeypatch: pytest.MonkeyPatch) -
     )
 
     assert stderr.getvalue().splitlines() == [
-        "a.yaml:1:2: \x1b[31merror:\x1b[0m $.spec: bad",
+        "a.yaml:1:2: \x1b[31merror\x1b[0m: $.spec: bad",
         "  hint: fix it",
-        "a.yaml:3:4: \x1b[33mwarning:\x1b[0m odd",
+        "a.yaml:3:4: \x1b[33mwarning\x1b[0m: odd",
     ]
 
 

@@ -493,7 +493,7 @@ def test_colour_only_without_no_color(
     result = run("plan", ".", "--now", NOW, env={"NO_COLOR": no_color} if no_color else {})
 
     assert result.exit_code == 1
-    assert ("\x1b[31merror:\x1b[0m" in result.stderr) is painted
+    assert ("\x1b[31merror\x1b[0m:" in result.stderr) is painted
     if not painted:
         assert "\x1b" not in result.stderr + result.stdout
 

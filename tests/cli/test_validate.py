@@ -402,7 +402,7 @@ def test_json_output_lists_every_diagnostic(tmp_path: Path) -> None:
         "diagnostics": [
             {
                 "severity": "warning",
-                "code": "blocked-intermediate",
+                "code": "dry-run-intermediate",
                 "file": "backfill.yaml",
                 "line": 11,
                 "column": 7,
@@ -410,6 +410,9 @@ def test_json_output_lists_every_diagnostic(tmp_path: Path) -> None:
                 "message": "blocked node 'b' is an intermediate node: it is dry-run, "
                 "and its descendants may read missing data",
                 "hint": "unblock it, or also leave out its descendants",
+                "backfill": "bf",
+                "nodes": ["b"],
+                "instances": [],
             },
             {
                 "severity": "error",
@@ -420,6 +423,9 @@ def test_json_output_lists_every_diagnostic(tmp_path: Path) -> None:
                 "path": "$.spec.grups",
                 "message": "unknown field 'grups'",
                 "hint": "did you mean 'groups'?",
+                "backfill": None,
+                "nodes": [],
+                "instances": [],
             },
         ],
     }

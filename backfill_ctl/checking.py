@@ -1,0 +1,71 @@
+"""The check use case: specs (and optionally the specs at a base ref) in, findings out.
+
+Pure like planning: the CLI reads the files and the base ref, and passes `now` and
+the actor. Findings of every stage end up in one sorted list: validation errors, scope
+warnings, plan risks and, with a base, what merging changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from backfill_ctl.checks import accept_risks
+from backfill_ctl.checks.compare import BackfillChange, change_findings, compare
+from backfill_ctl.checks.risks import plan_findings
+from backfill_ctl.planning import make_plan
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from backfill_ctl.errors import Diagnostic
+    from backfill_ctl.planner import Plan
+    from backfill_ctl.spec.loader import Specs
+
+
+@dataclass(frozen=True)
+class Base:
+    """The specs at the base ref of a pull request."""
+
+    ref: str
+    specs: Specs
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    plan: Plan
+    findings: list[Diagnostic]  # located, sorted by file and line
+    base: str | None = None
+    changes: list[BackfillChange] = field(default_factory=list)
+
+    def count(self, severity: str) -> int:
+        return sum(1 for f in self.findings if f.severity == severity)
+
+    @property
+    def failed(self) -> bool:
+        """An error finding: check exits 1 and apply refuses."""
+        return any(f.is_error for f in self.findings)
+
+    def change_of(self, backfill: str) -> BackfillChange | None:
+        return next((c for c in self.changes if c.name == backfill), None)
+
+
+def run_check(
+    specs: Specs, now: datetime, actor: str | None, base: Base | None = None
+) -> CheckResult:
+    plan, diagnostics = make_plan(specs, now, actor)
+    findings = diagnostics + plan_findings(plan, specs.catalog(), specs.config.max_instances)
+    changes: list[BackfillChange] = []
+    removed: list[Diagnostic] = []
+    if base is not None:
+        base_plan, _ = make_plan(base.specs, now, actor)
+        changes = compare(base.specs, base_plan, specs, plan)
+        for f in change_findings(changes, base.specs, specs, base.ref):
+            (removed if f.code == "backfill-removed" else findings).append(f)
+    located = specs.sources.locate(accept_risks(findings, specs.backfills))
+    if base is not None and removed:  # a removed Backfill's document is only on the base
+        located = sorted(
+            located + base.specs.sources.locate(removed),
+            key=lambda d: (d.file, d.line or 0, d.col or 0),
+        )
+    return CheckResult(plan, located, base.ref if base else None, changes)

@@ -1,0 +1,127 @@
+"""What merging a change does to each Backfill: `check --base REF`. Pure.
+
+The specs at the base ref and at HEAD are planned with the same `now` and actor, then
+compared Backfill by Backfill: added, removed, changed (its document was edited),
+replanned (the document is the same but the catalog changed what it runs) or
+unchanged, with the instances that appear (+N) and disappear (-M) by id.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from backfill_ctl.checks import CHECKS
+from backfill_ctl.errors import Diagnostic
+
+if TYPE_CHECKING:
+    from backfill_ctl.planner import Plan
+    from backfill_ctl.spec.loader import Specs
+    from backfill_ctl.spec.model import Backfill
+
+Status = Literal["added", "removed", "changed", "replanned", "unchanged"]
+
+
+@dataclass(frozen=True)
+class BackfillChange:
+    name: str
+    status: Status
+    added: int  # instances planned at HEAD and not at the base
+    removed: int  # instances planned at the base and not at HEAD
+
+
+def _documents(specs: Specs) -> dict[str, str]:
+    """Canonical text of each Backfill document, by name."""
+    out = {}
+    for doc in specs.documents:
+        data = doc.data
+        if isinstance(data, dict) and data.get("kind") == "Backfill":
+            name = (data.get("metadata") or {}).get("name")
+            if isinstance(name, str):
+                out[name] = json.dumps(data, sort_keys=True)
+    return out
+
+
+def _ids(plan: Plan) -> dict[str, set[str]]:
+    return {bp.name: {i.id for i in bp.instances} for bp in plan.backfills}
+
+
+def compare(base: Specs, base_plan: Plan, head: Specs, head_plan: Plan) -> list[BackfillChange]:
+    before, after = _documents(base), _documents(head)
+    old, new = _ids(base_plan), _ids(head_plan)
+    changes = []
+    for name in sorted(before.keys() | after.keys()):
+        was, now = old.get(name, set()), new.get(name, set())
+        added, removed = len(now - was), len(was - now)
+        if name not in before:
+            status: Status = "added"
+        elif name not in after:
+            status = "removed"
+        elif before[name] != after[name]:
+            status = "changed"
+        else:
+            status = "replanned" if added or removed else "unchanged"
+        changes.append(BackfillChange(name, status, added, removed))
+    return changes
+
+
+def change_findings(
+    changes: list[BackfillChange], base: Specs, head: Specs, ref: str
+) -> list[Diagnostic]:
+    """A notice for each added or removed Backfill, a warning for each edited one."""
+    out = []
+    for change in changes:
+        delta = f"+{change.added} / -{change.removed} instances"
+        if change.status == "added":
+            out.append(
+                _finding(
+                    head.backfills.get(change.name),
+                    change.name,
+                    "backfill-added",
+                    f"adds Backfill {change.name}: {delta}",
+                    None,
+                )
+            )
+        elif change.status == "removed":
+            out.append(
+                _finding(
+                    base.backfills.get(change.name),
+                    change.name,
+                    "backfill-removed",
+                    f"removes Backfill {change.name} ({change.removed} planned instances)",
+                    "apply --prune cancels its instances that have not started",
+                )
+            )
+        elif change.status in ("changed", "replanned"):
+            why = (
+                f"edits Backfill {change.name}, which exists on {ref}"
+                if change.status == "changed"
+                else f"the catalog change re-plans Backfill {change.name}"
+            )
+            out.append(
+                _finding(
+                    head.backfills.get(change.name),
+                    change.name,
+                    "backfill-changed",
+                    f"{why}: {delta}",
+                    "applying it creates the new instances, cancels planned ones that have not "
+                    "started, and keeps those that started",
+                )
+            )
+    return out
+
+
+def _finding(
+    backfill: Backfill | None, name: str, code: str, message: str, hint: str | None
+) -> Diagnostic:
+    origin = backfill.origin if backfill else None
+    return Diagnostic(
+        message,
+        file=origin.file if origin else "",
+        doc=origin.doc if origin else 0,
+        hint=hint,
+        severity=CHECKS[code].severity,
+        code=code,
+        backfill=name,
+    )

@@ -1,0 +1,105 @@
+"""`check` for people (text) and tools (JSON): one line per backfill, then the findings."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from backfill_ctl.reports.text import count, table
+
+if TYPE_CHECKING:
+    from backfill_ctl.checking import CheckResult
+    from backfill_ctl.planner import BackfillPlan
+
+
+def verdict(result: CheckResult) -> str:
+    """`1 error, 3 warnings, 1 notice` (or `no findings`)."""
+    parts = [
+        count(n, word)
+        for word, n in (
+            ("error", result.count("error")),
+            ("warning", result.count("warning")),
+            ("notice", result.count("notice")),
+        )
+        if n
+    ]
+    return ", ".join(parts) or "no findings"
+
+
+def change_text(result: CheckResult, name: str) -> str:
+    change = result.change_of(name)
+    if change is None:
+        return ""
+    if change.status == "unchanged":
+        return "unchanged"
+    return f"{change.status} +{change.added}/-{change.removed}"
+
+
+def backfill_rows(result: CheckResult) -> list[list[str]]:
+    rows = [["BACKFILL", "FILE", "NODES", "DATES", "GROUPS", "INSTANCES", "DRY-RUN", "WAITING"]]
+    if result.base:
+        rows[0].append("CHANGE")
+    for bp in result.plan.backfills:
+        s = bp.summary()
+        row = [
+            bp.name,
+            str(bp.backfill.origin),
+            *(str(s[k]) for k in ("nodes", "dates", "groups", "instances", "dryRun")),
+            str(s["waitingForTime"]),
+        ]
+        if result.base:
+            row.append(change_text(result, bp.name))
+        rows.append(row)
+    return rows
+
+
+def summary_line(result: CheckResult) -> str:
+    instances = sum(len(bp.instances) for bp in result.plan.backfills)
+    line = (
+        f"check: {verdict(result)}; {count(instances, 'instance')} in "
+        f"{count(len(result.plan.backfills), 'backfill')}"
+    )
+    if result.base:
+        moved = [c for c in result.changes if c.status != "unchanged"]
+        added = sum(c.added for c in result.changes)
+        removed = sum(c.removed for c in result.changes)
+        line += (
+            f"; against {result.base}: {count(len(moved), 'backfill')} changed, "
+            f"+{added}/-{removed} instances"
+        )
+    return line
+
+
+def render_text(result: CheckResult) -> list[str]:
+    """The backfill table; the findings are printed by the CLI (coloured)."""
+    return table(backfill_rows(result)) if result.plan.backfills else []
+
+
+def check_data(result: CheckResult) -> dict[str, Any]:
+    def backfill(bp: BackfillPlan) -> dict[str, Any]:
+        change = result.change_of(bp.name)
+        return {
+            "name": bp.name,
+            "file": bp.backfill.origin.file,
+            "line": bp.backfill.origin.line,
+            "summary": bp.summary(),
+            "change": None
+            if change is None
+            else {"status": change.status, "added": change.added, "removed": change.removed},
+        }
+
+    return {
+        "ok": not result.failed,
+        "errors": result.count("error"),
+        "warnings": result.count("warning"),
+        "notices": result.count("notice"),
+        "digest": result.plan.digest,
+        "now": result.plan.now.isoformat(),
+        "actor": result.plan.actor,
+        "base": result.base,
+        "backfills": [backfill(bp) for bp in result.plan.backfills],
+        "changes": [
+            {"name": c.name, "status": c.status, "added": c.added, "removed": c.removed}
+            for c in result.changes
+        ],
+        "findings": [f.to_dict() for f in result.findings],
+    }

@@ -1,0 +1,180 @@
+"""`check -o markdown`: the pull-request comment.
+
+In order: a one-line summary (what will run and how risky, Terraform-style), what the
+change does against the base, a table per Backfill, the findings, then per Backfill a
+Mermaid picture of its scope and its instances folded in <details>, and the plan
+digest. A hidden marker at the end lets the workflow find and update its own comment.
+
+A comment may hold 65,536 characters: instance lists are cut at `rows` rows per
+Backfill, and sections that do not fit are replaced by a pointer to the JSON report.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING
+
+from backfill_ctl import __version__
+from backfill_ctl.reports.check_text import change_text, verdict
+from backfill_ctl.reports.mermaid import flowchart
+from backfill_ctl.reports.plan_table import date_ranges, selection_text
+from backfill_ctl.reports.text import count
+
+if TYPE_CHECKING:
+    from backfill_ctl.checking import CheckResult
+    from backfill_ctl.errors import Diagnostic
+    from backfill_ctl.planner import BackfillPlan
+
+MARKER = "<!-- backfillctl-check -->"
+LIMIT = 65_000  # GitHub's limit on a comment is 65,536 characters
+_ICON = {"error": "❌", "warning": "⚠️", "notice": "ℹ️"}
+
+
+def cell(text: str) -> str:
+    """Text safe inside a table cell: no HTML, no column breaks, no line breaks."""
+    return html.escape(text, quote=False).replace("|", "\\|").replace("\n", "<br>")
+
+
+def summary(result: CheckResult) -> str:
+    plans = result.plan.backfills
+    instances = sum(len(bp.instances) for bp in plans)
+    dry = sum(bp.summary()["dryRun"] for bp in plans)
+    waiting = sum(bp.summary()["waitingForTime"] for bp in plans)
+    icon = "❌" if result.failed else "⚠️" if result.count("warning") else "✅"
+    return (
+        f"{icon} **backfillctl check: {verdict(result)}** · {count(instances, 'instance')} in "
+        f"{count(len(plans), 'backfill')} ({dry} dry-run, {waiting} waiting for their time)"
+    )
+
+
+def _changes(result: CheckResult) -> list[str]:
+    if result.base is None:
+        return []
+    by_status = {
+        s: [c for c in result.changes if c.status == s]
+        for s in ("added", "changed", "replanned", "removed")
+    }
+    added = sum(c.added for c in result.changes)
+    removed = sum(c.removed for c in result.changes)
+    parts = [f"{len(v)} {k}" for k, v in by_status.items() if v] or ["no Backfill changes"]
+    return [
+        f"Merging into `{cell(result.base)}`: {', '.join(parts)}; instances "
+        f"**+{added} / −{removed}**.",
+        "",
+    ]
+
+
+def _backfill_table(result: CheckResult) -> list[str]:
+    head = [
+        "Backfill",
+        "Scope nodes",
+        "Dates",
+        "Groups",
+        "Instances",
+        "Dry-run",
+        "Waiting for time",
+    ]
+    if result.base:
+        head.insert(1, "Change")
+    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    for bp in result.plan.backfills:
+        s = bp.summary()
+        row = [
+            f"`{cell(bp.name)}` ({cell(str(bp.backfill.origin))})",
+            *(
+                str(s[k])
+                for k in ("nodes", "dates", "groups", "instances", "dryRun", "waitingForTime")
+            ),
+        ]
+        if result.base:
+            row.insert(1, change_text(result, bp.name) or "-")
+        lines.append("| " + " | ".join(row) + " |")
+    return [*lines, ""]
+
+
+def _findings(findings: list[Diagnostic], most: int = 100) -> list[str]:
+    if not findings:
+        return ["No findings.", ""]
+    lines = ["### Findings", "", "| | Check | Where | Finding |", "|---|---|---|---|"]
+    for f in findings[:most]:
+        text = cell(f.message) + (f"<br>*{cell(f.hint)}*" if f.hint else "")
+        lines.append(
+            f"| {_ICON[f.severity]} {f.severity} | `{f.code}` | {cell(f.where)} | {text} |"
+        )
+    if len(findings) > most:
+        lines.append(f"| | | | … and {len(findings) - most} more (see the JSON report) |")
+    return [*lines, ""]
+
+
+def _instances(bp: BackfillPlan, rows: int) -> list[str]:
+    lines = [
+        f"<details><summary>{count(len(bp.instances), 'instance')}</summary>",
+        "",
+        "| Business date | Scheduled | Node | Group.seq | Priority | Run | Id |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i in bp.instances[:rows]:
+        run = (
+            f"dry-run ({i.dry_run_reason})"
+            if i.dry_run_reason
+            else ("waits for its time" if i.wait_for_time else "runs")
+        )
+        lines.append(
+            f"| {i.bizdate} | {i.cyctime:%Y-%m-%d %H:%M %z} | `{cell(i.node)}` | "
+            f"{i.group}.{i.sequence} | {i.priority} | {run} | `{i.id}` |"
+        )
+    if len(bp.instances) > rows:
+        lines.append(
+            f"\n… and {len(bp.instances) - rows} more: `backfillctl plan -o json` "
+            "lists every instance."
+        )
+    return [*lines, "", "</details>", ""]
+
+
+def _section(bp: BackfillPlan, rows: int) -> list[str]:
+    b = bp.backfill
+    return [
+        f"### `{cell(bp.name)}`",
+        "",
+        f"{cell(selection_text(bp))} · dates {date_ranges(sorted(bp.dates))} "
+        f"({len(bp.dates)}, {b.order}) in {count(len(bp.chunks), 'group')}",
+        "",
+        "```mermaid",
+        flowchart(bp),
+        "```",
+        "",
+        *_instances(bp, rows),
+    ]
+
+
+def render_markdown(result: CheckResult, rows: int = 50) -> str:
+    plan = result.plan
+    footer = [
+        "---",
+        f"Plan digest `{plan.digest}` · checked as `{cell(plan.actor or 'nobody')}` at "
+        f"{plan.now.isoformat()} · backfillctl {__version__}",
+        "",
+        MARKER,
+    ]
+    lines = [
+        summary(result),
+        "",
+        *_changes(result),
+        *_backfill_table(result),
+        *_findings(result.findings),
+    ]
+    size = sum(len(x) + 1 for x in lines + footer)
+    for n, bp in enumerate(plan.backfills):
+        section = _section(bp, rows)
+        length = sum(len(x) + 1 for x in section)
+        if size + length > LIMIT:
+            rest = len(plan.backfills) - n
+            lines += [
+                f"… the details of {count(rest, 'more backfill')} do not fit in a "
+                "comment: see `backfillctl check -o json`.",
+                "",
+            ]
+            break
+        lines += section
+        size += length
+    return "\n".join(lines + footer) + "\n"

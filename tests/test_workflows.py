@@ -1,0 +1,129 @@
+"""The GitHub workflows and pre-commit hooks: valid, and built the safe way."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from backfill_ctl.cli.main import app
+from backfill_ctl.reports.markdown import MARKER
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+
+
+def load(name: str) -> dict[str, Any]:
+    # BaseLoader keeps `on:` a string key (YAML 1.1 would read it as True).
+    data: dict[str, Any] = yaml.load((WORKFLOWS / name).read_text(), Loader=yaml.BaseLoader)
+    return data
+
+
+def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    return [step for job in workflow["jobs"].values() for step in job["steps"]]
+
+
+def runs(workflow: dict[str, Any]) -> str:
+    return "\n".join(step.get("run", "") for step in steps(workflow))
+
+
+@pytest.mark.parametrize(
+    "schema", ["vendor.github-workflows", "custom.github-workflows-require-timeout"]
+)
+def test_workflows_are_valid_github_workflows(schema: str) -> None:
+    files = sorted(str(p) for p in WORKFLOWS.glob("*.yml"))
+    assert len(files) == 4
+    done = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, *files],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_pr_check_runs_untrusted_code_without_write_access_or_secrets() -> None:
+    wf = load("backfill-pr.yml")
+    assert set(wf["on"]) == {"pull_request"}  # never pull_request_target
+    assert "specs/**" in wf["on"]["pull_request"]["paths"]
+    assert wf["permissions"] == {"contents": "read"}
+    assert "secrets." not in (WORKFLOWS / "backfill-pr.yml").read_text()
+    checkout = next(s for s in steps(wf) if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"] == {"fetch-depth": "0", "persist-credentials": "false"}
+
+
+def test_the_pr_check_validates_checks_against_the_base_and_uploads_the_comment() -> None:
+    wf = load("backfill-pr.yml")
+    commands = runs(wf)
+    assert "backfillctl validate specs/" in commands
+    assert 'backfillctl check specs/ --base "$BASE_REF" -o github' in commands
+    assert "-o markdown > report/comment.md" in commands
+    assert wf["jobs"]["check"]["env"]["BASE_REF"] == "origin/${{ github.base_ref }}"
+    upload = next(s for s in steps(wf) if s.get("uses", "").startswith("actions/upload-artifact"))
+    assert upload["with"]["name"] == "backfill-report"
+    # Error findings fail the job: the check step is a plain run, not continue-on-error.
+    check = next(s for s in steps(wf) if "-o github" in s.get("run", ""))
+    assert "continue-on-error" not in check
+
+
+def test_the_comment_is_posted_by_a_privileged_workflow_that_never_checks_out_pr_code() -> None:
+    wf = load("backfill-pr-comment.yml")
+    assert wf["on"] == {"workflow_run": {"workflows": ["backfill-pr"], "types": ["completed"]}}
+    assert wf["permissions"] == {"actions": "read", "pull-requests": "write"}
+    assert not [s for s in steps(wf) if s.get("uses", "").startswith("actions/checkout")]
+    text = (WORKFLOWS / "backfill-pr-comment.yml").read_text()
+    assert f'MARKER: "{MARKER}"' in text  # the marker the markdown report ends with
+    commands = runs(wf)
+    assert "*[!0-9]*" in commands  # the PR number from the artifact is checked...
+    assert ".head.sha" in commands and "HEAD_SHA" in commands  # ...against the run
+    assert "--method PATCH" in commands and "--method POST" in commands  # one sticky comment
+    assert "github-actions[bot]" in commands  # only our own comment is updated
+
+
+def test_applies_are_serialised_and_say_that_apply_is_not_there_yet() -> None:
+    wf = load("backfill-apply.yml")
+    assert wf["on"]["push"]["branches"] == ["main"]
+    assert wf["concurrency"] == {"group": "backfill-apply", "cancel-in-progress": "false"}
+    commands = runs(wf)
+    assert "backfillctl check specs/" in commands
+    assert "backfillctl plan specs/ --out plan.json" in commands
+    assert "apply is not available yet" in commands
+
+
+def test_ci_runs_the_same_script_as_local_ci() -> None:
+    wf = load("ci.yml")
+    assert ".ci/run" in runs(wf)
+
+
+def test_pre_commit_hooks_call_existing_commands() -> None:
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    commands = {c.name for c in app.registered_commands}
+    assert [h["id"] for h in hooks] == ["backfillctl-validate", "backfillctl-check"]
+    for hook in hooks:
+        program, verb = hook["entry"].split()
+        assert program == "backfillctl" and verb in commands
+        assert hook["language"] == "python"
+        assert hook["pass_filenames"] is False  # references cross files: check the whole repo
+        assert set(hook) <= {
+            "id",
+            "name",
+            "description",
+            "entry",
+            "language",
+            "files",
+            "pass_filenames",
+            "args",
+        }
+
+
+def test_every_spec_file_names_its_schema_for_editors() -> None:
+    for path in (ROOT / "specs").rglob("*.yaml"):
+        first = path.read_text().splitlines()[0]
+        assert first.startswith("# yaml-language-server: $schema="), path
+        schema = (path.parent / first.split("=", 1)[1]).resolve()
+        assert schema.is_file(), (path, schema)
