@@ -1,4 +1,4 @@
-"""Planning benchmark (issue 2): a 20,000-node catalog, a 2,000-node x 365-date backfill.
+"""Planning benchmark (issues 2, 3): a 20,000-node catalog, a 2,000-node x 365-date backfill.
 
     python bench/plan_bench.py [--runs 3] [--keep DIR]
 
@@ -9,7 +9,8 @@ selected domain. The Backfill covers 365 business dates in 4 groups:
 1,988 daily-or-monthly nodes x 365 + 10 hourly x 24 x 365 = 813,220 instances.
 
 Each run is a fresh process (peak RSS is per process); the figures printed are
-medians over the runs. It also times the CLI: `--version` and `validate specs/`.
+medians over the runs. It also times the CLI: `--version`, `validate specs/`, `plan`
+and `check` on the workload, and `check specs/`.
 Exit status 1 when a target of the issue is missed.
 """
 
@@ -43,6 +44,8 @@ TARGETS = {
     "cli_plan_rss_mb": 1536.0,
     "cli_version_s": 0.2,
     "cli_validate_specs_s": 0.5,
+    "cli_check_s": 15.0,  # issue 3
+    "cli_check_specs_s": 1.0,
 }
 API = "apiVersion: backfillctl.dev/v1alpha1"
 
@@ -93,6 +96,8 @@ def generate(out: Path) -> None:
         f"{API}\nkind: Backfill\nmetadata: {{name: bench-2023}}\nspec:\n"
         f"  select: {{method: descendants, roots: [{roots}]}}\n"
         f"  dates: [{{from: 2023-01-01, to: 2023-12-31}}]\n  groups: 4\n"
+        # Its risks (too many instances, self-dependent nodes in groups) are accepted.
+        f"  checks: {{stopOnRisk: false}}\n"
     )
     (out / "backfillctl.yaml").write_text(
         f"{API}\nkind: Config\nspec: {{limits: {{maxRoots: 500, maxNodes: 2000}}}}\n"
@@ -209,6 +214,11 @@ def main() -> int:
         median["cli_plan_s"] = statistics.median(t[0] for t in table)
         median["cli_plan_rss_mb"] = statistics.median(t[1] for t in table)
         median["cli_plan_json_s"], median["cli_plan_json_rss_mb"] = cli_run([*plan, "-o", "json"])
+        check = [*exe, "check", str(directory), "--as", "ops", "--now", "2024-06-01"]
+        median["cli_check_s"] = statistics.median(cli_run(check)[0] for _ in range(args.runs))
+        median["cli_check_specs_s"] = timed(
+            [*exe, "check", str(ROOT / "specs"), "--as", "oncall", "--now", "2024-03-20"], 7
+        )
     print("\nmedians:")
     for key, value in median.items():
         target = TARGETS.get(key)

@@ -127,3 +127,11 @@ def test_every_spec_file_names_its_schema_for_editors() -> None:
         assert first.startswith("# yaml-language-server: $schema="), path
         schema = (path.parent / first.split("=", 1)[1]).resolve()
         assert schema.is_file(), (path, schema)
+
+
+def test_the_readme_lists_every_check() -> None:
+    from backfill_ctl.checks import CHECKS
+
+    readme = (ROOT / "README.md").read_text()
+    for code, check in CHECKS.items():
+        assert f"| `{code}` | {check.severity}" in readme, code

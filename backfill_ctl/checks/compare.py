@@ -18,7 +18,6 @@ from backfill_ctl.errors import Diagnostic
 if TYPE_CHECKING:
     from backfill_ctl.planner import Plan
     from backfill_ctl.spec.loader import Specs
-    from backfill_ctl.spec.model import Backfill
 
 Status = Literal["added", "removed", "changed", "replanned", "unchanged"]
 
@@ -35,12 +34,30 @@ def _documents(specs: Specs) -> dict[str, str]:
     """Canonical text of each Backfill document, by name."""
     out = {}
     for doc in specs.documents:
-        data = doc.data
-        if isinstance(data, dict) and data.get("kind") == "Backfill":
-            name = (data.get("metadata") or {}).get("name")
-            if isinstance(name, str):
-                out[name] = json.dumps(data, sort_keys=True)
+        name = _backfill_name(doc.data)
+        if name is not None:
+            out[name] = json.dumps(doc.data, sort_keys=True)
     return out
+
+
+def _backfill_name(data: object) -> str | None:
+    """The name of a Backfill document, even one that failed its schema."""
+    if not isinstance(data, dict) or data.get("kind") != "Backfill":
+        return None
+    metadata = data.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    return name if isinstance(name, str) else None
+
+
+def _where(specs: Specs, name: str) -> tuple[str, int]:
+    """File and document of a Backfill; of its raw document when it could not be built."""
+    backfill = specs.backfills.get(name)
+    if backfill is not None:
+        return backfill.origin.file, backfill.origin.doc
+    for doc in specs.documents:
+        if _backfill_name(doc.data) == name:
+            return doc.file, doc.index
+    return "", 0
 
 
 def _ids(plan: Plan) -> dict[str, set[str]]:
@@ -76,7 +93,7 @@ def change_findings(
         if change.status == "added":
             out.append(
                 _finding(
-                    head.backfills.get(change.name),
+                    _where(head, change.name),
                     change.name,
                     "backfill-added",
                     f"adds Backfill {change.name}: {delta}",
@@ -86,7 +103,7 @@ def change_findings(
         elif change.status == "removed":
             out.append(
                 _finding(
-                    base.backfills.get(change.name),
+                    _where(base, change.name),
                     change.name,
                     "backfill-removed",
                     f"removes Backfill {change.name} ({change.removed} planned instances)",
@@ -101,7 +118,7 @@ def change_findings(
             )
             out.append(
                 _finding(
-                    head.backfills.get(change.name),
+                    _where(head, change.name),
                     change.name,
                     "backfill-changed",
                     f"{why}: {delta}",
@@ -113,13 +130,12 @@ def change_findings(
 
 
 def _finding(
-    backfill: Backfill | None, name: str, code: str, message: str, hint: str | None
+    where: tuple[str, int], name: str, code: str, message: str, hint: str | None
 ) -> Diagnostic:
-    origin = backfill.origin if backfill else None
     return Diagnostic(
         message,
-        file=origin.file if origin else "",
-        doc=origin.doc if origin else 0,
+        file=where[0],
+        doc=where[1],
         hint=hint,
         severity=CHECKS[code].severity,
         code=code,

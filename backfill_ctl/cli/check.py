@@ -88,9 +88,10 @@ def check_command(
     else:
         from backfill_ctl.reports.check_text import render_text, summary_line
 
-        for line in render_text(result):
+        table = render_text(result)
+        for line in table:
             out(line)
-        if result.findings:
+        if table and result.findings:  # no blank first line when nothing was planned
             out()
         print_diagnostics(result.findings, code=True, stream=sys.stdout)
         out(summary_line(result))

@@ -25,7 +25,9 @@ _CLASS = {"blocklisted": "blocked", "no-permission": "nopermission"}
 
 
 def _id(name: str) -> str:
-    return "n_" + re.sub(r"[^A-Za-z0-9_]", "_", name)
+    # Every character but a letter or digit is spelt out in hex, so the ids of `a.b`,
+    # `a-b` and `a_b` differ (a plain `_` for all three would merge them into one box).
+    return "n_" + re.sub(r"[^A-Za-z0-9]", lambda m: f"_{ord(m.group()):x}_", name)
 
 
 def _label(name: str) -> str:
