@@ -30,7 +30,9 @@ def _diag(
     message: str,
     hint: str | None,
     code: str,
-    severity: str = "error",
+    *,
+    nodes: tuple[str, ...] = (),
+    backfill: str | None = None,
 ) -> Diagnostic:
     return Diagnostic(
         message,
@@ -39,7 +41,8 @@ def _diag(
         path=path,
         hint=hint,
         code=code,
-        severity="warning" if severity == "warning" else "error",
+        nodes=nodes,
+        backfill=backfill,
     )
 
 
@@ -67,6 +70,7 @@ def check_references(specs: Specs) -> list[Diagnostic]:
                         node.workspace, specs.workspaces, "add a Workspace document with that name"
                     ),
                     "unknown-workspace",
+                    nodes=(node.name,),
                 )
             )
         for i, up in enumerate(node.upstream):
@@ -78,6 +82,7 @@ def check_references(specs: Specs) -> list[Diagnostic]:
                         f"unknown upstream node {up!r}",
                         _suggest(up, specs.nodes, "add a Node with that name"),
                         "unknown-node",
+                        nodes=(node.name,),
                     )
                 )
         rg = node.resource_group
@@ -91,6 +96,7 @@ def check_references(specs: Specs) -> list[Diagnostic]:
                         rg, specs.resource_groups, "add a ResourceGroup document with that name"
                     ),
                     "unknown-resource-group",
+                    nodes=(node.name,),
                 )
             )
     for backfill in specs.backfills.values():
@@ -105,6 +111,7 @@ def check_references(specs: Specs) -> list[Diagnostic]:
                         rg, specs.resource_groups, f"use {FOLLOW_NODE} or a ResourceGroup's name"
                     ),
                     "unknown-resource-group",
+                    backfill=backfill.name,
                 )
             )
     return out
@@ -122,6 +129,7 @@ def check_cycles(specs: Specs, catalog: Catalog) -> list[Diagnostic]:
                 "dependency loop: " + " -> ".join(cycle),
                 "remove one of these upstream entries to break the loop",
                 "dependency-loop",
+                nodes=tuple(cycle[:-1]),
             )
         )
     return out
@@ -134,7 +142,7 @@ def check_templates(specs: Specs) -> list[Diagnostic]:
         try:
             params = compile_parameters(node.parameters)
         except ParamError as exc:
-            out.append(_param_diag(node.origin, ("spec", "parameters", exc.parameter or ""), exc))
+            out.append(_param_diag(node, ("spec", "parameters", exc.parameter or ""), exc))
             continue
         command = node.run.command
         fields: list[tuple[tuple[PathPart, ...], str]] = (
@@ -147,12 +155,12 @@ def check_templates(specs: Specs) -> list[Diagnostic]:
             try:
                 compile_template(text, params)
             except ParamError as exc:
-                out.append(_param_diag(node.origin, path, exc))
+                out.append(_param_diag(node, path, exc))
     return out
 
 
-def _param_diag(origin: Origin, path: tuple[PathPart, ...], exc: ParamError) -> Diagnostic:
-    return _diag(origin, path, exc.message, exc.hint, "bad-parameter")
+def _param_diag(node: Node, path: tuple[PathPart, ...], exc: ParamError) -> Diagnostic:
+    return _diag(node.origin, path, exc.message, exc.hint, "bad-parameter", nodes=(node.name,))
 
 
 def check_backfill(
@@ -188,6 +196,8 @@ def _check_overrides(
                 f"{message} (for node {shown})",
                 "define the parameter on those nodes, or use a time expression",
                 "bad-parameter",
+                nodes=tuple(names),
+                backfill=backfill.name,
             )
         )
     return out
@@ -212,6 +222,8 @@ def check_window(catalog: Catalog, scope: Scope, backfill: Backfill) -> list[Dia
                     f"time between {window.start:%H:%M} and {window.end:%H:%M}",
                     f"widen timeWindow to include one of its times ({times} ...)",
                     "empty-window",
+                    nodes=(name,),
+                    backfill=backfill.name,
                 )
             )
     return out

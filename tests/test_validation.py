@@ -66,6 +66,7 @@ def test_a_dependency_loop_is_reported_with_its_path_and_no_scope_is_computed() 
     )
     scopes, diagnostics = validate(specs, None)
     assert scopes == {}
+    assert [d.nodes for d in diagnostics] == [("a", "b", "c")]
     assert [_row(d) for d in diagnostics] == [
         (
             1,

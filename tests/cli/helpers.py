@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner, Result
 
 from backfill_ctl.cli.main import app
@@ -63,3 +66,58 @@ def drop(doc: dict[str, Any], *path: str) -> dict[str, Any]:
 def plan_json(result: Result) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(result.stdout)
     return data
+
+
+def line_of(text: str, needle: str, nth: int = 1) -> int:
+    """1-based number of the `nth` line of `text` that contains `needle`."""
+    hits = [n for n, line in enumerate(text.splitlines(), 1) if needle in line]
+    return hits[nth - 1]
+
+
+# Variables that would point git at another repository (a git hook sets some of them).
+_GIT_LOCATION = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY")
+
+
+def isolate_git(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """git, here and inside backfillctl, sees only repositories below `tmp_path`.
+
+    No user or system configuration (signing, hooks, a default branch), and no
+    discovery of a repository above `tmp_path`, which may lie inside a checkout.
+    """
+    for name in _GIT_LOCATION:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", os.devnull)
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+
+
+class GitRepo:
+    """A real git repository on disk, for `check --base`: commit a base, then change it."""
+
+    def __init__(self, root: Path, branch: str = "main") -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self.git("init", "--quiet", f"--initial-branch={branch}")
+        self.git("config", "user.email", "tests@example.com")
+        self.git("config", "user.name", "Tests")
+        self.git("config", "commit.gpgsign", "false")
+
+    def git(self, *args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=self.root, capture_output=True, text=True, check=False, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    def write(self, files: dict[str, str | bytes]) -> None:
+        write_files(self.root, files)
+
+    def remove(self, *names: str) -> None:
+        for name in names:
+            (self.root / name).unlink()
+
+    def commit(self, message: str = "change") -> str:
+        """Commit every change of the working tree; the new commit's id."""
+        self.git("add", "--all")
+        self.git("commit", "--quiet", "--allow-empty", "-m", message)
+        return self.git("rev-parse", "HEAD").strip()
