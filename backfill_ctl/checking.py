@@ -46,6 +46,8 @@ class CheckResult:
         """An error finding: check exits 1 and apply refuses."""
         return any(f.is_error for f in self.findings)
 
+    unplanned: int = 0  # Backfills in the specs that could not be planned
+
     def change_of(self, backfill: str) -> BackfillChange | None:
         return next((c for c in self.changes if c.name == backfill), None)
 
@@ -68,4 +70,5 @@ def run_check(
             located + base.specs.sources.locate(removed),
             key=lambda d: (d.file, d.line or 0, d.col or 0),
         )
-    return CheckResult(plan, located, base.ref if base else None, changes)
+    unplanned = len(specs.backfills) - len(plan.backfills)
+    return CheckResult(plan, located, base.ref if base else None, changes, unplanned)

@@ -17,10 +17,6 @@ from backfill_ctl.spec.source import STDIN, SourceFile, is_spec_file
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-_FETCH_HINT = (
-    "fetch it first (git fetch origin main); in GitHub Actions check out with fetch-depth: 0"
-)
-
 
 def _git(args: Sequence[str], stdin: bytes | None = None, cwd: Path | None = None) -> bytes:
     try:
@@ -40,6 +36,12 @@ class _GitFailed(Exception):
     pass
 
 
+def _fetch_hint(ref: str) -> str:
+    remote, _, branch = ref.partition("/")
+    fetch = f"git fetch {remote} {branch}" if branch else "git fetch origin <branch>"
+    return f"fetch it first ({fetch}); in GitHub Actions check out with fetch-depth: 0"
+
+
 def sources_at(ref: str, paths: Sequence[str]) -> list[SourceFile]:
     """The spec files under `paths` at `ref` (UsageError when that cannot be read)."""
     try:
@@ -47,13 +49,15 @@ def sources_at(ref: str, paths: Sequence[str]) -> list[SourceFile]:
     except _GitFailed as exc:
         raise UsageError(
             f"--base {ref}: {Path.cwd()} is not inside a git repository",
-            hint="run check in a clone of the specs repository, or drop --base",
+            hint=f"run check in a clone of the specs repository, or drop --base (git: {exc})",
         ) from exc
     try:
         commit = _git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"]).decode().strip()
     except _GitFailed as exc:
-        raise UsageError(f"--base {ref}: no such commit, branch or tag", hint=_FETCH_HINT) from exc
-    wanted: list[tuple[str, str]] = []  # (name shown to the user, path in the repository)
+        raise UsageError(
+            f"--base {ref}: no such commit, branch or tag", hint=_fetch_hint(ref)
+        ) from exc
+    wanted: dict[str, str] = {}  # name shown to the user -> blob id
     for arg in paths:
         if arg == STDIN:
             raise UsageError(
@@ -63,21 +67,34 @@ def sources_at(ref: str, paths: Sequence[str]) -> list[SourceFile]:
         try:
             below = Path(arg).resolve().relative_to(root.resolve())
         except ValueError as exc:
-            raise UsageError(f"--base {ref}: {arg} is outside the repository {root}") from exc
+            raise UsageError(
+                f"--base {ref}: {arg} is outside the repository {root}",
+                hint="run check from inside the repository that holds the specs",
+            ) from exc
         prefix = PurePosixPath(below.as_posix())
-        listing = _git(["ls-tree", "-r", "-z", "--name-only", commit, "--", str(prefix)], cwd=root)
-        for entry in filter(None, listing.decode().split("\0")):
+        listing = _git(["ls-tree", "-r", "-z", commit, "--", str(prefix)], cwd=root)
+        for record in filter(None, listing.split(b"\0")):
+            meta, _, raw_path = record.partition(b"\t")
+            _mode, kind, blob = meta.decode().split()
+            try:
+                entry = raw_path.decode()
+            except UnicodeDecodeError as exc:
+                raise UsageError(
+                    f"--base {ref}: a file name under {arg} is not UTF-8: {raw_path!r}",
+                    hint="rename the file",
+                ) from exc
             inner = () if entry == str(prefix) else PurePosixPath(entry).parts[len(prefix.parts) :]
-            if inner and not is_spec_file(inner):
-                continue
-            wanted.append((str(Path(arg, *inner)), entry))
-    return _read_blobs(commit, sorted(set(wanted)), root)
+            if kind != "blob" or (inner and not is_spec_file(inner)):
+                continue  # submodules, and what is not a spec file at HEAD either
+            wanted[str(Path(arg, *inner))] = blob
+    return _read_blobs(sorted(wanted.items()), root)
 
 
-def _read_blobs(commit: str, wanted: list[tuple[str, str]], root: Path) -> list[SourceFile]:
+def _read_blobs(wanted: list[tuple[str, str]], root: Path) -> list[SourceFile]:
+    """The blobs' text, read by id (ids, unlike paths, never hold a newline)."""
     if not wanted:
         return []
-    request = "".join(f"{commit}:{path}\n" for _, path in wanted).encode()
+    request = "".join(f"{blob}\n" for _, blob in wanted).encode()
     out = _git(["cat-file", "--batch"], stdin=request, cwd=root)
     files, pos = [], 0
     for name, _ in wanted:

@@ -285,6 +285,16 @@ def test_overlap_is_reported_on_both_backfills_and_ignores_dry_runs() -> None:
     assert nodes == {("a", "c")}  # b is dry-run in "two": it writes nothing
 
 
+def test_overlaps_with_several_backfills_are_one_finding_per_backfill() -> None:
+    docs = [*CHAIN, *(backfill(f"b{k}", dates=["2024-03-01"]) for k in range(4))]
+    found = [f for f in check(docs).findings if f.code == "overlap"]
+    assert [f.backfill for f in found] == ["b0", "b1", "b2", "b3"]
+    assert found[0].message == (
+        "overlaps 3 Backfills (b1, b2, b3) on 3 node-date(s), e.g. a for 2024-03-01: the same "
+        "partitions would be written twice"
+    )
+
+
 def test_recurring_collision_uses_the_timezone_of_the_node() -> None:
     # 2024-03-20 01:00 UTC is 09:00 in Shanghai: T is the 20th there too, so T-1 is the 19th;
     # at 2024-03-19 20:00 UTC Shanghai is already on the 20th while UTC is on the 19th.

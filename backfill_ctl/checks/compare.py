@@ -106,7 +106,8 @@ def change_findings(
                     _where(base, change.name),
                     change.name,
                     "backfill-removed",
-                    f"removes Backfill {change.name} ({change.removed} planned instances)",
+                    f"removes Backfill {change.name} ({change.removed} planned "
+                    f"instance{'' if change.removed == 1 else 's'})",
                     "apply --prune cancels its instances that have not started",
                 )
             )

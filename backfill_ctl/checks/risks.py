@@ -236,41 +236,45 @@ def recurring_collisions(bp: BackfillPlan, catalog: Catalog, now: datetime) -> l
 
 
 def overlaps(backfills: Sequence[BackfillPlan]) -> list[Diagnostic]:
-    """Two backfills that would both really run one node for one business date."""
+    """Backfills that would both really run one node for one business date.
+
+    One pass over the (node, date) pairs each Backfill runs; one finding per Backfill,
+    naming every other Backfill it overlaps with.
+    """
     if len(backfills) < 2:
         return []
-    runs: list[dict[str, set[date]]] = []
-    for bp in backfills:
-        by_node: dict[str, set[date]] = defaultdict(set)
+    owners: dict[tuple[str, date], set[int]] = defaultdict(set)
+    for k, bp in enumerate(backfills):
         for i in bp.instances:
             if i.dry_run_reason is None:
-                by_node[i.node].add(i.bizdate)
-        runs.append(by_node)
+                owners[i.node, i.bizdate].add(k)
+    shared: dict[int, set[tuple[str, date]]] = defaultdict(set)
+    others: dict[int, set[int]] = defaultdict(set)
+    for key, ks in owners.items():
+        if len(ks) > 1:
+            for k in ks:
+                shared[k].add(key)
+                others[k] |= ks - {k}
     out = []
-    for a, bp in enumerate(backfills):
-        for b, other in enumerate(backfills):
-            if a == b:
-                continue
-            common = {n: runs[a][n] & runs[b][n] for n in runs[a].keys() & runs[b].keys()}
-            common = {n: days for n, days in common.items() if days}
-            if not common:
-                continue
-            pairs = sum(len(days) for days in common.values())
-            node, days = min(common.items())
-            out.append(
-                finding(
-                    bp,
-                    "overlap",
-                    f"overlaps Backfill {other.name} on {pairs} node-date(s), e.g. {node} for "
-                    f"{min(days)}: the same partitions would be written twice",
-                    "remove the overlap from one of them, or merge them into one Backfill",
-                    path=("spec", "dates"),
-                    nodes=sorted(common),
-                    instances=[
-                        i.id
-                        for i in bp.instances
-                        if i.node in common and i.bizdate in common[i.node]
-                    ],
-                )
+    for k in sorted(shared):
+        bp, pairs = backfills[k], shared[k]
+        names = sorted(backfills[o].name for o in others[k])
+        node, day = min(pairs)
+        what = (
+            f"Backfill {names[0]}"
+            if len(names) == 1
+            else f"{len(names)} Backfills ({listed(names)})"
+        )
+        out.append(
+            finding(
+                bp,
+                "overlap",
+                f"overlaps {what} on {len(pairs)} node-date(s), e.g. {node} for {day}: the "
+                "same partitions would be written twice",
+                "remove the overlap from one of them, or merge them into one Backfill",
+                path=("spec", "dates"),
+                nodes=sorted({n for n, _ in pairs}),
+                instances=[i.id for i in bp.instances if (i.node, i.bizdate) in pairs],
             )
+        )
     return out

@@ -25,13 +25,31 @@ def verdict(result: CheckResult) -> str:
     return ", ".join(parts) or "no findings"
 
 
+def delta(added: int, removed: int) -> str:
+    """The change in instances, written one way everywhere: `+4 / -2`."""
+    return f"+{added} / -{removed}"
+
+
 def change_text(result: CheckResult, name: str) -> str:
     change = result.change_of(name)
     if change is None:
         return ""
     if change.status == "unchanged":
         return "unchanged"
-    return f"{change.status} +{change.added}/-{change.removed}"
+    return f"{change.status} {delta(change.added, change.removed)}"
+
+
+def changes_text(result: CheckResult) -> str:
+    """`1 added, 1 changed; instances +4 / -2` (what merging does)."""
+    statuses = ("added", "changed", "replanned", "removed")
+    parts = [
+        f"{n} {status}"
+        for status in statuses
+        if (n := sum(1 for c in result.changes if c.status == status))
+    ]
+    added = sum(c.added for c in result.changes)
+    removed = sum(c.removed for c in result.changes)
+    return f"{', '.join(parts) or 'no Backfill changes'}; instances {delta(added, removed)}"
 
 
 def backfill_rows(result: CheckResult) -> list[list[str]]:
@@ -53,19 +71,16 @@ def backfill_rows(result: CheckResult) -> list[list[str]]:
 
 
 def summary_line(result: CheckResult) -> str:
-    instances = sum(len(bp.instances) for bp in result.plan.backfills)
+    planned = result.plan.backfills
+    instances = sum(len(bp.instances) for bp in planned)
     line = (
         f"check: {verdict(result)}; {count(instances, 'instance')} in "
-        f"{count(len(result.plan.backfills), 'backfill')}"
+        f"{count(len(planned), 'backfill')}"
     )
+    if result.unplanned:
+        line += f" ({result.unplanned} not planned)"
     if result.base:
-        moved = [c for c in result.changes if c.status != "unchanged"]
-        added = sum(c.added for c in result.changes)
-        removed = sum(c.removed for c in result.changes)
-        line += (
-            f"; against {result.base}: {count(len(moved), 'backfill')} changed, "
-            f"+{added}/-{removed} instances"
-        )
+        line += f"; against {result.base}: {changes_text(result)}"
     return line
 
 

@@ -15,7 +15,7 @@ import html
 from typing import TYPE_CHECKING
 
 from backfill_ctl import __version__
-from backfill_ctl.reports.check_text import change_text, verdict
+from backfill_ctl.reports.check_text import change_text, changes_text, verdict
 from backfill_ctl.reports.mermaid import flowchart
 from backfill_ctl.reports.plan_table import date_ranges, selection_text
 from backfill_ctl.reports.text import count
@@ -41,30 +41,32 @@ def summary(result: CheckResult) -> str:
     dry = sum(bp.summary()["dryRun"] for bp in plans)
     waiting = sum(bp.summary()["waitingForTime"] for bp in plans)
     icon = "❌" if result.failed else "⚠️" if result.count("warning") else "✅"
+    unplanned = f", {result.unplanned} not planned" if result.unplanned else ""
     return (
         f"{icon} **backfillctl check: {verdict(result)}** · {count(instances, 'instance')} in "
-        f"{count(len(plans), 'backfill')} ({dry} dry-run, {waiting} waiting for their time)"
+        f"{count(len(plans), 'backfill')} ({dry} dry-run, {waiting} waiting for their time"
+        f"{unplanned})"
     )
 
 
 def _changes(result: CheckResult) -> list[str]:
     if result.base is None:
         return []
-    by_status = {
-        s: [c for c in result.changes if c.status == s]
-        for s in ("added", "changed", "replanned", "removed")
-    }
-    added = sum(c.added for c in result.changes)
-    removed = sum(c.removed for c in result.changes)
-    parts = [f"{len(v)} {k}" for k, v in by_status.items() if v] or ["no Backfill changes"]
-    return [
-        f"Merging into `{cell(result.base)}`: {', '.join(parts)}; instances "
-        f"**+{added} / −{removed}**.",
-        "",
-    ]
+    return [f"Merging into `{cell(result.base)}`: {changes_text(result)}.", ""]
 
 
-def _backfill_table(result: CheckResult) -> list[str]:
+def _fit(rows: list[str], budget: int) -> tuple[list[str], int]:
+    """As many rows as fit in `budget` characters, and how many were left out."""
+    kept, size = [], 0
+    for row in rows:
+        size += len(row) + 1
+        if size > budget:
+            break
+        kept.append(row)
+    return kept, len(rows) - len(kept)
+
+
+def _backfill_table(result: CheckResult, budget: int) -> list[str]:
     head = [
         "Backfill",
         "Scope nodes",
@@ -76,7 +78,7 @@ def _backfill_table(result: CheckResult) -> list[str]:
     ]
     if result.base:
         head.insert(1, "Change")
-    lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
+    rows = []
     for bp in result.plan.backfills:
         s = bp.summary()
         row = [
@@ -88,22 +90,27 @@ def _backfill_table(result: CheckResult) -> list[str]:
         ]
         if result.base:
             row.insert(1, change_text(result, bp.name) or "-")
-        lines.append("| " + " | ".join(row) + " |")
-    return [*lines, ""]
+        rows.append("| " + " | ".join(row) + " |")
+    kept, left = _fit(rows, budget)
+    if left:
+        kept.append(f"| … and {count(left, 'more backfill')} | " + "| " * (len(head) - 1))
+    return ["| " + " | ".join(head) + " |", "|---" * len(head) + "|", *kept, ""]
 
 
-def _findings(findings: list[Diagnostic], most: int = 100) -> list[str]:
+def _findings(findings: list[Diagnostic], budget: int) -> list[str]:
     if not findings:
         return ["No findings.", ""]
-    lines = ["### Findings", "", "| | Check | Where | Finding |", "|---|---|---|---|"]
-    for f in findings[:most]:
+    rows = []
+    for f in findings:
         text = cell(f.message) + (f"<br>*{cell(f.hint)}*" if f.hint else "")
-        lines.append(
-            f"| {_ICON[f.severity]} {f.severity} | `{f.code}` | {cell(f.where)} | {text} |"
+        rows.append(f"| {_ICON[f.severity]} {f.severity} | `{f.code}` | {cell(f.where)} | {text} |")
+    kept, left = _fit(rows, budget)
+    if left:
+        kept.append(
+            f"| | | | … and {count(left, 'more finding')}: `backfillctl check -o json` "
+            "lists them all |"
         )
-    if len(findings) > most:
-        lines.append(f"| | | | … and {len(findings) - most} more (see the JSON report) |")
-    return [*lines, ""]
+    return ["### Findings", "", "| | Check | Where | Finding |", "|---|---|---|---|", *kept, ""]
 
 
 def _instances(bp: BackfillPlan, rows: int) -> list[str]:
@@ -148,11 +155,14 @@ def _section(bp: BackfillPlan, rows: int) -> list[str]:
 
 
 def render_markdown(result: CheckResult, rows: int = 50) -> str:
+    """The comment, at most `LIMIT` characters: the backfill table may take a fifth of
+    it and the findings two fifths; the per-Backfill sections get what is left."""
     plan = result.plan
+    who = f"as `{cell(plan.actor)}`" if plan.actor else "without an actor (permissions not checked)"
     footer = [
         "---",
-        f"Plan digest `{plan.digest}` · checked as `{cell(plan.actor or 'nobody')}` at "
-        f"{plan.now.isoformat()} · backfillctl {__version__}",
+        f"Plan digest `{plan.digest}` · checked {who} at {plan.now.isoformat()} · "
+        f"backfillctl {__version__}",
         "",
         MARKER,
     ]
@@ -160,18 +170,18 @@ def render_markdown(result: CheckResult, rows: int = 50) -> str:
         summary(result),
         "",
         *_changes(result),
-        *_backfill_table(result),
-        *_findings(result.findings),
+        *_backfill_table(result, LIMIT // 5),
+        *_findings(result.findings, 2 * LIMIT // 5),
     ]
     size = sum(len(x) + 1 for x in lines + footer)
     for n, bp in enumerate(plan.backfills):
         section = _section(bp, rows)
         length = sum(len(x) + 1 for x in section)
-        if size + length > LIMIT:
+        if size + length > LIMIT - 200:  # room for the pointer line below
             rest = len(plan.backfills) - n
             lines += [
                 f"… the details of {count(rest, 'more backfill')} do not fit in a "
-                "comment: see `backfillctl check -o json`.",
+                "comment: `backfillctl plan -o json` lists every instance.",
                 "",
             ]
             break
