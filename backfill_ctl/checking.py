@@ -7,11 +7,11 @@ warnings, plan risks and, with a base, what merging changes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from backfill_ctl.checks import accept_risks
-from backfill_ctl.checks.compare import BackfillChange, change_findings, compare
+from backfill_ctl.checks.compare import BackfillChange, authored, change_findings, compare
 from backfill_ctl.checks.risks import plan_findings
 from backfill_ctl.planning import make_plan
 
@@ -55,15 +55,22 @@ class CheckResult:
 def run_check(
     specs: Specs, now: datetime, actor: str | None, base: Base | None = None
 ) -> CheckResult:
-    plan, diagnostics = make_plan(specs, now, actor)
+    """Everything `check` reports. With a base, the actor's permissions are checked on the
+    Backfills the change adds or edits only: the others were approved with their own
+    authors, and a pull request must not fail for specs it does not touch."""
+    mine = authored(base.specs, specs) if base is not None else None
+    plan, diagnostics = make_plan(specs, now, actor, authored=mine)
     findings = diagnostics + plan_findings(plan, specs.catalog(), specs.config.max_instances)
     changes: list[BackfillChange] = []
     removed: list[Diagnostic] = []
     if base is not None:
-        base_plan, _ = make_plan(base.specs, now, actor)
+        # Without an actor: what the base runs does not depend on who asks today.
+        base_plan, _ = make_plan(base.specs, now, None)
         changes = compare(base.specs, base_plan, specs, plan)
         for f in change_findings(changes, base.specs, specs, base.ref):
             (removed if f.code == "backfill-removed" else findings).append(f)
+    if base is not None:
+        findings = [_at_new_edge(f, base.specs, specs) for f in findings]
     located = specs.sources.locate(accept_risks(findings, specs.backfills))
     if base is not None and removed:  # a removed Backfill's document is only on the base
         located = sorted(
@@ -72,3 +79,18 @@ def run_check(
         )
     unplanned = len(specs.backfills) - len(plan.backfills)
     return CheckResult(plan, located, base.ref if base else None, changes, unplanned)
+
+
+def _at_new_edge(finding: Diagnostic, base: Specs, head: Specs) -> Diagnostic:
+    """A loop is annotated at the upstream entry the change added, when there is one:
+    that is the line the author of the pull request has to look at."""
+    if finding.code != "dependency-loop" or not finding.nodes:
+        return finding
+    ring = finding.nodes  # each node is upstream of the next, the last of the first
+    for up, down in zip(ring, ring[1:] + ring[:1], strict=True):
+        node, before = head.nodes.get(down), base.nodes.get(down)
+        if node and up in node.upstream and (before is None or up not in before.upstream):
+            path = ("spec", "upstream", node.upstream.index(up))
+            origin = node.origin
+            return replace(finding, file=origin.file, doc=origin.doc, path=path, line=None)
+    return finding

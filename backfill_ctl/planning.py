@@ -14,16 +14,23 @@ from backfill_ctl.planner import BackfillPlan, Plan, plan_backfill
 from backfill_ctl.validation import validate
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Collection, Sequence
     from datetime import datetime
 
     from backfill_ctl.spec.loader import Specs
 
 
 def make_plan(
-    specs: Specs, now: datetime, actor: str | None, only: Sequence[str] = ()
+    specs: Specs,
+    now: datetime,
+    actor: str | None,
+    only: Sequence[str] = (),
+    authored: Collection[str] | None = None,
 ) -> tuple[Plan, list[Diagnostic]]:
-    """Plan every Backfill (or those named in `only`) that passed its checks."""
+    """Plan every Backfill (or those named in `only`) that passed its checks.
+
+    Permissions are the actor's on the Backfills in `authored` (all when None).
+    """
     for name in only:
         if name not in specs.backfills:
             known = ", ".join(sorted(specs.backfills)) or "none"
@@ -31,7 +38,7 @@ def make_plan(
                 f"no Backfill named {name!r} in the specs (found: {known})",
                 hint="check the name after --backfill",
             )
-    scopes, diagnostics = validate(specs, actor)
+    scopes, diagnostics = validate(specs, actor, authored)
     diagnostics = specs.diagnostics + diagnostics
     kinds = {(doc.file, doc.index): _kind(doc.data) for doc in specs.documents}
     broken = {(d.file, d.doc) for d in diagnostics if d.is_error}

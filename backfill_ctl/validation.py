@@ -17,7 +17,7 @@ from backfill_ctl.selection import Scope, select
 from backfill_ctl.spec.model import FOLLOW_NODE
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Collection, Iterable, Mapping
 
     from backfill_ctl.catalog import Catalog
     from backfill_ctl.spec.loader import Specs
@@ -229,8 +229,14 @@ def check_window(catalog: Catalog, scope: Scope, backfill: Backfill) -> list[Dia
     return out
 
 
-def validate(specs: Specs, actor: str | None) -> tuple[dict[str, Scope], list[Diagnostic]]:
-    """All cross-document checks; the scope of every Backfill that has one."""
+def validate(
+    specs: Specs, actor: str | None, authored: Collection[str] | None = None
+) -> tuple[dict[str, Scope], list[Diagnostic]]:
+    """All cross-document checks; the scope of every Backfill that has one.
+
+    The actor's permissions are checked on the Backfills in `authored` (all when None):
+    in a pull request, the ones it adds or edits; the others had their own authors.
+    """
     out = check_references(specs)
     catalog = specs.catalog()
     cycles = check_cycles(specs, catalog)
@@ -240,7 +246,8 @@ def validate(specs: Specs, actor: str | None) -> tuple[dict[str, Scope], list[Di
     if cycles:
         return scopes, out  # a scope needs an acyclic graph
     for backfill in specs.backfills.values():
-        scope, diags = check_backfill(specs, catalog, backfill, actor)
+        who = actor if authored is None or backfill.name in authored else None
+        scope, diags = check_backfill(specs, catalog, backfill, who)
         out += diags
         if scope is not None:
             scopes[backfill.name] = scope

@@ -329,3 +329,37 @@ def test_findings_are_sorted_by_file_and_line() -> None:
     result = check(CASES["overlap"].risky)
     keys = [(f.file, f.line or 0) for f in result.findings]
     assert keys == sorted(keys)
+
+
+def test_with_a_base_a_loop_is_shown_at_the_upstream_entry_the_change_added() -> None:
+    base = [WS, node("a", upstream=["c"]), node("b", upstream=["a"]), node("c")]
+    head = [WS, node("a", upstream=["c"]), node("b", upstream=["a"]), node("c", upstream=["b"])]
+    # Without a base the loop a -> b -> c -> a is shown on its first node's entry (a: c)...
+    alone = only(check(head), "dependency-loop")
+    assert (alone.doc, alone.path) == (1, ("spec", "upstream", 0))
+    # ...with one, on the edge the change added: c's `upstream: [b]`.
+    moved = only(check(head, base=base), "dependency-loop")
+    assert (moved.file, moved.doc, moved.path) == ("specs.yaml", 3, ("spec", "upstream", 0))
+    assert moved.line == line_of(head, "- b")
+
+
+def test_with_a_base_permissions_are_checked_on_the_backfills_the_change_adds_or_edits() -> None:
+    base = [workspace(), node("a", owners=("ann",)), backfill("old"), backfill("edited")]
+    head = [
+        workspace(),
+        node("a", owners=("ann",)),
+        backfill("old"),
+        backfill("edited", dates=["2024-03-02"]),
+        backfill("new"),
+    ]
+    result = check(head, actor="eve", base=base)
+    denied = sorted(f.backfill or "" for f in result.findings if f.code == "no-permission-target")
+    assert denied == ["edited", "new"]  # "old" was approved with its own author
+    assert [bp.name for bp in result.plan.backfills] == ["old"]
+    # Without a base every Backfill is the actor's.
+    alone = check(head, actor="eve")
+    assert {f.backfill for f in alone.findings if f.code == "no-permission-target"} == {
+        "edited",
+        "new",
+        "old",
+    }

@@ -28,6 +28,7 @@ class BackfillChange:
     status: Status
     added: int  # instances planned at HEAD and not at the base
     removed: int  # instances planned at the base and not at HEAD
+    planned: bool = True  # False: HEAD has errors that stop it from being planned
 
 
 def _documents(specs: Specs) -> dict[str, str]:
@@ -60,6 +61,12 @@ def _where(specs: Specs, name: str) -> tuple[str, int]:
     return "", 0
 
 
+def authored(base: Specs, head: Specs) -> set[str]:
+    """The Backfills a change adds or edits: the ones its author answers for."""
+    before, after = _documents(base), _documents(head)
+    return {name for name, text in after.items() if before.get(name) != text}
+
+
 def _ids(plan: Plan) -> dict[str, set[str]]:
     return {bp.name: {i.id for i in bp.instances} for bp in plan.backfills}
 
@@ -69,17 +76,21 @@ def compare(base: Specs, base_plan: Plan, head: Specs, head_plan: Plan) -> list[
     old, new = _ids(base_plan), _ids(head_plan)
     changes = []
     for name in sorted(before.keys() | after.keys()):
+        planned = name not in after or name in new
         was, now = old.get(name, set()), new.get(name, set())
-        added, removed = len(now - was), len(was - now)
+        # Without a plan at HEAD there is no honest count (its errors say why).
+        added, removed = (len(now - was), len(was - now)) if planned else (0, 0)
         if name not in before:
             status: Status = "added"
         elif name not in after:
             status = "removed"
         elif before[name] != after[name]:
             status = "changed"
+        elif not planned:
+            status = "unchanged"  # the catalog's errors are reported; no delta to show
         else:
             status = "replanned" if added or removed else "unchanged"
-        changes.append(BackfillChange(name, status, added, removed))
+        changes.append(BackfillChange(name, status, added, removed, planned))
     return changes
 
 
@@ -89,7 +100,11 @@ def change_findings(
     """A notice for each added or removed Backfill, a warning for each edited one."""
     out = []
     for change in changes:
-        delta = f"+{change.added} / -{change.removed} instances"
+        delta = (
+            f"+{change.added} / -{change.removed} instances"
+            if change.planned
+            else "it cannot be planned (see the errors)"
+        )
         if change.status == "added":
             out.append(
                 _finding(

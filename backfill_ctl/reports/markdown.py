@@ -154,6 +154,12 @@ def _section(bp: BackfillPlan, rows: int) -> list[str]:
     ]
 
 
+def _affected(result: CheckResult, name: str) -> bool:
+    """With a base, only the Backfills the change affects are detailed."""
+    change = result.change_of(name)
+    return result.base is None or change is None or change.status != "unchanged"
+
+
 def render_markdown(result: CheckResult, rows: int = 50) -> str:
     """The comment, at most `LIMIT` characters: the backfill table may take a fifth of
     it and the findings two fifths; the per-Backfill sections get what is left."""
@@ -174,11 +180,12 @@ def render_markdown(result: CheckResult, rows: int = 50) -> str:
         *_findings(result.findings, 2 * LIMIT // 5),
     ]
     size = sum(len(x) + 1 for x in lines + footer)
-    for n, bp in enumerate(plan.backfills):
+    detailed = [bp for bp in plan.backfills if _affected(result, bp.name)]
+    for n, bp in enumerate(detailed):
         section = _section(bp, rows)
         length = sum(len(x) + 1 for x in section)
         if size + length > LIMIT - 200:  # room for the pointer line below
-            rest = len(plan.backfills) - n
+            rest = len(detailed) - n
             lines += [
                 f"… the details of {count(rest, 'more backfill')} do not fit in a "
                 "comment: `backfillctl plan -o json` lists every instance.",

@@ -104,13 +104,21 @@ def test_every_backfill_of_both_sides_is_compared_in_name_order() -> None:
     ]
 
 
-def test_a_backfill_that_cannot_be_planned_any_more_loses_its_instances() -> None:
+def test_a_backfill_that_cannot_be_planned_any_more_has_no_delta() -> None:
     found = changes(
         [*CATALOG, backfill("bf", dates=MARCH_1_TO_3)],
         [*CATALOG, backfill("bf", dates=["2024-02-30"])],  # not a date: not planned
     )
 
-    assert found == {"bf": BackfillChange("bf", "changed", 0, 9)}
+    # Not "-9 instances": the errors that stop it from planning are what to report.
+    assert found == {"bf": BackfillChange("bf", "changed", 0, 0, planned=False)}
+
+
+def test_a_catalog_error_is_no_replanning() -> None:
+    broken = [*CATALOG[:-1], node("c", upstream=["ghost"]), backfill("bf")]
+    assert changes([*CATALOG, backfill("bf")], broken) == {
+        "bf": BackfillChange("bf", "unchanged", 0, 0, planned=False)
+    }
 
 
 def test_a_backfill_document_with_broken_metadata_is_no_comparison() -> None:
@@ -213,5 +221,10 @@ def test_a_backfill_that_failed_its_schema_is_still_located_at_its_document() ->
     found = change_findings(compare(before, plan(before), after, plan(after)), before, after, "m")
 
     assert [(f.code, f.file, f.doc, f.message) for f in found] == [
-        ("backfill-added", "head.yaml", 4, "adds Backfill bf: +0 / -0 instances")
+        (
+            "backfill-added",
+            "head.yaml",
+            4,
+            "adds Backfill bf: it cannot be planned (see the errors)",
+        )
     ]
