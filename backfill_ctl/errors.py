@@ -13,12 +13,24 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
 Severity = Literal["error", "warning", "notice"]
+
+
+class Located(Protocol):
+    """Where a document was read from (spec.model.Origin)."""
+
+    @property
+    def file(self) -> str: ...
+
+    @property
+    def doc(self) -> int: ...
+
+
 PathPart = str | int
 
 
@@ -53,6 +65,11 @@ class Diagnostic:
     backfill: str | None = None
     nodes: tuple[str, ...] = ()
     instances: tuple[str, ...] = ()  # a sample when there are many; the message counts all
+
+    @classmethod
+    def in_document(cls, origin: Located, message: str, **fields: Any) -> Diagnostic:
+        """A diagnostic about the document `origin` (a spec object's Origin) was read from."""
+        return cls(message, file=origin.file, doc=origin.doc, **fields)
 
     @property
     def is_error(self) -> bool:

@@ -61,12 +61,10 @@ class _Selector:
         severity: Literal["error", "warning"] = "error",
         nodes: tuple[str, ...] = (),
     ) -> None:
-        origin = self.backfill.origin
         self.diagnostics.append(
-            Diagnostic(
+            Diagnostic.in_document(
+                self.backfill.origin,
                 message,
-                file=origin.file,
-                doc=origin.doc,
                 path=("spec", "select", *path),
                 hint=hint,
                 severity=severity,

@@ -34,15 +34,8 @@ def _diag(
     nodes: tuple[str, ...] = (),
     backfill: str | None = None,
 ) -> Diagnostic:
-    return Diagnostic(
-        message,
-        file=origin.file,
-        doc=origin.doc,
-        path=path,
-        hint=hint,
-        code=code,
-        nodes=nodes,
-        backfill=backfill,
+    return Diagnostic.in_document(
+        origin, message, path=path, hint=hint, code=code, nodes=nodes, backfill=backfill
     )
 
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 from backfill_ctl.checks import CHECKS
 from backfill_ctl.errors import Diagnostic
+from backfill_ctl.spec.model import Origin
 
 if TYPE_CHECKING:
     from backfill_ctl.planner import Plan
@@ -50,15 +51,15 @@ def _backfill_name(data: object) -> str | None:
     return name if isinstance(name, str) else None
 
 
-def _where(specs: Specs, name: str) -> tuple[str, int]:
-    """File and document of a Backfill; of its raw document when it could not be built."""
+def _where(specs: Specs, name: str) -> Origin:
+    """The document of a Backfill; its raw document when it could not be built."""
     backfill = specs.backfills.get(name)
     if backfill is not None:
-        return backfill.origin.file, backfill.origin.doc
+        return backfill.origin
     for doc in specs.documents:
         if _backfill_name(doc.data) == name:
-            return doc.file, doc.index
-    return "", 0
+            return Origin(doc.file, doc.index, doc.line)
+    return Origin("", 0)
 
 
 def authored(base: Specs, head: Specs) -> set[str]:
@@ -100,60 +101,42 @@ def change_findings(
     """A notice for each added or removed Backfill, a warning for each edited one."""
     out = []
     for change in changes:
+        name, status = change.name, change.status
         delta = (
             f"+{change.added} / -{change.removed} instances"
             if change.planned
             else "it cannot be planned (see the errors)"
         )
-        if change.status == "added":
-            out.append(
-                _finding(
-                    _where(head, change.name),
-                    change.name,
-                    "backfill-added",
-                    f"adds Backfill {change.name}: {delta}",
-                    None,
-                )
-            )
-        elif change.status == "removed":
-            out.append(
-                _finding(
-                    _where(base, change.name),
-                    change.name,
-                    "backfill-removed",
-                    f"removes Backfill {change.name} ({change.removed} planned "
-                    f"instance{'' if change.removed == 1 else 's'})",
-                    "apply --prune cancels its instances that have not started",
-                )
-            )
-        elif change.status in ("changed", "replanned"):
+        if status == "added":
+            code, where, hint = "backfill-added", head, None
+            message = f"adds Backfill {name}: {delta}"
+        elif status == "removed":
+            code, where = "backfill-removed", base
+            plural = "" if change.removed == 1 else "s"
+            message = f"removes Backfill {name} ({change.removed} planned instance{plural})"
+            hint = "apply --prune cancels its instances that have not started"
+        elif status in ("changed", "replanned"):
+            code, where = "backfill-changed", head
             why = (
-                f"edits Backfill {change.name}, which exists on {ref}"
-                if change.status == "changed"
-                else f"the catalog change re-plans Backfill {change.name}"
+                f"edits Backfill {name}, which exists on {ref}"
+                if status == "changed"
+                else f"the catalog change re-plans Backfill {name}"
             )
-            out.append(
-                _finding(
-                    _where(head, change.name),
-                    change.name,
-                    "backfill-changed",
-                    f"{why}: {delta}",
-                    "applying it creates the new instances, cancels planned ones that have not "
-                    "started, and keeps those that started",
-                )
+            message = f"{why}: {delta}"
+            hint = (
+                "applying it creates the new instances, cancels planned ones that have not "
+                "started, and keeps those that started"
             )
+        else:
+            continue
+        out.append(
+            Diagnostic.in_document(
+                _where(where, name),
+                message,
+                hint=hint,
+                severity=CHECKS[code].severity,
+                code=code,
+                backfill=name,
+            )
+        )
     return out
-
-
-def _finding(
-    where: tuple[str, int], name: str, code: str, message: str, hint: str | None
-) -> Diagnostic:
-    return Diagnostic(
-        message,
-        file=where[0],
-        doc=where[1],
-        hint=hint,
-        severity=CHECKS[code].severity,
-        code=code,
-        backfill=name,
-    )

@@ -36,11 +36,9 @@ def finding(
     nodes: Iterable[str] = (),
     instances: Iterable[str] = (),
 ) -> Diagnostic:
-    origin = bp.backfill.origin
-    return Diagnostic(
+    return Diagnostic.in_document(
+        bp.backfill.origin,
         message,
-        file=origin.file,
-        doc=origin.doc,
         path=path,
         hint=hint,
         severity=CHECKS[code].severity,

@@ -90,9 +90,7 @@ class DocumentBuilder:
         code: str = "invalid",
     ) -> None:
         self.diagnostics.append(
-            Diagnostic(
-                message, file=self.origin.file, doc=self.origin.doc, path=path, hint=hint, code=code
-            )
+            Diagnostic.in_document(self.origin, message, path=path, hint=hint, code=code)
         )
 
     def date(self, text: str, path: tuple[PathPart, ...]) -> date | None:
