@@ -15,6 +15,8 @@ CORE = [
     "params.py",
     "planner.py",
     "planning.py",
+    "reconcile.py",
+    "scheduler.py",
     "selection.py",
     "validation.py",
 ]

@@ -1,0 +1,148 @@
+"""The state store: what has been applied and what has run (DESIGN §7).
+
+`StateStore` is the interface the reconciler, the scheduler loop, the operations and
+the inspection commands use; `SQLiteStore` is the implementation (stdlib sqlite3, WAL).
+Every state change is one transaction and writes its events; guarded updates
+(`UPDATE ... WHERE state IN (...)`) make concurrent operators and the controller safe
+without locks held across calls.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from backfill_ctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from backfill_ctl.state.records import (
+        AttemptRecord,
+        BackfillRecord,
+        EventRecord,
+        InstanceRecord,
+        Lease,
+    )
+
+
+class StateError(UsageError):
+    """The state store cannot be used: locked, corrupt, or from a newer version."""
+
+
+class StateStore(Protocol):
+    path: str
+
+    # -- backfills and instances ---------------------------------------------------
+    def backfills(self, *, include_deleted: bool = False) -> list[BackfillRecord]: ...
+    def backfill(self, name: str) -> BackfillRecord | None: ...
+    def instances(
+        self,
+        *,
+        backfill: str | None = None,
+        ids: Iterable[str] | None = None,
+        states: Iterable[str] | None = None,
+        node: str | None = None,
+        bizdate: str | None = None,
+    ) -> list[InstanceRecord]: ...
+    def counts(self, backfill: str | None = None) -> dict[tuple[str, str], int]: ...
+    def save_apply(
+        self,
+        backfills: Sequence[BackfillRecord],
+        creates: Sequence[InstanceRecord],
+        updates: Sequence[InstanceRecord],
+        cancels: Sequence[str],
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+        resource_groups: Sequence[tuple[str, str, int]] = (),
+    ) -> None: ...
+    def resource_groups(self) -> dict[str, tuple[str, int]]: ...
+    def update_backfill(
+        self,
+        name: str,
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+        event: str | None = None,
+        **fields: Any,
+    ) -> bool: ...
+
+    # -- state changes ---------------------------------------------------------------
+    def transition(
+        self,
+        ids: Sequence[str],
+        to_state: str,
+        *,
+        allowed: Iterable[str],
+        at: float,
+        actor: str,
+        origin: str,
+        reason: str | None = None,
+        kind: str = "transition",
+        **fields: Any,
+    ) -> list[str]: ...
+    def set_waiting(
+        self, updates: Sequence[tuple[str, str, str | None]], *, at: float, actor: str, origin: str
+    ) -> int: ...
+
+    # -- attempts -------------------------------------------------------------------
+    def begin_attempt(
+        self, instance: str, backend: str, *, at: float, actor: str, origin: str
+    ) -> int | None: ...
+    def set_attempt_handle(
+        self, instance: str, number: int, handle: dict[str, Any], log: str | None
+    ) -> None: ...
+    def end_attempt(
+        self,
+        instance: str,
+        number: int,
+        *,
+        attempt_state: str,
+        exit_code: int | None,
+        message: str | None,
+        instance_state: str,
+        at: float,
+        actor: str,
+        origin: str,
+    ) -> None: ...
+    def attempts(
+        self, instance: str | None = None, *, states: Iterable[str] | None = None
+    ) -> list[AttemptRecord]: ...
+
+    # -- events and the lease ---------------------------------------------------------
+    def events(
+        self,
+        *,
+        backfill: str | None = None,
+        instance: str | None = None,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[EventRecord]: ...
+    def last_event_id(self) -> int: ...
+    def acquire_lease(
+        self, holder: str, *, pid: int, host: str, at: float, ttl: float
+    ) -> Lease: ...
+    def take_over_lease(self, dead_holder: str) -> None: ...
+    def release_lease(self, holder: str) -> None: ...
+    def close(self) -> None: ...
+
+
+def store_path(url: str, base: Path) -> Path:
+    """`sqlite:///relative/path.db` (relative to `base`) or `sqlite:////absolute.db`."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        raise UsageError(
+            f"unsupported state URL {url!r}",
+            hint="use sqlite:///path/to/state.db (relative to the specs' root)",
+        )
+    path = Path(url[len(prefix) :])
+    return path if path.is_absolute() else base / path
+
+
+def open_store(path: Path, *, create: bool = True) -> StateStore:
+    from backfill_ctl.state.sqlite import SQLiteStore
+
+    return SQLiteStore(path, create=create)

@@ -1,0 +1,165 @@
+"""What the state store holds: backfills, instances, attempts, events, the lease.
+
+Plain frozen records; the store turns them into rows and back. Times are Unix epoch
+seconds (floats), given by the caller, so that tests and the controller decide what
+"now" is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+InstanceState = Literal[
+    "pending",
+    "waiting-for-time",
+    "waiting-for-resources",
+    "running",
+    "succeeded",
+    "failed",
+    "frozen",
+    "cancelled",
+]
+STATES: tuple[InstanceState, ...] = (
+    "pending",
+    "waiting-for-time",
+    "waiting-for-resources",
+    "running",
+    "succeeded",
+    "failed",
+    "frozen",
+    "cancelled",
+)
+WAITING: frozenset[str] = frozenset({"pending", "waiting-for-time", "waiting-for-resources"})
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+BackfillStatus = Literal["active", "stopped", "deleted"]
+AttemptState = Literal["starting", "running", "succeeded", "failed", "lost"]
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """How an instance runs: fixed when it is applied (its parameters are resolved)."""
+
+    command: tuple[str, ...] | str
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    timeout: float | None = None  # seconds
+    retries: int = 0
+    image: str | None = None
+    cpu: str | None = None
+    memory: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "command": self.command if isinstance(self.command, str) else list(self.command),
+            "env": self.env,
+            "cwd": self.cwd,
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "image": self.image,
+            "cpu": self.cpu,
+            "memory": self.memory,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Run:
+        command = data["command"]
+        return cls(
+            command=command if isinstance(command, str) else tuple(command),
+            env=dict(data.get("env") or {}),
+            cwd=data.get("cwd"),
+            timeout=data.get("timeout"),
+            retries=int(data.get("retries") or 0),
+            image=data.get("image"),
+            cpu=data.get("cpu"),
+            memory=data.get("memory"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillRecord:
+    name: str
+    digest: str
+    spec: dict[str, Any]  # the Backfill document as applied
+    file: str = ""
+    status: BackfillStatus = "active"
+    suspended: bool = False
+    run_immediately: bool = False
+    execution_window: tuple[str, str] | None = None  # "HH:MM", in each node's timezone
+    alert_when: str = "failure"
+    notify: tuple[dict[str, Any], ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    applied_at: float = 0.0
+    applied_by: str | None = None
+    finished_at: float | None = None
+    outcome: str | None = None  # succeeded | failed, when finished
+    notified_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    id: str
+    backfill: str
+    node: str
+    bizdate: str
+    cyctime: str  # ISO, with the offset of the node's timezone
+    cyctime_epoch: float
+    timezone: str
+    group: int
+    sequence: int
+    priority: int
+    depends_on: tuple[str, ...]
+    run: Run
+    resource_group: str
+    dry_run_reason: str | None = None
+    state: InstanceState = "pending"
+    reason: str | None = None  # why it waits, or how it ended
+    attempts: int = 0
+    tries_left: int = 1  # attempts this run may still take (1 + retries, again on rerun)
+    ignore_deps: bool = False  # rerun as part of a set: mutual dependencies are ignored
+    stop_requested: bool = False
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def dry_run(self) -> bool:
+        return self.dry_run_reason is not None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    instance: str
+    number: int
+    backend: str
+    state: AttemptState
+    started_at: float
+    handle: dict[str, Any] = field(default_factory=dict)
+    exit_code: int | None = None
+    message: str | None = None
+    log: str | None = None
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    id: int
+    at: float
+    actor: str
+    kind: str
+    backfill: str | None = None
+    instance: str | None = None
+    from_state: str | None = None
+    to_state: str | None = None
+    message: str | None = None
+    origin: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    holder: str
+    pid: int
+    host: str
+    acquired_at: float
+    expires_at: float

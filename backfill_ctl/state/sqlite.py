@@ -1,0 +1,708 @@
+"""The SQLite state store (stdlib sqlite3): WAL, busy timeout, versioned schema.
+
+Connections run in autocommit mode; every write is one explicit `BEGIN IMMEDIATE`
+transaction, so a crash at any moment leaves the previous state or the next one, never
+half of a change. Bulk inserts go through `executemany`. A file that is not a SQLite
+database, or one written by a newer backfillctl, is refused untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from backfill_ctl.state import StateError
+from backfill_ctl.state.records import (
+    AttemptRecord,
+    BackfillRecord,
+    EventRecord,
+    InstanceRecord,
+    Lease,
+    Run,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+    from pathlib import Path
+
+BUSY_TIMEOUT = 10.0  # seconds another writer may hold the database before we give up
+_MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE resource_groups (name TEXT PRIMARY KEY, type TEXT NOT NULL,
+        concurrency INTEGER NOT NULL);
+    CREATE TABLE lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, pid INTEGER NOT NULL,
+        host TEXT NOT NULL, acquired_at REAL NOT NULL, expires_at REAL NOT NULL);
+    CREATE TABLE backfills (name TEXT PRIMARY KEY, digest TEXT NOT NULL, spec TEXT NOT NULL,
+        file TEXT NOT NULL, status TEXT NOT NULL, suspended INTEGER NOT NULL,
+        run_immediately INTEGER NOT NULL, execution_window TEXT, alert_when TEXT NOT NULL,
+        notify TEXT NOT NULL, labels TEXT NOT NULL, applied_at REAL NOT NULL,
+        applied_by TEXT, finished_at REAL, outcome TEXT, notified_at REAL);
+    CREATE TABLE instances (id TEXT PRIMARY KEY, backfill TEXT NOT NULL, node TEXT NOT NULL,
+        bizdate TEXT NOT NULL, cyctime TEXT NOT NULL, cyctime_epoch REAL NOT NULL,
+        timezone TEXT NOT NULL, grp INTEGER NOT NULL, seq INTEGER NOT NULL,
+        priority INTEGER NOT NULL, depends_on TEXT NOT NULL, run TEXT NOT NULL,
+        resource_group TEXT NOT NULL, dry_run_reason TEXT, state TEXT NOT NULL, reason TEXT,
+        attempts INTEGER NOT NULL, tries_left INTEGER NOT NULL, ignore_deps INTEGER NOT NULL,
+        stop_requested INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+        started_at REAL, finished_at REAL);
+    CREATE INDEX instances_by_backfill ON instances (backfill, state);
+    CREATE INDEX instances_by_state ON instances (state);
+    CREATE TABLE attempts (instance TEXT NOT NULL, number INTEGER NOT NULL,
+        backend TEXT NOT NULL, state TEXT NOT NULL, handle TEXT NOT NULL, exit_code INTEGER,
+        message TEXT, log TEXT, started_at REAL NOT NULL, finished_at REAL,
+        PRIMARY KEY (instance, number));
+    CREATE INDEX attempts_by_state ON attempts (state);
+    CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,
+        actor TEXT NOT NULL, origin TEXT, kind TEXT NOT NULL, backfill TEXT, instance TEXT,
+        from_state TEXT, to_state TEXT, message TEXT);
+    CREATE INDEX events_by_instance ON events (instance);
+    CREATE INDEX events_by_backfill ON events (backfill, id);
+    """,
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+_INSTANCE_COLUMNS = (
+    "id, backfill, node, bizdate, cyctime, cyctime_epoch, timezone, grp, seq, priority, "
+    "depends_on, run, resource_group, dry_run_reason, state, reason, attempts, tries_left, "
+    "ignore_deps, stop_requested, created_at, updated_at, started_at, finished_at"
+)
+_BACKFILL_COLUMNS = (
+    "name, digest, spec, file, status, suspended, run_immediately, execution_window, "
+    "alert_when, notify, labels, applied_at, applied_by, finished_at, outcome, notified_at"
+)
+_SETTABLE_BACKFILL = {"status", "suspended", "finished_at", "outcome", "notified_at"}
+_SETTABLE_INSTANCE = {"tries_left", "ignore_deps", "stop_requested", "finished_at", "started_at"}
+
+
+class SQLiteStore:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
+        self.path = str(path)
+        if not path.exists() and not create:
+            raise StateError(f"no state store at {path}", hint="run backfillctl apply first")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise self._error(exc) from exc
+        except OSError as exc:
+            raise StateError(
+                f"cannot open the state store {path}: {exc.strerror}",
+                hint="check the path and its permissions",
+            ) from exc
+
+    def _error(self, exc: sqlite3.Error) -> StateError:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return StateError(
+                f"the state store {self.path} is locked by another process",
+                hint="wait for the other backfillctl to finish, or find it "
+                "(fuser on the file); nothing was changed",
+            )
+        if "not a database" in text or "malformed" in text or "corrupt" in text:
+            return StateError(
+                f"the state store {self.path} is not a usable SQLite database ({text})",
+                hint="restore it from a backup, or move it away to "
+                "start afresh; it was not modified",
+            )
+        return StateError(f"state store {self.path}: {text}")
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"the state store {self.path} has schema version {version}; this "
+                f"backfillctl knows up to {SCHEMA_VERSION}",
+                hint="upgrade backfillctl; the store was not modified",
+            )
+        for number in range(version, SCHEMA_VERSION):
+            with self._write():
+                for statement in _MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number + 1}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._error(exc) from exc
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._db.execute("ROLLBACK")
+            raise self._error(exc) from exc
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._error(exc) from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- events ----------------------------------------------------------------------
+
+    @staticmethod
+    def _event(
+        db: sqlite3.Connection,
+        at: float,
+        actor: str,
+        origin: str,
+        kind: str,
+        backfill: str | None,
+        instance: str | None = None,
+        from_state: str | None = None,
+        to_state: str | None = None,
+        message: str | None = None,
+    ) -> None:
+        db.execute(
+            "INSERT INTO events (at, actor, origin, kind, backfill, instance, from_state, "
+            "to_state, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (at, actor, origin, kind, backfill, instance, from_state, to_state, message),
+        )
+
+    def events(
+        self,
+        *,
+        backfill: str | None = None,
+        instance: str | None = None,
+        after: int = 0,
+        limit: int | None = None,
+    ) -> list[EventRecord]:
+        sql = (
+            "SELECT id, at, actor, kind, backfill, instance, from_state, to_state, message, "
+            "origin FROM events WHERE id > ?"
+        )
+        params: list[Any] = [after]
+        if backfill is not None:
+            sql += " AND backfill = ?"
+            params.append(backfill)
+        if instance is not None:
+            sql += " AND instance = ?"
+            params.append(instance)
+        if limit is not None:  # the newest `limit`, in order
+            sql = f"SELECT * FROM ({sql} ORDER BY id DESC LIMIT {int(limit)}) ORDER BY id"
+        else:
+            sql += " ORDER BY id"
+        return [EventRecord(*row) for row in self._read(sql, params)]
+
+    def last_event_id(self) -> int:
+        row = self._read("SELECT MAX(id) FROM events")[0]
+        return int(row[0] or 0)
+
+    # -- backfills -----------------------------------------------------------------
+
+    @staticmethod
+    def _backfill_row(b: BackfillRecord) -> tuple[Any, ...]:
+        return (
+            b.name,
+            b.digest,
+            json.dumps(b.spec),
+            b.file,
+            b.status,
+            int(b.suspended),
+            int(b.run_immediately),
+            json.dumps(b.execution_window) if b.execution_window else None,
+            b.alert_when,
+            json.dumps(list(b.notify)),
+            json.dumps(b.labels),
+            b.applied_at,
+            b.applied_by,
+            b.finished_at,
+            b.outcome,
+            b.notified_at,
+        )
+
+    @staticmethod
+    def _backfill(row: Sequence[Any]) -> BackfillRecord:
+        window = json.loads(row[7]) if row[7] else None
+        return BackfillRecord(
+            name=row[0],
+            digest=row[1],
+            spec=json.loads(row[2]),
+            file=row[3],
+            status=row[4],
+            suspended=bool(row[5]),
+            run_immediately=bool(row[6]),
+            execution_window=tuple(window) if window else None,
+            alert_when=row[8],
+            notify=tuple(json.loads(row[9])),
+            labels=json.loads(row[10]),
+            applied_at=row[11],
+            applied_by=row[12],
+            finished_at=row[13],
+            outcome=row[14],
+            notified_at=row[15],
+        )
+
+    def backfills(self, *, include_deleted: bool = False) -> list[BackfillRecord]:
+        where = "" if include_deleted else " WHERE status != 'deleted'"
+        rows = self._read(f"SELECT {_BACKFILL_COLUMNS} FROM backfills{where} ORDER BY name")
+        return [self._backfill(r) for r in rows]
+
+    def backfill(self, name: str) -> BackfillRecord | None:
+        rows = self._read(f"SELECT {_BACKFILL_COLUMNS} FROM backfills WHERE name = ?", (name,))
+        return self._backfill(rows[0]) if rows else None
+
+    def update_backfill(
+        self,
+        name: str,
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+        event: str | None = None,
+        **fields: Any,
+    ) -> bool:
+        unknown = set(fields) - _SETTABLE_BACKFILL
+        if unknown:
+            raise ValueError(f"cannot set {sorted(unknown)} on a backfill")
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self._write() as db:
+            done = db.execute(
+                f"UPDATE backfills SET {sets} WHERE name = ?",
+                (*(int(v) if isinstance(v, bool) else v for v in fields.values()), name),
+            ).rowcount
+            if done and event:
+                self._event(db, at, actor, origin, "backfill", name, message=event)
+        return bool(done)
+
+    # -- instances -------------------------------------------------------------------
+
+    @staticmethod
+    def _instance_row(i: InstanceRecord) -> tuple[Any, ...]:
+        return (
+            i.id,
+            i.backfill,
+            i.node,
+            i.bizdate,
+            i.cyctime,
+            i.cyctime_epoch,
+            i.timezone,
+            i.group,
+            i.sequence,
+            i.priority,
+            json.dumps(list(i.depends_on)),
+            json.dumps(i.run.to_json()),
+            i.resource_group,
+            i.dry_run_reason,
+            i.state,
+            i.reason,
+            i.attempts,
+            i.tries_left,
+            int(i.ignore_deps),
+            int(i.stop_requested),
+            i.created_at,
+            i.updated_at,
+            i.started_at,
+            i.finished_at,
+        )
+
+    @staticmethod
+    def _instance(row: Sequence[Any]) -> InstanceRecord:
+        return InstanceRecord(
+            id=row[0],
+            backfill=row[1],
+            node=row[2],
+            bizdate=row[3],
+            cyctime=row[4],
+            cyctime_epoch=row[5],
+            timezone=row[6],
+            group=row[7],
+            sequence=row[8],
+            priority=row[9],
+            depends_on=tuple(json.loads(row[10])),
+            run=Run.from_json(json.loads(row[11])),
+            resource_group=row[12],
+            dry_run_reason=row[13],
+            state=row[14],
+            reason=row[15],
+            attempts=row[16],
+            tries_left=row[17],
+            ignore_deps=bool(row[18]),
+            stop_requested=bool(row[19]),
+            created_at=row[20],
+            updated_at=row[21],
+            started_at=row[22],
+            finished_at=row[23],
+        )
+
+    def instances(
+        self,
+        *,
+        backfill: str | None = None,
+        ids: Iterable[str] | None = None,
+        states: Iterable[str] | None = None,
+        node: str | None = None,
+        bizdate: str | None = None,
+    ) -> list[InstanceRecord]:
+        clauses, params = [], []
+        for column, value in (("backfill", backfill), ("node", node), ("bizdate", bizdate)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        for column, values in (("state", states), ("id", ids)):
+            if values is not None:
+                chosen = list(values)
+                if not chosen:
+                    return []
+                clauses.append(f"{column} IN (SELECT value FROM json_each(?))")
+                params.append(json.dumps(chosen))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._read(
+            f"SELECT {_INSTANCE_COLUMNS} FROM instances{where} "
+            "ORDER BY backfill, grp, seq, cyctime_epoch, node",
+            params,
+        )
+        return [self._instance(r) for r in rows]
+
+    def resource_groups(self) -> dict[str, tuple[str, int]]:
+        """name -> (type, concurrency), as last applied."""
+        return {
+            n: (t, c)
+            for n, t, c in self._read("SELECT name, type, concurrency FROM resource_groups")
+        }
+
+    def counts(self, backfill: str | None = None) -> dict[tuple[str, str], int]:
+        sql = "SELECT backfill, state, COUNT(*) FROM instances"
+        params: tuple[Any, ...] = ()
+        if backfill is not None:
+            sql += " WHERE backfill = ?"
+            params = (backfill,)
+        return {(b, s): n for b, s, n in self._read(sql + " GROUP BY backfill, state", params)}
+
+    def save_apply(
+        self,
+        backfills: Sequence[BackfillRecord],
+        creates: Sequence[InstanceRecord],
+        updates: Sequence[InstanceRecord],
+        cancels: Sequence[str],
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+    ) -> None:
+        """One transaction: the backfills, new and changed instances, cancellations."""
+        with self._write() as db:
+            db.executemany(
+                f"INSERT INTO backfills ({_BACKFILL_COLUMNS}) VALUES ({', '.join('?' * 16)}) "
+                "ON CONFLICT (name) DO UPDATE SET digest = excluded.digest, spec = excluded.spec,"
+                " file = excluded.file, status = excluded.status, suspended = "
+                "excluded.suspended, run_immediately = excluded.run_immediately, "
+                "execution_window = excluded.execution_window, alert_when = "
+                "excluded.alert_when, notify = excluded.notify, labels = excluded.labels, "
+                "applied_at = excluded.applied_at, applied_by = excluded.applied_by, "
+                "finished_at = NULL, outcome = NULL, notified_at = NULL",
+                [self._backfill_row(b) for b in backfills],
+            )
+            db.executemany(
+                f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES ({', '.join('?' * 24)})",
+                [self._instance_row(i) for i in creates],
+            )
+            db.executemany(
+                "UPDATE instances SET cyctime = ?, cyctime_epoch = ?, timezone = ?, grp = ?, "
+                "seq = ?, priority = ?, depends_on = ?, run = ?, resource_group = ?, "
+                "dry_run_reason = ?, tries_left = ?, updated_at = ? WHERE id = ? AND state IN "
+                "('pending', 'waiting-for-time', 'waiting-for-resources', 'frozen')",
+                [
+                    (
+                        i.cyctime,
+                        i.cyctime_epoch,
+                        i.timezone,
+                        i.group,
+                        i.sequence,
+                        i.priority,
+                        json.dumps(list(i.depends_on)),
+                        json.dumps(i.run.to_json()),
+                        i.resource_group,
+                        i.dry_run_reason,
+                        i.tries_left,
+                        at,
+                        i.id,
+                    )
+                    for i in updates
+                ],
+            )
+            db.executemany(
+                "UPDATE instances SET state = 'cancelled', reason = 'no longer in the specs', "
+                "updated_at = ?, finished_at = ? WHERE id = ? AND state IN ('pending', "
+                "'waiting-for-time', 'waiting-for-resources', 'frozen')",
+                [(at, at, i) for i in cancels],
+            )
+            events: list[tuple[Any, ...]] = [
+                (at, actor, origin, "created", i.backfill, i.id, None, i.state, None)
+                for i in creates
+            ]
+            events += [
+                (
+                    at,
+                    actor,
+                    origin,
+                    "updated",
+                    i.backfill,
+                    i.id,
+                    None,
+                    None,
+                    "definition changed by apply",
+                )
+                for i in updates
+            ]
+            owners = (
+                dict(
+                    db.execute(
+                        "SELECT id, backfill FROM instances WHERE id IN "
+                        "(SELECT value FROM json_each(?))",
+                        (json.dumps(list(cancels)),),
+                    ).fetchall()
+                )
+                if cancels
+                else {}
+            )
+            events += [
+                (
+                    at,
+                    actor,
+                    origin,
+                    "transition",
+                    owners.get(i),
+                    i,
+                    None,
+                    "cancelled",
+                    "no longer in the specs",
+                )
+                for i in cancels
+            ]
+            events += [
+                (at, actor, origin, "applied", b.name, None, None, None, f"applied {b.digest[:19]}")
+                for b in backfills
+            ]
+            db.executemany(
+                "INSERT INTO events (at, actor, origin, kind, backfill, instance, from_state, "
+                "to_state, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                events,
+            )
+
+    def transition(
+        self,
+        ids: Sequence[str],
+        to_state: str,
+        *,
+        allowed: Iterable[str],
+        at: float,
+        actor: str,
+        origin: str,
+        reason: str | None = None,
+        kind: str = "transition",
+        **fields: Any,
+    ) -> list[str]:
+        """Move the instances that are in an `allowed` state; the ids that moved."""
+        unknown = set(fields) - _SETTABLE_INSTANCE
+        if unknown:
+            raise ValueError(f"cannot set {sorted(unknown)} on an instance")
+        allowed = list(allowed)
+        extra = "".join(f", {k} = ?" for k in fields)
+        values = [int(v) if isinstance(v, bool) else v for v in fields.values()]
+        moved: list[str] = []
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT id, backfill, state FROM instances WHERE id IN (SELECT value FROM "
+                "json_each(?)) AND state IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(ids)), json.dumps(allowed)),
+            ).fetchall()
+            db.executemany(
+                f"UPDATE instances SET state = ?, reason = ?, updated_at = ?{extra} WHERE id = ?",
+                [(to_state, reason, at, *values, row[0]) for row in rows],
+            )
+            db.executemany(
+                "INSERT INTO events (at, actor, origin, kind, backfill, instance, from_state, "
+                "to_state, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(at, actor, origin, kind, b, i, s, to_state, reason) for i, b, s in rows],
+            )
+            moved = [row[0] for row in rows]
+        return moved
+
+    def set_waiting(
+        self, updates: Sequence[tuple[str, str, str | None]], *, at: float, actor: str, origin: str
+    ) -> int:
+        """Batch the scheduler's view of waiting instances: (id, state, reason)."""
+        if not updates:
+            return 0
+        with self._write() as db:
+            changed = db.execute(
+                "SELECT i.id, i.backfill, i.state, json_extract(u.value, '$[1]') FROM instances "
+                "i JOIN json_each(?) u ON i.id = json_extract(u.value, '$[0]') WHERE i.state "
+                "IN ('pending', 'waiting-for-time', 'waiting-for-resources') AND i.state != "
+                "json_extract(u.value, '$[1]')",
+                (json.dumps([list(u) for u in updates]),),
+            ).fetchall()
+            db.executemany(
+                "UPDATE instances SET state = ?, reason = ?, updated_at = ? WHERE id = ? AND "
+                "state IN ('pending', 'waiting-for-time', 'waiting-for-resources')",
+                [(state, reason, at, i) for i, state, reason in updates],
+            )
+            db.executemany(
+                "INSERT INTO events (at, actor, origin, kind, backfill, instance, from_state, "
+                "to_state, message) VALUES (?, ?, ?, 'transition', ?, ?, ?, ?, NULL)",
+                [(at, actor, origin, b, i, s, new) for i, b, s, new in changed],
+            )
+        return len(changed)
+
+    # -- attempts ----------------------------------------------------------------------
+
+    def begin_attempt(
+        self, instance: str, backend: str, *, at: float, actor: str, origin: str
+    ) -> int | None:
+        """Mark a waiting instance running and record its next attempt (before any process
+        exists: a crash after this leaves an attempt to settle, never a silent run)."""
+        with self._write() as db:
+            row = db.execute(
+                "SELECT backfill, state, attempts FROM instances WHERE id = ? AND state IN "
+                "('pending', 'waiting-for-time', 'waiting-for-resources')",
+                (instance,),
+            ).fetchone()
+            if row is None:
+                return None
+            backfill, state, attempts = row
+            number = attempts + 1
+            db.execute(
+                "UPDATE instances SET state = 'running', reason = NULL, attempts = ?, "
+                "tries_left = tries_left - 1, started_at = ?, finished_at = NULL, "
+                "updated_at = ? WHERE id = ?",
+                (number, at, at, instance),
+            )
+            db.execute(
+                "INSERT INTO attempts (instance, number, backend, state, handle, started_at) "
+                "VALUES (?, ?, ?, 'starting', '{}', ?)",
+                (instance, number, backend, at),
+            )
+            self._event(
+                db,
+                at,
+                actor,
+                origin,
+                "transition",
+                backfill,
+                instance,
+                state,
+                "running",
+                f"attempt {number}",
+            )
+        return int(number)
+
+    def set_attempt_handle(
+        self, instance: str, number: int, handle: dict[str, Any], log: str | None
+    ) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE attempts SET handle = ?, log = ?, state = 'running' WHERE "
+                "instance = ? AND number = ? AND state = 'starting'",
+                (json.dumps(handle), log, instance, number),
+            )
+
+    def end_attempt(
+        self,
+        instance: str,
+        number: int,
+        *,
+        attempt_state: str,
+        exit_code: int | None,
+        message: str | None,
+        instance_state: str,
+        at: float,
+        actor: str,
+        origin: str,
+    ) -> None:
+        """Record how an attempt ended and what its instance becomes, atomically."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE attempts SET state = ?, exit_code = ?, message = ?, finished_at = ? "
+                "WHERE instance = ? AND number = ?",
+                (attempt_state, exit_code, message, at, instance, number),
+            )
+            row = db.execute(
+                "SELECT backfill, state FROM instances WHERE id = ?", (instance,)
+            ).fetchone()
+            if row is None or row[1] != "running":
+                return  # stopped or removed meanwhile: the attempt is recorded, that is all
+            finished = at if instance_state in ("succeeded", "failed") else None
+            db.execute(
+                "UPDATE instances SET state = ?, reason = ?, finished_at = ?, updated_at = ?, "
+                "stop_requested = 0 WHERE id = ?",
+                (instance_state, message, finished, at, instance),
+            )
+            self._event(
+                db,
+                at,
+                actor,
+                origin,
+                "transition",
+                row[0],
+                instance,
+                "running",
+                instance_state,
+                message,
+            )
+
+    def attempts(
+        self, instance: str | None = None, *, states: Iterable[str] | None = None
+    ) -> list[AttemptRecord]:
+        sql = (
+            "SELECT instance, number, backend, state, started_at, handle, exit_code, message,"
+            " log, finished_at FROM attempts WHERE 1 = 1"
+        )
+        params: list[Any] = []
+        if instance is not None:
+            sql += " AND instance = ?"
+            params.append(instance)
+        if states is not None:
+            sql += " AND state IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(list(states)))
+        rows = self._read(sql + " ORDER BY instance, number", params)
+        return [
+            AttemptRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], r[9])
+            for r in rows
+        ]
+
+    # -- lease --------------------------------------------------------------------------
+
+    def acquire_lease(self, holder: str, *, pid: int, host: str, at: float, ttl: float) -> Lease:
+        """Take or renew the controller lease; the lease as it stands (maybe another's)."""
+        with self._write() as db:
+            row = db.execute(
+                "SELECT holder, pid, host, acquired_at, expires_at FROM lease "
+                "WHERE name = 'controller'"
+            ).fetchone()
+            if row is None or row[0] == holder or row[4] < at:
+                acquired = row[3] if row is not None and row[0] == holder else at
+                db.execute(
+                    "INSERT INTO lease (name, holder, pid, host, acquired_at, expires_at) "
+                    "VALUES ('controller', ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
+                    "holder = excluded.holder, pid = excluded.pid, host = excluded.host, "
+                    "acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
+                    (holder, pid, host, acquired, at + ttl),
+                )
+                return Lease(holder, pid, host, acquired, at + ttl)
+            return Lease(*row)
+
+    def take_over_lease(self, dead_holder: str) -> None:
+        """Expire a lease whose holder is known to be dead (its process is gone)."""
+        with self._write() as db:
+            db.execute("UPDATE lease SET expires_at = 0 WHERE holder = ?", (dead_holder,))
+
+    def release_lease(self, holder: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM lease WHERE name = 'controller' AND holder = ?", (holder,))
