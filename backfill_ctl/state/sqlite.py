@@ -395,9 +395,16 @@ class SQLiteStore:
         at: float,
         actor: str,
         origin: str,
+        resource_groups: Sequence[tuple[str, str, int]] = (),
     ) -> None:
         """One transaction: the backfills, new and changed instances, cancellations."""
         with self._write() as db:
+            db.executemany(
+                "INSERT INTO resource_groups (name, type, concurrency) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET type = excluded.type, "
+                "concurrency = excluded.concurrency",
+                resource_groups,
+            )
             db.executemany(
                 f"INSERT INTO backfills ({_BACKFILL_COLUMNS}) VALUES ({', '.join('?' * 16)}) "
                 "ON CONFLICT (name) DO UPDATE SET digest = excluded.digest, spec = excluded.spec,"
