@@ -81,6 +81,44 @@ class Gate:
         return sum(self.counts.values()) == self.counts["succeeded"] + self.counts["cancelled"]
 
 
+class TaskRow(NamedTuple):
+    """What the scheduler needs of an instance (the store reads just this for it)."""
+
+    id: str
+    backfill: str
+    bizdate: str
+    group: int
+    sequence: int
+    priority: int
+    cyctime: float
+    timezone: str
+    resource_group: str
+    dry_run: bool
+    deps: tuple[str, ...]
+    ignore_deps: bool
+    state: str
+    reason: str | None
+
+    @classmethod
+    def of(cls, i: InstanceRecord) -> TaskRow:
+        return cls(
+            i.id,
+            i.backfill,
+            i.bizdate,
+            i.group,
+            i.sequence,
+            i.priority,
+            i.cyctime_epoch,
+            i.timezone,
+            i.resource_group,
+            i.dry_run,
+            i.depends_on,
+            i.ignore_deps,
+            i.state,
+            i.reason,
+        )
+
+
 class Decision(NamedTuple):
     start: list[str]  # instances to start now, in order
     dry_runs: list[str]  # dry-run instances to mark succeeded now
@@ -123,15 +161,16 @@ class Scheduler:
             gate.record, gate.window = record, _window(record)
 
     def load(
-        self, backfills: Iterable[BackfillRecord], instances: Iterable[InstanceRecord]
+        self, backfills: Iterable[BackfillRecord], rows: Iterable[TaskRow | InstanceRecord]
     ) -> None:
         for b in backfills:
             self.set_backfill(b)
-        for i in instances:
-            self.upsert(i)
+        for row in rows:
+            self.upsert(row)
 
-    def upsert(self, i: InstanceRecord) -> None:
+    def upsert(self, row: TaskRow | InstanceRecord) -> None:
         """Add an instance, or replace what is known of it (a row that changed)."""
+        i = row if isinstance(row, TaskRow) else TaskRow.of(row)
         if i.id in self.tasks:
             self._remove(self.tasks[i.id])
         gate = self.gates[i.backfill]
@@ -144,11 +183,11 @@ class Scheduler:
             i.sequence,
             i.priority,
             -ordinal if descending else ordinal,
-            i.cyctime_epoch,
+            i.cyctime,
             i.timezone,
             i.resource_group,
             i.dry_run,
-            i.depends_on,
+            i.deps,
             i.ignore_deps,
             i.state,
             i.reason,

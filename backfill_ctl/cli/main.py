@@ -73,7 +73,17 @@ def _root(
 
 
 def _register() -> None:
+    from backfill_ctl.cli.apply import apply_command, diff_command
     from backfill_ctl.cli.check import check_command
+    from backfill_ctl.cli.controller import controller_command
+    from backfill_ctl.cli.ops import (
+        delete_command,
+        freeze_command,
+        rerun_command,
+        set_success_command,
+        stop_command,
+        unfreeze_command,
+    )
     from backfill_ctl.cli.plan import plan_command
     from backfill_ctl.cli.schema import explain_command, schema_command
     from backfill_ctl.cli.validate import validate_command
@@ -81,6 +91,15 @@ def _register() -> None:
     app.command("validate")(validate_command)
     app.command("plan")(plan_command)
     app.command("check")(check_command)
+    app.command("apply")(apply_command)
+    app.command("diff")(diff_command)
+    app.command("controller")(controller_command)
+    app.command("stop")(stop_command)
+    app.command("rerun")(rerun_command)
+    app.command("set-success")(set_success_command)
+    app.command("freeze")(freeze_command)
+    app.command("unfreeze")(unfreeze_command)
+    app.command("delete")(delete_command)
     app.command("schema")(schema_command)
     app.command("explain")(explain_command)
 

@@ -26,6 +26,7 @@ from backfill_ctl.spec.model import (
     Retention,
     Run,
     Selection,
+    Smtp,
     TimeWindow,
     Workspace,
 )
@@ -274,6 +275,7 @@ class DocumentBuilder:
                 ),
                 max_log_size=parse_size(retention.get("maxLogSize", "3MiB")),
             ),
+            smtp=_smtp(spec.get("alerts", {}).get("smtp")),
             origin=self.origin,
         )
 
@@ -284,6 +286,19 @@ _METHOD_FIELDS = {
     "workspace": {"roots", "workspaces", "includeRoot", "allow"},
     "link": {"start", "ends"},
 }
+
+
+def _smtp(data: Mapping[str, Any] | None) -> Smtp | None:
+    if not data:
+        return None
+    return Smtp(
+        host=data["host"],
+        sender=data["from"],
+        port=int(data.get("port", 25)),
+        starttls=bool(data.get("starttls", False)),
+        username=data.get("username"),
+        password_env=data.get("passwordEnv"),
+    )
 
 
 def timezone_exists(name: str) -> bool:

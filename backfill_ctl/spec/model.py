@@ -156,6 +156,16 @@ class Retention:
 
 
 @dataclass(frozen=True, slots=True)
+class Smtp:
+    host: str
+    sender: str
+    port: int = 25
+    starttls: bool = False
+    username: str | None = None
+    password_env: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     state: str = "sqlite:///.backfillctl/state.db"
     backend: str = "local"
@@ -164,4 +174,5 @@ class Config:
     limits: Limits = field(default_factory=Limits)
     max_instances: int = 10_000  # above it, a Backfill is a risk (too-many-instances)
     retention: Retention = field(default_factory=Retention)
+    smtp: Smtp | None = None
     origin: Origin | None = field(default=None, compare=False)

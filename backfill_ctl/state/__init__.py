@@ -17,6 +17,7 @@ from backfill_ctl.errors import UsageError
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from backfill_ctl.scheduler import TaskRow
     from backfill_ctl.state.records import (
         AttemptRecord,
         BackfillRecord,
@@ -46,6 +47,7 @@ class StateStore(Protocol):
         bizdate: str | None = None,
     ) -> list[InstanceRecord]: ...
     def counts(self, backfill: str | None = None) -> dict[tuple[str, str], int]: ...
+    def task_rows(self, backfills: Sequence[str]) -> list[TaskRow]: ...
     def save_apply(
         self,
         backfills: Sequence[BackfillRecord],
@@ -120,6 +122,7 @@ class StateStore(Protocol):
         instance: str | None = None,
         after: int = 0,
         limit: int | None = None,
+        not_from: str | None = None,
     ) -> list[EventRecord]: ...
     def last_event_id(self) -> int: ...
     def acquire_lease(

@@ -13,6 +13,7 @@ import sqlite3
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from backfill_ctl.scheduler import TaskRow
 from backfill_ctl.state import StateError
 from backfill_ctl.state.records import (
     AttemptRecord,
@@ -182,12 +183,16 @@ class SQLiteStore:
         instance: str | None = None,
         after: int = 0,
         limit: int | None = None,
+        not_from: str | None = None,
     ) -> list[EventRecord]:
         sql = (
             "SELECT id, at, actor, kind, backfill, instance, from_state, to_state, message, "
             "origin FROM events WHERE id > ?"
         )
         params: list[Any] = [after]
+        if not_from is not None:
+            sql += " AND origin IS NOT ?"
+            params.append(not_from)
         if backfill is not None:
             sql += " AND backfill = ?"
             params.append(backfill)
@@ -376,6 +381,34 @@ class SQLiteStore:
             n: (t, c)
             for n, t, c in self._read("SELECT name, type, concurrency FROM resource_groups")
         }
+
+    def task_rows(self, backfills: Sequence[str]) -> list[TaskRow]:
+        """The scheduler's view of the instances of `backfills` (no commands parsed)."""
+        rows = self._read(
+            "SELECT id, backfill, bizdate, grp, seq, priority, cyctime_epoch, timezone, "
+            "resource_group, dry_run_reason IS NOT NULL, depends_on, ignore_deps, state, reason "
+            "FROM instances WHERE backfill IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(backfills)),),
+        )
+        return [
+            TaskRow(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                bool(r[9]),
+                tuple(json.loads(r[10])),
+                bool(r[11]),
+                r[12],
+                r[13],
+            )
+            for r in rows
+        ]
 
     def counts(self, backfill: str | None = None) -> dict[tuple[str, str], int]:
         sql = "SELECT backfill, state, COUNT(*) FROM instances"

@@ -1,0 +1,169 @@
+"""The local backend: one process group per attempt on this machine.
+
+Each attempt runs under a tiny /bin/sh wrapper in a new session (its own process group),
+with its output in one log file per attempt:
+
+    <runs>/<backfill>/<instance>.<attempt>.log     stdout and stderr
+    <runs>/<backfill>/<instance>.<attempt>.pid     the wrapper's pid (= the group id)
+    <runs>/<backfill>/<instance>.<attempt>.status  the exit code, written when it ends
+
+The pid and status files are written by the wrapper itself (atomically, by rename), so
+they survive the controller: after a restart, an attempt with a status file has
+finished (its code is recorded), one whose process group is alive is adopted, and one
+with neither never started or died unrecorded. Cancelling signals the whole group
+(TERM, then KILL after a grace period), so children of the command go too. An argv
+command runs without a shell; a string command runs with `/bin/sh -c`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
+
+from backfill_ctl.backends import AttemptSpec, BackendError, Handle, Key, Outcome
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+GRACE = 5.0  # seconds between TERM and KILL when an attempt is cancelled
+_WRAPPER = (
+    'echo $$ > "$0.pid.tmp" && mv "$0.pid.tmp" "$0.pid"\n'
+    '"$@"\n'
+    "rc=$?\n"
+    'echo $rc > "$0.status.tmp" && mv "$0.status.tmp" "$0.status"\n'
+    "exit $rc\n"
+)
+
+
+class LocalBackend:
+    name = "local"
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._cancels: dict[int, tuple[str, float, bool]] = {}  # pid -> (reason, deadline, killed)
+
+    def _base(self, backfill: str, key: Key) -> Path:
+        return self.root / backfill / f"{key[0]}.{key[1]}"
+
+    def start(self, spec: AttemptSpec) -> tuple[Handle, str | None]:
+        base = self._base(spec.backfill, spec.key)
+        base.parent.mkdir(parents=True, exist_ok=True)
+        run = spec.run
+        today = datetime.now(ZoneInfo(spec.timezone)).strftime("%Y%m%d")
+        argv = ["/bin/sh", "-c", run.command] if isinstance(run.command, str) else list(run.command)
+        argv = [a.replace("$gmtdate", today) for a in argv]  # the run date is known now
+        env = {**os.environ, **{k: v.replace("$gmtdate", today) for k, v in run.env.items()}}
+        log = base.with_suffix(base.suffix + ".log")
+        if run.cwd and not Path(run.cwd).is_dir():
+            raise BackendError(f"working directory {run.cwd} does not exist")
+        try:
+            with log.open("ab") as out:
+                child = subprocess.Popen(
+                    ["/bin/sh", "-c", _WRAPPER, str(base), *argv],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    cwd=run.cwd,
+                    env=env,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            raise BackendError(f"cannot start: {exc.strerror}") from exc
+        self._children[child.pid] = child
+        return {"pid": child.pid, "base": str(base)}, str(log)
+
+    def poll(self, running: Mapping[Key, Handle]) -> dict[Key, Outcome]:
+        ended: dict[Key, Outcome] = {}
+        now = time.monotonic()
+        for key, handle in running.items():
+            pid = int(handle["pid"])
+            code = self._exit_code(pid, Path(handle["base"]))
+            cancel = self._cancels.get(pid)
+            if code is None:
+                if cancel and not cancel[2] and now >= cancel[1]:
+                    _signal(pid, signal.SIGKILL)  # it ignored TERM
+                    self._cancels[pid] = (cancel[0], cancel[1], True)
+                continue
+            self._children.pop(pid, None)
+            self._cancels.pop(pid, None)
+            if cancel is not None:  # killed on purpose: the reason is what matters
+                ended[key] = Outcome("failed", code if isinstance(code, int) else None, cancel[0])
+            elif not isinstance(code, int):
+                ended[key] = Outcome("lost", None, "the process ended without an exit status")
+            elif code == 0:
+                ended[key] = Outcome("succeeded", 0)
+            else:
+                ended[key] = Outcome("failed", code, f"exit code {code}")
+        return ended
+
+    def _exit_code(self, pid: int, base: Path) -> int | str | None:
+        """The exit code, "lost", or None while it runs."""
+        child = self._children.get(pid)
+        if child is not None:
+            code = child.poll()
+            if code is None:
+                return None
+            return 128 - code if code < 0 else code  # killed by a signal: 128 + signal
+        status = base.with_suffix(base.suffix + ".status")
+        if status.exists():
+            try:
+                return int(status.read_text().strip() or 1)
+            except ValueError:
+                return 1
+        return None if _alive(pid, base) else "lost"
+
+    def cancel(self, key: Key, handle: Handle, reason: str) -> None:
+        pid = int(handle["pid"])
+        if pid not in self._cancels:
+            self._cancels[pid] = (reason, time.monotonic() + GRACE, False)
+            _signal(pid, signal.SIGTERM)
+
+    def recover(self, spec: AttemptSpec) -> Handle | None:
+        base = self._base(spec.backfill, spec.key)
+        pid_file = base.with_suffix(base.suffix + ".pid")
+        status = base.with_suffix(base.suffix + ".status")
+        if not pid_file.exists() and not status.exists():
+            return None  # the wrapper never ran: the attempt did not start
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            pid = 0
+        return {"pid": pid, "base": str(base)}
+
+    def log_text(self, handle: Handle, log: str | None) -> str:
+        if not log:
+            return ""
+        try:
+            return Path(log).read_text(encoding="utf-8", errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+def _signal(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
+        os.killpg(pgid, sig)
+
+
+def _alive(pid: int, base: Path) -> bool:
+    """Is `pid` still our wrapper? (A pid can be reused after a reboot or a long time.)"""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc: trust the signal check
+    return str(base).encode() in cmdline

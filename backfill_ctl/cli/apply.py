@@ -1,0 +1,166 @@
+"""`backfillctl apply PATHS` and `backfillctl diff PATHS`: the specs into the state store."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from backfill_ctl import reconcile
+from backfill_ctl.checking import run_check
+from backfill_ctl.cli.console import err, out, print_diagnostics
+from backfill_ctl.cli.options import ActorOpt, NowOpt, PathsArg, resolve_actor, resolve_now
+from backfill_ctl.cli.state import StateOpt, open_state, spec_root, who
+from backfill_ctl.errors import UsageError
+from backfill_ctl.spec.loader import load_specs
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from backfill_ctl.checking import CheckResult
+    from backfill_ctl.spec.loader import Specs
+
+
+def _prepare(
+    paths: list[str], now: datetime, actor: str | None, plan_file: Path | None
+) -> tuple[Specs, CheckResult, str | None]:
+    """Load, check and plan; with a saved plan, re-plan it exactly and refuse a stale one."""
+    specs = load_specs(paths)
+    saved: dict[str, Any] | None = None
+    if plan_file is not None:
+        try:
+            saved = json.loads(plan_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(
+                f"--plan {plan_file}: not a saved plan ({exc})",
+                hint="save one with backfillctl plan --out FILE",
+            ) from exc
+        assert saved is not None
+        if saved.get("digest") != specs.digest():
+            raise UsageError(
+                f"--plan {plan_file} is stale: the specs changed since it was saved",
+                hint="plan again, review, and apply the new plan",
+            )
+        from datetime import datetime as dt
+
+        now, actor = dt.fromisoformat(saved["now"]), saved.get("actor")
+    result = run_check(specs, now, actor)
+    if saved is not None:
+        want = [i["id"] for bp in saved.get("backfills", []) for i in bp.get("instances", [])]
+        have = [i.id for bp in result.plan.backfills for i in bp.instances]
+        if want != have:
+            raise UsageError(
+                f"--plan {plan_file} does not match what the specs plan now",
+                hint="plan again with the same backfillctl version",
+            )
+    return specs, result, actor
+
+
+def apply_command(
+    paths: PathsArg,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="Cancel the not-started instances of Backfills that are no longer in the specs.",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
+    ] = False,
+    plan_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--plan",
+            help="Apply exactly this saved plan (plan --out); refuse it if stale.",
+            show_default=False,
+        ),
+    ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait", help="Run the backfills (or follow the running controller) until they finish."
+        ),
+    ] = False,
+    now: NowOpt = None,
+    actor: ActorOpt = None,
+    state: StateOpt = None,
+) -> None:
+    """Make the state store hold what the specs plan: create new instances, update those
+    that have not started, cancel those no longer wanted that have not started, and keep
+    (and report) those that have. Error findings of check block it.
+
+    Exit 0 when applied (and, with --wait, all succeeded), 1 on findings, changes refused
+    or a failed backfill, 2 when the input cannot be used.
+    """
+    specs, result, who_ = _prepare(paths, resolve_now(now), resolve_actor(actor), plan_file)
+    if result.failed:
+        print_diagnostics([f for f in result.findings if f.is_error], code=True)
+        err(
+            f"apply refused: {sum(1 for f in result.findings if f.is_error)} error "
+            "finding(s) (a Backfill may accept its risks with checks.stopOnRisk: false)"
+        )
+        raise typer.Exit(1)
+    print_diagnostics([f for f in result.findings if not f.is_error], code=True)
+    store = open_state(state, specs, create=not dry_run)
+    at = time.time()
+    wanted = reconcile.desired(specs, result.plan, spec_root(specs, paths), who_, at)
+    changes = reconcile.diff(wanted, store, prune=prune)
+    for line in reconcile.render(changes):
+        out(line)
+    if dry_run:
+        out(changes.summary(done=False))
+        return
+    if not changes.empty:
+        reconcile.apply(store, changes, specs, at=at, actor=who(who_), origin="apply")
+    out(changes.summary(done=True) + f" Plan digest {result.plan.digest[:19]}.")
+    if wait:
+        from backfill_ctl.cli.waiting import wait_for
+
+        names = [bp.name for bp in result.plan.backfills]
+        if not wait_for(store, names, specs):
+            raise typer.Exit(1)
+
+
+def diff_command(
+    paths: PathsArg,
+    prune: Annotated[
+        bool, typer.Option("--prune", help="Count what --prune would cancel.")
+    ] = False,
+    now: NowOpt = None,
+    actor: ActorOpt = None,
+    state: StateOpt = None,
+) -> None:
+    """What apply would change. Exit 0: nothing; 1: changes; 2 or more: an error."""
+    specs, result, who_ = _prepare(paths, resolve_now(now), resolve_actor(actor), None)
+    if result.failed:
+        print_diagnostics([f for f in result.findings if f.is_error], code=True)
+        raise typer.Exit(2)
+    store = open_state(state, specs, create=False) if _exists(state, specs) else None
+    wanted = reconcile.desired(specs, result.plan, spec_root(specs, paths), who_, time.time())
+    changes = (
+        reconcile.diff(wanted, store, prune=prune)
+        if store
+        else reconcile.Changes(
+            [
+                reconcile.BackfillChanges(d.record.name, "new", d.record, list(d.instances))
+                for d in wanted
+            ]
+        )
+    )
+    for line in reconcile.render(changes):
+        out(line)
+    out(changes.summary(done=False))
+    sys.stdout.flush()
+    if not changes.empty:
+        raise typer.Exit(1)
+
+
+def _exists(flag: str | None, specs: Specs) -> bool:
+    from backfill_ctl.cli.state import state_file
+
+    return state_file(flag, specs).exists()

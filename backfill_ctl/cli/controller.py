@@ -1,0 +1,114 @@
+"""`backfillctl controller PATHS`: the long-running reconcile-and-schedule loop."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from backfill_ctl import reconcile
+from backfill_ctl.checking import run_check
+from backfill_ctl.cli.console import err
+from backfill_ctl.cli.options import PathsArg
+from backfill_ctl.cli.state import StateOpt, backend_for, open_state, spec_root
+from backfill_ctl.errors import BackfillError
+from backfill_ctl.spec.loader import load_specs
+from backfill_ctl.spec.source import YAML_SUFFIXES
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from backfill_ctl.state import StateStore
+
+
+def fingerprint(paths: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
+    """Name, size and mtime of every spec file: cheap enough to look at every tick."""
+    found = []
+    for arg in paths:
+        root = Path(arg)
+        files = (
+            [root]
+            if root.is_file()
+            else [p for p in root.rglob("*") if p.suffix.lower() in YAML_SUFFIXES]
+        )
+        for p in files:
+            try:
+                st = p.stat()
+            except OSError:
+                continue
+            found.append((str(p), st.st_size, st.st_mtime_ns))
+    return tuple(sorted(found))
+
+
+class Reconciler:
+    """Applies the specs again whenever their files change (what a merge does)."""
+
+    def __init__(self, store: StateStore, paths: Sequence[str]) -> None:
+        self.store, self.paths = store, list(paths)
+        self.seen: tuple[tuple[str, int, int], ...] = ()
+
+    def __call__(self) -> None:
+        current = fingerprint(self.paths)
+        if current == self.seen:
+            return
+        self.seen = current
+        try:
+            specs = load_specs(self.paths)
+            from datetime import UTC, datetime
+
+            result = run_check(specs, datetime.now(UTC), None)
+            if result.failed:
+                err(
+                    f"specs {specs.digest()[:19]} have error findings: not applied "
+                    "(backfillctl check shows them)"
+                )
+                return
+            at = time.time()
+            wanted = reconcile.desired(specs, result.plan, spec_root(specs, self.paths), None, at)
+            changes = reconcile.diff(wanted, self.store, prune=False)
+            if not changes.empty:
+                reconcile.apply(
+                    self.store, changes, specs, at=at, actor="controller", origin="reconcile"
+                )
+                err(changes.summary(done=True))
+        except BackfillError as exc:  # a broken spec must not stop the loop
+            err(f"cannot apply the specs: {exc.message}")
+
+
+def controller_command(
+    paths: PathsArg,
+    interval: Annotated[
+        float, typer.Option("--interval", help="Seconds between ticks when nothing runs.", min=0.05)
+    ] = 2.0,
+    once: Annotated[bool, typer.Option("--once", help="One tick, then exit.")] = False,
+    state: StateOpt = None,
+) -> None:
+    """Keep the state store in line with the specs, and run what is due.
+
+    Re-applies the specs whenever their files change, starts instances as they become
+    ready, records how attempts end, and alerts when backfills finish. Only one
+    controller drives a store (a lease); SIGTERM or SIGINT stop it after the current tick,
+    leaving running attempts for the next controller to adopt.
+    """
+    specs = load_specs(paths)
+    store = open_state(state, specs, create=True)
+    from backfill_ctl.controller import Controller
+
+    controller = Controller(
+        store,
+        backend_for(specs.config.backend, store),
+        say=err,
+        smtp=specs.config.smtp,
+        reconcile=Reconciler(store, paths),
+    )
+    if not controller.acquire(wait=not once):
+        err("another controller holds the lease: nothing to do")
+        raise typer.Exit(1)
+    try:
+        controller.load()
+        err(f"controller {controller.origin} drives {store.path}")
+        controller.run(interval=interval, once=once)
+    finally:
+        controller.release()

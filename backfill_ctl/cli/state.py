@@ -1,0 +1,67 @@
+"""Finding the state store and the backend from the command line.
+
+The store is `--state PATH`, else $BACKFILLCTL_STATE, else the Config's `state`, else
+`.backfillctl/state.db`; relative paths are relative to the current directory (the
+repository root, where backfillctl is run from).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from backfill_ctl.state import open_store, store_path
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from backfill_ctl.backends import Backend
+    from backfill_ctl.spec.loader import Specs
+    from backfill_ctl.state import StateStore
+
+DEFAULT_STATE = "sqlite:///.backfillctl/state.db"
+StateOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--state",
+        help="The state store file (default: $BACKFILLCTL_STATE, else the "
+        "Config's state, else .backfillctl/state.db).",
+        show_default=False,
+    ),
+]
+
+
+def state_file(flag: str | None, specs: Specs | None = None) -> Path:
+    if flag:
+        return Path(flag)
+    if os.environ.get("BACKFILLCTL_STATE"):
+        return Path(os.environ["BACKFILLCTL_STATE"])
+    url = specs.config.state if specs is not None else DEFAULT_STATE
+    return store_path(url, Path.cwd())
+
+
+def open_state(flag: str | None, specs: Specs | None = None, *, create: bool = False) -> StateStore:
+    return open_store(state_file(flag, specs), create=create)
+
+
+def backend_for(name: str, store: StateStore) -> Backend:
+    from backfill_ctl.backends import BackendContext, make_backend
+
+    return make_backend(name, BackendContext(Path(store.path).parent))
+
+
+def spec_root(specs: Specs, paths: Sequence[str]) -> str:
+    """Where commands run: the directory of the Config, else of the first path."""
+    if specs.config.origin is not None and specs.config.origin.file != "<stdin>":
+        return str(Path(specs.config.origin.file).resolve().parent)
+    first = Path(paths[0]) if paths and paths[0] != "-" else Path.cwd()
+    return str((first if first.is_dir() else first.parent).resolve())
+
+
+def who(actor: str | None) -> str:
+    """The actor written into events: the resolved actor, else the local user."""
+    return actor or getpass.getuser()

@@ -1,0 +1,101 @@
+"""`apply --wait` and `controller`: running the loop, and showing its progress.
+
+With the lease free, `apply --wait` runs the controller itself until the applied
+backfills finish; with another controller running, it follows the store instead. On a
+terminal progress is one line redrawn in place; otherwise a plain line whenever the
+counts change (at most every two seconds), which is what CI logs want.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TYPE_CHECKING
+
+from backfill_ctl.cli.console import err
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from backfill_ctl.controller import Tick
+    from backfill_ctl.spec.loader import Specs
+    from backfill_ctl.state import StateStore
+
+_ORDER = (
+    "succeeded",
+    "running",
+    "failed",
+    "waiting-for-resources",
+    "waiting-for-time",
+    "pending",
+    "frozen",
+    "cancelled",
+)
+
+
+class Progress:
+    def __init__(self, store: StateStore, names: Sequence[str]) -> None:
+        self.store, self.names = store, list(names)
+        self.tty = sys.stderr.isatty()
+        self._printed = ""
+        self._shown = 0.0
+
+    def __call__(self, tick: Tick | None = None) -> None:
+        counts: dict[str, int] = {}
+        for (backfill, state), n in self.store.counts().items():
+            if backfill in self.names:
+                counts[state] = counts.get(state, 0) + n
+        total = sum(counts.values())
+        done = counts.get("succeeded", 0) + counts.get("cancelled", 0)
+        text = ", ".join(f"{counts[s]} {s}" for s in _ORDER if counts.get(s))
+        if self.tty:
+            width = 30
+            filled = width * done // total if total else width
+            sys.stderr.write(
+                f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {text}\x1b[K"
+            )
+            sys.stderr.flush()
+        elif text != self._printed and time.monotonic() - self._shown >= 2.0:
+            err(f"progress: {done}/{total} done: {text}")
+            self._printed, self._shown = text, time.monotonic()
+
+    def close(self) -> None:
+        """The final counts, always shown."""
+        self._shown = 0.0
+        self(None)
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def wait_for(store: StateStore, names: Sequence[str], specs: Specs) -> bool:
+    """Run or follow until every named backfill finished; did they all succeed?"""
+    from backfill_ctl.cli.state import backend_for
+    from backfill_ctl.controller import Controller
+
+    progress = Progress(store, names)
+    controller = Controller(
+        store, backend_for(specs.config.backend, store), say=err, smtp=specs.config.smtp
+    )
+    if controller.acquire(wait=False):
+        try:
+            controller.load()
+            gates = controller.scheduler.gates
+            controller.run(
+                interval=0.5,
+                until=lambda tick: all(
+                    gates[n].record.finished_at is not None for n in names if n in gates
+                ),
+                on_tick=progress,
+            )
+        finally:
+            controller.release()
+    else:
+        err("a controller is running: following its progress")
+        while not all((b := store.backfill(n)) is None or b.finished_at is not None for n in names):
+            progress()
+            time.sleep(1.0)
+    progress.close()
+    outcomes = {n: (b.outcome if (b := store.backfill(n)) else None) for n in names}
+    for name, outcome in outcomes.items():
+        err(f"backfill/{name}: {outcome or 'not finished'}")
+    return all(o == "succeeded" for o in outcomes.values())

@@ -1,0 +1,147 @@
+"""Operations on instances and backfills, with the rules of the reference (DESIGN §7).
+
+| operation   | applies to                          | becomes                                |
+|-------------|-------------------------------------|----------------------------------------|
+| stop        | running                             | failed (the controller kills it)       |
+| rerun       | succeeded, failed                   | pending, tries restored                |
+| set-success | pending, waiting-*, failed, frozen  | succeeded                              |
+| freeze      | pending, failed                     | frozen (dependents stay blocked)       |
+| unfreeze    | frozen                              | pending                                |
+
+Rerunning several instances at once ignores their mutual dependencies (they start
+together, as the reference says); `rerun --descendants` reruns an instance first and
+then its descendants in dependency order. Every operation is one guarded transition in
+the store: an instance that changed state meanwhile is refused, not trampled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from backfill_ctl.state import StateStore
+    from backfill_ctl.state.records import InstanceRecord
+
+
+@dataclass(frozen=True)
+class Rule:
+    allowed: frozenset[str]
+    to: str
+    says: str  # past tense, for messages
+
+    def refusal(self, name: str, state: str) -> str:
+        what = " or ".join(sorted(self.allowed))
+        return f"cannot {name}: it is {state} ({name} applies to {what} instances)"
+
+
+RULES: dict[str, Rule] = {
+    "stop": Rule(frozenset({"running"}), "running", "stop requested"),
+    "rerun": Rule(frozenset({"succeeded", "failed"}), "pending", "rerun"),
+    "set-success": Rule(
+        frozenset({"pending", "waiting-for-time", "waiting-for-resources", "failed", "frozen"}),
+        "succeeded",
+        "set to succeeded",
+    ),
+    "freeze": Rule(frozenset({"pending", "failed"}), "frozen", "frozen"),
+    "unfreeze": Rule(frozenset({"frozen"}), "pending", "unfrozen"),
+}
+
+
+@dataclass(frozen=True)
+class Result:
+    done: list[str]
+    refused: list[tuple[str, str]]  # (instance id, why)
+
+
+def descendants(store: StateStore, roots: Sequence[InstanceRecord]) -> list[InstanceRecord]:
+    """The instances that depend on `roots`, directly or not, in the same backfills."""
+    found: dict[str, InstanceRecord] = {}
+    for backfill in {r.backfill for r in roots}:
+        everyone = store.instances(backfill=backfill)
+        children: dict[str, list[InstanceRecord]] = {}
+        for i in everyone:
+            for d in i.depends_on:
+                children.setdefault(d, []).append(i)
+        stack = [r.id for r in roots if r.backfill == backfill]
+        while stack:
+            for child in children.get(stack.pop(), ()):
+                if child.id not in found:
+                    found[child.id] = child
+                    stack.append(child.id)
+    return [i for i in found.values() if i.id not in {r.id for r in roots}]
+
+
+def operate(
+    store: StateStore,
+    name: str,
+    targets: Sequence[InstanceRecord],
+    *,
+    actor: str,
+    at: float,
+    with_descendants: bool = False,
+) -> Result:
+    rule = RULES[name]
+    refused = [(i.id, rule.refusal(name, i.state)) for i in targets if i.state not in rule.allowed]
+    chosen = [i for i in targets if i.state in rule.allowed]
+    reason = f"{rule.says} by {actor}"
+    kw: dict[str, object] = {}
+    if name == "stop":
+        kw = {"stop_requested": True}
+    elif name == "rerun":
+        kw = {"ignore_deps": True}  # the chosen ones run now; descendants wait for them
+    elif name == "set-success":
+        kw = {"finished_at": at}
+    done: list[str] = []
+    if name == "rerun":
+        # One transition per retry budget (it differs by node).
+        for tries in sorted({1 + i.run.retries for i in chosen}):
+            ids = [i.id for i in chosen if 1 + i.run.retries == tries]
+            done += store.transition(
+                ids,
+                rule.to,
+                allowed=rule.allowed,
+                at=at,
+                actor=actor,
+                origin="cli",
+                reason=reason,
+                kind=name,
+                tries_left=tries,
+                finished_at=None,
+                **kw,
+            )
+        if with_descendants and chosen:
+            later = [i for i in descendants(store, chosen) if i.state in rule.allowed]
+            for tries in sorted({1 + i.run.retries for i in later}):
+                ids = [i.id for i in later if 1 + i.run.retries == tries]
+                done += store.transition(
+                    ids,
+                    rule.to,
+                    allowed=rule.allowed,
+                    at=at,
+                    actor=actor,
+                    origin="cli",
+                    reason=f"rerun as a descendant by {actor}",
+                    kind=name,
+                    tries_left=tries,
+                    finished_at=None,
+                    ignore_deps=False,
+                )
+    else:
+        done = store.transition(
+            [i.id for i in chosen],
+            rule.to,
+            allowed=rule.allowed,
+            at=at,
+            actor=actor,
+            origin="cli",
+            reason=reason,
+            kind=name,
+            **kw,
+        )
+    raced = [
+        (i.id, f"cannot {name}: its state changed meanwhile") for i in chosen if i.id not in done
+    ]
+    return Result(done, refused + raced)
