@@ -85,14 +85,14 @@ def test_the_comment_is_posted_by_a_privileged_workflow_that_never_checks_out_pr
     assert "github-actions[bot]" in commands  # only our own comment is updated
 
 
-def test_applies_are_serialised_and_say_that_apply_is_not_there_yet() -> None:
+def test_applies_are_serialised_and_apply_exactly_the_checked_plan() -> None:
     wf = load("backfill-apply.yml")
     assert wf["on"]["push"]["branches"] == ["main"]
     assert wf["concurrency"] == {"group": "backfill-apply", "cancel-in-progress": "false"}
     commands = runs(wf)
     assert "backfillctl check specs/" in commands
     assert "backfillctl plan specs/ --out plan.json" in commands
-    assert "apply is not available yet" in commands
+    assert "backfillctl apply specs/ --plan plan.json" in commands
 
 
 def test_ci_runs_the_same_script_as_local_ci() -> None:

@@ -64,7 +64,7 @@ def test_an_unknown_command_is_a_usage_error() -> None:
     result = run("aply", "specs/")
 
     assert result.exit_code == 2
-    assert result.stderr.splitlines()[-1] == "Error: No such command 'aply'."
+    assert result.stderr.splitlines()[-1] == "Error: No such command 'aply'. Did you mean 'apply'?"
 
 
 def test_a_spec_error_prints_its_diagnostics_then_a_summary(
