@@ -1,8 +1,9 @@
 """apply and diff: the desired instances (from a plan) against the stored ones, by id.
 
 - a desired id that is not stored is created;
-- a stored instance that has not started and whose definition changed is updated
-  (a cancelled one that is desired again comes back as pending);
+- a stored instance that has not started, or failed, and whose definition changed is
+  updated (a failed one stays failed: a rerun runs the new definition; a cancelled one
+  that is desired again comes back as pending);
 - a stored instance no longer desired is cancelled if it has not started, and kept
   (and reported) if it has;
 - a Backfill that is no longer in the specs is left alone unless `prune` is asked: then
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
 
 DEFAULT_GROUP = "default"
 NOT_STARTED = frozenset({"pending", "waiting-for-time", "waiting-for-resources", "frozen"})
+# A failed instance takes a new definition too (it keeps its state and attempts): after a
+# fixed command is applied, rerunning it runs the fix.
+UPDATABLE = NOT_STARTED | {"failed"}
 # What an applied instance is; a change in any of these is an update.
 _DEFINITION = (
     "cyctime_epoch",
@@ -205,7 +209,7 @@ def diff(wanted: Iterable[Desired], store: StateStore, *, prune: bool) -> Change
             if have is None:
                 c.create.append(i)
             elif have.state == "cancelled" or (
-                have.state in NOT_STARTED and _definition(have) != _definition(i)
+                have.state in UPDATABLE and _definition(have) != _definition(i)
             ):
                 c.update.append(i)
         for have in stored.values():  # no longer desired
@@ -263,6 +267,7 @@ def apply(
         at=at,
         actor=actor,
         origin=origin,
+        resource_groups=[(g.name, g.type, g.concurrency) for g in specs.resource_groups.values()],
     )
 
 

@@ -330,7 +330,8 @@ class Scheduler:
             chosen = self._fair(group, tasks, cap - self._running[group])
             start += [t.id for t in chosen]
             picked = {t.id for t in chosen}
-            busy = f"resource group {group}: {self._running[group]} of {cap} slots busy"
+            taken = self._running[group] + len(chosen)  # those starting now hold slots too
+            busy = f"resource group {group}: {taken} of {cap} slots busy"
             for t in tasks:
                 if t.id not in picked:
                     self._note(t, "waiting-for-resources", busy, waiting)

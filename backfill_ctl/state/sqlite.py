@@ -456,8 +456,10 @@ class SQLiteStore:
             db.executemany(
                 "UPDATE instances SET cyctime = ?, cyctime_epoch = ?, timezone = ?, grp = ?, "
                 "seq = ?, priority = ?, depends_on = ?, run = ?, resource_group = ?, "
-                "dry_run_reason = ?, tries_left = ?, updated_at = ? WHERE id = ? AND state IN "
-                "('pending', 'waiting-for-time', 'waiting-for-resources', 'frozen')",
+                "dry_run_reason = ?, tries_left = ?, updated_at = ?, state = CASE state WHEN "
+                "'cancelled' THEN 'pending' ELSE state END WHERE id = ? AND state IN "
+                "('pending', 'waiting-for-time', 'waiting-for-resources', 'frozen', 'failed', "
+                "'cancelled')",
                 [
                     (
                         i.cyctime,
