@@ -1,0 +1,223 @@
+"""Reliability with real processes and files (issue 4): no mocks of the OS.
+
+- kill -9 of the controller mid-run, then a restart: no instance lost, none run twice,
+  every attempt that ended meanwhile recorded;
+- two controllers on one store: the second waits for the lease and says so;
+- a locked or a corrupt state file: a clear error, and nothing lost;
+- a command that hangs: the timeout kills it and its children.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backfill_ctl.backends.local import LocalBackend
+from backfill_ctl.controller import Controller
+from backfill_ctl.state import open_store
+from tests.builders import API, backfill, dump, node, resource_group, workspace
+from tests.cli.helpers import run, write_files
+
+CONFIG = {"apiVersion": API, "kind": "Config", "spec": {"backend": "local"}}
+
+
+def specs(root: Path, *docs: dict[str, Any]) -> Path:
+    write_files(
+        root / "specs",
+        {
+            "backfillctl.yaml": dump(CONFIG),
+            "all.yaml": dump(workspace(operators=("ops",)), resource_group("rg", 3), *docs),
+        },
+    )
+    return root / "specs"
+
+
+def wait_until(what: Any, timeout: float, message: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {message}")
+
+
+def controller(spec_dir: Path, db: Path, log: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "backfill_ctl",
+            "controller",
+            str(spec_dir),
+            "--state",
+            str(db),
+            "--interval",
+            "0.1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+    )
+
+
+def alive(pid: int) -> bool:
+    """Running, and not a zombie nobody reaped (PID 1 in a container may not)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+MARKING = (
+    'echo "start $$" >> "$MARKS/$BACKFILL_TASKID"; sleep 0.8; '
+    'echo "end $$" >> "$MARKS/$BACKFILL_TASKID"'
+)
+
+
+def test_kill_9_of_the_controller_loses_nothing_and_runs_nothing_twice(tmp_path: Path) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    spec_dir = specs(
+        tmp_path,
+        node("work", resourceGroup="rg", run={"command": MARKING, "env": {"MARKS": str(marks)}}),
+        backfill(
+            select={"method": "descendants", "roots": ["work"]},
+            dates=[{"from": "2024-03-01", "to": "2024-03-09"}],
+            groups=3,
+        ),
+    )
+    db = tmp_path / "state.db"
+    assert run("apply", str(spec_dir), "--state", str(db)).exit_code == 0
+    log = tmp_path / "controller.log"
+    first = controller(spec_dir, db, log)
+    store = open_store(db)
+    try:
+        wait_until(lambda: len(store.attempts(states=["running"])) >= 2, 30, "two attempts")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+    running_at_kill = {a.instance for a in store.attempts(states=["running", "starting"])}
+    assert running_at_kill
+    time.sleep(1.2)  # they finish while no controller runs
+    second = controller(spec_dir, db, log)
+    try:
+        wait_until(
+            lambda: len(store.instances(states=["succeeded"])) == 9, 60, "every instance to succeed"
+        )
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(20) == 0
+    attempts = store.attempts()
+    assert len(attempts) == 9  # one each: nothing was run a second time
+    assert all(a.state == "succeeded" and a.exit_code == 0 and a.finished_at for a in attempts)
+    for instance in store.instances():
+        lines = (marks / instance.id).read_text().splitlines()
+        assert [x.split()[0] for x in lines] == ["start", "end"], instance.id
+    text = log.read_text()
+    assert "taking over the lease of a controller that is gone" in text
+    assert text.count("adopted attempt") >= len(running_at_kill)
+
+
+def test_a_second_controller_waits_for_the_lease_and_says_so(tmp_path: Path) -> None:
+    spec_dir = specs(tmp_path, node("a", resourceGroup="rg"), backfill())
+    db = tmp_path / "state.db"
+    log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    a = controller(spec_dir, db, log_a)
+    b = None
+    try:
+        wait_until(lambda: log_a.exists() and "drives" in log_a.read_text(), 30, "controller A")
+        b = controller(spec_dir, db, log_b)
+        wait_until(lambda: "waiting for the lease" in log_b.read_text(), 30, "B to wait")
+        assert "drives" not in log_b.read_text()
+        a.send_signal(signal.SIGTERM)
+        assert a.wait(20) == 0
+        wait_until(lambda: "drives" in log_b.read_text(), 30, "B to take over")
+    finally:
+        for proc in (a, b):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(20)
+
+
+def test_a_locked_store_is_a_clear_error_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec_dir = specs(tmp_path, node("a", resourceGroup="rg"), backfill())
+    db = tmp_path / "state.db"
+    assert run("apply", str(spec_dir), "--state", str(db)).exit_code == 0
+    before = open_store(db).counts()
+    write_files(spec_dir, {"more.yaml": dump(backfill("more"))})  # something to write
+    monkeypatch.setattr("backfill_ctl.state.sqlite.BUSY_TIMEOUT", 0.2)
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process is writing
+    try:
+        result = run("apply", str(spec_dir), "--state", str(db))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-2:] == [
+        f"error: the state store {db} is locked by another process",
+        "  hint: wait for the other backfillctl to finish, or find it (fuser on the file); "
+        "nothing was changed",
+    ]
+    assert open_store(db).counts() == before
+
+
+def test_a_corrupt_store_is_refused_untouched(tmp_path: Path) -> None:
+    spec_dir = specs(tmp_path, node("a", resourceGroup="rg"), backfill())
+    db = tmp_path / "state.db"
+    garbage = b"this is not SQLite" * 512
+    db.write_bytes(garbage)
+    result = run("apply", str(spec_dir), "--state", str(db))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[-2] == (
+        f"error: the state store {db} is not a usable SQLite database (file is not a database)"
+    )
+    assert db.read_bytes() == garbage
+
+
+def test_a_hanging_command_and_its_children_are_killed_by_the_timeout(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    spec_dir = specs(
+        tmp_path,
+        node(
+            "hang",
+            resourceGroup="rg",
+            run={"command": f"sleep 60 & echo $! > {pidfile}; sleep 60", "timeout": "1s"},
+        ),
+        backfill(select={"method": "descendants", "roots": ["hang"]}),
+    )
+    db = tmp_path / "state.db"
+    assert run("apply", str(spec_dir), "--state", str(db)).exit_code == 0
+    store = open_store(db)
+    c = Controller(store, LocalBackend(tmp_path / "runs"))
+    assert c.acquire(wait=False)
+    c.load()
+    started = time.monotonic()
+    wait_until(lambda: c.tick() and store.instances(states=["failed"]), 20, "the timeout")
+    assert time.monotonic() - started < 10
+    (instance,) = store.instances()
+    assert instance.reason == "timed out after 1s"
+    (attempt,) = store.attempts()
+    child = int(pidfile.read_text())
+    wait_until(lambda: not alive(child), 10, "the child to die")
+    wait_until(lambda: not alive(int(attempt.handle["pid"])), 10, "the group leader to die")
+    c.release()
+
+
+def test_a_group_id_that_outlived_its_wrapper_is_not_signalled(tmp_path: Path) -> None:
+    # Cancelling an attempt whose process is long gone must not fail or hit anyone else.
+    backend = LocalBackend(tmp_path)
+    gone = subprocess.Popen(["true"], start_new_session=True)
+    gone.wait()
+    backend.cancel(("i", 1), {"pid": gone.pid, "base": str(tmp_path / "i.1")}, "stop")
+    assert tmp_path.exists() and not alive(gone.pid)
