@@ -6,6 +6,7 @@ the loop that runs everybody's backfills. Every notifier gets the same JSON even
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import smtplib
@@ -62,6 +63,7 @@ def notify(record: BackfillRecord, payload: dict[str, Any], smtp: Smtp | None) -
                 _email(str(notifier["email"]), payload, smtp)
         except (
             OSError,
+            http.client.HTTPException,  # a peer that does not speak HTTP: not an OSError
             urllib.error.URLError,
             smtplib.SMTPException,
             subprocess.SubprocessError,

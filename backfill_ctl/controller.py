@@ -214,7 +214,10 @@ class Controller:
         decision = self.scheduler.decide(now)
         self.store.set_waiting(decision.waiting, at=now, actor=self.actor, origin=self.origin)
         self._dry_runs(decision.dry_runs, now)
-        started = sum(1 for i in decision.start if self._start(i))
+        records = (
+            {r.id: r for r in self.store.instances(ids=decision.start)} if (decision.start) else {}
+        )
+        started = sum(1 for i in decision.start if self._start(i, records.get(i)))
         finished = self._finish(now)
         return Tick(started, ended, len(self.running), tuple(finished))
 
@@ -300,29 +303,28 @@ class Controller:
         for instance in done:
             self.scheduler.set_state(instance, "succeeded", "dry-run: nothing was executed")
 
-    def _start(self, instance: str) -> bool:
+    def _start(self, instance: str, record: InstanceRecord | None) -> bool:
         now = self.clock()
         number = self.store.begin_attempt(
             instance, self.backend.name, at=now, actor=self.actor, origin=self.origin
         )
-        found = self.store.instances(ids=[instance])
-        if number is None or not found:  # changed by an operator meanwhile
-            if found:
-                self.scheduler.upsert(found[0])
+        if number is None or record is None:  # changed by an operator meanwhile
+            for changed in self.store.instances(ids=[instance]):
+                self.scheduler.upsert(changed)
             return False
-        record = found[0]
+        tries_left = record.tries_left - 1  # read before begin_attempt took one
         self.scheduler.set_state(instance, "running")
         try:
             handle, log = self.backend.start(self._spec(record, number))
         except BackendError as exc:
             self.running[instance] = Running(
-                record.backfill, number, {}, now, record.run.timeout, record.tries_left
+                record.backfill, number, {}, now, record.run.timeout, tries_left
             )
             self._ended(instance, Outcome("failed", None, str(exc)))
             return False
         self.store.set_attempt_handle(instance, number, handle, log)
         self.running[instance] = Running(
-            record.backfill, number, handle, now, record.run.timeout, record.tries_left
+            record.backfill, number, handle, now, record.run.timeout, tries_left
         )
         return True
 
@@ -415,8 +417,12 @@ class Controller:
                     on_tick(tick)
                 if once or (until is not None and until(tick)):
                     break
-                busy = tick.started or tick.ended or self.running
-                time.sleep(0.01 if busy else interval)
+                if tick.started or tick.ended:
+                    continue  # something moved: more may be ready at once
+                if self.running:
+                    self.backend.wait(min(interval, 0.5))  # until an attempt may have ended
+                else:
+                    time.sleep(interval)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

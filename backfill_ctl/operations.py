@@ -11,7 +11,9 @@
 Rerunning several instances at once ignores their mutual dependencies (they start
 together, as the reference says); `rerun --descendants` reruns an instance first and
 then its descendants in dependency order. Every operation is one guarded transition in
-the store: an instance that changed state meanwhile is refused, not trampled.
+the store: an instance that changed state meanwhile is refused, not trampled. A
+finished backfill whose instances an operation changed is reopened: the controller
+decides its outcome again.
 """
 
 from __future__ import annotations
@@ -144,4 +146,23 @@ def operate(
     raced = [
         (i.id, f"cannot {name}: its state changed meanwhile") for i in chosen if i.id not in done
     ]
+    _reopen(store, {i.backfill for i in targets if i.id in set(done)}, name, actor, at)
     return Result(done, refused + raced)
+
+
+def _reopen(store: StateStore, backfills: set[str], name: str, actor: str, at: float) -> None:
+    """A finished backfill whose instances changed is not finished any more: the
+    controller decides its outcome again (and alerts again) when it ends."""
+    for backfill in sorted(backfills):
+        record = store.backfill(backfill)
+        if record is not None and record.finished_at is not None:
+            store.update_backfill(
+                backfill,
+                at=at,
+                actor=actor,
+                origin="cli",
+                event=f"reopened: {name} by {actor}",
+                finished_at=None,
+                outcome=None,
+                notified_at=None,
+            )

@@ -199,6 +199,10 @@ def diff(wanted: Iterable[Desired], store: StateStore, *, prune: bool) -> Change
     for d in wanted:
         stored = {i.id: i for i in store.instances(backfill=d.record.name)}
         old = store.backfill(d.record.name)
+        if old is not None and old.status == "collected" and old.spec == d.record.spec:
+            # It ran to the end long ago and gc removed its instances: nothing to do.
+            out.append(BackfillChanges(d.record.name, "collected"))
+            continue
         c = BackfillChanges(d.record.name, "new" if old is None else "unchanged")
         if old is None or old.status == "deleted" or _settings(old) != _settings(d.record):
             c.record = d.record
@@ -274,11 +278,20 @@ def apply(
 def render(changes: Changes) -> list[str]:
     """One line per Backfill, Terraform-style (+ create, ~ update, - cancel)."""
     lines = []
-    marks = {"new": "+", "changed": "~", "pruned": "-", "not-in-specs": "!", "unchanged": " "}
+    marks = {
+        "new": "+",
+        "changed": "~",
+        "pruned": "-",
+        "not-in-specs": "!",
+        "unchanged": " ",
+        "collected": " ",
+    }
     for c in changes.backfills:
         parts = [f"+{len(c.create)} ~{len(c.update)} -{len(c.cancel)}"]
         if c.kept:
             parts.append(f"{c.kept} kept as they ran")
+        if c.status == "collected":
+            parts = ["ran to the end and was collected by gc; change its spec to run it again"]
         if c.status == "not-in-specs":
             parts = [
                 f"no longer in the specs; --prune cancels its {c.waiting_cancel} "

@@ -150,6 +150,7 @@ class Scheduler:
         self._eligible: set[str] = set()
         self._running: Counter[str] = Counter()  # by resource group
         self._running_by: Counter[tuple[str, str]] = Counter()  # by (backfill, group)
+        self._demoted: list[str] = []  # no longer eligible: back to plain pending
 
     # -- loading -----------------------------------------------------------------------
 
@@ -292,11 +293,25 @@ class Scheduler:
         elif not ready and t.id in self._eligible:
             self._eligible.discard(t.id)
             self.gates[t.backfill].eligible -= 1
+            if t.state in WAITING and (t.state != "pending" or t.reason is not None):
+                # It waited for its time or a slot; now it waits for a dependency or an
+                # earlier date again. All three states hold the barrier alike, so only
+                # the counts by state move.
+                counts = self.gates[t.backfill].counts
+                counts[t.state] -= 1
+                counts["pending"] += 1
+                t.state, t.reason = "pending", None
+                self._demoted.append(t.id)
 
     # -- deciding ----------------------------------------------------------------------
 
     def decide(self, now: float) -> Decision:
-        waiting: list[tuple[str, str, str | None]] = []
+        waiting: list[tuple[str, str, str | None]] = [
+            (i, "pending", None)
+            for i in dict.fromkeys(self._demoted)
+            if i in self.tasks and self.tasks[i].state == "pending" and i not in self._eligible
+        ]
+        self._demoted.clear()
         dry: list[str] = []
         candidates: dict[str, list[Task]] = defaultdict(list)
         clocks: dict[str, time] = {}
@@ -337,12 +352,16 @@ class Scheduler:
                     self._note(t, "waiting-for-resources", busy, waiting)
         return Decision(start, dry, waiting)
 
-    @staticmethod
     def _note(
-        t: Task, state: str, reason: str | None, out: list[tuple[str, str, str | None]]
+        self, t: Task, state: str, reason: str | None, out: list[tuple[str, str, str | None]]
     ) -> None:
+        """A waiting instance waits differently: record it (waiting states all hold the
+        date barrier alike, so only the counts by state move)."""
         if (t.state, t.reason) != (state, reason):
-            t.state, t.reason = state, reason  # waiting to waiting: no counts move
+            counts = self.gates[t.backfill].counts
+            counts[t.state] -= 1
+            counts[state] += 1
+            t.state, t.reason = state, reason
             out.append((t.id, state, reason))
 
     def _fair(self, group: str, tasks: list[Task], free: int) -> list[Task]:

@@ -19,48 +19,7 @@ from backfill_ctl.operations import operate
 from backfill_ctl.planning import make_plan
 from backfill_ctl.state import StateStore, open_store
 from tests.builders import backfill, node, resource_group, specs_of, workspace
-
-NOW = datetime(2024, 3, 20, 1, 0, tzinfo=UTC)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW.timestamp()
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def applied(tmp_path: Path, *docs: dict[str, Any]) -> StateStore:
-    specs = specs_of(workspace(), resource_group("rg", 2), *docs)
-    plan, diagnostics = make_plan(specs, NOW, None)
-    assert not [d for d in diagnostics if d.is_error], diagnostics
-    store = open_store(tmp_path / "state.db")
-    at = NOW.timestamp()
-    changes = reconcile.diff(
-        reconcile.desired(specs, plan, str(tmp_path), None, at), store, prune=False
-    )
-    reconcile.apply(store, changes, specs, at=at, actor="test", origin="apply")
-    return store
-
-
-def controller(store: StateStore, backend: Any = None, clock: Clock | None = None) -> Controller:
-    c = Controller(store, backend or FakeBackend(), clock=clock or Clock())
-    assert c.acquire(wait=False)
-    c.load()
-    return c
-
-
-def states(store: StateStore) -> dict[str, str]:
-    return {f"{i.node}@{i.bizdate[-2:]}": i.state for i in store.instances()}
-
-
-def drain(c: Controller, ticks: int = 50) -> None:
-    for _ in range(ticks):
-        c.tick()
-        if not c.running and c.scheduler.finished():
-            return
-
+from tests.running import NOW, Clock, applied, controller, drain, states
 
 CHAIN = (node("a", resourceGroup="rg"), node("b", upstream=["a"], resourceGroup="rg"))
 
@@ -143,9 +102,25 @@ def test_a_failed_date_blocks_its_group_and_a_rerun_lets_it_continue(tmp_path: P
     assert set(states(store2).values()) == {"succeeded"}
     assert store2.backfill("bf").outcome == "succeeded"  # type: ignore[union-attr]
     assert [e.message for e in store2.events(backfill="bf") if e.instance is None][-2:] == [
-        "running again",
+        "reopened: rerun by op",
         "finished: succeeded",
     ]
+
+
+def test_a_controller_started_after_a_rerun_runs_the_reopened_backfill(tmp_path: Path) -> None:
+    store = applied(tmp_path, *CHAIN, backfill())
+    first = controller(store, FakeBackend(lambda spec: 1 if spec.node == "b" else 0))
+    drain(first)
+    first.release()
+    assert store.backfill("bf").outcome == "failed"  # type: ignore[union-attr]
+    operate(store, "rerun", store.instances(states=["failed"]), actor="op", at=NOW.timestamp())
+    assert store.backfill("bf").finished_at is None  # type: ignore[union-attr]
+
+    second = controller(store)  # loads only unfinished backfills
+    drain(second)
+
+    assert states(store) == {"a@01": "succeeded", "b@01": "succeeded"}
+    assert store.backfill("bf").outcome == "succeeded"  # type: ignore[union-attr]
 
 
 def test_a_full_resource_group_makes_instances_wait_for_resources(tmp_path: Path) -> None:
@@ -159,6 +134,8 @@ def test_a_full_resource_group_makes_instances_wait_for_resources(tmp_path: Path
     assert sorted(states(store).values()) == ["running", "running", "waiting-for-resources"]
     (waiting,) = store.instances(states=["waiting-for-resources"])
     assert waiting.reason == "resource group rg: 2 of 2 slots busy"
+    (event,) = [e for e in store.events(instance=waiting.id) if e.kind == "transition"]
+    assert (event.to_state, event.message) == ("waiting-for-resources", waiting.reason)
 
 
 def test_future_instances_wait_for_their_time(tmp_path: Path) -> None:

@@ -203,3 +203,19 @@ def test_replacing_an_instance_keeps_the_counts_right() -> None:
     s.upsert(inst("b", node="b", deps=()))  # apply dropped the dependency
     assert sorted(s.decide(T0).start) == ["a", "b"]
     assert s.gates["bf"].counts["pending"] == 2
+
+
+def test_an_instance_that_stops_being_ready_goes_back_to_plain_pending() -> None:
+    s = scheduler(inst("a"), inst("b", node="b", deps=("a",)), capacity=1)
+    run(s, "a")
+    s._running["rg"] = 1  # another backfill holds the only slot
+    assert s.decide(T0).waiting == [
+        ("b", "waiting-for-resources", "resource group rg: 1 of 1 slots busy")
+    ]
+    s.set_state("a", "pending")  # a is rerun: b waits for it again, not for a slot
+    assert s.decide(T0).waiting == [
+        ("b", "pending", None),
+        ("a", "waiting-for-resources", "resource group rg: 1 of 1 slots busy"),
+    ]
+    counts = {k: v for k, v in s.gates["bf"].counts.items() if v}
+    assert counts == {"pending": 1, "waiting-for-resources": 1}  # b, a: exact by state

@@ -79,6 +79,10 @@ class Backend(Protocol):
         """The attempt's log so far."""
         ...
 
+    def wait(self, timeout: float) -> None:
+        """Return when an attempt may have ended, or after `timeout` seconds."""
+        ...
+
 
 @dataclass(frozen=True)
 class BackendContext:

@@ -61,8 +61,12 @@ class FakeBackend:
     def recover(self, spec: AttemptSpec) -> Handle | None:
         return None
 
+    def wait(self, timeout: float) -> None:
+        """Fake attempts end at the next poll: nothing to wait for."""
+
     def log_text(self, handle: Handle, log: str | None) -> str:
-        spec = self._specs.get(
-            (handle["fake"].rsplit(".", 1)[0], int(handle["fake"].rsplit(".", 1)[1]))
-        )
+        if "fake" not in handle:  # the attempt never started
+            return ""
+        instance, number = str(handle["fake"]).rsplit(".", 1)
+        spec = self._specs.get((instance, int(number)))
         return f"fake run of {spec.run.command}\n" if spec else ""

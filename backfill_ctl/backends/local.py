@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import time
@@ -119,6 +120,21 @@ class LocalBackend:
             except ValueError:
                 return 1
         return None if _alive(pid, base) else "lost"
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until one of our children exits (pidfds), or `timeout` passes."""
+        fds = []
+        try:
+            for pid in list(self._children):
+                with contextlib.suppress(ProcessLookupError, OSError):
+                    fds.append(os.pidfd_open(pid))
+            if fds:
+                select.select(fds, [], [], timeout)
+            else:
+                time.sleep(timeout)
+        finally:
+            for fd in fds:
+                os.close(fd)
 
     def cancel(self, key: Key, handle: Handle, reason: str) -> None:
         pid = int(handle["pid"])

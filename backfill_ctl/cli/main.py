@@ -76,6 +76,10 @@ def _register() -> None:
     from backfill_ctl.cli.apply import apply_command, diff_command
     from backfill_ctl.cli.check import check_command
     from backfill_ctl.cli.controller import controller_command
+    from backfill_ctl.cli.describe import describe_command
+    from backfill_ctl.cli.gc import gc_command
+    from backfill_ctl.cli.get import get_app
+    from backfill_ctl.cli.logs import logs_command
     from backfill_ctl.cli.ops import (
         delete_command,
         freeze_command,
@@ -100,6 +104,10 @@ def _register() -> None:
     app.command("freeze")(freeze_command)
     app.command("unfreeze")(unfreeze_command)
     app.command("delete")(delete_command)
+    app.command("gc")(gc_command)
+    app.add_typer(get_app, name="get")
+    app.command("describe")(describe_command)
+    app.command("logs")(logs_command)
     app.command("schema")(schema_command)
     app.command("explain")(explain_command)
 

@@ -9,7 +9,7 @@ import typer
 
 from backfill_ctl.cli.console import err, out
 from backfill_ctl.cli.options import ActorOpt, resolve_actor
-from backfill_ctl.cli.state import StateOpt, open_state, who
+from backfill_ctl.cli.state import StateFileOpt, open_state, who
 from backfill_ctl.errors import UsageError
 from backfill_ctl.operations import RULES, operate
 from backfill_ctl.state import StateStore
@@ -31,7 +31,7 @@ BizdateOpt = Annotated[
     str | None, typer.Option("--bizdate", help="Only this business date (YYYY-MM-DD).")
 ]
 StateFilterOpt = Annotated[
-    str | None, typer.Option("--in-state", help="Only instances in this state.")
+    str | None, typer.Option("--state", help="Only instances in this state.")
 ]
 
 
@@ -117,7 +117,7 @@ def stop_command(
     node: NodeOpt = None,
     bizdate: BizdateOpt = None,
     actor: ActorOpt = None,
-    state: StateOpt = None,
+    state: StateFileOpt = None,
 ) -> None:
     """Stop running instances (they fail); `stop backfill/NAME` also starts nothing new
     in that backfill until an instance of it is rerun."""
@@ -159,7 +159,7 @@ def rerun_command(
         ),
     ] = False,
     actor: ActorOpt = None,
-    state: StateOpt = None,
+    state: StateFileOpt = None,
 ) -> None:
     """Run succeeded or failed instances again (several at once ignore their mutual
     dependencies; --descendants reruns what depends on them, in order)."""
@@ -173,7 +173,7 @@ def set_success_command(
     bizdate: BizdateOpt = None,
     in_state: StateFilterOpt = None,
     actor: ActorOpt = None,
-    state: StateOpt = None,
+    state: StateFileOpt = None,
 ) -> None:
     """Mark instances succeeded without running them (not while they run)."""
     _run("set-success", targets, backfill, node, bizdate, in_state, actor, state)
@@ -186,7 +186,7 @@ def freeze_command(
     bizdate: BizdateOpt = None,
     in_state: StateFilterOpt = None,
     actor: ActorOpt = None,
-    state: StateOpt = None,
+    state: StateFileOpt = None,
 ) -> None:
     """Pause pending or failed instances; what depends on them stays blocked."""
     _run("freeze", targets, backfill, node, bizdate, in_state, actor, state)
@@ -198,7 +198,7 @@ def unfreeze_command(
     node: NodeOpt = None,
     bizdate: BizdateOpt = None,
     actor: ActorOpt = None,
-    state: StateOpt = None,
+    state: StateFileOpt = None,
 ) -> None:
     """Let frozen instances be scheduled again."""
     _run("unfreeze", targets, backfill, node, bizdate, "frozen" if backfill else None, actor, state)
@@ -207,7 +207,7 @@ def unfreeze_command(
 def delete_command(
     target: Annotated[str, typer.Argument(help="backfill/NAME")],
     actor: ActorOpt = None,
-    state: StateOpt = None,
+    state: StateFileOpt = None,
 ) -> None:
     """Delete a backfill: its instances that have not started are cancelled; refused
     while any runs. Applying its spec again brings it back."""
@@ -241,6 +241,7 @@ def delete_command(
         origin="cli",
         reason=f"backfill deleted by {actor_}",
         kind="delete",
+        finished_at=time.time(),  # gc ages it from here
     )
     store.update_backfill(
         name,

@@ -1,6 +1,7 @@
 """Finding the state store and the backend from the command line.
 
-The store is `--state PATH`, else $BACKFILLCTL_STATE, else the Config's `state`, else
+The store is `--state-file PATH` (`--state PATH` where that does not filter by
+instance state), else $BACKFILLCTL_STATE, else the Config's `state`, else
 `.backfillctl/state.db`; relative paths are relative to the current directory (the
 repository root, where backfillctl is run from).
 """
@@ -24,14 +25,17 @@ if TYPE_CHECKING:
     from backfill_ctl.state import StateStore
 
 DEFAULT_STATE = "sqlite:///.backfillctl/state.db"
+_STORE_HELP = (
+    "The state store file (default: $BACKFILLCTL_STATE, else the Config's state, "
+    "else .backfillctl/state.db)."
+)
 StateOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--state",
-        help="The state store file (default: $BACKFILLCTL_STATE, else the "
-        "Config's state, else .backfillctl/state.db).",
-        show_default=False,
-    ),
+    str | None, typer.Option("--state", "--state-file", help=_STORE_HELP, show_default=False)
+]
+# Where --state filters instances by their state (get, the operations), the store is
+# named by --state-file only.
+StateFileOpt = Annotated[
+    str | None, typer.Option("--state-file", help=_STORE_HELP, show_default=False)
 ]
 
 

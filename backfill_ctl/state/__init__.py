@@ -17,6 +17,7 @@ from backfill_ctl.errors import UsageError
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from backfill_ctl.gc import InstanceAge
     from backfill_ctl.scheduler import TaskRow
     from backfill_ctl.state.records import (
         AttemptRecord,
@@ -47,6 +48,7 @@ class StateStore(Protocol):
         bizdate: str | None = None,
     ) -> list[InstanceRecord]: ...
     def counts(self, backfill: str | None = None) -> dict[tuple[str, str], int]: ...
+    def date_counts(self, backfill: str) -> dict[tuple[int, int, str, str], int]: ...
     def task_rows(self, backfills: Sequence[str]) -> list[TaskRow]: ...
     def save_apply(
         self,
@@ -113,6 +115,21 @@ class StateStore(Protocol):
     def attempts(
         self, instance: str | None = None, *, states: Iterable[str] | None = None
     ) -> list[AttemptRecord]: ...
+
+    # -- retention (gc): each call is one transaction -----------------------------------
+    def instance_ages(self) -> list[InstanceAge]: ...
+    def delete_instances(self, ids: Sequence[str], *, finished_before: float) -> list[str]: ...
+    def delete_backfills(self, names: Sequence[str], *, finished_before: float) -> list[str]: ...
+    def clear_logs(self, logs: Sequence[tuple[str, int, str]]) -> list[tuple[str, int]]: ...
+    def add_events(
+        self,
+        kind: str,
+        entries: Sequence[tuple[str | None, str]],
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+    ) -> None: ...
 
     # -- events and the lease ---------------------------------------------------------
     def events(

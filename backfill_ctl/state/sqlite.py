@@ -13,6 +13,7 @@ import sqlite3
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from backfill_ctl.gc import InstanceAge
 from backfill_ctl.scheduler import TaskRow
 from backfill_ctl.state import StateError
 from backfill_ctl.state.records import (
@@ -74,6 +75,7 @@ _BACKFILL_COLUMNS = (
     "alert_when, notify, labels, applied_at, applied_by, finished_at, outcome, notified_at"
 )
 _SETTABLE_BACKFILL = {"status", "suspended", "finished_at", "outcome", "notified_at"}
+_FINISHED = "('succeeded', 'failed', 'cancelled')"  # records.FINISHED, as SQL
 _SETTABLE_INSTANCE = {"tries_left", "ignore_deps", "stop_requested", "finished_at", "started_at"}
 
 
@@ -278,10 +280,15 @@ class SQLiteStore:
             raise ValueError(f"cannot set {sorted(unknown)} on a backfill")
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self._write() as db:
-            done = db.execute(
-                f"UPDATE backfills SET {sets} WHERE name = ?",
-                (*(int(v) if isinstance(v, bool) else v for v in fields.values()), name),
-            ).rowcount
+            if fields:
+                done = db.execute(
+                    f"UPDATE backfills SET {sets} WHERE name = ?",
+                    (*(int(v) if isinstance(v, bool) else v for v in fields.values()), name),
+                ).rowcount
+            else:  # an event only (an alert that failed): "SET  WHERE" is no SQL
+                done = db.execute(
+                    "SELECT COUNT(*) FROM backfills WHERE name = ?", (name,)
+                ).fetchone()[0]
             if done and event:
                 self._event(db, at, actor, origin, "backfill", name, message=event)
         return bool(done)
@@ -417,6 +424,15 @@ class SQLiteStore:
             sql += " WHERE backfill = ?"
             params = (backfill,)
         return {(b, s): n for b, s, n in self._read(sql + " GROUP BY backfill, state", params)}
+
+    def date_counts(self, backfill: str) -> dict[tuple[int, int, str, str], int]:
+        """(group, sequence, bizdate, state) -> instances: a backfill's progress by date."""
+        rows = self._read(
+            "SELECT grp, seq, bizdate, state, COUNT(*) FROM instances WHERE backfill = ? "
+            "GROUP BY grp, seq, bizdate, state",
+            (backfill,),
+        )
+        return {(g, q, d, s): n for g, q, d, s, n in rows}
 
     def save_apply(
         self,
@@ -584,11 +600,14 @@ class SQLiteStore:
         if not updates:
             return 0
         with self._write() as db:
+            # CROSS JOIN keeps the few updates the outer loop (each a primary-key probe);
+            # left to itself the planner scans every waiting row through the state index.
             changed = db.execute(
-                "SELECT i.id, i.backfill, i.state, json_extract(u.value, '$[1]') FROM instances "
-                "i JOIN json_each(?) u ON i.id = json_extract(u.value, '$[0]') WHERE i.state "
-                "IN ('pending', 'waiting-for-time', 'waiting-for-resources') AND i.state != "
-                "json_extract(u.value, '$[1]')",
+                "WITH u(id, state, reason) AS (SELECT json_extract(value, '$[0]'), "
+                "json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?)) "
+                "SELECT i.id, i.backfill, i.state, u.state, u.reason FROM u CROSS JOIN "
+                "instances i ON i.id = u.id WHERE i.state IN "
+                "('pending', 'waiting-for-time', 'waiting-for-resources') AND i.state != u.state",
                 (json.dumps([list(u) for u in updates]),),
             ).fetchall()
             db.executemany(
@@ -598,8 +617,8 @@ class SQLiteStore:
             )
             db.executemany(
                 "INSERT INTO events (at, actor, origin, kind, backfill, instance, from_state, "
-                "to_state, message) VALUES (?, ?, ?, 'transition', ?, ?, ?, ?, NULL)",
-                [(at, actor, origin, b, i, s, new) for i, b, s, new in changed],
+                "to_state, message) VALUES (?, ?, ?, 'transition', ?, ?, ?, ?, ?)",
+                [(at, actor, origin, b, i, s, new, why) for i, b, s, new, why in changed],
             )
         return len(changed)
 
@@ -718,6 +737,100 @@ class SQLiteStore:
             AttemptRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], r[9])
             for r in rows
         ]
+
+    # -- retention (gc) -----------------------------------------------------------------
+
+    def instance_ages(self) -> list[InstanceAge]:
+        """What gc weighs of every instance (no command or dependencies parsed)."""
+        rows = self._read(
+            "SELECT id, backfill, state, resource_group, finished_at, created_at "
+            "FROM instances ORDER BY backfill, id"
+        )
+        return [InstanceAge(*r) for r in rows]
+
+    def delete_instances(self, ids: Sequence[str], *, finished_before: float) -> list[str]:
+        """One transaction: delete those of `ids` that are finished and finished (or, if
+        they never did, were created) before `finished_before`, with their attempts and
+        events; the ids deleted. The guard re-checks in the transaction, so an instance
+        rerun meanwhile stays; so does a failed instance whose backfill still has
+        unfinished instances (it holds them back: deleting it would release them)."""
+        with self._write() as db:
+            gone = [
+                row[0]
+                for row in db.execute(
+                    f"SELECT id FROM instances i WHERE id IN (SELECT value FROM json_each(?)) "
+                    f"AND state IN {_FINISHED} AND COALESCE(finished_at, created_at) < ? "
+                    "AND (state != 'failed' OR NOT EXISTS (SELECT 1 FROM instances j WHERE "
+                    f"j.backfill = i.backfill AND j.state NOT IN {_FINISHED}))",
+                    (json.dumps(list(ids)), finished_before),
+                ).fetchall()
+            ]
+            chosen = json.dumps(gone)
+            for table, column in (("events", "instance"), ("attempts", "instance")):
+                db.execute(
+                    f"DELETE FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))",
+                    (chosen,),
+                )
+            db.execute(
+                "DELETE FROM instances WHERE id IN (SELECT value FROM json_each(?))", (chosen,)
+            )
+        return gone
+
+    def delete_backfills(self, names: Sequence[str], *, finished_before: float) -> list[str]:
+        """One transaction: delete those of `names` that have no instance left, are
+        deleted or finished, and finished (or, if never, were applied) before
+        `finished_before`, with their events; the names deleted."""
+        with self._write() as db:
+            gone = [
+                row[0]
+                for row in db.execute(
+                    "SELECT name FROM backfills b WHERE name IN (SELECT value FROM json_each(?)) "
+                    "AND (status = 'deleted' OR finished_at IS NOT NULL) "
+                    "AND COALESCE(finished_at, applied_at) < ? "
+                    "AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.backfill = b.name)",
+                    (json.dumps(list(names)), finished_before),
+                ).fetchall()
+            ]
+            chosen = json.dumps(gone)
+            for table, column in (("events", "backfill"), ("backfills", "name")):
+                db.execute(
+                    f"DELETE FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))",
+                    (chosen,),
+                )
+        return gone
+
+    def clear_logs(self, logs: Sequence[tuple[str, int, str]]) -> list[tuple[str, int]]:
+        """One transaction: forget the log of finished attempts, given as (instance,
+        number, log) and only while their log is still that one; the attempts cleared."""
+        cleared: list[tuple[str, int]] = []
+        with self._write() as db:
+            for instance, number, log in logs:
+                if db.execute(
+                    "UPDATE attempts SET log = NULL WHERE instance = ? AND number = ? AND "
+                    "log = ? AND finished_at IS NOT NULL",
+                    (instance, number, log),
+                ).rowcount:
+                    cleared.append((instance, number))
+        return cleared
+
+    def add_events(
+        self,
+        kind: str,
+        entries: Sequence[tuple[str | None, str]],
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+    ) -> None:
+        """One transaction: an event of `kind` for each (backfill, message)."""
+        if not entries:
+            return
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO events (at, actor, origin, kind, backfill, message) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(at, actor, origin, kind, backfill, message) for backfill, message in entries],
+            )
 
     # -- lease --------------------------------------------------------------------------
 

@@ -24,6 +24,7 @@ CLEAN_ENV: dict[str, str | None] = dict.fromkeys(
         "GITHUB_ACTOR",
         "BACKFILLCTL_NOW",
         "BACKFILLCTL_DEBUG",
+        "BACKFILLCTL_STATE",
         "NO_COLOR",
         "GITHUB_STEP_SUMMARY",  # in CI, check -o github would write the real step summary
     )

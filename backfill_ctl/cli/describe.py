@@ -1,0 +1,369 @@
+"""`backfillctl describe backfill/NAME | instance/ID`: one object in detail, for a person.
+
+kubectl-like sections of `Key: value` lines and small tables. A backfill shows its
+settings, its progress per date group and what is stuck (Conditions); an instance
+shows why it waits (inspect.why_waiting), its command, environment and attempts. Both
+end with their recent events. Ages and waits are measured on the clock, as the
+controller does (not $BACKFILLCTL_NOW, which is for planning).
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import urlsplit
+
+import typer
+
+from backfill_ctl import inspect
+from backfill_ctl.cli.console import out
+from backfill_ctl.cli.get import find_backfill, find_instance
+from backfill_ctl.cli.state import StateOpt, open_state
+from backfill_ctl.errors import UsageError
+from backfill_ctl.reports.text import count, table
+from backfill_ctl.state.records import FINISHED, WAITING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from backfill_ctl.state import StateStore
+    from backfill_ctl.state.records import EventRecord, InstanceRecord
+
+EVENTS = 15  # recent events shown
+KEY_WIDTH = 20  # where values start on `Key: value` lines
+clock = time.time  # tests pin it
+FAILED_SHOWN = 10
+DEPENDENCIES_SHOWN = 10
+_KINDS = {
+    "backfill": "backfill",
+    "backfills": "backfill",
+    "bf": "backfill",
+    "instance": "instance",
+    "instances": "instance",
+    "inst": "instance",
+}
+
+
+def _targets(words: Sequence[str]) -> list[tuple[str, str]]:
+    """`backfill/a instance/x`, `backfill a b`, or bare instance ids -> [(kind, name)]."""
+    found: list[tuple[str, str]] = []
+    kind: str | None = None
+    for word in words:
+        prefix, slash, name = word.partition("/")
+        if slash:
+            if prefix not in _KINDS or not name:
+                raise UsageError(
+                    f"cannot describe {word!r}",
+                    hint="name backfill/NAME or instance/ID (or a bare instance id)",
+                )
+            found.append((_KINDS[prefix], name))
+        elif word in _KINDS and kind is None and not found:
+            kind = _KINDS[word]
+        else:
+            found.append((kind or "instance", word))
+    if not found:
+        raise UsageError(
+            f"describe {kind} needs a name" if kind else "nothing to describe",
+            hint="backfillctl describe backfill/NAME or instance/ID",
+        )
+    return found
+
+
+def describe_command(
+    targets: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="TARGET",
+            help="backfill/NAME, instance/ID or a bare instance id (also: backfill NAME...).",
+            show_default=False,
+        ),
+    ],
+    state: StateOpt = None,
+) -> None:
+    """Show a backfill or an instance in detail: settings and progress, or why it waits,
+    its command and attempts; and the recent events."""
+    store = open_state(state)
+    chosen = _targets(targets)
+    now = clock()
+    pages = [
+        _backfill(store, name, now) if kind == "backfill" else _instance(store, name, now)
+        for kind, name in chosen
+    ]  # every name is resolved before anything is printed
+    out("\n\n".join("\n".join(page) for page in pages))
+
+
+# -- layout ----------------------------------------------------------------------------------
+
+
+def _fields(pairs: Sequence[tuple[str, object]], indent: str = "") -> list[str]:
+    """`Key:   value` lines, values aligned at KEY_WIDTH (or after the longest key); a
+    list value continues on aligned lines."""
+    width = max(KEY_WIDTH - len(indent), *(len(k) + 2 for k, _ in pairs))
+    lines = []
+    for key, value in pairs:
+        values = value if isinstance(value, list) else [value]
+        head = f"{indent}{key + ':':<{width}}"
+        if not values:
+            values = ["-"]
+        for n, v in enumerate(values):
+            text = "-" if v is None or v == "" else str(v)
+            lines.append(((head if n == 0 else " " * len(head)) + text).rstrip())
+    return lines
+
+
+def _indented(rows: Sequence[Sequence[str]], indent: str = "  ") -> list[str]:
+    return [indent + line for line in table(rows)]
+
+
+def _events(events: Sequence[EventRecord], with_instance: bool) -> list[str]:
+    if not events:
+        return _fields([("Events", "none")])
+    header = ("TIME", "ACTOR", "INSTANCE", "CHANGE", "MESSAGE")
+    rows = [header if with_instance else header[:2] + header[3:]]
+    for e in events:
+        if e.from_state and e.to_state:
+            change = f"{e.from_state} -> {e.to_state}"
+        elif e.to_state:
+            change = f"{e.kind}: {e.to_state}"
+        else:
+            change = e.kind
+        row = (inspect.utc(e.at) or "-", e.actor, e.instance or "-", change, e.message or "-")
+        rows.append(row if with_instance else row[:2] + row[3:])
+    return [f"Events (last {len(events)}):", *_indented(rows)]
+
+
+# -- describe backfill ----------------------------------------------------------------------
+
+
+def _notifier(n: dict[str, Any]) -> str:
+    if "webhook" in n:  # a webhook URL often carries its secret in the path: show the host
+        parts = urlsplit(str(n["webhook"]))
+        return f"webhook {parts.scheme}://{parts.netloc}/..."
+    if "command" in n:
+        command = n["command"]
+        return f"command {command if isinstance(command, str) else shlex.join(command)}"
+    if "email" in n:
+        email = n["email"]
+        return f"email {email if isinstance(email, str) else ', '.join(email)}"
+    return str(n)
+
+
+def _backfill(store: StateStore, name: str, now: float) -> list[str]:
+    record = find_backfill(store, name)
+    counts = Counter({s: n for (_, s), n in store.counts(record.name).items()})
+    spec = record.spec.get("spec", {}) if isinstance(record.spec, dict) else {}
+    window = record.execution_window
+    alerts = f"when {record.alert_when}"
+    if record.notify:
+        alerts += ": " + "; ".join(_notifier(dict(n)) for n in record.notify)
+    applied = f"{inspect.utc(record.applied_at)} ({inspect.age(now - record.applied_at)} ago)"
+    finished = (
+        f"{inspect.utc(record.finished_at)}: {record.outcome}" if record.finished_at else None
+    )
+    lines = _fields(
+        [
+            ("Name", record.name),
+            ("Status", inspect.phase(record, counts)),
+            ("File", record.file),
+            ("Digest", record.digest),
+            ("Applied", applied),
+            ("Applied by", record.applied_by),
+            ("Finished", finished),
+            ("Labels", [f"{k}={v}" for k, v in sorted(record.labels.items())]),
+        ]
+    )
+    lines.append("Settings:")
+    lines += _fields(
+        [
+            ("Groups", spec.get("groups", 1)),
+            ("Order", spec.get("order", "ascending")),
+            ("Resource group", spec.get("resourceGroup", "follow-node")),
+            ("Run immediately", str(record.run_immediately).lower()),
+            ("Execution window", f"{window[0]}-{window[1]}" if window else "always open"),
+            ("Suspend", str(record.suspended).lower()),
+            ("Alerts", alerts),
+        ],
+        "  ",
+    )
+    total = sum(counts.values())
+    lines += _fields(
+        [("Instances", f"{count(total, 'instance')}: {inspect.describe_counts(counts)}")]
+    )
+    groups = inspect.date_groups(store.date_counts(record.name))
+    if groups:
+        lines.append("Date groups:")
+        rows: list[tuple[str, ...]] = [
+            ("GROUP", "CURRENT DATE", "PROGRESS", "INSTANCES DONE", "AT THE CURRENT DATE")
+        ]
+        for g in groups:
+            rows.append(
+                (
+                    str(g.group),
+                    g.bizdate or "all done",
+                    f"date {g.position} of {g.dates}",
+                    f"{g.done} of {g.instances}",
+                    inspect.describe_counts(g.at_current) if g.current is not None else "-",
+                )
+            )
+        lines += _indented(rows)
+    lines += _conditions(store, record.name, record.status, record.suspended, groups, counts)
+    lines += _events(store.events(backfill=record.name, limit=EVENTS), with_instance=True)
+    return lines
+
+
+def _conditions(
+    store: StateStore,
+    name: str,
+    status: str,
+    suspended: bool,
+    groups: Sequence[inspect.DateGroup],
+    counts: Counter[str],
+) -> list[str]:
+    lines: list[str] = []
+    if status == "stopped":
+        lines.append("  Stopped: nothing new starts until one of its instances is rerun")
+    elif status == "deleted":
+        lines.append("  Deleted: apply its spec again to bring it back")
+    elif suspended:
+        lines.append("  Suspended (spec.suspend): nothing new starts")
+    failed = store.instances(backfill=name, states=["failed"]) if counts["failed"] else []
+    if failed:
+        lines.append(f"  Failed: {count(len(failed), 'instance')}")
+        rows: list[tuple[str, ...]] = [("ID", "NODE", "BIZDATE", "ATTEMPTS", "REASON")]
+        rows += [
+            (i.id, i.node, i.bizdate, str(i.attempts), inspect.truncate(i.reason, 80) or "-")
+            for i in failed[:FAILED_SHOWN]
+        ]
+        lines += _indented(rows, "    ")
+        if len(failed) > FAILED_SHOWN:
+            lines.append(
+                f"    ... and {len(failed) - FAILED_SHOWN} more "
+                f"(backfillctl get instances --backfill {name} --state failed)"
+            )
+    if counts["frozen"]:
+        lines.append(
+            f"  Frozen: {count(counts['frozen'], 'instance')} (what depends on them stays blocked)"
+        )
+    stuck = [i.id for i in failed]
+    if counts["frozen"]:
+        stuck += [i.id for i in store.instances(backfill=name, states=["frozen"])]
+    waiting = store.instances(backfill=name, states=WAITING) if stuck else []
+    for text in inspect.blocked(groups, waiting, stuck):
+        lines.append(f"  Blocked: {text}")
+    return ["Conditions:", *lines] if lines else _fields([("Conditions", "none")])
+
+
+# -- describe instance ------------------------------------------------------------------------
+
+
+def _command(i: InstanceRecord) -> str:
+    command = i.run.command
+    if isinstance(command, str):
+        return f"{command}  (run with /bin/sh -c)"
+    return shlex.join(command)
+
+
+def _instance(store: StateStore, ident: str, now: float) -> list[str]:
+    i = find_instance(store, ident)
+    backfill = store.backfill(i.backfill)
+    status = (
+        inspect.phase(backfill, Counter({s: n for (_, s), n in store.counts(i.backfill).items()}))
+        if backfill is not None
+        else "not in the state store"
+    )
+    deps = store.instances(ids=i.depends_on) if i.depends_on else []
+    by_id = {d.id: d for d in deps}
+    lines = _fields(
+        [
+            ("Instance", i.id),
+            ("Backfill", f"{i.backfill} ({status})"),
+            ("Node", i.node),
+            ("Business date", i.bizdate),
+            ("Scheduled", f"{i.cyctime} ({i.timezone})"),
+            ("State", i.state),
+            ("Reason", i.reason),
+            ("Dry run", i.dry_run_reason),
+        ]
+    )
+    if i.state in WAITING or i.state == "frozen":
+        dates = store.date_counts(i.backfill)
+        blockers = inspect.why_waiting(i, backfill, deps, dates, now)
+        lines.append("Why it waits:")
+        shown = 0
+        hidden = 0
+        for b in blockers:
+            if b.cause == "dependency":
+                shown += 1
+                if shown > DEPENDENCIES_SHOWN:
+                    hidden += 1
+                    continue
+            lines.append(f"  - {b.text}")
+        if hidden:
+            lines.append(f"  - ... and {hidden} more dependencies not succeeded")
+    lines += _fields(
+        [
+            ("Priority", i.priority),
+            ("Date group", f"{i.group}.{i.sequence} (group {i.group}, sequence {i.sequence})"),
+            ("Resource group", i.resource_group),
+            ("Attempts", f"{i.attempts} (tries left {i.tries_left})"),
+            ("Started", inspect.utc(i.started_at)),
+            ("Finished", inspect.utc(i.finished_at)),
+        ]
+    )
+    if i.depends_on:
+        lines.append(f"Depends on ({len(i.depends_on)}):")
+        rows: list[tuple[str, ...]] = [("ID", "NODE", "BIZDATE", "SCHEDULED", "STATE")]
+        for dep_id in i.depends_on:
+            d = by_id.get(dep_id)
+            if d is None:
+                rows.append((dep_id, "-", "-", "-", "not in the state store"))
+            else:
+                rows.append((d.id, d.node, d.bizdate, inspect.scheduled(d), d.state))
+        lines += _indented(rows)
+    else:
+        lines += _fields([("Depends on", "none")])
+    run = i.run
+    lines.append("Run:")
+    lines += _fields(
+        [
+            ("Command", _command(i)),
+            ("Working dir", run.cwd),
+            ("Timeout", inspect.duration(run.timeout) if run.timeout else None),
+            ("Retries", run.retries),
+            *(
+                (k, v)
+                for k, v in (("Image", run.image), ("CPU", run.cpu), ("Memory", run.memory))
+                if v
+            ),
+            ("Environment", [f"{k}={v}" for k, v in sorted(run.env.items())] or ["none"]),
+        ],
+        "  ",
+    )
+    attempts = store.attempts(i.id)
+    if attempts:
+        lines.append("Attempts:")
+        attempt_rows: list[tuple[str, ...]] = [
+            ("#", "STATE", "EXIT", "STARTED", "DURATION", "BACKEND", "MESSAGE", "LOG")
+        ]
+        for a in attempts:
+            end = a.finished_at if a.finished_at is not None else now
+            took = inspect.duration(end - a.started_at)
+            attempt_rows.append(
+                (
+                    str(a.number),
+                    a.state,
+                    "-" if a.exit_code is None else str(a.exit_code),
+                    inspect.utc(a.started_at) or "-",
+                    took if a.finished_at is not None else f"{took} so far",
+                    a.backend,
+                    inspect.truncate(a.message, 60) or "-",
+                    a.log or "-",
+                )
+            )
+        lines += _indented(attempt_rows)
+    else:
+        lines += _fields([("Attempts", "none" if i.state in FINISHED else "none yet")])
+    lines += _events(store.events(instance=i.id, limit=EVENTS), with_instance=False)
+    return lines

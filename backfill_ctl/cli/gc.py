@@ -1,0 +1,184 @@
+"""`backfillctl gc [PATHS]`: forget old instances and logs, as `retention` says."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from typing import TYPE_CHECKING, Annotated, TypeVar
+
+import typer
+
+from backfill_ctl import gc
+from backfill_ctl.cli.console import err, out, print_diagnostics
+from backfill_ctl.cli.options import resolve_actor, resolve_now
+from backfill_ctl.cli.state import StateOpt, open_state, who
+from backfill_ctl.spec.loader import load_specs
+from backfill_ctl.spec.model import Retention
+
+if TYPE_CHECKING:
+    from datetime import timedelta
+
+    from backfill_ctl.spec.loader import Specs
+
+_Item = TypeVar("_Item", gc.DropInstance, gc.DropLog, gc.CutLog)
+
+
+def gc_command(
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="PATHS",
+            help="Spec files or directories to read the Config's retention from "
+            "(default: instances 30d; logs shared 7d, exclusive 30d, serverless 30d; "
+            "maxLogSize 3MiB).",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be collected; change nothing.")
+    ] = False,
+    now: Annotated[
+        str | None,
+        typer.Option(
+            "--now",
+            help="Measure ages from this time, ISO 8601 (default: $BACKFILLCTL_NOW, else "
+            "the clock). Without an offset it is UTC.",
+            show_default=False,
+        ),
+    ] = None,
+    state: StateOpt = None,
+) -> None:
+    """Delete finished instances older than retention.instances (with their attempts,
+    events and logs), remove logs older than their resource group type's retention, and
+    cut logs of finished instances larger than maxLogSize to their last maxLogSize bytes.
+    Running, waiting and frozen instances are never deleted.
+
+    Exit 0 when collected, 1 when the specs have errors or a file could not be changed,
+    2 when the store cannot be used (missing, locked).
+    """
+    specs = load_specs(paths) if paths else None
+    if specs is not None and specs.errors:
+        print_diagnostics(specs.errors)
+        err("gc refused: the retention is read from these specs; fix their errors first")
+        raise typer.Exit(1)
+    retention = specs.config.retention if specs is not None else Retention()
+    moment = resolve_now(now).timestamp()
+    store = open_state(state, specs)
+    out(f"Retention: {describe(retention)} ({_source(specs)}).")
+    # The store knows the type each group had when applied; the specs fill in the rest.
+    types: dict[str, str] = {n: g.type for n, g in specs.resource_groups.items()} if specs else {}
+    types.update({n: t for n, (t, _) in store.resource_groups().items()})
+    plan = gc.survey(store, moment, retention, types)
+    errors: list[str] = []
+    if not dry_run and not plan.empty:
+        done = gc.collect(
+            store,
+            plan,
+            now=moment,
+            retention=retention,
+            at=time.time(),
+            actor=who(resolve_actor(None)),
+            origin="gc",
+        )
+        plan, errors = done.collection, done.errors
+    for line in render(plan, retention, done=not dry_run):
+        out(line)
+    for error in errors:
+        err(f"error: {error}")
+    if errors:
+        raise typer.Exit(1)
+
+
+def render(c: gc.Collection, retention: Retention, *, done: bool) -> list[str]:
+    """Per rule, one line per backfill (- deleted or removed, ~ cut, = kept); a summary."""
+    if c.empty:
+        return ["No changes: nothing is older or larger than the retention allows."]
+
+    def verb(did: str, todo: str) -> str:
+        return did if done else todo
+
+    lines = [f"Backfills finished more than {age(retention.instances)} ago:"]
+    by = _group(c.instances)
+    for name in sorted(set(by) | set(c.backfills) | set(c.collected)):
+        parts = []
+        if name in by:
+            drops = by[name]
+            parts.append(
+                f"{len(drops)} instance(s) {verb('deleted', 'to delete')}, with "
+                f"{sum(d.attempts for d in drops)} attempt(s) and {sum(d.logs for d in drops)} "
+                f"log file(s) ({size(sum(d.size for d in drops))})"
+            )
+        if name in c.backfills:
+            parts.append(f"the backfill {verb('deleted', 'to delete')} (nothing left)")
+        if name in c.collected:
+            parts.append(
+                f"the backfill {verb('kept', 'to keep')} as collected: applying its "
+                "unchanged spec does not run it again"
+            )
+        if parts:
+            lines.append(f"  - backfill/{name}: {'; '.join(parts)}")
+    if len(lines) == 1:
+        lines.append("  none")
+    lines.append("Logs older than the retention of their resource group type:")
+    for name, logs in sorted(_group(c.logs).items()):
+        kinds = Counter(d.group_type for d in logs)
+        lines.append(
+            f"  - backfill/{name}: {len(logs)} log(s) {verb('removed', 'to remove')} "
+            f"({size(sum(d.size for d in logs))}; "
+            f"{', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))})"
+        )
+    if not c.logs:
+        lines.append("  none")
+    lines.append(f"Logs of finished instances larger than {size(retention.max_log_size)}:")
+    for name, cuts in sorted(_group(c.cuts).items()):
+        lines.append(
+            f"  ~ backfill/{name}: {len(cuts)} log(s) {verb('cut', 'to cut')} "
+            f"({size(sum(x.removed for x in cuts))} {verb('removed', 'to remove')})"
+        )
+    if not c.cuts:
+        lines.append("  none")
+    counts = (
+        f"{len(c.instances)} instance(s) and {len(c.backfills)} backfill(s) "
+        f"{verb('deleted', 'to delete')}, {len(c.logs)} log(s) {verb('removed', 'to remove')}, "
+        f"{len(c.cuts)} log(s) {verb('cut', 'to cut')}; {size(c.freed)} "
+        f"{verb('freed', 'to free')}."
+    )
+    lines.append(f"Collection complete: {counts}" if done else f"Plan: {counts}")
+    return lines
+
+
+def describe(r: Retention) -> str:
+    logs = ", ".join(f"{kind} {age(keep)}" for kind, keep in r.logs)
+    return f"instances {age(r.instances)}; logs {logs}; maxLogSize {size(r.max_log_size)}"
+
+
+def age(d: timedelta) -> str:
+    """30d, 1h30m, 90s -> 1m30s: the schema's duration format, largest unit first."""
+    left = int(d.total_seconds())
+    parts = []
+    for unit, seconds in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= seconds:
+            parts.append(f"{left // seconds}{unit}")
+            left %= seconds
+    return "".join(parts) or "0s"
+
+
+def size(n: int) -> str:
+    """Bytes as written in a Config: 3MiB, 512KiB, 1500B; else to a tenth of a unit."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n // scale}{unit}" if n % scale == 0 else f"{n / scale:.1f}{unit}"
+    return f"{n}B"
+
+
+def _source(specs: Specs | None) -> str:
+    if specs is not None and specs.config.origin is not None:
+        return f"from {specs.config.origin}"
+    return "defaults"
+
+
+def _group(items: list[_Item]) -> dict[str, list[_Item]]:
+    found: dict[str, list[_Item]] = defaultdict(list)
+    for item in items:
+        found[item.backfill].append(item)
+    return found

@@ -1,0 +1,412 @@
+"""`backfillctl get backfills|instances`: what the state store holds, as a table or data.
+
+kubectl-like: a table by default; `-o wide` adds columns; `-o json|yaml` print a list
+of objects with every field; `-o name` prints `backfill/NAME` or `instance/ID` lines.
+`-w` prints the listing, then polls the store every second and prints the rows (or
+objects, or names) that changed since, until interrupted: only what changed, as
+`kubectl get -w` does, so a long watch reads as a log of changes.
+
+AGE is measured on the clock (not $BACKFILLCTL_NOW, which is for planning): the store's
+times were written by the clock too.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from backfill_ctl import inspect
+from backfill_ctl.cli.console import err
+from backfill_ctl.cli.state import StateFileOpt, open_state
+from backfill_ctl.errors import UsageError, did_you_mean
+from backfill_ctl.reports.text import table
+from backfill_ctl.state.records import STATES
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from backfill_ctl.state import StateStore
+    from backfill_ctl.state.records import BackfillRecord, InstanceRecord
+
+WATCH_INTERVAL = 1.0  # seconds between two polls of the store under -w
+REASON_WIDTH = 60
+_sleep = time.sleep  # tests replace it to change the store between polls
+clock = time.time  # tests pin it
+
+get_app = typer.Typer(
+    name="get",
+    help="List backfills or instances: a table, or data with -o json|yaml|name.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class Format(StrEnum):
+    wide = "wide"
+    json = "json"
+    yaml = "yaml"
+    name = "name"
+
+
+OutputOpt = Annotated[
+    Format | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="wide: more columns; json, yaml: every field; name: KIND/NAME lines.",
+        show_default=False,
+    ),
+]
+LabelOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--selector",
+        "-l",
+        help="Only backfills (or the instances of backfills) whose labels match key=value "
+        "(or key!=value); repeatable, all must hold.",
+        show_default=False,
+    ),
+]
+WatchOpt = Annotated[
+    bool,
+    typer.Option(
+        "--watch", "-w", help="After the listing, print what changes (polled every second)."
+    ),
+]
+WatchLimitOpt = Annotated[int | None, typer.Option("--watch-limit", hidden=True)]
+AllOpt = Annotated[bool, typer.Option("--all", "-A", help="Include deleted backfills.")]
+
+
+@dataclass(frozen=True)
+class Item:
+    """One listed object: its name, its table cells (normal and wide) and its data."""
+
+    name: str  # backfill/NAME or instance/ID
+    cells: tuple[str, ...]
+    wide: tuple[str, ...]
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Listing:
+    kind: str  # "backfills" | "instances", for the empty message
+    header: tuple[str, ...]
+    wide: tuple[str, ...]
+    fetch: Callable[[], list[Item]]
+
+
+def _cell(value: object) -> str:
+    return "-" if value is None or value == "" else str(value)
+
+
+# -- finding what was named ---------------------------------------------------------------
+
+
+def find_backfill(store: StateStore, name: str) -> BackfillRecord:
+    """The stored backfill `name` (or backfill/NAME), deleted ones too; else a UsageError."""
+    name = name.removeprefix("backfill/")
+    record = store.backfill(name)
+    if record is None:
+        known = [b.name for b in store.backfills(include_deleted=True)]
+        raise UsageError(
+            f"no backfill {name!r} in {store.path}",
+            hint=did_you_mean(name, known) or "backfillctl get backfills lists them",
+        )
+    return record
+
+
+def find_instance(store: StateStore, ident: str) -> InstanceRecord:
+    """The stored instance `ident` (or instance/ID); else a UsageError with a hint."""
+    ident = ident.removeprefix("instance/")
+    found = store.instances(ids=[ident])
+    if found:
+        return found[0]
+    hint = "backfillctl get instances lists them"
+    if store.backfill(ident) is not None:
+        hint = f"{ident} is a backfill: say backfill/{ident}"
+    raise UsageError(f"no instance {ident!r} in {store.path}", hint=hint)
+
+
+# -- output ----------------------------------------------------------------------------------
+
+
+def _write(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def _dump(data: object, output: Format) -> str:
+    if output is Format.json:
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return str(yaml.dump(data, Dumper=dumper, sort_keys=False, width=120, allow_unicode=True))
+
+
+def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    return "  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip()
+
+
+def _rows(items: Sequence[Item], wide: bool) -> list[tuple[str, ...]]:
+    return [i.cells + i.wide if wide else i.cells for i in items]
+
+
+def show(listing: Listing, output: Format | None, watch: bool, limit: int | None) -> None:
+    """Print the listing; with `watch`, then what changes, poll after poll."""
+    items = listing.fetch()
+    wide = output is Format.wide
+    header = listing.header + listing.wide if wide else listing.header
+    rows = _rows(items, wide)
+    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
+    if output in (Format.json, Format.yaml):
+        _write(_dump([i.data for i in items], output))
+    elif output is Format.name:
+        _write("".join(f"{i.name}\n" for i in items))
+    elif rows:
+        _write("".join(line + "\n" for line in table([header, *rows])))
+    else:
+        err(f"No {listing.kind} found.")
+    shown_header = bool(rows)
+    if not watch:
+        return
+    seen = {i.name: i.data for i in items}
+    polls = 0
+    while limit is None or polls < limit:
+        _sleep(WATCH_INTERVAL)
+        polls += 1
+        items = listing.fetch()
+        changed = [i for i in items if seen.get(i.name) != i.data]
+        seen = {i.name: i.data for i in items}
+        if not changed:
+            continue
+        if output in (Format.json, Format.yaml):
+            sep = "" if output is Format.json else "---\n"
+            _write("".join(sep + _dump(i.data, output) for i in changed))
+        elif output is Format.name:
+            _write("".join(f"{i.name}\n" for i in changed))
+        else:
+            rows = _rows(changed, wide)
+            for row in rows:  # columns only widen: earlier rows stay as printed
+                widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
+            text = "" if shown_header else _line(header, widths) + "\n"
+            shown_header = True
+            _write(text + "".join(_line(r, widths) + "\n" for r in rows))
+
+
+# -- get backfills ----------------------------------------------------------------------------
+
+
+def _by_backfill(store: StateStore) -> dict[str, Counter[str]]:
+    out: dict[str, Counter[str]] = {}
+    for (backfill, state), n in store.counts().items():
+        out.setdefault(backfill, Counter())[state] = n
+    return out
+
+
+def _backfill_item(record: BackfillRecord, counts: Counter[str], now: float) -> Item:
+    labels = ",".join(f"{k}={v}" for k, v in sorted(record.labels.items()))
+    return Item(
+        f"backfill/{record.name}",
+        (
+            record.name,
+            inspect.phase(record, counts),
+            str(sum(counts.values())),
+            str(counts["succeeded"]),
+            str(counts["running"]),
+            str(counts["failed"]),
+            str(inspect.waiting(counts)),
+            inspect.age(now - record.applied_at),
+        ),
+        (
+            record.digest[:19],
+            _cell(record.file),
+            _cell(labels),
+            _cell(record.applied_by),
+            _cell(inspect.utc(record.finished_at)),
+        ),
+        inspect.backfill_data(record, counts),
+    )
+
+
+@get_app.command("backfills")
+def get_backfills_command(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="NAME",
+            help="Only these backfills (NAME or backfill/NAME).",
+            show_default=False,
+        ),
+    ] = None,
+    selector: LabelOpt = None,
+    include_deleted: AllOpt = False,
+    output: OutputOpt = None,
+    watch: WatchOpt = False,
+    watch_limit: WatchLimitOpt = None,
+    state: StateFileOpt = None,
+) -> None:
+    """List the applied backfills: status and instances per state.
+
+    STATUS is the first that holds of Deleted, Stopped, Suspended, Succeeded, Failed,
+    Running (an instance runs), Waiting (instances wait for their time or a slot) and
+    Pending. WAITING counts pending and waiting-* instances.
+    """
+    store = open_state(state)
+    wanted = [find_backfill(store, n).name for n in names or []]
+    labels = inspect.parse_selector(selector or [])
+
+    def fetch() -> list[Item]:
+        records = store.backfills(include_deleted=include_deleted or bool(wanted))
+        if wanted:
+            records = [r for r in records if r.name in wanted]
+        counts = _by_backfill(store)
+        now = clock()
+        return [
+            _backfill_item(r, counts.get(r.name, Counter()), now)
+            for r in records
+            if inspect.matches(r.labels, labels)
+        ]
+
+    header = ("NAME", "STATUS", "INSTANCES", "SUCCEEDED", "RUNNING", "FAILED", "WAITING", "AGE")
+    wide = ("DIGEST", "FILE", "LABELS", "APPLIED-BY", "FINISHED")
+    show(Listing("backfills", header, wide, fetch), output, watch, watch_limit)
+
+
+get_app.command("backfill", hidden=True)(get_backfills_command)
+get_app.command("bf", hidden=True)(get_backfills_command)
+
+
+# -- get instances -----------------------------------------------------------------------------
+
+
+def _instance_item(i: InstanceRecord) -> Item:
+    return Item(
+        f"instance/{i.id}",
+        (
+            i.id,
+            i.backfill,
+            i.node,
+            i.bizdate,
+            inspect.scheduled(i),
+            i.state,
+            str(i.attempts),
+            _cell(inspect.truncate(i.reason, REASON_WIDTH)),
+        ),
+        (
+            f"{i.group}.{i.sequence}",
+            str(i.priority),
+            i.resource_group,
+            _cell(inspect.utc(i.started_at)),
+            _cell(inspect.utc(i.finished_at)),
+            _cell(i.dry_run_reason),
+        ),
+        inspect.instance_data(i),
+    )
+
+
+def _states(values: list[str]) -> list[str] | None:
+    chosen = [s.strip() for v in values for s in v.split(",") if s.strip()]
+    for s in chosen:
+        if s not in STATES:
+            raise UsageError(
+                f"--state: unknown state {s!r}",
+                hint=did_you_mean(s, STATES) or f"use one of {', '.join(STATES)}",
+            )
+    return chosen or None
+
+
+def _check_node(store: StateStore, node: str, backfill: str | None) -> None:
+    """An unknown node is a mistake, not an empty answer (checked only when none matched)."""
+    known = {i.node for i in store.instances(backfill=backfill)}
+    if node not in known:
+        where = f"backfill {backfill}" if backfill else store.path
+        raise UsageError(
+            f"no instance of node {node!r} in {where}",
+            hint=did_you_mean(node, known) or "backfillctl get instances lists them",
+        )
+
+
+@get_app.command("instances")
+def get_instances_command(
+    ids: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="ID", help="Only these instances (ID or instance/ID).", show_default=False
+        ),
+    ] = None,
+    backfill: Annotated[
+        str | None, typer.Option("--backfill", "-b", help="Only this backfill's instances.")
+    ] = None,
+    node: Annotated[str | None, typer.Option("--node", help="Only this node's instances.")] = None,
+    bizdate: Annotated[
+        str | None, typer.Option("--bizdate", help="Only this business date (YYYY-MM-DD).")
+    ] = None,
+    in_state: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--state",
+            help="Only instances in this state (repeatable, or comma-separated).",
+            show_default=False,
+        ),
+    ] = None,
+    selector: LabelOpt = None,
+    include_deleted: Annotated[
+        bool, typer.Option("--all", "-A", help="Include the instances of deleted backfills.")
+    ] = False,
+    output: OutputOpt = None,
+    watch: WatchOpt = False,
+    watch_limit: WatchLimitOpt = None,
+    state: StateFileOpt = None,
+) -> None:
+    """List instances: when they are scheduled, their state and why.
+
+    The instances of deleted backfills are left out unless --all, --backfill or ids
+    name them. -l filters on the labels of each instance's backfill.
+    """
+    store = open_state(state)
+    if backfill is not None:
+        backfill = find_backfill(store, backfill).name
+    if bizdate is not None:
+        try:
+            date.fromisoformat(bizdate)
+        except ValueError as exc:
+            raise UsageError(
+                f"--bizdate {bizdate!r} is not a date", hint="write it like 2024-03-01"
+            ) from exc
+    states = _states(in_state or [])
+    wanted = [find_instance(store, i).id for i in ids or []]
+    labels = inspect.parse_selector(selector or [])
+    if node is not None and not store.instances(backfill=backfill, node=node, ids=wanted or None):
+        _check_node(store, node, backfill)
+
+    def fetch() -> list[Item]:
+        records = {b.name: b for b in store.backfills(include_deleted=True)}
+        keep = {
+            name
+            for name, b in records.items()
+            if inspect.matches(b.labels, labels)
+            and (b.status != "deleted" or include_deleted or backfill or wanted)
+        }
+        found = store.instances(
+            backfill=backfill, ids=wanted or None, states=states, node=node, bizdate=bizdate
+        )
+        return [_instance_item(i) for i in found if i.backfill in keep]
+
+    header = ("ID", "BACKFILL", "NODE", "BIZDATE", "SCHEDULED", "STATE", "ATTEMPTS", "REASON")
+    wide = ("GROUP", "PRIORITY", "RESOURCE-GROUP", "STARTED", "FINISHED", "DRY-RUN")
+    show(Listing("instances", header, wide, fetch), output, watch, watch_limit)
+
+
+get_app.command("instance", hidden=True)(get_instances_command)
+get_app.command("inst", hidden=True)(get_instances_command)

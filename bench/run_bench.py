@@ -1,0 +1,272 @@
+"""Execution benchmark (issue 4): the controller against a no-op workload, and Luigi.
+
+    python bench/run_bench.py [--runs 3] [--skip-luigi] [--skip-idle]
+
+Workload (generated here): a 20-node DAG (4 layers of 5 nodes, each node reading one or
+two nodes of the layer above) over 500 business dates in 10 groups, every command
+`true`, one resource group of concurrency 8: 10,000 instances.
+
+- `fake`: the controller with the in-memory backend: everything but process spawning
+  (store transactions, scheduling, events). Its time per instance is the scheduler
+  overhead (target < 1 ms).
+- `local`: the controller with the local backend, real processes: instances per second
+  end to end (target >= 200/s).
+- `luigi`: the same DAG and date order in Luigi 3 (local scheduler, 8 workers, each task
+  runs `true` in a subprocess, completion by output file), in the first run only (it
+  takes about 11 minutes); compared with the local backend's time of that same run.
+  Needs `pip install luigi`.
+- `idle tick`: a store holding 1,000,000 instances (1,000 nodes x 1,000 future dates in
+  10 groups, so 10,000 instances are at the front waiting for their time): the time of
+  one controller tick when nothing changes (target < 200 ms).
+
+Each figure is the median of --runs runs, each run in this process after a fresh store.
+Exit status 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from backfill_ctl import reconcile  # noqa: E402
+from backfill_ctl.backends.fake import FakeBackend  # noqa: E402
+from backfill_ctl.backends.local import LocalBackend  # noqa: E402
+from backfill_ctl.controller import Controller  # noqa: E402
+from backfill_ctl.planning import make_plan  # noqa: E402
+from backfill_ctl.spec.loader import load_files  # noqa: E402
+from backfill_ctl.spec.source import SourceFile  # noqa: E402
+from backfill_ctl.state import open_store  # noqa: E402
+from backfill_ctl.state.records import BackfillRecord, InstanceRecord, Run  # noqa: E402
+
+NODES, LAYER, DATES, GROUPS, CONCURRENCY = 20, 5, 500, 10, 8
+NOW = datetime(2024, 1, 1, tzinfo=UTC)
+API = "apiVersion: backfillctl.dev/v1alpha1"
+
+
+def upstream(n: int) -> list[int]:
+    """Each node below the first layer reads one or two nodes of the layer above."""
+    if n < LAYER:
+        return []
+    above = (n // LAYER - 1) * LAYER
+    return sorted({above + n % LAYER, above + (n + 1) % LAYER})
+
+
+def spec_text() -> str:
+    docs = [
+        f"{API}\nkind: Workspace\nmetadata: {{name: ws}}\nspec: {{timezone: UTC}}",
+        f"{API}\nkind: ResourceGroup\nmetadata: {{name: rg}}\nspec: {{concurrency: {CONCURRENCY}}}",
+    ]
+    for n in range(NODES):
+        ups = ", ".join(f"n{u:02d}" for u in upstream(n))
+        docs.append(
+            f"{API}\nkind: Node\nmetadata: {{name: n{n:02d}, workspace: ws}}\n"
+            f"spec: {{schedule: '0 1 * * *', upstream: [{ups}], resourceGroup: rg, "
+            "run: {command: ['true']}}"
+        )
+    roots = ", ".join(f"n{n:02d}" for n in range(LAYER))
+    docs.append(
+        f"{API}\nkind: Backfill\nmetadata: {{name: noop}}\nspec:\n"
+        f"  select: {{method: descendants, roots: [{roots}]}}\n"
+        f"  dates: [{{from: 2022-01-01, to: 2023-05-15}}]\n  groups: {GROUPS}\n"
+    )
+    return "\n---\n".join(docs) + "\n"
+
+
+def applied_store(directory: Path) -> tuple[object, float]:
+    """A fresh store with the workload applied; and how long the apply took."""
+    specs = load_files([SourceFile("bench.yaml", spec_text())])
+    plan, diagnostics = make_plan(specs, NOW, None)
+    assert not [d for d in diagnostics if d.is_error], diagnostics
+    assert len(plan.backfills[0].instances) == NODES * DATES
+    store = open_store(directory / "state.db")
+    t = time.perf_counter()
+    at = time.time()
+    changes = reconcile.diff(
+        reconcile.desired(specs, plan, str(directory), None, at), store, prune=False
+    )
+    reconcile.apply(store, changes, specs, at=at, actor="bench", origin="apply")
+    return store, time.perf_counter() - t
+
+
+def drive(store: object, backend: object) -> float:
+    """Wall time of the controller loop from the first tick to the last instance."""
+    c = Controller(store, backend)  # type: ignore[arg-type]
+    assert c.acquire(wait=False)
+    c.load()
+    gate = c.scheduler.gates["noop"]
+    t = time.perf_counter()
+    c.run(interval=0.01, until=lambda tick: gate.record.finished_at is not None)
+    took = time.perf_counter() - t
+    c.release()
+    assert gate.record.outcome == "succeeded", gate.counts
+    return took
+
+
+def luigi_run(directory: Path) -> float:
+    import luigi
+
+    out = directory / "luigi"
+    out.mkdir()
+    per_group = DATES // GROUPS
+
+    class Inst(luigi.Task):  # type: ignore[misc]
+        node = luigi.IntParameter()
+        day = luigi.IntParameter()
+
+        def requires(self) -> list[luigi.Task]:
+            reqs = [Inst(node=u, day=self.day) for u in upstream(self.node)]
+            if self.day % per_group:  # the previous date of the same group must be done
+                reqs.append(DateDone(day=self.day - 1))
+            return reqs
+
+        def output(self) -> luigi.LocalTarget:
+            return luigi.LocalTarget(str(out / f"{self.node}-{self.day}"))
+
+        def run(self) -> None:
+            subprocess.run(["true"], check=True)
+            Path(self.output().path).touch()
+
+    class DateDone(luigi.WrapperTask):  # type: ignore[misc]
+        day = luigi.IntParameter()
+
+        def requires(self) -> list[luigi.Task]:
+            return [Inst(node=n, day=self.day) for n in range(NODES)]
+
+    t = time.perf_counter()
+    ok = luigi.build(
+        [DateDone(day=d) for d in range(DATES)],
+        local_scheduler=True,
+        workers=CONCURRENCY,
+        log_level="ERROR",
+    )
+    took = time.perf_counter() - t
+    assert ok and len(list(out.iterdir())) == NODES * DATES
+    return took
+
+
+def idle_tick(directory: Path, runs: int) -> tuple[float, float, float]:
+    """(seconds to load 1M instances, median idle tick, peak tick of the first one)."""
+    store = open_store(directory / "million.db")
+    nodes, dates, groups = 1000, 1000, 10
+    future = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
+    per_group = dates // groups
+    record = BackfillRecord("million", "sha256:bench", {"spec": {"order": "ascending"}})
+    run = Run(("true",))
+    batch: list[InstanceRecord] = []
+    first = True
+    for d in range(dates):
+        day = f"2030-{1 + d // 28 % 12:02d}-{1 + d % 28:02d}"
+        for n in range(nodes):
+            batch.append(
+                InstanceRecord(
+                    f"m{d:04d}n{n:04d}",
+                    "million",
+                    f"n{n}",
+                    day,
+                    "2030-01-02T01:00:00+00:00",
+                    future + d * 86400,
+                    "UTC",
+                    d // per_group,
+                    d % per_group,
+                    5,
+                    (),
+                    run,
+                    "rg",
+                    tries_left=1,
+                )
+            )
+        if len(batch) >= 100_000 or d == dates - 1:
+            store.save_apply(
+                [record] if first else [],
+                batch,
+                [],
+                [],
+                at=time.time(),
+                actor="bench",
+                origin="bench",
+                resource_groups=[("rg", "shared", 8)],
+            )
+            first, batch = False, []
+    c = Controller(store, FakeBackend())
+    assert c.acquire(wait=False)
+    t = time.perf_counter()
+    c.load()
+    loaded = time.perf_counter() - t
+    t = time.perf_counter()
+    c.tick()  # the first tick writes the waiting states of the front
+    first_tick = time.perf_counter() - t
+    ticks = []
+    for _ in range(max(runs, 5)):
+        t = time.perf_counter()
+        c.tick()
+        ticks.append(time.perf_counter() - t)
+    c.release()
+    return loaded, statistics.median(ticks), first_tick
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--skip-luigi", action="store_true")
+    parser.add_argument("--skip-idle", action="store_true")
+    args = parser.parse_args()
+    figures: dict[str, list[float]] = {k: [] for k in ("apply", "fake", "local", "luigi")}
+    for n in range(args.runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            d = Path(tmp)
+            store, took = applied_store(d / "fake")
+            figures["apply"].append(took)
+            gc.collect()
+            figures["fake"].append(drive(store, FakeBackend()))
+            store, _ = applied_store(d / "local")
+            figures["local"].append(drive(store, LocalBackend(d / "local" / "runs")))
+            if not args.skip_luigi and n == 0:  # once: it takes about 11 minutes
+                figures["luigi"].append(luigi_run(d))
+            shutil.rmtree(d / "local" / "runs", ignore_errors=True)
+        print(f"run {n + 1}: " + ", ".join(f"{k}={v[-1]:.2f}s" for k, v in figures.items() if v))
+    total = NODES * DATES
+    med = {k: statistics.median(v) for k, v in figures.items() if v}
+    overhead_ms = med["fake"] / total * 1000
+    rate = total / med["local"]
+    print(
+        f"\n{total} instances ({NODES} nodes x {DATES} dates, {GROUPS} groups, "
+        f"concurrency {CONCURRENCY}); medians of {args.runs} runs:"
+    )
+    print(f"  apply (diff + one transaction)       {med['apply']:8.2f} s")
+    print(f"  fake backend: scheduler overhead     {overhead_ms:8.3f} ms/instance (< 1 ms)")
+    print(
+        f"  local backend: end to end            {med['local']:8.2f} s = {rate:.0f} "
+        "instances/s (>= 200/s)"
+    )
+    missed = overhead_ms >= 1.0 or rate < 200
+    if "luigi" in med:
+        print(
+            f"  luigi 3, local scheduler, 8 workers  {med['luigi']:8.2f} s = "
+            f"{total / med['luigi']:.0f} instances/s (run 1 only)"
+        )
+        ratio = figures["luigi"][0] / figures["local"][0]  # measured in the same run
+        print(f"  ratio luigi / backfillctl (local)    {ratio:8.1f}x (run 1)")
+    if not args.skip_idle:
+        with tempfile.TemporaryDirectory() as tmp:
+            loaded, tick, first_tick = idle_tick(Path(tmp), args.runs)
+        print(
+            f"  1,000,000 instances: load {loaded:.1f} s, first tick {first_tick * 1000:.0f} ms, "
+            f"idle tick {tick * 1000:.1f} ms (< 200 ms)"
+        )
+        missed = missed or tick >= 0.2
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

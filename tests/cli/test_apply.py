@@ -1,0 +1,163 @@
+"""apply, diff and controller through the real app, on the local backend with real processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backfill_ctl.state import open_store
+from tests.builders import API, backfill, dump, node, resource_group, workspace
+from tests.cli.helpers import NOW, run, write_files
+
+CONFIG = {"apiVersion": API, "kind": "Config", "spec": {"backend": "local"}}
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def specs(root: Path, *docs: dict[str, Any]) -> str:
+    write_files(
+        root / "specs",
+        {
+            "backfillctl.yaml": dump(CONFIG),
+            "catalog.yaml": dump(workspace(operators=("ops",)), resource_group("rg", 4), *docs),
+        },
+    )
+    return str(root / "specs")
+
+
+WRITE = 'echo "$BACKFILL_NODE $BACKFILL_BIZDATE" >> done.txt'
+CHAIN = (
+    node("a", resourceGroup="rg", command=WRITE),
+    node("b", upstream=["a"], resourceGroup="rg", command=WRITE),
+)
+TWO_DAYS = [{"from": "2024-03-01", "to": "2024-03-02"}]
+
+
+def test_apply_wait_runs_the_backfill_and_a_second_apply_changes_nothing(repo: Path) -> None:
+    path = specs(repo, *CHAIN, backfill(dates=TWO_DAYS))
+
+    first = run("apply", path, "--as", "ops", "--now", NOW, "--wait")
+
+    assert first.exit_code == 0, first.stderr
+    assert first.stdout.splitlines()[0] == "+ backfill/bf: +4 ~0 -0"
+    assert first.stdout.splitlines()[1].startswith(
+        "Apply complete: 4 created, 0 updated, 0 cancelled; 0 kept as they ran. Plan digest sha256:"
+    )
+    assert first.stderr.splitlines()[-1] == "backfill/bf: succeeded"
+    # Commands ran in the specs' root, in order, one business date at a time.
+    assert (repo / "specs" / "done.txt").read_text().splitlines() == [
+        "a 20240301",
+        "b 20240301",
+        "a 20240302",
+        "b 20240302",
+    ]
+    assert (repo / ".backfillctl" / "state.db").exists()  # the default store
+    again = run("apply", path, "--as", "ops", "--now", NOW)
+    assert again.exit_code == 0
+    assert again.stdout.splitlines() == [
+        "  backfill/bf: +0 ~0 -0",
+        "No changes: the state store matches the specs. Plan digest "
+        + again.stdout.split("Plan digest ")[1].rstrip("\n"),
+    ]
+
+
+def test_diff_exits_1_with_changes_and_0_without(repo: Path) -> None:
+    path = specs(repo, *CHAIN, backfill())
+    before = run("diff", path, "--now", NOW)
+    assert (before.exit_code, before.stdout.splitlines()[-1]) == (
+        1,
+        "Plan: 2 to create, 0 to update, 0 to cancel; 0 kept as they ran.",
+    )
+    assert not (repo / ".backfillctl").exists()  # diff writes nothing
+    assert run("apply", path, "--now", NOW).exit_code == 0
+    assert run("diff", path, "--now", NOW).exit_code == 0
+
+
+def test_apply_dry_run_changes_nothing(repo: Path) -> None:
+    path = specs(repo, *CHAIN, backfill())
+    assert run("apply", path, "--now", NOW).exit_code == 0
+    write_files(repo / "specs", {"more.yaml": dump(backfill("more"))})
+    dry = run("apply", path, "--now", NOW, "--dry-run")
+    assert dry.exit_code == 0
+    assert "+ backfill/more: +2 ~0 -0" in dry.stdout.splitlines()
+    assert open_store(repo / ".backfillctl" / "state.db").backfill("more") is None
+
+
+def test_error_findings_refuse_the_apply(repo: Path) -> None:
+    path = specs(repo, node("a", selfDependent=True), backfill(dates=TWO_DAYS, groups=2))
+    result = run("apply", path, "--now", NOW)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1] == (
+        "apply refused: 1 error finding(s) (a Backfill may accept its risks with "
+        "checks.stopOnRisk: false)"
+    )
+    assert not (repo / ".backfillctl").exists()
+
+
+def test_a_saved_plan_is_applied_exactly_and_a_stale_one_refused(repo: Path) -> None:
+    path = specs(repo, *CHAIN, backfill())
+    assert run("plan", path, "--now", NOW, "--as", "ops", "--out", "plan.json").exit_code == 0
+    saved = json.loads((repo / "plan.json").read_text())
+    applied = run("apply", path, "--plan", "plan.json")
+    assert applied.exit_code == 0, applied.stderr
+    ids = sorted(i.id for i in open_store(repo / ".backfillctl" / "state.db").instances())
+    assert ids == sorted(i["id"] for i in saved["backfills"][0]["instances"])
+    write_files(repo / "specs", {"more.yaml": dump(backfill("more"))})
+    stale = run("apply", path, "--plan", "plan.json")
+    assert stale.exit_code == 2
+    assert stale.stderr.splitlines() == [
+        "error: --plan plan.json is stale: the specs changed since it was saved",
+        "  hint: plan again, review, and apply the new plan",
+    ]
+
+
+def test_apply_prune_cancels_a_removed_backfill(repo: Path) -> None:
+    path = specs(repo, *CHAIN, backfill("old"), backfill("keep"))
+    assert run("apply", path, "--now", NOW).exit_code == 0
+    write_files(
+        repo / "specs",
+        {
+            "catalog.yaml": dump(
+                workspace(operators=("ops",)), resource_group("rg", 4), *CHAIN, backfill("keep")
+            )
+        },
+    )
+    kept = run("apply", path, "--now", NOW)
+    assert (
+        "! backfill/old: no longer in the specs; --prune cancels its 2 instance(s) that "
+        "have not started" in kept.stdout.splitlines()
+    )
+    pruned = run("apply", path, "--now", NOW, "--prune")
+    assert "- backfill/old: +0 ~0 -2" in pruned.stdout.splitlines()
+
+
+def test_controller_once_runs_what_is_due_and_exits(repo: Path) -> None:
+    path = specs(repo, *CHAIN, backfill())
+    assert run("apply", path, "--now", NOW).exit_code == 0
+    result = run("controller", path, "--once")
+    assert result.exit_code == 0
+    assert "drives" in result.stderr
+    counts = open_store(repo / ".backfillctl" / "state.db").counts()
+    assert counts == {("bf", "running"): 1, ("bf", "pending"): 1}  # a started, b waits
+
+
+def test_controller_once_says_when_another_holds_the_lease(repo: Path) -> None:
+    import os
+    import socket
+
+    path = specs(repo, *CHAIN, backfill())
+    assert run("apply", path, "--now", NOW).exit_code == 0
+    store = open_store(repo / ".backfillctl" / "state.db")
+    store.acquire_lease("other", pid=os.getpid(), host=socket.gethostname(), at=1e10, ttl=60)
+    result = run("controller", path, "--once")
+    assert (result.exit_code, result.stderr.splitlines()[-1]) == (
+        1,
+        "another controller holds the lease: nothing to do",
+    )

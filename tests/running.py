@@ -1,0 +1,55 @@
+"""A real SQLite store with specs applied, and a controller on the in-memory backend."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from backfill_ctl import reconcile
+from backfill_ctl.backends.fake import FakeBackend
+from backfill_ctl.controller import Controller
+from backfill_ctl.planning import make_plan
+from backfill_ctl.state import StateStore, open_store
+from tests.builders import resource_group, specs_of, workspace
+
+NOW = datetime(2024, 3, 20, 1, 0, tzinfo=UTC)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = NOW.timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def applied(tmp_path: Path, *docs: dict[str, Any]) -> StateStore:
+    specs = specs_of(workspace(), resource_group("rg", 2), *docs)
+    plan, diagnostics = make_plan(specs, NOW, None)
+    assert not [d for d in diagnostics if d.is_error], diagnostics
+    store = open_store(tmp_path / "state.db")
+    at = NOW.timestamp()
+    changes = reconcile.diff(
+        reconcile.desired(specs, plan, str(tmp_path), None, at), store, prune=False
+    )
+    reconcile.apply(store, changes, specs, at=at, actor="test", origin="apply")
+    return store
+
+
+def controller(store: StateStore, backend: Any = None, clock: Clock | None = None) -> Controller:
+    c = Controller(store, backend or FakeBackend(), clock=clock or Clock())
+    assert c.acquire(wait=False)
+    c.load()
+    return c
+
+
+def states(store: StateStore) -> dict[str, str]:
+    return {f"{i.node}@{i.bizdate[-2:]}": i.state for i in store.instances()}
+
+
+def drain(c: Controller, ticks: int = 50) -> None:
+    for _ in range(ticks):
+        c.tick()
+        if not c.running and c.scheduler.finished():
+            return
