@@ -1,0 +1,192 @@
+"""stop, rerun, set-success, freeze, unfreeze, delete through the real app: targets and
+filters, refusals with their reasons and exit codes, and the events they write."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import Result
+
+from backfill_ctl.backends.fake import FakeBackend
+from backfill_ctl.state import StateStore
+from tests.builders import backfill, node
+from tests.cli.helpers import run
+from tests.running import applied, controller, drain, states
+
+CHAIN = (
+    node("a", resourceGroup="rg"),
+    node("b", upstream=["a"], resourceGroup="rg"),
+    node("c", upstream=["b"], resourceGroup="rg"),
+)
+TWO_DAYS = [{"from": "2024-03-01", "to": "2024-03-02"}]
+
+
+class Ops:
+    """A store where a succeeded and b failed on 03-01 (c and 03-02 wait behind it)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.path = tmp_path / "state.db"
+        self.store: StateStore = applied(tmp_path, *CHAIN, backfill(dates=TWO_DAYS))
+        c = controller(self.store, FakeBackend(lambda spec: 1 if spec.node == "b" else 0))
+        drain(c)
+        c.release()
+        assert states(self.store) == {
+            "a@01": "succeeded",
+            "b@01": "failed",
+            "c@01": "pending",
+            "a@02": "pending",
+            "b@02": "pending",
+            "c@02": "pending",
+        }
+
+    def __call__(self, *args: str) -> Result:
+        return run(*args, "--state-file", str(self.path), env={"BACKFILLCTL_ACTOR": "ops"})
+
+    def id(self, node: str, day: str = "2024-03-01") -> str:
+        return self.store.instances(node=node, bizdate=day)[0].id
+
+
+@pytest.fixture
+def ops(tmp_path: Path) -> Ops:
+    return Ops(tmp_path)
+
+
+def test_rerun_by_filter_reports_each_instance_and_records_the_actor(ops: Ops) -> None:
+    result = ops("rerun", "--backfill", "bf", "--state", "failed")
+
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        0,
+        f"instance/{ops.id('b')} rerun\n",
+        "",
+    )
+    event = ops.store.events(instance=ops.id("b"))[-1]
+    assert (event.actor, event.kind, event.to_state) == ("ops", "rerun", "pending")
+
+
+def test_node_and_bizdate_filters_narrow_the_targets(ops: Ops) -> None:
+    result = ops("freeze", "--backfill", "bf", "--node", "c", "--bizdate", "2024-03-02")
+    assert result.stdout == f"instance/{ops.id('c', '2024-03-02')} frozen\n"
+    assert states(ops.store)["c@02"] == "frozen"
+    assert states(ops.store)["c@01"] == "pending"
+
+
+def test_ids_may_carry_the_instance_prefix(ops: Ops) -> None:
+    result = ops("set-success", f"instance/{ops.id('b')}")
+    assert result.exit_code == 0
+    assert states(ops.store)["b@01"] == "succeeded"
+
+
+def test_refused_instances_are_named_with_the_reason_and_exit_1(ops: Ops) -> None:
+    result = ops("rerun", "--backfill", "bf", "--bizdate", "2024-03-01")
+
+    assert result.exit_code == 1
+    assert result.stdout == f"instance/{ops.id('a')} rerun\ninstance/{ops.id('b')} rerun\n"
+    assert result.stderr == (
+        f"instance/{ops.id('c')}: cannot rerun: it is pending "
+        "(rerun applies to failed or succeeded instances)\n"
+    )
+    assert states(ops.store)["c@01"] == "pending"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("rerun",), "error: no instances named\n  hint: pass instance ids, or --backfill NAME"),
+        (
+            ("rerun", "nope"),
+            "error: no instance nope in {path}\n  hint: backfillctl get instances lists them",
+        ),
+        (
+            ("rerun", "--backfill", "nope"),
+            "error: no backfill 'nope' in {path}\n  hint: backfillctl get backfills lists them",
+        ),
+        (
+            ("rerun", "--backfill", "bf", "--state", "runing"),
+            "error: unknown state 'runing'\n  hint: use one of pending, waiting-for-time, "
+            "waiting-for-resources, running, succeeded, failed, frozen, cancelled",
+        ),
+        (
+            ("rerun", "--backfill", "bf", "--node", "zz"),
+            "error: no instance matches\n  hint: loosen the filters",
+        ),
+        (
+            ("delete", "instance/x"),
+            "error: delete takes backfill/NAME, not 'instance/x'\n"
+            "  hint: instances cannot be deleted; freeze them instead",
+        ),
+    ],
+)
+def test_unusable_targets_exit_2_and_change_nothing(
+    ops: Ops, args: tuple[str, ...], message: str
+) -> None:
+    before = ops.store.last_event_id()
+    result = ops(*args)
+    assert result.exit_code == 2
+    assert result.stderr.rstrip("\n") == message.format(path=ops.path)
+    assert ops.store.last_event_id() == before
+
+
+def test_a_missing_store_is_an_error_not_a_new_file(tmp_path: Path) -> None:
+    result = run("rerun", "x", "--state-file", str(tmp_path / "none.db"))
+    assert result.exit_code == 2
+    assert "no state store at" in result.stderr
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_stop_backfill_halts_it_and_a_rerun_resumes_it(ops: Ops) -> None:
+    a2 = ops.id("a", "2024-03-02")
+    ops.store.transition([a2], "running", allowed=["pending"], at=0, actor="t", origin="t")
+
+    stopped = ops("stop", "backfill/bf")
+
+    assert (stopped.exit_code, stopped.stdout) == (
+        0,
+        "backfill/bf stopped (1 running instance(s) stopping)\n",
+    )
+    record = ops.store.backfill("bf")
+    assert record is not None and record.status == "stopped"
+    assert ops.store.instances(ids=[a2])[0].stop_requested
+    assert ops("rerun", ops.id("b")).exit_code == 0
+    record = ops.store.backfill("bf")
+    assert record is not None and record.status == "active"
+    assert [e.message for e in ops.store.events(backfill="bf") if e.instance is None][-1] == (
+        "resumed by rerun"
+    )
+
+
+def test_delete_is_refused_while_an_instance_runs(ops: Ops) -> None:
+    a2 = ops.id("a", "2024-03-02")
+    ops.store.transition([a2], "running", allowed=["pending"], at=0, actor="t", origin="t")
+
+    result = ops("delete", "backfill/bf")
+
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: backfill/bf has 1 running instance(s)\n"
+        "  hint: stop it first: backfillctl stop backfill/bf\n"
+    )
+    record = ops.store.backfill("bf")
+    assert record is not None and record.status == "active"
+
+
+def test_delete_cancels_what_has_not_started_and_keeps_the_history(ops: Ops) -> None:
+    result = ops("delete", "backfill/bf")
+
+    assert (result.exit_code, result.stdout) == (
+        0,
+        "backfill/bf deleted (4 instance(s) cancelled)\n",
+    )
+    assert states(ops.store) == {
+        "a@01": "succeeded",
+        "b@01": "failed",
+        "c@01": "cancelled",
+        "a@02": "cancelled",
+        "b@02": "cancelled",
+        "c@02": "cancelled",
+    }
+    record = ops.store.backfill("bf")
+    assert record is not None and record.status == "deleted"
+    listed = ops("get", "backfills")
+    assert "bf" not in listed.stdout
+    assert "Deleted" in ops("get", "backfills", "--all").stdout
