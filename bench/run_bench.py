@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import resource
 import shutil
 import statistics
 import subprocess
@@ -234,7 +235,8 @@ def main() -> int:
             if not args.skip_luigi and n == 0:  # once: it takes about 11 minutes
                 figures["luigi"].append(luigi_run(d))
             shutil.rmtree(d / "local" / "runs", ignore_errors=True)
-        print(f"run {n + 1}: " + ", ".join(f"{k}={v[-1]:.2f}s" for k, v in figures.items() if v))
+        this_run = {k: v[n] for k, v in figures.items() if len(v) > n}
+        print(f"run {n + 1}: " + ", ".join(f"{k}={t:.2f}s" for k, t in this_run.items()))
     total = NODES * DATES
     med = {k: statistics.median(v) for k, v in figures.items() if v}
     overhead_ms = med["fake"] / total * 1000
@@ -265,6 +267,8 @@ def main() -> int:
             f"idle tick {tick * 1000:.1f} ms (< 200 ms)"
         )
         missed = missed or tick >= 0.2
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"  peak RSS of this process             {peak:8.0f} MB")
     return 1 if missed else 0
 
 

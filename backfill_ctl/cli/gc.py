@@ -48,10 +48,12 @@ def gc_command(
     ] = None,
     state: StateOpt = None,
 ) -> None:
-    """Delete finished instances older than retention.instances (with their attempts,
-    events and logs), remove logs older than their resource group type's retention, and
-    cut logs of finished instances larger than maxLogSize to their last maxLogSize bytes.
-    Running, waiting and frozen instances are never deleted.
+    """Forget backfills that finished (or were deleted) longer than retention.instances
+    ago: their instances, attempts, events and logs go; one still applied stays listed
+    as Collected so that applying its unchanged spec does not run it again. Remove logs
+    older than their resource group type's retention, and cut logs of finished
+    instances larger than maxLogSize to their last maxLogSize bytes. Nothing of a
+    backfill that is still under way is deleted.
 
     Exit 0 when collected, 1 when the specs have errors or a file could not be changed,
     2 when the store cannot be used (missing, locked).

@@ -156,7 +156,7 @@ def store_path(url: str, base: Path) -> Path:
     if not url.startswith(prefix):
         raise UsageError(
             f"unsupported state URL {url!r}",
-            hint="use sqlite:///path/to/state.db (relative to the specs' root)",
+            hint="use sqlite:///relative/path.db (from the current directory) or sqlite:////absolute/path.db",
         )
     path = Path(url[len(prefix) :])
     return path if path.is_absolute() else base / path
