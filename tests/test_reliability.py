@@ -2,6 +2,8 @@
 
 - kill -9 of the controller mid-run, then a restart: no instance lost, none run twice,
   every attempt that ended meanwhile recorded;
+- SIGTERM: nothing new starts, running attempts go on and the next controller adopts
+  them;
 - two controllers on one store: the second waits for the lease and says so;
 - a locked or a corrupt state file: a clear error, and nothing lost;
 - a command that hangs: the timeout kills it and its children.
@@ -124,6 +126,47 @@ def test_kill_9_of_the_controller_loses_nothing_and_runs_nothing_twice(tmp_path:
     text = log.read_text()
     assert "taking over the lease of a controller that is gone" in text
     assert text.count("adopted attempt") >= len(running_at_kill)
+
+
+def test_sigterm_starts_nothing_new_and_leaves_running_attempts_to_be_adopted(
+    tmp_path: Path,
+) -> None:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    slow = MARKING.replace("sleep 0.8", "sleep 2")
+    spec_dir = specs(
+        tmp_path,
+        node("work", resourceGroup="rg", run={"command": slow, "env": {"MARKS": str(marks)}}),
+        backfill(
+            select={"method": "descendants", "roots": ["work"]},
+            dates=[{"from": "2024-03-01", "to": "2024-03-06"}],
+            groups=3,
+        ),
+    )
+    db = tmp_path / "state.db"
+    assert run("apply", str(spec_dir), "--state", str(db)).exit_code == 0
+    log = tmp_path / "controller.log"
+    first = controller(spec_dir, db, log)
+    store = open_store(db)
+    wait_until(lambda: len(store.attempts(states=["running"])) == 3, 30, "three attempts")
+    first.send_signal(signal.SIGTERM)
+    assert first.wait(10) == 0  # at once: it does not wait for the attempts
+
+    running = store.attempts(states=["running"])
+    assert len(running) == 3 and len(store.attempts()) == 3  # nothing new was started
+    for attempt in running:  # the commands go on without a controller
+        assert (marks / attempt.instance).read_text().split()[0] == "start"
+        assert alive(int(attempt.handle["pid"]))  # type: ignore[index]
+    second = controller(spec_dir, db, log)
+    try:
+        wait_until(
+            lambda: len(store.instances(states=["succeeded"])) == 6, 60, "every instance to succeed"
+        )
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(20) == 0
+    assert len(store.attempts()) == 6  # the three were adopted, not run again
+    assert log.read_text().count("adopted attempt") == 3
 
 
 def test_a_second_controller_waits_for_the_lease_and_says_so(tmp_path: Path) -> None:
