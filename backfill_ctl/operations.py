@@ -89,49 +89,24 @@ def operate(
     refused = [(i.id, rule.refusal(name, i.state)) for i in targets if i.state not in rule.allowed]
     chosen = [i for i in targets if i.state in rule.allowed]
     reason = f"{rule.says} by {actor}"
-    kw: dict[str, object] = {}
-    if name == "stop":
-        kw = {"stop_requested": True}
-    elif name == "rerun":
-        kw = {"ignore_deps": True}  # the chosen ones run now; descendants wait for them
-    elif name == "set-success":
-        kw = {"finished_at": at}
-    done: list[str] = []
-    if name == "rerun":
-        # One transition per retry budget (it differs by node).
-        for tries in sorted({1 + i.run.retries for i in chosen}):
-            ids = [i.id for i in chosen if 1 + i.run.retries == tries]
-            done += store.transition(
-                ids,
-                rule.to,
-                allowed=rule.allowed,
-                at=at,
-                actor=actor,
-                origin="cli",
-                reason=reason,
-                kind=name,
-                tries_left=tries,
-                finished_at=None,
-                **kw,
-            )
+    if name == "rerun":  # the chosen ones run now; their descendants wait for them
+        done = _rerun(store, chosen, at=at, actor=actor, reason=reason, ignore_deps=True)
         if with_descendants and chosen:
             later = [i for i in descendants(store, chosen) if i.state in rule.allowed]
-            for tries in sorted({1 + i.run.retries for i in later}):
-                ids = [i.id for i in later if 1 + i.run.retries == tries]
-                done += store.transition(
-                    ids,
-                    rule.to,
-                    allowed=rule.allowed,
-                    at=at,
-                    actor=actor,
-                    origin="cli",
-                    reason=f"rerun as a descendant by {actor}",
-                    kind=name,
-                    tries_left=tries,
-                    finished_at=None,
-                    ignore_deps=False,
-                )
+            done += _rerun(
+                store,
+                later,
+                at=at,
+                actor=actor,
+                reason=f"rerun as a descendant by {actor}",
+                ignore_deps=False,
+            )
     else:
+        kw: dict[str, object] = {}
+        if name == "stop":
+            kw = {"stop_requested": True}
+        elif name == "set-success":
+            kw = {"finished_at": at}
         done = store.transition(
             [i.id for i in chosen],
             rule.to,
@@ -146,8 +121,39 @@ def operate(
     raced = [
         (i.id, f"cannot {name}: its state changed meanwhile") for i in chosen if i.id not in done
     ]
-    _reopen(store, {i.backfill for i in targets if i.id in set(done)}, name, actor, at)
+    moved = set(done)
+    _reopen(store, {i.backfill for i in targets if i.id in moved}, name, actor, at)
     return Result(done, refused + raced)
+
+
+def _rerun(
+    store: StateStore,
+    instances: Sequence[InstanceRecord],
+    *,
+    at: float,
+    actor: str,
+    reason: str,
+    ignore_deps: bool,
+) -> list[str]:
+    """Back to pending with the retry budget restored: one transition per budget (it
+    differs by node)."""
+    rule = RULES["rerun"]
+    done: list[str] = []
+    for tries in sorted({1 + i.run.retries for i in instances}):
+        done += store.transition(
+            [i.id for i in instances if 1 + i.run.retries == tries],
+            rule.to,
+            allowed=rule.allowed,
+            at=at,
+            actor=actor,
+            origin="cli",
+            reason=reason,
+            kind="rerun",
+            tries_left=tries,
+            finished_at=None,
+            ignore_deps=ignore_deps,
+        )
+    return done
 
 
 def _reopen(store: StateStore, backfills: set[str], name: str, actor: str, at: float) -> None:

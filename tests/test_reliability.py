@@ -84,20 +84,28 @@ MARKING = (
 )
 
 
-def test_kill_9_of_the_controller_loses_nothing_and_runs_nothing_twice(tmp_path: Path) -> None:
+def marking(tmp_path: Path, last_day: str, seconds: float) -> tuple[Path, Path, Path]:
+    """Applied: one node over 2024-03-01..`last_day` in 3 groups, each attempt marking
+    its start and end in marks/<instance> around a sleep. (specs, store, marks)"""
     marks = tmp_path / "marks"
     marks.mkdir()
+    command = MARKING.replace("sleep 0.8", f"sleep {seconds}")
     spec_dir = specs(
         tmp_path,
-        node("work", resourceGroup="rg", run={"command": MARKING, "env": {"MARKS": str(marks)}}),
+        node("work", resourceGroup="rg", run={"command": command, "env": {"MARKS": str(marks)}}),
         backfill(
             select={"method": "descendants", "roots": ["work"]},
-            dates=[{"from": "2024-03-01", "to": "2024-03-09"}],
+            dates=[{"from": "2024-03-01", "to": last_day}],
             groups=3,
         ),
     )
     db = tmp_path / "state.db"
     assert run("apply", str(spec_dir), "--state", str(db)).exit_code == 0
+    return spec_dir, db, marks
+
+
+def test_kill_9_of_the_controller_loses_nothing_and_runs_nothing_twice(tmp_path: Path) -> None:
+    spec_dir, db, marks = marking(tmp_path, "2024-03-09", 0.8)
     log = tmp_path / "controller.log"
     first = controller(spec_dir, db, log)
     store = open_store(db)
@@ -131,20 +139,7 @@ def test_kill_9_of_the_controller_loses_nothing_and_runs_nothing_twice(tmp_path:
 def test_sigterm_starts_nothing_new_and_leaves_running_attempts_to_be_adopted(
     tmp_path: Path,
 ) -> None:
-    marks = tmp_path / "marks"
-    marks.mkdir()
-    slow = MARKING.replace("sleep 0.8", "sleep 2")
-    spec_dir = specs(
-        tmp_path,
-        node("work", resourceGroup="rg", run={"command": slow, "env": {"MARKS": str(marks)}}),
-        backfill(
-            select={"method": "descendants", "roots": ["work"]},
-            dates=[{"from": "2024-03-01", "to": "2024-03-06"}],
-            groups=3,
-        ),
-    )
-    db = tmp_path / "state.db"
-    assert run("apply", str(spec_dir), "--state", str(db)).exit_code == 0
+    spec_dir, db, marks = marking(tmp_path, "2024-03-06", 2)
     log = tmp_path / "controller.log"
     first = controller(spec_dir, db, log)
     store = open_store(db)
