@@ -7,10 +7,13 @@ with its output in one log file per attempt:
     <runs>/<backfill>/<instance>.<attempt>.pid     the wrapper's pid (= the group id)
     <runs>/<backfill>/<instance>.<attempt>.status  the exit code, written when it ends
 
-The pid and status files are written by the wrapper itself (atomically, by rename), so
-they survive the controller: after a restart, an attempt with a status file has
-finished (its code is recorded), one whose process group is alive is adopted, and one
-with neither never started or died unrecorded. Cancelling signals the whole group
+The pid and status files are written by the wrapper itself (the status atomically, by
+rename), so they survive the controller: after a restart, an attempt with a status file
+has finished (its code is recorded), one whose process group is alive is adopted, and
+one with neither died unrecorded. An attempt the controller began but never recorded
+as started is settled by `recover`, which races the wrapper for the pid file (created
+exclusively): either the command had started and is adopted, or it never runs.
+Cancelling signals the whole group
 (TERM, then KILL after a grace period), so children of the command go too. An argv
 command runs without a shell; a string command runs with `/bin/sh -c`.
 """
@@ -34,8 +37,12 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 GRACE = 5.0  # seconds between TERM and KILL when an attempt is cancelled
+# The pid file is created exclusively (noclobber: O_EXCL) by whichever comes first: the
+# wrapper, which then runs the command, or `recover`, which so declares that the attempt
+# never started; a wrapper that comes later exits without running anything.
+_NOT_RUN = 125
 _WRAPPER = (
-    'echo $$ > "$0.pid.tmp" && mv "$0.pid.tmp" "$0.pid"\n'
+    f'set -C; {{ echo $$ > "$0.pid"; }} 2>/dev/null || exit {_NOT_RUN}; set +C\n'
     '"$@"\n'
     "rc=$?\n"
     'echo $rc > "$0.status.tmp" && mv "$0.status.tmp" "$0.status"\n'
@@ -65,8 +72,11 @@ class LocalBackend:
         log = base.with_suffix(base.suffix + ".log")
         if run.cwd and not Path(run.cwd).is_dir():
             raise BackendError(f"working directory {run.cwd} does not exist")
+        # A new attempt: files by its name are left from a store that was thrown away.
+        for stale in ("pid", "status"):
+            base.with_suffix(f"{base.suffix}.{stale}").unlink(missing_ok=True)
         try:
-            with log.open("ab") as out:
+            with log.open("wb") as out:
                 child = subprocess.Popen(
                     ["/bin/sh", "-c", _WRAPPER, str(base), *argv],
                     stdin=subprocess.DEVNULL,
@@ -145,14 +155,20 @@ class LocalBackend:
     def recover(self, spec: AttemptSpec) -> Handle | None:
         base = self._base(spec.backfill, spec.key)
         pid_file = base.with_suffix(base.suffix + ".pid")
-        status = base.with_suffix(base.suffix + ".status")
-        if not pid_file.exists() and not status.exists():
-            return None  # the wrapper never ran: the attempt did not start
+        base.parent.mkdir(parents=True, exist_ok=True)
         try:
-            pid = int(pid_file.read_text().strip())
-        except (OSError, ValueError):
-            pid = 0
-        return {"pid": pid, "base": str(base)}
+            os.close(os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        except FileExistsError:
+            pass  # the wrapper was first: the attempt started
+        else:
+            return None  # claimed before any wrapper: it never runs
+        deadline = time.monotonic() + 2.0  # the wrapper writes its pid right after
+        while True:
+            with contextlib.suppress(OSError, ValueError):
+                return {"pid": int(pid_file.read_text()), "base": str(base)}
+            if time.monotonic() > deadline:
+                return {"pid": 0, "base": str(base)}  # its status file decides
+            time.sleep(0.01)
 
     def log_text(self, handle: Handle, log: str | None) -> str:
         if not log:
