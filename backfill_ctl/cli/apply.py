@@ -86,6 +86,14 @@ def apply_command(
             "--wait", help="Run the backfills (or follow the running controller) until they finish."
         ),
     ] = False,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout",
+            help="With --wait: give up after this long (like 90s, 30m, 2h), exit 1.",
+            show_default=False,
+        ),
+    ] = None,
     now: NowOpt = None,
     actor: ActorOpt = None,
     state: StateOpt = None,
@@ -97,6 +105,7 @@ def apply_command(
     Exit 0 when applied (and, with --wait, all succeeded), 1 on findings, changes refused
     or a failed backfill, 2 when the input cannot be used.
     """
+    seconds = _timeout(timeout, wait)
     specs, result, who_ = _prepare(paths, resolve_now(now), resolve_actor(actor), plan_file)
     if result.failed:
         print_diagnostics([f for f in result.findings if f.is_error], code=True)
@@ -122,8 +131,21 @@ def apply_command(
         from backfill_ctl.cli.waiting import wait_for
 
         names = [bp.name for bp in result.plan.backfills]
-        if not wait_for(store, names, specs):
+        if not wait_for(store, names, specs, seconds):
             raise typer.Exit(1)
+
+
+def _timeout(text: str | None, wait: bool) -> float | None:
+    if text is None:
+        return None
+    if not wait:
+        raise UsageError("--timeout is only for --wait", hint="add --wait, or drop --timeout")
+    from backfill_ctl.spec.build import parse_duration
+
+    try:
+        return parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise UsageError(f"--timeout: {exc}") from None
 
 
 def diff_command(

@@ -67,10 +67,18 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def wait_for(store: StateStore, names: Sequence[str], specs: Specs) -> bool:
-    """Run or follow until every named backfill finished; did they all succeed?"""
+def wait_for(
+    store: StateStore, names: Sequence[str], specs: Specs, timeout: float | None = None
+) -> bool:
+    """Run or follow until every named backfill finished (or `timeout` seconds passed);
+    did they all succeed?"""
     from backfill_ctl.cli.state import backend_for
     from backfill_ctl.controller import Controller
+
+    deadline = None if timeout is None else time.monotonic() + timeout
+
+    def out_of_time() -> bool:
+        return deadline is not None and time.monotonic() >= deadline
 
     progress = Progress(store, names)
     controller = Controller(
@@ -82,8 +90,9 @@ def wait_for(store: StateStore, names: Sequence[str], specs: Specs) -> bool:
             gates = controller.scheduler.gates
             controller.run(
                 interval=0.5,
-                until=lambda tick: all(
-                    gates[n].record.finished_at is not None for n in names if n in gates
+                until=lambda tick: (
+                    out_of_time()
+                    or all(gates[n].record.finished_at is not None for n in names if n in gates)
                 ),
                 on_tick=progress,
             )
@@ -91,10 +100,17 @@ def wait_for(store: StateStore, names: Sequence[str], specs: Specs) -> bool:
             controller.release()
     else:
         err("a controller is running: following its progress")
-        while not all((b := store.backfill(n)) is None or b.finished_at is not None for n in names):
+        while not out_of_time() and not all(
+            (b := store.backfill(n)) is None or b.finished_at is not None for n in names
+        ):
             progress()
             time.sleep(1.0)
     progress.close()
+    if out_of_time():
+        err(
+            "timed out: stopped waiting; running attempts go on, and a controller (or "
+            "apply --wait) takes them over"
+        )
     outcomes = {n: (b.outcome if (b := store.backfill(n)) else None) for n in names}
     for name, outcome in outcomes.items():
         err(f"backfill/{name}: {outcome or 'not finished'}")

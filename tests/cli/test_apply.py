@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +162,37 @@ def test_controller_once_says_when_another_holds_the_lease(repo: Path) -> None:
         1,
         "another controller holds the lease: nothing to do",
     )
+
+
+def test_apply_wait_gives_up_after_the_timeout(repo: Path) -> None:
+    # The controller runs on the real clock: a date years ahead waits for its time.
+    path = specs(repo, *CHAIN, backfill(dates=["2099-03-25"]))
+    started = time.monotonic()
+
+    result = run("apply", path, "--wait", "--timeout", "1s")
+
+    assert result.exit_code == 1
+    assert time.monotonic() - started < 15
+    assert result.stderr.splitlines()[-2:] == [
+        "timed out: stopped waiting; running attempts go on, and a controller (or apply "
+        "--wait) takes them over",
+        "backfill/bf: not finished",
+    ]
+    assert "waiting-for-time" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--timeout", "5m"), "error: --timeout is only for --wait"),
+        (("--wait", "--timeout", "soon"), "error: --timeout: 'soon' is not a duration like 90s"),
+    ],
+)
+def test_a_timeout_without_wait_or_unreadable_is_refused(
+    repo: Path, args: tuple[str, ...], message: str
+) -> None:
+    path = specs(repo, *CHAIN, backfill())
+    result = run("apply", path, "--now", NOW, *args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(message)
+    assert not (repo / ".backfillctl").exists()
