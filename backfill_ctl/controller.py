@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from backfill_ctl import alerts
-from backfill_ctl.backends import AttemptSpec, BackendError, Handle, Outcome
+from backfill_ctl.backends import AttemptSpec, BackendError, Handle, NotStarted, Outcome
 from backfill_ctl.scheduler import Scheduler
 from backfill_ctl.state.records import WAITING
 
@@ -90,6 +90,8 @@ class Controller:
         self.stopping = False
         self._watermark = 0
         self._renewed = 0.0
+        self._held_until = 0.0  # the backend said "not now": nothing starts before this
+        self._held_for = ""
 
     # -- the lease -----------------------------------------------------------------------
 
@@ -214,10 +216,13 @@ class Controller:
         decision = self.scheduler.decide(now)
         self.store.set_waiting(decision.waiting, at=now, actor=self.actor, origin=self.origin)
         self._dry_runs(decision.dry_runs, now)
-        records = (
-            {r.id: r for r in self.store.instances(ids=decision.start)} if (decision.start) else {}
-        )
-        started = sum(1 for i in decision.start if self._start(i, records.get(i)))
+        starts = decision.start if now >= self._held_until else []
+        records = {r.id: r for r in self.store.instances(ids=starts)} if starts else {}
+        started = 0
+        for instance in starts:
+            if self._held_until > now:  # the backend refused one: leave the rest waiting
+                break
+            started += self._start(instance, records.get(instance))
         finished = self._finish(now)
         return Tick(started, ended, len(self.running), tuple(finished))
 
@@ -316,12 +321,32 @@ class Controller:
         self.scheduler.set_state(instance, "running")
         try:
             handle, log = self.backend.start(self._spec(record, number))
+        except NotStarted as exc:
+            self.store.abandon_attempt(
+                instance,
+                number,
+                state=exc.state,
+                reason=str(exc),
+                at=now,
+                actor=self.actor,
+                origin=self.origin,
+            )
+            self.scheduler.set_state(instance, exc.state, str(exc))
+            self._held_until = now + exc.retry_after
+            if str(exc) != self._held_for:  # say it once, not every retry
+                self._held_for = str(exc)
+                self.say(
+                    f"the backend started nothing: {exc} (trying again in "
+                    f"{_duration(exc.retry_after)})"
+                )
+            return False
         except BackendError as exc:
             self.running[instance] = Running(
                 record.backfill, number, {}, now, record.run.timeout, tries_left
             )
             self._ended(instance, Outcome("failed", None, str(exc)))
             return False
+        self._held_for = ""
         self.store.set_attempt_handle(instance, number, handle, log)
         self.running[instance] = Running(
             record.backfill, number, handle, now, record.run.timeout, tries_left

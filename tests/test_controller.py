@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from backfill_ctl import reconcile
-from backfill_ctl.backends import AttemptSpec, Outcome
+from backfill_ctl.backends import AttemptSpec, NotStarted, Outcome
 from backfill_ctl.backends.fake import FakeBackend
 from backfill_ctl.controller import Controller
 from backfill_ctl.operations import operate
@@ -310,3 +310,51 @@ def test_a_live_holder_on_this_host_keeps_the_lease(tmp_path: Path, pid: int) ->
     store = applied(tmp_path, *CHAIN, backfill())
     store.acquire_lease("alive", pid=pid, host=socket.gethostname(), at=NOW.timestamp(), ttl=3600)
     assert Controller(store, FakeBackend(), clock=Clock()).acquire(wait=False) is False
+
+
+class QuotaBackend(FakeBackend):
+    """Refuses to start anything while `full`, as a namespace quota would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full = True
+        self.refused = 0
+
+    def start(self, spec: AttemptSpec) -> tuple[dict[str, Any], str | None]:
+        if self.full:
+            self.refused += 1
+            raise NotStarted("quota full", state="waiting-for-resources", retry_after=30)
+        return super().start(spec)
+
+
+def test_an_attempt_the_backend_did_not_start_waits_and_costs_no_try(tmp_path: Path) -> None:
+    store = applied(
+        tmp_path, node("a", resourceGroup="rg"), backfill(dates=["2024-03-01", "2024-03-02"])
+    )
+    clock = Clock()
+    backend = QuotaBackend()
+    said: list[str] = []
+    c = Controller(store, backend, clock=clock, say=said.append)
+    assert c.acquire(wait=False)
+    c.load()
+
+    c.tick()
+    c.tick()  # held: nothing is tried again yet
+
+    assert backend.refused == 1
+    a1 = store.instances(bizdate="2024-03-01")[0]
+    assert (a1.state, a1.reason, a1.attempts, a1.tries_left) == (
+        "waiting-for-resources",
+        "quota full",
+        0,
+        1,
+    )
+    assert store.attempts() == []  # an attempt that never started is not kept
+    assert said == ["the backend started nothing: quota full (trying again in 30s)"]
+    assert store.events(instance=a1.id)[-1].kind == "not-started"
+
+    backend.full = False
+    clock.now += 31
+    drain(c)
+    assert set(states(store).values()) == {"succeeded"}
+    assert [a.number for a in store.attempts()] == [1, 1]

@@ -8,8 +8,11 @@ a backend the attempts it started before.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
+from zoneinfo import ZoneInfo
 
 from backfill_ctl.errors import UsageError
 
@@ -17,6 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
 
+    from backfill_ctl.spec.model import Config
     from backfill_ctl.state.records import Run
 
 Key = tuple[str, int]  # (instance id, attempt number)
@@ -55,6 +59,31 @@ class BackendError(Exception):
     """An attempt could not be started or handled; the attempt fails with this message."""
 
 
+class NotStarted(BackendError):
+    """The attempt did not start, and may later: the backend is unreachable, refuses our
+    credentials, or has no room (a quota). The instance goes back to `state` with this
+    message as its reason, no try is counted, and nothing starts for `retry_after` s."""
+
+    def __init__(self, message: str, *, state: str = "pending", retry_after: float = 30.0) -> None:
+        super().__init__(message)
+        self.state = state
+        self.retry_after = retry_after
+
+
+def resolved_command(
+    run: Run, timezone: str, now: float | None = None
+) -> tuple[list[str], dict[str, str]]:
+    """The argv of an attempt (a string command runs with /bin/sh -c) and its environment,
+    with `$gmtdate`, the run date in the node's timezone, resolved now that it is known."""
+    today = datetime.fromtimestamp(time.time() if now is None else now, ZoneInfo(timezone))
+    day = today.strftime("%Y%m%d")
+    argv = ["/bin/sh", "-c", run.command] if isinstance(run.command, str) else list(run.command)
+    return (
+        [a.replace("$gmtdate", day) for a in argv],
+        {k: v.replace("$gmtdate", day) for k, v in run.env.items()},
+    )
+
+
 class Backend(Protocol):
     name: str
 
@@ -83,10 +112,27 @@ class Backend(Protocol):
         """Return when an attempt may have ended, or after `timeout` seconds."""
         ...
 
+    def check(self) -> list[tuple[str, bool, str]]:
+        """What `backfillctl backend check` shows: (what, ok, detail) for each thing the
+        backend needs (a connection, permissions, a writable directory)."""
+        ...
+
+    def close(self) -> None:
+        """Let go of connections and threads."""
+        ...
+
+
+def _default_config() -> Config:
+    from backfill_ctl.spec.model import Config
+
+    return Config()
+
 
 @dataclass(frozen=True)
 class BackendContext:
     state_dir: Path  # where the state store lives; backends keep files next to it
+    config: Config = field(default_factory=_default_config)
+    store_id: str = ""  # the state store's identity: what a backend leaves outside is tagged
 
 
 def _local(ctx: BackendContext) -> Backend:
@@ -101,13 +147,30 @@ def _fake(ctx: BackendContext) -> Backend:
     return FakeBackend()
 
 
-BACKENDS: dict[str, Callable[[BackendContext], Backend]] = {"local": _local, "fake": _fake}
-NOT_YET = {"kubernetes": "the kubernetes backend is not part of this version yet"}
+def _kubernetes(ctx: BackendContext) -> Backend:
+    try:
+        from backfill_ctl.backends.kubernetes import KubernetesBackend
+    except ImportError as exc:
+        raise UsageError(
+            f"the kubernetes backend needs the kubernetes client ({exc})",
+            hint="pip install 'backfillctl[kubernetes]'",
+        ) from None
+    return KubernetesBackend(
+        ctx.config.kubernetes,
+        runs=ctx.state_dir / "runs",
+        store_id=ctx.store_id,
+        max_log_size=ctx.config.retention.max_log_size,
+    )
+
+
+BACKENDS: dict[str, Callable[[BackendContext], Backend]] = {
+    "local": _local,
+    "kubernetes": _kubernetes,
+    "fake": _fake,
+}
 
 
 def make_backend(name: str, ctx: BackendContext) -> Backend:
-    if name in NOT_YET:
-        raise UsageError(NOT_YET[name], hint="use backend: local in the Config")
     if name not in BACKENDS:
         raise UsageError(f"unknown backend {name!r}", hint=f"use one of {', '.join(BACKENDS)}")
     return BACKENDS[name](ctx)

@@ -31,6 +31,12 @@ class FakeBackend:
         self.cancelled: dict[Key, str] = {}
         self._specs: dict[Key, AttemptSpec] = {}
 
+    def check(self) -> list[tuple[str, bool, str]]:
+        return [("run in memory", True, "the fake backend runs nothing")]
+
+    def close(self) -> None:
+        pass
+
     def start(self, spec: AttemptSpec) -> tuple[Handle, str | None]:
         self.started.append(spec)
         self._specs[spec.key] = spec

@@ -26,12 +26,17 @@ import select
 import signal
 import subprocess
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
 
-from backfill_ctl.backends import AttemptSpec, BackendError, Handle, Key, Outcome
+from backfill_ctl.backends import (
+    AttemptSpec,
+    BackendError,
+    Handle,
+    Key,
+    Outcome,
+    resolved_command,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -65,10 +70,8 @@ class LocalBackend:
         base = self._base(spec.backfill, spec.key)
         base.parent.mkdir(parents=True, exist_ok=True)
         run = spec.run
-        today = datetime.now(ZoneInfo(spec.timezone)).strftime("%Y%m%d")
-        argv = ["/bin/sh", "-c", run.command] if isinstance(run.command, str) else list(run.command)
-        argv = [a.replace("$gmtdate", today) for a in argv]  # the run date is known now
-        env = {**os.environ, **{k: v.replace("$gmtdate", today) for k, v in run.env.items()}}
+        argv, own_env = resolved_command(run, spec.timezone)
+        env = {**os.environ, **own_env}
         log = base.with_suffix(base.suffix + ".log")
         if run.cwd and not Path(run.cwd).is_dir():
             raise BackendError(f"working directory {run.cwd} does not exist")
@@ -170,6 +173,21 @@ class LocalBackend:
                 return {"pid": 0, "base": str(base)}  # its status file decides
             time.sleep(0.01)
 
+    def check(self) -> list[tuple[str, bool, str]]:
+        shell = Path("/bin/sh")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            writable = os.access(self.root, os.W_OK)
+        except OSError as exc:
+            return [("run /bin/sh", shell.exists(), str(shell)), ("write logs", False, str(exc))]
+        return [
+            ("run /bin/sh", shell.exists(), str(shell)),
+            ("write logs", writable, str(self.root)),
+        ]
+
+    def close(self) -> None:
+        pass
+
     def log_text(self, handle: Handle, log: str | None) -> str:
         if not log:
             return ""
@@ -196,6 +214,9 @@ def _alive(pid: int, base: Path) -> bool:
         return True
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+        if not cmdline:  # a kernel thread, or a process in the middle of its exec
+            ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
+            return ppid not in ("0", "2")  # kthreadd's children are the kernel's
+    except (OSError, IndexError):
         return True  # no /proc: trust the signal check
     return str(base).encode() in cmdline

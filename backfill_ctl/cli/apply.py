@@ -116,6 +116,17 @@ def apply_command(
         raise typer.Exit(1)
     print_diagnostics([f for f in result.findings if not f.is_error], code=True)
     store = open_state(state, specs, create=not dry_run)
+    backend = None
+    if wait and not dry_run:  # a backend that cannot run anything: say so before applying
+        from backfill_ctl.cli.backend import require_ready
+        from backfill_ctl.cli.state import backend_for
+
+        backend = backend_for(specs.config.backend, store, specs.config)
+        try:
+            require_ready(backend)
+        except BaseException:
+            backend.close()
+            raise
     at = time.time()
     wanted = reconcile.desired(specs, result.plan, spec_root(specs, paths), who_, at)
     changes = reconcile.diff(wanted, store, prune=prune)
@@ -127,11 +138,15 @@ def apply_command(
     if not changes.empty:
         reconcile.apply(store, changes, specs, at=at, actor=who(who_), origin="apply")
     out(changes.summary(done=True) + f" Plan digest {result.plan.digest[:19]}.")
-    if wait:
+    if backend is not None:
         from backfill_ctl.cli.waiting import wait_for
 
         names = [bp.name for bp in result.plan.backfills]
-        if not wait_for(store, names, specs, seconds):
+        try:
+            succeeded = wait_for(store, names, specs, backend, seconds)
+        finally:
+            backend.close()
+        if not succeeded:
             raise typer.Exit(1)
 
 

@@ -10,6 +10,7 @@ import typer
 
 from backfill_ctl import reconcile
 from backfill_ctl.checking import run_check
+from backfill_ctl.cli.backend import require_ready
 from backfill_ctl.cli.console import err
 from backfill_ctl.cli.options import PathsArg
 from backfill_ctl.cli.state import StateOpt, backend_for, open_state, spec_root
@@ -96,19 +97,20 @@ def controller_command(
     store = open_state(state, specs, create=True)
     from backfill_ctl.controller import Controller
 
-    controller = Controller(
-        store,
-        backend_for(specs.config.backend, store),
-        say=err,
-        smtp=specs.config.smtp,
-        reconcile=Reconciler(store, paths),
-    )
-    if not controller.acquire(wait=not once):
-        err("another controller holds the lease: nothing to do")
-        raise typer.Exit(1)
+    backend = backend_for(specs.config.backend, store, specs.config)
     try:
-        controller.load()
-        err(f"controller {controller.origin} drives {store.path}")
-        controller.run(interval=interval, once=once)
+        require_ready(backend)
+        controller = Controller(
+            store, backend, say=err, smtp=specs.config.smtp, reconcile=Reconciler(store, paths)
+        )
+        if not controller.acquire(wait=not once):
+            err("another controller holds the lease: nothing to do")
+            raise typer.Exit(1)
+        try:
+            controller.load()
+            err(f"controller {controller.origin} drives {store.path}")
+            controller.run(interval=interval, once=once)
+        finally:
+            controller.release()
     finally:
-        controller.release()
+        backend.close()

@@ -42,9 +42,6 @@ def logs_command(
         int | None,
         typer.Option("--attempt", help="This attempt (default: the latest).", show_default=False),
     ] = None,
-    backend: Annotated[
-        str, typer.Option("--backend", help="The backend that ran the attempt.")
-    ] = "local",
     follow_limit: Annotated[int | None, typer.Option("--follow-limit", hidden=True)] = None,
     state: StateOpt = None,
 ) -> None:
@@ -64,8 +61,8 @@ def logs_command(
             f"instance {record.id} has no attempt {number}",
             hint=f"its attempts are {', '.join(map(str, numbers))}",
         )
-    runner = backend_for(backend, store)
     current = next(a for a in attempts if a.number == number)
+    runner = backend_for(current.backend, store)  # the one that ran it
     text = runner.log_text(current.handle, current.log)
     _write(text)
     polls = 0

@@ -74,6 +74,7 @@ def _root(
 
 def _register() -> None:
     from backfill_ctl.cli.apply import apply_command, diff_command
+    from backfill_ctl.cli.backend import backend_app
     from backfill_ctl.cli.check import check_command
     from backfill_ctl.cli.controller import controller_command
     from backfill_ctl.cli.describe import describe_command
@@ -106,6 +107,7 @@ def _register() -> None:
     app.command("delete")(delete_command)
     app.command("gc")(gc_command)
     app.add_typer(get_app, name="get")
+    app.add_typer(backend_app, name="backend")
     app.command("describe")(describe_command)
     app.command("logs")(logs_command)
     app.command("schema")(schema_command)

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from backfill_ctl.backends import Backend
     from backfill_ctl.spec.loader import Specs
+    from backfill_ctl.spec.model import Config
     from backfill_ctl.state import StateStore
 
 DEFAULT_STATE = "sqlite:///.backfillctl/state.db"
@@ -52,18 +53,22 @@ def open_state(flag: str | None, specs: Specs | None = None, *, create: bool = F
     return open_store(state_file(flag, specs), create=create)
 
 
-def backend_for(name: str, store: StateStore) -> Backend:
+def backend_for(name: str, store: StateStore, config: Config | None = None) -> Backend:
     from backfill_ctl.backends import BackendContext, make_backend
+    from backfill_ctl.spec.model import Config
 
-    return make_backend(name, BackendContext(Path(store.path).parent))
+    ctx = BackendContext(Path(store.path).parent, config or Config(), store.store_id)
+    return make_backend(name, ctx)
 
 
 def spec_root(specs: Specs, paths: Sequence[str]) -> str:
-    """Where commands run: the directory of the Config, else of the first path."""
+    """Where commands run: the directory of the Config, else of the first path. Absolute
+    but with symlinks kept: git-sync swaps a link to a new checkout on every commit, and
+    the commands' directory must not change with it (every instance would change)."""
     if specs.config.origin is not None and specs.config.origin.file != "<stdin>":
-        return str(Path(specs.config.origin.file).resolve().parent)
+        return os.path.abspath(Path(specs.config.origin.file).parent)  # noqa: PTH100
     first = Path(paths[0]) if paths and paths[0] != "-" else Path.cwd()
-    return str((first if first.is_dir() else first.parent).resolve())
+    return os.path.abspath(first if first.is_dir() else first.parent)  # noqa: PTH100
 
 
 def who(actor: str | None) -> str:

@@ -17,6 +17,7 @@ from backfill_ctl.cli.console import err
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from backfill_ctl.backends import Backend
     from backfill_ctl.controller import Tick
     from backfill_ctl.spec.loader import Specs
     from backfill_ctl.state import StateStore
@@ -68,11 +69,14 @@ class Progress:
 
 
 def wait_for(
-    store: StateStore, names: Sequence[str], specs: Specs, timeout: float | None = None
+    store: StateStore,
+    names: Sequence[str],
+    specs: Specs,
+    backend: Backend,
+    timeout: float | None = None,
 ) -> bool:
-    """Run or follow until every named backfill finished (or `timeout` seconds passed);
-    did they all succeed?"""
-    from backfill_ctl.cli.state import backend_for
+    """Run (on `backend`) or follow until every named backfill finished (or `timeout`
+    seconds passed); did they all succeed?"""
     from backfill_ctl.controller import Controller
 
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -81,9 +85,7 @@ def wait_for(
         return deadline is not None and time.monotonic() >= deadline
 
     progress = Progress(store, names)
-    controller = Controller(
-        store, backend_for(specs.config.backend, store), say=err, smtp=specs.config.smtp
-    )
+    controller = Controller(store, backend, say=err, smtp=specs.config.smtp)
     if controller.acquire(wait=False):
         try:
             controller.load()

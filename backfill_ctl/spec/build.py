@@ -17,6 +17,7 @@ from backfill_ctl.spec.model import (
     FOLLOW_NODE,
     Backfill,
     Config,
+    Kubernetes,
     Limits,
     Node,
     Notifier,
@@ -263,8 +264,17 @@ class DocumentBuilder:
         return Config(
             state=spec.get("state", "sqlite:///.backfillctl/state.db"),
             backend=spec.get("backend", "local"),
-            namespace=kube.get("namespace", "default"),
-            service_account=kube.get("serviceAccount"),
+            kubernetes=Kubernetes(
+                namespace=kube.get("namespace", "default"),
+                service_account=kube.get("serviceAccount"),
+                kubeconfig=kube.get("kubeconfig"),
+                context=kube.get("context"),
+                in_cluster=kube.get("inCluster"),
+                image=kube.get("image"),
+                ttl_after_finished=int(kube.get("ttlSecondsAfterFinished", 86_400)),
+                pod_metadata=dict(kube.get("podTemplate", {}).get("metadata", {})),
+                pod_spec=dict(kube.get("podTemplate", {}).get("spec", {})),
+            ),
             max_instances=int(spec.get("checks", {}).get("maxInstances", 10_000)),
             limits=Limits(int(limits.get("maxRoots", 500)), int(limits.get("maxNodes", 2000))),
             retention=Retention(

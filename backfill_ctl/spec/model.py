@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 SelectMethod = Literal["manual", "link", "workspace", "descendants"]
 Order = Literal["ascending", "descending"]
@@ -166,11 +166,25 @@ class Smtp:
 
 
 @dataclass(frozen=True, slots=True)
+class Kubernetes:
+    """Settings of the kubernetes backend (Config spec.kubernetes)."""
+
+    namespace: str = "default"
+    service_account: str | None = None
+    kubeconfig: str | None = None
+    context: str | None = None
+    in_cluster: bool | None = None  # None: when $KUBERNETES_SERVICE_HOST is set
+    image: str | None = None
+    ttl_after_finished: int = 86_400
+    pod_metadata: dict[str, dict[str, str]] = field(default_factory=dict)
+    pod_spec: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     state: str = "sqlite:///.backfillctl/state.db"
     backend: str = "local"
-    namespace: str = "default"
-    service_account: str | None = None
+    kubernetes: Kubernetes = field(default_factory=Kubernetes)
     limits: Limits = field(default_factory=Limits)
     max_instances: int = 10_000  # above it, a Backfill is a risk (too-many-instances)
     retention: Retention = field(default_factory=Retention)

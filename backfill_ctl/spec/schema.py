@@ -199,6 +199,10 @@ def _explain(error: ValidationError, diag: Any) -> Iterator[Diagnostic]:
     elif error.validator == "enum":
         choices = ", ".join(str(c) for c in schema.get("enum", ()))
         message = f"{error.instance!r} is not one of: {choices}"
+    elif error.validator == "not" and isinstance(error.instance, str):  # propertyNames
+        message = f"field {error.instance!r} cannot be set here"
+        hint = schema.get("not", {}).get("description")
+        path = (*path, error.instance)
     yield diag(message, path, hint)
 
 

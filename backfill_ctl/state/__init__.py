@@ -35,6 +35,9 @@ class StateError(UsageError):
 class StateStore(Protocol):
     path: str
 
+    @property
+    def store_id(self) -> str: ...
+
     # -- backfills and instances ---------------------------------------------------
     def backfills(self, *, include_deleted: bool = False) -> list[BackfillRecord]: ...
     def backfill(self, name: str) -> BackfillRecord | None: ...
@@ -108,6 +111,17 @@ class StateStore(Protocol):
         exit_code: int | None,
         message: str | None,
         instance_state: str,
+        at: float,
+        actor: str,
+        origin: str,
+    ) -> None: ...
+    def abandon_attempt(
+        self,
+        instance: str,
+        number: int,
+        *,
+        state: str,
+        reason: str,
         at: float,
         actor: str,
         origin: str,

@@ -63,6 +63,12 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX events_by_instance ON events (instance);
     CREATE INDEX events_by_backfill ON events (backfill, id);
     """,
+    # 2: an identity, so that what a backend leaves outside (Kubernetes Jobs) is known as
+    # this store's, not a discarded or a neighbouring one's
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO meta (key, value) VALUES ('store_id', lower(hex(randomblob(6))));
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 _INSTANCE_COLUMNS = (
@@ -82,6 +88,7 @@ _SETTABLE_INSTANCE = {"tries_left", "ignore_deps", "stop_requested", "finished_a
 class SQLiteStore:
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = str(path)
+        self._store_id: str | None = None
         if not path.exists() and not create:
             raise StateError(f"no state store at {path}", hint="run backfillctl apply first")
         try:
@@ -156,6 +163,13 @@ class SQLiteStore:
 
     def close(self) -> None:
         self._db.close()
+
+    @property
+    def store_id(self) -> str:
+        """A random id given to the store when it was made (12 hex digits)."""
+        if self._store_id is None:
+            self._store_id = str(self._read("SELECT value FROM meta WHERE key = 'store_id'")[0][0])
+        return self._store_id
 
     # -- events ----------------------------------------------------------------------
 
@@ -716,6 +730,38 @@ class SQLiteStore:
                 "running",
                 instance_state,
                 message,
+            )
+
+    def abandon_attempt(
+        self,
+        instance: str,
+        number: int,
+        *,
+        state: str,
+        reason: str,
+        at: float,
+        actor: str,
+        origin: str,
+    ) -> None:
+        """Forget an attempt that did not start after all (the backend had no room, or
+        could not be reached); its instance goes back to `state` with its try given back."""
+        with self._write() as db:
+            gone = db.execute(
+                "DELETE FROM attempts WHERE instance = ? AND number = ? AND state = 'starting'",
+                (instance, number),
+            ).rowcount
+            row = db.execute(
+                "SELECT backfill, state FROM instances WHERE id = ?", (instance,)
+            ).fetchone()
+            if not gone or row is None or row[1] != "running":
+                return
+            db.execute(
+                "UPDATE instances SET state = ?, reason = ?, attempts = attempts - 1, "
+                "tries_left = tries_left + 1, started_at = NULL, updated_at = ? WHERE id = ?",
+                (state, reason, at, instance),
+            )
+            self._event(
+                db, at, actor, origin, "not-started", row[0], instance, "running", state, reason
             )
 
     def attempts(

@@ -97,7 +97,7 @@ class BackendContract:
         s = spec(("sh", "-c", "sleep 1; echo done"))
         handle, log = make().start(s)
         restarted = make()  # the controller died and came back
-        assert restarted.poll({s.key: handle}) == {}
+        assert (first := restarted.poll({s.key: handle})) == {}, first
         assert settle(restarted, {s.key: handle})[s.key] == Outcome("succeeded", 0)
         assert restarted.log_text(handle, log) == "done\n"
 

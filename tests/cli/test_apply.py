@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -196,3 +197,22 @@ def test_a_timeout_without_wait_or_unreadable_is_refused(
     assert result.exit_code == 2
     assert result.stderr.startswith(message)
     assert not (repo / ".backfillctl").exists()
+
+
+def test_a_link_swapped_to_an_identical_checkout_changes_nothing(repo: Path) -> None:
+    """git-sync points a link at a new checkout on every commit: same specs, no changes."""
+    first = Path(specs(repo / "one", *CHAIN, backfill())).parent
+    second = repo / "two"
+    shutil.copytree(first, second)
+    link = repo / "repo"
+    link.symlink_to(first)
+    assert run("apply", str(link / "specs"), "--now", NOW).exit_code == 0
+    link.unlink()
+    link.symlink_to(second)
+
+    again = run("diff", str(link / "specs"), "--now", NOW)
+
+    assert (again.exit_code, again.stdout.splitlines()[-1]) == (
+        0,
+        "No changes: the state store matches the specs.",
+    )

@@ -957,13 +957,6 @@ def test_logs_without_output_say_so_on_stderr(cli: Cli) -> None:
     )
 
 
-def test_logs_with_an_unknown_backend(cli: Cli) -> None:
-    assert usage_error(cli("logs", "a1", "--backend", "k8s"))[0] == ("error: unknown backend 'k8s'")
-    assert usage_error(cli("logs", "a1", "--backend", "kubernetes"))[0] == (
-        "error: the kubernetes backend is not part of this version yet"
-    )
-
-
 def test_follow_prints_what_is_added_until_the_attempt_ends(
     cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:

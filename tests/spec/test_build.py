@@ -11,6 +11,7 @@ from backfill_ctl.spec.build import parse_duration, parse_size
 from backfill_ctl.spec.loader import Specs, load_files
 from backfill_ctl.spec.model import (
     Config,
+    Kubernetes,
     Limits,
     Notifier,
     Origin,
@@ -460,12 +461,8 @@ def test_config_defaults_of_an_empty_config() -> None:
     specs = specs_of(config())
     assert specs.diagnostics == []
     c = specs.config
-    assert (c.state, c.backend, c.namespace, c.service_account) == (
-        "sqlite:///.backfillctl/state.db",
-        "local",
-        "default",
-        None,
-    )
+    assert (c.state, c.backend) == ("sqlite:///.backfillctl/state.db", "local")
+    assert c.kubernetes == Kubernetes(namespace="default", ttl_after_finished=86_400)
     assert c.limits == Limits(500, 2000)
     assert c.retention == Retention(
         instances=timedelta(days=30),
@@ -484,18 +481,36 @@ def test_config_with_every_field() -> None:
         config(
             state="sqlite:///state.db",
             backend="kubernetes",
-            kubernetes={"namespace": "backfill", "serviceAccount": "runner"},
+            kubernetes={
+                "namespace": "backfill",
+                "serviceAccount": "runner",
+                "kubeconfig": "kube/config",
+                "context": "batch",
+                "inCluster": False,
+                "image": "etl:1",
+                "ttlSecondsAfterFinished": 600,
+                "podTemplate": {
+                    "metadata": {"labels": {"team": "dw"}},
+                    "spec": {"nodeSelector": {"pool": "batch"}},
+                },
+            },
             limits={"maxRoots": 10, "maxNodes": 20},
             retention={"instances": "12h", "logs": {"exclusive": "90s"}, "maxLogSize": "500KB"},
         )
     )
     assert specs.diagnostics == []
     c = specs.config
-    assert (c.state, c.backend, c.namespace, c.service_account) == (
-        "sqlite:///state.db",
-        "kubernetes",
-        "backfill",
-        "runner",
+    assert (c.state, c.backend) == ("sqlite:///state.db", "kubernetes")
+    assert c.kubernetes == Kubernetes(
+        namespace="backfill",
+        service_account="runner",
+        kubeconfig="kube/config",
+        context="batch",
+        in_cluster=False,
+        image="etl:1",
+        ttl_after_finished=600,
+        pod_metadata={"labels": {"team": "dw"}},
+        pod_spec={"nodeSelector": {"pool": "batch"}},
     )
     assert c.limits == Limits(10, 20)
     # a log age not given keeps its default

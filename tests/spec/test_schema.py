@@ -199,6 +199,18 @@ def test_wrong_enum_lists_the_choices() -> None:
     ]
 
 
+def test_a_field_backfillctl_owns_cannot_be_set_in_the_pod_template() -> None:
+    doc = config(kubernetes={"podTemplate": {"spec": {"restartPolicy": "Always"}}})
+    assert messages(doc) == [
+        (
+            "$.spec.kubernetes.podTemplate.spec.restartPolicy",
+            "field 'restartPolicy' cannot be set here",
+            "backfillctl sets these: the container comes from the node's run, and "
+            "restartPolicy is Never",
+        )
+    ]
+
+
 def test_wrong_enum_of_numbers() -> None:
     assert messages(node("a", priority=2)) == [
         ("$.spec.priority", "2 is not one of: 1, 3, 5, 7, 8", None)

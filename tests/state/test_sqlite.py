@@ -208,3 +208,11 @@ def test_the_lease_is_held_renewed_expires_and_is_released(tmp_path: Path) -> No
     assert store.acquire_lease("A", pid=1, host="h", at=153, ttl=30).holder == "C"
     store.release_lease("C")
     assert store.acquire_lease("A", pid=1, host="h", at=154, ttl=30).holder == "A"
+
+
+def test_a_store_has_a_stable_random_identity(tmp_path: Path) -> None:
+    first = open_store(tmp_path / "a.db")
+    assert len(first.store_id) == 12 and int(first.store_id, 16) >= 0
+    first.close()
+    assert open_store(tmp_path / "a.db").store_id == first.store_id
+    assert open_store(tmp_path / "b.db").store_id != first.store_id
