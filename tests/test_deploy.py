@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -294,14 +295,19 @@ def test_the_readme_config_is_valid_and_names_these_objects() -> None:
     readme = (DEPLOY / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```yaml\n(.*?)```", readme, flags=re.DOTALL)
     configs = [b for b in blocks if "kind: Config" in b]
-    assert len(configs) == 1
-    text = "\n".join(line.removeprefix("   ") for line in configs[0].splitlines())
-    specs = load_files([SourceFile("deploy/README.md", text)])
-    assert specs.diagnostics == []
-    assert specs.config.backend == "kubernetes"
-    assert specs.config.kubernetes.namespace == NAMESPACE
-    assert specs.config.kubernetes.service_account == "backfill-runner"
-    one("ServiceAccount", specs.config.kubernetes.service_account)
+    assert len(configs) == 2  # the minimal one, and the one that runs the example as Jobs
+    for block in configs:
+        text = textwrap.dedent(block)  # the first sits in a numbered list
+        specs = load_files([SourceFile("deploy/README.md", text)])
+        assert specs.diagnostics == []
+        assert specs.config.backend == "kubernetes"
+        assert specs.config.kubernetes.namespace == NAMESPACE
+        assert specs.config.kubernetes.service_account == "backfill-runner"
+        one("ServiceAccount", specs.config.kubernetes.service_account)
+    # The example runs `python jobs/etl.py` from the directory the image holds it in.
+    dockerfile = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
+    assert specs.config.kubernetes.working_dir == "/app/specs"
+    assert "COPY --chown=10001:10001 specs/jobs/ /app/specs/jobs/" in dockerfile
     # Every `deploy/NAME -c CONTAINER` of a kubectl command names this Deployment's own.
     targets = set(re.findall(r"deploy/([\w-]+) -c ([\w-]+)", readme))
     assert targets

@@ -140,6 +140,8 @@ def job_manifest(
         "command": argv,
         "env": [{"name": k, "value": v} for k, v in sorted(env.items())],
     }
+    if settings.working_dir:
+        container["workingDir"] = settings.working_dir
     requests = {k: v for k, v in (("cpu", run.cpu), ("memory", run.memory)) if v}
     if requests:  # memory is also its limit (what it asked for is what it gets); cpu is not
         container["resources"] = {"requests": requests}
@@ -233,7 +235,6 @@ def client_configuration(settings: Kubernetes) -> k8s.Configuration:
             "Config, or $KUBECONFIG",
             retry_after=60,
         ) from None
-    configuration.retries = 0  # retries are ours, with backoff, for every kind of call
     return configuration
 
 
@@ -247,6 +248,7 @@ class Api:
     """The calls the backend makes, each retried when the failure is transient."""
 
     def __init__(self, configuration: k8s.Configuration, namespace: str) -> None:
+        configuration.retries = 0  # retries are ours, with backoff, for every kind of call
         self.client = k8s.ApiClient(configuration)
         self.batch = k8s.BatchV1Api(self.client)
         self.core = k8s.CoreV1Api(self.client)

@@ -271,6 +271,7 @@ class DocumentBuilder:
                 context=kube.get("context"),
                 in_cluster=kube.get("inCluster"),
                 image=kube.get("image"),
+                working_dir=kube.get("workingDir"),
                 ttl_after_finished=int(kube.get("ttlSecondsAfterFinished", 86_400)),
                 pod_metadata=dict(kube.get("podTemplate", {}).get("metadata", {})),
                 pod_spec=dict(kube.get("podTemplate", {}).get("spec", {})),

@@ -175,6 +175,7 @@ class Kubernetes:
     context: str | None = None
     in_cluster: bool | None = None  # None: when $KUBERNETES_SERVICE_HOST is set
     image: str | None = None
+    working_dir: str | None = None
     ttl_after_finished: int = 86_400
     pod_metadata: dict[str, dict[str, str]] = field(default_factory=dict)
     pod_spec: dict[str, Any] = field(default_factory=dict)

@@ -488,6 +488,7 @@ def test_config_with_every_field() -> None:
                 "context": "batch",
                 "inCluster": False,
                 "image": "etl:1",
+                "workingDir": "/app/specs",
                 "ttlSecondsAfterFinished": 600,
                 "podTemplate": {
                     "metadata": {"labels": {"team": "dw"}},
@@ -508,6 +509,7 @@ def test_config_with_every_field() -> None:
         context="batch",
         in_cluster=False,
         image="etl:1",
+        working_dir="/app/specs",
         ttl_after_finished=600,
         pod_metadata={"labels": {"team": "dw"}},
         pod_spec={"nodeSelector": {"pool": "batch"}},

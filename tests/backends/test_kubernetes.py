@@ -1,0 +1,436 @@
+"""The kubernetes backend through the real `kubernetes` client, against a loopback API
+server that really runs each Job's command (tests/backends/k8s_api.py): the backend
+contract, the Job it makes, tracking by watch (410, dropped streams), and API errors."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from backfill_ctl.backends import AttemptSpec, BackendError, NotStarted, Outcome
+from backfill_ctl.backends.kubernetes import (
+    PERMISSIONS,
+    KubernetesBackend,
+    job_manifest,
+    job_name,
+    job_result,
+    label_value,
+)
+from backfill_ctl.spec.model import Kubernetes
+from tests.backends.contract import BackendContract, Make, run_one, settle, spec
+from tests.backends.k8s_api import FakeKubeAPI
+
+SETTINGS = Kubernetes(namespace="bf", image="busybox:1.36", ttl_after_finished=600)
+STORE = "0123456789ab"
+
+
+@pytest.fixture
+def server() -> Iterator[FakeKubeAPI]:
+    with FakeKubeAPI() as api:
+        yield api
+    assert api.running_pids() == []
+
+
+class Backends:
+    """Makes backends on one server and one directory; closes them all at the end."""
+
+    def __init__(self, server: FakeKubeAPI, root: Path) -> None:
+        self.server, self.root = server, root
+        self.made: list[KubernetesBackend] = []
+
+    def __call__(
+        self, settings: Kubernetes = SETTINGS, store: str = STORE, **kw: Any
+    ) -> KubernetesBackend:
+        backend = KubernetesBackend(
+            settings,
+            runs=self.root / "runs",
+            store_id=store,
+            configuration=self.server.configuration(),
+            **kw,
+        )
+        self.made.append(backend)
+        return backend
+
+    def close(self) -> None:
+        for backend in self.made:
+            backend.close()
+
+
+@pytest.fixture
+def backends(server: FakeKubeAPI, tmp_path: Path) -> Iterator[Backends]:
+    made = Backends(server, tmp_path)
+    yield made
+    made.close()
+
+
+class TestKubernetesBackend(BackendContract):
+    @pytest.fixture
+    def make(self, backends: Backends) -> Make:
+        return lambda: backends()
+
+
+# -- the Job ---------------------------------------------------------------------------
+
+
+def attempt(**run: Any) -> AttemptSpec:
+    return spec(run.pop("command", ("python", "etl.py", "--pt", "20240301")), **run)
+
+
+def test_job_names_are_dns_labels_unique_by_instance_and_attempt() -> None:
+    s = replace(spec(("true",)), backfill="Fix_Orders.2024", node="dwd_orders", instance="ab12")
+    assert job_name(s) == "fix-orders-2024-dwd-orders-ab12-1"
+    long = replace(s, backfill="x" * 80, instance="0123456789abcdef", number=12)
+    name = job_name(long)
+    assert len(name) <= 63 and name.endswith("-0123456789abcdef-12")
+    assert job_name(replace(long, number=13)) != name
+
+
+def test_label_values_are_kept_when_valid_and_hashed_when_not() -> None:
+    assert label_value("dwd_orders") == "dwd_orders"
+    assert label_value("x" * 63) == "x" * 63
+    long = label_value("x" * 64)
+    assert len(long) <= 63 and long != label_value("x" * 65)
+    assert label_value("a b/c") == f"a_b_c-{label_value('a b/c').rsplit('-', 1)[1]}"
+
+
+def test_the_job_of_an_attempt() -> None:
+    s = replace(
+        attempt(env={"BACKFILL_BIZDATE": "20240301", "A": "$gmtdate"}, timeout=90.5, retries=3),
+        digest="sha256:feed",
+    )
+    job = job_manifest(s, SETTINGS, STORE, now=1710000000)  # 2024-03-10 in Shanghai
+
+    assert job["metadata"]["name"] == "bf-load-i1-1"
+    assert job["metadata"]["namespace"] == "bf"
+    assert job["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "backfillctl",
+        "backfillctl.dev/store": STORE,
+        "backfillctl.dev/backfill": "bf",
+        "backfillctl.dev/node": "load",
+        "backfillctl.dev/instance": "i1",
+        "backfillctl.dev/attempt": "1",
+    }
+    assert job["metadata"]["annotations"] == {
+        "backfillctl.dev/backfill": "bf",
+        "backfillctl.dev/node": "load",
+        "backfillctl.dev/bizdate": "2024-03-01",
+        "backfillctl.dev/cyctime": "2024-03-02T02:00:00+08:00",
+        "backfillctl.dev/digest": "sha256:feed",
+    }
+    assert job["spec"]["backoffLimit"] == 0  # retries are the controller's
+    assert job["spec"]["activeDeadlineSeconds"] == 91
+    assert job["spec"]["ttlSecondsAfterFinished"] == 600
+    pod = job["spec"]["template"]
+    assert pod["metadata"]["labels"] == job["metadata"]["labels"]
+    assert pod["spec"]["restartPolicy"] == "Never"
+    assert pod["spec"]["containers"] == [
+        {
+            "name": "main",
+            "image": "busybox:1.36",
+            "command": ["python", "etl.py", "--pt", "20240301"],
+            "env": [
+                {"name": "A", "value": "20240310"},
+                {"name": "BACKFILL_BIZDATE", "value": "20240301"},
+            ],
+        }
+    ]
+    kubernetes_validate.validate(job, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_a_string_command_resources_account_and_pod_template() -> None:
+    settings = replace(
+        SETTINGS,
+        service_account="backfill-runner",
+        working_dir="/app/specs",
+        pod_metadata={"labels": {"team": "dw"}, "annotations": {"owner": "dw@example.com"}},
+        pod_spec={"nodeSelector": {"pool": "batch"}, "imagePullSecrets": [{"name": "reg"}]},
+    )
+    s = attempt(command="echo $X > out", image="etl:2", cpu="500m", memory="1Gi")
+
+    job = job_manifest(s, settings, STORE)
+
+    pod = job["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["image"] == "etl:2"  # the node's image wins over the Config's
+    assert container["command"] == ["/bin/sh", "-c", "echo $X > out"]
+    assert container["workingDir"] == "/app/specs"
+    assert container["resources"] == {
+        "requests": {"cpu": "500m", "memory": "1Gi"},
+        "limits": {"memory": "1Gi"},
+    }
+    assert pod["spec"]["serviceAccountName"] == "backfill-runner"
+    assert pod["spec"]["nodeSelector"] == {"pool": "batch"}
+    assert pod["spec"]["imagePullSecrets"] == [{"name": "reg"}]
+    assert pod["metadata"]["labels"]["team"] == "dw"
+    assert pod["metadata"]["annotations"]["owner"] == "dw@example.com"
+    assert "activeDeadlineSeconds" not in job["spec"]
+    kubernetes_validate.validate(job, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_a_node_without_an_image_cannot_run_as_a_job() -> None:
+    with pytest.raises(BackendError, match=r"node load names no run\.image and the Config"):
+        job_manifest(attempt(), replace(SETTINGS, image=None), STORE)
+
+
+@pytest.mark.parametrize(
+    ("conditions", "result"),
+    [
+        ([], None),
+        ([{"type": "FailureTarget", "status": "True"}], None),
+        ([{"type": "Complete", "status": "True"}], ("succeeded", None)),
+        ([{"type": "Complete", "status": "False"}], None),
+        (
+            [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}],
+            ("failed", None),
+        ),
+        (
+            [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}],
+            ("failed", "timed out: the Job ran longer than its 30s deadline"),
+        ),
+        (
+            [{"type": "Failed", "status": "True", "reason": "PodFailurePolicy", "message": "m"}],
+            ("failed", "m"),
+        ),
+    ],
+)
+def test_how_a_job_ended(conditions: list[dict[str, str]], result: Any) -> None:
+    job = {"spec": {"activeDeadlineSeconds": 30}, "status": {"conditions": conditions}}
+    assert job_result(job) == result
+
+
+# -- against the API server ------------------------------------------------------------
+
+
+def test_a_finished_attempt_s_log_is_copied_next_to_the_store(
+    backends: Backends, tmp_path: Path
+) -> None:
+    backend = backends()
+    s = spec(("sh", "-c", "echo one; echo two"))
+    handle, log = backend.start(s)
+    assert settle(backend, {s.key: handle})[s.key] == Outcome("succeeded", 0)
+    assert log == str(tmp_path / "runs" / "bf" / "i1.1.log")
+    assert Path(log).read_text() == "one\ntwo\n"
+
+
+def test_a_big_log_keeps_its_tail(backends: Backends) -> None:
+    backend = backends(max_log_size=100)
+    _, log = run_one(backend, spec(("sh", "-c", "seq 1 1000")))
+    assert log.startswith("[backfillctl: the first ")
+    assert log.endswith("998\n999\n1000\n")
+    assert len(log.split("\n", 1)[1]) == 100
+
+
+def test_the_job_deadline_fails_the_attempt(backends: Backends, server: FakeKubeAPI) -> None:
+    outcome, _ = run_one(backends(), spec(("sleep", "30"), timeout=1))
+    assert (outcome.state, outcome.message) == (
+        "failed",
+        "timed out: the Job ran longer than its 1s deadline",
+    )
+
+
+def test_a_409_adopts_the_job_this_store_created(backends: Backends, server: FakeKubeAPI) -> None:
+    s = spec(("sh", "-c", "echo once"))
+    first, _ = backends().start(s)  # its response was lost: the controller tries again
+
+    again, _ = backends().start(s)
+
+    assert again["uid"] == first["uid"]
+    assert len(server.jobs("bf")) == 1
+    assert server.count("POST", resource="jobs") == 2
+
+
+def test_a_409_on_another_store_s_job_is_refused(backends: Backends) -> None:
+    s = spec(("true",))
+    backends(store="ffffffffffff").start(s)
+    with pytest.raises(BackendError, match="belongs to another state store"):
+        backends().start(s)
+
+
+def test_server_errors_are_retried(backends: Backends, server: FakeKubeAPI) -> None:
+    backend = backends()
+    backend.api.sleep = lambda seconds: None
+    server.fail_next("POST", "jobs", 500)
+    server.fail_next("POST", "jobs", 429, message="slow down")
+    s = spec(("true",))
+    handle, _ = backend.start(s)
+    assert settle(backend, {s.key: handle})[s.key] == Outcome("succeeded", 0)
+    assert server.count("POST", resource="jobs") == 3
+
+
+def test_a_dropped_connection_is_retried(backends: Backends, server: FakeKubeAPI) -> None:
+    backend = backends()
+    backend.api.sleep = lambda seconds: None
+    server.drop_next("POST", "jobs")
+    s = spec(("true",))
+    handle, _ = backend.start(s)
+    assert settle(backend, {s.key: handle})[s.key] == Outcome("succeeded", 0)
+
+
+def test_errors_that_persist_leave_the_attempt_unstarted(
+    backends: Backends, server: FakeKubeAPI
+) -> None:
+    backend = backends()
+    backend.api.sleep = lambda seconds: None
+    server.fail_next("POST", "jobs", 503, times=10)
+    with pytest.raises(NotStarted, match="keeps failing") as caught:
+        backend.start(spec(("true",)))
+    assert caught.value.state == "pending"
+
+
+def test_a_missing_permission_names_the_verb_and_the_resource(
+    backends: Backends, server: FakeKubeAPI
+) -> None:
+    server.deny("create", "jobs")
+    with pytest.raises(NotStarted) as caught:
+        backends().start(spec(("true",)))
+    assert str(caught.value).startswith(
+        "forbidden: the identity in use may not create jobs in namespace bf; grant it in a "
+        "Role (deploy/rbac.yaml has the rules backfillctl needs)."
+    )
+
+
+def test_unauthorized_is_a_configuration_error(backends: Backends, server: FakeKubeAPI) -> None:
+    server.unauthorized = True
+    with pytest.raises(NotStarted, match=r"refused the credentials \(401 Unauthorized\)"):
+        backends().start(spec(("true",)))
+
+
+def test_a_full_quota_waits_for_resources(backends: Backends, server: FakeKubeAPI) -> None:
+    server.quota(1)
+    backend = backends()
+    long, _ = backend.start(spec(("sleep", "30"), instance="long"))
+    with pytest.raises(NotStarted) as caught:
+        backend.start(spec(("true",), instance="next"))
+    assert caught.value.state == "waiting-for-resources"
+    assert "is at its quota: " in str(caught.value)
+    backend.cancel(("long", 1), long, "test over")
+    settle(backend, {("long", 1): long})
+
+
+def test_an_unreachable_server_leaves_the_attempt_unstarted(tmp_path: Path) -> None:
+    with FakeKubeAPI() as server:
+        configuration = server.configuration()
+    backend = KubernetesBackend(
+        SETTINGS, runs=tmp_path, store_id=STORE, configuration=configuration
+    )
+    backend.api.sleep = lambda seconds: None
+    try:
+        with pytest.raises(NotStarted, match="cannot reach the Kubernetes API server"):
+            backend.start(spec(("true",)))
+    finally:
+        backend.close()
+
+
+def test_a_pod_template_field_the_client_does_not_know_fails_the_attempt(
+    backends: Backends,
+) -> None:
+    backend = backends(replace(SETTINGS, pod_spec={"nodeSelectr": {"a": "b"}}))
+    with pytest.raises(BackendError, match=r"the Job is not valid .*nodeSelectr"):
+        backend.start(spec(("true",)))
+
+
+# -- tracking --------------------------------------------------------------------------
+
+
+def test_jobs_are_tracked_by_one_watch_not_a_get_per_job(
+    backends: Backends, server: FakeKubeAPI
+) -> None:
+    backend = backends()
+    specs = [spec(("sh", "-c", "sleep 0.2"), instance=f"i{n}") for n in range(10)]
+    running = {s.key: backend.start(s)[0] for s in specs}
+    for _ in range(20):  # the controller polls many times while they run
+        backend.poll(running)
+    ended = settle(backend, running)
+    assert set(ended.values()) == {Outcome("succeeded", 0)}
+    assert server.count("GET", resource="jobs", watch=False) == 1  # the first list
+    assert server.count("GET", resource="jobs", watch=True) == 1
+
+
+def test_a_410_during_the_watch_lists_again(backends: Backends, server: FakeKubeAPI) -> None:
+    server.gone_next_watch()
+    backend = backends()
+    s = spec(("sh", "-c", "sleep 0.3"))
+    handle, _ = backend.start(s)
+    assert settle(backend, {s.key: handle})[s.key] == Outcome("succeeded", 0)
+    assert backend.tracker.lists == 2
+
+
+def test_a_watch_dropped_mid_stream_resumes_where_it_was(
+    backends: Backends, server: FakeKubeAPI
+) -> None:
+    server.drop_watch_after(1)
+    backend = backends()
+    s = spec(("sh", "-c", "sleep 0.3"))
+    handle, _ = backend.start(s)
+    assert settle(backend, {s.key: handle})[s.key] == Outcome("succeeded", 0)
+    assert backend.tracker.lists == 1
+    assert server.count("GET", resource="jobs", watch=True) >= 2
+
+
+def test_a_job_deleted_behind_our_back_is_lost(backends: Backends, server: FakeKubeAPI) -> None:
+    backend = backends()
+    s = spec(("sleep", "30"))
+    handle, _ = backend.start(s)
+    backends().api.delete_job(handle["job"])  # someone ran kubectl delete job
+    assert settle(backend, {s.key: handle})[s.key] == Outcome(
+        "lost", None, f"the Job {handle['job']} was deleted before its end was recorded"
+    )
+
+
+def test_stop_deletes_the_job_with_background_propagation(
+    backends: Backends, server: FakeKubeAPI
+) -> None:
+    backend = backends()
+    s = spec(("sh", "-c", "echo started; sleep 30"))
+    handle, log = backend.start(s)
+    deadline = time.monotonic() + 10
+    while backend.log_text(handle, log) != "started\n":  # live, from the API
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    backend.cancel(s.key, handle, "stopped by ann")
+    assert settle(backend, {s.key: handle})[s.key] == Outcome("failed", None, "stopped by ann")
+    assert server.jobs("bf") == [] and server.pods("bf") == []
+    assert Path(str(log)).read_text() == "started\n"  # what it printed before it was stopped
+    delete = [r for r in server.requests if r.method == "DELETE"]
+    assert len(delete) == 1
+
+
+# -- backend check ---------------------------------------------------------------------
+
+
+def test_check_reviews_every_permission(backends: Backends, server: FakeKubeAPI) -> None:
+    server.deny("watch", "jobs")
+    results = backends().check()
+    assert results[0][0] == f"connect to {server.url}" and results[0][1]
+    assert [(what, ok) for what, ok, _ in results[1:]] == [
+        (f"{verb} {resource}{'/' + sub if sub else ''}", (verb, resource) != ("watch", "jobs"))
+        for verb, _, resource, sub in PERMISSIONS
+    ]
+
+
+def test_check_says_when_the_server_cannot_be_reached(tmp_path: Path) -> None:
+    with FakeKubeAPI() as server:
+        configuration = server.configuration()
+    backend = KubernetesBackend(
+        SETTINGS, runs=tmp_path, store_id=STORE, configuration=configuration
+    )
+    backend.api.sleep = lambda seconds: None
+    (result,) = backend.check()
+    assert result[:2] == ("connect to the API server", False)
+    assert "cannot reach the Kubernetes API server" in result[2]
+    backend.close()
+
+
+def test_run_fields_reach_the_pod(backends: Backends, server: FakeKubeAPI) -> None:
+    backend = backends()
+    s = spec(("sh", "-c", "echo $WHO"), env={"WHO": "the pod"}, memory="64Mi")
+    outcome, log = run_one(backend, s)
+    assert (outcome, log) == (Outcome("succeeded", 0), "the pod\n")
+    (pod,) = server.pods("bf")
+    assert pod["spec"]["containers"][0]["resources"]["limits"] == {"memory": "64Mi"}
