@@ -332,21 +332,25 @@ class Api:
             if exc.status != 404:  # already gone is what we wanted
                 raise self.error(exc, "delete", "jobs") from None
 
-    def pods(self, job: str) -> list[dict[str, Any]]:
+    def pods(self, job: str, namespace: str | None = None) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = self.json(
             "list",
             "pods",
             self.core.list_namespaced_pod,
-            self.namespace,
+            namespace or self.namespace,
             label_selector=f"job-name={job}",
         )["items"]
         return sorted(found, key=lambda p: p["metadata"].get("creationTimestamp") or "")
 
-    def log_tail(self, pod: str, limit: int) -> bytes:
+    def log_tail(self, pod: str, limit: int, namespace: str | None = None) -> bytes:
         """The pod's log, its last `limit` bytes, read as a stream (bounded memory)."""
         try:
             resp = self.call(
-                "get", "pods/log", self.core.read_namespaced_pod_log, pod, self.namespace
+                "get",
+                "pods/log",
+                self.core.read_namespaced_pod_log,
+                pod,
+                namespace or self.namespace,
             )
         except ApiException as exc:
             if exc.status == 404:
@@ -744,11 +748,12 @@ class KubernetesBackend:
             return Path(log).read_text(encoding="utf-8", errors="replace")
         if not handle.get("job"):
             return ""
+        namespace = str(handle.get("namespace") or self.settings.namespace)  # where it ran
         try:
-            pods = self.api.pods(str(handle["job"]))
+            pods = self.api.pods(str(handle["job"]), namespace)
             if not pods:
                 return ""
-            data = self.api.log_tail(pods[-1]["metadata"]["name"], self.max_log_size)
+            data = self.api.log_tail(pods[-1]["metadata"]["name"], self.max_log_size, namespace)
         except (BackendError, ApiException):
             return ""
         return data.decode("utf-8", errors="replace")

@@ -434,3 +434,18 @@ def test_run_fields_reach_the_pod(backends: Backends, server: FakeKubeAPI) -> No
     assert (outcome, log) == (Outcome("succeeded", 0), "the pod\n")
     (pod,) = server.pods("bf")
     assert pod["spec"]["containers"][0]["resources"]["limits"] == {"memory": "64Mi"}
+
+
+def test_a_running_attempt_s_log_is_read_from_where_it_runs(
+    backends: Backends, server: FakeKubeAPI
+) -> None:
+    runner = backends()
+    s = spec(("sh", "-c", "echo live; sleep 30"))
+    handle, log = runner.start(s)
+    reader = backends(Kubernetes())  # what `backfillctl logs` makes: no Config at hand
+    deadline = time.monotonic() + 10
+    while reader.log_text(handle, log) != "live\n":
+        assert time.monotonic() < deadline, "the log never showed"
+        time.sleep(0.05)
+    runner.cancel(s.key, handle, "test over")
+    settle(runner, {s.key: handle})
