@@ -449,3 +449,45 @@ def test_a_running_attempt_s_log_is_read_from_where_it_runs(
         time.sleep(0.05)
     runner.cancel(s.key, handle, "test over")
     settle(runner, {s.key: handle})
+
+
+# -- with the controller ---------------------------------------------------------------
+
+
+def test_a_restarted_controller_adopts_running_jobs_and_never_duplicates_them(
+    backends: Backends, server: FakeKubeAPI, tmp_path: Path
+) -> None:
+    from backfill_ctl.controller import Controller
+    from tests.builders import backfill, node
+    from tests.running import applied
+
+    store = applied(
+        tmp_path / "store",
+        node("a", resourceGroup="rg", run={"command": ["sleep", "1"], "image": "busybox"}),
+        backfill(dates=["2024-03-01", "2024-03-02"], groups=2),
+    )
+    first = Controller(store, backends(store=store.store_id))
+    assert first.acquire(wait=False)
+    first.load()
+    first.tick()
+    assert len(first.running) == 2 and len(server.jobs("bf")) == 2
+    # The instance of 03-02 began an attempt whose Job was made, but the controller died
+    # before it recorded the handle.
+    first.release()  # (a dead one's lease expires; here it is let go)
+    running = store.attempts(states=["running"])
+    store._db.execute(  # type: ignore[attr-defined]
+        "UPDATE attempts SET handle = '{}', state = 'starting' WHERE number = 1 AND instance = ?",
+        (running[1].instance,),
+    )
+
+    second = Controller(store, backends(store=store.store_id))
+    assert second.acquire(wait=False)
+    second.load()
+    assert len(second.running) == 2  # both adopted, one by its recorded handle
+    gate = second.scheduler.gates["bf"]
+    second.run(interval=0.05, until=lambda tick: gate.record.finished_at is not None)
+
+    assert {i.state for i in store.instances()} == {"succeeded"}
+    assert len(server.jobs("bf")) == 2
+    assert server.count("POST", resource="jobs") == 2
+    assert [a.number for a in store.attempts()] == [1, 1]
