@@ -258,9 +258,10 @@ class Api:
 
     def call(self, verb: str, resource: str, fn: Callable[..., Any], *args: Any, **kw: Any) -> Any:
         """`fn(*args, **kw)` (a raw response); 404 and 409 are raised as they are."""
+        kw.setdefault("_request_timeout", REQUEST_TIMEOUT)
         for wait in (*RETRY_WAITS, None):
             try:
-                return fn(*args, _preload_content=False, _request_timeout=REQUEST_TIMEOUT, **kw)
+                return fn(*args, _preload_content=False, **kw)
             except ApiException as exc:
                 if exc.status in (404, 409):
                     raise
@@ -427,6 +428,11 @@ class Tracker:
         with self._lock:
             return self.jobs.get(name)
 
+    def forget(self, name: str) -> None:
+        """A deleted Job whose end was reported: nothing more to remember."""
+        with self._lock:
+            self.deleted.discard(name)
+
     def seen(self, job: dict[str, Any]) -> None:
         """A Job we just created or found: known before its first watch event."""
         self._update("ADDED", job)
@@ -506,6 +512,8 @@ class Tracker:
             resource_version=version,
             allow_watch_bookmarks=True,
             timeout_seconds=self.watch_seconds,
+            # a quiet watch is not a dead one: the server ends it after watch_seconds
+            _request_timeout=(REQUEST_TIMEOUT[0], self.watch_seconds + 30),
         )
         self._resp = resp  # stop() shuts it down; set before the flag is read again below
         try:
@@ -525,8 +533,8 @@ class Tracker:
                 version = str(obj.get("metadata", {}).get("resourceVersion") or version)
                 if kind != "BOOKMARK":
                     self._update(str(kind), obj)
-        except (urllib3.exceptions.ProtocolError, ValueError):
-            pass  # the connection dropped mid-stream: resume from the last version seen
+        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.ReadTimeoutError, ValueError):
+            pass  # the connection dropped or went silent: resume from the last version seen
         finally:
             self._resp = None
             with contextlib.suppress(Exception):
@@ -584,7 +592,7 @@ class KubernetesBackend:
     def tracker(self) -> Tracker:
         if self._tracker is None:
             selector = f"{MANAGED_BY}=backfillctl,{PREFIX}store={self.store_id}"
-            self._tracker = Tracker(self.api, selector)
+            self._tracker = Tracker(self.api, selector, watch_seconds=WATCH_SECONDS)
         return self._tracker
 
     def close(self) -> None:
@@ -666,6 +674,9 @@ class KubernetesBackend:
                     ended[key] = Outcome(
                         "lost", None, f"the Job {name} was deleted before its end was recorded"
                     )
+                if gone:
+                    tracker.forget(name)
+                    self._created.pop(name, None)
                 continue
             result = job_result(job)
             if result is None:

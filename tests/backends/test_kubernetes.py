@@ -491,3 +491,20 @@ def test_a_restarted_controller_adopts_running_jobs_and_never_duplicates_them(
     assert len(server.jobs("bf")) == 2
     assert server.count("POST", resource="jobs") == 2
     assert [a.number for a in store.attempts()] == [1, 1]
+
+
+def test_a_watch_the_server_ends_is_renewed_without_listing_again(
+    backends: Backends, server: FakeKubeAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import backfill_ctl.backends.kubernetes as module
+
+    monkeypatch.setattr(module, "WATCH_SECONDS", 1)
+    backend = backends()
+    backend.wait(0.1)  # the tracker starts
+    time.sleep(2.5)  # quiet: the server ends the watch after 1 s, twice
+    s = spec(("true",))
+    handle, _ = backend.start(s)
+    assert settle(backend, {s.key: handle})[s.key] == Outcome("succeeded", 0)
+    assert backend.tracker.lists == 1
+    assert server.count("GET", resource="jobs", watch=True) >= 3
+    assert backend.tracker.error == ""
