@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from backfill_ctl.errors import UsageError
-from backfill_ctl.state.records import STATES, WAITING
+from backfill_ctl.state.records import NOT_STARTED, STATES, WAITING
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from backfill_ctl.state.records import BackfillRecord, InstanceRecord
 
 DONE = frozenset({"succeeded", "cancelled"})  # lets dependents and the date barrier go on
-NOT_STARTED = frozenset({"pending", "waiting-for-time", "waiting-for-resources", "frozen"})
 Phase = Literal[
     "Deleted",
     "Collected",

@@ -12,8 +12,8 @@ Rerunning several instances at once ignores their mutual dependencies (they star
 together, as the reference says); `rerun --descendants` reruns an instance first and
 then its descendants in dependency order. Every operation is one guarded transition in
 the store: an instance that changed state meanwhile is refused, not trampled. A
-finished backfill whose instances an operation changed is reopened: the controller
-decides its outcome again.
+finished backfill whose instances an operation changed is reopened (the controller
+decides its outcome again), and a stopped one resumed unless the operation is a stop.
 """
 
 from __future__ import annotations
@@ -158,17 +158,26 @@ def _rerun(
 
 def _reopen(store: StateStore, backfills: set[str], name: str, actor: str, at: float) -> None:
     """A finished backfill whose instances changed is not finished any more: the
-    controller decides its outcome again (and alerts again) when it ends."""
+    controller decides its outcome again (and alerts again) when it ends. A stopped one
+    that an operator acts on again (other than by stopping) is resumed."""
     for backfill in sorted(backfills):
         record = store.backfill(backfill)
-        if record is not None and record.finished_at is not None:
+        if record is None:
+            continue
+        fields: dict[str, object] = {}
+        if record.status == "stopped" and name != "stop":
+            fields["status"] = "active"
+        if record.finished_at is not None:
+            fields.update(finished_at=None, outcome=None, notified_at=None)
+        if fields:
+            what = " and ".join(
+                w for w, f in (("resumed", "status"), ("reopened", "finished_at")) if f in fields
+            )
             store.update_backfill(
                 backfill,
                 at=at,
                 actor=actor,
                 origin="cli",
-                event=f"reopened: {name} by {actor}",
-                finished_at=None,
-                outcome=None,
-                notified_at=None,
+                event=f"{what}: {name} by {actor}",
+                **fields,
             )

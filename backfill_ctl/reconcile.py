@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from backfill_ctl.params import Context, environment
 from backfill_ctl.planner import compile_node
 from backfill_ctl.spec.model import FOLLOW_NODE
-from backfill_ctl.state.records import BackfillRecord, InstanceRecord, Run
+from backfill_ctl.state.records import NOT_STARTED, BackfillRecord, InstanceRecord, Run
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from backfill_ctl.state import StateStore
 
 DEFAULT_GROUP = "default"
-NOT_STARTED = frozenset({"pending", "waiting-for-time", "waiting-for-resources", "frozen"})
 # A failed instance takes a new definition too (it keeps its state and attempts): after a
 # fixed command is applied, rerunning it runs the fix.
 UPDATABLE = NOT_STARTED | {"failed"}

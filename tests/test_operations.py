@@ -168,3 +168,20 @@ def test_a_refused_operation_does_not_reopen_the_backfill(tmp_path: Path) -> Non
     assert result.done == []
     record = store.backfill("bf")
     assert record is not None and record.outcome == "failed"
+
+
+def test_a_stopped_backfill_is_resumed_by_any_operation_but_stop(tmp_path: Path) -> None:
+    store = applied(tmp_path, *CHAIN, backfill())
+    store.update_backfill("bf", at=AT, actor="op", origin="cli", status="stopped")
+    a = by_node(store, "a")[0]
+    store.transition([a.id], "running", allowed=["pending"], at=AT, actor="t", origin="t")
+
+    operate(store, "stop", by_node(store, "a"), actor="op", at=AT)
+    record = store.backfill("bf")
+    assert record is not None and record.status == "stopped"
+
+    operate(store, "freeze", by_node(store, "b"), actor="op", at=AT + 1)
+    record = store.backfill("bf")
+    assert record is not None and record.status == "active"
+    last = [e for e in store.events(backfill="bf") if e.instance is None][-1]
+    assert last.message == "resumed: freeze by op"

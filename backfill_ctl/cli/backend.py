@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from backfill_ctl.cli.console import err, out, print_diagnostics
-from backfill_ctl.cli.state import StateOpt, backend_for, state_file
+from backfill_ctl.cli.state import StateOpt, state_file
 from backfill_ctl.errors import UsageError
 from backfill_ctl.spec.loader import load_specs
 
 if TYPE_CHECKING:
     from backfill_ctl.backends import Backend
-    from backfill_ctl.spec.model import Config
 
 backend_app = typer.Typer(
     help="The backend that runs attempts (the Config's spec.backend).",
@@ -57,20 +55,15 @@ def check_command(
     pods/log in the namespace. Exit 0 when all pass, 1 when one fails, 2 when the specs
     or the backend's configuration cannot be used.
     """
-    from backfill_ctl.state import open_store
+    from backfill_ctl.backends import BackendContext, make_backend
 
     specs = load_specs(paths or ["."])
     if specs.errors:
         print_diagnostics(specs.errors)
         raise typer.Exit(2)
     config = specs.config
-    where = state_file(state, specs)
-    store = open_store(where, create=False) if where.exists() else None
-    backend = (
-        backend_for(config.backend, store, config)
-        if store is not None
-        else _without_store(config.backend, where, config)
-    )
+    # Checking reads no state: the directory is where the backend would keep its files.
+    backend = make_backend(config.backend, BackendContext(state_file(state, specs).parent, config))
     try:
         results = backend.check()
     finally:
@@ -84,10 +77,3 @@ def check_command(
         err(f"backend {config.backend}: {bad} of {len(results)} checks failed")
         raise typer.Exit(1)
     err(f"backend {config.backend}: ready")
-
-
-def _without_store(name: str, where: Path, config: Config) -> Backend:
-    """A backend for checking before anything was applied (no store yet)."""
-    from backfill_ctl.backends import BackendContext, make_backend
-
-    return make_backend(name, BackendContext(where.parent, config, ""))

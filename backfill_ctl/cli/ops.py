@@ -13,7 +13,7 @@ from backfill_ctl.cli.state import StateFileOpt, open_state, who
 from backfill_ctl.errors import UsageError
 from backfill_ctl.operations import RULES, operate
 from backfill_ctl.state import StateStore
-from backfill_ctl.state.records import STATES, InstanceRecord
+from backfill_ctl.state.records import NOT_STARTED, STATES, InstanceRecord
 
 TargetsArg = Annotated[
     list[str] | None,
@@ -95,18 +95,6 @@ def _run(
         out(f"instance/{i} {RULES[name].says}")
     for i, why in result.refused:
         err(f"instance/{i}: {why}")
-    if name != "stop":  # acting on a stopped backfill's instances resumes it
-        for b in {t.backfill for t in targets if t.id in result.done}:
-            record = store.backfill(b)
-            if record is not None and record.status == "stopped":
-                store.update_backfill(
-                    b,
-                    at=time.time(),
-                    actor=who(resolve_actor(actor)),
-                    origin="cli",
-                    event=f"resumed by {name}",
-                    status="active",
-                )
     if result.refused:
         raise typer.Exit(1)
 
@@ -227,15 +215,11 @@ def delete_command(
             hint=f"stop it first: backfillctl stop backfill/{name}",
         )
     actor_ = who(resolve_actor(actor))
-    waiting = [
-        i.id
-        for i in store.instances(backfill=name)
-        if i.state in ("pending", "waiting-for-time", "waiting-for-resources", "frozen")
-    ]
+    waiting = [i.id for i in store.instances(backfill=name, states=NOT_STARTED)]
     store.transition(
         waiting,
         "cancelled",
-        allowed=("pending", "waiting-for-time", "waiting-for-resources", "frozen"),
+        allowed=NOT_STARTED,
         at=time.time(),
         actor=actor_,
         origin="cli",

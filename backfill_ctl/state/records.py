@@ -32,6 +32,8 @@ STATES: tuple[InstanceState, ...] = (
 )
 WAITING: frozenset[str] = frozenset({"pending", "waiting-for-time", "waiting-for-resources"})
 FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+# Not started, and may still: what apply may change and delete may cancel.
+NOT_STARTED: frozenset[str] = WAITING | {"frozen"}
 # collected: finished long ago; gc removed its instances, the record remembers it ran.
 BackfillStatus = Literal["active", "stopped", "deleted", "collected"]
 AttemptState = Literal["starting", "running", "succeeded", "failed", "lost"]

@@ -381,6 +381,7 @@ def test_a_job_deleted_behind_our_back_is_lost(backends: Backends, server: FakeK
     assert settle(backend, {s.key: handle})[s.key] == Outcome(
         "lost", None, f"the Job {handle['job']} was deleted before its end was recorded"
     )
+    assert handle["job"] not in backend.tracker.deleted  # reported once, then forgotten
 
 
 def test_stop_deletes_the_job_with_background_propagation(
@@ -508,3 +509,13 @@ def test_a_watch_the_server_ends_is_renewed_without_listing_again(
     assert backend.tracker.lists == 1
     assert server.count("GET", resource="jobs", watch=True) >= 3
     assert backend.tracker.error == ""
+
+
+def test_a_log_copied_before_stays_when_the_pod_is_gone(backends: Backends) -> None:
+    backend = backends()
+    s = spec(("echo", "kept"))
+    handle, log = backend.start(s)
+    settle(backend, {s.key: handle})
+    backend.api.delete_job(handle["job"])  # pods go with it
+    assert backend._collect(handle["job"], handle) is None
+    assert Path(str(log)).read_text() == "kept\n"

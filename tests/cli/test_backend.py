@@ -3,6 +3,7 @@ naming a loopback API server (tests/backends/k8s_api.py) that really runs the co
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -162,3 +163,38 @@ def test_backend_check_of_the_local_backend(repo: Path) -> None:
         ["run", "/bin/sh", "ok", "/bin/sh"],
         ["write", "logs", "ok", str(repo / ".backfillctl" / "runs")],
     ]
+
+
+def test_the_controller_refuses_a_backend_that_is_not_ready(
+    repo: Path, server: FakeKubeAPI
+) -> None:
+    server.deny("watch", "jobs")
+    path = write_specs(
+        repo,
+        settings(kubeconfig(repo / "kubeconfig", server)),
+        node("a", resourceGroup="rg", command=WRITE),
+        backfill(),
+    )
+    result = run("controller", path, "--once")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: the kubernetes backend is not ready: watch jobs: ")
+    assert server.jobs("bf") == []
+
+
+def test_logs_of_a_running_job_are_read_from_the_cluster(repo: Path, server: FakeKubeAPI) -> None:
+    live = ["sh", "-c", "echo live; sleep 30"]
+    path = write_specs(
+        repo,
+        settings(kubeconfig(repo / "kubeconfig", server)),
+        node("a", resourceGroup="rg", command=live),
+        backfill(),
+    )
+    assert run("apply", path, "--now", NOW).exit_code == 0
+    assert run("controller", path, "--once").exit_code == 0  # starts the Job, then exits
+    (instance,) = run("get", "instances", "--state", "running", "-o", "name").stdout.split()
+    deadline = time.monotonic() + 10
+    while (shown := run("logs", instance, env={"KUBECONFIG": str(repo / "kubeconfig")})).stdout != (
+        "live\n"
+    ):
+        assert time.monotonic() < deadline, shown.stderr
+        time.sleep(0.1)

@@ -151,7 +151,7 @@ def test_stop_backfill_halts_it_and_a_rerun_resumes_it(ops: Ops) -> None:
     record = ops.store.backfill("bf")
     assert record is not None and record.status == "active"
     assert [e.message for e in ops.store.events(backfill="bf") if e.instance is None][-1] == (
-        "resumed by rerun"
+        "resumed: rerun by ops"
     )
 
 

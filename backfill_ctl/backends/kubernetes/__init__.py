@@ -1,0 +1,320 @@
+"""The kubernetes backend: one Job per attempt, through the official client (DESIGN §8).
+
+- **Start** creates a Job with a deterministic name (`<backfill>-<node>-<instance>-<n>`,
+  DNS-1123, the readable part cut when long: the instance id is the hash that keeps it
+  unique), labels (store, backfill, node, instance, attempt), annotations (the full
+  names, business date, scheduled time, plan digest), `backoffLimit: 0` (retries are
+  the controller's), `activeDeadlineSeconds` from the node's timeout,
+  `ttlSecondsAfterFinished`, `restartPolicy: Never`, image, command, env and resources
+  from the node, namespace, service account and pod-template overrides from the Config.
+  A 409 AlreadyExists means the Job was created before (a response lost on the way):
+  it is adopted, never duplicated, if it belongs to this state store.
+- **Tracking**: one watch on this store's Jobs (a label selector) in a thread keeps the
+  latest state of each; it lists, then watches from the list's resourceVersion,
+  resumes after a dropped connection, and lists again on 410 Gone. `poll` only reads
+  that cache: no request per Job per tick.
+- **Logs**: when an attempt ends, the pod's log is copied (its last `maxLogSize`
+  bytes) next to the state store, where `logs` and `gc` find it, as for the local
+  backend; while it runs, `logs` reads it from the API.
+- **Errors**: 429, 5xx and dropped connections are retried with backoff; 401 and 403
+  are configuration errors naming what is missing, and a quota rejection leaves the
+  instance `waiting-for-resources` (NotStarted: no try is spent). `stop` deletes the Job
+  with background propagation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from backfill_ctl.backends import AttemptSpec, BackendError, Handle, Key, Outcome
+from backfill_ctl.backends.kubernetes.api import PERMISSIONS, Api, client_configuration
+from backfill_ctl.backends.kubernetes.job import (
+    MANAGED_BY,
+    PREFIX,
+    job_manifest,
+    job_name,
+    job_result,
+    label_value,
+    labels,
+)
+from backfill_ctl.backends.kubernetes.tracker import WATCH_SECONDS, Tracker
+
+try:  # clients from 35 on check a body against their models (pydantic)
+    from pydantic import ValidationError
+except ImportError:  # pragma: no cover - older clients send what they are given
+
+    class ValidationError(Exception):  # type: ignore[no-redef]
+        def errors(self) -> list[dict[str, Any]]:
+            return []
+
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from backfill_ctl.spec.model import Kubernetes
+
+__all__ = [
+    "PERMISSIONS",
+    "WATCH_SECONDS",
+    "KubernetesBackend",
+    "job_manifest",
+    "job_name",
+    "job_result",
+    "label_value",
+    "labels",
+]
+SYNC_WAIT = 10.0  # how long a first poll waits for the first list of Jobs
+UNSEEN_GRACE = 30.0  # a Job we created, still missing from a fresh list after this, is lost
+
+
+class KubernetesBackend:
+    name = "kubernetes"
+
+    def __init__(
+        self,
+        settings: Kubernetes,
+        *,
+        runs: Path,
+        store_id: str,
+        max_log_size: int = 3 * 2**20,
+        configuration: k8s.Configuration | None = None,
+    ) -> None:
+        self.settings = settings
+        self.runs = runs
+        self.store_id = store_id
+        self.max_log_size = max_log_size
+        self._configuration = configuration
+        self._api: Api | None = None
+        self._tracker: Tracker | None = None
+        self._created: dict[str, float] = {}  # job name -> when we created or adopted it
+        self._cancels: dict[str, str] = {}  # job name -> why we deleted it
+        self._pending_deletes: set[str] = set()  # deletions that failed, tried again
+
+    # -- plumbing
+
+    @property
+    def api(self) -> Api:
+        if self._api is None:
+            configuration = self._configuration or client_configuration(self.settings)
+            self._api = Api(configuration, self.settings.namespace)
+        return self._api
+
+    @property
+    def tracker(self) -> Tracker:
+        if self._tracker is None:
+            selector = f"{MANAGED_BY}=backfillctl,{PREFIX}store={self.store_id}"
+            self._tracker = Tracker(self.api, selector, watch_seconds=WATCH_SECONDS)
+        return self._tracker
+
+    def close(self) -> None:
+        if self._tracker is not None:
+            self._tracker.stop()
+
+    def _log_path(self, handle: Handle) -> Path:
+        return self.runs / str(handle["backfill"]) / f"{handle['instance']}.{handle['attempt']}.log"
+
+    # -- the protocol
+
+    def start(self, spec: AttemptSpec) -> tuple[Handle, str | None]:
+        body = job_manifest(spec, self.settings, self.store_id)
+        try:
+            job = self.api.json(
+                "create", "jobs", self.api.batch.create_namespaced_job, self.api.namespace, body
+            )
+        except ValidationError as exc:  # the client's model refused a field (podTemplate)
+            errors = exc.errors()
+            where = ".".join(str(p) for p in errors[0]["loc"][1:]) if errors else ""
+            why = errors[0]["msg"] if errors else str(exc)
+            raise BackendError(
+                f"the Job is not valid for the Kubernetes client: {where}: {why}"
+            ) from None
+        except ApiException as exc:
+            if exc.status != 409:
+                raise self.api.error(exc, "create", "jobs") from None
+            job = self._adopt(body["metadata"]["name"])
+        handle = self._follow(spec, job)
+        log = self._log_path(handle)
+        log.unlink(missing_ok=True)  # left by a discarded store
+        return handle, str(log)
+
+    def _follow(self, spec: AttemptSpec, job: dict[str, Any]) -> Handle:
+        """Track a Job of ours from now on; the handle the store keeps for it."""
+        name = job["metadata"]["name"]
+        self.tracker.seen(job)
+        self._created[name] = time.monotonic()
+        return {
+            "job": name,
+            "namespace": self.api.namespace,
+            "uid": job["metadata"].get("uid"),
+            "backfill": spec.backfill,
+            "instance": spec.instance,
+            "attempt": spec.number,
+        }
+
+    def _ours(self, job: dict[str, Any]) -> bool:
+        return (job["metadata"].get("labels") or {}).get(PREFIX + "store") == self.store_id
+
+    def _adopt(self, name: str) -> dict[str, Any]:
+        """The Job a 409 said exists: ours to adopt, or someone else's to refuse."""
+        job = self.api.get_job(name)
+        if job is None:
+            raise BackendError(f"the Job {name} existed and then vanished while being created")
+        if not self._ours(job):
+            owner = (job["metadata"].get("labels") or {}).get(PREFIX + "store")
+            raise BackendError(
+                f"a Job named {name} in namespace {self.api.namespace} belongs to another "
+                f"state store ({owner or 'none'}; this one is {self.store_id}): delete it "
+                f"(kubectl -n {self.api.namespace} delete job {name}) or use another namespace"
+            )
+        return job
+
+    def poll(self, running: Mapping[Key, Handle]) -> dict[Key, Outcome]:
+        try:
+            tracker = self.tracker
+        except BackendError:  # no connection yet: the attempts are not known to have ended
+            return {}
+        if not tracker.synced.is_set():  # a new backend (a restart): answer from a full list
+            tracker.synced.wait(SYNC_WAIT)
+        self._retry_deletes()
+        ended: dict[Key, Outcome] = {}
+        for key, handle in running.items():
+            name = str(handle.get("job", ""))
+            job = tracker.get(name)
+            if job is None:
+                gone = name in tracker.deleted or (
+                    tracker.synced.is_set()
+                    and time.monotonic() - self._created.get(name, 0.0) > UNSEEN_GRACE
+                )
+                if name in self._cancels and gone:
+                    ended[key] = Outcome("failed", None, self._cancels.pop(name))
+                elif gone:
+                    ended[key] = Outcome(
+                        "lost", None, f"the Job {name} was deleted before its end was recorded"
+                    )
+                if gone:
+                    tracker.forget(name)
+                    self._created.pop(name, None)
+                continue
+            result = job_result(job)
+            if result is None:
+                continue
+            state, why = result
+            code = self._collect(name, handle)
+            if name in self._cancels:
+                state, why = "failed", self._cancels.pop(name)
+            elif state == "failed" and why is None:
+                why = f"exit code {code}" if code is not None else "the Job failed"
+            ended[key] = Outcome(state, 0 if state == "succeeded" else code, why)  # type: ignore[arg-type]
+            self._created.pop(name, None)
+        return ended
+
+    def _pod_log(self, job: str, namespace: str | None = None) -> tuple[list[Any], bytes]:
+        """The pods of a Job, and the log of its latest (its last maxLogSize bytes)."""
+        pods = self.api.pods(job, namespace)
+        if not pods:
+            return pods, b""
+        return pods, self.api.log_tail(pods[-1]["metadata"]["name"], self.max_log_size, namespace)
+
+    def _collect(self, name: str, handle: Handle) -> int | None:
+        """Copy the log of the Job's pod next to the store; the container's exit code. A
+        copy made before (when it was stopped) stays if the pod is gone by now."""
+        path = self._log_path(handle)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            pods, data = self._pod_log(name)
+        except BackendError as exc:
+            if not path.exists():
+                path.write_text(f"[backfillctl: the log could not be fetched: {exc}]\n")
+            return None
+        if not pods:
+            return None
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        for pod in reversed(pods):
+            for status in (pod.get("status") or {}).get("containerStatuses") or []:
+                terminated = (status.get("state") or {}).get("terminated")
+                if terminated is not None:
+                    return int(terminated.get("exitCode", 0))
+        return None
+
+    def cancel(self, key: Key, handle: Handle, reason: str) -> None:
+        name = str(handle["job"])
+        if name in self._cancels:
+            return
+        self._cancels[name] = reason
+        with contextlib.suppress(BackendError):
+            self._collect(name, handle)  # what it printed before it is killed
+        try:
+            self.api.delete_job(name)
+        except BackendError:
+            self._pending_deletes.add(name)
+
+    def _retry_deletes(self) -> None:
+        for name in list(self._pending_deletes):
+            try:
+                self.api.delete_job(name)
+            except BackendError:
+                continue
+            self._pending_deletes.discard(name)
+
+    def recover(self, spec: AttemptSpec) -> Handle | None:
+        name = job_name(spec)
+        try:
+            job = self.api.get_job(name)
+        except BackendError:
+            job = None
+        return self._follow(spec, job) if job is not None and self._ours(job) else None
+
+    def log_text(self, handle: Handle, log: str | None) -> str:
+        if log and Path(log).exists():
+            return Path(log).read_text(encoding="utf-8", errors="replace")
+        if not handle.get("job"):
+            return ""
+        namespace = str(handle.get("namespace") or self.settings.namespace)  # where it ran
+        try:
+            _, data = self._pod_log(str(handle["job"]), namespace)
+        except (BackendError, ApiException):
+            return ""
+        return data.decode("utf-8", errors="replace")
+
+    def wait(self, timeout: float) -> None:
+        try:
+            tracker = self.tracker
+        except BackendError:
+            time.sleep(timeout)
+            return
+        if tracker.changed.wait(timeout):
+            tracker.changed.clear()
+
+    # -- backend check
+
+    def check(self) -> list[tuple[str, bool, str]]:
+        """Can we reach the API server, and may we do what the backend does?"""
+        try:
+            api = self.api
+            version = api.json("get", "version", k8s.VersionApi(api.client).get_code)
+        except BackendError as exc:
+            return [("connect to the API server", False, str(exc))]
+        results = [
+            (
+                f"connect to {api.client.configuration.host}",
+                True,
+                f"Kubernetes {version.get('gitVersion', '?')}",
+            )
+        ]
+        for verb, group, resource, sub in PERMISSIONS:
+            what = f"{verb} {resource}{'/' + sub if sub else ''}"
+            try:
+                allowed, reason = api.access(verb, group, resource, sub)
+            except BackendError as exc:
+                results.append((what, False, str(exc)))
+                continue
+            results.append((what, allowed, reason or ("allowed" if allowed else "denied")))
+        return results
