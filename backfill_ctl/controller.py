@@ -13,9 +13,21 @@ when the holder's process is gone from this host. Each tick:
 5. marks backfills that can make no more progress as finished, and alerts.
 
 On start it adopts what a previous controller left: attempts whose processes still run
-are followed, finished ones are recorded, ones that never started are put back.
-SIGTERM/SIGINT end the loop after the current tick; running attempts are left running
-for the next controller to adopt.
+are followed, finished ones are recorded, ones that never started are put back, and a
+stop an operator asked for meanwhile is carried out (operations are state in the store,
+not only events). SIGTERM/SIGINT end the loop after the current tick; running attempts
+are left running for the next controller to adopt.
+
+Under faults:
+- every start is fenced: `begin_attempt` checks, in its transaction, that this
+  controller still holds the lease in the epoch it took it in; a controller paused past
+  its lease and replaced starts nothing more and stops (the local backend's pid-file
+  race settles an attempt caught between the check and the spawn);
+- a store that cannot be written (a full disk, an I/O error, a read-only file) does not
+  stop the loop: outcomes and handles that could not be recorded are kept in memory and
+  written when the store can be written again (their instances stay running meanwhile,
+  so nothing starts twice), nothing new starts, and the loop retries with backoff, saying
+  what is wrong once.
 """
 
 from __future__ import annotations
@@ -23,23 +35,26 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import threading
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from backfill_ctl import alerts
 from backfill_ctl.backends import AttemptSpec, BackendError, Handle, NotStarted, Outcome
 from backfill_ctl.scheduler import Scheduler
+from backfill_ctl.state import LeaseLost, StateError
 from backfill_ctl.state.records import WAITING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator, Sequence
 
     from backfill_ctl.backends import Backend
     from backfill_ctl.spec.model import Smtp
     from backfill_ctl.state import StateStore
-    from backfill_ctl.state.records import BackfillRecord, InstanceRecord, Lease
+    from backfill_ctl.state.records import BackfillRecord, EventRecord, InstanceRecord, Lease
 
 LEASE_TTL = 30.0
 DEFAULT_CAPACITY = 4  # the resource group "default", for nodes that name none
@@ -76,6 +91,7 @@ class Controller:
         say: Callable[[str], None] = lambda text: None,
         smtp: Smtp | None = None,
         reconcile: Callable[[], None] | None = None,
+        lease_ttl: float = LEASE_TTL,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -92,11 +108,24 @@ class Controller:
         self._renewed = 0.0
         self._held_until = 0.0  # the backend said "not now": nothing starts before this
         self._held_for = ""
+        self.lease_ttl = lease_ttl
+        self.epoch = 0  # of the lease while we hold it: fences every start
+        # Known but not yet in the store (it could not be written): kept until it is.
+        self._outcomes: dict[str, tuple[Running, Outcome]] = {}
+        self._handles: dict[str, tuple[int, Handle, str | None]] = {}
+        self._store_retry_at = 0.0
+        self._store_backoff = 0.0
+        self._store_problem = ""
 
     # -- the lease -----------------------------------------------------------------------
 
     def acquire(self, *, wait: bool = True, poll: float = 1.0) -> bool:
-        """Take the lease; with `wait`, wait for it (saying so once) until stopping."""
+        """Take the lease; with `wait`, wait for it (saying so once) until stopping (a
+        SIGTERM or SIGINT while waiting ends the wait: False)."""
+        with self._signals():
+            return self._acquire(wait, poll)
+
+    def _acquire(self, wait: bool, poll: float) -> bool:
         said = False
         while not self.stopping:
             lease = self._try_lease()
@@ -105,7 +134,7 @@ class Controller:
             if not wait:
                 return False
             if not said:
-                left = max(0.0, lease.expires_at - self.clock())
+                left = max(0.0, lease.expires_at - time.time())
                 self.say(
                     f"waiting for the lease: a controller (pid {lease.pid} on {lease.host})"
                     f" holds it for {left:.0f} s more unless it renews it"
@@ -115,18 +144,28 @@ class Controller:
         return False
 
     def _try_lease(self) -> Lease:
+        # The lease runs on the wall clock, whatever `clock` says (a --now clock is for
+        # scheduling): every controller on the store must agree on it.
         host, pid = socket.gethostname(), os.getpid()
         lease = self.store.acquire_lease(
-            self.origin, pid=pid, host=host, at=self.clock(), ttl=LEASE_TTL
+            self.origin, pid=pid, host=host, at=time.time(), ttl=self.lease_ttl
         )
         if lease.holder != self.origin and lease.host == host and not _alive(lease.pid):
             self.say(f"taking over the lease of a controller that is gone (pid {lease.pid})")
             self.store.take_over_lease(lease.holder)
             lease = self.store.acquire_lease(
-                self.origin, pid=pid, host=host, at=self.clock(), ttl=LEASE_TTL
+                self.origin, pid=pid, host=host, at=time.time(), ttl=self.lease_ttl
             )
-        self._renewed = self.clock()
+        if lease.holder == self.origin:
+            if self.epoch and lease.epoch != self.epoch:  # lost and taken again meanwhile
+                raise LeaseLost(f"the lease was taken over (epoch {self.epoch} → {lease.epoch})")
+            self.epoch = lease.epoch
+        self._renewed = time.monotonic()
         return lease
+
+    @property
+    def fence(self) -> tuple[str, int]:
+        return (self.origin, self.epoch)
 
     def release(self) -> None:
         self.store.release_lease(self.origin)
@@ -152,7 +191,7 @@ class Controller:
                 continue
             if not attempt.handle:
                 self.store.set_attempt_handle(record.id, attempt.number, handle, attempt.log)
-            self.running[record.id] = Running(
+            run = self.running[record.id] = Running(
                 record.backfill,
                 attempt.number,
                 handle,
@@ -161,31 +200,40 @@ class Controller:
                 record.tries_left,
             )
             self.say(f"adopted attempt {attempt.number} of {record.id} ({record.node})")
+            if record.stop_requested:  # asked while no controller ran: carried out now
+                self._cancel(record.id, run, self._stopper(record.id))
 
     def _settle_unstarted(self, record: InstanceRecord, number: int) -> None:
+        self._requeue(
+            record.id, number, record.tries_left, "the controller stopped before it started"
+        )
+
+    def _requeue(self, instance: str, number: int, tries_left: int, message: str) -> None:
+        """An attempt that never ran: recorded as lost, its instance pending again with
+        the try it took given back."""
         at = self.clock()
         self.store.end_attempt(
-            record.id,
+            instance,
             number,
             attempt_state="lost",
             exit_code=None,
-            message="the controller stopped before it started",
+            message=message,
             instance_state="pending",
             at=at,
             actor=self.actor,
             origin=self.origin,
         )
         self.store.transition(
-            [record.id],
+            [instance],
             "pending",
             allowed=["pending"],
             at=at,
             actor=self.actor,
             origin=self.origin,
             kind="requeued",
-            tries_left=record.tries_left + 1,
+            tries_left=tries_left + 1,
         )
-        self.scheduler.set_state(record.id, "pending")
+        self.scheduler.set_state(instance, "pending")
 
     def _capacities(self) -> None:
         self.scheduler.capacity = {n: c for n, (_, c) in self.store.resource_groups().items()}
@@ -202,12 +250,48 @@ class Controller:
 
     def tick(self) -> Tick:
         now = self.clock()
-        if now - self._renewed > LEASE_TTL / 3:
+        try:
+            if time.monotonic() < self._store_retry_at:
+                return self._follow_only(now)
+            tick = self._tick(now)
+        except LeaseLost as exc:
+            self.say(f"{exc}: starting nothing more, stopping")
+            self.stopping = True
+            return Tick(running=len(self.running))
+        except StateError as exc:
+            self._store_failed(exc)
+            return self._follow_only(now)
+        if self._store_problem:
+            self.say("the state store can be written again: carrying on")
+            self._store_problem, self._store_backoff = "", 0.0
+        return tick
+
+    def _store_failed(self, exc: StateError) -> None:
+        """Say what is wrong (once per cause), and wait longer each time before the
+        next write (0.5 s doubling to 30 s)."""
+        self._store_backoff = min(30.0, max(0.5, self._store_backoff * 2))
+        self._store_retry_at = time.monotonic() + self._store_backoff
+        if exc.message != self._store_problem:
+            self._store_problem = exc.message
+            self.say(
+                f"{exc.message}: nothing new starts; {len(self.running)} running attempt(s)"
+                f" are followed and what they do is kept until it can be written "
+                f"(retrying in {self._store_backoff:.1f} s, then less often)"
+            )
+
+    def _follow_only(self, now: float) -> Tick:
+        """While the store cannot be written: follow and stop running attempts, keeping
+        their outcomes in memory; start nothing."""
+        ended = self._poll(record=False)
+        self._enforce(now)
+        return Tick(ended=ended, running=len(self.running))
+
+    def _tick(self, now: float) -> Tick:
+        self._record_pending()
+        if time.monotonic() - self._renewed > self.lease_ttl / 3:
             lease = self._try_lease()
             if lease.holder != self.origin:
-                self.say(f"lost the lease to pid {lease.pid} on {lease.host}: stopping")
-                self.stopping = True
-                return Tick(running=len(self.running))
+                raise LeaseLost(f"lost the lease to pid {lease.pid} on {lease.host}")
         if self.reconcile is not None:
             self.reconcile()
         self._sync()
@@ -237,34 +321,66 @@ class Controller:
         reloaded = {e.backfill for e in events if e.backfill and e.instance is None}
         for name in reloaded:  # applied, stopped, deleted, suspended ...: read it whole
             self._load_backfill(name)
-        ids = {e.instance for e in events if e.instance and e.backfill not in reloaded}
+        # What the store says of each instance an event names, and of every running one
+        # of a backfill read whole: a stop is state (stop_requested), whatever the batch.
+        ids = {e.instance for e in events if e.instance} | {
+            i for i, r in self.running.items() if r.backfill in reloaded
+        }
         for record in self.store.instances(ids=ids):
             if record.backfill not in self.scheduler.gates:
                 self._load_backfill(record.backfill)
                 reloaded.add(record.backfill)
                 continue
-            if record.backfill in reloaded:
-                continue
             run = self.running.get(record.id)
             if run is not None and record.stop_requested and run.cancelled is None:
-                actor = next(
-                    (e.actor for e in reversed(events) if e.instance == record.id), "someone"
-                )
-                run.cancelled, run.retry = f"stopped by {actor}", False
-                self.backend.cancel((record.id, run.number), run.handle, run.cancelled)
-            if run is None:
+                self._cancel(record.id, run, self._stopper(record.id, events))
+            if run is None and record.backfill not in reloaded:
                 self.scheduler.upsert(record)
 
-    def _poll(self) -> int:
-        if not self.running:
-            return 0
-        handles = {(i, r.number): r.handle for i, r in self.running.items()}
-        for (instance, _), outcome in self.backend.poll(handles).items():
-            self._ended(instance, outcome)
-        return len(handles) - len(self.running)
+    def _stopper(self, instance: str, events: Sequence[EventRecord] | None = None) -> str:
+        """Who asked to stop `instance` (the newest stop event), for the reason."""
+        if events is None:
+            events = self.store.events(instance=instance, limit=20)
+        actor = next(
+            (e.actor for e in reversed(events) if e.instance == instance and e.kind == "stop"),
+            None,
+        )
+        return f"stopped by {actor or 'an operator'}"
 
-    def _ended(self, instance: str, outcome: Outcome) -> None:
-        run = self.running.pop(instance)
+    def _cancel(self, instance: str, run: Running, reason: str, *, retry: bool = False) -> None:
+        run.cancelled, run.retry = reason, retry
+        self.backend.cancel((instance, run.number), run.handle, reason)
+
+    def _poll(self, *, record: bool = True) -> int:
+        """Ask the backend which attempts ended; keep each outcome, then record them."""
+        handles = {
+            (i, r.number): r.handle for i, r in self.running.items() if i not in self._outcomes
+        }
+        if not handles:
+            return 0
+        ended = self.backend.poll(handles)
+        for (instance, _), outcome in ended.items():
+            self._outcomes[instance] = (self.running[instance], outcome)
+        if record:
+            self._record_pending()
+        return len(ended)
+
+    def _record_pending(self) -> None:
+        """Write what is known but not yet stored: handles, then outcomes (each write
+        that fails leaves the rest for the next try)."""
+        for instance, (number, handle, log) in list(self._handles.items()):
+            self.store.set_attempt_handle(instance, number, handle, log)
+            del self._handles[instance]
+        for instance, (run, outcome) in list(self._outcomes.items()):
+            self._ended(instance, run, outcome)
+            del self._outcomes[instance]
+            self.running.pop(instance, None)
+
+    def _ended(self, instance: str, run: Running, outcome: Outcome) -> None:
+        if not outcome.started:  # nothing ran: back to pending, its try given back
+            self._requeue(instance, run.number, run.tries_left, outcome.message or "")
+            self._held_until = self.clock() + 5.0  # a full disk does not pass at once
+            return
         message = run.cancelled or outcome.message
         if outcome.state == "succeeded":
             state = "succeeded"
@@ -288,8 +404,7 @@ class Controller:
     def _enforce(self, now: float) -> None:
         for instance, run in self.running.items():
             if run.cancelled is None and run.timeout and now - run.started > run.timeout:
-                run.cancelled = f"timed out after {_duration(run.timeout)}"
-                self.backend.cancel((instance, run.number), run.handle, run.cancelled)
+                self._cancel(instance, run, f"timed out after {_duration(run.timeout)}", retry=True)
 
     def _dry_runs(self, ids: list[str], now: float) -> None:
         if not ids:
@@ -311,7 +426,12 @@ class Controller:
     def _start(self, instance: str, record: InstanceRecord | None) -> bool:
         now = self.clock()
         number = self.store.begin_attempt(
-            instance, self.backend.name, at=now, actor=self.actor, origin=self.origin
+            instance,
+            self.backend.name,
+            at=now,
+            actor=self.actor,
+            origin=self.origin,
+            fence=self.fence,
         )
         if number is None or record is None:  # changed by an operator meanwhile
             for changed in self.store.instances(ids=[instance]):
@@ -341,16 +461,18 @@ class Controller:
                 )
             return False
         except BackendError as exc:
-            self.running[instance] = Running(
+            run = self.running[instance] = Running(
                 record.backfill, number, {}, now, record.run.timeout, tries_left
             )
-            self._ended(instance, Outcome("failed", None, str(exc)))
+            self._outcomes[instance] = (run, Outcome("failed", None, str(exc)))
+            self._record_pending()
             return False
         self._held_for = ""
-        self.store.set_attempt_handle(instance, number, handle, log)
         self.running[instance] = Running(
             record.backfill, number, handle, now, record.run.timeout, tries_left
         )
+        self._handles[instance] = (number, handle, log)  # kept until it is written
+        self._record_pending()
         return True
 
     def _spec(self, record: InstanceRecord, number: int) -> AttemptSpec:
@@ -433,9 +555,8 @@ class Controller:
         on_tick: Callable[[Tick], None] | None = None,
     ) -> Tick:
         """Tick until stopped (a signal), `until` says so, or once."""
-        previous = {s: signal.signal(s, self._stop) for s in (signal.SIGTERM, signal.SIGINT)}
         tick = Tick()
-        try:
+        with self._signals():
             while not self.stopping:
                 tick = self.tick()
                 if on_tick is not None:
@@ -448,10 +569,21 @@ class Controller:
                     self.backend.wait(min(interval, 0.5))  # until an attempt may have ended
                 else:
                     time.sleep(interval)
+        return tick
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGTERM and SIGINT set `stopping` (the loop ends after its tick) instead of
+        killing the process; outside the main thread, signals are left as they are."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.signal(s, self._stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        return tick
 
     def _stop(self, signum: int, frame: object) -> None:
         self.say(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -298,7 +299,7 @@ def test_a_second_controller_waits_for_the_lease(tmp_path: Path) -> None:
 def test_the_lease_of_a_dead_controller_on_this_host_is_taken_over(tmp_path: Path) -> None:
     store = applied(tmp_path, *CHAIN, backfill())
     dead = 2**22 + 12345  # no such pid
-    store.acquire_lease("gone", pid=dead, host=socket.gethostname(), at=NOW.timestamp(), ttl=3600)
+    store.acquire_lease("gone", pid=dead, host=socket.gethostname(), at=time.time(), ttl=3600)
     said: list[str] = []
     c = Controller(store, FakeBackend(), clock=Clock(), say=said.append)
     assert c.acquire(wait=False)
@@ -308,7 +309,7 @@ def test_the_lease_of_a_dead_controller_on_this_host_is_taken_over(tmp_path: Pat
 @pytest.mark.parametrize("pid", [os.getpid()])
 def test_a_live_holder_on_this_host_keeps_the_lease(tmp_path: Path, pid: int) -> None:
     store = applied(tmp_path, *CHAIN, backfill())
-    store.acquire_lease("alive", pid=pid, host=socket.gethostname(), at=NOW.timestamp(), ttl=3600)
+    store.acquire_lease("alive", pid=pid, host=socket.gethostname(), at=time.time(), ttl=3600)
     assert Controller(store, FakeBackend(), clock=Clock()).acquire(wait=False) is False
 
 

@@ -53,6 +53,7 @@ class Outcome:
     state: Literal["succeeded", "failed", "lost"]
     exit_code: int | None = None
     message: str | None = None
+    started: bool = True  # False: the command never ran (its try is given back)
 
 
 class BackendError(Exception):
@@ -133,12 +134,21 @@ class BackendContext:
     state_dir: Path  # where the state store lives; backends keep files next to it
     config: Config = field(default_factory=_default_config)
     store_id: str = ""  # the state store's identity: what a backend leaves outside is tagged
+    # This process runs the controller loop: it may take charge of what attempts leave
+    # behind (the local backend becomes their subreaper).
+    supervise: bool = False
+
+    @property
+    def runs(self) -> Path:
+        """Files of attempts (logs, pid and status files): one directory per store, so
+        that a new store never meets the files of one that was thrown away."""
+        return self.state_dir / "runs" / self.store_id if self.store_id else self.state_dir / "runs"
 
 
 def _local(ctx: BackendContext) -> Backend:
     from backfill_ctl.backends.local import LocalBackend
 
-    return LocalBackend(ctx.state_dir / "runs")
+    return LocalBackend(ctx.runs, supervise=ctx.supervise)
 
 
 def _fake(ctx: BackendContext) -> Backend:

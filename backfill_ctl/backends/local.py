@@ -1,31 +1,51 @@
 """The local backend: one process group per attempt on this machine.
 
-Each attempt runs under a tiny /bin/sh wrapper in a new session (its own process group),
-with its output in one log file per attempt:
+Each attempt runs under a tiny /bin/sh wrapper in a new session (its own process group,
+whose id is the wrapper's pid), with its output in one log file per attempt:
 
     <runs>/<backfill>/<instance>.<attempt>.log     stdout and stderr
     <runs>/<backfill>/<instance>.<attempt>.pid     the wrapper's pid (= the group id)
-    <runs>/<backfill>/<instance>.<attempt>.status  the exit code, written when it ends
+    <runs>/<backfill>/<instance>.<attempt>.status  the command's exit code, when it ends
 
-The pid and status files are written by the wrapper itself (the status atomically, by
-rename), so they survive the controller: after a restart, an attempt with a status file
-has finished (its code is recorded), one whose process group is alive is adopted, and
-one with neither died unrecorded. An attempt the controller began but never recorded
+**An attempt ends when no process of it is left**, not when the wrapper exits. Its
+processes are its process group, plus (when the backend supervises: the controller's
+own process) descendants that left the group (`setsid`, a daemon's double fork): the
+controller is their child subreaper, so they become its children, and each carries
+`BACKFILLCTL_ATTEMPT=<base>` in its environment, which says whose they are. So:
+
+- a command that ignores TERM keeps its attempt running after a stop or a timeout until
+  the KILL that follows the grace period; a retry never starts beside it;
+- a wrapper killed with -9 leaves its command running: the attempt stays running until
+  the command and its children are gone (its exit code is then unknown: "lost");
+- processes the command leaves behind when it exits (`cmd &`, daemons) are ended with
+  the attempt: TERM, then KILL after the grace; the attempt's outcome is the command's.
+
+The pid and status files are written by the wrapper itself, so they survive the
+controller: after a restart, an attempt with a status file whose processes are gone has
+finished (its code is recorded), one with live processes is adopted, and one with
+neither ended without a known code. An attempt the controller began but never recorded
 as started is settled by `recover`, which races the wrapper for the pid file (created
-exclusively): either the command had started and is adopted, or it never runs.
-Cancelling signals the whole group
-(TERM, then KILL after a grace period), so children of the command go too. An argv
-command runs without a shell; a string command runs with `/bin/sh -c`.
+exclusively): either the command had started and is adopted, or it never runs. The
+controller, the wrapper's parent, also knows the exit code from the wrapper's own exit
+status, so a status file that cannot be written (a full disk, a deleted directory)
+loses nothing while the controller that started the attempt runs.
+
+What can escape: a process that both leaves the session and clears its environment
+while the controller that started it is not running, and work handed to another service
+(ssh, systemd-run, a container engine). An argv command runs without a shell; a string
+command runs with `/bin/sh -c`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import select
 import signal
 import subprocess
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,26 +62,47 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 GRACE = 5.0  # seconds between TERM and KILL when an attempt is cancelled
+MARKER = "BACKFILLCTL_ATTEMPT"  # in every process of an attempt: whose it is
 # The pid file is created exclusively (noclobber: O_EXCL) by whichever comes first: the
 # wrapper, which then runs the command, or `recover`, which so declares that the attempt
-# never started; a wrapper that comes later exits without running anything.
+# never started; a wrapper that comes later exits without running anything. The status
+# is written in place (no `mv`: one process fewer per attempt); it is only read once no
+# process of the attempt is left, so a half-written file is never read as final.
 _NOT_RUN = 125
 _WRAPPER = (
     f'set -C; {{ echo $$ > "$0.pid"; }} 2>/dev/null || exit {_NOT_RUN}; set +C\n'
     '"$@"\n'
     "rc=$?\n"
-    'echo $rc > "$0.status.tmp" && mv "$0.status.tmp" "$0.status"\n'
+    '{ echo $rc > "$0.status"; } 2>/dev/null\n'
     "exit $rc\n"
 )
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+@dataclass
+class _Attempt:
+    """What this backend knows of one attempt beyond its handle."""
+
+    code: int | None = None  # the command's exit code, once known
+    main_done: bool = False  # the wrapper is gone (the command ended, or it was killed)
+    cancel: str | None = None  # why it is being stopped
+    kill_at: float | None = None  # when the group gets KILL (after TERM)
+    killed: bool = False
+    not_run: bool = False  # the wrapper exited before running the command
+    leftovers: set[int] = field(default_factory=set)  # processes ended with the attempt
 
 
 class LocalBackend:
     name = "local"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, supervise: bool = False) -> None:
         self.root = root
         self._children: dict[int, subprocess.Popen[bytes]] = {}
-        self._cancels: dict[int, tuple[str, float, bool]] = {}  # pid -> (reason, deadline, killed)
+        self._attempts: dict[int, _Attempt] = {}  # by group id
+        self._escaped: dict[int, int] = {}  # pid of a process that left its group -> group
+        self._bases: dict[str, int] = {}  # base path -> group id, for the marker
+        self._own: set[int] = set()  # groups this backend started (their ids are fresh)
+        self.supervise = supervise and _become_subreaper()
 
     def _base(self, backfill: str, key: Key) -> Path:
         return self.root / backfill / f"{key[0]}.{key[1]}"
@@ -71,13 +112,14 @@ class LocalBackend:
         base.parent.mkdir(parents=True, exist_ok=True)
         run = spec.run
         argv, own_env = resolved_command(run, spec.timezone)
-        env = {**os.environ, **own_env}
+        env = {**os.environ, **own_env, MARKER: str(base)}
         log = base.with_suffix(base.suffix + ".log")
         if run.cwd and not Path(run.cwd).is_dir():
             raise BackendError(f"working directory {run.cwd} does not exist")
-        # A new attempt: files by its name are left from a store that was thrown away.
-        for stale in ("pid", "status"):
-            base.with_suffix(f"{base.suffix}.{stale}").unlink(missing_ok=True)
+        # No file of an earlier run is removed here: a pid file by this attempt's name is
+        # a newer controller's claim (`recover`: "it never started"), which a controller
+        # paused past its lease must not undo. Each store has a runs directory of its own,
+        # so a store that was thrown away leaves no files in the way.
         try:
             with log.open("wb") as out:
                 child = subprocess.Popen(
@@ -92,47 +134,155 @@ class LocalBackend:
         except OSError as exc:
             raise BackendError(f"cannot start: {exc.strerror}") from exc
         self._children[child.pid] = child
+        self._own.add(child.pid)
+        self._bases[str(base)] = child.pid
         return {"pid": child.pid, "base": str(base)}, str(log)
 
+    # -- following attempts ----------------------------------------------------------
+
     def poll(self, running: Mapping[Key, Handle]) -> dict[Key, Outcome]:
+        if self.supervise:
+            self._adopt_orphans()
         ended: dict[Key, Outcome] = {}
         now = time.monotonic()
         for key, handle in running.items():
-            pid = int(handle["pid"])
-            code = self._exit_code(pid, Path(handle["base"]))
-            cancel = self._cancels.get(pid)
-            if code is None:
-                if cancel and not cancel[2] and now >= cancel[1]:
-                    _signal(pid, signal.SIGKILL)  # it ignored TERM
-                    self._cancels[pid] = (cancel[0], cancel[1], True)
+            pid, base = int(handle["pid"]), Path(handle["base"])
+            self._bases.setdefault(str(base), pid)
+            attempt = self._attempts.setdefault(pid, _Attempt())
+            if not attempt.main_done and not self._main_ended(pid, base, attempt):
+                self._escalate(pid, attempt, now, base)
                 continue
-            self._children.pop(pid, None)
-            self._cancels.pop(pid, None)
-            if cancel is not None:  # killed on purpose: the reason is what matters
-                ended[key] = Outcome("failed", code if isinstance(code, int) else None, cancel[0])
-            elif not isinstance(code, int):
-                ended[key] = Outcome("lost", None, "the process ended without an exit status")
-            elif code == 0:
-                ended[key] = Outcome("succeeded", 0)
-            else:
-                ended[key] = Outcome("failed", code, f"exit code {code}")
+            left = self._processes(pid, base)
+            if left:
+                if attempt.cancel is None and attempt.code is not None:
+                    # The command ended; what it left behind ends with the attempt.
+                    attempt.leftovers |= left
+                    attempt.kill_at = now + GRACE
+                    attempt.cancel = ""
+                    self._signal_all(pid, signal.SIGTERM, base)
+                self._escalate(pid, attempt, now, base)
+                continue
+            ended[key] = self._outcome(attempt)
+            self._forget(pid, base)
         return ended
 
-    def _exit_code(self, pid: int, base: Path) -> int | str | None:
-        """The exit code, "lost", or None while it runs."""
+    def _main_ended(self, pid: int, base: Path, attempt: _Attempt) -> bool:
+        """Has the wrapper (and so the command it waited for) ended? Records the code."""
         child = self._children.get(pid)
         if child is not None:
             code = child.poll()
             if code is None:
-                return None
-            return 128 - code if code < 0 else code  # killed by a signal: 128 + signal
-        status = base.with_suffix(base.suffix + ".status")
-        if status.exists():
-            try:
-                return int(status.read_text().strip() or 1)
-            except ValueError:
-                return 1
-        return None if _alive(pid, base) else "lost"
+                return False
+            del self._children[pid]
+            if code == _NOT_RUN and _read_pid(base) != pid:
+                attempt.not_run = True  # its pid file was another's claim, or unwritable
+            elif code >= 0:  # the wrapper passes the command's code on
+                attempt.code = code
+            else:  # the wrapper was killed: the command may live on; its file may say
+                attempt.code = _read_status(base)
+            attempt.main_done = True
+            return True
+        if pid > 0 and _alive(pid, base):
+            return False
+        attempt.code = _read_status(base)
+        attempt.main_done = True
+        return True
+
+    def _processes(self, pgid: int, base: Path) -> set[int]:
+        """The live processes of an attempt: its group, and those that left it."""
+        left = {p for p, g in self._escaped.items() if g == pgid and _running(p)}
+        if pgid <= 0:
+            return left
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return left
+        except PermissionError:
+            pass
+        # Something answers: its live members, not zombies nobody reaped. A group this
+        # backend did not start may be long gone and its id reused by someone else's:
+        # only processes marked as the attempt's count then.
+        return left | _group(pgid, None if pgid in self._own else str(base))
+
+    def _escalate(self, pgid: int, attempt: _Attempt, now: float, base: Path) -> None:
+        if attempt.kill_at is not None and not attempt.killed and now >= attempt.kill_at:
+            self._signal_all(pgid, signal.SIGKILL, base)  # it ignored TERM
+            attempt.killed = True
+
+    def _signal_all(self, pgid: int, sig: int, base: Path) -> None:
+        if pgid in self._own:
+            _signal(pgid, sig)
+        elif pgid > 0:  # adopted: signal only what is verifiably the attempt's
+            for pid in _group(pgid, str(base)):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+        for pid, group in list(self._escaped.items()):
+            if group == pgid:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+
+    def _outcome(self, attempt: _Attempt) -> Outcome:
+        code = attempt.code
+        if attempt.not_run:
+            return Outcome(
+                "lost",
+                None,
+                "the command did not run: its pid file could not be written (a full disk?)"
+                " or a newer controller had declared the attempt unstarted",
+                started=False,
+            )
+        if attempt.cancel:  # killed on purpose: the reason is what matters
+            return Outcome("failed", code, attempt.cancel)
+        if code is None:
+            return Outcome(
+                "lost",
+                None,
+                "no exit code is known (its wrapper was killed, or could not write its "
+                "status); no process of it is left",
+            )
+        note = (
+            f" (ended {len(attempt.leftovers)} process(es) it left running)"
+            if attempt.leftovers
+            else ""
+        )
+        if code == 0:
+            return Outcome("succeeded", 0, note.strip(" ()") or None)
+        return Outcome("failed", code, f"exit code {code}{note}")
+
+    def _forget(self, pgid: int, base: Path) -> None:
+        self._attempts.pop(pgid, None)
+        self._own.discard(pgid)
+        self._bases.pop(str(base), None)
+        for pid in [p for p, g in self._escaped.items() if g == pgid]:
+            del self._escaped[pid]
+
+    def _adopt_orphans(self) -> None:
+        """As the subreaper, this process inherits what attempts leave behind: reap the
+        dead, and note whose the living are (by their marker) so that their attempt
+        does not end before them."""
+        groups = set(self._bases.values())
+        for pid in _children_of(os.getpid()):
+            if pid in self._children:
+                continue
+            fields = _stat(pid)
+            if fields is None:
+                continue
+            # Reap only what is the attempts' (a group of theirs, or seen marked before):
+            # another child of this process may belong to code that waits for it itself.
+            if fields[0] == "Z" and (pid in self._escaped or int(fields[2]) in groups):
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                self._escaped.pop(pid, None)
+                continue
+            if pid in self._escaped:
+                continue
+            owner = self._bases.get(_marker(pid) or "")
+            if owner is not None:
+                self._escaped[pid] = owner
+                attempt = self._attempts.get(owner)
+                if attempt is not None and attempt.cancel is not None:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(pid, signal.SIGTERM if not attempt.killed else signal.SIGKILL)
 
     def wait(self, timeout: float) -> None:
         """Sleep until one of our children exits (pidfds), or `timeout` passes."""
@@ -151,9 +301,13 @@ class LocalBackend:
 
     def cancel(self, key: Key, handle: Handle, reason: str) -> None:
         pid = int(handle["pid"])
-        if pid not in self._cancels:
-            self._cancels[pid] = (reason, time.monotonic() + GRACE, False)
-            _signal(pid, signal.SIGTERM)
+        self._bases.setdefault(str(handle["base"]), pid)
+        attempt = self._attempts.setdefault(pid, _Attempt())
+        if attempt.cancel:  # already being stopped
+            return
+        attempt.cancel = reason
+        attempt.kill_at = time.monotonic() + GRACE
+        self._signal_all(pid, signal.SIGTERM, Path(handle["base"]))
 
     def recover(self, spec: AttemptSpec) -> Handle | None:
         base = self._base(spec.backfill, spec.key)
@@ -197,9 +351,89 @@ class LocalBackend:
             return ""
 
 
+def _read_status(base: Path) -> int | None:
+    """The exit code the wrapper wrote, or None (none, or not readable as one)."""
+    try:
+        return int(base.with_suffix(base.suffix + ".status").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _read_pid(base: Path) -> int | None:
+    try:
+        return int(base.with_suffix(base.suffix + ".pid").read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
 def _signal(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
         os.killpg(pgid, sig)
+
+
+def _stat(pid: int | str) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name: [state, ppid, pgrp, ...]."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _running(pid: int) -> bool:
+    fields = _stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def _marker(pid: int | str) -> str | None:
+    """The attempt a process belongs to: its marker; "" without one; None unreadable."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    prefix = f"{MARKER}=".encode()
+    for entry in environ.split(b"\0"):
+        if entry.startswith(prefix):
+            return entry[len(prefix) :].decode(errors="replace")
+    return ""
+
+
+def _group(pgid: int, base: str | None) -> set[int]:
+    """Live (not zombie) processes in group `pgid`; with `base`, only those marked as
+    that attempt's (a group id seen long ago may since belong to someone else)."""
+    found = set()
+    try:
+        pids = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()]
+    except OSError:  # no /proc: trust the signal check
+        return {pgid}
+    for p in pids:
+        fields = _stat(p)
+        if fields is None or fields[2] != str(pgid) or fields[0] in ("Z", "X"):
+            continue
+        if base is not None and _marker(p) not in (base, None):
+            continue
+        found.add(int(p))
+    return found
+
+
+def _children_of(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = [t.name for t in Path(f"/proc/{pid}/task").iterdir()]
+    except OSError:
+        return found
+    for task in tasks:
+        with contextlib.suppress(OSError, ValueError):
+            found += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+    return found
+
+
+def _become_subreaper() -> bool:
+    """Make orphaned descendants of this process its children (Linux), not init's."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
 
 
 def _alive(pid: int, base: Path) -> bool:
@@ -213,10 +447,12 @@ def _alive(pid: int, base: Path) -> bool:
     except PermissionError:
         return True
     try:
+        stat = _stat(pid)
+        if stat is not None and stat[0] in ("Z", "X"):
+            return False  # dead, not yet reaped by its parent
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         if not cmdline:  # a kernel thread, or a process in the middle of its exec
-            ppid = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]
-            return ppid not in ("0", "2")  # kthreadd's children are the kernel's
-    except (OSError, IndexError):
+            return stat is not None and stat[1] not in ("0", "2")  # kthreadd's are the kernel's
+    except OSError:
         return True  # no /proc: trust the signal check
     return str(base).encode() in cmdline

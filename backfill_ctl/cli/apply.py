@@ -13,7 +13,14 @@ import typer
 from backfill_ctl import reconcile
 from backfill_ctl.checking import run_check
 from backfill_ctl.cli.console import err, out, print_diagnostics
-from backfill_ctl.cli.options import ActorOpt, NowOpt, PathsArg, resolve_actor, resolve_now
+from backfill_ctl.cli.options import (
+    ActorOpt,
+    NowOpt,
+    PathsArg,
+    resolve_actor,
+    resolve_now,
+    run_clock,
+)
 from backfill_ctl.cli.state import StateOpt, open_state, spec_root, who
 from backfill_ctl.errors import UsageError
 from backfill_ctl.spec.loader import load_specs
@@ -106,7 +113,8 @@ def apply_command(
     or a failed backfill, 2 when the input cannot be used.
     """
     seconds = _timeout(timeout, wait)
-    specs, result, who_ = _prepare(paths, resolve_now(now), resolve_actor(actor), plan_file)
+    planned_at = resolve_now(now)
+    specs, result, who_ = _prepare(paths, planned_at, resolve_actor(actor), plan_file)
     if result.failed:
         print_diagnostics([f for f in result.findings if f.is_error], code=True)
         err(
@@ -121,7 +129,7 @@ def apply_command(
         from backfill_ctl.cli.backend import require_ready
         from backfill_ctl.cli.state import backend_for
 
-        backend = backend_for(specs.config.backend, store, specs.config)
+        backend = backend_for(specs.config.backend, store, specs.config, supervise=True)
         try:
             require_ready(backend)
         except BaseException:
@@ -143,7 +151,7 @@ def apply_command(
 
         names = [bp.name for bp in result.plan.backfills]
         try:
-            succeeded = wait_for(store, names, specs, backend, seconds)
+            succeeded = wait_for(store, names, specs, backend, seconds, run_clock(planned_at))
         finally:
             backend.close()
         if not succeeded:

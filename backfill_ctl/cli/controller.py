@@ -12,14 +12,16 @@ from backfill_ctl import reconcile
 from backfill_ctl.checking import run_check
 from backfill_ctl.cli.backend import require_ready
 from backfill_ctl.cli.console import err
-from backfill_ctl.cli.options import PathsArg
+from backfill_ctl.cli.options import NowOpt, PathsArg, resolve_now, run_clock
 from backfill_ctl.cli.state import StateOpt, backend_for, open_state, spec_root
 from backfill_ctl.errors import BackfillError
 from backfill_ctl.spec.loader import load_specs
 from backfill_ctl.spec.source import YAML_SUFFIXES
 
+LEASE_TTL = 30.0  # the controller's default (controller.LEASE_TTL, without importing it)
+
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from backfill_ctl.state import StateStore
 
@@ -46,8 +48,10 @@ def fingerprint(paths: Sequence[str]) -> tuple[tuple[str, int, int], ...]:
 class Reconciler:
     """Applies the specs again whenever their files change (what a merge does)."""
 
-    def __init__(self, store: StateStore, paths: Sequence[str]) -> None:
-        self.store, self.paths = store, list(paths)
+    def __init__(
+        self, store: StateStore, paths: Sequence[str], clock: Callable[[], float] = time.time
+    ) -> None:
+        self.store, self.paths, self.clock = store, list(paths), clock
         self.seen: tuple[tuple[str, int, int], ...] = ()
 
     def __call__(self) -> None:
@@ -59,14 +63,14 @@ class Reconciler:
             specs = load_specs(self.paths)
             from datetime import UTC, datetime
 
-            result = run_check(specs, datetime.now(UTC), None)
+            result = run_check(specs, datetime.fromtimestamp(self.clock(), UTC), None)
             if result.failed:
                 err(
                     f"specs {specs.digest()[:19]} have error findings: not applied "
                     "(backfillctl check shows them)"
                 )
                 return
-            at = time.time()
+            at = self.clock()
             wanted = reconcile.desired(specs, result.plan, spec_root(specs, self.paths), None, at)
             changes = reconcile.diff(wanted, self.store, prune=False)
             if not changes.empty:
@@ -84,6 +88,16 @@ def controller_command(
         float, typer.Option("--interval", help="Seconds between ticks when nothing runs.", min=0.05)
     ] = 2.0,
     once: Annotated[bool, typer.Option("--once", help="One tick, then exit.")] = False,
+    lease_duration: Annotated[
+        float,
+        typer.Option(
+            "--lease-duration",
+            help="Seconds the lease lasts unless renewed (renewed every third of it): how "
+            "long a standby waits for a controller that stopped answering.",
+            min=1.0,
+        ),
+    ] = LEASE_TTL,
+    now: NowOpt = None,
     state: StateOpt = None,
 ) -> None:
     """Keep the state store in line with the specs, and run what is due.
@@ -91,19 +105,30 @@ def controller_command(
     Re-applies the specs whenever their files change, starts instances as they become
     ready, records how attempts end, and alerts when backfills finish. Only one
     controller drives a store (a lease); SIGTERM or SIGINT stop it after the current tick,
-    leaving running attempts for the next controller to adopt.
+    leaving running attempts for the next controller to adopt. With --now T, the clock
+    that decides when instances are due starts at T.
     """
+    clock = run_clock(resolve_now(now))
     specs = load_specs(paths)
     store = open_state(state, specs, create=True)
     from backfill_ctl.controller import Controller
 
-    backend = backend_for(specs.config.backend, store, specs.config)
+    backend = backend_for(specs.config.backend, store, specs.config, supervise=True)
     try:
         require_ready(backend)
         controller = Controller(
-            store, backend, say=err, smtp=specs.config.smtp, reconcile=Reconciler(store, paths)
+            store,
+            backend,
+            say=err,
+            smtp=specs.config.smtp,
+            reconcile=Reconciler(store, paths, clock),
+            clock=clock,
+            lease_ttl=lease_duration,
         )
         if not controller.acquire(wait=not once):
+            if controller.stopping:  # a signal while waiting: nothing was started
+                err("stopped while waiting for the lease: nothing was done")
+                return
             err("another controller holds the lease: nothing to do")
             raise typer.Exit(1)
         try:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from backfill_ctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 PathsArg = Annotated[
     list[str],
@@ -59,3 +62,14 @@ def resolve_now(flag: str | None) -> datetime:
             hint="write it like 2024-03-20T09:00:00+08:00 or 2024-03-20",
         ) from exc
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def run_clock(start: datetime) -> Callable[[], float]:
+    """The clock execution uses: `start` now, advancing in real time. With `--now T` the
+    instances the plan says wait for their time do wait, until the clock reaches it."""
+    import time
+
+    offset = start.timestamp() - time.time()
+    if abs(offset) < 1.0:  # the real clock (no --now)
+        return time.time
+    return lambda: time.time() + offset

@@ -41,23 +41,30 @@ StateFileOpt = Annotated[
 
 
 def state_file(flag: str | None, specs: Specs | None = None) -> Path:
+    """The store's path, made absolute once, here: attempts run in other directories (the
+    spec root), and the files they write next to the store must be found from there."""
     if flag:
-        return Path(flag)
-    if os.environ.get("BACKFILLCTL_STATE"):
-        return Path(os.environ["BACKFILLCTL_STATE"])
-    url = specs.config.state if specs is not None else DEFAULT_STATE
-    return store_path(url, Path.cwd())
+        path = Path(flag)
+    elif os.environ.get("BACKFILLCTL_STATE"):
+        path = Path(os.environ["BACKFILLCTL_STATE"])
+    else:
+        url = specs.config.state if specs is not None else DEFAULT_STATE
+        path = store_path(url, Path.cwd())
+    return path.absolute()
 
 
 def open_state(flag: str | None, specs: Specs | None = None, *, create: bool = False) -> StateStore:
     return open_store(state_file(flag, specs), create=create)
 
 
-def backend_for(name: str, store: StateStore, config: Config | None = None) -> Backend:
+def backend_for(
+    name: str, store: StateStore, config: Config | None = None, *, supervise: bool = False
+) -> Backend:
+    """The Config's backend; `supervise` when this process runs the controller loop."""
     from backfill_ctl.backends import BackendContext, make_backend
     from backfill_ctl.spec.model import Config
 
-    ctx = BackendContext(Path(store.path).parent, config or Config(), store.store_id)
+    ctx = BackendContext(Path(store.path).parent, config or Config(), store.store_id, supervise)
     return make_backend(name, ctx)
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from backfill_ctl.cli.console import err
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from backfill_ctl.backends import Backend
     from backfill_ctl.controller import Tick
@@ -74,6 +74,7 @@ def wait_for(
     specs: Specs,
     backend: Backend,
     timeout: float | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> bool:
     """Run (on `backend`) or follow until every named backfill finished (or `timeout`
     seconds passed); did they all succeed?"""
@@ -85,7 +86,7 @@ def wait_for(
         return deadline is not None and time.monotonic() >= deadline
 
     progress = Progress(store, names)
-    controller = Controller(store, backend, say=err, smtp=specs.config.smtp)
+    controller = Controller(store, backend, say=err, smtp=specs.config.smtp, clock=clock)
     if controller.acquire(wait=False):
         try:
             controller.load()

@@ -32,6 +32,16 @@ class StateError(UsageError):
     """The state store cannot be used: locked, corrupt, or from a newer version."""
 
 
+class StoreUnavailable(StateError):
+    """A write failed for a cause outside the store that may pass (a full disk, an I/O
+    error, a read-only file): nothing was changed; the same write may succeed later."""
+
+
+class LeaseLost(StateError):
+    """This controller no longer holds the lease: another took it over. It must start
+    nothing more (fencing)."""
+
+
 class StateStore(Protocol):
     path: str
 
@@ -97,8 +107,16 @@ class StateStore(Protocol):
 
     # -- attempts -------------------------------------------------------------------
     def begin_attempt(
-        self, instance: str, backend: str, *, at: float, actor: str, origin: str
+        self,
+        instance: str,
+        backend: str,
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+        fence: tuple[str, int] | None = None,
     ) -> int | None: ...
+    def check_fence(self, fence: tuple[str, int]) -> None: ...
     def set_attempt_handle(
         self, instance: str, number: int, handle: dict[str, Any], log: str | None
     ) -> None: ...
@@ -159,6 +177,7 @@ class StateStore(Protocol):
     def acquire_lease(
         self, holder: str, *, pid: int, host: str, at: float, ttl: float
     ) -> Lease: ...
+    def lease(self) -> Lease | None: ...
     def take_over_lease(self, dead_holder: str) -> None: ...
     def release_lease(self, holder: str) -> None: ...
     def close(self) -> None: ...

@@ -166,3 +166,4 @@ class Lease:
     host: str
     acquired_at: float
     expires_at: float
+    epoch: int = 0  # one more with every new holder: fences the starts of the old one

@@ -8,14 +8,16 @@ database, or one written by a newer backfillctl, is refused untouched.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.gc import InstanceAge
 from backfill_ctl.scheduler import TaskRow
-from backfill_ctl.state import StateError
+from backfill_ctl.state import LeaseLost, StateError, StoreUnavailable
 from backfill_ctl.state.records import (
     AttemptRecord,
     BackfillRecord,
@@ -30,6 +32,14 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 BUSY_TIMEOUT = 10.0  # seconds another writer may hold the database before we give up
+# What SQLite says when the disk under the store fails: the write did not happen, and may
+# later (the controller keeps what it knows and tries again).
+_UNWRITABLE = (
+    ("database or disk is full", "its disk is full"),
+    ("disk I/O error", "an I/O error"),
+    ("readonly database", "it is read-only"),
+    ("unable to open database file", "its file cannot be opened"),
+)
 _MIGRATIONS: list[str] = [
     # 1: the first schema
     """
@@ -69,6 +79,12 @@ _MIGRATIONS: list[str] = [
     CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
     INSERT INTO meta (key, value) VALUES ('store_id', lower(hex(randomblob(6))));
     """,
+    # 3: the lease's fencing epoch (a new holder, a new epoch: every start checks it), and
+    # when an instance that is to be retried may start again (run.retryDelay)
+    """
+    ALTER TABLE lease ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE instances ADD COLUMN not_before REAL;
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 _INSTANCE_COLUMNS = (
@@ -96,7 +112,7 @@ class SQLiteStore:
             self._db = sqlite3.connect(
                 path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            self._wal()
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._migrate()
         except sqlite3.DatabaseError as exc:
@@ -107,8 +123,28 @@ class SQLiteStore:
                 hint="check the path and its permissions",
             ) from exc
 
+    def _wal(self) -> None:
+        """Switch to WAL. Two processes opening a new file at once: the loser of the
+        switch is told "locked" without waiting, so it waits here (the busy timeout)."""
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
     def _error(self, exc: sqlite3.Error) -> StateError:
         text = str(exc)
+        for words, what in _UNWRITABLE:
+            if words in text:
+                return StoreUnavailable(
+                    f"the state store {self.path} cannot be written: {what} ({text})",
+                    hint="free space on its disk (or make it writable again); nothing was "
+                    "changed by the failed write, and the controller retries",
+                )
         if "locked" in text or "busy" in text:
             return StateError(
                 f"the state store {self.path} is locked by another process",
@@ -123,16 +159,23 @@ class SQLiteStore:
             )
         return StateError(f"state store {self.path}: {text}")
 
-    def _migrate(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+    def _version(self) -> int:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
             raise StateError(
                 f"the state store {self.path} has schema version {version}; this "
                 f"backfillctl knows up to {SCHEMA_VERSION}",
                 hint="upgrade backfillctl; the store was not modified",
             )
-        for number in range(version, SCHEMA_VERSION):
-            with self._write():
+        return version
+
+    def _migrate(self) -> None:
+        if self._version() == SCHEMA_VERSION:
+            return
+        with self._write():
+            # Read again under the write lock: another process (a second controller
+            # started at the same instant) may have migrated meanwhile.
+            for number in range(self._version(), SCHEMA_VERSION):
                 for statement in _MIGRATIONS[number].split(";"):
                     if statement.strip():
                         self._db.execute(statement)
@@ -146,19 +189,21 @@ class SQLiteStore:
             raise self._error(exc) from exc
         try:
             yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        try:
             self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._db.execute("ROLLBACK")
-            raise self._error(exc) from exc
+        except BaseException as exc:
+            # SQLite rolls some failures back itself (a full disk, an I/O error): a
+            # second ROLLBACK would fail and hide the cause.
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):  # the disk, a lock: not a bug
+                raise self._error(exc) from exc
+            raise
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:
             return self._db.execute(sql, params).fetchall()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             raise self._error(exc) from exc
 
     def close(self) -> None:
@@ -639,11 +684,22 @@ class SQLiteStore:
     # -- attempts ----------------------------------------------------------------------
 
     def begin_attempt(
-        self, instance: str, backend: str, *, at: float, actor: str, origin: str
+        self,
+        instance: str,
+        backend: str,
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+        fence: tuple[str, int] | None = None,
     ) -> int | None:
         """Mark a waiting instance running and record its next attempt (before any process
-        exists: a crash after this leaves an attempt to settle, never a silent run)."""
+        exists: a crash after this leaves an attempt to settle, never a silent run).
+        With `fence` (holder, epoch), only while that holder still holds the lease in that
+        epoch: a controller that lost its lease (paused past it) raises LeaseLost."""
         with self._write() as db:
+            if fence is not None:
+                self._check_fence(db, fence)
             row = db.execute(
                 "SELECT backfill, state, attempts FROM instances WHERE id = ? AND state IN "
                 "('pending', 'waiting-for-time', 'waiting-for-resources')",
@@ -678,6 +734,20 @@ class SQLiteStore:
             )
         return int(number)
 
+    @staticmethod
+    def _check_fence(db: sqlite3.Connection, fence: tuple[str, int]) -> None:
+        row = db.execute("SELECT holder, epoch FROM lease WHERE name = 'controller'").fetchone()
+        if row is None or (row[0], row[1]) != fence:
+            holder = f"{row[0]} (epoch {row[1]})" if row else "nobody"
+            raise LeaseLost(
+                f"the lease is no longer ours (epoch {fence[1]}): {holder} holds it now"
+            )
+
+    def check_fence(self, fence: tuple[str, int]) -> None:
+        """Raise LeaseLost unless `fence` (holder, epoch) still holds the lease."""
+        with self._write() as db:
+            self._check_fence(db, fence)
+
     def set_attempt_handle(
         self, instance: str, number: int, handle: dict[str, Any], log: str | None
     ) -> None:
@@ -709,10 +779,12 @@ class SQLiteStore:
                 (attempt_state, exit_code, message, at, instance, number),
             )
             row = db.execute(
-                "SELECT backfill, state FROM instances WHERE id = ?", (instance,)
+                "SELECT backfill, state, attempts FROM instances WHERE id = ?", (instance,)
             ).fetchone()
-            if row is None or row[1] != "running":
-                return  # stopped or removed meanwhile: the attempt is recorded, that is all
+            if row is None or row[1] != "running" or row[2] != number:
+                # Stopped or removed meanwhile, or already on a later attempt (a controller
+                # that lost its lease reports late): the attempt is recorded, that is all.
+                return
             finished = at if instance_state in ("succeeded", "failed") else None
             db.execute(
                 "UPDATE instances SET state = ?, reason = ?, finished_at = ?, updated_at = ?, "
@@ -881,23 +953,34 @@ class SQLiteStore:
     # -- lease --------------------------------------------------------------------------
 
     def acquire_lease(self, holder: str, *, pid: int, host: str, at: float, ttl: float) -> Lease:
-        """Take or renew the controller lease; the lease as it stands (maybe another's)."""
+        """Take or renew the controller lease; the lease as it stands (maybe another's).
+        A new holder gets the next epoch, which fences every start of the one before."""
         with self._write() as db:
             row = db.execute(
-                "SELECT holder, pid, host, acquired_at, expires_at FROM lease "
+                "SELECT holder, pid, host, acquired_at, expires_at, epoch FROM lease "
                 "WHERE name = 'controller'"
             ).fetchone()
             if row is None or row[0] == holder or row[4] < at:
-                acquired = row[3] if row is not None and row[0] == holder else at
+                same = row is not None and row[0] == holder
+                acquired = row[3] if same else at
+                epoch = (row[5] if same else row[5] + 1) if row is not None else 1
                 db.execute(
-                    "INSERT INTO lease (name, holder, pid, host, acquired_at, expires_at) "
-                    "VALUES ('controller', ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET "
-                    "holder = excluded.holder, pid = excluded.pid, host = excluded.host, "
-                    "acquired_at = excluded.acquired_at, expires_at = excluded.expires_at",
-                    (holder, pid, host, acquired, at + ttl),
+                    "INSERT INTO lease (name, holder, pid, host, acquired_at, expires_at, "
+                    "epoch) VALUES ('controller', ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO "
+                    "UPDATE SET holder = excluded.holder, pid = excluded.pid, host = "
+                    "excluded.host, acquired_at = excluded.acquired_at, expires_at = "
+                    "excluded.expires_at, epoch = excluded.epoch",
+                    (holder, pid, host, acquired, at + ttl, epoch),
                 )
-                return Lease(holder, pid, host, acquired, at + ttl)
+                return Lease(holder, pid, host, acquired, at + ttl, epoch)
             return Lease(*row)
+
+    def lease(self) -> Lease | None:
+        rows = self._read(
+            "SELECT holder, pid, host, acquired_at, expires_at, epoch FROM lease "
+            "WHERE name = 'controller'"
+        )
+        return Lease(*rows[0]) if rows else None
 
     def take_over_lease(self, dead_holder: str) -> None:
         """Expire a lease whose holder is known to be dead (its process is gone)."""
@@ -905,5 +988,10 @@ class SQLiteStore:
             db.execute("UPDATE lease SET expires_at = 0 WHERE holder = ?", (dead_holder,))
 
     def release_lease(self, holder: str) -> None:
+        """Let go of the lease, if it is still ours (a newer holder's is left alone); the
+        row stays, so the next holder's epoch is still higher."""
         with self._write() as db:
-            db.execute("DELETE FROM lease WHERE name = 'controller' AND holder = ?", (holder,))
+            db.execute(
+                "UPDATE lease SET expires_at = 0 WHERE name = 'controller' AND holder = ?",
+                (holder,),
+            )

@@ -3,6 +3,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -10,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from backfill_ctl.backends import BackendError, Outcome
+from backfill_ctl.backends import BackendContext, BackendError, Outcome, make_backend
 from backfill_ctl.backends import local as local_module
 from backfill_ctl.backends.local import LocalBackend
 from tests.backends.contract import BackendContract, Make, run_one, settle, spec
@@ -33,13 +37,29 @@ def test_files_of_an_attempt_sit_under_the_backfill(tmp_path: Path) -> None:
 
 
 def test_files_left_by_a_store_thrown_away_do_not_count(tmp_path: Path) -> None:
-    """Ids are stable: a new store's first attempt has the name of an old one's."""
+    """Ids are stable: a new store's first attempt has the name of an old one's; each
+    store has its own runs directory."""
     s = spec(("echo", "new"))
-    old = LocalBackend(tmp_path / "runs")
+    old = make_backend("local", BackendContext(tmp_path, store_id="0ld"))
     handle, _ = old.start(spec(("sh", "-c", "echo old; exit 9")))
     settle(old, {s.key: handle})
-    outcome, log = run_one(LocalBackend(tmp_path / "runs"), s)
+    outcome, log = run_one(make_backend("local", BackendContext(tmp_path, store_id="new")), s)
     assert (outcome, log) == (Outcome("succeeded", 0), "new\n")
+    assert handle["base"] == str(tmp_path / "runs" / "0ld" / "bf" / "i1.1")
+
+
+def test_a_claim_of_a_newer_controller_is_never_undone_by_a_late_start(tmp_path: Path) -> None:
+    """A controller paused between recording an attempt and spawning it; meanwhile the
+    next controller's recover declared the attempt unstarted. The late start must not
+    run the command (issue 8, item 4)."""
+    marker = tmp_path / "ran"
+    s = spec(("sh", "-c", f"echo x >> {marker}"))
+    assert LocalBackend(tmp_path / "runs").recover(s) is None  # the newer controller's claim
+    late = LocalBackend(tmp_path / "runs")
+    handle, _ = late.start(s)
+    outcome = settle(late, {s.key: handle})[s.key]
+    assert (outcome.state, outcome.started) == ("lost", False)  # its try is given back
+    assert not marker.exists()
 
 
 def test_an_attempt_runs_in_its_working_directory(tmp_path: Path) -> None:
@@ -94,7 +114,7 @@ def test_an_attempt_recover_declared_unstarted_never_runs(tmp_path: Path) -> Non
         found = LocalBackend(tmp_path / "runs").recover(s)
         ended = settle(first, {s.key: handle})[s.key]
         if found is None:  # declared unstarted: the wrapper must not run the command
-            assert ended == Outcome("failed", 125, "exit code 125")
+            assert (ended.state, ended.started) == ("lost", False)
         else:  # it had started: it runs to the end, once
             assert ended == Outcome("succeeded", 0)
     runs = marker.read_text().count("x") if marker.exists() else 0
@@ -108,6 +128,131 @@ def test_an_attempt_whose_process_vanished_without_a_status_is_lost(tmp_path: Pa
     backend = LocalBackend(tmp_path / "runs")
     gone = {"pid": 2**22 + 1, "base": str(tmp_path / "runs" / "bf" / "x.1")}
     assert LocalBackend(tmp_path / "runs").poll({("x", 1): gone}) == {
-        ("x", 1): Outcome("lost", None, "the process ended without an exit status")
+        ("x", 1): Outcome(
+            "lost",
+            None,
+            "no exit code is known (its wrapper was killed, or could not write its status); "
+            "no process of it is left",
+        )
     }
     assert backend.log_text(gone, None) == ""
+
+
+# -- an attempt ends when no process of it is left (issue 8, items 1, 2, 5) -------------
+
+
+def _marked(base: str) -> list[int]:
+    """Live processes of this machine that carry the attempt's marker."""
+    found = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            state = (p / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            environ = (p / "environ").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and f"{local_module.MARKER}={base}".encode() in environ.split(b"\0"):
+            found.append(int(p.name))
+    return found
+
+
+def _wait_for(what: object, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():  # type: ignore[operator]
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def test_a_stopped_command_that_ignores_term_keeps_its_attempt_running_until_killed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_module, "GRACE", 1.0)
+    backend = LocalBackend(tmp_path / "runs")
+    s = spec("trap '' TERM; echo ready; sleep 30")
+    handle, log = backend.start(s)
+    _wait_for(lambda: backend.log_text(handle, log) == "ready\n")
+    backend.cancel(s.key, handle, "stopped by ops")
+    deadline = time.monotonic() + 0.6
+    while time.monotonic() < deadline:  # the wrapper died on TERM; the command did not
+        assert backend.poll({s.key: handle}) == {}
+        time.sleep(0.05)
+    assert _marked(handle["base"])
+    outcome = settle(backend, {s.key: handle})[s.key]
+    assert (outcome.state, outcome.message) == ("failed", "stopped by ops")
+    assert _marked(handle["base"]) == []  # ended only when nothing of it is left
+
+
+@pytest.mark.parametrize("adopted", [False, True])
+def test_a_killed_wrapper_is_not_a_finished_attempt(tmp_path: Path, adopted: bool) -> None:
+    backend = LocalBackend(tmp_path / "runs")
+    s = spec("echo ready; sleep 1.5; echo done")
+    handle, log = backend.start(s)
+    _wait_for(lambda: backend.log_text(handle, log) == "ready\n")
+    os.kill(handle["pid"], signal.SIGKILL)
+    follower = LocalBackend(tmp_path / "runs") if adopted else backend
+    if adopted:
+        _wait_for(lambda: backend.poll({s.key: handle}) == {} and not _is_child_alive(handle))
+    assert follower.poll({s.key: handle}) == {}  # its command still runs
+    outcome = settle(follower, {s.key: handle})[s.key]
+    assert backend.log_text(handle, log) == "ready\ndone\n"  # ended after the command did
+    assert outcome.state == "lost" and outcome.exit_code is None
+    assert _marked(handle["base"]) == []
+
+
+def _is_child_alive(handle: dict[str, object]) -> bool:
+    try:
+        state = Path(f"/proc/{handle['pid']}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_processes_a_command_leaves_behind_end_with_its_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_module, "GRACE", 0.5)
+    backend = LocalBackend(tmp_path / "runs")
+    s = spec("sleep 30 & (trap '' TERM; sleep 30) & echo left")
+    handle, log = backend.start(s)
+    outcome = settle(backend, {s.key: handle})[s.key]
+    assert outcome == Outcome("succeeded", 0, "ended 2 process(es) it left running")
+    assert backend.log_text(handle, log) == "left\n"
+    assert _marked(handle["base"]) == []
+
+
+_ESCAPE = """
+import sys
+from pathlib import Path
+from backfill_ctl.backends import local
+from backfill_ctl.backends.local import LocalBackend
+from tests.backends.contract import settle, spec
+
+local.GRACE = 0.5
+backend = LocalBackend(Path(sys.argv[1]), supervise=True)
+s = spec(
+    "setsid sh -c 'trap \\"\\" TERM; echo $$ > %s; exec sleep 30' & "
+    "until [ -s %s ]; do sleep 0.01; done" % (sys.argv[2], sys.argv[2]))
+handle, log = backend.start(s)
+print(handle["base"], settle(backend, {s.key: handle})[s.key].state, flush=True)
+"""
+
+
+def test_a_process_that_leaves_the_session_ends_with_its_attempt(
+    tmp_path: Path,
+) -> None:
+    """The controller is the subreaper of what its attempts leave: a `setsid` daemon
+    becomes its child and is known by its marker (run in a process of its own)."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run(
+        [sys.executable, "-c", _ESCAPE, str(tmp_path / "runs"), str(tmp_path / "escaped.pid")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    base, state = done.stdout.split()
+    assert state == "succeeded"
+    assert _marked(base) == []
+    assert not _is_child_alive({"pid": int((tmp_path / "escaped.pid").read_text())})
