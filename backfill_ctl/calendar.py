@@ -181,16 +181,17 @@ def localize(day: date, at: time, tz: ZoneInfo) -> datetime:
     return wall.astimezone(UTC).astimezone(tz)
 
 
-def ticks_on(day: date, times: Iterable[time], tz: ZoneInfo) -> list[datetime]:
-    """Distinct instants of the wall-clock `times` on `day`, in order."""
+def ticks_on(day: date, times: Iterable[time], tz: ZoneInfo) -> list[tuple[int, datetime]]:
+    """Distinct instants of the wall-clock `times` on `day`, in order, each with the index
+    in `times` of the time it comes from (the first one, when several collapse)."""
     seen: set[datetime] = set()
-    out: list[datetime] = []
-    for at in times:
+    out: list[tuple[int, datetime]] = []
+    for index, at in enumerate(times):
         instant = localize(day, at, tz)
         if instant not in seen:
             seen.add(instant)
-            out.append(instant)
-    out.sort()
+            out.append((index, instant))
+    out.sort(key=lambda tick: tick[1])
     return out
 
 

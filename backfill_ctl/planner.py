@@ -1,8 +1,15 @@
 """From a Backfill and its scope to the exact, ordered list of instances (DESIGN §4).
 
 Pure: no clock (`now` is an argument), no I/O. The same inputs give the same plan,
-byte for byte, and the same instance ids (a hash of backfill, node and the UTC
-instant of the scheduled time), which is what the reconciler diffs on.
+byte for byte, and the same instance ids, which is what the reconciler diffs on.
+
+An instance id names a *slot*, not a time: a hash of backfill, node, business date and
+"tick k of n", where n is how many times of day the node's cron fires and k the
+position of the instance's time among them (before the timeWindow cuts any). Moving a
+cron time (02:30 -> 02:45), the workspace's timezone, or the timeWindow keeps the ids
+of the slots that remain, so the reconciler sees a changed scheduled time of the same
+instance, not a new instance beside the old one; a cron that fires a different number
+of times a day has other slots, hence other ids.
 
 Ordering is expressed with two mechanisms, never with N² edges:
 
@@ -25,8 +32,7 @@ import gc
 import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
-from functools import cached_property
+from functools import cache, cached_property
 from typing import TYPE_CHECKING, NamedTuple
 
 from backfill_ctl.calendar import (
@@ -43,7 +49,7 @@ from backfill_ctl.params import Context, compile_parameters, compile_template
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
-    from datetime import time
+    from datetime import date, datetime, time
 
     from backfill_ctl.catalog import Catalog
     from backfill_ctl.errors import Diagnostic
@@ -53,7 +59,7 @@ if TYPE_CHECKING:
 
 
 class Instance(NamedTuple):
-    """One (backfill, node, scheduled time) to execute.
+    """One (backfill, node, business date, tick of the day) to execute.
 
     A NamedTuple rather than a frozen dataclass: it is as immutable and typed, and
     building a million of them costs a third of the time.
@@ -147,15 +153,15 @@ def split_groups(dates: Sequence[date], groups: int) -> list[tuple[date, ...]]:
     return chunks
 
 
-def instance_id(backfill: str, node: str, cyctime: datetime) -> str:
-    """blake2b-64 of backfill, node and the UTC scheduled time (the planner's loop
-    computes the same hash from a per-node prefix)."""
-    key = f"{backfill}\x1f{node}\x1f{_utc_text(cyctime)}".encode()
+def instance_id(backfill: str, node: str, bizdate: date, tick: int, ticks: int) -> str:
+    """blake2b-64 of backfill, node, business date and "tick of ticks" (see the module
+    docstring; the planner's loop computes the same hash from a per-node prefix)."""
+    key = f"{backfill}\x1f{node}\x1f".encode() + _slot_key(bizdate, tick, ticks)
     return hashlib.blake2b(key, digest_size=8).hexdigest()
 
 
-def _utc_text(cyctime: datetime) -> str:
-    return cyctime.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _slot_key(bizdate: date, tick: int, ticks: int) -> bytes:
+    return f"{bizdate.isoformat()}\x1f{tick}/{ticks}".encode()
 
 
 def compile_node(
@@ -176,14 +182,29 @@ def compile_node(
 class _Tick(NamedTuple):
     at: datetime  # aware
     wall: datetime  # naive wall-clock time, what $[...] expressions see
-    utc: bytes  # the instance id's input
+    slot: bytes  # the instance id's input after the node: business date, k/n
     epoch: float
 
 
-def _ticks(tz: str, times: tuple[time, ...], day: date) -> list[_Tick]:
+class _Slots(NamedTuple):
+    """The ticks nodes share: same timezone, same times of day, same k/n."""
+
+    tz: str
+    times: tuple[time, ...]
+    ordinals: tuple[int, ...]  # k of each time among the cron's n times of day
+    per_day: int  # n
+
+
+def _ticks(slots: _Slots, day: date) -> list[_Tick]:
+    bizdate = day - ONE_DAY
     return [
-        _Tick(at, at.replace(tzinfo=None), _utc_text(at).encode(), at.timestamp())
-        for at in ticks_on(day, times, zone(tz))
+        _Tick(
+            at,
+            at.replace(tzinfo=None),
+            _slot_key(bizdate, slots.ordinals[index], slots.per_day),
+            at.timestamp(),
+        )
+        for index, at in ticks_on(day, slots.times, zone(slots.tz))
     ]
 
 
@@ -194,8 +215,8 @@ class _Prepared:
     name: str
     tz: str
     times: tuple[time, ...]  # scheduled times of day inside the time window
-    slot: int  # index of (tz, times): nodes sharing it share their ticks
-    first_slot: int  # index of (tz, first time): a calendar node's dry-run tick
+    slot: int  # index of its _Slots: nodes sharing it share their ticks
+    first_slot: int  # index of the _Slots of its first time: a calendar node's dry-run tick
     days: frozenset[date] | None  # scheduled days of a calendar node; None = every day
     effective: Period | None  # None when the node is always effective
     reason: DryRunReason | None  # node-level dry-run reason
@@ -212,9 +233,9 @@ class _Prepared:
 
 def _prepare(
     catalog: Catalog, backfill: Backfill, scope: Scope, dates: Sequence[date]
-) -> tuple[list[_Prepared], list[tuple[str, tuple[time, ...]]]]:
+) -> tuple[list[_Prepared], list[_Slots]]:
     first, last = scheduled_day(min(dates)), scheduled_day(max(dates))
-    slots: dict[tuple[str, tuple[time, ...]], int] = {}
+    slots: dict[_Slots, int] = {}
     prepared: list[_Prepared] = []
     for name in scope.nodes:
         node = catalog.nodes[name]
@@ -226,6 +247,8 @@ def _prepare(
             for up in scope.upstream[name]
         )
         times = schedule.times_in(backfill.time_window)
+        ordinals = _ordinals(schedule.times, times)
+        count = len(schedule.times)
         argv: list[str] | None = None
         dynamic: tuple[tuple[int, Template], ...] = ()
         shell: Template | None = None
@@ -240,8 +263,8 @@ def _prepare(
                 name=name,
                 tz=tz,
                 times=times,
-                slot=slots.setdefault((tz, times), len(slots)),
-                first_slot=slots.setdefault((tz, times[:1]), len(slots)),
+                slot=slots.setdefault(_Slots(tz, times, ordinals, count), len(slots)),
+                first_slot=slots.setdefault(_Slots(tz, times[:1], ordinals[:1], count), len(slots)),
                 days=None if schedule.daily else scheduled_days(node.schedule, first, last),
                 effective=None if effective.start is None and effective.end is None else effective,
                 reason=scope.dry_run.get(name),
@@ -256,6 +279,13 @@ def _prepare(
             )
         )
     return prepared, list(slots)
+
+
+@cache
+def _ordinals(every: tuple[time, ...], chosen: tuple[time, ...]) -> tuple[int, ...]:
+    """The position of each chosen time of day among all the times of the cron."""
+    position = {at: k for k, at in enumerate(every)}
+    return tuple(position[at] for at in chosen)
 
 
 @contextmanager
@@ -318,7 +348,7 @@ def _plan(catalog: Catalog, backfill: Backfill, scope: Scope, now: datetime) -> 
                 reason = reason or "not-scheduled-day"
             ticks = day_ticks[slot]
             if ticks is None:
-                ticks = day_ticks[slot] = _ticks(*slots[slot], day)
+                ticks = day_ticks[slot] = _ticks(slots[slot], day)
             priority = p.degraded if old[p.tz] else p.priority
             many = len(ticks) > 1
             upstream_ids: list[tuple[list[str], bool]] = []
@@ -330,7 +360,7 @@ def _plan(catalog: Catalog, backfill: Backfill, scope: Scope, now: datetime) -> 
             ids: list[str] = []
             for index, tick in enumerate(ticks):
                 hasher = p.id_prefix.copy()
-                hasher.update(tick.utc)
+                hasher.update(tick.slot)
                 iid = hasher.hexdigest()
                 deps: list[str] = []
                 for found, slotted in upstream_ids:

@@ -1,29 +1,41 @@
-"""apply and diff: the desired instances (from a plan) against the stored ones, by id.
+"""apply and diff: the desired instances (from a plan) against the stored ones, by slot.
 
-- a desired id that is not stored is created;
+Each desired instance is matched to the stored instance of its slot (`slots.match`: by
+id, else by scheduled time within its node and business date), and keeps the id the
+store knows it by. Then:
+
+- a desired instance with no stored one is created;
 - a stored instance that has not started, or failed, and whose definition changed is
-  updated (a failed one stays failed: a rerun runs the new definition; a cancelled one
-  that is desired again comes back as pending);
+  updated (a moved cron time is such a change; a failed one stays failed: a rerun runs
+  the new definition; a cancelled one that is desired again comes back as pending);
 - a stored instance no longer desired is cancelled if it has not started, and kept
   (and reported) if it has;
+- a finished backfill whose own document is unchanged is history: what the specs now
+  plan differently is reported, and nothing is created, brought back or cancelled in it
+  (an edit elsewhere must not run anything of it again; `rerun` or an edit of the
+  Backfill does). Its failed and not-started instances still take new definitions,
+  which starts nothing;
 - a Backfill that is no longer in the specs is left alone unless `prune` is asked: then
   its instances that have not started are cancelled and it is marked deleted.
 
-`desired()` and `diff()` are pure; `apply()` writes one transaction.
+`desired()` and `diff()` only read; `apply()` writes one transaction.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from backfill_ctl import slots
 from backfill_ctl.params import Context, environment
 from backfill_ctl.planner import compile_node
 from backfill_ctl.spec.model import FOLLOW_NODE
 from backfill_ctl.state.records import NOT_STARTED, BackfillRecord, InstanceRecord, Run
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
     from backfill_ctl.params import Template
     from backfill_ctl.planner import BackfillPlan, Plan
@@ -52,6 +64,9 @@ _DEFINITION = (
 class Desired:
     record: BackfillRecord
     instances: list[InstanceRecord]
+    # The same instances with some applied under the ids the store holds their slots by
+    # (see slots.py): their dependents point at those ids, `$taskid` renders them.
+    under: Callable[[Mapping[str, str]], list[InstanceRecord]] = field(repr=False, compare=False)
 
 
 def desired(specs: Specs, plan: Plan, cwd: str, actor: str | None, at: float) -> list[Desired]:
@@ -81,23 +96,40 @@ def _desired(
         applied_at=at,
         applied_by=actor,
     )
-    compiled: dict[str, tuple[dict[str, Template], dict[str, Template]]] = {}
+    under = partial(_instances, specs, bp, cwd, at)
+    return Desired(record, under({}), under)
+
+
+def _instances(
+    specs: Specs, bp: BackfillPlan, cwd: str, at: float, ids: Mapping[str, str]
+) -> list[InstanceRecord]:
+    """The records of a plan's instances, each under `ids.get(id, id)`."""
+    b = bp.backfill
+    compiled: dict[str, tuple[dict[str, Template], list[Template] | Template, dict[str, Template]]]
+    compiled = {}
     cache: dict[object, str] = {}
     instances = []
     for i in bp.instances:
         node = specs.nodes[i.node]
         if i.node not in compiled:
-            params, _, env_templates = compile_node(node, b.parameters)
-            compiled[i.node] = (params, env_templates)
-        params, env_templates = compiled[i.node]
-        ctx = Context(i.bizdate, i.cyctime.replace(tzinfo=None), i.id, i.node, b.name)
+            compiled[i.node] = compile_node(node, b.parameters)
+        params, command_templates, env_templates = compiled[i.node]
+        iid = ids.get(i.id, i.id)
+        ctx = Context(i.bizdate, i.cyctime.replace(tzinfo=None), iid, i.node, b.name)
         env = environment(params, ctx, cache)
         env.update({k: t.render(ctx, cache) for k, t in env_templates.items()})
+        command: tuple[str, ...] | str = i.command
+        if iid != i.id:  # the plan rendered `$taskid` with its own id
+            command = (
+                tuple(t.render(ctx, cache) for t in command_templates)
+                if isinstance(command_templates, list)
+                else command_templates.render_shell(ctx, cache)
+            )
         run = node.run
         group = b.resource_group if b.resource_group != FOLLOW_NODE else node.resource_group
         instances.append(
             InstanceRecord(
-                id=i.id,
+                id=iid,
                 backfill=b.name,
                 node=i.node,
                 bizdate=i.bizdate.isoformat(),
@@ -107,9 +139,9 @@ def _desired(
                 group=i.group,
                 sequence=i.sequence,
                 priority=i.priority,
-                depends_on=i.depends_on,
+                depends_on=tuple(ids.get(d, d) for d in i.depends_on) if ids else i.depends_on,
                 run=Run(
-                    command=i.command,
+                    command=command,
                     env=env,
                     cwd=cwd,
                     timeout=run.timeout.total_seconds() if run.timeout else None,
@@ -125,7 +157,7 @@ def _desired(
                 updated_at=at,
             )
         )
-    return Desired(record, instances)
+    return instances
 
 
 def _tz(specs: Specs, node: str) -> str:
@@ -147,13 +179,19 @@ def _notifier(n: Notifier) -> dict[str, object]:
 @dataclass
 class BackfillChanges:
     name: str
-    status: str  # new | changed | unchanged | not-in-specs | pruned
+    status: str  # new | changed | unchanged | finished | not-in-specs | pruned | collected
     record: BackfillRecord | None = None  # to write, when new or changed
     create: list[InstanceRecord] = field(default_factory=list)
     update: list[InstanceRecord] = field(default_factory=list)
     cancel: list[str] = field(default_factory=list)
     kept: int = 0  # started instances the specs no longer want: kept as they ran
     waiting_cancel: int = 0  # not-in-specs without prune: what --prune would cancel
+    moves: Counter[slots.Move] = field(default_factory=Counter)  # among `update`
+    ran_moves: Counter[slots.Move] = field(default_factory=Counter)  # ran at the old time: kept
+    # finished: what the specs would add (or bring back) and cancel, left undone.
+    held_create: int = 0
+    held_cancel: int = 0
+    outcome: str | None = None  # finished: how it ended
 
     @property
     def empty(self) -> bool:
@@ -178,6 +216,8 @@ class Changes:
 
     def summary(self, done: bool) -> str:
         if self.empty:
+            if any(c.status == "finished" for c in self.backfills):
+                return "No changes: finished backfills are left as they ran."
             return "No changes: the state store matches the specs."
         create, update, cancel, kept = self.totals()
         if done:
@@ -196,33 +236,12 @@ def diff(wanted: Iterable[Desired], store: StateStore, *, prune: bool) -> Change
     wanted = list(wanted)
     names = {d.record.name for d in wanted}
     for d in wanted:
-        stored = {i.id: i for i in store.instances(backfill=d.record.name)}
         old = store.backfill(d.record.name)
         if old is not None and old.status == "collected" and old.spec == d.record.spec:
             # It ran to the end long ago and gc removed its instances: nothing to do.
             out.append(BackfillChanges(d.record.name, "collected"))
             continue
-        c = BackfillChanges(d.record.name, "new" if old is None else "unchanged")
-        if old is None or old.status == "deleted" or _settings(old) != _settings(d.record):
-            c.record = d.record
-            if old is not None:
-                c.status = "changed"
-        for i in d.instances:
-            have = stored.pop(i.id, None)
-            if have is None:
-                c.create.append(i)
-            elif have.state == "cancelled" or (
-                have.state in UPDATABLE and _definition(have) != _definition(i)
-            ):
-                c.update.append(i)
-        for have in stored.values():  # no longer desired
-            if have.state in NOT_STARTED:
-                c.cancel.append(have.id)
-            elif have.state != "cancelled":
-                c.kept += 1
-        if c.status == "unchanged" and not c.empty:
-            c.status = "changed"
-        out.append(c)
+        out.append(_changes(d, old, store.instances(backfill=d.record.name)))
     for old in store.backfills():
         if old.name in names:
             continue
@@ -237,10 +256,53 @@ def diff(wanted: Iterable[Desired], store: StateStore, *, prune: bool) -> Change
     return Changes(out)
 
 
+def _changes(
+    d: Desired, old: BackfillRecord | None, stored: list[InstanceRecord]
+) -> BackfillChanges:
+    """One Backfill's changes (see the module docstring). In a finished backfill nothing
+    is added, brought back or cancelled: a cancelled dependency lets its dependents go."""
+    c = BackfillChanges(d.record.name, "new" if old is None else "unchanged")
+    if old is None or old.status == "deleted" or _settings(old) != _settings(d.record):
+        c.record = d.record
+        if old is not None:
+            c.status = "changed"
+    finished = c.record is None and old is not None and old.finished_at is not None
+    found, gone = slots.match(d.instances, stored)
+    renamed = {want: have.id for want, have in found.items() if want != have.id}
+    for plan, i in zip(d.instances, d.under(renamed) if renamed else d.instances, strict=True):
+        have = found.get(plan.id)
+        if have is None or have.state == "cancelled":
+            if finished:
+                c.held_create += 1
+            else:  # a cancelled one comes back as pending
+                (c.create if have is None else c.update).append(i)
+        elif have.state in UPDATABLE and _definition(have) != _definition(i):
+            c.update.append(i)
+            if have.cyctime != i.cyctime:
+                c.moves[slots.move(i.node, have.cyctime, i.cyctime)] += 1
+        elif have.state not in UPDATABLE and have.cyctime != i.cyctime:
+            c.ran_moves[slots.move(i.node, have.cyctime, i.cyctime)] += 1
+    for have in gone:  # no longer planned
+        if have.state in NOT_STARTED:
+            if finished:
+                c.held_cancel += 1
+            else:
+                c.cancel.append(have.id)
+        elif have.state != "cancelled":
+            c.kept += 1
+    if finished and (c.held_create or c.held_cancel or c.ran_moves):
+        c.status, c.outcome = "finished", old.outcome if old else None
+    elif c.status == "unchanged" and not c.empty:
+        c.status = "changed"
+    return c
+
+
 def _settings(b: BackfillRecord) -> tuple[object, ...]:
+    """What an apply writes to a backfill's record. Not its status: a stopped backfill
+    stays stopped when its specs are applied again (a rerun resumes it), a deleted one
+    comes back (see `diff`)."""
     return (
         b.spec,
-        b.status,
         b.suspended,
         b.run_immediately,
         b.execution_window,
@@ -274,27 +336,51 @@ def apply(
     )
 
 
+_MARKS = {
+    "new": "+",
+    "changed": "~",
+    "pruned": "-",
+    "not-in-specs": "!",
+    "unchanged": " ",
+    "collected": " ",
+    "finished": " ",
+}
+
+
 def render(changes: Changes) -> list[str]:
-    """One line per Backfill, Terraform-style (+ create, ~ update, - cancel)."""
+    """One line per Backfill, Terraform-style (+ create, ~ update, - cancel), and what
+    the change does to its instances' scheduled times."""
     lines = []
-    marks = {
-        "new": "+",
-        "changed": "~",
-        "pruned": "-",
-        "not-in-specs": "!",
-        "unchanged": " ",
-        "collected": " ",
-    }
     for c in changes.backfills:
-        parts = [f"+{len(c.create)} ~{len(c.update)} -{len(c.cancel)}"]
-        if c.kept:
-            parts.append(f"{c.kept} kept as they ran")
+        counts = f"+{len(c.create)} ~{len(c.update)} -{len(c.cancel)}"
+        mark = _MARKS[c.status]
         if c.status == "collected":
-            parts = ["ran to the end and was collected by gc; change its spec to run it again"]
-        if c.status == "not-in-specs":
-            parts = [
+            text = "ran to the end and was collected by gc; change its spec to run it again"
+        elif c.status == "not-in-specs":
+            text = (
                 f"no longer in the specs; --prune cancels its {c.waiting_cancel} "
                 "instance(s) that have not started"
-            ]
-        lines.append(f"{marks[c.status]} backfill/{c.name}: {', '.join(parts)}")
+            )
+        elif c.status == "finished":
+            mark = "~" if c.update else mark
+            text = f"finished ({c.outcome or 'stopped'}), left as it ran: " + "; ".join(_held(c))
+        else:
+            parts = [counts, *slots.moves_text(c.moves), *slots.moves_text(c.ran_moves, ran=True)]
+            if c.kept:
+                parts.append(f"{c.kept} kept as they ran")
+            text = ", ".join(parts)
+        lines.append(f"{mark} backfill/{c.name}: {text}")
     return lines
+
+
+def _held(c: BackfillChanges) -> list[str]:
+    parts = []
+    if c.held_create:
+        parts.append(f"{c.held_create} instance(s) the specs now plan are not added")
+    if c.held_cancel:
+        parts.append(f"{c.held_cancel} no longer planned are not cancelled")
+    parts += slots.moves_text(c.ran_moves, ran=True)
+    if c.update:
+        parts.append(f"~{len(c.update)} failed or not started take the new definition")
+    parts.append("rerun its instances, or edit the Backfill, to run it again")
+    return parts

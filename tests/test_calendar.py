@@ -99,7 +99,9 @@ def test_ticks_collapsing_onto_one_instant_are_one_tick() -> None:
     # 02:00 and 02:30 fall in the gap and move to 03:00 and 03:30; 03:00 exists already.
     times = (time(1, 30), time(2), time(2, 30), time(3))
     ticks = ticks_on(date(2024, 3, 10), times, zone("America/New_York"))
-    assert [t.strftime("%H:%M%z") for t in ticks] == ["01:30-0500", "03:00-0400", "03:30-0400"]
+    assert [t.strftime("%H:%M%z") for _, t in ticks] == ["01:30-0500", "03:00-0400", "03:30-0400"]
+    # Each keeps the index of the time it comes from: 03:00 is the moved 02:00 (index 1).
+    assert [index for index, _ in ticks] == [0, 1, 2]
 
 
 @pytest.mark.parametrize(

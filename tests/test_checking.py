@@ -102,6 +102,11 @@ CASES: dict[str, Case] = {
             ),
         ],
     ),
+    "target-without-instances": Case(
+        # a runs at 02:00: the window leaves it (the only node, a target) no instance.
+        [WS, node("a"), backfill(timeWindow={"from": "00:00", "to": "01:00"})],
+        [WS, node("a"), backfill(timeWindow={"from": "00:00", "to": "02:00"})],
+    ),
     "waiting-for-time": Case(
         [*CHAIN, backfill(dates=["2024-03-19"])],  # scheduled 2024-03-20 02:00, after now
         [*CHAIN, backfill(dates=["2024-03-19"], runImmediately=True)],
@@ -363,3 +368,54 @@ def test_with_a_base_permissions_are_checked_on_the_backfills_the_change_adds_or
         "new",
         "old",
     }
+
+
+def test_a_backfill_that_plans_no_instance_fails_at_its_time_window() -> None:
+    docs = [*CHAIN, backfill(timeWindow={"from": "00:00", "to": "01:00"})]
+    result = check(docs)
+    f = only(result, "target-without-instances")
+    (bp,) = result.plan.backfills
+    assert bp.instances == ()
+    assert (f.file, f.line, f.col, f.path) == (
+        "specs.yaml",
+        line_of(docs, "  timeWindow:"),
+        3,
+        ("spec", "timeWindow"),
+    )
+    assert f.nodes == ("a", "c")
+    assert f.message == (
+        "the Backfill plans no instance at all: 2 target node(s) have no instance, their "
+        "scheduled times are outside timeWindow 00:00-01:00: a (02:00), c (02:00)"
+    )
+    assert f.hint == "widen timeWindow to include 02:00, or select other targets"
+    assert result.failed
+
+
+def test_one_target_without_instances_is_an_error_even_when_others_run() -> None:
+    docs = [
+        WS,
+        node("a", "0 1 * * *"),
+        node("late", "0 5 * * *", ["a"]),
+        backfill(timeWindow={"from": "00:00", "to": "03:00"}),
+    ]
+    result = check(docs)
+    f = only(result, "target-without-instances")
+    assert [i.node for i in result.plan.backfills[0].instances] == ["a"]
+    assert f.message == (
+        "1 target node(s) have no instance, their scheduled times are outside timeWindow "
+        "00:00-03:00: late (05:00)"
+    )
+    assert result.failed
+
+
+def test_a_target_out_of_its_effective_period_points_at_the_dates() -> None:
+    docs = [WS, node("a", effective={"from": "2024-04-01"}), backfill(dates=["2024-03-01"])]
+    f = only(check(docs), "target-without-instances")
+    assert f.path == ("spec", "dates")
+    assert f.message == (
+        "the Backfill plans no instance at all: 1 target node(s) have no instance, no business "
+        "date is scheduled (the day after) in their effective period: a (2024-04-01 to ...)"
+    )
+    assert f.hint == (
+        "choose business dates whose next day is in the effective period, or select other targets"
+    )

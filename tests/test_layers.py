@@ -18,6 +18,7 @@ CORE = [
     "reconcile.py",
     "scheduler.py",
     "selection.py",
+    "slots.py",
     "validation.py",
 ]
 FORBIDDEN_MODULES = {

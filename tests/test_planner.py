@@ -288,12 +288,12 @@ def test_self_dependent_sub_daily_instances_run_one_after_another() -> None:
 # -- ids --------------------------------------------------------------------------------
 
 
-def test_instance_ids_are_stable_and_derived_from_backfill_node_and_time() -> None:
+def test_instance_ids_are_stable_and_derived_from_backfill_node_date_and_slot() -> None:
     docs = (node("a"), node("b", upstream=["a"]), backfill(dates=["2024-03-01", "2024-03-02"]))
     first, again = plan_of(*docs), plan_of(*docs)
     assert [i.id for i in first.instances] == [i.id for i in again.instances]
     a0 = first.instances[0]
-    assert a0.id == instance_id("bf", "a", a0.cyctime)
+    assert a0.id == instance_id("bf", "a", date(2024, 3, 1), 0, 1)  # tick 0 of 1 a day
     assert len({i.id for i in first.instances}) == len(first.instances)
     renamed = plan_of(
         node("a"), node("b", upstream=["a"]), backfill("other", dates=["2024-03-01", "2024-03-02"])
@@ -441,3 +441,27 @@ def test_an_error_in_the_catalog_stops_every_plan() -> None:
     plan, diagnostics = make_plan(specs, NOW, None)
     assert plan.backfills == ()
     assert [d.message for d in diagnostics if d.is_error] == ["unknown upstream node 'ghost'"]
+
+
+def test_moving_a_cron_time_or_the_timezone_keeps_the_ids() -> None:
+    def ids(schedule: str, ws: dict[str, Any] = SHANGHAI) -> list[str]:
+        bp = plan_of(node("a", schedule), backfill(dates=["2024-03-01", "2024-03-02"]), ws=ws)
+        return [i.id for i in bp.instances]
+
+    assert ids("30 2 * * *") == ids("45 2 * * *") == ids("30 2 * * *", workspace("ws"))
+    # Another number of ticks a day is other slots: other ids.
+    assert not set(ids("30 2,14 * * *")) & set(ids("30 2 * * *"))
+
+
+def test_an_id_names_the_tick_among_all_ticks_of_the_cron_not_of_the_time_window() -> None:
+    def ids(window: dict[str, str]) -> dict[str, str]:
+        bp = plan_of(
+            node("h", "15 * * * *"),
+            backfill(select={"method": "descendants", "roots": ["h"]}, timeWindow=window),
+        )
+        return {f"{i.cyctime:%H:%M}": i.id for i in bp.instances}
+
+    wide, narrow = ids({"from": "00:00", "to": "05:59"}), ids({"from": "03:00", "to": "05:59"})
+    assert list(narrow) == ["03:15", "04:15", "05:15"]
+    assert narrow == {at: wide[at] for at in narrow}  # 03:15 is tick 3 of 24 in both
+    assert wide["00:15"] == instance_id("bf", "h", date(2024, 3, 1), 0, 24)

@@ -45,6 +45,9 @@ CHECKS: dict[str, Check] = {
     "isolated-instance": Check(
         "warning", "an in-scope upstream has no instance for a date the node runs"
     ),
+    "target-without-instances": Check(
+        "error", "a target node has no instance (a Backfill that plans none cannot run)"
+    ),
     "waiting-for-time": Check("notice", "instances scheduled after now wait for their time"),
     "self-dependent-parallel": Check(
         "error", "a self-dependent node runs its dates in parallel groups", stop_on_risk=True

@@ -11,7 +11,7 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from backfill_ctl.calendar import zone
+from backfill_ctl.calendar import analyse, zone
 from backfill_ctl.checks import CHECKS
 from backfill_ctl.errors import Diagnostic, PathPart
 from backfill_ctl.spec.model import TimeWindow
@@ -61,6 +61,7 @@ def plan_findings(plan: Plan, catalog: Catalog, max_instances: int) -> list[Diag
     for bp in plan.backfills:
         out += isolated_nodes(bp, catalog)
         out += isolated_instances(bp)
+        out += targets_without_instances(bp, catalog)
         out += waiting_for_time(bp, plan.now)
         out += self_dependent_parallel(bp, catalog)
         out += too_many_instances(bp, max_instances)
@@ -137,6 +138,65 @@ def isolated_instances(bp: BackfillPlan) -> list[Diagnostic]:
                 else ("spec", "select"),
                 nodes=(node, upstream),
                 instances=[i for day in days for i in ids[node, day]],
+            )
+        )
+    return out
+
+
+def targets_without_instances(bp: BackfillPlan, catalog: Catalog) -> list[Diagnostic]:
+    """Target nodes that plan no instance: what the Backfill names would not run.
+
+    The planner leaves a node without instances for two reasons only: the timeWindow
+    holds none of its scheduled times, or no scheduled day of the dates is in the node's
+    effective period. Each reason is one finding, at the field that decides it.
+    """
+    planned = {i.node for i in bp.instances}
+    scope = bp.scope
+    missing = [n for n in scope.nodes if scope.roles[n] == "target" and n not in planned]
+    if not missing:
+        return []
+    window = bp.backfill.time_window
+    first: dict[str, str] = {}
+    for name in missing:
+        times = analyse(catalog.nodes[name].schedule).times
+        if not any(t in window for t in times):
+            first[name] = f"{times[0]:%H:%M}"
+    outside = [n for n in missing if n not in first]
+    none = "the Backfill plans no instance at all: " if not bp.instances else ""
+    out = []
+    if first:
+        cut = list(first)
+        out.append(
+            finding(
+                bp,
+                "target-without-instances",
+                f"{none}{len(cut)} target node(s) have no instance, their scheduled times are "
+                f"outside timeWindow {window.start:%H:%M}-{window.end:%H:%M}: "
+                + listed([f"{n} ({first[n]})" for n in cut]),
+                f"widen timeWindow to include {listed(sorted(set(first.values())))}, or select "
+                "other targets",
+                path=("spec", "timeWindow") if window != TimeWindow() else ("spec", "select"),
+                nodes=cut,
+            )
+        )
+    if outside:
+        periods = [catalog.nodes[n].effective for n in outside]
+        out.append(
+            finding(
+                bp,
+                "target-without-instances",
+                f"{none}{len(outside)} target node(s) have no instance, no business date is "
+                "scheduled (the day after) in their effective period: "
+                + listed(
+                    [
+                        f"{n} ({p.start or '...'} to {p.end or '...'})"
+                        for n, p in zip(outside, periods, strict=True)
+                    ]
+                ),
+                "choose business dates whose next day is in the effective period, or select "
+                "other targets",
+                path=("spec", "dates"),
+                nodes=outside,
             )
         )
     return out

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from backfill_ctl.checks.compare import delta
 from backfill_ctl.reports.text import count, table
 
 if TYPE_CHECKING:
     from backfill_ctl.checking import CheckResult
+    from backfill_ctl.checks.compare import BackfillChange
     from backfill_ctl.planner import BackfillPlan
 
 
@@ -25,18 +27,13 @@ def verdict(result: CheckResult) -> str:
     return ", ".join(parts) or "no findings"
 
 
-def delta(added: int, removed: int) -> str:
-    """The change in instances, written one way everywhere: `+4 / -2`."""
-    return f"+{added} / -{removed}"
-
-
 def change_text(result: CheckResult, name: str) -> str:
     change = result.change_of(name)
     if change is None:
         return ""
     if change.status == "unchanged":
         return "unchanged"
-    return f"{change.status} {delta(change.added, change.removed)}"
+    return f"{change.status} {delta(change.added, change.removed, change.updated)}"
 
 
 def changes_text(result: CheckResult) -> str:
@@ -49,7 +46,10 @@ def changes_text(result: CheckResult) -> str:
     ]
     added = sum(c.added for c in result.changes)
     removed = sum(c.removed for c in result.changes)
-    return f"{', '.join(parts) or 'no Backfill changes'}; instances {delta(added, removed)}"
+    updated = sum(c.updated for c in result.changes)
+    return (
+        f"{', '.join(parts) or 'no Backfill changes'}; instances {delta(added, removed, updated)}"
+    )
 
 
 def backfill_rows(result: CheckResult) -> list[list[str]]:
@@ -97,9 +97,7 @@ def check_data(result: CheckResult) -> dict[str, Any]:
             "file": bp.backfill.origin.file,
             "line": bp.backfill.origin.line,
             "summary": bp.summary(),
-            "change": None
-            if change is None
-            else {"status": change.status, "added": change.added, "removed": change.removed},
+            "change": None if change is None else _change(change),
         }
 
     return {
@@ -112,9 +110,19 @@ def check_data(result: CheckResult) -> dict[str, Any]:
         "actor": result.plan.actor,
         "base": result.base,
         "backfills": [backfill(bp) for bp in result.plan.backfills],
-        "changes": [
-            {"name": c.name, "status": c.status, "added": c.added, "removed": c.removed}
-            for c in result.changes
-        ],
+        "changes": [{"name": c.name, **_change(c)} for c in result.changes],
         "findings": [f.to_dict() for f in result.findings],
+    }
+
+
+def _change(c: BackfillChange) -> dict[str, Any]:
+    return {
+        "status": c.status,
+        "added": c.added,
+        "removed": c.removed,
+        "updated": c.updated,
+        "moves": [
+            {"node": node, "from": before, "to": after, "instances": n}
+            for (node, before, after), n in c.moves
+        ],
     }

@@ -54,23 +54,26 @@ def test_an_edited_backfill_is_changed_and_counts_instances_by_id() -> None:
         [*CATALOG, backfill("bf", dates=MARCH_2_TO_5)],
     )
 
-    # 2 and 3 March are in both: their 6 instances keep their ids. 1 March goes (3),
-    # 4 and 5 March come (6).
-    assert found == {"bf": BackfillChange("bf", "changed", 6, 3)}
+    # 2 and 3 March are in both: their 6 instances keep their ids, and are the first and
+    # second dates now (~6). 1 March goes (3), 4 and 5 March come (6).
+    assert found == {"bf": BackfillChange("bf", "changed", 6, 3, updated=6)}
 
 
 @pytest.mark.parametrize(
-    "edit",
-    [{"order": "descending"}, {"suspend": True}, {"alerts": {"when": "never"}}],
+    ("edit", "updated"),
+    [({"order": "descending"}, 6), ({"suspend": True}, 0), ({"alerts": {"when": "never"}}, 0)],
     ids=["order", "suspend", "alerts"],
 )
-def test_an_edit_that_keeps_every_instance_is_still_a_change(edit: dict[str, Any]) -> None:
+def test_an_edit_that_keeps_every_instance_is_still_a_change(
+    edit: dict[str, Any], updated: int
+) -> None:
     found = changes(
         [*CATALOG, backfill("bf", dates=MARCH_1_TO_3)],
         [*CATALOG, backfill("bf", dates=MARCH_1_TO_3, **edit)],
     )
 
-    assert found == {"bf": BackfillChange("bf", "changed", 0, 0)}
+    # Descending, 1 and 3 March swap places: their instances change their sequence.
+    assert found == {"bf": BackfillChange("bf", "changed", 0, 0, updated=updated)}
 
 
 def test_a_catalog_change_alone_replans_a_backfill() -> None:
@@ -134,8 +137,13 @@ def test_a_backfill_document_with_broken_metadata_is_no_comparison() -> None:
 
 BASE = [*CATALOG, backfill("bf", dates=MARCH_1_TO_3)]
 APPLY_HINT = (
-    "applying it creates the new instances, cancels planned ones that have not started, "
-    "and keeps those that started"
+    "applying it creates the new instances, updates and cancels planned ones that have not "
+    "started, and keeps those that started"
+)
+REPLAN_HINT = (
+    "applying it updates the instances that have not started, keeps those that started, and "
+    "leaves a backfill that has finished as it ran (rerun its instances, or edit the "
+    "Backfill, to run it again)"
 )
 
 
@@ -171,7 +179,7 @@ def findings_of(
             (
                 "backfill-changed",
                 "warning",
-                "edits Backfill bf, which exists on origin/release-1.2: +6 / -3 instances",
+                "edits Backfill bf, which exists on origin/release-1.2: +6 / -3 / ~6 instances",
                 APPLY_HINT,
             ),
         ),
@@ -182,7 +190,7 @@ def findings_of(
                 "backfill-changed",
                 "warning",
                 "the catalog change re-plans Backfill bf: +3 / -0 instances",
-                APPLY_HINT,
+                REPLAN_HINT,
             ),
         ),
     ],
@@ -226,5 +234,25 @@ def test_a_backfill_that_failed_its_schema_is_still_located_at_its_document() ->
             "head.yaml",
             4,
             "adds Backfill bf: it cannot be planned (see the errors)",
+        )
+    ]
+
+
+def test_a_moved_cron_time_is_a_change_of_the_same_instances() -> None:
+    moved = [*CATALOG[:2], node("b", "45 2 * * *", upstream=["a"]), CATALOG[3]]
+    found = changes(BASE, [*moved, backfill("bf", dates=MARCH_1_TO_3)])
+
+    assert found == {
+        "bf": BackfillChange(
+            "bf", "replanned", 0, 0, updated=3, moves=((("b", "02:00", "02:45"), 3),)
+        )
+    }
+    assert findings_of(BASE, [*moved, backfill("bf", dates=MARCH_1_TO_3)]) == [
+        (
+            "backfill-changed",
+            "warning",
+            "the catalog change re-plans Backfill bf: +0 / -0 / ~3 instances, 3 of b move "
+            "02:00->02:45",
+            REPLAN_HINT,
         )
     ]

@@ -216,3 +216,70 @@ def test_a_link_swapped_to_an_identical_checkout_changes_nothing(repo: Path) -> 
         0,
         "No changes: the state store matches the specs.",
     )
+
+
+# -- issue 8, item 8: a catalog edit does not re-run finished work -------------------
+
+EDITABLE = (
+    node("a", "30 2 * * *", resourceGroup="rg", command=WRITE),
+    node("b", upstream=["a"], resourceGroup="rg", command=WRITE),
+)
+FOUR_DAYS = [{"from": "2024-03-01", "to": "2024-03-04"}]
+
+
+def test_moving_a_cron_time_does_not_run_a_succeeded_backfill_again(repo: Path) -> None:
+    path = specs(repo, *EDITABLE, backfill(dates=FOUR_DAYS))
+    first = run("apply", path, "--as", "ops", "--now", NOW, "--wait")
+    assert first.exit_code == 0, first.stderr
+    done = repo / "specs" / "done.txt"
+    ran = done.read_text()
+    assert len(ran.splitlines()) == 8
+    moved = node("a", "45 2 * * *", resourceGroup="rg", command=WRITE)
+
+    specs(repo, moved, EDITABLE[1], backfill(dates=FOUR_DAYS))
+    diff = run("diff", path, "--as", "ops", "--now", NOW)
+    again = run("apply", path, "--as", "ops", "--now", NOW, "--wait")
+
+    assert again.exit_code == 0, again.stderr
+    assert run("controller", path, "--once").exit_code == 0  # starts what is due: nothing
+    time.sleep(0.5)
+    assert done.read_text() == ran  # nothing ran again
+    store = open_store(repo / ".backfillctl" / "state.db")
+    planned = json.loads(run("plan", path, "--as", "ops", "--now", NOW, "-o", "json").stdout)
+    assert len(store.instances()) == planned["backfills"][0]["summary"]["instances"] == 8
+    assert {i.state for i in store.instances()} == {"succeeded"}
+    said = (
+        "  backfill/bf: finished (succeeded), left as it ran: 4 of a ran at 02:30 (planned now "
+        "at 02:45); rerun its instances, or edit the Backfill, to run it again"
+    )
+    assert (diff.exit_code, diff.stdout.splitlines()) == (
+        0,
+        [said, "No changes: finished backfills are left as they ran."],
+    )
+    assert again.stdout.splitlines()[0] == said
+
+
+def test_diff_says_a_moved_cron_time_moves_the_instances_of_an_active_backfill(
+    repo: Path,
+) -> None:
+    path = specs(repo, *EDITABLE, backfill(dates=FOUR_DAYS))
+    assert run("apply", path, "--as", "ops", "--now", NOW).exit_code == 0
+    ids = sorted(i.id for i in open_store(repo / ".backfillctl" / "state.db").instances())
+    moved = node("a", "45 2 * * *", resourceGroup="rg", command=WRITE)
+    specs(repo, moved, EDITABLE[1], backfill(dates=FOUR_DAYS))
+
+    diff = run("diff", path, "--as", "ops", "--now", NOW)
+    applied = run("apply", path, "--as", "ops", "--now", NOW)
+
+    assert (diff.exit_code, diff.stdout.splitlines()) == (
+        1,
+        [
+            "~ backfill/bf: +0 ~4 -0, 4 of a move 02:30->02:45",
+            "Plan: 0 to create, 4 to update, 0 to cancel; 0 kept as they ran.",
+        ],
+    )
+    assert applied.stdout.splitlines()[0] == "~ backfill/bf: +0 ~4 -0, 4 of a move 02:30->02:45"
+    store = open_store(repo / ".backfillctl" / "state.db")
+    assert sorted(i.id for i in store.instances()) == ids
+    assert {i.cyctime[11:16] for i in store.instances(node="a")} == {"02:45"}
+    assert run("diff", path, "--as", "ops", "--now", NOW).exit_code == 0

@@ -14,8 +14,8 @@ from tests.builders import backfill, dump, node, workspace
 from tests.cli.helpers import CATALOG, NOW, GitRepo, isolate_git, line_of, run, write_files
 
 APPLY_HINT = (
-    "applying it creates the new instances, cancels planned ones that have not started, "
-    "and keeps those that started"
+    "applying it creates the new instances, updates and cancels planned ones that have not "
+    "started, and keeps those that started"
 )
 PRUNE_HINT = "apply --prune cancels its instances that have not started"
 
@@ -85,6 +85,30 @@ def test_warnings_and_notices_are_listed_with_their_code_and_exit_0() -> None:
         "  hint: set runImmediately: true to run them now",
         "check: 1 warning, 1 notice; 6 instances in 1 backfill",
     ]
+
+
+# The nodes run at 02:00: a window that ends at 01:00 leaves them no instance (issue 8, item 9).
+NO_INSTANCE = dump(backfill("early", timeWindow={"from": "00:00", "to": "01:00"}))
+
+
+def test_a_backfill_that_plans_no_instance_fails_check_and_apply() -> None:
+    write_files(Path(), {"catalog.yaml": CATALOG, "early.yaml": NO_INSTANCE})
+    window = exact_line(NO_INSTANCE, "  timeWindow:")
+
+    result = check(".", "--now", NOW, "--as", "ops")
+    applied = run("apply", ".", "--now", NOW, "--as", "ops")
+
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[-3:] == [
+        f"early.yaml:{window}:3: error [target-without-instances]: $.spec.timeWindow: the "
+        "Backfill plans no instance at all: 2 target node(s) have no instance, their scheduled "
+        "times are outside timeWindow 00:00-01:00: a (02:00), c (02:00)",
+        "  hint: widen timeWindow to include 02:00, or select other targets",
+        "check: 1 error; 0 instances in 1 backfill",
+    ]
+    assert applied.exit_code == 1
+    assert applied.stderr.splitlines()[-1].startswith("apply refused: 1 error finding(s)")
+    assert not Path(".backfillctl").exists()
 
 
 # b <-> c: a loop through b's second upstream entry.
@@ -485,20 +509,20 @@ def test_base_reports_added_changed_removed_and_unchanged_backfills(repo: GitRep
     assert result.stdout.splitlines() == [
         "BACKFILL  FILE               NODES  DATES  GROUPS  INSTANCES  DRY-RUN  WAITING  CHANGE",
         "edit      specs/edit.yaml:1  2      4      1       8          0        0        "
-        "changed +4 / -2",
+        "changed +4 / -2 / ~4",
         "keep      specs/keep.yaml:1  3      3      1       9          0        0        unchanged",
         "new       specs/new.yaml:1   1      1      1       1          0        0        "
         "added +1 / -0",
         "",
         "specs/edit.yaml:1:1: warning [backfill-changed]: edits Backfill edit, which exists on "
-        "main: +4 / -2 instances",
+        "main: +4 / -2 / ~4 instances",
         f"  hint: {APPLY_HINT}",
         "specs/new.yaml:1:1: notice [backfill-added]: adds Backfill new: +1 / -0 instances",
         # the file is gone at HEAD: the finding is located in the base's file
         "specs/old.yaml:1:1: notice [backfill-removed]: removes Backfill old (1 planned instance)",
         f"  hint: {PRUNE_HINT}",
         "check: 1 warning, 2 notices; 18 instances in 3 backfills; against main: 1 added, "
-        "1 changed, 1 removed; instances +5 / -3",
+        "1 changed, 1 removed; instances +5 / -3 / ~4",
     ]
 
 
@@ -512,15 +536,20 @@ def test_base_in_json_github_and_markdown(repo: GitRepo) -> None:
 
     assert data["base"] == "main"
     assert data["changes"] == [
-        {"name": "edit", "status": "changed", "added": 4, "removed": 2},
-        {"name": "keep", "status": "unchanged", "added": 0, "removed": 0},
-        {"name": "new", "status": "added", "added": 1, "removed": 0},
-        {"name": "old", "status": "removed", "added": 0, "removed": 1},
+        {"name": "edit", "status": "changed", "added": 4, "removed": 2, "updated": 4, "moves": []},
+        {
+            "name": "keep",
+            "status": "unchanged",
+            "added": 0,
+            "removed": 0,
+            "updated": 0,
+            "moves": [],
+        },
+        {"name": "new", "status": "added", "added": 1, "removed": 0, "updated": 0, "moves": []},
+        {"name": "old", "status": "removed", "added": 0, "removed": 1, "updated": 0, "moves": []},
     ]
     assert [(b["name"], b["change"]) for b in data["backfills"]] == [
-        ("edit", {"status": "changed", "added": 4, "removed": 2}),
-        ("keep", {"status": "unchanged", "added": 0, "removed": 0}),
-        ("new", {"status": "added", "added": 1, "removed": 0}),
+        (c["name"], {k: v for k, v in c.items() if k != "name"}) for c in data["changes"][:3]
     ]
     assert [(f["code"], f["severity"], f["backfill"]) for f in data["findings"]] == [
         ("backfill-changed", "warning", "edit"),
@@ -529,18 +558,21 @@ def test_base_in_json_github_and_markdown(repo: GitRepo) -> None:
     ]
     assert github == [
         "::warning file=specs/edit.yaml,line=1,col=1,title=backfillctl backfill-changed::edits "
-        f"Backfill edit, which exists on main: +4 / -2 instances%0Ahint: {APPLY_HINT}",
+        f"Backfill edit, which exists on main: +4 / -2 / ~4 instances%0Ahint: {APPLY_HINT}",
         "::notice file=specs/new.yaml,line=1,col=1,title=backfillctl backfill-added::adds "
         "Backfill new: +1 / -0 instances",
         "::notice file=specs/old.yaml,line=1,col=1,title=backfillctl backfill-removed::removes "
         f"Backfill old (1 planned instance)%0Ahint: {PRUNE_HINT}",
     ]
-    assert markdown[2] == ("Merging into `main`: 1 added, 1 changed, 1 removed; instances +5 / -3.")
+    assert markdown[2] == (
+        "Merging into `main`: 1 added, 1 changed, 1 removed; instances +5 / -3 / ~4."
+    )
     assert "| `new` (specs/new.yaml:1) | added +1 / -0 | 1 | 1 | 1 | 1 | 0 | 0 |" in markdown
 
 
 def test_base_compares_with_the_working_tree(repo: GitRepo) -> None:
-    # 2-4 Feb instead of 1-3 Feb, not committed: +3 (4 Feb) / -3 (1 Feb).
+    # 2-4 Feb instead of 1-3 Feb, not committed: +3 (4 Feb) / -3 (1 Feb), and 2-3 Feb
+    # are the first and second dates now: ~6.
     repo.write(
         {
             "specs/keep.yaml": dump(
@@ -556,7 +588,7 @@ def test_base_compares_with_the_working_tree(repo: GitRepo) -> None:
     assert (finding["code"], finding["severity"], finding["message"]) == (
         "backfill-changed",
         "warning",
-        "edits Backfill keep, which exists on HEAD: +3 / -3 instances",
+        "edits Backfill keep, which exists on HEAD: +3 / -3 / ~6 instances",
     )
 
 
@@ -582,6 +614,32 @@ def test_a_catalog_change_alone_replans_a_backfill(repo: GitRepo) -> None:
         "replanned +3 / -0",
         "replanned +1 / -0",
     ]
+
+
+def test_a_moved_cron_time_is_reported_per_backfill_as_moves(repo: GitRepo) -> None:
+    # c runs at 02:45 instead of 02:00: the same instances, at another time.
+    moved = dump(
+        workspace("ws", operators=("ops",)),
+        node("a"),
+        node("b", upstream=["a"]),
+        node("c", "45 2 * * *", upstream=["b"]),
+    )
+    repo.write({"specs/catalog.yaml": moved})
+
+    result = check("specs", "--now", NOW, "--as", "ops", "--base", "HEAD")
+
+    assert result.exit_code == 0
+    findings = [line for line in result.stdout.splitlines() if "[backfill-changed]" in line]
+    assert findings == [
+        f"specs/{name}.yaml:1:1: warning [backfill-changed]: the catalog change re-plans "
+        f"Backfill {name}: +0 / -0 / ~{n} instances, {n} of c move 02:00->02:45"
+        for name, n in (("edit", 3), ("keep", 3), ("old", 1))
+    ]
+    assert (
+        "  hint: applying it updates the instances that have not started, keeps those that "
+        "started, and leaves a backfill that has finished as it ran (rerun its instances, or "
+        "edit the Backfill, to run it again)"
+    ) in result.stdout.splitlines()
 
 
 def test_an_unchanged_repository_has_no_finding(repo: GitRepo) -> None:

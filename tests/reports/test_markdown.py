@@ -60,12 +60,12 @@ def test_the_comment_is_summary_changes_table_findings_sections_footer() -> None
         "⚠️ **backfillctl check: 1 warning, 2 notices** · 13 instances in 2 backfills "
         "(0 dry-run, 0 waiting for their time)",
         "",
-        "Merging into `main`: 1 added, 1 changed, 1 removed; instances +7 / -5.",
+        "Merging into `main`: 1 added, 1 changed, 1 removed; instances +7 / -5 / ~6.",
         "",
         "| Backfill | Change | Scope nodes | Dates | Groups | Instances | Dry-run "
         "| Waiting for time |",
         "|---|---|---|---|---|---|---|---|",
-        f"| `kept` ({origin(result, 'kept')}) | changed +6 / -3 | 3 | 4 | 1 | 12 | 0 | 0 |",
+        f"| `kept` ({origin(result, 'kept')}) | changed +6 / -3 / ~6 | 3 | 4 | 1 | 12 | 0 | 0 |",
         f"| `new` ({origin(result, 'new')}) | added +1 / -0 | 1 | 1 | 1 | 1 | 0 | 0 |",
         "",
         "### Findings",
