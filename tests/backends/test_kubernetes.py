@@ -204,6 +204,15 @@ def test_how_a_job_ended(conditions: list[dict[str, str]], result: Any) -> None:
     assert job_result(job) == result
 
 
+@pytest.mark.parametrize("pods", [{"active": 1}, {"terminating": 1}])
+def test_a_job_whose_pod_still_runs_has_not_ended(pods: dict[str, int]) -> None:
+    """A terminal condition while a pod is still active or terminating (a deadline's
+    kill in progress): the attempt goes on until the pod is gone (issue 8, item 1)."""
+    failed = [{"type": "Failed", "status": "True", "reason": "DeadlineExceeded"}]
+    job = {"spec": {"activeDeadlineSeconds": 30}, "status": {"conditions": failed, **pods}}
+    assert job_result(job) is None
+
+
 # -- against the API server ------------------------------------------------------------
 
 
@@ -384,7 +393,7 @@ def test_a_job_deleted_behind_our_back_is_lost(backends: Backends, server: FakeK
     assert handle["job"] not in backend.tracker.deleted  # reported once, then forgotten
 
 
-def test_stop_deletes_the_job_with_background_propagation(
+def test_stop_deletes_the_job_and_its_pods(
     backends: Backends, server: FakeKubeAPI
 ) -> None:
     backend = backends()

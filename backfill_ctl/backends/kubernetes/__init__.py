@@ -19,7 +19,7 @@
 - **Errors**: 429, 5xx and dropped connections are retried with backoff; 401 and 403
   are configuration errors naming what is missing, and a quota rejection leaves the
   instance `waiting-for-resources` (NotStarted: no try is spent). `stop` deletes the Job
-  with background propagation.
+  with foreground propagation (the Job goes only once its pods are gone).
 """
 
 from __future__ import annotations

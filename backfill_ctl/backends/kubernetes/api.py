@@ -162,7 +162,9 @@ class Api:
                 self.batch.delete_namespaced_job,
                 name,
                 self.namespace,
-                propagation_policy="Background",
+                # Foreground: the Job stays (being deleted) until its pods are gone, so
+                # its end is seen only when nothing of the attempt runs any more.
+                propagation_policy="Foreground",
             )
         except ApiException as exc:
             if exc.status != 404:  # already gone is what we wanted

@@ -117,7 +117,14 @@ def job_manifest(
 
 def job_result(job: Mapping[str, Any]) -> tuple[str, str | None] | None:
     """("succeeded" | "failed", why) once the Job has ended, from its conditions; None
-    while it runs. A plain failure has no why: the container's exit code says it."""
+    while it runs. A plain failure has no why: the container's exit code says it.
+
+    Ended means no pod of it still runs: a terminal condition is not enough while pods
+    are active or terminating (older releases mark a deadline Failed while its pod is
+    still being killed), or a retry could start beside them."""
+    status = job.get("status") or {}
+    if status.get("active") or status.get("terminating"):
+        return None
     conditions = {
         c.get("type"): c
         for c in (job.get("status") or {}).get("conditions") or []
