@@ -70,6 +70,7 @@ class Running:
     tries_left: int
     cancelled: str | None = None  # why it is being stopped
     retry: bool = True  # a stop by an operator is final; a timeout may be retried
+    retry_delay: float = 0.0  # seconds before the retry may start (run.retryDelay)
 
 
 @dataclass
@@ -198,6 +199,7 @@ class Controller:
                 attempt.started_at,
                 record.run.timeout,
                 record.tries_left,
+                retry_delay=record.run.retry_delay,
             )
             self.say(f"adopted attempt {attempt.number} of {record.id} ({record.node})")
             if record.stop_requested:  # asked while no controller ran: carried out now
@@ -382,10 +384,13 @@ class Controller:
             self._held_until = self.clock() + 5.0  # a full disk does not pass at once
             return
         message = run.cancelled or outcome.message
+        not_before = None
         if outcome.state == "succeeded":
             state = "succeeded"
         elif run.retry and run.tries_left > 0:
             state, message = "pending", f"retrying after attempt {run.number}: {message}"
+            if run.retry_delay > 0:
+                not_before = self.clock() + run.retry_delay
         else:
             state = "failed"
         self.store.end_attempt(
@@ -398,8 +403,9 @@ class Controller:
             at=self.clock(),
             actor=self.actor,
             origin=self.origin,
+            not_before=not_before,
         )
-        self.scheduler.set_state(instance, state, message)
+        self.scheduler.set_state(instance, state, message, not_before=not_before)
 
     def _enforce(self, now: float) -> None:
         for instance, run in self.running.items():
@@ -462,14 +468,26 @@ class Controller:
             return False
         except BackendError as exc:
             run = self.running[instance] = Running(
-                record.backfill, number, {}, now, record.run.timeout, tries_left
+                record.backfill,
+                number,
+                {},
+                now,
+                record.run.timeout,
+                tries_left,
+                retry_delay=record.run.retry_delay,
             )
             self._outcomes[instance] = (run, Outcome("failed", None, str(exc)))
             self._record_pending()
             return False
         self._held_for = ""
         self.running[instance] = Running(
-            record.backfill, number, handle, now, record.run.timeout, tries_left
+            record.backfill,
+            number,
+            handle,
+            now,
+            record.run.timeout,
+            tries_left,
+            retry_delay=record.run.retry_delay,
         )
         self._handles[instance] = (number, handle, log)  # kept until it is written
         self._record_pending()

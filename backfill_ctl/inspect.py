@@ -283,7 +283,9 @@ def date_groups(dates: DateCounts) -> list[DateGroup]:
 
 # -- why an instance waits ------------------------------------------------------------------
 
-Cause = Literal["frozen", "backfill", "dependency", "date", "time", "window", "resources", "ready"]
+Cause = Literal[
+    "frozen", "backfill", "dependency", "date", "time", "retry", "window", "resources", "ready"
+]
 
 
 @dataclass(frozen=True)
@@ -344,6 +346,16 @@ def why_waiting(
                 "time",
                 f"its scheduled time has not come: {at:%Y-%m-%d %H:%M %z} "
                 f"(in {duration(instance.cyctime_epoch - now)})",
+            )
+        )
+    if instance.not_before is not None and instance.not_before > now:
+        at = datetime.fromtimestamp(instance.not_before, ZoneInfo(instance.timezone))
+        out.append(
+            Blocker(
+                "retry",
+                f"it waits to retry until {at:%Y-%m-%d %H:%M:%S %z} (in "
+                f"{duration(instance.not_before - now)}; the node's run.retryDelay is "
+                f"{duration(instance.run.retry_delay)})",
             )
         )
     window = _outside_window(instance, backfill, now)

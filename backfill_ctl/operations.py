@@ -152,6 +152,7 @@ def _rerun(
             tries_left=tries,
             finished_at=None,
             ignore_deps=ignore_deps,
+            not_before=None,
         )
     return done
 

@@ -146,6 +146,7 @@ def _instances(
                     cwd=cwd,
                     timeout=run.timeout.total_seconds() if run.timeout else None,
                     retries=run.retries,
+                    retry_delay=run.retry_delay.total_seconds(),
                     image=run.image,
                     cpu=run.cpu,
                     memory=run.memory,

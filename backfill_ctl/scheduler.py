@@ -51,6 +51,7 @@ class Task:
     state: str
     reason: str | None
     unmet: int = 0
+    not_before: float | None = None  # a retry waits until then
 
 
 @dataclass(slots=True)
@@ -98,6 +99,7 @@ class TaskRow(NamedTuple):
     ignore_deps: bool
     state: str
     reason: str | None
+    not_before: float | None = None
 
     @classmethod
     def of(cls, i: InstanceRecord) -> TaskRow:
@@ -116,6 +118,7 @@ class TaskRow(NamedTuple):
             i.ignore_deps,
             i.state,
             i.reason,
+            i.not_before,
         )
 
 
@@ -192,6 +195,7 @@ class Scheduler:
             i.ignore_deps,
             i.state,
             i.reason,
+            not_before=i.not_before,
         )
         self.tasks[t.id] = t
         t.unmet = sum(
@@ -228,11 +232,14 @@ class Scheduler:
         reason: str | None = None,
         *,
         ignore_deps: bool | None = None,
+        not_before: float | None = None,
     ) -> None:
-        """An instance changed state (we started or finished it, or an operator acted)."""
+        """An instance changed state (we started or finished it, or an operator acted);
+        `not_before`: it may not start before then (a retry's delay)."""
         t = self.tasks.get(task_id)
         if t is None:
             return
+        t.not_before = not_before
         old = t.state
         if ignore_deps is not None:
             t.ignore_deps = ignore_deps
@@ -322,6 +329,9 @@ class Scheduler:
             if reason is None and not gate.record.run_immediately and t.cyctime > now:
                 at = datetime.fromtimestamp(t.cyctime, ZoneInfo(t.timezone))
                 state, reason = "waiting-for-time", f"scheduled at {at:%Y-%m-%d %H:%M %z}"
+            elif reason is None and t.not_before is not None and t.not_before > now:
+                at = datetime.fromtimestamp(t.not_before, ZoneInfo(t.timezone))
+                state, reason = "waiting-for-time", f"retrying at {at:%Y-%m-%d %H:%M:%S %z}"
             elif reason is None and gate.window is not None:
                 if t.timezone not in clocks:
                     clocks[t.timezone] = (

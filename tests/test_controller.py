@@ -57,7 +57,7 @@ def test_every_transition_is_an_event_with_time_and_actor(tmp_path: Path) -> Non
 def test_a_failure_is_retried_as_the_node_allows_then_fails(tmp_path: Path) -> None:
     store = applied(
         tmp_path,
-        node("a", run={"command": ["false"], "retries": 2}, resourceGroup="rg"),
+        node("a", run={"command": ["false"], "retries": 2, "retryDelay": "0s"}, resourceGroup="rg"),
         backfill(),
     )
     drain(controller(store))
@@ -69,6 +69,31 @@ def test_a_failure_is_retried_as_the_node_allows_then_fails(tmp_path: Path) -> N
         "exit code 1",
     ]
     assert store.backfill("bf").outcome == "failed"  # type: ignore[union-attr]
+
+
+def test_a_retry_waits_for_the_node_s_retry_delay(tmp_path: Path) -> None:
+    """Item 11: DataWorks' rerun interval; 30 s unless the node says otherwise."""
+    store = applied(
+        tmp_path,
+        node("a", run={"command": ["false"], "retries": 1}, resourceGroup="rg"),
+        backfill(),
+    )
+    clock = Clock()
+    c = controller(store, clock=clock)
+    c.tick()  # attempt 1 starts
+    c.tick()  # and fails: the retry waits
+    c.tick()
+    (a,) = store.instances()
+    assert (a.state, a.attempts) == ("waiting-for-time", 1)
+    at = datetime.fromtimestamp(clock.now + 30, UTC)
+    assert a.reason == f"retrying at {at:%Y-%m-%d %H:%M:%S %z}"
+    assert a.not_before == clock.now + 30
+    clock.now += 29
+    c.tick()
+    assert store.instances()[0].attempts == 1
+    clock.now += 2
+    c.tick()
+    assert store.instances()[0].attempts == 2
 
 
 def test_a_failed_date_blocks_its_group_and_a_rerun_lets_it_continue(tmp_path: Path) -> None:

@@ -394,6 +394,19 @@ def test_the_scheduled_time_holds_back_unless_run_immediately() -> None:
     assert why(later, now=T0 + 86400)[0][0] == "ready"
 
 
+def test_a_retry_waits_for_its_delay() -> None:
+    """Issue 8, item 11: what describe says while a retry waits (run.retryDelay)."""
+    retrying = replace(instance("x", state="waiting-for-time"), not_before=T0 + 90)
+    assert why(retrying) == [
+        (
+            "retry",
+            "it waits to retry until 2024-03-20 09:01:30 +0800 (in 1m30s; the node's "
+            "run.retryDelay is 30s)",
+        )
+    ]
+    assert why(retrying, now=T0 + 90)[0][0] == "ready"
+
+
 def test_the_execution_window_is_checked_on_the_nodes_clock() -> None:
     night = backfill(execution_window=("22:00", "06:00"))
     assert why(instance("x"), record=night) == [

@@ -332,6 +332,7 @@ def _instance(store: StateStore, ident: str, now: float) -> list[str]:
             ("Working dir", run.cwd),
             ("Timeout", inspect.duration(run.timeout) if run.timeout else None),
             ("Retries", run.retries),
+            *((("Retry delay", inspect.duration(run.retry_delay)),) if run.retries else ()),
             *(
                 (k, v)
                 for k, v in (("Image", run.image), ("CPU", run.cpu), ("Memory", run.memory))

@@ -169,6 +169,7 @@ class DocumentBuilder:
                 env=tuple(run.get("env", {}).items()),
                 timeout=parse_duration(run["timeout"]) if "timeout" in run else None,
                 retries=int(run.get("retries", 0)),
+                retry_delay=parse_duration(run.get("retryDelay", "30s")),
                 cpu=resources.get("cpu"),
                 memory=resources.get("memory"),
             ),

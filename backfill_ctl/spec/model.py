@@ -53,6 +53,7 @@ class Run:
     env: tuple[tuple[str, str], ...] = ()
     timeout: timedelta | None = None
     retries: int = 0
+    retry_delay: timedelta = timedelta(seconds=30)
     cpu: str | None = None
     memory: str | None = None
 

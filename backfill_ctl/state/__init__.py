@@ -132,6 +132,7 @@ class StateStore(Protocol):
         at: float,
         actor: str,
         origin: str,
+        not_before: float | None = None,
     ) -> None: ...
     def abandon_attempt(
         self,

@@ -37,6 +37,7 @@ NOT_STARTED: frozenset[str] = WAITING | {"frozen"}
 # collected: finished long ago; gc removed its instances, the record remembers it ran.
 BackfillStatus = Literal["active", "stopped", "deleted", "collected"]
 AttemptState = Literal["starting", "running", "succeeded", "failed", "lost"]
+RETRY_DELAY = 30.0  # run.retryDelay's default (schemas/node.schema.json), in seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,7 @@ class Run:
     image: str | None = None
     cpu: str | None = None
     memory: str | None = None
+    retry_delay: float = RETRY_DELAY  # seconds a failed attempt waits before its retry
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +61,7 @@ class Run:
             "cwd": self.cwd,
             "timeout": self.timeout,
             "retries": self.retries,
+            "retryDelay": self.retry_delay,
             "image": self.image,
             "cpu": self.cpu,
             "memory": self.memory,
@@ -73,6 +76,7 @@ class Run:
             cwd=data.get("cwd"),
             timeout=data.get("timeout"),
             retries=int(data.get("retries") or 0),
+            retry_delay=float(data.get("retryDelay", RETRY_DELAY)),
             image=data.get("image"),
             cpu=data.get("cpu"),
             memory=data.get("memory"),
@@ -125,6 +129,7 @@ class InstanceRecord:
     updated_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    not_before: float | None = None  # a retry waits until then (run.retryDelay)
 
     @property
     def dry_run(self) -> bool:

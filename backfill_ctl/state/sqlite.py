@@ -90,7 +90,7 @@ SCHEMA_VERSION = len(_MIGRATIONS)
 _INSTANCE_COLUMNS = (
     "id, backfill, node, bizdate, cyctime, cyctime_epoch, timezone, grp, seq, priority, "
     "depends_on, run, resource_group, dry_run_reason, state, reason, attempts, tries_left, "
-    "ignore_deps, stop_requested, created_at, updated_at, started_at, finished_at"
+    "ignore_deps, stop_requested, created_at, updated_at, started_at, finished_at, not_before"
 )
 _BACKFILL_COLUMNS = (
     "name, digest, spec, file, status, suspended, run_immediately, execution_window, "
@@ -98,7 +98,14 @@ _BACKFILL_COLUMNS = (
 )
 _SETTABLE_BACKFILL = {"status", "suspended", "finished_at", "outcome", "notified_at"}
 _FINISHED = "('succeeded', 'failed', 'cancelled')"  # records.FINISHED, as SQL
-_SETTABLE_INSTANCE = {"tries_left", "ignore_deps", "stop_requested", "finished_at", "started_at"}
+_SETTABLE_INSTANCE = {
+    "tries_left",
+    "ignore_deps",
+    "stop_requested",
+    "finished_at",
+    "started_at",
+    "not_before",
+}
 
 
 class SQLiteStore:
@@ -381,6 +388,7 @@ class SQLiteStore:
             i.updated_at,
             i.started_at,
             i.finished_at,
+            i.not_before,
         )
 
     @staticmethod
@@ -410,6 +418,7 @@ class SQLiteStore:
             updated_at=row[21],
             started_at=row[22],
             finished_at=row[23],
+            not_before=row[24],
         )
 
     def instances(
@@ -452,8 +461,8 @@ class SQLiteStore:
         """The scheduler's view of the instances of `backfills` (no commands parsed)."""
         rows = self._read(
             "SELECT id, backfill, bizdate, grp, seq, priority, cyctime_epoch, timezone, "
-            "resource_group, dry_run_reason IS NOT NULL, depends_on, ignore_deps, state, reason "
-            "FROM instances WHERE backfill IN (SELECT value FROM json_each(?))",
+            "resource_group, dry_run_reason IS NOT NULL, depends_on, ignore_deps, state, reason, "
+            "not_before FROM instances WHERE backfill IN (SELECT value FROM json_each(?))",
             (json.dumps(list(backfills)),),
         )
         return [
@@ -472,6 +481,7 @@ class SQLiteStore:
                 bool(r[11]),
                 r[12],
                 r[13],
+                r[14],
             )
             for r in rows
         ]
@@ -525,7 +535,7 @@ class SQLiteStore:
                 [self._backfill_row(b) for b in backfills],
             )
             db.executemany(
-                f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES ({', '.join('?' * 24)})",
+                f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES ({', '.join('?' * 25)})",
                 [self._instance_row(i) for i in creates],
             )
             db.executemany(
@@ -770,8 +780,10 @@ class SQLiteStore:
         at: float,
         actor: str,
         origin: str,
+        not_before: float | None = None,
     ) -> None:
-        """Record how an attempt ended and what its instance becomes, atomically."""
+        """Record how an attempt ended and what its instance becomes, atomically (with
+        `not_before`, a retry waits until then)."""
         with self._write() as db:
             db.execute(
                 "UPDATE attempts SET state = ?, exit_code = ?, message = ?, finished_at = ? "
@@ -788,8 +800,8 @@ class SQLiteStore:
             finished = at if instance_state in ("succeeded", "failed") else None
             db.execute(
                 "UPDATE instances SET state = ?, reason = ?, finished_at = ?, updated_at = ?, "
-                "stop_requested = 0 WHERE id = ?",
-                (instance_state, message, finished, at, instance),
+                "stop_requested = 0, not_before = ? WHERE id = ?",
+                (instance_state, message, finished, at, not_before, instance),
             )
             self._event(
                 db,
