@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING
 from backfill_ctl import alerts
 from backfill_ctl.backends import AttemptSpec, BackendError, Handle, NotStarted, Outcome
 from backfill_ctl.scheduler import Scheduler
-from backfill_ctl.state import LeaseLost, StateError
+from backfill_ctl.state import LeaseLost, StateError, StoreUnavailable
 from backfill_ctl.state.records import WAITING
 
 if TYPE_CHECKING:
@@ -129,7 +129,16 @@ class Controller:
     def _acquire(self, wait: bool, poll: float) -> bool:
         said = False
         while not self.stopping:
-            lease = self._try_lease()
+            try:
+                lease = self._try_lease()
+            except StoreUnavailable as exc:  # a full disk at start: wait for room
+                if not wait:
+                    raise
+                if exc.message != self._store_problem:
+                    self._store_problem = exc.message
+                    self.say(f"{exc.message}: waiting for it to be writable")
+                time.sleep(poll)
+                continue
             if lease.holder == self.origin:
                 return True
             if not wait:
@@ -173,8 +182,25 @@ class Controller:
 
     # -- loading and adopting ------------------------------------------------------------
 
-    def load(self) -> None:
-        """Everything active, and the attempts a previous controller left behind."""
+    def load(self, *, wait: bool = False, poll: float = 1.0) -> None:
+        """Everything active, and the attempts a previous controller left behind; with
+        `wait`, a store that cannot be written yet (a full disk) is waited for."""
+        while True:
+            try:
+                self._load()
+                return
+            except StoreUnavailable as exc:
+                if not wait:
+                    raise
+                if exc.message != self._store_problem:
+                    self._store_problem = exc.message
+                    self.say(f"{exc.message}: waiting for it to be writable")
+                with self._signals():
+                    time.sleep(poll)
+                if self.stopping:  # a signal while waiting: the loop will not run
+                    return
+
+    def _load(self) -> None:
         self._watermark = self.store.last_event_id()
         self._capacities()
         active = [b for b in self.store.backfills() if b.finished_at is None]

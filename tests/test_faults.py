@@ -194,6 +194,32 @@ def test_a_full_disk_under_the_store_neither_crashes_the_controller_nor_loses_an
         subprocess.run(["umount", "-l", str(state)], check=False)
 
 
+def test_a_controller_started_on_a_full_disk_waits_for_room(tmp_path: Path) -> None:
+    """Item 3: it says what is wrong and waits; it does not exit (or crash)."""
+    state = tmp_path / "state"
+    if not _mount_tmpfs(state, "4m"):
+        pytest.skip("mounting a tmpfs is not permitted here (run as root to test a full disk)")
+    try:
+        spec_dir, db, trace = traced(tmp_path, "true", days=2)
+        filler = state / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
+        log = tmp_path / "controller.log"
+        proc = start(spec_dir, db, log)
+        try:
+            wait_until(lambda: "waiting for it to be writable" in log.read_text(), 30, "a wait")
+            time.sleep(1)
+            assert proc.poll() is None, log.read_text()
+            filler.unlink()
+            store = open_store(db)
+            wait_until(lambda: len(store.instances(states=["succeeded"])) == 2, 60, "the run")
+        finally:
+            stop(proc)
+        assert len([x for x in lines(trace) if x[0] == "end"]) == 2
+        store.close()
+    finally:
+        subprocess.run(["umount", "-l", str(state)], check=False)
+
+
 def test_a_deleted_runs_directory_loses_no_outcome(tmp_path: Path) -> None:
     """Item 3: the status files go with the directory; the controller, the parent of
     each wrapper, still knows every exit code: nothing is "lost", nothing runs again."""

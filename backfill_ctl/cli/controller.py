@@ -132,7 +132,7 @@ def controller_command(
             err("another controller holds the lease: nothing to do")
             raise typer.Exit(1)
         try:
-            controller.load()
+            controller.load(wait=not once)
             err(f"controller {controller.origin} drives {store.path}")
             controller.run(interval=interval, once=once)
         finally:
