@@ -81,6 +81,10 @@ Invariants (a violation makes the exit status 1)
 - lease: a controller SIGSTOPped past its lease is replaced by the second one, and stops
   by itself within 2 leases + 5 s of being resumed; within the lease, the second waits.
 
+Output: the figures as text, or --json. With --workdir (or --keep) the work directory
+stays: trace, faults.json (each fault, at the trace's clock), logs/controller-NNN.log,
+and store-copy/ (state.db and runs/, copied off the tmpfs before it is unmounted).
+
 PID 1 of this kind of container may not reap orphans; this script makes itself their
 subreaper and reaps the attempts' orphaned processes (sh, sleep, flock, rm), as a proper
 init does (`--no-reaper` leaves them as zombies). On exit, Ctrl-C included, it kills
@@ -187,9 +191,9 @@ class Layout:
     def db(self) -> Path:
         return self.store / "state.db"
 
-    @property
-    def runs(self) -> Path:
-        return self.store / "runs" / BACKFILL
+    def pid_files(self, instance: str, number: int) -> list[Path]:
+        """An attempt's pid file: runs/<backfill>/ or (newer) runs/<store id>/<backfill>/."""
+        return list(self.store.glob(f"runs/**/{BACKFILL}/{instance}.{number}.pid"))
 
     @property
     def trace(self) -> Path:
@@ -877,11 +881,14 @@ def check(
     wrapper_of: dict[tuple[str, int], int] = {}
     for a in attempts:
         by_instance.setdefault(a["instance"], []).append(a)
-        pid_file = layout.runs / f"{a['instance']}.{a['number']}.pid"
+        handle = json.loads(a["handle"] or "{}")
+        base = handle.get("base")
+        pid_files = [Path(f"{base}.pid")] if base else []
         pid = 0
-        with contextlib.suppress(OSError, ValueError):
-            pid = int(pid_file.read_text().strip() or 0)
-        pid = pid or int(json.loads(a["handle"] or "{}").get("pid") or 0)
+        for pid_file in pid_files or layout.pid_files(a["instance"], a["number"]):
+            with contextlib.suppress(OSError, ValueError):
+                pid = pid or int(pid_file.read_text().strip() or 0)
+        pid = pid or int(handle.get("pid") or 0)
         wrapper_of[(a["instance"], a["number"])] = pid
     attempt_of = {(i, w): n for (i, n), w in wrapper_of.items() if w}
 
@@ -1164,7 +1171,10 @@ def main() -> int:
         # a controller's internal error then ends with its traceback in its log
         fleet = Fleet(layout, {**env, "BACKFILLCTL_DEBUG": "1"}, lease)
         chaos = Chaos(layout, env, fleet, rng, mounted, lease)
-        chaos.run(args.faults, time.monotonic() + args.max_seconds)
+        try:
+            chaos.run(args.faults, time.monotonic() + args.max_seconds)
+        finally:  # what was done when, for a post-mortem with the trace and the logs
+            (layout.work / "faults.json").write_text(json.dumps(chaos.faults, indent=1))
         chaos_s = time.monotonic() - started
         t = time.monotonic()
         converged, before = final_phase(layout, chaos, args.final_timeout)
