@@ -240,7 +240,7 @@ class Controller:
         """An attempt that never ran: recorded as lost, its instance pending again with
         the try it took given back."""
         at = self.clock()
-        self.store.end_attempt(
+        if not self.store.end_attempt(
             instance,
             number,
             attempt_state="lost",
@@ -250,7 +250,9 @@ class Controller:
             at=at,
             actor=self.actor,
             origin=self.origin,
-        )
+        ):
+            self._reread(instance)
+            return
         self.store.transition(
             [instance],
             "pending",
@@ -419,7 +421,7 @@ class Controller:
                 not_before = self.clock() + run.retry_delay
         else:
             state = "failed"
-        self.store.end_attempt(
+        if not self.store.end_attempt(
             instance,
             run.number,
             attempt_state=outcome.state,
@@ -430,8 +432,16 @@ class Controller:
             actor=self.actor,
             origin=self.origin,
             not_before=not_before,
-        )
+        ):
+            self._reread(instance)
+            return
         self.scheduler.set_state(instance, state, message, not_before=not_before)
+
+    def _reread(self, instance: str) -> None:
+        """Another controller recorded how the attempt ended (it held the lease while
+        this one could not write): take the store's word for the instance."""
+        for record in self.store.instances(ids=[instance]):
+            self.scheduler.upsert(record)
 
     def _enforce(self, now: float) -> None:
         for instance, run in self.running.items():

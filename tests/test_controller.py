@@ -96,6 +96,34 @@ def test_a_retry_waits_for_the_node_s_retry_delay(tmp_path: Path) -> None:
     assert store.instances()[0].attempts == 2
 
 
+def test_an_end_another_controller_recorded_first_is_taken_as_it_is(tmp_path: Path) -> None:
+    """This controller could not write while another adopted and recorded the attempt:
+    its own late report is refused, and it takes the store's word (issue 8)."""
+    store = applied(tmp_path, node("a", resourceGroup="rg"), backfill())
+    codes: dict[str, int | None] = {"a": None}
+    c = controller(store, FakeBackend(lambda spec: codes["a"]))
+    c.tick()
+    (a,) = store.instances()
+    assert a.state == "running"
+    store.end_attempt(
+        a.id,
+        1,
+        attempt_state="succeeded",
+        exit_code=0,
+        message=None,
+        instance_state="succeeded",
+        at=NOW.timestamp(),
+        actor="controller",
+        origin="the other controller",
+    )
+    codes["a"] = 1  # what this one believes, late
+    drain(c)
+    (attempt,) = store.attempts()
+    assert (attempt.state, store.instances()[0].state) == ("succeeded", "succeeded")
+    assert c.scheduler.tasks[a.id].state == "succeeded"
+    assert store.backfill("bf").outcome == "succeeded"  # type: ignore[union-attr]
+
+
 def test_a_failed_date_blocks_its_group_and_a_rerun_lets_it_continue(tmp_path: Path) -> None:
     def outcome(spec: AttemptSpec) -> int:
         return 1 if spec.bizdate == "2024-03-02" and spec.number == 1 else 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -17,12 +18,15 @@ from backfill_ctl.cli.state import StateOpt, backend_for, open_state, spec_root
 from backfill_ctl.errors import BackfillError
 from backfill_ctl.spec.loader import load_specs
 from backfill_ctl.spec.source import YAML_SUFFIXES
+from backfill_ctl.state import StoreUnavailable
 
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 LEASE_TTL = 30.0  # the controller's default (controller.LEASE_TTL, without importing it)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from backfill_ctl.spec.loader import Specs
     from backfill_ctl.state import StateStore
 
 
@@ -82,6 +86,28 @@ class Reconciler:
             err(f"cannot apply the specs: {exc.message}")
 
 
+def _open_when_writable(flag: str | None, specs: Specs) -> StateStore | None:
+    """Open the store; one that cannot be written yet (a full disk) is waited for, saying
+    so once. None when SIGTERM or SIGINT came while waiting."""
+    stopped: list[int] = []
+    said = ""
+    while True:
+        try:
+            return open_state(flag, specs, create=True)
+        except StoreUnavailable as exc:
+            if exc.message != said:
+                said = exc.message
+                err(f"{exc.message}: waiting for it to be writable")
+        previous = {s: signal.signal(s, lambda n, f: stopped.append(n)) for s in _SIGNALS}
+        try:
+            time.sleep(1.0)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if stopped:
+            return None
+
+
 def controller_command(
     paths: PathsArg,
     interval: Annotated[
@@ -110,7 +136,10 @@ def controller_command(
     """
     clock = run_clock(resolve_now(now))
     specs = load_specs(paths)
-    store = open_state(state, specs, create=True)
+    store = _open_when_writable(state, specs)
+    if store is None:
+        err("stopped while waiting for the state store: nothing was done")
+        return
     from backfill_ctl.controller import Controller
 
     backend = backend_for(specs.config.backend, store, specs.config, supervise=True)

@@ -133,7 +133,7 @@ class StateStore(Protocol):
         actor: str,
         origin: str,
         not_before: float | None = None,
-    ) -> None: ...
+    ) -> bool: ...
     def abandon_attempt(
         self,
         instance: str,

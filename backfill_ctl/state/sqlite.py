@@ -781,22 +781,25 @@ class SQLiteStore:
         actor: str,
         origin: str,
         not_before: float | None = None,
-    ) -> None:
+    ) -> bool:
         """Record how an attempt ended and what its instance becomes, atomically (with
-        `not_before`, a retry waits until then)."""
+        `not_before`, a retry waits until then). The first report wins: an attempt that
+        was already recorded as ended (by another controller, which adopted it while this
+        one could not write) is left as it is, and False says so."""
         with self._write() as db:
-            db.execute(
+            if not db.execute(
                 "UPDATE attempts SET state = ?, exit_code = ?, message = ?, finished_at = ? "
-                "WHERE instance = ? AND number = ?",
+                "WHERE instance = ? AND number = ? AND state IN ('starting', 'running')",
                 (attempt_state, exit_code, message, at, instance, number),
-            )
+            ).rowcount:
+                return False
             row = db.execute(
                 "SELECT backfill, state, attempts FROM instances WHERE id = ?", (instance,)
             ).fetchone()
             if row is None or row[1] != "running" or row[2] != number:
                 # Stopped or removed meanwhile, or already on a later attempt (a controller
                 # that lost its lease reports late): the attempt is recorded, that is all.
-                return
+                return True
             finished = at if instance_state in ("succeeded", "failed") else None
             db.execute(
                 "UPDATE instances SET state = ?, reason = ?, finished_at = ?, updated_at = ?, "
@@ -815,6 +818,7 @@ class SQLiteStore:
                 instance_state,
                 message,
             )
+        return True
 
     def abandon_attempt(
         self,

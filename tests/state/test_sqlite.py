@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backfill_ctl.state import StateError, open_store
+from backfill_ctl.state import LeaseLost, StateError, open_store
 from backfill_ctl.state import sqlite as sqlite_module
 from backfill_ctl.state.sqlite import SCHEMA_VERSION, SQLiteStore
 from tests.builders import backfill, node
@@ -192,6 +192,38 @@ def test_an_attempt_begins_only_from_a_waiting_state_and_its_end_is_kept(
         AT + 5,
     )
     assert store.instances(ids=[a.id])[0].state == "failed"
+
+
+def test_the_first_report_of_an_attempt_s_end_wins(tmp_path: Path) -> None:
+    """Two controllers may both report an attempt (one lost the lease while it could not
+    write, the other adopted the attempt): the first report stands (issue 8)."""
+    store = applied(tmp_path, *CHAIN, backfill())
+    a = store.instances(node="a")[0]
+    assert store.begin_attempt(a.id, "local", at=AT, actor="c", origin="old") == 1
+    ended = {"exit_code": None, "message": None, "at": AT + 5, "actor": "c"}
+    assert store.end_attempt(
+        a.id, 1, attempt_state="succeeded", instance_state="succeeded", origin="old", **ended
+    )
+    assert not store.end_attempt(
+        a.id, 1, attempt_state="lost", instance_state="pending", origin="new", **ended
+    )
+    (attempt,) = store.attempts(a.id)
+    assert attempt.state == "succeeded"
+    assert store.instances(ids=[a.id])[0].state == "succeeded"
+
+
+def test_epochs_fence_the_starts_of_a_controller_that_lost_the_lease(tmp_path: Path) -> None:
+    store = applied(tmp_path, *CHAIN, backfill())
+    a, b = store.instances(node="a")[0], store.instances(node="b")[0]
+    old = store.acquire_lease("A", pid=1, host="h", at=100, ttl=30)
+    new = store.acquire_lease("B", pid=2, host="h", at=131, ttl=30)  # A paused past it
+    assert (old.epoch, new.epoch) == (1, 2)
+    with pytest.raises(LeaseLost, match="no longer ours"):
+        store.begin_attempt(a.id, "local", at=AT, actor="c", origin="A", fence=("A", 1))
+    assert store.instances(ids=[a.id])[0].state == "pending"  # nothing recorded
+    assert store.begin_attempt(b.id, "local", at=AT, actor="c", origin="B", fence=("B", 2))
+    store.release_lease("A")  # a stale release leaves the newer holder's lease alone
+    assert store.lease() == new
 
 
 def test_the_lease_is_held_renewed_expires_and_is_released(tmp_path: Path) -> None:
