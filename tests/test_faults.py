@@ -83,7 +83,7 @@ def test_a_retry_never_starts_beside_an_attempt_that_ignores_term(tmp_path: Path
     """Item 1: the timeout's TERM is ignored; the retry waits until the first attempt's
     processes are gone (here: its sleep ends before the KILL that follows the grace)."""
     spec_dir, db, trace = traced(
-        tmp_path, "trap '' TERM; sleep 2.5", days=2, timeout="1s", retries=1
+        tmp_path, "trap '' TERM; sleep 2.5", days=2, timeout="1s", retries=1, retryDelay="0s"
     )
     log = tmp_path / "controller.log"
     proc = start(spec_dir, db, log)
@@ -97,6 +97,24 @@ def test_a_retry_never_starts_beside_an_attempt_that_ignores_term(tmp_path: Path
     for attempt in store.attempts():
         assert (attempt.message or "").endswith("timed out after 1s")
         assert not alive(int(attempt.handle["pid"]))
+
+
+def test_a_retry_waits_its_retry_delay(tmp_path: Path) -> None:
+    """Item 11: the second attempt starts run.retryDelay after the first one ended."""
+    spec_dir, db, trace = traced(tmp_path, "exit 3", days=1, retries=1, retryDelay="2s")
+    log = tmp_path / "controller.log"
+    proc = start(spec_dir, db, log)
+    store = open_store(db)
+    try:
+        wait_until(lambda: store.instances(states=["waiting-for-time"]), 30, "the wait")
+        assert store.instances()[0].reason.startswith("retrying at ")  # type: ignore[union-attr]
+        wait_until(lambda: store.instances(states=["failed"]), 30, "the retry to fail")
+    finally:
+        stop(proc)
+    first, second = store.attempts()
+    assert first.finished_at is not None
+    assert second.started_at - first.finished_at >= 2.0
+    assert [x[0] for x in lines(trace)] == ["start", "start"]  # `exit 3` ends it each time
 
 
 def test_stop_backfill_stops_running_attempts_while_a_controller_runs(tmp_path: Path) -> None:
