@@ -18,8 +18,9 @@ group of concurrency 4. Every node runs `job.sh SECONDS` (argv, no shell), which
    lives); when that fails it writes `overlap` and then waits for the lock;
 2. writes `start`, sleeps 0.4-0.8 s, writes `end ... 0` and exits 0.
 
-Trace lines are `KIND INSTANCE WRAPPER_PID PID UPTIME [RC]`: WRAPPER_PID is $PPID, the
-local backend's wrapper (= the attempt's process group, and the pid in its pid file),
+Trace lines are `KIND INSTANCE WRAPPER_PID PID UPTIME [RC]`: WRAPPER_PID is the job's
+process group, the local backend's wrapper's pid (and the pid in its pid file; not
+$PPID, which is the controller when the wrapper died before the job got going),
 so every line names its attempt exactly; UPTIME is CLOCK_BOOTTIME from /proc/uptime.
 Nodes 1, 4, 7, ... are "timed": they ignore TERM (`trap '' TERM`, inherited by their
 children), have `run.timeout: 2s` and `run.retries: 2`; the other nodes have 0 or 1
@@ -141,7 +142,12 @@ WEIGHTS = {
 
 JOB = r"""# One attempt of a chaos node ($1: seconds of work); see bench/chaos.py.
 id=$BACKFILL_TASKID
-w=$PPID
+secs=$1
+# The attempt's process group (= its wrapper's pid), not $PPID: a job whose wrapper was
+# killed before it got going has the controller (its subreaper) as its parent.
+read -r stat </proc/self/stat
+set -- $stat
+w=$5
 exec 9>>"$CHAOS_LOCKS/$id"
 if ! flock -n 9; then
   read -r t _ </proc/uptime; echo "overlap $id $w $$ $t" >>"$CHAOS_TRACE"
@@ -158,7 +164,7 @@ if [ "$CHAOS_TIMED" = 1 ]; then
     fi
   done
 fi
-sleep "$1"
+sleep "$secs"
 read -r t _ </proc/uptime; echo "end $id $w $$ $t 0" >>"$CHAOS_TRACE"
 """
 
