@@ -43,6 +43,7 @@ import ctypes
 import os
 import select
 import signal
+import stat
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -68,12 +69,17 @@ MARKER = "BACKFILLCTL_ATTEMPT"  # in every process of an attempt: whose it is
 # never started; a wrapper that comes later exits without running anything. The status
 # is written in place (no `mv`: one process fewer per attempt); it is only read once no
 # process of the attempt is left, so a half-written file is never read as final.
+# The wrapper's own files are private (umask 077) and never written through something
+# planted in their place (noclobber: O_EXCL, which a symlink fails too); the command runs
+# with the umask it was given ($1).
 _NOT_RUN = 125
 _WRAPPER = (
-    f'set -C; {{ echo $$ > "$0.pid"; }} 2>/dev/null || exit {_NOT_RUN}; set +C\n'
+    "umask 077; set -C\n"
+    f'{{ echo $$ > "$0.pid"; }} 2>/dev/null || exit {_NOT_RUN}\n'
+    'set +C; umask "$1"; shift\n'
     '"$@"\n'
     "rc=$?\n"
-    '{ echo $rc > "$0.status"; } 2>/dev/null\n'
+    'umask 077; set -C; { echo $rc > "$0.status"; } 2>/dev/null\n'
     "exit $rc\n"
 )
 _PR_SET_CHILD_SUBREAPER = 36
@@ -102,14 +108,43 @@ class LocalBackend:
         self._escaped: dict[int, int] = {}  # pid of a process that left its group -> group
         self._bases: dict[str, int] = {}  # base path -> group id, for the marker
         self._own: set[int] = set()  # groups this backend started (their ids are fresh)
+        self._checked: set[Path] = set()  # directories found private
         self.supervise = supervise and _become_subreaper()
+
+    def _private(self, directory: Path) -> None:
+        """`directory`, under the runs root: it and every directory from the root down are
+        made 0700 whatever the umask, and refused if another user owns one or one is a
+        symlink (another local user could plant a status file or a link there). Missing
+        directories above the root are created 0700 too; existing ones are left alone.
+        (Checked once per directory: once it is ours and 0700 nobody else can swap it.)"""
+        if directory in self._checked:
+            return
+        for d in reversed([directory, *directory.parents]):
+            mine = d == self.root or self.root in d.parents
+            if not mine:
+                if not d.exists():
+                    with contextlib.suppress(FileExistsError):
+                        d.mkdir(mode=0o700)
+                continue
+            with contextlib.suppress(FileExistsError):
+                d.mkdir(mode=0o700)
+            info = d.lstat()
+            if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+                raise BackendError(f"{d} is not a directory (a symlink?): refusing to use it")
+            if info.st_uid != os.getuid():
+                raise BackendError(
+                    f"{d} belongs to uid {info.st_uid}, not to this user: refusing to use it"
+                )
+            if stat.S_IMODE(info.st_mode) != 0o700:
+                d.chmod(0o700)
+        self._checked.add(directory)
 
     def _base(self, backfill: str, key: Key) -> Path:
         return self.root / backfill / f"{key[0]}.{key[1]}"
 
     def start(self, spec: AttemptSpec) -> tuple[Handle, str | None]:
         base = self._base(spec.backfill, spec.key)
-        base.parent.mkdir(parents=True, exist_ok=True)
+        self._private(base.parent)
         run = spec.run
         argv, own_env = resolved_command(run, spec.timezone)
         env = {**os.environ, **own_env, MARKER: str(base)}
@@ -121,9 +156,10 @@ class LocalBackend:
         # paused past its lease must not undo. Each store has a runs directory of its own,
         # so a store that was thrown away leaves no files in the way.
         try:
-            with log.open("wb") as out:
+            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as out:
                 child = subprocess.Popen(
-                    ["/bin/sh", "-c", _WRAPPER, str(base), *argv],
+                    ["/bin/sh", "-c", _WRAPPER, str(base), f"{_umask():03o}", *argv],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -312,17 +348,18 @@ class LocalBackend:
     def recover(self, spec: AttemptSpec) -> Handle | None:
         base = self._base(spec.backfill, spec.key)
         pid_file = base.with_suffix(base.suffix + ".pid")
-        base.parent.mkdir(parents=True, exist_ok=True)
+        self._private(base.parent)
         try:
-            os.close(os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.close(os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         except FileExistsError:
             pass  # the wrapper was first: the attempt started
         else:
             return None  # claimed before any wrapper: it never runs
         deadline = time.monotonic() + 2.0  # the wrapper writes its pid right after
         while True:
-            with contextlib.suppress(OSError, ValueError):
-                return {"pid": int(pid_file.read_text()), "base": str(base)}
+            pid = _read_pid(base)
+            if pid is not None:
+                return {"pid": pid, "base": str(base)}
             if time.monotonic() > deadline:
                 return {"pid": 0, "base": str(base)}  # its status file decides
             time.sleep(0.01)
@@ -330,9 +367,9 @@ class LocalBackend:
     def check(self) -> list[tuple[str, bool, str]]:
         shell = Path("/bin/sh")
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self._private(self.root)
             writable = os.access(self.root, os.W_OK)
-        except OSError as exc:
+        except (OSError, BackendError) as exc:
             return [("run /bin/sh", shell.exists(), str(shell)), ("write logs", False, str(exc))]
         return [
             ("run /bin/sh", shell.exists(), str(shell)),
@@ -351,19 +388,37 @@ class LocalBackend:
             return ""
 
 
-def _read_status(base: Path) -> int | None:
-    """The exit code the wrapper wrote, or None (none, or not readable as one)."""
+def _read_own(path: Path) -> int | None:
+    """The number in a file the wrapper wrote; None if there is none, or if it is not a
+    regular file of this user (a symlink, or a file another local user planted)."""
     try:
-        return int(base.with_suffix(base.suffix + ".status").read_text().strip())
-    except (OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
         return None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+            return None
+        try:
+            return int(f.read(64).strip())
+        except ValueError:
+            return None
+
+
+def _read_status(base: Path) -> int | None:
+    """The exit code the wrapper wrote, or None (none, or not one to trust)."""
+    return _read_own(base.with_suffix(base.suffix + ".status"))
 
 
 def _read_pid(base: Path) -> int | None:
-    try:
-        return int(base.with_suffix(base.suffix + ".pid").read_text().strip())
-    except (OSError, ValueError):
-        return None
+    return _read_own(base.with_suffix(base.suffix + ".pid"))
+
+
+def _umask() -> int:
+    """This process's umask (for the command: the wrapper's own files use 077)."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
 
 
 def _signal(pgid: int, sig: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sqlite3
 import time
 from contextlib import contextmanager
@@ -108,6 +109,18 @@ _SETTABLE_INSTANCE = {
 }
 
 
+def _create_private(path: Path) -> None:
+    """A new store is readable by its owner only (0600; SQLite gives its -wal and -shm
+    files the same mode), in directories created 0700, whatever the umask. An existing
+    file or directory keeps its mode: it may be shared on purpose."""
+    missing = [d for d in [path.parent, *path.parent.parents] if not d.exists()]
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            d.mkdir(mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+
+
 class SQLiteStore:
     def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = str(path)
@@ -115,7 +128,7 @@ class SQLiteStore:
         if not path.exists() and not create:
             raise StateError(f"no state store at {path}", hint="run backfillctl apply first")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(path)
             self._db = sqlite3.connect(
                 path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False
             )

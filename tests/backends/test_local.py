@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -256,3 +257,57 @@ def test_a_process_that_leaves_the_session_ends_with_its_attempt(
     assert state == "succeeded"
     assert _marked(base) == []
     assert not _is_child_alive({"pid": int((tmp_path / "escaped.pid").read_text())})
+
+
+# -- files as private as the store, whatever the umask (issue 9, item 6) -----------------
+
+
+def test_the_attempt_s_files_are_private_and_the_command_keeps_its_umask(
+    tmp_path: Path,
+) -> None:
+    old = os.umask(0)
+    try:
+        backend = make_backend("local", BackendContext(tmp_path, store_id="s1"))
+        s = spec(f"touch {tmp_path / 'made'}")
+        handle, _ = backend.start(s)
+        settle(backend, {s.key: handle})
+    finally:
+        os.umask(old)
+    base = tmp_path / "runs" / "s1" / "bf" / "i1.1"
+    for d in (tmp_path / "runs", tmp_path / "runs" / "s1", base.parent):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+    for suffix in (".log", ".pid", ".status"):
+        f = base.with_suffix(base.suffix + suffix)
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+    assert stat.S_IMODE((tmp_path / "made").stat().st_mode) == 0o666  # its own umask
+
+
+@pytest.mark.parametrize("plant", ["symlink", "foreign"])
+def test_a_planted_status_file_is_not_believed(tmp_path: Path, plant: str) -> None:
+    """An adopted attempt whose status file is a symlink or another user's: its exit
+    code is not taken from it (and the wrapper does not write through it)."""
+    backend = LocalBackend(tmp_path / "runs")
+    s = spec("sleep 0.5; exit 3")
+    handle, _ = backend.start(s)
+    status = Path(handle["base"] + ".status")
+    target = tmp_path / "elsewhere"
+    if plant == "symlink":
+        target.write_text("untouched\n")
+        status.symlink_to(target)
+    else:
+        status.write_text("0\n")
+        os.chown(status, 65534, 65534)
+    outcome = settle(backend, {s.key: handle})[s.key]
+    assert outcome.exit_code == 3  # the parent's knowledge, not the planted file
+    adopted = LocalBackend(tmp_path / "runs").poll({s.key: handle})[s.key]
+    assert (adopted.state, adopted.exit_code) == ("lost", None)  # not "succeeded"
+    if plant == "symlink":
+        assert target.read_text() == "untouched\n"
+
+
+def test_a_runs_directory_of_another_user_is_refused(tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    (runs / "bf").mkdir(parents=True)
+    os.chown(runs / "bf", 65534, 65534)
+    with pytest.raises(BackendError, match=r"belongs to uid 65534, not to this user"):
+        LocalBackend(runs).start(spec(("true",)))

@@ -3,7 +3,9 @@ one transaction per change, guarded transitions, waiting states, attempts, the l
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from dataclasses import replace
 from pathlib import Path
 
@@ -248,3 +250,18 @@ def test_a_store_has_a_stable_random_identity(tmp_path: Path) -> None:
     first.close()
     assert open_store(tmp_path / "a.db").store_id == first.store_id
     assert open_store(tmp_path / "b.db").store_id != first.store_id
+
+
+def test_a_new_store_is_private_whatever_the_umask(tmp_path: Path) -> None:
+    """Issue 9, item 6: 0600 for the store and its -wal/-shm, 0700 for a new directory."""
+    old = os.umask(0)
+    try:
+        store = applied(tmp_path / "new" / "dir", *CHAIN, backfill())
+    finally:
+        os.umask(old)
+    db = Path(store.path)
+    for d in (tmp_path / "new", db.parent):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
+    files = [db, *(db.with_name(db.name + x) for x in ("-wal", "-shm"))]
+    assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files if f.exists())
+    assert db.with_name(db.name + "-wal").exists()
