@@ -117,8 +117,8 @@ class LocalBackend:
         symlink (another local user could plant a status file or a link there). Missing
         directories above the root are created 0700 too; existing ones are left alone.
         (Checked once per directory: once it is ours and 0700 nobody else can swap it.)"""
-        if directory in self._checked:
-            return
+        if directory in self._checked and directory.is_dir():
+            return  # (a deleted runs directory is made again, and checked again)
         for d in reversed([directory, *directory.parents]):
             mine = d == self.root or self.root in d.parents
             if not mine:
