@@ -51,10 +51,20 @@ def test_the_pr_check_runs_untrusted_code_without_write_access_or_secrets() -> N
     wf = load("backfill-pr.yml")
     assert set(wf["on"]) == {"pull_request"}  # never pull_request_target
     assert "specs/**" in wf["on"]["pull_request"]["paths"]
-    assert wf["permissions"] == {"contents": "read"}
+    assert wf["permissions"] == {}
+    assert wf["jobs"]["check"]["permissions"] == {"contents": "read"}
     assert "secrets." not in (WORKFLOWS / "backfill-pr.yml").read_text()
     checkout = next(s for s in steps(wf) if s.get("uses", "").startswith("actions/checkout"))
     assert checkout["with"] == {"fetch-depth": "0", "persist-credentials": "false"}
+
+
+def test_the_pr_is_judged_by_the_base_branch_s_backfillctl() -> None:
+    """Issue 9, item 5: a PR that edits the checker cannot pass its own check."""
+    wf = load("backfill-pr.yml")
+    base = next(s for s in steps(wf) if s.get("with", {}).get("path") == ".backfillctl-base")
+    assert base["with"]["ref"] == "${{ github.event.pull_request.base.sha }}"
+    installs = [s["run"] for s in steps(wf) if "pip install" in s.get("run", "")]
+    assert installs == ["python -m pip install ./.backfillctl-base"]
 
 
 def test_the_pr_check_validates_checks_against_the_base_and_uploads_the_comment() -> None:
@@ -74,7 +84,12 @@ def test_the_pr_check_validates_checks_against_the_base_and_uploads_the_comment(
 def test_the_comment_is_posted_by_a_privileged_workflow_that_never_checks_out_pr_code() -> None:
     wf = load("backfill-pr-comment.yml")
     assert wf["on"] == {"workflow_run": {"workflows": ["backfill-pr"], "types": ["completed"]}}
-    assert wf["permissions"] == {"actions": "read", "pull-requests": "write"}
+    assert wf["permissions"] == {}
+    job = wf["jobs"]["comment"]
+    assert job["permissions"] == {"actions": "read", "pull-requests": "write"}
+    # Only a check that ran to its end is reported (not a cancelled or skipped one).
+    assert "workflow_run.conclusion == 'success'" in job["if"]
+    assert "workflow_run.conclusion == 'failure'" in job["if"]
     assert not [s for s in steps(wf) if s.get("uses", "").startswith("actions/checkout")]
     text = (WORKFLOWS / "backfill-pr-comment.yml").read_text()
     assert f'MARKER: "{MARKER}"' in text  # the marker the markdown report ends with
@@ -93,6 +108,31 @@ def test_applies_are_serialised_and_apply_exactly_the_checked_plan() -> None:
     assert "backfillctl check specs/" in commands
     assert "backfillctl plan specs/ --out plan.json" in commands
     assert "backfillctl apply specs/ --plan plan.json" in commands
+
+
+def test_the_apply_job_waits_for_its_environment_and_refuses_a_throwaway_store() -> None:
+    job = load("backfill-apply.yml")["jobs"]["apply"]
+    assert job["environment"] == "backfill-production"  # reviewers can be required there
+    assert job["runs-on"] == ["self-hosted", "backfillctl"]
+    assert job["env"]["BACKFILLCTL_STATE"] == "${{ vars.BACKFILLCTL_STATE }}"
+    assert 'if [ -z "$BACKFILLCTL_STATE" ]' in job["steps"][0]["run"]
+
+
+def test_every_action_is_pinned_by_commit_and_no_checkout_keeps_credentials() -> None:
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        wf = load(path.name)
+        assert wf["permissions"] == {}, path.name  # each job says what it needs
+        for step in steps(wf):
+            uses = step.get("uses")
+            if uses is None:
+                continue
+            ref = uses.split("@", 1)[1]
+            assert len(ref) == 40 and all(c in "0123456789abcdef" for c in ref), uses
+            if uses.startswith("actions/checkout"):
+                assert step["with"]["persist-credentials"] == "false", path.name
+        for line in path.read_text().splitlines():
+            if "uses:" in line:
+                assert " # v" in line, line  # the version beside the commit
 
 
 def test_ci_runs_the_same_script_as_local_ci() -> None:
