@@ -22,8 +22,13 @@ thousand nodes (and `$bizdate`) is one object, and `render` memoizes its value i
 caller's `cache` under `(expr, ctx.bizdate)` or `(expr, ctx.cyctime)`: 900,000 instances
 over 365 dates format each distinct expression 365 times. `$jobid $nodeid $taskid
 $gmtdate` are read from the context on every render. A referenced parameter is inlined
-(a constant one as text), so `${pt}` costs what `${yyyymmdd}` costs; `render_shell`
-keeps it whole because the parameter's value is quoted as one word.
+(a constant one as text), so `${pt}` costs what `${yyyymmdd}` costs.
+
+String commands (`compile_command`, see "string commands" below) are the exception to
+inlining: a parameter's value never enters the text given to `/bin/sh -c`. Each
+reference becomes an expansion of the parameter's environment variable, spelt for the
+quoting context it stands in, which is worked out once per command when compiling; so
+a command whose only dynamic parts are parameters renders to one constant text.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import shlex
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, NamedTuple, TypeAlias
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from backfill_ctl.errors import BackfillError
 from backfill_ctl.timeexpr import (
@@ -89,9 +94,9 @@ class _Field:
         return "$gmtdate" if v is None else str(v)
 
 
-# A Template is a part only in render_shell, where a parameter's value is one word.
-_Expr: TypeAlias = "TimeExpr | _Field | Template"
+_Expr: TypeAlias = "TimeExpr | _Field"
 _Part: TypeAlias = "str | _Expr"
+_ShellPart: TypeAlias = "str | _Expr | _Word"
 
 _BUILTINS: dict[str, _Expr] = {
     "bizdate": business_expr("yyyymmdd"),
@@ -162,31 +167,36 @@ class Template:
         text: str,
         items: Iterable[str | _Expr | Template],
         parameters: frozenset[str] = frozenset(),
+        shell: Iterable[_ShellPart] | None = None,
     ) -> None:
         self.text = text
         self.parameters = parameters
         plain: list[_Part] = []
-        shell: list[_Part] = []
         for item in items:
             if not isinstance(item, Template):
                 _append(plain, item)
-                _append(shell, item)
             elif item._const is not None:
                 _append(plain, item._const)
-                _append(shell, shlex.quote(item._const))
             else:
                 for part in item._parts:
                     _append(plain, part)
-                shell.append(item)
         self._parts = tuple(plain)
-        self._shell = tuple(shell)
         literal = [p for p in plain if isinstance(p, str)]
         self.is_constant = len(literal) == len(plain)
         self._const = "".join(literal) if self.is_constant else None
-        self._shell_const = (
-            "".join(p for p in shell if isinstance(p, str)) if self.is_constant else None
-        )
         self._single = plain[0] if len(plain) == 1 and not isinstance(plain[0], str) else None
+        self._shell: tuple[_ShellPart, ...] | None = None
+        self._shell_const: str | None = None
+        if shell is not None:
+            parts: list[_ShellPart] = []
+            for piece in shell:
+                if isinstance(piece, str) and parts and isinstance(parts[-1], str):
+                    parts[-1] += piece
+                elif piece != "":
+                    parts.append(piece)
+            self._shell = tuple(parts)
+            if all(isinstance(p, str) for p in parts):
+                self._shell_const = "".join(p for p in parts if isinstance(p, str))
 
     @property
     def constant(self) -> str | None:
@@ -201,12 +211,13 @@ class Template:
         return "".join([p if isinstance(p, str) else p.value(ctx, cache) for p in self._parts])
 
     def render_shell(self, ctx: Context, cache: Cache | None = None) -> str:
-        """Render for `/bin/sh -c`: each substituted value becomes one shell word."""
+        """The text for `/bin/sh -c` (of a template built by `compile_command`): each
+        parameter reference is an expansion of its variable, so it is constant text."""
         if self._shell_const is not None:
             return self._shell_const
-        return "".join(
-            [p if isinstance(p, str) else shlex.quote(p.value(ctx, cache)) for p in self._shell]
-        )
+        if self._shell is None:
+            raise TypeError(f"{self!r} was not compiled as a shell command")
+        return "".join([p if isinstance(p, str) else p.value(ctx, cache) for p in self._shell])
 
     def value(self, ctx: Context, cache: Cache | None) -> str:
         return self.render(ctx, cache)
@@ -219,9 +230,16 @@ def compile_template(text: str, parameters: Mapping[str, Template] | None = None
     """Compile `text`; `${name}` means `parameters[name]` when that exists."""
     if "$" not in text:
         return _literal(text)  # most argv elements: nothing to compile
-    params = parameters or {}
+    items, refs = _items(text, parameters or {})
+    return Template(text, items, frozenset(refs.values()))
+
+
+def _items(
+    text: str, params: Mapping[str, Template]
+) -> tuple[list[str | _Expr | Template], dict[int, str]]:
+    """The pieces of `text`, and the parameter referenced at each index of them."""
     items: list[str | _Expr | Template] = []
-    refs: set[str] = set()
+    refs: dict[int, str] = {}
     for piece in _scan(text):
         if isinstance(piece, str):
             items.append(piece)
@@ -230,8 +248,8 @@ def compile_template(text: str, parameters: Mapping[str, Template] | None = None
         if dollar:
             items.append("$")
         elif brace in params:
+            refs[len(items)] = brace
             items.append(params[brace])
-            refs.add(brace)
         elif brace is not None:
             try:
                 items.append(business_expr(brace))
@@ -250,7 +268,7 @@ def compile_template(text: str, parameters: Mapping[str, Template] | None = None
             raise ParamError(
                 f"unterminated ${opened} in {text!r}", hint="close it, or write $$ for a literal $"
             )
-    return Template(text, items, frozenset(refs))
+    return items, refs
 
 
 def env_name(parameter: str) -> str:
@@ -261,6 +279,301 @@ def env_name(parameter: str) -> str:
 @lru_cache(maxsize=65536)
 def _literal(text: str) -> Template:
     return Template(text, [text] if text else [])
+
+
+# --- string commands -----------------------------------------------------------------
+#
+# A string command runs with `/bin/sh -c`. A parameter's value may come from a Backfill
+# anyone can propose, so it never becomes part of the command text: each reference
+# becomes an expansion of the parameter's environment variable (`environment` exports
+# it, exactly the value), and the shell does not parse what an expansion yields. How
+# the expansion is written depends on where the reference stands in sh's quoting, which
+# `_contexts` works out once per command from the (reviewed) template text:
+#
+#     bare           ${p}          ->  "${BACKFILL_PARAM_P}"   one word: no splitting, no glob
+#     '...'          'a${p}b'      ->  'a'"${BACKFILL_PARAM_P}"'b'
+#     "..."          "a${p}b"      ->  "a${BACKFILL_PARAM_P}b"
+#     here-doc body  <<EOF ${p}    ->  ${BACKFILL_PARAM_P}   (unquoted delimiter: expanded)
+#     $(...)         $(cmd ${p})   ->  as bare, whatever quotes surround the $(...)
+#     # comment      # ${p}        ->  ${BACKFILL_PARAM_P}   (never runs)
+#
+# Where no spelling gives the value exactly, or where a shell evaluates the text it
+# gets, compiling fails: inside `...` (rewritten by backslash rules, nested quotes are
+# unspecified), $((...)) and ((...)) (bash evaluates a variable's value as an
+# arithmetic expression, subscripts and all, so `a[$(cmd)]` would run), the shell's
+# own ${...} (its words' quoting differs between shells), $'...' (not POSIX sh),
+# a here-doc with a quoted delimiter (nothing expands there; the value spliced in could
+# end the here-doc), a here-doc's delimiter, and right after a `\` or a `$` (they would
+# change the expansion's first character). Time expressions and built-ins ($bizdate,
+# $jobid, ...) hold only digits, name characters and the separators of their format:
+# they stay inline, quoted as one word when bare, as before.
+#
+# The scan is a model of sh's quoting, not a parser: it does not know `case` patterns
+# or aliases. If it misjudged a context, the expansion would still never run the value
+# as code (an unquoted one at worst splits and globs): values are not in the text.
+
+_BREAKS = " \t\n;&|()<>"  # after these, a `#` starts a comment
+_EVALUATING = {
+    "bq": (
+        "inside `...`, where the shell rewrites the text and nested quotes are unspecified",
+        "write $(...) instead of backquotes",
+    ),
+    "arith": (
+        "inside arithmetic $((...)), which evaluates text as code in some shells",
+        "pass the value as a word to a program that checks it is a number",
+    ),
+    "brace": (
+        "inside the shell's own $${...}, whose quoting differs between shells",
+        "assign it to a variable first (v=${name}) and expand that ($${v:-...})",
+    ),
+    "ansi": ("inside $'...', which /bin/sh need not support", "use '...' or \"...\" around it"),
+}
+_NOWHERE = {
+    "escaped": (
+        "right after a backslash, which would escape the expansion's first character",
+        "remove the backslash; $${name} is a literal ${name}",
+    ),
+    "dollar": ("right after a $, which would join the expansion", "separate the $ from it"),
+    "quoted-heredoc": (
+        "in a here-document whose delimiter is quoted, where nothing is expanded",
+        "unquote the delimiter (<<EOF) and escape \\$, \\` and \\\\ that must stay "
+        "literal, or read $BACKFILL_PARAM_<NAME> in what the here-document feeds",
+    ),
+    "delimiter": ("in a here-document's delimiter", "use a fixed delimiter"),
+}
+_Unit: TypeAlias = "str | int"  # a character of the text, or the index of a reference
+
+
+def _contexts(units: list[_Unit]) -> dict[int, str]:
+    """The context of each reference: bare, single, double, here-doc, comment, or a
+    key of `_EVALUATING` / `_NOWHERE` (where no expansion can stand)."""
+    out: dict[int, str] = {}
+    _walk(units, 0, len(units), "cmd", out, heredocs=True)
+    return out
+
+
+def _walk(
+    units: list[_Unit], i: int, end: int, base: str, out: dict[int, str], *, heredocs: bool
+) -> None:
+    # A stack of [kind, open parentheses]: cmd (the top level or a $(...)), sq, dq, hd
+    # (an unquoted here-doc body), comment, and the kinds of _EVALUATING.
+    stack: list[list[Any]] = [[base, 0]]
+    pending: list[tuple[str, bool, bool]] = []  # here-docs to read: delimiter, <<-, quoted
+    word_start = True
+    while i < end:
+        u = units[i]
+        nxt = units[i + 1] if i + 1 < end else None
+        frame = stack[-1]
+        kind = frame[0]
+        if isinstance(u, int):
+            out.setdefault(u, _context_of(stack))
+            word_start = False
+        elif kind == "sq":
+            if u == "'":
+                stack.pop()
+        elif kind == "comment":
+            if u == "\n":
+                stack.pop()
+                continue  # the newline ends a command: it may start here-doc bodies
+        elif kind in ("bq", "ansi"):
+            if u == "\\":
+                i += 1
+            elif u == ("`" if kind == "bq" else "'"):
+                stack.pop()
+        elif u == "\\":
+            if isinstance(nxt, int):
+                out[nxt] = "escaped"
+            i += 1  # whatever follows is literal (or ours to refuse)
+            word_start = False
+        elif u == "$":
+            if isinstance(nxt, int):
+                out[nxt] = "dollar"
+            elif nxt == "(":
+                arith = i + 2 < end and units[i + 2] == "("
+                stack.append(["arith" if arith else "subst", 0])
+                i += 2 if arith else 1
+            elif nxt == "{":
+                stack.append(["brace", 0])
+                i += 1
+            elif nxt == "'" and kind not in ("dq", "hd"):
+                stack.append(["ansi", 0])
+                i += 1
+            word_start = False
+        elif u == "`":
+            stack.append(["bq", 0])
+        elif kind == "dq":
+            if u == '"':
+                stack.pop()
+        elif kind == "hd":
+            pass
+        elif kind == "brace":
+            if u == "}":
+                stack.pop()
+            elif u in "'\"":
+                stack.append(["sq" if u == "'" else "dq", 0])
+        elif kind == "arith":
+            if u == "(":
+                frame[1] += 1
+            elif u == ")":
+                if frame[1]:
+                    frame[1] -= 1
+                elif nxt == ")":
+                    stack.pop()
+                    i += 1
+        else:  # cmd, subst: a command
+            if u in "'\"":
+                stack.append(["sq" if u == "'" else "dq", 0])
+            elif u == "#" and word_start:
+                stack.append(["comment", 0])
+            elif u == "(" and word_start and nxt == "(":
+                stack.append(["arith", 0])  # bash's ((...)); in sh two subshells
+                i += 1
+            elif u == "(":
+                frame[1] += 1
+            elif u == ")":
+                if frame[1]:
+                    frame[1] -= 1
+                elif kind == "subst":
+                    stack.pop()
+            elif u == "<" and nxt == "<" and heredocs:
+                i = _heredoc(units, i + 2, end, pending, out)
+                word_start = True
+                continue
+            elif u == "\n" and pending:
+                i = _bodies(units, i + 1, end, pending, out)
+                pending.clear()
+                word_start = True
+                continue
+            word_start = u in _BREAKS
+        i += 1
+
+
+def _context_of(stack: list[list[Any]]) -> str:
+    for kind, _ in stack:
+        if kind in _EVALUATING:
+            return str(kind)
+    kind = stack[-1][0]
+    return {"cmd": "bare", "subst": "bare", "sq": "single", "dq": "double", "hd": "here-doc"}.get(
+        kind, str(kind)
+    )
+
+
+def _heredoc(
+    units: list[_Unit], i: int, end: int, pending: list[tuple[str, bool, bool]], out: dict[int, str]
+) -> int:
+    """Read the delimiter after `<<` (at `i`); the index after it."""
+    if i < end and units[i] == "<":
+        return i + 1  # bash's <<< here-string: a word, not a here-doc
+    strip = i < end and units[i] == "-"
+    i += strip
+    while i < end and units[i] in (" ", "\t"):
+        i += 1
+    word: list[str] = []
+    quoted = False
+    quote: str | None = None
+    while i < end:
+        u = units[i]
+        if isinstance(u, int):
+            out[u] = "delimiter"
+            quoted = True
+        elif quote is not None:
+            if u == quote:
+                quote = None
+            else:
+                word.append(u)
+        elif u in "'\"":
+            quote, quoted = u, True
+        elif u == "\\":
+            quoted = True
+            i += 1
+            if i < end and isinstance(units[i], str):
+                word.append(str(units[i]))
+        elif u in _BREAKS:
+            break
+        else:
+            word.append(u)
+        i += 1
+    pending.append(("".join(word), strip, quoted))
+    return i
+
+
+def _bodies(
+    units: list[_Unit], i: int, end: int, pending: list[tuple[str, bool, bool]], out: dict[int, str]
+) -> int:
+    """Read the bodies of the pending here-docs from `i`; the index after the last."""
+    for delimiter, strip, quoted in pending:
+        start = i
+        while True:
+            stop = i
+            while stop < end and units[stop] != "\n":
+                stop += 1
+            line = units[i:stop]
+            text = "".join(u for u in line if isinstance(u, str))
+            if len(text) == len(line) and (text.lstrip("\t") if strip else text) == delimiter:
+                body_end, i = i, min(stop + 1, end)
+                break
+            if stop >= end:
+                body_end = i = end
+                break
+            i = stop + 1
+        if quoted:
+            for u in units[start:body_end]:
+                if isinstance(u, int):
+                    out[u] = "quoted-heredoc"
+        else:
+            _walk(units, start, body_end, "hd", out, heredocs=False)
+    return i
+
+
+@dataclass(frozen=True, slots=True)
+class _Word:
+    """A time expression or built-in standing bare: its value as one shell word."""
+
+    expr: TimeExpr | _Field
+
+    def value(self, ctx: Context, cache: Cache | None) -> str:
+        return shlex.quote(self.expr.value(ctx, cache))
+
+
+def _expansion(name: str, context: str) -> str:
+    var = "${" + env_name(name) + "}"
+    if context == "bare":
+        return f'"{var}"'
+    if context == "single":
+        return f"'\"{var}\"'"  # close the quote, expand in double quotes, reopen
+    return var  # double, here-doc, comment
+
+
+def compile_command(text: str, parameters: Mapping[str, Template] | None = None) -> Template:
+    """Compile a string command; `render_shell` gives its text for `/bin/sh -c`, with
+    each parameter reference an expansion of its variable (see above)."""
+    if "$" not in text:
+        return Template(text, [text], shell=[text])
+    items, refs = _items(text, parameters or {})
+    units: list[_Unit] = []
+    for index, item in enumerate(items):
+        units.extend(item if isinstance(item, str) else [index])
+    contexts = _contexts(units)
+    shell: list[_ShellPart] = []
+    for index, item in enumerate(items):
+        if isinstance(item, str):
+            shell.append(item)
+        elif index in refs:
+            name, context = refs[index], contexts[index]
+            problem = _EVALUATING.get(context) or _NOWHERE.get(context)
+            if problem is not None:
+                message, hint = problem
+                hint = hint.replace("${name}", f"${{{name}}}")
+                raise ParamError(
+                    f"${{{name}}} stands {message}",
+                    hint=hint.replace("BACKFILL_PARAM_<NAME>", env_name(name)),
+                )
+            shell.append(_expansion(name, context))
+        elif isinstance(item, Template):  # unreachable: parameters are in `refs`
+            raise AssertionError(item)
+        else:
+            shell.append(_Word(item) if contexts.get(index) == "bare" else item)
+    return Template(text, items, frozenset(refs.values()), shell)
 
 
 def compile_parameters(

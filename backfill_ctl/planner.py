@@ -45,7 +45,14 @@ from backfill_ctl.calendar import (
     ticks_on,
     zone,
 )
-from backfill_ctl.params import Context, compile_parameters, compile_template
+from backfill_ctl.params import (
+    Context,
+    ParamError,
+    compile_command,
+    compile_parameters,
+    compile_template,
+    env_name,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -171,11 +178,18 @@ def compile_node(
     params = compile_parameters(node.parameters, overrides)
     command = node.run.command
     compiled: list[Template] | Template = (
-        compile_template(command, params)
+        compile_command(command, params)
         if isinstance(command, str)
         else [compile_template(arg, params) for arg in command]
     )
     env = {key: compile_template(value, params) for key, value in node.run.env}
+    for name in params:
+        if env_name(name) in env:  # it would hide the value a string command reads
+            raise ParamError(
+                f"run.env sets {env_name(name)}, where parameter {name}'s value is exported",
+                hint="name the variable otherwise",
+                parameter=name,
+            )
     return params, compiled, env
 
 

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING
 
 from backfill_ctl.calendar import analyse, cron_error
 from backfill_ctl.errors import Diagnostic, PathPart, did_you_mean
-from backfill_ctl.params import ParamError, compile_parameters, compile_template
+from backfill_ctl.params import (
+    ParamError,
+    compile_command,
+    compile_parameters,
+    compile_template,
+    env_name,
+)
 from backfill_ctl.planner import compile_node
 from backfill_ctl.selection import Scope, select
 from backfill_ctl.spec.model import FOLLOW_NODE
@@ -146,9 +152,27 @@ def check_templates(specs: Specs) -> list[Diagnostic]:
         fields += [(("spec", "run", "env", key), value) for key, value in node.run.env]
         for path, text in fields:
             try:
-                compile_template(text, params)
+                # A string command also learns where each reference stands in sh's quoting.
+                compile = (
+                    compile_command if path == ("spec", "run", "command") else compile_template
+                )
+                compile(text, params)
             except ParamError as exc:
                 out.append(_param_diag(node, path, exc))
+        for key, _ in node.run.env:
+            for name in params:
+                if env_name(name) == key:  # a string command reads the parameter from it
+                    out.append(
+                        _diag(
+                            node.origin,
+                            ("spec", "run", "env", key),
+                            f"{key} is where parameter {name}'s value is exported",
+                            f"remove it, or name the variable otherwise; ${{{name}}} is "
+                            f"already in the environment as {key}",
+                            "bad-parameter",
+                            nodes=(node.name,),
+                        )
+                    )
     return out
 
 

@@ -11,6 +11,7 @@ from backfill_ctl.params import (
     Context,
     ParamError,
     Template,
+    compile_command,
     compile_parameters,
     compile_template,
     env_name,
@@ -176,8 +177,9 @@ def test_gmtdate_stays_literal_until_the_run_date_is_known() -> None:
     assert template.render(CTX) == "--run $gmtdate --pt 20240301"
     at_run = Context(CTX.bizdate, CTX.cyctime, gmtdate=date(2024, 4, 5))
     assert template.render(at_run) == "--run 20240405 --pt 20240301"
-    assert template.render_shell(CTX) == "--run '$gmtdate' --pt 20240301"
-    assert template.render_shell(at_run) == "--run 20240405 --pt 20240301"
+    command = compile_command("--run $gmtdate --pt $bizdate")
+    assert command.render_shell(CTX) == "--run '$gmtdate' --pt 20240301"
+    assert command.render_shell(at_run) == "--run 20240405 --pt 20240301"
 
 
 # --- parameters -----------------------------------------------------------------------
@@ -358,25 +360,104 @@ def test_error_details_and_hints() -> None:
     assert "hh24" in (error("$[hh]").hint or "")
 
 
-# --- render_shell -----------------------------------------------------------------------
+# --- string commands: render_shell -----------------------------------------------------
 
 
-def test_render_shell_quotes_values_and_keeps_literal_text() -> None:
-    params = compile_parameters(
-        [("pt", "${yyyymmdd}"), ("table", "my table"), ("path", "/data/${pt}/a b")]
+SHELL_PARAMS = [("pt", "${yyyymmdd}"), ("table", "my table"), ("path", "/data/${pt}/a b")]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("run ${table}", 'run "${BACKFILL_PARAM_TABLE}"'),
+        ("--pt=${pt}x", '--pt="${BACKFILL_PARAM_PT}"x'),
+        ("echo 'a ${pt} b'", "echo 'a '\"${BACKFILL_PARAM_PT}\"' b'"),
+        ('echo "a ${pt}x $HOME"', 'echo "a ${BACKFILL_PARAM_PT}x $HOME"'),
+        ('echo "it\'s ${pt}"', 'echo "it\'s ${BACKFILL_PARAM_PT}"'),
+        ("echo '\"' ${pt}", 'echo \'"\' "${BACKFILL_PARAM_PT}"'),
+        ('echo "$(cat ${path})"', 'echo "$(cat "${BACKFILL_PARAM_PATH}")"'),
+        ("echo \"$(echo '${pt}')\"", "echo \"$(echo ''\"${BACKFILL_PARAM_PT}\"'')\""),
+        ("(cd x && run ${pt})", '(cd x && run "${BACKFILL_PARAM_PT}")'),
+        ("echo \\' ${pt}", 'echo \\\' "${BACKFILL_PARAM_PT}"'),
+        (
+            "run # don't ${pt}\nrun ${pt}",
+            'run # don\'t ${BACKFILL_PARAM_PT}\nrun "${BACKFILL_PARAM_PT}"',
+        ),
+        ("a#${pt}", 'a#"${BACKFILL_PARAM_PT}"'),  # not a comment: # inside a word
+        (
+            "cat <<EOF\n'${pt}' \"x\"\nEOF\nrun ${pt}",
+            'cat <<EOF\n\'${BACKFILL_PARAM_PT}\' "x"\nEOF\nrun "${BACKFILL_PARAM_PT}"',
+        ),
+        (
+            "cat <<-EOF; echo '${pt}'\n\t${pt}\n\tEOF",
+            "cat <<-EOF; echo ''\"${BACKFILL_PARAM_PT}\"''\n\t${BACKFILL_PARAM_PT}\n\tEOF",
+        ),
+        (
+            "cat <<A <<'B'\n${pt}\nA\nplain\nB\n${pt}",
+            "cat <<A <<'B'\n${BACKFILL_PARAM_PT}\nA\nplain\nB\n\"${BACKFILL_PARAM_PT}\"",
+        ),
+        ("cat <<<${pt}", 'cat <<<"${BACKFILL_PARAM_PT}"'),
+        ("cat <<EOF\n$(echo ${pt})\nEOF", 'cat <<EOF\n$(echo "${BACKFILL_PARAM_PT}")\nEOF'),
+        (
+            "echo `date` ${pt} $((1+2)) ${pt}",
+            'echo `date` "${BACKFILL_PARAM_PT}" $((1+2)) "${BACKFILL_PARAM_PT}"',
+        ),
+        ("echo $${HOME:-x} ${pt}", 'echo ${HOME:-x} "${BACKFILL_PARAM_PT}"'),
+    ],
+)
+def test_a_string_command_reads_each_parameter_from_its_variable(text: str, expected: str) -> None:
+    template = compile_command(text, compile_parameters(SHELL_PARAMS))
+    assert template.render_shell(CTX) == expected
+    # `render` (argv elements, env values) still gives the values themselves.
+    assert template.render(CTX) == compile_template(text, compile_parameters(SHELL_PARAMS)).render(
+        CTX
     )
-    ctx = Context(CTX.bizdate, CTX.cyctime, jobid="fix orders")
-    text = 'echo "$HOME" ${pt} ${table} ${path} $jobid $$x | wc -l'
-    template = compile_template(text, params)
-    assert template.render_shell(ctx) == (
-        "echo \"$HOME\" 20240301 'my table' '/data/20240301/a b' 'fix orders' $x | wc -l"
+
+
+def test_a_parameter_only_command_is_one_text_for_every_instance() -> None:
+    params = compile_parameters([("pt", "${yyyymmdd}"), ("hour", "$[hh24]")])
+    template = compile_command("load --pt ${pt} --hour ${hour}", params)
+    other = Context(date(2024, 5, 6), datetime(2024, 5, 7, 3, 0))
+    assert template.render_shell(CTX) == template.render_shell(other)
+
+
+def test_time_expressions_and_built_ins_stay_inline_one_word_when_bare() -> None:
+    ctx = Context(CTX.bizdate, CTX.cyctime, jobid="fix-orders")
+    text = "run ${yyyy mm} '${yyyy mm}' \"$jobid\" $bizdate `echo $bizdate` $$(( $bizdate + 1 ))"
+    assert compile_command(text).render_shell(ctx) == (
+        "run '2024 03' '2024 03' \"fix-orders\" 20240301 `echo 20240301` $(( 20240301 + 1 ))"
     )
-    assert template.render(ctx) == (
-        'echo "$HOME" 20240301 my table /data/20240301/a b fix orders $x | wc -l'
-    )
-    assert compile_template("run ${table}", params).render_shell(ctx) == "run 'my table'"
-    assert compile_template("run $jobid", params).render_shell(ctx, {}) == "run 'fix orders'"
-    assert compile_template("a;b").render_shell(ctx) == "a;b"
+    assert compile_command("a;b").render_shell(ctx) == "a;b"
+    with pytest.raises(TypeError):
+        compile_template("run ${yyyy}").render_shell(ctx)  # not compiled for a shell
+
+
+@pytest.mark.parametrize(
+    ("text", "says", "hint"),
+    [
+        ("echo `cat ${pt}`", "inside `...`", "write $(...) instead"),
+        ('echo "`cat ${pt}`"', "inside `...`", "write $(...) instead"),
+        ("echo $$(( ${pt} + 1 ))", "inside arithmetic", "checks it is a number"),
+        ("(( ${pt} > 1 )) && run", "inside arithmetic", "checks it is a number"),
+        ("echo $$(( $$(cat ${pt}) ))", "inside arithmetic", "checks it is a number"),
+        ("echo $${x:-${pt}}", "the shell's own $${...}", "(v=${pt})"),
+        ("echo $$'a ${pt}'", "inside $'...'", "use '...'"),
+        ("echo \\${pt}", "right after a backslash", "$${pt} is a literal ${pt}"),
+        ('echo "\\${pt}"', "right after a backslash", "$${pt} is a literal ${pt}"),
+        ('echo "$$${pt}"', "right after a $", "separate"),
+        ("cat <<'EOF'\n${pt}\nEOF", "delimiter is quoted", "BACKFILL_PARAM_PT in what"),
+        ("cat <<\\EOF\n${pt}\nEOF", "delimiter is quoted", "unquote the delimiter"),
+        ("cat <<E${pt}\nx\n", "here-document's delimiter", "fixed delimiter"),
+    ],
+)
+def test_a_reference_where_no_expansion_gives_the_value_is_refused(
+    text: str, says: str, hint: str
+) -> None:
+    with pytest.raises(ParamError) as caught:
+        compile_command(text, compile_parameters(SHELL_PARAMS))
+    assert caught.value.message.startswith("${pt} stands ")
+    assert says in caught.value.message
+    assert hint in (caught.value.hint or "")
 
 
 # --- environment ------------------------------------------------------------------------

@@ -367,16 +367,20 @@ def test_command_elements_are_resolved_one_by_one() -> None:
     assert bp.instances[0].command == ("etl", "--pt", "2024-03-01", "--hour", "02", "--job", "bf")
 
 
-def test_string_command_gets_shell_quoted_values() -> None:
+def test_a_string_command_reads_parameters_from_the_environment() -> None:
     bp = plan_of(
         node(
             "a",
-            command="load ${label} > out_${pt}.txt",
+            command="load ${label} > out_${pt}_${yyyy mm}.txt",
             parameters={"pt": "$bizdate", "label": "${yyyy} data"},
         ),
         backfill(dates=["2024-03-01"]),
     )
-    assert bp.instances[0].command == "load '2024 data' > out_20240301.txt"
+    # Parameters are expansions (their values are in the instance's environment); a
+    # time expression is inline, one word.
+    assert bp.instances[0].command == (
+        'load "${BACKFILL_PARAM_LABEL}" > out_"${BACKFILL_PARAM_PT}"_\'2024 03\'.txt'
+    )
 
 
 def test_backfill_parameters_override_and_add_to_node_parameters() -> None:

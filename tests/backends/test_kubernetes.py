@@ -13,6 +13,7 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
+from backfill_ctl import reconcile
 from backfill_ctl.backends import AttemptSpec, BackendError, NotStarted, Outcome
 from backfill_ctl.backends.kubernetes import (
     PERMISSIONS,
@@ -22,9 +23,11 @@ from backfill_ctl.backends.kubernetes import (
     job_result,
     label_value,
 )
+from backfill_ctl.planning import make_plan
 from backfill_ctl.spec.model import Kubernetes
 from tests.backends.contract import BackendContract, Make, run_one, settle, spec
 from tests.backends.k8s_api import FakeKubeAPI
+from tests.builders import NOW, backfill, node, specs_of, workspace
 
 SETTINGS = Kubernetes(namespace="bf", image="busybox:1.36", ttl_after_finished=600)
 STORE = "0123456789ab"
@@ -141,6 +144,29 @@ def test_the_job_of_an_attempt() -> None:
         }
     ]
     kubernetes_validate.validate(job, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_a_parameter_of_a_string_command_is_in_the_container_s_environment() -> None:
+    """DESIGN §7: the command text holds the expansion, the Job's env the exact value."""
+    value = "$(touch PWN); x'; touch PWN2; #\n"
+    specs = specs_of(
+        workspace(),
+        node(
+            "a",
+            command='echo "p=${p}"',
+            parameters={"p": "safe"},
+            run={"command": 'echo "p=${p}"', "image": "etl:2"},
+        ),
+        backfill(parameters={"p": value.replace("$", "$$")}),
+    )
+    plan, _ = make_plan(specs, NOW, None)
+    ((wanted,),) = [d.instances for d in reconcile.desired(specs, plan, "/r", None, 0.0)]
+    s = AttemptSpec(wanted.id, 1, "bf", "a", wanted.bizdate, wanted.cyctime, wanted.run)
+
+    (container,) = job_manifest(s, SETTINGS, STORE)["spec"]["template"]["spec"]["containers"]
+
+    assert container["command"] == ["/bin/sh", "-c", 'echo "p=${BACKFILL_PARAM_P}"']
+    assert {"name": "BACKFILL_PARAM_P", "value": value} in container["env"]
 
 
 def test_a_string_command_resources_account_and_pod_template() -> None:

@@ -217,6 +217,35 @@ SPEC_MISTAKES: dict[str, Mistake] = {
             "no parameters are defined",
         ],
     ),
+    "parameter-where-no-expansion-gives-it": Mistake(
+        {
+            "catalog.yaml": CATALOG,
+            "more.yaml": dump(node("d", command="run `cat ${pt}`", parameters={"pt": "$bizdate"})),
+        },
+        [
+            "more.yaml:12:5: error: $.spec.run.command: ${pt} stands inside `...`, "
+            "where the shell rewrites the text and nested quotes are unspecified",
+            "  hint: write $(...) instead of backquotes",
+        ],
+    ),
+    "env-hides-a-parameter": Mistake(
+        {
+            "catalog.yaml": CATALOG,
+            "more.yaml": dump(
+                node(
+                    "d",
+                    parameters={"pt": "$bizdate"},
+                    run={"command": "run ${pt}", "env": {"BACKFILL_PARAM_PT": "x"}},
+                )
+            ),
+        },
+        [
+            "more.yaml:14:7: error: $.spec.run.env.BACKFILL_PARAM_PT: "
+            "BACKFILL_PARAM_PT is where parameter pt's value is exported",
+            "  hint: remove it, or name the variable otherwise; ${pt} is already in the "
+            "environment as BACKFILL_PARAM_PT",
+        ],
+    ),
 }
 
 
