@@ -25,6 +25,7 @@ from datetime import UTC, datetime, time
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
+from backfill_ctl.access import access_of, document
 from backfill_ctl.errors import UsageError
 from backfill_ctl.state.records import NOT_STARTED, STATES, WAITING
 
@@ -194,7 +195,8 @@ def backfill_data(record: BackfillRecord, counts: Mapping[str, int]) -> dict[str
         "notify": [dict(n) for n in record.notify],
         "instances": sum(counts.values()),
         "counts": {s: counts.get(s, 0) for s in STATES},
-        "spec": record.spec,
+        "spec": document(record.spec),
+        "access": access.to_json() if (access := access_of(record)) else None,
     }
 
 

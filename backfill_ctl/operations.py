@@ -14,6 +14,9 @@ then its descendants in dependency order. Every operation is one guarded transit
 the store: an instance that changed state meanwhile is refused, not trampled. A
 finished backfill whose instances an operation changed is reopened (the controller
 decides its outcome again), and a stopped one resumed unless the operation is a stop.
+
+With a `Guard` (access.py), an instance of a node the actor may not operate is refused
+with who may, like an instance in the wrong state; `--descendants` are checked too.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from backfill_ctl.access import Guard
     from backfill_ctl.state import StateStore
     from backfill_ctl.state.records import InstanceRecord
 
@@ -84,15 +88,22 @@ def operate(
     actor: str,
     at: float,
     with_descendants: bool = False,
+    guard: Guard | None = None,
 ) -> Result:
     rule = RULES[name]
-    refused = [(i.id, rule.refusal(name, i.state)) for i in targets if i.state not in rule.allowed]
+    refused: list[tuple[str, str]] = []
+    if guard is not None:
+        targets, refused = guard.split(name, targets)
+    refused += [(i.id, rule.refusal(name, i.state)) for i in targets if i.state not in rule.allowed]
     chosen = [i for i in targets if i.state in rule.allowed]
     reason = f"{rule.says} by {actor}"
     if name == "rerun":  # the chosen ones run now; their descendants wait for them
         done = _rerun(store, chosen, at=at, actor=actor, reason=reason, ignore_deps=True)
         if with_descendants and chosen:
             later = [i for i in descendants(store, chosen) if i.state in rule.allowed]
+            if guard is not None:
+                later, denied = guard.split(name, later)
+                refused += denied
             done += _rerun(
                 store,
                 later,

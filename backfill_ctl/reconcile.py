@@ -16,7 +16,12 @@ store knows it by. Then:
   Backfill does). Its failed and not-started instances still take new definitions,
   which starts nothing;
 - a Backfill that is no longer in the specs is left alone unless `prune` is asked: then
-  its instances that have not started are cancelled and it is marked deleted.
+  its instances that have not started are cancelled and it is marked deleted;
+- a record carries who may operate the backfill's nodes (access.py), which is not part
+  of its document: when only that changed, the record is rewritten (status kept) and
+  nothing else happens. A finished backfill's record is not rewritten for it (the store
+  has no way to write its record without reopening it), so it keeps the access it
+  finished with.
 
 `desired()` and `diff()` only read; `apply()` writes one transaction.
 """
@@ -29,6 +34,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from backfill_ctl import slots
+from backfill_ctl.access import access_of_plan, document, with_access
 from backfill_ctl.params import Context, environment
 from backfill_ctl.planner import compile_node
 from backfill_ctl.spec.model import FOLLOW_NODE
@@ -78,14 +84,14 @@ def _desired(
     specs: Specs, bp: BackfillPlan, digest: str, cwd: str, actor: str | None, at: float
 ) -> Desired:
     b = bp.backfill
-    document: dict[str, Any] = next(
+    applied: dict[str, Any] = next(
         (d.data for d in specs.documents if (d.file, d.index) == (b.origin.file, b.origin.doc)), {}
     )
     window = b.execution_window
     record = BackfillRecord(
         name=b.name,
         digest=digest,
-        spec=document,
+        spec=with_access(applied, access_of_plan(specs, bp)),
         file=b.origin.file,
         suspended=b.suspend,
         run_immediately=b.run_immediately,
@@ -193,6 +199,7 @@ class BackfillChanges:
     held_create: int = 0
     held_cancel: int = 0
     outcome: str | None = None  # finished: how it ended
+    access: bool = False  # only who may operate it changed: `record` rewrites that
 
     @property
     def empty(self) -> bool:
@@ -238,7 +245,11 @@ def diff(wanted: Iterable[Desired], store: StateStore, *, prune: bool) -> Change
     names = {d.record.name for d in wanted}
     for d in wanted:
         old = store.backfill(d.record.name)
-        if old is not None and old.status == "collected" and old.spec == d.record.spec:
+        if (
+            old is not None
+            and old.status == "collected"
+            and document(old.spec) == document(d.record.spec)
+        ):
             # It ran to the end long ago and gc removed its instances: nothing to do.
             out.append(BackfillChanges(d.record.name, "collected"))
             continue
@@ -268,6 +279,8 @@ def _changes(
         if old is not None:
             c.status = "changed"
     finished = c.record is None and old is not None and old.finished_at is not None
+    if c.record is None and old is not None and not finished and old.spec != d.record.spec:
+        c.record, c.access = replace(d.record, status=old.status), True
     found, gone = slots.match(d.instances, stored)
     renamed = {want: have.id for want, have in found.items() if want != have.id}
     for plan, i in zip(d.instances, d.under(renamed) if renamed else d.instances, strict=True):
@@ -303,7 +316,7 @@ def _settings(b: BackfillRecord) -> tuple[object, ...]:
     stays stopped when its specs are applied again (a rerun resumes it), a deleted one
     comes back (see `diff`)."""
     return (
-        b.spec,
+        document(b.spec),
         b.suspended,
         b.run_immediately,
         b.execution_window,
@@ -369,6 +382,8 @@ def render(changes: Changes) -> list[str]:
             parts = [counts, *slots.moves_text(c.moves), *slots.moves_text(c.ran_moves, ran=True)]
             if c.kept:
                 parts.append(f"{c.kept} kept as they ran")
+            if c.access:
+                parts.append("who may operate it changed")
             text = ", ".join(parts)
         lines.append(f"{mark} backfill/{c.name}: {text}")
     return lines

@@ -24,8 +24,9 @@ class Clock:
         return self.now
 
 
-def applied(tmp_path: Path, *docs: dict[str, Any]) -> StateStore:
-    specs = specs_of(workspace(), resource_group("rg", 2), *docs)
+def applied(tmp_path: Path, *docs: dict[str, Any], operators: tuple[str, ...] = ()) -> StateStore:
+    """A store holding `docs` applied; the workspace `ws` is operated by `operators`."""
+    specs = specs_of(workspace(operators=operators), resource_group("rg", 2), *docs)
     plan, diagnostics = make_plan(specs, NOW, None)
     assert not [d for d in diagnostics if d.is_error], diagnostics
     store = open_store(tmp_path / "state.db")

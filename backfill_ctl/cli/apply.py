@@ -1,4 +1,19 @@
-"""`backfillctl apply PATHS` and `backfillctl diff PATHS`: the specs into the state store."""
+"""`backfillctl apply PATHS` and `backfillctl diff PATHS`: the specs into the state store.
+
+Who applies (DESIGN §7): the caller, `--as`, else $BACKFILLCTL_ACTOR, else
+$GITHUB_ACTOR; never a field of a file. `apply` checks the caller's permissions as
+`plan` does; without a caller nothing is checked, unless the Config sets
+`requireActor` (a team's shared store), which makes the caller mandatory.
+
+`apply --plan FILE` applies a plan saved by `plan --out` exactly, and refuses (exit 2):
+- a plan whose seal does not match its content (any field edited, added or removed; a
+  plan saved before plans were sealed): the seal covers everything apply uses from it,
+  the specs' digest, `now`, `actor` and the instances;
+- a plan saved for another actor than the caller, including one saved without an actor
+  (its permissions were never checked) applied by a caller who has one, and one saved
+  for an actor applied without one: a plan is bound to the identity it was checked for;
+- a stale plan: the specs changed since, or they no longer plan the same instances.
+"""
 
 from __future__ import annotations
 
@@ -32,21 +47,74 @@ if TYPE_CHECKING:
     from backfill_ctl.spec.loader import Specs
 
 
+def _read_plan(plan_file: Path) -> dict[str, Any]:
+    """A saved plan whose seal matches its content."""
+    from backfill_ctl.reports.plan_data import SEAL, seal_of
+
+    try:
+        saved = json.loads(plan_file.read_text(encoding="utf-8"))
+        if not isinstance(saved, dict):
+            raise ValueError("not a JSON object")
+        seal = seal_of(saved)
+    except (OSError, ValueError) as exc:
+        raise UsageError(
+            f"--plan {plan_file}: not a saved plan ({exc})",
+            hint="save one with backfillctl plan --out FILE",
+        ) from exc
+    if saved.get(SEAL) is None:
+        raise UsageError(
+            f"--plan {plan_file} has no seal: it was saved by an earlier backfillctl",
+            hint="plan again with this version (backfillctl plan PATHS --out FILE)",
+        )
+    if saved[SEAL] != seal:
+        raise UsageError(
+            f"--plan {plan_file} was edited after it was saved: its seal does not match "
+            "its content",
+            hint="a saved plan is applied as saved; plan again, review, and apply the new plan",
+        )
+    return saved
+
+
+def _bind(plan_file: Path, planned_for: object, caller: str | None) -> None:
+    """A saved plan is applied by the actor it was made for, and only by that one."""
+    if planned_for == caller:
+        return
+    if caller is None:
+        raise UsageError(
+            f"--plan {plan_file} was made for {planned_for}, and no actor is given "
+            "(--as, $BACKFILLCTL_ACTOR, $GITHUB_ACTOR)",
+            hint=f"apply it --as {planned_for} if that is you; else plan again as yourself",
+        )
+    made = (
+        "without an actor (its permissions were not checked)"
+        if planned_for is None
+        else f"for {planned_for}"
+    )
+    raise UsageError(
+        f"--plan {plan_file} was made {made}, and you are {caller}",
+        hint=f"plan again as yourself: backfillctl plan PATHS --as {caller} --out FILE",
+    )
+
+
+def require_actor(specs: Specs, actor: str | None, command: str) -> None:
+    """A Config with requireActor (a team's shared store) makes the actor mandatory."""
+    if actor is None and specs.config.require_actor:
+        raise UsageError(
+            f"{command} needs an actor: the Config sets requireActor",
+            hint="pass --as USER, or set $BACKFILLCTL_ACTOR",
+        )
+
+
 def _prepare(
     paths: list[str], now: datetime, actor: str | None, plan_file: Path | None
 ) -> tuple[Specs, CheckResult, str | None]:
-    """Load, check and plan; with a saved plan, re-plan it exactly and refuse a stale one."""
+    """Load, check and plan; with a saved plan, re-plan it exactly and refuse a stale one,
+    an edited one, and one made for another actor."""
     specs = load_specs(paths)
     saved: dict[str, Any] | None = None
     if plan_file is not None:
-        try:
-            saved = json.loads(plan_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UsageError(
-                f"--plan {plan_file}: not a saved plan ({exc})",
-                hint="save one with backfillctl plan --out FILE",
-            ) from exc
-        assert saved is not None
+        saved = _read_plan(plan_file)
+        _bind(plan_file, saved.get("actor"), actor)
         if saved.get("digest") != specs.digest():
             raise UsageError(
                 f"--plan {plan_file} is stale: the specs changed since it was saved",
@@ -54,10 +122,20 @@ def _prepare(
             )
         from datetime import datetime as dt
 
-        now, actor = dt.fromisoformat(saved["now"]), saved.get("actor")
+        try:
+            now = dt.fromisoformat(saved["now"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(
+                f"--plan {plan_file}: not a saved plan (no valid now)",
+                hint="save one with backfillctl plan --out FILE",
+            ) from exc
     result = run_check(specs, now, actor)
     if saved is not None:
-        want = [i["id"] for bp in saved.get("backfills", []) for i in bp.get("instances", [])]
+        want = [
+            i.get("id") if isinstance(i, dict) else None
+            for bp in saved["backfills"]
+            for i in bp["instances"]
+        ]
         have = [i.id for bp in result.plan.backfills for i in bp.instances]
         if want != have:
             raise UsageError(
@@ -115,6 +193,8 @@ def apply_command(
     seconds = _timeout(timeout, wait)
     planned_at = resolve_now(now)
     specs, result, who_ = _prepare(paths, planned_at, resolve_actor(actor), plan_file)
+    if not dry_run:
+        require_actor(specs, who_, "apply")
     if result.failed:
         print_diagnostics([f for f in result.findings if f.is_error], code=True)
         err(

@@ -1,4 +1,11 @@
-"""stop, rerun, set-success, freeze, unfreeze, delete: operators steering instances."""
+"""stop, rerun, set-success, freeze, unfreeze, delete: operators steering instances.
+
+Each checks the actor's permission on the nodes it touches against what the store
+recorded at apply time (access.py): an instance of a node the actor may not operate is
+refused and named with who may (exit 1); `stop backfill/NAME` and `delete` need every
+node the backfill runs. Without an actor nothing is checked, unless the backfill was
+applied under a Config with `requireActor`: then the actor is a usage error (exit 2).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from backfill_ctl.access import Guard
 from backfill_ctl.cli.console import err, out
 from backfill_ctl.cli.options import ActorOpt, resolve_actor
 from backfill_ctl.cli.state import StateFileOpt, open_state, who
@@ -83,13 +91,16 @@ def _run(
 ) -> None:
     store = open_state(state)
     targets = _targets(store, ids or [], backfill, node, bizdate, in_state)
+    guard = Guard(store, resolve_actor(actor))
+    guard.require_actor(i.backfill for i in targets)
     result = operate(
         store,
         name,
         targets,
-        actor=who(resolve_actor(actor)),
+        actor=who(guard.actor),
         at=time.time(),
         with_descendants=descendants,
+        guard=guard,
     )
     for i in result.done:
         out(f"instance/{i} {RULES[name].says}")
@@ -113,10 +124,18 @@ def stop_command(
     rest = [t for t in targets or [] if not t.startswith("backfill/")]
     if names:
         store = open_state(state)
-        actor_ = who(resolve_actor(actor))
+        guard = Guard(store, resolve_actor(actor))
+        actor_ = who(guard.actor)
         for name in names:
             if store.backfill(name) is None:
                 raise UsageError(f"no backfill {name!r} in {store.path}")
+        guard.require_actor(names)
+        denied = [(n, why) for n in names if (why := guard.backfill_refusal("stop", n))]
+        for name, why in denied:
+            err(f"backfill/{name}: {why}")
+        if denied:
+            raise typer.Exit(1)
+        for name in names:
             store.update_backfill(
                 name,
                 at=time.time(),
@@ -127,7 +146,7 @@ def stop_command(
             )
             running = store.instances(backfill=name, states=["running"])
             if running:
-                operate(store, "stop", running, actor=actor_, at=time.time())
+                operate(store, "stop", running, actor=actor_, at=time.time(), guard=guard)
             out(f"backfill/{name} stopped ({len(running)} running instance(s) stopping)")
         if not rest and backfill is None:
             return
@@ -208,13 +227,19 @@ def delete_command(
     store = open_state(state)
     if store.backfill(name) is None:
         raise UsageError(f"no backfill {name!r} in {store.path}")
+    guard = Guard(store, resolve_actor(actor))
+    guard.require_actor([name])
+    denied = guard.backfill_refusal("delete", name)
+    if denied:
+        err(f"backfill/{name}: {denied}")
+        raise typer.Exit(1)
     running = store.instances(backfill=name, states=["running"])
     if running:
         raise UsageError(
             f"backfill/{name} has {len(running)} running instance(s)",
             hint=f"stop it first: backfillctl stop backfill/{name}",
         )
-    actor_ = who(resolve_actor(actor))
+    actor_ = who(guard.actor)
     waiting = [i.id for i in store.instances(backfill=name, states=NOT_STARTED)]
     store.transition(
         waiting,

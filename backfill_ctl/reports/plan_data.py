@@ -3,10 +3,24 @@
 Field names are relied on by users' tooling; add fields, never rename them.
 JSON is streamed one instance per line, so a plan of a million instances is written
 without building its whole text in memory, and diffs of two plans stay readable.
+
+The last field, `seal`, is a digest of every other field (`digest`, `now`, `actor`, each
+backfill and each instance): `apply --plan` recomputes it from what it read and refuses
+a plan whose seal does not match, so no field of a saved plan can be edited, nor one
+added, without the plan being refused. It is computed from pieces, each the compact JSON
+text of one part of the document with its keys in the format's order (what
+`json.dumps(part, ensure_ascii=False, separators=(", ", ": "))` gives back after
+`json.loads`): the header (every top-level field but `backfills` and `seal`), then
+each backfill's fields but `instances`, then its instances one by one; each piece is
+tagged and length-prefixed, so the stream of pieces names one document. The instance
+pieces are the very lines the JSON holds, so sealing costs no second encoding. The seal
+is a plain hash, not a signature: it catches edits, and `apply` also binds the plan to
+its caller (the plan's `actor` must be the caller's) and plans the specs again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -18,6 +32,41 @@ if TYPE_CHECKING:
     from backfill_ctl.planner import BackfillPlan, Instance, Plan
 
 FORMAT_VERSION = 1
+SEAL = "seal"
+_SEAL_VERSION = b"backfillctl plan seal 1\n"
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+
+
+class Sealer:
+    """The seal of a plan, fed piece by piece (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256(_SEAL_VERSION)
+
+    def add(self, tag: bytes, text: str) -> None:
+        data = text.encode()
+        self._hash.update(tag + str(len(data)).encode() + b":" + data)
+
+    def digest(self) -> str:
+        return "sha256:" + self._hash.hexdigest()
+
+
+def seal_of(data: dict[str, Any]) -> str:
+    """The seal of a plan read back as data (`json.loads` of a saved plan). Raises
+    ValueError when its shape is not a plan's."""
+    backfills = data.get("backfills")
+    if not isinstance(backfills, list):
+        raise ValueError("no list of backfills")
+    sealer = Sealer()
+    sealer.add(b"P", _encode({k: v for k, v in data.items() if k not in ("backfills", SEAL)}))
+    for bp in backfills:
+        instances = bp.get("instances") if isinstance(bp, dict) else None
+        if not isinstance(instances, list):
+            raise ValueError("a backfill without a list of instances")
+        sealer.add(b"B", _encode({k: v for k, v in bp.items() if k != "instances"}))
+        for i in instances:
+            sealer.add(b"I", _encode(i))
+    return sealer.digest()
 
 
 class _Times:
@@ -91,15 +140,17 @@ def plan_header(plan: Plan) -> dict[str, Any]:
 
 
 def plan_data(plan: Plan) -> dict[str, Any]:
-    """The whole plan as one dict (for YAML and for small plans)."""
+    """The whole plan as one dict (for YAML and for small plans), sealed."""
     iso = _Times()
-    return {
+    data = {
         **plan_header(plan),
         "backfills": [
             {**backfill_header(bp), "instances": [instance_data(i, iso) for i in bp.instances]}
             for bp in plan.backfills
         ],
     }
+    data[SEAL] = seal_of(data)
+    return data
 
 
 class _InstanceJson:
@@ -137,15 +188,24 @@ class _InstanceJson:
 
 
 def iter_json(plan: Plan) -> Iterator[str]:
-    """The plan as JSON text, in pieces; equal to json.dumps(plan_data(plan))."""
+    """The plan as JSON text, in pieces, sealed as it goes; equal to
+    json.dumps(plan_data(plan))."""
     line = _InstanceJson()
-    header = json.dumps(plan_header(plan), indent=2, ensure_ascii=False)
+    sealer = Sealer()
+    top = plan_header(plan)
+    sealer.add(b"P", _encode(top))
+    header = json.dumps(top, indent=2, ensure_ascii=False)
     yield header[:-2] + ',\n  "backfills": ['
     for b, bp in enumerate(plan.backfills):
-        head = json.dumps(backfill_header(bp), indent=2, ensure_ascii=False)
+        data = backfill_header(bp)
+        sealer.add(b"B", _encode(data))
+        head = json.dumps(data, indent=2, ensure_ascii=False)
         head = head[:-2].replace("\n", "\n    ")
         yield ("," if b else "") + "\n    " + head + ',\n      "instances": ['
         for n, instance in enumerate(bp.instances):
-            yield ("," if n else "") + "\n        " + line(instance)
+            text = line(instance)
+            sealer.add(b"I", text)
+            yield ("," if n else "") + "\n        " + text
         yield "\n      ]\n    }" if bp.instances else "]\n    }"
-    yield "\n  ]\n}\n" if plan.backfills else "]\n}\n"
+    end = f',\n  "{SEAL}": "{sealer.digest()}"\n}}\n'
+    yield ("\n  ]" if plan.backfills else "]") + end

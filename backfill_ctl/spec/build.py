@@ -288,6 +288,7 @@ class DocumentBuilder:
                 max_log_size=parse_size(retention.get("maxLogSize", "3MiB")),
             ),
             smtp=_smtp(spec.get("alerts", {}).get("smtp")),
+            require_actor=bool(spec.get("requireActor", False)),
             origin=self.origin,
         )
 

@@ -191,4 +191,7 @@ class Config:
     max_instances: int = 10_000  # above it, a Backfill is a risk (too-many-instances)
     retention: Retention = field(default_factory=Retention)
     smtp: Smtp | None = None
+    # `--as` (or $BACKFILLCTL_ACTOR, $GITHUB_ACTOR) is mandatory for apply and for the
+    # operations on the backfills it applies (a team's shared store; see access.py).
+    require_actor: bool = False
     origin: Origin | None = field(default=None, compare=False)

@@ -107,12 +107,12 @@ def test_a_saved_plan_is_applied_exactly_and_a_stale_one_refused(repo: Path) -> 
     path = specs(repo, *CHAIN, backfill())
     assert run("plan", path, "--now", NOW, "--as", "ops", "--out", "plan.json").exit_code == 0
     saved = json.loads((repo / "plan.json").read_text())
-    applied = run("apply", path, "--plan", "plan.json")
+    applied = run("apply", path, "--plan", "plan.json", "--as", "ops")
     assert applied.exit_code == 0, applied.stderr
     ids = sorted(i.id for i in open_store(repo / ".backfillctl" / "state.db").instances())
     assert ids == sorted(i["id"] for i in saved["backfills"][0]["instances"])
     write_files(repo / "specs", {"more.yaml": dump(backfill("more"))})
-    stale = run("apply", path, "--plan", "plan.json")
+    stale = run("apply", path, "--plan", "plan.json", "--as", "ops")
     assert stale.exit_code == 2
     assert stale.stderr.splitlines() == [
         "error: --plan plan.json is stale: the specs changed since it was saved",

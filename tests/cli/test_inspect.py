@@ -172,6 +172,7 @@ def test_get_backfills_as_json_has_every_field_and_the_counts(cli: Cli) -> None:
     assert fix["instances"] == 6
     assert fix["appliedAt"] == "2024-03-19T23:00:00Z"
     assert fix["spec"]["spec"] == {"groups": 2, "resourceGroup": "backfill-pool"}
+    assert set(fix["spec"]) == {"apiVersion", "kind", "metadata", "spec"}  # the document
     assert data[0]["executionWindow"] == {"from": "22:00", "to": "06:00"}
     assert set(fix) == {
         "name",
@@ -193,6 +194,7 @@ def test_get_backfills_as_json_has_every_field_and_the_counts(cli: Cli) -> None:
         "instances",
         "counts",
         "spec",
+        "access",
     }
 
 

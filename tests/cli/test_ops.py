@@ -27,7 +27,9 @@ class Ops:
 
     def __init__(self, tmp_path: Path) -> None:
         self.path = tmp_path / "state.db"
-        self.store: StateStore = applied(tmp_path, *CHAIN, backfill(dates=TWO_DAYS))
+        self.store: StateStore = applied(
+            tmp_path, *CHAIN, backfill(dates=TWO_DAYS), operators=("ops",)
+        )
         c = controller(self.store, FakeBackend(lambda spec: 1 if spec.node == "b" else 0))
         drain(c)
         c.release()

@@ -14,7 +14,7 @@ import pytest
 
 from backfill_ctl.planner import Plan
 from backfill_ctl.planning import make_plan
-from backfill_ctl.reports.plan_data import instance_data, iter_json, plan_data
+from backfill_ctl.reports.plan_data import instance_data, iter_json, plan_data, seal_of
 from tests.builders import NOW, backfill, node, specs_of, workspace
 
 ZOE = "zoë"
@@ -126,6 +126,38 @@ def test_each_instance_is_one_line_of_the_stream(make: Callable[[], Plan]) -> No
     rows = [json.loads(line) for line in lines if line.startswith('{"id": ')]
     assert rows == [instance_data(i) for bp in plan.backfills for i in bp.instances]
     assert text.endswith("}\n")
+
+
+@pytest.mark.parametrize("make", PLANS.values(), ids=PLANS.keys())
+def test_the_seal_read_back_is_the_seal_written(make: Callable[[], Plan]) -> None:
+    """apply --plan recomputes the seal from the parsed file: unicode, escapes, nested
+    headers and empty lists must give back the very pieces the stream hashed."""
+    plan = make()
+
+    data = streamed(plan)
+
+    assert list(data)[-1] == "seal"
+    assert data["seal"].startswith("sha256:")
+    assert seal_of(data) == data["seal"] == plan_data(plan)["seal"]
+    assert seal_of(json.loads(json.dumps(data, ensure_ascii=True, indent=7))) == data["seal"]
+
+
+def test_the_seal_changes_with_any_field() -> None:
+    data = streamed(dry_run_reasons())
+    edits: list[Callable[[dict[str, Any]], object]] = [
+        lambda d: d.update(actor="mallory"),
+        lambda d: d.update(now="2024-03-20T01:00:01+00:00"),
+        lambda d: d.update(extra=None),
+        lambda d: d["backfills"][0].update(leftOut=["x"]),
+        lambda d: d["backfills"][0]["instances"][0].update(priority=8),
+        lambda d: d["backfills"][0]["instances"].pop(),
+        lambda d: d["backfills"][0]["instances"].reverse(),
+        lambda d: d["backfills"].append({"instances": []}),
+    ]
+    for edit in edits:
+        copy = json.loads(json.dumps(data))
+        edit(copy)
+        assert seal_of(copy) != data["seal"]
 
 
 def test_the_scenarios_cover_what_they_claim() -> None:
