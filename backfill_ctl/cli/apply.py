@@ -38,6 +38,7 @@ from backfill_ctl.cli.options import (
 )
 from backfill_ctl.cli.state import StateOpt, open_state, spec_root, who
 from backfill_ctl.errors import UsageError
+from backfill_ctl.policies import with_policies
 from backfill_ctl.spec.loader import load_specs
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ def _prepare(
                 f"--plan {plan_file}: not a saved plan (no valid now)",
                 hint="save one with backfillctl plan --out FILE",
             ) from exc
-    result = run_check(specs, now, actor)
+    result = with_policies(specs, run_check(specs, now, actor))
     if saved is not None:
         want = [
             i.get("id") if isinstance(i, dict) else None

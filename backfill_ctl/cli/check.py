@@ -15,6 +15,7 @@ from backfill_ctl.checking import Base, run_check
 from backfill_ctl.cli.console import err, out, print_diagnostics
 from backfill_ctl.cli.options import ActorOpt, NowOpt, PathsArg, resolve_actor, resolve_now
 from backfill_ctl.errors import UsageError
+from backfill_ctl.policies import with_policies
 from backfill_ctl.spec.loader import load_files, load_specs
 
 
@@ -62,7 +63,7 @@ def check_command(
 
         based = Base(base, load_files(sources_at(base, paths)))
     who = resolve_actor(actor)
-    result = run_check(specs, resolve_now(now), who, based)
+    result = with_policies(specs, run_check(specs, resolve_now(now), who, based))
     if who is None and specs.backfills:
         err(
             "note: no actor given (--as, $BACKFILLCTL_ACTOR, $GITHUB_ACTOR): "

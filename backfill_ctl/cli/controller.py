@@ -24,6 +24,7 @@ from backfill_ctl.cli.options import (
 )
 from backfill_ctl.cli.state import StateOpt, backend_for, open_state, spec_root
 from backfill_ctl.errors import BackfillError
+from backfill_ctl.policies import with_policies
 from backfill_ctl.spec.loader import load_specs
 from backfill_ctl.spec.source import YAML_SUFFIXES
 from backfill_ctl.state import StoreUnavailable
@@ -116,7 +117,7 @@ class Reconciler:
             self._apply_as(specs, identity, names, now)
 
     def _apply_as(self, specs: Specs, identity: str, names: list[str], now: datetime) -> None:
-        result = run_check(specs, now, identity)
+        result = with_policies(specs, run_check(specs, now, identity))
         mine = set(names)
         errors = [
             f for f in result.findings if f.is_error and (f.backfill is None or f.backfill in mine)

@@ -23,6 +23,7 @@ from backfill_ctl.spec.model import (
     Notifier,
     Origin,
     Period,
+    Policy,
     ResourceGroup,
     Retention,
     Run,
@@ -289,6 +290,16 @@ class DocumentBuilder:
             ),
             smtp=_smtp(spec.get("alerts", {}).get("smtp")),
             require_actor=bool(spec.get("requireActor", False)),
+            policies=tuple(
+                Policy(
+                    name=str(item["name"]),
+                    command=tuple(item["command"]) if "command" in item else None,
+                    url=item.get("url"),
+                    timeout=parse_duration(item.get("timeout", "30s")).total_seconds(),
+                    index=n,
+                )
+                for n, item in enumerate(spec.get("policies", []))
+            ),
             origin=self.origin,
         )
 

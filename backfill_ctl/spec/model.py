@@ -59,6 +59,17 @@ class Run:
 
 
 @dataclass(frozen=True, slots=True)
+class Policy:
+    """An extension check of the Config: a command or a webhook (policies.py)."""
+
+    name: str
+    command: tuple[str, ...] | None = None
+    url: str | None = None
+    timeout: float = 30.0
+    index: int = 0  # its place in spec.policies, to point at it
+
+
+@dataclass(frozen=True, slots=True)
 class Period:
     """Dates from `start` to `end`, both inclusive; None is open-ended."""
 
@@ -194,4 +205,5 @@ class Config:
     # `--as` (or $BACKFILLCTL_ACTOR, $GITHUB_ACTOR) is mandatory for apply and for the
     # operations on the backfills it applies (a team's shared store; see access.py).
     require_actor: bool = False
+    policies: tuple[Policy, ...] = ()  # extension checks (policies.py)
     origin: Origin | None = field(default=None, compare=False)
