@@ -19,9 +19,8 @@ store knows it by. Then:
   its instances that have not started are cancelled and it is marked deleted;
 - a record carries who may operate the backfill's nodes (access.py), which is not part
   of its document: when only that changed, the record is rewritten (status kept) and
-  nothing else happens. A finished backfill's record is not rewritten for it (the store
-  has no way to write its record without reopening it), so it keeps the access it
-  finished with.
+  nothing else happens; a finished backfill's access is rewritten on its own, without
+  reopening it (a rerun is checked against who may operate it now).
 
 `desired()` and `diff()` only read; `apply()` writes one transaction.
 """
@@ -200,10 +199,15 @@ class BackfillChanges:
     held_cancel: int = 0
     outcome: str | None = None  # finished: how it ended
     access: bool = False  # only who may operate it changed: `record` rewrites that
+    access_spec: dict[str, Any] | None = None  # finished: its document with the new access
 
     @property
     def empty(self) -> bool:
-        return self.record is None and not (self.create or self.update or self.cancel)
+        return (
+            self.record is None
+            and self.access_spec is None
+            and not (self.create or self.update or self.cancel)
+        )
 
 
 @dataclass
@@ -279,8 +283,11 @@ def _changes(
         if old is not None:
             c.status = "changed"
     finished = c.record is None and old is not None and old.finished_at is not None
-    if c.record is None and old is not None and not finished and old.spec != d.record.spec:
-        c.record, c.access = replace(d.record, status=old.status), True
+    if c.record is None and old is not None and old.spec != d.record.spec:
+        if finished:  # rewritten alone: a new record would reopen it
+            c.access_spec, c.access = d.record.spec, True
+        else:
+            c.record, c.access = replace(d.record, status=old.status), True
     found, gone = slots.match(d.instances, stored)
     renamed = {want: have.id for want, have in found.items() if want != have.id}
     for plan, i in zip(d.instances, d.under(renamed) if renamed else d.instances, strict=True):
@@ -348,6 +355,16 @@ def apply(
         origin=origin,
         resource_groups=[(g.name, g.type, g.concurrency) for g in specs.resource_groups.values()],
     )
+    for c in changes.backfills:  # a second transaction each; the next apply redoes a lost one
+        if c.access_spec is not None:
+            store.update_backfill(
+                c.name,
+                at=at,
+                actor=actor,
+                origin=origin,
+                event="who may operate it changed",
+                spec=c.access_spec,
+            )
 
 
 _MARKS = {
@@ -377,7 +394,9 @@ def render(changes: Changes) -> list[str]:
             )
         elif c.status == "finished":
             mark = "~" if c.update else mark
-            text = f"finished ({c.outcome or 'stopped'}), left as it ran: " + "; ".join(_held(c))
+            text = f"finished ({c.outcome or 'stopped'}), left as it ran: " + "; ".join(
+                [*_held(c), *(["who may operate it changed"] if c.access else [])]
+            )
         else:
             parts = [counts, *slots.moves_text(c.moves), *slots.moves_text(c.ran_moves, ran=True)]
             if c.kept:

@@ -269,7 +269,7 @@ def test_a_failed_finished_backfill_takes_the_fix_but_starts_nothing(tmp_path: P
     assert reconcile.render(fixed) == [
         "~ backfill/bf: finished (failed), left as it ran: 1 instance(s) the specs now plan are "
         "not added; ~1 failed or not started take the new definition; rerun its instances, or "
-        "edit the Backfill, to run it again"
+        "edit the Backfill, to run it again; who may operate it changed"  # c is in scope
     ]
     states = {i.id: (i.state, i.run.command) for i in store.instances()}
     assert states == {

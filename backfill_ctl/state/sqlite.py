@@ -97,7 +97,9 @@ _BACKFILL_COLUMNS = (
     "name, digest, spec, file, status, suspended, run_immediately, execution_window, "
     "alert_when, notify, labels, applied_at, applied_by, finished_at, outcome, notified_at"
 )
-_SETTABLE_BACKFILL = {"status", "suspended", "finished_at", "outcome", "notified_at"}
+# `spec`: the stored document with its access (who may operate it), rewritten for a
+# finished backfill without reopening it.
+_SETTABLE_BACKFILL = {"status", "suspended", "finished_at", "outcome", "notified_at", "spec"}
 _FINISHED = "('succeeded', 'failed', 'cancelled')"  # records.FINISHED, as SQL
 _SETTABLE_INSTANCE = {
     "tries_left",
@@ -360,9 +362,12 @@ class SQLiteStore:
         sets = ", ".join(f"{k} = ?" for k in fields)
         with self._write() as db:
             if fields:
+                values = [
+                    json.dumps(v) if k == "spec" else int(v) if isinstance(v, bool) else v
+                    for k, v in fields.items()
+                ]
                 done = db.execute(
-                    f"UPDATE backfills SET {sets} WHERE name = ?",
-                    (*(int(v) if isinstance(v, bool) else v for v in fields.values()), name),
+                    f"UPDATE backfills SET {sets} WHERE name = ?", (*values, name)
                 ).rowcount
             else:  # an event only (an alert that failed): "SET  WHERE" is no SQL
                 done = db.execute(

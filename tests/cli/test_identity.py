@@ -377,3 +377,23 @@ def test_a_saved_plan_without_an_actor_cannot_be_applied_where_one_is_required(
 
     assert result.exit_code == 2
     assert result.stderr.startswith("error: apply needs an actor: the Config sets requireActor")
+
+
+def test_who_may_operate_a_finished_backfill_follows_the_catalog(repo: Path) -> None:
+    """A finished backfill is not reopened by a catalog edit, but its record of who may
+    operate it is rewritten: a rerun is checked against the owners of today."""
+    path = specs(repo, *A_B, backfill())
+    assert run("apply", path, "--as", "ops", "--now", NOW, "--wait").exit_code == 0
+    assert store(repo).backfill("bf").finished_at is not None  # type: ignore[union-attr]
+    [b] = ids(repo, "b")
+    assert run("rerun", b, "--as", "carol").exit_code == 1
+    b_by_carol = node("b", upstream=["a"], resourceGroup="rg", owners=("carol",), command=["true"])
+    specs(repo, A_B[0], b_by_carol, backfill())
+
+    again = run("apply", path, "--as", "ops", "--now", NOW)
+
+    assert again.exit_code == 0, again.stderr
+    assert "who may operate it changed" in again.stdout
+    assert store(repo).backfill("bf").finished_at is not None  # type: ignore[union-attr]
+    assert run("rerun", b, "--as", "bob").exit_code == 1
+    assert run("rerun", b, "--as", "carol").exit_code == 0
