@@ -134,10 +134,7 @@ class Controller:
             except StoreUnavailable as exc:  # a full disk at start: wait for room
                 if not wait:
                     raise
-                if exc.message != self._store_problem:
-                    self._store_problem = exc.message
-                    self.say(f"{exc.message}: waiting for it to be writable")
-                time.sleep(poll)
+                self._wait_for_store(exc, poll)
                 continue
             if lease.holder == self.origin:
                 return True
@@ -192,13 +189,17 @@ class Controller:
             except StoreUnavailable as exc:
                 if not wait:
                     raise
-                if exc.message != self._store_problem:
-                    self._store_problem = exc.message
-                    self.say(f"{exc.message}: waiting for it to be writable")
                 with self._signals():
-                    time.sleep(poll)
+                    self._wait_for_store(exc, poll)
                 if self.stopping:  # a signal while waiting: the loop will not run
                     return
+
+    def _wait_for_store(self, exc: StoreUnavailable, poll: float) -> None:
+        """Say once per cause that the store cannot be written, then wait `poll` s."""
+        if exc.message != self._store_problem:
+            self._store_problem = exc.message
+            self.say(f"{exc.message}: waiting for it to be writable")
+        time.sleep(poll)
 
     def _load(self) -> None:
         self._watermark = self.store.last_event_id()

@@ -92,6 +92,7 @@ class _Attempt:
     code: int | None = None  # the command's exit code, once known
     main_done: bool = False  # the wrapper is gone (the command ended, or it was killed)
     cancel: str | None = None  # why it is being stopped
+    ending_leftovers: bool = False  # the command ended; what it left is being ended
     kill_at: float | None = None  # when the group gets KILL (after TERM)
     killed: bool = False
     not_run: bool = False  # the wrapper exited before running the command
@@ -190,11 +191,15 @@ class LocalBackend:
                 continue
             left = self._processes(pid, base)
             if left:
-                if attempt.cancel is None and attempt.code is not None:
+                if (
+                    attempt.cancel is None
+                    and not attempt.ending_leftovers
+                    and attempt.code is not None
+                ):
                     # The command ended; what it left behind ends with the attempt.
                     attempt.leftovers |= left
                     attempt.kill_at = now + GRACE
-                    attempt.cancel = ""
+                    attempt.ending_leftovers = True
                     self._signal_all(pid, signal.SIGTERM, base)
                 self._escalate(pid, attempt, now, base)
                 continue
@@ -316,7 +321,7 @@ class LocalBackend:
             if owner is not None:
                 self._escaped[pid] = owner
                 attempt = self._attempts.get(owner)
-                if attempt is not None and attempt.cancel is not None:
+                if attempt is not None and (attempt.cancel or attempt.ending_leftovers):
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(pid, signal.SIGTERM if not attempt.killed else signal.SIGKILL)
 
