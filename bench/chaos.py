@@ -804,6 +804,13 @@ class Chaos:
     def run(self, target: int, deadline: float) -> None:
         owed = self.kinds()  # every kind at least once, then by weight
         kinds = self.kinds()
+        # faults hit a backfill that runs: the first one waits for the first command
+        while "start " not in self.layout.trace.read_text():
+            if time.monotonic() > deadline:
+                self.findings.append({"what": "no command started", "injected": 0})
+                return
+            self.fleet.ensure()
+            time.sleep(0.1)
         while self.injected() < target:
             if time.monotonic() > deadline:
                 self.findings.append(

@@ -102,7 +102,7 @@ def test_ctrl_c_stops_everything_it_started(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a loaded CI machine starts python slowly
         trace = work / "trace"
         while not (trace.exists() and trace.read_text().count("start ") >= 3):
             assert proc.poll() is None, proc.communicate()
@@ -111,9 +111,13 @@ def test_ctrl_c_stops_everything_it_started(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:  # a failed assertion: still let it clean up after itself
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
     assert proc.returncode == 130, err
     assert b"interrupted" in err
     assert _ours(work) == []
