@@ -29,14 +29,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backfill_ctl import reconcile  # noqa: E402
 from backfill_ctl.backends.kubernetes import KubernetesBackend  # noqa: E402
-from backfill_ctl.controller import Controller  # noqa: E402
-from backfill_ctl.planning import make_plan  # noqa: E402
+from backfill_ctl.runtime.controller import Controller  # noqa: E402
 from backfill_ctl.spec.loader import load_files  # noqa: E402
 from backfill_ctl.spec.model import Kubernetes  # noqa: E402
 from backfill_ctl.spec.source import SourceFile  # noqa: E402
 from backfill_ctl.state import StateStore, open_store  # noqa: E402
+from backfill_ctl.usecases import reconcile  # noqa: E402
+from backfill_ctl.usecases.plan import make_plan  # noqa: E402
 from tests.backends.k8s_api import FakeKubeAPI  # noqa: E402
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)

@@ -110,10 +110,10 @@ def worker(directory: str) -> None:
 
     import croniter
 
-    from backfill_ctl.planner import plan_backfill
-    from backfill_ctl.reports.plan_data import iter_json
+    from backfill_ctl.core.planner import plan_backfill
+    from backfill_ctl.core.semantics import validate
     from backfill_ctl.spec.loader import load_specs
-    from backfill_ctl.validation import validate
+    from backfill_ctl.usecases.plan_data import iter_json
 
     ticks = 0
     original = croniter.croniter.get_next
@@ -136,7 +136,7 @@ def worker(directory: str) -> None:
     backfill = specs.backfills["bench-2023"]
     bp = plan_backfill(catalog, backfill, scopes["bench-2023"], now)
     t3 = time.perf_counter()
-    from backfill_ctl.planner import Plan
+    from backfill_ctl.core.planner import Plan
 
     plan = Plan((bp,), now, "ops", specs.digest())
     t4 = time.perf_counter()

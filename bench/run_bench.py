@@ -40,15 +40,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from backfill_ctl import reconcile  # noqa: E402
 from backfill_ctl.backends.fake import FakeBackend  # noqa: E402
 from backfill_ctl.backends.local import LocalBackend  # noqa: E402
-from backfill_ctl.controller import Controller  # noqa: E402
-from backfill_ctl.planning import make_plan  # noqa: E402
+from backfill_ctl.core.records import BackfillRecord, InstanceRecord, Run  # noqa: E402
+from backfill_ctl.runtime.controller import Controller  # noqa: E402
 from backfill_ctl.spec.loader import load_files  # noqa: E402
 from backfill_ctl.spec.source import SourceFile  # noqa: E402
 from backfill_ctl.state import open_store  # noqa: E402
-from backfill_ctl.state.records import BackfillRecord, InstanceRecord, Run  # noqa: E402
+from backfill_ctl.usecases import reconcile  # noqa: E402
+from backfill_ctl.usecases.plan import make_plan  # noqa: E402
 
 NODES, LAYER, DATES, GROUPS, CONCURRENCY = 20, 5, 500, 10, 8
 NOW = datetime(2024, 1, 1, tzinfo=UTC)

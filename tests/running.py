@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from backfill_ctl import reconcile
 from backfill_ctl.backends.fake import FakeBackend
-from backfill_ctl.controller import Controller
-from backfill_ctl.planning import make_plan
+from backfill_ctl.runtime.controller import Controller
 from backfill_ctl.state import StateStore, open_store
+from backfill_ctl.usecases import reconcile
+from backfill_ctl.usecases.plan import make_plan
 from tests.builders import resource_group, specs_of, workspace
 
 NOW = datetime(2024, 3, 20, 1, 0, tzinfo=UTC)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from backfill_ctl.planning import make_plan
 from backfill_ctl.spec.loader import load_specs
+from backfill_ctl.usecases.plan import make_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

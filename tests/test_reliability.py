@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from backfill_ctl.backends.local import LocalBackend
-from backfill_ctl.controller import Controller
+from backfill_ctl.runtime.controller import Controller
 from backfill_ctl.state import open_store
 from tests.builders import API, backfill, dump, node, resource_group, workspace
 from tests.cli.helpers import run, write_files

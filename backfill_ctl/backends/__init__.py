@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
 
+    from backfill_ctl.core.records import Run
     from backfill_ctl.spec.model import Config
-    from backfill_ctl.state.records import Run
 
 Key = tuple[str, int]  # (instance id, attempt number)
 Handle = dict[str, Any]

@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from backfill_ctl import reconcile
-from backfill_ctl.checking import run_check
 from backfill_ctl.cli.console import err, out, print_diagnostics
 from backfill_ctl.cli.options import (
     ActorOpt,
@@ -38,19 +36,21 @@ from backfill_ctl.cli.options import (
 )
 from backfill_ctl.cli.state import StateOpt, open_state, spec_root, who
 from backfill_ctl.errors import UsageError
-from backfill_ctl.policies import with_policies
 from backfill_ctl.spec.loader import load_specs
+from backfill_ctl.usecases import reconcile
+from backfill_ctl.usecases.check import run_check
+from backfill_ctl.usecases.policies import with_policies
 
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from backfill_ctl.checking import CheckResult
     from backfill_ctl.spec.loader import Specs
+    from backfill_ctl.usecases.check import CheckResult
 
 
 def _read_plan(plan_file: Path) -> dict[str, Any]:
     """A saved plan whose seal matches its content."""
-    from backfill_ctl.reports.plan_data import SEAL, seal_of
+    from backfill_ctl.usecases.plan_data import SEAL, seal_of
 
     try:
         saved = json.loads(plan_file.read_text(encoding="utf-8"))

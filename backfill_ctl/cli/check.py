@@ -11,12 +11,12 @@ from typing import Annotated
 
 import typer
 
-from backfill_ctl.checking import Base, run_check
 from backfill_ctl.cli.console import err, out, print_diagnostics
 from backfill_ctl.cli.options import ActorOpt, NowOpt, PathsArg, resolve_actor, resolve_now
 from backfill_ctl.errors import UsageError
-from backfill_ctl.policies import with_policies
 from backfill_ctl.spec.loader import load_files, load_specs
+from backfill_ctl.usecases.check import Base, run_check
+from backfill_ctl.usecases.policies import with_policies
 
 
 class CheckFormat(StrEnum):
@@ -59,7 +59,7 @@ def check_command(
     specs = load_specs(paths)
     based = None
     if base is not None:
-        from backfill_ctl.gitref import sources_at
+        from backfill_ctl.spec.gitref import sources_at
 
         based = Base(base, load_files(sources_at(base, paths)))
     who = resolve_actor(actor)

@@ -10,8 +10,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from backfill_ctl import reconcile
-from backfill_ctl.checking import run_check
 from backfill_ctl.cli.backend import require_ready
 from backfill_ctl.cli.console import err
 from backfill_ctl.cli.options import (
@@ -24,10 +22,12 @@ from backfill_ctl.cli.options import (
 )
 from backfill_ctl.cli.state import StateOpt, backend_for, open_state, spec_root
 from backfill_ctl.errors import BackfillError
-from backfill_ctl.policies import with_policies
 from backfill_ctl.spec.loader import load_specs
 from backfill_ctl.spec.source import YAML_SUFFIXES
 from backfill_ctl.state import StoreUnavailable
+from backfill_ctl.usecases import reconcile
+from backfill_ctl.usecases.check import run_check
+from backfill_ctl.usecases.policies import with_policies
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 LEASE_TTL = 30.0  # the controller's default (controller.LEASE_TTL, without importing it)
@@ -205,7 +205,7 @@ def controller_command(
     if store is None:
         err("stopped while waiting for the state store: nothing was done")
         return
-    from backfill_ctl.controller import Controller
+    from backfill_ctl.runtime.controller import Controller
 
     backend = backend_for(specs.config.backend, store, specs.config, supervise=True)
     try:

@@ -2,7 +2,7 @@
 
 kubectl-like sections of `Key: value` lines and small tables. A backfill shows its
 settings, its progress per date group and what is stuck (Conditions); an instance
-shows why it waits (inspect.why_waiting), its command, environment and attempts. Both
+shows why it waits (progress.why_waiting), its command, environment and attempts. Both
 end with their recent events. Ages and waits are measured on the clock, as the
 controller does (not $BACKFILLCTL_NOW, which is for planning).
 """
@@ -17,19 +17,19 @@ from urllib.parse import urlsplit
 
 import typer
 
-from backfill_ctl import inspect
 from backfill_ctl.cli.console import out
 from backfill_ctl.cli.get import find_backfill, find_instance
 from backfill_ctl.cli.state import StateOpt, open_state
+from backfill_ctl.core.records import FINISHED, WAITING
 from backfill_ctl.errors import UsageError
 from backfill_ctl.reports.text import count, table
-from backfill_ctl.state.records import FINISHED, WAITING
+from backfill_ctl.usecases import progress
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from backfill_ctl.core.records import EventRecord, InstanceRecord
     from backfill_ctl.state import StateStore
-    from backfill_ctl.state.records import EventRecord, InstanceRecord
 
 EVENTS = 15  # recent events shown
 KEY_WIDTH = 20  # where values start on `Key: value` lines
@@ -129,7 +129,7 @@ def _events(events: Sequence[EventRecord], with_instance: bool) -> list[str]:
             change = f"{e.kind}: {e.to_state}"
         else:
             change = e.kind
-        row = (inspect.utc(e.at) or "-", e.actor, e.instance or "-", change, e.message or "-")
+        row = (progress.utc(e.at) or "-", e.actor, e.instance or "-", change, e.message or "-")
         rows.append(row if with_instance else row[:2] + row[3:])
     return [f"Events (last {len(events)}):", *_indented(rows)]
 
@@ -158,14 +158,14 @@ def _backfill(store: StateStore, name: str, now: float) -> list[str]:
     alerts = f"when {record.alert_when}"
     if record.notify:
         alerts += ": " + "; ".join(_notifier(dict(n)) for n in record.notify)
-    applied = f"{inspect.utc(record.applied_at)} ({inspect.age(now - record.applied_at)} ago)"
+    applied = f"{progress.utc(record.applied_at)} ({progress.age(now - record.applied_at)} ago)"
     finished = (
-        f"{inspect.utc(record.finished_at)}: {record.outcome}" if record.finished_at else None
+        f"{progress.utc(record.finished_at)}: {record.outcome}" if record.finished_at else None
     )
     lines = _fields(
         [
             ("Name", record.name),
-            ("Status", inspect.phase(record, counts)),
+            ("Status", progress.phase(record, counts)),
             ("File", record.file),
             ("Digest", record.digest),
             ("Applied", applied),
@@ -189,9 +189,9 @@ def _backfill(store: StateStore, name: str, now: float) -> list[str]:
     )
     total = sum(counts.values())
     lines += _fields(
-        [("Instances", f"{count(total, 'instance')}: {inspect.describe_counts(counts)}")]
+        [("Instances", f"{count(total, 'instance')}: {progress.describe_counts(counts)}")]
     )
-    groups = inspect.date_groups(store.date_counts(record.name))
+    groups = progress.date_groups(store.date_counts(record.name))
     if groups:
         lines.append("Date groups:")
         rows: list[tuple[str, ...]] = [
@@ -204,7 +204,7 @@ def _backfill(store: StateStore, name: str, now: float) -> list[str]:
                     g.bizdate or "all done",
                     f"date {g.position} of {g.dates}",
                     f"{g.done} of {g.instances}",
-                    inspect.describe_counts(g.at_current) if g.current is not None else "-",
+                    progress.describe_counts(g.at_current) if g.current is not None else "-",
                 )
             )
         lines += _indented(rows)
@@ -218,7 +218,7 @@ def _conditions(
     name: str,
     status: str,
     suspended: bool,
-    groups: Sequence[inspect.DateGroup],
+    groups: Sequence[progress.DateGroup],
     counts: Counter[str],
 ) -> list[str]:
     lines: list[str] = []
@@ -233,7 +233,7 @@ def _conditions(
         lines.append(f"  Failed: {count(len(failed), 'instance')}")
         rows: list[tuple[str, ...]] = [("ID", "NODE", "BIZDATE", "ATTEMPTS", "REASON")]
         rows += [
-            (i.id, i.node, i.bizdate, str(i.attempts), inspect.truncate(i.reason, 80) or "-")
+            (i.id, i.node, i.bizdate, str(i.attempts), progress.truncate(i.reason, 80) or "-")
             for i in failed[:FAILED_SHOWN]
         ]
         lines += _indented(rows, "    ")
@@ -250,7 +250,7 @@ def _conditions(
     if counts["frozen"]:
         stuck += [i.id for i in store.instances(backfill=name, states=["frozen"])]
     waiting = store.instances(backfill=name, states=WAITING) if stuck else []
-    for text in inspect.blocked(groups, waiting, stuck):
+    for text in progress.blocked(groups, waiting, stuck):
         lines.append(f"  Blocked: {text}")
     return ["Conditions:", *lines] if lines else _fields([("Conditions", "none")])
 
@@ -269,7 +269,7 @@ def _instance(store: StateStore, ident: str, now: float) -> list[str]:
     i = find_instance(store, ident)
     backfill = store.backfill(i.backfill)
     status = (
-        inspect.phase(backfill, Counter({s: n for (_, s), n in store.counts(i.backfill).items()}))
+        progress.phase(backfill, Counter({s: n for (_, s), n in store.counts(i.backfill).items()}))
         if backfill is not None
         else "not in the state store"
     )
@@ -289,7 +289,7 @@ def _instance(store: StateStore, ident: str, now: float) -> list[str]:
     )
     if i.state in WAITING or i.state == "frozen":
         dates = store.date_counts(i.backfill)
-        blockers = inspect.why_waiting(i, backfill, deps, dates, now)
+        blockers = progress.why_waiting(i, backfill, deps, dates, now)
         lines.append("Why it waits:")
         shown = 0
         hidden = 0
@@ -308,8 +308,8 @@ def _instance(store: StateStore, ident: str, now: float) -> list[str]:
             ("Date group", f"{i.group}.{i.sequence} (group {i.group}, sequence {i.sequence})"),
             ("Resource group", i.resource_group),
             ("Attempts", f"{i.attempts} (tries left {i.tries_left})"),
-            ("Started", inspect.utc(i.started_at)),
-            ("Finished", inspect.utc(i.finished_at)),
+            ("Started", progress.utc(i.started_at)),
+            ("Finished", progress.utc(i.finished_at)),
         ]
     )
     if i.depends_on:
@@ -320,7 +320,7 @@ def _instance(store: StateStore, ident: str, now: float) -> list[str]:
             if d is None:
                 rows.append((dep_id, "-", "-", "-", "not in the state store"))
             else:
-                rows.append((d.id, d.node, d.bizdate, inspect.scheduled(d), d.state))
+                rows.append((d.id, d.node, d.bizdate, progress.scheduled(d), d.state))
         lines += _indented(rows)
     else:
         lines += _fields([("Depends on", "none")])
@@ -330,9 +330,9 @@ def _instance(store: StateStore, ident: str, now: float) -> list[str]:
         [
             ("Command", _command(i)),
             ("Working dir", run.cwd),
-            ("Timeout", inspect.duration(run.timeout) if run.timeout else None),
+            ("Timeout", progress.duration(run.timeout) if run.timeout else None),
             ("Retries", run.retries),
-            *((("Retry delay", inspect.duration(run.retry_delay)),) if run.retries else ()),
+            *((("Retry delay", progress.duration(run.retry_delay)),) if run.retries else ()),
             *(
                 (k, v)
                 for k, v in (("Image", run.image), ("CPU", run.cpu), ("Memory", run.memory))
@@ -350,16 +350,16 @@ def _instance(store: StateStore, ident: str, now: float) -> list[str]:
         ]
         for a in attempts:
             end = a.finished_at if a.finished_at is not None else now
-            took = inspect.duration(end - a.started_at)
+            took = progress.duration(end - a.started_at)
             attempt_rows.append(
                 (
                     str(a.number),
                     a.state,
                     "-" if a.exit_code is None else str(a.exit_code),
-                    inspect.utc(a.started_at) or "-",
+                    progress.utc(a.started_at) or "-",
                     took if a.finished_at is not None else f"{took} so far",
                     a.backend,
-                    inspect.truncate(a.message, 60) or "-",
+                    progress.truncate(a.message, 60) or "-",
                     a.log or "-",
                 )
             )

@@ -8,19 +8,19 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from backfill_ctl import gc
 from backfill_ctl.cli.console import err, out, print_diagnostics
 from backfill_ctl.cli.options import resolve_actor, resolve_now
 from backfill_ctl.cli.state import StateOpt, open_state, who
 from backfill_ctl.spec.loader import load_specs
 from backfill_ctl.spec.model import Retention
+from backfill_ctl.usecases import retention
 
 if TYPE_CHECKING:
     from datetime import timedelta
 
     from backfill_ctl.spec.loader import Specs
 
-_Item = TypeVar("_Item", gc.DropInstance, gc.DropLog, gc.CutLog)
+_Item = TypeVar("_Item", retention.DropInstance, retention.DropLog, retention.CutLog)
 
 
 def gc_command(
@@ -63,27 +63,27 @@ def gc_command(
         print_diagnostics(specs.errors)
         err("gc refused: the retention is read from these specs; fix their errors first")
         raise typer.Exit(1)
-    retention = specs.config.retention if specs is not None else Retention()
+    policy = specs.config.retention if specs is not None else Retention()
     moment = resolve_now(now).timestamp()
     store = open_state(state, specs)
-    out(f"Retention: {describe(retention)} ({_source(specs)}).")
+    out(f"Retention: {describe(policy)} ({_source(specs)}).")
     # The store knows the type each group had when applied; the specs fill in the rest.
     types: dict[str, str] = {n: g.type for n, g in specs.resource_groups.items()} if specs else {}
     types.update({n: t for n, (t, _) in store.resource_groups().items()})
-    plan = gc.survey(store, moment, retention, types)
+    plan = retention.survey(store, moment, policy, types)
     errors: list[str] = []
     if not dry_run and not plan.empty:
-        done = gc.collect(
+        done = retention.collect(
             store,
             plan,
             now=moment,
-            retention=retention,
+            retention=policy,
             at=time.time(),
             actor=who(resolve_actor(None)),
             origin="gc",
         )
         plan, errors = done.collection, done.errors
-    for line in render(plan, retention, done=not dry_run):
+    for line in render(plan, policy, done=not dry_run):
         out(line)
     for error in errors:
         err(f"error: {error}")
@@ -91,7 +91,7 @@ def gc_command(
         raise typer.Exit(1)
 
 
-def render(c: gc.Collection, retention: Retention, *, done: bool) -> list[str]:
+def render(c: retention.Collection, policy: Retention, *, done: bool) -> list[str]:
     """Per rule, one line per backfill (- deleted or removed, ~ cut, = kept); a summary."""
     if c.empty:
         return ["No changes: nothing is older or larger than the retention allows."]
@@ -99,7 +99,7 @@ def render(c: gc.Collection, retention: Retention, *, done: bool) -> list[str]:
     def verb(did: str, todo: str) -> str:
         return did if done else todo
 
-    lines = [f"Backfills finished more than {age(retention.instances)} ago:"]
+    lines = [f"Backfills finished more than {age(policy.instances)} ago:"]
     by = _group(c.instances)
     for name in sorted(set(by) | set(c.backfills) | set(c.collected)):
         parts = []
@@ -131,7 +131,7 @@ def render(c: gc.Collection, retention: Retention, *, done: bool) -> list[str]:
         )
     if not c.logs:
         lines.append("  none")
-    lines.append(f"Logs of finished instances larger than {size(retention.max_log_size)}:")
+    lines.append(f"Logs of finished instances larger than {size(policy.max_log_size)}:")
     for name, cuts in sorted(_group(c.cuts).items()):
         lines.append(
             f"  ~ backfill/{name}: {len(cuts)} log(s) {verb('cut', 'to cut')} "

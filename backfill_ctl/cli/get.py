@@ -23,18 +23,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from backfill_ctl import inspect
 from backfill_ctl.cli.console import err
 from backfill_ctl.cli.state import StateFileOpt, open_state
+from backfill_ctl.core.records import STATES
 from backfill_ctl.errors import UsageError, did_you_mean
 from backfill_ctl.reports.text import table
-from backfill_ctl.state.records import STATES
+from backfill_ctl.usecases import progress
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from backfill_ctl.core.records import BackfillRecord, InstanceRecord
     from backfill_ctl.state import StateStore
-    from backfill_ctl.state.records import BackfillRecord, InstanceRecord
 
 WATCH_INTERVAL = 1.0  # seconds between two polls of the store under -w
 REASON_WIDTH = 60
@@ -220,22 +220,22 @@ def _backfill_item(record: BackfillRecord, counts: Counter[str], now: float) -> 
         f"backfill/{record.name}",
         (
             record.name,
-            inspect.phase(record, counts),
+            progress.phase(record, counts),
             str(sum(counts.values())),
             str(counts["succeeded"]),
             str(counts["running"]),
             str(counts["failed"]),
-            str(inspect.waiting(counts)),
-            inspect.age(now - record.applied_at),
+            str(progress.waiting(counts)),
+            progress.age(now - record.applied_at),
         ),
         (
             record.digest[:19],
             _cell(record.file),
             _cell(labels),
             _cell(record.applied_by),
-            _cell(inspect.utc(record.finished_at)),
+            _cell(progress.utc(record.finished_at)),
         ),
-        inspect.backfill_data(record, counts),
+        progress.backfill_data(record, counts),
     )
 
 
@@ -264,7 +264,7 @@ def get_backfills_command(
     """
     store = open_state(state)
     wanted = [find_backfill(store, n).name for n in names or []]
-    labels = inspect.parse_selector(selector or [])
+    labels = progress.parse_selector(selector or [])
 
     def fetch() -> list[Item]:
         records = store.backfills(include_deleted=include_deleted or bool(wanted))
@@ -275,7 +275,7 @@ def get_backfills_command(
         return [
             _backfill_item(r, counts.get(r.name, Counter()), now)
             for r in records
-            if inspect.matches(r.labels, labels)
+            if progress.matches(r.labels, labels)
         ]
 
     header = ("NAME", "STATUS", "INSTANCES", "SUCCEEDED", "RUNNING", "FAILED", "WAITING", "AGE")
@@ -298,20 +298,20 @@ def _instance_item(i: InstanceRecord) -> Item:
             i.backfill,
             i.node,
             i.bizdate,
-            inspect.scheduled(i),
+            progress.scheduled(i),
             i.state,
             str(i.attempts),
-            _cell(inspect.truncate(i.reason, REASON_WIDTH)),
+            _cell(progress.truncate(i.reason, REASON_WIDTH)),
         ),
         (
             f"{i.group}.{i.sequence}",
             str(i.priority),
             i.resource_group,
-            _cell(inspect.utc(i.started_at)),
-            _cell(inspect.utc(i.finished_at)),
+            _cell(progress.utc(i.started_at)),
+            _cell(progress.utc(i.finished_at)),
             _cell(i.dry_run_reason),
         ),
-        inspect.instance_data(i),
+        progress.instance_data(i),
     )
 
 
@@ -386,7 +386,7 @@ def get_instances_command(
             ) from exc
     states = _states(in_state or [])
     wanted = [find_instance(store, i).id for i in ids or []]
-    labels = inspect.parse_selector(selector or [])
+    labels = progress.parse_selector(selector or [])
     if node is not None and not store.instances(backfill=backfill, node=node, ids=wanted or None):
         _check_node(store, node, backfill)
 
@@ -395,7 +395,7 @@ def get_instances_command(
         keep = {
             name
             for name, b in records.items()
-            if inspect.matches(b.labels, labels)
+            if progress.matches(b.labels, labels)
             and (b.status != "deleted" or include_deleted or backfill or wanted)
         }
         found = store.instances(

@@ -14,14 +14,14 @@ from typing import Annotated
 
 import typer
 
-from backfill_ctl.access import Guard
 from backfill_ctl.cli.console import err, out
 from backfill_ctl.cli.options import ActorOpt, resolve_actor
 from backfill_ctl.cli.state import StateFileOpt, open_state, who
+from backfill_ctl.core.records import NOT_STARTED, STATES, InstanceRecord
 from backfill_ctl.errors import UsageError
-from backfill_ctl.operations import RULES, operate
 from backfill_ctl.state import StateStore
-from backfill_ctl.state.records import NOT_STARTED, STATES, InstanceRecord
+from backfill_ctl.usecases.access import Guard
+from backfill_ctl.usecases.operations import RULES, operate
 
 TargetsArg = Annotated[
     list[str] | None,

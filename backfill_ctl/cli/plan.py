@@ -14,13 +14,13 @@ import typer
 from backfill_ctl.cli.console import err, print_diagnostics
 from backfill_ctl.cli.options import ActorOpt, NowOpt, PathsArg, resolve_actor, resolve_now
 from backfill_ctl.errors import UsageError
-from backfill_ctl.planning import make_plan
 from backfill_ctl.spec.loader import load_specs
+from backfill_ctl.usecases.plan import make_plan
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from backfill_ctl.planner import Plan
+    from backfill_ctl.core.planner import Plan
     from backfill_ctl.spec.loader import Specs
 
 
@@ -86,7 +86,7 @@ def _render(plan: Plan, specs: Specs, output: PlanFormat) -> Iterable[str]:
     if output is PlanFormat.yaml:
         import yaml
 
-        from backfill_ctl.reports.plan_data import plan_data
+        from backfill_ctl.usecases.plan_data import plan_data
 
         dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
         return [yaml.dump(plan_data(plan), Dumper=dumper, sort_keys=False, width=120)]
@@ -100,7 +100,7 @@ def _render(plan: Plan, specs: Specs, output: PlanFormat) -> Iterable[str]:
 
 
 def _json_chunks(plan: Plan) -> Iterable[str]:
-    from backfill_ctl.reports.plan_data import iter_json
+    from backfill_ctl.usecases.plan_data import iter_json
 
     return iter_json(plan)
 

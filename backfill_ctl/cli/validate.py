@@ -10,9 +10,9 @@ import typer
 
 from backfill_ctl.cli.console import out, print_diagnostics
 from backfill_ctl.cli.options import ActorOpt, PathsArg, resolve_actor
+from backfill_ctl.core.semantics import validate
 from backfill_ctl.reports.text import count
 from backfill_ctl.spec.loader import load_specs
-from backfill_ctl.validation import validate
 
 
 class ValidateFormat(StrEnum):

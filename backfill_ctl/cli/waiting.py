@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from backfill_ctl.backends import Backend
-    from backfill_ctl.controller import Tick
+    from backfill_ctl.runtime.controller import Tick
     from backfill_ctl.spec.loader import Specs
     from backfill_ctl.state import StateStore
 
@@ -78,7 +78,7 @@ def wait_for(
 ) -> bool:
     """Run (on `backend`) or follow until every named backfill finished (or `timeout`
     seconds passed); did they all succeed?"""
-    from backfill_ctl.controller import Controller
+    from backfill_ctl.runtime.controller import Controller
 
     deadline = None if timeout is None else time.monotonic() + timeout
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from backfill_ctl.checks.compare import delta
 from backfill_ctl.reports.text import count, table
+from backfill_ctl.risks.compare import delta
 
 if TYPE_CHECKING:
-    from backfill_ctl.checking import CheckResult
-    from backfill_ctl.checks.compare import BackfillChange
-    from backfill_ctl.planner import BackfillPlan
+    from backfill_ctl.core.planner import BackfillPlan
+    from backfill_ctl.risks.compare import BackfillChange
+    from backfill_ctl.usecases.check import CheckResult
 
 
 def verdict(result: CheckResult) -> str:

@@ -21,9 +21,9 @@ from backfill_ctl.reports.plan_table import date_ranges, selection_text
 from backfill_ctl.reports.text import count
 
 if TYPE_CHECKING:
-    from backfill_ctl.checking import CheckResult
+    from backfill_ctl.core.planner import BackfillPlan
     from backfill_ctl.errors import Diagnostic
-    from backfill_ctl.planner import BackfillPlan
+    from backfill_ctl.usecases.check import CheckResult
 
 MARKER = "<!-- backfillctl-check -->"
 LIMIT = 65_000  # GitHub's limit on a comment is 65,536 characters

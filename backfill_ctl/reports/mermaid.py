@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from backfill_ctl.planner import BackfillPlan
+    from backfill_ctl.core.planner import BackfillPlan
 
 _STYLES = [
     "classDef target font-weight:bold,stroke-width:2px",

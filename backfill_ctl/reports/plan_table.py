@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from backfill_ctl.calendar import analyse
+from backfill_ctl.core.schedules import analyse
 from backfill_ctl.reports.text import count, table
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from datetime import date, datetime
 
-    from backfill_ctl.catalog import Catalog
-    from backfill_ctl.planner import BackfillPlan, Instance, Plan
+    from backfill_ctl.core.planner import BackfillPlan, Instance, Plan
+    from backfill_ctl.spec.catalog import Catalog
 
 
 def date_ranges(days: Iterable[date]) -> str:

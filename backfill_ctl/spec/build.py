@@ -11,8 +11,8 @@ import re
 from datetime import date, time, timedelta
 from typing import TYPE_CHECKING, Any
 
-from backfill_ctl.calendar import cron_error
 from backfill_ctl.errors import Diagnostic, PathPart
+from backfill_ctl.spec.cron import cron_error
 from backfill_ctl.spec.model import (
     FOLLOW_NODE,
     Backfill,

@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from typing import TextIO
 
-    from backfill_ctl.catalog import Catalog
     from backfill_ctl.errors import Diagnostic
+    from backfill_ctl.spec.catalog import Catalog
 
 
 @dataclass
@@ -46,7 +46,7 @@ class Specs:
         return [d for d in self.diagnostics if d.is_error]
 
     def catalog(self) -> Catalog:
-        from backfill_ctl.catalog import Catalog
+        from backfill_ctl.spec.catalog import Catalog
 
         return Catalog(self.nodes, self.workspaces, self.resource_groups)
 

@@ -17,14 +17,14 @@ from backfill_ctl.errors import UsageError
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from backfill_ctl.gc import InstanceAge
-    from backfill_ctl.scheduler import TaskRow
-    from backfill_ctl.state.records import (
+    from backfill_ctl.core.records import (
         AttemptRecord,
         BackfillRecord,
         EventRecord,
+        InstanceAge,
         InstanceRecord,
         Lease,
+        TaskRow,
     )
 
 

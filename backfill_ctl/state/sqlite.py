@@ -16,17 +16,17 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from backfill_ctl.gc import InstanceAge
-from backfill_ctl.scheduler import TaskRow
-from backfill_ctl.state import LeaseLost, StateError, StoreUnavailable
-from backfill_ctl.state.records import (
+from backfill_ctl.core.records import (
     AttemptRecord,
     BackfillRecord,
     EventRecord,
+    InstanceAge,
     InstanceRecord,
     Lease,
     Run,
+    TaskRow,
 )
+from backfill_ctl.state import LeaseLost, StateError, StoreUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence

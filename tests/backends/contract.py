@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from backfill_ctl.backends import AttemptSpec, Backend, Handle, Key, Outcome
-from backfill_ctl.state.records import Run
+from backfill_ctl.core.records import Run
 
 Make = Callable[[], Backend]
 

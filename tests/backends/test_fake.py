@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from backfill_ctl.backends import AttemptSpec, Outcome
 from backfill_ctl.backends.fake import FakeBackend
-from backfill_ctl.state.records import Run
+from backfill_ctl.core.records import Run
 
 
 def spec(*argv: str, n: int = 1) -> AttemptSpec:

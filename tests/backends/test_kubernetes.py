@@ -13,7 +13,6 @@ from typing import Any
 import kubernetes_validate
 import pytest
 
-from backfill_ctl import reconcile
 from backfill_ctl.backends import AttemptSpec, BackendError, NotStarted, Outcome
 from backfill_ctl.backends.kubernetes import (
     PERMISSIONS,
@@ -23,8 +22,9 @@ from backfill_ctl.backends.kubernetes import (
     job_result,
     label_value,
 )
-from backfill_ctl.planning import make_plan
 from backfill_ctl.spec.model import Kubernetes
+from backfill_ctl.usecases import reconcile
+from backfill_ctl.usecases.plan import make_plan
 from tests.backends.contract import BackendContract, Make, run_one, settle, spec
 from tests.backends.k8s_api import FakeKubeAPI
 from tests.builders import NOW, backfill, node, specs_of, workspace
@@ -419,9 +419,7 @@ def test_a_job_deleted_behind_our_back_is_lost(backends: Backends, server: FakeK
     assert handle["job"] not in backend.tracker.deleted  # reported once, then forgotten
 
 
-def test_stop_deletes_the_job_and_its_pods(
-    backends: Backends, server: FakeKubeAPI
-) -> None:
+def test_stop_deletes_the_job_and_its_pods(backends: Backends, server: FakeKubeAPI) -> None:
     backend = backends()
     s = spec(("sh", "-c", "echo started; sleep 30"))
     handle, log = backend.start(s)
@@ -493,7 +491,7 @@ def test_a_running_attempt_s_log_is_read_from_where_it_runs(
 def test_a_restarted_controller_adopts_running_jobs_and_never_duplicates_them(
     backends: Backends, server: FakeKubeAPI, tmp_path: Path
 ) -> None:
-    from backfill_ctl.controller import Controller
+    from backfill_ctl.runtime.controller import Controller
     from tests.builders import backfill, node
     from tests.running import applied
 

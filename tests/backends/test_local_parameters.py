@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from backfill_ctl import reconcile
 from backfill_ctl.backends import AttemptSpec, Outcome
 from backfill_ctl.backends.local import LocalBackend
-from backfill_ctl.planning import make_plan
+from backfill_ctl.usecases import reconcile
+from backfill_ctl.usecases.plan import make_plan
 from tests.backends.contract import run_one
 from tests.builders import NOW, backfill, node, specs_of, workspace
 

@@ -12,7 +12,7 @@ from backfill_ctl.state import sqlite as sqlite_store
 from tests.builders import config, dump, resource_group
 from tests.cli.helpers import NOW as NOW_ISO
 from tests.cli.helpers import run, write_files
-from tests.test_gc import DAY, NOW, World, instance
+from tests.usecases.test_retention import DAY, NOW, World, instance
 
 KEEP = 30 * DAY
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from backfill_ctl.planner import instance_id
+from backfill_ctl.core.planner import instance_id
 from tests.builders import backfill, dump, node, workspace
 from tests.cli.helpers import CATALOG, EXAMPLE_SPECS, NOW, plan_json, run, write_files
 

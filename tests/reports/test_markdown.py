@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from backfill_ctl import __version__
-from backfill_ctl.checking import Base, CheckResult, run_check
 from backfill_ctl.errors import Diagnostic
 from backfill_ctl.reports.markdown import LIMIT, MARKER, cell, render_markdown
 from backfill_ctl.reports.mermaid import flowchart
+from backfill_ctl.usecases.check import Base, CheckResult, run_check
 from tests.builders import NOW, backfill, node, specs_of, workspace
 
 CATALOG = [

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from backfill_ctl.planner import BackfillPlan
-from backfill_ctl.planning import make_plan
+from backfill_ctl.core.planner import BackfillPlan
+from backfill_ctl.core.selection import Scope
 from backfill_ctl.reports.mermaid import flowchart
-from backfill_ctl.selection import Scope
+from backfill_ctl.usecases.plan import make_plan
 from tests.builders import NOW, backfill, node, specs_of, workspace
 
 STYLES = [

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from backfill_ctl.planner import Plan
-from backfill_ctl.planning import make_plan
+from backfill_ctl.core.planner import Plan
 from backfill_ctl.reports.plan_table import date_ranges, render_backfill, render_plan
 from backfill_ctl.spec.loader import Specs
+from backfill_ctl.usecases.plan import make_plan
 from tests.builders import NOW, backfill, node, specs_of, workspace
 
 D = date.fromisoformat

@@ -1,0 +1,225 @@
+"""What the state store holds: backfills, instances, attempts, events, the lease.
+
+Plain frozen records; the store turns them into rows and back. Times are Unix epoch
+seconds (floats), given by the caller, so that tests and the controller decide what
+"now" is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+InstanceState = Literal[
+    "pending",
+    "waiting-for-time",
+    "waiting-for-resources",
+    "running",
+    "succeeded",
+    "failed",
+    "frozen",
+    "cancelled",
+]
+STATES: tuple[InstanceState, ...] = (
+    "pending",
+    "waiting-for-time",
+    "waiting-for-resources",
+    "running",
+    "succeeded",
+    "failed",
+    "frozen",
+    "cancelled",
+)
+WAITING: frozenset[str] = frozenset({"pending", "waiting-for-time", "waiting-for-resources"})
+FINISHED: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+# Not started, and may still: what apply may change and delete may cancel.
+NOT_STARTED: frozenset[str] = WAITING | {"frozen"}
+# collected: finished long ago; gc removed its instances, the record remembers it ran.
+BackfillStatus = Literal["active", "stopped", "deleted", "collected"]
+AttemptState = Literal["starting", "running", "succeeded", "failed", "lost"]
+RETRY_DELAY = 30.0  # run.retryDelay's default (schemas/node.schema.json), in seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """How an instance runs: fixed when it is applied (its parameters are resolved)."""
+
+    command: tuple[str, ...] | str
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+    timeout: float | None = None  # seconds
+    retries: int = 0
+    image: str | None = None
+    cpu: str | None = None
+    memory: str | None = None
+    retry_delay: float = RETRY_DELAY  # seconds a failed attempt waits before its retry
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "command": self.command if isinstance(self.command, str) else list(self.command),
+            "env": self.env,
+            "cwd": self.cwd,
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "retryDelay": self.retry_delay,
+            "image": self.image,
+            "cpu": self.cpu,
+            "memory": self.memory,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Run:
+        command = data["command"]
+        return cls(
+            command=command if isinstance(command, str) else tuple(command),
+            env=dict(data.get("env") or {}),
+            cwd=data.get("cwd"),
+            timeout=data.get("timeout"),
+            retries=int(data.get("retries") or 0),
+            retry_delay=float(data.get("retryDelay", RETRY_DELAY)),
+            image=data.get("image"),
+            cpu=data.get("cpu"),
+            memory=data.get("memory"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BackfillRecord:
+    name: str
+    digest: str
+    spec: dict[str, Any]  # the Backfill document as applied
+    file: str = ""
+    status: BackfillStatus = "active"
+    suspended: bool = False
+    run_immediately: bool = False
+    execution_window: tuple[str, str] | None = None  # "HH:MM", in each node's timezone
+    alert_when: str = "failure"
+    notify: tuple[dict[str, Any], ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    applied_at: float = 0.0
+    applied_by: str | None = None
+    finished_at: float | None = None
+    outcome: str | None = None  # succeeded | failed, when finished
+    notified_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceRecord:
+    id: str
+    backfill: str
+    node: str
+    bizdate: str
+    cyctime: str  # ISO, with the offset of the node's timezone
+    cyctime_epoch: float
+    timezone: str
+    group: int
+    sequence: int
+    priority: int
+    depends_on: tuple[str, ...]
+    run: Run
+    resource_group: str
+    dry_run_reason: str | None = None
+    state: InstanceState = "pending"
+    reason: str | None = None  # why it waits, or how it ended
+    attempts: int = 0
+    tries_left: int = 1  # attempts this run may still take (1 + retries, again on rerun)
+    ignore_deps: bool = False  # rerun as part of a set: mutual dependencies are ignored
+    stop_requested: bool = False
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    not_before: float | None = None  # a retry waits until then (run.retryDelay)
+
+    @property
+    def dry_run(self) -> bool:
+        return self.dry_run_reason is not None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    instance: str
+    number: int
+    backend: str
+    state: AttemptState
+    started_at: float
+    handle: dict[str, Any] = field(default_factory=dict)
+    exit_code: int | None = None
+    message: str | None = None
+    log: str | None = None
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    id: int
+    at: float
+    actor: str
+    kind: str
+    backfill: str | None = None
+    instance: str | None = None
+    from_state: str | None = None
+    to_state: str | None = None
+    message: str | None = None
+    origin: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    holder: str
+    pid: int
+    host: str
+    acquired_at: float
+    expires_at: float
+    epoch: int = 0  # one more with every new holder: fences the starts of the old one
+
+
+class TaskRow(NamedTuple):
+    """What the scheduler needs of an instance (the store reads just this for it)."""
+
+    id: str
+    backfill: str
+    bizdate: str
+    group: int
+    sequence: int
+    priority: int
+    cyctime: float
+    timezone: str
+    resource_group: str
+    dry_run: bool
+    deps: tuple[str, ...]
+    ignore_deps: bool
+    state: str
+    reason: str | None
+    not_before: float | None = None
+
+    @classmethod
+    def of(cls, i: InstanceRecord) -> TaskRow:
+        return cls(
+            i.id,
+            i.backfill,
+            i.bizdate,
+            i.group,
+            i.sequence,
+            i.priority,
+            i.cyctime_epoch,
+            i.timezone,
+            i.resource_group,
+            i.dry_run,
+            i.depends_on,
+            i.ignore_deps,
+            i.state,
+            i.reason,
+            i.not_before,
+        )
+
+
+class InstanceAge(NamedTuple):
+    """What gc needs of an instance (the store reads just this)."""
+
+    id: str
+    backfill: str
+    state: str
+    resource_group: str
+    finished_at: float | None
+    created_at: float

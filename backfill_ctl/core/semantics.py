@@ -1,0 +1,272 @@
+"""Checks across documents, after each document passed its schema.
+
+References between documents (workspaces, upstream nodes, resource groups), loops in
+the catalog, parameter templates, and each Backfill's selection with its limits.
+Everything is reported; nothing stops at the first problem.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from backfill_ctl.core.params import (
+    ParamError,
+    compile_command,
+    compile_parameters,
+    compile_template,
+    env_name,
+)
+from backfill_ctl.core.planner import compile_node
+from backfill_ctl.core.schedules import analyse
+from backfill_ctl.core.selection import Scope, select
+from backfill_ctl.errors import Diagnostic, PathPart, did_you_mean
+from backfill_ctl.spec.cron import cron_error
+from backfill_ctl.spec.model import FOLLOW_NODE
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Iterable, Mapping
+
+    from backfill_ctl.spec.catalog import Catalog
+    from backfill_ctl.spec.loader import Specs
+    from backfill_ctl.spec.model import Backfill, Node, Origin
+
+
+def _diag(
+    origin: Origin,
+    path: tuple[PathPart, ...],
+    message: str,
+    hint: str | None,
+    code: str,
+    *,
+    nodes: tuple[str, ...] = (),
+    backfill: str | None = None,
+) -> Diagnostic:
+    return Diagnostic.in_document(
+        origin, message, path=path, hint=hint, code=code, nodes=nodes, backfill=backfill
+    )
+
+
+def _suggest(name: str, choices: Iterable[str], fallback: str) -> str:
+    known = sorted(choices)
+    close = did_you_mean(name, known)
+    if close:
+        return close
+    if 0 < len(known) <= 8:
+        return f"{fallback}, or use one of: {', '.join(known)}"
+    return fallback
+
+
+def check_references(specs: Specs) -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for node in specs.nodes.values():
+        o = node.origin
+        if node.workspace not in specs.workspaces:
+            out.append(
+                _diag(
+                    o,
+                    ("metadata", "workspace"),
+                    f"unknown workspace {node.workspace!r}",
+                    _suggest(
+                        node.workspace, specs.workspaces, "add a Workspace document with that name"
+                    ),
+                    "unknown-workspace",
+                    nodes=(node.name,),
+                )
+            )
+        for i, up in enumerate(node.upstream):
+            if up not in specs.nodes:
+                out.append(
+                    _diag(
+                        o,
+                        ("spec", "upstream", i),
+                        f"unknown upstream node {up!r}",
+                        _suggest(up, specs.nodes, "add a Node with that name"),
+                        "unknown-node",
+                        nodes=(node.name,),
+                    )
+                )
+        rg = node.resource_group
+        if rg is not None and rg not in specs.resource_groups:
+            out.append(
+                _diag(
+                    o,
+                    ("spec", "resourceGroup"),
+                    f"unknown resource group {rg!r}",
+                    _suggest(
+                        rg, specs.resource_groups, "add a ResourceGroup document with that name"
+                    ),
+                    "unknown-resource-group",
+                    nodes=(node.name,),
+                )
+            )
+    for backfill in specs.backfills.values():
+        rg = backfill.resource_group
+        if rg != FOLLOW_NODE and rg not in specs.resource_groups:
+            out.append(
+                _diag(
+                    backfill.origin,
+                    ("spec", "resourceGroup"),
+                    f"unknown resource group {rg!r}",
+                    _suggest(
+                        rg, specs.resource_groups, f"use {FOLLOW_NODE} or a ResourceGroup's name"
+                    ),
+                    "unknown-resource-group",
+                    backfill=backfill.name,
+                )
+            )
+    return out
+
+
+def check_cycles(specs: Specs, catalog: Catalog) -> list[Diagnostic]:
+    out = []
+    for cycle in catalog.cycles():
+        first = specs.nodes[cycle[0]]
+        index = first.upstream.index(cycle[-2]) if cycle[-2] in first.upstream else 0
+        out.append(
+            _diag(
+                first.origin,
+                ("spec", "upstream", index),
+                "dependency loop: " + " -> ".join(cycle),
+                "remove one of these upstream entries to break the loop",
+                "dependency-loop",
+                nodes=tuple(cycle[:-1]),
+            )
+        )
+    return out
+
+
+def check_templates(specs: Specs) -> list[Diagnostic]:
+    """Every template of every node compiles on its own parameters."""
+    out = []
+    for node in specs.nodes.values():
+        try:
+            params = compile_parameters(node.parameters)
+        except ParamError as exc:
+            out.append(_param_diag(node, ("spec", "parameters", exc.parameter or ""), exc))
+            continue
+        command = node.run.command
+        fields: list[tuple[tuple[PathPart, ...], str]] = (
+            [(("spec", "run", "command"), command)]
+            if isinstance(command, str)
+            else [(("spec", "run", "command", i), arg) for i, arg in enumerate(command)]
+        )
+        fields += [(("spec", "run", "env", key), value) for key, value in node.run.env]
+        for path, text in fields:
+            try:
+                # A string command also learns where each reference stands in sh's quoting.
+                compile = (
+                    compile_command if path == ("spec", "run", "command") else compile_template
+                )
+                compile(text, params)
+            except ParamError as exc:
+                out.append(_param_diag(node, path, exc))
+        for key, _ in node.run.env:
+            for name in params:
+                if env_name(name) == key:  # a string command reads the parameter from it
+                    out.append(
+                        _diag(
+                            node.origin,
+                            ("spec", "run", "env", key),
+                            f"{key} is where parameter {name}'s value is exported",
+                            f"remove it, or name the variable otherwise; ${{{name}}} is "
+                            f"already in the environment as {key}",
+                            "bad-parameter",
+                            nodes=(node.name,),
+                        )
+                    )
+    return out
+
+
+def _param_diag(node: Node, path: tuple[PathPart, ...], exc: ParamError) -> Diagnostic:
+    return _diag(node.origin, path, exc.message, exc.hint, "bad-parameter", nodes=(node.name,))
+
+
+def check_backfill(
+    specs: Specs, catalog: Catalog, backfill: Backfill, actor: str | None
+) -> tuple[Scope | None, list[Diagnostic]]:
+    """Selection, overrides and time window of one Backfill."""
+    scope, out = select(catalog, backfill, specs.config.limits, actor)
+    if scope is None:
+        return None, out
+    if backfill.parameters:
+        out += _check_overrides(specs.nodes, scope, backfill)
+    out += check_window(catalog, scope, backfill)
+    return scope, out
+
+
+def _check_overrides(
+    nodes: Mapping[str, Node], scope: Scope, backfill: Backfill
+) -> list[Diagnostic]:
+    failures: dict[tuple[str | None, str], list[str]] = {}
+    for name in scope.nodes:
+        try:
+            compile_node(nodes[name], backfill.parameters)
+        except ParamError as exc:
+            failures.setdefault((exc.parameter, exc.message), []).append(name)
+    out = []
+    for (parameter, message), names in sorted(failures.items(), key=lambda kv: str(kv[0])):
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        path: tuple[PathPart, ...] = ("spec", "parameters") + ((parameter,) if parameter else ())
+        out.append(
+            _diag(
+                backfill.origin,
+                path,
+                f"{message} (for node {shown})",
+                "define the parameter on those nodes, or use a time expression",
+                "bad-parameter",
+                nodes=tuple(names),
+                backfill=backfill.name,
+            )
+        )
+    return out
+
+
+def check_window(catalog: Catalog, scope: Scope, backfill: Backfill) -> list[Diagnostic]:
+    """A sub-daily node must have a scheduled time inside the backfill's timeWindow."""
+    out = []
+    window = backfill.time_window
+    for name in scope.nodes:
+        expr = catalog.nodes[name].schedule
+        if cron_error(expr):
+            continue  # reported with the node
+        schedule = analyse(expr)
+        if schedule.sub_daily and not schedule.times_in(window):
+            times = ", ".join(t.strftime("%H:%M") for t in schedule.times[:4])
+            out.append(
+                _diag(
+                    backfill.origin,
+                    ("spec", "timeWindow"),
+                    f"{schedule.cycle} node {name!r} ({schedule.expr}) has no scheduled "
+                    f"time between {window.start:%H:%M} and {window.end:%H:%M}",
+                    f"widen timeWindow to include one of its times ({times} ...)",
+                    "empty-window",
+                    nodes=(name,),
+                    backfill=backfill.name,
+                )
+            )
+    return out
+
+
+def validate(
+    specs: Specs, actor: str | None, authored: Collection[str] | None = None
+) -> tuple[dict[str, Scope], list[Diagnostic]]:
+    """All cross-document checks; the scope of every Backfill that has one.
+
+    The actor's permissions are checked on the Backfills in `authored` (all when None):
+    in a pull request, the ones it adds or edits; the others had their own authors.
+    """
+    out = check_references(specs)
+    catalog = specs.catalog()
+    cycles = check_cycles(specs, catalog)
+    out += cycles
+    out += check_templates(specs)
+    scopes: dict[str, Scope] = {}
+    if cycles:
+        return scopes, out  # a scope needs an acyclic graph
+    for backfill in specs.backfills.values():
+        who = actor if authored is None or backfill.name in authored else None
+        scope, diags = check_backfill(specs, catalog, backfill, who)
+        out += diags
+        if scope is not None:
+            scopes[backfill.name] = scope
+    return scopes, out

@@ -1,0 +1,116 @@
+"""Telling people a backfill finished (DESIGN §7): webhook, command, email.
+
+A notifier that fails is reported back as text, never raised: an alert must not stop
+the loop that runs everybody's backfills. Every notifier gets the same JSON event.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import smtplib
+import subprocess
+import urllib.error
+import urllib.request
+from email.message import EmailMessage
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from backfill_ctl.core.records import BackfillRecord
+    from backfill_ctl.spec.model import Smtp
+
+TIMEOUT = 10.0
+
+
+def wanted(when: str, outcome: str) -> bool:
+    """Does `alerts.when` ask for a notification of this outcome?"""
+    return {
+        "always": True,
+        "never": False,
+        "failure": outcome == "failed",
+        "success": outcome == "succeeded",
+    }[when]
+
+
+def event(
+    record: BackfillRecord, outcome: str, counts: Mapping[str, int], at: float
+) -> dict[str, Any]:
+    return {
+        "kind": "backfill-finished",
+        "backfill": record.name,
+        "outcome": outcome,
+        "counts": dict(counts),
+        "labels": record.labels,
+        "file": record.file,
+        "digest": record.digest,
+        "finishedAt": at,
+    }
+
+
+def notify(record: BackfillRecord, payload: dict[str, Any], smtp: Smtp | None) -> list[str]:
+    """Send to every notifier of the backfill; what went wrong, one line per notifier."""
+    failures = []
+    for notifier in record.notify:
+        try:
+            if "webhook" in notifier:
+                _webhook(str(notifier["webhook"]), payload)
+            elif "command" in notifier:
+                _command(notifier["command"], payload)
+            elif "email" in notifier:
+                _email(str(notifier["email"]), payload, smtp)
+        except (
+            OSError,
+            http.client.HTTPException,  # a peer that does not speak HTTP: not an OSError
+            urllib.error.URLError,
+            smtplib.SMTPException,
+            subprocess.SubprocessError,
+            ValueError,
+        ) as exc:
+            kind = next(iter(notifier), "notifier")
+            failures.append(f"{kind} {notifier[kind]}: {exc}")
+    return failures
+
+
+def _webhook(url: str, payload: dict[str, Any]) -> None:
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(payload).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        if response.status >= 300:
+            raise ValueError(f"HTTP {response.status}")
+
+
+def _command(command: Any, payload: dict[str, Any]) -> None:
+    argv = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
+    done = subprocess.run(
+        argv,
+        input=json.dumps(payload).encode(),
+        capture_output=True,
+        timeout=TIMEOUT * 3,
+        check=False,
+    )
+    if done.returncode != 0:
+        tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
+        raise ValueError(f"exit code {done.returncode} {tail[0]}".strip())
+
+
+def _email(to: str, payload: dict[str, Any], smtp: Smtp | None) -> None:
+    if smtp is None:
+        raise ValueError("no SMTP server: set spec.alerts.smtp in the Config")
+    message = EmailMessage()
+    message["From"] = smtp.sender
+    message["To"] = to
+    message["Subject"] = f"backfill {payload['backfill']} {payload['outcome']}"
+    message.set_content(json.dumps(payload, indent=2))
+    with smtplib.SMTP(smtp.host, smtp.port, timeout=TIMEOUT) as server:
+        if smtp.starttls:
+            server.starttls()
+        if smtp.username:
+            server.login(smtp.username, os.environ.get(smtp.password_env or "", ""))
+        server.send_message(message)

@@ -1,0 +1,667 @@
+"""The reconcile-and-schedule loop (DESIGN §7): the only writer of running attempts.
+
+One controller drives a store at a time: it holds a lease in the store and renews it
+every tick; a second controller waits for it (and says so), and takes it over at once
+when the holder's process is gone from this host. Each tick:
+
+1. picks up what others changed (operators, apply) from the event log;
+2. asks the backend which attempts ended, and records each (retrying if tries are left);
+3. cancels attempts that were asked to stop or ran past their timeout;
+4. lets the scheduler decide, records why the rest waits, completes dry-runs, and starts
+   attempts: the attempt is written *before* the process exists, so a crash can leave
+   an attempt to settle but never a run nobody knows of;
+5. marks backfills that can make no more progress as finished, and alerts.
+
+On start it adopts what a previous controller left: attempts whose processes still run
+are followed, finished ones are recorded, ones that never started are put back, and a
+stop an operator asked for meanwhile is carried out (operations are state in the store,
+not only events). SIGTERM/SIGINT end the loop after the current tick; running attempts
+are left running for the next controller to adopt.
+
+Under faults:
+- every start is fenced: `begin_attempt` checks, in its transaction, that this
+  controller still holds the lease in the epoch it took it in; a controller paused past
+  its lease and replaced starts nothing more and stops (the local backend's pid-file
+  race settles an attempt caught between the check and the spawn);
+- a store that cannot be written (a full disk, an I/O error, a read-only file) does not
+  stop the loop: outcomes and handles that could not be recorded are kept in memory and
+  written when the store can be written again (their instances stay running meanwhile,
+  so nothing starts twice), nothing new starts, and the loop retries with backoff, saying
+  what is wrong once.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from backfill_ctl.backends import AttemptSpec, BackendError, Handle, NotStarted, Outcome
+from backfill_ctl.core.records import WAITING
+from backfill_ctl.runtime import alerts
+from backfill_ctl.runtime.scheduler import Scheduler
+from backfill_ctl.state import LeaseLost, StateError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    from backfill_ctl.backends import Backend
+    from backfill_ctl.core.records import BackfillRecord, EventRecord, InstanceRecord, Lease
+    from backfill_ctl.spec.model import Smtp
+    from backfill_ctl.state import StateStore
+
+LEASE_TTL = 30.0
+DEFAULT_CAPACITY = 4  # the resource group "default", for nodes that name none
+
+
+@dataclass
+class Running:
+    backfill: str
+    number: int
+    handle: Handle
+    started: float
+    timeout: float | None
+    tries_left: int
+    cancelled: str | None = None  # why it is being stopped
+    retry: bool = True  # a stop by an operator is final; a timeout may be retried
+    retry_delay: float = 0.0  # seconds before the retry may start (run.retryDelay)
+
+
+@dataclass
+class Tick:
+    started: int = 0
+    ended: int = 0
+    running: int = 0
+    finished: tuple[str, ...] = ()
+
+
+class Controller:
+    def __init__(
+        self,
+        store: StateStore,
+        backend: Backend,
+        *,
+        actor: str = "controller",
+        clock: Callable[[], float] = time.time,
+        say: Callable[[str], None] = lambda text: None,
+        smtp: Smtp | None = None,
+        reconcile: Callable[[], None] | None = None,
+        lease_ttl: float = LEASE_TTL,
+    ) -> None:
+        self.store = store
+        self.backend = backend
+        self.actor = actor
+        self.clock = clock
+        self.say = say
+        self.smtp = smtp
+        self.reconcile = reconcile
+        self.origin = f"controller:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.scheduler = Scheduler({}, DEFAULT_CAPACITY)
+        self.running: dict[str, Running] = {}
+        self.stopping = False
+        self._watermark = 0
+        self._renewed = 0.0
+        self._held_until = 0.0  # the backend said "not now": nothing starts before this
+        self._held_for = ""
+        self.lease_ttl = lease_ttl
+        self.epoch = 0  # of the lease while we hold it: fences every start
+        # Known but not yet in the store (it could not be written): kept until it is.
+        self._outcomes: dict[str, tuple[Running, Outcome]] = {}
+        self._handles: dict[str, tuple[int, Handle, str | None]] = {}
+        self._store_retry_at = 0.0
+        self._store_backoff = 0.0
+        self._store_problem = ""
+
+    # -- the lease -----------------------------------------------------------------------
+
+    def acquire(self, *, wait: bool = True, poll: float = 1.0) -> bool:
+        """Take the lease; with `wait`, wait for it (saying so once) until stopping (a
+        SIGTERM or SIGINT while waiting ends the wait: False)."""
+        with self._signals():
+            return self._acquire(wait, poll)
+
+    def _acquire(self, wait: bool, poll: float) -> bool:
+        said = False
+        while not self.stopping:
+            try:
+                lease = self._try_lease()
+            except StoreUnavailable as exc:  # a full disk at start: wait for room
+                if not wait:
+                    raise
+                self._wait_for_store(exc, poll)
+                continue
+            if lease.holder == self.origin:
+                return True
+            if not wait:
+                return False
+            if not said:
+                left = max(0.0, lease.expires_at - time.time())
+                self.say(
+                    f"waiting for the lease: a controller (pid {lease.pid} on {lease.host})"
+                    f" holds it for {left:.0f} s more unless it renews it"
+                )
+                said = True
+            time.sleep(poll)
+        return False
+
+    def _try_lease(self) -> Lease:
+        # The lease runs on the wall clock, whatever `clock` says (a --now clock is for
+        # scheduling): every controller on the store must agree on it.
+        host, pid = socket.gethostname(), os.getpid()
+        lease = self.store.acquire_lease(
+            self.origin, pid=pid, host=host, at=time.time(), ttl=self.lease_ttl
+        )
+        if lease.holder != self.origin and lease.host == host and not _alive(lease.pid):
+            self.say(f"taking over the lease of a controller that is gone (pid {lease.pid})")
+            self.store.take_over_lease(lease.holder)
+            lease = self.store.acquire_lease(
+                self.origin, pid=pid, host=host, at=time.time(), ttl=self.lease_ttl
+            )
+        if lease.holder == self.origin:
+            if self.epoch and lease.epoch != self.epoch:  # lost and taken again meanwhile
+                raise LeaseLost(f"the lease was taken over (epoch {self.epoch} → {lease.epoch})")
+            self.epoch = lease.epoch
+        self._renewed = time.monotonic()
+        return lease
+
+    @property
+    def fence(self) -> tuple[str, int]:
+        return (self.origin, self.epoch)
+
+    def release(self) -> None:
+        self.store.release_lease(self.origin)
+
+    # -- loading and adopting ------------------------------------------------------------
+
+    def load(self, *, wait: bool = False, poll: float = 1.0) -> None:
+        """Everything active, and the attempts a previous controller left behind; with
+        `wait`, a store that cannot be written yet (a full disk) is waited for."""
+        while True:
+            try:
+                self._load()
+                return
+            except StoreUnavailable as exc:
+                if not wait:
+                    raise
+                with self._signals():
+                    self._wait_for_store(exc, poll)
+                if self.stopping:  # a signal while waiting: the loop will not run
+                    return
+
+    def _wait_for_store(self, exc: StoreUnavailable, poll: float) -> None:
+        """Say once per cause that the store cannot be written, then wait `poll` s."""
+        if exc.message != self._store_problem:
+            self._store_problem = exc.message
+            self.say(f"{exc.message}: waiting for it to be writable")
+        time.sleep(poll)
+
+    def _load(self) -> None:
+        self._watermark = self.store.last_event_id()
+        self._capacities()
+        active = [b for b in self.store.backfills() if b.finished_at is None]
+        self.scheduler.load(active, self.store.task_rows([b.name for b in active]))
+        for attempt in self.store.attempts(states=("starting", "running")):
+            found = self.store.instances(ids=[attempt.instance])
+            if not found:
+                continue
+            record = found[0]
+            if record.backfill not in self.scheduler.gates:
+                self._load_backfill(record.backfill)
+            handle = attempt.handle or self.backend.recover(self._spec(record, attempt.number))
+            if not handle:
+                self._settle_unstarted(record, attempt.number)
+                continue
+            if not attempt.handle:
+                self.store.set_attempt_handle(record.id, attempt.number, handle, attempt.log)
+            run = self.running[record.id] = Running(
+                record.backfill,
+                attempt.number,
+                handle,
+                attempt.started_at,
+                record.run.timeout,
+                record.tries_left,
+                retry_delay=record.run.retry_delay,
+            )
+            self.say(f"adopted attempt {attempt.number} of {record.id} ({record.node})")
+            if record.stop_requested:  # asked while no controller ran: carried out now
+                self._cancel(record.id, run, self._stopper(record.id))
+
+    def _settle_unstarted(self, record: InstanceRecord, number: int) -> None:
+        self._requeue(
+            record.id, number, record.tries_left, "the controller stopped before it started"
+        )
+
+    def _requeue(self, instance: str, number: int, tries_left: int, message: str) -> None:
+        """An attempt that never ran: recorded as lost, its instance pending again with
+        the try it took given back."""
+        at = self.clock()
+        if not self.store.end_attempt(
+            instance,
+            number,
+            attempt_state="lost",
+            exit_code=None,
+            message=message,
+            instance_state="pending",
+            at=at,
+            actor=self.actor,
+            origin=self.origin,
+        ):
+            self._reread(instance)
+            return
+        self.store.transition(
+            [instance],
+            "pending",
+            allowed=["pending"],
+            at=at,
+            actor=self.actor,
+            origin=self.origin,
+            kind="requeued",
+            tries_left=tries_left + 1,
+        )
+        self.scheduler.set_state(instance, "pending")
+
+    def _capacities(self) -> None:
+        self.scheduler.capacity = {n: c for n, (_, c) in self.store.resource_groups().items()}
+
+    def _load_backfill(self, name: str) -> None:
+        record = self.store.backfill(name)
+        if record is None:
+            return
+        self.scheduler.set_backfill(record)
+        for row in self.store.task_rows([name]):
+            self.scheduler.upsert(row)
+
+    # -- one tick ------------------------------------------------------------------------
+
+    def tick(self) -> Tick:
+        now = self.clock()
+        try:
+            if time.monotonic() < self._store_retry_at:
+                return self._follow_only(now)
+            tick = self._tick(now)
+        except LeaseLost as exc:
+            self.say(f"{exc}: starting nothing more, stopping")
+            self.stopping = True
+            return Tick(running=len(self.running))
+        except StateError as exc:
+            self._store_failed(exc)
+            return self._follow_only(now)
+        if self._store_problem:
+            self.say("the state store can be written again: carrying on")
+            self._store_problem, self._store_backoff = "", 0.0
+        return tick
+
+    def _store_failed(self, exc: StateError) -> None:
+        """Say what is wrong (once per cause), and wait longer each time before the
+        next write (0.5 s doubling to 30 s)."""
+        self._store_backoff = min(30.0, max(0.5, self._store_backoff * 2))
+        self._store_retry_at = time.monotonic() + self._store_backoff
+        if exc.message != self._store_problem:
+            self._store_problem = exc.message
+            self.say(
+                f"{exc.message}: nothing new starts; {len(self.running)} running attempt(s)"
+                f" are followed and what they do is kept until it can be written "
+                f"(retrying in {self._store_backoff:.1f} s, then less often)"
+            )
+
+    def _follow_only(self, now: float) -> Tick:
+        """While the store cannot be written: follow and stop running attempts, keeping
+        their outcomes in memory; start nothing."""
+        ended = self._poll(record=False)
+        self._enforce(now)
+        return Tick(ended=ended, running=len(self.running))
+
+    def _tick(self, now: float) -> Tick:
+        self._record_pending()
+        if time.monotonic() - self._renewed > self.lease_ttl / 3:
+            lease = self._try_lease()
+            if lease.holder != self.origin:
+                raise LeaseLost(f"lost the lease to pid {lease.pid} on {lease.host}")
+        if self.reconcile is not None:
+            self.reconcile()
+        self._sync()
+        ended = self._poll()
+        self._enforce(now)
+        decision = self.scheduler.decide(now)
+        self.store.set_waiting(decision.waiting, at=now, actor=self.actor, origin=self.origin)
+        self._dry_runs(decision.dry_runs, now)
+        starts = decision.start if now >= self._held_until else []
+        records = {r.id: r for r in self.store.instances(ids=starts)} if starts else {}
+        started = 0
+        for instance in starts:
+            if self._held_until > now:  # the backend refused one: leave the rest waiting
+                break
+            started += self._start(instance, records.get(instance))
+        finished = self._finish(now)
+        return Tick(started, ended, len(self.running), tuple(finished))
+
+    def _sync(self) -> None:
+        """Apply what operators and apply changed since the last tick."""
+        events = self.store.events(after=self._watermark, not_from=self.origin)
+        self._watermark = max([self._watermark, *(e.id for e in events)])
+        if not events:
+            return
+        if any(e.kind == "applied" for e in events):
+            self._capacities()
+        reloaded = {e.backfill for e in events if e.backfill and e.instance is None}
+        for name in reloaded:  # applied, stopped, deleted, suspended ...: read it whole
+            self._load_backfill(name)
+        # What the store says of each instance an event names, and of every running one
+        # of a backfill read whole: a stop is state (stop_requested), whatever the batch.
+        ids = {e.instance for e in events if e.instance} | {
+            i for i, r in self.running.items() if r.backfill in reloaded
+        }
+        for record in self.store.instances(ids=ids):
+            if record.backfill not in self.scheduler.gates:
+                self._load_backfill(record.backfill)
+                reloaded.add(record.backfill)
+                continue
+            run = self.running.get(record.id)
+            if run is not None and record.stop_requested and run.cancelled is None:
+                self._cancel(record.id, run, self._stopper(record.id, events))
+            if run is None and record.backfill not in reloaded:
+                self.scheduler.upsert(record)
+
+    def _stopper(self, instance: str, events: Sequence[EventRecord] | None = None) -> str:
+        """Who asked to stop `instance` (the newest stop event), for the reason."""
+        if events is None:
+            events = self.store.events(instance=instance, limit=20)
+        actor = next(
+            (e.actor for e in reversed(events) if e.instance == instance and e.kind == "stop"),
+            None,
+        )
+        return f"stopped by {actor or 'an operator'}"
+
+    def _cancel(self, instance: str, run: Running, reason: str, *, retry: bool = False) -> None:
+        run.cancelled, run.retry = reason, retry
+        self.backend.cancel((instance, run.number), run.handle, reason)
+
+    def _poll(self, *, record: bool = True) -> int:
+        """Ask the backend which attempts ended; keep each outcome, then record them."""
+        handles = {
+            (i, r.number): r.handle for i, r in self.running.items() if i not in self._outcomes
+        }
+        if not handles:
+            return 0
+        ended = self.backend.poll(handles)
+        for (instance, _), outcome in ended.items():
+            self._outcomes[instance] = (self.running[instance], outcome)
+        if record:
+            self._record_pending()
+        return len(ended)
+
+    def _record_pending(self) -> None:
+        """Write what is known but not yet stored: handles, then outcomes (each write
+        that fails leaves the rest for the next try)."""
+        for instance, (number, handle, log) in list(self._handles.items()):
+            self.store.set_attempt_handle(instance, number, handle, log)
+            del self._handles[instance]
+        for instance, (run, outcome) in list(self._outcomes.items()):
+            self._ended(instance, run, outcome)
+            del self._outcomes[instance]
+            self.running.pop(instance, None)
+
+    def _ended(self, instance: str, run: Running, outcome: Outcome) -> None:
+        if not outcome.started:  # nothing ran: back to pending, its try given back
+            self._requeue(instance, run.number, run.tries_left, outcome.message or "")
+            self._held_until = self.clock() + 5.0  # a full disk does not pass at once
+            return
+        message = run.cancelled or outcome.message
+        not_before = None
+        if outcome.state == "succeeded":
+            state = "succeeded"
+        elif run.retry and run.tries_left > 0:
+            state, message = "pending", f"retrying after attempt {run.number}: {message}"
+            if run.retry_delay > 0:
+                not_before = self.clock() + run.retry_delay
+        else:
+            state = "failed"
+        if not self.store.end_attempt(
+            instance,
+            run.number,
+            attempt_state=outcome.state,
+            exit_code=outcome.exit_code,
+            message=message,
+            instance_state=state,
+            at=self.clock(),
+            actor=self.actor,
+            origin=self.origin,
+            not_before=not_before,
+        ):
+            self._reread(instance)
+            return
+        self.scheduler.set_state(instance, state, message, not_before=not_before)
+
+    def _reread(self, instance: str) -> None:
+        """Another controller recorded how the attempt ended (it held the lease while
+        this one could not write): take the store's word for the instance."""
+        for record in self.store.instances(ids=[instance]):
+            self.scheduler.upsert(record)
+
+    def _enforce(self, now: float) -> None:
+        for instance, run in self.running.items():
+            if run.cancelled is None and run.timeout and now - run.started > run.timeout:
+                self._cancel(instance, run, f"timed out after {_duration(run.timeout)}", retry=True)
+
+    def _dry_runs(self, ids: list[str], now: float) -> None:
+        if not ids:
+            return
+        done = self.store.transition(
+            ids,
+            "succeeded",
+            allowed=WAITING,
+            at=now,
+            actor=self.actor,
+            origin=self.origin,
+            kind="dry-run",
+            reason="dry-run: nothing was executed",
+            finished_at=now,
+        )
+        for instance in done:
+            self.scheduler.set_state(instance, "succeeded", "dry-run: nothing was executed")
+
+    def _start(self, instance: str, record: InstanceRecord | None) -> bool:
+        now = self.clock()
+        number = self.store.begin_attempt(
+            instance,
+            self.backend.name,
+            at=now,
+            actor=self.actor,
+            origin=self.origin,
+            fence=self.fence,
+        )
+        if number is None or record is None:  # changed by an operator meanwhile
+            for changed in self.store.instances(ids=[instance]):
+                self.scheduler.upsert(changed)
+            return False
+        tries_left = record.tries_left - 1  # read before begin_attempt took one
+        self.scheduler.set_state(instance, "running")
+        try:
+            handle, log = self.backend.start(self._spec(record, number))
+        except NotStarted as exc:
+            self.store.abandon_attempt(
+                instance,
+                number,
+                state=exc.state,
+                reason=str(exc),
+                at=now,
+                actor=self.actor,
+                origin=self.origin,
+            )
+            self.scheduler.set_state(instance, exc.state, str(exc))
+            self._held_until = now + exc.retry_after
+            if str(exc) != self._held_for:  # say it once, not every retry
+                self._held_for = str(exc)
+                self.say(
+                    f"the backend started nothing: {exc} (trying again in "
+                    f"{_duration(exc.retry_after)})"
+                )
+            return False
+        except BackendError as exc:
+            run = self.running[instance] = Running(
+                record.backfill,
+                number,
+                {},
+                now,
+                record.run.timeout,
+                tries_left,
+                retry_delay=record.run.retry_delay,
+            )
+            self._outcomes[instance] = (run, Outcome("failed", None, str(exc)))
+            self._record_pending()
+            return False
+        self._held_for = ""
+        self.running[instance] = Running(
+            record.backfill,
+            number,
+            handle,
+            now,
+            record.run.timeout,
+            tries_left,
+            retry_delay=record.run.retry_delay,
+        )
+        self._handles[instance] = (number, handle, log)  # kept until it is written
+        self._record_pending()
+        return True
+
+    def _spec(self, record: InstanceRecord, number: int) -> AttemptSpec:
+        gate = self.scheduler.gates.get(record.backfill)
+        return AttemptSpec(
+            record.id,
+            number,
+            record.backfill,
+            record.node,
+            record.bizdate,
+            record.cyctime,
+            record.run,
+            record.timezone,
+            gate.record.digest if gate else "",
+        )
+
+    def _finish(self, now: float) -> list[str]:
+        """Mark backfills that can make no more progress; alert; note reopened ones."""
+        done = []
+        for name, gate in self.scheduler.gates.items():
+            record = gate.record
+            if record.status != "active":
+                continue
+            if gate.finished and record.finished_at is None:
+                outcome = "succeeded" if gate.succeeded else "failed"
+                counts = {k: v for k, v in gate.counts.items() if v}
+                notified = self._alert(record, outcome, counts, now)
+                self.store.update_backfill(
+                    name,
+                    at=now,
+                    actor=self.actor,
+                    origin=self.origin,
+                    event=f"finished: {outcome}",
+                    finished_at=now,
+                    outcome=outcome,
+                    notified_at=notified,
+                )
+                gate.record = replace(record, finished_at=now, outcome=outcome)
+                done.append(name)
+            elif not gate.finished and record.finished_at is not None:  # a rerun reopened it
+                self.store.update_backfill(
+                    name,
+                    at=now,
+                    actor=self.actor,
+                    origin=self.origin,
+                    event="running again",
+                    finished_at=None,
+                    outcome=None,
+                    notified_at=None,
+                )
+                gate.record = replace(record, finished_at=None, outcome=None)
+        return done
+
+    def _alert(
+        self, record: BackfillRecord, outcome: str, counts: dict[str, int], now: float
+    ) -> float | None:
+        """Notify as `alerts.when` asks; the time it was done, or None."""
+        if not record.notify or not alerts.wanted(record.alert_when, outcome):
+            return None
+        failures = alerts.notify(record, alerts.event(record, outcome, counts, now), self.smtp)
+        for failure in failures:
+            self.say(f"alert for {record.name} failed: {failure}")
+            self.store.update_backfill(
+                record.name,
+                at=now,
+                actor=self.actor,
+                origin=self.origin,
+                event=f"alert failed: {failure}",
+            )
+        return now
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def run(
+        self,
+        *,
+        interval: float = 2.0,
+        once: bool = False,
+        until: Callable[[Tick], bool] | None = None,
+        on_tick: Callable[[Tick], None] | None = None,
+    ) -> Tick:
+        """Tick until stopped (a signal), `until` says so, or once."""
+        tick = Tick()
+        with self._signals():
+            while not self.stopping:
+                tick = self.tick()
+                if on_tick is not None:
+                    on_tick(tick)
+                if once or (until is not None and until(tick)):
+                    break
+                if tick.started or tick.ended:
+                    continue  # something moved: more may be ready at once
+                if self.running:
+                    self.backend.wait(min(interval, 0.5))  # until an attempt may have ended
+                else:
+                    time.sleep(interval)
+        return tick
+
+    @contextmanager
+    def _signals(self) -> Iterator[None]:
+        """SIGTERM and SIGINT set `stopping` (the loop ends after its tick) instead of
+        killing the process; outside the main thread, signals are left as they are."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {s: signal.signal(s, self._stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+    def _stop(self, signum: int, frame: object) -> None:
+        self.say(
+            f"received {signal.Signals(signum).name}: stopping after this tick; running "
+            "attempts stay running for the next controller"
+        )
+        self.stopping = True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    return (
+        f"{s // 3600}h{s % 3600 // 60:02d}m"
+        if s >= 3600
+        else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
+    )

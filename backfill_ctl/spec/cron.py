@@ -1,0 +1,68 @@
+"""Five-field cron expressions, the syntax of a node's `schedule` (DESIGN §4): their
+fields, the aliases (@daily ...), and why one is not usable. Pure: no clock.
+
+What an expression means for planning (its ticks, its days) is `core.schedules`.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from functools import cache
+
+ONE_DAY = timedelta(days=1)
+ALIASES = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+# Two years including a leap year: every (day-of-month, weekday) and month length
+# combination a day pattern can miss occurs in it.
+REFERENCE_START = date(2023, 1, 1)
+REFERENCE_END = date(2024, 12, 31)
+
+
+def fields(expr: str) -> list[str]:
+    """The five fields of an expression, aliases expanded."""
+    text = expr.strip()
+    return ALIASES.get(text.lower(), text).split()
+
+
+@cache
+def cron_error(expr: str) -> str | None:
+    """Why `expr` is not a usable five-field cron expression, or None if it is."""
+    from croniter import croniter
+
+    parts = fields(expr)
+    if len(parts) == 1 and parts[0].startswith("@"):
+        return f"{parts[0]} is not a schedule (use @yearly, @monthly, @weekly, @daily or @hourly)"
+    if len(parts) != 5:
+        plural = "" if len(parts) == 1 else "s"
+        return f"it has {len(parts)} field{plural}, a cron expression has 5"
+    if not croniter.is_valid(" ".join(parts)):
+        return "croniter cannot parse it"
+    try:
+        days_of(expr)
+    except (ValueError, KeyError, ArithmeticError):  # croniter's CroniterError family
+        return "it never fires (no day matches its day-of-month, month and day-of-week)"
+    return None
+
+
+def days_of(expr: str) -> str:
+    """The day half of an expression, as a cron expression firing once on each such day."""
+    _, _, dom, month, dow = fields(expr)
+    day_part = f"0 0 {dom} {month} {dow}"
+    first_day(day_part)  # raises if it never fires
+    return day_part
+
+
+@cache
+def first_day(day_part: str) -> date:
+    from croniter import croniter
+
+    start = datetime.combine(REFERENCE_START - ONE_DAY, time())
+    first: datetime = croniter(day_part, start).get_next(datetime)
+    return first.date()

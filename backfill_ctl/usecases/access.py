@@ -1,0 +1,167 @@
+"""Who may operate a backfill's instances, recorded in the store at apply time (DESIGN §7).
+
+Operations (`stop`, `rerun`, `set-success`, `freeze`, `unfreeze`, `delete`, `stop
+backfill/NAME`) read only the state store, never the specs: the store must say who may
+operate each node. So `apply` (and the controller's re-apply) records, with each
+backfill, its *access*: the names that may operate each node of its scope (the node's
+owners and its workspace's operators, as `plan` checks them, DESIGN §5.2), the nodes it
+dry-runs (nobody runs them, so a backfill-wide operation does not need them), and the
+Config's `requireActor`.
+
+The access lives in the backfill record's stored document (`BackfillRecord.spec`) under
+`ACCESS`, a key no Backfill document can hold (the schema allows none but apiVersion,
+kind, metadata and spec), so no schema migration is needed. It is not part of the
+document: `document()` removes it wherever the applied document is compared or shown.
+
+The rules, for an operation asked by `actor` (`--as`, else $BACKFILLCTL_ACTOR, else
+$GITHUB_ACTOR):
+
+- no actor: when a targeted backfill was applied under a Config with `requireActor`,
+  the operation is a usage error (exit 2); otherwise nothing is checked (a single
+  user's local store, as before permissions were recorded);
+- an actor: an instance of a node the actor may not operate is refused and named with
+  who may (exit 1); a backfill-wide operation needs every node the backfill runs;
+- a backfill applied by a backfillctl that recorded no access is not checked (applying
+  it again records it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from backfill_ctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from backfill_ctl.core.planner import BackfillPlan
+    from backfill_ctl.core.records import BackfillRecord, InstanceRecord
+    from backfill_ctl.spec.loader import Specs
+    from backfill_ctl.state import StateStore
+
+ACCESS = "access"  # the key of the access in a stored backfill document
+_SHOWN = 5  # nodes named in a backfill-wide refusal, then "and N more"
+
+
+@dataclass(frozen=True)
+class Access:
+    require_actor: bool
+    operators: Mapping[str, tuple[str, ...]]  # node -> who may operate it, sorted
+    dry_run: frozenset[str]  # nodes the backfill dry-runs
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requireActor": self.require_actor,
+            "operators": {n: list(names) for n, names in self.operators.items()},
+            "dryRun": sorted(self.dry_run),
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Access:
+        return cls(
+            require_actor=bool(data.get("requireActor", False)),
+            operators={n: tuple(names) for n, names in (data.get("operators") or {}).items()},
+            dry_run=frozenset(data.get("dryRun") or ()),
+        )
+
+    def may(self, actor: str, node: str) -> bool:
+        return actor in self.operators.get(node, ())
+
+    def who_may(self, node: str) -> str:
+        return ", ".join(self.operators.get(node, ())) or "nobody"
+
+
+def access_of_plan(specs: Specs, bp: BackfillPlan) -> Access:
+    """The access of a planned backfill: from the catalog and the Config, now."""
+    catalog = specs.catalog()
+    return Access(
+        require_actor=specs.config.require_actor,
+        operators={n: tuple(catalog.operators_of(n)) for n in sorted(bp.scope.nodes)},
+        dry_run=frozenset(bp.scope.dry_run),
+    )
+
+
+def with_access(document: Mapping[str, Any], access: Access) -> dict[str, Any]:
+    """The document to store: the applied Backfill document and its access."""
+    return {**document, ACCESS: access.to_json()}
+
+
+def document(stored: Mapping[str, Any]) -> dict[str, Any]:
+    """The applied Backfill document of a stored one, without its access."""
+    return {k: v for k, v in stored.items() if k != ACCESS}
+
+
+def access_of(record: BackfillRecord) -> Access | None:
+    """The recorded access of a backfill; None when applied before access was recorded."""
+    data = record.spec.get(ACCESS)
+    return Access.from_json(data) if isinstance(data, dict) else None
+
+
+class Guard:
+    """Decides, for one actor, which instances and backfills an operation may touch."""
+
+    def __init__(self, store: StateStore, actor: str | None) -> None:
+        self.store = store
+        self.actor = actor
+        self._access: dict[str, Access | None] = {}
+
+    def access(self, backfill: str) -> Access | None:
+        if backfill not in self._access:
+            record = self.store.backfill(backfill)
+            self._access[backfill] = access_of(record) if record is not None else None
+        return self._access[backfill]
+
+    def require_actor(self, backfills: Iterable[str]) -> None:
+        """Without an actor, refuse (exit 2) when a backfill's Config requires one."""
+        if self.actor is not None:
+            return
+        strict = sorted(b for b in set(backfills) if (a := self.access(b)) and a.require_actor)
+        if strict:
+            names = ", ".join(f"backfill/{b}" for b in strict)
+            raise UsageError(
+                f"{names} requires an actor (the Config sets requireActor): who is asking?",
+                hint="pass --as USER, or set $BACKFILLCTL_ACTOR",
+            )
+
+    def refusal(self, operation: str, instance: InstanceRecord) -> str | None:
+        """Why the actor may not operate this instance, or None if it may."""
+        access = self.access(instance.backfill)
+        if self.actor is None or access is None or access.may(self.actor, instance.node):
+            return None
+        return (
+            f"cannot {operation}: {self.actor} may not operate node {instance.node} "
+            f"(who may: {access.who_may(instance.node)})"
+        )
+
+    def split(
+        self, operation: str, instances: Sequence[InstanceRecord]
+    ) -> tuple[list[InstanceRecord], list[tuple[str, str]]]:
+        """The instances the actor may operate, and the others with the reason."""
+        allowed: list[InstanceRecord] = []
+        refused: list[tuple[str, str]] = []
+        for i in instances:
+            why = self.refusal(operation, i)
+            if why is None:
+                allowed.append(i)
+            else:
+                refused.append((i.id, why))
+        return allowed, refused
+
+    def backfill_refusal(self, operation: str, backfill: str) -> str | None:
+        """Why the actor may not `operation` the whole backfill (every node it runs), or
+        None if it may."""
+        access = self.access(backfill)
+        if self.actor is None or access is None:
+            return None
+        denied = [
+            n for n in access.operators if n not in access.dry_run and not access.may(self.actor, n)
+        ]
+        if not denied:
+            return None
+        shown = "; ".join(f"{n}: {access.who_may(n)}" for n in denied[:_SHOWN])
+        more = f"; and {len(denied) - _SHOWN} more node(s)" if len(denied) > _SHOWN else ""
+        return (
+            f"cannot {operation}: {self.actor} may not operate {len(denied)} of its "
+            f"node(s) (who may: {shown}{more})"
+        )

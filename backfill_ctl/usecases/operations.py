@@ -1,0 +1,195 @@
+"""Operations on instances and backfills, with the rules of the reference (DESIGN §7).
+
+| operation   | applies to                          | becomes                                |
+|-------------|-------------------------------------|----------------------------------------|
+| stop        | running                             | failed (the controller kills it)       |
+| rerun       | succeeded, failed                   | pending, tries restored                |
+| set-success | pending, waiting-*, failed, frozen  | succeeded                              |
+| freeze      | pending, failed                     | frozen (dependents stay blocked)       |
+| unfreeze    | frozen                              | pending                                |
+
+Rerunning several instances at once ignores their mutual dependencies (they start
+together, as the reference says); `rerun --descendants` reruns an instance first and
+then its descendants in dependency order. Every operation is one guarded transition in
+the store: an instance that changed state meanwhile is refused, not trampled. A
+finished backfill whose instances an operation changed is reopened (the controller
+decides its outcome again), and a stopped one resumed unless the operation is a stop.
+
+With a `Guard` (access.py), an instance of a node the actor may not operate is refused
+with who may, like an instance in the wrong state; `--descendants` are checked too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from backfill_ctl.core.records import InstanceRecord
+    from backfill_ctl.state import StateStore
+    from backfill_ctl.usecases.access import Guard
+
+
+@dataclass(frozen=True)
+class Rule:
+    allowed: frozenset[str]
+    to: str
+    says: str  # past tense, for messages
+
+    def refusal(self, name: str, state: str) -> str:
+        what = " or ".join(sorted(self.allowed))
+        return f"cannot {name}: it is {state} ({name} applies to {what} instances)"
+
+
+RULES: dict[str, Rule] = {
+    "stop": Rule(frozenset({"running"}), "running", "stop requested"),
+    "rerun": Rule(frozenset({"succeeded", "failed"}), "pending", "rerun"),
+    "set-success": Rule(
+        frozenset({"pending", "waiting-for-time", "waiting-for-resources", "failed", "frozen"}),
+        "succeeded",
+        "set to succeeded",
+    ),
+    "freeze": Rule(frozenset({"pending", "failed"}), "frozen", "frozen"),
+    "unfreeze": Rule(frozenset({"frozen"}), "pending", "unfrozen"),
+}
+
+
+@dataclass(frozen=True)
+class Result:
+    done: list[str]
+    refused: list[tuple[str, str]]  # (instance id, why)
+
+
+def descendants(store: StateStore, roots: Sequence[InstanceRecord]) -> list[InstanceRecord]:
+    """The instances that depend on `roots`, directly or not, in the same backfills."""
+    found: dict[str, InstanceRecord] = {}
+    for backfill in {r.backfill for r in roots}:
+        everyone = store.instances(backfill=backfill)
+        children: dict[str, list[InstanceRecord]] = {}
+        for i in everyone:
+            for d in i.depends_on:
+                children.setdefault(d, []).append(i)
+        stack = [r.id for r in roots if r.backfill == backfill]
+        while stack:
+            for child in children.get(stack.pop(), ()):
+                if child.id not in found:
+                    found[child.id] = child
+                    stack.append(child.id)
+    return [i for i in found.values() if i.id not in {r.id for r in roots}]
+
+
+def operate(
+    store: StateStore,
+    name: str,
+    targets: Sequence[InstanceRecord],
+    *,
+    actor: str,
+    at: float,
+    with_descendants: bool = False,
+    guard: Guard | None = None,
+) -> Result:
+    rule = RULES[name]
+    refused: list[tuple[str, str]] = []
+    if guard is not None:
+        targets, refused = guard.split(name, targets)
+    refused += [(i.id, rule.refusal(name, i.state)) for i in targets if i.state not in rule.allowed]
+    chosen = [i for i in targets if i.state in rule.allowed]
+    reason = f"{rule.says} by {actor}"
+    if name == "rerun":  # the chosen ones run now; their descendants wait for them
+        done = _rerun(store, chosen, at=at, actor=actor, reason=reason, ignore_deps=True)
+        if with_descendants and chosen:
+            later = [i for i in descendants(store, chosen) if i.state in rule.allowed]
+            if guard is not None:
+                later, denied = guard.split(name, later)
+                refused += denied
+            done += _rerun(
+                store,
+                later,
+                at=at,
+                actor=actor,
+                reason=f"rerun as a descendant by {actor}",
+                ignore_deps=False,
+            )
+    else:
+        kw: dict[str, object] = {}
+        if name == "stop":
+            kw = {"stop_requested": True}
+        elif name == "set-success":
+            kw = {"finished_at": at}
+        done = store.transition(
+            [i.id for i in chosen],
+            rule.to,
+            allowed=rule.allowed,
+            at=at,
+            actor=actor,
+            origin="cli",
+            reason=reason,
+            kind=name,
+            **kw,
+        )
+    raced = [
+        (i.id, f"cannot {name}: its state changed meanwhile") for i in chosen if i.id not in done
+    ]
+    moved = set(done)
+    _reopen(store, {i.backfill for i in targets if i.id in moved}, name, actor, at)
+    return Result(done, refused + raced)
+
+
+def _rerun(
+    store: StateStore,
+    instances: Sequence[InstanceRecord],
+    *,
+    at: float,
+    actor: str,
+    reason: str,
+    ignore_deps: bool,
+) -> list[str]:
+    """Back to pending with the retry budget restored: one transition per budget (it
+    differs by node)."""
+    rule = RULES["rerun"]
+    done: list[str] = []
+    for tries in sorted({1 + i.run.retries for i in instances}):
+        done += store.transition(
+            [i.id for i in instances if 1 + i.run.retries == tries],
+            rule.to,
+            allowed=rule.allowed,
+            at=at,
+            actor=actor,
+            origin="cli",
+            reason=reason,
+            kind="rerun",
+            tries_left=tries,
+            finished_at=None,
+            ignore_deps=ignore_deps,
+            not_before=None,
+        )
+    return done
+
+
+def _reopen(store: StateStore, backfills: set[str], name: str, actor: str, at: float) -> None:
+    """A finished backfill whose instances changed is not finished any more: the
+    controller decides its outcome again (and alerts again) when it ends. A stopped one
+    that an operator acts on again (other than by stopping) is resumed."""
+    for backfill in sorted(backfills):
+        record = store.backfill(backfill)
+        if record is None:
+            continue
+        fields: dict[str, object] = {}
+        if record.status == "stopped" and name != "stop":
+            fields["status"] = "active"
+        if record.finished_at is not None:
+            fields.update(finished_at=None, outcome=None, notified_at=None)
+        if fields:
+            what = " and ".join(
+                w for w, f in (("resumed", "status"), ("reopened", "finished_at")) if f in fields
+            )
+            store.update_backfill(
+                backfill,
+                at=at,
+                actor=actor,
+                origin="cli",
+                event=f"{what}: {name} by {actor}",
+                **fields,
+            )

@@ -1,0 +1,61 @@
+"""The planning use case: loaded specs in, a `Plan` (or the reasons there is none) out.
+
+Pure like the planner: `now` and the actor are arguments. A backfill whose checks
+report an error is not planned; the others still are, so one broken Backfill does not
+hide the plans of the rest.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from backfill_ctl.core.planner import BackfillPlan, Plan, plan_backfill
+from backfill_ctl.core.semantics import validate
+from backfill_ctl.errors import Diagnostic, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Collection, Sequence
+    from datetime import datetime
+
+    from backfill_ctl.spec.loader import Specs
+
+
+def make_plan(
+    specs: Specs,
+    now: datetime,
+    actor: str | None,
+    only: Sequence[str] = (),
+    authored: Collection[str] | None = None,
+) -> tuple[Plan, list[Diagnostic]]:
+    """Plan every Backfill (or those named in `only`) that passed its checks.
+
+    Permissions are the actor's on the Backfills in `authored` (all when None).
+    """
+    for name in only:
+        if name not in specs.backfills:
+            known = ", ".join(sorted(specs.backfills)) or "none"
+            raise UsageError(
+                f"no Backfill named {name!r} in the specs (found: {known})",
+                hint="check the name after --backfill",
+            )
+    scopes, diagnostics = validate(specs, actor, authored)
+    diagnostics = specs.diagnostics + diagnostics
+    kinds = {(doc.file, doc.index): _kind(doc.data) for doc in specs.documents}
+    broken = {(d.file, d.doc) for d in diagnostics if d.is_error}
+    plans: list[BackfillPlan] = []
+    # An error outside the Backfills (a node, a workspace, a file that does not parse)
+    # means the catalog cannot be trusted: nothing is planned.
+    if all(kinds.get(where) == "Backfill" for where in broken):
+        catalog = specs.catalog()
+        for name in sorted(specs.backfills):
+            backfill = specs.backfills[name]
+            scope = scopes.get(name)
+            if (only and name not in only) or scope is None:
+                continue
+            if (backfill.origin.file, backfill.origin.doc) not in broken:
+                plans.append(plan_backfill(catalog, backfill, scope, now))
+    return Plan(tuple(plans), now, actor, specs.digest()), diagnostics
+
+
+def _kind(data: object) -> object:
+    return data.get("kind") if isinstance(data, dict) else None

@@ -1,0 +1,336 @@
+"""Retention (DESIGN §7, `backfillctl gc`): what to forget is decided, then done.
+
+Three rules, as DataWorks keeps instances and logs:
+
+(a) a backfill that finished (or was deleted) more than `retention.instances` ago, and
+    has nothing unfinished, loses its instances with their attempts, events and files,
+    all at once. A deleted backfill then goes too; one that is still applied is kept,
+    marked `collected`, so that applying its unchanged spec does not run it again.
+    Instances of a backfill that is still under way are never deleted: their dependents
+    and later dates rely on them, and apply would create them again.
+(b) the log of a finished attempt that ended more than the log retention of its
+    instance's resource group type ago (a group the store does not know counts as
+    `shared`) is removed, and the attempt forgets it;
+(c) a log of a finished instance larger than `maxLogSize` keeps its last maxLogSize
+    bytes after one line saying how many were cut (an earlier cut counts, so cutting
+    twice changes nothing).
+
+`decide()` is pure (rows, file sizes and `now` in; a `Collection` out), so every
+threshold is tested without a clock. `collect()` carries it out: each batch is one
+guarded transaction, and files are touched only after the rows that name them have
+changed, so a locked store changes nothing, and an instance rerun meanwhile is kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
+
+from backfill_ctl.core.records import FINISHED
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+    from backfill_ctl.core.records import AttemptRecord, BackfillRecord, InstanceAge
+    from backfill_ctl.spec.model import Retention
+    from backfill_ctl.state import StateStore
+
+BATCH = 500  # instances or logs per transaction: the controller waits for none for long
+DEFAULT_TYPE = "shared"
+_CUT = re.compile(rb"\[cut by backfillctl gc: (\d+) bytes removed\]\n")
+_SIBLINGS = (".log", ".pid", ".status")  # the local backend's files of an attempt
+_T = TypeVar("_T")
+
+
+def cut_header(removed: int) -> bytes:
+    return f"[cut by backfillctl gc: {removed} bytes removed]\n".encode()
+
+
+class LogFile(NamedTuple):
+    """A log on disk: its size, and the header of an earlier cut if it has one."""
+
+    size: int
+    cut: int = 0  # bytes an earlier cut removed
+    header: int = 0  # length of that cut's first line
+
+
+@dataclass(frozen=True)
+class DropInstance:
+    id: str
+    backfill: str
+    attempts: int
+    logs: int  # log files that exist
+    size: int  # their bytes
+    files: tuple[str, ...]  # every file of its attempts, to remove
+
+
+@dataclass(frozen=True)
+class DropLog:
+    instance: str
+    number: int
+    backfill: str
+    path: str
+    size: int
+    group_type: str
+
+
+@dataclass(frozen=True)
+class CutLog:
+    instance: str
+    number: int
+    backfill: str
+    path: str
+    removed: int  # bytes this cut removes
+
+
+@dataclass
+class Collection:
+    """What gc deletes, removes and cuts."""
+
+    instances: list[DropInstance] = field(default_factory=list)
+    backfills: list[str] = field(default_factory=list)  # deleted backfills removed
+    logs: list[DropLog] = field(default_factory=list)
+    cuts: list[CutLog] = field(default_factory=list)
+    collected: list[str] = field(default_factory=list)  # applied backfills kept as collected
+
+    @property
+    def empty(self) -> bool:
+        return not (self.instances or self.backfills or self.logs or self.cuts or self.collected)
+
+    @property
+    def freed(self) -> int:
+        return (
+            sum(d.size for d in self.instances)
+            + sum(d.size for d in self.logs)
+            + sum(c.removed for c in self.cuts)
+        )
+
+    def messages(self) -> list[tuple[str, str]]:
+        """(backfill, what was done to it) for every backfill touched, by name."""
+        parts: dict[str, list[str]] = defaultdict(list)
+        for name, count in sorted(Counter(d.backfill for d in self.instances).items()):
+            parts[name].append(f"{count} instance(s) deleted")
+        for name, count in sorted(Counter(d.backfill for d in self.logs).items()):
+            parts[name].append(f"{count} log(s) removed")
+        for name, count in sorted(Counter(c.backfill for c in self.cuts).items()):
+            parts[name].append(f"{count} log(s) cut")
+        for name in self.backfills:
+            parts[name].append("the backfill deleted")
+        for name in self.collected:
+            parts[name].append("the backfill kept as collected")
+        return [(name, ", ".join(parts[name])) for name in sorted(parts)]
+
+
+def attempt_files(attempt: AttemptRecord) -> tuple[str, ...]:
+    """An attempt's files: its log, and the local backend's log, pid and status files."""
+    found = [attempt.log] if attempt.log else []
+    base = attempt.handle.get("base")
+    if isinstance(base, str):
+        found += [base + suffix for suffix in _SIBLINGS]
+    return tuple(dict.fromkeys(found))
+
+
+def _older(at: float, now: float, seconds: float) -> bool:
+    return at < now - seconds
+
+
+def decide(
+    now: float,
+    retention: Retention,
+    backfills: Iterable[BackfillRecord],
+    instances: Iterable[InstanceAge],
+    attempts: Iterable[AttemptRecord],
+    group_types: Mapping[str, str],
+    files: Mapping[str, LogFile],
+) -> Collection:
+    """The three rules, on the store's rows and the log files found (path -> LogFile)."""
+    keep = retention.instances.total_seconds()
+    log_ages: dict[str, float] = {kind: age.total_seconds() for kind, age in retention.logs}
+    instances = list(instances)
+    unfinished = {i.backfill for i in instances if i.state not in FINISHED}
+    attempts_of: dict[str, list[AttemptRecord]] = defaultdict(list)
+    for a in attempts:
+        attempts_of[a.instance].append(a)
+
+    out = Collection()
+    records = list(backfills)
+    done = {
+        b.name
+        for b in records
+        if b.name not in unfinished
+        and (b.status == "deleted" or b.finished_at is not None)
+        and _older(b.finished_at if b.finished_at is not None else b.applied_at, now, keep)
+    }
+    for i in instances:
+        if i.backfill not in done:
+            continue
+        mine = attempts_of.get(i.id, [])
+        logs = [files[a.log] for a in mine if a.log and a.log in files]
+        paths = tuple(dict.fromkeys(p for a in mine for p in attempt_files(a)))
+        out.instances.append(
+            DropInstance(i.id, i.backfill, len(mine), len(logs), sum(f.size for f in logs), paths)
+        )
+    out.backfills = [b.name for b in records if b.name in done and b.status == "deleted"]
+    out.collected = [
+        b.name for b in records if b.name in done and b.status not in ("deleted", "collected")
+    ]
+
+    dropped = {d.id for d in out.instances}
+    for i in instances:
+        if i.id in dropped:
+            continue
+        kind = group_types.get(i.resource_group, DEFAULT_TYPE)
+        kind = kind if kind in log_ages else DEFAULT_TYPE
+        limit = log_ages[kind]
+        for a in attempts_of.get(i.id, []):
+            if not a.log or a.finished_at is None:
+                continue
+            log = files.get(a.log)
+            if _older(a.finished_at, now, limit):
+                size = log.size if log else 0
+                out.logs.append(DropLog(i.id, a.number, i.backfill, a.log, size, kind))
+            elif log and i.state in FINISHED and log.size - log.header > retention.max_log_size:
+                removed = log.size - log.header - retention.max_log_size
+                out.cuts.append(CutLog(i.id, a.number, i.backfill, a.log, removed))
+    return out
+
+
+# -- reading and changing the disk ----------------------------------------------------
+
+
+def inspect(path: str, max_size: int) -> LogFile | None:
+    """The log at `path` (None if there is none); its first line is read only when it
+    is large enough to have been cut or to need cutting."""
+    try:
+        size = Path(path).stat().st_size
+        if size <= max_size:
+            return LogFile(size)
+        with Path(path).open("rb") as f:
+            head = f.readline(80)
+    except OSError:
+        return None
+    found = _CUT.fullmatch(head)
+    return LogFile(size, int(found[1]), len(head)) if found else LogFile(size)
+
+
+def cut(path: str, max_size: int) -> int:
+    """Keep the last `max_size` bytes of a log after a line saying how many bytes are
+    gone in all; the bytes removed now (0 if it is small enough). Atomic: a reader sees
+    the old log or the new one."""
+    p = Path(path)
+    with p.open("rb") as f:
+        head = f.readline(80)
+        found = _CUT.fullmatch(head)
+        earlier, skip = (int(found[1]), len(head)) if found else (0, 0)
+        size = os.fstat(f.fileno()).st_size
+        if size - skip <= max_size:
+            return 0
+        f.seek(size - max_size)
+        tail = f.read(max_size)
+    removed = size - skip - max_size
+    partial = p.with_name(p.name + ".gc-partial")
+    try:
+        partial.write_bytes(cut_header(earlier + removed) + tail)
+        partial.chmod(p.stat().st_mode & 0o7777)
+        partial.replace(p)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
+    return removed
+
+
+def survey(
+    store: StateStore, now: float, retention: Retention, group_types: Mapping[str, str]
+) -> Collection:
+    """Read the store and the log files, and decide."""
+    attempts = store.attempts()
+    files = {
+        a.log: log
+        for a in attempts
+        if a.log and (log := inspect(a.log, retention.max_log_size)) is not None
+    }
+    return decide(
+        now,
+        retention,
+        store.backfills(include_deleted=True),
+        store.instance_ages(),
+        attempts,
+        group_types,
+        files,
+    )
+
+
+@dataclass
+class Done:
+    collection: Collection  # what was done (a guard may have kept some of the plan)
+    errors: list[str] = field(default_factory=list)  # files that could not be changed
+
+
+def collect(
+    store: StateStore,
+    plan: Collection,
+    *,
+    now: float,
+    retention: Retention,
+    at: float,
+    actor: str,
+    origin: str,
+) -> Done:
+    """Carry out `plan` (from `survey` at `now`); one "gc" event per backfill touched."""
+    cutoff = now - retention.instances.total_seconds()
+    errors: list[str] = []
+    deleted: set[str] = set()
+    for chunk in _batches(plan.instances):
+        deleted.update(store.delete_instances([d.id for d in chunk], finished_before=cutoff))
+    instances = [d for d in plan.instances if d.id in deleted]
+    backfills = (
+        store.delete_backfills(plan.backfills, finished_before=cutoff) if plan.backfills else []
+    )
+    cleared: set[tuple[str, int]] = set()
+    for logs in _batches(plan.logs):
+        cleared.update(store.clear_logs([(d.instance, d.number, d.path) for d in logs]))
+    dropped = [d for d in plan.logs if (d.instance, d.number) in cleared]
+
+    for path in [p for d in instances for p in d.files] + [d.path for d in dropped]:
+        try:
+            Path(path).unlink(missing_ok=True)
+        except OSError as exc:
+            errors.append(f"cannot remove {path}: {exc.strerror}")
+
+    cuts = []
+    for c in plan.cuts:
+        try:
+            removed = cut(c.path, retention.max_log_size)
+        except OSError as exc:
+            errors.append(f"cannot cut {c.path}: {exc.strerror}")
+            continue
+        if removed:
+            cuts.append(replace(c, removed=removed))
+
+    collected = [name for name in plan.collected if not store.counts(name)]
+    for name in collected:  # (an instance rerun meanwhile keeps the backfill applied)
+        store.update_backfill(
+            name,
+            at=at,
+            actor=actor,
+            origin=origin,
+            event="instances collected by gc",
+            status="collected",
+        )
+    gone = set(backfills) | set(collected)  # no instance left: their run folders go too
+    for folder in {str(Path(p).parent) for d in instances if d.backfill in gone for p in d.files}:
+        with contextlib.suppress(OSError):  # not empty, or already gone: leave it
+            Path(folder).rmdir()
+    done = Collection(instances, backfills, dropped, cuts, collected)
+    store.add_events("gc", done.messages(), at=at, actor=actor, origin=origin)
+    return Done(done, errors)
+
+
+def _batches(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    for start in range(0, len(items), BATCH):
+        yield items[start : start + BATCH]

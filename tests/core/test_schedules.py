@@ -1,0 +1,123 @@
+"""Cron analysis, DST-exact localisation and priority degradation (DESIGN §4)."""
+
+from __future__ import annotations
+
+from datetime import date, time
+
+import pytest
+
+from backfill_ctl.core.schedules import (
+    analyse,
+    degrade,
+    is_degraded,
+    localize,
+    scheduled_day,
+    scheduled_days,
+    ticks_on,
+    zone,
+)
+from backfill_ctl.spec.cron import cron_error
+from backfill_ctl.spec.model import TimeWindow
+
+
+@pytest.mark.parametrize(
+    ("expr", "error"),
+    [
+        ("0 2 * * *", None),
+        ("@daily", None),
+        ("0 2 * *", "it has 4 fields, a cron expression has 5"),
+        ("0 0 2 * * *", "it has 6 fields, a cron expression has 5"),
+        ("61 2 * * *", "croniter cannot parse it"),
+        ("0 0 0 * *", "croniter cannot parse it"),
+        ("H 2 * * *", "croniter cannot parse it"),
+    ],
+)
+def test_cron_error_explains_what_is_wrong(expr: str, error: str | None) -> None:
+    assert cron_error(expr) == error
+
+
+def test_an_expression_that_never_fires_is_an_error() -> None:
+    error = cron_error("0 0 31 2 *")
+    assert error is not None and error.startswith("it never fires")
+
+
+@pytest.mark.parametrize(
+    ("expr", "daily", "cycle", "count"),
+    [
+        ("0 2 * * *", True, "daily", 1),
+        ("@daily", True, "daily", 1),
+        ("0 2,14 * * *", True, "hourly", 2),
+        ("5 * * * *", True, "hourly", 24),
+        ("*/30 * * * *", True, "minutely", 48),
+        ("0 0 1-31 * *", True, "daily", 1),  # every day of every month, written out
+        ("0 0 * * 0-6", True, "daily", 1),  # every weekday, written out
+        ("0 3 1 * *", False, "monthly", 1),
+        ("@monthly", False, "monthly", 1),
+        ("0 3 * * 1", False, "weekly", 1),
+        ("0 3 1,15 * *", False, "monthly", 1),
+        ("0 3 1 * 1", False, "calendar", 1),  # the 1st or a Monday
+        ("0 3 * 1-11 *", False, "calendar", 1),  # no December
+        ("0 3 1-30 * *", False, "monthly", 1),  # skips the 31st
+    ],
+)
+def test_daily_or_finer_means_firing_on_every_calendar_day(
+    expr: str, daily: bool, cycle: str, count: int
+) -> None:
+    schedule = analyse(expr)
+    assert (schedule.daily, schedule.cycle, len(schedule.times)) == (daily, cycle, count)
+
+
+def test_times_in_a_window_are_inclusive_and_the_window_may_cross_midnight() -> None:
+    hourly = analyse("0 * * * *")
+    assert hourly.times_in(TimeWindow(time(0), time(1))) == (time(0), time(1))
+    assert hourly.times_in(TimeWindow(time(22), time(1))) == (time(0), time(1), time(22), time(23))
+
+
+def test_scheduled_days_of_a_monthly_node() -> None:
+    days = scheduled_days("0 5 1 * *", date(2024, 1, 15), date(2024, 4, 1))
+    assert sorted(days) == [date(2024, 2, 1), date(2024, 3, 1), date(2024, 4, 1)]
+
+
+def test_business_date_is_scheduled_the_next_day() -> None:
+    assert scheduled_day(date(2024, 2, 29)) == date(2024, 3, 1)
+    assert scheduled_day(date(2023, 12, 31)) == date(2024, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("day", "at", "expected"),
+    [
+        (date(2024, 3, 10), time(2, 30), "2024-03-10T03:30:00-04:00"),  # skipped: after the jump
+        (date(2024, 11, 3), time(1, 30), "2024-11-03T01:30:00-04:00"),  # repeated: first one
+        (date(2024, 7, 1), time(2, 30), "2024-07-01T02:30:00-04:00"),
+    ],
+)
+def test_localize_handles_dst_gaps_and_folds(day: date, at: time, expected: str) -> None:
+    assert localize(day, at, zone("America/New_York")).isoformat() == expected
+
+
+def test_ticks_collapsing_onto_one_instant_are_one_tick() -> None:
+    # 02:00 and 02:30 fall in the gap and move to 03:00 and 03:30; 03:00 exists already.
+    times = (time(1, 30), time(2), time(2, 30), time(3))
+    ticks = ticks_on(date(2024, 3, 10), times, zone("America/New_York"))
+    assert [t.strftime("%H:%M%z") for _, t in ticks] == ["01:30-0500", "03:00-0400", "03:30-0400"]
+    # Each keeps the index of the time it comes from: 03:00 is the moved 02:00 (index 1).
+    assert [index for index, _ in ticks] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("bizdate", "degraded"),
+    [
+        (date(2024, 3, 21), False),  # future
+        (date(2024, 3, 20), False),  # T
+        (date(2024, 3, 19), False),  # T-1
+        (date(2024, 3, 18), True),  # T-2
+        (date(2023, 1, 1), True),
+    ],
+)
+def test_degradation_starts_at_t_minus_2(bizdate: date, degraded: bool) -> None:
+    assert is_degraded(bizdate, today=date(2024, 3, 20)) is degraded
+
+
+@pytest.mark.parametrize(("baseline", "expected"), [(8, 3), (7, 3), (5, 2), (3, 2), (1, 1)])
+def test_degraded_priorities_follow_the_reference_table(baseline: int, expected: int) -> None:
+    assert degrade(baseline) == expected

@@ -1,0 +1,169 @@
+"""Checks across documents: references, loops, templates, overrides, windows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from backfill_ctl.core.semantics import validate
+from backfill_ctl.errors import Diagnostic
+from tests.builders import backfill, node, resource_group, specs_of, workspace
+
+
+def problems(*docs: dict[str, Any], actor: str | None = None) -> list[tuple[Any, ...]]:
+    specs = specs_of(*docs)
+    assert not specs.diagnostics, [d.format() for d in specs.diagnostics]
+    _, diagnostics = validate(specs, actor)
+    return [_row(d) for d in diagnostics]
+
+
+def _row(d: Diagnostic) -> tuple[Any, ...]:
+    return (d.doc, d.path, d.message, d.hint)
+
+
+WS = workspace("ws")
+
+
+def test_unknown_workspace_upstream_and_resource_group_of_a_node() -> None:
+    got = problems(
+        WS,
+        resource_group("etl"),
+        node("a", workspace="wz", upstream=["bb", "b"], resourceGroup="elt"),
+        node("b"),
+    )
+    assert got == [
+        (
+            2,
+            ("metadata", "workspace"),
+            "unknown workspace 'wz'",
+            "add a Workspace document with that name, or use one of: ws",
+        ),
+        (2, ("spec", "upstream", 0), "unknown upstream node 'bb'", "did you mean 'b'?"),
+        (2, ("spec", "resourceGroup"), "unknown resource group 'elt'", "did you mean 'etl'?"),
+    ]
+
+
+def test_unknown_resource_group_of_a_backfill() -> None:
+    got = problems(WS, node("a"), backfill(resourceGroup="pool"))
+    assert got == [
+        (
+            2,
+            ("spec", "resourceGroup"),
+            "unknown resource group 'pool'",
+            "use follow-node or a ResourceGroup's name",
+        )
+    ]
+    got = problems(WS, resource_group("etl-exclusive"), node("a"), backfill(resourceGroup="pool"))
+    assert got[0][3] == "use follow-node or a ResourceGroup's name, or use one of: etl-exclusive"
+
+
+def test_a_dependency_loop_is_reported_with_its_path_and_no_scope_is_computed() -> None:
+    specs = specs_of(
+        WS,
+        node("a", upstream=["c"]),
+        node("b", upstream=["a"]),
+        node("c", upstream=["b"]),
+        backfill(),
+    )
+    scopes, diagnostics = validate(specs, None)
+    assert scopes == {}
+    assert [d.nodes for d in diagnostics] == [("a", "b", "c")]
+    assert [_row(d) for d in diagnostics] == [
+        (
+            1,
+            ("spec", "upstream", 0),
+            "dependency loop: a -> b -> c -> a",
+            "remove one of these upstream entries to break the loop",
+        )
+    ]
+
+
+def test_unknown_tokens_in_commands_env_and_parameters() -> None:
+    got = problems(
+        WS,
+        node(
+            "a",
+            command=["run", "${foo}"],
+            parameters={"pt": "$[hh]"},
+            run={"command": ["run", "${foo}"], "env": {"X": "${bar}"}},
+        ),
+    )
+    assert [(path, message.split(":")[0]) for _, path, message, _ in got] == [
+        (("spec", "parameters", "pt"), "invalid scheduled-time expression $[hh]"),
+    ]
+    got = problems(WS, node("a", run={"command": ["run", "${foo}"], "env": {"X": "${bar}"}}))
+    assert [(path, message) for _, path, message, _ in got] == [
+        (("spec", "run", "command", 1), "unknown parameter or time expression ${foo}"),
+        (("spec", "run", "env", "X"), "unknown parameter or time expression ${bar}"),
+    ]
+
+
+def test_a_parameter_cycle_is_an_error_on_that_parameter() -> None:
+    got = problems(WS, node("a", parameters={"x": "${y}", "y": "${x}"}))
+    assert [(path, message) for _, path, message, _ in got] == [
+        (("spec", "parameters", "x"), "parameter cycle: x -> y -> x")
+    ]
+
+
+def test_an_override_must_make_sense_for_every_node_in_scope() -> None:
+    got = problems(
+        WS,
+        node("a", parameters={"pt": "${yyyymmdd}"}),
+        node("b", upstream=["a"]),
+        node("c", upstream=["a"]),
+        backfill(parameters={"dir": "/data/${pt}"}),
+    )
+    assert got == [
+        (
+            4,
+            ("spec", "parameters", "dir"),
+            "unknown parameter or time expression ${pt} (for node b, c)",
+            "define the parameter on those nodes, or use a time expression",
+        )
+    ]
+
+
+def test_a_sub_daily_node_needs_a_tick_in_the_time_window() -> None:
+    got = problems(
+        WS,
+        node("h", "*/30 * * * *"),
+        backfill(
+            select={"method": "descendants", "roots": ["h"]},
+            timeWindow={"from": "10:01", "to": "10:29"},
+        ),
+    )
+    assert got == [
+        (
+            2,
+            ("spec", "timeWindow"),
+            "minutely node 'h' (*/30 * * * *) has no scheduled time between 10:01 and 10:29",
+            "widen timeWindow to include one of its times (00:00, 00:30, 01:00, 01:30 ...)",
+        )
+    ]
+
+
+def test_a_daily_node_outside_the_window_is_not_an_error() -> None:
+    assert (
+        problems(
+            WS,
+            node("d", "0 2 * * *"),
+            backfill(
+                select={"method": "descendants", "roots": ["d"]},
+                timeWindow={"from": "10:00", "to": "11:00"},
+            ),
+        )
+        == []
+    )
+
+
+def test_selection_problems_are_part_of_validation() -> None:
+    got = problems(
+        WS, node("a"), node("b"), backfill(select={"method": "link", "start": "a", "ends": ["b"]})
+    )
+    assert got == [
+        (
+            3,
+            ("spec", "select", "ends", 0),
+            "end 'b' is not reachable from start 'a'",
+            "pick an end downstream of the start, or a start upstream of every end",
+        )
+    ]

@@ -1,0 +1,414 @@
+"""The controller loop with the in-memory backend: what starts, what is recorded, retries,
+timeouts, stops, operators' changes, adoption and the lease."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backfill_ctl.backends import AttemptSpec, NotStarted, Outcome
+from backfill_ctl.backends.fake import FakeBackend
+from backfill_ctl.runtime.controller import Controller
+from backfill_ctl.state import StateStore, open_store
+from backfill_ctl.usecases import reconcile
+from backfill_ctl.usecases.operations import operate
+from backfill_ctl.usecases.plan import make_plan
+from tests.builders import backfill, node, resource_group, specs_of, workspace
+from tests.running import NOW, Clock, applied, controller, drain, states
+
+CHAIN = (node("a", resourceGroup="rg"), node("b", upstream=["a"], resourceGroup="rg"))
+
+
+def test_a_backfill_runs_to_the_end_in_dependency_order(tmp_path: Path) -> None:
+    store = applied(tmp_path, *CHAIN, backfill(dates=["2024-03-01", "2024-03-02"]))
+    backend = FakeBackend()
+    c = controller(store, backend)
+    drain(c)
+    assert set(states(store).values()) == {"succeeded"}
+    assert [(s.node, s.bizdate) for s in backend.started] == [
+        ("a", "2024-03-01"),
+        ("b", "2024-03-01"),
+        ("a", "2024-03-02"),
+        ("b", "2024-03-02"),
+    ]
+    assert store.backfill("bf").outcome == "succeeded"  # type: ignore[union-attr]
+    assert [a.state for a in store.attempts()] == ["succeeded"] * 4
+
+
+def test_every_transition_is_an_event_with_time_and_actor(tmp_path: Path) -> None:
+    store = applied(tmp_path, *CHAIN, backfill())
+    drain(controller(store))
+    a = next(i for i in store.instances() if i.node == "a")
+    trail = [(e.kind, e.from_state, e.to_state, e.actor) for e in store.events(instance=a.id)]
+    assert trail == [
+        ("created", None, "pending", "test"),
+        ("transition", "pending", "running", "controller"),
+        ("transition", "running", "succeeded", "controller"),
+    ]
+    assert all(e.at == NOW.timestamp() for e in store.events(instance=a.id))
+
+
+def test_a_failure_is_retried_as_the_node_allows_then_fails(tmp_path: Path) -> None:
+    store = applied(
+        tmp_path,
+        node("a", run={"command": ["false"], "retries": 2, "retryDelay": "0s"}, resourceGroup="rg"),
+        backfill(),
+    )
+    drain(controller(store))
+    (a,) = store.instances()
+    assert (a.state, a.attempts) == ("failed", 3)
+    assert [x.message for x in store.attempts()] == [
+        "retrying after attempt 1: exit code 1",
+        "retrying after attempt 2: exit code 1",
+        "exit code 1",
+    ]
+    assert store.backfill("bf").outcome == "failed"  # type: ignore[union-attr]
+
+
+def test_a_retry_waits_for_the_node_s_retry_delay(tmp_path: Path) -> None:
+    """Item 11: DataWorks' rerun interval; 30 s unless the node says otherwise."""
+    store = applied(
+        tmp_path,
+        node("a", run={"command": ["false"], "retries": 1}, resourceGroup="rg"),
+        backfill(),
+    )
+    clock = Clock()
+    c = controller(store, clock=clock)
+    c.tick()  # attempt 1 starts
+    c.tick()  # and fails: the retry waits
+    c.tick()
+    (a,) = store.instances()
+    assert (a.state, a.attempts) == ("waiting-for-time", 1)
+    at = datetime.fromtimestamp(clock.now + 30, UTC)
+    assert a.reason == f"retrying at {at:%Y-%m-%d %H:%M:%S %z}"
+    assert a.not_before == clock.now + 30
+    clock.now += 29
+    c.tick()
+    assert store.instances()[0].attempts == 1
+    clock.now += 2
+    c.tick()
+    assert store.instances()[0].attempts == 2
+
+
+def test_an_end_another_controller_recorded_first_is_taken_as_it_is(tmp_path: Path) -> None:
+    """This controller could not write while another adopted and recorded the attempt:
+    its own late report is refused, and it takes the store's word (issue 8)."""
+    store = applied(tmp_path, node("a", resourceGroup="rg"), backfill())
+    codes: dict[str, int | None] = {"a": None}
+    c = controller(store, FakeBackend(lambda spec: codes["a"]))
+    c.tick()
+    (a,) = store.instances()
+    assert a.state == "running"
+    store.end_attempt(
+        a.id,
+        1,
+        attempt_state="succeeded",
+        exit_code=0,
+        message=None,
+        instance_state="succeeded",
+        at=NOW.timestamp(),
+        actor="controller",
+        origin="the other controller",
+    )
+    codes["a"] = 1  # what this one believes, late
+    drain(c)
+    (attempt,) = store.attempts()
+    assert (attempt.state, store.instances()[0].state) == ("succeeded", "succeeded")
+    assert c.scheduler.tasks[a.id].state == "succeeded"
+    assert store.backfill("bf").outcome == "succeeded"  # type: ignore[union-attr]
+
+
+def test_a_failed_date_blocks_its_group_and_a_rerun_lets_it_continue(tmp_path: Path) -> None:
+    def outcome(spec: AttemptSpec) -> int:
+        return 1 if spec.bizdate == "2024-03-02" and spec.number == 1 else 0
+
+    store = applied(
+        tmp_path,
+        node("a", resourceGroup="rg"),
+        backfill(dates=[{"from": "2024-03-01", "to": "2024-03-04"}], groups=2),
+    )
+    c = controller(store, FakeBackend(outcome))
+    drain(c)
+    assert states(store) == {
+        "a@01": "succeeded",
+        "a@02": "failed",
+        "a@03": "succeeded",
+        "a@04": "succeeded",
+    }
+    assert store.backfill("bf").outcome == "failed"  # type: ignore[union-attr]
+    store2 = applied(
+        tmp_path / "b",
+        node("a", resourceGroup="rg"),
+        backfill(dates=[{"from": "2024-03-01", "to": "2024-03-03"}]),
+    )
+    c2 = controller(store2, FakeBackend(outcome))
+    drain(c2)
+    assert states(store2) == {"a@01": "succeeded", "a@02": "failed", "a@03": "pending"}
+    failed = store2.instances(states=["failed"])
+    operate(store2, "rerun", failed, actor="op", at=NOW.timestamp())
+    drain(c2)
+    assert set(states(store2).values()) == {"succeeded"}
+    assert store2.backfill("bf").outcome == "succeeded"  # type: ignore[union-attr]
+    assert [e.message for e in store2.events(backfill="bf") if e.instance is None][-2:] == [
+        "reopened: rerun by op",
+        "finished: succeeded",
+    ]
+
+
+def test_a_controller_started_after_a_rerun_runs_the_reopened_backfill(tmp_path: Path) -> None:
+    store = applied(tmp_path, *CHAIN, backfill())
+    first = controller(store, FakeBackend(lambda spec: 1 if spec.node == "b" else 0))
+    drain(first)
+    first.release()
+    assert store.backfill("bf").outcome == "failed"  # type: ignore[union-attr]
+    operate(store, "rerun", store.instances(states=["failed"]), actor="op", at=NOW.timestamp())
+    assert store.backfill("bf").finished_at is None  # type: ignore[union-attr]
+
+    second = controller(store)  # loads only unfinished backfills
+    drain(second)
+
+    assert states(store) == {"a@01": "succeeded", "b@01": "succeeded"}
+    assert store.backfill("bf").outcome == "succeeded"  # type: ignore[union-attr]
+
+
+def test_a_full_resource_group_makes_instances_wait_for_resources(tmp_path: Path) -> None:
+    store = applied(
+        tmp_path,
+        *(node(n, resourceGroup="rg", command=["hang"]) for n in "abc"),
+        backfill(select={"method": "manual", "roots": ["a", "b", "c"]}),
+    )
+    c = controller(store)
+    c.tick()
+    assert sorted(states(store).values()) == ["running", "running", "waiting-for-resources"]
+    (waiting,) = store.instances(states=["waiting-for-resources"])
+    assert waiting.reason == "resource group rg: 2 of 2 slots busy"
+    (event,) = [e for e in store.events(instance=waiting.id) if e.kind == "transition"]
+    assert (event.to_state, event.message) == ("waiting-for-resources", waiting.reason)
+
+
+def test_future_instances_wait_for_their_time(tmp_path: Path) -> None:
+    store = applied(tmp_path, node("a", resourceGroup="rg"), backfill(dates=["2024-03-20"]))
+    clock = Clock()
+    c = controller(store, clock=clock)
+    c.tick()
+    (a,) = store.instances()
+    assert (a.state, a.reason) == ("waiting-for-time", "scheduled at 2024-03-21 02:00 +0000")
+    clock.now = datetime(2024, 3, 21, 2, 0, tzinfo=UTC).timestamp()
+    drain(c)
+    assert store.instances()[0].state == "succeeded"
+
+
+def test_a_timeout_kills_the_attempt_and_counts_as_a_failure(tmp_path: Path) -> None:
+    store = applied(
+        tmp_path,
+        node(
+            "a", command=["hang"], run={"command": ["hang"], "timeout": "10m"}, resourceGroup="rg"
+        ),
+        backfill(),
+    )
+    clock = Clock()
+    backend = FakeBackend()
+    c = controller(store, backend, clock)
+    c.tick()
+    clock.now += 601
+    c.tick()
+    c.tick()
+    (a,) = store.instances()
+    assert (a.state, a.reason) == ("failed", "timed out after 10m00s")
+
+
+def test_stop_ends_a_running_instance_as_failed_without_retry(tmp_path: Path) -> None:
+    store = applied(
+        tmp_path, node("a", run={"command": ["hang"], "retries": 3}, resourceGroup="rg"), backfill()
+    )
+    c = controller(store)
+    c.tick()
+    result = operate(store, "stop", store.instances(), actor="alice", at=NOW.timestamp())
+    assert len(result.done) == 1
+    c.tick()
+    c.tick()
+    (a,) = store.instances()
+    assert (a.state, a.reason, a.attempts) == ("failed", "stopped by alice", 1)
+
+
+def test_operators_changes_are_picked_up(tmp_path: Path) -> None:
+    store = applied(tmp_path, *CHAIN, backfill())
+    c = controller(store)
+    operate(
+        store,
+        "freeze",
+        [i for i in store.instances() if i.node == "a"],
+        actor="op",
+        at=NOW.timestamp(),
+    )
+    drain(c, 5)
+    assert states(store) == {"a@01": "frozen", "b@01": "pending"}
+    assert c.scheduler.finished() == []  # frozen: paused, not finished
+    operate(store, "unfreeze", store.instances(states=["frozen"]), actor="op", at=NOW.timestamp())
+    drain(c)
+    assert set(states(store).values()) == {"succeeded"}
+
+
+def test_dry_run_instances_succeed_at_once_in_order(tmp_path: Path) -> None:
+    store = applied(
+        tmp_path,
+        *CHAIN,
+        node("c", upstream=["b"], resourceGroup="rg"),
+        backfill(select={"method": "descendants", "roots": ["a"], "block": ["b"]}),
+    )
+    backend = FakeBackend()
+    drain(controller(store, backend))
+    b = next(i for i in store.instances() if i.node == "b")
+    assert (b.state, b.reason, b.attempts) == ("succeeded", "dry-run: nothing was executed", 0)
+    assert [s.node for s in backend.started] == ["a", "c"]
+
+
+def test_an_apply_while_the_controller_runs_is_picked_up(tmp_path: Path) -> None:
+    store = applied(tmp_path, *CHAIN, backfill())
+    c = controller(store)
+    drain(c)
+    specs = specs_of(
+        workspace(), resource_group("rg", 2), *CHAIN, backfill(dates=["2024-03-01", "2024-03-02"])
+    )
+    plan, _ = make_plan(specs, NOW, None)
+    at = NOW.timestamp()
+    changes = reconcile.diff(
+        reconcile.desired(specs, plan, str(tmp_path), None, at), store, prune=False
+    )
+    assert sum(len(x.create) for x in changes.backfills) == 2
+    reconcile.apply(store, changes, specs, at=at, actor="test", origin="apply")
+    drain(c)
+    assert len(store.instances(states=["succeeded"])) == 4
+
+
+# -- restarts and the lease ----------------------------------------------------------
+
+
+class Recovering(FakeBackend):
+    """A backend that finds attempts started by a controller that is gone."""
+
+    def __init__(self, found: dict[str, Any] | None, outcome: Outcome | None) -> None:
+        super().__init__()
+        self.found, self.outcome_after = found, outcome
+
+    def recover(self, spec: AttemptSpec) -> dict[str, Any] | None:
+        return self.found
+
+    def poll(self, running: Any) -> dict[Any, Outcome]:
+        return dict.fromkeys(running, self.outcome_after) if self.outcome_after else {}
+
+
+def crashed_after_begin(tmp_path: Path) -> StateStore:
+    """A store as a controller left it when it died between recording and starting."""
+    store = applied(tmp_path, node("a", resourceGroup="rg"), backfill())
+    (a,) = store.instances()
+    assert (
+        store.begin_attempt(a.id, "fake", at=NOW.timestamp(), actor="controller", origin="old") == 1
+    )
+    return store
+
+
+def test_an_attempt_that_never_started_is_put_back_and_run_once(tmp_path: Path) -> None:
+    store = crashed_after_begin(tmp_path)
+    backend = Recovering(None, None)
+    c = Controller(store, backend, clock=Clock())
+    assert c.acquire(wait=False)
+    c.load()
+    (a,) = store.instances()
+    assert (a.state, a.tries_left) == ("pending", 1)
+    assert [x.state for x in store.attempts()] == ["lost"]
+
+
+def test_an_attempt_that_did_start_is_adopted_not_run_again(tmp_path: Path) -> None:
+    store = crashed_after_begin(tmp_path)
+    backend = Recovering({"pid": 1}, Outcome("succeeded", 0))
+    c = Controller(store, backend, clock=Clock())
+    assert c.acquire(wait=False)
+    c.load()
+    assert list(c.running) == [store.instances()[0].id]
+    c.tick()
+    assert backend.started == []  # adopted, never started again
+    (a,) = store.instances()
+    assert (a.state, a.attempts) == ("succeeded", 1)
+
+
+def test_a_second_controller_waits_for_the_lease(tmp_path: Path) -> None:
+    store = applied(tmp_path, *CHAIN, backfill())
+    first = controller(store)
+    other = open_store(tmp_path / "state.db")
+    said: list[str] = []
+    second = Controller(other, FakeBackend(), clock=Clock(), say=said.append)
+    assert second.acquire(wait=False) is False
+    first.release()
+    assert second.acquire(wait=False) is True
+
+
+def test_the_lease_of_a_dead_controller_on_this_host_is_taken_over(tmp_path: Path) -> None:
+    store = applied(tmp_path, *CHAIN, backfill())
+    dead = 2**22 + 12345  # no such pid
+    store.acquire_lease("gone", pid=dead, host=socket.gethostname(), at=time.time(), ttl=3600)
+    said: list[str] = []
+    c = Controller(store, FakeBackend(), clock=Clock(), say=said.append)
+    assert c.acquire(wait=False)
+    assert said == [f"taking over the lease of a controller that is gone (pid {dead})"]
+
+
+@pytest.mark.parametrize("pid", [os.getpid()])
+def test_a_live_holder_on_this_host_keeps_the_lease(tmp_path: Path, pid: int) -> None:
+    store = applied(tmp_path, *CHAIN, backfill())
+    store.acquire_lease("alive", pid=pid, host=socket.gethostname(), at=time.time(), ttl=3600)
+    assert Controller(store, FakeBackend(), clock=Clock()).acquire(wait=False) is False
+
+
+class QuotaBackend(FakeBackend):
+    """Refuses to start anything while `full`, as a namespace quota would."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.full = True
+        self.refused = 0
+
+    def start(self, spec: AttemptSpec) -> tuple[dict[str, Any], str | None]:
+        if self.full:
+            self.refused += 1
+            raise NotStarted("quota full", state="waiting-for-resources", retry_after=30)
+        return super().start(spec)
+
+
+def test_an_attempt_the_backend_did_not_start_waits_and_costs_no_try(tmp_path: Path) -> None:
+    store = applied(
+        tmp_path, node("a", resourceGroup="rg"), backfill(dates=["2024-03-01", "2024-03-02"])
+    )
+    clock = Clock()
+    backend = QuotaBackend()
+    said: list[str] = []
+    c = Controller(store, backend, clock=clock, say=said.append)
+    assert c.acquire(wait=False)
+    c.load()
+
+    c.tick()
+    c.tick()  # held: nothing is tried again yet
+
+    assert backend.refused == 1
+    a1 = store.instances(bizdate="2024-03-01")[0]
+    assert (a1.state, a1.reason, a1.attempts, a1.tries_left) == (
+        "waiting-for-resources",
+        "quota full",
+        0,
+        1,
+    )
+    assert store.attempts() == []  # an attempt that never started is not kept
+    assert said == ["the backend started nothing: quota full (trying again in 30s)"]
+    assert store.events(instance=a1.id)[-1].kind == "not-started"
+
+    backend.full = False
+    clock.now += 31
+    drain(c)
+    assert set(states(store).values()) == {"succeeded"}
+    assert [a.number for a in store.attempts()] == [1, 1]

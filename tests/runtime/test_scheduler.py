@@ -1,0 +1,221 @@
+"""The scheduler's decisions (DESIGN §7): readiness, barriers, waiting reasons, fairness."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from backfill_ctl.core.records import BackfillRecord, InstanceRecord, Run
+from backfill_ctl.runtime.scheduler import Scheduler
+
+T0 = datetime(2024, 3, 20, 1, 0, tzinfo=UTC).timestamp()
+
+
+def bf(name: str = "bf", **kw: Any) -> BackfillRecord:
+    order = kw.pop("order", "ascending")
+    return BackfillRecord(name, "d", {"spec": {"order": order}}, **kw)
+
+
+def inst(
+    iid: str,
+    *,
+    backfill: str = "bf",
+    node: str = "a",
+    day: int = 1,
+    group: int = 0,
+    seq: int = 0,
+    deps: tuple[str, ...] = (),
+    priority: int = 5,
+    at: float = T0 - 3600,
+    rg: str = "rg",
+    dry: str | None = None,
+    state: str = "pending",
+) -> InstanceRecord:
+    return InstanceRecord(
+        iid,
+        backfill,
+        node,
+        f"2024-03-{day:02d}",
+        "x",
+        at,
+        "UTC",
+        group,
+        seq,
+        priority,
+        deps,
+        Run(("true",)),
+        rg,
+        dry_run_reason=dry,
+        state=state,
+    )  # type: ignore[arg-type]
+
+
+def scheduler(
+    *instances: InstanceRecord, backfills: tuple[BackfillRecord, ...] = (), capacity: int = 8
+) -> Scheduler:
+    s = Scheduler({"rg": capacity})
+    s.load(backfills or (bf(),), instances)
+    return s
+
+
+def run(s: Scheduler, *ids: str, state: str = "succeeded") -> None:
+    for i in ids:
+        s.set_state(i, "running")
+        s.set_state(i, state)
+
+
+def test_dependencies_and_the_date_barrier_order_the_starts() -> None:
+    s = scheduler(
+        inst("a1", day=1, seq=0),
+        inst("b1", node="b", day=1, seq=0, deps=("a1",)),
+        inst("a2", day=2, seq=1),
+        inst("b2", node="b", day=2, seq=1, deps=("a2",)),
+    )
+    assert s.decide(T0).start == ["a1"]
+    run(s, "a1")
+    assert s.decide(T0).start == ["b1"]
+    run(s, "b1")  # the whole first date succeeded: the second may start
+    assert s.decide(T0).start == ["a2"]
+
+
+def test_groups_run_in_parallel_and_a_failure_blocks_only_its_group() -> None:
+    s = scheduler(
+        inst("g0d1", day=1, group=0, seq=0),
+        inst("g0d2", day=2, group=0, seq=1),
+        inst("g1d3", day=3, group=1, seq=0),
+        inst("g1d4", day=4, group=1, seq=1),
+    )
+    assert s.decide(T0).start == ["g0d1", "g1d3"]
+    run(s, "g0d1", state="failed")
+    run(s, "g1d3")
+    assert s.decide(T0).start == ["g1d4"]  # group 0 waits behind its failed date
+    s.set_state("g1d4", "running")
+    s.set_state("g0d1", "pending")  # rerun
+    assert s.decide(T0).start == ["g0d1"]
+    run(s, "g0d1")
+    assert s.decide(T0).start == ["g0d2"]
+
+
+def test_future_instances_wait_for_their_time_unless_run_immediately() -> None:
+    later = T0 + 3600
+    s = scheduler(inst("x", at=later))
+    d = s.decide(T0)
+    assert d.start == [] and d.waiting == [
+        ("x", "waiting-for-time", "scheduled at 2024-03-20 02:00 +0000")
+    ]
+    assert s.decide(later).start == ["x"]
+    eager = scheduler(inst("x", at=later), backfills=(bf(run_immediately=True),))
+    assert eager.decide(T0).start == ["x"]
+
+
+def test_a_full_resource_group_makes_the_rest_wait_for_resources() -> None:
+    s = scheduler(inst("a", node="a"), inst("b", node="b"), inst("c", node="c"), capacity=2)
+    d = s.decide(T0)
+    assert d.start == ["a", "b"]
+    assert d.waiting == [("c", "waiting-for-resources", "resource group rg: 2 of 2 slots busy")]
+    for i in d.start:
+        s.set_state(i, "running")
+    assert s.decide(T0).waiting == []  # unchanged: nothing new to write
+
+
+def test_priority_then_business_date_then_time_inside_a_backfill() -> None:
+    s = scheduler(
+        inst("low", priority=2, day=1),
+        inst("high-late", priority=8, day=3, group=1),
+        inst("high-early", priority=8, day=2, group=2),
+        capacity=2,
+    )
+    assert s.decide(T0).start == ["high-early", "high-late"]
+    desc = scheduler(
+        inst("d1", day=1),
+        inst("d2", day=2, group=1),
+        capacity=1,
+        backfills=(bf(order="descending"),),
+    )
+    assert desc.decide(T0).start == ["d2"]
+
+
+def test_slots_are_shared_fairly_between_backfills() -> None:
+    many = [inst(f"a{n}", backfill="big", node=f"n{n}", priority=8) for n in range(5)]
+    s = scheduler(
+        *many,
+        inst("b0", backfill="small", priority=1),
+        capacity=2,
+        backfills=(bf("big"), bf("small")),
+    )
+    assert sorted(s.decide(T0).start) == ["a0", "b0"]
+
+
+def test_dry_runs_need_no_slot() -> None:
+    s = scheduler(inst("dry", dry="blocklisted"), inst("real", node="b"), capacity=1)
+    s.set_state("real", "running")
+    d = s.decide(T0)
+    assert (d.dry_runs, d.start) == (["dry"], [])
+
+
+def test_a_closed_execution_window_or_a_suspended_backfill_keeps_instances_pending() -> None:
+    night = scheduler(inst("x"), backfills=(bf(execution_window=("22:00", "06:00")),))
+    noon = T0 + 11 * 3600  # 12:00 UTC
+    assert night.decide(noon).waiting == [
+        ("x", "pending", "outside the execution window 22:00-06:00")
+    ]
+    assert night.decide(noon + 11 * 3600).start == ["x"]  # 23:00 UTC
+    paused = scheduler(inst("x"), backfills=(bf(suspended=True),))
+    assert paused.decide(T0).waiting == [("x", "pending", "the backfill is suspended")]
+
+
+def test_a_rerun_set_ignores_its_mutual_dependencies() -> None:
+    s = scheduler(inst("a"), inst("b", node="b", deps=("a",)))
+    run(s, "a")
+    run(s, "b")
+    s.set_state("a", "pending", ignore_deps=True)
+    s.set_state("b", "pending", ignore_deps=True)
+    assert s.decide(T0).start == ["a", "b"]
+
+
+def test_a_cancelled_dependency_holds_nobody_back() -> None:
+    s = scheduler(inst("a"), inst("b", node="b", deps=("a",)))
+    s.set_state("a", "cancelled")
+    assert s.decide(T0).start == ["b"]
+
+
+def test_a_backfill_is_finished_when_nothing_runs_or_can_start() -> None:
+    s = scheduler(inst("a1", day=1, seq=0), inst("a2", day=2, seq=1))
+    assert s.finished() == []
+    run(s, "a1", state="failed")
+    assert s.finished() == ["bf"]  # stuck behind the failed date
+    assert not s.gates["bf"].succeeded
+    s.set_state("a1", "pending")
+    run(s, "a1")
+    assert s.finished() == []
+    run(s, "a2")
+    assert s.finished() == ["bf"] and s.gates["bf"].succeeded
+
+
+def test_instances_loaded_in_any_order_count_their_dependencies() -> None:
+    s = scheduler(inst("b", node="b", deps=("a",)), inst("a"))
+    assert s.decide(T0).start == ["a"]
+    assert s.tasks["b"].unmet == 1
+
+
+def test_replacing_an_instance_keeps_the_counts_right() -> None:
+    s = scheduler(inst("a"), inst("b", node="b", deps=("a",)))
+    s.upsert(inst("b", node="b", deps=()))  # apply dropped the dependency
+    assert sorted(s.decide(T0).start) == ["a", "b"]
+    assert s.gates["bf"].counts["pending"] == 2
+
+
+def test_an_instance_that_stops_being_ready_goes_back_to_plain_pending() -> None:
+    s = scheduler(inst("a"), inst("b", node="b", deps=("a",)), capacity=1)
+    run(s, "a")
+    s._running["rg"] = 1  # another backfill holds the only slot
+    assert s.decide(T0).waiting == [
+        ("b", "waiting-for-resources", "resource group rg: 1 of 1 slots busy")
+    ]
+    s.set_state("a", "pending")  # a is rerun: b waits for it again, not for a slot
+    assert s.decide(T0).waiting == [
+        ("b", "pending", None),
+        ("a", "waiting-for-resources", "resource group rg: 1 of 1 slots busy"),
+    ]
+    counts = {k: v for k, v in s.gates["bf"].counts.items() if v}
+    assert counts == {"pending": 1, "waiting-for-resources": 1}  # b, a: exact by state

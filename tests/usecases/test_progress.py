@@ -1,0 +1,495 @@
+"""What `get` and `describe` compute (backfill_ctl.usecases.progress): status words, progress by
+date group, why an instance waits, label selectors; on records and on a real store.
+
+The builders here also make the stores of the CLI tests (tests/cli/test_inspect.py).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from backfill_ctl.core.records import BackfillRecord, InstanceRecord, Run
+from backfill_ctl.errors import UsageError
+from backfill_ctl.state import StateStore, open_store
+from backfill_ctl.usecases import progress
+
+T0 = datetime(2024, 3, 20, 1, 0, tzinfo=UTC).timestamp()  # 09:00 in Shanghai
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
+def backfill(name: str = "fix-orders", **kw: Any) -> BackfillRecord:
+    body = {"groups": 2, "resourceGroup": "backfill-pool", **kw.pop("body", {})}
+    spec = {
+        "apiVersion": "backfillctl.dev/v1alpha1",
+        "kind": "Backfill",
+        "metadata": {"name": name},
+        "spec": body,
+    }
+    fields: dict[str, Any] = {
+        "file": f"specs/backfills/{name}.yaml",
+        "labels": {"team": "retail", "ticket": "DATA-1"},
+        "applied_at": T0 - 2 * 3600,
+        "applied_by": "alice",
+        **kw,
+    }
+    return BackfillRecord(name=name, digest=DIGEST, spec=spec, **fields)
+
+
+def instance(
+    iid: str,
+    *,
+    node: str = "a",
+    day: int = 1,
+    group: int = 0,
+    seq: int = 0,
+    deps: tuple[str, ...] = (),
+    bf: str = "fix-orders",
+    **kw: Any,
+) -> InstanceRecord:
+    """Business date 2024-03-DAY, scheduled 02:00 on the next day in Shanghai."""
+    at = datetime(2024, 3, day + 1, 2, 0, tzinfo=SHANGHAI)
+    run = Run(
+        ("python", "jobs/etl.py", "--node", node, "--pt", f"202403{day:02d}"),
+        env={"BACKFILL_PARAM_BIZDATE": f"202403{day:02d}"},
+        cwd="/repo",
+        timeout=3600.0,
+    )
+    fields: dict[str, Any] = {
+        "priority": 5,
+        "resource_group": "backfill-pool",
+        "created_at": T0 - 2 * 3600,
+        "updated_at": T0 - 2 * 3600,
+        **kw,
+    }
+    return InstanceRecord(
+        id=iid,
+        backfill=bf,
+        node=node,
+        bizdate=f"2024-03-{day:02d}",
+        cyctime=at.isoformat(),
+        cyctime_epoch=at.timestamp(),
+        timezone="Asia/Shanghai",
+        group=group,
+        sequence=seq,
+        depends_on=deps,
+        run=run,
+        **fields,
+    )
+
+
+def attempt(
+    store: StateStore,
+    iid: str,
+    *,
+    start: float,
+    end: float | None = None,
+    code: int = 0,
+    log: str | None = None,
+    retry: bool = False,
+) -> None:
+    """One attempt of `iid`, started at `start`; ended at `end` with exit `code`."""
+    number = store.begin_attempt(iid, "local", at=start, actor="controller", origin="test")
+    assert number is not None
+    store.set_attempt_handle(iid, number, {"pid": 1, "base": "x"}, log)
+    if end is None:
+        return
+    ok = code == 0
+    message = None if ok else f"exit code {code}"
+    store.end_attempt(
+        iid,
+        number,
+        attempt_state="succeeded" if ok else "failed",
+        exit_code=code,
+        message=f"retrying after attempt {number}: {message}" if retry else message,
+        instance_state="pending" if retry else "succeeded" if ok else "failed",
+        at=end,
+        actor="controller",
+        origin="test",
+    )
+
+
+def save(store: StateStore, record: BackfillRecord, *instances: InstanceRecord) -> None:
+    store.save_apply(
+        [record],
+        list(instances),
+        [],
+        [],
+        at=record.applied_at,
+        actor=record.applied_by or "alice",
+        origin="cli",
+    )
+
+
+def make_store(path: Path, logs: Path | None = None) -> StateStore:
+    """The store the CLI tests read:
+
+    fix-orders (Running), two date groups of a -> b:
+      group 0: 03-01 a1 succeeded, b1 failed; 03-02 a2, b2 pending behind the failed date
+      group 1: 03-03 a3 running, b3 pending for it
+    clicks (Waiting): c1 waits for its time (tomorrow 02:00), team=web
+    old (Deleted): o1 cancelled
+    """
+    store = open_store(path)
+    save(
+        store,
+        backfill(),
+        instance("a1", day=1),
+        instance("b1", node="b", day=1, deps=("a1",)),
+        instance("a2", day=2, seq=1),
+        instance("b2", node="b", day=2, seq=1, deps=("a2",)),
+        instance("a3", day=3, group=1),
+        instance("b3", node="b", day=3, group=1, deps=("a3",)),
+    )
+    log = str(logs / "a1.1.log") if logs else None
+    attempt(store, "a1", start=T0 - 3600, end=T0 - 3600 + 75, log=log)
+    attempt(store, "b1", start=T0 - 3000, end=T0 - 3000 + 5, code=2)
+    attempt(store, "a3", start=T0 - 600, log=str(logs / "a3.1.log") if logs else None)
+    clicks = backfill(
+        "clicks",
+        labels={"team": "web"},
+        applied_at=T0 - 3 * 86400,
+        applied_by=None,
+        execution_window=("22:00", "06:00"),
+        body={"groups": 1, "order": "descending"},
+    )
+    save(store, clicks, instance("c1", bf="clicks", node="clicks_hourly", day=20))
+    store.set_waiting(
+        [("c1", "waiting-for-time", "scheduled at 2024-03-21 02:00 +0800")],
+        at=T0 - 60,
+        actor="controller",
+        origin="test",
+    )
+    save(store, backfill("old", labels={}, applied_at=T0 - 45), instance("o1", bf="old"))
+    store.transition(
+        ["o1"],
+        "cancelled",
+        allowed=["pending"],
+        at=T0 - 30,
+        actor="bob",
+        origin="cli",
+        reason="backfill deleted by bob",
+        kind="delete",
+    )
+    store.update_backfill(
+        "old", at=T0 - 30, actor="bob", origin="cli", event="deleted by bob", status="deleted"
+    )
+    return store
+
+
+# -- status words ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "counts", "word"),
+    [
+        ({"status": "deleted", "outcome": "failed"}, {"running": 1}, "Deleted"),
+        ({"status": "stopped", "suspended": True}, {"running": 1}, "Stopped"),
+        ({"suspended": True, "outcome": "succeeded"}, {"pending": 1}, "Suspended"),
+        ({"outcome": "succeeded"}, {"succeeded": 3}, "Succeeded"),
+        ({"outcome": "failed"}, {"failed": 1, "pending": 2}, "Failed"),
+        ({}, {"running": 1, "waiting-for-time": 2}, "Running"),
+        ({}, {"succeeded": 1, "waiting-for-resources": 1, "pending": 1}, "Waiting"),
+        ({}, {"waiting-for-time": 1}, "Waiting"),
+        ({}, {"pending": 3, "succeeded": 1}, "Pending"),
+        ({}, {"frozen": 1, "succeeded": 1}, "Pending"),
+        # everything ended, not yet recorded by the controller
+        ({}, {"succeeded": 2, "cancelled": 1}, "Succeeded"),
+        ({}, {"succeeded": 2, "failed": 1}, "Failed"),
+    ],
+)
+def test_the_status_word_is_the_first_that_holds(
+    fields: dict[str, Any], counts: dict[str, int], word: str
+) -> None:
+    assert progress.phase(backfill(**fields), Counter(counts)) == word
+
+
+def test_waiting_counts_pending_and_waiting_instances() -> None:
+    counts = {"pending": 1, "waiting-for-time": 2, "waiting-for-resources": 3, "frozen": 4}
+    assert progress.waiting(counts) == 6
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (-5, "0s"),
+        (59, "59s"),
+        (60, "1m"),
+        (3599, "59m"),
+        (3600, "1h"),
+        (47 * 3600, "47h"),
+        (48 * 3600, "2d"),
+        (10 * 86400, "10d"),
+    ],
+)
+def test_age_is_kubectl_like(seconds: float, text: str) -> None:
+    assert progress.age(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(4.4, "4s"), (75, "1m15s"), (3600 + 300, "1h05m"), (86400 * 3 + 4 * 3600, "3d4h")],
+)
+def test_duration(seconds: float, text: str) -> None:
+    assert progress.duration(seconds) == text
+
+
+def test_times_and_truncation() -> None:
+    assert progress.utc(T0) == "2024-03-20T01:00:00Z"
+    assert progress.utc(None) is None
+    assert progress.scheduled(instance("x", day=1)) == "2024-03-02 02:00"
+    assert progress.truncate("a\nb  c", 10) == "a b c"
+    assert progress.truncate("x" * 70, 60) == "x" * 57 + "..."
+    assert progress.truncate(None, 60) == ""
+
+
+# -- label selectors --------------------------------------------------------------------------
+
+
+def test_a_selector_needs_every_term_to_hold() -> None:
+    selector = progress.parse_selector(["team=retail", "ticket!=DATA-2,env==prod"])
+    assert selector == (("team", "=", "retail"), ("ticket", "!=", "DATA-2"), ("env", "=", "prod"))
+    assert progress.matches({"team": "retail", "env": "prod"}, selector)
+    assert not progress.matches({"team": "retail", "env": "prod", "ticket": "DATA-2"}, selector)
+    assert not progress.matches({"team": "web", "env": "prod"}, selector)
+    assert progress.matches({}, ())
+
+
+@pytest.mark.parametrize("text", ["team", "=retail", ""])
+def test_a_malformed_selector_is_a_usage_error(text: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        progress.parse_selector([text])
+    assert caught.value.exit_code == 2
+    assert caught.value.hint is not None and "key=value" in caught.value.hint
+
+
+# -- progress by date group -------------------------------------------------------------------
+
+
+def test_date_groups_find_the_current_date_and_what_waits_behind_it() -> None:
+    dates = {
+        (0, 0, "2024-03-01", "succeeded"): 1,
+        (0, 0, "2024-03-01", "failed"): 1,
+        (0, 1, "2024-03-02", "pending"): 2,
+        (0, 2, "2024-03-03", "pending"): 2,
+        (1, 0, "2024-03-04", "succeeded"): 2,
+        (1, 1, "2024-03-05", "cancelled"): 1,
+        (1, 1, "2024-03-05", "succeeded"): 1,
+    }
+    g0, g1 = progress.date_groups(dates)
+
+    assert (g0.current, g0.bizdate, g0.position, g0.dates) == (0, "2024-03-01", 1, 3)
+    assert (g0.done, g0.instances, g0.at_current) == (1, 6, {"succeeded": 1, "failed": 1})
+    assert (g0.later, g0.later_dates, g0.held_by_failure) == (4, 2, True)
+    assert (g1.current, g1.bizdate, g1.position, g1.done, g1.later) == (None, None, 2, 4, 0)
+    assert progress.blocked([g0, g1], [], []) == [
+        "date group 0: 4 instances of 2 later dates wait behind 2024-03-01, which has 1 failed"
+    ]
+
+
+def test_a_running_date_holds_nothing_up() -> None:
+    (g,) = progress.date_groups({(0, 0, "d1", "running"): 1, (0, 1, "d2", "pending"): 1})
+    assert (g.held_by_failure, g.later) == (False, 1)
+    assert progress.blocked([g], [], []) == []
+
+
+def test_instances_behind_a_failed_or_frozen_dependency_are_blocked() -> None:
+    waiting = [
+        instance("b", deps=("a",)),
+        instance("c", deps=("x",)),
+        instance("d", deps=("a",), ignore_deps=True),  # a rerun set: not held
+    ]
+    assert progress.blocked([], waiting, ["a"]) == [
+        "1 instance waits for a failed or frozen dependency"
+    ]
+
+
+# -- why an instance waits ------------------------------------------------------------------------
+
+
+def why(i: InstanceRecord, *deps: InstanceRecord, **kw: Any) -> list[tuple[str, str]]:
+    record = kw.pop("record", backfill())
+    dates = kw.pop("dates", {})
+    now = kw.pop("now", T0)
+    return [(b.cause, b.text) for b in progress.why_waiting(i, record, deps, dates, now)]
+
+
+def test_unfinished_dependencies_hold_an_instance_back_with_their_states() -> None:
+    a = instance("a1", state="running")
+    f = instance("f1", node="f", state="failed", reason="exit code 2")
+    s = instance("s1", node="s", state="succeeded")
+    c = instance("c1", node="c", state="cancelled")
+    b = instance("b1", node="b", deps=("a1", "f1", "s1", "c1", "gone"))
+
+    assert why(b, a, f, s, c) == [
+        ("dependency", "dependency a1 (node a at 2024-03-02 02:00) is running"),
+        (
+            "dependency",
+            "dependency f1 (node f at 2024-03-02 02:00) is failed (rerun or set-success it: "
+            "exit code 2)",
+        ),
+    ]
+
+
+def test_an_earlier_date_of_the_group_holds_later_dates_back() -> None:
+    dates = {
+        (0, 0, "2024-03-01", "succeeded"): 3,
+        (0, 1, "2024-03-02", "failed"): 1,
+        (0, 1, "2024-03-02", "running"): 2,
+        (0, 2, "2024-03-03", "pending"): 1,
+        (1, 0, "2024-03-04", "failed"): 1,  # another group: no barrier for ours
+    }
+    assert why(instance("x", day=3, seq=2), dates=dates) == [
+        (
+            "date",
+            "the earlier business date 2024-03-02 of date group 0 (sequence 1) still has 3 "
+            "instances not succeeded: 2 running, 1 failed",
+        )
+    ]
+    assert why(instance("y", day=2, seq=1, state="pending"), dates=dates)[0][0] == "ready"
+
+
+@pytest.mark.parametrize(
+    ("fields", "text"),
+    [
+        (
+            {"status": "stopped"},
+            "backfill fix-orders is stopped: nothing new starts until one of its instances "
+            "is rerun",
+        ),
+        (
+            {"status": "deleted"},
+            "backfill fix-orders is deleted: apply its spec again to bring it back",
+        ),
+        (
+            {"suspended": True},
+            "backfill fix-orders is suspended (spec.suspend): nothing new starts until it "
+            "is applied with suspend: false",
+        ),
+    ],
+)
+def test_a_closed_backfill_holds_its_instances_back(fields: dict[str, Any], text: str) -> None:
+    assert why(instance("x"), record=backfill(**fields)) == [("backfill", text)]
+
+
+def test_a_missing_backfill_is_said() -> None:
+    blockers = progress.why_waiting(instance("x"), None, [], {}, T0)
+    assert [b.text for b in blockers] == ["its backfill fix-orders is not in the state store"]
+
+
+def test_the_scheduled_time_holds_back_unless_run_immediately() -> None:
+    later = instance("x", day=20, state="waiting-for-time")  # 2024-03-21 02:00 +08:00
+    assert why(later) == [
+        ("time", "its scheduled time has not come: 2024-03-21 02:00 +0800 (in 17h00m)")
+    ]
+    assert why(later, record=backfill(run_immediately=True))[0][0] == "ready"
+    # its time has come since the scheduler looked: the stored state is stale
+    assert why(later, now=T0 + 86400)[0][0] == "ready"
+
+
+def test_a_retry_waits_for_its_delay() -> None:
+    """Issue 8, item 11: what describe says while a retry waits (run.retryDelay)."""
+    retrying = replace(instance("x", state="waiting-for-time"), not_before=T0 + 90)
+    assert why(retrying) == [
+        (
+            "retry",
+            "it waits to retry until 2024-03-20 09:01:30 +0800 (in 1m30s; the node's "
+            "run.retryDelay is 30s)",
+        )
+    ]
+    assert why(retrying, now=T0 + 90)[0][0] == "ready"
+
+
+def test_the_execution_window_is_checked_on_the_nodes_clock() -> None:
+    night = backfill(execution_window=("22:00", "06:00"))
+    assert why(instance("x"), record=night) == [
+        ("window", "outside the execution window 22:00-06:00 (it is 09:00 in Asia/Shanghai)")
+    ]
+    at_night = T0 + 14 * 3600  # 23:00 in Shanghai
+    assert why(instance("x"), record=night, now=at_night)[0][0] == "ready"
+
+
+def test_a_full_resource_group_is_the_stored_reason() -> None:
+    busy = instance(
+        "x", state="waiting-for-resources", reason="resource group pool: 2 of 2 slots busy"
+    )
+    assert why(busy) == [("resources", "no free slot: resource group pool: 2 of 2 slots busy")]
+    # with a structural cause, the stored reason is stale (the scheduler no longer looks)
+    held = replace(busy, depends_on=("d",))
+    assert [c for c, _ in why(held, instance("d", state="running"))] == ["dependency"]
+
+
+def test_nothing_holding_an_instance_back_says_the_controller_starts_it() -> None:
+    assert why(instance("x")) == [
+        (
+            "ready",
+            "nothing holds it back: the controller starts it at its next tick (is "
+            "backfillctl controller running?)",
+        )
+    ]
+    rerun = instance("x", deps=("a",), seq=1, ignore_deps=True)
+    dates = {(0, 0, "2024-03-01", "failed"): 1}
+    ((cause, text),) = why(rerun, instance("a", state="failed"), dates=dates)
+    assert cause == "ready"
+    assert text.endswith(
+        "(dependencies and the date order are ignored: it was rerun as part of a set)"
+    )
+
+
+def test_frozen_and_finished_instances() -> None:
+    assert why(instance("x", state="frozen")) == [
+        (
+            "frozen",
+            "it is frozen: it does not start, and what depends on it stays blocked "
+            "(backfillctl unfreeze x)",
+        )
+    ]
+    for state in ("running", "succeeded", "failed", "cancelled"):
+        assert why(instance("x", state=state)) == []
+
+
+def test_several_causes_are_all_listed() -> None:
+    record = backfill(suspended=True, execution_window=("22:00", "06:00"))
+    dates = {(0, 0, "2024-03-01", "pending"): 1}
+    x = instance("x", day=20, seq=1, deps=("a",), state="waiting-for-time")
+    causes = [c for c, _ in why(x, instance("a", state="pending"), record=record, dates=dates)]
+    assert causes == ["backfill", "dependency", "date", "time", "window"]
+
+
+# -- on a real store ----------------------------------------------------------------------------
+
+
+def test_the_store_gives_progress_by_date(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s.db")
+
+    assert store.date_counts("fix-orders") == {
+        (0, 0, "2024-03-01", "succeeded"): 1,
+        (0, 0, "2024-03-01", "failed"): 1,
+        (0, 1, "2024-03-02", "pending"): 2,
+        (1, 0, "2024-03-03", "running"): 1,
+        (1, 0, "2024-03-03", "pending"): 1,
+    }
+    assert store.date_counts("nobody") == {}
+
+
+def test_why_waiting_from_a_real_store(tmp_path: Path) -> None:
+    store = make_store(tmp_path / "s.db")
+    (b2,) = store.instances(ids=["b2"])
+    record = store.backfill("fix-orders")
+    deps = store.instances(ids=b2.depends_on)
+
+    blockers = progress.why_waiting(b2, record, deps, store.date_counts("fix-orders"), T0)
+
+    assert [b.text for b in blockers] == [
+        "dependency a2 (node a at 2024-03-03 02:00) is pending",
+        "the earlier business date 2024-03-01 of date group 0 (sequence 0) still has 1 "
+        "instance not succeeded: 1 failed",
+    ]
+    assert [b.instance for b in blockers] == ["a2", None]
