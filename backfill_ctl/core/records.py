@@ -130,6 +130,8 @@ class InstanceRecord:
     started_at: float | None = None
     finished_at: float | None = None
     not_before: float | None = None  # a retry waits until then (run.retryDelay)
+    # why it waits, as the scheduler decided: {"cause": ..., details} (see core.gates)
+    blocker: dict[str, Any] | None = None
 
     @property
     def dry_run(self) -> bool:

@@ -329,7 +329,12 @@ class Controller:
         ended = self._poll()
         self._enforce(now)
         decision = self.scheduler.decide(now)
-        self.store.set_waiting(decision.waiting, at=now, actor=self.actor, origin=self.origin)
+        self.store.set_waiting(
+            [(i, s, r, None) for i, s, r in decision.waiting],
+            at=now,
+            actor=self.actor,
+            origin=self.origin,
+        )
         self._dry_runs(decision.dry_runs, now)
         starts = decision.start if now >= self._held_until else []
         records = {r.id: r for r in self.store.instances(ids=starts)} if starts else {}

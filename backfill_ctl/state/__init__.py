@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from backfill_ctl.errors import UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from backfill_ctl.core.records import (
         AttemptRecord,
@@ -102,7 +102,12 @@ class StateStore(Protocol):
         **fields: Any,
     ) -> list[str]: ...
     def set_waiting(
-        self, updates: Sequence[tuple[str, str, str | None]], *, at: float, actor: str, origin: str
+        self,
+        updates: Sequence[tuple[str, str, str | None, Mapping[str, Any] | None]],
+        *,
+        at: float,
+        actor: str,
+        origin: str,
     ) -> int: ...
 
     # -- attempts -------------------------------------------------------------------

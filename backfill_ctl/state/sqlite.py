@@ -29,7 +29,7 @@ from backfill_ctl.core.records import (
 from backfill_ctl.state import LeaseLost, StateError, StoreUnavailable
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
 
 BUSY_TIMEOUT = 10.0  # seconds another writer may hold the database before we give up
@@ -86,12 +86,18 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE lease ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE instances ADD COLUMN not_before REAL;
     """,
+    # 4: why a waiting instance waits, as the scheduler decided it: a typed blocker (JSON
+    # {"cause": ..., details}); `reason` keeps its rendering
+    """
+    ALTER TABLE instances ADD COLUMN blocker TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 _INSTANCE_COLUMNS = (
     "id, backfill, node, bizdate, cyctime, cyctime_epoch, timezone, grp, seq, priority, "
     "depends_on, run, resource_group, dry_run_reason, state, reason, attempts, tries_left, "
-    "ignore_deps, stop_requested, created_at, updated_at, started_at, finished_at, not_before"
+    "ignore_deps, stop_requested, created_at, updated_at, started_at, finished_at, not_before, "
+    "blocker"
 )
 _BACKFILL_COLUMNS = (
     "name, digest, spec, file, status, suspended, run_immediately, execution_window, "
@@ -407,6 +413,7 @@ class SQLiteStore:
             i.started_at,
             i.finished_at,
             i.not_before,
+            None if i.blocker is None else json.dumps(i.blocker),
         )
 
     @staticmethod
@@ -437,6 +444,7 @@ class SQLiteStore:
             started_at=row[22],
             finished_at=row[23],
             not_before=row[24],
+            blocker=None if row[25] is None else json.loads(row[25]),
         )
 
     def instances(
@@ -553,7 +561,7 @@ class SQLiteStore:
                 [self._backfill_row(b) for b in backfills],
             )
             db.executemany(
-                f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES ({', '.join('?' * 25)})",
+                f"INSERT INTO instances ({_INSTANCE_COLUMNS}) VALUES ({', '.join('?' * 26)})",
                 [self._instance_row(i) for i in creates],
             )
             db.executemany(
@@ -584,8 +592,8 @@ class SQLiteStore:
             )
             db.executemany(
                 "UPDATE instances SET state = 'cancelled', reason = 'no longer in the specs', "
-                "updated_at = ?, finished_at = ? WHERE id = ? AND state IN ('pending', "
-                "'waiting-for-time', 'waiting-for-resources', 'frozen')",
+                "blocker = NULL, updated_at = ?, finished_at = ? WHERE id = ? AND state IN "
+                "('pending', 'waiting-for-time', 'waiting-for-resources', 'frozen')",
                 [(at, at, i) for i in cancels],
             )
             events: list[tuple[Any, ...]] = [
@@ -669,7 +677,8 @@ class SQLiteStore:
                 (json.dumps(list(ids)), json.dumps(allowed)),
             ).fetchall()
             db.executemany(
-                f"UPDATE instances SET state = ?, reason = ?, updated_at = ?{extra} WHERE id = ?",
+                "UPDATE instances SET state = ?, reason = ?, blocker = NULL, "
+                f"updated_at = ?{extra} WHERE id = ?",
                 [(to_state, reason, at, *values, row[0]) for row in rows],
             )
             db.executemany(
@@ -681,9 +690,14 @@ class SQLiteStore:
         return moved
 
     def set_waiting(
-        self, updates: Sequence[tuple[str, str, str | None]], *, at: float, actor: str, origin: str
+        self,
+        updates: Sequence[tuple[str, str, str | None, Mapping[str, Any] | None]],
+        *,
+        at: float,
+        actor: str,
+        origin: str,
     ) -> int:
-        """Batch the scheduler's view of waiting instances: (id, state, reason)."""
+        """Batch the scheduler's view of waiting instances: (id, state, reason, blocker)."""
         if not updates:
             return 0
         with self._write() as db:
@@ -695,12 +709,16 @@ class SQLiteStore:
                 "SELECT i.id, i.backfill, i.state, u.state, u.reason FROM u CROSS JOIN "
                 "instances i ON i.id = u.id WHERE i.state IN "
                 "('pending', 'waiting-for-time', 'waiting-for-resources') AND i.state != u.state",
-                (json.dumps([list(u) for u in updates]),),
+                (json.dumps([u[:3] for u in updates]),),
             ).fetchall()
             db.executemany(
-                "UPDATE instances SET state = ?, reason = ?, updated_at = ? WHERE id = ? AND "
-                "state IN ('pending', 'waiting-for-time', 'waiting-for-resources')",
-                [(state, reason, at, i) for i, state, reason in updates],
+                "UPDATE instances SET state = ?, reason = ?, blocker = ?, updated_at = ? "
+                "WHERE id = ? AND state IN ('pending', 'waiting-for-time', "
+                "'waiting-for-resources')",
+                [
+                    (state, reason, None if blocker is None else json.dumps(blocker), at, i)
+                    for i, state, reason, blocker in updates
+                ],
             )
             db.executemany(
                 "INSERT INTO events (at, actor, origin, kind, backfill, instance, from_state, "
@@ -738,8 +756,8 @@ class SQLiteStore:
             backfill, state, attempts = row
             number = attempts + 1
             db.execute(
-                "UPDATE instances SET state = 'running', reason = NULL, attempts = ?, "
-                "tries_left = tries_left - 1, started_at = ?, finished_at = NULL, "
+                "UPDATE instances SET state = 'running', reason = NULL, blocker = NULL, "
+                "attempts = ?, tries_left = tries_left - 1, started_at = ?, finished_at = NULL, "
                 "updated_at = ? WHERE id = ?",
                 (number, at, at, instance),
             )
@@ -820,7 +838,8 @@ class SQLiteStore:
                 return True
             finished = at if instance_state in ("succeeded", "failed") else None
             db.execute(
-                "UPDATE instances SET state = ?, reason = ?, finished_at = ?, updated_at = ?, "
+                "UPDATE instances SET state = ?, reason = ?, blocker = NULL, finished_at = ?, "
+                "updated_at = ?, "
                 "stop_requested = 0, not_before = ? WHERE id = ?",
                 (instance_state, message, finished, at, not_before, instance),
             )
@@ -862,8 +881,9 @@ class SQLiteStore:
             if not gone or row is None or row[1] != "running":
                 return
             db.execute(
-                "UPDATE instances SET state = ?, reason = ?, attempts = attempts - 1, "
-                "tries_left = tries_left + 1, started_at = NULL, updated_at = ? WHERE id = ?",
+                "UPDATE instances SET state = ?, reason = ?, blocker = NULL, "
+                "attempts = attempts - 1, tries_left = tries_left + 1, started_at = NULL, "
+                "updated_at = ? WHERE id = ?",
                 (state, reason, at, instance),
             )
             self._event(

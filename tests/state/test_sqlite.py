@@ -146,10 +146,15 @@ def test_waiting_states_change_with_one_event_each_and_never_touch_a_running_one
     a, b = store.instances(node="a")[0], store.instances(node="b")[0]
     store.transition([b.id], "running", allowed=["pending"], at=AT, actor="t", origin="t")
     before = store.last_event_id()
-    updates = [(a.id, "waiting-for-resources", "rg: 2 of 2 slots busy"), (b.id, "pending", None)]
+    blocker = {"cause": "resources", "group": "rg", "busy": 2, "slots": 2}
+    updates = [
+        (a.id, "waiting-for-resources", "rg: 2 of 2 slots busy", blocker),
+        (b.id, "pending", None, None),
+    ]
 
     assert store.set_waiting(updates, at=AT, actor="c", origin="c") == 1
     assert store.set_waiting(updates, at=AT, actor="c", origin="c") == 0  # no change, no event
+    assert store.instances(ids=[a.id])[0].blocker == blocker  # the decision, as it was made
 
     after = {i.node: (i.state, i.reason) for i in store.instances()}
     assert after == {

@@ -162,7 +162,7 @@ def make_store(path: Path, logs: Path | None = None) -> StateStore:
     )
     save(store, clicks, instance("c1", bf="clicks", node="clicks_hourly", day=20))
     store.set_waiting(
-        [("c1", "waiting-for-time", "scheduled at 2024-03-21 02:00 +0800")],
+        [("c1", "waiting-for-time", "scheduled at 2024-03-21 02:00 +0800", None)],
         at=T0 - 60,
         actor="controller",
         origin="test",
