@@ -5,6 +5,8 @@ recorded at apply time (access.py): an instance of a node the actor may not oper
 refused and named with who may (exit 1); `stop backfill/NAME` and `delete` need every
 node the backfill runs. Without an actor nothing is checked, unless the backfill was
 applied under a Config with `requireActor`: then the actor is a usage error (exit 2).
+The rules live in usecases/operations.py and usecases/backfill_ops.py; here the
+options are parsed and the outcome printed.
 """
 
 from __future__ import annotations
@@ -17,11 +19,10 @@ import typer
 from backfill_ctl.cli.console import err, out
 from backfill_ctl.cli.options import ActorOpt, resolve_actor
 from backfill_ctl.cli.state import StateFileOpt, open_state, who
-from backfill_ctl.core.records import NOT_STARTED, STATES, InstanceRecord
 from backfill_ctl.errors import UsageError
-from backfill_ctl.state import StateStore
+from backfill_ctl.usecases import backfill_ops
 from backfill_ctl.usecases.access import Guard
-from backfill_ctl.usecases.operations import RULES, operate
+from backfill_ctl.usecases.operations import RULES, Selection, run
 
 TargetsArg = Annotated[
     list[str] | None,
@@ -43,41 +44,6 @@ StateFilterOpt = Annotated[
 ]
 
 
-def _targets(
-    store: StateStore,
-    ids: list[str],
-    backfill: str | None,
-    node: str | None,
-    bizdate: str | None,
-    in_state: str | None,
-) -> list[InstanceRecord]:
-    if in_state is not None and in_state not in STATES:
-        raise UsageError(f"unknown state {in_state!r}", hint=f"use one of {', '.join(STATES)}")
-    wanted = [i.removeprefix("instance/") for i in ids]
-    if not wanted and backfill is None:
-        raise UsageError("no instances named", hint="pass instance ids, or --backfill NAME")
-    if backfill is not None and store.backfill(backfill) is None:
-        raise UsageError(
-            f"no backfill {backfill!r} in {store.path}", hint="backfillctl get backfills lists them"
-        )
-    found = store.instances(
-        ids=wanted or None,
-        backfill=backfill,
-        node=node,
-        bizdate=bizdate,
-        states=[in_state] if in_state else None,
-    )
-    missing = set(wanted) - {i.id for i in found}
-    if missing:
-        raise UsageError(
-            f"no instance {', '.join(sorted(missing))} in {store.path}",
-            hint="backfillctl get instances lists them",
-        )
-    if not found:
-        raise UsageError("no instance matches", hint="loosen the filters")
-    return found
-
-
 def _run(
     name: str,
     ids: list[str] | None,
@@ -90,17 +56,14 @@ def _run(
     descendants: bool = False,
 ) -> None:
     store = open_state(state)
-    targets = _targets(store, ids or [], backfill, node, bizdate, in_state)
-    guard = Guard(store, resolve_actor(actor))
-    guard.require_actor(i.backfill for i in targets)
-    result = operate(
+    result = run(
         store,
         name,
-        targets,
-        actor=who(guard.actor),
+        Selection(ids or [], backfill, node, bizdate, in_state),
+        actor=resolve_actor(actor),
+        by=who,
         at=time.time(),
         with_descendants=descendants,
-        guard=guard,
     )
     for i in result.done:
         out(f"instance/{i} {RULES[name].says}")
@@ -125,29 +88,15 @@ def stop_command(
     if names:
         store = open_state(state)
         guard = Guard(store, resolve_actor(actor))
-        actor_ = who(guard.actor)
-        for name in names:
-            if store.backfill(name) is None:
-                raise UsageError(f"no backfill {name!r} in {store.path}")
-        guard.require_actor(names)
-        denied = [(n, why) for n in names if (why := guard.backfill_refusal("stop", n))]
-        for name, why in denied:
-            err(f"backfill/{name}: {why}")
+        by = who(guard.actor)
+        denied = backfill_ops.stop_refusals(store, guard, names)
+        for refusal in denied:
+            err(f"backfill/{refusal.name}: {refusal.refused}")
         if denied:
             raise typer.Exit(1)
         for name in names:
-            store.update_backfill(
-                name,
-                at=time.time(),
-                actor=actor_,
-                origin="cli",
-                event=f"stopped by {actor_}",
-                status="stopped",
-            )
-            running = store.instances(backfill=name, states=["running"])
-            if running:
-                operate(store, "stop", running, actor=actor_, at=time.time(), guard=guard)
-            out(f"backfill/{name} stopped ({len(running)} running instance(s) stopping)")
+            done = backfill_ops.stop_backfill(store, name, guard=guard, by=by, clock=time.time)
+            out(f"backfill/{name} stopped ({done.count} running instance(s) stopping)")
         if not rest and backfill is None:
             return
     _run("stop", rest, backfill, node, bizdate, "running" if backfill else None, actor, state)
@@ -225,39 +174,10 @@ def delete_command(
         )
     name = target.removeprefix("backfill/")
     store = open_state(state)
-    if store.backfill(name) is None:
-        raise UsageError(f"no backfill {name!r} in {store.path}")
-    guard = Guard(store, resolve_actor(actor))
-    guard.require_actor([name])
-    denied = guard.backfill_refusal("delete", name)
-    if denied:
-        err(f"backfill/{name}: {denied}")
+    done = backfill_ops.delete_backfill(
+        store, name, actor=resolve_actor(actor), by=who, clock=time.time
+    )
+    if done.refused:
+        err(f"backfill/{name}: {done.refused}")
         raise typer.Exit(1)
-    running = store.instances(backfill=name, states=["running"])
-    if running:
-        raise UsageError(
-            f"backfill/{name} has {len(running)} running instance(s)",
-            hint=f"stop it first: backfillctl stop backfill/{name}",
-        )
-    actor_ = who(guard.actor)
-    waiting = [i.id for i in store.instances(backfill=name, states=NOT_STARTED)]
-    store.transition(
-        waiting,
-        "cancelled",
-        allowed=NOT_STARTED,
-        at=time.time(),
-        actor=actor_,
-        origin="cli",
-        reason=f"backfill deleted by {actor_}",
-        kind="delete",
-        finished_at=time.time(),  # gc ages it from here
-    )
-    store.update_backfill(
-        name,
-        at=time.time(),
-        actor=actor_,
-        origin="cli",
-        event=f"deleted by {actor_}",
-        status="deleted",
-    )
-    out(f"backfill/{name} deleted ({len(waiting)} instance(s) cancelled)")
+    out(f"backfill/{name} deleted ({done.count} instance(s) cancelled)")

@@ -17,6 +17,10 @@ decides its outcome again), and a stopped one resumed unless the operation is a 
 
 With a `Guard` (access.py), an instance of a node the actor may not operate is refused
 with who may, like an instance in the wrong state; `--descendants` are checked too.
+
+`run` is the whole verb: the instances a `Selection` names (a usage error when it names
+none, or one the store does not hold), the actor's permission, then `operate`. The
+operations on a whole backfill (`stop backfill/NAME`, `delete`) are in backfill_ops.py.
 """
 
 from __future__ import annotations
@@ -24,12 +28,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from backfill_ctl.core.records import STATES
+from backfill_ctl.errors import UsageError
+from backfill_ctl.usecases.access import Guard
+
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from backfill_ctl.core.records import InstanceRecord
     from backfill_ctl.state import StateStore
-    from backfill_ctl.usecases.access import Guard
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,77 @@ RULES: dict[str, Rule] = {
 class Result:
     done: list[str]
     refused: list[tuple[str, str]]  # (instance id, why)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The instances an operation names: ids (or instance/ID), else a backfill's,
+    narrowed by node, business date and state."""
+
+    ids: Sequence[str] = ()
+    backfill: str | None = None
+    node: str | None = None
+    bizdate: str | None = None
+    state: str | None = None
+
+
+def select(store: StateStore, selection: Selection) -> list[InstanceRecord]:
+    """The stored instances `selection` names; a UsageError when it names none, an
+    unknown state or backfill, or an instance the store does not hold."""
+    s = selection
+    if s.state is not None and s.state not in STATES:
+        raise UsageError(f"unknown state {s.state!r}", hint=f"use one of {', '.join(STATES)}")
+    wanted = [i.removeprefix("instance/") for i in s.ids]
+    if not wanted and s.backfill is None:
+        raise UsageError("no instances named", hint="pass instance ids, or --backfill NAME")
+    if s.backfill is not None and store.backfill(s.backfill) is None:
+        raise UsageError(
+            f"no backfill {s.backfill!r} in {store.path}",
+            hint="backfillctl get backfills lists them",
+        )
+    found = store.instances(
+        ids=wanted or None,
+        backfill=s.backfill,
+        node=s.node,
+        bizdate=s.bizdate,
+        states=[s.state] if s.state else None,
+    )
+    missing = set(wanted) - {i.id for i in found}
+    if missing:
+        raise UsageError(
+            f"no instance {', '.join(sorted(missing))} in {store.path}",
+            hint="backfillctl get instances lists them",
+        )
+    if not found:
+        raise UsageError("no instance matches", hint="loosen the filters")
+    return found
+
+
+def run(
+    store: StateStore,
+    name: str,
+    selection: Selection,
+    *,
+    actor: str | None,
+    by: Callable[[str | None], str],
+    at: float,
+    with_descendants: bool = False,
+) -> Result:
+    """Operation `name` on the instances `selection` names, as `actor` (None: nothing is
+    checked, unless a backfill requires an actor), recorded at `at` as done by
+    `by(actor)` (asked only once the operation is allowed)."""
+    targets = select(store, selection)
+    guard = Guard(store, actor)
+    guard.require_actor(i.backfill for i in targets)
+    return operate(
+        store,
+        name,
+        targets,
+        actor=by(guard.actor),
+        at=at,
+        with_descendants=with_descendants,
+        guard=guard,
+    )
 
 
 def descendants(store: StateStore, roots: Sequence[InstanceRecord]) -> list[InstanceRecord]:
