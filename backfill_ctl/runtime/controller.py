@@ -330,7 +330,7 @@ class Controller:
         self._enforce(now)
         decision = self.scheduler.decide(now)
         self.store.set_waiting(
-            [(i, s, r, None) for i, s, r in decision.waiting],
+            decision.waiting,
             at=now,
             actor=self.actor,
             origin=self.origin,

@@ -10,20 +10,24 @@ incrementally, so a tick costs what is near the front, not what is stored:
 - `eligible`: the waiting instances whose dependencies and barrier are met (or that a
   rerun told to ignore them). Only these are looked at by `decide()`.
 
-`decide()` then checks what is left (suspension, scheduled time, execution window, a
-free slot in the resource group) and picks by priority, then business date in the
-backfill's order, then scheduled time; slots go first to the backfill that holds the
-fewest in that group, so no backfill starves another. Dry-run instances need no slot.
+`decide()` then asks `core.gates.gate()` what else holds each eligible instance back (a
+closed backfill, its scheduled time, a retry's delay, the execution window), gives the
+free slots of each resource group by priority, then business date in the backfill's
+order, then scheduled time (slots go first to the backfill that holds the fewest in that
+group, so no backfill starves another; dry-run instances need no slot), and returns the
+typed blocker of every instance that waits differently, to be stored with it. An
+instance that is not eligible is stored as plain pending, with no blocker: see
+`core.gates.held()` for why.
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
-from typing import TYPE_CHECKING, NamedTuple
-from zoneinfo import ZoneInfo
+from datetime import date
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from backfill_ctl.core.gates import DONE, BackfillGate, Blocker, Clock, gate, resources
 from backfill_ctl.core.records import WAITING, TaskRow
 
 if TYPE_CHECKING:
@@ -31,7 +35,8 @@ if TYPE_CHECKING:
 
     from backfill_ctl.core.records import BackfillRecord, InstanceRecord
 
-_SATISFIED = frozenset({"succeeded", "cancelled"})  # lets dependents and the barrier go on
+_SATISFIED = DONE  # lets dependents and the barrier go on
+Waiting = tuple[str, str, "str | None", "dict[str, Any] | None"]  # id, state, reason, blocker
 
 
 @dataclass(slots=True)
@@ -52,6 +57,7 @@ class Task:
     reason: str | None
     unmet: int = 0
     not_before: float | None = None  # a retry waits until then
+    blocker: Blocker | None = None  # what the scheduler last decided holds it back
 
 
 @dataclass(slots=True)
@@ -59,17 +65,16 @@ class Gate:
     """What a backfill lets through: its settings as applied, and its counts."""
 
     record: BackfillRecord
-    window: tuple[time, time] | None = None
     counts: Counter[str] = field(default_factory=Counter)  # instances by state
     eligible: int = 0
+    _rules: tuple[BackfillRecord, BackfillGate] | None = None
 
     @property
-    def closed(self) -> str | None:
-        if self.record.status != "active":
-            return f"the backfill is {self.record.status}"
-        if self.record.suspended:
-            return "the backfill is suspended"
-        return None
+    def rules(self) -> BackfillGate:
+        """The record's rules for gates.gate(), rebuilt when the record is replaced."""
+        if self._rules is None or self._rules[0] is not self.record:
+            self._rules = (self.record, BackfillGate.of(self.record))
+        return self._rules[1]
 
     @property
     def finished(self) -> bool:
@@ -85,19 +90,7 @@ class Gate:
 class Decision(NamedTuple):
     start: list[str]  # instances to start now, in order
     dry_runs: list[str]  # dry-run instances to mark succeeded now
-    waiting: list[tuple[str, str, str | None]]  # (id, state, reason) that changed
-
-
-def _window(record: BackfillRecord) -> tuple[time, time] | None:
-    if not record.execution_window:
-        return None
-    start, end = (time.fromisoformat(t) for t in record.execution_window)
-    return start, end
-
-
-def _in_window(at: time, window: tuple[time, time]) -> bool:
-    start, end = window
-    return start <= at <= end if start <= end else at >= start or at <= end
+    waiting: list[Waiting]  # (id, state, reason, blocker as JSON) that changed
 
 
 class Scheduler:
@@ -120,9 +113,9 @@ class Scheduler:
     def set_backfill(self, record: BackfillRecord) -> None:
         gate = self.gates.get(record.name)
         if gate is None:
-            self.gates[record.name] = Gate(record, _window(record))
+            self.gates[record.name] = Gate(record)
         else:
-            gate.record, gate.window = record, _window(record)
+            gate.record = record
 
     def load(
         self, backfills: Iterable[BackfillRecord], rows: Iterable[TaskRow | InstanceRecord]
@@ -210,7 +203,7 @@ class Scheduler:
             if (old in _SATISFIED) != (state in _SATISFIED):
                 for child in self._dependents.get(t.id, ()):
                     self._adjust(self.tasks[child], -1 if state in _SATISFIED else +1)
-        t.reason = reason
+        t.reason, t.blocker = reason, None
         self._check(t)
 
     def _adjust(self, t: Task, delta: int) -> None:
@@ -267,48 +260,31 @@ class Scheduler:
                 counts = self.gates[t.backfill].counts
                 counts[t.state] -= 1
                 counts["pending"] += 1
-                t.state, t.reason = "pending", None
+                t.state, t.reason, t.blocker = "pending", None, None
                 self._demoted.append(t.id)
 
     # -- deciding ----------------------------------------------------------------------
 
     def decide(self, now: float) -> Decision:
-        waiting: list[tuple[str, str, str | None]] = [
-            (i, "pending", None)
+        waiting: list[Waiting] = [
+            (i, "pending", None, None)
             for i in dict.fromkeys(self._demoted)
             if i in self.tasks and self.tasks[i].state == "pending" and i not in self._eligible
         ]
         self._demoted.clear()
         dry: list[str] = []
         candidates: dict[str, list[Task]] = defaultdict(list)
-        clocks: dict[str, time] = {}
+        clock = Clock(now)
         for task_id in sorted(self._eligible):
             t = self.tasks[task_id]
-            gate = self.gates[t.backfill]
-            state, reason = "pending", gate.closed
-            if reason is None and not gate.record.run_immediately and t.cyctime > now:
-                at = datetime.fromtimestamp(t.cyctime, ZoneInfo(t.timezone))
-                state, reason = "waiting-for-time", f"scheduled at {at:%Y-%m-%d %H:%M %z}"
-            elif reason is None and t.not_before is not None and t.not_before > now:
-                at = datetime.fromtimestamp(t.not_before, ZoneInfo(t.timezone))
-                state, reason = "waiting-for-time", f"retrying at {at:%Y-%m-%d %H:%M:%S %z}"
-            elif reason is None and gate.window is not None:
-                if t.timezone not in clocks:
-                    clocks[t.timezone] = (
-                        datetime.fromtimestamp(now, ZoneInfo(t.timezone))
-                        .time()
-                        .replace(second=0, microsecond=0)
-                    )
-                if not _in_window(clocks[t.timezone], gate.window):
-                    opens, closes = gate.window
-                    reason = f"outside the execution window {opens:%H:%M}-{closes:%H:%M}"
-            if reason is None:
-                if t.dry_run:
-                    dry.append(t.id)
-                else:
-                    candidates[t.resource_group].append(t)
-                continue
-            self._note(t, state, reason, waiting)
+            rules = self.gates[t.backfill].rules
+            blocker = gate(rules, t.cyctime, t.timezone, t.not_before, clock)
+            if blocker is not None:
+                self._note(t, blocker, waiting)
+            elif t.dry_run:
+                dry.append(t.id)
+            else:
+                candidates[t.resource_group].append(t)
         start: list[str] = []
         for group, tasks in sorted(candidates.items()):
             cap = self.capacity.get(group, self.default_capacity)
@@ -316,23 +292,27 @@ class Scheduler:
             start += [t.id for t in chosen]
             picked = {t.id for t in chosen}
             taken = self._running[group] + len(chosen)  # those starting now hold slots too
-            busy = f"resource group {group}: {taken} of {cap} slots busy"
+            busy = resources(group, taken, cap)
             for t in tasks:
                 if t.id not in picked:
-                    self._note(t, "waiting-for-resources", busy, waiting)
+                    self._note(t, busy, waiting)
         return Decision(start, dry, waiting)
 
-    def _note(
-        self, t: Task, state: str, reason: str | None, out: list[tuple[str, str, str | None]]
-    ) -> None:
+    def _note(self, t: Task, blocker: Blocker, out: list[Waiting]) -> None:
         """A waiting instance waits differently: record it (waiting states all hold the
-        date barrier alike, so only the counts by state move)."""
+        date barrier alike, so only the counts by state move). The text is rendered only
+        when the blocker changed; a stored reason that reads the same is not rewritten."""
+        state = blocker.state
+        if t.blocker == blocker and t.state == state:
+            return
+        t.blocker = blocker
+        reason = blocker.text
         if (t.state, t.reason) != (state, reason):
             counts = self.gates[t.backfill].counts
             counts[t.state] -= 1
             counts[state] += 1
             t.state, t.reason = state, reason
-            out.append((t.id, state, reason))
+            out.append((t.id, state, reason, blocker.to_json()))
 
     def _fair(self, group: str, tasks: list[Task], free: int) -> list[Task]:
         """Up to `free` tasks: the backfill holding the fewest slots of the group goes first;

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from backfill_ctl.core.records import BackfillRecord, InstanceRecord, Run
-from backfill_ctl.runtime.scheduler import Scheduler
+from backfill_ctl.runtime.scheduler import Decision, Scheduler
 
 T0 = datetime(2024, 3, 20, 1, 0, tzinfo=UTC).timestamp()
 
@@ -58,6 +58,11 @@ def scheduler(
     return s
 
 
+def reasons(d: Decision) -> list[tuple[str, str, str | None]]:
+    """The waiting instances that changed, with the text of their stored blocker."""
+    return [(i, state, reason) for i, state, reason, _ in d.waiting]
+
+
 def run(s: Scheduler, *ids: str, state: str = "succeeded") -> None:
     for i in ids:
         s.set_state(i, "running")
@@ -101,7 +106,12 @@ def test_future_instances_wait_for_their_time_unless_run_immediately() -> None:
     s = scheduler(inst("x", at=later))
     d = s.decide(T0)
     assert d.start == [] and d.waiting == [
-        ("x", "waiting-for-time", "scheduled at 2024-03-20 02:00 +0000")
+        (
+            "x",
+            "waiting-for-time",
+            "scheduled at 2024-03-20 02:00 +0000",
+            {"cause": "scheduled-time", "at": later, "timezone": "UTC"},
+        )
     ]
     assert s.decide(later).start == ["x"]
     eager = scheduler(inst("x", at=later), backfills=(bf(run_immediately=True),))
@@ -112,7 +122,14 @@ def test_a_full_resource_group_makes_the_rest_wait_for_resources() -> None:
     s = scheduler(inst("a", node="a"), inst("b", node="b"), inst("c", node="c"), capacity=2)
     d = s.decide(T0)
     assert d.start == ["a", "b"]
-    assert d.waiting == [("c", "waiting-for-resources", "resource group rg: 2 of 2 slots busy")]
+    assert d.waiting == [
+        (
+            "c",
+            "waiting-for-resources",
+            "resource group rg: 2 of 2 slots busy",
+            {"cause": "resources", "group": "rg", "busy": 2, "slots": 2},
+        )
+    ]
     for i in d.start:
         s.set_state(i, "running")
     assert s.decide(T0).waiting == []  # unchanged: nothing new to write
@@ -156,12 +173,44 @@ def test_dry_runs_need_no_slot() -> None:
 def test_a_closed_execution_window_or_a_suspended_backfill_keeps_instances_pending() -> None:
     night = scheduler(inst("x"), backfills=(bf(execution_window=("22:00", "06:00")),))
     noon = T0 + 11 * 3600  # 12:00 UTC
-    assert night.decide(noon).waiting == [
-        ("x", "pending", "outside the execution window 22:00-06:00")
+    assert reasons(night.decide(noon)) == [
+        ("x", "pending", "outside the execution window 22:00-06:00 in UTC")
     ]
     assert night.decide(noon + 11 * 3600).start == ["x"]  # 23:00 UTC
     paused = scheduler(inst("x"), backfills=(bf(suspended=True),))
-    assert paused.decide(T0).waiting == [("x", "pending", "the backfill is suspended")]
+    assert paused.decide(T0).waiting == [
+        (
+            "x",
+            "pending",
+            "backfill bf is suspended (spec.suspend): nothing new starts until it is applied "
+            "with suspend: false",
+            {"cause": "backfill-suspended", "backfill": "bf"},
+        )
+    ]
+    stopped = scheduler(inst("x"), backfills=(bf(status="stopped", suspended=True),))
+    assert [b and b["cause"] for *_, b in stopped.decide(T0).waiting] == ["backfill-stopped"]
+
+
+def test_a_retry_waits_for_its_delay_and_a_blocker_is_written_once() -> None:
+    s = scheduler(inst("x"))
+    s.set_state("x", "running")
+    s.set_state("x", "pending", "exit code 1", not_before=T0 + 90)
+    assert s.decide(T0).waiting == [
+        (
+            "x",
+            "waiting-for-time",
+            "retrying at 2024-03-20 01:01:30 +0000",
+            {"cause": "retry-delay", "at": T0 + 90, "timezone": "UTC"},
+        )
+    ]
+    assert s.decide(T0 + 30).waiting == []  # the same blocker: nothing to write
+    assert s.decide(T0 + 90).start == ["x"]
+
+
+def test_a_loaded_instance_whose_stored_reason_reads_the_same_is_not_rewritten() -> None:
+    s = scheduler(inst("x", at=T0 + 3600, state="waiting-for-time"))
+    s.tasks["x"].reason = "scheduled at 2024-03-20 02:00 +0000"
+    assert s.decide(T0).waiting == []
 
 
 def test_a_rerun_set_ignores_its_mutual_dependencies() -> None:
@@ -209,11 +258,11 @@ def test_an_instance_that_stops_being_ready_goes_back_to_plain_pending() -> None
     s = scheduler(inst("a"), inst("b", node="b", deps=("a",)), capacity=1)
     run(s, "a")
     s._running["rg"] = 1  # another backfill holds the only slot
-    assert s.decide(T0).waiting == [
+    assert reasons(s.decide(T0)) == [
         ("b", "waiting-for-resources", "resource group rg: 1 of 1 slots busy")
     ]
     s.set_state("a", "pending")  # a is rerun: b waits for it again, not for a slot
-    assert s.decide(T0).waiting == [
+    assert reasons(s.decide(T0)) == [
         ("b", "pending", None),
         ("a", "waiting-for-resources", "resource group rg: 1 of 1 slots busy"),
     ]
