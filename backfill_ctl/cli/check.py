@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from backfill_ctl.cli.console import err, out, print_diagnostics
+from backfill_ctl.cli.console import Terminal, err
 from backfill_ctl.cli.options import ActorOpt, NowOpt, PathsArg, resolve_actor, resolve_now
-from backfill_ctl.errors import UsageError
+from backfill_ctl.reports.formats import CHECK
 from backfill_ctl.spec.loader import load_files, load_specs
 from backfill_ctl.usecases.check import Base, run_check
 from backfill_ctl.usecases.policies import with_policies
 
 
-class CheckFormat(StrEnum):
+class CheckFormat(StrEnum):  # the names of reports.formats.CHECK
     text = "text"
     json = "json"
     markdown = "markdown"
@@ -69,40 +65,6 @@ def check_command(
             "note: no actor given (--as, $BACKFILLCTL_ACTOR, $GITHUB_ACTOR): "
             "permissions were not checked"
         )
-    if output is CheckFormat.json:
-        from backfill_ctl.reports.check_text import check_data
-
-        out(json.dumps(check_data(result), indent=2))
-    elif output is CheckFormat.markdown:
-        from backfill_ctl.reports.markdown import render_markdown
-
-        sys.stdout.write(render_markdown(result))
-    elif output is CheckFormat.github:
-        from backfill_ctl.reports.github import render_annotations
-        from backfill_ctl.reports.markdown import render_markdown
-
-        for line in render_annotations(result.findings):
-            out(line)
-        summary = os.environ.get("GITHUB_STEP_SUMMARY")
-        if summary:
-            _append(Path(summary), render_markdown(result))
-    else:
-        from backfill_ctl.reports.check_text import render_text, summary_line
-
-        table = render_text(result)
-        for line in table:
-            out(line)
-        if table and result.findings:  # no blank first line when nothing was planned
-            out()
-        print_diagnostics(result.findings, code=True, stream=sys.stdout)
-        out(summary_line(result))
+    CHECK[output.value](result, Terminal())
     if result.failed:
         raise typer.Exit(1)
-
-
-def _append(path: Path, text: str) -> None:
-    try:
-        with path.open("a", encoding="utf-8") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise UsageError(f"$GITHUB_STEP_SUMMARY {path}: cannot write: {exc.strerror}") from exc

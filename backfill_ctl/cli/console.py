@@ -1,16 +1,20 @@
 """Writing to the terminal: data on stdout, diagnostics on stderr, colour only on a TTY.
 
 Colour follows the NO_COLOR convention (https://no-color.org): any value disables it.
+`Terminal` is the sink the reporters of `-o FORMAT` write to (reports/base.py).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from backfill_ctl.errors import UsageError
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from backfill_ctl.errors import Diagnostic
 
@@ -50,3 +54,33 @@ def print_diagnostics(
         head, _, rest = diag.format(code=code).partition(f": {diag.severity}")
         word = paint(diag.severity, _SEVERITY_STYLE[diag.severity], stream)
         stream.write(f"{head}: {word}{rest}\n")
+
+
+class Terminal:
+    """The sink reporters write to (reports/base.py): data on stdout, notes and
+    diagnostics beside it on stderr, the step summary to $GITHUB_STEP_SUMMARY."""
+
+    def __init__(self, *, flush: bool = False) -> None:
+        self.flush = flush  # after each write: a watched listing shows at once
+
+    def write(self, text: str) -> None:
+        sys.stdout.write(text)
+        if self.flush:
+            sys.stdout.flush()
+
+    def note(self, text: str) -> None:
+        err(text)
+
+    def diagnostics(self, diagnostics: Iterable[Diagnostic], *, code: bool, data: bool) -> None:
+        print_diagnostics(diagnostics, code=code, stream=sys.stdout if data else None)
+
+    def step_summary(self, text: Callable[[], str]) -> None:
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if not summary:
+            return
+        path = Path(summary)
+        try:
+            with path.open("a", encoding="utf-8") as fh:
+                fh.write(text())
+        except OSError as exc:
+            raise UsageError(f"$GITHUB_STEP_SUMMARY {path}: cannot write: {exc.strerror}") from exc

@@ -14,6 +14,7 @@ import typer
 from backfill_ctl.cli.console import err, print_diagnostics
 from backfill_ctl.cli.options import ActorOpt, NowOpt, PathsArg, resolve_actor, resolve_now
 from backfill_ctl.errors import UsageError
+from backfill_ctl.reports.formats import PLAN
 from backfill_ctl.spec.loader import load_specs
 from backfill_ctl.usecases.plan import make_plan
 
@@ -21,10 +22,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from backfill_ctl.core.planner import Plan
-    from backfill_ctl.spec.loader import Specs
 
 
-class PlanFormat(StrEnum):
+class PlanFormat(StrEnum):  # the names of reports.formats.PLAN
     table = "table"
     json = "json"
     yaml = "yaml"
@@ -75,28 +75,9 @@ def plan_command(
             err(f"plan not saved to {out_file}: fix the errors above first")
         else:
             _save(out_file, _json_chunks(plan))
-    _write(sys.stdout, _render(plan, specs, output))
+    _write(sys.stdout, PLAN[output.value](plan, specs))
     if failed:
         raise typer.Exit(1)
-
-
-def _render(plan: Plan, specs: Specs, output: PlanFormat) -> Iterable[str]:
-    if output is PlanFormat.json:
-        return _json_chunks(plan)
-    if output is PlanFormat.yaml:
-        import yaml
-
-        from backfill_ctl.usecases.plan_data import plan_data
-
-        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-        return [yaml.dump(plan_data(plan), Dumper=dumper, sort_keys=False, width=120)]
-    from backfill_ctl.reports.plan_table import render_plan
-
-    if not plan.backfills:
-        if specs.backfills:
-            return ["No Backfill could be planned (see the errors above).\n"]
-        return ["No Backfill to plan: the specs hold no Backfill document.\n"]
-    return [render_plan(plan, specs.catalog()) + "\n"]
 
 
 def _json_chunks(plan: Plan) -> Iterable[str]:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 
-from backfill_ctl.cli.console import out, print_diagnostics
+from backfill_ctl.cli.console import Terminal
 from backfill_ctl.cli.options import ActorOpt, PathsArg, resolve_actor
 from backfill_ctl.core.semantics import validate
-from backfill_ctl.reports.text import count
+from backfill_ctl.reports.formats import VALIDATE, Validation
 from backfill_ctl.spec.loader import load_specs
 
 
-class ValidateFormat(StrEnum):
+class ValidateFormat(StrEnum):  # the names of reports.formats.VALIDATE
     text = "text"
     json = "json"
 
@@ -35,34 +34,7 @@ def validate_command(
     specs = load_specs(paths)
     _, checks = validate(specs, resolve_actor(actor))
     diagnostics = specs.sources.locate(specs.diagnostics + checks)
-    errors = sum(1 for d in diagnostics if d.is_error)
-    warnings = len(diagnostics) - errors
-    if output is ValidateFormat.json:
-        out(
-            json.dumps(
-                {
-                    "valid": errors == 0,
-                    "errors": errors,
-                    "warnings": warnings,
-                    "diagnostics": [d.to_dict() for d in diagnostics],
-                },
-                indent=2,
-            )
-        )
-    else:
-        print_diagnostics(diagnostics)
-        kinds = [
-            count(len(specs.workspaces), "workspace"),
-            count(len(specs.resource_groups), "resource group"),
-            count(len(specs.nodes), "node"),
-            count(len(specs.backfills), "backfill"),
-        ]
-        verdict = (
-            f"{count(errors, 'error')}, {count(warnings, 'warning')}" if diagnostics else "valid"
-        )
-        out(
-            f"{count(specs.files, 'file')}, {count(len(specs.documents), 'document')} "
-            f"({', '.join(kinds)}): {verdict}"
-        )
-    if errors:
+    found = Validation(specs, diagnostics)
+    VALIDATE[output.value](found, Terminal())
+    if found.errors:
         raise typer.Exit(1)

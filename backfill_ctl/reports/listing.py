@@ -1,0 +1,131 @@
+"""The output formats of `get`: a listing of stored objects, then (with `-w`) what changed.
+
+kubectl-like: `table` (the default) and `wide` (more columns), `json` and `yaml` (every
+field: a list first, then one object per change, YAML documents separated by `---`),
+`name` (`KIND/NAME` lines). A table watched keeps its columns: they only widen, so the
+rows printed earlier stay aligned with its header.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from backfill_ctl.reports.base import Registry
+from backfill_ctl.reports.text import table
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from backfill_ctl.reports.base import Sink
+
+
+@dataclass(frozen=True)
+class Item:
+    """One listed object: its name, its table cells (normal and wide) and its data."""
+
+    name: str  # backfill/NAME or instance/ID
+    cells: tuple[str, ...]
+    wide: tuple[str, ...]
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Columns:
+    """What is listed: its kind (for the empty message) and its table's header."""
+
+    kind: str  # "backfills" | "instances"
+    header: tuple[str, ...]
+    wide: tuple[str, ...]  # the columns -o wide adds
+
+
+class ListingReporter(Protocol):
+    def listing(self, items: Sequence[Item]) -> None:
+        """The first listing."""
+
+    def changes(self, items: Sequence[Item]) -> None:
+        """Objects that changed since (under -w)."""
+
+
+def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    return "  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip()
+
+
+class Table:
+    def __init__(self, columns: Columns, sink: Sink, *, wide: bool = False) -> None:
+        self.columns, self.sink, self.wide = columns, sink, wide
+        self.header = columns.header + columns.wide if wide else columns.header
+        self.widths = [len(h) for h in self.header]
+        self.shown_header = False
+
+    def _rows(self, items: Sequence[Item]) -> list[tuple[str, ...]]:
+        return [i.cells + i.wide if self.wide else i.cells for i in items]
+
+    def listing(self, items: Sequence[Item]) -> None:
+        rows = self._rows(items)
+        columns = range(len(self.header))
+        self.widths = [max(len(r[c]) for r in [self.header, *rows]) for c in columns]
+        if rows:
+            self.sink.write("".join(line + "\n" for line in table([self.header, *rows])))
+        else:
+            self.sink.note(f"No {self.columns.kind} found.")
+        self.shown_header = bool(rows)
+
+    def changes(self, items: Sequence[Item]) -> None:
+        rows = self._rows(items)
+        for row in rows:  # columns only widen: earlier rows stay as printed
+            self.widths = [max(w, len(cell)) for w, cell in zip(self.widths, row, strict=True)]
+        text = "" if self.shown_header else _line(self.header, self.widths) + "\n"
+        self.shown_header = True
+        self.sink.write(text + "".join(_line(r, self.widths) + "\n" for r in rows))
+
+
+def _json(data: object) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def _yaml(data: object) -> str:
+    import yaml
+
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    return str(yaml.dump(data, Dumper=dumper, sort_keys=False, width=120, allow_unicode=True))
+
+
+class Data:
+    """Every field: a list of objects, then each changed object (YAML: a document each)."""
+
+    def __init__(self, sink: Sink, dump: Callable[[object], str], separator: str) -> None:
+        self.sink, self.dump, self.separator = sink, dump, separator
+
+    def listing(self, items: Sequence[Item]) -> None:
+        self.sink.write(self.dump([i.data for i in items]))
+
+    def changes(self, items: Sequence[Item]) -> None:
+        self.sink.write("".join(self.separator + self.dump(i.data) for i in items))
+
+
+class Names:
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+
+    def listing(self, items: Sequence[Item]) -> None:
+        self.sink.write("".join(f"{i.name}\n" for i in items))
+
+    def changes(self, items: Sequence[Item]) -> None:
+        self.listing(items)
+
+
+ListingReporterFactory = Callable[[Columns, "Sink"], ListingReporter]
+
+GET: Registry[ListingReporterFactory] = Registry(
+    "get",
+    {
+        "table": lambda columns, sink: Table(columns, sink),
+        "wide": lambda columns, sink: Table(columns, sink, wide=True),
+        "json": lambda columns, sink: Data(sink, _json, ""),
+        "yaml": lambda columns, sink: Data(sink, _yaml, "---\n"),
+        "name": lambda columns, sink: Names(sink),
+    },
+)
