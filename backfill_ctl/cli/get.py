@@ -12,26 +12,24 @@ times were written by the clock too.
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from backfill_ctl.cli.console import err
+from backfill_ctl.cli.console import Terminal
 from backfill_ctl.cli.state import StateFileOpt, open_state
 from backfill_ctl.core.records import STATES
 from backfill_ctl.errors import UsageError, did_you_mean
-from backfill_ctl.reports.text import table
+from backfill_ctl.reports.listing import GET, Columns, Item
 from backfill_ctl.usecases import progress
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
     from backfill_ctl.core.records import BackfillRecord, InstanceRecord
     from backfill_ctl.state import StateStore
@@ -51,7 +49,7 @@ get_app = typer.Typer(
 )
 
 
-class Format(StrEnum):
+class Format(StrEnum):  # reports.listing.GET's names; no -o is its "table"
     wide = "wide"
     json = "json"
     yaml = "yaml"
@@ -85,16 +83,6 @@ WatchOpt = Annotated[
 ]
 WatchLimitOpt = Annotated[int | None, typer.Option("--watch-limit", hidden=True)]
 AllOpt = Annotated[bool, typer.Option("--all", "-A", help="Include deleted backfills.")]
-
-
-@dataclass(frozen=True)
-class Item:
-    """One listed object: its name, its table cells (normal and wide) and its data."""
-
-    name: str  # backfill/NAME or instance/ID
-    cells: tuple[str, ...]
-    wide: tuple[str, ...]
-    data: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -140,44 +128,12 @@ def find_instance(store: StateStore, ident: str) -> InstanceRecord:
 # -- output ----------------------------------------------------------------------------------
 
 
-def _write(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
-
-
-def _dump(data: object, output: Format) -> str:
-    if output is Format.json:
-        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
-    import yaml
-
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-    return str(yaml.dump(data, Dumper=dumper, sort_keys=False, width=120, allow_unicode=True))
-
-
-def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
-    return "  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip()
-
-
-def _rows(items: Sequence[Item], wide: bool) -> list[tuple[str, ...]]:
-    return [i.cells + i.wide if wide else i.cells for i in items]
-
-
 def show(listing: Listing, output: Format | None, watch: bool, limit: int | None) -> None:
     """Print the listing; with `watch`, then what changes, poll after poll."""
+    columns = Columns(listing.kind, listing.header, listing.wide)
+    report = GET["table" if output is None else output.value](columns, Terminal(flush=True))
     items = listing.fetch()
-    wide = output is Format.wide
-    header = listing.header + listing.wide if wide else listing.header
-    rows = _rows(items, wide)
-    widths = [max(len(r[c]) for r in [header, *rows]) for c in range(len(header))]
-    if output in (Format.json, Format.yaml):
-        _write(_dump([i.data for i in items], output))
-    elif output is Format.name:
-        _write("".join(f"{i.name}\n" for i in items))
-    elif rows:
-        _write("".join(line + "\n" for line in table([header, *rows])))
-    else:
-        err(f"No {listing.kind} found.")
-    shown_header = bool(rows)
+    report.listing(items)
     if not watch:
         return
     seen = {i.name: i.data for i in items}
@@ -188,20 +144,8 @@ def show(listing: Listing, output: Format | None, watch: bool, limit: int | None
         items = listing.fetch()
         changed = [i for i in items if seen.get(i.name) != i.data]
         seen = {i.name: i.data for i in items}
-        if not changed:
-            continue
-        if output in (Format.json, Format.yaml):
-            sep = "" if output is Format.json else "---\n"
-            _write("".join(sep + _dump(i.data, output) for i in changed))
-        elif output is Format.name:
-            _write("".join(f"{i.name}\n" for i in changed))
-        else:
-            rows = _rows(changed, wide)
-            for row in rows:  # columns only widen: earlier rows stay as printed
-                widths = [max(w, len(cell)) for w, cell in zip(widths, row, strict=True)]
-            text = "" if shown_header else _line(header, widths) + "\n"
-            shown_header = True
-            _write(text + "".join(_line(r, widths) + "\n" for r in rows))
+        if changed:
+            report.changes(changed)
 
 
 # -- get backfills ----------------------------------------------------------------------------
@@ -301,7 +245,7 @@ def _instance_item(i: InstanceRecord) -> Item:
             progress.scheduled(i),
             i.state,
             str(i.attempts),
-            _cell(progress.truncate(i.reason, REASON_WIDTH)),
+            _cell(progress.truncate(progress.reason(i), REASON_WIDTH)),  # stored blocker
         ),
         (
             f"{i.group}.{i.sequence}",
