@@ -13,6 +13,7 @@ import pytest
 
 from backfill_ctl.state import LeaseLost, StateError, open_store
 from backfill_ctl.state import sqlite as sqlite_module
+from backfill_ctl.state.sqlite import connection
 from backfill_ctl.state.sqlite import SCHEMA_VERSION, SQLiteStore
 from tests.builders import backfill, node
 from tests.running import NOW, applied
@@ -44,9 +45,9 @@ def test_an_older_store_is_migrated_and_keeps_its_rows(
 ) -> None:
     store = applied(tmp_path, *CHAIN, backfill())
     store.close()
-    later = [*sqlite_module._MIGRATIONS, "ALTER TABLE backfills ADD COLUMN owner TEXT"]
-    monkeypatch.setattr(sqlite_module, "_MIGRATIONS", later)
-    monkeypatch.setattr(sqlite_module, "SCHEMA_VERSION", len(later))
+    later = [*connection._MIGRATIONS, "ALTER TABLE backfills ADD COLUMN owner TEXT"]
+    monkeypatch.setattr(connection, "_MIGRATIONS", later)
+    monkeypatch.setattr(connection, "SCHEMA_VERSION", len(later))
 
     reopened = SQLiteStore(tmp_path / "state.db")
 

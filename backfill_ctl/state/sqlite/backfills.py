@@ -1,0 +1,229 @@
+"""Backfills in SQLite: their rows, reads and field updates, the resource groups, and
+`save_apply`: one transaction writing what apply decided (backfills, new, changed and
+cancelled instances, resource groups) with its events."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from backfill_ctl.core.records import BackfillRecord
+from backfill_ctl.state.sqlite.connection import Connection
+from backfill_ctl.state.sqlite.events import EVENT_INSERT, insert_event
+from backfill_ctl.state.sqlite.instances import INSTANCE_COLUMNS, instance_row
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Sequence
+
+    from backfill_ctl.core.records import InstanceRecord
+
+_BACKFILL_COLUMNS = (
+    "name, digest, spec, file, status, suspended, run_immediately, execution_window, "
+    "alert_when, notify, labels, applied_at, applied_by, finished_at, outcome, notified_at"
+)
+# `spec`: the stored document with its access (who may operate it), rewritten for a
+# finished backfill without reopening it.
+_SETTABLE_BACKFILL = {"status", "suspended", "finished_at", "outcome", "notified_at", "spec"}
+
+
+def backfill_row(b: BackfillRecord) -> tuple[Any, ...]:
+    return (
+        b.name,
+        b.digest,
+        json.dumps(b.spec),
+        b.file,
+        b.status,
+        int(b.suspended),
+        int(b.run_immediately),
+        json.dumps(b.execution_window) if b.execution_window else None,
+        b.alert_when,
+        json.dumps(list(b.notify)),
+        json.dumps(b.labels),
+        b.applied_at,
+        b.applied_by,
+        b.finished_at,
+        b.outcome,
+        b.notified_at,
+    )
+
+
+def backfill_of(row: Sequence[Any]) -> BackfillRecord:
+    window = json.loads(row[7]) if row[7] else None
+    return BackfillRecord(
+        name=row[0],
+        digest=row[1],
+        spec=json.loads(row[2]),
+        file=row[3],
+        status=row[4],
+        suspended=bool(row[5]),
+        run_immediately=bool(row[6]),
+        execution_window=tuple(window) if window else None,
+        alert_when=row[8],
+        notify=tuple(json.loads(row[9])),
+        labels=json.loads(row[10]),
+        applied_at=row[11],
+        applied_by=row[12],
+        finished_at=row[13],
+        outcome=row[14],
+        notified_at=row[15],
+    )
+
+
+class Backfills(Connection):
+    def backfills(self, *, include_deleted: bool = False) -> list[BackfillRecord]:
+        where = "" if include_deleted else " WHERE status != 'deleted'"
+        rows = self._read(f"SELECT {_BACKFILL_COLUMNS} FROM backfills{where} ORDER BY name")
+        return [backfill_of(r) for r in rows]
+
+    def backfill(self, name: str) -> BackfillRecord | None:
+        rows = self._read(f"SELECT {_BACKFILL_COLUMNS} FROM backfills WHERE name = ?", (name,))
+        return backfill_of(rows[0]) if rows else None
+
+    def update_backfill(
+        self,
+        name: str,
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+        event: str | None = None,
+        **fields: Any,
+    ) -> bool:
+        unknown = set(fields) - _SETTABLE_BACKFILL
+        if unknown:
+            raise ValueError(f"cannot set {sorted(unknown)} on a backfill")
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        with self._write() as db:
+            if fields:
+                values = [
+                    json.dumps(v) if k == "spec" else int(v) if isinstance(v, bool) else v
+                    for k, v in fields.items()
+                ]
+                done = db.execute(
+                    f"UPDATE backfills SET {sets} WHERE name = ?", (*values, name)
+                ).rowcount
+            else:  # an event only (an alert that failed): "SET  WHERE" is no SQL
+                done = db.execute(
+                    "SELECT COUNT(*) FROM backfills WHERE name = ?", (name,)
+                ).fetchone()[0]
+            if done and event:
+                insert_event(db, at, actor, origin, "backfill", name, message=event)
+        return bool(done)
+
+    def resource_groups(self) -> dict[str, tuple[str, int]]:
+        """name -> (type, concurrency), as last applied."""
+        return {
+            n: (t, c)
+            for n, t, c in self._read("SELECT name, type, concurrency FROM resource_groups")
+        }
+
+    def save_apply(
+        self,
+        backfills: Sequence[BackfillRecord],
+        creates: Sequence[InstanceRecord],
+        updates: Sequence[InstanceRecord],
+        cancels: Sequence[str],
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+        resource_groups: Sequence[tuple[str, str, int]] = (),
+    ) -> None:
+        """One transaction: the backfills, new and changed instances, cancellations."""
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO resource_groups (name, type, concurrency) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET type = excluded.type, "
+                "concurrency = excluded.concurrency",
+                resource_groups,
+            )
+            db.executemany(_UPSERT_BACKFILL, [backfill_row(b) for b in backfills])
+            db.executemany(
+                f"INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES ({', '.join('?' * 26)})",
+                [instance_row(i) for i in creates],
+            )
+            db.executemany(_UPDATE_INSTANCE, [_definition(i, at) for i in updates])
+            db.executemany(
+                "UPDATE instances SET state = 'cancelled', reason = 'no longer in the specs', "
+                "blocker = NULL, updated_at = ?, finished_at = ? WHERE id = ? AND state IN "
+                "('pending', 'waiting-for-time', 'waiting-for-resources', 'frozen')",
+                [(at, at, i) for i in cancels],
+            )
+            events = _apply_events(db, backfills, creates, updates, cancels, at, actor, origin)
+            db.executemany(EVENT_INSERT, events)
+
+
+_UPSERT_BACKFILL = (
+    f"INSERT INTO backfills ({_BACKFILL_COLUMNS}) VALUES ({', '.join('?' * 16)}) "
+    "ON CONFLICT (name) DO UPDATE SET digest = excluded.digest, spec = excluded.spec,"
+    " file = excluded.file, status = excluded.status, suspended = "
+    "excluded.suspended, run_immediately = excluded.run_immediately, "
+    "execution_window = excluded.execution_window, alert_when = "
+    "excluded.alert_when, notify = excluded.notify, labels = excluded.labels, "
+    "applied_at = excluded.applied_at, applied_by = excluded.applied_by, "
+    "finished_at = NULL, outcome = NULL, notified_at = NULL"
+)
+# A changed definition: only of an instance that has not started or has ended badly (a
+# cancelled one comes back pending).
+_UPDATE_INSTANCE = (
+    "UPDATE instances SET cyctime = ?, cyctime_epoch = ?, timezone = ?, grp = ?, "
+    "seq = ?, priority = ?, depends_on = ?, run = ?, resource_group = ?, "
+    "dry_run_reason = ?, tries_left = ?, updated_at = ?, state = CASE state WHEN "
+    "'cancelled' THEN 'pending' ELSE state END WHERE id = ? AND state IN "
+    "('pending', 'waiting-for-time', 'waiting-for-resources', 'frozen', 'failed', "
+    "'cancelled')"
+)
+
+
+def _definition(i: InstanceRecord, at: float) -> tuple[Any, ...]:
+    return (
+        i.cyctime,
+        i.cyctime_epoch,
+        i.timezone,
+        i.group,
+        i.sequence,
+        i.priority,
+        json.dumps(list(i.depends_on)),
+        json.dumps(i.run.to_json()),
+        i.resource_group,
+        i.dry_run_reason,
+        i.tries_left,
+        at,
+        i.id,
+    )
+
+
+def _apply_events(
+    db: sqlite3.Connection,
+    backfills: Sequence[BackfillRecord],
+    creates: Sequence[InstanceRecord],
+    updates: Sequence[InstanceRecord],
+    cancels: Sequence[str],
+    at: float,
+    actor: str,
+    origin: str,
+) -> list[tuple[Any, ...]]:
+    """The events of one apply, as rows for `EVENT_INSERT`."""
+    who = (at, actor, origin)
+    events: list[tuple[Any, ...]] = [
+        (*who, "created", i.backfill, i.id, None, i.state, None) for i in creates
+    ]
+    changed = "definition changed by apply"
+    events += [(*who, "updated", i.backfill, i.id, None, None, changed) for i in updates]
+    owners = (
+        dict(
+            db.execute(
+                "SELECT id, backfill FROM instances WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(cancels)),),
+            ).fetchall()
+        )
+        if cancels
+        else {}
+    )
+    gone = "no longer in the specs"
+    events += [(*who, "transition", owners.get(i), i, None, "cancelled", gone) for i in cancels]
+    events += [
+        (*who, "applied", b.name, None, None, None, f"applied {b.digest[:19]}") for b in backfills
+    ]
+    return events

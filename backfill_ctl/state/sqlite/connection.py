@@ -1,0 +1,213 @@
+"""The SQLite connection every part of the store shares: opening (a private file, WAL, the
+busy timeout), the versioned schema and its migrations, one `BEGIN IMMEDIATE` transaction
+per write, and SQLite's failures told as `StateError`, `StoreUnavailable` (the disk) or a
+lock held too long. A file that is not a SQLite database, or one written by a newer
+backfillctl, is refused untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from backfill_ctl.state import StateError, StoreUnavailable
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+    from pathlib import Path
+
+# What SQLite says when the disk under the store fails: the write did not happen, and may
+# later (the controller keeps what it knows and tries again).
+_UNWRITABLE = (
+    ("database or disk is full", "its disk is full"),
+    ("disk I/O error", "an I/O error"),
+    ("readonly database", "it is read-only"),
+    ("unable to open database file", "its file cannot be opened"),
+)
+_MIGRATIONS: list[str] = [
+    # 1: the first schema
+    """
+    CREATE TABLE resource_groups (name TEXT PRIMARY KEY, type TEXT NOT NULL,
+        concurrency INTEGER NOT NULL);
+    CREATE TABLE lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, pid INTEGER NOT NULL,
+        host TEXT NOT NULL, acquired_at REAL NOT NULL, expires_at REAL NOT NULL);
+    CREATE TABLE backfills (name TEXT PRIMARY KEY, digest TEXT NOT NULL, spec TEXT NOT NULL,
+        file TEXT NOT NULL, status TEXT NOT NULL, suspended INTEGER NOT NULL,
+        run_immediately INTEGER NOT NULL, execution_window TEXT, alert_when TEXT NOT NULL,
+        notify TEXT NOT NULL, labels TEXT NOT NULL, applied_at REAL NOT NULL,
+        applied_by TEXT, finished_at REAL, outcome TEXT, notified_at REAL);
+    CREATE TABLE instances (id TEXT PRIMARY KEY, backfill TEXT NOT NULL, node TEXT NOT NULL,
+        bizdate TEXT NOT NULL, cyctime TEXT NOT NULL, cyctime_epoch REAL NOT NULL,
+        timezone TEXT NOT NULL, grp INTEGER NOT NULL, seq INTEGER NOT NULL,
+        priority INTEGER NOT NULL, depends_on TEXT NOT NULL, run TEXT NOT NULL,
+        resource_group TEXT NOT NULL, dry_run_reason TEXT, state TEXT NOT NULL, reason TEXT,
+        attempts INTEGER NOT NULL, tries_left INTEGER NOT NULL, ignore_deps INTEGER NOT NULL,
+        stop_requested INTEGER NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+        started_at REAL, finished_at REAL);
+    CREATE INDEX instances_by_backfill ON instances (backfill, state);
+    CREATE INDEX instances_by_state ON instances (state);
+    CREATE TABLE attempts (instance TEXT NOT NULL, number INTEGER NOT NULL,
+        backend TEXT NOT NULL, state TEXT NOT NULL, handle TEXT NOT NULL, exit_code INTEGER,
+        message TEXT, log TEXT, started_at REAL NOT NULL, finished_at REAL,
+        PRIMARY KEY (instance, number));
+    CREATE INDEX attempts_by_state ON attempts (state);
+    CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,
+        actor TEXT NOT NULL, origin TEXT, kind TEXT NOT NULL, backfill TEXT, instance TEXT,
+        from_state TEXT, to_state TEXT, message TEXT);
+    CREATE INDEX events_by_instance ON events (instance);
+    CREATE INDEX events_by_backfill ON events (backfill, id);
+    """,
+    # 2: an identity, so that what a backend leaves outside (Kubernetes Jobs) is known as
+    # this store's, not a discarded or a neighbouring one's
+    """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    INSERT INTO meta (key, value) VALUES ('store_id', lower(hex(randomblob(6))));
+    """,
+    # 3: the lease's fencing epoch (a new holder, a new epoch: every start checks it), and
+    # when an instance that is to be retried may start again (run.retryDelay)
+    """
+    ALTER TABLE lease ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE instances ADD COLUMN not_before REAL;
+    """,
+    # 4: why a waiting instance waits, as the scheduler decided it: a typed blocker (JSON
+    # {"cause": ..., details}); `reason` keeps its rendering
+    """
+    ALTER TABLE instances ADD COLUMN blocker TEXT;
+    """,
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def _create_private(path: Path) -> None:
+    """A new store is readable by its owner only (0600; SQLite gives its -wal and -shm
+    files the same mode), in directories created 0700, whatever the umask. An existing
+    file or directory keeps its mode: it may be shared on purpose."""
+    missing = [d for d in [path.parent, *path.parent.parents] if not d.exists()]
+    for d in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            d.mkdir(mode=0o700)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+
+
+class Connection:
+    """One open store file; the record parts (backfills, instances, ...) build on it."""
+
+    def __init__(self, path: Path, *, create: bool, busy_timeout: float) -> None:
+        self.path = str(path)
+        self._store_id: str | None = None
+        self._busy_timeout = busy_timeout
+        if not path.exists() and not create:
+            raise StateError(f"no state store at {path}", hint="run backfillctl apply first")
+        try:
+            _create_private(path)
+            self._db = sqlite3.connect(
+                path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+            self._wal()
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise self._error(exc) from exc
+        except OSError as exc:
+            raise StateError(
+                f"cannot open the state store {path}: {exc.strerror}",
+                hint="check the path and its permissions",
+            ) from exc
+
+    def _wal(self) -> None:
+        """Switch to WAL. Two processes opening a new file at once: the loser of the
+        switch is told "locked" without waiting, so it waits here (the busy timeout)."""
+        deadline = time.monotonic() + self._busy_timeout
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
+    def _error(self, exc: sqlite3.Error) -> StateError:
+        text = str(exc)
+        for words, what in _UNWRITABLE:
+            if words in text:
+                return StoreUnavailable(
+                    f"the state store {self.path} cannot be written: {what} ({text})",
+                    hint="free space on its disk (or make it writable again); nothing was "
+                    "changed by the failed write, and the controller retries",
+                )
+        if "locked" in text or "busy" in text:
+            return StateError(
+                f"the state store {self.path} is locked by another process",
+                hint="wait for the other backfillctl to finish, or find it "
+                "(fuser on the file); nothing was changed",
+            )
+        if "not a database" in text or "malformed" in text or "corrupt" in text:
+            return StateError(
+                f"the state store {self.path} is not a usable SQLite database ({text})",
+                hint="restore it from a backup, or move it away to "
+                "start afresh; it was not modified",
+            )
+        return StateError(f"state store {self.path}: {text}")
+
+    def _version(self) -> int:
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"the state store {self.path} has schema version {version}; this "
+                f"backfillctl knows up to {SCHEMA_VERSION}",
+                hint="upgrade backfillctl; the store was not modified",
+            )
+        return version
+
+    def _migrate(self) -> None:
+        if self._version() == SCHEMA_VERSION:
+            return
+        with self._write():
+            # Read again under the write lock: another process (a second controller
+            # started at the same instant) may have migrated meanwhile.
+            for number in range(self._version(), SCHEMA_VERSION):
+                for statement in _MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        self._db.execute(statement)
+                self._db.execute(f"PRAGMA user_version = {number + 1}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise self._error(exc) from exc
+        try:
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite rolls some failures back itself (a full disk, an I/O error): a
+            # second ROLLBACK would fail and hide the cause.
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError):  # the disk, a lock: not a bug
+                raise self._error(exc) from exc
+            raise
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    @property
+    def store_id(self) -> str:
+        """A random id given to the store when it was made (12 hex digits)."""
+        if self._store_id is None:
+            self._store_id = str(self._read("SELECT value FROM meta WHERE key = 'store_id'")[0][0])
+        return self._store_id

@@ -1,0 +1,89 @@
+"""Events in SQLite: the log every change writes in its own transaction (`insert_event`,
+`EVENT_INSERT` for the other parts), read back in order, and the events gc adds."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from backfill_ctl.core.records import EventRecord
+from backfill_ctl.state.sqlite.connection import Connection
+
+if TYPE_CHECKING:
+    import sqlite3
+    from collections.abc import Sequence
+
+EVENT_INSERT = (
+    "INSERT INTO events (at, actor, origin, kind, backfill, instance, from_state, "
+    "to_state, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def insert_event(
+    db: sqlite3.Connection,
+    at: float,
+    actor: str,
+    origin: str,
+    kind: str,
+    backfill: str | None,
+    instance: str | None = None,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    message: str | None = None,
+) -> None:
+    db.execute(
+        EVENT_INSERT, (at, actor, origin, kind, backfill, instance, from_state, to_state, message)
+    )
+
+
+class Events(Connection):
+    def events(
+        self,
+        *,
+        backfill: str | None = None,
+        instance: str | None = None,
+        after: int = 0,
+        limit: int | None = None,
+        not_from: str | None = None,
+    ) -> list[EventRecord]:
+        sql = (
+            "SELECT id, at, actor, kind, backfill, instance, from_state, to_state, message, "
+            "origin FROM events WHERE id > ?"
+        )
+        params: list[Any] = [after]
+        if not_from is not None:
+            sql += " AND origin IS NOT ?"
+            params.append(not_from)
+        if backfill is not None:
+            sql += " AND backfill = ?"
+            params.append(backfill)
+        if instance is not None:
+            sql += " AND instance = ?"
+            params.append(instance)
+        if limit is not None:  # the newest `limit`, in order
+            sql = f"SELECT * FROM ({sql} ORDER BY id DESC LIMIT {int(limit)}) ORDER BY id"
+        else:
+            sql += " ORDER BY id"
+        return [EventRecord(*row) for row in self._read(sql, params)]
+
+    def last_event_id(self) -> int:
+        row = self._read("SELECT MAX(id) FROM events")[0]
+        return int(row[0] or 0)
+
+    def add_events(
+        self,
+        kind: str,
+        entries: Sequence[tuple[str | None, str]],
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+    ) -> None:
+        """One transaction: an event of `kind` for each (backfill, message)."""
+        if not entries:
+            return
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO events (at, actor, origin, kind, backfill, message) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [(at, actor, origin, kind, backfill, message) for backfill, message in entries],
+            )

@@ -1,0 +1,246 @@
+"""Instances in SQLite: their rows, the reads (by backfill, id, state; the scheduler's
+task rows; counts) and the state changes made outside an attempt (guarded transitions,
+the scheduler's waiting states with their blockers), each with its events."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from backfill_ctl.core.records import InstanceRecord, Run, TaskRow
+from backfill_ctl.state.sqlite.connection import Connection
+from backfill_ctl.state.sqlite.events import EVENT_INSERT
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+INSTANCE_COLUMNS = (
+    "id, backfill, node, bizdate, cyctime, cyctime_epoch, timezone, grp, seq, priority, "
+    "depends_on, run, resource_group, dry_run_reason, state, reason, attempts, tries_left, "
+    "ignore_deps, stop_requested, created_at, updated_at, started_at, finished_at, not_before, "
+    "blocker"
+)
+_SETTABLE_INSTANCE = {
+    "tries_left",
+    "ignore_deps",
+    "stop_requested",
+    "finished_at",
+    "started_at",
+    "not_before",
+}
+
+
+def instance_row(i: InstanceRecord) -> tuple[Any, ...]:
+    return (
+        i.id,
+        i.backfill,
+        i.node,
+        i.bizdate,
+        i.cyctime,
+        i.cyctime_epoch,
+        i.timezone,
+        i.group,
+        i.sequence,
+        i.priority,
+        json.dumps(list(i.depends_on)),
+        json.dumps(i.run.to_json()),
+        i.resource_group,
+        i.dry_run_reason,
+        i.state,
+        i.reason,
+        i.attempts,
+        i.tries_left,
+        int(i.ignore_deps),
+        int(i.stop_requested),
+        i.created_at,
+        i.updated_at,
+        i.started_at,
+        i.finished_at,
+        i.not_before,
+        None if i.blocker is None else json.dumps(i.blocker),
+    )
+
+
+def instance_of(row: Sequence[Any]) -> InstanceRecord:
+    return InstanceRecord(
+        id=row[0],
+        backfill=row[1],
+        node=row[2],
+        bizdate=row[3],
+        cyctime=row[4],
+        cyctime_epoch=row[5],
+        timezone=row[6],
+        group=row[7],
+        sequence=row[8],
+        priority=row[9],
+        depends_on=tuple(json.loads(row[10])),
+        run=Run.from_json(json.loads(row[11])),
+        resource_group=row[12],
+        dry_run_reason=row[13],
+        state=row[14],
+        reason=row[15],
+        attempts=row[16],
+        tries_left=row[17],
+        ignore_deps=bool(row[18]),
+        stop_requested=bool(row[19]),
+        created_at=row[20],
+        updated_at=row[21],
+        started_at=row[22],
+        finished_at=row[23],
+        not_before=row[24],
+        blocker=None if row[25] is None else json.loads(row[25]),
+    )
+
+
+class Instances(Connection):
+    def instances(
+        self,
+        *,
+        backfill: str | None = None,
+        ids: Iterable[str] | None = None,
+        states: Iterable[str] | None = None,
+        node: str | None = None,
+        bizdate: str | None = None,
+    ) -> list[InstanceRecord]:
+        clauses, params = [], []
+        for column, value in (("backfill", backfill), ("node", node), ("bizdate", bizdate)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        for column, values in (("state", states), ("id", ids)):
+            if values is not None:
+                chosen = list(values)
+                if not chosen:
+                    return []
+                clauses.append(f"{column} IN (SELECT value FROM json_each(?))")
+                params.append(json.dumps(chosen))
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._read(
+            f"SELECT {INSTANCE_COLUMNS} FROM instances{where} "
+            "ORDER BY backfill, grp, seq, cyctime_epoch, node",
+            params,
+        )
+        return [instance_of(r) for r in rows]
+
+    def task_rows(self, backfills: Sequence[str]) -> list[TaskRow]:
+        """The scheduler's view of the instances of `backfills` (no commands parsed)."""
+        rows = self._read(
+            "SELECT id, backfill, bizdate, grp, seq, priority, cyctime_epoch, timezone, "
+            "resource_group, dry_run_reason IS NOT NULL, depends_on, ignore_deps, state, reason, "
+            "not_before FROM instances WHERE backfill IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(backfills)),),
+        )
+        return [
+            TaskRow(
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                bool(r[9]),
+                tuple(json.loads(r[10])),
+                bool(r[11]),
+                r[12],
+                r[13],
+                r[14],
+            )
+            for r in rows
+        ]
+
+    def counts(self, backfill: str | None = None) -> dict[tuple[str, str], int]:
+        sql = "SELECT backfill, state, COUNT(*) FROM instances"
+        params: tuple[Any, ...] = ()
+        if backfill is not None:
+            sql += " WHERE backfill = ?"
+            params = (backfill,)
+        return {(b, s): n for b, s, n in self._read(sql + " GROUP BY backfill, state", params)}
+
+    def date_counts(self, backfill: str) -> dict[tuple[int, int, str, str], int]:
+        """(group, sequence, bizdate, state) -> instances: a backfill's progress by date."""
+        rows = self._read(
+            "SELECT grp, seq, bizdate, state, COUNT(*) FROM instances WHERE backfill = ? "
+            "GROUP BY grp, seq, bizdate, state",
+            (backfill,),
+        )
+        return {(g, q, d, s): n for g, q, d, s, n in rows}
+
+    def transition(
+        self,
+        ids: Sequence[str],
+        to_state: str,
+        *,
+        allowed: Iterable[str],
+        at: float,
+        actor: str,
+        origin: str,
+        reason: str | None = None,
+        kind: str = "transition",
+        **fields: Any,
+    ) -> list[str]:
+        """Move the instances that are in an `allowed` state; the ids that moved."""
+        unknown = set(fields) - _SETTABLE_INSTANCE
+        if unknown:
+            raise ValueError(f"cannot set {sorted(unknown)} on an instance")
+        allowed = list(allowed)
+        extra = "".join(f", {k} = ?" for k in fields)
+        values = [int(v) if isinstance(v, bool) else v for v in fields.values()]
+        moved: list[str] = []
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT id, backfill, state FROM instances WHERE id IN (SELECT value FROM "
+                "json_each(?)) AND state IN (SELECT value FROM json_each(?))",
+                (json.dumps(list(ids)), json.dumps(allowed)),
+            ).fetchall()
+            db.executemany(
+                "UPDATE instances SET state = ?, reason = ?, blocker = NULL, "
+                f"updated_at = ?{extra} WHERE id = ?",
+                [(to_state, reason, at, *values, row[0]) for row in rows],
+            )
+            db.executemany(
+                EVENT_INSERT,
+                [(at, actor, origin, kind, b, i, s, to_state, reason) for i, b, s in rows],
+            )
+            moved = [row[0] for row in rows]
+        return moved
+
+    def set_waiting(
+        self,
+        updates: Sequence[tuple[str, str, str | None, Mapping[str, Any] | None]],
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+    ) -> int:
+        """Batch the scheduler's view of waiting instances: (id, state, reason, blocker)."""
+        if not updates:
+            return 0
+        with self._write() as db:
+            # CROSS JOIN keeps the few updates the outer loop (each a primary-key probe);
+            # left to itself the planner scans every waiting row through the state index.
+            changed = db.execute(
+                "WITH u(id, state, reason) AS (SELECT json_extract(value, '$[0]'), "
+                "json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?)) "
+                "SELECT i.id, i.backfill, i.state, u.state, u.reason FROM u CROSS JOIN "
+                "instances i ON i.id = u.id WHERE i.state IN "
+                "('pending', 'waiting-for-time', 'waiting-for-resources') AND i.state != u.state",
+                (json.dumps([u[:3] for u in updates]),),
+            ).fetchall()
+            db.executemany(
+                "UPDATE instances SET state = ?, reason = ?, blocker = ?, updated_at = ? "
+                "WHERE id = ? AND state IN ('pending', 'waiting-for-time', "
+                "'waiting-for-resources')",
+                [
+                    (state, reason, None if blocker is None else json.dumps(blocker), at, i)
+                    for i, state, reason, blocker in updates
+                ],
+            )
+            db.executemany(
+                "INSERT INTO events (at, actor, origin, kind, backfill, instance, from_state, "
+                "to_state, message) VALUES (?, ?, ?, 'transition', ?, ?, ?, ?, ?)",
+                [(at, actor, origin, b, i, s, new, why) for i, b, s, new, why in changed],
+            )
+        return len(changed)
