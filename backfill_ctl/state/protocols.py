@@ -1,0 +1,241 @@
+"""What a state store offers, as narrow protocols, one per kind of consumer (DESIGN §7).
+
+Nothing here is heavy: only `typing`, and the records for type checking. A pure module
+(reconcile) can depend on these protocols without pulling in a store implementation.
+
+The building blocks (`BackfillReads`, `InstanceReads`, ...) each hold a few methods; the
+consumers' protocols are made of them:
+
+- `PlanStore`: what apply and reconcile read and write (`save_apply`);
+- `OperationsStore`: what an operator's verbs do (guarded transitions, backfill fields);
+- `RunStore`: what the controller does (task rows, waiting states, attempts, the lease);
+- `ReadStore`: what get, describe and progress show;
+- `RetentionStore`: what gc weighs and deletes;
+- `StateStore`: all of them; what a store implementation provides, and what the store
+  contract suite (tests/state/contract.py) checks.
+
+Semantics every implementation keeps: each call that changes state is atomic and writes
+its events; transitions are guarded (only from an allowed state; the ids moved are
+returned); the first report of an attempt's end wins; a fenced start raises `LeaseLost`
+when the lease moved; a write the store cannot make for now raises `StoreUnavailable`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from backfill_ctl.core.records import (
+        AttemptRecord,
+        BackfillRecord,
+        EventRecord,
+        InstanceAge,
+        InstanceRecord,
+        Lease,
+        TaskRow,
+    )
+
+# One waiting state as the scheduler decided it: (instance id, state, reason, blocker).
+WaitingUpdate = tuple[str, str, "str | None", "Mapping[str, Any] | None"]
+
+
+class StoreIdentity(Protocol):
+    """Where the store is and which one it is (what a backend tags its work with)."""
+
+    path: str
+
+    @property
+    def store_id(self) -> str: ...
+    def close(self) -> None: ...
+
+
+class BackfillReads(Protocol):
+    def backfills(self, *, include_deleted: bool = False) -> list[BackfillRecord]: ...
+    def backfill(self, name: str) -> BackfillRecord | None: ...
+    def resource_groups(self) -> dict[str, tuple[str, int]]: ...
+
+
+class InstanceReads(Protocol):
+    def instances(
+        self,
+        *,
+        backfill: str | None = None,
+        ids: Iterable[str] | None = None,
+        states: Iterable[str] | None = None,
+        node: str | None = None,
+        bizdate: str | None = None,
+    ) -> list[InstanceRecord]: ...
+
+
+class CountReads(Protocol):
+    def counts(self, backfill: str | None = None) -> dict[tuple[str, str], int]: ...
+    def date_counts(self, backfill: str) -> dict[tuple[int, int, str, str], int]: ...
+
+
+class AttemptReads(Protocol):
+    def attempts(
+        self, instance: str | None = None, *, states: Iterable[str] | None = None
+    ) -> list[AttemptRecord]: ...
+
+
+class EventReads(Protocol):
+    def events(
+        self,
+        *,
+        backfill: str | None = None,
+        instance: str | None = None,
+        after: int = 0,
+        limit: int | None = None,
+        not_from: str | None = None,
+    ) -> list[EventRecord]: ...
+    def last_event_id(self) -> int: ...
+
+
+class BackfillUpdates(Protocol):
+    def update_backfill(
+        self,
+        name: str,
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+        event: str | None = None,
+        **fields: Any,
+    ) -> bool: ...
+
+
+class Transitions(Protocol):
+    def transition(
+        self,
+        ids: Sequence[str],
+        to_state: str,
+        *,
+        allowed: Iterable[str],
+        at: float,
+        actor: str,
+        origin: str,
+        reason: str | None = None,
+        kind: str = "transition",
+        **fields: Any,
+    ) -> list[str]: ...
+
+
+class LeaseStore(Protocol):
+    """The controller lease: one holder at a time, a new epoch for each new holder."""
+
+    def acquire_lease(
+        self, holder: str, *, pid: int, host: str, at: float, ttl: float
+    ) -> Lease: ...
+    def lease(self) -> Lease | None: ...
+    def take_over_lease(self, dead_holder: str) -> None: ...
+    def release_lease(self, holder: str) -> None: ...
+    def check_fence(self, fence: tuple[str, int]) -> None: ...
+
+
+class PlanStore(BackfillReads, InstanceReads, BackfillUpdates, Protocol):
+    """apply and reconcile: what is applied, and one transaction writing a new apply."""
+
+    def save_apply(
+        self,
+        backfills: Sequence[BackfillRecord],
+        creates: Sequence[InstanceRecord],
+        updates: Sequence[InstanceRecord],
+        cancels: Sequence[str],
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+        resource_groups: Sequence[tuple[str, str, int]] = (),
+    ) -> None: ...
+
+
+class OperationsStore(BackfillReads, InstanceReads, BackfillUpdates, Transitions, Protocol):
+    """The operator's verbs (stop, rerun, set-success, delete ...)."""
+
+
+class RunStore(
+    BackfillReads,
+    InstanceReads,
+    BackfillUpdates,
+    Transitions,
+    AttemptReads,
+    EventReads,
+    LeaseStore,
+    Protocol,
+):
+    """The controller: the scheduler's rows, waiting states, attempts, the lease."""
+
+    def task_rows(self, backfills: Sequence[str]) -> list[TaskRow]: ...
+    def set_waiting(
+        self, updates: Sequence[WaitingUpdate], *, at: float, actor: str, origin: str
+    ) -> int: ...
+    def begin_attempt(
+        self,
+        instance: str,
+        backend: str,
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+        fence: tuple[str, int] | None = None,
+    ) -> int | None: ...
+    def set_attempt_handle(
+        self, instance: str, number: int, handle: dict[str, Any], log: str | None
+    ) -> None: ...
+    def end_attempt(
+        self,
+        instance: str,
+        number: int,
+        *,
+        attempt_state: str,
+        exit_code: int | None,
+        message: str | None,
+        instance_state: str,
+        at: float,
+        actor: str,
+        origin: str,
+        not_before: float | None = None,
+    ) -> bool: ...
+    def abandon_attempt(
+        self,
+        instance: str,
+        number: int,
+        *,
+        state: str,
+        reason: str,
+        at: float,
+        actor: str,
+        origin: str,
+    ) -> None: ...
+
+
+class ReadStore(
+    StoreIdentity, BackfillReads, InstanceReads, CountReads, AttemptReads, EventReads, Protocol
+):
+    """get, describe, progress: reads only."""
+
+
+class RetentionStore(BackfillReads, BackfillUpdates, CountReads, AttemptReads, Protocol):
+    """gc: what it weighs, and its deletions, each call one guarded transaction."""
+
+    def instance_ages(self) -> list[InstanceAge]: ...
+    def delete_instances(self, ids: Sequence[str], *, finished_before: float) -> list[str]: ...
+    def delete_backfills(self, names: Sequence[str], *, finished_before: float) -> list[str]: ...
+    def clear_logs(self, logs: Sequence[tuple[str, int, str]]) -> list[tuple[str, int]]: ...
+    def add_events(
+        self,
+        kind: str,
+        entries: Sequence[tuple[str | None, str]],
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+    ) -> None: ...
+
+
+class StateStore(
+    PlanStore, OperationsStore, RunStore, ReadStore, RetentionStore, StoreIdentity, Protocol
+):
+    """The whole store: what an implementation provides."""
