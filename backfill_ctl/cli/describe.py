@@ -2,8 +2,8 @@
 
 kubectl-like sections of `Key: value` lines and small tables. A backfill shows its
 settings, its progress per date group and what is stuck (Conditions); an instance
-shows why it waits (progress.why_waiting), its command, environment and attempts. Both
-end with their recent events. Ages and waits are measured on the clock, as the
+shows why it waits (the blocker the controller stored), its command, environment and
+attempts. Both end with their recent events. Ages and waits are measured on the clock, as the
 controller does (not $BACKFILLCTL_NOW, which is for planning).
 """
 
@@ -35,7 +35,6 @@ EVENTS = 15  # recent events shown
 KEY_WIDTH = 20  # where values start on `Key: value` lines
 clock = time.time  # tests pin it
 FAILED_SHOWN = 10
-DEPENDENCIES_SHOWN = 10
 _KINDS = {
     "backfill": "backfill",
     "backfills": "backfill",
@@ -283,25 +282,13 @@ def _instance(store: StateStore, ident: str, now: float) -> list[str]:
             ("Business date", i.bizdate),
             ("Scheduled", f"{i.cyctime} ({i.timezone})"),
             ("State", i.state),
-            ("Reason", i.reason),
+            ("Reason", progress.reason(i)),
             ("Dry run", i.dry_run_reason),
         ]
     )
-    if i.state in WAITING or i.state == "frozen":
-        dates = store.date_counts(i.backfill)
-        blockers = progress.why_waiting(i, backfill, deps, dates, now)
-        lines.append("Why it waits:")
-        shown = 0
-        hidden = 0
-        for b in blockers:
-            if b.cause == "dependency":
-                shown += 1
-                if shown > DEPENDENCIES_SHOWN:
-                    hidden += 1
-                    continue
-            lines.append(f"  - {b.text}")
-        if hidden:
-            lines.append(f"  - ... and {hidden} more dependencies not succeeded")
+    why = progress.why_waiting(i, backfill, deps, lambda: store.date_counts(i.backfill), now)
+    if why is not None:
+        lines += ["Why it waits:", f"  - {why}"]
     lines += _fields(
         [
             ("Priority", i.priority),

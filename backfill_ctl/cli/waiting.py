@@ -3,7 +3,9 @@
 With the lease free, `apply --wait` runs the controller itself until the applied
 backfills finish; with another controller running, it follows the store instead. On a
 terminal progress is one line redrawn in place; otherwise a plain line whenever the
-counts change (at most every two seconds), which is what CI logs want.
+counts change (at most every two seconds), which is what CI logs want. When it times
+out, each unfinished backfill says why one of its instances waits: the blocker the
+controller stored.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import time
 from typing import TYPE_CHECKING
 
 from backfill_ctl.cli.console import err
+from backfill_ctl.core.records import WAITING
+from backfill_ctl.usecases import progress as progress_
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -68,6 +72,21 @@ class Progress:
             sys.stderr.write("\n")
 
 
+def _why_waiting(store: StateStore, names: Sequence[str]) -> None:
+    """For each unfinished backfill: the first waiting instance with a stored blocker."""
+    for name in names:
+        record = store.backfill(name)
+        if record is None or record.finished_at is not None:
+            continue
+        waiting = store.instances(backfill=name, states=WAITING)
+        first = next((i for i in waiting if i.blocker is not None), None)
+        if first is not None:
+            err(
+                f"backfill/{name}: {len(waiting)} waiting; instance/{first.id}: "
+                f"{progress_.reason(first)}"
+            )
+
+
 def wait_for(
     store: StateStore,
     names: Sequence[str],
@@ -110,6 +129,7 @@ def wait_for(
             time.sleep(1.0)
     progress.close()
     if out_of_time():
+        _why_waiting(store, names)
         err(
             "timed out: stopped waiting; running attempts go on, and a controller (or "
             "apply --wait) takes them over"

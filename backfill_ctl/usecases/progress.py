@@ -6,12 +6,9 @@ Pure: records and counts in, summaries out; `now` is an argument, never a clock 
   its counts per instance state;
 - `date_groups()`: per date group, the current business date (the lowest sequence
   that is not all done, the scheduler's date barrier) and the progress;
-- `why_waiting()`: why a waiting instance has not started, with the scheduler's rules:
-  a closed backfill, dependencies not done, an earlier business date of its group not
-  done, its scheduled time, the execution window, a full resource group. The structural
-  causes are recomputed from the store (a stored reason can be stale: the scheduler
-  only re-evaluates instances that could start); a full resource group is known only
-  from the reason the scheduler stored.
+- `why_waiting()`, `reason()`: why a waiting instance has not started, as the
+  blocker the controller decided and stored (core.gates); the rules are written there
+  only.
 
 "Done" is what the scheduler lets pass: succeeded or cancelled.
 """
@@ -19,22 +16,21 @@ Pure: records and counts in, summaries out; `now` is an argument, never a clock 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
-from zoneinfo import ZoneInfo
 
+from backfill_ctl.core import gates
+from backfill_ctl.core.gates import DONE, Blocker, DateCounts
 from backfill_ctl.core.records import NOT_STARTED, STATES, WAITING
 from backfill_ctl.errors import UsageError
 from backfill_ctl.usecases.access import access_of, document
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from backfill_ctl.core.records import BackfillRecord, InstanceRecord
 
-DONE = frozenset({"succeeded", "cancelled"})  # lets dependents and the date barrier go on
 Phase = Literal[
     "Deleted",
     "Collected",
@@ -232,8 +228,6 @@ def instance_data(i: InstanceRecord) -> dict[str, Any]:
 
 # -- progress by date group --------------------------------------------------------------
 
-DateCounts = Mapping[tuple[int, int, str, str], int]  # (group, sequence, bizdate, state) -> n
-
 
 @dataclass(frozen=True)
 class DateGroup:
@@ -285,164 +279,54 @@ def date_groups(dates: DateCounts) -> list[DateGroup]:
 
 # -- why an instance waits ------------------------------------------------------------------
 
-Cause = Literal[
-    "frozen", "backfill", "dependency", "date", "time", "retry", "window", "resources", "ready"
-]
+
+def blocker(i: InstanceRecord) -> Blocker | None:
+    """The blocker the controller stored with a waiting instance, if any."""
+    return Blocker.from_json(i.blocker) if i.blocker else None
 
 
-@dataclass(frozen=True)
-class Blocker:
-    cause: Cause
-    text: str
-    instance: str | None = None  # the dependency, for cause "dependency"
+def reason(i: InstanceRecord) -> str | None:
+    """What `get` shows as REASON: the stored blocker's text, else the stored reason."""
+    b = blocker(i)
+    return b.text if b is not None else i.reason
 
 
 def why_waiting(
     instance: InstanceRecord,
     backfill: BackfillRecord | None,
     deps: Sequence[InstanceRecord],
-    dates: DateCounts,
+    dates: Callable[[], DateCounts],
     now: float,
-) -> list[Blocker]:
-    """What holds `instance` back, in the scheduler's terms; [] when it is not waiting.
+) -> str | None:
+    """Why `instance` has not started, one sentence; None when it is not waiting.
 
-    `deps` are its stored dependencies (one that is not stored holds nothing back, as
-    in the scheduler); `dates` the counts of its backfill by date (store.date_counts).
-    When nothing holds it back, a single "ready" blocker says the controller will
-    start it.
+    The blocker the controller stored, when it stored one. It stores none for an
+    instance it knows to wait for a dependency or an earlier date (see core.gates.held:
+    it never looks at those per tick), nor before it first looked: then the same
+    `gates.decide()` runs on what the store holds (`deps`: its stored dependencies,
+    `dates()`: its backfill's counts by date), and when nothing holds it back, the
+    controller starts it at its next tick.
     """
     if instance.state == "frozen":
-        return [
-            Blocker(
-                "frozen",
-                "it is frozen: it does not start, and what depends on it stays blocked "
-                f"(backfillctl unfreeze {instance.id})",
-            )
-        ]
+        return (
+            "it is frozen: it does not start, and what depends on it stays blocked "
+            f"(backfillctl unfreeze {instance.id})"
+        )
     if instance.state not in WAITING:
-        return []
-    out: list[Blocker] = []
-    closed = _closed(instance, backfill)
-    if closed:
-        out.append(Blocker("backfill", closed))
-    if not instance.ignore_deps:
-        stored = {d.id: d for d in deps}
-        for dep_id in instance.depends_on:
-            d = stored.get(dep_id)
-            if d is not None and d.state not in DONE:
-                out.append(
-                    Blocker(
-                        "dependency",
-                        f"dependency {d.id} (node {d.node} at {scheduled(d)}) is {d.state}"
-                        f"{_dep_hint(d)}",
-                        d.id,
-                    )
-                )
-        barrier = _barrier(instance, dates)
-        if barrier:
-            out.append(Blocker("date", barrier))
-    if backfill is not None and not backfill.run_immediately and instance.cyctime_epoch > now:
-        at = datetime.fromisoformat(instance.cyctime)
-        out.append(
-            Blocker(
-                "time",
-                f"its scheduled time has not come: {at:%Y-%m-%d %H:%M %z} "
-                f"(in {duration(instance.cyctime_epoch - now)})",
-            )
-        )
-    if instance.not_before is not None and instance.not_before > now:
-        at = datetime.fromtimestamp(instance.not_before, ZoneInfo(instance.timezone))
-        out.append(
-            Blocker(
-                "retry",
-                f"it waits to retry until {at:%Y-%m-%d %H:%M:%S %z} (in "
-                f"{duration(instance.not_before - now)}; the node's run.retryDelay is "
-                f"{duration(instance.run.retry_delay)})",
-            )
-        )
-    window = _outside_window(instance, backfill, now)
-    if window:
-        out.append(Blocker("window", window))
-    if not out and instance.state == "waiting-for-resources":
-        out.append(
-            Blocker("resources", f"no free slot: {instance.reason or instance.resource_group}")
-        )
-    if not out:
-        ignored = (
-            " (dependencies and the date order are ignored: it was rerun as part of a set)"
-            if instance.ignore_deps
-            else ""
-        )
-        out.append(
-            Blocker(
-                "ready",
-                "nothing holds it back: the controller starts it at its next tick "
-                f"(is backfillctl controller running?){ignored}",
-            )
-        )
-    return out
-
-
-def _closed(instance: InstanceRecord, backfill: BackfillRecord | None) -> str | None:
+        return None
     if backfill is None:
         return f"its backfill {instance.backfill} is not in the state store"
-    if backfill.status == "stopped":
-        return (
-            f"backfill {backfill.name} is stopped: nothing new starts until one of its "
-            "instances is rerun"
-        )
-    if backfill.status == "deleted":
-        return f"backfill {backfill.name} is deleted: apply its spec again to bring it back"
-    if backfill.suspended:
-        return (
-            f"backfill {backfill.name} is suspended (spec.suspend): nothing new starts "
-            "until it is applied with suspend: false"
-        )
-    return None
-
-
-def _dep_hint(d: InstanceRecord) -> str:
-    if d.state == "failed":
-        return f" (rerun or set-success it: {truncate(d.reason, 60) or 'no reason recorded'})"
-    if d.state == "frozen":
-        return " (unfreeze it)"
-    return ""
-
-
-def _barrier(instance: InstanceRecord, dates: DateCounts) -> str | None:
-    """The earlier business date of the instance's date group that is not done."""
-    pending: dict[int, Counter[str]] = defaultdict(Counter)
-    day: dict[int, str] = {}
-    for (group, sequence, bizdate, state), n in dates.items():
-        if group == instance.group and sequence < instance.sequence and state not in DONE:
-            pending[sequence][state] += n
-            day[sequence] = bizdate
-    if not pending:
-        return None
-    first = min(pending)
-    counts = pending[first]
-    n = sum(counts.values())
-    return (
-        f"the earlier business date {day[first]} of date group {instance.group} "
-        f"(sequence {first}) still has {n} instance{'' if n == 1 else 's'} not succeeded: "
-        f"{describe_counts(counts)}"
+    b = blocker(instance) or gates.decide(instance, backfill, deps, dates(), now)
+    if b is not None:
+        return b.text
+    ignored = (
+        " (dependencies and the date order are ignored: it was rerun as part of a set)"
+        if instance.ignore_deps
+        else ""
     )
-
-
-def _outside_window(
-    instance: InstanceRecord, backfill: BackfillRecord | None, now: float
-) -> str | None:
-    if backfill is None or not backfill.execution_window:
-        return None
-    opens, closes = (time.fromisoformat(t) for t in backfill.execution_window)
-    clock = datetime.fromtimestamp(now, ZoneInfo(instance.timezone)).time()
-    clock = clock.replace(second=0, microsecond=0)
-    inside = opens <= clock <= closes if opens <= closes else clock >= opens or clock <= closes
-    if inside:
-        return None
     return (
-        f"outside the execution window {opens:%H:%M}-{closes:%H:%M} "
-        f"(it is {clock:%H:%M} in {instance.timezone})"
+        "nothing holds it back: the controller starts it at its next tick "
+        f"(is backfillctl controller running?){ignored}"
     )
 
 

@@ -7,7 +7,6 @@ The builders here also make the stores of the CLI tests (tests/cli/test_inspect.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from backfill_ctl.core.gates import Blocker
 from backfill_ctl.core.records import BackfillRecord, InstanceRecord, Run
 from backfill_ctl.errors import UsageError
 from backfill_ctl.state import StateStore, open_store
@@ -314,153 +314,86 @@ def test_instances_behind_a_failed_or_frozen_dependency_are_blocked() -> None:
 # -- why an instance waits ------------------------------------------------------------------------
 
 
-def why(i: InstanceRecord, *deps: InstanceRecord, **kw: Any) -> list[tuple[str, str]]:
+def why(i: InstanceRecord, *deps: InstanceRecord, **kw: Any) -> str | None:
     record = kw.pop("record", backfill())
     dates = kw.pop("dates", {})
     now = kw.pop("now", T0)
-    return [(b.cause, b.text) for b in progress.why_waiting(i, record, deps, dates, now)]
+    return progress.why_waiting(i, record, deps, lambda: dates, now)
 
 
-def test_unfinished_dependencies_hold_an_instance_back_with_their_states() -> None:
-    a = instance("a1", state="running")
-    f = instance("f1", node="f", state="failed", reason="exit code 2")
-    s = instance("s1", node="s", state="succeeded")
-    c = instance("c1", node="c", state="cancelled")
-    b = instance("b1", node="b", deps=("a1", "f1", "s1", "c1", "gone"))
-
-    assert why(b, a, f, s, c) == [
-        ("dependency", "dependency a1 (node a at 2024-03-02 02:00) is running"),
-        (
-            "dependency",
-            "dependency f1 (node f at 2024-03-02 02:00) is failed (rerun or set-success it: "
-            "exit code 2)",
-        ),
-    ]
+def test_the_stored_blocker_is_what_get_and_describe_show() -> None:
+    """The controller's decision is shown as it stored it, not worked out again: a full
+    resource group is known only from it, and its time has come since it looked."""
+    busy = Blocker("resources", group="pool", busy=2, slots=2)
+    waiting = instance("x", state="waiting-for-resources", reason=busy.text, blocker=busy.to_json())
+    assert why(waiting) == progress.reason(waiting) == "resource group pool: 2 of 2 slots busy"
+    assert progress.blocker(waiting) == busy
+    later = Blocker("scheduled-time", at=T0 - 60, timezone="UTC")
+    stale = instance("y", state="waiting-for-time", blocker=later.to_json())
+    assert why(stale, now=T0) == "scheduled at 2024-03-20 00:59 +0000"
 
 
-def test_an_earlier_date_of_the_group_holds_later_dates_back() -> None:
-    dates = {
-        (0, 0, "2024-03-01", "succeeded"): 3,
-        (0, 1, "2024-03-02", "failed"): 1,
-        (0, 1, "2024-03-02", "running"): 2,
-        (0, 2, "2024-03-03", "pending"): 1,
-        (1, 0, "2024-03-04", "failed"): 1,  # another group: no barrier for ours
-    }
-    assert why(instance("x", day=3, seq=2), dates=dates) == [
-        (
-            "date",
-            "the earlier business date 2024-03-02 of date group 0 (sequence 1) still has 3 "
-            "instances not succeeded: 2 running, 1 failed",
-        )
-    ]
-    assert why(instance("y", day=2, seq=1, state="pending"), dates=dates)[0][0] == "ready"
+def test_the_reason_of_an_instance_without_a_blocker_is_its_stored_reason() -> None:
+    failed = instance("x", state="failed", reason="exit code 2")
+    assert progress.reason(failed) == "exit code 2"
+    assert why(failed) is None
+    for state in ("running", "succeeded", "cancelled"):
+        assert why(instance("x", state=state)) is None
 
 
-@pytest.mark.parametrize(
-    ("fields", "text"),
-    [
-        (
-            {"status": "stopped"},
-            "backfill fix-orders is stopped: nothing new starts until one of its instances "
-            "is rerun",
-        ),
-        (
-            {"status": "deleted"},
-            "backfill fix-orders is deleted: apply its spec again to bring it back",
-        ),
-        (
-            {"suspended": True},
-            "backfill fix-orders is suspended (spec.suspend): nothing new starts until it "
-            "is applied with suspend: false",
-        ),
-    ],
-)
-def test_a_closed_backfill_holds_its_instances_back(fields: dict[str, Any], text: str) -> None:
-    assert why(instance("x"), record=backfill(**fields)) == [("backfill", text)]
+def test_without_a_stored_blocker_the_same_gate_runs_on_the_store() -> None:
+    """What the scheduler does not store (a dependency or an earlier date not done; or
+    before it first looked) comes from core.gates.decide on the records."""
+    b = instance("b1", node="b", deps=("a1",), seq=1)
+    dates = {(0, 0, "2024-03-01", "failed"): 1}
+    assert why(b, instance("a1", state="running"), dates=dates) == (
+        "1 dependency not succeeded: a1 is running"
+    )
+    assert why(b, instance("a1", state="succeeded"), dates=dates) == (
+        "the earlier business date 2024-03-01 of date group 0 (sequence 0) still has 1 "
+        "instance not succeeded: 1 failed"
+    )
+    assert why(b, record=backfill(suspended=True)) == (
+        "backfill fix-orders is suspended (spec.suspend): nothing new starts until it is "
+        "applied with suspend: false"
+    )
+
+
+def test_dates_are_read_only_when_no_blocker_was_stored() -> None:
+    stored = instance("x", blocker={"cause": "backfill-stopped", "backfill": "fix-orders"})
+
+    def no_read() -> dict[tuple[int, int, str, str], int]:
+        raise AssertionError("read the dates")
+
+    assert progress.why_waiting(stored, backfill(), [], no_read, T0) == (
+        "backfill fix-orders is stopped: nothing new starts until one of its instances is rerun"
+    )
 
 
 def test_a_missing_backfill_is_said() -> None:
-    blockers = progress.why_waiting(instance("x"), None, [], {}, T0)
-    assert [b.text for b in blockers] == ["its backfill fix-orders is not in the state store"]
-
-
-def test_the_scheduled_time_holds_back_unless_run_immediately() -> None:
-    later = instance("x", day=20, state="waiting-for-time")  # 2024-03-21 02:00 +08:00
-    assert why(later) == [
-        ("time", "its scheduled time has not come: 2024-03-21 02:00 +0800 (in 17h00m)")
-    ]
-    assert why(later, record=backfill(run_immediately=True))[0][0] == "ready"
-    # its time has come since the scheduler looked: the stored state is stale
-    assert why(later, now=T0 + 86400)[0][0] == "ready"
-
-
-def test_a_retry_waits_for_its_delay() -> None:
-    """Issue 8, item 11: what describe says while a retry waits (run.retryDelay)."""
-    retrying = replace(instance("x", state="waiting-for-time"), not_before=T0 + 90)
-    assert why(retrying) == [
-        (
-            "retry",
-            "it waits to retry until 2024-03-20 09:01:30 +0800 (in 1m30s; the node's "
-            "run.retryDelay is 30s)",
-        )
-    ]
-    assert why(retrying, now=T0 + 90)[0][0] == "ready"
-
-
-def test_the_execution_window_is_checked_on_the_nodes_clock() -> None:
-    night = backfill(execution_window=("22:00", "06:00"))
-    assert why(instance("x"), record=night) == [
-        ("window", "outside the execution window 22:00-06:00 (it is 09:00 in Asia/Shanghai)")
-    ]
-    at_night = T0 + 14 * 3600  # 23:00 in Shanghai
-    assert why(instance("x"), record=night, now=at_night)[0][0] == "ready"
-
-
-def test_a_full_resource_group_is_the_stored_reason() -> None:
-    busy = instance(
-        "x", state="waiting-for-resources", reason="resource group pool: 2 of 2 slots busy"
+    assert progress.why_waiting(instance("x"), None, [], dict, T0) == (
+        "its backfill fix-orders is not in the state store"
     )
-    assert why(busy) == [("resources", "no free slot: resource group pool: 2 of 2 slots busy")]
-    # with a structural cause, the stored reason is stale (the scheduler no longer looks)
-    held = replace(busy, depends_on=("d",))
-    assert [c for c, _ in why(held, instance("d", state="running"))] == ["dependency"]
 
 
 def test_nothing_holding_an_instance_back_says_the_controller_starts_it() -> None:
-    assert why(instance("x")) == [
-        (
-            "ready",
-            "nothing holds it back: the controller starts it at its next tick (is "
-            "backfillctl controller running?)",
-        )
-    ]
+    assert why(instance("x")) == (
+        "nothing holds it back: the controller starts it at its next tick (is "
+        "backfillctl controller running?)"
+    )
     rerun = instance("x", deps=("a",), seq=1, ignore_deps=True)
     dates = {(0, 0, "2024-03-01", "failed"): 1}
-    ((cause, text),) = why(rerun, instance("a", state="failed"), dates=dates)
-    assert cause == "ready"
-    assert text.endswith(
+    text = why(rerun, instance("a", state="failed"), dates=dates)
+    assert text is not None and text.endswith(
         "(dependencies and the date order are ignored: it was rerun as part of a set)"
     )
 
 
-def test_frozen_and_finished_instances() -> None:
-    assert why(instance("x", state="frozen")) == [
-        (
-            "frozen",
-            "it is frozen: it does not start, and what depends on it stays blocked "
-            "(backfillctl unfreeze x)",
-        )
-    ]
-    for state in ("running", "succeeded", "failed", "cancelled"):
-        assert why(instance("x", state=state)) == []
-
-
-def test_several_causes_are_all_listed() -> None:
-    record = backfill(suspended=True, execution_window=("22:00", "06:00"))
-    dates = {(0, 0, "2024-03-01", "pending"): 1}
-    x = instance("x", day=20, seq=1, deps=("a",), state="waiting-for-time")
-    causes = [c for c, _ in why(x, instance("a", state="pending"), record=record, dates=dates)]
-    assert causes == ["backfill", "dependency", "date", "time", "window"]
+def test_a_frozen_instance() -> None:
+    assert why(instance("x", state="frozen")) == (
+        "it is frozen: it does not start, and what depends on it stays blocked "
+        "(backfillctl unfreeze x)"
+    )
 
 
 # -- on a real store ----------------------------------------------------------------------------
@@ -485,11 +418,6 @@ def test_why_waiting_from_a_real_store(tmp_path: Path) -> None:
     record = store.backfill("fix-orders")
     deps = store.instances(ids=b2.depends_on)
 
-    blockers = progress.why_waiting(b2, record, deps, store.date_counts("fix-orders"), T0)
+    text = progress.why_waiting(b2, record, deps, lambda: store.date_counts("fix-orders"), T0)
 
-    assert [b.text for b in blockers] == [
-        "dependency a2 (node a at 2024-03-03 02:00) is pending",
-        "the earlier business date 2024-03-01 of date group 0 (sequence 0) still has 1 "
-        "instance not succeeded: 1 failed",
-    ]
-    assert [b.instance for b in blockers] == ["a2", None]
+    assert text == "1 dependency not succeeded: a2 is pending"
