@@ -37,17 +37,32 @@ def _label(name: str) -> str:
 def flowchart(bp: BackfillPlan, limit: int = 40) -> str:
     scope = bp.scope
     shown = list(scope.nodes[:limit])
-    visible = set(shown)
-    lines = ["flowchart LR"]
+    hidden = len(scope.nodes) - len(shown)
+    lines = ["flowchart LR", *_boxes(bp, shown), *_edges(bp, shown, hidden)]
+    for name in scope.left_out:
+        lines.append(f'  {_id(name)}["{_label(name)}<br/><i>blocked, left out</i>"]')
+    lines += ["  " + style for style in _STYLES]
+    lines += _classes(bp, shown, hidden)
+    return "\n".join(lines)
+
+
+def _boxes(bp: BackfillPlan, shown: list[str]) -> list[str]:
+    lines = []
     for name in shown:
-        reason = scope.dry_run.get(name)
+        reason = bp.scope.dry_run.get(name)
         suffix = f"<br/><i>dry-run: {reason}</i>" if reason else ""
         lines.append(f'  {_id(name)}["{_label(name)}{suffix}"]')
-    for name in shown:
-        for up in scope.upstream[name]:
-            if up in visible:
-                lines.append(f"  {_id(up)} --> {_id(name)}")
-    hidden = len(scope.nodes) - len(shown)
+    return lines
+
+
+def _edges(bp: BackfillPlan, shown: list[str], hidden: int) -> list[str]:
+    scope, visible = bp.scope, set(shown)
+    lines = [
+        f"  {_id(up)} --> {_id(name)}"
+        for name in shown
+        for up in scope.upstream[name]
+        if up in visible
+    ]
     if hidden:
         lines.append(f'  more["+{hidden} more"]')
         lines += sorted(
@@ -58,9 +73,11 @@ def flowchart(bp: BackfillPlan, limit: int = 40) -> str:
                 if child not in visible
             }
         )
-    for name in scope.left_out:
-        lines.append(f'  {_id(name)}["{_label(name)}<br/><i>blocked, left out</i>"]')
-    lines += ["  " + style for style in _STYLES]
+    return lines
+
+
+def _classes(bp: BackfillPlan, shown: list[str], hidden: int) -> list[str]:
+    scope = bp.scope
     groups = {  # class -> Mermaid ids
         "target": [_id(n) for n in shown if scope.roles[n] == "target" and n not in scope.dry_run],
         **{
@@ -70,5 +87,4 @@ def flowchart(bp: BackfillPlan, limit: int = 40) -> str:
         "leftout": [_id(n) for n in scope.left_out],
         "more": ["more"] if hidden else [],
     }
-    lines += [f"  class {','.join(ids)} {cls}" for cls, ids in groups.items() if ids]
-    return "\n".join(lines)
+    return [f"  class {','.join(ids)} {cls}" for cls, ids in groups.items() if ids]

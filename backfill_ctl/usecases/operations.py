@@ -175,21 +175,9 @@ def operate(
     refused += [(i.id, rule.refusal(name, i.state)) for i in targets if i.state not in rule.allowed]
     chosen = [i for i in targets if i.state in rule.allowed]
     reason = f"{rule.says} by {actor}"
-    if name == "rerun":  # the chosen ones run now; their descendants wait for them
-        done = _rerun(store, chosen, at=at, actor=actor, reason=reason, ignore_deps=True)
-        if with_descendants and chosen:
-            later = [i for i in descendants(store, chosen) if i.state in rule.allowed]
-            if guard is not None:
-                later, denied = guard.split(name, later)
-                refused += denied
-            done += _rerun(
-                store,
-                later,
-                at=at,
-                actor=actor,
-                reason=f"rerun as a descendant by {actor}",
-                ignore_deps=False,
-            )
+    if name == "rerun":
+        done, denied = _rerun_with(store, chosen, actor, at, with_descendants, guard)
+        refused += denied
     else:
         kw: dict[str, object] = {}
         if name == "stop":
@@ -213,6 +201,34 @@ def operate(
     moved = set(done)
     _reopen(store, {i.backfill for i in targets if i.id in moved}, name, actor, at)
     return Result(done, refused + raced)
+
+
+def _rerun_with(
+    store: StateStore,
+    chosen: list[InstanceRecord],
+    actor: str,
+    at: float,
+    with_descendants: bool,
+    guard: Guard | None,
+) -> tuple[list[str], list[tuple[str, str]]]:
+    """The chosen ones run now; their descendants (when asked) wait for them."""
+    rule = RULES["rerun"]
+    reason = f"{rule.says} by {actor}"
+    refused: list[tuple[str, str]] = []
+    done = _rerun(store, chosen, at=at, actor=actor, reason=reason, ignore_deps=True)
+    if with_descendants and chosen:
+        later = [i for i in descendants(store, chosen) if i.state in rule.allowed]
+        if guard is not None:
+            later, refused = guard.split("rerun", later)
+        done += _rerun(
+            store,
+            later,
+            at=at,
+            actor=actor,
+            reason=f"rerun as a descendant by {actor}",
+            ignore_deps=False,
+        )
+    return done, refused
 
 
 def _rerun(
