@@ -16,6 +16,7 @@ from backfill_ctl.spec.model import Retention
 from backfill_ctl.usecases import retention
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from datetime import timedelta
 
     from backfill_ctl.spec.loader import Specs
@@ -100,27 +101,7 @@ def render(c: retention.Collection, policy: Retention, *, done: bool) -> list[st
         return did if done else todo
 
     lines = [f"Backfills finished more than {age(policy.instances)} ago:"]
-    by = _group(c.instances)
-    for name in sorted(set(by) | set(c.backfills) | set(c.collected)):
-        parts = []
-        if name in by:
-            drops = by[name]
-            parts.append(
-                f"{len(drops)} instance(s) {verb('deleted', 'to delete')}, with "
-                f"{sum(d.attempts for d in drops)} attempt(s) and {sum(d.logs for d in drops)} "
-                f"log file(s) ({size(sum(d.size for d in drops))})"
-            )
-        if name in c.backfills:
-            parts.append(f"the backfill {verb('deleted', 'to delete')} (nothing left)")
-        if name in c.collected:
-            parts.append(
-                f"the backfill {verb('kept', 'to keep')} as collected: applying its "
-                "unchanged spec does not run it again"
-            )
-        if parts:
-            lines.append(f"  - backfill/{name}: {'; '.join(parts)}")
-    if len(lines) == 1:
-        lines.append("  none")
+    lines += _backfill_lines(c, verb) or ["  none"]
     lines.append("Logs older than the retention of their resource group type:")
     for name, logs in sorted(_group(c.logs).items()):
         kinds = Counter(d.group_type for d in logs)
@@ -146,6 +127,31 @@ def render(c: retention.Collection, policy: Retention, *, done: bool) -> list[st
         f"{verb('freed', 'to free')}."
     )
     lines.append(f"Collection complete: {counts}" if done else f"Plan: {counts}")
+    return lines
+
+
+def _backfill_lines(c: retention.Collection, verb: Callable[[str, str], str]) -> list[str]:
+    """Per backfill: its instances deleted, itself deleted, or kept as collected."""
+    lines = []
+    by = _group(c.instances)
+    for name in sorted(set(by) | set(c.backfills) | set(c.collected)):
+        parts = []
+        if name in by:
+            drops = by[name]
+            parts.append(
+                f"{len(drops)} instance(s) {verb('deleted', 'to delete')}, with "
+                f"{sum(d.attempts for d in drops)} attempt(s) and {sum(d.logs for d in drops)} "
+                f"log file(s) ({size(sum(d.size for d in drops))})"
+            )
+        if name in c.backfills:
+            parts.append(f"the backfill {verb('deleted', 'to delete')} (nothing left)")
+        if name in c.collected:
+            parts.append(
+                f"the backfill {verb('kept', 'to keep')} as collected: applying its "
+                "unchanged spec does not run it again"
+            )
+        if parts:
+            lines.append(f"  - backfill/{name}: {'; '.join(parts)}")
     return lines
 
 

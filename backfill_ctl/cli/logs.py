@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +20,11 @@ from backfill_ctl.cli.console import err
 from backfill_ctl.cli.get import find_instance
 from backfill_ctl.cli.state import StateOpt, backend_for, open_state
 from backfill_ctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from backfill_ctl.backends import Backend
+    from backfill_ctl.core.records import AttemptRecord
+    from backfill_ctl.state import StateStore
 
 FOLLOW_INTERVAL = 0.5  # seconds between two reads of a followed log
 _sleep = time.sleep  # tests replace it to write to the log between polls
@@ -29,6 +34,27 @@ def _write(text: str) -> None:
     if text:
         sys.stdout.write(text)
         sys.stdout.flush()
+
+
+def _follow(
+    store: StateStore,
+    runner: Backend,
+    ident: str,
+    current: AttemptRecord,
+    text: str,
+    limit: int | None,
+) -> tuple[AttemptRecord, str]:
+    """Print what the attempt's log gains until the attempt ends (or `limit` polls);
+    the attempt and the log as last read."""
+    polls = 0
+    while current.finished_at is None and (limit is None or polls < limit):
+        _sleep(FOLLOW_INTERVAL)
+        polls += 1
+        current = next(a for a in store.attempts(ident) if a.number == current.number)
+        now = runner.log_text(current.handle, current.log)
+        _write(now[len(text) :] if now.startswith(text) else now)
+        text = now
+    return current, text
 
 
 def logs_command(
@@ -65,14 +91,8 @@ def logs_command(
     runner = backend_for(current.backend, store)  # the one that ran it
     text = runner.log_text(current.handle, current.log)
     _write(text)
-    polls = 0
-    while follow and current.finished_at is None and (follow_limit is None or polls < follow_limit):
-        _sleep(FOLLOW_INTERVAL)
-        polls += 1
-        current = next(a for a in store.attempts(record.id) if a.number == number)
-        now = runner.log_text(current.handle, current.log)
-        _write(now[len(text) :] if now.startswith(text) else now)
-        text = now
+    if follow:
+        current, text = _follow(store, runner, record.id, current, text, follow_limit)
     if not text:
         where = ""
         if current.log:
