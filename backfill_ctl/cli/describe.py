@@ -191,25 +191,39 @@ def _backfill(store: StateStore, name: str, now: float) -> list[str]:
         [("Instances", f"{count(total, 'instance')}: {progress.describe_counts(counts)}")]
     )
     groups = progress.date_groups(store.date_counts(record.name))
-    if groups:
-        lines.append("Date groups:")
-        rows: list[tuple[str, ...]] = [
-            ("GROUP", "CURRENT DATE", "PROGRESS", "INSTANCES DONE", "AT THE CURRENT DATE")
-        ]
-        for g in groups:
-            rows.append(
-                (
-                    str(g.group),
-                    g.bizdate or "all done",
-                    f"date {g.position} of {g.dates}",
-                    f"{g.done} of {g.instances}",
-                    progress.describe_counts(g.at_current) if g.current is not None else "-",
-                )
-            )
-        lines += _indented(rows)
+    lines += _date_groups(groups)
     lines += _conditions(store, record.name, record.status, record.suspended, groups, counts)
     lines += _events(store.events(backfill=record.name, limit=EVENTS), with_instance=True)
     return lines
+
+
+def _date_groups(groups: Sequence[progress.DateGroup]) -> list[str]:
+    if not groups:
+        return []
+    rows: list[tuple[str, ...]] = [
+        ("GROUP", "CURRENT DATE", "PROGRESS", "INSTANCES DONE", "AT THE CURRENT DATE")
+    ]
+    for g in groups:
+        rows.append(
+            (
+                str(g.group),
+                g.bizdate or "all done",
+                f"date {g.position} of {g.dates}",
+                f"{g.done} of {g.instances}",
+                progress.describe_counts(g.at_current) if g.current is not None else "-",
+            )
+        )
+    return ["Date groups:", *_indented(rows)]
+
+
+def _closed(status: str, suspended: bool) -> list[str]:
+    if status == "stopped":
+        return ["  Stopped: nothing new starts until one of its instances is rerun"]
+    if status == "deleted":
+        return ["  Deleted: apply its spec again to bring it back"]
+    if suspended:
+        return ["  Suspended (spec.suspend): nothing new starts"]
+    return []
 
 
 def _conditions(
@@ -220,13 +234,7 @@ def _conditions(
     groups: Sequence[progress.DateGroup],
     counts: Counter[str],
 ) -> list[str]:
-    lines: list[str] = []
-    if status == "stopped":
-        lines.append("  Stopped: nothing new starts until one of its instances is rerun")
-    elif status == "deleted":
-        lines.append("  Deleted: apply its spec again to bring it back")
-    elif suspended:
-        lines.append("  Suspended (spec.suspend): nothing new starts")
+    lines = _closed(status, suspended)
     failed = store.instances(backfill=name, states=["failed"]) if counts["failed"] else []
     if failed:
         lines.append(f"  Failed: {count(len(failed), 'instance')}")
@@ -273,7 +281,6 @@ def _instance(store: StateStore, ident: str, now: float) -> list[str]:
         else "not in the state store"
     )
     deps = store.instances(ids=i.depends_on) if i.depends_on else []
-    by_id = {d.id: d for d in deps}
     lines = _fields(
         [
             ("Instance", i.id),
@@ -299,19 +306,29 @@ def _instance(store: StateStore, ident: str, now: float) -> list[str]:
             ("Finished", progress.utc(i.finished_at)),
         ]
     )
-    if i.depends_on:
-        lines.append(f"Depends on ({len(i.depends_on)}):")
-        rows: list[tuple[str, ...]] = [("ID", "NODE", "BIZDATE", "SCHEDULED", "STATE")]
-        for dep_id in i.depends_on:
-            d = by_id.get(dep_id)
-            if d is None:
-                rows.append((dep_id, "-", "-", "-", "not in the state store"))
-            else:
-                rows.append((d.id, d.node, d.bizdate, progress.scheduled(d), d.state))
-        lines += _indented(rows)
-    else:
-        lines += _fields([("Depends on", "none")])
+    lines += _depends_on(i, {d.id: d for d in deps})
+    lines += _run(i)
+    lines += _attempts(store, i, now)
+    lines += _events(store.events(instance=i.id, limit=EVENTS), with_instance=False)
+    return lines
+
+
+def _depends_on(i: InstanceRecord, by_id: dict[str, InstanceRecord]) -> list[str]:
+    if not i.depends_on:
+        return _fields([("Depends on", "none")])
+    rows: list[tuple[str, ...]] = [("ID", "NODE", "BIZDATE", "SCHEDULED", "STATE")]
+    for dep_id in i.depends_on:
+        d = by_id.get(dep_id)
+        if d is None:
+            rows.append((dep_id, "-", "-", "-", "not in the state store"))
+        else:
+            rows.append((d.id, d.node, d.bizdate, progress.scheduled(d), d.state))
+    return [f"Depends on ({len(i.depends_on)}):", *_indented(rows)]
+
+
+def _run(i: InstanceRecord) -> list[str]:
     run = i.run
+    lines: list[str] = []
     lines.append("Run:")
     lines += _fields(
         [
@@ -329,6 +346,11 @@ def _instance(store: StateStore, ident: str, now: float) -> list[str]:
         ],
         "  ",
     )
+    return lines
+
+
+def _attempts(store: StateStore, i: InstanceRecord, now: float) -> list[str]:
+    lines: list[str] = []
     attempts = store.attempts(i.id)
     if attempts:
         lines.append("Attempts:")
@@ -353,5 +375,4 @@ def _instance(store: StateStore, ident: str, now: float) -> list[str]:
         lines += _indented(attempt_rows)
     else:
         lines += _fields([("Attempts", "none" if i.state in FINISHED else "none yet")])
-    lines += _events(store.events(instance=i.id, limit=EVENTS), with_instance=False)
     return lines

@@ -87,6 +87,18 @@ def _why_waiting(store: StateStore, names: Sequence[str]) -> None:
             )
 
 
+def _follow(
+    store: StateStore, names: Sequence[str], out_of_time: Callable[[], bool], progress: Progress
+) -> None:
+    """Another controller runs them: show the store's progress until they finish."""
+    err("a controller is running: following its progress")
+    while not out_of_time() and not all(
+        (b := store.backfill(n)) is None or b.finished_at is not None for n in names
+    ):
+        progress()
+        time.sleep(1.0)
+
+
 def wait_for(
     store: StateStore,
     names: Sequence[str],
@@ -121,12 +133,7 @@ def wait_for(
         finally:
             controller.release()
     else:
-        err("a controller is running: following its progress")
-        while not out_of_time() and not all(
-            (b := store.backfill(n)) is None or b.finished_at is not None for n in names
-        ):
-            progress()
-            time.sleep(1.0)
+        _follow(store, names, out_of_time, progress)
     progress.close()
     if out_of_time():
         _why_waiting(store, names)

@@ -254,27 +254,35 @@ def date_groups(dates: DateCounts) -> list[DateGroup]:
     for (group, sequence, bizdate, state), n in dates.items():
         by_group[group][sequence][state] += n
         day[group, sequence] = bizdate
-    out = []
-    for group in sorted(by_group):
-        seqs = by_group[group]
-        order = sorted(seqs)
-        open_ = [q for q in order if any(n for s, n in seqs[q].items() if s not in DONE)]
-        current = open_[0] if open_ else None
-        out.append(
-            DateGroup(
-                group=group,
-                dates=len(order),
-                instances=sum(sum(c.values()) for c in seqs.values()),
-                done=sum(c[s] for c in seqs.values() for s in DONE),
-                current=current,
-                bizdate=day[group, current] if current is not None else None,
-                position=order.index(current) + 1 if current is not None else len(order),
-                at_current=dict(seqs[current]) if current is not None else {},
-                later=sum(n for q in open_[1:] for s, n in seqs[q].items() if s not in DONE),
-                later_dates=len(open_) - 1 if open_ else 0,
-            )
-        )
-    return out
+    return [_date_group(g, by_group[g], day) for g in sorted(by_group)]
+
+
+def _not_done(counts: Counter[str]) -> int:
+    return sum(n for s, n in counts.items() if s not in DONE)
+
+
+def _date_group(
+    group: int, seqs: Mapping[int, Counter[str]], day: Mapping[tuple[int, int], str]
+) -> DateGroup:
+    order = sorted(seqs)
+    open_ = [q for q in order if _not_done(seqs[q])]
+    instances = sum(sum(c.values()) for c in seqs.values())
+    done = sum(c[s] for c in seqs.values() for s in DONE)
+    if not open_:
+        return DateGroup(group, len(order), instances, done, None, None, len(order), {}, 0, 0)
+    current = open_[0]
+    return DateGroup(
+        group=group,
+        dates=len(order),
+        instances=instances,
+        done=done,
+        current=current,
+        bizdate=day[group, current],
+        position=order.index(current) + 1,
+        at_current=dict(seqs[current]),
+        later=sum(_not_done(seqs[q]) for q in open_[1:]),
+        later_dates=len(open_) - 1,
+    )
 
 
 # -- why an instance waits ------------------------------------------------------------------
