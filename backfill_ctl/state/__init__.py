@@ -6,6 +6,7 @@ What goes where:
   `RunStore`, `OperationsStore`, `ReadStore`, `RetentionStore`) and `StateStore`, all of
   them; light enough for pure modules to import;
 - `sqlite/`: the SQLite store (stdlib sqlite3, WAL), one module per kind of record;
+- `memory.py`: the in-memory store (tests, `open_store("memory:")`);
 - here: the errors every store raises and `open_store`.
 
 A new store implements `StateStore` and passes the store contract suite
@@ -69,7 +70,15 @@ def store_path(url: str, base: Path) -> Path:
     return path if path.is_absolute() else base / path
 
 
-def open_store(path: Path, *, create: bool = True) -> StateStore:
+MEMORY = "memory:"  # open_store(MEMORY): a new, empty in-memory store
+
+
+def open_store(path: Path | str, *, create: bool = True) -> StateStore:
+    """The SQLite store at `path`; a new in-memory store for the string "memory:"."""
+    if path == MEMORY:
+        from backfill_ctl.state.memory import MemoryStore
+
+        return MemoryStore()
     from backfill_ctl.state.sqlite import SQLiteStore
 
-    return SQLiteStore(path, create=create)
+    return SQLiteStore(Path(path), create=create)
