@@ -10,6 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, NamedTuple
 
+from backfill_ctl.spec.model import parse_duration
+from backfill_ctl.spec.schema import default
+
 InstanceState = Literal[
     "pending",
     "waiting-for-time",
@@ -37,7 +40,7 @@ NOT_STARTED: frozenset[str] = WAITING | {"frozen"}
 # collected: finished long ago; gc removed its instances, the record remembers it ran.
 BackfillStatus = Literal["active", "stopped", "deleted", "collected"]
 AttemptState = Literal["starting", "running", "succeeded", "failed", "lost"]
-RETRY_DELAY = 30.0  # run.retryDelay's default (schemas/node.schema.json), in seconds
+RETRY_DELAY = parse_duration(default("Node", "spec.run.retryDelay")).total_seconds()  # seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,14 +7,11 @@ that a timezone exists and a cron expression parses.
 
 from __future__ import annotations
 
-import re
-from datetime import date, time, timedelta
 from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.errors import Diagnostic, PathPart
 from backfill_ctl.spec.cron import cron_error
 from backfill_ctl.spec.model import (
-    FOLLOW_NODE,
     Backfill,
     Config,
     Kubernetes,
@@ -31,51 +28,25 @@ from backfill_ctl.spec.model import (
     Smtp,
     TimeWindow,
     Workspace,
+    parse_date,
+    parse_duration,
+    parse_size,
+    parse_time,
 )
+from backfill_ctl.spec.schema import default, defaults
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import date
 
-_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_SIZE = re.compile(r"^(\d+)(B|KB|MB|GB|KiB|MiB|GiB)?$")
-_SIZE_UNITS = {
-    None: 1,
-    "B": 1,
-    "KB": 10**3,
-    "MB": 10**6,
-    "GB": 10**9,
-    "KiB": 2**10,
-    "MiB": 2**20,
-    "GiB": 2**30,
-}
-
-
-def parse_date(text: str) -> date:
-    return date.fromisoformat(text)
-
-
-def parse_time(text: str) -> time:
-    hours, minutes = text.split(":")
-    return time(int(hours), int(minutes))
-
-
-def parse_duration(text: str) -> timedelta:
-    match = _DURATION.match(text)
-    if not match or not text:
-        raise ValueError(f"{text!r} is not a duration like 90s, 2h or 1h30m")
-    d, h, m, s = (int(g) if g else 0 for g in match.groups())
-    return timedelta(days=d, hours=h, minutes=m, seconds=s)
-
-
-def parse_size(text: str) -> int:
-    match = _SIZE.match(text)
-    if not match:
-        raise ValueError(f"{text!r} is not a size like 3MiB")
-    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+__all__ = ["DocumentBuilder", "parse_date", "parse_duration", "parse_size", "parse_time"]
 
 
 class DocumentBuilder:
     """Builds the model object of one document, collecting diagnostics on the way.
+
+    A field left out takes the schema's default (`schema.defaults`, by the field's dotted
+    path); none is written here.
 
     JSON Schema's integer includes 2.0 (YAML `groups: 2.0`), so integer fields are
     made ints here; the planner counts with them.
@@ -110,23 +81,22 @@ class DocumentBuilder:
             self.error(path, f"reversed range: from {start} is after to {end}", "swap from and to")
         return Period(start, end)
 
-    def window(
-        self,
-        data: Mapping[str, str] | None,
-        default: TimeWindow | None = None,
-    ) -> TimeWindow | None:
+    def window(self, data: Mapping[str, str] | None) -> TimeWindow | None:
+        """The window as written; a bound left out takes the schema's (timeWindow's)."""
         if data is None:
-            return default
-        base = default or TimeWindow()
-        start = parse_time(data["from"]) if "from" in data else base.start
-        end = parse_time(data["to"]) if "to" in data else base.end
-        return TimeWindow(start, end)
+            return None
+        fallback = defaults("Backfill")
+        return TimeWindow(
+            parse_time(data.get("from", fallback["spec.timeWindow.from"])),
+            parse_time(data.get("to", fallback["spec.timeWindow.to"])),
+        )
 
     # -- kinds -------------------------------------------------------------------
 
     def workspace(self, data: Mapping[str, Any]) -> Workspace:
         spec = data.get("spec") or {}
-        tz = spec.get("timezone", "UTC")
+        fallback = defaults("Workspace")
+        tz = spec.get("timezone", fallback["spec.timezone"])
         if not timezone_exists(tz):
             self.error(
                 ("spec", "timezone"),
@@ -134,16 +104,15 @@ class DocumentBuilder:
                 "use an IANA name such as Asia/Shanghai, Europe/Berlin or UTC",
                 code="bad-timezone",
             )
-        return Workspace(
-            data["metadata"]["name"], tz, tuple(spec.get("operators", ())), self.origin
-        )
+        operators = spec.get("operators", fallback["spec.operators"])
+        return Workspace(data["metadata"]["name"], tz, tuple(operators), self.origin)
 
     def resource_group(self, data: Mapping[str, Any]) -> ResourceGroup:
         spec = data["spec"]
         return ResourceGroup(
             data["metadata"]["name"],
             int(spec["concurrency"]),
-            spec.get("type", "shared"),
+            spec.get("type", default("ResourceGroup", "spec.type")),
             self.origin,
         )
 
@@ -157,27 +126,16 @@ class DocumentBuilder:
                 'use five fields: minute hour day-of-month month day-of-week, e.g. "0 2 * * *"',
                 code="bad-cron",
             )
-        run = spec["run"]
-        command = run["command"]
-        resources = run.get("resources", {})
+        fallback = defaults("Node")
         return Node(
             name=meta["name"],
             workspace=meta["workspace"],
             schedule=spec["schedule"],
-            run=Run(
-                command=command if isinstance(command, str) else tuple(command),
-                image=run.get("image"),
-                env=tuple(run.get("env", {}).items()),
-                timeout=parse_duration(run["timeout"]) if "timeout" in run else None,
-                retries=int(run.get("retries", 0)),
-                retry_delay=parse_duration(run.get("retryDelay", "30s")),
-                cpu=resources.get("cpu"),
-                memory=resources.get("memory"),
-            ),
-            owners=tuple(meta.get("owners", ())),
-            upstream=tuple(spec.get("upstream", ())),
-            self_dependent=spec.get("selfDependent", False),
-            priority=int(spec.get("priority", 1)),
+            run=_run(spec["run"], fallback),
+            owners=tuple(meta.get("owners", fallback["metadata.owners"])),
+            upstream=tuple(spec.get("upstream", fallback["spec.upstream"])),
+            self_dependent=spec.get("selfDependent", fallback["spec.selfDependent"]),
+            priority=int(spec.get("priority", fallback["spec.priority"])),
             resource_group=spec.get("resourceGroup"),
             effective=self.period(spec.get("effective", {}), ("spec", "effective")),
             parameters=tuple(spec.get("parameters", {}).items()),
@@ -187,26 +145,51 @@ class DocumentBuilder:
 
     def backfill(self, data: Mapping[str, Any]) -> Backfill:
         meta, spec = data["metadata"], data["spec"]
-        sel = spec["select"]
+        fallback = defaults("Backfill")
+        alerts = spec.get("alerts", {})
+        return Backfill(
+            name=meta["name"],
+            select=self._selection(spec["select"], fallback),
+            dates=self._dates(spec["dates"]),
+            time_window=self.window(spec.get("timeWindow")) or TimeWindow(),
+            run_immediately=spec.get("runImmediately", fallback["spec.runImmediately"]),
+            order=spec.get("order", fallback["spec.order"]),
+            groups=int(spec.get("groups", fallback["spec.groups"])),
+            resource_group=spec.get("resourceGroup", fallback["spec.resourceGroup"]),
+            execution_window=self.window(spec.get("executionWindow")),
+            alert_when=alerts.get("when", fallback["spec.alerts.when"]),
+            notify=tuple(_notifier(n) for n in alerts.get("notify", ())),
+            stop_on_risk=spec.get("checks", {}).get(
+                "stopOnRisk", fallback["spec.checks.stopOnRisk"]
+            ),
+            suspend=spec.get("suspend", fallback["spec.suspend"]),
+            parameters=tuple(spec.get("parameters", {}).items()),
+            labels=tuple(meta.get("labels", {}).items()),
+            origin=self.origin,
+        )
+
+    def _selection(self, sel: Mapping[str, Any], fallback: Mapping[str, Any]) -> Selection:
         descendants = sel.get("descendants")
         if isinstance(descendants, dict):
             descendants = int(descendants["depth"])
         elif descendants is not None:
             descendants = tuple(descendants)
-        selection = Selection(
+        self._method_fields(sel)
+        return Selection(
             method=sel["method"],
             roots=tuple(sel.get("roots", ())),
             descendants=descendants,
             start=sel.get("start"),
             ends=tuple(sel.get("ends", ())),
             workspaces=tuple(sel.get("workspaces", ())),
-            include_root=sel.get("includeRoot", True),
-            allow=tuple(sel.get("allow", ())),
-            block=tuple(sel.get("block", ())),
+            include_root=sel.get("includeRoot", fallback["spec.select.includeRoot"]),
+            allow=tuple(sel.get("allow", fallback["spec.select.allow"])),
+            block=tuple(sel.get("block", fallback["spec.select.block"])),
         )
-        self._method_fields(sel)
+
+    def _dates(self, items: list[str | Mapping[str, str]]) -> tuple[Period, ...]:
         dates: list[Period] = []
-        for i, item in enumerate(spec["dates"]):
+        for i, item in enumerate(items):
             path: tuple[PathPart, ...] = ("spec", "dates", i)
             if isinstance(item, str):
                 day = self.date(item, path)
@@ -216,33 +199,7 @@ class DocumentBuilder:
                 period = self.period(item, path)
                 if period.start and period.end and period.start <= period.end:
                     dates.append(period)
-        alerts = spec.get("alerts", {})
-        notify = tuple(
-            Notifier(
-                n.get("webhook"),
-                tuple(n["command"]) if isinstance(n.get("command"), list) else n.get("command"),
-                n.get("email"),
-            )
-            for n in alerts.get("notify", ())
-        )
-        return Backfill(
-            name=meta["name"],
-            select=selection,
-            dates=tuple(dates),
-            time_window=self.window(spec.get("timeWindow"), TimeWindow()) or TimeWindow(),
-            run_immediately=spec.get("runImmediately", False),
-            order=spec.get("order", "ascending"),
-            groups=int(spec.get("groups", 1)),
-            resource_group=spec.get("resourceGroup", FOLLOW_NODE),
-            execution_window=self.window(spec.get("executionWindow")),
-            alert_when=alerts.get("when", "failure"),
-            notify=notify,
-            stop_on_risk=spec.get("checks", {}).get("stopOnRisk", True),
-            suspend=spec.get("suspend", False),
-            parameters=tuple(spec.get("parameters", {}).items()),
-            labels=tuple(meta.get("labels", {}).items()),
-            origin=self.origin,
-        )
+        return tuple(dates)
 
     def _method_fields(self, sel: Mapping[str, Any]) -> None:
         """Fields that belong to another selection method are mistakes, not no-ops."""
@@ -258,47 +215,24 @@ class DocumentBuilder:
 
     def config(self, data: Mapping[str, Any]) -> Config:
         spec = data.get("spec") or {}
+        fallback = defaults("Config")
         limits = spec.get("limits", {})
-        retention = spec.get("retention", {})
-        logs = retention.get("logs", {})
-        default = Retention()
-        kube = spec.get("kubernetes", {})
         return Config(
-            state=spec.get("state", "sqlite:///.backfillctl/state.db"),
-            backend=spec.get("backend", "local"),
-            kubernetes=Kubernetes(
-                namespace=kube.get("namespace", "default"),
-                service_account=kube.get("serviceAccount"),
-                kubeconfig=kube.get("kubeconfig"),
-                context=kube.get("context"),
-                in_cluster=kube.get("inCluster"),
-                image=kube.get("image"),
-                working_dir=kube.get("workingDir"),
-                ttl_after_finished=int(kube.get("ttlSecondsAfterFinished", 86_400)),
-                pod_metadata=dict(kube.get("podTemplate", {}).get("metadata", {})),
-                pod_spec=dict(kube.get("podTemplate", {}).get("spec", {})),
+            state=spec.get("state", fallback["spec.state"]),
+            backend=spec.get("backend", fallback["spec.backend"]),
+            kubernetes=_kubernetes(spec.get("kubernetes", {}), fallback),
+            max_instances=int(
+                spec.get("checks", {}).get("maxInstances", fallback["spec.checks.maxInstances"])
             ),
-            max_instances=int(spec.get("checks", {}).get("maxInstances", 10_000)),
-            limits=Limits(int(limits.get("maxRoots", 500)), int(limits.get("maxNodes", 2000))),
-            retention=Retention(
-                instances=parse_duration(retention.get("instances", "30d")),
-                logs=tuple(
-                    (kind, parse_duration(logs[kind]) if kind in logs else age)
-                    for kind, age in default.logs
-                ),
-                max_log_size=parse_size(retention.get("maxLogSize", "3MiB")),
+            limits=Limits(
+                int(limits.get("maxRoots", fallback["spec.limits.maxRoots"])),
+                int(limits.get("maxNodes", fallback["spec.limits.maxNodes"])),
             ),
-            smtp=_smtp(spec.get("alerts", {}).get("smtp")),
-            require_actor=bool(spec.get("requireActor", False)),
+            retention=_retention(spec.get("retention", {}), fallback),
+            smtp=_smtp(spec.get("alerts", {}).get("smtp"), fallback),
+            require_actor=bool(spec.get("requireActor", fallback["spec.requireActor"])),
             policies=tuple(
-                Policy(
-                    name=str(item["name"]),
-                    command=tuple(item["command"]) if "command" in item else None,
-                    url=item.get("url"),
-                    timeout=parse_duration(item.get("timeout", "30s")).total_seconds(),
-                    index=n,
-                )
-                for n, item in enumerate(spec.get("policies", []))
+                _policy(item, n, fallback) for n, item in enumerate(spec.get("policies", []))
             ),
             origin=self.origin,
         )
@@ -312,14 +246,84 @@ _METHOD_FIELDS = {
 }
 
 
-def _smtp(data: Mapping[str, Any] | None) -> Smtp | None:
+def _run(run: Mapping[str, Any], fallback: Mapping[str, Any]) -> Run:
+    """Node spec.run; `fallback`: the Node schema's defaults."""
+    command = run["command"]
+    resources = run.get("resources", {})
+    return Run(
+        command=command if isinstance(command, str) else tuple(command),
+        image=run.get("image"),
+        env=tuple(run.get("env", {}).items()),
+        timeout=parse_duration(run["timeout"]) if "timeout" in run else None,
+        retries=int(run.get("retries", fallback["spec.run.retries"])),
+        retry_delay=parse_duration(run.get("retryDelay", fallback["spec.run.retryDelay"])),
+        cpu=resources.get("cpu"),
+        memory=resources.get("memory"),
+    )
+
+
+def _notifier(data: Mapping[str, Any]) -> Notifier:
+    command = data.get("command")
+    return Notifier(
+        data.get("webhook"),
+        tuple(command) if isinstance(command, list) else command,
+        data.get("email"),
+    )
+
+
+def _kubernetes(kube: Mapping[str, Any], fallback: Mapping[str, Any]) -> Kubernetes:
+    """Config spec.kubernetes; `fallback`: the Config schema's defaults."""
+    template = kube.get("podTemplate", {})
+    return Kubernetes(
+        namespace=kube.get("namespace", fallback["spec.kubernetes.namespace"]),
+        service_account=kube.get("serviceAccount"),
+        kubeconfig=kube.get("kubeconfig"),
+        context=kube.get("context"),
+        in_cluster=kube.get("inCluster"),
+        image=kube.get("image"),
+        working_dir=kube.get("workingDir"),
+        ttl_after_finished=int(
+            kube.get("ttlSecondsAfterFinished", fallback["spec.kubernetes.ttlSecondsAfterFinished"])
+        ),
+        pod_metadata=dict(template.get("metadata", {})),
+        pod_spec=dict(template.get("spec", {})),
+    )
+
+
+def _retention(data: Mapping[str, Any], fallback: Mapping[str, Any]) -> Retention:
+    """Config spec.retention; `fallback`: the Config schema's defaults."""
+    logs = data.get("logs", {})
+    return Retention(
+        instances=parse_duration(data.get("instances", fallback["spec.retention.instances"])),
+        logs=tuple(
+            (kind, parse_duration(logs.get(kind, age)))
+            for kind, age in default("Config", "spec.retention.logs").items()
+        ),
+        max_log_size=parse_size(data.get("maxLogSize", fallback["spec.retention.maxLogSize"])),
+    )
+
+
+def _policy(item: Mapping[str, Any], index: int, fallback: Mapping[str, Any]) -> Policy:
+    """One of Config spec.policies; `fallback`: the Config schema's defaults."""
+    timeout = item.get("timeout", fallback["spec.policies[].timeout"])
+    return Policy(
+        name=str(item["name"]),
+        command=tuple(item["command"]) if "command" in item else None,
+        url=item.get("url"),
+        timeout=parse_duration(timeout).total_seconds(),
+        index=index,
+    )
+
+
+def _smtp(data: Mapping[str, Any] | None, fallback: Mapping[str, Any]) -> Smtp | None:
+    """Config spec.alerts.smtp; `fallback`: the Config schema's defaults."""
     if not data:
         return None
     return Smtp(
         host=data["host"],
         sender=data["from"],
-        port=int(data.get("port", 25)),
-        starttls=bool(data.get("starttls", False)),
+        port=int(data.get("port", fallback["spec.alerts.smtp.port"])),
+        starttls=bool(data.get("starttls", fallback["spec.alerts.smtp.starttls"])),
         username=data.get("username"),
         password_env=data.get("passwordEnv"),
     )

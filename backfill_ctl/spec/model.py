@@ -1,21 +1,83 @@
 """The spec model: frozen, fully typed objects for the documents of a repo.
 
-Objects are built from schema-valid data by `spec.build`; the defaults here are the
-schema's defaults. Every object keeps its `Origin` (file and document) so later checks
-can point a diagnostic at the document that caused it.
+Objects are built from schema-valid data by `spec.build`. A field the schema gives a
+default defaults to it here too, read from the schema (`_schema`) when an object is made
+without it (`Config()`, `TimeWindow()`): the schema is the one place a default is written.
+The scalar formats of the spec (durations, sizes, times of day) are parsed here, so that
+those defaults and `spec.build` make the same values. Every object keeps its `Origin`
+(file and document) so later checks can point a diagnostic at the document that caused it.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, time, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+from backfill_ctl.spec.schema import default
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 SelectMethod = Literal["manual", "link", "workspace", "descendants"]
 Order = Literal["ascending", "descending"]
 AlertWhen = Literal["failure", "success", "always", "never"]
 ResourceGroupType = Literal["shared", "exclusive", "serverless"]
-FOLLOW_NODE = "follow-node"
+FOLLOW_NODE = "follow-node"  # Backfill spec.resourceGroup: each node's own group
+
+_DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_SIZE = re.compile(r"^(\d+)(B|KB|MB|GB|KiB|MiB|GiB)?$")
+_SIZE_UNITS = {
+    None: 1,
+    "B": 1,
+    "KB": 10**3,
+    "MB": 10**6,
+    "GB": 10**9,
+    "KiB": 2**10,
+    "MiB": 2**20,
+    "GiB": 2**30,
+}
+
+
+def parse_date(text: str) -> date:
+    return date.fromisoformat(text)
+
+
+def parse_time(text: str) -> time:
+    hours, minutes = text.split(":")
+    return time(int(hours), int(minutes))
+
+
+def parse_duration(text: str) -> timedelta:
+    match = _DURATION.match(text)
+    if not match or not text:
+        raise ValueError(f"{text!r} is not a duration like 90s, 2h or 1h30m")
+    d, h, m, s = (int(g) if g else 0 for g in match.groups())
+    return timedelta(days=d, hours=h, minutes=m, seconds=s)
+
+
+def parse_size(text: str) -> int:
+    match = _SIZE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not a size like 3MiB")
+    return int(match.group(1)) * _SIZE_UNITS[match.group(2)]
+
+
+def _seconds(text: str) -> float:
+    return parse_duration(text).total_seconds()
+
+
+def _log_ages(ages: dict[str, str]) -> tuple[tuple[ResourceGroupType, timedelta], ...]:
+    return tuple((kind, parse_duration(age)) for kind, age in ages.items())  # type: ignore[misc]
+
+
+def _schema(kind: str, path: str, convert: Callable[[Any], Any] | None = None) -> Callable[[], Any]:
+    """The default factory of a field: the schema's default at `path` of `kind`, made
+    into the field's type by `convert`; read when an object is made without it."""
+    if convert is None:
+        return lambda: default(kind, path)
+    return lambda: convert(default(kind, path))
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +95,10 @@ class Origin:
 @dataclass(frozen=True, slots=True)
 class Workspace:
     name: str
-    timezone: str = "UTC"
-    operators: tuple[str, ...] = ()
+    timezone: str = field(default_factory=_schema("Workspace", "spec.timezone"))
+    operators: tuple[str, ...] = field(
+        default_factory=_schema("Workspace", "spec.operators", tuple)
+    )
     origin: Origin = field(default_factory=Origin, compare=False)
 
 
@@ -42,7 +106,7 @@ class Workspace:
 class ResourceGroup:
     name: str
     concurrency: int
-    type: ResourceGroupType = "shared"
+    type: ResourceGroupType = field(default_factory=_schema("ResourceGroup", "spec.type"))
     origin: Origin = field(default_factory=Origin, compare=False)
 
 
@@ -52,8 +116,10 @@ class Run:
     image: str | None = None
     env: tuple[tuple[str, str], ...] = ()
     timeout: timedelta | None = None
-    retries: int = 0
-    retry_delay: timedelta = timedelta(seconds=30)
+    retries: int = field(default_factory=_schema("Node", "spec.run.retries"))
+    retry_delay: timedelta = field(
+        default_factory=_schema("Node", "spec.run.retryDelay", parse_duration)
+    )
     cpu: str | None = None
     memory: str | None = None
 
@@ -65,7 +131,7 @@ class Policy:
     name: str
     command: tuple[str, ...] | None = None
     url: str | None = None
-    timeout: float = 30.0
+    timeout: float = field(default_factory=_schema("Config", "spec.policies[].timeout", _seconds))
     index: int = 0  # its place in spec.policies, to point at it
 
 
@@ -86,10 +152,10 @@ class Node:
     workspace: str
     schedule: str
     run: Run
-    owners: tuple[str, ...] = ()
-    upstream: tuple[str, ...] = ()
-    self_dependent: bool = False
-    priority: int = 1
+    owners: tuple[str, ...] = field(default_factory=_schema("Node", "metadata.owners", tuple))
+    upstream: tuple[str, ...] = field(default_factory=_schema("Node", "spec.upstream", tuple))
+    self_dependent: bool = field(default_factory=_schema("Node", "spec.selfDependent"))
+    priority: int = field(default_factory=_schema("Node", "spec.priority"))
     resource_group: str | None = None
     effective: Period = field(default_factory=Period)
     parameters: tuple[tuple[str, str], ...] = ()
@@ -105,17 +171,17 @@ class Selection:
     start: str | None = None
     ends: tuple[str, ...] = ()
     workspaces: tuple[str, ...] = ()
-    include_root: bool = True
-    allow: tuple[str, ...] = ()
-    block: tuple[str, ...] = ()
+    include_root: bool = field(default_factory=_schema("Backfill", "spec.select.includeRoot"))
+    allow: tuple[str, ...] = field(default_factory=_schema("Backfill", "spec.select.allow", tuple))
+    block: tuple[str, ...] = field(default_factory=_schema("Backfill", "spec.select.block", tuple))
 
 
 @dataclass(frozen=True, slots=True)
 class TimeWindow:
     """Times of day from `start` to `end`, both inclusive; may cross midnight."""
 
-    start: time = time(0, 0)
-    end: time = time(23, 59)
+    start: time = field(default_factory=_schema("Backfill", "spec.timeWindow.from", parse_time))
+    end: time = field(default_factory=_schema("Backfill", "spec.timeWindow.to", parse_time))
 
     def __contains__(self, t: time) -> bool:
         if self.start <= self.end:
@@ -136,15 +202,15 @@ class Backfill:
     select: Selection
     dates: tuple[Period, ...]  # closed ranges as written; single dates have start == end
     time_window: TimeWindow = field(default_factory=TimeWindow)
-    run_immediately: bool = False
-    order: Order = "ascending"
-    groups: int = 1
-    resource_group: str = FOLLOW_NODE
+    run_immediately: bool = field(default_factory=_schema("Backfill", "spec.runImmediately"))
+    order: Order = field(default_factory=_schema("Backfill", "spec.order"))
+    groups: int = field(default_factory=_schema("Backfill", "spec.groups"))
+    resource_group: str = field(default_factory=_schema("Backfill", "spec.resourceGroup"))
     execution_window: TimeWindow | None = None
-    alert_when: AlertWhen = "failure"
+    alert_when: AlertWhen = field(default_factory=_schema("Backfill", "spec.alerts.when"))
     notify: tuple[Notifier, ...] = ()
-    stop_on_risk: bool = True
-    suspend: bool = False
+    stop_on_risk: bool = field(default_factory=_schema("Backfill", "spec.checks.stopOnRisk"))
+    suspend: bool = field(default_factory=_schema("Backfill", "spec.suspend"))
     parameters: tuple[tuple[str, str], ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
     origin: Origin = field(default_factory=Origin, compare=False)
@@ -152,27 +218,30 @@ class Backfill:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    max_roots: int = 500
-    max_nodes: int = 2000
+    max_roots: int = field(default_factory=_schema("Config", "spec.limits.maxRoots"))
+    max_nodes: int = field(default_factory=_schema("Config", "spec.limits.maxNodes"))
 
 
 @dataclass(frozen=True, slots=True)
 class Retention:
-    instances: timedelta = timedelta(days=30)
-    logs: tuple[tuple[ResourceGroupType, timedelta], ...] = (
-        ("shared", timedelta(days=7)),
-        ("exclusive", timedelta(days=30)),
-        ("serverless", timedelta(days=30)),
+    instances: timedelta = field(
+        default_factory=_schema("Config", "spec.retention.instances", parse_duration)
     )
-    max_log_size: int = 3 * 1024 * 1024
+    # by resource group type, in the schema's order
+    logs: tuple[tuple[ResourceGroupType, timedelta], ...] = field(
+        default_factory=_schema("Config", "spec.retention.logs", _log_ages)
+    )
+    max_log_size: int = field(
+        default_factory=_schema("Config", "spec.retention.maxLogSize", parse_size)
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class Smtp:
     host: str
     sender: str
-    port: int = 25
-    starttls: bool = False
+    port: int = field(default_factory=_schema("Config", "spec.alerts.smtp.port"))
+    starttls: bool = field(default_factory=_schema("Config", "spec.alerts.smtp.starttls"))
     username: str | None = None
     password_env: str | None = None
 
@@ -181,29 +250,32 @@ class Smtp:
 class Kubernetes:
     """Settings of the kubernetes backend (Config spec.kubernetes)."""
 
-    namespace: str = "default"
+    namespace: str = field(default_factory=_schema("Config", "spec.kubernetes.namespace"))
     service_account: str | None = None
     kubeconfig: str | None = None
     context: str | None = None
     in_cluster: bool | None = None  # None: when $KUBERNETES_SERVICE_HOST is set
     image: str | None = None
     working_dir: str | None = None
-    ttl_after_finished: int = 86_400
+    ttl_after_finished: int = field(
+        default_factory=_schema("Config", "spec.kubernetes.ttlSecondsAfterFinished")
+    )
     pod_metadata: dict[str, dict[str, str]] = field(default_factory=dict)
     pod_spec: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    state: str = "sqlite:///.backfillctl/state.db"
-    backend: str = "local"
+    state: str = field(default_factory=_schema("Config", "spec.state"))
+    backend: str = field(default_factory=_schema("Config", "spec.backend"))
     kubernetes: Kubernetes = field(default_factory=Kubernetes)
     limits: Limits = field(default_factory=Limits)
-    max_instances: int = 10_000  # above it, a Backfill is a risk (too-many-instances)
+    # above it, a Backfill is a risk (too-many-instances)
+    max_instances: int = field(default_factory=_schema("Config", "spec.checks.maxInstances"))
     retention: Retention = field(default_factory=Retention)
     smtp: Smtp | None = None
     # `--as` (or $BACKFILLCTL_ACTOR, $GITHUB_ACTOR) is mandatory for apply and for the
     # operations on the backfills it applies (a team's shared store; see access.py).
-    require_actor: bool = False
+    require_actor: bool = field(default_factory=_schema("Config", "spec.requireActor"))
     policies: tuple[Policy, ...] = ()  # extension checks (policies.py)
     origin: Origin | None = field(default=None, compare=False)

@@ -1,9 +1,12 @@
 """The JSON Schemas of the spec kinds, and validation of one document against them.
 
-The schemas in `schemas/` are the single source of truth for the format; this module
-only finds them (inside the installed package, or next to it in a source checkout),
-builds one validator per kind, and turns jsonschema's errors into `Diagnostic`s that
-name the offending field and suggest a fix.
+The schemas in `schemas/` are the single source of truth for the format, defaults
+included; this module only finds them (inside the installed package, or next to it in a
+source checkout), builds one validator per kind, turns jsonschema's errors into
+`Diagnostic`s that name the offending field and suggest a fix, and answers what a field
+defaults to (`default`), for `spec.build` and the model's dataclasses. Defaults are read
+from the schema files alone: no jsonschema import, so a command that needs no validation
+does not pay for it.
 """
 
 from __future__ import annotations
@@ -81,6 +84,51 @@ def kind_schema(kind: str) -> dict[str, Any]:
 
     schema: dict[str, Any] = inline(load_schema(filename), filename)
     return schema
+
+
+@cache
+def defaults(kind: str) -> dict[str, Any]:
+    """Every `default` the kind's schema declares, by the dotted path of its field.
+
+    A field of a list's items is under `name[]` (`spec.policies[].timeout`). Fields in
+    `oneOf`/`anyOf` branches have no defaults (none is declared there), so they are
+    not looked at.
+    """
+    found: dict[str, Any] = {}
+
+    def walk(node: Mapping[str, Any], path: str) -> None:
+        if "default" in node and path:
+            found[path] = node["default"]
+        if "items" in node and isinstance(node["items"], Mapping):
+            walk(node["items"], f"{path}[]")
+        for name, sub in node.get("properties", {}).items():
+            walk(sub, f"{path}.{name}" if path else name)
+
+    walk(kind_schema(kind), "")
+    return found
+
+
+@cache
+def default(kind: str, path: str) -> Any:
+    """What the field at `path` (dotted, as `defaults` names it) of a `kind` document is
+    when it is left out, as the schema declares it: `default("Node", "spec.run.retries")`.
+
+    A field without a declared default but with fields that have one (an object such as
+    Config `spec.retention.logs`) defaults to the mapping of those, in schema order.
+    KeyError if neither.
+    """
+    known = defaults(kind)
+    if path in known:
+        return known[path]
+    prefix = f"{path}."
+    children = {
+        key[len(prefix) :]: value
+        for key, value in known.items()
+        if key.startswith(prefix) and "." not in key[len(prefix) :]
+    }
+    if not children:
+        raise KeyError(f"{kind} {path}: the schema declares no default")
+    return children
 
 
 @cache
