@@ -39,7 +39,6 @@ command runs with `/bin/sh -c`.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import select
 import signal
@@ -58,31 +57,31 @@ from backfill_ctl.backends import (
     Outcome,
     resolved_command,
 )
+from backfill_ctl.backends.local.procs import (
+    MARKER,
+    alive,
+    become_subreaper,
+    children_of,
+    group_members,
+    marker,
+    proc_stat,
+    running,
+    signal_group,
+)
+from backfill_ctl.backends.local.wrapper import (
+    NOT_RUN,
+    WRAPPER,
+    current_umask,
+    read_pid,
+    read_status,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
 GRACE = 5.0  # seconds between TERM and KILL when an attempt is cancelled
-MARKER = "BACKFILLCTL_ATTEMPT"  # in every process of an attempt: whose it is
-# The pid file is created exclusively (noclobber: O_EXCL) by whichever comes first: the
-# wrapper, which then runs the command, or `recover`, which so declares that the attempt
-# never started; a wrapper that comes later exits without running anything. The status
-# is written in place (no `mv`: one process fewer per attempt); it is only read once no
-# process of the attempt is left, so a half-written file is never read as final.
-# The wrapper's own files are private (umask 077) and never written through something
-# planted in their place (noclobber: O_EXCL, which a symlink fails too); the command runs
-# with the umask it was given ($1).
-_NOT_RUN = 125
-_WRAPPER = (
-    "umask 077; set -C\n"
-    f'{{ echo $$ > "$0.pid"; }} 2>/dev/null || exit {_NOT_RUN}\n'
-    'set +C; umask "$1"; shift\n'
-    '"$@"\n'
-    "rc=$?\n"
-    'umask 077; set -C; { echo $rc > "$0.status"; } 2>/dev/null\n'
-    "exit $rc\n"
-)
-_PR_SET_CHILD_SUBREAPER = 36
+
+__all__ = ["GRACE", "MARKER", "LocalBackend"]
 
 
 @dataclass
@@ -110,7 +109,7 @@ class LocalBackend:
         self._bases: dict[str, int] = {}  # base path -> group id, for the marker
         self._own: set[int] = set()  # groups this backend started (their ids are fresh)
         self._checked: set[Path] = set()  # directories found private
-        self.supervise = supervise and _become_subreaper()
+        self.supervise = supervise and become_subreaper()
 
     def _private(self, directory: Path) -> None:
         """`directory`, under the runs root: it and every directory from the root down are
@@ -160,7 +159,7 @@ class LocalBackend:
             fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
             with os.fdopen(fd, "wb") as out:
                 child = subprocess.Popen(
-                    ["/bin/sh", "-c", _WRAPPER, str(base), f"{_umask():03o}", *argv],
+                    ["/bin/sh", "-c", WRAPPER, str(base), f"{current_umask():03o}", *argv],
                     stdin=subprocess.DEVNULL,
                     stdout=out,
                     stderr=subprocess.STDOUT,
@@ -215,23 +214,23 @@ class LocalBackend:
             if code is None:
                 return False
             del self._children[pid]
-            if code == _NOT_RUN and _read_pid(base) != pid:
+            if code == NOT_RUN and read_pid(base) != pid:
                 attempt.not_run = True  # its pid file was another's claim, or unwritable
             elif code >= 0:  # the wrapper passes the command's code on
                 attempt.code = code
             else:  # the wrapper was killed: the command may live on; its file may say
-                attempt.code = _read_status(base)
+                attempt.code = read_status(base)
             attempt.main_done = True
             return True
-        if pid > 0 and _alive(pid, base):
+        if pid > 0 and alive(pid, base):
             return False
-        attempt.code = _read_status(base)
+        attempt.code = read_status(base)
         attempt.main_done = True
         return True
 
     def _processes(self, pgid: int, base: Path) -> set[int]:
         """The live processes of an attempt: its group, and those that left it."""
-        left = {p for p, g in self._escaped.items() if g == pgid and _running(p)}
+        left = {p for p, g in self._escaped.items() if g == pgid and running(p)}
         if pgid <= 0:
             return left
         try:
@@ -243,7 +242,7 @@ class LocalBackend:
         # Something answers: its live members, not zombies nobody reaped. A group this
         # backend did not start may be long gone and its id reused by someone else's:
         # only processes marked as the attempt's count then.
-        return left | _group(pgid, None if pgid in self._own else str(base))
+        return left | group_members(pgid, None if pgid in self._own else str(base))
 
     def _escalate(self, pgid: int, attempt: _Attempt, now: float, base: Path) -> None:
         if attempt.kill_at is not None and not attempt.killed and now >= attempt.kill_at:
@@ -252,9 +251,9 @@ class LocalBackend:
 
     def _signal_all(self, pgid: int, sig: int, base: Path) -> None:
         if pgid in self._own:
-            _signal(pgid, sig)
+            signal_group(pgid, sig)
         elif pgid > 0:  # adopted: signal only what is verifiably the attempt's
-            for pid in _group(pgid, str(base)):
+            for pid in group_members(pgid, str(base)):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
         for pid, group in list(self._escaped.items()):
@@ -302,10 +301,10 @@ class LocalBackend:
         dead, and note whose the living are (by their marker) so that their attempt
         does not end before them."""
         groups = set(self._bases.values())
-        for pid in _children_of(os.getpid()):
+        for pid in children_of(os.getpid()):
             if pid in self._children:
                 continue
-            fields = _stat(pid)
+            fields = proc_stat(pid)
             if fields is None:
                 continue
             # Reap only what is the attempts' (a group of theirs, or seen marked before):
@@ -317,7 +316,7 @@ class LocalBackend:
                 continue
             if pid in self._escaped:
                 continue
-            owner = self._bases.get(_marker(pid) or "")
+            owner = self._bases.get(marker(pid) or "")
             if owner is not None:
                 self._escaped[pid] = owner
                 attempt = self._attempts.get(owner)
@@ -362,7 +361,7 @@ class LocalBackend:
             return None  # claimed before any wrapper: it never runs
         deadline = time.monotonic() + 2.0  # the wrapper writes its pid right after
         while True:
-            pid = _read_pid(base)
+            pid = read_pid(base)
             if pid is not None:
                 return {"pid": pid, "base": str(base)}
             if time.monotonic() > deadline:
@@ -391,128 +390,3 @@ class LocalBackend:
             return Path(log).read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return ""
-
-
-def _read_own(path: Path) -> int | None:
-    """The number in a file the wrapper wrote; None if there is none, or if it is not a
-    regular file of this user (a symlink, or a file another local user planted)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
-            return None
-        try:
-            return int(f.read(64).strip())
-        except ValueError:
-            return None
-
-
-def _read_status(base: Path) -> int | None:
-    """The exit code the wrapper wrote, or None (none, or not one to trust)."""
-    return _read_own(base.with_suffix(base.suffix + ".status"))
-
-
-def _read_pid(base: Path) -> int | None:
-    return _read_own(base.with_suffix(base.suffix + ".pid"))
-
-
-def _umask() -> int:
-    """This process's umask (for the command: the wrapper's own files use 077)."""
-    mask = os.umask(0o077)
-    os.umask(mask)
-    return mask
-
-
-def _signal(pgid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
-        os.killpg(pgid, sig)
-
-
-def _stat(pid: int | str) -> list[str] | None:
-    """Fields of /proc/PID/stat after the command name: [state, ppid, pgrp, ...]."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def _running(pid: int) -> bool:
-    fields = _stat(pid)
-    return fields is not None and fields[0] not in ("Z", "X")
-
-
-def _marker(pid: int | str) -> str | None:
-    """The attempt a process belongs to: its marker; "" without one; None unreadable."""
-    try:
-        environ = Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return None
-    prefix = f"{MARKER}=".encode()
-    for entry in environ.split(b"\0"):
-        if entry.startswith(prefix):
-            return entry[len(prefix) :].decode(errors="replace")
-    return ""
-
-
-def _group(pgid: int, base: str | None) -> set[int]:
-    """Live (not zombie) processes in group `pgid`; with `base`, only those marked as
-    that attempt's (a group id seen long ago may since belong to someone else)."""
-    found = set()
-    try:
-        pids = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()]
-    except OSError:  # no /proc: trust the signal check
-        return {pgid}
-    for p in pids:
-        fields = _stat(p)
-        if fields is None or fields[2] != str(pgid) or fields[0] in ("Z", "X"):
-            continue
-        if base is not None and _marker(p) not in (base, None):
-            continue
-        found.add(int(p))
-    return found
-
-
-def _children_of(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        tasks = [t.name for t in Path(f"/proc/{pid}/task").iterdir()]
-    except OSError:
-        return found
-    for task in tasks:
-        with contextlib.suppress(OSError, ValueError):
-            found += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
-    return found
-
-
-def _become_subreaper() -> bool:
-    """Make orphaned descendants of this process its children (Linux), not init's."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
-        return False
-
-
-def _alive(pid: int, base: Path) -> bool:
-    """Is `pid` still our wrapper? (A pid can be reused after a reboot or a long time.)"""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = _stat(pid)
-        if stat is not None and stat[0] in ("Z", "X"):
-            return False  # dead, not yet reaped by its parent
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        if not cmdline:  # a kernel thread, or a process in the middle of its exec
-            return stat is not None and stat[1] not in ("0", "2")  # kthreadd's are the kernel's
-    except OSError:
-        return True  # no /proc: trust the signal check
-    return str(base).encode() in cmdline

@@ -1,0 +1,105 @@
+"""The local backend's view of processes (Linux /proc): an attempt's process group, the
+processes marked as its own, the orphans this process inherits as their subreaper, and
+whether a pid is still the wrapper it was."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from pathlib import Path
+
+MARKER = "BACKFILLCTL_ATTEMPT"  # in every process of an attempt: whose it is
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
+        os.killpg(pgid, sig)
+
+
+def proc_stat(pid: int | str) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name: [state, ppid, pgrp, ...]."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def running(pid: int) -> bool:
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def marker(pid: int | str) -> str | None:
+    """The attempt a process belongs to: its marker; "" without one; None unreadable."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    prefix = f"{MARKER}=".encode()
+    for entry in environ.split(b"\0"):
+        if entry.startswith(prefix):
+            return entry[len(prefix) :].decode(errors="replace")
+    return ""
+
+
+def group_members(pgid: int, base: str | None) -> set[int]:
+    """Live (not zombie) processes in group `pgid`; with `base`, only those marked as
+    that attempt's (a group id seen long ago may since belong to someone else)."""
+    found = set()
+    try:
+        pids = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()]
+    except OSError:  # no /proc: trust the signal check
+        return {pgid}
+    for p in pids:
+        fields = proc_stat(p)
+        if fields is None or fields[2] != str(pgid) or fields[0] in ("Z", "X"):
+            continue
+        if base is not None and marker(p) not in (base, None):
+            continue
+        found.add(int(p))
+    return found
+
+
+def children_of(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = [t.name for t in Path(f"/proc/{pid}/task").iterdir()]
+    except OSError:
+        return found
+    for task in tasks:
+        with contextlib.suppress(OSError, ValueError):
+            found += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+    return found
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants of this process its children (Linux), not init's."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
+
+
+def alive(pid: int, base: Path) -> bool:
+    """Is `pid` still our wrapper? (A pid can be reused after a reboot or a long time.)"""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = proc_stat(pid)
+        if stat is not None and stat[0] in ("Z", "X"):
+            return False  # dead, not yet reaped by its parent
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if not cmdline:  # a kernel thread, or a process in the middle of its exec
+            return stat is not None and stat[1] not in ("0", "2")  # kthreadd's are the kernel's
+    except OSError:
+        return True  # no /proc: trust the signal check
+    return str(base).encode() in cmdline
