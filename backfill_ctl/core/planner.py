@@ -32,37 +32,26 @@ import gc
 import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import cache, cached_property
+from functools import cached_property
 from typing import TYPE_CHECKING, NamedTuple
 
-from backfill_ctl.core.params import (
-    Context,
-    ParamError,
-    compile_command,
-    compile_parameters,
-    compile_template,
-    env_name,
-)
-from backfill_ctl.core.schedules import (
-    analyse,
-    degrade,
-    is_degraded,
-    scheduled_day,
-    scheduled_days,
-    ticks_on,
-    zone,
-)
+from backfill_ctl.core.params import Context
+
+# compile_node is used beside the planner (semantics, reconcile): imported from here.
+from backfill_ctl.core.prepare import compile_node as compile_node
+from backfill_ctl.core.prepare import prepare, slot_key, ticks_of
+from backfill_ctl.core.schedules import is_degraded, scheduled_day, zone
 from backfill_ctl.spec.cron import ONE_DAY
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
-    from datetime import date, datetime, time
+    from datetime import date, datetime
 
-    from backfill_ctl.core.params import Template
+    from backfill_ctl.core.prepare import Tick
     from backfill_ctl.core.selection import DryRunReason, Scope
     from backfill_ctl.errors import Diagnostic
     from backfill_ctl.spec.catalog import Catalog
-    from backfill_ctl.spec.model import Backfill, Node, Period
+    from backfill_ctl.spec.model import Backfill, Period
 
 
 class Instance(NamedTuple):
@@ -163,143 +152,8 @@ def split_groups(dates: Sequence[date], groups: int) -> list[tuple[date, ...]]:
 def instance_id(backfill: str, node: str, bizdate: date, tick: int, ticks: int) -> str:
     """blake2b-64 of backfill, node, business date and "tick of ticks" (see the module
     docstring; the planner's loop computes the same hash from a per-node prefix)."""
-    key = f"{backfill}\x1f{node}\x1f".encode() + _slot_key(bizdate, tick, ticks)
+    key = f"{backfill}\x1f{node}\x1f".encode() + slot_key(bizdate, tick, ticks)
     return hashlib.blake2b(key, digest_size=8).hexdigest()
-
-
-def _slot_key(bizdate: date, tick: int, ticks: int) -> bytes:
-    return f"{bizdate.isoformat()}\x1f{tick}/{ticks}".encode()
-
-
-def compile_node(
-    node: Node, overrides: Iterable[tuple[str, str]] = ()
-) -> tuple[dict[str, Template], list[Template] | Template, dict[str, Template]]:
-    """Parameters, command and env templates of a node (raises params.ParamError)."""
-    params = compile_parameters(node.parameters, overrides)
-    command = node.run.command
-    compiled: list[Template] | Template = (
-        compile_command(command, params)
-        if isinstance(command, str)
-        else [compile_template(arg, params) for arg in command]
-    )
-    env = {key: compile_template(value, params) for key, value in node.run.env}
-    for name in params:
-        if env_name(name) in env:  # it would hide the value a string command reads
-            raise ParamError(
-                f"run.env sets {env_name(name)}, where parameter {name}'s value is exported",
-                hint="name the variable otherwise",
-                parameter=name,
-            )
-    return params, compiled, env
-
-
-class _Tick(NamedTuple):
-    at: datetime  # aware
-    wall: datetime  # naive wall-clock time, what $[...] expressions see
-    slot: bytes  # the instance id's input after the node: business date, k/n
-    epoch: float
-
-
-class _Slots(NamedTuple):
-    """The ticks nodes share: same timezone, same times of day, same k/n."""
-
-    tz: str
-    times: tuple[time, ...]
-    ordinals: tuple[int, ...]  # k of each time among the cron's n times of day
-    per_day: int  # n
-
-
-def _ticks(slots: _Slots, day: date) -> list[_Tick]:
-    bizdate = day - ONE_DAY
-    return [
-        _Tick(
-            at,
-            at.replace(tzinfo=None),
-            _slot_key(bizdate, slots.ordinals[index], slots.per_day),
-            at.timestamp(),
-        )
-        for index, at in ticks_on(day, slots.times, zone(slots.tz))
-    ]
-
-
-@dataclass
-class _Prepared:
-    """What the inner loop needs of one scope node, computed once per plan."""
-
-    name: str
-    tz: str
-    times: tuple[time, ...]  # scheduled times of day inside the time window
-    slot: int  # index of its _Slots: nodes sharing it share their ticks
-    first_slot: int  # index of the _Slots of its first time: a calendar node's dry-run tick
-    days: frozenset[date] | None  # scheduled days of a calendar node; None = every day
-    effective: Period | None  # None when the node is always effective
-    reason: DryRunReason | None  # node-level dry-run reason
-    priority: int
-    degraded: int
-    upstream: tuple[tuple[str, bool], ...]  # (in-scope upstream, slot to slot?)
-    chain: bool  # self-dependent and several instances a day
-    id_prefix: hashlib.blake2b
-    # An argv command: the constant elements, and (index, template) of the others.
-    argv: list[str] | None
-    dynamic: tuple[tuple[int, Template], ...]
-    shell: Template | None  # a string command
-
-
-def _prepare(
-    catalog: Catalog, backfill: Backfill, scope: Scope, dates: Sequence[date]
-) -> tuple[list[_Prepared], list[_Slots]]:
-    first, last = scheduled_day(min(dates)), scheduled_day(max(dates))
-    slots: dict[_Slots, int] = {}
-    prepared: list[_Prepared] = []
-    for name in scope.nodes:
-        node = catalog.nodes[name]
-        schedule = analyse(node.schedule)
-        tz = catalog.timezone(name)
-        _, command, _ = compile_node(node, backfill.parameters)
-        upstream = tuple(
-            (up, analyse(catalog.nodes[up].schedule) == schedule and catalog.timezone(up) == tz)
-            for up in scope.upstream[name]
-        )
-        times = schedule.times_in(backfill.time_window)
-        ordinals = _ordinals(schedule.times, times)
-        count = len(schedule.times)
-        argv: list[str] | None = None
-        dynamic: tuple[tuple[int, Template], ...] = ()
-        shell: Template | None = None
-        if isinstance(command, list):
-            argv = [t.constant or "" for t in command]
-            dynamic = tuple((i, t) for i, t in enumerate(command) if t.constant is None)
-        else:
-            shell = command
-        effective = node.effective
-        prepared.append(
-            _Prepared(
-                name=name,
-                tz=tz,
-                times=times,
-                slot=slots.setdefault(_Slots(tz, times, ordinals, count), len(slots)),
-                first_slot=slots.setdefault(_Slots(tz, times[:1], ordinals[:1], count), len(slots)),
-                days=None if schedule.daily else scheduled_days(node.schedule, first, last),
-                effective=None if effective.start is None and effective.end is None else effective,
-                reason=scope.dry_run.get(name),
-                priority=node.priority,
-                degraded=degrade(node.priority),
-                upstream=upstream,
-                chain=node.self_dependent and len(times) > 1,
-                id_prefix=hashlib.blake2b(f"{backfill.name}\x1f{name}\x1f".encode(), digest_size=8),
-                argv=argv,
-                dynamic=dynamic,
-                shell=shell,
-            )
-        )
-    return prepared, list(slots)
-
-
-@cache
-def _ordinals(every: tuple[time, ...], chosen: tuple[time, ...]) -> tuple[int, ...]:
-    """The position of each chosen time of day among all the times of the cron."""
-    position = {at: k for k, at in enumerate(every)}
-    return tuple(position[at] for at in chosen)
 
 
 @contextmanager
@@ -329,11 +183,14 @@ def plan_backfill(
         return _plan(catalog, backfill, scope, now)
 
 
+# The loop runs once per instance (a million in the benchmark): it stays in one frame,
+# without a call per instance; what does not depend on the instance is in `prepare`.
+# shape: the planner's inner loop, kept whole for speed (see above)
 def _plan(catalog: Catalog, backfill: Backfill, scope: Scope, now: datetime) -> BackfillPlan:
     dates = business_dates(backfill.dates, backfill.order)
     chunks = split_groups(dates, backfill.groups)
     position = {day: (g, s) for g, chunk in enumerate(chunks) for s, day in enumerate(chunk)}
-    prepared, slots = _prepare(catalog, backfill, scope, dates)
+    prepared, slots = prepare(catalog, backfill, scope, dates)
     today = {tz: now.astimezone(zone(tz)).date() for tz in {p.tz for p in prepared}}
     now_epoch = now.timestamp()
     waits = not backfill.run_immediately
@@ -347,7 +204,7 @@ def _plan(catalog: Catalog, backfill: Backfill, scope: Scope, now: datetime) -> 
         group, sequence = position[bizdate]
         day = scheduled_day(bizdate)
         old = {tz: is_degraded(bizdate, t) for tz, t in today.items()}
-        day_ticks: list[list[_Tick] | None] = [None] * len(slots)
+        day_ticks: list[list[Tick] | None] = [None] * len(slots)
         ids_of: dict[str, list[str]] = {}
         for p in prepared:
             name = p.name
@@ -362,7 +219,7 @@ def _plan(catalog: Catalog, backfill: Backfill, scope: Scope, now: datetime) -> 
                 reason = reason or "not-scheduled-day"
             ticks = day_ticks[slot]
             if ticks is None:
-                ticks = day_ticks[slot] = _ticks(slots[slot], day)
+                ticks = day_ticks[slot] = ticks_of(slots[slot], day)
             priority = p.degraded if old[p.tz] else p.priority
             many = len(ticks) > 1
             upstream_ids: list[tuple[list[str], bool]] = []
