@@ -101,37 +101,47 @@ class _Selector:
     def candidates(self) -> tuple[set[str], set[str]]:
         """(candidate nodes, nodes named in the spec)."""
         sel = self.backfill.select
-        method = sel.method
-        if method == "link":
-            assert sel.start is not None
-            below = self.catalog.descendants([sel.start])
-            for i, end in enumerate(sel.ends):
-                if end not in below and end != sel.start:
-                    self.report(
-                        ("ends", i),
-                        f"end {end!r} is not reachable from start {sel.start!r}",
-                        "pick an end downstream of the start, or a start upstream of every end",
-                        code="unreachable-end",
-                        nodes=(end,),
-                    )
-            if self.failed():
-                return set(), set()
-            between = below & self.catalog.ancestors(sel.ends)
-            named = {sel.start, *sel.ends}
-            return between | named, named
+        if sel.method == "link":
+            return self._link()
         roots = set(sel.roots)
         below = self.catalog.descendants(roots)
-        if method == "descendants":
+        if sel.method == "descendants":
             return roots | below, roots
-        if method == "manual":
-            if sel.descendants is None:
-                return set(roots), set(roots)
-            if isinstance(sel.descendants, int):
-                return roots | self.catalog.levels_below(roots, sel.descendants), set(roots)
-            self.below_roots("descendants", sel.descendants, sel.roots, below)
-            chosen = set(sel.descendants) & below
-            return roots | chosen, roots | chosen
-        # workspace
+        if sel.method == "manual":
+            return self._manual(roots, below)
+        return self._workspace(roots, below)
+
+    def _link(self) -> tuple[set[str], set[str]]:
+        sel = self.backfill.select
+        assert sel.start is not None
+        below = self.catalog.descendants([sel.start])
+        for i, end in enumerate(sel.ends):
+            if end not in below and end != sel.start:
+                self.report(
+                    ("ends", i),
+                    f"end {end!r} is not reachable from start {sel.start!r}",
+                    "pick an end downstream of the start, or a start upstream of every end",
+                    code="unreachable-end",
+                    nodes=(end,),
+                )
+        if self.failed():
+            return set(), set()
+        between = below & self.catalog.ancestors(sel.ends)
+        named = {sel.start, *sel.ends}
+        return between | named, named
+
+    def _manual(self, roots: set[str], below: set[str]) -> tuple[set[str], set[str]]:
+        sel = self.backfill.select
+        if sel.descendants is None:
+            return set(roots), set(roots)
+        if isinstance(sel.descendants, int):
+            return roots | self.catalog.levels_below(roots, sel.descendants), set(roots)
+        self.below_roots("descendants", sel.descendants, sel.roots, below)
+        chosen = set(sel.descendants) & below
+        return roots | chosen, roots | chosen
+
+    def _workspace(self, roots: set[str], below: set[str]) -> tuple[set[str], set[str]]:
+        sel = self.backfill.select
         self.below_roots("allow", sel.allow, sel.roots, below)
         wanted = set(sel.workspaces)
         by_workspace = {n for n in below if self.catalog.nodes[n].workspace in wanted}
@@ -148,82 +158,107 @@ class _Selector:
         base = roots if sel.include_root else set()
         return base | by_workspace | allowed, base | allowed
 
+    # -- the steps of `select` ---------------------------------------------------
+
+    def names(self, limits: Limits) -> None:
+        """Every node the spec names exists; not too many roots."""
+        sel = self.backfill.select
+        if sel.method == "link":
+            self.known("start", [sel.start] if sel.start else [], single=True)
+            self.known("ends", sel.ends)
+        else:
+            self.known("roots", sel.roots)
+        if isinstance(sel.descendants, tuple):
+            self.known("descendants", sel.descendants)
+        self.known("allow", sel.allow)
+        self.known("block", sel.block)
+        if len(sel.roots) > limits.max_roots:
+            self.report(
+                ("roots",),
+                f"{len(sel.roots)} roots, more than the limit of {limits.max_roots}",
+                "split the backfill, or raise Config spec.limits.maxRoots",
+                code="too-many-roots",
+            )
+
+    def blocked(
+        self,
+        candidates: set[str],
+        up: Mapping[str, tuple[str, ...]],
+        down: Mapping[str, tuple[str, ...]],
+    ) -> tuple[list[str], dict[str, DryRunReason]]:
+        """The blocked nodes left out of the scope (no upstream or no downstream in it),
+        and the dry-run reason of those kept (intermediate nodes)."""
+        sel = self.backfill.select
+        blocked = set(sel.block)
+        for i, name in enumerate(sel.block):
+            if name not in candidates:
+                self.report(
+                    ("block", i),
+                    f"blocked node {name!r} is not in the scope; blocking it has no effect",
+                    "remove it from block",
+                    code="block-unused",
+                    nodes=(name,),
+                    severity="warning",
+                )
+        dry_run: dict[str, DryRunReason] = {}
+        left_out = sorted(n for n in blocked & candidates if not (up[n] and down[n]))
+        for name in sorted(blocked & candidates):
+            if name not in left_out:
+                dry_run[name] = "blocklisted"
+                self.report(
+                    ("block", sel.block.index(name)),
+                    f"blocked node {name!r} is an "
+                    "intermediate node: it is dry-run, and its descendants may read missing "
+                    "data",
+                    "unblock it, or also leave out its descendants",
+                    code="dry-run-intermediate",
+                    nodes=(name,),
+                    severity="warning",
+                )
+        return left_out, dry_run
+
+    def sized(self, scope_nodes: set[str], limits: Limits) -> bool:
+        """Is the scope neither empty nor over the limit? (Reports which.)"""
+        if len(scope_nodes) > limits.max_nodes:
+            self.report(
+                (),
+                f"the scope holds {len(scope_nodes)} nodes, more than the limit of "
+                f"{limits.max_nodes}",
+                "narrow the selection, or raise Config spec.limits.maxNodes",
+                code="too-many-nodes",
+            )
+            return False
+        if not scope_nodes:
+            self.report(
+                (),
+                "the selection holds no node",
+                "check the roots, workspaces and block list",
+                code="empty-scope",
+            )
+            return False
+        return True
+
 
 def select(
     catalog: Catalog, backfill: Backfill, limits: Limits, actor: str | None
 ) -> tuple[Scope | None, list[Diagnostic]]:
     """The scope of `backfill`, or None when an error makes it unusable."""
     s = _Selector(catalog, backfill)
-    sel = backfill.select
-    if sel.method == "link":
-        s.known("start", [sel.start] if sel.start else [], single=True)
-        s.known("ends", sel.ends)
-    else:
-        s.known("roots", sel.roots)
-    if isinstance(sel.descendants, tuple):
-        s.known("descendants", sel.descendants)
-    s.known("allow", sel.allow)
-    s.known("block", sel.block)
-    if len(sel.roots) > limits.max_roots:
-        s.report(
-            ("roots",),
-            f"{len(sel.roots)} roots, more than the limit of {limits.max_roots}",
-            "split the backfill, or raise Config spec.limits.maxRoots",
-            code="too-many-roots",
-        )
+    s.names(limits)
     if s.failed():
         return None, s.diagnostics
 
     candidates, named = s.candidates()
     if s.failed():
         return None, s.diagnostics
-    blocked = set(sel.block)
-    for i, name in enumerate(sel.block):
-        if name not in candidates:
-            s.report(
-                ("block", i),
-                f"blocked node {name!r} is not in the scope; blocking it has no effect",
-                "remove it from block",
-                code="block-unused",
-                nodes=(name,),
-                severity="warning",
-            )
     up = bridged_upstream(catalog, candidates)
     down = _invert(up)
-    dry_run: dict[str, DryRunReason] = {}
-    left_out = sorted(n for n in blocked & candidates if not (up[n] and down[n]))
-    for name in sorted(blocked & candidates):
-        if name not in left_out:
-            dry_run[name] = "blocklisted"
-            s.report(
-                ("block", sel.block.index(name)),
-                f"blocked node {name!r} is an "
-                "intermediate node: it is dry-run, and its descendants may read missing "
-                "data",
-                "unblock it, or also leave out its descendants",
-                code="dry-run-intermediate",
-                nodes=(name,),
-                severity="warning",
-            )
+    left_out, dry_run = s.blocked(candidates, up, down)
     scope_nodes = candidates - set(left_out)
     if left_out:
         up = bridged_upstream(catalog, scope_nodes)
         down = _invert(up)
-    if len(scope_nodes) > limits.max_nodes:
-        s.report(
-            (),
-            f"the scope holds {len(scope_nodes)} nodes, more than the limit of {limits.max_nodes}",
-            "narrow the selection, or raise Config spec.limits.maxNodes",
-            code="too-many-nodes",
-        )
-        return None, s.diagnostics
-    if not scope_nodes:
-        s.report(
-            (),
-            "the selection holds no node",
-            "check the roots, workspaces and block list",
-            code="empty-scope",
-        )
+    if not s.sized(scope_nodes, limits):
         return None, s.diagnostics
 
     roles: dict[str, Role] = {
