@@ -4,6 +4,12 @@ The controller decides; a backend only does: start an attempt, say which attempt
 ended, cancel one, find one again after a restart, and tell where its log is. Handles
 are plain JSON-able dicts, stored with the attempt, so a restarted controller can hand
 a backend the attempts it started before.
+
+A backend is registered once, in `BACKENDS` (name -> a factory that imports its module
+only when it is made, so the kubernetes client is never loaded for a local run). The
+Config's `spec.backend` enum and the backend's settings block (with their defaults) are
+the schema's (`schemas/config.schema.json`; the spec layer validates a Config without
+importing this one); tests/backends/test_fake.py pins the enum to `BACKENDS`.
 """
 
 from __future__ import annotations
@@ -178,6 +184,7 @@ BACKENDS: dict[str, Callable[[BackendContext], Backend]] = {
     "kubernetes": _kubernetes,
     "fake": _fake,
 }
+TEST_ONLY = frozenset({"fake"})  # registered, but not a value of the Config's spec.backend
 
 
 def make_backend(name: str, ctx: BackendContext) -> Backend:

@@ -33,3 +33,12 @@ def test_an_attempt_it_did_not_start_is_lost_and_has_no_log() -> None:
     }
     assert fake.log_text({}, None) == ""
     assert fake.log_text(fake.start(spec("true"))[0], None) == "fake run of ('true',)\n"
+
+
+def test_the_configs_backends_are_the_registrys_and_fake_is_for_tests_only() -> None:
+    """A backend is added to the registry and to the schema's `spec.backend` enum."""
+    from backfill_ctl.backends import BACKENDS, TEST_ONLY
+    from backfill_ctl.spec.schema import kind_schema
+
+    backend = kind_schema("Config")["properties"]["spec"]["properties"]["backend"]
+    assert backend["enum"] == [name for name in BACKENDS if name not in TEST_ONLY]
