@@ -1,20 +1,20 @@
-"""The SQLite store: schema version and migrations, refusals that leave a file untouched,
-one transaction per change, guarded transitions, waiting states, attempts, the lease."""
+"""What is the SQLite store's own: its file (private modes, WAL), schema version and
+migrations, refusals that leave a file untouched, a lock held by another process, an
+identity that survives reopening. What every store does is in the contract
+(tests/state/contract.py, run by test_contract.py)."""
 
 from __future__ import annotations
 
 import os
 import sqlite3
 import stat
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from backfill_ctl.state import LeaseLost, StateError, open_store
+from backfill_ctl.state import StateError, open_store
 from backfill_ctl.state import sqlite as sqlite_module
-from backfill_ctl.state.sqlite import connection
-from backfill_ctl.state.sqlite import SCHEMA_VERSION, SQLiteStore
+from backfill_ctl.state.sqlite import SCHEMA_VERSION, SQLiteStore, connection
 from tests.builders import backfill, node
 from tests.running import NOW, applied
 
@@ -90,164 +90,6 @@ def test_a_held_write_lock_is_a_clear_error_after_the_busy_timeout(
     finally:
         other.execute("ROLLBACK")
     assert {i.state for i in store.instances()} == {"pending"}
-
-
-def test_a_change_that_fails_half_way_leaves_nothing_behind(tmp_path: Path) -> None:
-    store = applied(tmp_path, *CHAIN, backfill())
-    events = store.last_event_id()
-    one = store.instances()[0]
-    record = store.backfill("bf")
-    assert record is not None
-    other = replace(record, name="other")
-
-    with pytest.raises(sqlite3.IntegrityError):  # the same new instance twice
-        store.save_apply([other], [one, one], [], [], at=AT, actor="t", origin="t")
-
-    assert store.backfill("other") is None
-    assert store.last_event_id() == events
-
-
-def test_a_transition_moves_only_instances_in_an_allowed_state(tmp_path: Path) -> None:
-    store = applied(tmp_path, *CHAIN, backfill())
-    a, b = store.instances(node="a")[0], store.instances(node="b")[0]
-    store.transition([a.id], "failed", allowed=["pending"], at=AT, actor="t", origin="t")
-
-    moved = store.transition(
-        [a.id, b.id],
-        "succeeded",
-        allowed=["failed"],
-        at=AT + 1,
-        actor="ann",
-        origin="cli",
-        reason="set to succeeded by ann",
-        kind="set-success",
-        finished_at=AT + 1,
-    )
-
-    assert moved == [a.id]
-    assert store.instances(ids=[b.id])[0].state == "pending"
-    event = store.events(instance=a.id)[-1]
-    assert (event.at, event.actor, event.kind, event.from_state, event.to_state) == (
-        AT + 1,
-        "ann",
-        "set-success",
-        "failed",
-        "succeeded",
-    )
-    with pytest.raises(ValueError, match="cannot set"):
-        store.transition(
-            [a.id], "pending", allowed=["succeeded"], at=AT, actor="t", origin="t", node="x"
-        )
-
-
-def test_waiting_states_change_with_one_event_each_and_never_touch_a_running_one(
-    tmp_path: Path,
-) -> None:
-    store = applied(tmp_path, *CHAIN, backfill())
-    a, b = store.instances(node="a")[0], store.instances(node="b")[0]
-    store.transition([b.id], "running", allowed=["pending"], at=AT, actor="t", origin="t")
-    before = store.last_event_id()
-    blocker = {"cause": "resources", "group": "rg", "busy": 2, "slots": 2}
-    updates = [
-        (a.id, "waiting-for-resources", "rg: 2 of 2 slots busy", blocker),
-        (b.id, "pending", None, None),
-    ]
-
-    assert store.set_waiting(updates, at=AT, actor="c", origin="c") == 1
-    assert store.set_waiting(updates, at=AT, actor="c", origin="c") == 0  # no change, no event
-    assert store.instances(ids=[a.id])[0].blocker == blocker  # the decision, as it was made
-
-    after = {i.node: (i.state, i.reason) for i in store.instances()}
-    assert after == {
-        "a": ("waiting-for-resources", "rg: 2 of 2 slots busy"),
-        "b": ("running", None),
-    }
-    assert len(store.events(after=before)) == 1
-
-
-def test_an_attempt_begins_only_from_a_waiting_state_and_its_end_is_kept(
-    tmp_path: Path,
-) -> None:
-    store = applied(tmp_path, *CHAIN, backfill())
-    a = store.instances(node="a")[0]
-
-    number = store.begin_attempt(a.id, "local", at=AT, actor="c", origin="c")
-
-    assert number == 1
-    assert store.begin_attempt(a.id, "local", at=AT, actor="c", origin="c") is None  # running
-    (attempt,) = store.attempts(a.id)
-    assert (attempt.state, attempt.handle) == ("starting", {})
-    store.set_attempt_handle(a.id, 1, {"pid": 42}, "/logs/a.1.log")
-    # Stopped and set to failed by an operator meanwhile: the attempt's end is recorded,
-    # the instance is left as the operator made it.
-    store.transition([a.id], "failed", allowed=["running"], at=AT, actor="op", origin="cli")
-    store.end_attempt(
-        a.id,
-        1,
-        attempt_state="succeeded",
-        exit_code=0,
-        message=None,
-        instance_state="succeeded",
-        at=AT + 5,
-        actor="c",
-        origin="c",
-    )
-    (attempt,) = store.attempts(a.id)
-    assert (attempt.state, attempt.exit_code, attempt.log, attempt.finished_at) == (
-        "succeeded",
-        0,
-        "/logs/a.1.log",
-        AT + 5,
-    )
-    assert store.instances(ids=[a.id])[0].state == "failed"
-
-
-def test_the_first_report_of_an_attempt_s_end_wins(tmp_path: Path) -> None:
-    """Two controllers may both report an attempt (one lost the lease while it could not
-    write, the other adopted the attempt): the first report stands (issue 8)."""
-    store = applied(tmp_path, *CHAIN, backfill())
-    a = store.instances(node="a")[0]
-    assert store.begin_attempt(a.id, "local", at=AT, actor="c", origin="old") == 1
-    ended = {"exit_code": None, "message": None, "at": AT + 5, "actor": "c"}
-    assert store.end_attempt(
-        a.id, 1, attempt_state="succeeded", instance_state="succeeded", origin="old", **ended
-    )
-    assert not store.end_attempt(
-        a.id, 1, attempt_state="lost", instance_state="pending", origin="new", **ended
-    )
-    (attempt,) = store.attempts(a.id)
-    assert attempt.state == "succeeded"
-    assert store.instances(ids=[a.id])[0].state == "succeeded"
-
-
-def test_epochs_fence_the_starts_of_a_controller_that_lost_the_lease(tmp_path: Path) -> None:
-    store = applied(tmp_path, *CHAIN, backfill())
-    a, b = store.instances(node="a")[0], store.instances(node="b")[0]
-    old = store.acquire_lease("A", pid=1, host="h", at=100, ttl=30)
-    new = store.acquire_lease("B", pid=2, host="h", at=131, ttl=30)  # A paused past it
-    assert (old.epoch, new.epoch) == (1, 2)
-    with pytest.raises(LeaseLost, match="no longer ours"):
-        store.begin_attempt(a.id, "local", at=AT, actor="c", origin="A", fence=("A", 1))
-    assert store.instances(ids=[a.id])[0].state == "pending"  # nothing recorded
-    assert store.begin_attempt(b.id, "local", at=AT, actor="c", origin="B", fence=("B", 2))
-    store.release_lease("A")  # a stale release leaves the newer holder's lease alone
-    assert store.lease() == new
-
-
-def test_the_lease_is_held_renewed_expires_and_is_released(tmp_path: Path) -> None:
-    store = open_store(tmp_path / "s.db")
-    first = store.acquire_lease("A", pid=1, host="h", at=100, ttl=30)
-    assert (first.holder, first.expires_at) == ("A", 130)
-    assert store.acquire_lease("B", pid=2, host="h", at=110, ttl=30).holder == "A"  # held
-    renewed = store.acquire_lease("A", pid=1, host="h", at=120, ttl=30)
-    assert (renewed.acquired_at, renewed.expires_at) == (100, 150)
-    assert store.acquire_lease("B", pid=2, host="h", at=151, ttl=30).holder == "B"  # expired
-    store.take_over_lease("B")  # B is known to be dead
-    assert store.acquire_lease("C", pid=3, host="h", at=152, ttl=30).holder == "C"
-    store.release_lease("A")  # not the holder: nothing happens
-    assert store.acquire_lease("A", pid=1, host="h", at=153, ttl=30).holder == "C"
-    store.release_lease("C")
-    assert store.acquire_lease("A", pid=1, host="h", at=154, ttl=30).holder == "A"
 
 
 def test_a_store_has_a_stable_random_identity(tmp_path: Path) -> None:

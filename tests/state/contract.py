@@ -1,0 +1,655 @@
+"""What every state store must do: the contract of `StateStore` (DESIGN §7).
+
+A store's test module subclasses `StoreContract` as `Test...`, provides the `make`
+fixture (`make()` gives a new, empty store) and sets `refused` to the exceptions its
+`save_apply` raises for an instance created twice. Each test here works through the
+protocol only, so a new store (PostgreSQL) passes the same suite; what is one store's
+own (files, modes, WAL, migrations, a full disk, locks between processes) is tested in
+its own module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import pytest
+
+from backfill_ctl.core.records import BackfillRecord, InstanceRecord, Run, TaskRow
+from backfill_ctl.state import LeaseLost, StateStore
+
+Make = Callable[[], StateStore]
+AT = 1_710_896_400.0  # 2024-03-20T01:00:00Z
+WHO: dict[str, Any] = {"actor": "t", "origin": "test"}
+
+
+def backfill(name: str = "bf", **fields: Any) -> BackfillRecord:
+    return BackfillRecord(
+        name=name,
+        digest="sha256:" + "ab" * 32,
+        spec={"kind": "Backfill", "metadata": {"name": name}, "access": {"owners": ["ann"]}},
+        file="specs.yaml",
+        execution_window=("22:00", "06:00"),
+        notify=({"type": "webhook", "url": "http://x"},),
+        labels={"team": "web"},
+        applied_at=AT,
+        applied_by="ann",
+        **fields,
+    )
+
+
+def instance(
+    ident: str,
+    node: str = "a",
+    *,
+    backfill: str = "bf",
+    day: int = 1,
+    group: int = 0,
+    deps: tuple[str, ...] = (),
+    **fields: Any,
+) -> InstanceRecord:
+    values: dict[str, Any] = {
+        "bizdate": f"2024-03-{day:02d}",
+        "cyctime": f"2024-03-{day + 1:02d}T02:00:00+00:00",
+        "cyctime_epoch": AT + day * 86400,
+        "timezone": "UTC",
+        "sequence": day,
+        "priority": 0,
+        "run": Run(("run", node), env={"BIZDATE": str(day)}, retries=1),
+        "resource_group": "rg",
+        "tries_left": 2,
+        "created_at": AT,
+        "updated_at": AT,
+        **fields,
+    }
+    return InstanceRecord(
+        id=ident, backfill=backfill, node=node, group=group, depends_on=deps, **values
+    )
+
+
+def seeded(store: StateStore) -> StateStore:
+    """bf: a1 -> b1 on day 1, a2 on day 2 (group 1); other: o1."""
+    store.save_apply(
+        [backfill(), backfill("other")],
+        [
+            instance("a1"),
+            instance("b1", "b", deps=("a1",)),
+            instance("a2", day=2, group=1),
+            instance("o1", backfill="other"),
+        ],
+        [],
+        [],
+        at=AT,
+        resource_groups=[("rg", "shared", 2)],
+        **WHO,
+    )
+    return store
+
+
+def state(store: StateStore, ident: str) -> InstanceRecord:
+    (found,) = store.instances(ids=[ident])
+    return found
+
+
+def start(store: StateStore, ident: str, at: float = AT) -> int:
+    number = store.begin_attempt(ident, "local", at=at, **WHO)
+    assert number is not None
+    return number
+
+
+def end(store: StateStore, ident: str, number: int, outcome: str = "succeeded", **kw: Any) -> bool:
+    """Report attempt `number` of `ident` ended with `outcome` (also its instance's, unless
+    `instance_state` says otherwise), at AT + 10."""
+    fields: dict[str, Any] = {"instance_state": outcome, "at": AT + 10, **WHO, **kw}
+    return store.end_attempt(
+        ident,
+        number,
+        attempt_state=outcome,
+        exit_code=0 if outcome == "succeeded" else 1,
+        message=None if outcome == "succeeded" else "exit code 1",
+        **fields,
+    )
+
+
+class StoreContract:
+    refused: ClassVar[tuple[type[Exception], ...]] = ()
+
+    # -- identity ------------------------------------------------------------------
+
+    def test_a_store_has_a_path_and_a_random_identity(self, make: Make) -> None:
+        first, second = make(), make()
+        assert isinstance(first.path, str) and first.path
+        assert len(first.store_id) == 12 and int(first.store_id, 16) >= 0
+        assert first.store_id == first.store_id
+        assert second.store_id != first.store_id
+        first.close()
+
+    # -- apply -----------------------------------------------------------------------
+
+    def test_apply_saves_backfills_instances_and_resource_groups_as_given(self, make: Make) -> None:
+        store = seeded(make())
+        assert store.backfill("bf") == backfill()
+        assert store.backfill("none") is None
+        assert [b.name for b in store.backfills()] == ["bf", "other"]
+        assert store.instances(ids=["b1"]) == [instance("b1", "b", deps=("a1",))]
+        assert store.resource_groups() == {"rg": ("shared", 2)}
+        assert [(e.kind, e.backfill, e.instance, e.to_state) for e in store.events()] == [
+            ("created", "bf", "a1", "pending"),
+            ("created", "bf", "b1", "pending"),
+            ("created", "bf", "a2", "pending"),
+            ("created", "other", "o1", "pending"),
+            ("applied", "bf", None, None),
+            ("applied", "other", None, None),
+        ]
+        assert store.events()[-1].message == "applied " + backfill().digest[:19]
+        assert {(e.at, e.actor, e.origin) for e in store.events()} == {(AT, "t", "test")}
+
+    def test_a_new_apply_updates_what_may_change_and_cancels_what_has_not_started(
+        self, make: Make
+    ) -> None:
+        store = seeded(make())
+        store.update_backfill("bf", at=AT, finished_at=AT + 1, outcome="failed", **WHO)
+        start(store, "a1")
+        store.transition(["a2"], "cancelled", allowed=["pending"], at=AT, **WHO)
+        changed = {"priority": 7, "tries_left": 5, "run": Run(("new",))}
+        updates = [
+            instance(i, deps=d, day=y, **changed)
+            for i, d, y in (("a1", (), 1), ("a2", (), 2), ("b1", ("a1",), 1))
+        ]
+        before = store.last_event_id()
+
+        store.save_apply(
+            [backfill()],
+            [],
+            updates,
+            ["a1", "b1", "o1"],
+            at=AT + 5,
+            resource_groups=[("rg", "exclusive", 1)],
+            **WHO,
+        )
+
+        a1, a2, b1 = state(store, "a1"), state(store, "a2"), state(store, "b1")
+        assert (a1.state, a1.priority) == ("running", 0)  # started: neither changed nor cancelled
+        assert (a2.state, a2.priority, a2.tries_left, a2.run) == ("pending", 7, 5, Run(("new",)))
+        assert (b1.state, b1.reason, b1.finished_at) == (
+            "cancelled",
+            "no longer in the specs",
+            AT + 5,
+        )
+        assert b1.priority == 7  # updated first, then cancelled
+        assert state(store, "o1").state == "cancelled"
+        record = store.backfill("bf")
+        assert record is not None and (record.finished_at, record.outcome) == (None, None)
+        assert store.resource_groups() == {"rg": ("exclusive", 1)}
+        events = [(e.kind, e.backfill, e.instance) for e in store.events(after=before)]
+        assert events == [
+            ("updated", "bf", "a1"),
+            ("updated", "bf", "a2"),
+            ("updated", "bf", "b1"),
+            ("transition", "bf", "a1"),  # asked for, even if a1 had started
+            ("transition", "bf", "b1"),
+            ("transition", "other", "o1"),
+            ("applied", "bf", None),
+        ]
+
+    def test_an_apply_that_is_refused_leaves_nothing_behind(self, make: Make) -> None:
+        store = seeded(make())
+        events = store.last_event_id()
+        with pytest.raises(self.refused):  # an instance created twice
+            store.save_apply(
+                [backfill("new")], [instance("n1"), instance("n1")], [], [], at=AT, **WHO
+            )
+        with pytest.raises(self.refused):  # an instance that is already stored
+            store.save_apply([backfill("new")], [instance("a1")], [], [], at=AT, **WHO)
+        assert store.backfill("new") is None
+        assert store.instances(ids=["n1"]) == []
+        assert store.last_event_id() == events
+
+    # -- backfills -------------------------------------------------------------------
+
+    def test_a_backfill_s_fields_change_with_an_event_and_only_known_ones(self, make: Make) -> None:
+        store = seeded(make())
+        spec = {"kind": "Backfill", "rewritten": True}
+        assert store.update_backfill(
+            "bf",
+            at=AT + 1,
+            event="stopped by ann",
+            status="stopped",
+            suspended=True,
+            spec=spec,
+            **WHO,
+        )
+        record = store.backfill("bf")
+        assert record is not None
+        assert (record.status, record.suspended, record.spec) == ("stopped", True, spec)
+        last = store.events()[-1]
+        assert (last.kind, last.backfill, last.message, last.at) == (
+            "backfill",
+            "bf",
+            "stopped by ann",
+            AT + 1,
+        )
+        events = store.last_event_id()
+        assert store.update_backfill("bf", at=AT, event="alert failed", **WHO)  # event only
+        assert store.events()[-1].message == "alert failed"
+        assert store.update_backfill("bf", at=AT, notified_at=AT, **WHO)  # no event
+        assert store.last_event_id() == events + 1
+        assert not store.update_backfill("none", at=AT, event="x", status="stopped", **WHO)
+        assert store.last_event_id() == events + 1
+        with pytest.raises(ValueError, match="cannot set"):
+            store.update_backfill("bf", at=AT, labels={}, **WHO)
+
+    def test_a_deleted_backfill_is_listed_only_when_asked(self, make: Make) -> None:
+        store = seeded(make())
+        store.update_backfill("other", at=AT, status="deleted", **WHO)
+        assert [b.name for b in store.backfills()] == ["bf"]
+        assert [b.name for b in store.backfills(include_deleted=True)] == ["bf", "other"]
+
+    # -- instances -------------------------------------------------------------------
+
+    def test_instances_are_found_by_backfill_id_state_node_and_date_in_plan_order(
+        self, make: Make
+    ) -> None:
+        store = seeded(make())
+        store.transition(["a2"], "frozen", allowed=["pending"], at=AT, **WHO)
+        assert [i.id for i in store.instances()] == ["a1", "b1", "a2", "o1"]
+        assert [i.id for i in store.instances(backfill="bf")] == ["a1", "b1", "a2"]
+        assert [i.id for i in store.instances(ids=["a2", "o1", "zz"])] == ["a2", "o1"]
+        assert store.instances(ids=[]) == [] and store.instances(states=[]) == []
+        assert [i.id for i in store.instances(states=["frozen"])] == ["a2"]
+        assert [i.id for i in store.instances(node="a", bizdate="2024-03-01")] == ["a1", "o1"]
+        assert [i.id for i in store.instances(backfill="bf", states=iter(["pending"]))] == [
+            "a1",
+            "b1",
+        ]
+
+    def test_counts_and_the_scheduler_s_rows(self, make: Make) -> None:
+        store = seeded(make())
+        store.transition(["a1"], "failed", allowed=["pending"], at=AT, **WHO)
+        assert store.counts() == {
+            ("bf", "failed"): 1,
+            ("bf", "pending"): 2,
+            ("other", "pending"): 1,
+        }
+        assert store.counts("other") == {("other", "pending"): 1}
+        assert store.date_counts("bf") == {
+            (0, 1, "2024-03-01", "failed"): 1,
+            (0, 1, "2024-03-01", "pending"): 1,
+            (1, 2, "2024-03-02", "pending"): 1,
+        }
+        rows = sorted(store.task_rows(["bf"]))
+        assert rows == sorted(TaskRow.of(i) for i in store.instances(backfill="bf"))
+        assert store.task_rows([]) == []
+
+    def test_a_transition_moves_only_instances_in_an_allowed_state(self, make: Make) -> None:
+        store = seeded(make())
+        store.transition(["a1"], "failed", allowed=["pending"], at=AT, **WHO)
+
+        moved = store.transition(
+            ["a1", "b1", "zz"],
+            "succeeded",
+            allowed=iter(["failed"]),
+            at=AT + 1,
+            actor="ann",
+            origin="cli",
+            reason="set to succeeded by ann",
+            kind="set-success",
+            finished_at=AT + 1,
+            stop_requested=True,
+        )
+
+        assert moved == ["a1"]
+        a1 = state(store, "a1")
+        assert (a1.state, a1.reason, a1.finished_at, a1.stop_requested, a1.updated_at) == (
+            "succeeded",
+            "set to succeeded by ann",
+            AT + 1,
+            True,
+            AT + 1,
+        )
+        assert state(store, "b1").state == "pending"
+        event = store.events(instance="a1")[-1]
+        assert (event.at, event.actor, event.origin, event.kind) == (
+            AT + 1,
+            "ann",
+            "cli",
+            "set-success",
+        )
+        assert (event.backfill, event.from_state, event.to_state, event.message) == (
+            "bf",
+            "failed",
+            "succeeded",
+            "set to succeeded by ann",
+        )
+        events = store.last_event_id()
+        with pytest.raises(ValueError, match="cannot set"):
+            store.transition(["a1"], "pending", allowed=["succeeded"], at=AT, node="x", **WHO)
+        assert state(store, "a1").state == "succeeded" and store.last_event_id() == events
+
+    def test_waiting_states_change_with_one_event_each_and_never_touch_a_running_one(
+        self, make: Make
+    ) -> None:
+        store = seeded(make())
+        start(store, "b1")
+        before = store.last_event_id()
+        blocker = {"cause": "resources", "group": "rg", "busy": 2, "slots": 2}
+        updates = [
+            ("a1", "waiting-for-resources", "rg: 2 of 2 slots busy", blocker),
+            ("b1", "pending", None, None),
+            ("zz", "pending", None, None),
+        ]
+
+        assert store.set_waiting(updates, at=AT, actor="c", origin="c") == 1
+        assert store.set_waiting(updates, at=AT, actor="c", origin="c") == 0  # no change
+        assert store.set_waiting([], at=AT, actor="c", origin="c") == 0
+        a1 = state(store, "a1")
+        assert (a1.state, a1.reason, a1.blocker) == (
+            "waiting-for-resources",
+            "rg: 2 of 2 slots busy",
+            blocker,
+        )
+        assert (state(store, "b1").state, state(store, "b1").reason) == ("running", None)
+        (event,) = store.events(after=before)
+        assert (event.kind, event.instance, event.from_state, event.to_state, event.message) == (
+            "transition",
+            "a1",
+            "pending",
+            "waiting-for-resources",
+            "rg: 2 of 2 slots busy",
+        )
+        # the same state with a new reason: kept, without an event
+        later = [("a1", "waiting-for-resources", "rg: 1 of 1 slots busy", None)]
+        assert store.set_waiting(later, at=AT + 1, actor="c", origin="c") == 0
+        assert (state(store, "a1").reason, state(store, "a1").blocker) == (
+            "rg: 1 of 1 slots busy",
+            None,
+        )
+        # any other change clears the blocker
+        store.set_waiting(updates[:1], at=AT, actor="c", origin="c")
+        store.transition(["a1"], "frozen", allowed=["waiting-for-resources"], at=AT, **WHO)
+        assert state(store, "a1").blocker is None
+
+    # -- attempts --------------------------------------------------------------------
+
+    def test_an_attempt_begins_only_from_a_waiting_state_and_its_end_is_kept(
+        self, make: Make
+    ) -> None:
+        store = seeded(make())
+        store.set_waiting(
+            [("a1", "waiting-for-time", "not before 02:00", {"cause": "time"})], at=AT, **WHO
+        )
+
+        assert store.begin_attempt("a1", "local", at=AT, actor="c", origin="c") == 1
+
+        a1 = state(store, "a1")
+        assert (a1.state, a1.reason, a1.blocker, a1.attempts, a1.tries_left, a1.started_at) == (
+            "running",
+            None,
+            None,
+            1,
+            1,
+            AT,
+        )
+        event = store.events(instance="a1")[-1]
+        assert (event.from_state, event.to_state, event.message) == (
+            "waiting-for-time",
+            "running",
+            "attempt 1",
+        )
+        assert store.begin_attempt("a1", "local", at=AT, actor="c", origin="c") is None
+        assert store.begin_attempt("zz", "local", at=AT, actor="c", origin="c") is None
+        (attempt,) = store.attempts("a1")
+        assert (attempt.backend, attempt.state, attempt.handle, attempt.started_at) == (
+            "local",
+            "starting",
+            {},
+            AT,
+        )
+        store.set_attempt_handle("a1", 1, {"pid": 42}, "/logs/a.1.log")
+        store.set_attempt_handle("a1", 1, {"pid": 43}, "/other.log")  # only while starting
+        (attempt,) = store.attempts("a1", states=["running"])
+        assert (attempt.handle, attempt.log) == ({"pid": 42}, "/logs/a.1.log")
+        # Stopped and set to failed by an operator meanwhile: the attempt's end is
+        # recorded, the instance is left as the operator made it.
+        store.transition(["a1"], "failed", allowed=["running"], at=AT, actor="op", origin="cli")
+        assert end(store, "a1", 1)
+        (attempt,) = store.attempts("a1")
+        assert (attempt.state, attempt.exit_code, attempt.log, attempt.finished_at) == (
+            "succeeded",
+            0,
+            "/logs/a.1.log",
+            AT + 10,
+        )
+        assert state(store, "a1").state == "failed"
+
+    def test_an_attempt_s_end_moves_its_instance_with_an_event(self, make: Make) -> None:
+        store = seeded(make())
+        store.transition(["a1"], "running", allowed=["pending"], at=AT, **WHO)
+        store.transition(["a1"], "pending", allowed=["running"], at=AT, stop_requested=True, **WHO)
+        number = start(store, "a1")
+
+        assert end(store, "a1", number, "failed", instance_state="pending", not_before=AT + 40)
+
+        a1 = state(store, "a1")
+        assert (a1.state, a1.reason, a1.not_before, a1.finished_at, a1.stop_requested) == (
+            "pending",
+            "exit code 1",
+            AT + 40,
+            None,
+            False,
+        )
+        event = store.events()[-1]
+        assert (event.kind, event.instance, event.from_state, event.to_state, event.message) == (
+            "transition",
+            "a1",
+            "running",
+            "pending",
+            "exit code 1",
+        )
+        assert start(store, "a1") == 2
+        assert end(store, "a1", 2, "failed")
+        assert (state(store, "a1").state, state(store, "a1").finished_at) == ("failed", AT + 10)
+        assert [(a.number, a.state) for a in store.attempts(states=["failed"])] == [
+            (1, "failed"),
+            (2, "failed"),
+        ]
+
+    def test_the_first_report_of_an_attempt_s_end_wins(self, make: Make) -> None:
+        """Two controllers may both report an attempt (one lost the lease while it could
+        not write, the other adopted the attempt): the first report stands (issue 8)."""
+        store = seeded(make())
+        assert start(store, "a1") == 1
+        assert end(store, "a1", 1, "succeeded", origin="old")
+        events = store.last_event_id()
+        assert not end(store, "a1", 1, "lost", instance_state="pending", origin="new")
+        (attempt,) = store.attempts("a1")
+        assert attempt.state == "succeeded"
+        assert state(store, "a1").state == "succeeded"
+        assert store.last_event_id() == events
+        assert not end(store, "a1", 7)  # no such attempt
+
+    def test_a_late_report_of_an_earlier_attempt_leaves_the_instance_alone(
+        self, make: Make
+    ) -> None:
+        store = seeded(make())
+        start(store, "a1")
+        store.transition(["a1"], "pending", allowed=["running"], at=AT, **WHO)  # adopted
+        start(store, "a1")  # attempt 2 runs
+        assert end(store, "a1", 1, "failed")
+        assert (state(store, "a1").state, state(store, "a1").attempts) == ("running", 2)
+
+    def test_an_attempt_that_did_not_start_is_forgotten_and_its_try_given_back(
+        self, make: Make
+    ) -> None:
+        store = seeded(make())
+        before = state(store, "a1")
+        start(store, "a1")
+
+        store.abandon_attempt(
+            "a1", 1, state="waiting-for-resources", reason="no room", at=AT + 1, **WHO
+        )
+
+        a1 = state(store, "a1")
+        assert (a1.state, a1.reason, a1.attempts, a1.tries_left, a1.started_at) == (
+            "waiting-for-resources",
+            "no room",
+            0,
+            before.tries_left,
+            None,
+        )
+        assert store.attempts("a1") == []
+        event = store.events()[-1]
+        assert (event.kind, event.from_state, event.to_state, event.message) == (
+            "not-started",
+            "running",
+            "waiting-for-resources",
+            "no room",
+        )
+        events = store.last_event_id()
+        number = start(store, "a1")
+        store.set_attempt_handle("a1", number, {"pid": 1}, None)  # it started after all
+        store.abandon_attempt("a1", number, state="pending", reason="x", at=AT, **WHO)
+        assert [a.state for a in store.attempts("a1")] == ["running"]
+        assert state(store, "a1").state == "running"
+        assert store.last_event_id() == events + 1  # the start only
+
+    # -- the lease and its fence -----------------------------------------------------
+
+    def test_epochs_fence_the_starts_of_a_controller_that_lost_the_lease(self, make: Make) -> None:
+        store = seeded(make())
+        with pytest.raises(LeaseLost, match="nobody holds it now"):
+            store.check_fence(("A", 1))
+        old = store.acquire_lease("A", pid=1, host="h", at=100, ttl=30)
+        store.check_fence(("A", 1))
+        new = store.acquire_lease("B", pid=2, host="h", at=131, ttl=30)  # A paused past it
+        assert (old.epoch, new.epoch) == (1, 2)
+        events = store.last_event_id()
+        with pytest.raises(LeaseLost, match=r"no longer ours \(epoch 1\): B \(epoch 2\)"):
+            store.begin_attempt("a1", "local", at=AT, actor="c", origin="A", fence=("A", 1))
+        with pytest.raises(LeaseLost):
+            store.check_fence(("A", 1))
+        assert state(store, "a1").state == "pending"  # nothing recorded
+        assert store.attempts() == [] and store.last_event_id() == events
+        assert store.begin_attempt("b1", "local", at=AT, actor="c", origin="B", fence=("B", 2))
+        store.release_lease("A")  # a stale release leaves the newer holder's lease alone
+        assert store.lease() == new
+
+    def test_the_lease_is_held_renewed_expires_and_is_released(self, make: Make) -> None:
+        store = make()
+        assert store.lease() is None
+        first = store.acquire_lease("A", pid=1, host="h", at=100, ttl=30)
+        assert (first.holder, first.pid, first.host, first.expires_at, first.epoch) == (
+            "A",
+            1,
+            "h",
+            130,
+            1,
+        )
+        assert store.acquire_lease("B", pid=2, host="h", at=110, ttl=30) == first  # held
+        renewed = store.acquire_lease("A", pid=1, host="h", at=120, ttl=30)
+        assert (renewed.acquired_at, renewed.expires_at, renewed.epoch) == (100, 150, 1)
+        taken = store.acquire_lease("B", pid=2, host="h", at=151, ttl=30)  # expired
+        assert (taken.holder, taken.acquired_at, taken.epoch) == ("B", 151, 2)
+        store.take_over_lease("A")  # not the holder: nothing happens
+        assert store.lease() == taken
+        store.take_over_lease("B")  # B is known to be dead
+        assert store.acquire_lease("C", pid=3, host="h", at=152, ttl=30).holder == "C"
+        store.release_lease("A")  # not the holder: nothing happens
+        assert store.acquire_lease("A", pid=1, host="h", at=153, ttl=30).holder == "C"
+        store.release_lease("C")
+        released = store.lease()
+        assert released is not None and (released.holder, released.expires_at) == ("C", 0)
+        assert store.acquire_lease("A", pid=1, host="h", at=154, ttl=30).epoch == 4
+
+    # -- events ----------------------------------------------------------------------
+
+    def test_events_are_read_in_order_by_backfill_instance_origin_and_the_newest(
+        self, make: Make
+    ) -> None:
+        store = make()
+        assert (store.events(), store.last_event_id()) == ([], 0)
+        seeded(store)
+        store.add_events(
+            "gc",
+            [("bf", "collected 3"), (None, "logs cleared")],
+            at=AT + 9,
+            actor="gc",
+            origin="gc",
+        )
+        store.add_events("gc", [], at=AT, actor="gc", origin="gc")
+        events = store.events()
+        ids = [e.id for e in events]
+        assert ids == sorted(ids) and len(set(ids)) == 8 and store.last_event_id() == ids[-1]
+        assert [(e.kind, e.backfill, e.message, e.origin) for e in events[-2:]] == [
+            ("gc", "bf", "collected 3", "gc"),
+            ("gc", None, "logs cleared", "gc"),
+        ]
+        assert store.events(after=ids[-2]) == events[-1:]
+        assert store.events(backfill="other") == [events[3], events[5]]
+        assert store.events(instance="b1") == [events[1]]
+        assert store.events(not_from="test") == events[-2:]
+        assert store.events(limit=3) == events[-3:]
+        assert store.events(backfill="bf", limit=2) == [events[4], events[6]]
+        assert store.events(limit=0) == []
+
+    # -- retention -------------------------------------------------------------------
+
+    def test_instance_ages_are_what_gc_weighs(self, make: Make) -> None:
+        store = seeded(make())
+        store.transition(["o1"], "succeeded", allowed=["pending"], at=AT, finished_at=AT + 3, **WHO)
+        ages = store.instance_ages()
+        assert [(a.backfill, a.id) for a in ages] == [
+            ("bf", "a1"),
+            ("bf", "a2"),
+            ("bf", "b1"),
+            ("other", "o1"),
+        ]
+        assert ages[-1] == ("o1", "other", "succeeded", "rg", AT + 3, AT)
+
+    def test_gc_deletes_only_what_finished_before_with_its_attempts_and_events(
+        self, make: Make
+    ) -> None:
+        store = seeded(make())
+        start(store, "a1")
+        end(store, "a1", 1, "failed")  # failed at AT + 10, b1 still pending: holds it back
+        store.transition(["a2"], "cancelled", allowed=["pending"], at=AT, **WHO)  # never finished
+        store.transition(
+            ["o1"], "succeeded", allowed=["pending"], at=AT, finished_at=AT + 50, **WHO
+        )
+        ids = ["a1", "a2", "b1", "o1", "zz"]
+
+        assert store.delete_instances(ids, finished_before=AT + 20) == ["a2"]  # created at AT
+        assert store.delete_instances(ids, finished_before=AT + 100) == ["o1"]
+        store.transition(["b1"], "cancelled", allowed=["pending"], at=AT, finished_at=AT, **WHO)
+        assert sorted(store.delete_instances(ids, finished_before=AT + 100)) == ["a1", "b1"]
+
+        assert store.instances() == [] and store.attempts() == []
+        assert all(e.instance is None for e in store.events())
+
+    def test_gc_deletes_a_backfill_only_when_it_is_empty_and_ended_before(self, make: Make) -> None:
+        store = seeded(make())
+        store.update_backfill("other", at=AT, status="deleted", **WHO)
+        store.update_backfill("bf", at=AT, finished_at=AT + 50, outcome="succeeded", **WHO)
+        names = ["bf", "other", "none"]
+        assert store.delete_backfills(names, finished_before=AT + 100) == []  # instances left
+        store.transition(
+            ["a1", "b1", "a2", "o1"], "cancelled", allowed=["pending"], at=AT, finished_at=AT, **WHO
+        )
+        store.delete_instances(["a1", "b1", "a2", "o1"], finished_before=AT + 1)
+        assert store.delete_backfills(names, finished_before=AT + 10) == ["other"]  # at AT
+        assert store.delete_backfills(names, finished_before=AT + 100) == ["bf"]
+        assert store.backfills(include_deleted=True) == []
+        assert store.events() == []
+
+    def test_gc_clears_the_log_of_finished_attempts_while_it_is_still_theirs(
+        self, make: Make
+    ) -> None:
+        store = seeded(make())
+        for ident in ("a1", "b1"):
+            start(store, ident)
+            store.set_attempt_handle(ident, 1, {}, f"/logs/{ident}.log")
+        end(store, "a1", 1)
+        logs = [("a1", 1, "/logs/a1.log"), ("b1", 1, "/logs/b1.log"), ("a2", 1, "/x")]
+        assert store.clear_logs([("a1", 1, "/elsewhere.log")]) == []
+        assert store.clear_logs(logs) == [("a1", 1)]  # b1 still runs
+        assert [a.log for a in store.attempts()] == [None, "/logs/b1.log"]
