@@ -29,26 +29,32 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.core import slots
-from backfill_ctl.core.params import Context, environment
-from backfill_ctl.core.planner import compile_node
-from backfill_ctl.core.records import NOT_STARTED, BackfillRecord, InstanceRecord, Run
-from backfill_ctl.spec.model import FOLLOW_NODE
-from backfill_ctl.usecases.access import access_of_plan, document, with_access
+from backfill_ctl.core.records import NOT_STARTED, BackfillRecord, InstanceRecord
+from backfill_ctl.usecases.access import document
+
+# What the plan asks the store to hold (desired.py), importable from here as before.
+from backfill_ctl.usecases.desired import DEFAULT_GROUP, Desired, desired
+
+__all__ = [
+    "DEFAULT_GROUP",
+    "BackfillChanges",
+    "Changes",
+    "Desired",
+    "apply",
+    "desired",
+    "diff",
+    "render",
+]
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Iterable
 
-    from backfill_ctl.core.params import Template
-    from backfill_ctl.core.planner import BackfillPlan, Plan
     from backfill_ctl.spec.loader import Specs
-    from backfill_ctl.spec.model import Notifier
     from backfill_ctl.state import StateStore
 
-DEFAULT_GROUP = "default"
 # A failed instance takes a new definition too (it keeps its state and attempts): after a
 # fixed command is applied, rerunning it runs the fix.
 UPDATABLE = NOT_STARTED | {"failed"}
@@ -63,123 +69,6 @@ _DEFINITION = (
     "resource_group",
     "dry_run_reason",
 )
-
-
-@dataclass(frozen=True)
-class Desired:
-    record: BackfillRecord
-    instances: list[InstanceRecord]
-    # The same instances with some applied under the ids the store holds their slots by
-    # (see slots.py): their dependents point at those ids, `$taskid` renders them.
-    under: Callable[[Mapping[str, str]], list[InstanceRecord]] = field(repr=False, compare=False)
-
-
-def desired(specs: Specs, plan: Plan, cwd: str, actor: str | None, at: float) -> list[Desired]:
-    """What the plan asks the store to hold: records with resolved runs and environments."""
-    return [_desired(specs, bp, plan.digest, cwd, actor, at) for bp in plan.backfills]
-
-
-def _desired(
-    specs: Specs, bp: BackfillPlan, digest: str, cwd: str, actor: str | None, at: float
-) -> Desired:
-    b = bp.backfill
-    applied: dict[str, Any] = next(
-        (d.data for d in specs.documents if (d.file, d.index) == (b.origin.file, b.origin.doc)), {}
-    )
-    window = b.execution_window
-    record = BackfillRecord(
-        name=b.name,
-        digest=digest,
-        spec=with_access(applied, access_of_plan(specs, bp)),
-        file=b.origin.file,
-        suspended=b.suspend,
-        run_immediately=b.run_immediately,
-        execution_window=(f"{window.start:%H:%M}", f"{window.end:%H:%M}") if window else None,
-        alert_when=b.alert_when,
-        notify=tuple(_notifier(n) for n in b.notify),
-        labels=dict(b.labels),
-        applied_at=at,
-        applied_by=actor,
-    )
-    under = partial(_instances, specs, bp, cwd, at)
-    return Desired(record, under({}), under)
-
-
-def _instances(
-    specs: Specs, bp: BackfillPlan, cwd: str, at: float, ids: Mapping[str, str]
-) -> list[InstanceRecord]:
-    """The records of a plan's instances, each under `ids.get(id, id)`."""
-    b = bp.backfill
-    compiled: dict[str, tuple[dict[str, Template], list[Template] | Template, dict[str, Template]]]
-    compiled = {}
-    cache: dict[object, str] = {}
-    instances = []
-    for i in bp.instances:
-        node = specs.nodes[i.node]
-        if i.node not in compiled:
-            compiled[i.node] = compile_node(node, b.parameters)
-        params, command_templates, env_templates = compiled[i.node]
-        iid = ids.get(i.id, i.id)
-        ctx = Context(i.bizdate, i.cyctime.replace(tzinfo=None), iid, i.node, b.name)
-        env = environment(params, ctx, cache)
-        env.update({k: t.render(ctx, cache) for k, t in env_templates.items()})
-        command: tuple[str, ...] | str = i.command
-        if iid != i.id:  # the plan rendered `$taskid` with its own id
-            command = (
-                tuple(t.render(ctx, cache) for t in command_templates)
-                if isinstance(command_templates, list)
-                else command_templates.render_shell(ctx, cache)
-            )
-        run = node.run
-        group = b.resource_group if b.resource_group != FOLLOW_NODE else node.resource_group
-        instances.append(
-            InstanceRecord(
-                id=iid,
-                backfill=b.name,
-                node=i.node,
-                bizdate=i.bizdate.isoformat(),
-                cyctime=i.cyctime.isoformat(),
-                cyctime_epoch=i.cyctime.timestamp(),
-                timezone=_tz(specs, i.node),
-                group=i.group,
-                sequence=i.sequence,
-                priority=i.priority,
-                depends_on=tuple(ids.get(d, d) for d in i.depends_on) if ids else i.depends_on,
-                run=Run(
-                    command=command,
-                    env=env,
-                    cwd=cwd,
-                    timeout=run.timeout.total_seconds() if run.timeout else None,
-                    retries=run.retries,
-                    retry_delay=run.retry_delay.total_seconds(),
-                    image=run.image,
-                    cpu=run.cpu,
-                    memory=run.memory,
-                ),
-                resource_group=group or DEFAULT_GROUP,
-                dry_run_reason=i.dry_run_reason,
-                tries_left=1 + run.retries,
-                created_at=at,
-                updated_at=at,
-            )
-        )
-    return instances
-
-
-def _tz(specs: Specs, node: str) -> str:
-    workspace = specs.workspaces.get(specs.nodes[node].workspace)
-    return workspace.timezone if workspace else "UTC"
-
-
-def _notifier(n: Notifier) -> dict[str, object]:
-    out: dict[str, object] = {}
-    if n.webhook:
-        out["webhook"] = n.webhook
-    if n.command:
-        out["command"] = n.command if isinstance(n.command, str) else list(n.command)
-    if n.email:
-        out["email"] = n.email
-    return out
 
 
 @dataclass
@@ -278,6 +167,23 @@ def _changes(
     """One Backfill's changes (see the module docstring). In a finished backfill nothing
     is added, brought back or cancelled: a cancelled dependency lets its dependents go."""
     c = BackfillChanges(d.record.name, "new" if old is None else "unchanged")
+    finished = _record_changes(c, d, old)
+    found, gone = slots.match(d.instances, stored)
+    renamed = {want: have.id for want, have in found.items() if want != have.id}
+    for plan, i in zip(d.instances, d.under(renamed) if renamed else d.instances, strict=True):
+        _planned_change(c, found.get(plan.id), i, finished=finished)
+    for have in gone:  # no longer planned
+        _unplanned_change(c, have, finished=finished)
+    if finished and (c.held_create or c.held_cancel or c.ran_moves):
+        c.status, c.outcome = "finished", old.outcome if old else None
+    elif c.status == "unchanged" and not c.empty:
+        c.status = "changed"
+    return c
+
+
+def _record_changes(c: BackfillChanges, d: Desired, old: BackfillRecord | None) -> bool:
+    """The backfill's record to write, if any, in `c`; is the backfill finished (and its
+    record left as it is)?"""
     if old is None or old.status == "deleted" or _settings(old) != _settings(d.record):
         c.record = d.record
         if old is not None:
@@ -288,34 +194,36 @@ def _changes(
             c.access_spec, c.access = d.record.spec, True
         else:
             c.record, c.access = replace(d.record, status=old.status), True
-    found, gone = slots.match(d.instances, stored)
-    renamed = {want: have.id for want, have in found.items() if want != have.id}
-    for plan, i in zip(d.instances, d.under(renamed) if renamed else d.instances, strict=True):
-        have = found.get(plan.id)
-        if have is None or have.state == "cancelled":
-            if finished:
-                c.held_create += 1
-            else:  # a cancelled one comes back as pending
-                (c.create if have is None else c.update).append(i)
-        elif have.state in UPDATABLE and _definition(have) != _definition(i):
-            c.update.append(i)
-            if have.cyctime != i.cyctime:
-                c.moves[slots.move(i.node, have.cyctime, i.cyctime)] += 1
-        elif have.state not in UPDATABLE and have.cyctime != i.cyctime:
-            c.ran_moves[slots.move(i.node, have.cyctime, i.cyctime)] += 1
-    for have in gone:  # no longer planned
-        if have.state in NOT_STARTED:
-            if finished:
-                c.held_cancel += 1
-            else:
-                c.cancel.append(have.id)
-        elif have.state != "cancelled":
-            c.kept += 1
-    if finished and (c.held_create or c.held_cancel or c.ran_moves):
-        c.status, c.outcome = "finished", old.outcome if old else None
-    elif c.status == "unchanged" and not c.empty:
-        c.status = "changed"
-    return c
+    return finished
+
+
+def _planned_change(
+    c: BackfillChanges, have: InstanceRecord | None, i: InstanceRecord, *, finished: bool
+) -> None:
+    """The change, in `c`, that planned instance `i` makes to `have`, the stored
+    instance of its slot (None: none is stored)."""
+    if have is None or have.state == "cancelled":
+        if finished:
+            c.held_create += 1
+        else:  # a cancelled one comes back as pending
+            (c.create if have is None else c.update).append(i)
+    elif have.state in UPDATABLE and _definition(have) != _definition(i):
+        c.update.append(i)
+        if have.cyctime != i.cyctime:
+            c.moves[slots.move(i.node, have.cyctime, i.cyctime)] += 1
+    elif have.state not in UPDATABLE and have.cyctime != i.cyctime:
+        c.ran_moves[slots.move(i.node, have.cyctime, i.cyctime)] += 1
+
+
+def _unplanned_change(c: BackfillChanges, have: InstanceRecord, *, finished: bool) -> None:
+    """The change, in `c`, to a stored instance no longer planned."""
+    if have.state in NOT_STARTED:
+        if finished:
+            c.held_cancel += 1
+        else:
+            c.cancel.append(have.id)
+    elif have.state != "cancelled":
+        c.kept += 1
 
 
 def _settings(b: BackfillRecord) -> tuple[object, ...]:
