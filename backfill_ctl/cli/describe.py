@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from backfill_ctl.core.records import EventRecord, InstanceRecord
-    from backfill_ctl.state import StateStore
+    from backfill_ctl.state import ReadStore
 
 EVENTS = 15  # recent events shown
 KEY_WIDTH = 20  # where values start on `Key: value` lines
@@ -149,7 +149,7 @@ def _notifier(n: dict[str, Any]) -> str:
     return str(n)
 
 
-def _backfill(store: StateStore, name: str, now: float) -> list[str]:
+def _backfill(store: ReadStore, name: str, now: float) -> list[str]:
     record = find_backfill(store, name)
     counts = Counter({s: n for (_, s), n in store.counts(record.name).items()})
     spec = record.spec.get("spec", {}) if isinstance(record.spec, dict) else {}
@@ -227,7 +227,7 @@ def _closed(status: str, suspended: bool) -> list[str]:
 
 
 def _conditions(
-    store: StateStore,
+    store: ReadStore,
     name: str,
     status: str,
     suspended: bool,
@@ -272,7 +272,7 @@ def _command(i: InstanceRecord) -> str:
     return shlex.join(command)
 
 
-def _instance(store: StateStore, ident: str, now: float) -> list[str]:
+def _instance(store: ReadStore, ident: str, now: float) -> list[str]:
     i = find_instance(store, ident)
     backfill = store.backfill(i.backfill)
     status = (
@@ -349,7 +349,7 @@ def _run(i: InstanceRecord) -> list[str]:
     return lines
 
 
-def _attempts(store: StateStore, i: InstanceRecord, now: float) -> list[str]:
+def _attempts(store: ReadStore, i: InstanceRecord, now: float) -> list[str]:
     lines: list[str] = []
     attempts = store.attempts(i.id)
     if attempts:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from backfill_ctl.core.records import BackfillRecord, InstanceRecord
-    from backfill_ctl.state import StateStore
+    from backfill_ctl.state import ReadStore
 
 WATCH_INTERVAL = 1.0  # seconds between two polls of the store under -w
 REASON_WIDTH = 60
@@ -100,7 +100,7 @@ def _cell(value: object) -> str:
 # -- finding what was named ---------------------------------------------------------------
 
 
-def find_backfill(store: StateStore, name: str) -> BackfillRecord:
+def find_backfill(store: ReadStore, name: str) -> BackfillRecord:
     """The stored backfill `name` (or backfill/NAME), deleted ones too; else a UsageError."""
     name = name.removeprefix("backfill/")
     record = store.backfill(name)
@@ -113,7 +113,7 @@ def find_backfill(store: StateStore, name: str) -> BackfillRecord:
     return record
 
 
-def find_instance(store: StateStore, ident: str) -> InstanceRecord:
+def find_instance(store: ReadStore, ident: str) -> InstanceRecord:
     """The stored instance `ident` (or instance/ID); else a UsageError with a hint."""
     ident = ident.removeprefix("instance/")
     found = store.instances(ids=[ident])
@@ -151,7 +151,7 @@ def show(listing: Listing, output: Format | None, watch: bool, limit: int | None
 # -- get backfills ----------------------------------------------------------------------------
 
 
-def _by_backfill(store: StateStore) -> dict[str, Counter[str]]:
+def _by_backfill(store: ReadStore) -> dict[str, Counter[str]]:
     out: dict[str, Counter[str]] = {}
     for (backfill, state), n in store.counts().items():
         out.setdefault(backfill, Counter())[state] = n
@@ -270,7 +270,7 @@ def _states(values: list[str]) -> list[str] | None:
     return chosen or None
 
 
-def _check_node(store: StateStore, node: str, backfill: str | None) -> None:
+def _check_node(store: ReadStore, node: str, backfill: str | None) -> None:
     """An unknown node is a mistake, not an empty answer (checked only when none matched)."""
     known = {i.node for i in store.instances(backfill=backfill)}
     if node not in known:

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from backfill_ctl.backends import Backend
     from backfill_ctl.runtime.controller import Tick
     from backfill_ctl.spec.loader import Specs
-    from backfill_ctl.state import StateStore
+    from backfill_ctl.state import ReadStore, StateStore
 
 _ORDER = (
     "succeeded",
@@ -39,7 +39,7 @@ _ORDER = (
 
 
 class Progress:
-    def __init__(self, store: StateStore, names: Sequence[str]) -> None:
+    def __init__(self, store: ReadStore, names: Sequence[str]) -> None:
         self.store, self.names = store, list(names)
         self.tty = sys.stderr.isatty()
         self._printed = ""
@@ -72,7 +72,7 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def _why_waiting(store: StateStore, names: Sequence[str]) -> None:
+def _why_waiting(store: ReadStore, names: Sequence[str]) -> None:
     """For each unfinished backfill: the first waiting instance with a stored blocker."""
     for name in names:
         record = store.backfill(name)
@@ -88,7 +88,7 @@ def _why_waiting(store: StateStore, names: Sequence[str]) -> None:
 
 
 def _follow(
-    store: StateStore, names: Sequence[str], out_of_time: Callable[[], bool], progress: Progress
+    store: ReadStore, names: Sequence[str], out_of_time: Callable[[], bool], progress: Progress
 ) -> None:
     """Another controller runs them: show the store's progress until they finish."""
     err("a controller is running: following its progress")

@@ -54,7 +54,7 @@ if TYPE_CHECKING:
     from backfill_ctl.backends import Backend
     from backfill_ctl.core.records import BackfillRecord, EventRecord, InstanceRecord, Lease
     from backfill_ctl.spec.model import Smtp
-    from backfill_ctl.state import StateStore
+    from backfill_ctl.state import RunStore
 
 LEASE_TTL = 30.0
 DEFAULT_CAPACITY = 4  # the resource group "default", for nodes that name none
@@ -84,7 +84,7 @@ class Tick:
 class Controller:
     def __init__(
         self,
-        store: StateStore,
+        store: RunStore,
         backend: Backend,
         *,
         actor: str = "controller",

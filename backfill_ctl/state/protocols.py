@@ -151,8 +151,11 @@ class PlanStore(BackfillReads, InstanceReads, BackfillUpdates, Protocol):
     ) -> None: ...
 
 
-class OperationsStore(BackfillReads, InstanceReads, BackfillUpdates, Transitions, Protocol):
-    """The operator's verbs (stop, rerun, set-success, delete ...)."""
+class OperationsStore(
+    StoreIdentity, BackfillReads, InstanceReads, BackfillUpdates, Transitions, Protocol
+):
+    """The operator's verbs (stop, rerun, set-success, delete ...); their messages name
+    the store."""
 
 
 class RunStore(

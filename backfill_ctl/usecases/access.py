@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from backfill_ctl.core.planner import BackfillPlan
     from backfill_ctl.core.records import BackfillRecord, InstanceRecord
     from backfill_ctl.spec.loader import Specs
-    from backfill_ctl.state import StateStore
+    from backfill_ctl.state.protocols import BackfillReads
 
 ACCESS = "access"  # the key of the access in a stored backfill document
 _SHOWN = 5  # nodes named in a backfill-wide refusal, then "and N more"
@@ -101,7 +101,7 @@ def access_of(record: BackfillRecord) -> Access | None:
 class Guard:
     """Decides, for one actor, which instances and backfills an operation may touch."""
 
-    def __init__(self, store: StateStore, actor: str | None) -> None:
+    def __init__(self, store: BackfillReads, actor: str | None) -> None:
         self.store = store
         self.actor = actor
         self._access: dict[str, Access | None] = {}

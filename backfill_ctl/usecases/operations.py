@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from backfill_ctl.core.records import InstanceRecord
-    from backfill_ctl.state import StateStore
+    from backfill_ctl.state import OperationsStore
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class Selection:
     state: str | None = None
 
 
-def select(store: StateStore, selection: Selection) -> list[InstanceRecord]:
+def select(store: OperationsStore, selection: Selection) -> list[InstanceRecord]:
     """The stored instances `selection` names; a UsageError when it names none, an
     unknown state or backfill, or an instance the store does not hold."""
     s = selection
@@ -114,7 +114,7 @@ def select(store: StateStore, selection: Selection) -> list[InstanceRecord]:
 
 
 def run(
-    store: StateStore,
+    store: OperationsStore,
     name: str,
     selection: Selection,
     *,
@@ -140,7 +140,7 @@ def run(
     )
 
 
-def descendants(store: StateStore, roots: Sequence[InstanceRecord]) -> list[InstanceRecord]:
+def descendants(store: OperationsStore, roots: Sequence[InstanceRecord]) -> list[InstanceRecord]:
     """The instances that depend on `roots`, directly or not, in the same backfills."""
     found: dict[str, InstanceRecord] = {}
     for backfill in {r.backfill for r in roots}:
@@ -159,7 +159,7 @@ def descendants(store: StateStore, roots: Sequence[InstanceRecord]) -> list[Inst
 
 
 def operate(
-    store: StateStore,
+    store: OperationsStore,
     name: str,
     targets: Sequence[InstanceRecord],
     *,
@@ -204,7 +204,7 @@ def operate(
 
 
 def _rerun_with(
-    store: StateStore,
+    store: OperationsStore,
     chosen: list[InstanceRecord],
     actor: str,
     at: float,
@@ -232,7 +232,7 @@ def _rerun_with(
 
 
 def _rerun(
-    store: StateStore,
+    store: OperationsStore,
     instances: Sequence[InstanceRecord],
     *,
     at: float,
@@ -262,7 +262,7 @@ def _rerun(
     return done
 
 
-def _reopen(store: StateStore, backfills: set[str], name: str, actor: str, at: float) -> None:
+def _reopen(store: OperationsStore, backfills: set[str], name: str, actor: str, at: float) -> None:
     """A finished backfill whose instances changed is not finished any more: the
     controller decides its outcome again (and alerts again) when it ends. A stopped one
     that an operator acts on again (other than by stopping) is resumed."""

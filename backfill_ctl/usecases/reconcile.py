@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from backfill_ctl.spec.loader import Specs
-    from backfill_ctl.state import StateStore
+    from backfill_ctl.state.protocols import PlanStore
 
 # A failed instance takes a new definition too (it keeps its state and attempts): after a
 # fixed command is applied, rerunning it runs the fix.
@@ -132,7 +132,7 @@ class Changes:
         )
 
 
-def diff(wanted: Iterable[Desired], store: StateStore, *, prune: bool) -> Changes:
+def diff(wanted: Iterable[Desired], store: PlanStore, *, prune: bool) -> Changes:
     out = []
     wanted = list(wanted)
     names = {d.record.name for d in wanted}
@@ -250,7 +250,7 @@ def _deleted(b: BackfillRecord) -> BackfillRecord:
 
 
 def apply(
-    store: StateStore, changes: Changes, specs: Specs, *, at: float, actor: str, origin: str
+    store: PlanStore, changes: Changes, specs: Specs, *, at: float, actor: str, origin: str
 ) -> None:
     """Write every change in one transaction (and the resource groups the specs define)."""
     store.save_apply(

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
     from backfill_ctl.core.records import AttemptRecord, BackfillRecord, InstanceAge
     from backfill_ctl.spec.model import Retention
-    from backfill_ctl.state import StateStore
+    from backfill_ctl.state import RetentionStore
 
 BATCH = 500  # instances or logs per transaction: the controller waits for none for long
 DEFAULT_TYPE = "shared"
@@ -245,7 +245,7 @@ def cut(path: str, max_size: int) -> int:
 
 
 def survey(
-    store: StateStore, now: float, retention: Retention, group_types: Mapping[str, str]
+    store: RetentionStore, now: float, retention: Retention, group_types: Mapping[str, str]
 ) -> Collection:
     """Read the store and the log files, and decide."""
     attempts = store.attempts()
@@ -272,7 +272,7 @@ class Done:
 
 
 def collect(
-    store: StateStore,
+    store: RetentionStore,
     plan: Collection,
     *,
     now: float,
