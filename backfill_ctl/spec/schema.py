@@ -228,6 +228,13 @@ def _explain(error: ValidationError, diag: Any) -> Iterator[Diagnostic]:
         for sub in sorted(_closest_branch(error.context), key=_error_order):
             yield from _explain(sub, diag)
         return
+    yield diag(*_message(error, schema, path))
+
+
+def _message(
+    error: ValidationError, schema: Mapping[str, Any], path: tuple[PathPart, ...]
+) -> tuple[str, tuple[PathPart, ...], str | None]:
+    """The message, path and hint of an error of one field, by the rule it breaks."""
     message = error.message
     hint: str | None = None
     if error.validator == "const" and path[-1:] == ("apiVersion",):
@@ -251,7 +258,7 @@ def _explain(error: ValidationError, diag: Any) -> Iterator[Diagnostic]:
         message = f"field {error.instance!r} cannot be set here"
         hint = schema.get("not", {}).get("description")
         path = (*path, error.instance)
-    yield diag(message, path, hint)
+    return message, path, hint
 
 
 def _closest_branch(errors: Iterable[ValidationError]) -> list[ValidationError]:
