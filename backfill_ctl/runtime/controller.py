@@ -28,49 +28,37 @@ Under faults:
   written when the store can be written again (their instances stay running meanwhile,
   so nothing starts twice), nothing new starts, and the loop retries with backoff, saying
   what is wrong once.
+
+Here: loading, the tick, finishing backfills and the loop. The lease, waiting and the
+signals are in `lease.py` (`LeaseHolder`); starting, following, stopping and recording
+attempts in `attempts.py` (`AttemptRunner`); `Controller` is both.
 """
 
 from __future__ import annotations
 
 import os
-import signal
 import socket
-import threading
 import time
 import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from backfill_ctl.backends import AttemptSpec, BackendError, Handle, NotStarted, Outcome
 from backfill_ctl.core.records import WAITING
 from backfill_ctl.runtime import alerts
+from backfill_ctl.runtime.attempts import AttemptRunner, Running
 from backfill_ctl.runtime.scheduler import Scheduler
 from backfill_ctl.state import LeaseLost, StateError, StoreUnavailable
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Sequence
 
-    from backfill_ctl.backends import Backend
-    from backfill_ctl.core.records import BackfillRecord, EventRecord, InstanceRecord, Lease
+    from backfill_ctl.backends import Backend, Handle, Outcome
+    from backfill_ctl.core.records import BackfillRecord, EventRecord, InstanceRecord
     from backfill_ctl.spec.model import Smtp
     from backfill_ctl.state import RunStore
 
 LEASE_TTL = 30.0
 DEFAULT_CAPACITY = 4  # the resource group "default", for nodes that name none
-
-
-@dataclass
-class Running:
-    backfill: str
-    number: int
-    handle: Handle
-    started: float
-    timeout: float | None
-    tries_left: int
-    cancelled: str | None = None  # why it is being stopped
-    retry: bool = True  # a stop by an operator is final; a timeout may be retried
-    retry_delay: float = 0.0  # seconds before the retry may start (run.retryDelay)
 
 
 @dataclass
@@ -81,7 +69,7 @@ class Tick:
     finished: tuple[str, ...] = ()
 
 
-class Controller:
+class Controller(AttemptRunner):
     def __init__(
         self,
         store: RunStore,
@@ -120,63 +108,6 @@ class Controller:
 
     # -- the lease -----------------------------------------------------------------------
 
-    def acquire(self, *, wait: bool = True, poll: float = 1.0) -> bool:
-        """Take the lease; with `wait`, wait for it (saying so once) until stopping (a
-        SIGTERM or SIGINT while waiting ends the wait: False)."""
-        with self._signals():
-            return self._acquire(wait, poll)
-
-    def _acquire(self, wait: bool, poll: float) -> bool:
-        said = False
-        while not self.stopping:
-            try:
-                lease = self._try_lease()
-            except StoreUnavailable as exc:  # a full disk at start: wait for room
-                if not wait:
-                    raise
-                self._wait_for_store(exc, poll)
-                continue
-            if lease.holder == self.origin:
-                return True
-            if not wait:
-                return False
-            if not said:
-                left = max(0.0, lease.expires_at - time.time())
-                self.say(
-                    f"waiting for the lease: a controller (pid {lease.pid} on {lease.host})"
-                    f" holds it for {left:.0f} s more unless it renews it"
-                )
-                said = True
-            time.sleep(poll)
-        return False
-
-    def _try_lease(self) -> Lease:
-        # The lease runs on the wall clock, whatever `clock` says (a --now clock is for
-        # scheduling): every controller on the store must agree on it.
-        host, pid = socket.gethostname(), os.getpid()
-        lease = self.store.acquire_lease(
-            self.origin, pid=pid, host=host, at=time.time(), ttl=self.lease_ttl
-        )
-        if lease.holder != self.origin and lease.host == host and not _alive(lease.pid):
-            self.say(f"taking over the lease of a controller that is gone (pid {lease.pid})")
-            self.store.take_over_lease(lease.holder)
-            lease = self.store.acquire_lease(
-                self.origin, pid=pid, host=host, at=time.time(), ttl=self.lease_ttl
-            )
-        if lease.holder == self.origin:
-            if self.epoch and lease.epoch != self.epoch:  # lost and taken again meanwhile
-                raise LeaseLost(f"the lease was taken over (epoch {self.epoch} → {lease.epoch})")
-            self.epoch = lease.epoch
-        self._renewed = time.monotonic()
-        return lease
-
-    @property
-    def fence(self) -> tuple[str, int]:
-        return (self.origin, self.epoch)
-
-    def release(self) -> None:
-        self.store.release_lease(self.origin)
-
     # -- loading and adopting ------------------------------------------------------------
 
     def load(self, *, wait: bool = False, poll: float = 1.0) -> None:
@@ -193,13 +124,6 @@ class Controller:
                     self._wait_for_store(exc, poll)
                 if self.stopping:  # a signal while waiting: the loop will not run
                     return
-
-    def _wait_for_store(self, exc: StoreUnavailable, poll: float) -> None:
-        """Say once per cause that the store cannot be written, then wait `poll` s."""
-        if exc.message != self._store_problem:
-            self._store_problem = exc.message
-            self.say(f"{exc.message}: waiting for it to be writable")
-        time.sleep(poll)
 
     def _load(self) -> None:
         self._watermark = self.store.last_event_id()
@@ -231,40 +155,6 @@ class Controller:
             self.say(f"adopted attempt {attempt.number} of {record.id} ({record.node})")
             if record.stop_requested:  # asked while no controller ran: carried out now
                 self._cancel(record.id, run, self._stopper(record.id))
-
-    def _settle_unstarted(self, record: InstanceRecord, number: int) -> None:
-        self._requeue(
-            record.id, number, record.tries_left, "the controller stopped before it started"
-        )
-
-    def _requeue(self, instance: str, number: int, tries_left: int, message: str) -> None:
-        """An attempt that never ran: recorded as lost, its instance pending again with
-        the try it took given back."""
-        at = self.clock()
-        if not self.store.end_attempt(
-            instance,
-            number,
-            attempt_state="lost",
-            exit_code=None,
-            message=message,
-            instance_state="pending",
-            at=at,
-            actor=self.actor,
-            origin=self.origin,
-        ):
-            self._reread(instance)
-            return
-        self.store.transition(
-            [instance],
-            "pending",
-            allowed=["pending"],
-            at=at,
-            actor=self.actor,
-            origin=self.origin,
-            kind="requeued",
-            tries_left=tries_left + 1,
-        )
-        self.scheduler.set_state(instance, "pending")
 
     def _capacities(self) -> None:
         self.scheduler.capacity = {n: c for n, (_, c) in self.store.resource_groups().items()}
@@ -363,96 +253,22 @@ class Controller:
             i for i, r in self.running.items() if r.backfill in reloaded
         }
         for record in self.store.instances(ids=ids):
-            if record.backfill not in self.scheduler.gates:
-                self._load_backfill(record.backfill)
-                reloaded.add(record.backfill)
-                continue
-            run = self.running.get(record.id)
-            if run is not None and record.stop_requested and run.cancelled is None:
-                self._cancel(record.id, run, self._stopper(record.id, events))
-            if run is None and record.backfill not in reloaded:
-                self.scheduler.upsert(record)
+            self._sync_instance(record, events, reloaded)
 
-    def _stopper(self, instance: str, events: Sequence[EventRecord] | None = None) -> str:
-        """Who asked to stop `instance` (the newest stop event), for the reason."""
-        if events is None:
-            events = self.store.events(instance=instance, limit=20)
-        actor = next(
-            (e.actor for e in reversed(events) if e.instance == instance and e.kind == "stop"),
-            None,
-        )
-        return f"stopped by {actor or 'an operator'}"
-
-    def _cancel(self, instance: str, run: Running, reason: str, *, retry: bool = False) -> None:
-        run.cancelled, run.retry = reason, retry
-        self.backend.cancel((instance, run.number), run.handle, reason)
-
-    def _poll(self, *, record: bool = True) -> int:
-        """Ask the backend which attempts ended; keep each outcome, then record them."""
-        handles = {
-            (i, r.number): r.handle for i, r in self.running.items() if i not in self._outcomes
-        }
-        if not handles:
-            return 0
-        ended = self.backend.poll(handles)
-        for (instance, _), outcome in ended.items():
-            self._outcomes[instance] = (self.running[instance], outcome)
-        if record:
-            self._record_pending()
-        return len(ended)
-
-    def _record_pending(self) -> None:
-        """Write what is known but not yet stored: handles, then outcomes (each write
-        that fails leaves the rest for the next try)."""
-        for instance, (number, handle, log) in list(self._handles.items()):
-            self.store.set_attempt_handle(instance, number, handle, log)
-            del self._handles[instance]
-        for instance, (run, outcome) in list(self._outcomes.items()):
-            self._ended(instance, run, outcome)
-            del self._outcomes[instance]
-            self.running.pop(instance, None)
-
-    def _ended(self, instance: str, run: Running, outcome: Outcome) -> None:
-        if not outcome.started:  # nothing ran: back to pending, its try given back
-            self._requeue(instance, run.number, run.tries_left, outcome.message or "")
-            self._held_until = self.clock() + 5.0  # a full disk does not pass at once
+    def _sync_instance(
+        self, record: InstanceRecord, events: Sequence[EventRecord], reloaded: set[str]
+    ) -> None:
+        """What the store says of one instance an event named (`reloaded`: the backfills
+        read whole, to which one whose backfill was not loaded yet is added)."""
+        if record.backfill not in self.scheduler.gates:
+            self._load_backfill(record.backfill)
+            reloaded.add(record.backfill)
             return
-        message = run.cancelled or outcome.message
-        not_before = None
-        if outcome.state == "succeeded":
-            state = "succeeded"
-        elif run.retry and run.tries_left > 0:
-            state, message = "pending", f"retrying after attempt {run.number}: {message}"
-            if run.retry_delay > 0:
-                not_before = self.clock() + run.retry_delay
-        else:
-            state = "failed"
-        if not self.store.end_attempt(
-            instance,
-            run.number,
-            attempt_state=outcome.state,
-            exit_code=outcome.exit_code,
-            message=message,
-            instance_state=state,
-            at=self.clock(),
-            actor=self.actor,
-            origin=self.origin,
-            not_before=not_before,
-        ):
-            self._reread(instance)
-            return
-        self.scheduler.set_state(instance, state, message, not_before=not_before)
-
-    def _reread(self, instance: str) -> None:
-        """Another controller recorded how the attempt ended (it held the lease while
-        this one could not write): take the store's word for the instance."""
-        for record in self.store.instances(ids=[instance]):
+        run = self.running.get(record.id)
+        if run is not None and record.stop_requested and run.cancelled is None:
+            self._cancel(record.id, run, self._stopper(record.id, events))
+        if run is None and record.backfill not in reloaded:
             self.scheduler.upsert(record)
-
-    def _enforce(self, now: float) -> None:
-        for instance, run in self.running.items():
-            if run.cancelled is None and run.timeout and now - run.started > run.timeout:
-                self._cancel(instance, run, f"timed out after {_duration(run.timeout)}", retry=True)
 
     def _dry_runs(self, ids: list[str], now: float) -> None:
         if not ids:
@@ -470,84 +286,6 @@ class Controller:
         )
         for instance in done:
             self.scheduler.set_state(instance, "succeeded", "dry-run: nothing was executed")
-
-    def _start(self, instance: str, record: InstanceRecord | None) -> bool:
-        now = self.clock()
-        number = self.store.begin_attempt(
-            instance,
-            self.backend.name,
-            at=now,
-            actor=self.actor,
-            origin=self.origin,
-            fence=self.fence,
-        )
-        if number is None or record is None:  # changed by an operator meanwhile
-            for changed in self.store.instances(ids=[instance]):
-                self.scheduler.upsert(changed)
-            return False
-        tries_left = record.tries_left - 1  # read before begin_attempt took one
-        self.scheduler.set_state(instance, "running")
-        try:
-            handle, log = self.backend.start(self._spec(record, number))
-        except NotStarted as exc:
-            self.store.abandon_attempt(
-                instance,
-                number,
-                state=exc.state,
-                reason=str(exc),
-                at=now,
-                actor=self.actor,
-                origin=self.origin,
-            )
-            self.scheduler.set_state(instance, exc.state, str(exc))
-            self._held_until = now + exc.retry_after
-            if str(exc) != self._held_for:  # say it once, not every retry
-                self._held_for = str(exc)
-                self.say(
-                    f"the backend started nothing: {exc} (trying again in "
-                    f"{_duration(exc.retry_after)})"
-                )
-            return False
-        except BackendError as exc:
-            run = self.running[instance] = Running(
-                record.backfill,
-                number,
-                {},
-                now,
-                record.run.timeout,
-                tries_left,
-                retry_delay=record.run.retry_delay,
-            )
-            self._outcomes[instance] = (run, Outcome("failed", None, str(exc)))
-            self._record_pending()
-            return False
-        self._held_for = ""
-        self.running[instance] = Running(
-            record.backfill,
-            number,
-            handle,
-            now,
-            record.run.timeout,
-            tries_left,
-            retry_delay=record.run.retry_delay,
-        )
-        self._handles[instance] = (number, handle, log)  # kept until it is written
-        self._record_pending()
-        return True
-
-    def _spec(self, record: InstanceRecord, number: int) -> AttemptSpec:
-        gate = self.scheduler.gates.get(record.backfill)
-        return AttemptSpec(
-            record.id,
-            number,
-            record.backfill,
-            record.node,
-            record.bizdate,
-            record.cyctime,
-            record.run,
-            record.timezone,
-            gate.record.digest if gate else "",
-        )
 
     def _finish(self, now: float) -> list[str]:
         """Mark backfills that can make no more progress; alert; note reopened ones."""
@@ -630,43 +368,3 @@ class Controller:
                 else:
                     time.sleep(interval)
         return tick
-
-    @contextmanager
-    def _signals(self) -> Iterator[None]:
-        """SIGTERM and SIGINT set `stopping` (the loop ends after its tick) instead of
-        killing the process; outside the main thread, signals are left as they are."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {s: signal.signal(s, self._stop) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-    def _stop(self, signum: int, frame: object) -> None:
-        self.say(
-            f"received {signal.Signals(signum).name}: stopping after this tick; running "
-            "attempts stay running for the next controller"
-        )
-        self.stopping = True
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    return (
-        f"{s // 3600}h{s % 3600 // 60:02d}m"
-        if s >= 3600
-        else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
-    )

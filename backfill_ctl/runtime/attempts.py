@@ -1,0 +1,257 @@
+"""The controller's attempts: starting them (fenced by the lease), following them through
+the backend, stopping them (a stop asked for, a timeout), and recording how they ended.
+
+An attempt is written to the store *before* its process exists, so a crash can leave an
+attempt to settle but never a run nobody knows of. What is known but cannot be written
+yet (a full disk: a handle, an outcome) is kept in memory and written on the next try;
+its instance stays running meanwhile, so nothing starts twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from backfill_ctl.backends import AttemptSpec, BackendError, Handle, NotStarted, Outcome
+from backfill_ctl.runtime.lease import LeaseHolder
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from backfill_ctl.backends import Backend
+    from backfill_ctl.core.records import EventRecord, InstanceRecord
+    from backfill_ctl.runtime.scheduler import Scheduler
+
+
+@dataclass
+class Running:
+    backfill: str
+    number: int
+    handle: Handle
+    started: float
+    timeout: float | None
+    tries_left: int
+    cancelled: str | None = None  # why it is being stopped
+    retry: bool = True  # a stop by an operator is final; a timeout may be retried
+    retry_delay: float = 0.0  # seconds before the retry may start (run.retryDelay)
+
+
+class AttemptRunner(LeaseHolder):
+    """Attempts, for `Controller` (which sets these attributes)."""
+
+    backend: Backend
+    scheduler: Scheduler
+    actor: str
+    clock: Callable[[], float]
+    running: dict[str, Running]
+    _held_until: float  # the backend said "not now": nothing starts before this
+    _held_for: str  # what the backend said, said once
+    # Known but not yet in the store (it could not be written): kept until it is.
+    _outcomes: dict[str, tuple[Running, Outcome]]
+    _handles: dict[str, tuple[int, Handle, str | None]]
+
+    def _settle_unstarted(self, record: InstanceRecord, number: int) -> None:
+        self._requeue(
+            record.id, number, record.tries_left, "the controller stopped before it started"
+        )
+
+    def _requeue(self, instance: str, number: int, tries_left: int, message: str) -> None:
+        """An attempt that never ran: recorded as lost, its instance pending again with
+        the try it took given back."""
+        at = self.clock()
+        if not self.store.end_attempt(
+            instance,
+            number,
+            attempt_state="lost",
+            exit_code=None,
+            message=message,
+            instance_state="pending",
+            at=at,
+            actor=self.actor,
+            origin=self.origin,
+        ):
+            self._reread(instance)
+            return
+        self.store.transition(
+            [instance],
+            "pending",
+            allowed=["pending"],
+            at=at,
+            actor=self.actor,
+            origin=self.origin,
+            kind="requeued",
+            tries_left=tries_left + 1,
+        )
+        self.scheduler.set_state(instance, "pending")
+
+    def _stopper(self, instance: str, events: Sequence[EventRecord] | None = None) -> str:
+        """Who asked to stop `instance` (the newest stop event), for the reason."""
+        if events is None:
+            events = self.store.events(instance=instance, limit=20)
+        actor = next(
+            (e.actor for e in reversed(events) if e.instance == instance and e.kind == "stop"),
+            None,
+        )
+        return f"stopped by {actor or 'an operator'}"
+
+    def _cancel(self, instance: str, run: Running, reason: str, *, retry: bool = False) -> None:
+        run.cancelled, run.retry = reason, retry
+        self.backend.cancel((instance, run.number), run.handle, reason)
+
+    def _poll(self, *, record: bool = True) -> int:
+        """Ask the backend which attempts ended; keep each outcome, then record them."""
+        handles = {
+            (i, r.number): r.handle for i, r in self.running.items() if i not in self._outcomes
+        }
+        if not handles:
+            return 0
+        ended = self.backend.poll(handles)
+        for (instance, _), outcome in ended.items():
+            self._outcomes[instance] = (self.running[instance], outcome)
+        if record:
+            self._record_pending()
+        return len(ended)
+
+    def _record_pending(self) -> None:
+        """Write what is known but not yet stored: handles, then outcomes (each write
+        that fails leaves the rest for the next try)."""
+        for instance, (number, handle, log) in list(self._handles.items()):
+            self.store.set_attempt_handle(instance, number, handle, log)
+            del self._handles[instance]
+        for instance, (run, outcome) in list(self._outcomes.items()):
+            self._ended(instance, run, outcome)
+            del self._outcomes[instance]
+            self.running.pop(instance, None)
+
+    def _ended(self, instance: str, run: Running, outcome: Outcome) -> None:
+        if not outcome.started:  # nothing ran: back to pending, its try given back
+            self._requeue(instance, run.number, run.tries_left, outcome.message or "")
+            self._held_until = self.clock() + 5.0  # a full disk does not pass at once
+            return
+        message = run.cancelled or outcome.message
+        not_before = None
+        if outcome.state == "succeeded":
+            state = "succeeded"
+        elif run.retry and run.tries_left > 0:
+            state, message = "pending", f"retrying after attempt {run.number}: {message}"
+            if run.retry_delay > 0:
+                not_before = self.clock() + run.retry_delay
+        else:
+            state = "failed"
+        if not self.store.end_attempt(
+            instance,
+            run.number,
+            attempt_state=outcome.state,
+            exit_code=outcome.exit_code,
+            message=message,
+            instance_state=state,
+            at=self.clock(),
+            actor=self.actor,
+            origin=self.origin,
+            not_before=not_before,
+        ):
+            self._reread(instance)
+            return
+        self.scheduler.set_state(instance, state, message, not_before=not_before)
+
+    def _reread(self, instance: str) -> None:
+        """Another controller recorded how the attempt ended (it held the lease while
+        this one could not write): take the store's word for the instance."""
+        for record in self.store.instances(ids=[instance]):
+            self.scheduler.upsert(record)
+
+    def _enforce(self, now: float) -> None:
+        for instance, run in self.running.items():
+            if run.cancelled is None and run.timeout and now - run.started > run.timeout:
+                self._cancel(instance, run, f"timed out after {_duration(run.timeout)}", retry=True)
+
+    def _start(self, instance: str, record: InstanceRecord | None) -> bool:
+        now = self.clock()
+        number = self.store.begin_attempt(
+            instance,
+            self.backend.name,
+            at=now,
+            actor=self.actor,
+            origin=self.origin,
+            fence=self.fence,
+        )
+        if number is None or record is None:  # changed by an operator meanwhile
+            for changed in self.store.instances(ids=[instance]):
+                self.scheduler.upsert(changed)
+            return False
+        tries_left = record.tries_left - 1  # read before begin_attempt took one
+        self.scheduler.set_state(instance, "running")
+        try:
+            handle, log = self.backend.start(self._spec(record, number))
+        except NotStarted as exc:
+            self._not_started(instance, number, exc, now)
+            return False
+        except BackendError as exc:
+            run = self.running[instance] = Running(
+                record.backfill,
+                number,
+                {},
+                now,
+                record.run.timeout,
+                tries_left,
+                retry_delay=record.run.retry_delay,
+            )
+            self._outcomes[instance] = (run, Outcome("failed", None, str(exc)))
+            self._record_pending()
+            return False
+        self._held_for = ""
+        self.running[instance] = Running(
+            record.backfill,
+            number,
+            handle,
+            now,
+            record.run.timeout,
+            tries_left,
+            retry_delay=record.run.retry_delay,
+        )
+        self._handles[instance] = (number, handle, log)  # kept until it is written
+        self._record_pending()
+        return True
+
+    def _not_started(self, instance: str, number: int, exc: NotStarted, now: float) -> None:
+        """The backend refused to start the attempt for now: it is abandoned, its instance
+        waits, and nothing starts before the backend's `retry_after`."""
+        self.store.abandon_attempt(
+            instance,
+            number,
+            state=exc.state,
+            reason=str(exc),
+            at=now,
+            actor=self.actor,
+            origin=self.origin,
+        )
+        self.scheduler.set_state(instance, exc.state, str(exc))
+        self._held_until = now + exc.retry_after
+        if str(exc) != self._held_for:  # say it once, not every retry
+            self._held_for = str(exc)
+            self.say(
+                f"the backend started nothing: {exc} (trying again in {_duration(exc.retry_after)})"
+            )
+
+    def _spec(self, record: InstanceRecord, number: int) -> AttemptSpec:
+        gate = self.scheduler.gates.get(record.backfill)
+        return AttemptSpec(
+            record.id,
+            number,
+            record.backfill,
+            record.node,
+            record.bizdate,
+            record.cyctime,
+            record.run,
+            record.timezone,
+            gate.record.digest if gate else "",
+        )
+
+
+def _duration(seconds: float) -> str:
+    s = int(seconds)
+    return (
+        f"{s // 3600}h{s % 3600 // 60:02d}m"
+        if s >= 3600
+        else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
+    )
