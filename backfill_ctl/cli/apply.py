@@ -44,40 +44,47 @@ if TYPE_CHECKING:
     from backfill_ctl.state import StateStore
 
 
+PruneOpt = Annotated[
+    bool,
+    typer.Option(
+        "--prune",
+        help="Cancel the not-started instances of Backfills that are no longer in the specs.",
+    ),
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
+]
+PlanFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--plan",
+        help="Apply exactly this saved plan (plan --out); refuse it if stale.",
+        show_default=False,
+    ),
+]
+WaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wait", help="Run the backfills (or follow the running controller) until they finish."
+    ),
+]
+TimeoutOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--timeout",
+        help="With --wait: give up after this long (like 90s, 30m, 2h), exit 1.",
+        show_default=False,
+    ),
+]
+
+
 def apply_command(
     paths: PathsArg,
-    prune: Annotated[
-        bool,
-        typer.Option(
-            "--prune",
-            help="Cancel the not-started instances of Backfills that are no longer in the specs.",
-        ),
-    ] = False,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would change; change nothing.")
-    ] = False,
-    plan_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--plan",
-            help="Apply exactly this saved plan (plan --out); refuse it if stale.",
-            show_default=False,
-        ),
-    ] = None,
-    wait: Annotated[
-        bool,
-        typer.Option(
-            "--wait", help="Run the backfills (or follow the running controller) until they finish."
-        ),
-    ] = False,
-    timeout: Annotated[
-        str | None,
-        typer.Option(
-            "--timeout",
-            help="With --wait: give up after this long (like 90s, 30m, 2h), exit 1.",
-            show_default=False,
-        ),
-    ] = None,
+    prune: PruneOpt = False,
+    dry_run: DryRunOpt = False,
+    plan_file: PlanFileOpt = None,
+    wait: WaitOpt = False,
+    timeout: TimeoutOpt = None,
     now: NowOpt = None,
     actor: ActorOpt = None,
     state: StateOpt = None,

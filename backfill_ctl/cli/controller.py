@@ -53,21 +53,26 @@ def _open_when_writable(flag: str | None, specs: Specs) -> StateStore | None:
             return None
 
 
+IntervalOpt = Annotated[
+    float, typer.Option("--interval", help="Seconds between ticks when nothing runs.", min=0.05)
+]
+OnceOpt = Annotated[bool, typer.Option("--once", help="One tick, then exit.")]
+LeaseOpt = Annotated[
+    float,
+    typer.Option(
+        "--lease-duration",
+        help="Seconds the lease lasts unless renewed (renewed every third of it): how "
+        "long a standby waits for a controller that stopped answering.",
+        min=1.0,
+    ),
+]
+
+
 def controller_command(
     paths: PathsArg,
-    interval: Annotated[
-        float, typer.Option("--interval", help="Seconds between ticks when nothing runs.", min=0.05)
-    ] = 2.0,
-    once: Annotated[bool, typer.Option("--once", help="One tick, then exit.")] = False,
-    lease_duration: Annotated[
-        float,
-        typer.Option(
-            "--lease-duration",
-            help="Seconds the lease lasts unless renewed (renewed every third of it): how "
-            "long a standby waits for a controller that stopped answering.",
-            min=1.0,
-        ),
-    ] = LEASE_TTL,
+    interval: IntervalOpt = 2.0,
+    once: OnceOpt = False,
+    lease_duration: LeaseOpt = LEASE_TTL,
     now: NowOpt = None,
     actor: ActorOpt = None,
     state: StateOpt = None,

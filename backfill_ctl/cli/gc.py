@@ -24,29 +24,34 @@ if TYPE_CHECKING:
 _Item = TypeVar("_Item", retention.DropInstance, retention.DropLog, retention.CutLog)
 
 
+PathsOpt = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="PATHS",
+        help="Spec files or directories to read the Config's retention from "
+        "(default: instances 30d; logs shared 7d, exclusive 30d, serverless 30d; "
+        "maxLogSize 3MiB).",
+        show_default=False,
+    ),
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would be collected; change nothing.")
+]
+AgesFromOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--now",
+        help="Measure ages from this time, ISO 8601 (default: $BACKFILLCTL_NOW, else "
+        "the clock). Without an offset it is UTC.",
+        show_default=False,
+    ),
+]
+
+
 def gc_command(
-    paths: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="PATHS",
-            help="Spec files or directories to read the Config's retention from "
-            "(default: instances 30d; logs shared 7d, exclusive 30d, serverless 30d; "
-            "maxLogSize 3MiB).",
-            show_default=False,
-        ),
-    ] = None,
-    dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Show what would be collected; change nothing.")
-    ] = False,
-    now: Annotated[
-        str | None,
-        typer.Option(
-            "--now",
-            help="Measure ages from this time, ISO 8601 (default: $BACKFILLCTL_NOW, else "
-            "the clock). Without an offset it is UTC.",
-            show_default=False,
-        ),
-    ] = None,
+    paths: PathsOpt = None,
+    dry_run: DryRunOpt = False,
+    now: AgesFromOpt = None,
     state: StateOpt = None,
 ) -> None:
     """Forget backfills that finished (or were deleted) longer than retention.instances
