@@ -24,7 +24,7 @@ from backfill_ctl.errors import UsageError
 if TYPE_CHECKING:
     from backfill_ctl.backends import Backend
     from backfill_ctl.core.records import AttemptRecord
-    from backfill_ctl.state import StateStore
+    from backfill_ctl.state import ReadStore
 
 FOLLOW_INTERVAL = 0.5  # seconds between two reads of a followed log
 _sleep = time.sleep  # tests replace it to write to the log between polls
@@ -37,7 +37,7 @@ def _write(text: str) -> None:
 
 
 def _follow(
-    store: StateStore,
+    store: ReadStore,
     runner: Backend,
     ident: str,
     current: AttemptRecord,

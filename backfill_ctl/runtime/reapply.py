@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from backfill_ctl.spec.loader import Specs
-    from backfill_ctl.state import StateStore
+    from backfill_ctl.state import PlanStore
 
 Fingerprint = tuple[tuple[str, int, int], ...]
 
@@ -62,7 +62,7 @@ class Reconciler:
 
     def __init__(
         self,
-        store: StateStore,
+        store: PlanStore,
         paths: Sequence[str],
         clock: Callable[[], float] = time.time,
         actor: str | None = None,

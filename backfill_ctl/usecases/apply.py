@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from backfill_ctl.core.planner import Plan
     from backfill_ctl.errors import Diagnostic
     from backfill_ctl.spec.loader import Specs
-    from backfill_ctl.state import StateStore
+    from backfill_ctl.state import PlanStore
     from backfill_ctl.usecases.check import CheckResult
 
 
@@ -177,7 +177,7 @@ def require_actor(specs: Specs, actor: str | None, command: str) -> None:
 
 def changes(
     prepared: Prepared,
-    store: StateStore | None,
+    store: PlanStore | None,
     *,
     root: str,
     at: float,
@@ -205,7 +205,7 @@ def changes(
 
 def commit(
     prepared: Prepared,
-    store: StateStore,
+    store: PlanStore,
     found: reconcile.Changes,
     *,
     at: float,

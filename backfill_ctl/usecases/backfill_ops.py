@@ -25,7 +25,7 @@ from backfill_ctl.usecases.operations import operate
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from backfill_ctl.state import StateStore
+    from backfill_ctl.state import OperationsStore
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Outcome:
     count: int = 0
 
 
-def stop_refusals(store: StateStore, guard: Guard, names: Sequence[str]) -> list[Outcome]:
+def stop_refusals(store: OperationsStore, guard: Guard, names: Sequence[str]) -> list[Outcome]:
     """The backfills of `names` the guard's actor may not stop (all must exist)."""
     for name in names:
         if store.backfill(name) is None:
@@ -48,7 +48,7 @@ def stop_refusals(store: StateStore, guard: Guard, names: Sequence[str]) -> list
 
 
 def stop_backfill(
-    store: StateStore, name: str, *, guard: Guard, by: str, clock: Callable[[], float]
+    store: OperationsStore, name: str, *, guard: Guard, by: str, clock: Callable[[], float]
 ) -> Outcome:
     """Stop backfill `name` (checked with `stop_refusals` first) and its running instances."""
     store.update_backfill(
@@ -61,7 +61,7 @@ def stop_backfill(
 
 
 def delete_backfill(
-    store: StateStore,
+    store: OperationsStore,
     name: str,
     *,
     actor: str | None,
