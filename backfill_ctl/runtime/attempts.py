@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class Running:
+    """An attempt this controller follows (started or adopted), until its end is stored."""
+
     backfill: str
     number: int
     handle: Handle
