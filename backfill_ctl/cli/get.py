@@ -281,33 +281,41 @@ def _check_node(store: ReadStore, node: str, backfill: str | None) -> None:
         )
 
 
+IdsArg = Annotated[
+    list[str] | None,
+    typer.Argument(
+        metavar="ID", help="Only these instances (ID or instance/ID).", show_default=False
+    ),
+]
+OfBackfillOpt = Annotated[
+    str | None, typer.Option("--backfill", "-b", help="Only this backfill's instances.")
+]
+NodeOpt = Annotated[str | None, typer.Option("--node", help="Only this node's instances.")]
+BizdateOpt = Annotated[
+    str | None, typer.Option("--bizdate", help="Only this business date (YYYY-MM-DD).")
+]
+InStateOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--state",
+        help="Only instances in this state (repeatable, or comma-separated).",
+        show_default=False,
+    ),
+]
+AllInstancesOpt = Annotated[
+    bool, typer.Option("--all", "-A", help="Include the instances of deleted backfills.")
+]
+
+
 @get_app.command("instances")
 def get_instances_command(
-    ids: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="ID", help="Only these instances (ID or instance/ID).", show_default=False
-        ),
-    ] = None,
-    backfill: Annotated[
-        str | None, typer.Option("--backfill", "-b", help="Only this backfill's instances.")
-    ] = None,
-    node: Annotated[str | None, typer.Option("--node", help="Only this node's instances.")] = None,
-    bizdate: Annotated[
-        str | None, typer.Option("--bizdate", help="Only this business date (YYYY-MM-DD).")
-    ] = None,
-    in_state: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--state",
-            help="Only instances in this state (repeatable, or comma-separated).",
-            show_default=False,
-        ),
-    ] = None,
+    ids: IdsArg = None,
+    backfill: OfBackfillOpt = None,
+    node: NodeOpt = None,
+    bizdate: BizdateOpt = None,
+    in_state: InStateOpt = None,
     selector: LabelOpt = None,
-    include_deleted: Annotated[
-        bool, typer.Option("--all", "-A", help="Include the instances of deleted backfills.")
-    ] = False,
+    include_deleted: AllInstancesOpt = False,
     output: OutputOpt = None,
     watch: WatchOpt = False,
     watch_limit: WatchLimitOpt = None,

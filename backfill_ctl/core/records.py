@@ -8,6 +8,7 @@ seconds (floats), given by the caller, so that tests and the controller decide w
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any, Literal, NamedTuple
 
 from backfill_ctl.spec.model import parse_duration
@@ -40,7 +41,13 @@ NOT_STARTED: frozenset[str] = WAITING | {"frozen"}
 # collected: finished long ago; gc removed its instances, the record remembers it ran.
 BackfillStatus = Literal["active", "stopped", "deleted", "collected"]
 AttemptState = Literal["starting", "running", "succeeded", "failed", "lost"]
-RETRY_DELAY = parse_duration(default("Node", "spec.run.retryDelay")).total_seconds()  # seconds
+
+
+@cache
+def retry_delay_default() -> float:
+    """run.retryDelay's default in seconds, from the Node schema (read when first needed:
+    a record stored before the field existed, or a Run made without one)."""
+    return parse_duration(default("Node", "spec.run.retryDelay")).total_seconds()
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +62,8 @@ class Run:
     image: str | None = None
     cpu: str | None = None
     memory: str | None = None
-    retry_delay: float = RETRY_DELAY  # seconds a failed attempt waits before its retry
+    # seconds a failed attempt waits before its retry
+    retry_delay: float = field(default_factory=retry_delay_default)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -79,7 +87,9 @@ class Run:
             cwd=data.get("cwd"),
             timeout=data.get("timeout"),
             retries=int(data.get("retries") or 0),
-            retry_delay=float(data.get("retryDelay", RETRY_DELAY)),
+            retry_delay=float(
+                data["retryDelay"] if "retryDelay" in data else retry_delay_default()
+            ),
             image=data.get("image"),
             cpu=data.get("cpu"),
             memory=data.get("memory"),

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from datetime import date, datetime
 
     from backfill_ctl.core.planner import BackfillPlan, Plan
+    from backfill_ctl.core.selection import Scope
     from backfill_ctl.spec.catalog import Catalog
 
 SAMPLE = 20
@@ -71,26 +72,10 @@ def plan_findings(plan: Plan, catalog: Catalog, max_instances: int) -> list[Diag
 
 
 def isolated_nodes(bp: BackfillPlan, catalog: Catalog) -> list[Diagnostic]:
-    """Scope nodes no root reaches: the nodes below a root that was blocked and left out.
-
-    Anchors are the named roots (or the link's start) in the scope, and the scope's
-    sources that descend from a named root still in use (a root excluded with
-    includeRoot: false was left out on purpose and still anchors its descendants).
-    """
+    """Scope nodes no root reaches: the nodes below a root that was blocked and left out."""
     scope, sel = bp.scope, bp.backfill.select
     named = {sel.start} if sel.method == "link" and sel.start else set(sel.roots)
-    usable = named - set(scope.left_out)
-    anchors = {n for n in scope.nodes if n in named}
-    for node in scope.nodes:
-        source = not scope.upstream[node] and node not in anchors
-        if source and catalog.ancestors([node]) & usable:
-            anchors.add(node)
-    reached, stack = set(anchors), list(anchors)
-    while stack:
-        for child in scope.downstream[stack.pop()]:
-            if child not in reached:
-                reached.add(child)
-                stack.append(child)
+    reached = _reached(scope, _anchors(scope, catalog, named))
     isolated = [n for n in scope.nodes if n not in reached]
     if not isolated:
         return []
@@ -108,6 +93,29 @@ def isolated_nodes(bp: BackfillPlan, catalog: Catalog) -> list[Diagnostic]:
             nodes=isolated,
         )
     ]
+
+
+def _anchors(scope: Scope, catalog: Catalog, named: set[str]) -> set[str]:
+    """The named roots (or the link's start) in the scope, and the scope's sources that
+    descend from a named root still in use (a root excluded with includeRoot: false was
+    left out on purpose and still anchors its descendants)."""
+    usable = named - set(scope.left_out)
+    anchors = {n for n in scope.nodes if n in named}
+    for node in scope.nodes:
+        source = not scope.upstream[node] and node not in anchors
+        if source and catalog.ancestors([node]) & usable:
+            anchors.add(node)
+    return anchors
+
+
+def _reached(scope: Scope, anchors: set[str]) -> set[str]:
+    reached, stack = set(anchors), list(anchors)
+    while stack:
+        for child in scope.downstream[stack.pop()]:
+            if child not in reached:
+                reached.add(child)
+                stack.append(child)
+    return reached
 
 
 def isolated_instances(bp: BackfillPlan) -> list[Diagnostic]:
@@ -156,7 +164,7 @@ def targets_without_instances(bp: BackfillPlan, catalog: Catalog) -> list[Diagno
     if not missing:
         return []
     window = bp.backfill.time_window
-    first: dict[str, str] = {}
+    first: dict[str, str] = {}  # a node none of whose times is in the window: its first
     for name in missing:
         times = analyse(catalog.nodes[name].schedule).times
         if not any(t in window for t in times):
@@ -165,41 +173,47 @@ def targets_without_instances(bp: BackfillPlan, catalog: Catalog) -> list[Diagno
     none = "the Backfill plans no instance at all: " if not bp.instances else ""
     out = []
     if first:
-        cut = list(first)
-        out.append(
-            finding(
-                bp,
-                "target-without-instances",
-                f"{none}{len(cut)} target node(s) have no instance, their scheduled times are "
-                f"outside timeWindow {window.start:%H:%M}-{window.end:%H:%M}: "
-                + listed([f"{n} ({first[n]})" for n in cut]),
-                f"widen timeWindow to include {listed(sorted(set(first.values())))}, or select "
-                "other targets",
-                path=("spec", "timeWindow") if window != TimeWindow() else ("spec", "select"),
-                nodes=cut,
-            )
-        )
+        out.append(_outside_window(bp, first, none))
     if outside:
-        periods = [catalog.nodes[n].effective for n in outside]
-        out.append(
-            finding(
-                bp,
-                "target-without-instances",
-                f"{none}{len(outside)} target node(s) have no instance, no business date is "
-                "scheduled (the day after) in their effective period: "
-                + listed(
-                    [
-                        f"{n} ({p.start or '...'} to {p.end or '...'})"
-                        for n, p in zip(outside, periods, strict=True)
-                    ]
-                ),
-                "choose business dates whose next day is in the effective period, or select "
-                "other targets",
-                path=("spec", "dates"),
-                nodes=outside,
-            )
-        )
+        out.append(_outside_period(bp, catalog, outside, none))
     return out
+
+
+def _outside_window(bp: BackfillPlan, first: dict[str, str], none: str) -> Diagnostic:
+    window = bp.backfill.time_window
+    cut = list(first)
+    return finding(
+        bp,
+        "target-without-instances",
+        f"{none}{len(cut)} target node(s) have no instance, their scheduled times are "
+        f"outside timeWindow {window.start:%H:%M}-{window.end:%H:%M}: "
+        + listed([f"{n} ({first[n]})" for n in cut]),
+        f"widen timeWindow to include {listed(sorted(set(first.values())))}, or select "
+        "other targets",
+        path=("spec", "timeWindow") if window != TimeWindow() else ("spec", "select"),
+        nodes=cut,
+    )
+
+
+def _outside_period(
+    bp: BackfillPlan, catalog: Catalog, outside: list[str], none: str
+) -> Diagnostic:
+    periods = [catalog.nodes[n].effective for n in outside]
+    return finding(
+        bp,
+        "target-without-instances",
+        f"{none}{len(outside)} target node(s) have no instance, no business date is "
+        "scheduled (the day after) in their effective period: "
+        + listed(
+            [
+                f"{n} ({p.start or '...'} to {p.end or '...'})"
+                for n, p in zip(outside, periods, strict=True)
+            ]
+        ),
+        "choose business dates whose next day is in the effective period, or select other targets",
+        path=("spec", "dates"),
+        nodes=outside,
+    )
 
 
 def waiting_for_time(bp: BackfillPlan, now: datetime) -> list[Diagnostic]:

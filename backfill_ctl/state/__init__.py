@@ -6,7 +6,7 @@ What goes where:
   `RunStore`, `OperationsStore`, `ReadStore`, `RetentionStore`) and `StateStore`, all of
   them; light enough for pure modules to import;
 - `sqlite/`: the SQLite store (stdlib sqlite3, WAL), one module per kind of record;
-- `memory.py`: the in-memory store (tests, `open_store("memory:")`);
+- `memory/`: the in-memory store (tests, `open_store("memory:")`);
 - here: the errors every store raises and `open_store`.
 
 A new store implements `StateStore` and passes the store contract suite

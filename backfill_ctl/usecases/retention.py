@@ -149,55 +149,83 @@ def decide(
     files: Mapping[str, LogFile],
 ) -> Collection:
     """The three rules, on the store's rows and the log files found (path -> LogFile)."""
-    keep = retention.instances.total_seconds()
-    log_ages: dict[str, float] = {kind: age.total_seconds() for kind, age in retention.logs}
     instances = list(instances)
-    unfinished = {i.backfill for i in instances if i.state not in FINISHED}
     attempts_of: dict[str, list[AttemptRecord]] = defaultdict(list)
     for a in attempts:
         attempts_of[a.instance].append(a)
-
     out = Collection()
     records = list(backfills)
-    done = {
+    done = _expired(records, instances, now, retention.instances.total_seconds())
+    for i in instances:
+        if i.backfill in done:
+            out.instances.append(_drop(i, attempts_of.get(i.id, []), files))
+    out.backfills = [b.name for b in records if b.name in done and b.status == "deleted"]
+    out.collected = [
+        b.name for b in records if b.name in done and b.status not in ("deleted", "collected")
+    ]
+    dropped = {d.id for d in out.instances}
+    log_ages: dict[str, float] = {kind: age.total_seconds() for kind, age in retention.logs}
+    for i in instances:
+        if i.id not in dropped:
+            kind = group_types.get(i.resource_group, DEFAULT_TYPE)
+            kind = kind if kind in log_ages else DEFAULT_TYPE
+            _log_rules(
+                out,
+                i,
+                attempts_of.get(i.id, []),
+                files,
+                now,
+                log_ages[kind],
+                kind,
+                retention.max_log_size,
+            )
+    return out
+
+
+def _expired(
+    records: list[BackfillRecord], instances: list[InstanceAge], now: float, keep: float
+) -> set[str]:
+    """Backfills finished (or deleted) longer than `keep` ago, none of whose instances
+    is unfinished (a rerun reopens a backfill)."""
+    unfinished = {i.backfill for i in instances if i.state not in FINISHED}
+    return {
         b.name
         for b in records
         if b.name not in unfinished
         and (b.status == "deleted" or b.finished_at is not None)
         and _older(b.finished_at if b.finished_at is not None else b.applied_at, now, keep)
     }
-    for i in instances:
-        if i.backfill not in done:
-            continue
-        mine = attempts_of.get(i.id, [])
-        logs = [files[a.log] for a in mine if a.log and a.log in files]
-        paths = tuple(dict.fromkeys(p for a in mine for p in attempt_files(a)))
-        out.instances.append(
-            DropInstance(i.id, i.backfill, len(mine), len(logs), sum(f.size for f in logs), paths)
-        )
-    out.backfills = [b.name for b in records if b.name in done and b.status == "deleted"]
-    out.collected = [
-        b.name for b in records if b.name in done and b.status not in ("deleted", "collected")
-    ]
 
-    dropped = {d.id for d in out.instances}
-    for i in instances:
-        if i.id in dropped:
+
+def _drop(i: InstanceAge, mine: list[AttemptRecord], files: Mapping[str, LogFile]) -> DropInstance:
+    logs = [files[a.log] for a in mine if a.log and a.log in files]
+    paths = tuple(dict.fromkeys(p for a in mine for p in attempt_files(a)))
+    return DropInstance(i.id, i.backfill, len(mine), len(logs), sum(f.size for f in logs), paths)
+
+
+def _log_rules(
+    out: Collection,
+    i: InstanceAge,
+    mine: list[AttemptRecord],
+    files: Mapping[str, LogFile],
+    now: float,
+    limit: float,
+    kind: str,
+    max_size: int,
+) -> None:
+    """Logs older than their group type's retention go; larger ones of a finished
+    instance are cut to `max_size`."""
+    for a in mine:
+        if not a.log or a.finished_at is None:
             continue
-        kind = group_types.get(i.resource_group, DEFAULT_TYPE)
-        kind = kind if kind in log_ages else DEFAULT_TYPE
-        limit = log_ages[kind]
-        for a in attempts_of.get(i.id, []):
-            if not a.log or a.finished_at is None:
-                continue
-            log = files.get(a.log)
-            if _older(a.finished_at, now, limit):
-                size = log.size if log else 0
-                out.logs.append(DropLog(i.id, a.number, i.backfill, a.log, size, kind))
-            elif log and i.state in FINISHED and log.size - log.header > retention.max_log_size:
-                removed = log.size - log.header - retention.max_log_size
-                out.cuts.append(CutLog(i.id, a.number, i.backfill, a.log, removed))
-    return out
+        log = files.get(a.log)
+        if _older(a.finished_at, now, limit):
+            out.logs.append(
+                DropLog(i.id, a.number, i.backfill, a.log, log.size if log else 0, kind)
+            )
+        elif log and i.state in FINISHED and log.size - log.header > max_size:
+            removed = log.size - log.header - max_size
+            out.cuts.append(CutLog(i.id, a.number, i.backfill, a.log, removed))
 
 
 # -- reading and changing the disk ----------------------------------------------------
@@ -282,36 +310,12 @@ def collect(
     origin: str,
 ) -> Done:
     """Carry out `plan` (from `survey` at `now`); one "gc" event per backfill touched."""
-    cutoff = now - retention.instances.total_seconds()
     errors: list[str] = []
-    deleted: set[str] = set()
-    for chunk in _batches(plan.instances):
-        deleted.update(store.delete_instances([d.id for d in chunk], finished_before=cutoff))
-    instances = [d for d in plan.instances if d.id in deleted]
-    backfills = (
-        store.delete_backfills(plan.backfills, finished_before=cutoff) if plan.backfills else []
+    instances, backfills, dropped = _delete_rows(
+        store, plan, now - retention.instances.total_seconds()
     )
-    cleared: set[tuple[str, int]] = set()
-    for logs in _batches(plan.logs):
-        cleared.update(store.clear_logs([(d.instance, d.number, d.path) for d in logs]))
-    dropped = [d for d in plan.logs if (d.instance, d.number) in cleared]
-
-    for path in [p for d in instances for p in d.files] + [d.path for d in dropped]:
-        try:
-            Path(path).unlink(missing_ok=True)
-        except OSError as exc:
-            errors.append(f"cannot remove {path}: {exc.strerror}")
-
-    cuts = []
-    for c in plan.cuts:
-        try:
-            removed = cut(c.path, retention.max_log_size)
-        except OSError as exc:
-            errors.append(f"cannot cut {c.path}: {exc.strerror}")
-            continue
-        if removed:
-            cuts.append(replace(c, removed=removed))
-
+    _remove([p for d in instances for p in d.files] + [d.path for d in dropped], errors)
+    cuts = _cut_all(plan.cuts, retention.max_log_size, errors)
     collected = [name for name in plan.collected if not store.counts(name)]
     for name in collected:  # (an instance rerun meanwhile keeps the backfill applied)
         store.update_backfill(
@@ -329,6 +333,48 @@ def collect(
     done = Collection(instances, backfills, dropped, cuts, collected)
     store.add_events("gc", done.messages(), at=at, actor=actor, origin=origin)
     return Done(done, errors)
+
+
+def _delete_rows(
+    store: RetentionStore, plan: Collection, cutoff: float
+) -> tuple[list[DropInstance], list[str], list[DropLog]]:
+    """Delete the planned rows the store still agrees to (a guard may keep some): the
+    instances, the deleted backfills and the logs' rows that went."""
+    deleted: set[str] = set()
+    for chunk in _batches(plan.instances):
+        deleted.update(store.delete_instances([d.id for d in chunk], finished_before=cutoff))
+    backfills = (
+        store.delete_backfills(plan.backfills, finished_before=cutoff) if plan.backfills else []
+    )
+    cleared: set[tuple[str, int]] = set()
+    for logs in _batches(plan.logs):
+        cleared.update(store.clear_logs([(d.instance, d.number, d.path) for d in logs]))
+    return (
+        [d for d in plan.instances if d.id in deleted],
+        backfills,
+        [d for d in plan.logs if (d.instance, d.number) in cleared],
+    )
+
+
+def _remove(paths: list[str], errors: list[str]) -> None:
+    for path in paths:
+        try:
+            Path(path).unlink(missing_ok=True)
+        except OSError as exc:
+            errors.append(f"cannot remove {path}: {exc.strerror}")
+
+
+def _cut_all(planned: list[CutLog], max_size: int, errors: list[str]) -> list[CutLog]:
+    cuts = []
+    for c in planned:
+        try:
+            removed = cut(c.path, max_size)
+        except OSError as exc:
+            errors.append(f"cannot cut {c.path}: {exc.strerror}")
+            continue
+        if removed:
+            cuts.append(replace(c, removed=removed))
+    return cuts
 
 
 def _batches(items: Sequence[_T]) -> Iterator[Sequence[_T]]:

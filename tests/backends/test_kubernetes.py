@@ -401,6 +401,9 @@ def test_a_watch_dropped_mid_stream_resumes_where_it_was(
 ) -> None:
     server.drop_watch_after(1)
     backend = backends()
+    # listed and watching before the Job exists: on a slow machine a first list made after
+    # the Job ended would see its end without any watch
+    assert backend.tracker.synced.wait(10)
     s = spec(("sh", "-c", "sleep 0.3"))
     handle, _ = backend.start(s)
     assert settle(backend, {s.key: handle})[s.key] == Outcome("succeeded", 0)

@@ -186,33 +186,40 @@ class KubernetesBackend:
         for key, handle in running.items():
             name = str(handle.get("job", ""))
             job = tracker.get(name)
-            if job is None:
-                gone = name in tracker.deleted or (
-                    tracker.synced.is_set()
-                    and time.monotonic() - self._created.get(name, 0.0) > UNSEEN_GRACE
-                )
-                if name in self._cancels and gone:
-                    ended[key] = Outcome("failed", None, self._cancels.pop(name))
-                elif gone:
-                    ended[key] = Outcome(
-                        "lost", None, f"the Job {name} was deleted before its end was recorded"
-                    )
-                if gone:
-                    tracker.forget(name)
-                    self._created.pop(name, None)
-                continue
-            result = job_result(job)
-            if result is None:
-                continue
-            state, why = result
-            code = self._collect(name, handle)
-            if name in self._cancels:
-                state, why = "failed", self._cancels.pop(name)
-            elif state == "failed" and why is None:
-                why = f"exit code {code}" if code is not None else "the Job failed"
-            ended[key] = Outcome(state, 0 if state == "succeeded" else code, why)  # type: ignore[arg-type]
-            self._created.pop(name, None)
+            outcome = self._vanished(name, tracker) if job is None else self._ended(job, handle)
+            if outcome is not None:
+                ended[key] = outcome
         return ended
+
+    def _vanished(self, name: str, tracker: Tracker) -> Outcome | None:
+        """A Job the tracker does not hold: ended once it is known to be gone (deleted,
+        or unseen for UNSEEN_GRACE after a full list)."""
+        gone = name in tracker.deleted or (
+            tracker.synced.is_set()
+            and time.monotonic() - self._created.get(name, 0.0) > UNSEEN_GRACE
+        )
+        if not gone:
+            return None
+        tracker.forget(name)
+        self._created.pop(name, None)
+        if name in self._cancels:
+            return Outcome("failed", None, self._cancels.pop(name))
+        return Outcome("lost", None, f"the Job {name} was deleted before its end was recorded")
+
+    def _ended(self, job: Any, handle: Handle) -> Outcome | None:
+        """The outcome of a Job that reached a terminal condition (None while it runs)."""
+        result = job_result(job)
+        if result is None:
+            return None
+        name = str(handle.get("job", ""))
+        state, why = result
+        code = self._collect(name, handle)
+        if name in self._cancels:
+            state, why = "failed", self._cancels.pop(name)
+        elif state == "failed" and why is None:
+            why = f"exit code {code}" if code is not None else "the Job failed"
+        self._created.pop(name, None)
+        return Outcome(state, 0 if state == "succeeded" else code, why)  # type: ignore[arg-type]
 
     def _pod_log(self, job: str, namespace: str | None = None) -> tuple[list[Any], bytes]:
         """The pods of a Job, and the log of its latest (its last maxLogSize bytes)."""
