@@ -8,13 +8,16 @@ seen, not inferred from timestamps.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -23,12 +26,56 @@ from tests.builders import backfill, node
 from tests.cli.helpers import run
 from tests.test_reliability import alive, specs, wait_until
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from backfill_ctl.core.records import AttemptRecord
+    from backfill_ctl.state import RunStore
+
 CONTROLLER = (sys.executable, "-m", "backfill_ctl", "controller")
+# `$$$$` is the shell's `$$` (a spec writes `$$` for a literal `$`); `$BACKFILLCTL_ATTEMPT`
+# (the local backend's marker) ends in `<instance>.<attempt>`: which attempt really ran.
 TRACED = (
     'exec 9>>"$LOCKS/$BACKFILL_TASKID"; flock -n 9 || echo "overlap $BACKFILL_TASKID" >> "$TRACE"; '
-    'echo "start $BACKFILL_TASKID $$" >> "$TRACE"; {body}; '
-    'echo "end $BACKFILL_TASKID $$" >> "$TRACE"'
+    'echo "start $BACKFILL_TASKID $$$$ $BACKFILLCTL_ATTEMPT" >> "$TRACE"; {body}; '
+    'echo "end $BACKFILL_TASKID $$$$ $BACKFILLCTL_ATTEMPT" >> "$TRACE"'
 )
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_running(tmp_path: Path) -> Iterator[None]:
+    """After each test, pass or fail, nothing of it runs on: a test that failed midway
+    leaves its controllers, and the attempts a stopped controller leaves for the next one
+    (a `held` one would never end). Its processes name tmp_path in their command line
+    (controllers) or their environment (every process of an attempt)."""
+    yield
+    deadline = time.monotonic() + 20
+    if left := _naming(tmp_path):  # said, so that a passing test that leaks is seen
+        warnings.warn(f"killing what the test left running: pids {left}", stacklevel=1)
+    while left := _naming(tmp_path):
+        assert time.monotonic() < deadline, f"cannot end {left}"
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+
+
+def _naming(path: Path) -> list[int]:
+    """Live (not zombie) processes other than this one that name `path`."""
+    needle, found = str(path).encode(), []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            cmd = Path(f"/proc/{entry.name}/cmdline").read_bytes()
+            env = Path(f"/proc/{entry.name}/environ").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if needle in cmd or needle in env:
+            found.append(int(entry.name))
+    return found
 
 
 def traced(tmp_path: Path, body: str, days: int, **run_: Any) -> tuple[Path, Path, Path]:
@@ -75,8 +122,26 @@ def stop(*procs: subprocess.Popen[bytes] | None) -> None:
                 proc.wait()
 
 
+def held(tmp_path: Path) -> tuple[str, Path]:
+    """A body that runs until the test creates the file returned (outside the store's
+    directory, so a full disk there does not keep it from being created)."""
+    go = tmp_path / "go"
+    return f"while [ ! -e '{go}' ]; do sleep 0.05; done", go
+
+
+def reaped(pid: int) -> bool:
+    """Gone from /proc: exited, and waited for by its parent (the controller)."""
+    return not Path(f"/proc/{pid}").exists()
+
+
 def lines(trace: Path) -> list[list[str]]:
     return [line.split() for line in trace.read_text().splitlines()] if trace.exists() else []
+
+
+def attempt_of(marker: str) -> tuple[str, int]:
+    """(instance, attempt number) from an attempt's marker, `<runs>/<bf>/<instance>.<n>`."""
+    instance, number = Path(marker).name.rsplit(".", 1)
+    return instance, int(number)
 
 
 def test_a_retry_never_starts_beside_an_attempt_that_ignores_term(tmp_path: Path) -> None:
@@ -160,6 +225,12 @@ def test_a_stop_issued_while_no_controller_runs_is_carried_out_at_the_next_start
     assert [x[0] for x in lines(trace)] == ["start"]
 
 
+def _running(store: RunStore, n: int) -> list[AttemptRecord]:
+    """The running attempts, once there are `n` (attempts held by `held` stay running)."""
+    found = store.attempts(states=["running"])
+    return found if len(found) == n else []
+
+
 def _mount_tmpfs(path: Path, size: str) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
@@ -180,19 +251,27 @@ def test_a_full_disk_under_the_store_neither_crashes_the_controller_nor_loses_an
     if not _mount_tmpfs(state, "4m"):
         pytest.skip("mounting a tmpfs is not permitted here (run as root to test a full disk)")
     try:
-        spec_dir, db, trace = traced(tmp_path, "sleep 1.5", days=6)
+        body, go = held(tmp_path)
+        spec_dir, db, trace = traced(tmp_path, body, days=6)
         log = tmp_path / "controller.log"
         proc = start(spec_dir, db, log)
         store = open_store(db)
         try:
-            wait_until(lambda: len(store.attempts(states=["running"])) == 3, 30, "attempts")
+            first = wait_until(lambda: _running(store, 3), 120, "3 attempts running")
             filler = state / "filler"
             subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)
-            time.sleep(3)  # the running attempts end while nothing can be written
+            go.touch()  # the running attempts end while nothing can be written:
+            wait_until(lambda: len([x for x in lines(trace) if x[0] == "end"]) == 3, 120, "ends")
+            wait_until(  # the controller took each outcome (it reaped each wrapper) ...
+                lambda: all(reaped(int(a.handle["pid"])) for a in first), 120, "the reaping"
+            )
+            wait_until(  # ... and found the store full
+                lambda: "cannot be written" in log.read_text(), 120, "the full disk"
+            )
             assert proc.poll() is None, log.read_text()
             filler.unlink()
             wait_until(
-                lambda: len(store.instances(states=["succeeded"])) == 6, 60, "all to succeed"
+                lambda: len(store.instances(states=["succeeded"])) == 6, 120, "all to succeed"
             )
         finally:
             stop(proc)
@@ -241,14 +320,16 @@ def test_a_controller_started_on_a_full_disk_waits_for_room(tmp_path: Path) -> N
 def test_a_deleted_runs_directory_loses_no_outcome(tmp_path: Path) -> None:
     """Item 3: the status files go with the directory; the controller, the parent of
     each wrapper, still knows every exit code: nothing is "lost", nothing runs again."""
-    spec_dir, db, _ = traced(tmp_path, "sleep 1", days=4)
+    body, go = held(tmp_path)
+    spec_dir, db, _ = traced(tmp_path, body, days=4)
     log = tmp_path / "controller.log"
     proc = start(spec_dir, db, log)
     store = open_store(db)
     try:
-        wait_until(lambda: len(store.attempts(states=["running"])) == 3, 30, "attempts")
+        wait_until(lambda: _running(store, 3), 120, "3 attempts running")
         subprocess.run(["rm", "-rf", str(db.parent / "runs")], check=True)
-        wait_until(lambda: len(store.instances(states=["succeeded"])) == 4, 60, "all")
+        go.touch()  # the 3 end with their status files gone
+        wait_until(lambda: len(store.instances(states=["succeeded"])) == 4, 120, "all")
     finally:
         stop(proc)
     assert len(store.attempts()) == 4
@@ -278,7 +359,17 @@ def test_a_controller_paused_past_its_lease_starts_nothing_after_a_takeover(
         stop(a, b)
     assert "no longer ours" in log_a.read_text() or "lost the lease" in log_a.read_text()
     assert [x for x in lines(trace) if x[0] == "overlap"] == []
-    assert len([x for x in lines(trace) if x[0] == "start"]) == len(store.attempts())
+    # Exactly once: each instance's command ran once, and the attempts that ran are
+    # exactly those the store records as run. An attempt A began (fenced) but was paused
+    # before spawning is settled by B's claim of its pid file ("lost", no exit code, no
+    # handle); the wrapper A spawns when let go finds the claim and runs nothing.
+    started = sorted(attempt_of(x[3]) for x in lines(trace) if x[0] == "start")
+    assert sorted(i for i, _ in started) == sorted(i.id for i in store.instances())
+    unstarted = [a for a in store.attempts() if a.state == "lost" and not a.handle]
+    assert started == sorted((a.instance, a.number) for a in store.attempts() if a not in unstarted)
+    for attempt in unstarted:
+        assert attempt.exit_code is None
+        assert attempt.message == "the controller stopped before it started"
 
 
 def test_two_controllers_started_at_once_on_a_new_store_both_behave(tmp_path: Path) -> None:
