@@ -168,7 +168,9 @@ def _wait_for(what: object, timeout: float = 10) -> None:
 def test_a_stopped_command_that_ignores_term_keeps_its_attempt_running_until_killed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(local_module, "GRACE", 1.0)
+    # The KILL comes GRACE after the TERM; the polls below end well before it (0.6 s),
+    # with room for a loaded machine to pause this process between two of them.
+    monkeypatch.setattr(local_module, "GRACE", 4.0)
     backend = LocalBackend(tmp_path / "runs")
     s = spec("trap '' TERM; echo ready; sleep 30")
     handle, log = backend.start(s)
@@ -187,7 +189,8 @@ def test_a_stopped_command_that_ignores_term_keeps_its_attempt_running_until_kil
 @pytest.mark.parametrize("adopted", [False, True])
 def test_a_killed_wrapper_is_not_a_finished_attempt(tmp_path: Path, adopted: bool) -> None:
     backend = LocalBackend(tmp_path / "runs")
-    s = spec("echo ready; sleep 1.5; echo done")
+    go = tmp_path / "go"  # the command runs until it exists, however slow the machine
+    s = spec(f"echo ready; while [ ! -e '{go}' ]; do sleep 0.02; done; echo done")
     handle, log = backend.start(s)
     _wait_for(lambda: backend.log_text(handle, log) == "ready\n")
     os.kill(handle["pid"], signal.SIGKILL)
@@ -195,6 +198,7 @@ def test_a_killed_wrapper_is_not_a_finished_attempt(tmp_path: Path, adopted: boo
     if adopted:
         _wait_for(lambda: backend.poll({s.key: handle}) == {} and not _is_child_alive(handle))
     assert follower.poll({s.key: handle}) == {}  # its command still runs
+    go.touch()
     outcome = settle(follower, {s.key: handle})[s.key]
     assert backend.log_text(handle, log) == "ready\ndone\n"  # ended after the command did
     assert outcome.state == "lost" and outcome.exit_code is None
