@@ -84,12 +84,16 @@ MARKING = (
 )
 
 
-def marking(tmp_path: Path, last_day: str, seconds: float) -> tuple[Path, Path, Path]:
+def marking(
+    tmp_path: Path, last_day: str, seconds: float, *, until: Path | None = None
+) -> tuple[Path, Path, Path]:
     """Applied: one node over 2024-03-01..`last_day` in 3 groups, each attempt marking
-    its start and end in marks/<instance> around a sleep. (specs, store, marks)"""
+    its start and end in marks/<instance> around a sleep (with `until`: running until
+    that file exists, however slow the machine). (specs, store, marks)"""
     marks = tmp_path / "marks"
     marks.mkdir()
-    command = MARKING.replace("sleep 0.8", f"sleep {seconds}")
+    wait = f"while [ ! -e '{until}' ]; do sleep 0.05; done" if until else f"sleep {seconds}"
+    command = MARKING.replace("sleep 0.8", wait)
     spec_dir = specs(
         tmp_path,
         node("work", resourceGroup="rg", run={"command": command, "env": {"MARKS": str(marks)}}),
@@ -139,11 +143,12 @@ def test_kill_9_of_the_controller_loses_nothing_and_runs_nothing_twice(tmp_path:
 def test_sigterm_starts_nothing_new_and_leaves_running_attempts_to_be_adopted(
     tmp_path: Path,
 ) -> None:
-    spec_dir, db, marks = marking(tmp_path, "2024-03-06", 2)
+    go = tmp_path / "go"  # the attempts run until it exists: still running when asked
+    spec_dir, db, marks = marking(tmp_path, "2024-03-06", 0, until=go)
     log = tmp_path / "controller.log"
     first = controller(spec_dir, db, log)
     store = open_store(db)
-    wait_until(lambda: len(store.attempts(states=["running"])) == 3, 30, "three attempts")
+    wait_until(lambda: len(store.attempts(states=["running"])) == 3, 120, "three attempts")
     first.send_signal(signal.SIGTERM)
     assert first.wait(10) == 0  # at once: it does not wait for the attempts
 
@@ -151,13 +156,18 @@ def test_sigterm_starts_nothing_new_and_leaves_running_attempts_to_be_adopted(
     assert len(running) == 3 and len(store.attempts()) == 3  # nothing new was started
     for attempt in running:  # the commands go on without a controller
         assert (marks / attempt.instance).read_text().split()[0] == "start"
-        assert alive(int(attempt.handle["pid"]))  # type: ignore[index]
+        assert alive(int(attempt.handle["pid"]))
     second = controller(spec_dir, db, log)
     try:
+        wait_until(lambda: log.read_text().count("adopted attempt") == 3, 60, "the adoption")
+        go.touch()
         wait_until(
-            lambda: len(store.instances(states=["succeeded"])) == 6, 60, "every instance to succeed"
+            lambda: len(store.instances(states=["succeeded"])) == 6,
+            120,
+            "every instance to succeed",
         )
     finally:
+        go.touch()
         second.send_signal(signal.SIGTERM)
         assert second.wait(20) == 0
     assert len(store.attempts()) == 6  # the three were adopted, not run again
