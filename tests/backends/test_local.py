@@ -315,3 +315,31 @@ def test_a_runs_directory_of_another_user_is_refused(tmp_path: Path) -> None:
     os.chown(runs / "bf", 65534, 65534)
     with pytest.raises(BackendError, match=r"belongs to uid 65534, not to this user"):
         LocalBackend(runs).start(spec(("true",)))
+
+
+def test_a_wrapper_stalled_before_writing_its_pid_is_found_by_its_marker(tmp_path: Path) -> None:
+    """The wrapper created its pid file (so the attempt started) but had not written its
+    pid when the next controller's recover gave up waiting: the attempt's processes,
+    marked with its base, keep it running; it ends only when they are gone."""
+    s = spec(("true",))
+    base = tmp_path / "runs" / "bf" / "i1.1"
+    base.parent.mkdir(parents=True)
+    (base.parent / "i1.1.pid").touch(mode=0o600)  # created, never written
+    stalled = subprocess.Popen(
+        ["sleep", "60"],
+        env={**os.environ, "BACKFILLCTL_ATTEMPT": str(base)},
+        start_new_session=True,
+    )
+    try:
+        backend = LocalBackend(tmp_path / "runs")
+        handle = backend.recover(s)
+        assert handle == {"pid": stalled.pid, "base": str(base)}
+        assert backend.poll({s.key: handle}) == {}  # it runs
+        stalled.kill()
+        stalled.wait()
+        outcome = settle(backend, {s.key: handle})[s.key]
+        assert outcome.state == "lost"
+    finally:
+        if stalled.poll() is None:
+            stalled.kill()
+            stalled.wait()

@@ -63,6 +63,7 @@ from backfill_ctl.backends.local.procs import (
     become_subreaper,
     children_of,
     group_members,
+    marked_group,
     marker,
     proc_stat,
     running,
@@ -365,7 +366,9 @@ class LocalBackend:
             if pid is not None:
                 return {"pid": pid, "base": str(base)}
             if time.monotonic() > deadline:
-                return {"pid": 0, "base": str(base)}  # its status file decides
+                # A wrapper stalled before writing its pid: its marked processes, if any
+                # live, are the attempt's; else nothing of it runs and its status decides.
+                return {"pid": marked_group(str(base)) or 0, "base": str(base)}
             time.sleep(0.01)
 
     def check(self) -> list[tuple[str, bool, str]]:

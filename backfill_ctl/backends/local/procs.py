@@ -62,6 +62,26 @@ def group_members(pgid: int, base: str | None) -> set[int]:
     return found
 
 
+def marked_group(base: str) -> int | None:
+    """The process group of a live process marked as attempt `base`'s: its wrapper's
+    group (the one led by a marked process) if any, else any such group; None if no
+    process of the attempt lives."""
+    groups: set[int] = set()
+    leaders: set[int] = set()
+    try:
+        pids = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()]
+    except OSError:
+        return None
+    for p in pids:
+        fields = proc_stat(p)
+        if fields is None or fields[0] in ("Z", "X") or marker(p) != base:
+            continue
+        groups.add(int(fields[2]))
+        if fields[2] == p:
+            leaders.add(int(p))
+    return min(leaders or groups) if groups else None
+
+
 def children_of(pid: int) -> list[int]:
     found: list[int] = []
     try:
