@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import sys
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from backfill_ctl.cli.conflicts import refuse
 from backfill_ctl.cli.console import err, out, print_diagnostics
 from backfill_ctl.cli.options import (
     ActorOpt,
@@ -36,12 +38,12 @@ from backfill_ctl.cli.options import (
 from backfill_ctl.cli.state import StateOpt, open_state, spec_root, who
 from backfill_ctl.errors import UsageError
 from backfill_ctl.usecases import apply as applying
-from backfill_ctl.usecases import reconcile
 
 if TYPE_CHECKING:
     from backfill_ctl.backends import Backend
     from backfill_ctl.spec.loader import Specs
     from backfill_ctl.state import StateStore
+    from backfill_ctl.usecases.reconcile import Changes
 
 
 PruneOpt = Annotated[
@@ -76,6 +78,7 @@ TimeoutOpt = Annotated[
         show_default=False,
     ),
 ]
+_DRY_WAIT = "drop --wait to see the changes, or --dry-run to apply and run them"
 
 
 def apply_command(
@@ -96,6 +99,8 @@ def apply_command(
     Exit 0 when applied (and, with --wait, all succeeded), 1 on findings, changes refused
     or a failed backfill, 2 when the input cannot be used.
     """
+    if dry_run and wait:
+        raise refuse("--dry-run", "--wait", "a dry run applies nothing to wait for", _DRY_WAIT)
     seconds = _timeout(timeout, wait)
     planned_at = resolve_now(now)
     prepared = applying.prepare(paths, planned_at, resolve_actor(actor), plan_file)
@@ -110,15 +115,16 @@ def apply_command(
         )
         raise typer.Exit(1)
     print_diagnostics(prepared.warnings, code=True)
-    store = open_state(state, specs, create=not dry_run)
-    backend = _ready_backend(store, specs) if wait and not dry_run else None
+    if dry_run:  # before the first apply too, as diff: nothing is created
+        root = spec_root(specs, paths)
+        store = open_state(state, specs) if _exists(state, specs) else None
+        _show(applying.changes(prepared, store, root=root, at=time.time(), prune=prune))
+        return
+    store = open_state(state, specs, create=True)
+    backend = _ready_backend(store, specs) if wait else None
     at = time.time()
     changes = applying.changes(prepared, store, root=spec_root(specs, paths), at=at, prune=prune)
-    for line in reconcile.render(changes):
-        out(line)
-    if dry_run:
-        out(changes.summary(done=False))
-        return
+    _show(changes, None, done=True)
     if not changes.empty:
         applying.commit(prepared, store, changes, at=at, actor=who(prepared.actor))
     out(changes.summary(done=True) + f" Plan digest {prepared.plan.digest[:19]}.")
@@ -162,16 +168,45 @@ def _timeout(text: str | None, wait: bool) -> float | None:
         raise UsageError(f"--timeout: {exc}") from None
 
 
+class DiffFormat(StrEnum):
+    text = "text"
+    json = "json"
+
+
+def _show(
+    changes: Changes, fmt: DiffFormat | None = DiffFormat.text, *, done: bool = False
+) -> None:
+    """What changes (`fmt` None: the lines only, the caller says the summary)."""
+    from backfill_ctl.reports import diff as report
+
+    if fmt is DiffFormat.json:
+        import json
+
+        out(json.dumps(report.document(changes), indent=2, ensure_ascii=False))
+        return
+    for line in report.lines(changes):
+        out(line)
+    if fmt is not None:
+        out(changes.summary(done=done))
+
+
 def diff_command(
     paths: PathsArg,
     prune: Annotated[
         bool, typer.Option("--prune", help="Count what --prune would cancel.")
     ] = False,
+    output: Annotated[
+        DiffFormat,
+        typer.Option(
+            "--output", "-o", help="Output format: text, or json (every change, for tools)."
+        ),
+    ] = DiffFormat.text,
     now: NowOpt = None,
     actor: ActorOpt = None,
     state: StateOpt = None,
 ) -> None:
-    """What apply would change. Exit 0: nothing; 1: changes; 2 or more: an error."""
+    """What apply would change, field by field. Exit 0: nothing; 1: changes; 2 or more:
+    an error."""
     prepared = applying.prepare(paths, resolve_now(now), resolve_actor(actor))
     specs = prepared.specs
     if prepared.failed:
@@ -181,9 +216,7 @@ def diff_command(
     changes = applying.changes(
         prepared, store, root=spec_root(specs, paths), at=time.time(), prune=prune
     )
-    for line in reconcile.render(changes):
-        out(line)
-    out(changes.summary(done=False))
+    _show(changes, output, done=False)
     sys.stdout.flush()
     if not changes.empty:
         raise typer.Exit(1)

@@ -89,6 +89,9 @@ class BackfillChanges:
     outcome: str | None = None  # finished: how it ended
     access: bool = False  # only who may operate it changed: `record` rewrites that
     access_spec: dict[str, Any] | None = None  # finished: its document with the new access
+    before: BackfillRecord | None = None  # the stored record, to tell what changed in it
+    # The stored records of the instances in `update` and `cancel`, by id.
+    stored: dict[str, InstanceRecord] = field(default_factory=dict)
 
     @property
     def empty(self) -> bool:
@@ -150,10 +153,11 @@ def diff(wanted: Iterable[Desired], store: PlanStore, *, prune: bool) -> Changes
     for old in store.backfills():
         if old.name in names:
             continue
-        waiting = [i.id for i in store.instances(backfill=old.name, states=NOT_STARTED)]
+        waiting = store.instances(backfill=old.name, states=NOT_STARTED)
         c = BackfillChanges(old.name, "pruned" if prune else "not-in-specs")
         if prune:
-            c.cancel = waiting
+            c.cancel = [i.id for i in waiting]
+            c.stored = {i.id: i for i in waiting}
             c.record = _deleted(old)
         else:
             c.waiting_cancel = len(waiting)
@@ -166,7 +170,7 @@ def _changes(
 ) -> BackfillChanges:
     """One Backfill's changes (see the module docstring). In a finished backfill nothing
     is added, brought back or cancelled: a cancelled dependency lets its dependents go."""
-    c = BackfillChanges(d.record.name, "new" if old is None else "unchanged")
+    c = BackfillChanges(d.record.name, "new" if old is None else "unchanged", before=old)
     finished = _record_changes(c, d, old)
     found, gone = slots.match(d.instances, stored)
     renamed = {want: have.id for want, have in found.items() if want != have.id}
@@ -205,10 +209,14 @@ def _planned_change(
     if have is None or have.state == "cancelled":
         if finished:
             c.held_create += 1
+        elif have is None:
+            c.create.append(i)
         else:  # a cancelled one comes back as pending
-            (c.create if have is None else c.update).append(i)
+            c.update.append(i)
+            c.stored[i.id] = have
     elif have.state in UPDATABLE and _definition(have) != _definition(i):
         c.update.append(i)
+        c.stored[i.id] = have
         if have.cyctime != i.cyctime:
             c.moves[slots.move(i.node, have.cyctime, i.cyctime)] += 1
     elif have.state not in UPDATABLE and have.cyctime != i.cyctime:
@@ -222,6 +230,7 @@ def _unplanned_change(c: BackfillChanges, have: InstanceRecord, *, finished: boo
             c.held_cancel += 1
         else:
             c.cancel.append(have.id)
+            c.stored[have.id] = have
     elif have.state != "cancelled":
         c.kept += 1
 

@@ -271,12 +271,16 @@ def test_diff_says_a_moved_cron_time_moves_the_instances_of_an_active_backfill(
     diff = run("diff", path, "--as", "ops", "--now", NOW)
     applied = run("apply", path, "--as", "ops", "--now", NOW)
 
-    assert (diff.exit_code, diff.stdout.splitlines()) == (
+    lines = diff.stdout.splitlines()
+    assert (diff.exit_code, lines[0], lines[-1], len(lines)) == (
         1,
-        [
-            "~ backfill/bf: +0 ~4 -0, 4 of a move 02:30->02:45",
-            "Plan: 0 to create, 4 to update, 0 to cancel; 0 kept as they ran.",
-        ],
+        "~ backfill/bf: +0 ~4 -0, 4 of a move 02:30->02:45",
+        "Plan: 0 to create, 4 to update, 0 to cancel; 0 kept as they ran.",
+        6,
+    )
+    assert lines[1].endswith(
+        ' (a, 2024-03-01): cyctime: "2024-03-02T02:30:00+00:00" -> "2024-03-02T02:45:00+00:00"; '
+        'run.env.BACKFILL_CYCTIME: "20240302023000" -> "20240302024500"'
     )
     assert applied.stdout.splitlines()[0] == "~ backfill/bf: +0 ~4 -0, 4 of a move 02:30->02:45"
     store = open_store(repo / ".backfillctl" / "state.db")
