@@ -78,6 +78,7 @@ def _register() -> None:
     from backfill_ctl.cli.check import check_command
     from backfill_ctl.cli.controller import controller_command
     from backfill_ctl.cli.describe import describe_command
+    from backfill_ctl.cli.events import events_command
     from backfill_ctl.cli.gc import gc_command
     from backfill_ctl.cli.get import get_app
     from backfill_ctl.cli.logs import logs_command
@@ -92,6 +93,7 @@ def _register() -> None:
     from backfill_ctl.cli.plan import plan_command
     from backfill_ctl.cli.schema import explain_command, schema_command
     from backfill_ctl.cli.validate import validate_command
+    from backfill_ctl.cli.wait import wait_command
 
     app.command("validate")(validate_command)
     app.command("plan")(plan_command)
@@ -110,6 +112,8 @@ def _register() -> None:
     app.add_typer(backend_app, name="backend")
     app.command("describe")(describe_command)
     app.command("logs")(logs_command)
+    app.command("events")(events_command)
+    app.command("wait")(wait_command)
     app.command("schema")(schema_command)
     app.command("explain")(explain_command)
 

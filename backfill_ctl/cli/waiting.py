@@ -5,7 +5,7 @@ backfills finish; with another controller running, it follows the store instead.
 terminal progress is one line redrawn in place; otherwise a plain line whenever the
 counts change (at most every two seconds), which is what CI logs want. When it times
 out, each unfinished backfill says why one of its instances waits: the blocker the
-controller stored.
+controller stored. `wait` shows the same progress and reasons (`Progress`, `why_waiting`).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class Progress:
             sys.stderr.write("\n")
 
 
-def _why_waiting(store: ReadStore, names: Sequence[str]) -> None:
+def why_waiting(store: ReadStore, names: Sequence[str]) -> None:
     """For each unfinished backfill: the first waiting instance with a stored blocker."""
     for name in names:
         record = store.backfill(name)
@@ -136,7 +136,7 @@ def wait_for(
         _follow(store, names, out_of_time, progress)
     progress.close()
     if out_of_time():
-        _why_waiting(store, names)
+        why_waiting(store, names)
         err(
             "timed out: stopped waiting; running attempts go on, and a controller (or "
             "apply --wait) takes them over"
