@@ -14,83 +14,51 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass
 from datetime import date
-from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from backfill_ctl.cli.console import Terminal
+from backfill_ctl.cli.get_output import (
+    Format,
+    LabelOpt,
+    Listing,
+    NoHeadersOpt,
+    OutputOpt,
+    SortByOpt,
+    WatchLimitOpt,
+    WatchOpt,
+    parse_output,
+    show,
+)
 from backfill_ctl.cli.state import StateFileOpt, open_state
 from backfill_ctl.core.records import STATES
 from backfill_ctl.errors import UsageError, did_you_mean
-from backfill_ctl.reports.listing import GET, Columns, Item
-from backfill_ctl.usecases import progress
+from backfill_ctl.reports.listing import Item
+from backfill_ctl.usecases import progress, selectors
+from backfill_ctl.usecases.objects import backfill_object, instance_object
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Mapping
 
     from backfill_ctl.core.records import BackfillRecord, InstanceRecord
     from backfill_ctl.state import ReadStore
 
-WATCH_INTERVAL = 1.0  # seconds between two polls of the store under -w
 REASON_WIDTH = 60
 _sleep = time.sleep  # tests replace it to change the store between polls
 clock = time.time  # tests pin it
 
 get_app = typer.Typer(
     name="get",
-    help="List backfills or instances: a table, or data with -o json|yaml|name.",
+    help="List backfills or instances: a table, or data with -o json|yaml|name|jsonpath.",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-
-class Format(StrEnum):  # reports.listing.GET's names; no -o is its "table"
-    wide = "wide"
-    json = "json"
-    yaml = "yaml"
-    name = "name"
-
-
-OutputOpt = Annotated[
-    Format | None,
-    typer.Option(
-        "--output",
-        "-o",
-        help="wide: more columns; json, yaml: every field; name: KIND/NAME lines.",
-        show_default=False,
-    ),
-]
-LabelOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--selector",
-        "-l",
-        help="Only backfills (or the instances of backfills) whose labels match key=value "
-        "(or key!=value); repeatable, all must hold.",
-        show_default=False,
-    ),
-]
-WatchOpt = Annotated[
-    bool,
-    typer.Option(
-        "--watch", "-w", help="After the listing, print what changes (polled every second)."
-    ),
-]
-WatchLimitOpt = Annotated[int | None, typer.Option("--watch-limit", hidden=True)]
 AllOpt = Annotated[bool, typer.Option("--all", "-A", help="Include deleted backfills.")]
-
-
-@dataclass(frozen=True)
-class Listing:
-    kind: str  # "backfills" | "instances", for the empty message
-    header: tuple[str, ...]
-    wide: tuple[str, ...]
-    fetch: Callable[[], list[Item]]
+__all__ = ["Format", "WatchLimitOpt", "find_backfill", "find_instance", "get_app"]
 
 
 def _cell(value: object) -> str:
@@ -125,29 +93,6 @@ def find_instance(store: ReadStore, ident: str) -> InstanceRecord:
     raise UsageError(f"no instance {ident!r} in {store.path}", hint=hint)
 
 
-# -- output ----------------------------------------------------------------------------------
-
-
-def show(listing: Listing, output: Format | None, watch: bool, limit: int | None) -> None:
-    """Print the listing; with `watch`, then what changes, poll after poll."""
-    columns = Columns(listing.kind, listing.header, listing.wide)
-    report = GET["table" if output is None else output.value](columns, Terminal(flush=True))
-    items = listing.fetch()
-    report.listing(items)
-    if not watch:
-        return
-    seen = {i.name: i.data for i in items}
-    polls = 0
-    while limit is None or polls < limit:
-        _sleep(WATCH_INTERVAL)
-        polls += 1
-        items = listing.fetch()
-        changed = [i for i in items if seen.get(i.name) != i.data]
-        seen = {i.name: i.data for i in items}
-        if changed:
-            report.changes(changed)
-
-
 # -- get backfills ----------------------------------------------------------------------------
 
 
@@ -169,7 +114,9 @@ def _backfill_item(record: BackfillRecord, counts: Counter[str], now: float) -> 
             str(counts["succeeded"]),
             str(counts["running"]),
             str(counts["failed"]),
+            str(counts["cancelled"]),
             str(progress.waiting(counts)),
+            progress.age(now - record.finished_at) if record.finished_at else "-",
             progress.age(now - record.applied_at),
         ),
         (
@@ -179,7 +126,7 @@ def _backfill_item(record: BackfillRecord, counts: Counter[str], now: float) -> 
             _cell(record.applied_by),
             _cell(progress.utc(record.finished_at)),
         ),
-        progress.backfill_data(record, counts),
+        backfill_object(record, counts),
     )
 
 
@@ -196,6 +143,8 @@ def get_backfills_command(
     selector: LabelOpt = None,
     include_deleted: AllOpt = False,
     output: OutputOpt = None,
+    sort_by: SortByOpt = None,
+    no_headers: NoHeadersOpt = False,
     watch: WatchOpt = False,
     watch_limit: WatchLimitOpt = None,
     state: StateFileOpt = None,
@@ -208,7 +157,8 @@ def get_backfills_command(
     """
     store = open_state(state)
     wanted = [find_backfill(store, n).name for n in names or []]
-    labels = progress.parse_selector(selector or [])
+    labels = selectors.parse(selector or [])
+    how = parse_output(output, sort_by, no_headers)
 
     def fetch() -> list[Item]:
         records = store.backfills(include_deleted=include_deleted or bool(wanted))
@@ -219,12 +169,13 @@ def get_backfills_command(
         return [
             _backfill_item(r, counts.get(r.name, Counter()), now)
             for r in records
-            if progress.matches(r.labels, labels)
+            if selectors.matches(r.labels, labels)
         ]
 
-    header = ("NAME", "STATUS", "INSTANCES", "SUCCEEDED", "RUNNING", "FAILED", "WAITING", "AGE")
-    wide = ("DIGEST", "FILE", "LABELS", "APPLIED-BY", "FINISHED")
-    show(Listing("backfills", header, wide, fetch), output, watch, watch_limit)
+    header: tuple[str, ...] = ("NAME", "STATUS", "INSTANCES", "SUCCEEDED", "RUNNING", "FAILED")
+    header += ("CANCELLED", "WAITING", "FINISHED", "AGE")
+    wide = ("DIGEST", "FILE", "LABELS", "APPLIED-BY", "FINISHED-AT")
+    show(Listing("backfills", header, wide, fetch), how, watch, watch_limit, _sleep)
 
 
 get_app.command("backfill", hidden=True)(get_backfills_command)
@@ -234,7 +185,7 @@ get_app.command("bf", hidden=True)(get_backfills_command)
 # -- get instances -----------------------------------------------------------------------------
 
 
-def _instance_item(i: InstanceRecord) -> Item:
+def _instance_item(i: InstanceRecord, labels: Mapping[str, str]) -> Item:
     return Item(
         f"instance/{i.id}",
         (
@@ -255,7 +206,7 @@ def _instance_item(i: InstanceRecord) -> Item:
             _cell(progress.utc(i.finished_at)),
             _cell(i.dry_run_reason),
         ),
-        progress.instance_data(i),
+        instance_object(i, labels),
     )
 
 
@@ -317,6 +268,8 @@ def get_instances_command(
     selector: LabelOpt = None,
     include_deleted: AllInstancesOpt = False,
     output: OutputOpt = None,
+    sort_by: SortByOpt = None,
+    no_headers: NoHeadersOpt = False,
     watch: WatchOpt = False,
     watch_limit: WatchLimitOpt = None,
     state: StateFileOpt = None,
@@ -338,7 +291,8 @@ def get_instances_command(
             ) from exc
     states = _states(in_state or [])
     wanted = [find_instance(store, i).id for i in ids or []]
-    labels = progress.parse_selector(selector or [])
+    labels = selectors.parse(selector or [])
+    how = parse_output(output, sort_by, no_headers)
     if node is not None and not store.instances(backfill=backfill, node=node, ids=wanted or None):
         _check_node(store, node, backfill)
 
@@ -347,17 +301,17 @@ def get_instances_command(
         keep = {
             name
             for name, b in records.items()
-            if progress.matches(b.labels, labels)
+            if selectors.matches(b.labels, labels)
             and (b.status != "deleted" or include_deleted or backfill or wanted)
         }
         found = store.instances(
             backfill=backfill, ids=wanted or None, states=states, node=node, bizdate=bizdate
         )
-        return [_instance_item(i) for i in found if i.backfill in keep]
+        return [_instance_item(i, records[i.backfill].labels) for i in found if i.backfill in keep]
 
     header = ("ID", "BACKFILL", "NODE", "BIZDATE", "SCHEDULED", "STATE", "ATTEMPTS", "REASON")
     wide = ("GROUP", "PRIORITY", "RESOURCE-GROUP", "STARTED", "FINISHED", "DRY-RUN")
-    show(Listing("instances", header, wide, fetch), output, watch, watch_limit)
+    show(Listing("instances", header, wide, fetch), how, watch, watch_limit, _sleep)
 
 
 get_app.command("instance", hidden=True)(get_instances_command)

@@ -18,13 +18,12 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from backfill_ctl.core import gates
 from backfill_ctl.core.gates import DONE, Blocker, DateCounts
 from backfill_ctl.core.records import NOT_STARTED, STATES, WAITING
 from backfill_ctl.errors import UsageError
-from backfill_ctl.usecases.access import access_of, document
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -164,66 +163,6 @@ def parse_selector(texts: Iterable[str]) -> Selector:
 
 def matches(labels: Mapping[str, str], selector: Selector) -> bool:
     return all((labels.get(k) == v) == (op == "=") for k, op, v in selector)
-
-
-# -- data for -o json / yaml --------------------------------------------------------
-
-
-def backfill_data(record: BackfillRecord, counts: Mapping[str, int]) -> dict[str, Any]:
-    """Every field of the record, the phase, and the instances per state."""
-    window = record.execution_window
-    return {
-        "name": record.name,
-        "phase": phase(record, counts),
-        "status": record.status,
-        "suspended": record.suspended,
-        "outcome": record.outcome,
-        "digest": record.digest,
-        "file": record.file,
-        "labels": dict(record.labels),
-        "appliedAt": utc(record.applied_at),
-        "appliedBy": record.applied_by,
-        "finishedAt": utc(record.finished_at),
-        "notifiedAt": utc(record.notified_at),
-        "runImmediately": record.run_immediately,
-        "executionWindow": {"from": window[0], "to": window[1]} if window else None,
-        "alertWhen": record.alert_when,
-        "notify": [dict(n) for n in record.notify],
-        "instances": sum(counts.values()),
-        "counts": {s: counts.get(s, 0) for s in STATES},
-        "spec": document(record.spec),
-        "access": access.to_json() if (access := access_of(record)) else None,
-    }
-
-
-def instance_data(i: InstanceRecord) -> dict[str, Any]:
-    return {
-        "id": i.id,
-        "backfill": i.backfill,
-        "node": i.node,
-        "bizdate": i.bizdate,
-        "cyctime": i.cyctime,
-        "cyctimeEpoch": i.cyctime_epoch,
-        "timezone": i.timezone,
-        "group": i.group,
-        "sequence": i.sequence,
-        "priority": i.priority,
-        "resourceGroup": i.resource_group,
-        "dryRun": i.dry_run,
-        "dryRunReason": i.dry_run_reason,
-        "state": i.state,
-        "reason": i.reason,
-        "attempts": i.attempts,
-        "triesLeft": i.tries_left,
-        "ignoreDeps": i.ignore_deps,
-        "stopRequested": i.stop_requested,
-        "dependsOn": list(i.depends_on),
-        "run": i.run.to_json(),
-        "createdAt": utc(i.created_at),
-        "updatedAt": utc(i.updated_at),
-        "startedAt": utc(i.started_at),
-        "finishedAt": utc(i.finished_at),
-    }
 
 
 # -- progress by date group --------------------------------------------------------------

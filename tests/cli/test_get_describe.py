@@ -65,6 +65,11 @@ def usage_error(result: Result) -> list[str]:
     return result.stderr.splitlines()
 
 
+HEADER = (
+    "NAME        STATUS   INSTANCES  SUCCEEDED  RUNNING  FAILED  CANCELLED  WAITING  FINISHED  AGE"
+)
+
+
 def lines(*rows: str) -> str:
     return "".join(row + "\n" for row in rows)
 
@@ -80,23 +85,28 @@ def test_the_commands_are_listed_in_the_help() -> None:
 
 def test_get_backfills_is_a_table_of_counts(cli: Cli) -> None:
     assert ok(cli("get", "backfills")) == lines(
-        "NAME        STATUS   INSTANCES  SUCCEEDED  RUNNING  FAILED  WAITING  AGE",
-        "clicks      Waiting  1          0          0        0       1        3d",
-        "fix-orders  Running  6          1          1        1       3        2h",
+        HEADER,
+        "clicks      Waiting  1          0          0        0       "
+        "0          1        -         3d",
+        "fix-orders  Running  6          1          1        1       "
+        "0          3        -         2h",
     )
 
 
 def test_get_backfills_wide_with_the_deleted_ones(cli: Cli) -> None:
     assert ok(cli("get", "backfills", "--all", "-o", "wide")) == lines(
-        "NAME        STATUS   INSTANCES  SUCCEEDED  RUNNING  FAILED  WAITING  AGE  DIGEST     "
-        "          FILE                             LABELS                     APPLIED-BY  "
-        "FINISHED",
-        "clicks      Waiting  1          0          0        0       1        3d   sha256:0123"
-        "456789ab  specs/backfills/clicks.yaml      team=web                   -           -",
-        "fix-orders  Running  6          1          1        1       3        2h   sha256:0123"
-        "456789ab  specs/backfills/fix-orders.yaml  team=retail,ticket=DATA-1  alice       -",
-        "old         Deleted  1          0          0        0       0        45s  sha256:0123"
-        "456789ab  specs/backfills/old.yaml         -                          alice       -",
+        "NAME        STATUS   INSTANCES  SUCCEEDED  RUNNING  FAILED  CANCELLED  WAITING  FINISHED  "
+        "AGE  DIGEST               FILE                             LABELS                     "
+        "APPLIED-BY  FINISHED-AT",
+        "clicks      Waiting  1          0          0        0       0          1        -         "
+        "3d   sha256:0123456789ab  specs/backfills/clicks.yaml      team=web                   "
+        "-           -",
+        "fix-orders  Running  6          1          1        1       0          3        -         "
+        "2h   sha256:0123456789ab  specs/backfills/fix-orders.yaml  team=retail,ticket=DATA-1  "
+        "alice       -",
+        "old         Deleted  1          0          0        0       1          0        -         "
+        "45s  sha256:0123456789ab  specs/backfills/old.yaml         -                          "
+        "alice       -",
     )
 
 
@@ -150,17 +160,32 @@ def test_nothing_matching_says_so_on_stderr(cli: Cli) -> None:
     result = cli("get", "backfills", "-l", "team=retail", "-l", "ticket=DATA-2")
     assert (result.exit_code, result.stdout, result.stderr) == (0, "", "No backfills found.\n")
     result = cli("get", "backfills", "-l", "team=nobody", "-o", "json")
-    assert (result.exit_code, result.stdout, result.stderr) == (0, "[]\n", "")
+    assert (result.exit_code, result.stderr) == (0, "")
+    assert json.loads(result.stdout) == {
+        "apiVersion": "backfillctl.dev/v1alpha1",
+        "kind": "List",
+        "items": [],
+    }
     assert ok(cli("get", "backfills", "-l", "team=nobody", "-o", "name")) == ""
 
 
-def test_get_backfills_as_json_has_every_field_and_the_counts(cli: Cli) -> None:
+def test_get_backfills_as_json_is_a_kubectl_list_of_objects(cli: Cli) -> None:
     data = json.loads(ok(cli("get", "backfills", "-o", "json")))
 
-    assert [d["name"] for d in data] == ["clicks", "fix-orders"]
-    fix = data[1]
-    assert fix["phase"] == "Running"
-    assert fix["counts"] == {
+    assert set(data) == {"apiVersion", "kind", "items"}
+    assert (data["apiVersion"], data["kind"]) == ("backfillctl.dev/v1alpha1", "List")
+    clicks, fix = data["items"]
+    assert set(fix) == {"apiVersion", "kind", "metadata", "spec", "status"}
+    assert (fix["apiVersion"], fix["kind"]) == ("backfillctl.dev/v1alpha1", "Backfill")
+    assert fix["metadata"] == {
+        "name": "fix-orders",
+        "labels": {"team": "retail", "ticket": "DATA-1"},
+        "creationTimestamp": "2024-03-19T23:00:00Z",
+    }
+    assert fix["spec"] == {"groups": 2, "resourceGroup": "backfill-pool"}  # as applied
+    status = fix["status"]
+    assert status["phase"] == "Running"
+    assert status["counts"] == {
         "pending": 3,
         "waiting-for-time": 0,
         "waiting-for-resources": 0,
@@ -170,20 +195,16 @@ def test_get_backfills_as_json_has_every_field_and_the_counts(cli: Cli) -> None:
         "frozen": 0,
         "cancelled": 0,
     }
-    assert fix["instances"] == 6
-    assert fix["appliedAt"] == "2024-03-19T23:00:00Z"
-    assert fix["spec"]["spec"] == {"groups": 2, "resourceGroup": "backfill-pool"}
-    assert set(fix["spec"]) == {"apiVersion", "kind", "metadata", "spec"}  # the document
-    assert data[0]["executionWindow"] == {"from": "22:00", "to": "06:00"}
-    assert set(fix) == {
-        "name",
+    assert status["instances"] == 6
+    assert status["appliedAt"] == "2024-03-19T23:00:00Z"
+    assert clicks["status"]["executionWindow"] == {"from": "22:00", "to": "06:00"}
+    assert set(status) == {
         "phase",
-        "status",
+        "state",
         "suspended",
         "outcome",
         "digest",
         "file",
-        "labels",
         "appliedAt",
         "appliedBy",
         "finishedAt",
@@ -194,7 +215,6 @@ def test_get_backfills_as_json_has_every_field_and_the_counts(cli: Cli) -> None:
         "notify",
         "instances",
         "counts",
-        "spec",
         "access",
     }
 
@@ -213,7 +233,9 @@ def test_an_unknown_backfill_is_a_usage_error_with_a_hint(cli: Cli) -> None:
     assert usage_error(cli("get", "backfills", "zzz"))[1] == (
         "  hint: backfillctl get backfills lists them"
     )
-    assert usage_error(cli("get", "backfills", "-l", "team"))[1].startswith("  hint: write key=")
+    assert usage_error(cli("get", "backfills", "-l", "team in (a"))[1].startswith(
+        "  hint: write key="
+    )
 
 
 def test_a_missing_store_is_a_usage_error(tmp_path: Path) -> None:
@@ -296,44 +318,60 @@ def test_instances_of_deleted_backfills_show_only_when_asked(cli: Cli) -> None:
 
 
 def test_get_instances_as_json_has_every_field(cli: Cli) -> None:
-    (b1,) = json.loads(ok(cli("get", "instances", "b1", "-o", "json")))
+    data = json.loads(ok(cli("get", "instances", "b1", "-o", "json")))
+    (b1,) = data["items"]
 
+    assert (data["apiVersion"], data["kind"]) == ("backfillctl.dev/v1alpha1", "List")
     assert b1 == {
-        "id": "b1",
-        "backfill": "fix-orders",
-        "node": "b",
-        "bizdate": "2024-03-01",
-        "cyctime": "2024-03-02T02:00:00+08:00",
-        "cyctimeEpoch": b1["cyctimeEpoch"],
-        "timezone": "Asia/Shanghai",
-        "group": 0,
-        "sequence": 0,
-        "priority": 5,
-        "resourceGroup": "backfill-pool",
-        "dryRun": False,
-        "dryRunReason": None,
-        "state": "failed",
-        "reason": "exit code 2",
-        "attempts": 1,
-        "triesLeft": 0,
-        "ignoreDeps": False,
-        "stopRequested": False,
-        "dependsOn": ["a1"],
-        "run": {
-            "command": ["python", "jobs/etl.py", "--node", "b", "--pt", "20240301"],
-            "env": {"BACKFILL_PARAM_BIZDATE": "20240301"},
-            "cwd": "/repo",
-            "timeout": 3600.0,
-            "retries": 0,
-            "retryDelay": 30.0,
-            "image": None,
-            "cpu": None,
-            "memory": None,
+        "apiVersion": "backfillctl.dev/v1alpha1",
+        "kind": "Instance",
+        "metadata": {
+            "name": "b1",
+            "labels": {"team": "retail", "ticket": "DATA-1"},  # its backfill's
+            "ownerReferences": [
+                {"apiVersion": "backfillctl.dev/v1alpha1", "kind": "Backfill", "name": "fix-orders"}
+            ],
+            "creationTimestamp": "2024-03-19T23:00:00Z",
         },
-        "createdAt": "2024-03-19T23:00:00Z",
-        "updatedAt": "2024-03-20T00:10:05Z",
-        "startedAt": "2024-03-20T00:10:00Z",
-        "finishedAt": "2024-03-20T00:10:05Z",
+        "spec": {
+            "backfill": "fix-orders",
+            "node": "b",
+            "bizdate": "2024-03-01",
+            "cyctime": "2024-03-02T02:00:00+08:00",
+            "cyctimeEpoch": b1["spec"]["cyctimeEpoch"],
+            "timezone": "Asia/Shanghai",
+            "group": 0,
+            "sequence": 0,
+            "priority": 5,
+            "resourceGroup": "backfill-pool",
+            "dryRun": False,
+            "dryRunReason": None,
+            "ignoreDeps": False,
+            "dependsOn": ["a1"],
+            "run": {
+                "command": ["python", "jobs/etl.py", "--node", "b", "--pt", "20240301"],
+                "env": {"BACKFILL_PARAM_BIZDATE": "20240301"},
+                "cwd": "/repo",
+                "timeout": 3600.0,
+                "retries": 0,
+                "retryDelay": 30.0,
+                "image": None,
+                "cpu": None,
+                "memory": None,
+            },
+        },
+        "status": {
+            "state": "failed",
+            "reason": "exit code 2",
+            "blocker": None,
+            "attempts": 1,
+            "triesLeft": 0,
+            "stopRequested": False,
+            "createdAt": "2024-03-19T23:00:00Z",
+            "updatedAt": "2024-03-20T00:10:05Z",
+            "startedAt": "2024-03-20T00:10:00Z",
+            "finishedAt": "2024-03-20T00:10:05Z",
+        },
     }
 
 
@@ -344,7 +382,8 @@ def test_a_long_reason_is_cut_in_the_table_not_in_the_data(cli: Cli) -> None:
     )
     row = ok(cli("get", "instances", "a2")).splitlines()[1]
     assert row.endswith("  " + reason[:57] + "...")
-    assert json.loads(ok(cli("get", "instances", "a2", "-o", "json")))[0]["reason"] == reason
+    (a2,) = json.loads(ok(cli("get", "instances", "a2", "-o", "json")))["items"]
+    assert a2["status"]["reason"] == reason
 
 
 @pytest.mark.parametrize(
@@ -434,10 +473,13 @@ def test_watch_prints_the_table_then_the_rows_that_change(
     result = cli("get", "backfills", "-w", "--watch-limit", "3")
 
     assert ok(result) == lines(
-        "NAME        STATUS   INSTANCES  SUCCEEDED  RUNNING  FAILED  WAITING  AGE",
-        "clicks      Waiting  1          0          0        0       1        3d",
-        "fix-orders  Running  6          1          1        1       3        2h",
-        "fix-orders  Pending  6          2          0        1       3        2h",
+        HEADER,
+        "clicks      Waiting  1          0          0        0       "
+        "0          1        -         3d",
+        "fix-orders  Running  6          1          1        1       "
+        "0          3        -         2h",
+        "fix-orders  Pending  6          2          0        1       "
+        "0          3        -         2h",
     )
     assert slept == [1.0, 1.0, 1.0]
 
@@ -472,9 +514,9 @@ def test_watch_instances_as_names_and_json(cli: Cli, monkeypatch: pytest.MonkeyP
         ),
     )
     result = cli("get", "instances", "a3", "-o", "json", "-w", "--watch-limit", "1")
-    first, second = ok(result).split("\n]\n")
-    assert json.loads(first + "\n]")[0]["state"] == "succeeded"
-    assert json.loads(second)["state"] == "pending"
+    first, second = ok(result).split("\n}\n", 1)
+    assert json.loads(first + "\n}")["items"][0]["status"]["state"] == "succeeded"
+    assert json.loads(second)["status"]["state"] == "pending"
 
 
 def test_watch_an_empty_listing_prints_the_header_with_the_first_row(
