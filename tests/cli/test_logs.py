@@ -1,0 +1,109 @@
+"""`logs --tail/--since/--timestamps` through the real app, on test_progress's store.
+
+The log of a1 was last written ten minutes before T0 (its file's modification time)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import Result
+
+from backfill_ctl.cli import logs
+from backfill_ctl.state import open_store
+from tests.cli.helpers import run
+from tests.usecases.test_progress import T0, make_store
+
+LOG = "loading 2024-03-01\nrow 1\ndone\n"
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    monkeypatch.setattr(logs, "clock", lambda: T0)
+    (tmp_path / "logs").mkdir()
+    make_store(tmp_path / "s.db", tmp_path / "logs")
+    for name in ("a1", "a3"):
+        log = tmp_path / "logs" / f"{name}.1.log"
+        log.write_text(LOG)
+        os.utime(log, (T0 - 600, T0 - 600))
+    return tmp_path / "s.db", tmp_path / "logs"
+
+
+def finish(db: Path, ident: str) -> None:
+    open_store(db).end_attempt(
+        ident,
+        1,
+        attempt_state="succeeded",
+        exit_code=0,
+        message=None,
+        instance_state="succeeded",
+        at=T0 + 1,
+        actor="controller",
+        origin="test",
+    )
+
+
+def ok(result: Result) -> str:
+    assert result.exit_code == 0, result.stderr
+    return result.stdout
+
+
+def test_tail(cli: tuple[Path, Path]) -> None:
+    db, _ = cli
+    assert ok(run("logs", "a1", "--tail", "2", "--state-file", str(db))) == "row 1\ndone\n"
+    assert ok(run("logs", "a1", "--tail", "0", "--state-file", str(db))) == ""
+    assert ok(run("logs", "a1", "--tail", "-1", "--state-file", str(db))) == LOG
+
+
+def test_since_keeps_a_log_written_within_it(cli: tuple[Path, Path]) -> None:
+    db, _ = cli
+    assert ok(run("logs", "a1", "--since", "15m", "--state-file", str(db))) == LOG
+    late = run("logs", "a1", "--since", "5m", "--state-file", str(db))
+    assert ok(late) == ""
+    assert late.stderr == (
+        "note: the log of attempt 1 of a1 was last written 10m ago (2024-03-20T00:50:00Z), "
+        "before --since 5m\n"
+    )
+    bad = run("logs", "a1", "--since", "soon", "--state-file", str(db))
+    assert bad.exit_code == 2
+    assert bad.stderr.startswith("error: --since: 'soon' is not a duration")
+
+
+def test_timestamps_are_the_last_write(cli: tuple[Path, Path]) -> None:
+    db, _ = cli
+    shown = ok(run("logs", "a1", "--timestamps", "--tail", "1", "--state-file", str(db)))
+    assert shown == "2024-03-20T00:50:00Z done\n"
+
+
+def test_follow_stamps_what_comes_with_the_time_it_was_read(
+    cli: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, folder = cli
+    log = folder / "a3.1.log"
+    now = [T0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+        log.write_text(LOG + "row 2\n")
+        finish(db, "a3")
+
+    monkeypatch.setattr(logs, "clock", lambda: now[0])
+    monkeypatch.setattr(logs, "_sleep", sleep)
+    shown = run(
+        "logs",
+        "a3",
+        "-f",
+        "--tail",
+        "1",
+        "--timestamps",
+        "--follow-limit",
+        "5",
+        "--state-file",
+        str(db),
+    )
+    assert ok(shown) == "2024-03-20T00:50:00Z done\n2024-03-20T01:00:00Z row 2\n"
+
+
+def test_help_has_examples() -> None:
+    assert "Examples:\n    backfillctl logs" in run("logs", "-h").stdout
