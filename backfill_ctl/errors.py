@@ -7,6 +7,12 @@
 Validation never stops at the first problem: checkers return lists of `Diagnostic`,
 each naming the file, the document and the JSON path it is about. Lines and columns
 are filled in later by `spec.source.Sources.locate`, so the checkers need no YAML.
+
+Output is bounded: a value is quoted with `quote` (at most `MAX_QUOTE` characters of
+it), and a diagnostic's message and hint are cut at `MAX_TEXT` characters whatever
+they hold, so no input can make an error message (or a GitHub annotation) huge.
+A diagnostic that only follows from another (a reference to a document that failed to
+load) names that cause in `cause`; such knock-on diagnostics are listed after the rest.
 """
 
 from __future__ import annotations
@@ -32,6 +38,36 @@ class Located(Protocol):
 
 
 PathPart = str | int
+
+MAX_QUOTE = 200  # characters of a value a message quotes
+MAX_TEXT = 1000  # characters of a message or hint
+
+
+def clip(text: str, limit: int = MAX_TEXT) -> str:
+    """`text`, or its first `limit` characters and how many more were left out."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
+
+
+def quote(value: object, limit: int = MAX_QUOTE) -> str:
+    """`repr(value)` of at most about `limit` characters (a huge value is not rendered whole)."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        return f"{value[:limit]!r}... ({len(value) - limit} more characters)"
+    if isinstance(value, list | dict | tuple | set) and len(value) > limit:
+        kind = type(value).__name__
+        return f"<a {kind} of {len(value)} items>"
+    return clip(_bounded_repr(value), limit)
+
+
+def _bounded_repr(value: object) -> str:
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxlevel, r.maxdict, r.maxlist, r.maxstring, r.maxother = 3, 8, 8, MAX_QUOTE, MAX_QUOTE
+    return r.repr(value)
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
@@ -65,6 +101,13 @@ class Diagnostic:
     backfill: str | None = None
     nodes: tuple[str, ...] = ()
     instances: tuple[str, ...] = ()  # a sample when there are many; the message counts all
+    cause: str | None = None  # file:line of the broken document a knock-on error follows from
+
+    def __post_init__(self) -> None:
+        if len(self.message) > MAX_TEXT:
+            object.__setattr__(self, "message", clip(self.message))
+        if self.hint is not None and len(self.hint) > MAX_TEXT:
+            object.__setattr__(self, "hint", clip(self.hint))
 
     @classmethod
     def in_document(cls, origin: Located, message: str, **fields: Any) -> Diagnostic:

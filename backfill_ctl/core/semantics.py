@@ -3,6 +3,11 @@
 References between documents (workspaces, upstream nodes, resource groups), loops in
 the catalog, parameter templates, and each Backfill's selection with its limits.
 Everything is reported; nothing stops at the first problem.
+
+A reference to a document that has errors of its own (`Specs.broken`) is not called
+unknown: it is a knock-on error that says where that document is, and carries it as
+its `cause` (listed after the root causes); a Backfill naming such a node is not
+selected at all, so its selection reports nothing that only follows from it.
 """
 
 from __future__ import annotations
@@ -40,9 +45,59 @@ def _diag(
     *,
     nodes: tuple[str, ...] = (),
     backfill: str | None = None,
+    cause: str | None = None,
 ) -> Diagnostic:
     return Diagnostic.in_document(
-        origin, message, path=path, hint=hint, code=code, nodes=nodes, backfill=backfill
+        origin,
+        message,
+        path=path,
+        hint=hint,
+        code=code,
+        nodes=nodes,
+        backfill=backfill,
+        cause=cause,
+    )
+
+
+_LABELS = {"Workspace": "workspace", "Node": "node", "ResourceGroup": "resource group"}
+
+
+def _reference(
+    specs: Specs,
+    origin: Origin,
+    path: tuple[PathPart, ...],
+    target: tuple[str, str],
+    hint: tuple[Iterable[str], str],
+    code: str,
+    *,
+    nodes: tuple[str, ...] = (),
+    backfill: str | None = None,
+) -> Diagnostic:
+    """`unknown node 'x'`, or the knock-on error of a reference to a broken document."""
+    kind, name = target
+    label = _LABELS[kind]
+    where = specs.broken.get(target)
+    if where is not None:
+        return _diag(
+            origin,
+            path,
+            f"{label} {name!r} is defined in {where} but that document has errors (see above)",
+            "fix the errors of that document first; this one follows from them",
+            code,
+            nodes=nodes,
+            backfill=backfill,
+            cause=where,
+        )
+    choices, fallback = hint
+    message = f"unknown {'upstream ' if path[:2] == ('spec', 'upstream') else ''}{label} {name!r}"
+    return _diag(
+        origin,
+        path,
+        message,
+        _suggest(name, choices, fallback),
+        code,
+        nodes=nodes,
+        backfill=backfill,
     )
 
 
@@ -58,63 +113,72 @@ def _suggest(name: str, choices: Iterable[str], fallback: str) -> str:
 
 def check_references(specs: Specs) -> list[Diagnostic]:
     out: list[Diagnostic] = []
+    hint: tuple[Iterable[str], str]
     for node in specs.nodes.values():
-        o = node.origin
+        o, of = node.origin, (node.name,)
         if node.workspace not in specs.workspaces:
-            out.append(
-                _diag(
-                    o,
-                    ("metadata", "workspace"),
-                    f"unknown workspace {node.workspace!r}",
-                    _suggest(
-                        node.workspace, specs.workspaces, "add a Workspace document with that name"
-                    ),
-                    "unknown-workspace",
-                    nodes=(node.name,),
-                )
-            )
+            hint = (specs.workspaces, "add a Workspace document with that name")
+            target = ("Workspace", node.workspace)
+            path: tuple[PathPart, ...] = ("metadata", "workspace")
+            out.append(_reference(specs, o, path, target, hint, "unknown-workspace", nodes=of))
         for i, up in enumerate(node.upstream):
             if up not in specs.nodes:
-                out.append(
-                    _diag(
-                        o,
-                        ("spec", "upstream", i),
-                        f"unknown upstream node {up!r}",
-                        _suggest(up, specs.nodes, "add a Node with that name"),
-                        "unknown-node",
-                        nodes=(node.name,),
-                    )
-                )
+                hint = (specs.nodes, "add a Node with that name")
+                path = ("spec", "upstream", i)
+                out.append(_reference(specs, o, path, ("Node", up), hint, "unknown-node", nodes=of))
         rg = node.resource_group
         if rg is not None and rg not in specs.resource_groups:
-            out.append(
-                _diag(
-                    o,
-                    ("spec", "resourceGroup"),
-                    f"unknown resource group {rg!r}",
-                    _suggest(
-                        rg, specs.resource_groups, "add a ResourceGroup document with that name"
-                    ),
-                    "unknown-resource-group",
-                    nodes=(node.name,),
-                )
-            )
+            hint = (specs.resource_groups, "add a ResourceGroup document with that name")
+            target, path = ("ResourceGroup", rg), ("spec", "resourceGroup")
+            out.append(_reference(specs, o, path, target, hint, "unknown-resource-group", nodes=of))
     for backfill in specs.backfills.values():
         rg = backfill.resource_group
         if rg != FOLLOW_NODE and rg not in specs.resource_groups:
+            hint = (specs.resource_groups, f"use {FOLLOW_NODE} or a ResourceGroup's name")
             out.append(
-                _diag(
+                _reference(
+                    specs,
                     backfill.origin,
                     ("spec", "resourceGroup"),
-                    f"unknown resource group {rg!r}",
-                    _suggest(
-                        rg, specs.resource_groups, f"use {FOLLOW_NODE} or a ResourceGroup's name"
-                    ),
+                    ("ResourceGroup", rg),
+                    hint,
                     "unknown-resource-group",
                     backfill=backfill.name,
                 )
             )
     return out
+
+
+def check_broken_selection(specs: Specs, backfill: Backfill) -> list[Diagnostic]:
+    """Knock-on errors of a Backfill whose selection names a document that has errors."""
+    sel = backfill.select
+    named: list[tuple[tuple[PathPart, ...], tuple[str, str]]] = []
+    descendants = sel.descendants if isinstance(sel.descendants, tuple) else ()
+    for field_name, names in (
+        ("roots", sel.roots),
+        ("descendants", descendants),
+        ("ends", sel.ends),
+        ("allow", sel.allow),
+        ("block", sel.block),
+    ):
+        named += [((field_name, i), ("Node", n)) for i, n in enumerate(names)]
+    if sel.start is not None:
+        named.append((("start",), ("Node", sel.start)))
+    named += [(("workspaces", i), ("Workspace", w)) for i, w in enumerate(sel.workspaces)]
+    known: dict[str, Collection[str]] = {"Node": specs.nodes, "Workspace": specs.workspaces}
+    return [
+        _reference(
+            specs,
+            backfill.origin,
+            ("spec", "select", *path),
+            target,
+            ((), ""),
+            f"unknown-{_LABELS[target[0]]}",
+            backfill=backfill.name,
+        )
+        for path, target in named
+        if target[1] not in known[target[0]] and target in specs.broken
+    ]
 
 
 def check_cycles(specs: Specs, catalog: Catalog) -> list[Diagnostic]:
@@ -264,6 +328,10 @@ def validate(
     if cycles:
         return scopes, out  # a scope needs an acyclic graph
     for backfill in specs.backfills.values():
+        broken = check_broken_selection(specs, backfill) if specs.broken else []
+        if broken:
+            out += broken
+            continue
         who = actor if authored is None or backfill.name in authored else None
         scope, diags = check_backfill(specs, catalog, backfill, who)
         out += diags

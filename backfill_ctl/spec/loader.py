@@ -4,6 +4,10 @@ Loading never stops at the first problem. Each document goes through YAML parsin
 its kind's JSON Schema, then `DocumentBuilder`; a document with schema errors is not
 built (its data cannot be trusted), but every other one is, so reference checks can
 still run over the rest. Duplicate names are reported at the second definition.
+
+Where a document that was not built is defined (kind and name, read from its data or,
+after a YAML syntax error, guessed from its text) is kept in `Specs.broken`: a
+reference to it is then a knock-on error that names its cause, not an "unknown" name.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from backfill_ctl.spec.build import DocumentBuilder
 from backfill_ctl.spec.model import Backfill, Config, Node, Origin, ResourceGroup, Workspace
 from backfill_ctl.spec.schema import validate_document
 from backfill_ctl.spec.source import SourceFile, Sources, read_sources
-from backfill_ctl.spec.yamlfile import RawDocument, parse_text
+from backfill_ctl.spec.yamlfile import RawDocument, parse_text, unparsed_documents
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -40,6 +44,8 @@ class Specs:
     sources: Sources = field(default_factory=Sources)
     files: int = 0
     documents: list[RawDocument] = field(default_factory=list, repr=False)
+    # (kind, name) -> "file:line" of each document that has errors and was not built
+    broken: dict[tuple[str, str], str] = field(default_factory=dict)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -75,6 +81,10 @@ def load_files(files: Iterable[SourceFile]) -> Specs:
         specs.sources.add(file)
         docs, diags = parse_text(file.name, file.text)
         specs.diagnostics.extend(diags)
+        for diag in diags:
+            if diag.code == "yaml-syntax" and diag.line is not None:
+                for kind, name, line in unparsed_documents(file.text, diag.line - 1):
+                    specs.broken.setdefault((kind, name), f"{file.name}:{line}")
         for doc in docs:
             if doc.data is None:
                 continue  # an empty document (a trailing ---)
@@ -87,6 +97,9 @@ def _add_document(specs: Specs, doc: RawDocument) -> None:
     kind, errors = validate_document(doc)
     specs.diagnostics.extend(errors)
     if kind is None or errors:
+        name = _name_of(doc.data)
+        if kind is not None and name is not None:
+            specs.broken.setdefault((kind, name), f"{doc.file}:{doc.line}")
         return
     origin = Origin(doc.file, doc.index, doc.line)
     builder = DocumentBuilder(origin)
@@ -126,3 +139,9 @@ def _add_document(specs: Specs, doc: RawDocument) -> None:
             }[kind]
             table[name] = build(data)
     specs.diagnostics.extend(builder.diagnostics)
+
+
+def _name_of(data: Any) -> str | None:
+    meta = data.get("metadata") if isinstance(data, dict) else None
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return name if isinstance(name, str) else None

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.errors import Diagnostic, PathPart, UsageError, did_you_mean, quote
+from backfill_ctl.spec.hints import RULES, bounded, type_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
     from backfill_ctl.spec.yamlfile import RawDocument
 
+
 API_VERSION = "backfillctl.dev/v1alpha1"
 KINDS: dict[str, str] = {
     "Workspace": "workspace.schema.json",
@@ -37,7 +39,7 @@ KINDS: dict[str, str] = {
     "Backfill": "backfill.schema.json",
     "Config": "config.schema.json",
 }
-_COMMON = "common.schema.json"
+COMMON = "common.schema.json"
 _PACKAGE = Path(__file__).resolve().parent.parent
 
 
@@ -199,7 +201,7 @@ def validate_document(doc: RawDocument) -> tuple[str | None, list[Diagnostic]]:
     if not isinstance(data, dict):
         return None, [
             diag(
-                f"a document must be a mapping, not {_type_name(data)}",
+                f"a document must be a mapping, not {type_name(data)}",
                 hint="start the document with apiVersion:, kind:, metadata:, spec:",
             )
         ]
@@ -220,14 +222,17 @@ def _misspelt_required(diags: list[Diagnostic]) -> list[Diagnostic]:
     for d in diags:
         if d.message.startswith("unknown field") and d.hint and d.hint.startswith("did you mean"):
             meant[(d.path[:-1], d.hint.split("'")[1])] = d
+    dropped = set()
+    for d in diags:
+        missing = re.fullmatch(r"missing required field '(.+)'", d.message)
+        if missing and (d.path, missing.group(1)) in meant:
+            dropped.add(id(meant[(d.path, missing.group(1))]))
     out = []
     for d in diags:
         missing = re.fullmatch(r"missing required field '(.+)'", d.message)
         if missing and (d.path, missing.group(1)) in meant:
             continue
-        if d in meant.values():
-            d = replace(d, hint=f"{d.hint[:-1]} (a required field)" if d.hint else None)
-        out.append(d)
+        out.append(replace(d, hint=f"{d.hint} (it is required)") if id(d) in dropped else d)
     return out
 
 
@@ -259,156 +264,13 @@ def _message(
     """The message, path and hint of an error of one field, by the rule it breaks."""
     if error.validator == "not" and isinstance(error.instance, str):  # propertyNames
         reason = schema.get("not", {}).get("description")
-        hint = f"remove it ({reason})" if reason else "remove it"
-        return f"field {quote(error.instance)} cannot be set here", (*path, error.instance), hint
-    explain = _RULES.get(str(error.validator))
+        removal = f"remove it ({reason})" if reason else "remove it"
+        return f"field {quote(error.instance)} cannot be set here", (*path, error.instance), removal
+    explain = RULES.get(str(error.validator))
     if explain is None:
-        return _bounded(error), path, None
+        return bounded(error), path, None
     message, hint = explain(error, schema, path)
     return message, path, hint
-
-
-def _bounded(error: ValidationError) -> str:
-    """jsonschema's message, with its quote of the value cut to a few hundred characters."""
-    message = str(error.message)
-    if len(message) <= 300:
-        return message
-    shown = repr(error.instance)
-    return message.replace(shown, quote(error.instance)) if shown in message else message
-
-
-Rule = Callable[
-    ["ValidationError", Mapping[str, Any], tuple[PathPart, ...]], tuple[str, str | None]
-]
-
-
-def _const(
-    error: ValidationError, schema: Mapping[str, Any], path: tuple[PathPart, ...]
-) -> tuple[str, str | None]:
-    if path[-1:] == ("apiVersion",):
-        return _bounded(error), f"use apiVersion: {API_VERSION}"
-    return _bounded(error), f"use {schema.get('const')!r}"
-
-
-def _required(
-    error: ValidationError, schema: Mapping[str, Any], path: tuple[PathPart, ...]
-) -> tuple[str, str | None]:
-    # jsonschema reports one error per missing field, naming it only in the message.
-    missing = re.fullmatch(r"'(.+)' is a required property", error.message)
-    message = f"missing required field {missing.group(1)!r}" if missing else error.message
-    return message, "add the missing field"
-
-
-_TYPE_WORDS = {
-    "string": "a string",
-    "integer": "a whole number",
-    "number": "a number",
-    "boolean": "true or false",
-    "array": "a list",
-    "object": "a mapping (field: value)",
-    "null": "nothing",
-}
-
-
-def _type(
-    error: ValidationError, schema: Mapping[str, Any], path: tuple[PathPart, ...]
-) -> tuple[str, str | None]:
-    value = error.instance
-    expected = schema.get("type")
-    names = [expected] if isinstance(expected, str) else list(expected or ())
-    wanted = " or ".join(_TYPE_WORDS.get(n, n) for n in names) or "another type"
-    message = f"{quote(value)} is not of type {' or '.join(repr(n) for n in names)}"
-    if isinstance(value, bool):
-        hint = "YAML reads unquoted yes/no/on/off/true/false as booleans; quote the value"
-    elif isinstance(value, int | float) and "string" in names:
-        hint = "quote the value to make it a string"
-    elif value is None:
-        hint = f"the value is missing: write {wanted} after the colon"
-    elif isinstance(value, str) and names == ["array"]:
-        hint = f"write a list, for example [{value[:40]}]"
-    elif isinstance(value, str) and re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", value):
-        hint = f"remove the quotes: this field takes {wanted}"
-    else:
-        hint = f"this field takes {wanted}, not {_type_name(value)}"
-    return message, hint
-
-
-def _bound(
-    error: ValidationError, schema: Mapping[str, Any], path: tuple[PathPart, ...]
-) -> tuple[str, str | None]:
-    value, rule = quote(error.instance), str(error.validator)
-    limit = schema.get(rule)
-    words = {
-        "minimum": ("less than the minimum", f"use {limit} or more"),
-        "maximum": ("more than the maximum", f"use {limit} or less"),
-        "exclusiveMinimum": ("not more than", f"use a value above {limit}"),
-        "exclusiveMaximum": ("not less than", f"use a value below {limit}"),
-    }[rule]
-    return f"{value} is {words[0]} {limit}", words[1]
-
-
-def _size(
-    error: ValidationError, schema: Mapping[str, Any], path: tuple[PathPart, ...]
-) -> tuple[str, str | None]:
-    rule, value = str(error.validator), error.instance
-    limit = schema.get(rule)
-    if rule == "minItems":
-        message = "the list is empty" if not value else f"the list has {len(value)} items"
-        plural = "" if limit == 1 else "s"
-        return f"{message}; at least {limit} needed", f"list at least {limit} item{plural}"
-    if rule == "minLength":
-        if not value:
-            return "the value is empty", "write a value, or remove the field if it is optional"
-        return f"{quote(value)} is too short", f"write at least {limit} characters"
-    if rule == "maxLength":
-        return f"{quote(value)} is too long", f"write at most {limit} characters"
-    return _bounded(error), f"list at most {limit} items"
-
-
-def _unique(
-    error: ValidationError, schema: Mapping[str, Any], path: tuple[PathPart, ...]
-) -> tuple[str, str | None]:
-    repeated = next((v for i, v in enumerate(error.instance) if v in error.instance[:i]), None)
-    return f"{quote(repeated)} is listed twice", "remove the repeated item"
-
-
-def _pattern_rule(
-    error: ValidationError, schema: Mapping[str, Any], path: tuple[PathPart, ...]
-) -> tuple[str, str | None]:
-    return f"{quote(error.instance)} is not valid here", _pattern_hint(schema)
-
-
-def _enum(
-    error: ValidationError, schema: Mapping[str, Any], path: tuple[PathPart, ...]
-) -> tuple[str, str | None]:
-    # No hint: the message itself lists the choices.
-    choices = ", ".join(str(c) for c in schema.get("enum", ()))
-    return f"{quote(error.instance)} is not one of: {choices}", None
-
-
-def _format(
-    error: ValidationError, schema: Mapping[str, Any], path: tuple[PathPart, ...]
-) -> tuple[str, str | None]:
-    return f"{quote(error.instance)} is not a valid {schema.get('format')}", _pattern_hint(schema)
-
-
-_RULES: dict[str, Rule] = {
-    "const": _const,
-    "required": _required,
-    "type": _type,
-    "minimum": _bound,
-    "maximum": _bound,
-    "exclusiveMinimum": _bound,
-    "exclusiveMaximum": _bound,
-    "minItems": _size,
-    "maxItems": _size,
-    "minLength": _size,
-    "maxLength": _size,
-    "uniqueItems": _unique,
-    "pattern": _pattern_rule,
-    "enum": _enum,
-    "format": _format,
-}
 
 
 def _closest_branch(errors: Iterable[ValidationError]) -> list[ValidationError]:
@@ -431,30 +293,3 @@ def _closest_branch(errors: Iterable[ValidationError]) -> list[ValidationError]:
 
 # What a value of a field-specific pattern looks like (a field's description says what
 # the field is for, not how to write it).
-_PATTERN_WORDS = {
-    "^https?://": "write a URL that starts with http:// or https://",
-    "^/": "write an absolute path, starting with /",
-    "^sqlite:///": "write a sqlite:/// URL",
-    "^[^@\\s]+@[^@\\s]+$": "write an e-mail address, name@domain",
-    "^[A-Za-z_][A-Za-z0-9_]*$": "use letters, digits and _, not starting with a digit",
-    "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$": "use lowercase letters, digits and -, not at either end",
-}
-
-
-def _pattern_hint(schema: Mapping[str, Any]) -> str:
-    """What the value should look like: the shared format's own description, else words
-    for the field's pattern, with an example when the schema gives one."""
-    pattern = schema.get("pattern")
-    formats = {d.get("pattern"): d for d in load_schema(_COMMON)["$defs"].values()}
-    source = formats.get(pattern, {})
-    text = source.get("description") or _PATTERN_WORDS.get(str(pattern))
-    text = text or ("write it as in the example" if schema.get("examples") else None)
-    text = text or f"it must match the pattern {pattern}"
-    examples = source.get("examples") or schema.get("examples")
-    if examples:
-        text = f"{text.rstrip('.')}, for example {examples[0]!r}"
-    return text
-
-
-def _type_name(value: Any) -> str:
-    return {list: "a list", str: "a string", type(None): "empty"}.get(type(value), "a scalar")

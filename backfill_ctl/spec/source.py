@@ -4,6 +4,10 @@
 for stdin) into `SourceFile`s. `Sources.locate` turns the (file, document, JSON path)
 of a diagnostic into a line and column by composing the file again; it runs only
 when there is something to report, so valid specs keep nothing but their text.
+
+A spec file larger than `MAX_SPEC_BYTES` (10 MiB; `read_sources(max_bytes=...)` for
+another limit) is refused before it is read or parsed: specs are small, and a huge
+file would only cost minutes and gigabytes before failing anyway.
 """
 
 from __future__ import annotations
@@ -26,6 +30,21 @@ if TYPE_CHECKING:
 YAML_SUFFIXES = (".yaml", ".yml")
 STDIN = "-"
 STDIN_NAME = "<stdin>"
+MAX_SPEC_BYTES = 10 * 1024 * 1024
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit} ({n} bytes)"
+    return f"{n} bytes"
+
+
+def _too_large(name: str, size: int, limit: int) -> UsageError:
+    return UsageError(
+        f"{name}: {_size(size)} is larger than the limit of {_size(limit)} for a spec file",
+        hint="split it into several smaller spec files",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +53,14 @@ class SourceFile:
     text: str
 
 
-def read_sources(paths: Sequence[str], stdin: TextIO | None = None) -> list[SourceFile]:
-    """Every YAML file under `paths`, in a stable order, each read once."""
+def read_sources(
+    paths: Sequence[str], stdin: TextIO | None = None, *, max_bytes: int = MAX_SPEC_BYTES
+) -> list[SourceFile]:
+    """Every YAML file under `paths`, in a stable order, each read once (UsageError for
+    one larger than `max_bytes`)."""
     if not paths:
         raise UsageError("no spec paths given", hint="pass files or directories, or - for stdin")
+    limit = max_bytes
     seen: set[Path] = set()
     names: set[str] = set()
     files: list[SourceFile] = []
@@ -46,7 +69,7 @@ def read_sources(paths: Sequence[str], stdin: TextIO | None = None) -> list[Sour
             if STDIN_NAME not in names:  # a second - would read nothing
                 names.add(STDIN_NAME)
                 stream = stdin if stdin is not None else sys.stdin
-                files.append(SourceFile(STDIN_NAME, _read_stdin(stream)))
+                files.append(SourceFile(STDIN_NAME, _read_stdin(stream, limit)))
             continue
         path = Path(arg)
         if path.is_dir():
@@ -67,7 +90,7 @@ def read_sources(paths: Sequence[str], stdin: TextIO | None = None) -> list[Sour
             key = file.resolve()
             if key not in seen:
                 seen.add(key)
-                files.append(SourceFile(str(file), _read(file)))
+                files.append(SourceFile(str(file), _read(file, limit)))
     return files
 
 
@@ -84,8 +107,11 @@ def _yaml_files(root: Path) -> Iterable[Path]:
             yield path
 
 
-def _read(path: Path) -> str:
+def _read(path: Path, limit: int) -> str:
     try:
+        size = path.stat().st_size
+        if size > limit:
+            raise _too_large(str(path), size, limit)
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raw = exc.object[: exc.start]
@@ -101,10 +127,12 @@ def _read(path: Path) -> str:
         ) from exc
 
 
-def _read_stdin(stream: TextIO) -> str:
+def _read_stdin(stream: TextIO, limit: int) -> str:
     """stdin's text; its bytes are UTF-8 or it is a UsageError, as for a file."""
     try:
-        text = stream.read()
+        text = stream.read(limit + 1)  # characters: at least as many bytes
+        if len(text) > limit or len(text.encode("utf-8", "surrogateescape")) > limit:
+            raise _too_large(STDIN_NAME, len(text.encode("utf-8", "surrogateescape")), limit)
         text.encode("utf-8")  # undecodable bytes come back as surrogates (surrogateescape)
     except UnicodeDecodeError as exc:
         raise UsageError(
@@ -126,9 +154,10 @@ class Sources:
         self._text[file.name] = file.text
 
     def locate(self, diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
-        """Fill in line and column where they are missing; sort by file and line."""
+        """Fill in line and column where they are missing; sort by file and line, the
+        knock-on diagnostics (those with a `cause`) after every other."""
         located = [d if d.line is not None else self._locate_one(d) for d in diagnostics]
-        return sorted(located, key=lambda d: (d.file, d.line or 0, d.col or 0))
+        return sorted(located, key=lambda d: (d.cause is not None, d.file, d.line or 0, d.col or 0))
 
     def _locate_one(self, diag: Diagnostic) -> Diagnostic:
         docs = self._documents(diag.file)

@@ -17,6 +17,7 @@ Line and column of a JSON path are looked up later by composing the text again
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,8 +37,10 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 _TAG = "tag:yaml.org,2002:"
 _TRUE_FALSE = {"true", "false"}
 _OCTAL = re.compile(r"^[-+]?0[0-7_]+$")
-# Values a document may expand to through aliases before we call it a "billion laughs".
+# Values a document may hold, and repeat through aliases, before we call it a "billion
+# laughs": such a document is reported and dropped, not validated.
 _MAX_VALUES = 2_000_000
+MAX_ALIAS_VALUES = 100_000
 # Its int/float constructors only read the node's text; one instance serves every file.
 _SCALARS = _Loader("")
 
@@ -73,6 +76,8 @@ def parse_text(file: str, text: str) -> tuple[list[RawDocument], list[Diagnostic
         for node in compose_documents(text):
             converter = _Converter(file, index)
             data = converter.convert(node, ())
+            if converter.exhausted:
+                data = None  # not validated: its errors would be as large as the document
             diags.extend(converter.diagnostics)
             docs.append(RawDocument(file, index, node.start_mark.line + 1, data))
             index += 1
@@ -93,6 +98,33 @@ def parse_text(file: str, text: str) -> tuple[list[RawDocument], list[Diagnostic
     except yaml.YAMLError as exc:
         diags.append(Diagnostic(f"YAML error: {exc}", file=file, doc=index, code="yaml-syntax"))
     return docs, diags
+
+
+_KIND_LINE = re.compile(r"^kind:[ \t]*['\"]?([A-Za-z]+)", re.M)
+_NAME_LINE = re.compile(
+    r"^metadata:[^\n]*?(?:\{[^}\n]*?\bname:[ \t]*|\n(?:[ \t]+[^\n]*\n)*?[ \t]+name:[ \t]*)"
+    r"['\"]?([\w.-]+)",
+    re.M,
+)
+
+
+def unparsed_documents(text: str, line: int) -> list[tuple[str, str, int]]:
+    """(kind, name, 1-based line) of the documents a syntax error on `line` (0-based)
+    left unread: its own and those after it, guessed from their text alone, so that a
+    reference to one of them can say where it is instead of calling it unknown."""
+    lines = text.splitlines(keepends=True)
+    starts = [i for i, text_line in enumerate(lines) if text_line.startswith("---")]
+    begin = max((i for i in starts if i <= line), default=0)
+    bounds = [begin, *(i for i in starts if i > begin), len(lines)]
+    found = []
+    for first, end in itertools.pairwise(bounds):
+        chunk = "".join(lines[first:end])
+        kind, name = _KIND_LINE.search(chunk), _NAME_LINE.search(chunk)
+        if kind and name:
+            found.append(
+                (kind.group(1), name.group(1), first + chunk.count("\n", 0, kind.start()) + 1)
+            )
+    return found
 
 
 def _line_at(text: str, line: int) -> str:
@@ -123,7 +155,10 @@ class _Converter:
         self.doc = doc
         self.diagnostics: list[Diagnostic] = []
         self._budget = _MAX_VALUES
+        self._repeats = MAX_ALIAS_VALUES  # values an alias may repeat
+        self._seen: set[int] = set()
         self._active: set[int] = set()
+        self.exhausted = False
 
     def _error(self, node: yaml.Node, path: tuple[PathPart, ...], msg: str, hint: str) -> None:
         mark = node.start_mark
@@ -142,14 +177,14 @@ class _Converter:
 
     def convert(self, node: yaml.Node, path: tuple[PathPart, ...]) -> Any:
         self._budget -= 1
-        if self._budget < 0:
-            if self._budget == -1:
-                self._error(
-                    node,
-                    path,
-                    "document expands to too many values",
-                    "remove the aliases that repeat large parts of the document",
-                )
+        if id(node) in self._seen:
+            self._repeats -= 1
+        else:
+            self._seen.add(id(node))
+        if self._budget < 0 or self._repeats < 0:
+            if not self.exhausted:
+                self.exhausted = True
+                self._error(node, path, *self._too_many())
             return None
         if isinstance(node, yaml.ScalarNode):
             return self._scalar(node, path)
@@ -167,6 +202,17 @@ class _Converter:
         finally:
             self._active.discard(id(node))
         return None  # pragma: no cover - the three node kinds are exhaustive
+
+    def _too_many(self) -> tuple[str, str]:
+        if self._repeats < 0:
+            return (
+                f"aliases expand this document to more than {MAX_ALIAS_VALUES} repeated values",
+                "remove the aliases that repeat large parts of the document",
+            )
+        return (
+            f"document has more than {_MAX_VALUES} values",
+            "split it into smaller documents",
+        )
 
     def _check_tag(self, node: yaml.Node, path: tuple[PathPart, ...], kind: str) -> None:
         if node.tag != _TAG + kind:

@@ -205,8 +205,8 @@ def test_a_field_backfillctl_owns_cannot_be_set_in_the_pod_template() -> None:
         (
             "$.spec.kubernetes.podTemplate.spec.restartPolicy",
             "field 'restartPolicy' cannot be set here",
-            "backfillctl sets these: the container comes from the node's run, and "
-            "restartPolicy is Never",
+            "remove it (backfillctl sets these: the container comes from the node's run, "
+            "and restartPolicy is Never)",
         )
     ]
 
@@ -259,20 +259,34 @@ def test_a_number_where_a_date_belongs() -> None:
     [
         (
             {"depth": 0},
-            [("$.spec.select.descendants.depth", "0 is less than the minimum of 1", None)],
+            [
+                (
+                    "$.spec.select.descendants.depth",
+                    "0 is less than the minimum of 1",
+                    "use 1 or more",
+                )
+            ],
         ),
         (
             {"dpth": 1},
-            [
-                ("$.spec.select.descendants.dpth", "unknown field 'dpth'", "did you mean 'depth'?"),
+            [  # one typo, one error: the missing 'depth' follows from it
                 (
-                    "$.spec.select.descendants",
-                    "missing required field 'depth'",
-                    "add the missing field",
+                    "$.spec.select.descendants.dpth",
+                    "unknown field 'dpth'",
+                    "did you mean 'depth'? (it is required)",
                 ),
             ],
         ),
-        ("x", [("$.spec.select.descendants", "'x' is not of type 'array'", None)]),
+        (
+            "x",
+            [
+                (
+                    "$.spec.select.descendants",
+                    "'x' is not of type 'array'",
+                    "write a list, for example [x]",
+                )
+            ],
+        ),
     ],
 )
 def test_oneof_errors_come_from_the_branch_that_fits(
@@ -290,8 +304,11 @@ def test_oneof_errors_come_from_the_branch_that_fits(
             ("$.spec.alerts.notify[0].webhook", "'ftp://x' is not valid here"),
         ),
         ({"email": "nobody"}, ("$.spec.alerts.notify[0].email", "'nobody' is not valid here")),
-        ({"command": []}, ("$.spec.alerts.notify[0].command", "[] should be non-empty")),
-        ({"command": ""}, ("$.spec.alerts.notify[0].command", "'' should be non-empty")),
+        (
+            {"command": []},
+            ("$.spec.alerts.notify[0].command", "the list is empty; at least 1 needed"),
+        ),
+        ({"command": ""}, ("$.spec.alerts.notify[0].command", "the value is empty")),
     ],
 )
 def test_a_bad_notifier_value_is_explained_by_its_own_branch(
@@ -493,7 +510,7 @@ VALID_DOCUMENTS: list[tuple[str, dict[str, Any]]] = [
 ]
 
 DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
-ONE_OF_EACH_TYPE = {
+ONE_OF_EACH_TYPE: dict[str, Any] = {
     "null": None,
     "boolean": True,
     "integer": 3,
