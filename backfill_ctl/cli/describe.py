@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import typer
 
+from backfill_ctl.cli import describe_data
 from backfill_ctl.cli.console import out
 from backfill_ctl.cli.get import find_backfill, find_instance
 from backfill_ctl.cli.state import StateOpt, open_state
@@ -79,6 +80,7 @@ def describe_command(
             show_default=False,
         ),
     ],
+    output: describe_data.DescribeOutputOpt = None,
     state: StateOpt = None,
 ) -> None:
     """Show a backfill or an instance in detail: settings and progress, or why it waits,
@@ -86,6 +88,15 @@ def describe_command(
     store = open_state(state)
     chosen = _targets(targets)
     now = clock()
+    if output is not None:
+        objects = [
+            describe_data.backfill_data(store, name)
+            if kind == "backfill"
+            else describe_data.instance_data(store, name, now)
+            for kind, name in chosen
+        ]
+        out(describe_data.dump(objects, output))
+        return
     pages = [
         _backfill(store, name, now) if kind == "backfill" else _instance(store, name, now)
         for kind, name in chosen

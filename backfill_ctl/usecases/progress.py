@@ -174,8 +174,8 @@ class DateGroup:
     dates: int
     instances: int
     done: int
-    current: int | None  # the lowest sequence not all done; None when the group is done
-    bizdate: str | None  # the current business date
+    current: int | None  # the sequence of the current date; None when the group is done
+    bizdate: str | None  # the current business date: the first not all done
     position: int  # 1-based place of the current date among the group's dates
     at_current: dict[str, int]  # instances of the current date, by state
     later: int  # instances of later dates not done: they wait for the current one
@@ -188,12 +188,18 @@ class DateGroup:
 
 
 def date_groups(dates: DateCounts) -> list[DateGroup]:
-    by_group: dict[int, dict[int, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
-    day: dict[tuple[int, int], str] = {}
+    """Per date group, its business dates in the scheduler's order (sequence, then date).
+
+    Counted by business date, not by sequence: after a Backfill's `groups` changed, the
+    instances that had ended keep their old group and sequence while the others are
+    renumbered, so one sequence may hold two dates (and a date two sequences).
+    """
+    by_group: dict[int, dict[str, Counter[str]]] = defaultdict(lambda: defaultdict(Counter))
+    first: dict[tuple[int, str], int] = {}
     for (group, sequence, bizdate, state), n in dates.items():
-        by_group[group][sequence][state] += n
-        day[group, sequence] = bizdate
-    return [_date_group(g, by_group[g], day) for g in sorted(by_group)]
+        by_group[group][bizdate][state] += n
+        first[group, bizdate] = min(sequence, first.get((group, bizdate), sequence))
+    return [_date_group(g, by_group[g], first) for g in sorted(by_group)]
 
 
 def _not_done(counts: Counter[str]) -> int:
@@ -201,12 +207,12 @@ def _not_done(counts: Counter[str]) -> int:
 
 
 def _date_group(
-    group: int, seqs: Mapping[int, Counter[str]], day: Mapping[tuple[int, int], str]
+    group: int, days: Mapping[str, Counter[str]], first: Mapping[tuple[int, str], int]
 ) -> DateGroup:
-    order = sorted(seqs)
-    open_ = [q for q in order if _not_done(seqs[q])]
-    instances = sum(sum(c.values()) for c in seqs.values())
-    done = sum(c[s] for c in seqs.values() for s in DONE)
+    order = sorted(days, key=lambda d: (first[group, d], d))
+    open_ = [d for d in order if _not_done(days[d])]
+    instances = sum(sum(c.values()) for c in days.values())
+    done = sum(c[s] for c in days.values() for s in DONE)
     if not open_:
         return DateGroup(group, len(order), instances, done, None, None, len(order), {}, 0, 0)
     current = open_[0]
@@ -215,11 +221,11 @@ def _date_group(
         dates=len(order),
         instances=instances,
         done=done,
-        current=current,
-        bizdate=day[group, current],
+        current=first[group, current],
+        bizdate=current,
         position=order.index(current) + 1,
-        at_current=dict(seqs[current]),
-        later=sum(_not_done(seqs[q]) for q in open_[1:]),
+        at_current=dict(days[current]),
+        later=sum(_not_done(days[d]) for d in open_[1:]),
         later_dates=len(open_) - 1,
     )
 
