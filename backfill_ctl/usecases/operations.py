@@ -104,6 +104,7 @@ def select(store: OperationsStore, selection: Selection) -> list[InstanceRecord]
     )
     missing = set(wanted) - {i.id for i in found}
     if missing:
+        _elsewhere(store, sorted(missing), s.backfill)
         raise UsageError(
             f"no instance {', '.join(sorted(missing))} in {store.path}",
             hint="backfillctl get instances lists them",
@@ -111,6 +112,24 @@ def select(store: OperationsStore, selection: Selection) -> list[InstanceRecord]
     if not found:
         raise UsageError("no instance matches", hint="loosen the filters")
     return found
+
+
+def _elsewhere(store: OperationsStore, ids: list[str], backfill: str | None) -> None:
+    """Refuse an instance id named with a --backfill it does not belong to."""
+    if backfill is None:
+        return
+    for i in store.instances(ids=ids):
+        if i.backfill != backfill:
+            raise mismatch(i.id, i.backfill, backfill)
+
+
+def mismatch(iid: str, owner: str, given: str) -> UsageError:
+    """The error for an instance id named with another backfill's --backfill."""
+    return UsageError(
+        f"instance {iid} belongs to backfill {owner}, not {given}: the instance id and "
+        f"--backfill {given} contradict each other",
+        hint=f"drop --backfill, or use --backfill {owner}",
+    )
 
 
 def run(

@@ -94,6 +94,25 @@ def _create_private(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
 
 
+def _unopenable(path: str) -> StateError | None:
+    """Why SQLite could not open the store ("unable to open database file"), and what to
+    do, when it is the path (a directory, a folder this user cannot use); None when not
+    (the disk: told as a failed write)."""
+    if os.path.isdir(path):  # noqa: PTH112
+        return StateError(
+            f"cannot open the state store {path}: it is a directory, not a file",
+            hint=f"name the store file, like --state-file {os.path.join(path, 'state.db')}",  # noqa: PTH118
+        )
+    folder = os.path.dirname(path) or "."  # noqa: PTH120
+    if not os.access(folder, os.R_OK | os.W_OK | os.X_OK):
+        return StateError(
+            f"cannot open the state store {path}: its folder {folder} cannot be read and "
+            "written by this user",
+            hint=f"check the permissions of {folder}, or choose another --state-file",
+        )
+    return None
+
+
 class Connection:
     """One open store file; the record parts (backfills, instances, ...) build on it."""
 
@@ -134,6 +153,9 @@ class Connection:
 
     def _error(self, exc: sqlite3.Error) -> StateError:
         text = str(exc)
+        unopenable = _unopenable(self.path) if "unable to open" in text else None
+        if unopenable is not None:
+            return unopenable
         for words, what in _UNWRITABLE:
             if words in text:
                 return StoreUnavailable(
