@@ -1,7 +1,9 @@
 """`backfillctl get backfills|instances`: what the state store holds, as a table or data.
 
-kubectl-like: a table by default; `-o wide` adds columns; `-o json|yaml` print a list
-of objects with every field; `-o name` prints `backfill/NAME` or `instance/ID` lines.
+kubectl-like: a table by default; `-o wide` adds columns; `-o json|yaml` print a `List`
+of objects (apiVersion, kind, metadata, spec, status: usecases.objects); `-o name` prints
+`backfill/NAME` or `instance/ID` lines; `-o jsonpath=`, `-o custom-columns=`,
+`--sort-by`, `--no-headers` and set-based `-l` as kubectl has them (cli.get_output).
 `-w` prints the listing, then polls the store every second and prints the rows (or
 objects, or names) that changed since, until interrupted: only what changed, as
 `kubectl get -w` does, so a long watch reads as a log of changes.
@@ -153,7 +155,8 @@ def get_backfills_command(
 
     STATUS is the first that holds of Deleted, Stopped, Suspended, Succeeded, Failed,
     Running (an instance runs), Waiting (instances wait for their time or a slot) and
-    Pending. WAITING counts pending and waiting-* instances.
+    Pending. WAITING counts pending and waiting-* instances; CANCELLED those cancelled
+    (by delete or apply --prune); FINISHED is how long ago it finished.
     """
     store = open_state(state)
     wanted = [find_backfill(store, n).name for n in names or []]

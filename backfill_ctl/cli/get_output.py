@@ -106,7 +106,7 @@ def parse_output(text: str | None, sort_by: str | None, no_headers: bool) -> Out
     if (name in _TAKES_ARGUMENT) != bool(sep):
         example = "jsonpath='{.items[*].metadata.name}'" if sep == "" else name
         raise UsageError(
-            f"-o {text!r}: {name} {'needs' if not sep else 'takes no'} an argument",
+            f"-o {text!r}: {name} {'takes no argument' if sep else 'needs an argument'}",
             hint=f"write -o {example}",
         )
     return Output(name, template, sort_by, no_headers)

@@ -42,7 +42,7 @@ def test_jsonpath_reads_the_list(cli: Cli) -> None:
         ("jsonpath", "error: -o 'jsonpath': jsonpath needs an argument"),
         ("custom-columns=NAME", "error: -o custom-columns: 'NAME' is not HEADER:PATH"),
         ("jsonpth={.a}", "error: -o 'jsonpth={.a}': unknown output format"),
-        ("wide=x", "error: -o 'wide=x': wide takes no an argument"),
+        ("wide=x", "error: -o 'wide=x': wide takes no argument"),
     ],
 )
 def test_a_bad_output_is_a_usage_error(cli: Cli, output: str, message: str) -> None:
@@ -50,12 +50,11 @@ def test_a_bad_output_is_a_usage_error(cli: Cli, output: str, message: str) -> N
 
 
 def test_a_bad_sort_key_is_a_usage_error(cli: Cli) -> None:
-    error = usage_error(cli("get", "instances", "--sort-by", "{.status[}"))
-    assert error[
-        0
-    ] == "error: jsonpath '{.status[}': cannot read '[': a path starts with a dot" or (
-        error[0].startswith("error: jsonpath '{.status[}'")
-    )
+    assert usage_error(cli("get", "instances", "--sort-by", "{.status[}")) == [
+        "error: jsonpath '{.status[}': cannot read '['",
+        "  hint: write a template like {.items[*].metadata.name} or "
+        '{range .items[*]}{.metadata.name}{"\\n"}{end}',
+    ]
 
 
 def test_custom_columns_and_no_headers(cli: Cli) -> None:
