@@ -37,6 +37,7 @@ from backfill_ctl.cli.options import (
 )
 from backfill_ctl.cli.state import StateOpt, open_state, spec_root, who
 from backfill_ctl.errors import UsageError
+from backfill_ctl.reports.check_text import refusal
 from backfill_ctl.usecases import apply as applying
 
 if TYPE_CHECKING:
@@ -109,10 +110,7 @@ def apply_command(
         applying.require_actor(specs, prepared.actor, "apply")
     if prepared.failed:
         print_diagnostics(prepared.errors, code=True)
-        err(
-            f"apply refused: {len(prepared.errors)} error "
-            "finding(s) (a Backfill may accept its risks with checks.stopOnRisk: false)"
-        )
+        err(refusal("apply", prepared.errors))
         raise typer.Exit(1)
     print_diagnostics(prepared.warnings, code=True)
     if dry_run:  # before the first apply too, as diff: nothing is created

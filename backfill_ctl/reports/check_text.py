@@ -1,14 +1,19 @@
-"""`check` for people (text) and tools (JSON): one line per backfill, then the findings."""
+"""`check` for people (text) and tools (JSON): one line per backfill, then the findings;
+and the line that says why apply was refused."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.reports.text import count, table
+from backfill_ctl.risks import CHECKS
 from backfill_ctl.risks.compare import delta
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from backfill_ctl.core.planner import BackfillPlan
+    from backfill_ctl.errors import Diagnostic
     from backfill_ctl.risks.compare import BackfillChange
     from backfill_ctl.usecases.check import CheckResult
 
@@ -126,3 +131,20 @@ def _change(c: BackfillChange) -> dict[str, Any]:
             for (node, before, after), n in c.moves
         ],
     }
+
+
+def refusal(verb: str, errors: Sequence[Diagnostic]) -> str:
+    """`apply refused: 2 error finding(s)`, with `checks.stopOnRisk: false` suggested only
+    for the findings that setting accepts (risk checks with stop_on_risk)."""
+    text = f"{verb} refused: {len(errors)} error finding(s)"
+    risky = sorted(
+        {e.code for e in errors if (c := CHECKS.get(e.code)) is not None and c.stop_on_risk}
+    )
+    if risky and len(risky) == len({e.code for e in errors}):
+        return f"{text} (a Backfill may accept its risks with checks.stopOnRisk: false)"
+    if risky:
+        return (
+            f"{text}; fix the others first (checks.stopOnRisk: false accepts only "
+            f"{', '.join(risky)})"
+        )
+    return f"{text}; fix them first (checks.stopOnRisk: false does not accept these)"

@@ -7,9 +7,11 @@ that a timezone exists and a cron expression parses.
 
 from __future__ import annotations
 
+import difflib
+import re
 from typing import TYPE_CHECKING, Any
 
-from backfill_ctl.errors import Diagnostic, PathPart
+from backfill_ctl.errors import Diagnostic, PathPart, quote
 from backfill_ctl.spec.cron import cron_error
 from backfill_ctl.spec.model import (
     Backfill,
@@ -100,8 +102,8 @@ class DocumentBuilder:
         if not timezone_exists(tz):
             self.error(
                 ("spec", "timezone"),
-                f"unknown timezone {tz!r}",
-                "use an IANA name such as Asia/Shanghai, Europe/Berlin or UTC",
+                f"unknown timezone {quote(tz)}",
+                timezone_hint(tz),
                 code="bad-timezone",
             )
         operators = spec.get("operators", fallback["spec.operators"])
@@ -329,11 +331,33 @@ def _smtp(data: Mapping[str, Any] | None, fallback: Mapping[str, Any]) -> Smtp |
     )
 
 
+def timezone_hint(name: str) -> str:
+    """`did you mean 'Asia/Shanghai'?` for the nearest IANA name, else a few examples."""
+    from zoneinfo import available_timezones
+
+    if len(name) > 100:
+        return "use an IANA name such as Asia/Shanghai, Europe/Berlin or UTC"
+    offset = re.fullmatch(r"(?:UTC|GMT)?([+-])0?([0-9]{1,2})(?::?00)?", name.strip(), re.I)
+    if offset:
+        sign = "-" if offset.group(1) == "+" else "+"  # POSIX: Etc/GMT-8 is UTC+8
+        return f"use a region such as Asia/Shanghai, or Etc/GMT{sign}{int(offset.group(2))}"
+    zones = available_timezones()
+    by_lower = {zone.lower(): zone for zone in zones}
+    if name.lower() in by_lower:
+        return f"did you mean {by_lower[name.lower()]!r}? (names are case-sensitive)"
+    close = difflib.get_close_matches(name, zones, n=1, cutoff=0.6) or difflib.get_close_matches(
+        name.lower(), by_lower, n=1, cutoff=0.6
+    )
+    if close:
+        return f"did you mean {by_lower.get(close[0], close[0])!r}?"
+    return "use an IANA name such as Asia/Shanghai, Europe/Berlin or UTC"
+
+
 def timezone_exists(name: str) -> bool:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
         return False
     return True

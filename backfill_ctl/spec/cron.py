@@ -6,6 +6,7 @@ What an expression means for planning (its ticks, its days) is `core.schedules`.
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, time, timedelta
 from functools import cache
 
@@ -25,6 +26,45 @@ REFERENCE_START = date(2023, 1, 1)
 REFERENCE_END = date(2024, 12, 31)
 
 
+# Name, range and the names a field accepts, in the order of the five fields.
+_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day-of-month", 1, 31, ()),
+    (
+        "month",
+        1,
+        12,
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"),
+    ),
+    ("day-of-week", 0, 7, ("sun", "mon", "tue", "wed", "thu", "fri", "sat")),
+)
+_ITEM = re.compile(r"^(\*|[^-/]+(?:-[^-/]+)?)(?:/([0-9]+))?$")
+
+
+def field_error(index: int, text: str) -> str | None:
+    """Why field `index` (0: minute ... 4: day-of-week) of an expression is not valid:
+    `hour 25 is out of range 0-23`; None if it is."""
+    name, low, high, names = _FIELDS[index]
+    for item in text.split(","):
+        match = _ITEM.match(item)
+        if not match:
+            return f"{name} {item[:40]!r} is not a number, a range or */step"
+        if match.group(2) is not None and int(match.group(2)) == 0:
+            return f"{name} {item[:40]!r} has a step of 0"
+        if match.group(1) == "*":
+            continue
+        for value in match.group(1).split("-"):
+            if value.lower() in names:
+                continue
+            if not value.isdigit():
+                known = f" or a name ({', '.join(names)})" if names else ""
+                return f"{name} {value[:40]!r} is not a number{known}"
+            if not low <= int(value) <= high:
+                return f"{name} {int(value)} is out of range {low}-{high}"
+    return None
+
+
 def fields(expr: str) -> list[str]:
     """The five fields of an expression, aliases expanded."""
     text = expr.strip()
@@ -42,6 +82,10 @@ def cron_error(expr: str) -> str | None:
     if len(parts) != 5:
         plural = "" if len(parts) == 1 else "s"
         return f"it has {len(parts)} field{plural}, a cron expression has 5"
+    for index, text in enumerate(parts):
+        error = field_error(index, text)
+        if error:
+            return error
     if not croniter.is_valid(" ".join(parts)):
         return "croniter cannot parse it"
     try:

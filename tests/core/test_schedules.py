@@ -27,9 +27,10 @@ from backfill_ctl.spec.model import TimeWindow
         ("@daily", None),
         ("0 2 * *", "it has 4 fields, a cron expression has 5"),
         ("0 0 2 * * *", "it has 6 fields, a cron expression has 5"),
-        ("61 2 * * *", "croniter cannot parse it"),
-        ("0 0 0 * *", "croniter cannot parse it"),
-        ("H 2 * * *", "croniter cannot parse it"),
+        ("61 2 * * *", "minute 61 is out of range 0-59"),
+        ("0 0 0 * *", "day-of-month 0 is out of range 1-31"),
+        ("H 2 * * *", "minute 'H' is not a number"),
+        ("0 2 * * mon-fri", None),
     ],
 )
 def test_cron_error_explains_what_is_wrong(expr: str, error: str | None) -> None:

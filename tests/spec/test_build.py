@@ -133,7 +133,23 @@ def test_node_effective_date_that_does_not_exist() -> None:
 # -- timezones and cron --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tz", ["Mars/Olympus_Mons", "", "../../etc/passwd", "Asia/Shang hai"])
+@pytest.mark.parametrize(
+    ("tz", "hint"),
+    [
+        ("Asia/Shang hai", "did you mean 'Asia/Shanghai'?"),
+        ("Europe/Berln", "did you mean 'Europe/Berlin'?"),
+        ("asia/shanghai", "did you mean 'Asia/Shanghai'? (names are case-sensitive)"),
+        ("UTC+8", "use a region such as Asia/Shanghai, or Etc/GMT-8"),
+        ("GMT-05:00", "use a region such as Asia/Shanghai, or Etc/GMT+5"),
+    ],
+)
+def test_unknown_timezone_suggests_the_nearest(tz: str, hint: str) -> None:
+    assert problems(specs_of(workspace(timezone=tz))) == [
+        (("spec", "timezone"), f"unknown timezone {tz!r}", hint, "bad-timezone")
+    ]
+
+
+@pytest.mark.parametrize("tz", ["Mars/Olympus_Mons", "", "../../etc/passwd"])
 def test_unknown_timezone(tz: str) -> None:
     assert problems(specs_of(workspace(timezone=tz))) == [
         (
@@ -170,9 +186,19 @@ CRON_HINT = 'use five fields: minute hour day-of-month month day-of-week, e.g. "
             "@reboot",
             "@reboot is not a schedule (use @yearly, @monthly, @weekly, @daily or @hourly)",
         ),
-        ("x y z a b", "croniter cannot parse it"),
-        ("61 2 * * *", "croniter cannot parse it"),
-        ("0 25 * * *", "croniter cannot parse it"),
+        ("x y z a b", "minute 'x' is not a number"),
+        ("61 2 * * *", "minute 61 is out of range 0-59"),
+        ("0 25 * * *", "hour 25 is out of range 0-23"),
+        ("0 0 32 * *", "day-of-month 32 is out of range 1-31"),
+        ("0 0 * 0-13 *", "month 0 is out of range 1-12"),
+        ("0 0 * * 8", "day-of-week 8 is out of range 0-7"),
+        ("0 0 * * 1-9", "day-of-week 9 is out of range 0-7"),
+        ("*/0 * * * *", "minute '*/0' has a step of 0"),
+        (
+            "0 0 * foo *",
+            "month 'foo' is not a number or a name "
+            "(jan, feb, mar, apr, may, jun, jul, aug, sep, oct, nov, dec)",
+        ),
         ("0 0 31 2 *", "it never fires (no day matches its day-of-month, month and day-of-week)"),
         ("0 0 30 2 *", "it never fires (no day matches its day-of-month, month and day-of-week)"),
     ],
