@@ -316,7 +316,7 @@ def _permissions(
 
 def bridged_upstream(catalog: Catalog, scope: set[str]) -> dict[str, tuple[str, ...]]:
     """In-scope upstream of each scope node, looking through out-of-scope nodes."""
-    pred = catalog.graph.pred
+    pred = catalog.pred
     # Only out-of-scope nodes on a path between two scope nodes can bridge.
     bridge = (catalog.descendants(scope) & catalog.ancestors(scope)) - scope
     nearest: dict[str, frozenset[str]] = {}
@@ -367,12 +367,23 @@ def _invert(up: Mapping[str, Iterable[str]]) -> dict[str, tuple[str, ...]]:
 
 
 def _topological(nodes: set[str], up: Mapping[str, tuple[str, ...]]) -> list[str] | None:
-    import networkx as nx
+    """The nodes in dependency order, the least name first among those ready (Kahn's
+    algorithm with a heap); None if they loop."""
+    import heapq
 
-    graph = nx.DiGraph()
-    graph.add_nodes_from(nodes)
-    graph.add_edges_from((p, n) for n in nodes for p in up[n])
-    try:
-        return list(nx.lexicographical_topological_sort(graph))
-    except nx.NetworkXUnfeasible:
-        return None
+    waiting = {n: len(set(up[n])) for n in nodes}
+    down: dict[str, list[str]] = {n: [] for n in nodes}
+    for n in nodes:
+        for parent in set(up[n]):
+            down[parent].append(n)
+    ready = [n for n, count in waiting.items() if count == 0]
+    heapq.heapify(ready)
+    order: list[str] = []
+    while ready:
+        node = heapq.heappop(ready)
+        order.append(node)
+        for child in down[node]:
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                heapq.heappush(ready, child)
+    return order if len(order) == len(nodes) else None
