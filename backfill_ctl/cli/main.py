@@ -30,7 +30,23 @@ class _Group(TyperGroup):
         if instruction:
             from backfill_ctl.cli.completion import complete
 
+            for name in self.list_commands(None):  # completion walks every verb
+                self.get_command(None, name)
+
             sys.exit(complete(self, ctx_args, instruction))
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*VERBS, *(n for n in super().list_commands(ctx) if n not in VERBS)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        if cmd_name in VERBS:
+            if cmd_name not in self.commands:
+                self.commands[cmd_name] = load_verb(cmd_name)
+        elif cmd_name not in self.commands:  # a typo: "did you mean" looks at them all
+            for name in VERBS:
+                if name not in self.commands:
+                    self.commands[name] = load_verb(name)
+        return super().get_command(ctx, cmd_name)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -54,15 +70,18 @@ class _Group(TyperGroup):
             ctx.exit(0)
 
 
+_SETTINGS: dict[str, Any] = {
+    "add_completion": False,  # `backfillctl completion SHELL` instead: no shell detection
+    "pretty_exceptions_enable": False,
+    "rich_markup_mode": None,
+    "context_settings": {"help_option_names": ["-h", "--help"]},
+}
 app = typer.Typer(
     cls=_Group,
     name="backfillctl",
     help="Declarative, reviewed backfills for DAGs of scheduled tasks.",
     no_args_is_help=True,
-    add_completion=False,  # `backfillctl completion SHELL` instead: no shell detection
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    **_SETTINGS,
 )
 
 
@@ -109,54 +128,94 @@ def completion_command(
     sys.stdout.write(script(shell.value).strip("\n") + "\n")
 
 
-def _register() -> None:
-    from backfill_ctl.cli.apply import apply_command, diff_command
-    from backfill_ctl.cli.backend import backend_app
-    from backfill_ctl.cli.check import check_command
-    from backfill_ctl.cli.controller import controller_command
-    from backfill_ctl.cli.describe import describe_command
-    from backfill_ctl.cli.events import events_command
-    from backfill_ctl.cli.gc import gc_command
-    from backfill_ctl.cli.get import get_app
-    from backfill_ctl.cli.logs import logs_command
-    from backfill_ctl.cli.ops import (
-        delete_command,
-        freeze_command,
-        rerun_command,
-        set_success_command,
-        stop_command,
-        unfreeze_command,
-    )
-    from backfill_ctl.cli.plan import plan_command
-    from backfill_ctl.cli.schema import explain_command, schema_command
-    from backfill_ctl.cli.validate import validate_command
-    from backfill_ctl.cli.wait import wait_command
-
-    app.command("validate")(validate_command)
-    app.command("plan")(plan_command)
-    app.command("check")(check_command)
-    app.command("apply")(apply_command)
-    app.command("diff")(diff_command)
-    app.command("controller")(controller_command)
-    app.command("stop")(stop_command)
-    app.command("rerun")(rerun_command)
-    app.command("set-success")(set_success_command)
-    app.command("freeze")(freeze_command)
-    app.command("unfreeze")(unfreeze_command)
-    app.command("delete")(delete_command)
-    app.command("gc")(gc_command)
-    app.add_typer(get_app, name="get")
-    app.add_typer(backend_app, name="backend")
-    app.command("describe")(describe_command)
-    app.command("logs")(logs_command)
-    app.command("events")(events_command)
-    app.command("wait")(wait_command)
-    app.command("schema")(schema_command)
-    app.command("explain")(explain_command)
-    app.command("completion")(completion_command)
+# Each verb: the module under backfill_ctl.cli and the command (or Typer group) in it,
+# imported when that verb runs or help lists it, so that a start running one verb does
+# not import the others (`--version` and `validate` stay fast). In help's order.
+VERBS: dict[str, tuple[str, str]] = {
+    "validate": ("validate", "validate_command"),
+    "plan": ("plan", "plan_command"),
+    "check": ("check", "check_command"),
+    "apply": ("apply", "apply_command"),
+    "diff": ("apply", "diff_command"),
+    "controller": ("controller", "controller_command"),
+    "stop": ("ops", "stop_command"),
+    "rerun": ("ops", "rerun_command"),
+    "set-success": ("ops", "set_success_command"),
+    "freeze": ("ops", "freeze_command"),
+    "unfreeze": ("ops", "unfreeze_command"),
+    "delete": ("ops", "delete_command"),
+    "gc": ("gc", "gc_command"),
+    "get": ("get", "get_app"),
+    "backend": ("backend", "backend_app"),
+    "describe": ("describe", "describe_command"),
+    "logs": ("logs", "logs_command"),
+    "events": ("events", "events_command"),
+    "wait": ("wait", "wait_command"),
+    "schema": ("schema", "schema_command"),
+    "explain": ("schema", "explain_command"),
+}
 
 
-_register()
+def load_verb(name: str) -> Any:
+    """The Click command of verb `name`, built as Typer builds a registered one."""
+    import importlib
+
+    module, attribute = VERBS[name]
+    target = getattr(importlib.import_module(f"backfill_ctl.cli.{module}"), attribute)
+    if isinstance(target, typer.Typer):  # a group of subcommands (get, backend)
+        target.rich_markup_mode = None
+        command = typer.main.get_group(target)
+    else:
+        single = typer.Typer(**_SETTINGS)
+        single.command(name)(target)
+        command = typer.main.get_command(single)  # type: ignore[assignment]
+    command.name = name
+    placeholders(command)
+    return command
+
+
+# What an option's value is, in a word, for help (`--now TIME`, not `--now <str>`).
+WORDS = {
+    "--as": "USER",
+    "--actor": "USER",
+    "--now": "TIME",
+    "--timeout": "DURATION",
+    "--since": "DURATION",
+    "--state-file": "FILE",
+    "--plan": "FILE",
+    "--out": "FILE",
+    "--backfill": "NAME",
+    "--node": "NODE",
+    "--bizdate": "DATE",
+    "--interval": "SECONDS",
+    "--lease-duration": "SECONDS",
+    "--base": "REF",
+    "--selector": "SELECTOR",
+    "--sort-by": "JSONPATH",
+    "--tail": "LINES",
+    "--for": "CONDITION",
+}
+
+
+def placeholders(command: Any) -> None:
+    """Help shows words, not Python types: an option without a metavar gets one (from
+    WORDS, else its flag's name), an argument its name.
+    Choices keep their list (`<table|json|yaml>`)."""
+    for param in getattr(command, "params", ()):
+        if getattr(param, "is_flag", False) or getattr(param, "count", False):
+            continue
+        if param.param_type_name == "argument":
+            param.metavar = param.metavar or (param.name or "").upper()
+            param.display_type_rich = lambda ctx: None
+        elif param.metavar is None and not param.type_descriptor.is_choice:
+            flags = [o for o in param.opts if o.startswith("--")] or param.opts
+            flag = "--state-file" if "--state-file" in param.opts else flags[0]
+            param.metavar = WORDS.get(flag, flag.lstrip("-").upper())
+    for sub in getattr(command, "commands", {}).values():
+        placeholders(sub)
+
+
+app.command("completion")(completion_command)
 
 
 def main() -> None:

@@ -301,3 +301,44 @@ def test_a_reader_that_goes_away_ends_the_output_quietly(tmp_path: Path) -> None
     stderr = proc.stderr.read().decode()
     assert proc.wait(timeout=60) == 0
     assert "Traceback" not in stderr
+
+
+def test_a_verb_imports_only_its_own_module() -> None:
+    """Verbs are loaded when they run (or help lists them): --version and validate do
+    not pay for the controller, the store or the backends."""
+    probe = (
+        "import sys\n"
+        "from backfill_ctl.cli.main import main\n"
+        "sys.argv = ['backfillctl', *sys.argv[1:]]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith(('backfill_ctl.', 'networkx')))\n"
+        "print(' '.join(loaded), file=sys.stderr)\n"
+    )
+    version = subprocess.run(
+        [sys.executable, "-c", probe, "--version"], capture_output=True, text=True, check=True
+    )
+    assert "backfill_ctl.cli.apply" not in version.stderr.split()
+    assert "backfill_ctl.cli.validate" not in version.stderr.split()
+    validate = subprocess.run(
+        [sys.executable, "-c", probe, "validate", str(EXAMPLE_SPECS)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    loaded = set(validate.stderr.split())
+    assert "backfill_ctl.cli.validate" in loaded
+    assert not loaded & {"backfill_ctl.cli.apply", "backfill_ctl.runtime.controller"}
+    assert "networkx" not in loaded  # loops are found without a graph library
+
+
+def test_help_shows_words_not_python_types() -> None:
+    from backfill_ctl.cli.main import VERBS
+
+    for verb in [*VERBS, "get backfills", "get instances", "backend check"]:
+        result = run(*verb.split(), "--help")
+        assert result.exit_code == 0, verb
+        for placeholder in ("<str>", "<list[", "<float", "<int>", "<path>", "<file>"):
+            assert placeholder not in result.stdout, (verb, placeholder)
