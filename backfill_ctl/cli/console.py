@@ -1,6 +1,7 @@
 """Writing to the terminal: data on stdout, diagnostics on stderr, colour only on a TTY.
 
-Colour follows the NO_COLOR convention (https://no-color.org): any value disables it.
+Colour follows the NO_COLOR convention (https://no-color.org): any value disables it, as
+does `--no-color`; FORCE_COLOR (any non-empty value) asks for it off a terminal too.
 `Terminal` is the sink the reporters of `-o FORMAT` write to (reports/base.py).
 """
 
@@ -16,16 +17,43 @@ from backfill_ctl.errors import UsageError
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
+    from rich.console import Console
+
     from backfill_ctl.errors import Diagnostic
 
 _CODES = {"red": "31", "yellow": "33", "green": "32", "bold": "1", "dim": "2", "cyan": "36"}
 
 
+_COLOR = {"off": False}  # --no-color, set by the root command for each run
+
+
+def set_no_color(no_color: bool) -> None:
+    """`--no-color`: no colour on any stream for this run (as NO_COLOR does)."""
+    _COLOR["off"] = no_color
+
+
 def use_color(stream: TextIO) -> bool:
-    if "NO_COLOR" in os.environ:
+    if _COLOR["off"] or "NO_COLOR" in os.environ:
         return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
     isatty = getattr(stream, "isatty", None)
     return bool(isatty and isatty())
+
+
+def rich_console(stream: TextIO) -> Console:
+    """A rich Console writing to `stream`, coloured only when `paint` would colour it."""
+    from rich.console import Console
+
+    color = use_color(stream)
+    return Console(
+        file=stream,
+        color_system="auto" if color else None,
+        no_color=not color,
+        highlight=False,
+        markup=False,
+        emoji=False,
+    )
 
 
 def paint(text: str, style: str, stream: TextIO | None = None) -> str:

@@ -50,9 +50,6 @@ class _Group(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:
         try:
-            from backfill_ctl.cli.conflicts import refuse_repeats  # -o json -o yaml: exit 2
-
-            refuse_repeats(ctx, self, [*ctx._protected_args, *ctx.args])
             return super().invoke(ctx)
         except BackfillError as exc:
             from backfill_ctl.cli.console import err, paint, print_diagnostics
@@ -102,8 +99,14 @@ def _root(
             "--version", callback=_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
+    no_color: Annotated[
+        bool, typer.Option("--no-color", help="No colour, as NO_COLOR=1 (for any command).")
+    ] = False,
 ) -> None:
     """Declarative, reviewed backfills for DAGs of scheduled tasks."""
+    from backfill_ctl.cli.console import set_no_color
+
+    set_no_color(no_color)
 
 
 class Shell(StrEnum):

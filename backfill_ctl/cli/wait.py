@@ -116,7 +116,7 @@ def wait_command(
     seconds = seconds_of("--timeout", timeout)
     store = open_state(state)
     names = list(dict.fromkeys(find_backfill(store, t).name for t in targets))
-    progress = Progress(store, names)
+    progress = Progress(store, names, clock=clock)
     first = True
 
     def look() -> list[conditions.Judged]:
@@ -129,9 +129,12 @@ def wait_command(
         first = False
         return judged
 
-    judged, timed_out = conditions.wait_until(
-        look, timeout=seconds, clock=clock, sleep=_sleep, interval=WAIT_INTERVAL
-    )
+    try:
+        judged, timed_out = conditions.wait_until(
+            look, timeout=seconds, clock=clock, sleep=_sleep, interval=WAIT_INTERVAL
+        )
+    finally:
+        progress.close()  # a live line on a terminal ends, its cursor shown again
     _finish(store, names, condition, judged, timed_out, timeout)
 
 

@@ -2,8 +2,10 @@
 
 With the lease free, `apply --wait` runs the controller itself until the applied
 backfills finish; with another controller running, it follows the store instead. On a
-terminal progress is one line redrawn in place; otherwise a plain line whenever the
-counts change (at most every two seconds), which is what CI logs want. When it times
+terminal progress is one live line (rich): a bar, the counts per state, the elapsed
+time, the rate (instances finished per minute) and an estimate of the time left,
+redrawn when the counts change and at most once a second for the clock; otherwise a
+plain line whenever the counts change, which is what CI logs want. When it times
 out, each unfinished backfill says why one of its instances waits: the blocker the
 controller stored. `wait` shows the same progress and reasons (`Progress`, `why_waiting`).
 """
@@ -12,17 +14,21 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from backfill_ctl.cli.console import err
-from backfill_ctl.core.records import WAITING
+from backfill_ctl.cli.console import err, rich_console
+from backfill_ctl.core.records import FINISHED, WAITING
 from backfill_ctl.usecases import progress as progress_
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from rich.console import Console, RenderableType
+    from rich.live import Live
+
     from backfill_ctl.backends import Backend
-    from backfill_ctl.runtime.controller import Tick
+    from backfill_ctl.runtime.controller import Controller, Tick
     from backfill_ctl.spec.loader import Specs
     from backfill_ctl.state import ReadStore, StateStore
 
@@ -36,40 +42,156 @@ _ORDER = (
     "frozen",
     "cancelled",
 )
+_STYLE = {
+    "succeeded": "green",
+    "running": "cyan",
+    "failed": "red",
+    "waiting-for-resources": "yellow",
+    "waiting-for-time": "yellow",
+    "pending": "dim",
+    "frozen": "blue",
+    "cancelled": "dim",
+}
+
+
+def clock_text(seconds: float) -> str:
+    """0:07, 12:34, 1:02:03."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02}:{secs:02}" if hours else f"{minutes}:{secs:02}"
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The named backfills' instances per state, `elapsed` seconds after the first look,
+    and how many had finished at that first look (the rate counts the others)."""
+
+    counts: dict[str, int]
+    elapsed: float
+    finished_before: int = 0
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def finished(self) -> int:
+        return sum(n for s, n in self.counts.items() if s in FINISHED)
+
+    @property
+    def rate(self) -> float | None:
+        """Instances finished per minute since the first look (None before any did)."""
+        done = self.finished - self.finished_before
+        return done * 60.0 / self.elapsed if done > 0 and self.elapsed > 0 else None
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds until all finish at this rate (None when there is no rate yet)."""
+        left = self.total - self.finished
+        if left <= 0:
+            return 0.0
+        rate = self.rate
+        return left * 60.0 / rate if rate else None
+
+    def states(self) -> list[tuple[str, int]]:
+        return [(s, self.counts[s]) for s in _ORDER if self.counts.get(s)]
+
+    def timing(self) -> str:
+        """`elapsed 1:05, 3.2/min, ETA 0:40` (`-/min, ETA ?` before anything finished)."""
+        rate, eta = self.rate, self.eta
+        return (
+            f"elapsed {clock_text(self.elapsed)}, "
+            f"{'-' if rate is None else f'{rate:.1f}'}/min, "
+            f"ETA {'?' if eta is None else clock_text(eta)}"
+        )
+
+    def line(self) -> str:
+        """The plain line of CI logs."""
+        text = ", ".join(f"{n} {s}" for s, n in self.states()) or "none"
+        return f"progress: {self.finished}/{self.total} finished: {text} ({self.timing()})"
+
+    def renderable(self) -> RenderableType:
+        """The terminal's line: a bar, the counts in their colours, the timing."""
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        text = Text(f" {self.finished}/{self.total} ")
+        for i, (state, n) in enumerate(self.states()):
+            text.append(", " if i else "")
+            text.append(f"{n} {state}", style=_STYLE.get(state, ""))
+        text.append(f"  {self.timing()}", style="dim")
+        grid = Table.grid()
+        grid.add_row(ProgressBar(total=self.total or 1, completed=self.finished, width=30), text)
+        return grid
 
 
 class Progress:
-    def __init__(self, store: ReadStore, names: Sequence[str]) -> None:
-        self.store, self.names = store, list(names)
-        self.tty = sys.stderr.isatty()
-        self._printed = ""
-        self._shown = 0.0
+    """The progress of the named backfills on stderr: with a console (stderr's, when it
+    is a terminal) one live line, redrawn when the counts change and at most once a
+    second for the clock; without, a plain line each time the counts change."""
 
-    def __call__(self, tick: Tick | None = None) -> None:
+    def __init__(
+        self,
+        store: ReadStore,
+        names: Sequence[str],
+        *,
+        console: Console | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store, self.names, self.clock = store, list(names), clock
+        if console is None and sys.stderr.isatty():
+            console = rich_console(sys.stderr)
+        self.console = console
+        self._live: Live | None = None
+        self._start: float | None = None
+        self._finished_before = 0
+        self._shown: tuple[dict[str, int], int] | None = None  # counts, elapsed second
+
+    def snapshot(self) -> Snapshot:
         counts: dict[str, int] = {}
         for (backfill, state), n in self.store.counts().items():
             if backfill in self.names:
                 counts[state] = counts.get(state, 0) + n
-        total = sum(counts.values())
-        done = counts.get("succeeded", 0) + counts.get("cancelled", 0)
-        text = ", ".join(f"{counts[s]} {s}" for s in _ORDER if counts.get(s))
-        if self.tty:
-            width = 30
-            filled = width * done // total if total else width
-            sys.stderr.write(
-                f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {text}\x1b[K"
+        now = self.clock()
+        if self._start is None:
+            self._start = now
+            self._finished_before = sum(n for s, n in counts.items() if s in FINISHED)
+        return Snapshot(counts, now - self._start, self._finished_before)
+
+    def __call__(self, tick: Tick | None = None) -> None:
+        snap = self.snapshot()
+        shown = self._shown
+        if self.console is None:
+            if shown is None or snap.counts != shown[0]:
+                err(snap.line())
+                self._shown = (snap.counts, 0)
+        elif shown is None or (snap.counts, int(snap.elapsed)) != shown:
+            self._draw(snap)
+
+    def _draw(self, snap: Snapshot) -> None:
+        assert self.console is not None
+        if self._live is None:
+            from rich.live import Live
+
+            self._live = Live(
+                console=self.console, auto_refresh=False, redirect_stdout=False, transient=False
             )
-            sys.stderr.flush()
-        elif text != self._printed and time.monotonic() - self._shown >= 2.0:
-            err(f"progress: {done}/{total} done: {text}")
-            self._printed, self._shown = text, time.monotonic()
+            self._live.start()
+        self._live.update(snap.renderable(), refresh=True)
+        self._shown = (snap.counts, int(snap.elapsed))
 
     def close(self) -> None:
-        """The final counts, always shown."""
-        self._shown = 0.0
-        self(None)
-        if self.tty:
-            sys.stderr.write("\n")
+        """The final counts: the live line stays as last drawn; off a terminal the
+        last line, unless it was printed already (or nothing ever was)."""
+        if self.console is None:
+            if self._shown is not None:
+                self()
+            return
+        self._draw(self.snapshot())
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
 
 def why_waiting(store: ReadStore, names: Sequence[str]) -> None:
@@ -99,6 +221,28 @@ def _follow(
         time.sleep(1.0)
 
 
+def _run(
+    controller: Controller,
+    names: Sequence[str],
+    out_of_time: Callable[[], bool],
+    progress: Progress,
+) -> None:
+    """The lease is ours: run the controller until the named backfills finish."""
+    try:
+        controller.load()
+        gates = controller.scheduler.gates
+        controller.run(
+            interval=0.5,
+            until=lambda tick: (
+                out_of_time()
+                or all(gates[n].record.finished_at is not None for n in names if n in gates)
+            ),
+            on_tick=progress,
+        )
+    finally:
+        controller.release()
+
+
 def wait_for(
     store: StateStore,
     names: Sequence[str],
@@ -118,23 +262,13 @@ def wait_for(
 
     progress = Progress(store, names)
     controller = Controller(store, backend, say=err, smtp=specs.config.smtp, clock=clock)
-    if controller.acquire(wait=False):
-        try:
-            controller.load()
-            gates = controller.scheduler.gates
-            controller.run(
-                interval=0.5,
-                until=lambda tick: (
-                    out_of_time()
-                    or all(gates[n].record.finished_at is not None for n in names if n in gates)
-                ),
-                on_tick=progress,
-            )
-        finally:
-            controller.release()
-    else:
-        _follow(store, names, out_of_time, progress)
-    progress.close()
+    try:
+        if controller.acquire(wait=False):
+            _run(controller, names, out_of_time, progress)
+        else:
+            _follow(store, names, out_of_time, progress)
+    finally:
+        progress.close()
     if out_of_time():
         why_waiting(store, names)
         err(

@@ -26,6 +26,7 @@ CLEAN_ENV: dict[str, str | None] = dict.fromkeys(
         "BACKFILLCTL_DEBUG",
         "BACKFILLCTL_STATE",
         "NO_COLOR",
+        "FORCE_COLOR",  # colour asked for off a terminal (test_color sets it)
         "GITHUB_STEP_SUMMARY",  # in CI, check -o github would write the real step summary
     )
 )

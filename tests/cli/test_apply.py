@@ -61,6 +61,12 @@ def test_apply_wait_runs_the_backfill_and_a_second_apply_changes_nothing(repo: P
         "b 20240302",
     ]
     assert (repo / ".backfillctl" / "state.db").exists()  # the default store
+    # Off a terminal: a plain progress line per change, no control codes.
+    progress = [line for line in first.stderr.splitlines() if line.startswith("progress: ")]
+    assert progress, first.stderr
+    assert len(set(progress)) == len(progress) and "\x1b" not in first.stderr
+    assert progress[-1].startswith("progress: 4/4 finished: 4 succeeded (elapsed ")
+    assert "/min, ETA 0:00)" in progress[-1]
     again = run("apply", path, "--as", "ops", "--now", NOW)
     assert again.exit_code == 0
     assert again.stdout.splitlines() == [

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
+import re
+from io import StringIO
 from pathlib import Path
 
 import pytest
 
 from backfill_ctl.backends.fake import FakeBackend
 from backfill_ctl.cli import wait
+from backfill_ctl.cli.waiting import Progress, Snapshot, clock_text
 from backfill_ctl.runtime.controller import Controller
 from tests.builders import backfill, node
 from tests.cli.helpers import run
@@ -101,3 +105,81 @@ def test_usage_errors_exit_2(
 
 def test_help_has_examples() -> None:
     assert "Examples:\n    backfillctl wait" in run("wait", "-h").stdout
+
+
+PROGRESS = re.compile(
+    r"progress: (\d+)/2 finished: ([a-z0-9 ,-]+) "
+    r"\(elapsed \d+:\d\d, (-|\d+\.\d)/min, ETA (\?|\d+:\d\d)\)"
+)
+
+
+def test_off_a_terminal_progress_is_a_plain_line_per_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, _ = waiting(tmp_path, monkeypatch, FakeBackend())
+    result = run("wait", "bf", "--for=condition=Succeeded", "--state-file", str(db))
+    assert result.exit_code == 0, result.stderr
+    assert "\x1b" not in result.stderr and "\r" not in result.stderr
+    lines = [m for line in result.stderr.splitlines() if (m := PROGRESS.fullmatch(line))]
+    assert len(lines) >= 2, result.stderr
+    counts = [m[2] for m in lines]
+    assert all(a != b for a, b in itertools.pairwise(counts))  # only changes
+    assert (lines[-1][1], lines[-1][2]) == ("2", "2 succeeded")
+    assert lines[-1][4] == "0:00"  # all finished: nothing left
+    assert lines[-1][3] != "-"  # wait's clock moved while they finished: a rate
+
+
+class Counts:
+    """A store with only counts(), which the test sets."""
+
+    def __init__(self) -> None:
+        self.now: dict[tuple[str, str], int] = {}
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        return dict(self.now)
+
+
+def test_on_a_terminal_one_live_line_redrawn_only_on_change_or_a_new_second() -> None:
+    from rich.console import Console
+
+    screen = StringIO()
+    console = Console(file=screen, force_terminal=True, color_system="standard", width=140)
+    store, time = Counts(), [100.0]
+    store.now = {("bf", "running"): 2, ("bf", "pending"): 2, ("other", "failed"): 9}
+    progress = Progress(
+        store,  # type: ignore[arg-type]
+        ["bf"],
+        console=console,
+        clock=lambda: time[0],
+    )
+
+    progress()
+    first = screen.getvalue()
+    assert "0/4" in first and "2 running" in first and "ETA ?" in first
+    assert "\x1b[36m" in first  # running in cyan
+    assert "other" not in first and "9 failed" not in first
+    time[0] = 100.6
+    progress()
+    assert screen.getvalue() == first  # nothing changed, the clock not a second on
+    time[0] = 101.2
+    progress()
+    assert "elapsed 0:01" in screen.getvalue()[len(first) :]
+    store.now = {("bf", "succeeded"): 2, ("bf", "running"): 2}
+    time[0] = 101.3
+    progress()
+    assert screen.getvalue().count("2/4") == 1
+    shown = screen.getvalue()
+    progress.close()
+    last = screen.getvalue()[len(shown) :]
+    assert "2/4" in last and "2 succeeded" in last and "/min" in last
+    assert last.endswith("\x1b[?25h")  # the cursor shown again
+
+
+def test_snapshot_rate_and_eta() -> None:
+    snap = Snapshot({"succeeded": 4, "failed": 1, "pending": 5}, elapsed=150.0, finished_before=2)
+    assert (snap.total, snap.finished) == (10, 5)
+    assert snap.rate == pytest.approx(1.2)  # 3 finished in 2.5 minutes
+    assert snap.eta == pytest.approx(250.0)
+    assert snap.timing() == "elapsed 2:30, 1.2/min, ETA 4:10"
+    assert clock_text(3723) == "1:02:03"
+    assert Snapshot({"pending": 3}, elapsed=9.0).timing() == "elapsed 0:09, -/min, ETA ?"
