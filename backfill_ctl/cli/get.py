@@ -39,6 +39,7 @@ from backfill_ctl.errors import UsageError, did_you_mean
 from backfill_ctl.reports.listing import Item
 from backfill_ctl.usecases import progress, selectors
 from backfill_ctl.usecases.objects import backfill_object, instance_object
+from backfill_ctl.usecases.operations import mismatch
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -235,6 +236,14 @@ def _check_node(store: ReadStore, node: str, backfill: str | None) -> None:
         )
 
 
+def _named(store: ReadStore, ids: list[str], backfill: str | None) -> list[str]:
+    """The ids of the instances named, each of `backfill` when it is given (else exit 2)."""
+    named = [find_instance(store, i) for i in ids]
+    if backfill is not None and (other := [i for i in named if i.backfill != backfill]):
+        raise mismatch(other[0].id, other[0].backfill, backfill)
+    return [i.id for i in named]
+
+
 IdsArg = Annotated[
     list[str] | None,
     typer.Argument(
@@ -293,7 +302,7 @@ def get_instances_command(
                 f"--bizdate {bizdate!r} is not a date", hint="write it like 2024-03-01"
             ) from exc
     states = _states(in_state or [])
-    wanted = [find_instance(store, i).id for i in ids or []]
+    wanted = _named(store, ids or [], backfill)
     labels = selectors.parse(selector or [])
     how = parse_output(output, sort_by, no_headers)
     if node is not None and not store.instances(backfill=backfill, node=node, ids=wanted or None):

@@ -50,6 +50,9 @@ class _Group(TyperGroup):
 
     def invoke(self, ctx: Any) -> Any:
         try:
+            from backfill_ctl.cli.conflicts import refuse_repeats  # -o json -o yaml: exit 2
+
+            refuse_repeats(ctx, self, [*ctx._protected_args, *ctx.args])
             return super().invoke(ctx)
         except BackfillError as exc:
             from backfill_ctl.cli.console import err, paint, print_diagnostics
