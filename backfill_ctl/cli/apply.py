@@ -82,6 +82,7 @@ TimeoutOpt = Annotated[
 _DRY_WAIT = "drop --wait to see the changes, or --dry-run to apply and run them"
 
 
+# shape: over 60 lines only by its docstring, which is --help (with its Examples)
 def apply_command(
     paths: PathsArg,
     prune: PruneOpt = False,
@@ -99,6 +100,13 @@ def apply_command(
 
     Exit 0 when applied (and, with --wait, all succeeded), 1 on findings, changes refused
     or a failed backfill, 2 when the input cannot be used.
+
+    \b
+    Examples:
+      backfillctl apply specs/ --as oncall --dry-run      # what would change
+      backfillctl apply specs/ --as oncall --wait --timeout 2h
+      backfillctl apply specs/ --as oncall --plan plan.json   # exactly a saved plan
+      backfillctl apply specs/ --as oncall --prune        # also cancel removed Backfills
     """
     if dry_run and wait:
         raise refuse("--dry-run", "--wait", "a dry run applies nothing to wait for", _DRY_WAIT)
@@ -204,7 +212,14 @@ def diff_command(
     state: StateOpt = None,
 ) -> None:
     """What apply would change, field by field. Exit 0: nothing; 1: changes; 2 or more:
-    an error."""
+    an error.
+
+    \b
+    Examples:
+      backfillctl diff specs/                     # what changes, field by field
+      backfillctl diff specs/ --prune             # also what removed Backfills cancel
+      backfillctl diff specs/ -o json             # every change, as data
+    """
     prepared = applying.prepare(paths, resolve_now(now), resolve_actor(actor))
     specs = prepared.specs
     if prepared.failed:

@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from backfill_ctl.backends import Backend
 
 backend_app = typer.Typer(
-    help="The backend that runs attempts (the Config's spec.backend).",
+    help="The backend that runs attempts (the Config's spec.backend)."
+    "\n\n\b\nExamples:"
+    "\n  backfillctl backend check specs/    # can the Config's backend run attempts?",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -54,6 +56,11 @@ def check_command(
     in use may create, get, list, watch and delete Jobs, get and list Pods, and get
     pods/log in the namespace. Exit 0 when all pass, 1 when one fails, 2 when the specs
     or the backend's configuration cannot be used.
+
+    \b
+    Examples:
+      backfillctl backend check specs/            # the Config in specs/
+      backfillctl backend check                   # the Config in the current directory
     """
     from backfill_ctl.backends import BackendContext, make_backend
 

@@ -51,6 +51,13 @@ def check_command(
 
     Exit 0 when no finding is an error, 1 when one is (a risk a Backfill accepts with
     checks.stopOnRisk: false is a warning), 2 when the input cannot be used.
+
+    \b
+    Examples:
+      backfillctl check specs/ --as oncall         # the risks a pull request shows
+      backfillctl check specs/ --base origin/main  # what merging adds, changes, removes
+      backfillctl check specs/ -o markdown         # a pull request comment
+      backfillctl check specs/ -o github           # annotations in a GitHub Actions job
     """
     specs = load_specs(paths)
     based = None

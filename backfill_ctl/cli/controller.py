@@ -68,6 +68,7 @@ LeaseOpt = Annotated[
 ]
 
 
+# shape: over 60 lines only by its docstring, which is --help (with its Examples)
 def controller_command(
     paths: PathsArg,
     interval: IntervalOpt = 2.0,
@@ -87,6 +88,12 @@ def controller_command(
 
     Each Backfill is re-applied as the actor of the apply that recorded it, else as
     --as (or $BACKFILLCTL_ACTOR); one with neither is not applied, and says so.
+
+    \b
+    Examples:
+      backfillctl controller specs/ --as oncall   # until SIGTERM or SIGINT
+      backfillctl controller specs/ --once        # one tick, then exit
+      backfillctl controller specs/ --interval 30 --lease-duration 120
     """
     clock = run_clock(resolve_now(now))
     specs = load_specs(paths)

@@ -84,7 +84,14 @@ def describe_command(
     state: StateOpt = None,
 ) -> None:
     """Show a backfill or an instance in detail: settings and progress, or why it waits,
-    its command and attempts; and the recent events."""
+    its command and attempts; and the recent events.
+
+    \b
+    Examples:
+      backfillctl describe backfill/fix-orders-2024-03          # progress, conditions, events
+      backfillctl describe instance/ID                          # why it waits, attempts
+      backfillctl describe backfill/fix-orders-2024-03 -o yaml  # the same object as data
+    """
     store = open_state(state)
     chosen = _targets(targets)
     now = clock()
@@ -229,7 +236,7 @@ def _date_groups(groups: Sequence[progress.DateGroup]) -> list[str]:
 
 def _closed(status: str, suspended: bool) -> list[str]:
     if status == "stopped":
-        return ["  Stopped: nothing new starts until one of its instances is rerun"]
+        return ["  Stopped: nothing new starts until it is resumed or one of its instances is rerun"]
     if status == "deleted":
         return ["  Deleted: apply its spec again to bring it back"]
     if suspended:

@@ -96,7 +96,7 @@ def events_command(
     \b
     Examples:
       backfillctl events                          # everything, newest last
-      backfillctl events backfill/fix-orders      # one backfill and its instances
+      backfillctl events backfill/fix-orders-2024-03   # one backfill and its instances
       backfillctl events instance/ID -o yaml      # one instance, every field
       backfillctl events --actor alice -w         # what alice does, as it happens
     """

@@ -63,6 +63,12 @@ def gc_command(
 
     Exit 0 when collected, 1 when the specs have errors or a file could not be changed,
     2 when the store cannot be used (missing, locked).
+
+    \b
+    Examples:
+      backfillctl gc specs/ --dry-run             # what would be collected
+      backfillctl gc specs/                       # as the Config's retention says
+      backfillctl gc                              # the default retention (instances 30d)
     """
     specs = load_specs(paths) if paths else None
     if specs is not None and specs.errors:

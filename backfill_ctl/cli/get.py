@@ -53,7 +53,11 @@ clock = time.time  # tests pin it
 
 get_app = typer.Typer(
     name="get",
-    help="List backfills or instances: a table, or data with -o json|yaml|name|jsonpath.",
+    help="List backfills or instances: a table, or data with -o json|yaml|name|jsonpath."
+    "\n\n\b\nExamples:"
+    "\n  backfillctl get backfills                          # status, instances per state"
+    "\n  backfillctl get instances -b fix-orders-2024-03 --state failed"
+    "\n  backfillctl get instances -l team=retail -o yaml   # a List of objects",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,
@@ -158,6 +162,13 @@ def get_backfills_command(
     Running (an instance runs), Waiting (instances wait for their time or a slot) and
     Pending. WAITING counts pending and waiting-* instances; CANCELLED those cancelled
     (by delete or apply --prune); FINISHED is how long ago it finished.
+
+    \b
+    Examples:
+      backfillctl get backfills                   # STATUS, instances per state, FINISHED
+      backfillctl get backfills -l 'team in (retail,web),!frozen'
+      backfillctl get backfills -o jsonpath='{.items[*].metadata.name}'
+      backfillctl get backfills -w                # print changes as they happen
     """
     store = open_state(state)
     wanted = [find_backfill(store, n).name for n in names or []]
@@ -290,6 +301,13 @@ def get_instances_command(
 
     The instances of deleted backfills are left out unless --all, --backfill or ids
     name them. -l filters on the labels of each instance's backfill.
+
+    \b
+    Examples:
+      backfillctl get instances --backfill fix-orders-2024-03 --state failed
+      backfillctl get instances -l team=retail -o wide   # + group, priority, times
+      backfillctl get instances --sort-by=.status.finishedAt -o name
+      backfillctl get instances -o custom-columns=NAME:.metadata.name,STATE:.status.state
     """
     store = open_state(state)
     if backfill is not None:

@@ -82,7 +82,14 @@ def stop_command(
     state: StateFileOpt = None,
 ) -> None:
     """Stop running instances (they fail); `stop backfill/NAME` also starts nothing new
-    in that backfill until an instance of it is rerun."""
+    in that backfill until it is resumed (`resume backfill/NAME`) or an instance rerun.
+
+    \b
+    Examples:
+      backfillctl stop ID                                  # its attempt is killed; it fails
+      backfillctl stop backfill/fix-orders-2024-03         # and start nothing new in it
+      backfillctl stop --backfill fix-orders-2024-03 --node dwd_orders
+    """
     names = [t.removeprefix("backfill/") for t in targets or [] if t.startswith("backfill/")]
     rest = [t for t in targets or [] if not t.startswith("backfill/")]
     if names:
@@ -118,7 +125,14 @@ def rerun_command(
     state: StateFileOpt = None,
 ) -> None:
     """Run succeeded or failed instances again (several at once ignore their mutual
-    dependencies; --descendants reruns what depends on them, in order)."""
+    dependencies; --descendants reruns what depends on them, in order).
+
+    \b
+    Examples:
+      backfillctl rerun --backfill fix-orders-2024-03 --state failed
+      backfillctl rerun ID --descendants                   # and what depends on it, after it
+      backfillctl rerun --backfill dw-rebuild-2024-01 --bizdate 2024-01-31 --as oncall
+    """
     _run("rerun", targets, backfill, node, bizdate, in_state, actor, state, descendants)
 
 
@@ -131,7 +145,14 @@ def set_success_command(
     actor: ActorOpt = None,
     state: StateFileOpt = None,
 ) -> None:
-    """Mark instances succeeded without running them (not while they run)."""
+    """Mark instances succeeded without running them (not while they run).
+
+    \b
+    Examples:
+      backfillctl set-success ID                           # what depends on it may start
+      backfillctl set-success --backfill fix-orders-2024-03 --node ads_finance_monthly
+      backfillctl set-success --backfill fix-orders-2024-03 --state failed --as oncall
+    """
     _run("set-success", targets, backfill, node, bizdate, in_state, actor, state)
 
 
@@ -144,7 +165,14 @@ def freeze_command(
     actor: ActorOpt = None,
     state: StateFileOpt = None,
 ) -> None:
-    """Pause pending or failed instances; what depends on them stays blocked."""
+    """Pause pending or failed instances; what depends on them stays blocked.
+
+    \b
+    Examples:
+      backfillctl freeze ID
+      backfillctl freeze --backfill dw-rebuild-2024-01 --bizdate 2024-01-30
+      backfillctl freeze --backfill fix-orders-2024-03 --node dwd_orders --state failed
+    """
     _run("freeze", targets, backfill, node, bizdate, in_state, actor, state)
 
 
@@ -156,7 +184,14 @@ def unfreeze_command(
     actor: ActorOpt = None,
     state: StateFileOpt = None,
 ) -> None:
-    """Let frozen instances be scheduled again."""
+    """Let frozen instances be scheduled again.
+
+    \b
+    Examples:
+      backfillctl unfreeze ID
+      backfillctl unfreeze --backfill dw-rebuild-2024-01   # every frozen instance of it
+      backfillctl unfreeze --backfill dw-rebuild-2024-01 --bizdate 2024-01-30
+    """
     _run("unfreeze", targets, backfill, node, bizdate, "frozen" if backfill else None, actor, state)
 
 
@@ -166,7 +201,13 @@ def delete_command(
     state: StateFileOpt = None,
 ) -> None:
     """Delete a backfill: its instances that have not started are cancelled; refused
-    while any runs. Applying its spec again brings it back."""
+    while any runs. Applying its spec again brings it back.
+
+    \b
+    Examples:
+      backfillctl delete backfill/clicks-late-data         # when none of it runs
+      backfillctl stop backfill/clicks-late-data           # else stop it first, then delete
+    """
     if not target.startswith("backfill/"):
         raise UsageError(
             f"delete takes backfill/NAME, not {target!r}",
@@ -181,3 +222,37 @@ def delete_command(
         err(f"backfill/{name}: {done.refused}")
         raise typer.Exit(1)
     out(f"backfill/{name} deleted ({done.count} instance(s) cancelled)")
+
+
+def resume_command(
+    targets: Annotated[
+        list[str], typer.Argument(metavar="backfill/NAME", help="The stopped backfills.")
+    ],
+    actor: ActorOpt = None,
+    state: StateFileOpt = None,
+) -> None:
+    """Start a stopped backfill again (as `argo resume`): the controller starts what
+    waits in it; the instances the stop killed stay failed (rerun them). Refused when it
+    is not stopped; needs every node it runs, as `stop backfill/NAME` does.
+
+    \b
+    Examples:
+      backfillctl resume backfill/fix-orders-2024-03
+    """
+    wrong = [t for t in targets if not t.startswith("backfill/")]
+    if wrong:
+        raise UsageError(
+            f"resume takes backfill/NAME, not {wrong[0]!r}",
+            hint="an instance runs again with rerun (finished) or unfreeze (frozen)",
+        )
+    names = [t.removeprefix("backfill/") for t in targets]
+    store = open_state(state)
+    guard = Guard(store, resolve_actor(actor))
+    denied = backfill_ops.stop_refusals(store, guard, names, "resume")
+    for refusal in denied:
+        err(f"backfill/{refusal.name}: {refusal.refused}")
+    if denied:
+        raise typer.Exit(1)
+    for name in names:
+        backfill_ops.resume_backfill(store, name, by=who(guard.actor), clock=time.time)
+        out(f"backfill/{name} resumed")

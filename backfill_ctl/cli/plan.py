@@ -58,6 +58,13 @@ def plan_command(
     Human summary by default; -o json prints every instance, in the format tools rely
     on (see the README). Exit 0 when every Backfill planned, 1 when a spec has errors,
     2 when the input cannot be read.
+
+    \b
+    Examples:
+      backfillctl plan specs/ --as oncall                 # a summary per backfill
+      backfillctl plan specs/ --now 2024-03-20 -o json    # every instance, as of that day
+      backfillctl plan specs/ -b fix-orders-2024-03 -o yaml
+      backfillctl plan specs/ --as oncall --out plan.json # saved for apply --plan
     """
     specs = load_specs(paths)
     who = resolve_actor(actor)

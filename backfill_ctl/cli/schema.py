@@ -21,7 +21,13 @@ def schema_command(
         ),
     ],
 ) -> None:
-    """Print the JSON Schema (draft 2020-12) of a kind, self-contained."""
+    """Print the JSON Schema (draft 2020-12) of a kind, self-contained.
+
+    \b
+    Examples:
+      backfillctl schema Backfill                 # for an editor or check-jsonschema
+      backfillctl schema config > config.schema.json
+    """
     out(json.dumps(kind_schema(find_kind(kind)), indent=2))
 
 
@@ -36,5 +42,12 @@ def explain_command(
         bool, typer.Option("--recursive", "-r", help="Show every field below, as a tree.")
     ] = False,
 ) -> None:
-    """Document a field of the spec format, read from the JSON Schemas."""
+    """Document a field of the spec format, read from the JSON Schemas.
+
+    \b
+    Examples:
+      backfillctl explain Backfill.spec.select    # the format, from the schemas
+      backfillctl explain Backfill.spec -r        # every field below, as a tree
+      backfillctl explain Node.spec.run.retries
+    """
     out(explain(path, recursive))

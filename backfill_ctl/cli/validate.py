@@ -30,6 +30,12 @@ def validate_command(
 
     Every error of every file is reported, as file:line:col, JSON path, message and
     hint. Exit 0 when valid, 1 when not, 2 when the input cannot be read.
+
+    \b
+    Examples:
+      backfillctl validate specs/                 # every error of every file
+      backfillctl validate specs/ --as oncall     # also: may oncall operate the targets?
+      backfillctl validate specs/ -o json         # the diagnostics as data, for tools
     """
     specs = load_specs(paths)
     _, checks = validate(specs, resolve_actor(actor))
