@@ -236,7 +236,7 @@ def _date_groups(groups: Sequence[progress.DateGroup]) -> list[str]:
 
 def _closed(status: str, suspended: bool) -> list[str]:
     if status == "stopped":
-        return ["  Stopped: nothing new starts until one of its instances is rerun"]
+        return ["  Stopped: nothing new starts until it is resumed or an instance rerun"]
     if status == "deleted":
         return ["  Deleted: apply its spec again to bring it back"]
     if suspended:

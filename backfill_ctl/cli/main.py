@@ -148,6 +148,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "diff": ("apply", "diff_command"),
     "controller": ("controller", "controller_command"),
     "stop": ("ops", "stop_command"),
+    "resume": ("ops", "resume_command"),
     "rerun": ("ops", "rerun_command"),
     "set-success": ("ops", "set_success_command"),
     "freeze": ("ops", "freeze_command"),

@@ -82,7 +82,7 @@ def stop_command(
     state: StateFileOpt = None,
 ) -> None:
     """Stop running instances (they fail); `stop backfill/NAME` also starts nothing new
-    in that backfill until an instance of it is rerun.
+    in that backfill until it is resumed (`resume backfill/NAME`) or an instance rerun.
 
     \b
     Examples:
@@ -222,3 +222,37 @@ def delete_command(
         err(f"backfill/{name}: {done.refused}")
         raise typer.Exit(1)
     out(f"backfill/{name} deleted ({done.count} instance(s) cancelled)")
+
+
+def resume_command(
+    targets: Annotated[
+        list[str], typer.Argument(metavar="backfill/NAME", help="The stopped backfills.")
+    ],
+    actor: ActorOpt = None,
+    state: StateFileOpt = None,
+) -> None:
+    """Start a stopped backfill again (as `argo resume`): the controller starts what
+    waits in it; the instances the stop killed stay failed (rerun them). Refused when it
+    is not stopped; needs every node it runs, as `stop backfill/NAME` does.
+
+    \b
+    Examples:
+      backfillctl resume backfill/fix-orders-2024-03
+    """
+    wrong = [t for t in targets if not t.startswith("backfill/")]
+    if wrong:
+        raise UsageError(
+            f"resume takes backfill/NAME, not {wrong[0]!r}",
+            hint="an instance runs again with rerun (finished) or unfreeze (frozen)",
+        )
+    names = [t.removeprefix("backfill/") for t in targets]
+    store = open_state(state)
+    guard = Guard(store, resolve_actor(actor))
+    denied = backfill_ops.stop_refusals(store, guard, names, "resume")
+    for refusal in denied:
+        err(f"backfill/{refusal.name}: {refusal.refused}")
+    if denied:
+        raise typer.Exit(1)
+    for name in names:
+        backfill_ops.resume_backfill(store, name, by=who(guard.actor), clock=time.time)
+        out(f"backfill/{name} resumed")

@@ -109,8 +109,8 @@ class Blocker:
         c = self.cause
         if c == "backfill-stopped":
             return (
-                f"backfill {self.backfill} is stopped: nothing new starts until one of its "
-                "instances is rerun"
+                f"backfill {self.backfill} is stopped: nothing new starts until it is resumed "
+                f"(backfillctl resume backfill/{self.backfill}) or one of its instances is rerun"
             )
         if c == "backfill-deleted":
             return f"backfill {self.backfill} is deleted: apply its spec again to bring it back"

@@ -1,12 +1,17 @@
-"""Operations on a whole backfill: `stop backfill/NAME` and `delete backfill/NAME`.
+"""Operations on a whole backfill: `stop`, `resume` and `delete backfill/NAME`.
 
-- stop: the backfill starts nothing new until an instance of it is rerun (its status
-  becomes stopped), and its running instances are stopped (operations.py's `stop`);
+- stop: the backfill starts nothing new until it is resumed or an instance of it is
+  rerun (its status becomes stopped), and its running instances are stopped
+  (operations.py's `stop`);
+- resume: a stopped backfill is active again: the controller starts what waits in it
+  (the instances the stop killed stay failed: rerun them). Refused when it is not
+  stopped. Without it, a backfill stopped before any instance finished could never
+  run again (rerun takes only finished instances; applying keeps it stopped);
 - delete: refused while an instance runs; its instances that have not started are
   cancelled (gc ages them from then), and it is marked deleted. Applying its spec again
   brings it back.
 
-Both need the actor's permission on every node the backfill runs (access.py); without
+Each needs the actor's permission on every node the backfill runs (access.py); without
 an actor nothing is checked unless the backfill was applied under `requireActor`. The
 caller passes the clock (`clock`, read once per change, as each change is its own
 transaction) and the name events are recorded under (`by`).
@@ -38,13 +43,16 @@ class Outcome:
     count: int = 0
 
 
-def stop_refusals(store: OperationsStore, guard: Guard, names: Sequence[str]) -> list[Outcome]:
-    """The backfills of `names` the guard's actor may not stop (all must exist)."""
+def stop_refusals(
+    store: OperationsStore, guard: Guard, names: Sequence[str], operation: str = "stop"
+) -> list[Outcome]:
+    """The backfills of `names` the guard's actor may not stop (or resume: `operation`);
+    all must exist."""
     for name in names:
         if store.backfill(name) is None:
             raise UsageError(f"no backfill {name!r} in {store.path}")
     guard.require_actor(names)
-    return [Outcome(n, why) for n in names if (why := guard.backfill_refusal("stop", n))]
+    return [Outcome(n, why) for n in names if (why := guard.backfill_refusal(operation, n))]
 
 
 def stop_backfill(
@@ -58,6 +66,29 @@ def stop_backfill(
     if running:
         operate(store, "stop", running, actor=by, at=clock(), guard=guard)
     return Outcome(name, count=len(running))
+
+
+def resume_backfill(
+    store: OperationsStore, name: str, *, by: str, clock: Callable[[], float]
+) -> Outcome:
+    """Make stopped backfill `name` active again (checked with `stop_refusals(...,
+    "resume")` first); a UsageError when it is not stopped."""
+    record = store.backfill(name)
+    if record is None:
+        raise UsageError(f"no backfill {name!r} in {store.path}")
+    if record.status != "stopped":
+        hints = {
+            "deleted": "apply its spec again to bring it back",
+            "collected": "apply its spec again to run it again",
+        }
+        raise UsageError(
+            f"backfill/{name} is not stopped (it is {record.status}): nothing to resume",
+            hint=hints.get(record.status, "only a stopped backfill is resumed"),
+        )
+    store.update_backfill(
+        name, at=clock(), actor=by, origin="cli", event=f"resumed by {by}", status="active"
+    )
+    return Outcome(name)
 
 
 def delete_backfill(

@@ -654,7 +654,7 @@ def test_describe_shows_the_settings_and_hides_webhook_secrets(tmp_path: Path) -
     assert (
         lines(
             "Conditions:",
-            "  Stopped: nothing new starts until one of its instances is rerun",
+            "  Stopped: nothing new starts until it is resumed or an instance rerun",
             "Events (last 3):",
         )
         in text
@@ -801,8 +801,8 @@ def test_describe_a_failed_dependency_then_a_closed_backfill(cli: Cli) -> None:
     assert (
         lines(
             "Why it waits:",
-            "  - backfill fix-orders is stopped: nothing new starts until one of its instances is "
-            "rerun",
+            "  - backfill fix-orders is stopped: nothing new starts until it is resumed "
+            "(backfillctl resume backfill/fix-orders) or one of its instances is rerun",
             "Priority:           5",
         )
         in text

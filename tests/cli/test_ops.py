@@ -192,3 +192,61 @@ def test_delete_cancels_what_has_not_started_and_keeps_the_history(ops: Ops) -> 
     listed = ops("get", "backfills")
     assert "bf" not in listed.stdout
     assert "Deleted" in ops("get", "backfills", "--all").stdout
+
+
+def test_a_backfill_stopped_before_anything_ran_is_resumed_and_then_runs(tmp_path: Path) -> None:
+    store = applied(tmp_path, *CHAIN, backfill(dates=TWO_DAYS), operators=("ops",))
+
+    def app(*args: str) -> Result:
+        return run(*args, "--state-file", str(store.path), env={"BACKFILLCTL_ACTOR": "ops"})
+
+    assert app("stop", "backfill/bf").exit_code == 0
+    stuck = app("rerun", "--backfill", "bf")  # nothing finished: nothing to rerun
+    applied(tmp_path, *CHAIN, backfill(dates=TWO_DAYS), operators=("ops",))  # apply again
+    assert (
+        "Stopped: nothing new starts until it is resumed" in app("describe", "backfill/bf").stdout
+    )
+    c = controller(store)
+    drain(c)
+    c.release()
+    assert set(states(store).values()) == {"pending"}
+    assert stuck.exit_code != 0
+
+    resumed = app("resume", "backfill/bf")
+
+    assert (resumed.exit_code, resumed.stdout, resumed.stderr) == (0, "backfill/bf resumed\n", "")
+    record = store.backfill("bf")
+    assert record is not None and record.status == "active"
+    assert [e.message for e in store.events(backfill="bf") if e.instance is None][-1] == (
+        "resumed by ops"
+    )
+    c = controller(store)
+    drain(c)
+    assert set(states(store).values()) == {"succeeded"}
+
+
+def test_resume_is_refused_when_not_stopped_or_not_a_backfill(ops: Ops) -> None:
+    before = ops.store.last_event_id()
+
+    active = ops("resume", "backfill/bf")
+    instance = ops("resume", ops.id("a"))
+    unknown = ops("resume", "backfill/nope")
+
+    assert active.exit_code == 2
+    assert "backfill/bf is not stopped (it is active): nothing to resume" in active.stderr
+    assert instance.exit_code == 2
+    assert f"resume takes backfill/NAME, not '{ops.id('a')}'" in instance.stderr
+    assert unknown.exit_code == 2
+    assert "no backfill 'nope'" in unknown.stderr
+    assert ops.store.last_event_id() == before
+
+
+def test_resume_needs_every_node_as_stop_backfill_does(ops: Ops) -> None:
+    assert ops("stop", "backfill/bf").exit_code == 0
+
+    refused = run("resume", "backfill/bf", "--as", "mallory", "--state-file", str(ops.path))
+
+    assert refused.exit_code == 1
+    assert refused.stderr.startswith("backfill/bf: cannot resume: mallory may not operate")
+    record = ops.store.backfill("bf")
+    assert record is not None and record.status == "stopped"

@@ -58,8 +58,8 @@ def decide(i: InstanceRecord, *deps: InstanceRecord, **kw: Any) -> Blocker | Non
         (
             {"status": "stopped"},
             "backfill-stopped",
-            "backfill fix-orders is stopped: nothing new starts until one of its instances "
-            "is rerun",
+            "backfill fix-orders is stopped: nothing new starts until it is resumed "
+            "(backfillctl resume backfill/fix-orders) or one of its instances is rerun",
         ),
         (
             {"status": "deleted"},

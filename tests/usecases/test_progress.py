@@ -366,7 +366,8 @@ def test_dates_are_read_only_when_no_blocker_was_stored() -> None:
         raise AssertionError("read the dates")
 
     assert progress.why_waiting(stored, backfill(), [], no_read, T0) == (
-        "backfill fix-orders is stopped: nothing new starts until one of its instances is rerun"
+        "backfill fix-orders is stopped: nothing new starts until it is resumed "
+        "(backfillctl resume backfill/fix-orders) or one of its instances is rerun"
     )
 
 
