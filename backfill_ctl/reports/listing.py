@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from backfill_ctl.errors import UsageError
 from backfill_ctl.reports import jsonpath
 from backfill_ctl.reports.base import Registry
-from backfill_ctl.reports.text import table
+from backfill_ctl.reports.text import table, width
 from backfill_ctl.usecases.objects import as_list
 
 if TYPE_CHECKING:
@@ -57,15 +57,11 @@ class ListingReporter(Protocol):
         """Objects that changed since (under -w)."""
 
 
-def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
-    return "  ".join(cell.ljust(w) for cell, w in zip(cells, widths, strict=True)).rstrip()
-
-
 class Table:
     def __init__(self, columns: Columns, sink: Sink, *, wide: bool = False) -> None:
         self.columns, self.sink, self.wide = columns, sink, wide
         self.header = columns.header + columns.wide if wide else columns.header
-        self.widths = [len(h) for h in self.header]
+        self.widths = [width(h) for h in self.header]
         self.shown_header = columns.no_headers
 
     def _rows(self, items: Sequence[Item]) -> list[tuple[str, ...]]:
@@ -74,7 +70,7 @@ class Table:
     def listing(self, items: Sequence[Item]) -> None:
         rows = self._rows(items)
         columns = range(len(self.header))
-        self.widths = [max(len(r[c]) for r in [self.header, *rows]) for c in columns]
+        self.widths = [max(width(r[c]) for r in [self.header, *rows]) for c in columns]
         if rows:
             shown = table([self.header, *rows])[1 if self.columns.no_headers else 0 :]
             self.sink.write("".join(line + "\n" for line in shown))
@@ -85,10 +81,11 @@ class Table:
     def changes(self, items: Sequence[Item]) -> None:
         rows = self._rows(items)
         for row in rows:  # columns only widen: earlier rows stay as printed
-            self.widths = [max(w, len(cell)) for w, cell in zip(self.widths, row, strict=True)]
-        text = "" if self.shown_header else _line(self.header, self.widths) + "\n"
+            self.widths = [max(w, width(cell)) for w, cell in zip(self.widths, row, strict=True)]
+        shown = [*([] if self.shown_header else [self.header]), *rows]
         self.shown_header = True
-        self.sink.write(text + "".join(_line(r, self.widths) + "\n" for r in rows))
+        lines = table(shown, header=False, widths=self.widths) if shown else []
+        self.sink.write("".join(line + "\n" for line in lines))
 
 
 def _json(data: object) -> str:
