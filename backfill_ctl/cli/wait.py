@@ -107,9 +107,9 @@ def wait_command(
 
     \b
     Examples:
-      backfillctl wait backfill/fix-orders --for=condition=Succeeded --timeout 2h
-      backfillctl wait fix-orders clicks --for condition=Finished
-      backfillctl apply specs/ && backfillctl wait backfill/fix-orders \\
+      backfillctl wait backfill/fix-orders-2024-03 --for=condition=Succeeded --timeout 2h
+      backfillctl wait fix-orders-2024-03 clicks-late-data --for condition=Finished
+      backfillctl apply specs/ && backfillctl wait backfill/fix-orders-2024-03 \\
           --for=condition=Succeeded --timeout 6h || exit $?
     """
     condition = conditions.parse(for_)
