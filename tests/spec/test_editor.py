@@ -2,9 +2,10 @@
 Code's and Neovim's YAML support, driven over stdio by a minimal LSP client.
 
 The server is installed by tests/tools/install-yaml-ls (.ci/run runs it and sets
-BACKFILLCTL_YAML_LS). Every proxy points at a closed port, so fetching a schema over
-the network would fail. One server serves the whole module; each document is opened,
-its diagnostics awaited, and closed.
+BACKFILLCTL_YAML_LS; without it, this module runs the script itself when npm exists).
+Every proxy points at a closed port, so fetching a schema over the network would fail.
+One server serves the whole module; each document is opened, its diagnostics awaited,
+and closed.
 """
 
 from __future__ import annotations
@@ -37,6 +38,17 @@ def server_path() -> Path:
     cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     default = cache / f"backfillctl/yaml-ls-{VERSION}/node_modules/.bin/yaml-language-server"
     path = Path(env) if env else default
+    if not path.is_file() and not env and shutil.which("npm"):
+        # the project installs what its tests need: once, into the user's cache
+        installed = subprocess.run(
+            [str(ROOT / "tests" / "tools" / "install-yaml-ls")],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        if installed.returncode == 0:
+            path = Path(installed.stdout.strip().splitlines()[-1])
     if path.is_file() and shutil.which("node"):
         return path
     why = f"yaml-language-server not found at {path} (run tests/tools/install-yaml-ls)"
