@@ -166,12 +166,9 @@ def _timeout(text: str | None, wait: bool) -> float | None:
         return None
     if not wait:
         raise UsageError("--timeout is only for --wait", hint="add --wait, or drop --timeout")
-    from backfill_ctl.spec.build import parse_duration
+    from backfill_ctl.cli.durations import seconds_of
 
-    try:
-        return parse_duration(text).total_seconds()
-    except ValueError as exc:
-        raise UsageError(f"--timeout: {exc}") from None
+    return seconds_of("--timeout", text)
 
 
 class DiffFormat(StrEnum):

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Literal
 from backfill_ctl.core import gates
 from backfill_ctl.core.gates import DONE, Blocker, DateCounts
 from backfill_ctl.core.records import NOT_STARTED, STATES, WAITING
-from backfill_ctl.errors import UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -136,33 +135,6 @@ def describe_counts(counts: Mapping[str, int]) -> str:
     """`1 failed, 2 running` in the order of STATES; `none` when empty."""
     parts = [f"{counts[s]} {s}" for s in STATES if counts.get(s)]
     return ", ".join(parts) or "none"
-
-
-# -- label selectors ------------------------------------------------------------------
-
-Selector = tuple[tuple[str, str, str], ...]  # (key, "=" | "!=", value)
-
-
-def parse_selector(texts: Iterable[str]) -> Selector:
-    """`-l team=retail -l ticket!=DATA-1` or `-l team=retail,ticket=DATA-1`: all must hold."""
-    out: list[tuple[str, str, str]] = []
-    for text in texts:
-        for part in text.split(","):
-            term = part.strip()
-            op = "!=" if "!=" in term else "==" if "==" in term else "="
-            key, sep, value = term.partition(op)
-            key, value = key.strip(), value.strip()
-            if not sep or not key:
-                raise UsageError(
-                    f"-l {text!r}: {term!r} is not a label selector",
-                    hint="write key=value (or key!=value); repeat -l, or separate with commas",
-                )
-            out.append((key, "!=" if op == "!=" else "=", value))
-    return tuple(out)
-
-
-def matches(labels: Mapping[str, str], selector: Selector) -> bool:
-    return all((labels.get(k) == v) == (op == "=") for k, op, v in selector)
 
 
 # -- progress by date group --------------------------------------------------------------

@@ -16,7 +16,6 @@ import pytest
 
 from backfill_ctl.core.gates import Blocker
 from backfill_ctl.core.records import BackfillRecord, InstanceRecord, Run
-from backfill_ctl.errors import UsageError
 from backfill_ctl.state import StateStore, open_store
 from backfill_ctl.usecases import progress
 
@@ -248,26 +247,6 @@ def test_times_and_truncation() -> None:
     assert progress.truncate("a\nb  c", 10) == "a b c"
     assert progress.truncate("x" * 70, 60) == "x" * 57 + "..."
     assert progress.truncate(None, 60) == ""
-
-
-# -- label selectors --------------------------------------------------------------------------
-
-
-def test_a_selector_needs_every_term_to_hold() -> None:
-    selector = progress.parse_selector(["team=retail", "ticket!=DATA-2,env==prod"])
-    assert selector == (("team", "=", "retail"), ("ticket", "!=", "DATA-2"), ("env", "=", "prod"))
-    assert progress.matches({"team": "retail", "env": "prod"}, selector)
-    assert not progress.matches({"team": "retail", "env": "prod", "ticket": "DATA-2"}, selector)
-    assert not progress.matches({"team": "web", "env": "prod"}, selector)
-    assert progress.matches({}, ())
-
-
-@pytest.mark.parametrize("text", ["team", "=retail", ""])
-def test_a_malformed_selector_is_a_usage_error(text: str) -> None:
-    with pytest.raises(UsageError) as caught:
-        progress.parse_selector([text])
-    assert caught.value.exit_code == 2
-    assert caught.value.hint is not None and "key=value" in caught.value.hint
 
 
 # -- progress by date group -------------------------------------------------------------------
