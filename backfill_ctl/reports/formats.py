@@ -55,7 +55,7 @@ def plan_table(plan: Plan, specs: Specs) -> Iterable[str]:
     from backfill_ctl.reports.plan_table import render_plan
 
     if not plan.backfills:
-        if specs.backfills:
+        if specs.backfills or any(kind == "Backfill" for kind, _ in specs.broken):
             return ["No Backfill could be planned (see the errors above).\n"]
         return ["No Backfill to plan: the specs hold no Backfill document.\n"]
     return [render_plan(plan, specs.catalog()) + "\n"]

@@ -90,10 +90,11 @@ def explain(path: str, recursive: bool = False) -> str:
         ("DEFAULT", "default"),
         ("MINIMUM", "minimum"),
         ("MAXIMUM", "maximum"),
+        ("FORMAT", "format"),
         ("PATTERN", "pattern"),
     ):
-        if key in schema:
-            lines += ["", f"{label}: {schema[key]}"]
+        if key in schema and not (key == "pattern" and "format" in schema):
+            lines += ["", f"{label}: {schema[key]}"]  # a format's pattern is its own words
     if "enum" in schema:
         lines += ["", "ALLOWED:  " + ", ".join(str(v) for v in schema["enum"])]
     if schema.get("examples"):

@@ -128,6 +128,8 @@ def _unique(
 def _pattern_rule(
     error: ValidationError, schema: Mapping[str, Any], path: tuple[PathPart, ...]
 ) -> tuple[str, str | None]:
+    if schema.get("format") == "date":  # its pattern also knows each month's length
+        return f"{quote(error.instance)} is not a calendar date", pattern_hint(schema)
     return f"{quote(error.instance)} is not valid here", pattern_hint(schema)
 
 

@@ -435,7 +435,7 @@ def test_one_broken_backfill_does_not_hide_the_plan_of_another(tmp_path: Path) -
     assert as_json.stderr == table.stderr
     assert table.stderr.splitlines() == [
         "two.yaml:11:5: error: $.spec.dates[0]: '2024-02-30' is not a calendar date",
-        "  hint: write a real date, YYYY-MM-DD",
+        "  hint: A calendar date, YYYY-MM-DD (quoted or not), for example '2024-03-01'",
     ]
     assert [bp["name"] for bp in plan_json(as_json)["backfills"]] == ["one"]
     assert table.stdout.startswith("Backfill one  (one.yaml:1)\n")

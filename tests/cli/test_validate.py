@@ -95,7 +95,7 @@ SPEC_MISTAKES: dict[str, Mistake] = {
         with_catalog(dump(backfill(dates=["2024-02-30"]))),
         [
             "backfill.yaml:11:5: error: $.spec.dates[0]: '2024-02-30' is not a calendar date",
-            "  hint: write a real date, YYYY-MM-DD",
+            "  hint: A calendar date, YYYY-MM-DD (quoted or not), for example '2024-03-01'",
         ],
     ),
     "reversed-range": Mistake(

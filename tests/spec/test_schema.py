@@ -221,7 +221,7 @@ def test_bad_date_pattern_message_and_hint() -> None:
     assert messages(backfill(dates=["2024-3-1"])) == [
         (
             "$.spec.dates[0]",
-            "'2024-3-1' is not valid here",
+            "'2024-3-1' is not a calendar date",
             "A calendar date, YYYY-MM-DD (quoted or not), for example '2024-03-01'",
         )
     ]
@@ -232,7 +232,7 @@ def test_bad_date_inside_a_range_points_at_the_field() -> None:
     assert messages(backfill(dates=[{"from": "2024-3-1", "to": "2024-03-02"}])) == [
         (
             "$.spec.dates[0].from",
-            "'2024-3-1' is not valid here",
+            "'2024-3-1' is not a calendar date",
             "A calendar date, YYYY-MM-DD (quoted or not), for example '2024-03-01'",
         )
     ]
@@ -614,3 +614,25 @@ def test_mutations_cover_what_they_claim() -> None:
     assert {**doc["spec"], "dates": ["2024-02-30"]} in spec_variants
     assert {**doc["spec"], "zzUnknown": "1"} in spec_variants
     assert {k: v for k, v in doc["spec"].items() if k != "groups"} in spec_variants
+
+
+def test_the_date_pattern_accepts_exactly_the_calendar_dates() -> None:
+    """Editors check `format: date` by pattern only, so the pattern itself knows each
+    month's length and the leap years (the CLI's own check is date.fromisoformat)."""
+    import datetime
+
+    from backfill_ctl.spec.schema import COMMON, load_schema
+
+    pattern = re.compile(load_schema(COMMON)["$defs"]["date"]["pattern"])
+    years = [*range(1, 30), *range(1890, 2110), 2400, 2500, 9999]
+    for year in years:
+        for month in range(0, 14):
+            for day in range(0, 33):
+                text = f"{year:04d}-{month:02d}-{day:02d}"
+                try:
+                    datetime.date.fromisoformat(text)
+                    real = True
+                except ValueError:
+                    real = False
+                assert bool(pattern.match(text)) == real, text
+    assert not pattern.match("0000-01-01")
