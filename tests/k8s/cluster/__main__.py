@@ -1,0 +1,35 @@
+"""python -m tests.k8s.cluster build | up DIR
+
+build: build (or find) the pinned binaries, print their directory.
+up DIR: start a cluster in DIR, print its kubeconfig's path, stop it on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+
+from tests.k8s.cluster import Cluster
+from tests.k8s.cluster.build import build
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["build"]:
+        print(build())
+    elif argv[:1] == ["up"] and len(argv) == 2:
+        cluster = Cluster.start(Path(argv[1]).resolve(), build())
+        print(f"export KUBECONFIG={cluster.admin}   # {cluster.timings}", flush=True)
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        try:
+            signal.pause()
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        finally:
+            cluster.stop()
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,77 @@
+"""What the node needs from the host, and what it leaves there: Debian's containerd and
+runc (the container runtime), busybox-static and python3.11 (for the images), and on the
+way out the mounts, shims and pod cgroups a kubelet leaves."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+PACKAGES = {  # Debian package: a file it installs
+    "containerd": "/usr/bin/containerd",
+    "runc": "/usr/sbin/runc",
+    "busybox-static": "/bin/busybox",
+    "python3.11-minimal": "/usr/bin/python3.11",
+}
+
+
+def install_packages() -> None:
+    """apt-get install what is missing (CI runs as root on a fresh machine)."""
+    missing = [name for name, path in PACKAGES.items() if not Path(path).exists()]
+    if not missing:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        raise SystemExit(f"the test node needs the Debian packages {', '.join(missing)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, capture_output=True)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
+
+
+def kill_shims(state: Path) -> None:
+    """containerd's shims outlive containerd by design: end those of this node."""
+    for pid_file in state.rglob("shim.pid") if state.exists() else ():
+        with contextlib.suppress(ValueError, OSError):
+            os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+
+
+def unmount_under(root: Path) -> None:
+    """Unmount what the kubelet and containerd mounted below `root`, deepest first."""
+    prefix = str(root.resolve()) + "/"
+    mounts = [
+        line.split()[1].replace("\\040", " ")
+        for line in Path("/proc/self/mounts").read_text().splitlines()
+    ]
+    for point in sorted((m for m in mounts if m.startswith(prefix)), reverse=True):
+        done = subprocess.run(["umount", point], capture_output=True, check=False)
+        if done.returncode != 0:
+            subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+
+
+def remove_pod_cgroups() -> None:
+    """The kubelet's `kubepods` cgroups, once empty (cgroup v1: one tree per controller)."""
+    for tree in Path("/sys/fs/cgroup").glob("*/kubepods"):
+        for directory in sorted(
+            (d for d in tree.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)
+        ):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        with contextlib.suppress(OSError):
+            tree.rmdir()
+
+
+def kill_pods() -> None:
+    """Whatever still runs in the kubelet's pod cgroups once containerd is gone."""
+    for procs in Path("/sys/fs/cgroup/pids/kubepods").rglob("cgroup.procs"):
+        with contextlib.suppress(OSError):
+            for pid in procs.read_text().split():
+                with contextlib.suppress(ProcessLookupError, ValueError):
+                    os.kill(int(pid), signal.SIGKILL)
