@@ -17,7 +17,7 @@ from kubernetes import client
 from backfill_ctl.backends import Outcome
 from backfill_ctl.backends.kubernetes import KubernetesBackend, job_name
 from backfill_ctl.spec.model import Kubernetes
-from tests.backends.contract import BackendContract, Make, run_one, settle, spec
+from tests.backends.contract import BackendContract, Make, settle, spec
 from tests.k8s.cluster import Cluster
 from tests.k8s.cluster.images import BUSYBOX
 from tests.k8s.conftest import configuration
@@ -178,7 +178,7 @@ def test_stop_of_a_command_that_handles_sigterm_ends_it_at_once(backends: Backen
     backend = backends(pod_spec={"hostNetwork": True, "terminationGracePeriodSeconds": 30})
     seconds = marker()
     s = spec(("sh", "-c", f"trap 'echo bye; exit 143' TERM; sleep {seconds} & wait"))
-    handle, log = backend.start(s)
+    handle, _ = backend.start(s)
     _wait("the command did not start", lambda: bool(running(seconds)))
     stopped = time.monotonic()
     backend.cancel(s.key, handle, "stopped by ann")

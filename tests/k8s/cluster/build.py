@@ -142,6 +142,6 @@ def _build_go(names: list[str], out: Path) -> None:
         print(f"building {name} ({PACKAGES[name]})", file=sys.stderr, flush=True)
         target = str(out / f".{name}.new")
         _go("build", "-trimpath", "-ldflags", ldflags, "-o", target, PACKAGES[name], cwd=src)
-        os.replace(target, out / name)  # a build cut short leaves no half binary
+        Path(target).replace(out / name)  # a build cut short leaves no half binary
     with (out / "build.log").open("a", encoding="utf-8") as log:
         log.write(f"{RELEASE}: {', '.join(names)} built in {time.monotonic() - started:.0f} s\n")
