@@ -20,6 +20,8 @@ user's cache); containerd and runc are Debian's; the images are made here (image
 
 Every process is started in its own session and dies with the process that started it
 (PR_SET_PDEATHSIG); stop() also kills the containers, unmounts and removes the cgroups.
+Each cluster's pods live under a cgroup root of their own, so clusters side by side on
+one host (tests and a benchmark) never touch each other's pods.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import contextlib
 import ctypes
 import json
 import os
+import secrets
 import signal
 import socket
 import ssl
@@ -131,6 +134,8 @@ class Cluster:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     release: str = RELEASE
+    # the node's cgroup root: its pods only, apart from any other cluster's on this host
+    cgroup: str = field(default_factory=lambda: f"backfillctl-{secrets.token_hex(4)}")
 
     @classmethod
     def start(cls, root: Path, binaries: Path | None = None) -> Cluster:
@@ -262,6 +267,7 @@ class Cluster:
             },
             "authorization": {"mode": "AlwaysAllow"},
             "cgroupDriver": "cgroupfs",
+            "cgroupRoot": f"/{self.cgroup}",
             "failSwapOn": False,
             "failCgroupV1": False,
             "containerRuntimeEndpoint": f"unix://{state}/containerd.sock",
@@ -278,6 +284,7 @@ class Cluster:
                 "imagefs.available": "1%",
             },
         }
+        host.make_cgroup_root(self.cgroup)
         config = self.root / "kubelet.json"
         config.write_text(json.dumps(settings, indent=2), encoding="utf-8")
         self._spawn("kubelet", [
@@ -333,9 +340,9 @@ class Cluster:
                 self.ctr("tasks", "kill", "-a", "-s", "SIGKILL", task)
         self._end("containerd")
         host.kill_shims(self.root / "containerd" / "state")
-        host.kill_pods()
+        host.kill_pods(self.cgroup)
         host.unmount_under(self.root)
-        host.remove_pod_cgroups()
+        host.remove_cgroup_root(self.cgroup)
         for name in list(self.processes)[::-1]:
             self._end(name)
 

@@ -56,9 +56,20 @@ def unmount_under(root: Path) -> None:
             subprocess.run(["umount", "-l", point], capture_output=True, check=False)
 
 
-def remove_pod_cgroups() -> None:
-    """The kubelet's `kubepods` cgroups, once empty (cgroup v1: one tree per controller)."""
-    for tree in Path("/sys/fs/cgroup").glob("*/kubepods"):
+CGROUPS = Path("/sys/fs/cgroup")
+
+
+def make_cgroup_root(name: str) -> None:
+    """A cgroup of its own in each hierarchy (cgroup v1), the kubelet's cgroupRoot: the
+    pods of this node, and only they, live below it."""
+    for tree in CGROUPS.iterdir():
+        if (tree / "cgroup.procs").exists():
+            (tree / name).mkdir(exist_ok=True)
+
+
+def remove_cgroup_root(name: str) -> None:
+    """Remove the node's cgroups, deepest first, once they are empty."""
+    for tree in CGROUPS.glob(f"*/{name}"):
         for directory in sorted(
             (d for d in tree.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)
         ):
@@ -68,9 +79,9 @@ def remove_pod_cgroups() -> None:
             tree.rmdir()
 
 
-def kill_pods() -> None:
-    """Whatever still runs in the kubelet's pod cgroups once containerd is gone."""
-    for procs in Path("/sys/fs/cgroup/pids/kubepods").rglob("cgroup.procs"):
+def kill_pods(name: str) -> None:
+    """Whatever still runs in the node's cgroups once containerd is gone."""
+    for procs in (CGROUPS / "pids" / name).rglob("cgroup.procs"):
         with contextlib.suppress(OSError):
             for pid in procs.read_text().split():
                 with contextlib.suppress(ProcessLookupError, ValueError):
