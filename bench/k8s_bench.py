@@ -61,7 +61,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs, urlsplit
@@ -268,79 +268,6 @@ class FakeTarget:
 CGROUPS = Path("/sys/fs/cgroup")
 
 
-def remove_cgroups(root: str) -> None:
-    """Kill what runs in the cgroup tree `root` (every hierarchy), then remove it."""
-    tops = [t for t in CGROUPS.glob(f"*/{root}") if not t.parent.is_symlink()]
-    deadline = time.monotonic() + 5
-    while tops and time.monotonic() < deadline:
-        for top in tops:
-            inner: list[Path] = []
-            with contextlib.suppress(OSError):
-                inner = [d for d in top.rglob("*") if d.is_dir()]
-            for directory in [*sorted(inner, key=lambda d: -len(d.parts)), top]:
-                with contextlib.suppress(OSError):
-                    for pid in (directory / "cgroup.procs").read_text().split():
-                        with contextlib.suppress(ProcessLookupError, ValueError):
-                            os.kill(int(pid), signal.SIGKILL)
-                with contextlib.suppress(OSError):
-                    directory.rmdir()
-        tops = [t for t in tops if t.exists()]
-        if tops:
-            time.sleep(0.1)
-
-
-def isolated_cluster() -> type[Cluster]:
-    """The test cluster with its kubelet's pods under a cgroup root of their own.
-
-    Its default root, /kubepods, is shared by every test cluster on this host, and a
-    kubelet kills whatever runs in a pod cgroup there that is not one of its pods ("orphaned
-    pod cgroup"), and Cluster.stop() kills all of /kubepods: two clusters at once (a test
-    session and this bench) kill each other's pods. Here the kubelet gets cgroupRoot
-    /backfillctl-bench-<pid>, which this bench makes and removes (unless the Cluster
-    already gives each node a root of its own: its `cgroup`)."""
-    from tests.k8s.cluster import Cluster, host
-
-    if "cgroup" in {f.name for f in fields(Cluster)}:  # isolated by itself
-        return Cluster
-    root = f"backfillctl-bench-{os.getpid()}"
-
-    class Isolated(Cluster):
-        cgroup_root = root
-
-        def _spawn(self, name: str, argv: list[str]) -> None:
-            if name == "kubelet":
-                config = Path(argv[argv.index("--config") + 1])
-                settings = json.loads(config.read_text(encoding="utf-8"))
-                settings["cgroupRoot"] = "/" + root
-                config.write_text(json.dumps(settings, indent=2), encoding="utf-8")
-                for tree in CGROUPS.iterdir():
-                    if (tree / "cgroup.procs").exists() and not tree.is_symlink():
-                        (tree / root).mkdir(exist_ok=True)
-                        for knob in ("cpuset.cpus", "cpuset.mems"):  # empty in a new cpuset
-                            if (tree / knob).exists():
-                                (tree / root / knob).write_text((tree / knob).read_text())
-            super()._spawn(name, argv)
-
-        def stop(self) -> None:
-            """Cluster.stop() but for the host's pod cgroups: only this root's processes
-            are killed and its cgroups removed (not those of a test session's cluster)."""
-            try:
-                for name in ("kube-scheduler", "kube-controller-manager", "kubelet"):
-                    self._end(name)
-                if "containerd" in self.processes:
-                    for task in self.ctr("tasks", "ls", "-q").stdout.split():
-                        self.ctr("tasks", "kill", "-a", "-s", "SIGKILL", task)
-                self._end("containerd")
-                host.kill_shims(self.root / "containerd" / "state")
-                remove_cgroups(root)
-                host.unmount_under(self.root)
-            finally:
-                for name in list(self.processes)[::-1]:
-                    self._end(name)
-
-    return Isolated
-
-
 class RealTarget:
     name = "real"
 
@@ -351,8 +278,10 @@ class RealTarget:
             raise SystemExit(
                 f"no cluster binaries in {bin_dir()}: python -m tests.k8s.cluster build"
             )
+        from tests.k8s.cluster import Cluster
+
         started = time.monotonic()
-        self.cluster: Cluster = isolated_cluster().start(root)
+        self.cluster: Cluster = Cluster.start(root)  # its pods under a cgroup root of its own
         self.ready_s = time.monotonic() - started
         self.admin = k8s.ApiClient(self.configuration())
         self.core = k8s.CoreV1Api(self.admin)
@@ -386,8 +315,7 @@ class RealTarget:
             for name in COMPONENTS
             if name in self.cluster.processes
         }
-        root = str(getattr(self.cluster, "cgroup", getattr(self.cluster, "cgroup_root", "")))
-        usage = CGROUPS / "cpuacct" / root / "cpuacct.usage"
+        usage = CGROUPS / "cpuacct" / self.cluster.cgroup / "cpuacct.usage"
         with contextlib.suppress(OSError, ValueError):
             found["pods (their cgroups)"] = int(usage.read_text()) / 1e9
         return found

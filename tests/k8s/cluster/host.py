@@ -63,8 +63,11 @@ def make_cgroup_root(name: str) -> None:
     """A cgroup of its own in each hierarchy (cgroup v1), the kubelet's cgroupRoot: the
     pods of this node, and only they, live below it."""
     for tree in CGROUPS.iterdir():
-        if (tree / "cgroup.procs").exists():
+        if (tree / "cgroup.procs").exists() and not tree.is_symlink():
             (tree / name).mkdir(exist_ok=True)
+            for knob in ("cpuset.cpus", "cpuset.mems"):  # a new cpuset has none
+                if (tree / knob).exists():
+                    (tree / name / knob).write_text((tree / knob).read_text())
 
 
 def remove_cgroup_root(name: str) -> None:
