@@ -10,7 +10,8 @@ user's cache); containerd and runc are Debian's; the images are made here (image
 - The API server: RBAC and the Node authorizer, client certificates of its own CA,
   service-account tokens signed by a key of its own, the default admission chain.
 - The controller manager: the Job, TTL-after-finished, garbage-collector, namespace,
-  service-account, root-CA-publisher, pod-GC and node-lifecycle controllers, each with
+  service-account, root-CA-publisher, pod-GC, node-lifecycle and resource-quota
+  controllers, each with
   its own service account's credentials (as kubeadm sets it up).
 - The scheduler, and a real kubelet (node `localhost`: it refuses a loopback node IP, so
   the API server reaches it by host name) on containerd's CRI with runc and cgroupfs.
@@ -54,7 +55,7 @@ CONTROLLERS = ",".join(
     for name in (
         "job", "ttl-after-finished", "garbage-collector", "namespace", "serviceaccount",
         "serviceaccount-token", "root-ca-certificate-publisher", "pod-garbage-collector",
-        "node-lifecycle",
+        "node-lifecycle", "resourcequota",
     )
 )  # fmt: skip
 ISSUER = "https://kubernetes.default.svc.cluster.local"

@@ -59,20 +59,31 @@ def unmount_under(root: Path) -> None:
 CGROUPS = Path("/sys/fs/cgroup")
 
 
+def _trees() -> list[Path]:
+    """The cgroup hierarchies: one per controller (v1), or the unified one (v2)."""
+    if (CGROUPS / "cgroup.controllers").exists():
+        return [CGROUPS]
+    return [t for t in CGROUPS.iterdir() if (t / "cgroup.procs").exists() and not t.is_symlink()]
+
+
 def make_cgroup_root(name: str) -> None:
-    """A cgroup of its own in each hierarchy (cgroup v1), the kubelet's cgroupRoot: the
-    pods of this node, and only they, live below it."""
-    for tree in CGROUPS.iterdir():
-        if (tree / "cgroup.procs").exists() and not tree.is_symlink():
-            (tree / name).mkdir(exist_ok=True)
-            for knob in ("cpuset.cpus", "cpuset.mems"):  # a new cpuset has none
-                if (tree / knob).exists():
-                    (tree / name / knob).write_text((tree / knob).read_text())
+    """A cgroup of its own in each hierarchy, the kubelet's cgroupRoot: the pods of this
+    node, and only they, live below it."""
+    for tree in _trees():
+        (tree / name).mkdir(exist_ok=True)
+        for knob in ("cpuset.cpus", "cpuset.mems"):  # a new v1 cpuset has none
+            if (tree / knob).exists() and (tree / name / knob).exists():
+                (tree / name / knob).write_text((tree / knob).read_text())
+        controllers = tree / "cgroup.controllers"
+        if controllers.exists():  # v2: let the pods' cgroups use every controller
+            enable = " ".join(f"+{c}" for c in controllers.read_text().split())
+            with contextlib.suppress(OSError):
+                (tree / name / "cgroup.subtree_control").write_text(enable)
 
 
 def remove_cgroup_root(name: str) -> None:
     """Remove the node's cgroups, deepest first, once they are empty."""
-    for tree in CGROUPS.glob(f"*/{name}"):
+    for tree in (t / name for t in _trees() if (t / name).exists()):
         for directory in sorted(
             (d for d in tree.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)
         ):
@@ -84,7 +95,7 @@ def remove_cgroup_root(name: str) -> None:
 
 def kill_pods(name: str) -> None:
     """Whatever still runs in the node's cgroups once containerd is gone."""
-    for procs in (CGROUPS / "pids" / name).rglob("cgroup.procs"):
+    for procs in (p for t in _trees() for p in (t / name).rglob("cgroup.procs")):
         with contextlib.suppress(OSError):
             for pid in procs.read_text().split():
                 with contextlib.suppress(ProcessLookupError, ValueError):
