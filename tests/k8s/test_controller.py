@@ -3,6 +3,7 @@ adopts them; the cluster's own record (Jobs and their pods) shows nothing ran tw
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import sys
@@ -106,3 +107,61 @@ def test_kill_9_of_the_controller_then_a_new_one_adopts_its_jobs(
         shown = run("logs", instance.id, "--state", str(db))
         described = run("describe", f"instance/{instance.id}", "--state", str(db)).stdout
         assert shown.stdout == "start\nend\n", (shown.stderr, described, text)
+
+
+def test_a_failed_job_is_retried_as_a_new_job(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """run.retries on the real cluster: each try is a Job of its own (backoffLimit 0),
+    the next starts once the failed one has ended, and the instance fails after the last."""
+    config = {
+        "apiVersion": API,
+        "kind": "Config",
+        "spec": {
+            "backend": "kubernetes",
+            "kubernetes": {
+                "kubeconfig": str(cluster.admin),
+                "namespace": namespace,
+                "image": BUSYBOX,
+                "podTemplate": {"spec": {"hostNetwork": True}},
+            },
+        },
+    }
+    flaky = node(
+        "flaky",
+        resourceGroup="rg",
+        run={"command": "echo try; exit 3", "retries": 2, "retryDelay": "0s"},
+    )
+    spec_dir = tmp_path / "specs"
+    write_files(
+        spec_dir,
+        {
+            "backfillctl.yaml": dump(config),
+            "all.yaml": dump(
+                workspace(operators=("ops",)),
+                resource_group("rg", 1),
+                flaky,
+                backfill(
+                    select={"method": "descendants", "roots": ["flaky"]}, dates=["2024-03-01"]
+                ),
+            ),
+        },
+    )
+    db = tmp_path / "state.db"
+    applied = run("apply", str(spec_dir), "--state", str(db), "--wait", "--timeout", "3m")
+    assert applied.exit_code == 1, applied.stderr
+    store = open_store(db)
+    (instance,) = store.instances()
+    assert instance.state == "failed"
+    attempts = store.attempts(instance.id)
+    assert [(a.number, a.state, a.exit_code) for a in attempts] == [
+        (1, "failed", 3),
+        (2, "failed", 3),
+        (3, "failed", 3),
+    ]
+    for before, after in itertools.pairwise(attempts):
+        assert before.finished_at is not None and after.started_at >= before.finished_at
+    api = client.ApiClient(configuration(cluster))
+    jobs = client.BatchV1Api(api).list_namespaced_job(namespace).items
+    assert sorted(j.metadata.labels[ATTEMPT] for j in jobs) == ["1", "2", "3"]
+    assert all(j.status.failed == 1 and not j.status.succeeded for j in jobs)
