@@ -271,7 +271,7 @@ CGROUPS = Path("/sys/fs/cgroup")
 class RealTarget:
     name = "real"
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, controller_qps: int | None = None) -> None:
         from tests.k8s.cluster.build import bin_dir, built
 
         if not built():
@@ -281,7 +281,8 @@ class RealTarget:
         from tests.k8s.cluster import Cluster
 
         started = time.monotonic()
-        self.cluster: Cluster = Cluster.start(root)  # its pods under a cgroup root of its own
+        # its pods under a cgroup root of their own
+        self.cluster: Cluster = Cluster.start(root, controller_qps=controller_qps)
         self.ready_s = time.monotonic() - started
         self.admin = k8s.ApiClient(self.configuration())
         self.core = k8s.CoreV1Api(self.admin)
@@ -682,6 +683,11 @@ def main() -> int:
         "--timeout", type=float, default=1800, help="give up on a run (or its cleanup) after"
     )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--controller-qps",
+        type=int,
+        help="real: kube-controller-manager's --kube-api-qps (default 20; burst twice it)",
+    )
     parser.add_argument("--keep", type=Path, help="real: the cluster's directory (logs), kept")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, interrupted)  # stop the cluster as on Ctrl-C
@@ -694,7 +700,9 @@ def main() -> int:
             log(f"{name}: starting")
             begun = time.monotonic()
             where = args.keep or Path(tmp) / "cluster"
-            target: Target = FakeTarget() if name == "fake" else RealTarget(where)
+            target: Target = (
+                FakeTarget() if name == "fake" else RealTarget(where, args.controller_qps)
+            )
             ready[name] = time.monotonic() - begun
             try:
                 for n in range(args.runs):

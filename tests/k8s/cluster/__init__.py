@@ -139,7 +139,11 @@ class Cluster:
     cgroup: str = field(default_factory=lambda: f"backfillctl-{secrets.token_hex(4)}")
 
     @classmethod
-    def start(cls, root: Path, binaries: Path | None = None) -> Cluster:
+    def start(
+        cls, root: Path, binaries: Path | None = None, *, controller_qps: int | None = None
+    ) -> Cluster:
+        """Start a cluster in `root`. `controller_qps`: the controller manager's API rate
+        (--kube-api-qps, burst twice that; its default is 20 requests/s)."""
         binaries = binaries or bin_dir()
         host.install_packages()
         begun = time.monotonic()
@@ -153,7 +157,7 @@ class Cluster:
         cluster = cls(root, server, pki.ca.cert, config, pki)
         try:
             cluster._runtime(binaries)
-            cluster._control_plane(binaries, secure)
+            cluster._control_plane(binaries, secure, controller_qps)
             cluster._node(binaries)
         except BaseException:
             cluster.stop()
@@ -181,7 +185,7 @@ class Cluster:
                 raise RuntimeError(f"ctr import {archive}: {done.stderr}")
         self._mark("runtime_s", begun)
 
-    def _control_plane(self, binaries: Path, secure: int) -> None:
+    def _control_plane(self, binaries: Path, secure: int, qps: int | None) -> None:
         begun = time.monotonic()
         etcd_client, etcd_peer = free_port(), free_port()
         self._spawn("etcd", [
@@ -231,6 +235,7 @@ class Cluster:
             "--root-ca-file", str(pki.ca.cert),
             "--leader-elect=false", "--bind-address", "127.0.0.1",
             "--secure-port", str(free_port()), "--v=1",
+            *(["--kube-api-qps", str(qps), "--kube-api-burst", str(2 * qps)] if qps else []),
         ])  # fmt: skip
         scheduler = self._identity("scheduler", "/CN=system:kube-scheduler")
         self._spawn("kube-scheduler", [
