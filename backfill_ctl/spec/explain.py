@@ -86,15 +86,7 @@ def explain(path: str, recursive: bool = False) -> str:
             + ("  (required)" if required else "")
         )
     lines += ["", "DESCRIPTION:", *_wrap(schema.get("description", "(none)"), "    ")]
-    for label, key in (
-        ("DEFAULT", "default"),
-        ("MINIMUM", "minimum"),
-        ("MAXIMUM", "maximum"),
-        ("FORMAT", "format"),
-        ("PATTERN", "pattern"),
-    ):
-        if key in schema and not (key == "pattern" and "format" in schema):
-            lines += ["", f"{label}: {schema[key]}"]  # a format's pattern is its own words
+    lines += _constraints(schema)
     if "enum" in schema:
         lines += ["", "ALLOWED:  " + ", ".join(str(v) for v in schema["enum"])]
     if schema.get("examples"):
@@ -125,3 +117,19 @@ def _wrap(text: str, indent: str, width: int = 88) -> list[str]:
     import textwrap
 
     return textwrap.wrap(text, width=width, initial_indent=indent, subsequent_indent=indent)
+
+
+def _constraints(schema: dict[str, Any]) -> list[str]:
+    """DEFAULT, MINIMUM, MAXIMUM, FORMAT and PATTERN lines (a format's pattern is its own
+    words: FORMAT alone)."""
+    lines: list[str] = []
+    for label, key in (
+        ("DEFAULT", "default"),
+        ("MINIMUM", "minimum"),
+        ("MAXIMUM", "maximum"),
+        ("FORMAT", "format"),
+        ("PATTERN", "pattern"),
+    ):
+        if key in schema and not (key == "pattern" and "format" in schema):
+            lines += ["", f"{label}: {schema[key]}"]
+    return lines
