@@ -146,7 +146,26 @@ def test_every_yaml_file_opens_with_a_comment_and_names_its_namespace() -> None:
         "RoleBinding",
         "PersistentVolumeClaim",
         "Deployment",
+        "Service",
     }
+
+
+def test_the_controller_is_probed_and_scraped_through_serve() -> None:
+    (deployment,) = [d for d in all_documents() if d["kind"] == "Deployment"]
+    (service,) = [d for d in all_documents() if d["kind"] == "Service"]
+    pod = deployment["spec"]["template"]
+    (controller,) = [c for c in pod["spec"]["containers"] if c["name"] == "controller"]
+    args = controller["args"]
+    assert args[args.index("--serve") + 1] == ":9090"
+    assert controller["ports"] == [{"name": "http", "containerPort": 9090}]
+    for probe, path in (
+        ("startupProbe", "/healthz"),
+        ("livenessProbe", "/healthz"),
+        ("readinessProbe", "/readyz"),
+    ):
+        assert controller[probe]["httpGet"] == {"path": path, "port": "http"}, probe
+    assert service["spec"]["selector"] == pod["metadata"]["labels"]
+    assert service["spec"]["ports"] == [{"name": "http", "port": 9090, "targetPort": "http"}]
 
 
 # -- RBAC ------------------------------------------------------------------------------------

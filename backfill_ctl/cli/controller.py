@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from typing import TYPE_CHECKING, Annotated
@@ -20,6 +21,7 @@ from backfill_ctl.cli.options import (
 )
 from backfill_ctl.cli.state import StateOpt, backend_for, open_state, spec_root
 from backfill_ctl.runtime.reapply import Reconciler
+from backfill_ctl.serve.address import parse_address
 from backfill_ctl.spec.loader import load_specs
 from backfill_ctl.state import StoreUnavailable
 
@@ -27,6 +29,10 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 LEASE_TTL = 30.0  # the controller's default (controller.LEASE_TTL, without importing it)
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from backfill_ctl.runtime.controller import Controller
+    from backfill_ctl.serve import Server
     from backfill_ctl.spec.loader import Specs
     from backfill_ctl.state import StateStore
 
@@ -57,6 +63,16 @@ IntervalOpt = Annotated[
     float, typer.Option("--interval", help="Seconds between ticks when nothing runs.", min=0.05)
 ]
 OnceOpt = Annotated[bool, typer.Option("--once", help="One tick, then exit.")]
+ServeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--serve",
+        metavar="ADDR",
+        help="Serve /healthz, /readyz and /metrics on ADDR: PORT (on 127.0.0.1), "
+        "HOST:PORT, or :PORT (every interface, as in a pod).",
+        show_default=False,
+    ),
+]
 LeaseOpt = Annotated[
     float,
     typer.Option(
@@ -74,6 +90,7 @@ def controller_command(
     interval: IntervalOpt = 2.0,
     once: OnceOpt = False,
     lease_duration: LeaseOpt = LEASE_TTL,
+    serve: ServeOpt = None,
     now: NowOpt = None,
     actor: ActorOpt = None,
     state: StateOpt = None,
@@ -94,7 +111,9 @@ def controller_command(
       backfillctl controller specs/ --as oncall   # until SIGTERM or SIGINT
       backfillctl controller specs/ --once        # one tick, then exit
       backfillctl controller specs/ --interval 30 --lease-duration 120
+      backfillctl controller specs/ --serve :8080     # probes and metrics, in a pod
     """
+    address = parse_address(serve) if serve is not None else None
     clock = run_clock(resolve_now(now))
     specs = load_specs(paths)
     store = _open_when_writable(state, specs)
@@ -117,17 +136,49 @@ def controller_command(
             clock=clock,
             lease_ttl=lease_duration,
         )
-        if not controller.acquire(wait=not once):
-            if controller.stopping:  # a signal while waiting: nothing was started
-                err("stopped while waiting for the lease: nothing was done")
-                return
-            err("another controller holds the lease: nothing to do")
-            raise typer.Exit(1)
-        try:
-            controller.load(wait=not once)
-            err(f"controller {controller.origin} drives {store.path}")
-            controller.run(interval=interval, once=once)
-        finally:
-            controller.release()
+        with _serving(address, controller, store, interval) as server:
+            _drive(controller, store, interval, once, server)
     finally:
         backend.close()
+
+
+@contextlib.contextmanager
+def _serving(
+    address: tuple[str, int] | None, controller: Controller, store: StateStore, interval: float
+) -> Iterator[Server | None]:
+    """The endpoints beside the loop, told by its beats; stopped with it."""
+    if address is None:
+        yield None
+        return
+    from backfill_ctl.serve import Health, Server
+    from backfill_ctl.state import open_store
+
+    health = Health(stale=max(60.0, 10 * interval))
+    controller.beat = health.beat
+    path = store.path
+    server = Server(
+        address, lambda: open_store(path, create=False), controller=controller, health=health
+    )
+    err(f"serving /healthz, /readyz and /metrics on {server.url}")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _drive(
+    controller: Controller, store: StateStore, interval: float, once: bool, server: Server | None
+) -> None:
+    """The lease, the load, then the loop until stopped."""
+    if not controller.acquire(wait=not once):
+        if controller.stopping:  # a signal while waiting: nothing was started
+            err("stopped while waiting for the lease: nothing was done")
+            return
+        err("another controller holds the lease: nothing to do")
+        raise typer.Exit(1)
+    try:
+        controller.load(wait=not once)
+        err(f"controller {controller.origin} drives {store.path}")
+        controller.run(interval=interval, once=once, on_tick=server.observe if server else None)
+    finally:
+        controller.release()

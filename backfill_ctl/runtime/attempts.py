@@ -16,6 +16,7 @@ from backfill_ctl.backends import AttemptSpec, BackendError, Handle, NotStarted,
 from backfill_ctl.runtime.lease import LeaseHolder
 
 if TYPE_CHECKING:
+    from collections import Counter
     from collections.abc import Callable, Sequence
 
     from backfill_ctl.backends import Backend
@@ -51,6 +52,7 @@ class AttemptRunner(LeaseHolder):
     # Known but not yet in the store (it could not be written): kept until it is.
     _outcomes: dict[str, tuple[Running, Outcome]]
     _handles: dict[str, tuple[int, Handle, str | None]]
+    ended_by: Counter[str]  # recorded ends, by outcome (for /metrics)
 
     def _settle_unstarted(self, record: InstanceRecord, number: int) -> None:
         self._requeue(
@@ -154,6 +156,7 @@ class AttemptRunner(LeaseHolder):
         ):
             self._reread(instance)
             return
+        self.ended_by[outcome.state] += 1
         self.scheduler.set_state(instance, state, message, not_before=not_before)
 
     def _reread(self, instance: str) -> None:

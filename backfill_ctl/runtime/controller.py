@@ -40,6 +40,7 @@ import os
 import socket
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -67,6 +68,7 @@ class Tick:
     ended: int = 0
     running: int = 0
     finished: tuple[str, ...] = ()
+    seconds: float = 0.0  # how long the tick took (wall, monotonic)
 
 
 class Controller(AttemptRunner):
@@ -81,6 +83,7 @@ class Controller(AttemptRunner):
         smtp: Smtp | None = None,
         reconcile: Callable[[], None] | None = None,
         lease_ttl: float = LEASE_TTL,
+        beat: Callable[[str, str], None] = lambda state, detail: None,
     ) -> None:
         self.store = store
         self.backend = backend
@@ -105,6 +108,11 @@ class Controller(AttemptRunner):
         self._store_retry_at = 0.0
         self._store_backoff = 0.0
         self._store_problem = ""
+        # What a health endpoint and /metrics read: told at each tick and while waiting.
+        self.beat = beat  # (state: active | degraded | standby | store, detail)
+        self.started_total = 0
+        self.ended_by: Counter[str] = Counter()  # recorded ends, by outcome
+        self.queued: dict[str, int] = {}  # by resource group, at the last decision
 
     # -- the lease -----------------------------------------------------------------------
 
@@ -170,6 +178,16 @@ class Controller(AttemptRunner):
     # -- one tick ------------------------------------------------------------------------
 
     def tick(self) -> Tick:
+        began = time.monotonic()
+        tick = self._tick_or_follow()
+        tick.seconds = time.monotonic() - began
+        if self._store_problem:
+            self.beat("degraded", self._store_problem)
+        elif not self.stopping:
+            self.beat("active", "")
+        return tick
+
+    def _tick_or_follow(self) -> Tick:
         now = self.clock()
         try:
             if time.monotonic() < self._store_retry_at:
@@ -178,6 +196,7 @@ class Controller(AttemptRunner):
         except LeaseLost as exc:
             self.say(f"{exc}: starting nothing more, stopping")
             self.stopping = True
+            self.beat("standby", str(exc))
             return Tick(running=len(self.running))
         except StateError as exc:
             self._store_failed(exc)
@@ -219,6 +238,7 @@ class Controller(AttemptRunner):
         ended = self._poll()
         self._enforce(now)
         decision = self.scheduler.decide(now)
+        self.queued = decision.queued
         self.store.set_waiting(
             decision.waiting,
             at=now,
@@ -233,6 +253,7 @@ class Controller(AttemptRunner):
             if self._held_until > now:  # the backend refused one: leave the rest waiting
                 break
             started += self._start(instance, records.get(instance))
+        self.started_total += started
         finished = self._finish(now)
         return Tick(started, ended, len(self.running), tuple(finished))
 

@@ -35,6 +35,7 @@ class LeaseHolder:
     lease_ttl: float
     stopping: bool
     say: Callable[[str], None]
+    beat: Callable[[str, str], None]  # (state, detail): what health endpoints read
     _renewed: float  # time.monotonic() of the last renewal
     _store_problem: str  # what was said of a store that cannot be written
 
@@ -52,12 +53,14 @@ class LeaseHolder:
             except StoreUnavailable as exc:  # a full disk at start: wait for room
                 if not wait:
                     raise
+                self.beat("store", exc.message)
                 self._wait_for_store(exc, poll)
                 continue
             if lease.holder == self.origin:
                 return True
             if not wait:
                 return False
+            self.beat("standby", f"waiting for the lease of pid {lease.pid} on {lease.host}")
             if not said:
                 left = max(0.0, lease.expires_at - time.time())
                 self.say(

@@ -91,6 +91,7 @@ class Decision(NamedTuple):
     start: list[str]  # instances to start now, in order
     dry_runs: list[str]  # dry-run instances to mark succeeded now
     waiting: list[Waiting]  # (id, state, reason, blocker as JSON) that changed
+    queued: dict[str, int]  # by resource group: ready, left waiting for a slot
 
 
 class Scheduler:
@@ -286,6 +287,7 @@ class Scheduler:
             else:
                 candidates[t.resource_group].append(t)
         start: list[str] = []
+        queued: dict[str, int] = {}
         for group, tasks in sorted(candidates.items()):
             cap = self.capacity.get(group, self.default_capacity)
             chosen = self._fair(group, tasks, cap - self._running[group])
@@ -296,7 +298,8 @@ class Scheduler:
             for t in tasks:
                 if t.id not in picked:
                     self._note(t, busy, waiting)
-        return Decision(start, dry, waiting)
+            queued[group] = len(tasks) - len(chosen)
+        return Decision(start, dry, waiting, queued)
 
     def _note(self, t: Task, blocker: Blocker, out: list[Waiting]) -> None:
         """A waiting instance waits differently: record it (waiting states all hold the

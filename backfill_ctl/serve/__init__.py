@@ -1,0 +1,128 @@
+"""The controller's HTTP endpoints: /healthz, /readyz and /metrics (read-only).
+
+The standard library's threading HTTP server: a handful of small read-only endpoints
+need no framework, and the controller's image and start stay small (prometheus-client
+is the only addition, and only where this is used). It binds 127.0.0.1 unless told
+otherwise (`--serve 0.0.0.0:8080` in a pod), in a daemon thread beside the loop; each
+request opens the store on its own (a SQLite connection belongs to its thread).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import threading
+from typing import TYPE_CHECKING
+
+from backfill_ctl.errors import UsageError
+from backfill_ctl.serve.address import parse_address
+from backfill_ctl.serve.health import Health
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from backfill_ctl.runtime.controller import Controller, Tick
+    from backfill_ctl.serve.metrics import Metrics
+    from backfill_ctl.state import StateStore
+
+__all__ = ["Health", "Server", "parse_address"]
+
+
+class Server:
+    """Serves the endpoints until stop(); `url` is where (the real port when 0 was given)."""
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        open_store: Callable[[], StateStore],
+        *,
+        controller: Controller | None = None,
+        health: Health | None = None,
+    ) -> None:
+        from backfill_ctl.serve.metrics import Metrics
+
+        self.open_store = open_store
+        self.health = health
+        self.metrics: Metrics = Metrics(open_store, controller)
+        handler = type("Handler", (_Handler,), {"server_app": self})
+        try:
+            self.httpd = http.server.ThreadingHTTPServer(address, handler)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot serve on {address[0]}:{address[1]}: {exc.strerror or exc}",
+                hint="choose a free port with --serve HOST:PORT",
+            ) from None
+        self.httpd.daemon_threads = True
+        host, port = str(self.httpd.server_address[0]), int(self.httpd.server_address[1])
+        self.url = f"http://{host}:{port}"
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever, name="backfillctl-serve", daemon=True
+        )
+        self._thread.start()
+
+    def observe(self, tick: Tick) -> None:
+        self.metrics.observe(tick)
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)
+
+    # -- the endpoints ---------------------------------------------------------------
+
+    def healthz(self) -> tuple[int, str]:
+        if self.health is None:
+            return 200, "ok"
+        alive, why = self.health.live()
+        return (200 if alive else 503), why
+
+    def readyz(self) -> tuple[int, str]:
+        if self.health is not None:
+            ready, why = self.health.ready()
+            return (200 if ready else 503), why
+        try:
+            self.open_store().close()
+        except Exception as exc:  # any store error: not ready, and say why
+            return 503, f"the state store cannot be read: {exc}"
+        return 200, "ok"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server_app: Server
+    server_version = "backfillctl"
+    sys_version = ""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass  # the controller's stderr is for what it does, not for each scrape
+
+    def do_HEAD(self) -> None:
+        self.do_GET(body=False)
+
+    def do_GET(self, body: bool = True) -> None:
+        app = self.server_app
+        path = self.path.split("?", 1)[0]
+        content_type = "text/plain; charset=utf-8"
+        if path == "/healthz":
+            code, text = app.healthz()
+            data = (text + "\n").encode()
+        elif path == "/readyz":
+            code, text = app.readyz()
+            data = (text + "\n").encode()
+        elif path == "/metrics":
+            from backfill_ctl.serve.metrics import CONTENT_TYPE
+
+            try:
+                code, data, content_type = 200, app.metrics.render(), CONTENT_TYPE
+            except Exception as exc:  # a store that cannot be read: say so, do not die
+                code, data = 503, f"the state store cannot be read: {exc}\n".encode()
+        else:
+            code, data = 404, b"not found: /healthz, /readyz and /metrics are served here\n"
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        if body:
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(data)
