@@ -163,6 +163,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "wait": ("wait", "wait_command"),
     "schema": ("schema", "schema_command"),
     "explain": ("schema", "explain_command"),
+    "ui": ("ui", "ui_command"),
 }
 
 

@@ -1,4 +1,4 @@
-"""The controller's HTTP endpoints: /healthz, /readyz and /metrics (read-only).
+"""The HTTP endpoints: /healthz, /readyz, /metrics, and the dashboard (read-only).
 
 The standard library's threading HTTP server: a handful of small read-only endpoints
 need no framework, and the controller's image and start stay small (prometheus-client
@@ -70,6 +70,16 @@ class Server:
 
     # -- the endpoints ---------------------------------------------------------------
 
+    def dashboard(self, path: str) -> tuple[int, bytes, str]:
+        """The pages (text/html), the grid's cells (JSON) and its script; 404 else."""
+        from backfill_ctl.serve.views import route
+
+        store = self.open_store()
+        try:
+            return route(store, path)
+        finally:
+            store.close()
+
     def healthz(self) -> tuple[int, str]:
         if self.health is None:
             return 200, "ok"
@@ -116,12 +126,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             except Exception as exc:  # a store that cannot be read: say so, do not die
                 code, data = 503, f"the state store cannot be read: {exc}\n".encode()
         else:
-            code, data = 404, b"not found: /healthz, /readyz and /metrics are served here\n"
+            code, data, content_type = app.dashboard(path)
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Security-Policy", "default-src 'self'; style-src 'unsafe-inline'")
+        self.send_header("X-Frame-Options", "DENY")
         self.end_headers()
         if body:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):

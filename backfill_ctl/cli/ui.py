@@ -1,0 +1,57 @@
+"""`backfillctl ui`: the dashboard of a state store, in a browser (read-only)."""
+
+from __future__ import annotations
+
+import signal
+from typing import Annotated
+
+import typer
+
+from backfill_ctl.cli.console import err
+from backfill_ctl.cli.state import StateOpt, state_file
+from backfill_ctl.errors import UsageError
+from backfill_ctl.serve.address import parse_address
+
+ListenOpt = Annotated[
+    str,
+    typer.Option(
+        "--listen",
+        metavar="ADDR",
+        help="Where to serve: PORT (on 127.0.0.1), HOST:PORT, or :PORT (every interface).",
+    ),
+]
+
+
+def ui_command(listen: ListenOpt = "8800", state: StateOpt = None) -> None:
+    """Serve a read-only web view of the state store until SIGTERM or Ctrl-C.
+
+    The backfills with their progress; a backfill's grid of nodes x business dates,
+    coloured by state and updated while it runs; an instance with why it waits, its
+    attempts and its log. Also /healthz, /readyz and /metrics. Binds 127.0.0.1 unless
+    told otherwise; nothing is loaded from elsewhere.
+
+    \b
+    Examples:
+      backfillctl ui                         # http://127.0.0.1:8800
+      backfillctl ui --listen 9000 --state-file /data/state.db
+    """
+    from backfill_ctl.serve import Server
+    from backfill_ctl.state import open_store
+
+    path = state_file(state)
+    if not path.exists():
+        raise UsageError(
+            f"no state store at {path}",
+            hint="apply a backfill first (backfillctl apply specs/), or give --state-file",
+        )
+    open_store(path, create=False).close()  # refuse a broken or newer store at once
+    server = Server(parse_address(listen), lambda: open_store(path, create=False))
+    err(f"serving the dashboard of {path} on {server.url}/ (Ctrl-C stops it)")
+    stopped: list[int] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda n, f: stopped.append(n))
+    try:
+        while not stopped:
+            signal.pause()
+    finally:
+        server.stop()

@@ -1,0 +1,273 @@
+"""The dashboard's pages: HTML written here, every value escaped, nothing from elsewhere.
+
+Pure functions of what the store holds (the server reads it): the backfills, one
+backfill's grid of nodes x business dates (coloured by state; by month past a size),
+one instance with its attempts and the tail of its log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from html import escape
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from backfill_ctl.usecases.progress import utc
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping, Sequence
+
+    from backfill_ctl.core.records import AttemptRecord, InstanceRecord
+
+# Worst first: the colour of a cell that holds several instances (hourly nodes, months).
+SEVERITY = (
+    "failed",
+    "blocked",  # waiting behind a failed date of its group, or a failed dependency
+    "running",
+    "waiting-for-resources",
+    "waiting-for-time",
+    "waiting-for-upstream",
+    "frozen",
+    "pending",
+    "cancelled",
+    "succeeded",
+)
+MAX_CELLS = 40_000  # above this many node x date cells, the grid shows months
+STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
+a{color:#0b57d0;text-decoration:none}a:hover{text-decoration:underline}
+table{border-collapse:collapse}th,td{padding:2px 8px;text-align:left;vertical-align:top}
+table.list td,table.list th{border-bottom:1px solid #ddd}
+.bar{display:inline-block;width:160px;height:10px;background:#eee;vertical-align:middle}
+.bar span{display:block;height:10px;background:#2e7d32}
+.grid td{padding:0}.grid th{font-weight:normal;font-size:11px;white-space:nowrap}
+.grid th.date{writing-mode:vertical-rl;transform:rotate(180deg);height:70px}
+.cell{display:block;width:12px;height:12px;margin:1px;border-radius:2px;background:#ccc}
+.s-succeeded{background:#2e7d32}.s-failed{background:#c62828}.s-running{background:#1565c0}
+.s-pending{background:#bdbdbd}.s-frozen{background:#6a1b9a}.s-cancelled{background:#616161}
+.s-waiting-for-upstream,.s-waiting-for-time,.s-waiting-for-resources{background:#f9a825}
+.s-blocked{background:repeating-linear-gradient(45deg,#c62828 0 2px,#ffcdd2 2px 5px)}
+.dry{opacity:.45}
+pre{background:#f6f8fa;padding:8px;overflow:auto;max-height:40em;white-space:pre-wrap}
+.legend span{margin-right:1em}.legend .cell{display:inline-block;vertical-align:middle}
+"""
+
+
+def page(title: str, body: str, *, script: str | None = None) -> str:
+    tag = f'<script src="{escape(script)}" defer></script>' if script else ""
+    return (
+        "<!doctype html><html lang=en><head><meta charset=utf-8>"
+        f"<title>{escape(title)} · backfillctl</title><style>{STYLE}</style>{tag}</head>"
+        f'<body><p><a href="/">backfills</a></p>{body}</body></html>'
+    )
+
+
+def _counts_text(counts: Mapping[str, int]) -> str:
+    return ", ".join(f"{escape(s)} {n}" for s, n in sorted(counts.items()) if n)
+
+
+def _bar(done: int, total: int) -> str:
+    width = round(100 * done / total) if total else 0
+    return f'<span class=bar title="{done} of {total}"><span style="width:{width}%"></span></span>'
+
+
+def backfills_page(rows: Sequence[Mapping[str, Any]]) -> str:
+    """`rows`: backfill objects (usecases.objects.backfill_object)."""
+    lines = []
+    for obj in rows:
+        status = obj["status"]
+        counts = status["counts"]
+        total = status["instances"]
+        done = counts.get("succeeded", 0)
+        name = obj["metadata"]["name"]
+        lines.append(
+            "<tr>"
+            f'<td><a href="/backfills/{quote(name)}">{escape(name)}</a></td>'
+            f"<td>{escape(str(status['phase']))}</td>"
+            f"<td>{_bar(done, total)} {done}/{total}</td>"
+            f"<td>{_counts_text(counts)}</td>"
+            f"<td>{escape(status['appliedAt'] or '')}</td>"
+            f"<td>{escape(status['finishedAt'] or '')}</td>"
+            f"<td>{escape(status['appliedBy'] or '')}</td>"
+            "</tr>"
+        )
+    head = (
+        "<tr><th>BACKFILL</th><th>PHASE</th><th>PROGRESS</th><th>COUNTS</th>"
+        "<th>APPLIED</th><th>FINISHED</th><th>APPLIED BY</th></tr>"
+    )
+    table = f"<table class=list>{head}{''.join(lines)}</table>" if lines else "<p>No backfill."
+    return page("Backfills", f"<h1>Backfills</h1>{table}")
+
+
+def grid_cells(instances: Iterable[InstanceRecord]) -> tuple[list[str], list[str], dict[str, Any]]:
+    """(nodes, columns, cells): a column per business date, or per month when the grid
+    would exceed MAX_CELLS; a cell is keyed "node|column", its state the worst of its
+    instances."""
+    items = list(instances)
+    shown = _blocked(items)
+    nodes = sorted({i.node for i in items})
+    dates = sorted({i.bizdate for i in items})
+    by_month = len(nodes) * len(dates) > MAX_CELLS
+    groups: dict[str, list[InstanceRecord]] = defaultdict(list)
+    for i in items:
+        groups[f"{i.node}|{i.bizdate[:7] if by_month else i.bizdate}"].append(i)
+    columns = sorted({k.split("|", 1)[1] for k in groups})
+    cells = {key: _cell(members, shown) for key, members in groups.items()}
+    return nodes, columns, cells
+
+
+def _blocked(items: list[InstanceRecord]) -> dict[str, str]:
+    """The state each instance is shown in: "blocked" for one that waits while an
+    earlier date of its date group, or one of its dependencies, has failed (the date
+    order and the dependencies hold it: the controller stores no blocker for those)."""
+    failed = {i.id for i in items if i.state == "failed"}
+    first_failed: dict[tuple[str, int], int] = {}
+    for i in items:
+        if i.id in failed:
+            key = (i.backfill, i.group)
+            first_failed[key] = min(first_failed.get(key, i.sequence), i.sequence)
+    shown: dict[str, str] = {}
+    for i in items:
+        waits = i.state == "pending" or i.state.startswith("waiting-for")
+        behind = i.sequence > first_failed.get((i.backfill, i.group), i.sequence)
+        held = not i.ignore_deps and (behind or any(d in failed for d in i.depends_on))
+        shown[i.id] = "blocked" if waits and held else i.state
+    return shown
+
+
+def _cell(members: list[InstanceRecord], shown: Mapping[str, str]) -> dict[str, Any]:
+    states = {shown[i.id] for i in members}
+    worst = next((s for s in SEVERITY if s in states), shown[members[0].id])
+    first = next(i for i in members if shown[i.id] == worst)
+    counts: dict[str, int] = defaultdict(int)
+    for i in members:
+        counts[shown[i.id]] += 1
+    title = f"{first.node} {first.bizdate}: " + ", ".join(
+        f"{s} {n}" for s, n in sorted(counts.items())
+    )
+    return {
+        "state": worst,
+        "dry": all(i.dry_run for i in members),
+        "id": first.id,
+        "title": title,
+    }
+
+
+def backfill_page(obj: Mapping[str, Any], instances: Iterable[InstanceRecord]) -> str:
+    name = obj["metadata"]["name"]
+    status = obj["status"]
+    nodes, columns, cells = grid_cells(instances)
+    head = "".join(f'<th class=date title="{escape(c)}">{escape(c)}</th>' for c in columns)
+    rows = []
+    for node in nodes:
+        tds = []
+        for column in columns:
+            cell = cells.get(f"{node}|{column}")
+            if cell is None:
+                tds.append("<td></td>")
+                continue
+            classes = f"cell s-{cell['state']}" + (" dry" if cell["dry"] else "")
+            key = escape(f"{node}|{column}")
+            tds.append(
+                f'<td><a class="{escape(classes)}" data-cell="{key}" '
+                f'href="/instances/{quote(cell["id"])}" title="{escape(cell["title"])}"></a></td>'
+            )
+        rows.append(f"<tr><th>{escape(node)}</th>{''.join(tds)}</tr>")
+    legend = "".join(f'<span><i class="cell s-{s}"></i> {escape(s)}</span>' for s in SEVERITY)
+    body = (
+        f"<h1>Backfill {escape(name)}</h1>"
+        f"<p>{escape(str(status['phase']))} · "
+        f"{_bar(status['counts'].get('succeeded', 0), status['instances'])}"
+        f" {_counts_text(status['counts'])} · applied {escape(status['appliedAt'] or '')}"
+        f" by {escape(status['appliedBy'] or '?')}"
+        + (f" · finished {escape(status['finishedAt'])}" if status["finishedAt"] else "")
+        + "</p>"
+        f"<p class=legend>{legend} (faded: dry-run)</p>"
+        f'<table class=grid data-backfill="{escape(name)}"><tr><th></th>{head}</tr>'
+        f"{''.join(rows)}</table>"
+    )
+    return page(f"Backfill {name}", body, script="/static/grid.js")
+
+
+def cells_json(instances: Iterable[InstanceRecord]) -> bytes:
+    """What the grid's script polls: each cell's state, dry-run and title."""
+    _, _, cells = grid_cells(instances)
+    return json.dumps(cells, sort_keys=True).encode()
+
+
+def instance_page(
+    i: InstanceRecord,
+    why: str | None,
+    attempts: Sequence[AttemptRecord],
+    log: str | None,
+) -> str:
+    fields = [
+        ("backfill", f'<a href="/backfills/{quote(i.backfill)}">{escape(i.backfill)}</a>'),
+        ("node", escape(i.node)),
+        ("business date", escape(i.bizdate)),
+        ("scheduled time", escape(i.cyctime)),
+        ("state", escape(i.state) + (" (dry-run)" if i.dry_run else "")),
+        ("reason", escape(i.reason or "")),
+        ("why it waits", escape(why or "")),
+        ("resource group", escape(i.resource_group)),
+        ("command", escape(_command(i))),
+    ]
+    env = "".join(
+        f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in sorted(i.run.env.items())
+    )
+    tries = "".join(
+        "<tr>"
+        f"<td>{a.number}</td><td>{escape(a.state)}</td>"
+        f"<td>{'' if a.exit_code is None else a.exit_code}</td>"
+        f"<td>{escape(utc(a.started_at) or '')}</td><td>{escape(utc(a.finished_at) or '')}</td>"
+        f"<td>{_seconds(a)}</td><td>{escape(a.message or '')}</td>"
+        "</tr>"
+        for a in attempts
+    )
+    body = (
+        f"<h1>Instance {escape(i.id)}</h1><table class=list>"
+        + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in fields)
+        + "</table><h2>Parameters</h2><table class=list>"
+        + (env or "<tr><td>none</td></tr>")
+        + "</table><h2>Attempts</h2><table class=list><tr><th>#</th><th>STATE</th>"
+        "<th>EXIT</th><th>STARTED</th><th>FINISHED</th><th>DURATION</th><th>MESSAGE</th></tr>"
+        + tries
+        + "</table><h2>Log</h2>"
+        + (f"<pre id=log>{escape(log)}</pre>" if log else "<p>No output yet.")
+    )
+    return page(f"Instance {i.id}", body)
+
+
+def _command(i: InstanceRecord) -> str:
+    command = i.run.command
+    return command if isinstance(command, str) else " ".join(command)
+
+
+def _seconds(a: AttemptRecord) -> str:
+    if a.finished_at is None:
+        return ""
+    return f"{a.finished_at - a.started_at:.1f} s"
+
+
+GRID_JS = """\
+// Live grid: poll this backfill's cells and recolour those that changed (no reload).
+(function () {
+  var grid = document.querySelector("table.grid");
+  if (!grid) return;
+  var url = "/api/backfills/" + encodeURIComponent(grid.dataset.backfill) + "/cells";
+  function refresh() {
+    fetch(url, {cache: "no-store"}).then(function (r) { return r.json(); }).then(function (cells) {
+      document.querySelectorAll("a[data-cell]").forEach(function (a) {
+        var c = cells[a.dataset.cell];
+        if (!c) return;
+        var cls = "cell s-" + c.state + (c.dry ? " dry" : "");
+        if (a.className !== cls) { a.className = cls; }
+        a.title = c.title;
+        a.href = "/instances/" + encodeURIComponent(c.id);
+      });
+    }).catch(function () {}).then(function () { setTimeout(refresh, 2000); });
+  }
+  setTimeout(refresh, 2000);
+})();
+"""

@@ -1,0 +1,87 @@
+"""Which page a path asks for, read from the store: the dashboard's routes.
+
+/                              the backfills
+/backfills/NAME                one backfill: its grid of nodes x dates
+/api/backfills/NAME/cells      that grid's cells (JSON), polled by the page
+/instances/ID                  one instance: why it waits, attempts, log tail
+/static/grid.js                the grid's script
+"""
+
+from __future__ import annotations
+
+import time
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import unquote
+
+from backfill_ctl.serve import pages
+from backfill_ctl.usecases.objects import backfill_object
+from backfill_ctl.usecases.progress import why_waiting
+
+if TYPE_CHECKING:
+    from backfill_ctl.state import StateStore
+
+HTML = "text/html; charset=utf-8"
+LOG_TAIL = 64 * 1024  # bytes of a log the instance page shows
+
+
+def _counts(store: StateStore, name: str | None = None) -> dict[str, dict[str, int]]:
+    by: dict[str, dict[str, int]] = {}
+    for (backfill, state), n in store.counts(name).items():
+        by.setdefault(backfill, {})[state] = n
+    return by
+
+
+def route(store: StateStore, path: str) -> tuple[int, bytes, str]:
+    parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
+    if not parts:
+        counts = _counts(store)
+        rows = [backfill_object(r, counts.get(r.name, {})) for r in store.backfills()]
+        return 200, pages.backfills_page(rows).encode(), HTML
+    if parts == ["static", "grid.js"]:
+        return 200, pages.GRID_JS.encode(), "text/javascript; charset=utf-8"
+    if len(parts) == 2 and parts[0] == "backfills":
+        record = store.backfill(parts[1])
+        if record is None:
+            return _missing(f"no backfill {parts[1]} in the state store")
+        obj = backfill_object(record, _counts(store, record.name).get(record.name, {}))
+        page = pages.backfill_page(obj, store.instances(backfill=record.name))
+        return 200, page.encode(), HTML
+    if len(parts) == 4 and parts[:2] == ["api", "backfills"] and parts[3] == "cells":
+        return 200, pages.cells_json(store.instances(backfill=parts[2])), "application/json"
+    if len(parts) == 2 and parts[0] == "instances":
+        return _instance(store, parts[1])
+    return _missing("nothing here: / lists the backfills")
+
+
+def _instance(store: StateStore, ident: str) -> tuple[int, bytes, str]:
+    found = store.instances(ids=[ident])
+    if not found:
+        return _missing(f"no instance {ident} in the state store")
+    i = found[0]
+    backfill = store.backfill(i.backfill)
+    deps = store.instances(ids=list(i.depends_on)) if i.depends_on else []
+    why = why_waiting(i, backfill, deps, lambda: store.date_counts(i.backfill), time.time())
+    attempts = store.attempts(i.id)
+    log = _tail(attempts[-1].log) if attempts else None
+    return 200, pages.instance_page(i, why, attempts, log).encode(), HTML
+
+
+def _tail(path: str | None) -> str | None:
+    if not path:
+        return None
+    try:
+        with Path(path).open("rb") as f:
+            f.seek(0, 2)
+            size = f.tell()
+            f.seek(max(0, size - LOG_TAIL))
+            data = f.read()
+    except OSError:
+        return None
+    text = data.decode("utf-8", errors="replace")
+    return f"[the first {size - LOG_TAIL} bytes are not shown]\n{text}" if size > LOG_TAIL else text
+
+
+def _missing(text: str) -> tuple[int, bytes, str]:
+    return 404, pages.page("Not found", f"<p>{escape(text)}</p>").encode(), HTML

@@ -1,0 +1,152 @@
+"""The dashboard over a store filled by a real run (local backend): the backfills, the
+grid with a failed date and the dates blocked behind it, an instance with its log, the
+cells the page polls, and hostile values shown as text. Real HTTP, real processes."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from backfill_ctl.serve import Server
+from backfill_ctl.state import open_store
+from tests.builders import backfill, node
+from tests.cli.helpers import run
+from tests.test_reliability import specs, wait_until
+
+HOSTILE = "<img src=x onerror=alert(1)>"
+
+
+def get(url: str) -> tuple[int, str, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read().decode(), dict(r.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(), dict(exc.headers)
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`load` over four dates, strictly day by day: 2024-03-02 fails, so 03 and 04 stay
+    waiting behind it; its parameter and its output carry markup."""
+    root = tmp_path_factory.mktemp("dashboard")
+    command = 'echo "pt=$BACKFILL_PARAM_NOTE"; [ "$BACKFILL_BIZDATE" != 20240302 ]'
+    spec_dir = specs(
+        root,
+        node("load", resourceGroup="rg", command=command, parameters={"note": HOSTILE}),
+        backfill(
+            select={"method": "descendants", "roots": ["load"]},
+            dates=[{"from": "2024-03-01", "to": "2024-03-04"}],
+        ),
+    )
+    db = root / "state.db"
+    applied = run("apply", str(spec_dir), "--state", str(db), "--wait", "--timeout", "60s")
+    assert applied.exit_code == 1, applied.stderr  # the backfill failed
+    return db
+
+
+@pytest.fixture(scope="module")
+def url(store_path: Path) -> Iterator[str]:
+    server = Server(("127.0.0.1", 0), lambda: open_store(store_path, create=False))
+    yield server.url
+    server.stop()
+
+
+def cell_classes(html: str) -> dict[str, str]:
+    return {
+        m.group(2): m.group(1) for m in re.finditer(r'<a class="([^"]+)" data-cell="([^"]+)"', html)
+    }
+
+
+def test_the_backfills_page_lists_them_with_progress(url: str) -> None:
+    code, html, headers = get(url + "/")
+    assert code == 200
+    assert '<a href="/backfills/bf">bf</a>' in html
+    assert "failed 1" in html and "succeeded 1" in html
+    assert "1/4" in html  # the progress bar's figure
+    assert headers["Content-Security-Policy"].startswith("default-src 'self'")
+    assert "http" not in re.sub(r'href="/[^"]*"', "", html).replace("http-equiv", "")
+
+
+def test_the_grid_shows_the_failed_date_and_those_blocked_behind_it(url: str) -> None:
+    code, html, _ = get(url + "/backfills/bf")
+    assert code == 200
+    assert cell_classes(html) == {
+        "load|2024-03-01": "cell s-succeeded",
+        "load|2024-03-02": "cell s-failed",
+        "load|2024-03-03": "cell s-blocked",
+        "load|2024-03-04": "cell s-blocked",
+    }
+    assert '<script src="/static/grid.js" defer></script>' in html
+    code, script, headers = get(url + "/static/grid.js")
+    assert code == 200 and "fetch(url" in script
+    assert headers["Content-Type"].startswith("text/javascript")
+
+
+def test_the_cells_the_page_polls(url: str) -> None:
+    code, text, headers = get(url + "/api/backfills/bf/cells")
+    assert code == 200 and headers["Content-Type"] == "application/json"
+    cells = json.loads(text)
+    assert cells["load|2024-03-02"]["state"] == "failed"
+    assert cells["load|2024-03-02"]["title"] == "load 2024-03-02: failed 1"
+
+
+def test_an_instance_shows_its_attempts_and_log_with_markup_as_text(
+    url: str, store_path: Path
+) -> None:
+    store = open_store(store_path)
+    (failed,) = store.instances(states=["failed"])
+    code, html, _ = get(url + f"/instances/{failed.id}")
+    assert code == 200
+    assert HOSTILE not in html  # neither the parameter nor the log is markup
+    escaped = "&lt;img src=x onerror=alert(1)&gt;"
+    assert f"<td>BACKFILL_PARAM_NOTE</td><td>{escaped}</td>" in html
+    assert f"<pre id=log>pt={escaped}\n</pre>" in html
+    assert "<td>1</td><td>failed</td><td>1</td>" in html  # attempt 1, failed, exit 1
+    waiting = store.instances(states=["pending"])[0]
+    code, html, _ = get(url + f"/instances/{waiting.id}")
+    assert "2024-03-02" in html.split("why it waits", 1)[1].split("</tr>", 1)[0]
+
+
+@pytest.mark.parametrize(
+    "path", ["/backfills/nope", "/instances/nope", "/nothing", "/backfills/%3Cb%3E"]
+)
+def test_what_is_not_there_is_a_404_that_says_so(url: str, path: str) -> None:
+    code, html, _ = get(url + path)
+    assert code == 404
+    assert "<b>" not in html
+
+
+def test_backfillctl_ui_serves_until_sigterm(store_path: Path, tmp_path: Path) -> None:
+    log = tmp_path / "ui.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backfill_ctl", "ui", "--listen", "127.0.0.1:0",
+         "--state-file", str(store_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+    )  # fmt: skip
+    try:
+        found = wait_until(
+            lambda: re.findall(r"on (http://127\.0\.0\.1:\d+)/", log.read_text()), 30, "the url"
+        )
+        assert get(found[0] + "/")[0] == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(10) == 0
+
+
+def test_ui_without_a_store_says_what_to_do(tmp_path: Path) -> None:
+    result = run("ui", "--state-file", str(tmp_path / "none.db"))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"error: no state store at {tmp_path / 'none.db'}",
+        "  hint: apply a backfill first (backfillctl apply specs/), or give --state-file",
+    ]
