@@ -180,7 +180,7 @@ def backfill_page(obj: Mapping[str, Any], instances: Iterable[InstanceRecord]) -
         f"<p>{escape(str(status['phase']))} · "
         f"{_bar(status['counts'].get('succeeded', 0), status['instances'])}"
         f" {_counts_text(status['counts'])} · applied {escape(status['appliedAt'] or '')}"
-        f" by {escape(status['appliedBy'] or '?')}"
+        + (f" by {escape(status['appliedBy'])}" if status["appliedBy"] else "")
         + (f" · finished {escape(status['finishedAt'])}" if status["finishedAt"] else "")
         + "</p>"
         f"<p class=legend>{legend} (faded: dry-run)</p>"

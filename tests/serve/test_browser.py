@@ -1,0 +1,173 @@
+"""The dashboard in a real browser: Debian's headless Chromium driven by Selenium through
+Debian's chromedriver (explicit paths: nothing is downloaded). A store filled by a real
+run; a live one with a real controller. Screenshots go to $BACKFILLCTL_ARTIFACTS (else
+the test's directory).
+
+Chromium comes from the project's own setup (tests/tools/install-chromium, run by
+.ci/run); without it the tests fail under CI=true and are skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from backfill_ctl.serve import Server
+from backfill_ctl.state import open_store
+from tests.builders import backfill, node
+from tests.cli.helpers import run
+from tests.serve.test_dashboard import HOSTILE
+from tests.test_reliability import specs, wait_until
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
+
+CHROMIUM = Path("/usr/bin/chromium")
+DRIVER = Path("/usr/bin/chromedriver")
+RED = "rgba(198, 40, 40, 1)"  # .s-failed
+GREEN = "rgba(46, 125, 50, 1)"  # .s-succeeded
+BLUE = "rgba(21, 101, 192, 1)"  # .s-running
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    if not (CHROMIUM.exists() and DRIVER.exists()):
+        if os.environ.get("CI"):
+            pytest.fail("no Chromium: tests/tools/install-chromium installs it (root, apt)")
+        pytest.skip("no Chromium here: tests/tools/install-chromium installs it")
+    os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager download
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--no-first-run", "--disable-quic", "--window-size=1280,900",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium')}",
+    ):  # fmt: skip
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(DRIVER)), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def artifacts(tmp_path: Path) -> Path:
+    where = Path(os.environ.get("BACKFILLCTL_ARTIFACTS") or tmp_path)
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+@pytest.fixture(scope="module")
+def failed_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("browser")
+    command = 'echo "note: $BACKFILL_PARAM_NOTE"; [ "$BACKFILL_BIZDATE" != 20240302 ]'
+    spec_dir = specs(
+        root,
+        node("load", resourceGroup="rg", command=command, parameters={"note": HOSTILE}),
+        node("report", upstream=["load"], resourceGroup="rg", command="echo report"),
+        backfill(
+            select={"method": "descendants", "roots": ["load"]},
+            dates=[{"from": "2024-03-01", "to": "2024-03-05"}],
+        ),
+    )
+    db = root / "state.db"
+    assert run("apply", str(spec_dir), "--state", str(db), "--wait", "--timeout", "60s").exit_code
+    server = Server(("127.0.0.1", 0), lambda: open_store(db, create=False))
+    yield server.url
+    server.stop()
+
+
+def background(driver: WebDriver, css: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    element = driver.find_element(By.CSS_SELECTOR, css)
+    return str(element.value_of_css_property("background-color"))
+
+
+def test_from_the_backfills_to_a_failed_instance_s_log(
+    browser: WebDriver, failed_run: str, tmp_path: Path
+) -> None:
+    from selenium.common.exceptions import NoAlertPresentException
+    from selenium.webdriver.common.alert import Alert
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    d.get(failed_run + "/")
+    assert d.title == "Backfills · backfillctl"
+    d.save_screenshot(str(artifacts(tmp_path) / "backfills.png"))
+    d.find_element(By.LINK_TEXT, "bf").click()
+    assert d.title == "Backfill bf · backfillctl"
+    d.save_screenshot(str(artifacts(tmp_path) / "grid.png"))
+    assert background(d, 'a[data-cell="load|2024-03-01"]') == GREEN
+    assert background(d, 'a[data-cell="load|2024-03-02"]') == RED
+    for later in ("2024-03-03", "2024-03-04", "2024-03-05"):
+        cell = d.find_element(By.CSS_SELECTOR, f'a[data-cell="load|{later}"]')
+        assert "s-blocked" in cell.get_attribute("class")
+        assert "repeating-linear-gradient" in cell.value_of_css_property("background-image")
+    report = d.find_element(By.CSS_SELECTOR, 'a[data-cell="report|2024-03-02"]')
+    assert "s-blocked" in report.get_attribute("class")  # behind its failed upstream
+
+    d.find_element(By.CSS_SELECTOR, 'a[data-cell="load|2024-03-02"]').click()
+    assert d.title.startswith("Instance ")
+    log = d.find_element(By.ID, "log").text
+    assert log == f"note: {HOSTILE}"  # the markup is text on the page
+    page = d.find_element(By.TAG_NAME, "body").text
+    assert f"BACKFILL_PARAM_NOTE {HOSTILE}" in page
+    assert not d.find_elements(By.CSS_SELECTOR, "img")
+    with pytest.raises(NoAlertPresentException):
+        Alert(d).text  # noqa: B018 - no script ran
+    d.save_screenshot(str(artifacts(tmp_path) / "instance.png"))
+
+
+def test_a_running_instance_turns_succeeded_without_a_reload(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    release = tmp_path / "release"
+    command = f"while [ ! -e '{release}' ]; do sleep 0.05; done; echo done"
+    spec_dir = specs(
+        tmp_path,
+        node("wait", resourceGroup="rg", command=command),
+        backfill(select={"method": "descendants", "roots": ["wait"]}, dates=["2024-03-01"]),
+    )
+    db = tmp_path / "state.db"
+    assert run("apply", str(spec_dir), "--state", str(db)).exit_code == 0
+    log = tmp_path / "controller.log"
+    controller = subprocess.Popen(
+        [sys.executable, "-m", "backfill_ctl", "controller", str(spec_dir),
+         "--state", str(db), "--interval", "0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+    )  # fmt: skip
+    server = Server(("127.0.0.1", 0), lambda: open_store(db, create=False))
+    d = browser
+    try:
+        store = open_store(db)
+        wait_until(lambda: store.instances(states=["running"]), 30, "the instance to run")
+        d.get(server.url + "/backfills/bf")
+        d.execute_script("window.notReloaded = true")
+        assert background(d, 'a[data-cell="wait|2024-03-01"]') == BLUE
+        release.touch()
+        wait_until(
+            lambda: background(d, 'a[data-cell="wait|2024-03-01"]') == GREEN,
+            20,
+            "the cell to turn green",
+        )
+        assert d.execute_script("return window.notReloaded") is True
+        d.save_screenshot(str(artifacts(tmp_path) / "live.png"))
+        cell = d.find_element(By.CSS_SELECTOR, 'a[data-cell="wait|2024-03-01"]')
+        assert cell.get_attribute("title") == "wait 2024-03-01: succeeded 1"
+    finally:
+        server.stop()
+        controller.terminate()
+        controller.wait(20)
