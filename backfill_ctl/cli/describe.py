@@ -13,7 +13,7 @@ import shlex
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import typer
 
@@ -189,6 +189,7 @@ def _backfill(store: ReadStore, name: str, now: float) -> list[str]:
             ("Applied by", record.applied_by),
             ("Finished", finished),
             ("Labels", [f"{k}={v}" for k, v in sorted(record.labels.items())]),
+            *describe_data.dashboard_link(f"backfills/{quote(record.name)}"),
         ]
     )
     lines.append("Settings:")
@@ -309,6 +310,7 @@ def _instance(store: ReadStore, ident: str, now: float) -> list[str]:
             ("State", i.state),
             ("Reason", progress.reason(i)),
             ("Dry run", i.dry_run_reason),
+            *describe_data.dashboard_link(f"instances/{i.id}"),
         ]
     )
     why = progress.why_waiting(i, backfill, deps, lambda: store.date_counts(i.backfill), now)

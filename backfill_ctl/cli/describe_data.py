@@ -7,6 +7,7 @@ One target prints one object; several print a kubectl `List` of them.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
@@ -80,3 +81,10 @@ def dump(objects: Sequence[dict[str, Any]], output: DescribeFormat) -> str:
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
     text = yaml.dump(data, Dumper=dumper, sort_keys=False, width=120, allow_unicode=True)
     return str(text).rstrip("\n")
+
+
+def dashboard_link(path: str) -> list[tuple[str, object]]:
+    """The page of an object on the dashboard, when $BACKFILLCTL_DASHBOARD says where it
+    is served (backfillctl ui, or controller --serve behind a proxy)."""
+    base = os.environ.get("BACKFILLCTL_DASHBOARD", "").rstrip("/")
+    return [("Dashboard", f"{base}/{path}")] if base else []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from backfill_ctl import __version__
 from backfill_ctl.reports.check_text import change_text, changes_text, verdict
@@ -138,13 +139,16 @@ def _instances(bp: BackfillPlan, rows: int) -> list[str]:
     return [*lines, "", "</details>", ""]
 
 
-def _section(bp: BackfillPlan, rows: int) -> list[str]:
+def _section(bp: BackfillPlan, rows: int, dashboard: str | None = None) -> list[str]:
     b = bp.backfill
+    link = (
+        f" · [dashboard]({dashboard}/backfills/{quote(bp.name)}) once applied" if dashboard else ""
+    )
     return [
         f"### `{cell(bp.name)}`",
         "",
         f"{cell(selection_text(bp))} · dates {date_ranges(sorted(bp.dates))} "
-        f"({len(bp.dates)}, {b.order}) in {count(len(bp.chunks), 'group')}",
+        f"({len(bp.dates)}, {b.order}) in {count(len(bp.chunks), 'group')}{link}",
         "",
         "```mermaid",
         flowchart(bp),
@@ -182,7 +186,7 @@ def render_markdown(result: CheckResult, rows: int = 50) -> str:
     size = sum(len(x) + 1 for x in lines + footer)
     detailed = [bp for bp in plan.backfills if _affected(result, bp.name)]
     for n, bp in enumerate(detailed):
-        section = _section(bp, rows)
+        section = _section(bp, rows, result.dashboard)
         length = sum(len(x) + 1 for x in section)
         if size + length > LIMIT - 200:  # room for the pointer line below
             rest = len(detailed) - n

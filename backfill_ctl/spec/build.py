@@ -233,6 +233,7 @@ class DocumentBuilder:
             retention=_retention(spec.get("retention", {}), fallback),
             smtp=_smtp(spec.get("alerts", {}).get("smtp"), fallback),
             require_actor=bool(spec.get("requireActor", fallback["spec.requireActor"])),
+            dashboard=str(spec["dashboard"]).rstrip("/") if spec.get("dashboard") else None,
             policies=tuple(
                 _policy(item, n, fallback) for n, item in enumerate(spec.get("policies", []))
             ),

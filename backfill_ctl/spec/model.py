@@ -278,4 +278,5 @@ class Config:
     # operations on the backfills it applies (a team's shared store; see access.py).
     require_actor: bool = field(default_factory=_schema("Config", "spec.requireActor"))
     policies: tuple[Policy, ...] = ()  # extension checks (policies.py)
+    dashboard: str | None = None  # the URL of the store's dashboard (backfillctl ui)
     origin: Origin | None = field(default=None, compare=False)

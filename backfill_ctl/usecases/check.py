@@ -47,6 +47,7 @@ class CheckResult:
         return any(f.is_error for f in self.findings)
 
     unplanned: int = 0  # Backfills in the specs that could not be planned
+    dashboard: str | None = None  # the Config's dashboard URL: the comment links to it
 
     def change_of(self, backfill: str) -> BackfillChange | None:
         return next((c for c in self.changes if c.name == backfill), None)
@@ -78,7 +79,9 @@ def run_check(
             key=lambda d: (d.file, d.line or 0, d.col or 0),
         )
     unplanned = len(specs.backfills) - len(plan.backfills)
-    return CheckResult(plan, located, base.ref if base else None, changes, unplanned)
+    return CheckResult(
+        plan, located, base.ref if base else None, changes, unplanned, specs.config.dashboard
+    )
 
 
 def _at_new_edge(finding: Diagnostic, base: Specs, head: Specs) -> Diagnostic:

@@ -1081,3 +1081,15 @@ def test_follow_of_a_finished_attempt_prints_once(
 
     monkeypatch.setattr(logs, "_sleep", never)
     assert ok(cli("logs", "a1", "-f")) == "loading 2024-03-01\ndone\n"
+
+
+def test_describe_links_to_the_dashboard_when_told_where_it_is(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BACKFILLCTL_DASHBOARD", "https://backfills.example.com/")
+    backfill_page = ok(cli("describe", "backfill/fix-orders")).splitlines()
+    assert "Dashboard:          https://backfills.example.com/backfills/fix-orders" in backfill_page
+    instance_page = ok(cli("describe", "instance/a1")).splitlines()
+    assert "Dashboard:          https://backfills.example.com/instances/a1" in instance_page
+    monkeypatch.delenv("BACKFILLCTL_DASHBOARD")
+    assert "Dashboard:" not in ok(cli("describe", "backfill/fix-orders"))

@@ -351,3 +351,13 @@ def test_a_comment_that_fits_has_no_pointer() -> None:
     assert "do not fit in a comment" not in text
     assert text.count("### `bf") == 3
     assert text.endswith(f"\n\n{MARKER}\n")
+
+
+def test_a_dashboard_url_in_the_config_links_each_backfill_section() -> None:
+    from tests.builders import config
+
+    docs = [*HEAD, config(dashboard="https://backfills.example.com/")]
+    text = render_markdown(check(docs))
+    assert "[dashboard](https://backfills.example.com/backfills/kept) once applied" in text
+    assert "[dashboard](https://backfills.example.com/backfills/new) once applied" in text
+    assert "dashboard" not in render_markdown(check(HEAD))

@@ -135,6 +135,8 @@ def test_the_controller_serves_its_health_and_metrics(tmp_path: Path) -> None:
         ticks = re.search(r"backfillctl_tick_seconds_count (\d+)", metrics)
         assert ticks and int(ticks.group(1)) >= 4
         assert "backfillctl_queue_depth" in metrics
+        code, page = get(url + "/backfills/bf")  # the dashboard is served there too
+        assert code == 200 and 'data-cell="work|2024-03-04"' in page
 
         second, standby = serving(spec_dir, db, tmp_path / "second.log")
         assert get(standby + "/healthz")[0] == 200  # alive: it waits for the lease

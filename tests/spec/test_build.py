@@ -570,3 +570,21 @@ def test_a_second_config_is_an_error_and_the_first_wins() -> None:
     # 4 lines of the first Config, ---, apiVersion: then the second one's kind: on line 7
     assert dump(config(backend="local")).count("\n") == 4
     assert formatted(specs)[0].startswith("specs.yaml:7:1: error: $.kind: a second Config")
+
+
+def test_the_dashboard_url_of_the_config() -> None:
+    from tests.builders import config
+
+    assert specs_of(config(dashboard="https://d.example.com/")).config.dashboard == (
+        "https://d.example.com"
+    )
+    assert specs_of(config()).config.dashboard is None
+    assert problems(specs_of(config(dashboard="ftp://d"))) == [
+        (
+            ("spec", "dashboard"),
+            "'ftp://d' is not valid here",
+            "write a URL that starts with http:// or https://, for example "
+            "'https://backfills.example.com'",
+            "schema",
+        )
+    ]
