@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 
 HTML = "text/html; charset=utf-8"
 LOG_TAIL = 64 * 1024  # bytes of a log the instance page shows
+# Above this, a backfill's grid is not drawn (yet): reading that many instances would
+# take seconds of the process (the controller's, under --serve) for one page.
+MAX_GRID_INSTANCES = 100_000
 
 
 def _counts(store: StateStore, name: str | None = None) -> dict[str, dict[str, int]]:
@@ -42,17 +45,36 @@ def route(store: StateStore, path: str) -> tuple[int, bytes, str]:
     if parts == ["static", "grid.js"]:
         return 200, pages.GRID_JS.encode(), "text/javascript; charset=utf-8"
     if len(parts) == 2 and parts[0] == "backfills":
-        record = store.backfill(parts[1])
-        if record is None:
-            return _missing(f"no backfill {parts[1]} in the state store")
-        obj = backfill_object(record, _counts(store, record.name).get(record.name, {}))
-        page = pages.backfill_page(obj, store.instances(backfill=record.name))
-        return 200, page.encode(), HTML
+        return _backfill(store, parts[1])
     if len(parts) == 4 and parts[:2] == ["api", "backfills"] and parts[3] == "cells":
-        return 200, pages.cells_json(store.instances(backfill=parts[2])), "application/json"
+        return _cells(store, parts[2])
     if len(parts) == 2 and parts[0] == "instances":
         return _instance(store, parts[1])
     return _missing("nothing here: / lists the backfills")
+
+
+def _backfill(store: StateStore, name: str) -> tuple[int, bytes, str]:
+    record = store.backfill(name)
+    if record is None:
+        return _missing(f"no backfill {name} in the state store")
+    obj = backfill_object(record, _counts(store, record.name).get(record.name, {}))
+    big = obj["status"]["instances"] > MAX_GRID_INSTANCES
+    page = pages.backfill_page(obj, [] if big else store.instances(backfill=record.name))
+    if big:
+        page = page.replace(
+            "<table class=grid",
+            f"<p>The grid of more than {MAX_GRID_INSTANCES:,} instances is not drawn: "
+            f"<code>backfillctl get instances --backfill {escape(record.name)}</code> "
+            "lists them.</p><table class=grid",
+            1,
+        )
+    return 200, page.encode(), HTML
+
+
+def _cells(store: StateStore, name: str) -> tuple[int, bytes, str]:
+    if sum(_counts(store, name).get(name, {}).values()) > MAX_GRID_INSTANCES:
+        return 200, b"{}", "application/json"
+    return 200, pages.cells_json(store.instances(backfill=name)), "application/json"
 
 
 def _instance(store: StateStore, ident: str) -> tuple[int, bytes, str]:

@@ -150,3 +150,17 @@ def test_ui_without_a_store_says_what_to_do(tmp_path: Path) -> None:
         f"error: no state store at {tmp_path / 'none.db'}",
         "  hint: apply a backfill first (backfillctl apply specs/), or give --state-file",
     ]
+
+
+def test_a_grid_too_big_to_draw_says_how_to_list_it(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backfill_ctl.serve import views
+
+    monkeypatch.setattr(views, "MAX_GRID_INSTANCES", 3)
+    code, html, _ = get(url + "/backfills/bf")
+    assert code == 200
+    assert "The grid of more than 3 instances is not drawn" in html
+    assert "backfillctl get instances --backfill bf" in html
+    assert not cell_classes(html)
+    assert get(url + "/api/backfills/bf/cells")[1] == "{}"
