@@ -345,7 +345,9 @@ class Cluster:
             for task in self.ctr("tasks", "ls", "-q").stdout.split():
                 self.ctr("tasks", "kill", "-a", "-s", "SIGKILL", task)
         self._end("containerd")
-        host.kill_shims(self.root / "containerd" / "state")
+        host.kill_shims(
+            self.root / "containerd" / "state", self.root / "containerd" / "containerd.sock"
+        )
         host.kill_pods(self.cgroup)
         host.unmount_under(self.root)
         host.remove_cgroup_root(self.cgroup)

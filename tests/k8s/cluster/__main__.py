@@ -29,6 +29,8 @@ def main(argv: list[str]) -> None:
         except (KeyboardInterrupt, SystemExit):
             pass
         finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut
+                signal.signal(sig, signal.SIG_IGN)  # the teardown short
             cluster.stop()
     else:
         raise SystemExit(__doc__)

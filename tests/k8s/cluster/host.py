@@ -36,11 +36,23 @@ def install_packages() -> None:
     )
 
 
-def kill_shims(state: Path) -> None:
-    """containerd's shims outlive containerd by design: end those of this node."""
+def kill_shims(state: Path, socket: Path) -> None:
+    """containerd's shims outlive containerd by design: end those of this node, by their
+    pid files and by the containerd socket on their command line (a shim caught while
+    its sandbox was being made may have written no pid file yet)."""
+    pids: set[int] = set()
     for pid_file in state.rglob("shim.pid") if state.exists() else ():
         with contextlib.suppress(ValueError, OSError):
-            os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+            pids.add(int(pid_file.read_text().strip()))
+    mark = f"-address\0{socket}\0".encode()
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                if mark in (proc / "cmdline").read_bytes() + b"\0":
+                    pids.add(int(proc.name))
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def unmount_under(root: Path) -> None:
