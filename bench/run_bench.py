@@ -160,9 +160,10 @@ def luigi_run(directory: Path) -> float:
     return took
 
 
-def idle_tick(directory: Path, runs: int) -> tuple[float, float, float, float, float]:
+def idle_tick(directory: Path, runs: int) -> tuple[float, float, float, float, float, float]:
     """(seconds to load 1M instances, median idle tick, peak tick of the first one,
-    median idle tick while --serve's endpoints run and are scraped, median /metrics)."""
+    median idle tick while --serve's endpoints run and are scraped, median /metrics,
+    median of the dashboard's page of that backfill)."""
     store = open_store(directory / "million.db")
     nodes, dates, groups = 1000, 1000, 10
     future = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
@@ -217,14 +218,15 @@ def idle_tick(directory: Path, runs: int) -> tuple[float, float, float, float, f
         t = time.perf_counter()
         c.tick()
         ticks.append(time.perf_counter() - t)
-    served, scrapes = serving_ticks(c, directory / "million.db", max(runs, 5))
+    served, scrapes, page = serving_ticks(c, directory / "million.db", max(runs, 5))
     c.release()
-    return loaded, statistics.median(ticks), first_tick, served, scrapes
+    return loaded, statistics.median(ticks), first_tick, served, scrapes, page
 
 
-def serving_ticks(c: Controller, db: Path, runs: int) -> tuple[float, float]:
+def serving_ticks(c: Controller, db: Path, runs: int) -> tuple[float, float, float]:
     """The controller's idle tick with `--serve`'s endpoints beside it (each tick observed
-    by the histogram, a scrape of /metrics after each), and the median scrape."""
+    by the histogram, a scrape of /metrics after each), the median scrape, and the median
+    time to serve the dashboard's page of the 1,000,000-instance backfill."""
     import urllib.request
 
     from backfill_ctl.serve import Health, Server
@@ -234,7 +236,7 @@ def serving_ticks(c: Controller, db: Path, runs: int) -> tuple[float, float]:
     server = Server(
         ("127.0.0.1", 0), lambda: open_store(db, create=False), controller=c, health=health
     )
-    ticks, scrapes = [], []
+    ticks, scrapes, pages = [], [], []
     try:
         for _ in range(runs):
             t = time.perf_counter()
@@ -244,9 +246,13 @@ def serving_ticks(c: Controller, db: Path, runs: int) -> tuple[float, float]:
             with urllib.request.urlopen(server.url + "/metrics", timeout=30) as response:
                 assert b"backfillctl_instances" in response.read()
             scrapes.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            with urllib.request.urlopen(server.url + "/backfills/million", timeout=60) as page:
+                assert b'data-cell="n0|2030-01"' in page.read()
+            pages.append(time.perf_counter() - t)
     finally:
         server.stop()
-    return statistics.median(ticks), statistics.median(scrapes)
+    return statistics.median(ticks), statistics.median(scrapes), statistics.median(pages)
 
 
 def main() -> int:
@@ -294,16 +300,17 @@ def main() -> int:
         print(f"  ratio luigi / backfillctl (local)    {ratio:8.1f}x (run 1)")
     if not args.skip_idle:
         with tempfile.TemporaryDirectory() as tmp:
-            loaded, tick, first_tick, served, scrape = idle_tick(Path(tmp), args.runs)
+            loaded, tick, first_tick, served, scrape, page = idle_tick(Path(tmp), args.runs)
         print(
             f"  1,000,000 instances: load {loaded:.1f} s, first tick {first_tick * 1000:.0f} ms, "
             f"idle tick {tick * 1000:.1f} ms (< 200 ms)"
         )
         print(
             f"  with --serve: idle tick {served * 1000:.1f} ms, "
-            f"/metrics {scrape * 1000:.0f} ms (< 100 ms)"
+            f"/metrics {scrape * 1000:.0f} ms (< 100 ms), "
+            f"the backfill's dashboard page {page * 1000:.0f} ms (< 1 s)"
         )
-        missed = missed or tick >= 0.2 or scrape >= 0.1
+        missed = missed or tick >= 0.2 or scrape >= 0.1 or page >= 1.0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  peak RSS of this process             {peak:8.0f} MB")
     return 1 if missed else 0

@@ -117,6 +117,37 @@ def grid_cells(instances: Iterable[InstanceRecord]) -> tuple[list[str], list[str
     return nodes, columns, cells
 
 
+def month_cells(
+    counts: Mapping[tuple[str, str, str, bool, bool], tuple[int, str]],
+) -> tuple[list[str], list[str], dict[str, Any]]:
+    """The grid by month from the store's aggregate (state.month_counts): for a backfill
+    too big to read instance by instance. A waiting instance behind a failed date of its
+    group is shown blocked (one behind a failed dependency only is not: that needs every
+    instance)."""
+    per: dict[str, dict[str, list[Any]]] = defaultdict(dict)  # cell -> state -> [n, id, dry]
+    for (node, month, state, dry, behind), (n, least) in counts.items():
+        waits = state == "pending" or state.startswith("waiting-for")
+        shown = "blocked" if waits and behind else state
+        slot = per[f"{node}|{month}"].setdefault(shown, [0, least, True])
+        slot[0] += n
+        slot[1] = min(slot[1], least)
+        slot[2] = slot[2] and dry
+    cells = {}
+    for key, states in per.items():
+        worst = next((s for s in SEVERITY if s in states), next(iter(states)))
+        node, month = key.split("|", 1)
+        cells[key] = {
+            "state": worst,
+            "dry": all(v[2] for v in states.values()),
+            "id": states[worst][1],
+            "title": f"{node} {month}: "
+            + ", ".join(f"{s} {v[0]}" for s, v in sorted(states.items())),
+        }
+    nodes = sorted({k.split("|", 1)[0] for k in cells})
+    columns = sorted({k.split("|", 1)[1] for k in cells})
+    return nodes, columns, cells
+
+
 def _blocked(items: list[InstanceRecord]) -> dict[str, str]:
     """The state each instance is shown in: "blocked" for one that waits while an
     earlier date of its date group, or one of its dependencies, has failed (the date
@@ -154,10 +185,13 @@ def _cell(members: list[InstanceRecord], shown: Mapping[str, str]) -> dict[str, 
     }
 
 
-def backfill_page(obj: Mapping[str, Any], instances: Iterable[InstanceRecord]) -> str:
+Grid = tuple[list[str], list[str], dict[str, Any]]  # nodes, columns, cells
+
+
+def backfill_page(obj: Mapping[str, Any], grid: Grid) -> str:
     name = obj["metadata"]["name"]
     status = obj["status"]
-    nodes, columns, cells = grid_cells(instances)
+    nodes, columns, cells = grid
     head = "".join(f'<th class=date title="{escape(c)}">{escape(c)}</th>' for c in columns)
     rows = []
     for node in nodes:
@@ -190,10 +224,9 @@ def backfill_page(obj: Mapping[str, Any], instances: Iterable[InstanceRecord]) -
     return page(f"Backfill {name}", body, script="/static/grid.js")
 
 
-def cells_json(instances: Iterable[InstanceRecord]) -> bytes:
+def cells_json(grid: Grid) -> bytes:
     """What the grid's script polls: each cell's state, dry-run and title."""
-    _, _, cells = grid_cells(instances)
-    return json.dumps(cells, sort_keys=True).encode()
+    return json.dumps(grid[2], sort_keys=True).encode()
 
 
 def instance_page(

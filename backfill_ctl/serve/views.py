@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 
 HTML = "text/html; charset=utf-8"
 LOG_TAIL = 64 * 1024  # bytes of a log the instance page shows
-# Above this, a backfill's grid is not drawn (yet): reading that many instances would
-# take seconds of the process (the controller's, under --serve) for one page.
-MAX_GRID_INSTANCES = 100_000
+# Above this, a backfill's grid is aggregated by month in the store: reading that many
+# instances would take seconds of the process (the controller's, under --serve).
+MAX_GRID_INSTANCES = 20_000
 
 
 def _counts(store: StateStore, name: str | None = None) -> dict[str, dict[str, int]]:
@@ -53,28 +53,26 @@ def route(store: StateStore, path: str) -> tuple[int, bytes, str]:
     return _missing("nothing here: / lists the backfills")
 
 
+def _grid(store: StateStore, name: str, instances: int) -> pages.Grid:
+    """Read instance by instance up to MAX_GRID_INSTANCES (exact: dependencies too),
+    aggregated by month in the store above it."""
+    if instances > MAX_GRID_INSTANCES:
+        return pages.month_cells(store.month_counts(name))
+    return pages.grid_cells(store.instances(backfill=name))
+
+
 def _backfill(store: StateStore, name: str) -> tuple[int, bytes, str]:
     record = store.backfill(name)
     if record is None:
         return _missing(f"no backfill {name} in the state store")
     obj = backfill_object(record, _counts(store, record.name).get(record.name, {}))
-    big = obj["status"]["instances"] > MAX_GRID_INSTANCES
-    page = pages.backfill_page(obj, [] if big else store.instances(backfill=record.name))
-    if big:
-        page = page.replace(
-            "<table class=grid",
-            f"<p>The grid of more than {MAX_GRID_INSTANCES:,} instances is not drawn: "
-            f"<code>backfillctl get instances --backfill {escape(record.name)}</code> "
-            "lists them.</p><table class=grid",
-            1,
-        )
+    page = pages.backfill_page(obj, _grid(store, record.name, obj["status"]["instances"]))
     return 200, page.encode(), HTML
 
 
 def _cells(store: StateStore, name: str) -> tuple[int, bytes, str]:
-    if sum(_counts(store, name).get(name, {}).values()) > MAX_GRID_INSTANCES:
-        return 200, b"{}", "application/json"
-    return 200, pages.cells_json(store.instances(backfill=name)), "application/json"
+    instances = sum(_counts(store, name).get(name, {}).values())
+    return 200, pages.cells_json(_grid(store, name, instances)), "application/json"
 
 
 def _instance(store: StateStore, ident: str) -> tuple[int, bytes, str]:

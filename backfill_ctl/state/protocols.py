@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
 # One waiting state as the scheduler decided it: (instance id, state, reason, blocker).
 WaitingUpdate = tuple[str, str, "str | None", "Mapping[str, Any] | None"]
+# A cell of a big backfill's grid: (instances, the smallest of their ids).
+GridCount = tuple[int, str]
 
 
 class StoreIdentity(Protocol):
@@ -72,6 +74,10 @@ class InstanceReads(Protocol):
 class CountReads(Protocol):
     def counts(self, backfill: str | None = None) -> dict[tuple[str, str], int]: ...
     def date_counts(self, backfill: str) -> dict[tuple[int, int, str, str], int]: ...
+    def month_counts(self, backfill: str) -> dict[tuple[str, str, str, bool, bool], GridCount]:
+        """(node, YYYY-MM, state, dry-run, behind a failed date of its group) ->
+        (instances, the smallest id): a big backfill's grid, aggregated in the store."""
+        ...
 
 
 class AttemptReads(Protocol):

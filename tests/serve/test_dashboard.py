@@ -152,15 +152,14 @@ def test_ui_without_a_store_says_what_to_do(tmp_path: Path) -> None:
     ]
 
 
-def test_a_grid_too_big_to_draw_says_how_to_list_it(
+def test_a_big_backfill_s_grid_is_aggregated_by_month_in_the_store(
     url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from backfill_ctl.serve import views
 
-    monkeypatch.setattr(views, "MAX_GRID_INSTANCES", 3)
+    monkeypatch.setattr(views, "MAX_GRID_INSTANCES", 3)  # 4 instances: by month
     code, html, _ = get(url + "/backfills/bf")
     assert code == 200
-    assert "The grid of more than 3 instances is not drawn" in html
-    assert "backfillctl get instances --backfill bf" in html
-    assert not cell_classes(html)
-    assert get(url + "/api/backfills/bf/cells")[1] == "{}"
+    assert cell_classes(html) == {"load|2024-03": "cell s-failed"}
+    cells = json.loads(get(url + "/api/backfills/bf/cells")[1])
+    assert cells["load|2024-03"]["title"] == "load 2024-03: blocked 2, failed 1, succeeded 1"

@@ -277,6 +277,15 @@ class StoreContract:
             (0, 1, "2024-03-01", "pending"): 1,
             (1, 2, "2024-03-02", "pending"): 1,
         }
+        assert store.month_counts("bf") == {
+            ("a", "2024-03", "failed", False, False): (1, "a1"),
+            ("b", "2024-03", "pending", False, False): (1, "b1"),
+            ("a", "2024-03", "pending", False, False): (1, "a2"),  # another date group
+        }
+        store.transition(["a2"], "failed", allowed=["pending"], at=AT, **WHO)
+        store.transition(["a1"], "pending", allowed=["failed"], at=AT, **WHO)
+        behind = store.month_counts("bf")  # a2 failed in group 1; group 0 is not behind it
+        assert behind[("a", "2024-03", "pending", False, False)] == (1, "a1")
         rows = sorted(store.task_rows(["bf"]))
         assert rows == sorted(TaskRow.of(i) for i in store.instances(backfill="bf"))
         assert store.task_rows([]) == []

@@ -215,6 +215,23 @@ class Tables:
                 )
             )
 
+    def month_counts(
+        self, backfill: str
+    ) -> dict[tuple[str, str, str, bool, bool], tuple[int, str]]:
+        with self._lock:
+            mine = [i for i in self._instances.values() if i.backfill == backfill]
+        first: dict[int, int] = {}
+        for i in mine:
+            if i.state == "failed":
+                first[i.group] = min(first.get(i.group, i.sequence), i.sequence)
+        cells: dict[tuple[str, str, str, bool, bool], tuple[int, str]] = {}
+        for i in mine:
+            behind = i.group in first and i.sequence > first[i.group]
+            key = (i.node, i.bizdate[:7], i.state, i.dry_run, behind)
+            count, least = cells.get(key, (0, i.id))
+            cells[key] = (count + 1, min(least, i.id))
+        return cells
+
     def date_counts(self, backfill: str) -> dict[tuple[int, int, str, str], int]:
         with self._lock:
             return dict(

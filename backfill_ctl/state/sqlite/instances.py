@@ -159,6 +159,22 @@ class Instances(Connection):
             params = (backfill,)
         return {(b, s): n for b, s, n in self._read(sql + " GROUP BY backfill, state", params)}
 
+    def month_counts(
+        self, backfill: str
+    ) -> dict[tuple[str, str, str, bool, bool], tuple[int, str]]:
+        """(node, YYYY-MM, state, dry-run, behind a failed date of its group) ->
+        (instances, the smallest id), in one aggregate query."""
+        rows = self._read(
+            "WITH first_failed AS (SELECT grp, MIN(seq) AS seq FROM instances "
+            "WHERE backfill = ?1 AND state = 'failed' GROUP BY grp) "
+            "SELECT i.node, substr(i.bizdate, 1, 7), i.state, i.dry_run_reason IS NOT NULL, "
+            "f.seq IS NOT NULL AND i.seq > f.seq, COUNT(*), MIN(i.id) "
+            "FROM instances i LEFT JOIN first_failed f ON f.grp = i.grp "
+            "WHERE i.backfill = ?1 GROUP BY 1, 2, 3, 4, 5",
+            (backfill,),
+        )
+        return {(n, m, s, bool(d), bool(b)): (c, i) for n, m, s, d, b, c, i in rows}
+
     def date_counts(self, backfill: str) -> dict[tuple[int, int, str, str], int]:
         """(group, sequence, bizdate, state) -> instances: a backfill's progress by date."""
         rows = self._read(
