@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
 
     from backfill_ctl.core.records import AttemptRecord, InstanceRecord
+    from backfill_ctl.usecases.progress import DateGroup
 
 # Worst first: the colour of a cell that holds several instances (hourly nodes, months).
 SEVERITY = (
@@ -188,7 +189,29 @@ def _cell(members: list[InstanceRecord], shown: Mapping[str, str]) -> dict[str, 
 Grid = tuple[list[str], list[str], dict[str, Any]]  # nodes, columns, cells
 
 
-def backfill_page(obj: Mapping[str, Any], grid: Grid) -> str:
+def lanes(groups: Sequence[DateGroup], conditions: Sequence[str]) -> str:
+    """The date groups as lanes with their progress, and what is stuck (as describe)."""
+    rows = "".join(
+        "<tr>"
+        f"<td>group {g.group}</td><td>{_bar(g.done, g.instances)} {g.done}/{g.instances}</td>"
+        f"<td>{escape(g.bizdate or 'all done')}</td>"
+        f"<td>date {g.position} of {g.dates}</td>"
+        f"<td>{_counts_text(g.at_current) if g.current is not None else ''}</td>"
+        "</tr>"
+        for g in groups
+    )
+    table = (
+        "<h2>Date groups</h2><table class=list><tr><th>GROUP</th><th>DONE</th>"
+        f"<th>CURRENT DATE</th><th>PROGRESS</th><th>AT THE CURRENT DATE</th></tr>{rows}</table>"
+        if groups
+        else ""
+    )
+    stuck = "".join(f"<li>{escape(text)}</li>" for text in conditions)
+    return table + (f"<h2>Conditions</h2><ul class=conditions>{stuck}</ul>" if stuck else "")
+
+
+def backfill_page(obj: Mapping[str, Any], grid: Grid, below: str = "") -> str:
+    """The backfill's summary, the grid, then `below` (lanes(): groups, conditions)."""
     name = obj["metadata"]["name"]
     status = obj["status"]
     nodes, columns, cells = grid
@@ -219,7 +242,7 @@ def backfill_page(obj: Mapping[str, Any], grid: Grid) -> str:
         + "</p>"
         f"<p class=legend>{legend} (faded: dry-run)</p>"
         f'<table class=grid data-backfill="{escape(name)}"><tr><th></th>{head}</tr>'
-        f"{''.join(rows)}</table>"
+        f"{''.join(rows)}</table>{below}"
     )
     return page(f"Backfill {name}", body, script="/static/grid.js")
 

@@ -15,12 +15,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote
 
+from backfill_ctl.core.records import WAITING
 from backfill_ctl.serve import pages
 from backfill_ctl.usecases.objects import backfill_object
-from backfill_ctl.usecases.progress import why_waiting
+from backfill_ctl.usecases.progress import blocked, date_groups, why_waiting
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from backfill_ctl.state import StateStore
+    from backfill_ctl.usecases.progress import DateGroup
 
 HTML = "text/html; charset=utf-8"
 LOG_TAIL = 64 * 1024  # bytes of a log the instance page shows
@@ -65,9 +69,25 @@ def _backfill(store: StateStore, name: str) -> tuple[int, bytes, str]:
     record = store.backfill(name)
     if record is None:
         return _missing(f"no backfill {name} in the state store")
-    obj = backfill_object(record, _counts(store, record.name).get(record.name, {}))
-    page = pages.backfill_page(obj, _grid(store, record.name, obj["status"]["instances"]))
+    counts = _counts(store, record.name).get(record.name, {})
+    obj = backfill_object(record, counts)
+    total = obj["status"]["instances"]
+    below = pages.lanes(*_progress(store, record.name, counts, total))
+    page = pages.backfill_page(obj, _grid(store, record.name, total), below)
     return 200, page.encode(), HTML
+
+
+def _progress(
+    store: StateStore, name: str, counts: Mapping[str, int], total: int
+) -> tuple[list[DateGroup], list[str]]:
+    """The date groups, and what cannot go on without an operator (describe's words)."""
+    groups = date_groups(store.date_counts(name))
+    stuck = [i.id for i in store.instances(backfill=name, states=["failed", "frozen"])]
+    if not stuck:
+        return groups, []
+    small = total <= MAX_GRID_INSTANCES  # reading every waiting instance: only then
+    waiting = store.instances(backfill=name, states=WAITING) if small else []
+    return groups, blocked(groups, waiting, stuck)
 
 
 def _cells(store: StateStore, name: str) -> tuple[int, bytes, str]:

@@ -163,3 +163,16 @@ def test_a_big_backfill_s_grid_is_aggregated_by_month_in_the_store(
     assert cell_classes(html) == {"load|2024-03": "cell s-failed"}
     cells = json.loads(get(url + "/api/backfills/bf/cells")[1])
     assert cells["load|2024-03"]["title"] == "load 2024-03: blocked 2, failed 1, succeeded 1"
+
+
+def test_the_backfill_page_shows_its_date_groups_and_what_is_stuck(url: str) -> None:
+    code, html, _ = get(url + "/backfills/bf")
+    assert code == 200
+    lanes = html.split("<h2>Date groups</h2>", 1)[1]
+    assert "<td>group 0</td>" in lanes
+    assert "<td>2024-03-02</td><td>date 2 of 4</td><td>failed 1</td>" in lanes
+    conditions = html.split("<h2>Conditions</h2>", 1)[1]
+    assert (
+        "<li>date group 0: 2 instances of 2 later dates wait behind 2024-03-02, "
+        "which has 1 failed</li>" in conditions
+    ), conditions
