@@ -70,13 +70,13 @@ class Server:
 
     # -- the endpoints ---------------------------------------------------------------
 
-    def dashboard(self, path: str) -> tuple[int, bytes, str]:
+    def dashboard(self, target: str) -> tuple[int, bytes, str]:
         """The pages (text/html), the grid's cells (JSON) and its script; 404 else."""
         from backfill_ctl.serve.views import route
 
         store = self.open_store()
         try:
-            return route(store, path)
+            return route(store, target)
         finally:
             store.close()
 
@@ -126,7 +126,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             except Exception as exc:  # a store that cannot be read: say so, do not die
                 code, data = 503, f"the state store cannot be read: {exc}\n".encode()
         else:
-            code, data, content_type = app.dashboard(path)
+            code, data, content_type = app.dashboard(self.path)  # with its query
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))

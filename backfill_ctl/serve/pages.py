@@ -257,7 +257,11 @@ def instance_page(
     why: str | None,
     attempts: Sequence[AttemptRecord],
     log: str | None,
+    size: int = 0,
+    live: bool = False,
 ) -> str:
+    """`log`: its tail, `size` bytes long in all; `live`: the attempt runs, and the page's
+    script follows the log from there."""
     fields = [
         ("backfill", f'<a href="/backfills/{quote(i.backfill)}">{escape(i.backfill)}</a>'),
         ("node", escape(i.node)),
@@ -290,9 +294,11 @@ def instance_page(
         "<th>EXIT</th><th>STARTED</th><th>FINISHED</th><th>DURATION</th><th>MESSAGE</th></tr>"
         + tries
         + "</table><h2>Log</h2>"
-        + (f"<pre id=log>{escape(log)}</pre>" if log else "<p>No output yet.")
+        + f'<pre id=log data-instance="{escape(i.id)}" data-offset="{size}" '
+        f'data-live="{int(live)}">{escape(log or "")}</pre>'
+        + ("" if log or live else "<p>No output.")
     )
-    return page(f"Instance {i.id}", body)
+    return page(f"Instance {i.id}", body, script="/static/log.js")
 
 
 def _command(i: InstanceRecord) -> str:
@@ -305,6 +311,28 @@ def _seconds(a: AttemptRecord) -> str:
         return ""
     return f"{a.finished_at - a.started_at:.1f} s"
 
+
+LOG_JS = """\
+// Follow a running attempt's log: append what it writes (as text, never markup).
+(function () {
+  var pre = document.getElementById("log");
+  if (!pre || pre.dataset.live !== "1") return;
+  var offset = Number(pre.dataset.offset);
+  var url = "/api/instances/" + encodeURIComponent(pre.dataset.instance) + "/log?offset=";
+  function more() {
+    fetch(url + offset, {cache: "no-store"}).then(function (r) { return r.json(); })
+      .then(function (got) {
+        if (got.offset < offset) { pre.textContent = ""; }
+        if (got.text) { pre.append(document.createTextNode(got.text)); }
+        offset = got.offset;
+        pre.dataset.offset = String(offset);
+        pre.dataset.live = got.live ? "1" : "0";
+        if (got.live) { setTimeout(more, 1000); }
+      }).catch(function () { setTimeout(more, 2000); });
+  }
+  setTimeout(more, 1000);
+})();
+"""
 
 GRID_JS = """\
 // Live grid: poll this backfill's cells and recolour those that changed (no reload).
@@ -327,3 +355,6 @@ GRID_JS = """\
   setTimeout(refresh, 2000);
 })();
 """
+
+
+SCRIPTS = {"grid.js": GRID_JS, "log.js": LOG_JS}

@@ -9,11 +9,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import time
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote
+from urllib.parse import parse_qs, unquote
 
 from backfill_ctl.core.records import WAITING
 from backfill_ctl.serve import pages
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from backfill_ctl.usecases.progress import DateGroup
 
 HTML = "text/html; charset=utf-8"
+JSON = "application/json"
 LOG_TAIL = 64 * 1024  # bytes of a log the instance page shows
 # Above this, a backfill's grid is aggregated by month in the store: reading that many
 # instances would take seconds of the process (the controller's, under --serve).
@@ -40,20 +43,24 @@ def _counts(store: StateStore, name: str | None = None) -> dict[str, dict[str, i
     return by
 
 
-def route(store: StateStore, path: str) -> tuple[int, bytes, str]:
-    parts = [unquote(p) for p in path.strip("/").split("/")] if path.strip("/") else []
+def route(store: StateStore, target: str) -> tuple[int, bytes, str]:
+    path, _, query = target.partition("?")
+    parts = tuple(unquote(p) for p in path.strip("/").split("/")) if path.strip("/") else ()
     if not parts:
         counts = _counts(store)
         rows = [backfill_object(r, counts.get(r.name, {})) for r in store.backfills()]
         return 200, pages.backfills_page(rows).encode(), HTML
-    if parts == ["static", "grid.js"]:
-        return 200, pages.GRID_JS.encode(), "text/javascript; charset=utf-8"
-    if len(parts) == 2 and parts[0] == "backfills":
-        return _backfill(store, parts[1])
-    if len(parts) == 4 and parts[:2] == ["api", "backfills"] and parts[3] == "cells":
-        return _cells(store, parts[2])
-    if len(parts) == 2 and parts[0] == "instances":
-        return _instance(store, parts[1])
+    match parts:
+        case ("static", name) if name in pages.SCRIPTS:
+            return 200, pages.SCRIPTS[name].encode(), "text/javascript; charset=utf-8"
+        case ("backfills", name):
+            return _backfill(store, name)
+        case ("api", "backfills", name, "cells"):
+            return _cells(store, name)
+        case ("instances", ident):
+            return _instance(store, ident)
+        case ("api", "instances", ident, "log"):
+            return _follow(store, ident, query)
     return _missing("nothing here: / lists the backfills")
 
 
@@ -104,13 +111,16 @@ def _instance(store: StateStore, ident: str) -> tuple[int, bytes, str]:
     deps = store.instances(ids=list(i.depends_on)) if i.depends_on else []
     why = why_waiting(i, backfill, deps, lambda: store.date_counts(i.backfill), time.time())
     attempts = store.attempts(i.id)
-    log = _tail(attempts[-1].log) if attempts else None
-    return 200, pages.instance_page(i, why, attempts, log).encode(), HTML
+    latest = attempts[-1] if attempts else None
+    log, size = _tail(latest.log) if latest else (None, 0)
+    live = latest is not None and latest.finished_at is None
+    return 200, pages.instance_page(i, why, attempts, log, size, live).encode(), HTML
 
 
-def _tail(path: str | None) -> str | None:
+def _tail(path: str | None) -> tuple[str | None, int]:
+    """The last LOG_TAIL bytes of a log, and its size (where following it goes on)."""
     if not path:
-        return None
+        return None, 0
     try:
         with Path(path).open("rb") as f:
             f.seek(0, 2)
@@ -118,9 +128,32 @@ def _tail(path: str | None) -> str | None:
             f.seek(max(0, size - LOG_TAIL))
             data = f.read()
     except OSError:
-        return None
+        return None, 0
     text = data.decode("utf-8", errors="replace")
-    return f"[the first {size - LOG_TAIL} bytes are not shown]\n{text}" if size > LOG_TAIL else text
+    cut = f"[the first {size - LOG_TAIL} bytes are not shown]\n" if size > LOG_TAIL else ""
+    return cut + text, size
+
+
+def _follow(store: StateStore, ident: str, query: str) -> tuple[int, bytes, str]:
+    """What the latest attempt's log gained after ?offset=N (at most LOG_TAIL bytes), and
+    whether it still runs: the instance page's script appends it."""
+    attempts = store.attempts(ident)
+    if not attempts:
+        return 200, json.dumps({"offset": 0, "text": "", "live": False}).encode(), JSON
+    latest = attempts[-1]
+    offset = int(parse_qs(query).get("offset", ["0"])[0] or 0)
+    data, size = b"", 0
+    with contextlib.suppress(OSError), Path(latest.log or "").open("rb") as f:
+        size = f.seek(0, 2)
+        offset = offset if 0 <= offset <= size else 0
+        f.seek(offset)
+        data = f.read(LOG_TAIL)
+    answer = {
+        "offset": offset + len(data),
+        "text": data.decode("utf-8", errors="replace"),
+        "live": latest.finished_at is None or offset + len(data) < size,
+    }
+    return 200, json.dumps(answer).encode(), JSON
 
 
 def _missing(text: str) -> tuple[int, bytes, str]:

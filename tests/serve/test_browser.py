@@ -171,3 +171,50 @@ def test_a_running_instance_turns_succeeded_without_a_reload(
         server.stop()
         controller.terminate()
         controller.wait(20)
+
+
+def test_a_running_attempt_s_log_is_followed_on_its_page(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    release = tmp_path / "release"
+    command = f"echo one; while [ ! -e '{release}' ]; do sleep 0.05; done; echo '<b>two</b>'"
+    spec_dir = specs(
+        tmp_path,
+        node("talk", resourceGroup="rg", command=command),
+        backfill(select={"method": "descendants", "roots": ["talk"]}, dates=["2024-03-01"]),
+    )
+    db = tmp_path / "state.db"
+    assert run("apply", str(spec_dir), "--state", str(db)).exit_code == 0
+    log = tmp_path / "controller.log"
+    controller = subprocess.Popen(
+        [sys.executable, "-m", "backfill_ctl", "controller", str(spec_dir),
+         "--state", str(db), "--interval", "0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=log.open("ab"),
+    )  # fmt: skip
+    server = Server(("127.0.0.1", 0), lambda: open_store(db, create=False))
+    d = browser
+    try:
+        store = open_store(db)
+        (running,) = wait_until(
+            lambda: store.instances(states=["running"]), 30, "the instance to run"
+        )
+        attempt = wait_until(lambda: store.attempts(running.id), 10, "its attempt")[-1]
+        wait_until(lambda: Path(attempt.log or "").exists(), 10, "its log")
+        wait_until(lambda: Path(attempt.log or "").read_text() == "one\n", 10, "one")
+        d.get(server.url + f"/instances/{running.id}")
+        d.execute_script("window.notReloaded = true")
+        pre = d.find_element(By.ID, "log")
+        assert pre.text == "one" and pre.get_attribute("data-live") == "1"
+        release.touch()
+        wait_until(lambda: pre.text == "one\n<b>two</b>", 20, "the second line")
+        wait_until(lambda: pre.get_attribute("data-live") == "0", 20, "the end")
+        assert d.execute_script("return window.notReloaded") is True
+        assert not d.find_elements(By.CSS_SELECTOR, "pre b")  # text, not markup
+        d.save_screenshot(str(artifacts(tmp_path) / "follow.png"))
+    finally:
+        server.stop()
+        controller.terminate()
+        controller.wait(20)

@@ -109,7 +109,10 @@ def test_an_instance_shows_its_attempts_and_log_with_markup_as_text(
     assert HOSTILE not in html  # neither the parameter nor the log is markup
     escaped = "&lt;img src=x onerror=alert(1)&gt;"
     assert f"<td>BACKFILL_PARAM_NOTE</td><td>{escaped}</td>" in html
-    assert f"<pre id=log>pt={escaped}\n</pre>" in html
+    full = f"pt={HOSTILE}\n"  # the log, and where a follower goes on from
+    assert f'data-offset="{len(full)}" data-live="0">pt={escaped}\n</pre>' in html
+    code, text, _ = get(url + f"/api/instances/{failed.id}/log?offset=3")
+    assert json.loads(text) == {"offset": len(full), "text": full[3:], "live": False}
     assert "<td>1</td><td>failed</td><td>1</td>" in html  # attempt 1, failed, exit 1
     waiting = store.instances(states=["pending"])[0]
     code, html, _ = get(url + f"/instances/{waiting.id}")
