@@ -231,7 +231,11 @@ def backfill_page(obj: Mapping[str, Any], grid: Grid, below: str = "") -> str:
                 f'href="/instances/{quote(cell["id"])}" title="{escape(cell["title"])}"></a></td>'
             )
         rows.append(f"<tr><th>{escape(node)}</th>{''.join(tds)}</tr>")
-    legend = "".join(f'<span><i class="cell s-{s}"></i> {escape(s)}</span>' for s in SEVERITY)
+    legend = "".join(  # each a link to paste: the rows with a cell in that state
+        f'<span><a href="?state={quote(s)}"><i class="cell s-{s}"></i> {escape(s)}</a></span>'
+        for s in SEVERITY
+    )
+    legend += '<span><a href="?">all</a></span>'
     body = (
         f"<h1>Backfill {escape(name)}</h1>"
         f"<p>{escape(str(status['phase']))} · "

@@ -54,7 +54,7 @@ def route(store: StateStore, target: str) -> tuple[int, bytes, str]:
         case ("static", name) if name in pages.SCRIPTS:
             return 200, pages.SCRIPTS[name].encode(), "text/javascript; charset=utf-8"
         case ("backfills", name):
-            return _backfill(store, name)
+            return _backfill(store, name, parse_qs(query))
         case ("api", "backfills", name, "cells"):
             return _cells(store, name)
         case ("instances", ident):
@@ -72,7 +72,24 @@ def _grid(store: StateStore, name: str, instances: int) -> pages.Grid:
     return pages.grid_cells(store.instances(backfill=name))
 
 
-def _backfill(store: StateStore, name: str) -> tuple[int, bytes, str]:
+def _filtered(grid: pages.Grid, query: Mapping[str, list[str]]) -> pages.Grid:
+    """The rows a link asks for: ?node=TEXT (nodes whose name holds it), ?state=STATE
+    (nodes with a cell in that state, "blocked" included)."""
+    nodes, columns, cells = grid
+    text = query.get("node", [""])[0]
+    state = query.get("state", [""])[0]
+    kept = [
+        n
+        for n in nodes
+        if text in n
+        and (not state or any(cells.get(f"{n}|{c}", {}).get("state") == state for c in columns))
+    ]
+    return kept, columns, cells
+
+
+def _backfill(
+    store: StateStore, name: str, query: Mapping[str, list[str]]
+) -> tuple[int, bytes, str]:
     record = store.backfill(name)
     if record is None:
         return _missing(f"no backfill {name} in the state store")
@@ -80,7 +97,8 @@ def _backfill(store: StateStore, name: str) -> tuple[int, bytes, str]:
     obj = backfill_object(record, counts)
     total = obj["status"]["instances"]
     below = pages.lanes(*_progress(store, record.name, counts, total))
-    page = pages.backfill_page(obj, _grid(store, record.name, total), below)
+    grid = _filtered(_grid(store, record.name, total), query)
+    page = pages.backfill_page(obj, grid, below)
     return 200, page.encode(), HTML
 
 

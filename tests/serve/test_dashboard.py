@@ -179,3 +179,20 @@ def test_the_backfill_page_shows_its_date_groups_and_what_is_stuck(url: str) -> 
         "<li>date group 0: 2 instances of 2 later dates wait behind 2024-03-02, "
         "which has 1 failed</li>" in conditions
     ), conditions
+
+
+@pytest.mark.parametrize(
+    ("query", "rows"),
+    [
+        ("", ["load"]),
+        ("?state=failed", ["load"]),
+        ("?state=running", []),
+        ("?node=oa", ["load"]),
+        ("?node=zz", []),
+    ],
+)
+def test_filters_in_the_url_keep_the_rows_asked_for(url: str, query: str, rows: list[str]) -> None:
+    code, html, _ = get(url + "/backfills/bf" + query)
+    assert code == 200
+    assert sorted({key.split("|")[0] for key in cell_classes(html)}) == rows
+    assert '<a href="?state=failed">' in html
