@@ -151,21 +151,39 @@ def month_cells(
 
 def _blocked(items: list[InstanceRecord]) -> dict[str, str]:
     """The state each instance is shown in: "blocked" for one that waits while an
-    earlier date of its date group, or one of its dependencies, has failed (the date
-    order and the dependencies hold it: the controller stores no blocker for those)."""
+    earlier date of its date group has failed, or a dependency failed or is blocked
+    itself (the date order and the dependencies hold it: the controller stores no
+    blocker for those)."""
     failed = {i.id for i in items if i.state == "failed"}
+    waiting = [
+        i
+        for i in items
+        if (i.state == "pending" or i.state.startswith("waiting-for")) and not i.ignore_deps
+    ]
+    held = _behind(items, waiting)
+    dependents: dict[str, list[str]] = defaultdict(list)
+    for i in waiting:
+        for d in i.depends_on:
+            dependents[d].append(i.id)
+    todo = [*failed, *held]
+    while todo:  # what waits on a failed or held instance is held too
+        for child in dependents.get(todo.pop(), ()):
+            if child not in held:
+                held.add(child)
+                todo.append(child)
+    return {i.id: "blocked" if i.id in held else i.state for i in items}
+
+
+def _behind(items: list[InstanceRecord], waiting: list[InstanceRecord]) -> set[str]:
+    """The waiting instances of a date after a failed date of their date group."""
     first_failed: dict[tuple[str, int], int] = {}
     for i in items:
-        if i.id in failed:
+        if i.state == "failed":
             key = (i.backfill, i.group)
             first_failed[key] = min(first_failed.get(key, i.sequence), i.sequence)
-    shown: dict[str, str] = {}
-    for i in items:
-        waits = i.state == "pending" or i.state.startswith("waiting-for")
-        behind = i.sequence > first_failed.get((i.backfill, i.group), i.sequence)
-        held = not i.ignore_deps and (behind or any(d in failed for d in i.depends_on))
-        shown[i.id] = "blocked" if waits and held else i.state
-    return shown
+    return {
+        i.id for i in waiting if i.sequence > first_failed.get((i.backfill, i.group), i.sequence)
+    }
 
 
 def _cell(members: list[InstanceRecord], shown: Mapping[str, str]) -> dict[str, Any]:

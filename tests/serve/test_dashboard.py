@@ -196,3 +196,28 @@ def test_filters_in_the_url_keep_the_rows_asked_for(url: str, query: str, rows: 
     assert code == 200
     assert sorted({key.split("|")[0] for key in cell_classes(html)}) == rows
     assert '<a href="?state=failed">' in html
+
+
+def test_what_waits_on_a_blocked_instance_is_shown_blocked_too() -> None:
+    from backfill_ctl.core.records import InstanceRecord, Run
+    from backfill_ctl.serve.pages import grid_cells
+
+    def instance(ident: str, node: str, state: str, *deps: str) -> InstanceRecord:
+        return InstanceRecord(
+            ident, "bf", node, "2024-03-01", "2024-03-02T00:00:00+00:00", 0.0, "UTC",
+            0, 0, 5, deps, Run(("true",)), "rg", state=state,  # type: ignore[arg-type]
+        )  # fmt: skip
+
+    chain = [
+        instance("a", "a", "failed"),
+        instance("b", "b", "pending", "a"),
+        instance("c", "c", "waiting-for-upstream", "b"),
+        instance("d", "d", "pending"),
+    ]
+    _, _, cells = grid_cells(chain)
+    assert {k: v["state"] for k, v in cells.items()} == {
+        "a|2024-03-01": "failed",
+        "b|2024-03-01": "blocked",
+        "c|2024-03-01": "blocked",
+        "d|2024-03-01": "pending",
+    }
