@@ -70,19 +70,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kubernetes import client as k8s  # noqa: E402
-from kubernetes import config as kubeconfig  # noqa: E402
 
 from backfill_ctl.backends import AttemptSpec, Handle, Key, Outcome  # noqa: E402
 from backfill_ctl.backends.kubernetes import KubernetesBackend  # noqa: E402
 from backfill_ctl.core.records import Run  # noqa: E402
 from backfill_ctl.spec.model import Kubernetes  # noqa: E402
+from tests.k8s.cluster.images import BUSYBOX  # noqa: E402
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
     from tests.k8s.cluster import Cluster
 
-BUSYBOX = "backfillctl.local/busybox:1"  # tests.k8s.cluster.images.BUSYBOX
 TICK = os.sysconf("SC_CLK_TCK")
 COMPONENTS = (
     "kube-apiserver",
@@ -289,11 +288,9 @@ class RealTarget:
         self.batch = k8s.BatchV1Api(self.admin)
 
     def configuration(self) -> k8s.Configuration:
-        made = k8s.Configuration()
-        kubeconfig.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=str(self.cluster.admin), client_configuration=made
-        )
-        return made
+        from tests.k8s.helpers import configuration
+
+        return configuration(self.cluster)
 
     def namespace(self) -> str:
         name = "bench-" + secrets.token_hex(3)

@@ -103,7 +103,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     sys_version = ""
 
     def log_message(self, format: str, *args: object) -> None:
-        pass  # the controller's stderr is for what it does, not for each scrape
+        """Nothing: the controller's stderr is for what it does, not for each scrape."""
 
     def do_HEAD(self) -> None:
         self.do_GET(body=False)

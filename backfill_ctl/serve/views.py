@@ -25,8 +25,8 @@ from backfill_ctl.usecases.progress import blocked, date_groups, why_waiting
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from backfill_ctl.core.records import InstanceRecord
     from backfill_ctl.state import StateStore
-    from backfill_ctl.usecases.progress import DateGroup
 
 HTML = "text/html; charset=utf-8"
 JSON = "application/json"
@@ -64,12 +64,19 @@ def route(store: StateStore, target: str) -> tuple[int, bytes, str]:
     return _missing("nothing here: / lists the backfills")
 
 
-def _grid(store: StateStore, name: str, instances: int) -> pages.Grid:
-    """Read instance by instance up to MAX_GRID_INSTANCES (exact: dependencies too),
-    aggregated by month in the store above it."""
-    if instances > MAX_GRID_INSTANCES:
-        return pages.month_cells(store.month_counts(name))
-    return pages.grid_cells(store.instances(backfill=name))
+def _read(
+    store: StateStore, name: str, counts: Mapping[str, int]
+) -> tuple[pages.Grid, list[str], list[InstanceRecord]]:
+    """The grid, the ids of failed or frozen instances and the waiting instances, from
+    one read of every instance up to MAX_GRID_INSTANCES (exact: dependencies too); above
+    it the grid is counted by month in the store, and waiting instances are not read."""
+    if sum(counts.values()) > MAX_GRID_INSTANCES:
+        held = counts.get("failed", 0) + counts.get("frozen", 0)
+        stuck = store.instances(backfill=name, states=["failed", "frozen"]) if held else []
+        return pages.month_cells(store.month_counts(name)), [i.id for i in stuck], []
+    items = store.instances(backfill=name)
+    stuck_ids = [i.id for i in items if i.state in ("failed", "frozen")]
+    return pages.grid_cells(items), stuck_ids, [i for i in items if i.state in WAITING]
 
 
 def _filtered(grid: pages.Grid, query: Mapping[str, list[str]]) -> pages.Grid:
@@ -94,30 +101,16 @@ def _backfill(
     if record is None:
         return _missing(f"no backfill {name} in the state store")
     counts = _counts(store, record.name).get(record.name, {})
-    obj = backfill_object(record, counts)
-    total = obj["status"]["instances"]
-    below = pages.lanes(*_progress(store, record.name, counts, total))
-    grid = _filtered(_grid(store, record.name, total), query)
-    page = pages.backfill_page(obj, grid, below)
+    grid, stuck, waiting = _read(store, record.name, counts)
+    groups = date_groups(store.date_counts(record.name))  # describe's words, below
+    below = pages.lanes(groups, blocked(groups, waiting, stuck) if stuck else [])
+    page = pages.backfill_page(backfill_object(record, counts), _filtered(grid, query), below)
     return 200, page.encode(), HTML
 
 
-def _progress(
-    store: StateStore, name: str, counts: Mapping[str, int], total: int
-) -> tuple[list[DateGroup], list[str]]:
-    """The date groups, and what cannot go on without an operator (describe's words)."""
-    groups = date_groups(store.date_counts(name))
-    stuck = [i.id for i in store.instances(backfill=name, states=["failed", "frozen"])]
-    if not stuck:
-        return groups, []
-    small = total <= MAX_GRID_INSTANCES  # reading every waiting instance: only then
-    waiting = store.instances(backfill=name, states=WAITING) if small else []
-    return groups, blocked(groups, waiting, stuck)
-
-
 def _cells(store: StateStore, name: str) -> tuple[int, bytes, str]:
-    instances = sum(_counts(store, name).get(name, {}).values())
-    return 200, pages.cells_json(_grid(store, name, instances)), "application/json"
+    grid = _read(store, name, _counts(store, name).get(name, {}))[0]
+    return 200, pages.cells_json(grid), JSON
 
 
 def _instance(store: StateStore, ident: str) -> tuple[int, bytes, str]:

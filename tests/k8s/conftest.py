@@ -15,10 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from kubernetes import client, config
+from kubernetes import client
 
-from tests.k8s.cluster import Cluster
+from tests.k8s.cluster import Cluster, host
 from tests.k8s.cluster.build import bin_dir, built
+from tests.k8s.helpers import Backends, configuration
 
 HERE = Path(__file__).parent
 
@@ -41,12 +42,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     started = Cluster.start(tmp_path_factory.mktemp("cluster"))
     yield started
     started.stop()
-
-
-def configuration(cluster: Cluster) -> client.Configuration:
-    made = client.Configuration()
-    config.load_kube_config(config_file=str(cluster.admin), client_configuration=made)
-    return made
+    # Nothing of it is left on the host: no shim, no mount, no cgroup.
+    state = started.root / "containerd"
+    assert not host.shims(state / "state", state / "containerd.sock")
+    mounts = Path("/proc/self/mounts").read_text()
+    assert f" {started.root}/" not in mounts
+    assert not list(Path("/sys/fs/cgroup").glob(f"*/{started.cgroup}"))
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +66,16 @@ def namespace(cluster: Cluster, core: client.CoreV1Api) -> Iterator[str]:
         time.sleep(0.1)
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture
+def backends(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Backends]:
+    """Backends on the cluster, in the test's namespace; closed at the end."""
+    made = Backends(cluster, namespace, tmp_path)
+    yield made
+    made.close()
+
+
+@pytest.fixture
+def batch(cluster: Cluster) -> client.BatchV1Api:
+    return client.BatchV1Api(client.ApiClient(configuration(cluster)))

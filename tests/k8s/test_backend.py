@@ -5,10 +5,7 @@ by the server."""
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,89 +13,15 @@ from kubernetes import client
 
 from backfill_ctl.backends import Outcome
 from backfill_ctl.backends.kubernetes import KubernetesBackend, job_name
-from backfill_ctl.spec.model import Kubernetes
 from tests.backends.contract import BackendContract, Make, settle, spec
-from tests.k8s.cluster import Cluster
-from tests.k8s.cluster.images import BUSYBOX
-from tests.k8s.conftest import configuration
-
-STORE = "0123456789ab"
-GRACE = 3  # terminationGracePeriodSeconds
-
-
-class Backends:
-    """Backends on the real cluster, one namespace and one runs directory."""
-
-    def __init__(self, cluster: Cluster, namespace: str, root: Path) -> None:
-        self.cluster, self.namespace, self.root = cluster, namespace, root
-        self.made: list[KubernetesBackend] = []
-
-    def settings(self, **changes: Any) -> Kubernetes:
-        fields: dict[str, Any] = {
-            "namespace": self.namespace,
-            "image": BUSYBOX,
-            # no pod network here; `sleep` as PID 1 ignores SIGTERM: KILL after 3 s
-            "pod_spec": {"hostNetwork": True, "terminationGracePeriodSeconds": GRACE},
-            "ttl_after_finished": 600,
-        }
-        return Kubernetes(**{**fields, **changes})
-
-    def __call__(self, store: str = STORE, **changes: Any) -> KubernetesBackend:
-        backend = KubernetesBackend(
-            self.settings(**changes),
-            runs=self.root / "runs",
-            store_id=store,
-            configuration=configuration(self.cluster),
-        )
-        self.made.append(backend)
-        return backend
-
-    def close(self) -> None:
-        for backend in self.made:
-            backend.close()
-
-
-@pytest.fixture
-def backends(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Backends]:
-    made = Backends(cluster, namespace, tmp_path)
-    yield made
-    made.close()
-
-
-@pytest.fixture
-def batch(cluster: Cluster) -> client.BatchV1Api:
-    return client.BatchV1Api(client.ApiClient(configuration(cluster)))
+from tests.k8s.helpers import GRACE, STORE, Backends, marker, running
+from tests.test_reliability import wait_until
 
 
 class TestRealKubernetesBackend(BackendContract):
     @pytest.fixture
     def make(self, backends: Backends) -> Make:
         return lambda: backends()
-
-
-def running(marker: str) -> list[int]:
-    """Processes of this host (containers included) whose command line has `marker`."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if marker.encode() in (proc / "cmdline").read_bytes():
-                    found.append(int(proc.name))
-            except OSError:
-                continue
-    return found
-
-
-def marker() -> str:
-    """A sleep duration no other process uses, to find the command among the host's."""
-    return f"{60 + secrets.randbelow(10**6) / 10**6:.6f}"
-
-
-def _wait(what: str, check: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.1)
 
 
 def ended_after_the_process(
@@ -122,7 +45,7 @@ def test_the_job_deadline_is_enforced_by_the_job_controller(
     s = spec(("sleep", seconds), timeout=2)
     started = time.monotonic()
     handle, _ = backend.start(s)
-    _wait("the command did not start", lambda: bool(running(seconds)))
+    wait_until(lambda: bool(running(seconds)), 30, "the command did not start")
     outcome = ended_after_the_process(backend, s, handle, seconds)
     assert (outcome.state, outcome.message) == (
         "failed",
@@ -163,7 +86,7 @@ def test_stop_deletes_the_job_its_pod_and_kills_the_command(
     seconds = marker()
     s = spec(("sleep", seconds))
     handle, _ = backend.start(s)
-    _wait("the command did not start", lambda: bool(running(seconds)))
+    wait_until(lambda: bool(running(seconds)), 30, "the command did not start")
     stopped = time.monotonic()
     backend.cancel(s.key, handle, "stopped by ann")
     outcome = ended_after_the_process(backend, s, handle, seconds)
@@ -179,7 +102,7 @@ def test_stop_of_a_command_that_handles_sigterm_ends_it_at_once(backends: Backen
     seconds = marker()
     s = spec(("sh", "-c", f"trap 'echo bye; exit 143' TERM; sleep {seconds} & wait"))
     handle, _ = backend.start(s)
-    _wait("the command did not start", lambda: bool(running(seconds)))
+    wait_until(lambda: bool(running(seconds)), 30, "the command did not start")
     stopped = time.monotonic()
     backend.cancel(s.key, handle, "stopped by ann")
     outcome = settle(backend, {s.key: handle}, timeout=30)[s.key]
@@ -194,9 +117,10 @@ def test_a_finished_job_is_deleted_by_the_ttl_controller_and_its_outcome_kept(
     s = spec(("sh", "-c", "echo kept; exit 2"))
     handle, log = backend.start(s)
     assert settle(backend, {s.key: handle})[s.key] == Outcome("failed", 2, "exit code 2")
-    _wait(
-        "the TTL controller left the Job",
+    wait_until(
         lambda: not batch.list_namespaced_job(backends.namespace).items,
+        30,
+        "the TTL controller left the Job",
     )
     restarted = backends(ttl_after_finished=1)  # after the Job is gone
     assert restarted.log_text(handle, log) == "kept\n"
@@ -208,9 +132,10 @@ def test_the_log_of_a_running_attempt_comes_through_the_api_server(
     backend = backends()
     s = spec(("sh", "-c", "echo first; echo second; sleep 30"))
     handle, log = backend.start(s)
-    _wait(
-        "no log of the running attempt",
+    wait_until(
         lambda: backend.log_text(handle, log) == "first\nsecond\n",
+        30,
+        "no log of the running attempt",
     )
     assert backend.poll({s.key: handle}) == {}
     backend.cancel(s.key, handle, "done looking")

@@ -12,7 +12,7 @@ import json
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,22 +32,10 @@ from backfill_ctl.spec.model import Kubernetes
 from tests.backends.contract import settle, spec
 from tests.k8s.cluster import Cluster
 from tests.k8s.cluster.images import BUSYBOX
-from tests.k8s.conftest import configuration
-from tests.k8s.test_backend import STORE, Backends, _wait, marker, running
+from tests.k8s.helpers import STORE, Backends, configuration, marker, running
+from tests.test_reliability import wait_until
 
 NARROW = "narrow"  # a ServiceAccount whose Role lacks `create jobs`
-
-
-@pytest.fixture
-def backends(cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Backends]:
-    made = Backends(cluster, namespace, tmp_path)
-    yield made
-    made.close()
-
-
-@pytest.fixture
-def batch(cluster: Cluster) -> client.BatchV1Api:
-    return client.BatchV1Api(client.ApiClient(configuration(cluster)))
 
 
 def counted(backend: KubernetesBackend) -> list[tuple[str, str]]:
@@ -202,9 +190,10 @@ def test_a_full_quota_waits_for_resources(
     core.create_namespaced_resource_quota(
         ns, {"metadata": {"name": "jobs"}, "spec": {"hard": hard}}
     )
-    _wait(
-        "the resource-quota controller wrote no status",
+    wait_until(
         lambda: (core.read_namespaced_resource_quota("jobs", ns).status.hard or {}) == hard,
+        30,
+        "the resource-quota controller wrote no status",
     )
     backend = backends()
     seconds = marker()
@@ -300,7 +289,7 @@ def test_a_job_deleted_behind_our_back_is_lost(
     seconds = marker()
     s = spec(("sleep", seconds))
     handle, _ = backend.start(s)
-    _wait("the command did not start", lambda: bool(running(seconds)))
+    wait_until(lambda: bool(running(seconds)), 30, "the command did not start")
     # someone ran kubectl delete job (background propagation, as kubectl does)
     batch.delete_namespaced_job(handle["job"], backends.namespace, propagation_policy="Background")
     assert settle(backend, {s.key: handle}, timeout=60)[s.key] == Outcome(
@@ -355,7 +344,7 @@ def test_a_running_attempt_s_log_is_read_from_where_it_runs(
     handle, log = runner.start(s)
     reader = own(backends, configuration(cluster), settings=Kubernetes())  # `backfillctl logs`
     assert reader.settings.namespace != backends.namespace
-    _wait("the log never showed", lambda: reader.log_text(handle, log) == "live\n")
+    wait_until(lambda: reader.log_text(handle, log) == "live\n", 30, "the log never showed")
     runner.cancel(s.key, handle, "test over")
     settle(runner, {s.key: handle}, timeout=60)
 
@@ -368,7 +357,7 @@ def test_stop_keeps_what_the_attempt_printed_and_deletes_the_job_once(
     seconds = marker()
     s = spec(("sh", "-c", f"echo started; sleep {seconds}"))
     handle, log = backend.start(s)
-    _wait("the log never showed", lambda: backend.log_text(handle, log) == "started\n")
+    wait_until(lambda: backend.log_text(handle, log) == "started\n", 30, "the log never showed")
     backend.cancel(s.key, handle, "stopped by ann")
     assert settle(backend, {s.key: handle}, timeout=60)[s.key] == Outcome(
         "failed", None, "stopped by ann"
@@ -388,7 +377,7 @@ def test_a_log_copied_before_stays_when_the_pod_is_gone(
     handle, log = backend.start(s)
     settle(backend, {s.key: handle}, timeout=60)
     backend.api.delete_job(handle["job"])  # foreground: its pod goes first
-    _wait("the pod stayed", lambda: not pods_of(core, backends.namespace, handle["job"]))
+    wait_until(lambda: not pods_of(core, backends.namespace, handle["job"]), 30, "the pod stayed")
     assert backend._collect(handle["job"], handle) is None
     assert Path(str(log)).read_text() == "kept\n"
 

@@ -16,7 +16,7 @@ from kubernetes import client
 from tests.cli.helpers import run
 from tests.k8s.cluster import Cluster, kubeconfig
 from tests.k8s.cluster.images import RETAIL_ETL
-from tests.k8s.conftest import configuration
+from tests.k8s.helpers import configuration
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

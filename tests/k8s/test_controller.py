@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import itertools
 import signal
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from kubernetes import client
 
@@ -17,25 +16,18 @@ from tests.builders import API, backfill, dump, node, resource_group, workspace
 from tests.cli.helpers import run, write_files
 from tests.k8s.cluster import Cluster
 from tests.k8s.cluster.images import BUSYBOX
-from tests.k8s.conftest import configuration
-from tests.test_reliability import wait_until
+from tests.k8s.helpers import configuration
+from tests.test_reliability import controller, wait_until
 
 INSTANCE = "backfillctl.dev/instance"
 ATTEMPT = "backfillctl.dev/attempt"
 
 
-def controller(spec_dir: Path, db: Path, log: Path) -> subprocess.Popen[bytes]:
-    argv = [sys.executable, "-m", "backfill_ctl", "controller", str(spec_dir)]
-    return subprocess.Popen(
-        [*argv, "--state", str(db), "--interval", "0.2"],
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("ab"),
-    )
-
-
-def test_kill_9_of_the_controller_then_a_new_one_adopts_its_jobs(
-    cluster: Cluster, namespace: str, tmp_path: Path
-) -> None:
+def applied(
+    cluster: Cluster, namespace: str, tmp_path: Path, *docs: dict[str, Any]
+) -> tuple[Path, Path]:
+    """`docs` (a workspace added) with a Config of the kubernetes backend on the cluster,
+    applied to a new store: (the specs' directory, the store)."""
     config = {
         "apiVersion": API,
         "kind": "Config",
@@ -49,26 +41,29 @@ def test_kill_9_of_the_controller_then_a_new_one_adopts_its_jobs(
             },
         },
     }
-    work = node("work", resourceGroup="rg", command="echo start; sleep 3; echo end")
-    spec_dir = tmp_path / "specs"
-    write_files(
-        spec_dir,
-        {
-            "backfillctl.yaml": dump(config),
-            "all.yaml": dump(
-                workspace(operators=("ops",)),
-                resource_group("rg", 3),
-                work,
-                backfill(
-                    select={"method": "descendants", "roots": ["work"]},
-                    dates=[{"from": "2024-03-01", "to": "2024-03-06"}],
-                    groups=3,
-                ),
-            ),
-        },
-    )
-    db = tmp_path / "state.db"
+    spec_dir, db = tmp_path / "specs", tmp_path / "state.db"
+    all_docs = dump(workspace(operators=("ops",)), *docs)
+    write_files(spec_dir, {"backfillctl.yaml": dump(config), "all.yaml": all_docs})
     assert run("apply", str(spec_dir), "--state", str(db)).exit_code == 0
+    return spec_dir, db
+
+
+def test_kill_9_of_the_controller_then_a_new_one_adopts_its_jobs(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    work = node("work", resourceGroup="rg", command="echo start; sleep 3; echo end")
+    spec_dir, db = applied(
+        cluster,
+        namespace,
+        tmp_path,
+        work,
+        resource_group("rg", 3),
+        backfill(
+            select={"method": "descendants", "roots": ["work"]},
+            dates=[{"from": "2024-03-01", "to": "2024-03-06"}],
+            groups=3,
+        ),
+    )
     store = open_store(db)
     log = tmp_path / "controller.log"
 
@@ -105,8 +100,7 @@ def test_kill_9_of_the_controller_then_a_new_one_adopts_its_jobs(
     assert "adopted attempt" in text, text
     for instance in store.instances():
         shown = run("logs", instance.id, "--state", str(db))
-        described = run("describe", f"instance/{instance.id}", "--state", str(db)).stdout
-        assert shown.stdout == "start\nend\n", (shown.stderr, described, text)
+        assert shown.stdout == "start\nend\n", shown.stderr
 
 
 def test_a_failed_job_is_retried_as_a_new_job(
@@ -114,42 +108,21 @@ def test_a_failed_job_is_retried_as_a_new_job(
 ) -> None:
     """run.retries on the real cluster: each try is a Job of its own (backoffLimit 0),
     the next starts once the failed one has ended, and the instance fails after the last."""
-    config = {
-        "apiVersion": API,
-        "kind": "Config",
-        "spec": {
-            "backend": "kubernetes",
-            "kubernetes": {
-                "kubeconfig": str(cluster.admin),
-                "namespace": namespace,
-                "image": BUSYBOX,
-                "podTemplate": {"spec": {"hostNetwork": True}},
-            },
-        },
-    }
     flaky = node(
         "flaky",
         resourceGroup="rg",
         run={"command": "echo try; exit 3", "retries": 2, "retryDelay": "0s"},
     )
-    spec_dir = tmp_path / "specs"
-    write_files(
-        spec_dir,
-        {
-            "backfillctl.yaml": dump(config),
-            "all.yaml": dump(
-                workspace(operators=("ops",)),
-                resource_group("rg", 1),
-                flaky,
-                backfill(
-                    select={"method": "descendants", "roots": ["flaky"]}, dates=["2024-03-01"]
-                ),
-            ),
-        },
+    spec_dir, db = applied(
+        cluster,
+        namespace,
+        tmp_path,
+        flaky,
+        resource_group("rg", 1),
+        backfill(select={"method": "descendants", "roots": ["flaky"]}, dates=["2024-03-01"]),
     )
-    db = tmp_path / "state.db"
-    applied = run("apply", str(spec_dir), "--state", str(db), "--wait", "--timeout", "3m")
-    assert applied.exit_code == 1, applied.stderr
+    waited = run("apply", str(spec_dir), "--state", str(db), "--wait", "--timeout", "3m")
+    assert waited.exit_code == 1, waited.stderr  # applied already: it runs and waits
     store = open_store(db)
     (instance,) = store.instances()
     assert instance.state == "failed"

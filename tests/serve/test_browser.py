@@ -9,9 +9,8 @@ Chromium comes from the project's own setup (tests/tools/install-chromium, run b
 
 from __future__ import annotations
 
+import contextlib
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,10 +22,12 @@ from backfill_ctl.state import open_store
 from tests.builders import backfill, node
 from tests.cli.helpers import run
 from tests.serve.test_dashboard import HOSTILE
-from tests.test_reliability import specs, wait_until
+from tests.test_reliability import controller, specs, wait_until
 
 if TYPE_CHECKING:
     from selenium.webdriver.remote.webdriver import WebDriver
+
+    from backfill_ctl.core.records import InstanceRecord
 
 CHROMIUM = Path("/usr/bin/chromium")
 DRIVER = Path("/usr/bin/chromedriver")
@@ -128,36 +129,47 @@ def test_from_the_backfills_to_a_failed_instance_s_log(
     d.save_screenshot(str(artifacts(tmp_path) / "instance.png"))
 
 
+@contextlib.contextmanager
+def running_one(tmp_path: Path, name: str, command: str) -> Iterator[tuple[str, InstanceRecord]]:
+    """`name` over one date, its `command` run by a real controller and held until
+    tmp_path/release exists; the dashboard's URL and the running instance. At the end
+    the command is released (nothing lingers), the server and the controller stop."""
+    spec_dir = specs(
+        tmp_path,
+        node(name, resourceGroup="rg", command=command),
+        backfill(select={"method": "descendants", "roots": [name]}, dates=["2024-03-01"]),
+    )
+    db = tmp_path / "state.db"
+    assert run("apply", str(spec_dir), "--state", str(db)).exit_code == 0
+    process = controller(spec_dir, db, tmp_path / "controller.log")
+    server = Server(("127.0.0.1", 0), lambda: open_store(db, create=False))
+    try:
+        store = open_store(db)
+        (instance,) = wait_until(
+            lambda: store.instances(states=["running"]), 30, "the instance to run"
+        )
+        yield server.url, instance
+    finally:
+        (tmp_path / "release").touch()
+        server.stop()
+        process.terminate()
+        process.wait(20)
+
+
+HELD = "while [ ! -e release ]; do sleep 0.05; done"  # the command's directory: tmp_path
+
+
 def test_a_running_instance_turns_succeeded_without_a_reload(
     browser: WebDriver, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    release = tmp_path / "release"
-    command = f"while [ ! -e '{release}' ]; do sleep 0.05; done; echo done"
-    spec_dir = specs(
-        tmp_path,
-        node("wait", resourceGroup="rg", command=command),
-        backfill(select={"method": "descendants", "roots": ["wait"]}, dates=["2024-03-01"]),
-    )
-    db = tmp_path / "state.db"
-    assert run("apply", str(spec_dir), "--state", str(db)).exit_code == 0
-    log = tmp_path / "controller.log"
-    controller = subprocess.Popen(
-        [sys.executable, "-m", "backfill_ctl", "controller", str(spec_dir),
-         "--state", str(db), "--interval", "0.1"],
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("ab"),
-    )  # fmt: skip
-    server = Server(("127.0.0.1", 0), lambda: open_store(db, create=False))
     d = browser
-    try:
-        store = open_store(db)
-        wait_until(lambda: store.instances(states=["running"]), 30, "the instance to run")
-        d.get(server.url + "/backfills/bf")
+    with running_one(tmp_path, "wait", f"cd '{tmp_path}'; {HELD}; echo done") as (url, _):
+        d.get(url + "/backfills/bf")
         d.execute_script("window.notReloaded = true")
         assert background(d, 'a[data-cell="wait|2024-03-01"]') == BLUE
-        release.touch()
+        (tmp_path / "release").touch()
         wait_until(
             lambda: background(d, 'a[data-cell="wait|2024-03-01"]') == GREEN,
             20,
@@ -167,10 +179,6 @@ def test_a_running_instance_turns_succeeded_without_a_reload(
         d.save_screenshot(str(artifacts(tmp_path) / "live.png"))
         cell = d.find_element(By.CSS_SELECTOR, 'a[data-cell="wait|2024-03-01"]')
         assert cell.get_attribute("title") == "wait 2024-03-01: succeeded 1"
-    finally:
-        server.stop()
-        controller.terminate()
-        controller.wait(20)
 
 
 def test_a_running_attempt_s_log_is_followed_on_its_page(
@@ -178,43 +186,20 @@ def test_a_running_attempt_s_log_is_followed_on_its_page(
 ) -> None:
     from selenium.webdriver.common.by import By
 
-    release = tmp_path / "release"
-    command = f"echo one; while [ ! -e '{release}' ]; do sleep 0.05; done; echo '<b>two</b>'"
-    spec_dir = specs(
-        tmp_path,
-        node("talk", resourceGroup="rg", command=command),
-        backfill(select={"method": "descendants", "roots": ["talk"]}, dates=["2024-03-01"]),
-    )
-    db = tmp_path / "state.db"
-    assert run("apply", str(spec_dir), "--state", str(db)).exit_code == 0
-    log = tmp_path / "controller.log"
-    controller = subprocess.Popen(
-        [sys.executable, "-m", "backfill_ctl", "controller", str(spec_dir),
-         "--state", str(db), "--interval", "0.1"],
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("ab"),
-    )  # fmt: skip
-    server = Server(("127.0.0.1", 0), lambda: open_store(db, create=False))
     d = browser
-    try:
-        store = open_store(db)
-        (running,) = wait_until(
-            lambda: store.instances(states=["running"]), 30, "the instance to run"
-        )
-        attempt = wait_until(lambda: store.attempts(running.id), 10, "its attempt")[-1]
+    command = f"cd '{tmp_path}'; echo one; {HELD}; echo '<b>two</b>'"
+    with running_one(tmp_path, "talk", command) as (url, instance):
+        store = open_store(tmp_path / "state.db")
+        attempt = wait_until(lambda: store.attempts(instance.id), 10, "its attempt")[-1]
         wait_until(lambda: Path(attempt.log or "").exists(), 10, "its log")
         wait_until(lambda: Path(attempt.log or "").read_text() == "one\n", 10, "one")
-        d.get(server.url + f"/instances/{running.id}")
+        d.get(url + f"/instances/{instance.id}")
         d.execute_script("window.notReloaded = true")
         pre = d.find_element(By.ID, "log")
         assert pre.text == "one" and pre.get_attribute("data-live") == "1"
-        release.touch()
+        (tmp_path / "release").touch()
         wait_until(lambda: pre.text == "one\n<b>two</b>", 20, "the second line")
         wait_until(lambda: pre.get_attribute("data-live") == "0", 20, "the end")
         assert d.execute_script("return window.notReloaded") is True
         assert not d.find_elements(By.CSS_SELECTOR, "pre b")  # text, not markup
         d.save_screenshot(str(artifacts(tmp_path) / "follow.png"))
-    finally:
-        server.stop()
-        controller.terminate()
-        controller.wait(20)

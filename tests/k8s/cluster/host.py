@@ -37,9 +37,15 @@ def install_packages() -> None:
 
 
 def kill_shims(state: Path, socket: Path) -> None:
-    """containerd's shims outlive containerd by design: end those of this node, by their
-    pid files and by the containerd socket on their command line (a shim caught while
-    its sandbox was being made may have written no pid file yet)."""
+    """containerd's shims outlive containerd by design: end those of this node."""
+    for pid in shims(state, socket):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def shims(state: Path, socket: Path) -> set[int]:
+    """The shims of this node, by their pid files and by the containerd socket on their
+    command line (a shim caught while its sandbox was made may have no pid file yet)."""
     pids: set[int] = set()
     for pid_file in state.rglob("shim.pid") if state.exists() else ():
         with contextlib.suppress(ValueError, OSError):
@@ -50,9 +56,13 @@ def kill_shims(state: Path, socket: Path) -> None:
             with contextlib.suppress(OSError):
                 if mark in (proc / "cmdline").read_bytes() + b"\0":
                     pids.add(int(proc.name))
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+    return {p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)}
+
+
+def _zombie(pid: int) -> bool:
+    with contextlib.suppress(OSError, IndexError):
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    return True
 
 
 def unmount_under(root: Path) -> None:
