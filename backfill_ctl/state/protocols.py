@@ -76,7 +76,8 @@ class CountReads(Protocol):
     def date_counts(self, backfill: str) -> dict[tuple[int, int, str, str], int]: ...
     def month_counts(self, backfill: str) -> dict[tuple[str, str, str, bool, bool], GridCount]:
         """(node, YYYY-MM, state, dry-run, behind a failed date of its group) ->
-        (instances, the smallest id): a big backfill's grid, aggregated in the store."""
+        (instances, the smallest id of that node, month and state): a big backfill's
+        grid, aggregated in the store."""
         ...
 
 

@@ -290,6 +290,28 @@ class StoreContract:
         assert rows == sorted(TaskRow.of(i) for i in store.instances(backfill="bf"))
         assert store.task_rows([]) == []
 
+    def test_a_month_cell_splits_at_the_first_failed_date_of_each_group(self, make: Make) -> None:
+        store = make()
+        days = [instance(f"a{d}", day=d) for d in (1, 2, 3)]
+        store.save_apply(
+            [backfill()],
+            [*days, instance("b3", "b", day=3, dry_run_reason="dry-run: node b")],
+            [],
+            [],
+            at=AT,
+            **WHO,
+        )
+        store.transition(["a2"], "failed", allowed=["pending"], at=AT, **WHO)
+        assert store.month_counts("bf") == {
+            ("a", "2024-03", "pending", False, False): (1, "a1"),  # before the failed date
+            ("a", "2024-03", "pending", False, True): (1, "a1"),  # a3, behind it
+            ("a", "2024-03", "failed", False, False): (1, "a2"),
+            ("b", "2024-03", "pending", True, True): (1, "b3"),
+        }
+        store.transition(["a1"], "failed", allowed=["pending"], at=AT, **WHO)
+        assert store.month_counts("bf")[("a", "2024-03", "failed", False, True)] == (1, "a1")
+        assert store.month_counts("other") == {}
+
     def test_a_transition_moves_only_instances_in_an_allowed_state(self, make: Make) -> None:
         store = seeded(make())
         store.transition(["a1"], "failed", allowed=["pending"], at=AT, **WHO)

@@ -224,13 +224,14 @@ class Tables:
         for i in mine:
             if i.state == "failed":
                 first[i.group] = min(first.get(i.group, i.sequence), i.sequence)
-        cells: dict[tuple[str, str, str, bool, bool], tuple[int, str]] = {}
+        least: dict[tuple[str, str, str], str] = {}
+        counts: Counter[tuple[str, str, str, bool, bool]] = Counter()
         for i in mine:
             behind = i.group in first and i.sequence > first[i.group]
-            key = (i.node, i.bizdate[:7], i.state, i.dry_run, behind)
-            count, least = cells.get(key, (0, i.id))
-            cells[key] = (count + 1, min(least, i.id))
-        return cells
+            counts[(i.node, i.bizdate[:7], i.state, i.dry_run, behind)] += 1
+            cell = (i.node, i.bizdate[:7], i.state)
+            least[cell] = min(least.get(cell, i.id), i.id)
+        return {key: (n, least[key[:3]]) for key, n in counts.items()}
 
     def date_counts(self, backfill: str) -> dict[tuple[int, int, str, str], int]:
         with self._lock:
