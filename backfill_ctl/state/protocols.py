@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from backfill_ctl.core.records import (
         AttemptRecord,
         BackfillRecord,
+        DateSpan,
         EventRecord,
         InstanceAge,
         InstanceRecord,
@@ -77,6 +78,11 @@ class CountReads(Protocol):
     def month_counts(self, backfill: str) -> dict[tuple[str, str, str, bool, bool], GridCount]:
         """(node, YYYY-MM, state, dry-run, behind a failed date of its group) ->
         (instances, the smallest id): a big backfill's grid, aggregated in the store."""
+        ...
+
+    def date_spans(self, backfill: str) -> dict[tuple[int, int, str], DateSpan]:
+        """(group, sequence, bizdate) -> when its attempts ran and its instances by state,
+        in one aggregate read: the dashboard's Gantt of attempts and its date groups."""
         ...
 
 
