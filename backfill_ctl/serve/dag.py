@@ -35,7 +35,7 @@ STYLE = """
 .dag a rect.s-cancelled{fill:#616161}.dag a rect.s-pending{fill:#bdbdbd}
 .dag a rect.s-waiting-for-upstream,.dag a rect.s-waiting-for-time,
 .dag a rect.s-waiting-for-resources{fill:#f9a825}.dag a rect.s-blocked{fill:url(#hatch)}
-.dag a.light text{fill:#222}
+.dag a.light text{fill:#222;paint-order:stroke;stroke:#fff;stroke-width:3px}
 .dag a.m-blocklisted rect{fill:#eeeeee;stroke:#999;stroke-dasharray:5 5}
 .dag a.m-blocklisted text{fill:#666}
 .dag a.m-no-permission rect,.dag a.m-dry-run rect{fill:#fff4d6;stroke-dasharray:5 5}

@@ -90,7 +90,7 @@ def gantt(spans: Mapping[tuple[int, int, str], DateSpan], now: float) -> str:
         f" {o}</span>"
         for o in OUTCOMES
     )
-    width = LABEL + WIDTH + 10
+    width = LABEL + WIDTH + 30  # room for the last tick's label
     return (
         "<h2>Attempts by date group</h2>"
         f'<svg class=gantt role=img aria-label="attempts by date group" width="{width}" '
