@@ -9,10 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cache
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from backfill_ctl.spec.model import parse_duration
 from backfill_ctl.spec.schema import default
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 InstanceState = Literal[
     "pending",
@@ -238,3 +241,35 @@ class InstanceAge(NamedTuple):
     resource_group: str
     finished_at: float | None
     created_at: float
+
+
+class DateSpan(NamedTuple):
+    """One business date of a backfill (of one date group and sequence) as its attempts
+    ran: the earliest start of an instance's attempt, the latest end of one (None while
+    one runs, or before any ended), and its instances by state. A rerun's attempt moves
+    its instance's start, so `started` is the earliest start of the current attempts."""
+
+    started: float | None
+    finished: float | None
+    states: dict[str, int]
+
+
+# A date's instances in one state: (group, sequence, bizdate), state, how many, their
+# earliest start, their latest end of an attempt (what a store's aggregate gives).
+SpanRow = tuple[tuple[int, int, str], str, int, "float | None", "float | None"]
+
+
+def date_spans(rows: Iterable[SpanRow]) -> dict[tuple[int, int, str], DateSpan]:
+    """The dates' spans from rows by date and state (or one row per instance)."""
+    found: dict[tuple[int, int, str], list[Any]] = {}
+    for key, state, n, first, last in rows:
+        span = found.setdefault(key, [None, None, {}])
+        if first is not None and (span[0] is None or first < span[0]):
+            span[0] = first
+        if last is not None and (span[1] is None or last > span[1]):
+            span[1] = last
+        span[2][state] = span[2].get(state, 0) + n
+    return {
+        key: DateSpan(first, None if states.get("running") else last, states)
+        for key, (first, last, states) in found.items()
+    }

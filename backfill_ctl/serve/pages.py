@@ -13,6 +13,7 @@ from html import escape
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from backfill_ctl.serve import dag, gantt
 from backfill_ctl.usecases.progress import utc
 
 if TYPE_CHECKING:
@@ -35,7 +36,8 @@ SEVERITY = (
     "succeeded",
 )
 MAX_CELLS = 40_000  # above this many node x date cells, the grid shows months
-STYLE = """
+STYLE = (
+    """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222}
 a{color:#0b57d0;text-decoration:none}a:hover{text-decoration:underline}
 table{border-collapse:collapse}th,td{padding:2px 8px;text-align:left;vertical-align:top}
@@ -53,6 +55,9 @@ table.list td,table.list th{border-bottom:1px solid #ddd}
 pre{background:#f6f8fa;padding:8px;overflow:auto;max-height:40em;white-space:pre-wrap}
 .legend span{margin-right:1em}.legend .cell{display:inline-block;vertical-align:middle}
 """
+    + gantt.STYLE
+    + dag.STYLE
+)  # the SVG pictures' classes
 
 
 def page(title: str, body: str, *, script: str | None = None) -> str:

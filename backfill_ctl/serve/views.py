@@ -3,6 +3,7 @@
 /                              the backfills
 /backfills/NAME                one backfill: its grid of nodes x dates
 /api/backfills/NAME/cells      that grid's cells (JSON), polled by the page
+/backfills/NAME?node=TEXT      ... its rows of the nodes whose name holds TEXT
 /instances/ID                  one instance: why it waits, attempts, log tail
 /static/grid.js                the grid's script
 """
@@ -18,14 +19,15 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote
 
 from backfill_ctl.core.records import WAITING
-from backfill_ctl.serve import pages
+from backfill_ctl.serve import dag, gantt, pages
+from backfill_ctl.usecases.access import access_of
 from backfill_ctl.usecases.objects import backfill_object
 from backfill_ctl.usecases.progress import blocked, date_groups, why_waiting
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from backfill_ctl.core.records import InstanceRecord
+    from backfill_ctl.core.records import BackfillRecord, DateSpan, InstanceRecord
     from backfill_ctl.state import StateStore
 
 HTML = "text/html; charset=utf-8"
@@ -34,6 +36,9 @@ LOG_TAIL = 64 * 1024  # bytes of a log the instance page shows
 # Above this, a backfill's grid is aggregated by month in the store: reading that many
 # instances would take seconds of the process (the controller's, under --serve).
 MAX_GRID_INSTANCES = 20_000
+# The dry-run reasons that hold for a node on every date (the plan's scope decided them,
+# DESIGN §5.2): the DAG marks them, as the PR comment's graph does.
+NODE_DRY_RUN = ("blocklisted", "no-permission")
 
 
 def _counts(store: StateStore, name: str | None = None) -> dict[str, dict[str, int]]:
@@ -102,10 +107,56 @@ def _backfill(
         return _missing(f"no backfill {name} in the state store")
     counts = _counts(store, record.name).get(record.name, {})
     grid, stuck, waiting = _read(store, record.name, counts)
-    groups = date_groups(store.date_counts(record.name))  # describe's words, below
-    below = pages.lanes(groups, blocked(groups, waiting, stuck) if stuck else [])
+    spans = store.date_spans(record.name)  # the Gantt, and the dates' counts
+    dates = {(*key, state): n for key, s in spans.items() for state, n in s.states.items()}
+    groups = date_groups(dates)  # describe's words, below
+    below = (
+        pages.lanes(groups, blocked(groups, waiting, stuck) if stuck else [])
+        + gantt.gantt(spans, time.time())
+        + _scope(store, record, grid, spans)
+    )
     page = pages.backfill_page(backfill_object(record, counts), _filtered(grid, query), below)
     return 200, page.encode(), HTML
+
+
+def _scope(
+    store: StateStore,
+    record: BackfillRecord,
+    grid: pages.Grid,
+    spans: Mapping[tuple[int, int, str], DateSpan],
+) -> str:
+    """The scope DAG: its nodes as apply recorded them (the access' nodes; else the
+    grid's), each filled with the worst state of its cells, its edges and dry-run
+    reasons from the instances of one date (the one with the most: every node's, as a
+    rule), never every instance of a big backfill."""
+    access = access_of(record)
+    scope = sorted(access.operators) if access and access.operators else grid[0]
+    sample = _fullest(spans)
+    found = store.instances(backfill=record.name, bizdate=sample) if sample else []
+    edges, marks = dag.drawn_from(found, NODE_DRY_RUN)
+    if access:
+        marks |= {n: marks.get(n, "dry-run") for n in access.dry_run}
+    select = record.spec.get("spec", {}).get("select", {})
+    left_out = [b for b in select.get("block", []) if b not in set(scope)]
+    return dag.dag(record.name, scope, edges, _node_states(grid), marks, left_out=left_out)
+
+
+def _node_states(grid: pages.Grid) -> dict[str, str]:
+    """Each node's worst state in the grid (its row's colours)."""
+    nodes, columns, cells = grid
+    states = {}
+    for n in nodes:
+        held = {cells[f"{n}|{c}"]["state"] for c in columns if f"{n}|{c}" in cells}
+        states[n] = next((s for s in pages.SEVERITY if s in held), "none")
+    return states
+
+
+def _fullest(spans: Mapping[tuple[int, int, str], DateSpan]) -> str | None:
+    """The business date with the most instances (the earliest of those)."""
+    per_date: dict[str, int] = {}
+    for (_, _, bizdate), s in spans.items():
+        per_date[bizdate] = per_date.get(bizdate, 0) + sum(s.states.values())
+    return min(per_date, key=lambda d: (-per_date[d], d)) if per_date else None
 
 
 def _cells(store: StateStore, name: str) -> tuple[int, bytes, str]:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from backfill_ctl.core.records import (
         AttemptRecord,
         BackfillRecord,
+        DateSpan,
         EventRecord,
         InstanceAge,
         InstanceRecord,
@@ -78,6 +79,11 @@ class CountReads(Protocol):
         """(node, YYYY-MM, state, dry-run, behind a failed date of its group) ->
         (instances, the smallest id of that node, month and state): a big backfill's
         grid, aggregated in the store."""
+        ...
+
+    def date_spans(self, backfill: str) -> dict[tuple[int, int, str], DateSpan]:
+        """(group, sequence, bizdate) -> when its attempts ran and its instances by state,
+        in one aggregate read: the dashboard's Gantt of attempts and its date groups."""
         ...
 
 

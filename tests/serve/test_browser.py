@@ -129,6 +129,38 @@ def test_from_the_backfills_to_a_failed_instance_s_log(
     d.save_screenshot(str(artifacts(tmp_path) / "instance.png"))
 
 
+def fill(driver: WebDriver, css: str) -> str:
+    """The computed fill of a visible SVG shape."""
+    from selenium.webdriver.common.by import By
+
+    element = driver.find_element(By.CSS_SELECTOR, css)
+    assert element.is_displayed() and element.size["width"] > 0 and element.size["height"] > 0
+    return str(element.value_of_css_property("fill"))
+
+
+def test_the_gantt_and_the_scope_show_the_failed_date_and_what_it_blocks(
+    browser: WebDriver, failed_run: str, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    d.get(failed_run + "/backfills/bf")
+    assert fill(d, 'svg.gantt rect[data-date="2024-03-01"]') == "rgb(46, 125, 50)"  # green
+    assert fill(d, 'svg.gantt rect[data-date="2024-03-02"]') == "rgb(198, 40, 40)"  # red
+    assert not d.find_elements(By.CSS_SELECTOR, 'svg.gantt rect[data-date="2024-03-03"]')
+    bar = d.find_element(By.CSS_SELECTOR, 'svg.gantt rect[data-date="2024-03-02"] title')
+    assert bar.get_attribute("textContent").startswith("2024-03-02 (group 0): failed, ")
+    assert fill(d, 'svg.dag a[data-node="load"] rect') == "rgb(198, 40, 40)"  # its worst: failed
+    assert fill(d, 'svg.dag a[data-node="report"] rect') == 'url("#hatch")'  # blocked
+    d.find_element(By.CSS_SELECTOR, "svg.dag").screenshot(str(artifacts(tmp_path) / "dag.png"))
+    d.find_element(By.CSS_SELECTOR, 'svg.dag a[data-node="report"]').click()
+    wait_until(lambda: d.current_url.endswith("/backfills/bf?node=report"), 10, "the filter")
+    rows = {c.get_attribute("data-cell").split("|")[0] for c in d.find_elements(
+        By.CSS_SELECTOR, "a[data-cell]")}  # fmt: skip
+    assert rows == {"report"}
+    d.save_screenshot(str(artifacts(tmp_path) / "filtered.png"))
+
+
 @contextlib.contextmanager
 def running_one(tmp_path: Path, name: str, command: str) -> Iterator[tuple[str, InstanceRecord]]:
     """`name` over one date, its `command` run by a real controller and held until

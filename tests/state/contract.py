@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from backfill_ctl.core.records import BackfillRecord, InstanceRecord, Run, TaskRow
+from backfill_ctl.core.records import BackfillRecord, DateSpan, InstanceRecord, Run, TaskRow
 from backfill_ctl.state import LeaseLost, StateStore
 
 Make = Callable[[], StateStore]
@@ -311,6 +311,27 @@ class StoreContract:
         store.transition(["a1"], "failed", allowed=["pending"], at=AT, **WHO)
         assert store.month_counts("bf")[("a", "2024-03", "failed", False, True)] == (1, "a1")
         assert store.month_counts("other") == {}
+
+    def test_date_spans_hold_when_a_date_s_attempts_ran_and_its_states(self, make: Make) -> None:
+        store = seeded(make())
+        assert store.date_spans("bf") == {
+            (0, 1, "2024-03-01"): DateSpan(None, None, {"pending": 2}),
+            (1, 2, "2024-03-02"): DateSpan(None, None, {"pending": 1}),
+        }
+        end(store, "a1", start(store, "a1", AT), "failed")  # ends at AT + 10
+        b1 = start(store, "b1", AT + 5)
+        store.transition(
+            ["a2"], "cancelled", allowed=["pending"], at=AT, finished_at=AT + 50, **WHO
+        )
+        assert store.date_spans("bf") == {  # b1 runs: no end yet
+            (0, 1, "2024-03-01"): DateSpan(AT, None, {"failed": 1, "running": 1}),
+            (1, 2, "2024-03-02"): DateSpan(None, None, {"cancelled": 1}),  # not an attempt
+        }
+        end(store, "b1", b1, at=AT + 30)
+        assert store.date_spans("bf")[0, 1, "2024-03-01"] == DateSpan(
+            AT, AT + 30, {"failed": 1, "succeeded": 1}
+        )
+        assert store.date_spans("none") == {}
 
     def test_a_transition_moves_only_instances_in_an_allowed_state(self, make: Make) -> None:
         store = seeded(make())

@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 from backfill_ctl.core.records import (
     AttemptRecord,
     BackfillRecord,
+    DateSpan,
     EventRecord,
     InstanceRecord,
     Lease,
     TaskRow,
+    date_spans,
 )
 
 if TYPE_CHECKING:
@@ -242,3 +244,17 @@ class Tables:
                     if i.backfill == backfill
                 )
             )
+
+    def date_spans(self, backfill: str) -> dict[tuple[int, int, str], DateSpan]:
+        with self._lock:
+            mine = [i for i in self._instances.values() if i.backfill == backfill]
+        return date_spans(
+            (
+                (i.group, i.sequence, i.bizdate),
+                i.state,
+                1,
+                i.started_at,
+                None if i.started_at is None else i.finished_at,
+            )
+            for i in mine
+        )

@@ -79,12 +79,12 @@ _MIGRATIONS: list[str] = [
     ALTER TABLE instances ADD COLUMN blocker TEXT;
     """,
     # 5: the dashboard's reads of a big backfill in index order, with no sort: its grid
-    # by node and month (month_counts), its progress by date (date_counts) and when its
-    # dates ran
+    # by node and month (month_counts), its dates: their progress and when they ran
+    # (date_counts, date_spans), one date's instances (the scope DAG)
     """
     CREATE INDEX instances_grid ON instances (backfill, node, substr(bizdate, 1, 7), state,
         dry_run_reason IS NOT NULL, grp, seq, id);
-    CREATE INDEX instances_dates ON instances (backfill, grp, seq, bizdate, state, started_at,
+    CREATE INDEX instances_dates ON instances (backfill, bizdate, grp, seq, state, started_at,
         finished_at);
     """,
 ]

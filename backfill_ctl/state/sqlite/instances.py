@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from backfill_ctl.core.records import InstanceRecord, Run, TaskRow
+from backfill_ctl.core.records import DateSpan, InstanceRecord, Run, TaskRow, date_spans
 from backfill_ctl.state.sqlite.connection import Connection
 from backfill_ctl.state.sqlite.events import EVENT_INSERT
 
@@ -195,10 +195,23 @@ class Instances(Connection):
         """(group, sequence, bizdate, state) -> instances: a backfill's progress by date."""
         rows = self._read(
             "SELECT grp, seq, bizdate, state, COUNT(*) FROM instances WHERE backfill = ? "
-            "GROUP BY grp, seq, bizdate, state",
+            "GROUP BY bizdate, grp, seq, state",  # the order of the date index
             (backfill,),
         )
         return {(g, q, d, s): n for g, q, d, s, n in rows}
+
+    def date_spans(self, backfill: str) -> dict[tuple[int, int, str], DateSpan]:
+        """Per (group, sequence, bizdate): the first start, the last end of an attempt
+        (None while one runs) and the instances by state, from one GROUP BY (a row per
+        date and state; a finish without a start, as a dry-run's or a cancel's, is no
+        attempt's end)."""
+        rows = self._read(
+            "SELECT grp, seq, bizdate, state, COUNT(*), MIN(started_at), "
+            "MAX(CASE WHEN started_at IS NOT NULL THEN finished_at END) "
+            "FROM instances WHERE backfill = ? GROUP BY bizdate, grp, seq, state",
+            (backfill,),
+        )
+        return date_spans(((g, q, d), s, n, first, last) for g, q, d, s, n, first, last in rows)
 
     def transition(
         self,
