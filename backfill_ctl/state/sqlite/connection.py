@@ -8,6 +8,7 @@ backfillctl, is refused untouched.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import time
@@ -15,10 +16,13 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.state import StateError, StoreUnavailable
+from backfill_ctl.state.sql.base import SQLStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from pathlib import Path
+
+    from backfill_ctl.state.sql.base import Database, WaitingChange
 
 # What SQLite says when the disk under the store fails: the write did not happen, and may
 # later (the controller keeps what it knows and tries again).
@@ -113,8 +117,8 @@ def _unopenable(path: str) -> StateError | None:
     return None
 
 
-class Connection:
-    """One open store file; the record parts (backfills, instances, ...) build on it."""
+class Connection(SQLStore):
+    """One open store file, for the record parts (state/sql/: backfills, instances, ...)."""
 
     def __init__(self, path: Path, *, create: bool, busy_timeout: float) -> None:
         self.path = str(path)
@@ -223,6 +227,20 @@ class Connection:
             return self._db.execute(sql, params).fetchall()
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
+
+    def _waiting_changes(
+        self, db: Database, updates: Sequence[tuple[str, str, str | None]]
+    ) -> list[WaitingChange]:
+        # CROSS JOIN keeps the few updates the outer loop (each a primary-key probe); left
+        # to itself the planner scans every waiting row through the state index.
+        return db.execute(
+            "WITH u(id, state, reason) AS (SELECT json_extract(value, '$[0]'), "
+            "json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?)) "
+            "SELECT i.id, i.backfill, i.state, u.state, u.reason FROM u CROSS JOIN "
+            "instances i ON i.id = u.id WHERE i.state IN "
+            "('pending', 'waiting-for-time', 'waiting-for-resources') AND i.state != u.state",
+            (json.dumps(updates),),
+        ).fetchall()
 
     def close(self) -> None:
         self._db.close()
