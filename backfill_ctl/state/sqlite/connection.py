@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from backfill_ctl.state import StateError, StoreUnavailable
+from backfill_ctl.state import NoStore, StateError, StoreUnavailable
 from backfill_ctl.state.sql.base import SQLStore
 
 if TYPE_CHECKING:
@@ -125,7 +125,7 @@ class Connection(SQLStore):
         self._store_id: str | None = None
         self._busy_timeout = busy_timeout
         if not path.exists() and not create:
-            raise StateError(f"no state store at {path}", hint="run backfillctl apply first")
+            raise NoStore(f"no state store at {path}", hint="run backfillctl apply first")
         try:
             _create_private(path)
             self._db = sqlite3.connect(
