@@ -40,6 +40,8 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from tests.tools import serve_until_stopped
+
 USER = "postgres"  # the OS user the server runs as
 ROLE = "backfillctl"  # the role clients log in as, with PASSWORD
 PASSWORD = "pw-" + secrets.token_hex(6)
@@ -234,16 +236,8 @@ def main(argv: list[str]) -> None:
     elif argv[:1] == ["up"] and len(argv) == 2:
         server = PostgresServer(Path(argv[1]).resolve())
         server.start()
-        print(server.url(server.database().rsplit("/", 1)[1]), flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        try:
-            signal.pause()
-        except (KeyboardInterrupt, SystemExit):
-            pass
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, signal.SIG_IGN)
-            server.stop()
+        print(server.database(), flush=True)
+        serve_until_stopped(server.stop)
     else:
         raise SystemExit(__doc__)
 

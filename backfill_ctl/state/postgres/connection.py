@@ -201,13 +201,6 @@ class Connection(SQLStore):
         if self._db is not None:
             self._db.close()
 
-    @property
-    def store_id(self) -> str:
-        """A random id given to the store when it was made (12 hex digits)."""
-        if self._store_id is None:
-            self._store_id = str(self._read("SELECT value FROM meta WHERE key = 'store_id'")[0][0])
-        return self._store_id
-
     # -- the schema ---------------------------------------------------------------------
 
     def _version(self, db: Database | None = None) -> int:
@@ -226,11 +219,7 @@ class Connection(SQLStore):
         if version < 0:
             raise self._foreign(sorted(t for t, there in found.items() if there))
         if version > SCHEMA_VERSION:
-            raise StateError(
-                f"the state store {self.path} has schema version {version}; this "
-                f"backfillctl knows up to {SCHEMA_VERSION}",
-                hint="upgrade backfillctl; the store was not modified",
-            )
+            raise self._newer(version, SCHEMA_VERSION)
         return version
 
     def _foreign(self, tables: list[str]) -> StateError:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Protocol
 
+from backfill_ctl.state import StateError
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from contextlib import AbstractContextManager
@@ -40,6 +42,7 @@ class SQLStore:
     (sqlite/connection.py, postgres/connection.py) provides it."""
 
     path: str
+    _store_id: str | None = None
     # `column` among the values bound to the `?` of this template (see `_among`).
     AMONG = "{} IN (SELECT value FROM json_each(?))"
 
@@ -49,6 +52,21 @@ class SQLStore:
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
+
+    @property
+    def store_id(self) -> str:
+        """A random id given to the store when it was made (12 hex digits)."""
+        if self._store_id is None:
+            self._store_id = str(self._read("SELECT value FROM meta WHERE key = 'store_id'")[0][0])
+        return self._store_id
+
+    def _newer(self, version: int, known: int) -> StateError:
+        """The refusal of a store whose schema is newer than this backfillctl knows."""
+        return StateError(
+            f"the state store {self.path} has schema version {version}; this "
+            f"backfillctl knows up to {known}",
+            hint="upgrade backfillctl; the store was not modified",
+        )
 
     def _among(self, column: str, values: Iterable[Any]) -> tuple[str, Any]:
         """(the condition `column` is one of `values`, its one parameter)."""

@@ -184,11 +184,7 @@ class Connection(SQLStore):
     def _version(self) -> int:
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
-            raise StateError(
-                f"the state store {self.path} has schema version {version}; this "
-                f"backfillctl knows up to {SCHEMA_VERSION}",
-                hint="upgrade backfillctl; the store was not modified",
-            )
+            raise self._newer(version, SCHEMA_VERSION)
         return version
 
     def _migrate(self) -> None:
@@ -244,10 +240,3 @@ class Connection(SQLStore):
 
     def close(self) -> None:
         self._db.close()
-
-    @property
-    def store_id(self) -> str:
-        """A random id given to the store when it was made (12 hex digits)."""
-        if self._store_id is None:
-            self._store_id = str(self._read("SELECT value FROM meta WHERE key = 'store_id'")[0][0])
-        return self._store_id
