@@ -35,7 +35,7 @@ from backfill_ctl.cli.options import (
     resolve_now,
     run_clock,
 )
-from backfill_ctl.cli.state import StateOpt, open_state, spec_root, who
+from backfill_ctl.cli.state import StateOpt, existing_state, open_state, spec_root, who
 from backfill_ctl.errors import UsageError
 from backfill_ctl.reports.check_text import refusal
 from backfill_ctl.usecases import apply as applying
@@ -123,7 +123,7 @@ def apply_command(
     print_diagnostics(prepared.warnings, code=True)
     if dry_run:  # before the first apply too, as diff: nothing is created
         root = spec_root(specs, paths)
-        store = open_state(state, specs) if _exists(state, specs) else None
+        store = existing_state(state, specs)
         _show(applying.changes(prepared, store, root=root, at=time.time(), prune=prune))
         return
     store = open_state(state, specs, create=True)
@@ -222,7 +222,7 @@ def diff_command(
     if prepared.failed:
         print_diagnostics(prepared.errors, code=True)
         raise typer.Exit(2)
-    store = open_state(state, specs, create=False) if _exists(state, specs) else None
+    store = existing_state(state, specs)
     changes = applying.changes(
         prepared, store, root=spec_root(specs, paths), at=time.time(), prune=prune
     )
@@ -230,9 +230,3 @@ def diff_command(
     sys.stdout.flush()
     if not changes.empty:
         raise typer.Exit(1)
-
-
-def _exists(flag: str | None, specs: Specs) -> bool:
-    from backfill_ctl.cli.state import state_file
-
-    return state_file(flag, specs).exists()

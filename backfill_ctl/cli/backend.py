@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from backfill_ctl.cli.console import err, out, print_diagnostics
-from backfill_ctl.cli.state import StateOpt, state_file
+from backfill_ctl.cli.state import StateOpt, state_dir, state_file
 from backfill_ctl.errors import UsageError
 from backfill_ctl.spec.loader import load_specs
 
@@ -70,7 +70,9 @@ def check_command(
         raise typer.Exit(2)
     config = specs.config
     # Checking reads no state: the directory is where the backend would keep its files.
-    backend = make_backend(config.backend, BackendContext(state_file(state, specs).parent, config))
+    backend = make_backend(
+        config.backend, BackendContext(state_dir(state_file(state, specs)), config)
+    )
     try:
         results = backend.check()
     finally:

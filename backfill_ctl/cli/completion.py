@@ -131,7 +131,7 @@ def _guarded(completer: Completer) -> Completer:
 # -- the state store, read-only --------------------------------------------------------
 
 
-def _store_file(ctx: Any) -> Path:
+def _store_file(ctx: Any) -> Path | str:
     """The store the completed command would use: --state-file (or the store's --state),
     else $BACKFILLCTL_STATE, else the default; the Config is not read (nor is it by the
     commands that take these values)."""
@@ -147,7 +147,7 @@ def _store_file(ctx: Any) -> Path:
 
 def _query(ctx: Any, sql: str, *args: str) -> list[tuple[str, ...]]:
     path = _store_file(ctx)
-    if not path.is_file():
+    if not isinstance(path, Path) or not path.is_file():  # a PostgreSQL store: no completion
         return []
     uri = f"{path.as_uri()}?mode=ro"
     conn = sqlite3.connect(uri, uri=True, timeout=0.2)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import signal
 import time
 from typing import TYPE_CHECKING, Annotated
@@ -29,7 +30,7 @@ _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 LEASE_TTL = 30.0  # the controller's default (controller.LEASE_TTL, without importing it)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from backfill_ctl.runtime.controller import Controller
     from backfill_ctl.serve import Server
@@ -136,7 +137,8 @@ def controller_command(
             clock=clock,
             lease_ttl=lease_duration,
         )
-        with _serving(address, controller, store, interval) as server:
+        reopen = functools.partial(open_state, state, specs)
+        with _serving(address, controller, reopen, interval) as server:
             _drive(controller, store, interval, once, server)
     finally:
         backend.close()
@@ -144,21 +146,20 @@ def controller_command(
 
 @contextlib.contextmanager
 def _serving(
-    address: tuple[str, int] | None, controller: Controller, store: StateStore, interval: float
+    address: tuple[str, int] | None,
+    controller: Controller,
+    reopen: Callable[[], StateStore],
+    interval: float,
 ) -> Iterator[Server | None]:
     """The endpoints beside the loop, told by its beats; stopped with it."""
     if address is None:
         yield None
         return
     from backfill_ctl.serve import Health, Server
-    from backfill_ctl.state import open_store
 
     health = Health(stale=max(60.0, 10 * interval))
     controller.beat = health.beat
-    path = store.path
-    server = Server(
-        address, lambda: open_store(path, create=False), controller=controller, health=health
-    )
+    server = Server(address, reopen, controller=controller, health=health)
     err(f"serving /healthz, /readyz and /metrics on {server.url}")
     try:
         yield server

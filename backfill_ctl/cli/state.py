@@ -3,7 +3,8 @@
 The store is `--state-file PATH` (`--state PATH` where that does not filter by
 instance state), else $BACKFILLCTL_STATE, else the Config's `state`, else
 `.backfillctl/state.db`; relative paths are relative to the current directory (the
-repository root, where backfillctl is run from).
+repository root, where backfillctl is run from). Each of them may instead be a
+PostgreSQL URL (postgresql://USER@HOST:PORT/DATABASE), taken as it is.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from backfill_ctl.state import open_store, store_path
+from backfill_ctl.state import NoStore, open_store, store_path
+from backfill_ctl.state.postgres.url import is_postgres_url
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -27,8 +29,8 @@ if TYPE_CHECKING:
 
 DEFAULT_STATE = "sqlite:///.backfillctl/state.db"
 _STORE_HELP = (
-    "The state store file (default: $BACKFILLCTL_STATE, else the Config's state, "
-    "else .backfillctl/state.db)."
+    "The state store file, or a postgresql:// URL (default: $BACKFILLCTL_STATE, else the "
+    "Config's state, else .backfillctl/state.db)."
 )
 StateOpt = Annotated[
     str | None, typer.Option("--state", "--state-file", help=_STORE_HELP, show_default=False)
@@ -40,21 +42,39 @@ StateFileOpt = Annotated[
 ]
 
 
-def state_file(flag: str | None, specs: Specs | None = None) -> Path:
+def state_file(flag: str | None, specs: Specs | None = None) -> Path | str:
     """The store's path, made absolute once, here: attempts run in other directories (the
-    spec root), and the files they write next to the store must be found from there."""
-    if flag:
-        path = Path(flag)
-    elif os.environ.get("BACKFILLCTL_STATE"):
-        path = Path(os.environ["BACKFILLCTL_STATE"])
-    else:
+    spec root), and the files they write next to the store must be found from there. Or
+    a PostgreSQL URL, as given."""
+    given = flag or os.environ.get("BACKFILLCTL_STATE")
+    if not given:
         url = specs.config.state if specs is not None else DEFAULT_STATE
-        path = store_path(url, Path.cwd())
-    return path.absolute()
+        return url if is_postgres_url(url) else store_path(url, Path.cwd()).absolute()
+    return given if is_postgres_url(given) else Path(given).absolute()
+
+
+def state_dir(location: Path | str) -> Path:
+    """Where backends keep their files (logs, pid and status files): beside a store file;
+    for a PostgreSQL store (`location` its URL, or the store's path), .backfillctl/ in the
+    current directory (the repository root)."""
+    if is_postgres_url(location):
+        return (Path.cwd() / ".backfillctl").absolute()
+    return Path(location).parent
 
 
 def open_state(flag: str | None, specs: Specs | None = None, *, create: bool = False) -> StateStore:
     return open_store(state_file(flag, specs), create=create)
+
+
+def existing_state(flag: str | None, specs: Specs | None = None) -> StateStore | None:
+    """The store, or None when there is none yet (a dry run before the first apply)."""
+    location = state_file(flag, specs)
+    if isinstance(location, Path) and not location.exists():
+        return None
+    try:
+        return open_store(location, create=False)
+    except NoStore:
+        return None
 
 
 def backend_for(
@@ -64,7 +84,7 @@ def backend_for(
     from backfill_ctl.backends import BackendContext, make_backend
     from backfill_ctl.spec.model import Config
 
-    ctx = BackendContext(Path(store.path).parent, config or Config(), store.store_id, supervise)
+    ctx = BackendContext(state_dir(store.path), config or Config(), store.store_id, supervise)
     return make_backend(name, ctx)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -38,15 +39,17 @@ def ui_command(listen: ListenOpt = "8800", state: StateOpt = None) -> None:
     from backfill_ctl.serve import Server
     from backfill_ctl.state import open_store
 
-    path = state_file(state)
-    if not path.exists():
+    location = state_file(state)
+    if isinstance(location, Path) and not location.exists():
         raise UsageError(
-            f"no state store at {path}",
+            f"no state store at {location}",
             hint="apply a backfill first (backfillctl apply specs/), or give --state-file",
         )
-    open_store(path, create=False).close()  # refuse a broken or newer store at once
-    server = Server(parse_address(listen), lambda: open_store(path, create=False))
-    err(f"serving the dashboard of {path} on {server.url}/ (Ctrl-C stops it)")
+    first = open_store(location, create=False)  # refuse a broken or newer store at once
+    shown = first.path
+    first.close()
+    server = Server(parse_address(listen), lambda: open_store(location, create=False))
+    err(f"serving the dashboard of {shown} on {server.url}/ (Ctrl-C stops it)")
     stopped: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda n, f: stopped.append(n))

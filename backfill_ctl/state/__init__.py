@@ -6,6 +6,8 @@ What goes where:
   `RunStore`, `OperationsStore`, `ReadStore`, `RetentionStore`) and `StateStore`, all of
   them; light enough for pure modules to import;
 - `sqlite/`: the SQLite store (stdlib sqlite3, WAL), one module per kind of record;
+- `sql/`: the records of the SQL stores, shared by SQLite's and PostgreSQL's;
+- `postgres/`: the PostgreSQL store (psycopg 3, imported only when opened);
 - `memory/`: the in-memory store (tests, `open_store("memory:")`);
 - here: the errors every store raises and `open_store`.
 
@@ -31,6 +33,7 @@ from backfill_ctl.state.protocols import (
 
 __all__ = [
     "LeaseLost",
+    "NoStore",
     "OperationsStore",
     "PlanStore",
     "ReadStore",
@@ -48,6 +51,10 @@ class StateError(UsageError):
     """The state store cannot be used: locked, corrupt, or from a newer version."""
 
 
+class NoStore(StateError):
+    """There is no store there yet (opened without `create`)."""
+
+
 class StoreUnavailable(StateError):
     """A write failed for a cause outside the store that may pass (a full disk, an I/O
     error, a read-only file): nothing was changed; the same write may succeed later."""
@@ -63,8 +70,9 @@ def store_path(url: str, base: Path) -> Path:
     prefix = "sqlite:///"
     if not url.startswith(prefix):
         raise UsageError(
-            f"unsupported state URL {url!r}",
-            hint="use sqlite:///relative/path.db (from the current directory) or sqlite:////absolute/path.db",
+            "unsupported state URL (sqlite:/// or postgresql://)",
+            hint="use sqlite:///relative/path.db (from the current directory), "
+            "sqlite:////absolute/path.db or postgresql://USER@HOST:PORT/DATABASE",
         )
     path = Path(url[len(prefix) :])
     return path if path.is_absolute() else base / path
@@ -74,11 +82,16 @@ MEMORY = "memory:"  # open_store(MEMORY): a new, empty in-memory store
 
 
 def open_store(path: Path | str, *, create: bool = True) -> StateStore:
-    """The SQLite store at `path`; a new in-memory store for the string "memory:"."""
+    """The SQLite store at `path`; the PostgreSQL store of a `postgresql://` (or
+    `postgres://`) URL; a new in-memory store for the string "memory:"."""
     if path == MEMORY:
         from backfill_ctl.state.memory import MemoryStore
 
         return MemoryStore()
+    if isinstance(path, str) and path.startswith(("postgresql://", "postgres://")):
+        from backfill_ctl.state.postgres import open_postgres
+
+        return open_postgres(path, create=create)
     from backfill_ctl.state.sqlite import SQLiteStore
 
     return SQLiteStore(Path(path), create=create)

@@ -1,5 +1,6 @@
 """The store contract (tests/state/contract.py) run against every store: SQLite (a new
-file per store) and the in-memory store."""
+file per store), PostgreSQL (a new database per store; the tier of BACKFILLCTL_PG=1) and
+the in-memory store."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from backfill_ctl.state.memory import MemoryStore
 from backfill_ctl.state.sqlite import SQLiteStore
 from tests.state import contract
 from tests.state.contract import Make, StoreContract
+from tests.tools.postgres import PostgresServer
 
 
 class TestSQLiteStore(StoreContract):
@@ -26,6 +28,25 @@ class TestSQLiteStore(StoreContract):
         def make() -> SQLiteStore:
             store = open_store(tmp_path / f"s{next(count)}.db")
             assert isinstance(store, SQLiteStore)
+            return store
+
+        return make
+
+
+class TestPostgresStore(StoreContract):
+    @property
+    def refused(self) -> tuple[type[Exception], ...]:  # type: ignore[override]
+        import psycopg
+
+        return (psycopg.IntegrityError,)
+
+    @pytest.fixture
+    def make(self, postgres: PostgresServer) -> Make:
+        from backfill_ctl.state.postgres.store import PostgresStore
+
+        def make() -> StateStore:
+            store = open_store(postgres.database())
+            assert isinstance(store, PostgresStore)
             return store
 
         return make

@@ -4,15 +4,11 @@ Connections run in autocommit mode; every write is one explicit `BEGIN IMMEDIATE
 transaction, so a crash at any moment leaves the previous state or the next one, never
 half of a change. Bulk inserts go through `executemany`.
 
-What goes where, one module per kind of record, each a part of `SQLiteStore`:
-
-- `connection.py`: opening the file (private modes, WAL), the schema and its migrations,
-  the transaction, and SQLite's errors as `StateError` / `StoreUnavailable`;
-- `backfills.py`: backfills, resource groups and `save_apply` (what apply writes);
-- `instances.py`: instances, the scheduler's task rows, transitions, waiting states;
-- `attempts.py`: attempts, fenced by the lease; the first end report wins;
-- `events.py`: the event log; `lease.py`: the controller lease and its fence;
-- `retention.py`: what gc weighs and deletes.
+What goes where: `connection.py` opens the file (private modes, WAL), holds the schema
+and its migrations (PostgreSQL's store runs the same ones, translated), the transaction,
+SQLite's errors as `StateError` / `StoreUnavailable`, and the SQL that is SQLite's own.
+The records (backfills, instances, attempts, events, the lease, retention) are the parts
+in state/sql/, shared with the PostgreSQL store.
 
 A new column is a new migration in `connection.py` and a change in its record's module.
 """
@@ -21,13 +17,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from backfill_ctl.state.sqlite.attempts import Attempts
-from backfill_ctl.state.sqlite.backfills import Backfills
-from backfill_ctl.state.sqlite.connection import SCHEMA_VERSION
-from backfill_ctl.state.sqlite.events import Events
-from backfill_ctl.state.sqlite.instances import Instances
-from backfill_ctl.state.sqlite.lease import LeaseTable
-from backfill_ctl.state.sqlite.retention import Retention
+from backfill_ctl.state.sql.attempts import Attempts
+from backfill_ctl.state.sql.backfills import Backfills
+from backfill_ctl.state.sql.events import Events
+from backfill_ctl.state.sql.instances import Instances
+from backfill_ctl.state.sql.lease import LeaseTable
+from backfill_ctl.state.sql.retention import Retention
+from backfill_ctl.state.sqlite.connection import SCHEMA_VERSION, Connection
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -39,7 +35,7 @@ __all__ = ["BUSY_TIMEOUT", "SCHEMA_VERSION", "SQLiteStore"]
 BUSY_TIMEOUT = 10.0
 
 
-class SQLiteStore(Backfills, Instances, Attempts, Events, LeaseTable, Retention):
+class SQLiteStore(Backfills, Instances, Attempts, Events, LeaseTable, Retention, Connection):
     """The whole `StateStore` protocol over one SQLite file."""
 
     def __init__(self, path: Path, *, create: bool = True) -> None:

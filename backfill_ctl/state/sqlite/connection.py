@@ -8,17 +8,21 @@ backfillctl, is refused untouched.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import sqlite3
 import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from backfill_ctl.state import StateError, StoreUnavailable
+from backfill_ctl.state import NoStore, StateError, StoreUnavailable
+from backfill_ctl.state.sql.base import SQLStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
     from pathlib import Path
+
+    from backfill_ctl.state.sql.base import Database, WaitingChange
 
 # What SQLite says when the disk under the store fails: the write did not happen, and may
 # later (the controller keeps what it knows and tries again).
@@ -82,8 +86,8 @@ _MIGRATIONS: list[str] = [
     # by node and month (month_counts), its dates: their progress and when they ran
     # (date_counts, date_spans), one date's instances (the scope DAG)
     """
-    CREATE INDEX instances_grid ON instances (backfill, node, substr(bizdate, 1, 7), state,
-        dry_run_reason IS NOT NULL, grp, seq, id);
+    CREATE INDEX instances_grid ON instances (backfill, node, (substr(bizdate, 1, 7)), state,
+        (dry_run_reason IS NOT NULL), grp, seq, id);
     CREATE INDEX instances_dates ON instances (backfill, bizdate, grp, seq, state, started_at,
         finished_at);
     """,
@@ -122,15 +126,15 @@ def _unopenable(path: str) -> StateError | None:
     return None
 
 
-class Connection:
-    """One open store file; the record parts (backfills, instances, ...) build on it."""
+class Connection(SQLStore):
+    """One open store file, for the record parts (state/sql/: backfills, instances, ...)."""
 
     def __init__(self, path: Path, *, create: bool, busy_timeout: float) -> None:
         self.path = str(path)
         self._store_id: str | None = None
         self._busy_timeout = busy_timeout
         if not path.exists() and not create:
-            raise StateError(f"no state store at {path}", hint="run backfillctl apply first")
+            raise NoStore(f"no state store at {path}", hint="run backfillctl apply first")
         try:
             _create_private(path)
             self._db = sqlite3.connect(
@@ -189,11 +193,7 @@ class Connection:
     def _version(self) -> int:
         version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
         if version > SCHEMA_VERSION:
-            raise StateError(
-                f"the state store {self.path} has schema version {version}; this "
-                f"backfillctl knows up to {SCHEMA_VERSION}",
-                hint="upgrade backfillctl; the store was not modified",
-            )
+            raise self._newer(version, SCHEMA_VERSION)
         return version
 
     def _migrate(self) -> None:
@@ -233,12 +233,19 @@ class Connection:
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 
+    def _waiting_changes(
+        self, db: Database, updates: Sequence[tuple[str, str, str | None]]
+    ) -> list[WaitingChange]:
+        # CROSS JOIN keeps the few updates the outer loop (each a primary-key probe); left
+        # to itself the planner scans every waiting row through the state index.
+        return db.execute(
+            "WITH u(id, state, reason) AS (SELECT json_extract(value, '$[0]'), "
+            "json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?)) "
+            "SELECT i.id, i.backfill, i.state, u.state, u.reason FROM u CROSS JOIN "
+            "instances i ON i.id = u.id WHERE i.state IN "
+            "('pending', 'waiting-for-time', 'waiting-for-resources') AND i.state != u.state",
+            (json.dumps(updates),),
+        ).fetchall()
+
     def close(self) -> None:
         self._db.close()
-
-    @property
-    def store_id(self) -> str:
-        """A random id given to the store when it was made (12 hex digits)."""
-        if self._store_id is None:
-            self._store_id = str(self._read("SELECT value FROM meta WHERE key = 'store_id'")[0][0])
-        return self._store_id

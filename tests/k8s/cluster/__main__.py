@@ -8,12 +8,12 @@ up DIR: start a cluster in DIR, print its kubeconfig's path, stop it on Ctrl-C.
 
 from __future__ import annotations
 
-import signal
 import sys
 from pathlib import Path
 
 from tests.k8s.cluster import Cluster, host
 from tests.k8s.cluster.build import build
+from tests.tools import serve_until_stopped
 
 
 def main(argv: list[str]) -> None:
@@ -23,15 +23,7 @@ def main(argv: list[str]) -> None:
     elif argv[:1] == ["up"] and len(argv) == 2:
         cluster = Cluster.start(Path(argv[1]).resolve(), build())
         print(f"export KUBECONFIG={cluster.admin}   # {cluster.timings}", flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        try:
-            signal.pause()
-        except (KeyboardInterrupt, SystemExit):
-            pass
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):  # a second signal must not cut
-                signal.signal(sig, signal.SIG_IGN)  # the teardown short
-            cluster.stop()
+        serve_until_stopped(cluster.stop)
     else:
         raise SystemExit(__doc__)
 

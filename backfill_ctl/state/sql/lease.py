@@ -1,4 +1,4 @@
-"""The controller lease in SQLite: one row, its holder and its fencing epoch (a new
+"""The controller lease: one row, its holder and its fencing epoch (a new
 holder, a new epoch); `check_fence_in` is the check every fenced start makes inside its
 own transaction."""
 
@@ -8,20 +8,20 @@ from typing import TYPE_CHECKING
 
 from backfill_ctl.core.records import Lease
 from backfill_ctl.state import LeaseLost
-from backfill_ctl.state.sqlite.connection import Connection
+from backfill_ctl.state.sql.base import SQLStore
 
 if TYPE_CHECKING:
-    import sqlite3
+    from backfill_ctl.state.sql.base import Database
 
 
-def check_fence_in(db: sqlite3.Connection, fence: tuple[str, int]) -> None:
+def check_fence_in(db: Database, fence: tuple[str, int]) -> None:
     row = db.execute("SELECT holder, epoch FROM lease WHERE name = 'controller'").fetchone()
     if row is None or (row[0], row[1]) != fence:
         holder = f"{row[0]} (epoch {row[1]})" if row else "nobody"
         raise LeaseLost(f"the lease is no longer ours (epoch {fence[1]}): {holder} holds it now")
 
 
-class LeaseTable(Connection):
+class LeaseTable(SQLStore):
     def check_fence(self, fence: tuple[str, int]) -> None:
         """Raise LeaseLost unless `fence` (holder, epoch) still holds the lease."""
         with self._write() as db:

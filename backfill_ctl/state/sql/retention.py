@@ -1,21 +1,22 @@
-"""Retention in SQLite (what gc weighs and removes): each call is one transaction whose
+"""Retention (what gc weighs and removes): each call is one transaction whose
 guards are checked again inside it, so what changed meanwhile stays."""
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 from backfill_ctl.core.records import InstanceAge
-from backfill_ctl.state.sqlite.connection import Connection
+from backfill_ctl.state.sql.base import SQLStore
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from backfill_ctl.state.sql.base import Database
+
 _FINISHED = "('succeeded', 'failed', 'cancelled')"  # records.FINISHED, as SQL
 
 
-class Retention(Connection):
+class Retention(SQLStore):
     def instance_ages(self) -> list[InstanceAge]:
         """What gc weighs of every instance (no command or dependencies parsed)."""
         rows = self._read(
@@ -30,49 +31,45 @@ class Retention(Connection):
         events; the ids deleted. The guard re-checks in the transaction, so an instance
         rerun meanwhile stays; so does a failed instance whose backfill still has
         unfinished instances (it holds them back: deleting it would release them)."""
+        among, chosen = self._among("id", ids)
         with self._write() as db:
             gone = [
                 row[0]
                 for row in db.execute(
-                    f"SELECT id FROM instances i WHERE id IN (SELECT value FROM json_each(?)) "
+                    f"SELECT id FROM instances i WHERE {among} "
                     f"AND state IN {_FINISHED} AND COALESCE(finished_at, created_at) < ? "
                     "AND (state != 'failed' OR NOT EXISTS (SELECT 1 FROM instances j WHERE "
                     f"j.backfill = i.backfill AND j.state NOT IN {_FINISHED}))",
-                    (json.dumps(list(ids)), finished_before),
+                    (chosen, finished_before),
                 ).fetchall()
             ]
-            chosen = json.dumps(gone)
-            for table, column in (("events", "instance"), ("attempts", "instance")):
-                db.execute(
-                    f"DELETE FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))",
-                    (chosen,),
-                )
-            db.execute(
-                "DELETE FROM instances WHERE id IN (SELECT value FROM json_each(?))", (chosen,)
-            )
+            self._delete(db, (("events", "instance"), ("attempts", "instance")), gone)
+            self._delete(db, (("instances", "id"),), gone)
         return gone
+
+    def _delete(self, db: Database, where: Sequence[tuple[str, str]], keys: list[str]) -> None:
+        """Delete the rows of each (table, column) whose column is one of `keys`."""
+        for table, column in where:
+            among, chosen = self._among(column, keys)
+            db.execute(f"DELETE FROM {table} WHERE {among}", (chosen,))
 
     def delete_backfills(self, names: Sequence[str], *, finished_before: float) -> list[str]:
         """One transaction: delete those of `names` that have no instance left, are
         deleted or finished, and finished (or, if never, were applied) before
         `finished_before`, with their events; the names deleted."""
+        among, chosen = self._among("name", names)
         with self._write() as db:
             gone = [
                 row[0]
                 for row in db.execute(
-                    "SELECT name FROM backfills b WHERE name IN (SELECT value FROM json_each(?)) "
+                    f"SELECT name FROM backfills b WHERE {among} "
                     "AND (status = 'deleted' OR finished_at IS NOT NULL) "
                     "AND COALESCE(finished_at, applied_at) < ? "
                     "AND NOT EXISTS (SELECT 1 FROM instances i WHERE i.backfill = b.name)",
-                    (json.dumps(list(names)), finished_before),
+                    (chosen, finished_before),
                 ).fetchall()
             ]
-            chosen = json.dumps(gone)
-            for table, column in (("events", "backfill"), ("backfills", "name")):
-                db.execute(
-                    f"DELETE FROM {table} WHERE {column} IN (SELECT value FROM json_each(?))",
-                    (chosen,),
-                )
+            self._delete(db, (("events", "backfill"), ("backfills", "name")), gone)
         return gone
 
     def clear_logs(self, logs: Sequence[tuple[str, int, str]]) -> list[tuple[str, int]]:

@@ -1,4 +1,4 @@
-"""Backfills in SQLite: their rows, reads and field updates, the resource groups, and
+"""Backfills: their rows, reads and field updates, the resource groups, and
 `save_apply`: one transaction writing what apply decided (backfills, new, changed and
 cancelled instances, resource groups) with its events."""
 
@@ -8,15 +8,15 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.core.records import BackfillRecord
-from backfill_ctl.state.sqlite.connection import Connection
-from backfill_ctl.state.sqlite.events import EVENT_INSERT, insert_event
-from backfill_ctl.state.sqlite.instances import INSTANCE_COLUMNS, instance_row
+from backfill_ctl.state.sql.base import SQLStore
+from backfill_ctl.state.sql.events import EVENT_INSERT, insert_event
+from backfill_ctl.state.sql.instances import INSTANCE_COLUMNS, instance_row
 
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Sequence
 
     from backfill_ctl.core.records import InstanceRecord
+    from backfill_ctl.state.sql.base import Database
 
 _BACKFILL_COLUMNS = (
     "name, digest, spec, file, status, suspended, run_immediately, execution_window, "
@@ -70,7 +70,7 @@ def backfill_of(row: Sequence[Any]) -> BackfillRecord:
     )
 
 
-class Backfills(Connection):
+class Backfills(SQLStore):
     def backfills(self, *, include_deleted: bool = False) -> list[BackfillRecord]:
         where = "" if include_deleted else " WHERE status != 'deleted'"
         rows = self._read(f"SELECT {_BACKFILL_COLUMNS} FROM backfills{where} ORDER BY name")
@@ -150,8 +150,18 @@ class Backfills(Connection):
                 "('pending', 'waiting-for-time', 'waiting-for-resources', 'frozen')",
                 [(at, at, i) for i in cancels],
             )
-            events = _apply_events(db, backfills, creates, updates, cancels, at, actor, origin)
+            owners = self._owners(db, cancels)
+            events = _apply_events(backfills, creates, updates, cancels, owners, at, actor, origin)
             db.executemany(EVENT_INSERT, events)
+
+    def _owners(self, db: Database, ids: Sequence[str]) -> dict[str, str]:
+        """The backfill of each of the instances `ids` that is stored."""
+        if not ids:
+            return {}
+        among, chosen = self._among("id", ids)
+        return dict(
+            db.execute(f"SELECT id, backfill FROM instances WHERE {among}", (chosen,)).fetchall()
+        )
 
 
 _UPSERT_BACKFILL = (
@@ -195,11 +205,11 @@ def _definition(i: InstanceRecord, at: float) -> tuple[Any, ...]:
 
 
 def _apply_events(
-    db: sqlite3.Connection,
     backfills: Sequence[BackfillRecord],
     creates: Sequence[InstanceRecord],
     updates: Sequence[InstanceRecord],
     cancels: Sequence[str],
+    owners: dict[str, str],
     at: float,
     actor: str,
     origin: str,
@@ -211,16 +221,6 @@ def _apply_events(
     ]
     changed = "definition changed by apply"
     events += [(*who, "updated", i.backfill, i.id, None, None, changed) for i in updates]
-    owners = (
-        dict(
-            db.execute(
-                "SELECT id, backfill FROM instances WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(cancels)),),
-            ).fetchall()
-        )
-        if cancels
-        else {}
-    )
     gone = "no longer in the specs"
     events += [(*who, "transition", owners.get(i), i, None, "cancelled", gone) for i in cancels]
     events += [

@@ -1,4 +1,4 @@
-"""Events in SQLite: the log every change writes in its own transaction (`insert_event`,
+"""Events: the log every change writes in its own transaction (`insert_event`,
 `EVENT_INSERT` for the other parts), read back in order, and the events gc adds."""
 
 from __future__ import annotations
@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.core.records import EventRecord
-from backfill_ctl.state.sqlite.connection import Connection
+from backfill_ctl.state.sql.base import SQLStore
 
 if TYPE_CHECKING:
-    import sqlite3
     from collections.abc import Sequence
+
+    from backfill_ctl.state.sql.base import Database
 
 EVENT_INSERT = (
     "INSERT INTO events (at, actor, origin, kind, backfill, instance, from_state, "
@@ -19,7 +20,7 @@ EVENT_INSERT = (
 
 
 def insert_event(
-    db: sqlite3.Connection,
+    db: Database,
     at: float,
     actor: str,
     origin: str,
@@ -35,7 +36,7 @@ def insert_event(
     )
 
 
-class Events(Connection):
+class Events(SQLStore):
     def events(
         self,
         *,
@@ -51,7 +52,7 @@ class Events(Connection):
         )
         params: list[Any] = [after]
         if not_from is not None:
-            sql += " AND origin IS NOT ?"
+            sql += " AND (origin IS NULL OR origin != ?)"
             params.append(not_from)
         if backfill is not None:
             sql += " AND backfill = ?"
@@ -60,7 +61,7 @@ class Events(Connection):
             sql += " AND instance = ?"
             params.append(instance)
         if limit is not None:  # the newest `limit`, in order
-            sql = f"SELECT * FROM ({sql} ORDER BY id DESC LIMIT {int(limit)}) ORDER BY id"
+            sql = f"SELECT * FROM ({sql} ORDER BY id DESC LIMIT {int(limit)}) AS e ORDER BY id"
         else:
             sql += " ORDER BY id"
         return [EventRecord(*row) for row in self._read(sql, params)]

@@ -1,4 +1,4 @@
-"""Instances in SQLite: their rows, the reads (by backfill, id, state; the scheduler's
+"""Instances: their rows, the reads (by backfill, id, state; the scheduler's
 task rows; counts) and the state changes made outside an attempt (guarded transitions,
 the scheduler's waiting states with their blockers), each with its events."""
 
@@ -8,8 +8,8 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.core.records import DateSpan, InstanceRecord, Run, TaskRow, date_spans
-from backfill_ctl.state.sqlite.connection import Connection
-from backfill_ctl.state.sqlite.events import EVENT_INSERT
+from backfill_ctl.state.sql.base import SQLStore
+from backfill_ctl.state.sql.events import EVENT_INSERT
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -92,7 +92,7 @@ def instance_of(row: Sequence[Any]) -> InstanceRecord:
     )
 
 
-class Instances(Connection):
+class Instances(SQLStore):
     def instances(
         self,
         *,
@@ -112,8 +112,9 @@ class Instances(Connection):
                 chosen = list(values)
                 if not chosen:
                     return []
-                clauses.append(f"{column} IN (SELECT value FROM json_each(?))")
-                params.append(json.dumps(chosen))
+                among, param = self._among(column, chosen)
+                clauses.append(among)
+                params.append(param)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         # "+grp": the order is sorted, not read from the index by date (migration 5),
         # which would scan a whole backfill to find its few failed instances.
@@ -126,11 +127,12 @@ class Instances(Connection):
 
     def task_rows(self, backfills: Sequence[str]) -> list[TaskRow]:
         """The scheduler's view of the instances of `backfills` (no commands parsed)."""
+        among, chosen = self._among("backfill", backfills)
         rows = self._read(
             "SELECT id, backfill, bizdate, grp, seq, priority, cyctime_epoch, timezone, "
             "resource_group, dry_run_reason IS NOT NULL, depends_on, ignore_deps, state, reason, "
-            "not_before FROM instances WHERE backfill IN (SELECT value FROM json_each(?))",
-            (json.dumps(list(backfills)),),
+            f"not_before FROM instances WHERE {among}",
+            (chosen,),
         )
         return [
             TaskRow(
@@ -177,7 +179,7 @@ class Instances(Connection):
             (backfill,),
         )
         first = " ".join(f"WHEN {int(g)} THEN {int(q)}" for g, q in failed)
-        behind = f"seq > CASE grp {first} END" if failed else "0"
+        behind = f"CASE WHEN seq > CASE grp {first} END THEN 1 ELSE 0 END" if failed else "0"
         rows = self._read(
             "SELECT node, substr(bizdate, 1, 7), state, dry_run_reason IS NOT NULL, "
             f"COUNT(*), MIN(id), SUM({behind}) FROM instances WHERE backfill = ? "
@@ -234,11 +236,12 @@ class Instances(Connection):
         extra = "".join(f", {k} = ?" for k in fields)
         values = [int(v) if isinstance(v, bool) else v for v in fields.values()]
         moved: list[str] = []
+        among_ids, chosen = self._among("id", ids)
+        among_states, states = self._among("state", allowed)
         with self._write() as db:
             rows = db.execute(
-                "SELECT id, backfill, state FROM instances WHERE id IN (SELECT value FROM "
-                "json_each(?)) AND state IN (SELECT value FROM json_each(?))",
-                (json.dumps(list(ids)), json.dumps(allowed)),
+                f"SELECT id, backfill, state FROM instances WHERE {among_ids} AND {among_states}",
+                (chosen, states),
             ).fetchall()
             db.executemany(
                 "UPDATE instances SET state = ?, reason = ?, blocker = NULL, "
@@ -264,16 +267,7 @@ class Instances(Connection):
         if not updates:
             return 0
         with self._write() as db:
-            # CROSS JOIN keeps the few updates the outer loop (each a primary-key probe);
-            # left to itself the planner scans every waiting row through the state index.
-            changed = db.execute(
-                "WITH u(id, state, reason) AS (SELECT json_extract(value, '$[0]'), "
-                "json_extract(value, '$[1]'), json_extract(value, '$[2]') FROM json_each(?)) "
-                "SELECT i.id, i.backfill, i.state, u.state, u.reason FROM u CROSS JOIN "
-                "instances i ON i.id = u.id WHERE i.state IN "
-                "('pending', 'waiting-for-time', 'waiting-for-resources') AND i.state != u.state",
-                (json.dumps([u[:3] for u in updates]),),
-            ).fetchall()
+            changed = self._waiting_changes(db, [(i, s, r) for i, s, r, _ in updates])
             db.executemany(
                 "UPDATE instances SET state = ?, reason = ?, blocker = ?, updated_at = ? "
                 "WHERE id = ? AND state IN ('pending', 'waiting-for-time', "

@@ -7,15 +7,15 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.core.records import AttemptRecord
-from backfill_ctl.state.sqlite.connection import Connection
-from backfill_ctl.state.sqlite.events import insert_event
-from backfill_ctl.state.sqlite.lease import check_fence_in
+from backfill_ctl.state.sql.base import SQLStore
+from backfill_ctl.state.sql.events import insert_event
+from backfill_ctl.state.sql.lease import check_fence_in
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
 
-class Attempts(Connection):
+class Attempts(SQLStore):
     def begin_attempt(
         self,
         instance: str,
@@ -175,8 +175,9 @@ class Attempts(Connection):
             sql += " AND instance = ?"
             params.append(instance)
         if states is not None:
-            sql += " AND state IN (SELECT value FROM json_each(?))"
-            params.append(json.dumps(list(states)))
+            among, chosen = self._among("state", states)
+            sql += f" AND {among}"
+            params.append(chosen)
         rows = self._read(sql + " ORDER BY instance, number", params)
         return [
             AttemptRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], r[9])

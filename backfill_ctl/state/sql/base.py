@@ -1,0 +1,84 @@
+"""What the record parts (backfills.py, instances.py, ...) ask of a SQL connection: a
+write transaction, a read, and the few places where SQLite's SQL and PostgreSQL's differ.
+
+The parts write their SQL once, with `?` placeholders (a PostgreSQL connection turns
+them into `%s`); a list of values is bound as one parameter through `_among` (SQLite:
+`IN (SELECT value FROM json_each(?))` with a JSON array; PostgreSQL: `= ANY(?)` with an
+array). Everything else they write is SQL both databases run alike.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, Protocol
+
+from backfill_ctl.state import StateError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from contextlib import AbstractContextManager
+
+
+class Cursor(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Database(Protocol):
+    """The connection inside a write transaction (sqlite3's, or an adapter of psycopg's)."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any: ...
+
+
+# A waiting state's change as the scheduler saw it: (id, backfill, from, to, reason).
+WaitingChange = tuple[str, str, str, str, "str | None"]
+
+
+class SQLStore:
+    """The connection every record part builds on; a store's connection class
+    (sqlite/connection.py, postgres/connection.py) provides it."""
+
+    path: str
+    _store_id: str | None = None
+    # `column` among the values bound to the `?` of this template (see `_among`).
+    AMONG = "{} IN (SELECT value FROM json_each(?))"
+
+    def _write(self) -> AbstractContextManager[Database]:
+        """One write transaction; the writers of a store are serialized."""
+        raise NotImplementedError
+
+    def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    @property
+    def store_id(self) -> str:
+        """A random id given to the store when it was made (12 hex digits)."""
+        if self._store_id is None:
+            self._store_id = str(self._read("SELECT value FROM meta WHERE key = 'store_id'")[0][0])
+        return self._store_id
+
+    def _newer(self, version: int, known: int) -> StateError:
+        """The refusal of a store whose schema is newer than this backfillctl knows."""
+        return StateError(
+            f"the state store {self.path} has schema version {version}; this "
+            f"backfillctl knows up to {known}",
+            hint="upgrade backfillctl; the store was not modified",
+        )
+
+    def _among(self, column: str, values: Iterable[Any]) -> tuple[str, Any]:
+        """(the condition `column` is one of `values`, its one parameter)."""
+        return self.AMONG.format(column), self._values(list(values))
+
+    def _values(self, values: list[Any]) -> Any:
+        """A list of values as one parameter: JSON for SQLite's json_each."""
+        return json.dumps(values)
+
+    def _waiting_changes(
+        self, db: Database, updates: Sequence[tuple[str, str, str | None]]
+    ) -> list[WaitingChange]:
+        """Of the (id, state, reason) the scheduler decided, those that change the state
+        of a waiting instance: (id, backfill, its state, the new state, reason)."""
+        raise NotImplementedError
