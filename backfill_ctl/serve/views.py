@@ -105,10 +105,12 @@ def _backfill(
     record = store.backfill(name)
     if record is None:
         return _missing(f"no backfill {name} in the state store")
-    counts = _counts(store, record.name).get(record.name, {})
-    grid, stuck, waiting = _read(store, record.name, counts)
-    spans = store.date_spans(record.name)  # the Gantt, and the dates' counts
+    spans = store.date_spans(record.name)  # the Gantt, the dates' counts and the total
     dates = {(*key, state): n for key, s in spans.items() for state, n in s.states.items()}
+    counts: dict[str, int] = {}
+    for (*_, state), n in dates.items():
+        counts[state] = counts.get(state, 0) + n
+    grid, stuck, waiting = _read(store, record.name, counts)
     groups = date_groups(dates)  # describe's words, below
     below = (
         pages.lanes(groups, blocked(groups, waiting, stuck) if stuck else [])
