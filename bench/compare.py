@@ -1,0 +1,281 @@
+"""backfillctl and Luigi side by side (issue 15), in one run, on the same workloads.
+
+    python bench/compare.py [--runs 3] [--sizes 10x30,20x60,20x365] [--concurrency 2]
+                            [--groups 1] [--skip-luigi] [--json]
+
+Workload (generated here, for each size N x D): N tasks per business date in diamonds
+(n0 -> n1, n2 -> n3 -> n4, n5 -> n6 ...), D daily dates from 2023-01-01, every task a
+no-op that really starts a process: the absolute path of a `true` binary, never a shell
+builtin. The dates of a group run one after another (DataWorks' strict day-by-day
+order); Luigi is given the same order (each date requires the previous one's tasks).
+
+- backfillctl: `backfillctl apply DIR --wait` in a fresh directory (fresh SQLite store,
+  local backend, a resource group of --concurrency), as a user would type it: the
+  interpreter, imports, load, plan, apply and the controller loop are all counted.
+  The time to the first started instance is read from the store (the first attempt's
+  start minus the moment the command was started).
+- Luigi (`pip install '.[bench]'`): the same DAG, local scheduler, --concurrency
+  workers, each task `subprocess.run([true])` and an output file, as a fresh
+  `python` process.
+
+The two are interleaved (run 1: backfillctl first, run 2: Luigi first, ...) so that a
+noisy neighbour weighs on both. Printed per size: the median wall of each, their ratio
+(Luigi / backfillctl, from the medians), CPU per instance (user + system of the whole
+process tree) and the peak RSS of the largest process; backfillctl's median time to
+the first started instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+API = "apiVersion: backfillctl.dev/v1alpha1"
+FIRST = "2023-01-01"
+
+
+def upstream(k: int) -> list[int]:
+    """Diamonds: a join (k % 3 == 0) reads the two forks before it, a fork the join."""
+    if k == 0:
+        return []
+    if k % 3 == 0:
+        return [k - 2, k - 1]
+    return [k - k % 3]
+
+
+def spec_files(tasks: int, dates: int, groups: int, concurrency: int, true: str) -> str:
+    from datetime import date, timedelta
+
+    last = date.fromisoformat(FIRST) + timedelta(days=dates - 1)
+    docs = [
+        f"{API}\nkind: Config\nmetadata: {{name: bench}}\n"
+        "spec: {state: 'sqlite:///state.db', backend: local}",
+        f"{API}\nkind: Workspace\nmetadata: {{name: ws}}\n"
+        "spec: {timezone: UTC, operators: [bench]}",
+        f"{API}\nkind: ResourceGroup\nmetadata: {{name: rg}}\nspec: {{concurrency: {concurrency}}}",
+    ]
+    for k in range(tasks):
+        ups = ", ".join(f"t{u:03d}" for u in upstream(k))
+        docs.append(
+            f"{API}\nkind: Node\nmetadata: {{name: t{k:03d}, workspace: ws}}\n"
+            f"spec: {{schedule: '0 1 * * *', upstream: [{ups}], resourceGroup: rg, "
+            f"run: {{command: [{json.dumps(true)}]}}}}"
+        )
+    docs.append(
+        f"{API}\nkind: Backfill\nmetadata: {{name: noop}}\nspec:\n"
+        "  select: {method: descendants, roots: [t000]}\n"
+        f"  dates: [{{from: {FIRST}, to: {last.isoformat()}}}]\n  groups: {groups}\n"
+    )
+    return "\n---\n".join(docs) + "\n"
+
+
+LUIGI_JOB = """
+import subprocess, sys
+from pathlib import Path
+import luigi
+
+TASKS, DATES, GROUPS, WORKERS = (int(a) for a in sys.argv[1:5])
+OUT, TRUE = Path(sys.argv[5]), sys.argv[6]
+PER_GROUP = -(-DATES // GROUPS)
+
+
+def upstream(k):
+    if k == 0:
+        return []
+    return [k - 2, k - 1] if k % 3 == 0 else [k - k % 3]
+
+
+class Inst(luigi.Task):
+    task = luigi.IntParameter()
+    day = luigi.IntParameter()
+
+    def requires(self):
+        reqs = [Inst(task=u, day=self.day) for u in upstream(self.task)]
+        if self.day % PER_GROUP:  # the previous date of the group first
+            reqs.append(DateDone(day=self.day - 1))
+        return reqs
+
+    def output(self):
+        return luigi.LocalTarget(str(OUT / f"{self.task}-{self.day}"))
+
+    def run(self):
+        subprocess.run([TRUE], check=True)
+        Path(self.output().path).touch()
+
+
+class DateDone(luigi.WrapperTask):
+    day = luigi.IntParameter()
+
+    def requires(self):
+        return [Inst(task=k, day=self.day) for k in range(TASKS)]
+
+
+ok = luigi.build([DateDone(day=d) for d in range(DATES)], local_scheduler=True,
+                 workers=WORKERS, log_level="ERROR")
+sys.exit(0 if ok and len(list(OUT.iterdir())) == TASKS * DATES else 1)
+"""
+
+
+@dataclass
+class Figures:
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # seconds, the whole process tree
+    rss: list[float] = field(default_factory=list)  # MB, the largest process
+    first: list[float] = field(default_factory=list)  # seconds to the first start
+
+
+def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float, float, float]:
+    """(start epoch, wall, CPU of the tree, peak RSS in MB) of one command, which must
+    succeed. Run from a fresh `python -c` child so that RUSAGE_CHILDREN is its alone."""
+    probe = (
+        "import resource, subprocess, sys, time, json\n"
+        "t0 = time.time(); p = time.perf_counter()\n"
+        f"rc = subprocess.run({argv!r}, stdout=subprocess.DEVNULL).returncode\n"
+        "wall = time.perf_counter() - p\n"
+        "r = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(json.dumps([rc, t0, wall, r.ru_utime + r.ru_stime, r.ru_maxrss / 1024]))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=cwd, env=env, capture_output=True, text=True
+    )
+    rc, t0, wall, cpu, rss = json.loads(out.stdout.strip().splitlines()[-1])
+    if rc != 0:
+        raise SystemExit(f"{argv[0]} failed in {cwd} (exit code {rc}): {out.stderr[-2000:]}")
+    return t0, wall, cpu, rss
+
+
+def backfillctl_run(work: Path, spec: str, tasks: int, dates: int) -> tuple[float, ...]:
+    (work / "specs").mkdir(parents=True)
+    (work / "specs" / "bench.yaml").write_text(spec)
+    exe = shutil.which("backfillctl") or sys.exit("backfillctl is not installed (pip install .)")
+    env = {**os.environ, "BACKFILLCTL_USER": "bench"}
+    t0, wall, cpu, rss = timed([exe, "apply", "specs", "--as", "bench", "--wait"], work, env)
+    sys.path.insert(0, str(ROOT))
+    from backfill_ctl.state import open_store
+
+    store = open_store(work / "state.db", create=False)
+    attempts = store.attempts()
+    assert len(attempts) == tasks * dates, f"{len(attempts)} attempts for {tasks * dates}"
+    assert all(a.state == "succeeded" for a in attempts)
+    first = min(a.started_at for a in attempts) - t0
+    store.close()
+    return wall, cpu, rss, first
+
+
+def luigi_run(work: Path, sizes: tuple[int, int, int, int], true: str) -> tuple[float, ...]:
+    (work / "out").mkdir(parents=True)
+    (work / "job.py").write_text(LUIGI_JOB)
+    argv = [sys.executable, "job.py", *(str(s) for s in sizes), str(work / "out"), true]
+    _, wall, cpu, rss = timed(argv, work, dict(os.environ))
+    return wall, cpu, rss
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sizes", default="10x30,20x60,20x365", help="TASKSxDATES,...")
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--groups", type=int, default=1)
+    parser.add_argument("--skip-luigi", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    true = shutil.which("true", path="/usr/bin:/bin") or sys.exit("no `true` binary found")
+    sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
+    if not args.skip_luigi:
+        try:
+            import luigi  # noqa: F401
+        except ImportError:
+            sys.exit("Luigi is not installed: pip install '.[bench]' (or --skip-luigi)")
+    ours = {s: Figures() for s in sizes}
+    theirs = {s: Figures() for s in sizes}
+    for run in range(args.runs):
+        for tasks, dates in sizes:
+            order = ["backfillctl", "luigi"] if run % 2 == 0 else ["luigi", "backfillctl"]
+            for tool in order:
+                if tool == "luigi" and args.skip_luigi:
+                    continue
+                with tempfile.TemporaryDirectory(prefix="bfcompare.") as tmp:
+                    work = Path(tmp)
+                    if tool == "backfillctl":
+                        spec = spec_files(tasks, dates, args.groups, args.concurrency, true)
+                        wall, cpu, rss, first = backfillctl_run(work, spec, tasks, dates)
+                        f = ours[(tasks, dates)]
+                        f.first.append(first)
+                    else:
+                        sized = (tasks, dates, args.groups, args.concurrency)
+                        wall, cpu, rss = luigi_run(work, sized, true)
+                        f = theirs[(tasks, dates)]
+                    f.wall.append(wall)
+                    f.cpu.append(cpu)
+                    f.rss.append(rss)
+                print(f"run {run + 1} {tasks}x{dates} {tool}: {wall:.2f} s", file=sys.stderr)
+    return report(sizes, ours, theirs, args)
+
+
+def report(
+    sizes: list[tuple[int, ...]],
+    ours: dict[tuple[int, ...], Figures],
+    theirs: dict[tuple[int, ...], Figures],
+    args: argparse.Namespace,
+) -> int:
+    med = statistics.median
+    rows = []
+    for s in sizes:
+        n = s[0] * s[1]
+        o, t = ours[s], theirs[s]
+        row = {
+            "instances": n,
+            "size": f"{s[0]}x{s[1]}",
+            "backfillctl_wall": med(o.wall),
+            "backfillctl_first_start": med(o.first),
+            "backfillctl_cpu_ms_per_instance": med(o.cpu) / n * 1000,
+            "backfillctl_peak_rss_mb": max(o.rss),
+        }
+        if t.wall:
+            row |= {
+                "luigi_wall": med(t.wall),
+                "luigi_cpu_ms_per_instance": med(t.cpu) / n * 1000,
+                "luigi_peak_rss_mb": max(t.rss),
+                "ratio": med(t.wall) / med(o.wall),
+            }
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(
+        f"\nmedians of {args.runs} runs, concurrency {args.concurrency}, "
+        f"{args.groups} date group(s), a process of {shutil.which('true')} per task; "
+        f"this machine: {os.cpu_count()} cores"
+    )
+    head = f"{'instances':>10} {'backfillctl':>12} {'first start':>12} {'cpu/inst':>9} {'rss':>7}"
+    print(head + f" {'luigi':>9} {'cpu/inst':>9} {'rss':>7} {'luigi/bfctl':>11}")
+    for r in rows:
+        line = (
+            f"{r['instances']:>10} {r['backfillctl_wall']:>10.2f} s "
+            f"{r['backfillctl_first_start']:>10.3f} s "
+            f"{r['backfillctl_cpu_ms_per_instance']:>6.2f} ms "
+            f"{r['backfillctl_peak_rss_mb']:>4.0f} MB"
+        )
+        if "luigi_wall" in r:
+            line += (
+                f" {r['luigi_wall']:>7.2f} s {r['luigi_cpu_ms_per_instance']:>6.2f} ms "
+                f"{r['luigi_peak_rss_mb']:>4.0f} MB {r['ratio']:>10.1f}x"
+            )
+        print(line)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"(this script: {own:.0f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
