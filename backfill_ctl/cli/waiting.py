@@ -5,7 +5,8 @@ backfills finish; with another controller running, it follows the store instead.
 terminal progress is one live line (rich): a bar, the counts per state, the elapsed
 time, the rate (instances finished per minute) and an estimate of the time left,
 redrawn when the counts change and at most once a second for the clock; otherwise a
-plain line whenever the counts change, which is what CI logs want. When it times
+plain line when the counts changed, at most every PLAIN_EVERY seconds, and the last
+one: what CI logs want (a line per change would be 300 lines for 300 instances). When it times
 out, each unfinished backfill says why one of its instances waits: the blocker the
 controller stored. `wait` shows the same progress and reasons (`Progress`, `why_waiting`).
 """
@@ -126,10 +127,15 @@ class Snapshot:
         return grid
 
 
+# Seconds between two plain progress lines (off a terminal: CI logs).
+PLAIN_EVERY = 5.0
+
+
 class Progress:
     """The progress of the named backfills on stderr: with a console (stderr's, when it
     is a terminal) one live line, redrawn when the counts change and at most once a
-    second for the clock; without, a plain line each time the counts change."""
+    second for the clock; without, a plain line when the counts changed, at most every
+    PLAIN_EVERY seconds (and the final counts at `close`)."""
 
     def __init__(
         self,
@@ -159,13 +165,14 @@ class Progress:
             self._finished_before = sum(n for s, n in counts.items() if s in FINISHED)
         return Snapshot(counts, now - self._start, self._finished_before)
 
-    def __call__(self, tick: Tick | None = None) -> None:
+    def __call__(self, tick: Tick | None = None, *, final: bool = False) -> None:
         snap = self.snapshot()
         shown = self._shown
         if self.console is None:
-            if shown is None or snap.counts != shown[0]:
+            due = shown is None or snap.elapsed - shown[1] >= PLAIN_EVERY
+            if (shown is None or snap.counts != shown[0]) and (due or final):
                 err(snap.line())
-                self._shown = (snap.counts, 0)
+                self._shown = (snap.counts, int(snap.elapsed))
         elif shown is None or (snap.counts, int(snap.elapsed)) != shown:
             self._draw(snap)
 
@@ -186,7 +193,7 @@ class Progress:
         last line, unless it was printed already (or nothing ever was)."""
         if self.console is None:
             if self._shown is not None:
-                self()
+                self(final=True)
             return
         self._draw(self.snapshot())
         if self._live is not None:

@@ -183,3 +183,25 @@ def test_snapshot_rate_and_eta() -> None:
     assert snap.timing() == "elapsed 2:30, 1.2/min, ETA 4:10"
     assert clock_text(3723) == "1:02:03"
     assert Snapshot({"pending": 3}, elapsed=9.0).timing() == "elapsed 0:09, -/min, ETA ?"
+
+
+def test_off_a_terminal_a_line_at_most_every_few_seconds_and_the_last(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from backfill_ctl.cli.waiting import PLAIN_EVERY, Progress
+
+    store, time = Counts(), [100.0]
+    progress = Progress(store, ["bf"], clock=lambda: time[0])  # type: ignore[arg-type]
+    for step in range(40):  # one more finished every tenth of PLAIN_EVERY
+        store.now = {("bf", "succeeded"): step, ("bf", "pending"): 40 - step}
+        time[0] = 100.0 + step * PLAIN_EVERY / 10
+        progress()
+    progress.close()
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("progress")]
+    assert [line.split(" finished")[0] for line in lines] == [
+        "progress: 0/40",
+        "progress: 10/40",
+        "progress: 20/40",
+        "progress: 30/40",
+        "progress: 39/40",  # the last counts, at close
+    ]
