@@ -25,7 +25,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from contextlib import AbstractContextManager
 
     from backfill_ctl.core.records import (
         AttemptRecord,
@@ -286,3 +287,24 @@ class StateStore(
 ):
     """The whole store: what an implementation provides."""
 
+
+class StoreRows(Protocol):
+    """A store's tables as rows, inside one of its write transactions (state/sql/
+    transfer.py): what `state migrate` reads from one store and writes into another."""
+
+    def tables(self) -> list[str]: ...
+    def count(self, table: str) -> int: ...
+    def batches(self, table: str, size: int) -> Iterator[list[tuple[Any, ...]]]: ...
+    def put(self, table: str, rows: Sequence[tuple[Any, ...]]) -> None: ...
+    def loading(self, table: str) -> AbstractContextManager[None]: ...
+    def store_id(self) -> str: ...
+    def lease(self) -> tuple[str, int, str, float, int] | None: ...
+    def event_counter(self) -> int: ...
+    def adopt(self, store_id: str, event_counter: int) -> None: ...
+
+
+class MovableStore(StoreIdentity, Protocol):
+    """A store `state migrate` moves from or into: the SQL stores (not the in-memory
+    one, which nothing outlives)."""
+
+    def rows(self) -> AbstractContextManager[StoreRows]: ...

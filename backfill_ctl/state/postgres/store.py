@@ -11,6 +11,7 @@ from backfill_ctl.state.sql.instances import Instances
 from backfill_ctl.state.sql.lease import LeaseTable
 from backfill_ctl.state.sql.logs import AttemptLogs
 from backfill_ctl.state.sql.retention import Retention
+from backfill_ctl.state.sql.transfer import PostgresTransfer
 
 
 class PostgresStore(
@@ -21,6 +22,7 @@ class PostgresStore(
     Events,
     LeaseTable,
     Retention,
+    PostgresTransfer,
     Connection,
 ):
     """The whole `StateStore` protocol over one PostgreSQL database."""

@@ -24,6 +24,7 @@ from backfill_ctl.state.sql.instances import Instances
 from backfill_ctl.state.sql.lease import LeaseTable
 from backfill_ctl.state.sql.logs import AttemptLogs
 from backfill_ctl.state.sql.retention import Retention
+from backfill_ctl.state.sql.transfer import Transfer
 from backfill_ctl.state.sqlite.connection import SCHEMA_VERSION, Connection
 
 if TYPE_CHECKING:
@@ -44,6 +45,7 @@ class SQLiteStore(
     Events,
     LeaseTable,
     Retention,
+    Transfer,
     Connection,
 ):
     """The whole `StateStore` protocol over one SQLite file."""
