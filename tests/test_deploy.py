@@ -305,7 +305,8 @@ def test_the_image_runs_backfillctl_with_the_kubernetes_extra_as_a_non_root_user
     entrypoints = [json.loads(args) for op, args in instructions if op == "ENTRYPOINT"]
     assert entrypoints == [["backfillctl"]]
     assert ("FROM", "python:3.11-slim") in instructions
-    assert re.search(r"pip install --no-cache-dir '\.\[kubernetes\]'", text)
+    # the PostgreSQL store too (deploy/ha/)
+    assert re.search(r"pip install --no-cache-dir '\.\[kubernetes,postgresql\]'", text)
     users = [args for op, args in instructions if op == "USER"]
     assert users == ["10001:10001"]  # numeric: runAsNonRoot can check it
 
@@ -332,3 +333,119 @@ def test_the_readme_config_is_valid_and_names_these_objects() -> None:
     assert targets
     names = {(deployment()["metadata"]["name"], c) for c in ("controller", "git-sync")}
     assert targets <= names
+
+
+# -- deploy/ha/: two controllers on PostgreSQL -------------------------------------------------
+
+HA = DEPLOY / "ha"
+HA_MANIFESTS = sorted(p for p in HA.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+def ha_one(kind: str) -> Doc:
+    (found,) = [d for path in HA_MANIFESTS for d in documents(path) if d["kind"] == kind]
+    return found
+
+
+@pytest.mark.parametrize("version", [NEWEST, OLDEST])
+@pytest.mark.parametrize("path", HA_MANIFESTS, ids=lambda p: f"ha/{p.name}")
+def test_every_ha_manifest_validates_strictly(path: Path, version: str) -> None:
+    for doc in documents(path):
+        validated = kubernetes_validate.validate(doc, version, strict=True)
+        assert validated == ".".join(version.split(".")[:2]), doc["metadata"]["name"]
+
+
+def test_the_ha_kustomization_lists_its_manifests_and_every_file_says_what_it_is() -> None:
+    kustomization = yaml.safe_load((HA / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert kustomization["resources"] == [p.name for p in HA_MANIFESTS]
+    assert kustomization["namespace"] == NAMESPACE
+    for path in [*HA_MANIFESTS, HA / "kustomization.yaml"]:
+        assert path.read_text(encoding="utf-8").startswith("# "), path.name
+    kinds = []
+    for path in HA_MANIFESTS:
+        for doc in documents(path):
+            kinds.append(doc["kind"])
+            assert doc["metadata"]["namespace"] == NAMESPACE
+            assert doc["metadata"]["labels"] == LABELS
+    assert sorted(kinds) == ["Deployment", "PodDisruptionBudget", "Service"]
+
+
+def ha_changes(base: Doc) -> Doc:
+    """deploy/controller.yaml's Deployment with the changes deploy/ha/ makes, and only
+    them: two replicas rolled one at a time, spread over nodes, the store's URL from a
+    Secret, ready while alive, and no SQLite volume."""
+    ha = copy.deepcopy(base)
+    spec = ha["spec"]
+    spec["replicas"] = 2
+    spec["strategy"] = {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    pod = spec["template"]["spec"]
+    pod["topologySpreadConstraints"] = [
+        {
+            "maxSkew": 1,
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": LABELS},
+        }
+    ]
+    (controller,) = [c for c in pod["containers"] if c["name"] == "controller"]
+    controller["readinessProbe"]["httpGet"]["path"] = "/healthz"
+    secret = {"secretKeyRef": {"name": "backfillctl-state", "key": "url"}}
+    controller["env"] = [
+        {"name": e["name"], "valueFrom": secret} if e["name"] == "BACKFILLCTL_STATE" else e
+        for e in controller["env"]
+    ]
+    controller["volumeMounts"] = [m for m in controller["volumeMounts"] if m["name"] != "state"]
+    pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "state"]
+    return ha
+
+
+def test_the_ha_deployment_is_deploy_s_with_only_its_changes() -> None:
+    assert ha_one("Deployment") == ha_changes(deployment())
+    assert ha_one("Service") == one("Service", "backfillctl-controller")
+
+
+def test_the_ha_controllers_share_a_postgresql_store_from_a_secret_with_no_volume() -> None:
+    ha = ha_one("Deployment")
+    assert ha["spec"]["replicas"] == 2
+    pod = ha["spec"]["template"]["spec"]
+    assert not any("persistentVolumeClaim" in v for v in pod["volumes"])
+    (controller,) = [c for c in pod["containers"] if c["name"] == "controller"]
+    (state,) = [e for e in controller["env"] if e["name"] == "BACKFILLCTL_STATE"]
+    assert state == {
+        "name": "BACKFILLCTL_STATE",
+        "valueFrom": {"secretKeyRef": {"name": "backfillctl-state", "key": "url"}},
+    }
+    # the working directory, where the logs of ended Jobs are copied, is writable
+    assert {m["mountPath"] for m in controller["volumeMounts"]} >= {"/tmp"}
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert controller[probe]["httpGet"] == {"path": "/healthz", "port": "http"}, probe
+    args = controller["args"]
+    assert args[args.index("--serve") + 1] == ":9090"
+
+
+def test_the_disruption_budget_keeps_one_controller_and_never_blocks_a_drain() -> None:
+    budget = ha_one("PodDisruptionBudget")
+    assert budget["metadata"]["name"] == "backfillctl-controller"
+    assert budget["spec"]["minAvailable"] == 1
+    assert budget["spec"]["selector"] == {"matchLabels": LABELS}
+    assert ha_one("Deployment")["spec"]["template"]["metadata"]["labels"] == LABELS
+    # a stuck controller may be evicted; a standby counts as available (ready while alive)
+    assert budget["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_kustomize_builds_the_ha_variant_as_its_files_say() -> None:
+    import shutil
+    import subprocess
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl (its kustomize) is not installed")
+    built = subprocess.run(
+        [kubectl, "kustomize", str(HA)], capture_output=True, text=True, check=True, timeout=60
+    )
+    docs = [d for d in yaml.safe_load_all(built.stdout) if d]
+    ours = [d for path in HA_MANIFESTS for d in documents(path)]
+    key = lambda d: (d["kind"], d["metadata"]["name"])  # noqa: E731
+    assert sorted(docs, key=key) == sorted(ours, key=key)

@@ -110,12 +110,45 @@ def test_applies_are_serialised_and_apply_exactly_the_checked_plan() -> None:
     assert "backfillctl apply specs/ --plan plan.json" in commands
 
 
-def test_the_apply_job_waits_for_its_environment_and_refuses_a_throwaway_store() -> None:
+def test_the_apply_job_waits_for_its_environment_on_a_hosted_runner_with_a_shared_store() -> None:
     job = load("backfill-apply.yml")["jobs"]["apply"]
     assert job["environment"] == "backfill-production"  # reviewers can be required there
-    assert job["runs-on"] == ["self-hosted", "backfillctl"]
-    assert job["env"]["BACKFILLCTL_STATE"] == "${{ vars.BACKFILLCTL_STATE }}"
-    assert 'if [ -z "$BACKFILLCTL_STATE" ]' in job["steps"][0]["run"]
+    # a hosted runner on the team's PostgreSQL store, its URL a secret (issue 14)
+    assert job["runs-on"] == "ubuntu-latest"
+    assert job["env"]["BACKFILLCTL_STATE"] == (
+        "${{ secrets.BACKFILLCTL_STATE || vars.BACKFILLCTL_STATE }}"
+    )
+    refuse = job["steps"][0]["run"]
+    assert 'if [ -z "$BACKFILLCTL_STATE" ]' in refuse
+    assert "postgresql://* | postgres://*) ;;" in refuse
+    assert '"$RUNNER_ENVIRONMENT" = github-hosted' in refuse
+    installs = [s["run"] for s in job["steps"] if "pip install" in s.get("run", "")]
+    assert installs == ["python -m pip install '.[postgresql]'"]
+
+
+@pytest.mark.parametrize(
+    ("state", "hosted", "refused"),
+    [
+        ("", "self-hosted", True),
+        ("postgresql://backfill@db/backfill", "github-hosted", False),
+        ("postgres://db/backfill", "github-hosted", False),
+        ("/srv/state.db", "github-hosted", True),
+        ("/srv/state.db", "self-hosted", False),
+    ],
+)
+def test_the_apply_job_refuses_a_store_a_hosted_runner_would_throw_away(
+    state: str, hosted: str, refused: bool
+) -> None:
+    script = load("backfill-apply.yml")["jobs"]["apply"]["steps"][0]["run"]
+    done = subprocess.run(
+        ["bash", "-e", "-c", script],
+        env={"BACKFILLCTL_STATE": state, "RUNNER_ENVIRONMENT": hosted, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == (1 if refused else 0), done.stderr
+    assert ("::error::" in done.stderr) is refused
 
 
 def test_every_action_is_pinned_by_commit_and_no_checkout_keeps_credentials() -> None:

@@ -2,7 +2,11 @@
 
 The output of an instance's attempt. The text comes from the backend
 (`Backend.log_text`), given the handle and log path the attempt recorded; the backend is
-the one that ran the attempt. `-f` polls every half second and prints what was added,
+the one that ran the attempt. Where that file is not (a laptop or a pipeline reading a
+PostgreSQL store), a finished attempt's log is the store's copy of its end
+(usecases/attempt_logs.py: the last MiB, and a note when its start is left out); a
+running one is said to run elsewhere, with where (a pod's log the kubernetes backend
+still reads). `-f` polls every half second and prints what was added,
 until the attempt has ended; a log that shrank (cut by gc) is printed again from its
 start. The lines carry no times of their own: what `--since` and `--timestamps` make of
 when the log was written is usecases.log_lines.
@@ -23,6 +27,7 @@ from backfill_ctl.cli.get import find_instance
 from backfill_ctl.cli.state import StateOpt, backend_for, open_state
 from backfill_ctl.errors import UsageError
 from backfill_ctl.usecases import log_lines
+from backfill_ctl.usecases.attempt_logs import shares_logs
 from backfill_ctl.usecases.progress import age, utc
 
 if TYPE_CHECKING:
@@ -30,9 +35,10 @@ if TYPE_CHECKING:
 
     from backfill_ctl.backends import Backend
     from backfill_ctl.core.records import AttemptRecord
-    from backfill_ctl.state import ReadStore
+    from backfill_ctl.state import StateStore
 
 FOLLOW_INTERVAL = 0.5  # seconds between two reads of a followed log
+_COPY_POLLS = 6  # polls for a shared store's copy of a log, after its attempt ended
 _sleep = time.sleep  # tests replace it to write to the log between polls
 clock = time.time  # tests pin it
 
@@ -43,8 +49,23 @@ def _write(text: str) -> None:
         sys.stdout.flush()
 
 
+def _here(current: AttemptRecord) -> bool:
+    """Whether the attempt's log file is on this machine."""
+    return bool(current.log) and Path(current.log or "").exists()
+
+
+def _text(store: StateStore, runner: Backend, current: AttemptRecord) -> str:
+    """The attempt's log: its file when it is here, else the store's copy (a finished
+    attempt's, in a shared store), else what the backend finds (a pod's log)."""
+    if not _here(current):
+        kept = store.stored_log(current.instance, current.number)
+        if kept is not None:
+            return kept.text
+    return runner.log_text(current.handle, current.log)
+
+
 def _follow(
-    store: ReadStore,
+    store: StateStore,
     runner: Backend,
     ident: str,
     current: AttemptRecord,
@@ -53,13 +74,19 @@ def _follow(
     out: Callable[[str], None],
 ) -> tuple[AttemptRecord, str]:
     """Print (`out`) what the attempt's log gains until the attempt ends (or `limit`
-    polls); the attempt and the log as last read."""
-    polls = 0
-    while current.finished_at is None and (limit is None or polls < limit):
+    polls); the attempt and the log as last read. A log that runs elsewhere is printed
+    when its end is in the store (written just after the attempt's end)."""
+    polls, late = 0, 0
+    while limit is None or polls < limit:
+        if current.finished_at is not None:
+            elsewhere = not _here(current) and shares_logs(store)
+            if text or not elsewhere or late >= _COPY_POLLS:
+                break
+            late += 1
         _sleep(FOLLOW_INTERVAL)
         polls += 1
         current = next(a for a in store.attempts(ident) if a.number == current.number)
-        now = runner.log_text(current.handle, current.log)
+        now = _text(store, runner, current)
         out(now[len(text) :] if now.startswith(text) else now)
         text = now
     return current, text
@@ -76,7 +103,7 @@ def _last_write(current: AttemptRecord) -> float:
     return current.finished_at if current.finished_at is not None else clock()
 
 
-def _chosen(store: ReadStore, ident: str, attempt: int | None) -> AttemptRecord:
+def _chosen(store: StateStore, ident: str, attempt: int | None) -> AttemptRecord:
     """The attempt `attempt` (default: the latest) of the instance `ident`."""
     record = find_instance(store, ident)
     attempts = store.attempts(record.id)
@@ -157,7 +184,7 @@ def logs_command(
     store = open_state(state)
     current = _chosen(store, instance, attempt)
     runner = backend_for(current.backend, store)  # the one that ran it
-    text = runner.log_text(current.handle, current.log)
+    text = _text(store, runner, current)
     written = log_lines.Written(current.started_at, _last_write(current))
     shown = log_lines.tail(text if log_lines.within(written, cutoff) else "", tail)
     stamp = log_lines.Stamper()
@@ -174,9 +201,54 @@ def logs_command(
         )
     if follow:
         current, text = _follow(store, runner, current.instance, current, text, follow_limit, out)
-    if not text:
-        where = ""
-        if current.log:
-            missing = not Path(current.log).exists()
-            where = f" ({current.log}{' does not exist' if missing else ''})"
-        err(f"note: attempt {current.number} of {current.instance} has no output{where}")
+    for note in _notes(store, current, text):
+        err(f"note: {note}")
+
+
+def _notes(store: StateStore, current: AttemptRecord, text: str) -> list[str]:
+    """What the reader should know of where the log shown came from, or why there is
+    none."""
+    which = f"attempt {current.number} of {current.instance}"
+    if not _here(current):
+        kept = store.stored_log(current.instance, current.number)
+        if kept is not None:
+            where = f" (the whole log: {current.log}, where it ran)" if current.log else ""
+            return (
+                [
+                    f"the store keeps the end of the log of {which}: its last "
+                    f"{_size(kept.size - kept.cut)} of {_size(kept.size)}{where}"
+                ]
+                if kept.cut
+                else []
+            )
+        if current.finished_at is None and not text and shares_logs(store):
+            return [f"{which} runs elsewhere: {_runs_where(store, current)}"]
+    if text:
+        return []
+    where = ""
+    if current.log:
+        where = f" ({current.log}{'' if _here(current) else ' does not exist'})"
+    return [f"{which} has no output{where}"]
+
+
+def _runs_where(store: StateStore, current: AttemptRecord) -> str:
+    """Where a running attempt whose log is not here runs (a shared store's), and when
+    its log is readable."""
+    job = current.handle.get("job")
+    if job:
+        place = f"as the Job {job} in namespace {current.handle.get('namespace', '?')}"
+    else:
+        lease = store.lease()
+        holder = f"{lease.holder} on {lease.host}" if lease else "that started it"
+        place = f"on the machine of the controller ({holder})"
+    return (
+        f"{place}, its log {current.log or '(none yet)'} there; the store keeps the end "
+        "of its log when it ends (logs -f waits for it)"
+    )
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"

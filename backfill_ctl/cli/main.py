@@ -164,6 +164,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "schema": ("schema", "schema_command"),
     "explain": ("schema", "explain_command"),
     "ui": ("ui", "ui_command"),
+    "state": ("migrate", "state_app"),
 }
 
 
@@ -173,7 +174,7 @@ def load_verb(name: str) -> Any:
 
     module, attribute = VERBS[name]
     target = getattr(importlib.import_module(f"backfill_ctl.cli.{module}"), attribute)
-    if isinstance(target, typer.Typer):  # a group of subcommands (get, backend)
+    if isinstance(target, typer.Typer):  # a group of subcommands (get, backend, state)
         target.rich_markup_mode = None
         command = typer.main.get_group(target)
     else:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from backfill_ctl.backends import AttemptSpec, BackendError, Handle, NotStarted, Outcome
 from backfill_ctl.runtime.lease import LeaseHolder
+from backfill_ctl.usecases.attempt_logs import keep_log
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -157,6 +158,7 @@ class AttemptRunner(LeaseHolder):
             self._reread(instance)
             return
         self.ended_by[outcome.state] += 1
+        keep_log(self.store, instance, run.number, self.clock())  # a shared store's copy
         self.scheduler.set_state(instance, state, message, not_before=not_before)
 
     def _reread(self, instance: str) -> None:

@@ -22,10 +22,11 @@ when the lease moved; a write the store cannot make for now raises `StoreUnavail
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
+    from contextlib import AbstractContextManager
 
     from backfill_ctl.core.records import (
         AttemptRecord,
@@ -42,6 +43,21 @@ if TYPE_CHECKING:
 WaitingUpdate = tuple[str, str, "str | None", "Mapping[str, Any] | None"]
 # A cell of a big backfill's grid: (instances, the smallest of their ids).
 GridCount = tuple[int, str]
+
+
+class StoredLog(NamedTuple):
+    """The copy of an attempt's log kept in the store: its text (the last bytes of the
+    log, decoded; NUL characters replaced), the whole log's size in bytes, and when it
+    was stored. `size` larger than the text's bytes: the start was left out."""
+
+    text: str
+    size: int
+    stored_at: float
+
+    @property
+    def cut(self) -> int:
+        """How many bytes of the log's start the copy leaves out."""
+        return max(0, self.size - len(self.text.encode("utf-8", errors="replace")))
 
 
 class StoreIdentity(Protocol):
@@ -91,6 +107,10 @@ class AttemptReads(Protocol):
     def attempts(
         self, instance: str | None = None, *, states: Iterable[str] | None = None
     ) -> list[AttemptRecord]: ...
+
+
+class LogReads(Protocol):
+    def stored_log(self, instance: str, number: int) -> StoredLog | None: ...
 
 
 class EventReads(Protocol):
@@ -172,6 +192,7 @@ class OperationsStore(
 
 
 class RunStore(
+    StoreIdentity,
     BackfillReads,
     InstanceReads,
     BackfillUpdates,
@@ -181,7 +202,10 @@ class RunStore(
     LeaseStore,
     Protocol,
 ):
-    """The controller: the scheduler's rows, waiting states, attempts, the lease."""
+    """The controller: the scheduler's rows, waiting states, attempts, the lease, the
+    copies of logs (a shared store's: usecases/attempt_logs.py)."""
+
+    def save_log(self, instance: str, number: int, text: str, *, size: int, at: float) -> None: ...
 
     def task_rows(self, backfills: Sequence[str]) -> list[TaskRow]: ...
     def set_waiting(
@@ -228,7 +252,14 @@ class RunStore(
 
 
 class ReadStore(
-    StoreIdentity, BackfillReads, InstanceReads, CountReads, AttemptReads, EventReads, Protocol
+    StoreIdentity,
+    BackfillReads,
+    InstanceReads,
+    CountReads,
+    AttemptReads,
+    LogReads,
+    EventReads,
+    Protocol,
 ):
     """get, describe, progress: reads only."""
 
@@ -255,3 +286,25 @@ class StateStore(
     PlanStore, OperationsStore, RunStore, ReadStore, RetentionStore, StoreIdentity, Protocol
 ):
     """The whole store: what an implementation provides."""
+
+
+class StoreRows(Protocol):
+    """A store's tables as rows, inside one of its write transactions (state/sql/
+    transfer.py): what `state migrate` reads from one store and writes into another."""
+
+    def tables(self) -> list[str]: ...
+    def count(self, table: str) -> int: ...
+    def batches(self, table: str, size: int) -> Iterator[list[tuple[Any, ...]]]: ...
+    def put(self, table: str, rows: Sequence[tuple[Any, ...]]) -> None: ...
+    def loading(self, table: str) -> AbstractContextManager[None]: ...
+    def store_id(self) -> str: ...
+    def lease(self) -> tuple[str, int, str, float, int] | None: ...
+    def event_counter(self) -> int: ...
+    def adopt(self, store_id: str, event_counter: int) -> None: ...
+
+
+class MovableStore(StoreIdentity, Protocol):
+    """A store `state migrate` moves from or into: the SQL stores (not the in-memory
+    one, which nothing outlives)."""
+
+    def rows(self) -> AbstractContextManager[StoreRows]: ...

@@ -1,6 +1,6 @@
 """backfillctl against a real cluster, through the real Typer app: the README's example
 backfill as Jobs, `backend check` with the identity deploy/rbac.yaml gives the controller
-(and a narrower one), and deploy/ applied with a server-side dry run."""
+(and a narrower one), and deploy/ and deploy/ha/ applied with a server-side dry run."""
 
 from __future__ import annotations
 
@@ -182,6 +182,25 @@ def test_deploy_applies_with_a_server_side_dry_run(
             applied.append(server_side_apply(cluster, doc))
     kinds = {doc["kind"] for doc in applied}
     assert {"Deployment", "Namespace", "Role", "ServiceAccount"} <= kinds, kinds
+
+
+def test_the_ha_variant_applies_with_a_server_side_dry_run(
+    cluster: Cluster, deployed: client.ApiClient
+) -> None:
+    """deploy/ha/ (two controllers, the store's URL from a Secret, a PodDisruptionBudget)
+    after deploy/'s namespace and RBAC, as `kubectl apply -k deploy/ha/ --server-side
+    --dry-run=server --validate=strict` sends it."""
+    kustomization = documents(DEPLOY / "ha" / "kustomization.yaml")[0]
+    applied = [
+        server_side_apply(cluster, doc)
+        for name in kustomization["resources"]
+        for doc in documents(DEPLOY / "ha" / name)
+    ]
+    assert sorted(doc["kind"] for doc in applied) == [
+        "Deployment",
+        "PodDisruptionBudget",
+        "Service",
+    ]
 
 
 def server_side_apply(cluster: Cluster, doc: dict[str, Any]) -> dict[str, Any]:

@@ -705,3 +705,34 @@ class StoreContract:
         assert store.clear_logs([("a1", 1, "/elsewhere.log")]) == []
         assert store.clear_logs(logs) == [("a1", 1)]  # b1 still runs
         assert [a.log for a in store.attempts()] == [None, "/logs/b1.log"]
+
+    # -- attempts' logs kept in the store --------------------------------------------
+
+    def test_an_attempt_s_log_is_kept_replaced_and_read_back(self, make: Make) -> None:
+        store = seeded(make())
+        start(store, "a1")
+        end(store, "a1", 1)
+        assert store.stored_log("a1", 1) is None
+        store.save_log("a1", 1, "first\n", size=6, at=AT)
+        store.save_log("a1", 1, "é\x00last\n", size=5000, at=AT + 1)
+        kept = store.stored_log("a1", 1)
+        assert kept is not None
+        assert (kept.text, kept.size, kept.stored_at) == ("é\ufffdlast\n", 5000, AT + 1)
+        assert kept.cut == 5000 - len("é\ufffdlast\n".encode())
+        assert store.stored_log("a1", 2) is None and store.stored_log("b1", 1) is None
+
+    def test_gc_forgets_an_attempt_s_stored_log_with_its_log_or_its_instance(
+        self, make: Make
+    ) -> None:
+        store = seeded(make())
+        for ident in ("a1", "o1"):
+            start(store, ident)
+            store.set_attempt_handle(ident, 1, {}, f"/logs/{ident}.log")
+            end(store, ident, 1)
+            store.save_log(ident, 1, f"{ident}\n", size=3, at=AT)
+        assert store.clear_logs([("a1", 1, "/elsewhere.log")]) == []
+        assert store.stored_log("a1", 1) is not None  # not its log: kept
+        assert store.clear_logs([("a1", 1, "/logs/a1.log")]) == [("a1", 1)]
+        assert store.stored_log("a1", 1) is None
+        assert store.delete_instances(["o1"], finished_before=AT + 1000) == ["o1"]
+        assert store.stored_log("o1", 1) is None

@@ -9,17 +9,18 @@ Nothing survives the process: it serves tests and `open_store("memory:")`.
 
 What goes where: `tables.py` holds the records, the event log and the reads;
 `changes.py` apply, transitions and waiting states; `attempts.py` attempts and the lease;
-`retention.py` what gc deletes.
+`logs.py` the copies of attempts' logs; `retention.py` what gc deletes.
 """
 
 from __future__ import annotations
 
 from backfill_ctl.state.memory.attempts import Attempts
 from backfill_ctl.state.memory.changes import Changes
+from backfill_ctl.state.memory.logs import AttemptLogs
 from backfill_ctl.state.memory.retention import Retention
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(Changes, Attempts, Retention):
+class MemoryStore(Changes, Attempts, AttemptLogs, Retention):
     """A store that lives in this process only."""

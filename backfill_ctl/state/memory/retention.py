@@ -45,6 +45,7 @@ class Retention(Tables):
             chosen = set(gone)
             self._events = [e for e in self._events if e.instance not in chosen]
             self._attempts = {k: a for k, a in self._attempts.items() if k[0] not in chosen}
+            self._logs = {k: log for k, log in self._logs.items() if k[0] not in chosen}
             for ident in gone:
                 del self._instances[ident]
         return gone
@@ -73,6 +74,7 @@ class Retention(Tables):
                 attempt = self._attempts.get((instance, number))
                 if attempt is not None and attempt.log == log and attempt.finished_at is not None:
                     self._attempts[instance, number] = replace(attempt, log=None)
+                    self._logs.pop((instance, number), None)
                     cleared.append((instance, number))
         return cleared
 

@@ -25,6 +25,8 @@ from backfill_ctl.core.records import (
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from backfill_ctl.state.protocols import StoredLog
+
 
 SETTABLE_BACKFILL = frozenset(
     {"status", "suspended", "finished_at", "outcome", "notified_at", "spec"}
@@ -57,6 +59,7 @@ class Tables:
         self._next_event = 1
         self._groups: dict[str, tuple[str, int]] = {}
         self._lease: Lease | None = None
+        self._logs: dict[tuple[str, int], StoredLog] = {}  # logs.py
 
     @property
     def store_id(self) -> str:

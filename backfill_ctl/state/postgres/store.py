@@ -9,10 +9,22 @@ from backfill_ctl.state.sql.backfills import Backfills
 from backfill_ctl.state.sql.events import Events
 from backfill_ctl.state.sql.instances import Instances
 from backfill_ctl.state.sql.lease import LeaseTable
+from backfill_ctl.state.sql.logs import AttemptLogs
 from backfill_ctl.state.sql.retention import Retention
+from backfill_ctl.state.sql.transfer import PostgresTransfer
 
 
-class PostgresStore(Backfills, Instances, Attempts, Events, LeaseTable, Retention, Connection):
+class PostgresStore(
+    Backfills,
+    Instances,
+    Attempts,
+    AttemptLogs,
+    Events,
+    LeaseTable,
+    Retention,
+    PostgresTransfer,
+    Connection,
+):
     """The whole `StateStore` protocol over one PostgreSQL database."""
 
     def __init__(self, url: str, *, create: bool = True) -> None:

@@ -43,7 +43,11 @@ class Retention(SQLStore):
                     (chosen, finished_before),
                 ).fetchall()
             ]
-            self._delete(db, (("events", "instance"), ("attempts", "instance")), gone)
+            self._delete(
+                db,
+                (("events", "instance"), ("attempts", "instance"), ("attempt_logs", "instance")),
+                gone,
+            )
             self._delete(db, (("instances", "id"),), gone)
         return gone
 
@@ -74,7 +78,8 @@ class Retention(SQLStore):
 
     def clear_logs(self, logs: Sequence[tuple[str, int, str]]) -> list[tuple[str, int]]:
         """One transaction: forget the log of finished attempts, given as (instance,
-        number, log) and only while their log is still that one; the attempts cleared."""
+        number, log) and only while their log is still that one, with the store's copy of
+        it; the attempts cleared."""
         cleared: list[tuple[str, int]] = []
         with self._write() as db:
             for instance, number, log in logs:
@@ -84,4 +89,8 @@ class Retention(SQLStore):
                     (instance, number, log),
                 ).rowcount:
                     cleared.append((instance, number))
+                    db.execute(  # and the store's copy of it (logs.py)
+                        "DELETE FROM attempt_logs WHERE instance = ? AND number = ?",
+                        (instance, number),
+                    )
         return cleared

@@ -22,7 +22,9 @@ from backfill_ctl.state.sql.backfills import Backfills
 from backfill_ctl.state.sql.events import Events
 from backfill_ctl.state.sql.instances import Instances
 from backfill_ctl.state.sql.lease import LeaseTable
+from backfill_ctl.state.sql.logs import AttemptLogs
 from backfill_ctl.state.sql.retention import Retention
+from backfill_ctl.state.sql.transfer import Transfer
 from backfill_ctl.state.sqlite.connection import SCHEMA_VERSION, Connection
 
 if TYPE_CHECKING:
@@ -35,7 +37,17 @@ __all__ = ["BUSY_TIMEOUT", "SCHEMA_VERSION", "SQLiteStore"]
 BUSY_TIMEOUT = 10.0
 
 
-class SQLiteStore(Backfills, Instances, Attempts, Events, LeaseTable, Retention, Connection):
+class SQLiteStore(
+    Backfills,
+    Instances,
+    Attempts,
+    AttemptLogs,
+    Events,
+    LeaseTable,
+    Retention,
+    Transfer,
+    Connection,
+):
     """The whole `StateStore` protocol over one SQLite file."""
 
     def __init__(self, path: Path, *, create: bool = True) -> None:

@@ -91,6 +91,13 @@ _MIGRATIONS: list[str] = [
     CREATE INDEX instances_dates ON instances (backfill, bizdate, grp, seq, state, started_at,
         finished_at);
     """,
+    # 6: a copy of each finished attempt's log (its last bytes) in the store, so that
+    # `backfillctl logs` works wherever the store is reachable (state/sql/logs.py)
+    """
+    CREATE TABLE attempt_logs (instance TEXT NOT NULL, number INTEGER NOT NULL,
+        text TEXT NOT NULL, size INTEGER NOT NULL, stored_at REAL NOT NULL,
+        PRIMARY KEY (instance, number));
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
