@@ -27,7 +27,7 @@ from backfill_ctl.usecases.progress import blocked, date_groups, why_waiting
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from backfill_ctl.core.records import BackfillRecord, DateSpan, InstanceRecord
+    from backfill_ctl.core.records import AttemptRecord, BackfillRecord, DateSpan, InstanceRecord
     from backfill_ctl.state import StateStore
 
 HTML = "text/html; charset=utf-8"
@@ -177,6 +177,8 @@ def _instance(store: StateStore, ident: str) -> tuple[int, bytes, str]:
     attempts = store.attempts(i.id)
     latest = attempts[-1] if attempts else None
     log, size = _tail(latest.log) if latest else (None, 0)
+    if latest is not None and log is None:  # not on this machine: the store's copy
+        log, size = _kept(store, latest)
     live = latest is not None and latest.finished_at is None
     return 200, pages.instance_page(i, why, attempts, log, size, live).encode(), HTML
 
@@ -196,6 +198,18 @@ def _tail(path: str | None) -> tuple[str | None, int]:
     text = data.decode("utf-8", errors="replace")
     cut = f"[the first {size - LOG_TAIL} bytes are not shown]\n" if size > LOG_TAIL else ""
     return cut + text, size
+
+
+def _kept(store: StateStore, attempt: AttemptRecord) -> tuple[str | None, int]:
+    """The tail of the copy of a finished attempt's log that a shared (PostgreSQL) store
+    keeps, for a dashboard on another machine than the attempt's."""
+    kept = store.stored_log(attempt.instance, attempt.number)
+    if kept is None:
+        return None, 0
+    text = kept.text[-LOG_TAIL:]
+    shown = len(text.encode("utf-8", errors="replace"))
+    cut = f"[the first {kept.size - shown} bytes are not shown]\n" if kept.size > shown else ""
+    return cut + text, kept.size
 
 
 def _follow(store: StateStore, ident: str, query: str) -> tuple[int, bytes, str]:

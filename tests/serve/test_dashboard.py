@@ -221,3 +221,24 @@ def test_what_waits_on_a_blocked_instance_is_shown_blocked_too() -> None:
         "c|2024-03-01": "blocked",
         "d|2024-03-01": "pending",
     }
+
+
+def test_a_log_from_another_machine_is_the_store_s_copy(tmp_path: Path) -> None:
+    """The attempt ran elsewhere (its log file is not here): the page shows the copy a
+    shared store kept, markup as text, and says that its start was left out."""
+    from backfill_ctl.serve import views
+    from tests.state.contract import WHO, backfill, end, instance, start
+
+    store = open_store("memory:")
+    store.save_apply([backfill()], [instance("a1")], [], [], at=0, **WHO)
+    number = start(store, "a1")
+    store.set_attempt_handle("a1", number, {}, str(tmp_path / "elsewhere" / "a1.log"))
+    end(store, "a1", number, "failed")
+    store.save_log("a1", number, f"last line {HOSTILE}\n", size=5000, at=0)
+
+    code, body, _ = views.route(store, "/instances/a1")
+
+    html = body.decode()
+    assert code == 200 and HOSTILE not in html
+    assert "last line &lt;img src=x onerror=alert(1)&gt;" in html
+    assert f"[the first {5000 - len(f'last line {HOSTILE}') - 1} bytes are not shown]" in html
