@@ -51,7 +51,9 @@ def wait_until(what: Any, timeout: float, message: str) -> Any:
     raise AssertionError(f"timed out waiting for {message}")
 
 
-def controller(spec_dir: Path, db: Path, log: Path) -> subprocess.Popen[bytes]:
+def controller(spec_dir: Path, db: Path | str, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """`backfillctl controller` on the store `db` (a file or a URL), ticking every 0.1 s,
+    run in `log`'s directory (a PostgreSQL store's backend files go there)."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -63,9 +65,11 @@ def controller(spec_dir: Path, db: Path, log: Path) -> subprocess.Popen[bytes]:
             str(db),
             "--interval",
             "0.1",
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=log.open("ab"),
+        cwd=log.parent,
     )
 
 

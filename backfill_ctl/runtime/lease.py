@@ -72,6 +72,7 @@ class LeaseHolder:
                 self.beat("store", exc.message)
                 self._wait_for_store(exc, poll)
                 continue
+            self._store_problem = ""
             if lease.holder == self.origin:
                 return True
             if not wait:
@@ -146,12 +147,13 @@ class LeaseHolder:
         self.store.release_lease(self.origin)
 
     def _store_failed(self, exc: StateError) -> None:
-        """Say what is wrong (once per cause), and wait longer each time before the
-        next write (0.5 s doubling to 30 s)."""
+        """Say what is wrong (once an outage: a server that restarts first ends the
+        connection, then refuses new ones), and wait longer each time before the next
+        write (0.5 s doubling to 30 s)."""
         self._store_backoff = min(30.0, max(0.5, self._store_backoff * 2))
         self._store_retry_at = time.monotonic() + self._store_backoff
-        if exc.message != self._store_problem:
-            self._store_problem = exc.message
+        said, self._store_problem = self._store_problem, exc.message
+        if not said:
             self.say(
                 f"{exc.message}: nothing new starts; {len(self.running)} running attempt(s)"
                 f" are followed and what they do is kept until it can be written "
@@ -159,9 +161,9 @@ class LeaseHolder:
             )
 
     def _wait_for_store(self, exc: StateError, poll: float) -> None:
-        """Say once per cause that the store cannot be written, then wait `poll` s."""
-        if exc.message != self._store_problem:
-            self._store_problem = exc.message
+        """Say once an outage that the store cannot be written, then wait `poll` s."""
+        said, self._store_problem = self._store_problem, exc.message
+        if not said:
             self.say(f"{exc.message}: waiting for it to be writable")
         time.sleep(poll)
 
