@@ -209,10 +209,16 @@ def this_host() -> str:
 
 
 def _alive(pid: int) -> bool:
+    """Is `pid` a live process here? A zombie (killed, not yet reaped by its parent) is
+    not: its lease is taken over at once."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc: alive as far as we can tell
+    return stat.rsplit(")", 1)[-1].split()[:1] not in (["Z"], ["X"])

@@ -6,6 +6,7 @@ a paused writer is waited for, not a reason to exit."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 
 from backfill_ctl.backends.fake import FakeBackend
 from backfill_ctl.runtime.controller import Controller
+from backfill_ctl.runtime.lease import this_host
 from backfill_ctl.state import open_store
 from tests.builders import backfill, node
 from tests.running import Clock, applied
@@ -110,3 +112,18 @@ def test_a_store_locked_by_a_paused_writer_is_waited_for(
         f"the state store {tmp_path / 'state.db'} is locked by another process: "
         "waiting for it to be writable"
     ]
+
+
+def test_the_lease_of_a_killed_controller_nobody_reaped_yet_is_taken_over(tmp_path: Path) -> None:
+    applied(tmp_path, *TWO)
+    zombie = subprocess.Popen(["sleep", "30"])
+    zombie.kill()
+    time.sleep(0.2)  # dead, and not reaped: a zombie, as under a parent that is busy
+    try:
+        store = open_store(tmp_path / "state.db")
+        store.acquire_lease("killed", pid=zombie.pid, host=this_host(), ttl=3600)
+        said: list[str] = []
+        assert _controller(tmp_path / "state.db", FakeBackend(), said, ttl=5).acquire(wait=False)
+        assert said == [f"taking over the lease of a controller that is gone (pid {zombie.pid})"]
+    finally:
+        zombie.wait()
