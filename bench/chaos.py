@@ -2,10 +2,14 @@
 
     python bench/chaos.py [--faults 200] [--seed N] [--nodes 10] [--dates 10] [--json]
                           [--final-timeout 180] [--workdir DIR] [--keep] [--no-reaper]
+                          [--state postgresql://USER:PASSWORD@HOST:PORT/EMPTY_DATABASE]
 
 Real processes only: controllers are `python -m backfill_ctl controller` processes, the
 operations are `backfillctl stop|rerun` processes, the jobs run under the local backend.
-Nothing in backfill_ctl is imported: the store is read with sqlite3, as an outsider would.
+Nothing in backfill_ctl is imported: the store is read with sqlite3, as an outsider would
+(with `--state postgresql://...`, an empty database of a PostgreSQL server, with psycopg:
+the controllers' and the operations' store; the local backend's files are then in
+.backfillctl/ of the work directory, disk-full is skipped and integrity is the server's).
 
 Workload (built here)
 ---------------------
@@ -39,9 +43,10 @@ Faults (every kind first, each until it hits something, then kinds at random by 
   when a command took it.
 - sigstop: with `--lease-duration` (every controller then gets a 2 s lease): SIGSTOP of
   the controller past its lease, a second controller started, SIGCONT of the first
-  once the second drives: the first must stop by itself. Without the option (an older
-  backfillctl): SIGSTOP within the lease, and the second controller must keep waiting;
-  the past-lease case is reported as skipped.
+  once the second drives: the first must step down by itself (older backfillctl: exit;
+  newer: say "back to standby" and wait for the lease), and is then stopped. Without
+  the option (an older backfillctl): SIGSTOP within the lease, and the second
+  controller must keep waiting; the past-lease case is reported as skipped.
 - disk-full: the store's directory (state.db and runs/) is a 16 MiB tmpfs; a file fills
   it for 1-3 s, then is deleted; the controller must survive. Without permission to
   mount, skipped (and said so).
@@ -184,6 +189,7 @@ def uptime() -> float:
 @dataclass
 class Layout:
     work: Path
+    url: str | None = None  # a PostgreSQL store instead of store/state.db
 
     @property
     def specs(self) -> Path:
@@ -194,12 +200,15 @@ class Layout:
         return self.work / "store"
 
     @property
-    def db(self) -> Path:
-        return self.store / "state.db"
+    def db(self) -> Path | str:
+        return self.url or self.store / "state.db"
 
     def pid_files(self, instance: str, number: int) -> list[Path]:
-        """An attempt's pid file: runs/<backfill>/ or (newer) runs/<store id>/<backfill>/."""
-        return list(self.store.glob(f"runs/**/{BACKFILL}/{instance}.{number}.pid"))
+        """An attempt's pid file: runs/<backfill>/ or (newer) runs/<store id>/<backfill>/
+        beside the store file, or in .backfillctl/ of the work directory (PostgreSQL)."""
+        pattern = f"runs/**/{BACKFILL}/{instance}.{number}.pid"
+        root = self.work / ".backfillctl" if self.url else self.store
+        return list(root.glob(pattern))
 
     @property
     def trace(self) -> Path:
@@ -510,8 +519,10 @@ def lease_supported(env: dict[str, str]) -> bool:
 # -- the store, read as an outsider ----------------------------------------------------
 
 
-def query(db: Path, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
-    """A short read (a connection per call, as `backfillctl get` would)."""
+def query(db: Path | str, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+    """A short read (a connection per call, as `backfillctl get` would); rows by name."""
+    if isinstance(db, str):
+        return query_postgres(db, sql, args)
     con = sqlite3.connect(db, timeout=10)
     try:
         con.row_factory = sqlite3.Row
@@ -521,12 +532,22 @@ def query(db: Path, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         con.close()
 
 
-def counts(db: Path) -> dict[str, int]:
+def query_postgres(url: str, sql: str, args: tuple[Any, ...]) -> list[Any]:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    if sql.startswith("PRAGMA integrity_check"):  # the server keeps its own data whole
+        return [{0: "ok"}]
+    with psycopg.connect(url, row_factory=dict_row, connect_timeout=10) as con:
+        return con.execute(sql.replace("?", "%s"), args).fetchall()
+
+
+def counts(db: Path | str) -> dict[str, int]:
     rows = query(db, "SELECT state, count(*) AS n FROM instances GROUP BY state")
     return {r["state"]: r["n"] for r in rows}
 
 
-def running_attempts(db: Path) -> list[dict[str, Any]]:
+def running_attempts(db: Path | str) -> list[dict[str, Any]]:
     """Running attempts whose wrapper is alive (its command line names the attempt's
     files, so a reused pid is not taken for it): instance, number, pid."""
     found = []
@@ -706,7 +727,11 @@ class Chaos:
             a.expected = "resumed after losing its lease"
             os.kill(a.proc.pid, signal.SIGCONT)
             a.stopped = False
-            gone = wait_for(lambda: a.proc.poll() is not None, LEASE_S * 2 + 5)
+            gone = wait_for(
+                lambda: a.proc.poll() is not None or a.says("back to standby"), LEASE_S * 2 + 5
+            )
+            if gone and a.proc.poll() is None:  # a standby now: one controller at a time here
+                self.fleet.term(a, "stepped down after losing its lease: stopped by chaos")
             self.fault("sigstop", controller=a.n, second=b.n, took_over=took, first_left=gone)
             if not took:
                 self.lease_problems.append(
@@ -1138,6 +1163,9 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--no-reaper", action="store_true")
+    parser.add_argument(
+        "--state", default=None, help="a postgresql:// URL of an empty database (else SQLite)"
+    )
     args = parser.parse_args()
     seed = args.seed if args.seed is not None else random.randrange(2**31)
     rng = random.Random(seed)
@@ -1151,7 +1179,7 @@ def main() -> int:
     if not args.no_reaper:
         reaper.start()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="chaos-"))
-    layout = Layout(work.resolve())
+    layout = Layout(work.resolve(), args.state)
     token = uuid.uuid4().hex
     env = {
         **os.environ,
@@ -1160,7 +1188,7 @@ def main() -> int:
     for var in ("BACKFILLCTL_STATE", "BACKFILLCTL_ACTOR", "BACKFILLCTL_NOW"):
         env.pop(var, None)
     layout.store.mkdir(parents=True, exist_ok=True)
-    why_not = mount_tmpfs(layout.store)
+    why_not = mount_tmpfs(layout.store) if args.state is None else "the store is PostgreSQL"
     mounted = why_not is None
     fleet: Fleet | None = None
     started = time.monotonic()
@@ -1171,6 +1199,8 @@ def main() -> int:
             skipped["disk-full"] = (
                 f"mount -t tmpfs refused ({why_not}); run as root or with CAP_SYS_ADMIN "
                 "(e.g. sudo, or a container with --cap-add SYS_ADMIN) to include it"
+                if args.state is None
+                else "the store is a PostgreSQL server (its disk is not this script's to fill)"
             )
         lease = lease_supported(env)
         if not lease:
@@ -1224,8 +1254,15 @@ def cleanup(layout: Layout, fleet: Fleet | None, token: str, mounted: bool, keep
     with `keep`, a copy of the store first (it lives on the tmpfs)."""
     ours = [c.proc.pid for c in fleet.all if c.proc.poll() is None] if fleet else []
     # a controller or `backfillctl` process started just as we were interrupted, before
-    # the fleet knew it: it names our store on its command line
-    ours += [p for p in pids() if str(layout.db).encode() in cmdline(p) and p != os.getpid()]
+    # the fleet knew it: it names our store on its command line (and is backfillctl: a
+    # PostgreSQL URL is on this script's command line, and on those of its parents)
+    ours += [
+        p
+        for p in pids()
+        if str(layout.db).encode() in cmdline(p)
+        and b"backfill_ctl" in cmdline(p)
+        and p != os.getpid()
+    ]
     for pid in ours:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)

@@ -340,7 +340,7 @@ def test_a_controller_paused_past_its_lease_starts_nothing_after_a_takeover(
     tmp_path: Path,
 ) -> None:
     """Item 4: SIGSTOP past the lease; a second controller takes over; the first, let
-    go again, starts nothing and stops."""
+    go again, starts nothing and waits for the lease as a standby (issue 14)."""
     spec_dir, db, trace = traced(tmp_path, "sleep 0.5", days=8)
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
     a = start(spec_dir, db, log_a, "--lease-duration", "1")
@@ -352,8 +352,9 @@ def test_a_controller_paused_past_its_lease_starts_nothing_after_a_takeover(
         b = start(spec_dir, db, log_b, "--lease-duration", "1")
         wait_until(lambda: "drives" in log_b.read_text(), 30, "B to take over")
         a.send_signal(signal.SIGCONT)
-        assert a.wait(20) == 0
+        wait_until(lambda: "back to standby" in log_a.read_text(), 20, "A to step down")
         wait_until(lambda: len(store.instances(states=["succeeded"])) == 8, 60, "B to finish")
+        assert a.poll() is None  # waiting for the lease, not gone
     finally:
         a.send_signal(signal.SIGCONT)
         stop(a, b)

@@ -5,6 +5,7 @@
 - SIGTERM: nothing new starts, running attempts go on and the next controller adopts
   them;
 - two controllers on one store: the second waits for the lease and says so;
+  (these three also on a PostgreSQL store, under BACKFILLCTL_PG=1: `store` below);
 - a locked or a corrupt state file: a clear error, and nothing lost;
 - a command that hangs: the timeout kills it and its children.
 """
@@ -26,8 +27,19 @@ from backfill_ctl.runtime.controller import Controller
 from backfill_ctl.state import open_store
 from tests.builders import API, backfill, dump, node, resource_group, workspace
 from tests.cli.helpers import run, write_files
+from tests.state import conftest as pg
 
+postgres, pg_url = pg.postgres, pg.pg_url  # the PostgreSQL tier's fixtures (BACKFILLCTL_PG=1)
 CONFIG = {"apiVersion": API, "kind": "Config", "spec": {"backend": "local"}}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_at(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where the state is: a SQLite file, or a new database of the PostgreSQL tier's
+    server (skipped without BACKFILLCTL_PG=1)."""
+    if request.param == "sqlite":
+        return tmp_path / "state.db"
+    return str(request.getfixturevalue("pg_url"))
 
 
 def specs(root: Path, *docs: dict[str, Any]) -> Path:
@@ -51,7 +63,9 @@ def wait_until(what: Any, timeout: float, message: str) -> Any:
     raise AssertionError(f"timed out waiting for {message}")
 
 
-def controller(spec_dir: Path, db: Path, log: Path) -> subprocess.Popen[bytes]:
+def controller(spec_dir: Path, db: Path | str, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """`backfillctl controller` on the store `db` (a file or a URL), ticking every 0.1 s,
+    run in `log`'s directory (a PostgreSQL store's backend files go there)."""
     return subprocess.Popen(
         [
             sys.executable,
@@ -63,9 +77,11 @@ def controller(spec_dir: Path, db: Path, log: Path) -> subprocess.Popen[bytes]:
             str(db),
             "--interval",
             "0.1",
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=log.open("ab"),
+        cwd=log.parent,
     )
 
 
@@ -85,8 +101,13 @@ MARKING = (
 
 
 def marking(
-    tmp_path: Path, last_day: str, seconds: float, *, until: Path | None = None
-) -> tuple[Path, Path, Path]:
+    tmp_path: Path,
+    last_day: str,
+    seconds: float,
+    *,
+    until: Path | None = None,
+    db: Path | str | None = None,
+) -> tuple[Path, Path | str, Path]:
     """Applied: one node over 2024-03-01..`last_day` in 3 groups, each attempt marking
     its start and end in marks/<instance> around a sleep (with `until`: running until
     that file exists, however slow the machine). (specs, store, marks)"""
@@ -103,13 +124,15 @@ def marking(
             groups=3,
         ),
     )
-    db = tmp_path / "state.db"
+    db = db or tmp_path / "state.db"
     assert run("apply", str(spec_dir), "--state", str(db)).exit_code == 0
     return spec_dir, db, marks
 
 
-def test_kill_9_of_the_controller_loses_nothing_and_runs_nothing_twice(tmp_path: Path) -> None:
-    spec_dir, db, marks = marking(tmp_path, "2024-03-09", 0.8)
+def test_kill_9_of_the_controller_loses_nothing_and_runs_nothing_twice(
+    tmp_path: Path, store_at: Path | str
+) -> None:
+    spec_dir, db, marks = marking(tmp_path, "2024-03-09", 0.8, db=store_at)
     log = tmp_path / "controller.log"
     first = controller(spec_dir, db, log)
     store = open_store(db)
@@ -141,10 +164,10 @@ def test_kill_9_of_the_controller_loses_nothing_and_runs_nothing_twice(tmp_path:
 
 
 def test_sigterm_starts_nothing_new_and_leaves_running_attempts_to_be_adopted(
-    tmp_path: Path,
+    tmp_path: Path, store_at: Path | str
 ) -> None:
     go = tmp_path / "go"  # the attempts run until it exists: still running when asked
-    spec_dir, db, marks = marking(tmp_path, "2024-03-06", 0, until=go)
+    spec_dir, db, marks = marking(tmp_path, "2024-03-06", 0, until=go, db=store_at)
     log = tmp_path / "controller.log"
     first = controller(spec_dir, db, log)
     store = open_store(db)
@@ -174,9 +197,11 @@ def test_sigterm_starts_nothing_new_and_leaves_running_attempts_to_be_adopted(
     assert log.read_text().count("adopted attempt") == 3
 
 
-def test_a_second_controller_waits_for_the_lease_and_says_so(tmp_path: Path) -> None:
+def test_a_second_controller_waits_for_the_lease_and_says_so(
+    tmp_path: Path, store_at: Path | str
+) -> None:
     spec_dir = specs(tmp_path, node("a", resourceGroup="rg"), backfill())
-    db = tmp_path / "state.db"
+    db = store_at
     log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
     a = controller(spec_dir, db, log_a)
     b = None

@@ -21,10 +21,11 @@ from backfill_ctl.cli.options import (
     run_clock,
 )
 from backfill_ctl.cli.state import StateOpt, backend_for, open_state, spec_root
+from backfill_ctl.runtime.lease import waitable
 from backfill_ctl.runtime.reapply import Reconciler
 from backfill_ctl.serve.address import parse_address
 from backfill_ctl.spec.loader import load_specs
-from backfill_ctl.state import StoreUnavailable
+from backfill_ctl.state import StateError
 
 _SIGNALS = (signal.SIGINT, signal.SIGTERM)
 LEASE_TTL = 30.0  # the controller's default (controller.LEASE_TTL, without importing it)
@@ -39,14 +40,17 @@ if TYPE_CHECKING:
 
 
 def _open_when_writable(flag: str | None, specs: Specs) -> StateStore | None:
-    """Open the store; one that cannot be written yet (a full disk) is waited for, saying
-    so once. None when SIGTERM or SIGINT came while waiting."""
+    """Open the store; one that cannot be used yet (a full disk, a server away, locked by
+    a writer paused mid-write) is waited for, saying so once. None when SIGTERM or SIGINT
+    came while waiting."""
     stopped: list[int] = []
     said = ""
     while True:
         try:
             return open_state(flag, specs, create=True)
-        except StoreUnavailable as exc:
+        except StateError as exc:
+            if not waitable(exc):
+                raise
             if exc.message != said:
                 said = exc.message
                 err(f"{exc.message}: waiting for it to be writable")
@@ -100,9 +104,10 @@ def controller_command(
 
     Re-applies the specs whenever their files change, starts instances as they become
     ready, records how attempts end, and alerts when backfills finish. Only one
-    controller drives a store (a lease); SIGTERM or SIGINT stop it after the current tick,
-    leaving running attempts for the next controller to adopt. With --now T, the clock
-    that decides when instances are due starts at T.
+    controller drives a store (a lease; others wait as standbys and take over when it stops
+    renewing it); SIGTERM or SIGINT stop it after the current tick, leaving running
+    attempts for the next controller to adopt. With --now T, the clock that decides when
+    instances are due starts at T.
 
     Each Backfill is re-applied as the actor of the apply that recorded it, else as
     --as (or $BACKFILLCTL_ACTOR); one with neither is not applied, and says so.
@@ -171,14 +176,14 @@ def _drive(
     controller: Controller, store: StateStore, interval: float, once: bool, server: Server | None
 ) -> None:
     """The lease, the load, then the loop until stopped."""
-    if not controller.acquire(wait=not once):
+    if not controller.acquire(wait=not once, poll=min(1.0, interval)):
         if controller.stopping:  # a signal while waiting: nothing was started
             err("stopped while waiting for the lease: nothing was done")
             return
         err("another controller holds the lease: nothing to do")
         raise typer.Exit(1)
     try:
-        controller.load(wait=not once)
+        controller.load(wait=not once, poll=min(1.0, interval))
         err(f"controller {controller.origin} drives {store.path}")
         controller.run(interval=interval, once=once, on_tick=server.observe if server else None)
     finally:

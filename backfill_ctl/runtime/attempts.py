@@ -167,6 +167,13 @@ class AttemptRunner(LeaseHolder):
         for record in self.store.instances(ids=[instance]):
             self.scheduler.upsert(record)
 
+    def _follow_only(self, now: float) -> int:
+        """While the store cannot be written: follow and stop running attempts, keeping
+        their outcomes in memory; start nothing. How many ended."""
+        ended = self._poll(record=False)
+        self._enforce(now)
+        return ended
+
     def _enforce(self, now: float) -> None:
         for instance, run in self.running.items():
             if run.cancelled is None and run.timeout and now - run.started > run.timeout:

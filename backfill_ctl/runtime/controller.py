@@ -1,8 +1,9 @@
 """The reconcile-and-schedule loop (DESIGN §7): the only writer of running attempts.
 
 One controller drives a store at a time: it holds a lease in the store and renews it
-every tick; a second controller waits for it (and says so), and takes it over at once
-when the holder's process is gone from this host. Each tick:
+every third of its duration; a second controller waits for it (and says so), and takes
+it when it expires, or at once when the holder's process is gone from this host. Each
+tick:
 
 1. picks up what others changed (operators, apply) from the event log;
 2. asks the backend which attempts ended, and records each (retrying if tries are left);
@@ -21,8 +22,9 @@ are left running for the next controller to adopt.
 Under faults:
 - every start is fenced: `begin_attempt` checks, in its transaction, that this
   controller still holds the lease in the epoch it took it in; a controller paused past
-  its lease and replaced starts nothing more and stops (the local backend's pid-file
-  race settles an attempt caught between the check and the spawn);
+  its lease and replaced starts nothing more (the local backend's pid-file race settles
+  an attempt caught between the check and the spawn), lets go of what it followed (the
+  new holder adopted it) and waits for the lease again as a standby;
 - a store that cannot be written (a full disk, an I/O error, a read-only file) does not
   stop the loop: outcomes and handles that could not be recorded are kept in memory and
   written when the store can be written again (their instances stay running meanwhile,
@@ -36,6 +38,7 @@ attempts in `attempts.py` (`AttemptRunner`); `Controller` is both.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import time
@@ -47,8 +50,9 @@ from typing import TYPE_CHECKING
 from backfill_ctl.core.records import WAITING
 from backfill_ctl.runtime import alerts
 from backfill_ctl.runtime.attempts import AttemptRunner, Running
+from backfill_ctl.runtime.lease import waitable
 from backfill_ctl.runtime.scheduler import Scheduler
-from backfill_ctl.state import LeaseLost, StateError, StoreUnavailable
+from backfill_ctl.state import LeaseLost, StateError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -96,6 +100,7 @@ class Controller(AttemptRunner):
         self.scheduler = Scheduler({}, DEFAULT_CAPACITY)
         self.running: dict[str, Running] = {}
         self.stopping = False
+        self.lost = False  # the lease was lost: back to standby after this tick
         self._watermark = 0
         self._renewed = 0.0
         self._held_until = 0.0  # the backend said "not now": nothing starts before this
@@ -125,8 +130,8 @@ class Controller(AttemptRunner):
             try:
                 self._load()
                 return
-            except StoreUnavailable as exc:
-                if not wait:
+            except StateError as exc:
+                if not wait or not waitable(exc):
                     raise
                 with self._signals():
                     self._wait_for_store(exc, poll)
@@ -191,47 +196,24 @@ class Controller(AttemptRunner):
         now = self.clock()
         try:
             if time.monotonic() < self._store_retry_at:
-                return self._follow_only(now)
+                return Tick(ended=self._follow_only(now), running=len(self.running))
             tick = self._tick(now)
         except LeaseLost as exc:
-            self.say(f"{exc}: starting nothing more, stopping")
-            self.stopping = True
+            self.say(f"{exc}: starting nothing more; back to standby")
+            self.lost = True
             self.beat("standby", str(exc))
             return Tick(running=len(self.running))
         except StateError as exc:
             self._store_failed(exc)
-            return self._follow_only(now)
+            return Tick(ended=self._follow_only(now), running=len(self.running))
         if self._store_problem:
             self.say("the state store can be written again: carrying on")
             self._store_problem, self._store_backoff = "", 0.0
         return tick
 
-    def _store_failed(self, exc: StateError) -> None:
-        """Say what is wrong (once per cause), and wait longer each time before the
-        next write (0.5 s doubling to 30 s)."""
-        self._store_backoff = min(30.0, max(0.5, self._store_backoff * 2))
-        self._store_retry_at = time.monotonic() + self._store_backoff
-        if exc.message != self._store_problem:
-            self._store_problem = exc.message
-            self.say(
-                f"{exc.message}: nothing new starts; {len(self.running)} running attempt(s)"
-                f" are followed and what they do is kept until it can be written "
-                f"(retrying in {self._store_backoff:.1f} s, then less often)"
-            )
-
-    def _follow_only(self, now: float) -> Tick:
-        """While the store cannot be written: follow and stop running attempts, keeping
-        their outcomes in memory; start nothing."""
-        ended = self._poll(record=False)
-        self._enforce(now)
-        return Tick(ended=ended, running=len(self.running))
-
     def _tick(self, now: float) -> Tick:
         self._record_pending()
-        if time.monotonic() - self._renewed > self.lease_ttl / 3:
-            lease = self._try_lease()
-            if lease.holder != self.origin:
-                raise LeaseLost(f"lost the lease to pid {lease.pid} on {lease.host}")
+        self._renew_if_due()
         if self.reconcile is not None:
             self.reconcile()
         self._sync()
@@ -382,10 +364,26 @@ class Controller(AttemptRunner):
                     on_tick(tick)
                 if once or (until is not None and until(tick)):
                     break
+                if self.lost and not self._rejoin(poll=min(1.0, interval)):
+                    break
                 if tick.started or tick.ended:
                     continue  # something moved: more may be ready at once
                 if self.running:
                     self.backend.wait(min(interval, 0.5))  # until an attempt may have ended
                 else:
-                    time.sleep(interval)
+                    self._rest(interval)
         return tick
+
+    def _forget(self) -> None:
+        """The lease was lost: what this controller followed is the new holder's now.
+        Ends it knows but could not write yet are written if the store lets it (the
+        first report of an end wins, so that is harmless); the rest is left to the
+        backend's own record (status files, Jobs), which the new holder reads."""
+        with contextlib.suppress(StateError):
+            self._record_pending()
+        self.lost = False
+        self.running.clear()
+        self._outcomes.clear()
+        self._handles.clear()
+        self.scheduler = Scheduler({}, DEFAULT_CAPACITY)
+        self._store_problem, self._store_backoff, self._store_retry_at = "", 0.0, 0.0

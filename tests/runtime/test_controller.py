@@ -15,6 +15,7 @@ import pytest
 from backfill_ctl.backends import AttemptSpec, NotStarted, Outcome
 from backfill_ctl.backends.fake import FakeBackend
 from backfill_ctl.runtime.controller import Controller
+from backfill_ctl.runtime.lease import this_host
 from backfill_ctl.state import StateStore, open_store
 from backfill_ctl.usecases import reconcile
 from backfill_ctl.usecases.operations import operate
@@ -352,17 +353,38 @@ def test_a_second_controller_waits_for_the_lease(tmp_path: Path) -> None:
 def test_the_lease_of_a_dead_controller_on_this_host_is_taken_over(tmp_path: Path) -> None:
     store = applied(tmp_path, *CHAIN, backfill())
     dead = 2**22 + 12345  # no such pid
-    store.acquire_lease("gone", pid=dead, host=socket.gethostname(), at=time.time(), ttl=3600)
+    store.acquire_lease("gone", pid=dead, host=this_host(), at=time.time(), ttl=3600)
     said: list[str] = []
     c = Controller(store, FakeBackend(), clock=Clock(), say=said.append)
     assert c.acquire(wait=False)
     assert said == [f"taking over the lease of a controller that is gone (pid {dead})"]
 
 
+@pytest.mark.parametrize(
+    "host",
+    [
+        "elsewhere",  # another machine: its pids mean nothing here
+        socket.gethostname(),  # this name, but another pid namespace (a container)
+        this_host().replace("#", "#0"),  # the same name on another boot or namespace
+    ],
+)
+def test_a_holder_on_another_host_is_waited_for_until_its_lease_expires(
+    tmp_path: Path, host: str
+) -> None:
+    store = applied(tmp_path, *CHAIN, backfill())
+    dead_here = 2**22 + 12345  # no such pid on this host: maybe a live one on the other
+    store.acquire_lease("far", pid=dead_here, host=host, ttl=0.5)
+    c = Controller(store, FakeBackend(), clock=Clock())
+    assert c.acquire(wait=False) is False
+    time.sleep(0.6)  # its lease expired (by the store's clock)
+    assert c.acquire(wait=False) is True
+    assert store.lease().epoch == 2  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("pid", [os.getpid()])
 def test_a_live_holder_on_this_host_keeps_the_lease(tmp_path: Path, pid: int) -> None:
     store = applied(tmp_path, *CHAIN, backfill())
-    store.acquire_lease("alive", pid=pid, host=socket.gethostname(), at=time.time(), ttl=3600)
+    store.acquire_lease("alive", pid=pid, host=this_host(), at=time.time(), ttl=3600)
     assert Controller(store, FakeBackend(), clock=Clock()).acquire(wait=False) is False
 
 

@@ -4,6 +4,7 @@ controller lease with its epochs."""
 from __future__ import annotations
 
 import copy
+import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -197,7 +198,11 @@ class Attempts(Tables):
 
     # -- the lease -------------------------------------------------------------------
 
-    def acquire_lease(self, holder: str, *, pid: int, host: str, at: float, ttl: float) -> Lease:
+    def acquire_lease(
+        self, holder: str, *, pid: int, host: str, at: float | None = None, ttl: float
+    ) -> Lease:
+        if at is None:
+            at = time.time()
         with self._lock:
             now = self._lease
             if now is not None and now.holder != holder and now.expires_at >= at:

@@ -1,9 +1,17 @@
 """The controller lease: one row, its holder and its fencing epoch (a new
 holder, a new epoch); `check_fence_in` is the check every fenced start makes inside its
-own transaction."""
+own transaction.
+
+Whose clock: `acquire_lease(at=None)` reads the store's own clock inside the lease's
+transaction, so controllers on several hosts agree on when a lease expires whatever their
+clocks say: PostgreSQL's (`clock_timestamp()` of the server), and for SQLite, a file on
+this machine, this machine's. An explicit `at` (the contract tests) is taken as given.
+"""
 
 from __future__ import annotations
 
+import sqlite3
+import time
 from typing import TYPE_CHECKING
 
 from backfill_ctl.core.records import Lease
@@ -21,16 +29,28 @@ def check_fence_in(db: Database, fence: tuple[str, int]) -> None:
         raise LeaseLost(f"the lease is no longer ours (epoch {fence[1]}): {holder} holds it now")
 
 
+def store_clock(db: Database) -> float:
+    """Seconds since the epoch by the store's clock (see the module)."""
+    if isinstance(db, sqlite3.Connection):
+        return time.time()
+    return float(db.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()[0])
+
+
 class LeaseTable(SQLStore):
     def check_fence(self, fence: tuple[str, int]) -> None:
         """Raise LeaseLost unless `fence` (holder, epoch) still holds the lease."""
         with self._write() as db:
             check_fence_in(db, fence)
 
-    def acquire_lease(self, holder: str, *, pid: int, host: str, at: float, ttl: float) -> Lease:
+    def acquire_lease(
+        self, holder: str, *, pid: int, host: str, at: float | None = None, ttl: float
+    ) -> Lease:
         """Take or renew the controller lease; the lease as it stands (maybe another's).
-        A new holder gets the next epoch, which fences every start of the one before."""
+        A new holder gets the next epoch, which fences every start of the one before.
+        `at` None: now by the store's clock."""
         with self._write() as db:
+            if at is None:
+                at = store_clock(db)
             row = db.execute(
                 "SELECT holder, pid, host, acquired_at, expires_at, epoch FROM lease "
                 "WHERE name = 'controller'"
