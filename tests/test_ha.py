@@ -164,6 +164,19 @@ def test_kill_9_of_the_active_controller_the_standby_runs_the_rest_exactly_once(
     text = log_b.read_text()
     assert "taking over the lease of a controller that is gone" in text
     assert "adopted attempt" in text
+    # An operator elsewhere (another directory, no specs, no files of the run) sees it.
+    laptop = tmp_path / "laptop"
+    laptop.mkdir()
+    seen = subprocess.run(
+        ["backfillctl", "get", "backfills", "--state-file", pg_url],
+        cwd=laptop,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert seen.returncode == 0, seen.stderr
+    rows = [line.split() for line in seen.stdout.splitlines()[1:]]
+    assert len(rows) == 3 and all("Succeeded" in row for row in rows), seen.stdout
 
 
 def test_sigstop_past_the_lease_the_old_controller_starts_nothing_more_and_waits(
