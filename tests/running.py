@@ -1,7 +1,9 @@
-"""A real SQLite store with specs applied, and a controller on the in-memory backend."""
+"""A real store (SQLite; PostgreSQL with --store postgresql) with specs applied, and a
+controller on the in-memory backend."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,12 +26,37 @@ class Clock:
         return self.now
 
 
-def applied(tmp_path: Path, *docs: dict[str, Any], operators: tuple[str, ...] = ()) -> StateStore:
+# Set by tests/conftest.py under --store postgresql: a new database's URL per call.
+NEW_STORE_URL: Callable[[], str] | None = None
+
+
+def new_store(tmp_path: Path, *, sqlite: bool = False) -> StateStore:
+    """A new, empty store: a SQLite file in `tmp_path` (always, with `sqlite`: a test of
+    SQLite's own locks), or with --store postgresql a new database of the session's
+    PostgreSQL server."""
+    url = NEW_STORE_URL() if NEW_STORE_URL and not sqlite else None
+    store = open_store(url or tmp_path / "state.db")
+    _OPENED[store.path] = url or store.path
+    return store
+
+
+_OPENED: dict[str, str] = {}  # a store's path (a URL's password hidden) -> how to open it
+
+
+def where(store: StateStore) -> str:
+    """What opens `store` again (a second connection, as another process would): its
+    file, or its URL with the password."""
+    return _OPENED.get(store.path, store.path)
+
+
+def applied(
+    tmp_path: Path, *docs: dict[str, Any], operators: tuple[str, ...] = (), sqlite: bool = False
+) -> StateStore:
     """A store holding `docs` applied; the workspace `ws` is operated by `operators`."""
     specs = specs_of(workspace(operators=operators), resource_group("rg", 2), *docs)
     plan, diagnostics = make_plan(specs, NOW, None)
     assert not [d for d in diagnostics if d.is_error], diagnostics
-    store = open_store(tmp_path / "state.db")
+    store = new_store(tmp_path, sqlite=sqlite)
     at = NOW.timestamp()
     changes = reconcile.diff(
         reconcile.desired(specs, plan, str(tmp_path), None, at), store, prune=False

@@ -29,8 +29,6 @@ from typing import Any
 
 import pytest
 
-from tests.state import conftest as pg
-
 ROOT = Path(__file__).resolve().parent.parent
 CHAOS = ROOT / "bench" / "chaos.py"
 FAULTS, SEED = 30, 8
@@ -45,9 +43,6 @@ INVARIANTS = (
     "lease",
 )
 KINDS = ("kill-controller", "kill-wrapper", "kill-job", "hang", "ops-offline")
-
-
-postgres = pg.postgres  # the PostgreSQL tier's server (BACKFILLCTL_PG=1)
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

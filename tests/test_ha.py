@@ -29,11 +29,9 @@ import pytest
 
 from backfill_ctl.state import StateStore, StoreUnavailable, open_store
 from tests.cli.helpers import run
-from tests.state import conftest as pg
 from tests.test_reliability import controller, wait_until
 from tests.tools.postgres import PostgresServer, free_port
 
-postgres, pg_url = pg.postgres, pg.pg_url  # the PostgreSQL tier's fixtures (BACKFILLCTL_PG=1)
 ROOT = Path(__file__).resolve().parent.parent
 LEASE = 3.0  # seconds: --lease-duration of the controllers here
 TRACED = '''"""The example's job, traced: a start and an end line around it (tests/test_ha.py)."""

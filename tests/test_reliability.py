@@ -27,9 +27,7 @@ from backfill_ctl.runtime.controller import Controller
 from backfill_ctl.state import open_store
 from tests.builders import API, backfill, dump, node, resource_group, workspace
 from tests.cli.helpers import run, write_files
-from tests.state import conftest as pg
 
-postgres, pg_url = pg.postgres, pg.pg_url  # the PostgreSQL tier's fixtures (BACKFILLCTL_PG=1)
 CONFIG = {"apiVersion": API, "kind": "Config", "spec": {"backend": "local"}}
 
 

@@ -21,7 +21,7 @@ from backfill_ctl.usecases import reconcile
 from backfill_ctl.usecases.operations import operate
 from backfill_ctl.usecases.plan import make_plan
 from tests.builders import backfill, node, resource_group, specs_of, workspace
-from tests.running import NOW, Clock, applied, controller, drain, states
+from tests.running import NOW, Clock, applied, controller, drain, states, where
 
 CHAIN = (node("a", resourceGroup="rg"), node("b", upstream=["a"], resourceGroup="rg"))
 
@@ -342,7 +342,7 @@ def test_an_attempt_that_did_start_is_adopted_not_run_again(tmp_path: Path) -> N
 def test_a_second_controller_waits_for_the_lease(tmp_path: Path) -> None:
     store = applied(tmp_path, *CHAIN, backfill())
     first = controller(store)
-    other = open_store(tmp_path / "state.db")
+    other = open_store(where(store))  # the same store, a second connection
     said: list[str] = []
     second = Controller(other, FakeBackend(), clock=Clock(), say=said.append)
     assert second.acquire(wait=False) is False

@@ -18,14 +18,16 @@ from backfill_ctl.runtime.controller import Controller
 from backfill_ctl.runtime.lease import this_host
 from backfill_ctl.state import open_store
 from tests.builders import backfill, node
-from tests.running import Clock, applied
+from tests.running import Clock, applied, where
 from tests.test_reliability import wait_until
 
 DATES = ["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04"]
 TWO = (node("a", resourceGroup="rg"), node("b", resourceGroup="rg"))
 
 
-def _controller(store_path: Path, backend: FakeBackend, said: list[str], ttl: float) -> Controller:
+def _controller(
+    store_path: Path | str, backend: FakeBackend, said: list[str], ttl: float
+) -> Controller:
     return Controller(
         open_store(store_path), backend, clock=Clock(), say=said.append, lease_ttl=ttl
     )
@@ -34,18 +36,22 @@ def _controller(store_path: Path, backend: FakeBackend, said: list[str], ttl: fl
 def test_a_controller_that_lost_the_lease_starts_nothing_and_becomes_a_standby(
     tmp_path: Path,
 ) -> None:
-    applied(tmp_path, *TWO, backfill(dates=DATES, select={"method": "manual", "roots": ["a", "b"]}))
+    path = where(
+        applied(
+            tmp_path, *TWO, backfill(dates=DATES, select={"method": "manual", "roots": ["a", "b"]})
+        )
+    )
     release = threading.Event()
     backend = FakeBackend(lambda spec: 0 if release.is_set() else None)  # run until released
     said_a: list[str] = []
-    a = _controller(tmp_path / "state.db", backend, said_a, ttl=0.6)
+    a = _controller(path, backend, said_a, ttl=0.6)
     assert a.acquire(wait=False)
     a.load()
     a.tick()
     started = len(backend.started)
     assert started == 2  # the group's two slots
     time.sleep(0.7)  # A "paused" past its lease: B takes it and adopts A's attempts
-    b = _controller(tmp_path / "state.db", backend, [], ttl=0.6)
+    b = _controller(path, backend, [], ttl=0.6)
     assert b.acquire(wait=False)
     b.load()
     assert set(b.running) == set(a.running)
@@ -64,21 +70,21 @@ def test_a_controller_that_lost_the_lease_starts_nothing_and_becomes_a_standby(
     wait_until(lambda: any("took the lease again" in s for s in said_a), 10, "A to drive again")
     a.stopping = True
     thread.join(10)
-    store = open_store(tmp_path / "state.db")
+    store = open_store(path)
     wait_until(lambda: store.backfill("bf").finished_at, 1, "the end")  # type: ignore[union-attr]
     runs = [(s.instance, s.number) for s in backend.started]
     assert len(runs) == len(set(runs)) == len({s.instance for s in backend.started}) == 8
 
 
 def test_the_lease_is_renewed_while_the_loop_idles_with_a_long_interval(tmp_path: Path) -> None:
-    applied(tmp_path, *TWO)
-    a = _controller(tmp_path / "state.db", FakeBackend(), [], ttl=0.6)
+    path = where(applied(tmp_path, *TWO))
+    a = _controller(path, FakeBackend(), [], ttl=0.6)
     assert a.acquire(wait=False)
     a.load()
     thread = threading.Thread(target=a.run, kwargs={"interval": 30}, daemon=True)
     thread.start()
     try:
-        b = _controller(tmp_path / "state.db", FakeBackend(), [], ttl=0.6)
+        b = _controller(path, FakeBackend(), [], ttl=0.6)
         for _ in range(8):  # 2 s: more than three times the lease
             time.sleep(0.25)
             assert b.acquire(wait=False) is False
@@ -90,7 +96,7 @@ def test_the_lease_is_renewed_while_the_loop_idles_with_a_long_interval(tmp_path
 def test_a_store_locked_by_a_paused_writer_is_waited_for(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    applied(tmp_path, *TWO, backfill())
+    applied(tmp_path, *TWO, backfill(), sqlite=True)  # SQLite's own lock, held below
     monkeypatch.setattr("backfill_ctl.state.sqlite.BUSY_TIMEOUT", 0.1)
     said: list[str] = []
     c = _controller(tmp_path / "state.db", FakeBackend(), said, ttl=5)
@@ -115,15 +121,15 @@ def test_a_store_locked_by_a_paused_writer_is_waited_for(
 
 
 def test_the_lease_of_a_killed_controller_nobody_reaped_yet_is_taken_over(tmp_path: Path) -> None:
-    applied(tmp_path, *TWO)
+    path = where(applied(tmp_path, *TWO))
     zombie = subprocess.Popen(["sleep", "30"])
     zombie.kill()
     time.sleep(0.2)  # dead, and not reaped: a zombie, as under a parent that is busy
     try:
-        store = open_store(tmp_path / "state.db")
+        store = open_store(path)
         store.acquire_lease("killed", pid=zombie.pid, host=this_host(), ttl=3600)
         said: list[str] = []
-        assert _controller(tmp_path / "state.db", FakeBackend(), said, ttl=5).acquire(wait=False)
+        assert _controller(path, FakeBackend(), said, ttl=5).acquire(wait=False)
         assert said == [f"taking over the lease of a controller that is gone (pid {zombie.pid})"]
     finally:
         zombie.wait()
