@@ -108,6 +108,17 @@ class _Transaction:
             with self._db.cursor() as cursor:  # psycopg pipelines the batch
                 cursor.executemany(_pg(sql), rows)
 
+    def copy(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        """COPY the rows into `table`, after what is queued."""
+        if rows:
+            self.send()
+            with (
+                self._db.cursor() as cursor,
+                cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+
     def send(self) -> None:
         """Send what is queued, in one round trip, and take each statement's result."""
         if not self._queued:
@@ -286,6 +297,12 @@ class Connection(SQLStore):
 
     def _values(self, values: list[Any]) -> Any:
         return values  # an array
+
+    def _insert_rows(
+        self, db: Database, table: str, columns: str, rows: Sequence[Sequence[Any]]
+    ) -> None:
+        assert isinstance(db, _Transaction)
+        db.copy(table, columns, rows)
 
     def _waiting_changes(
         self, db: Database, updates: Sequence[tuple[str, str, str | None]]
