@@ -1,6 +1,11 @@
-"""Execution benchmark (issue 4): the controller against a no-op workload, and Luigi.
+"""Execution benchmark (issues 4, 14): the controller against a no-op workload, and Luigi.
 
     python bench/run_bench.py [--runs 3] [--skip-luigi] [--skip-idle]
+                              [--state postgresql://... | --postgres]
+
+Every figure is measured on SQLite and, with --state or --postgres, on PostgreSQL in the
+same run, side by side (bench/stores.py: fresh databases on the reader's server, or on
+one the bench starts itself).
 
 With the idle tick it also measures the same tick with the controller's --serve
 endpoints beside it (the tick histogram, a /metrics scrape after each tick) and the
@@ -12,18 +17,19 @@ two nodes of the layer above) over 500 business dates in 10 groups, every comman
 
 - `fake`: the controller with the in-memory backend: everything but process spawning
   (store transactions, scheduling, events). Its time per instance is the scheduler
-  overhead (target < 1 ms).
+  overhead (target < 1 ms on both stores).
 - `local`: the controller with the local backend, real processes: instances per second
-  end to end (target >= 200/s).
+  end to end (target >= 200/s on SQLite, >= 300/s on PostgreSQL).
 - `luigi`: the same DAG and date order in Luigi 3 (local scheduler, 8 workers, each task
   runs `true` in a subprocess, completion by output file), in the first run only (it
-  takes about 11 minutes); compared with the local backend's time of that same run.
-  Needs `pip install luigi`.
+  takes about 11 minutes); compared with the local backend's time on SQLite of that same
+  run. Needs `pip install luigi`.
 - `idle tick`: a store holding 1,000,000 instances (1,000 nodes x 1,000 future dates in
   10 groups, so 10,000 instances are at the front waiting for their time): the time of
   one controller tick when nothing changes (target < 200 ms).
 
-Each figure is the median of --runs runs, each run in this process after a fresh store.
+Each figure is the median of --runs runs, each run in this process after a fresh store
+(in each run SQLite first, then PostgreSQL).
 Exit status 1 when a target is missed.
 """
 
@@ -40,9 +46,12 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import stores  # noqa: E402  (bench/stores.py, beside this script)
 
 from backfill_ctl.backends.fake import FakeBackend  # noqa: E402
 from backfill_ctl.backends.local import LocalBackend  # noqa: E402
@@ -88,18 +97,17 @@ def spec_text() -> str:
     return "\n---\n".join(docs) + "\n"
 
 
-def applied_store(directory: Path) -> tuple[object, float]:
-    """A fresh store with the workload applied; and how long the apply took."""
+def applied_store(target: str, cwd: Path) -> tuple[Any, float]:
+    """A fresh store at `target` with the workload applied (its commands run in `cwd`);
+    and how long the apply took."""
     specs = load_files([SourceFile("bench.yaml", spec_text())])
     plan, diagnostics = make_plan(specs, NOW, None)
     assert not [d for d in diagnostics if d.is_error], diagnostics
     assert len(plan.backfills[0].instances) == NODES * DATES
-    store = open_store(directory / "state.db")
+    store = open_store(target)
     t = time.perf_counter()
     at = time.time()
-    changes = reconcile.diff(
-        reconcile.desired(specs, plan, str(directory), None, at), store, prune=False
-    )
+    changes = reconcile.diff(reconcile.desired(specs, plan, str(cwd), None, at), store, prune=False)
     reconcile.apply(store, changes, specs, at=at, actor="bench", origin="apply")
     return store, time.perf_counter() - t
 
@@ -160,11 +168,44 @@ def luigi_run(directory: Path) -> float:
     return took
 
 
-def idle_tick(directory: Path, runs: int) -> tuple[float, float, float, float, float, float]:
-    """(seconds to load 1M instances, median idle tick, peak tick of the first one,
-    median idle tick while --serve's endpoints run and are scraped, median /metrics,
-    median of the dashboard's page of that backfill)."""
-    store = open_store(directory / "million.db")
+def idle_tick(target: str, runs: int) -> dict[str, float]:
+    """Seconds to fill a store at `target` with 1M instances and to load them, the median
+    idle tick, the peak tick of the first one, the median idle tick while --serve's
+    endpoints run and are scraped, the median /metrics, the median of the dashboard's
+    page of that backfill."""
+    store = open_store(target)
+    t = time.perf_counter()
+    million(store)
+    filled = time.perf_counter() - t
+    c = Controller(store, FakeBackend())
+    assert c.acquire(wait=False)
+    t = time.perf_counter()
+    c.load()
+    loaded = time.perf_counter() - t
+    t = time.perf_counter()
+    c.tick()  # the first tick writes the waiting states of the front
+    first_tick = time.perf_counter() - t
+    ticks = []
+    for _ in range(max(runs, 5)):
+        t = time.perf_counter()
+        c.tick()
+        ticks.append(time.perf_counter() - t)
+    served, scrapes, page = serving_ticks(c, target, max(runs, 5))
+    c.release()
+    store.close()
+    return {
+        "fill": filled,
+        "load": loaded,
+        "first": first_tick,
+        "tick": statistics.median(ticks),
+        "served": served,
+        "scrape": scrapes,
+        "page": page,
+    }
+
+
+def million(store: Any) -> None:
+    """1,000 nodes x 1,000 future dates in 10 groups, saved 100,000 at a time."""
     nodes, dates, groups = 1000, 1000, 10
     future = datetime(2030, 1, 1, tzinfo=UTC).timestamp()
     per_group = dates // groups
@@ -205,25 +246,9 @@ def idle_tick(directory: Path, runs: int) -> tuple[float, float, float, float, f
                 resource_groups=[("rg", "shared", 8)],
             )
             first, batch = False, []
-    c = Controller(store, FakeBackend())
-    assert c.acquire(wait=False)
-    t = time.perf_counter()
-    c.load()
-    loaded = time.perf_counter() - t
-    t = time.perf_counter()
-    c.tick()  # the first tick writes the waiting states of the front
-    first_tick = time.perf_counter() - t
-    ticks = []
-    for _ in range(max(runs, 5)):
-        t = time.perf_counter()
-        c.tick()
-        ticks.append(time.perf_counter() - t)
-    served, scrapes, page = serving_ticks(c, directory / "million.db", max(runs, 5))
-    c.release()
-    return loaded, statistics.median(ticks), first_tick, served, scrapes, page
 
 
-def serving_ticks(c: Controller, db: Path, runs: int) -> tuple[float, float, float]:
+def serving_ticks(c: Controller, target: str, runs: int) -> tuple[float, float, float]:
     """The controller's idle tick with `--serve`'s endpoints beside it (each tick observed
     by the histogram, a scrape of /metrics after each), the median scrape, and the median
     time to serve the dashboard's page of the 1,000,000-instance backfill."""
@@ -234,7 +259,7 @@ def serving_ticks(c: Controller, db: Path, runs: int) -> tuple[float, float, flo
     health = Health()
     c.beat = health.beat
     server = Server(
-        ("127.0.0.1", 0), lambda: open_store(db, create=False), controller=c, health=health
+        ("127.0.0.1", 0), lambda: open_store(target, create=False), controller=c, health=health
     )
     ticks, scrapes, pages = [], [], []
     try:
@@ -255,62 +280,121 @@ def serving_ticks(c: Controller, db: Path, runs: int) -> tuple[float, float, flo
     return statistics.median(ticks), statistics.median(scrapes), statistics.median(pages)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--skip-luigi", action="store_true")
-    parser.add_argument("--skip-idle", action="store_true")
-    args = parser.parse_args()
-    figures: dict[str, list[float]] = {k: [] for k in ("apply", "fake", "local", "luigi")}
-    for n in range(args.runs):
+# By store: the scheduler's overhead below (ms/instance), local instances/s at least.
+TARGETS = {stores.SQLITE: (1.0, 200.0), stores.POSTGRES: (1.0, 300.0)}
+
+
+def measure(kinds: stores.Stores, runs: int, skip_luigi: bool) -> dict[str, list[float]]:
+    """Each run: the apply, the fake backend and the local one on each store in turn
+    (SQLite first), Luigi after the first; the figures by "kind:what"."""
+    figures: dict[str, list[float]] = {}
+    for n in range(runs):
         with tempfile.TemporaryDirectory() as tmp:
             d = Path(tmp)
-            store, took = applied_store(d / "fake")
-            figures["apply"].append(took)
-            gc.collect()
-            figures["fake"].append(drive(store, FakeBackend()))
-            store, _ = applied_store(d / "local")
-            figures["local"].append(drive(store, LocalBackend(d / "local" / "runs")))
-            if not args.skip_luigi and n == 0:  # once: it takes about 11 minutes
-                figures["luigi"].append(luigi_run(d))
-            shutil.rmtree(d / "local" / "runs", ignore_errors=True)
+            for kind in kinds.kinds:
+                for backend in ("fake", "local"):
+                    target = kinds.fresh(kind, d / kind / backend)
+                    store, took = applied_store(target, d)
+                    if backend == "fake":
+                        figures.setdefault(f"{kind}:apply", []).append(took)
+                    gc.collect()
+                    chosen = FakeBackend() if backend == "fake" else LocalBackend(d / "runs")
+                    figures.setdefault(f"{kind}:{backend}", []).append(drive(store, chosen))
+                    store.close()
+                    kinds.drop(target)
+                    shutil.rmtree(d / "runs", ignore_errors=True)
+            if not skip_luigi and n == 0:  # once: it takes about 11 minutes
+                figures["luigi"] = [luigi_run(d)]
         this_run = {k: v[n] for k, v in figures.items() if len(v) > n}
         print(f"run {n + 1}: " + ", ".join(f"{k}={t:.2f}s" for k, t in this_run.items()))
+    return figures
+
+
+def report(kinds: list[str], figures: dict[str, list[float]], runs: int) -> bool:
+    """Print the medians side by side; whether a target was missed."""
     total = NODES * DATES
-    med = {k: statistics.median(v) for k, v in figures.items() if v}
-    overhead_ms = med["fake"] / total * 1000
-    rate = total / med["local"]
+    med = {k: statistics.median(v) for k, v in figures.items()}
     print(
         f"\n{total} instances ({NODES} nodes x {DATES} dates, {GROUPS} groups, "
-        f"concurrency {CONCURRENCY}); medians of {args.runs} runs:"
+        f"concurrency {CONCURRENCY}); medians of {runs} runs:"
     )
-    print(f"  apply (diff + one transaction)       {med['apply']:8.2f} s")
-    print(f"  fake backend: scheduler overhead     {overhead_ms:8.3f} ms/instance (< 1 ms)")
-    print(
-        f"  local backend: end to end            {med['local']:8.2f} s = {rate:.0f} "
-        "instances/s (>= 200/s)"
+    print(f"  {'':40}" + "".join(f"{stores.label(k):>14}" for k in kinds))
+    overhead = [med[f"{k}:fake"] / total * 1000 for k in kinds]
+    rate = [total / med[f"{k}:local"] for k in kinds]
+    limits = [TARGETS[k][0] for k in kinds]
+    floors = [TARGETS[k][1] for k in kinds]
+    row("apply (diff + one transaction), s", [med[f"{k}:apply"] for k in kinds], ".2f")
+    row(
+        "fake backend: overhead, ms/instance",
+        overhead,
+        ".3f",
+        "(< " + " / ".join(f"{x:g}" for x in limits) + ")",
     )
-    missed = overhead_ms >= 1.0 or rate < 200
+    row("local backend: end to end, s", [med[f"{k}:local"] for k in kinds], ".2f")
+    row(
+        "local backend: instances/s",
+        rate,
+        ".0f",
+        "(>= " + " / ".join(f"{x:g}" for x in floors) + ")",
+    )
     if "luigi" in med:
         print(
             f"  luigi 3, local scheduler, 8 workers  {med['luigi']:8.2f} s = "
             f"{total / med['luigi']:.0f} instances/s (run 1 only)"
         )
-        ratio = figures["luigi"][0] / figures["local"][0]  # measured in the same run
-        print(f"  ratio luigi / backfillctl (local)    {ratio:8.1f}x (run 1)")
-    if not args.skip_idle:
-        with tempfile.TemporaryDirectory() as tmp:
-            loaded, tick, first_tick, served, scrape, page = idle_tick(Path(tmp), args.runs)
-        print(
-            f"  1,000,000 instances: load {loaded:.1f} s, first tick {first_tick * 1000:.0f} ms, "
-            f"idle tick {tick * 1000:.1f} ms (< 200 ms)"
-        )
-        print(
-            f"  with --serve: idle tick {served * 1000:.1f} ms, "
-            f"/metrics {scrape * 1000:.0f} ms (< 100 ms), "
-            f"the backfill's dashboard page {page * 1000:.0f} ms (< 1 s)"
-        )
-        missed = missed or tick >= 0.2 or scrape >= 0.1 or page >= 1.0
+        ratio = figures["luigi"][0] / figures[f"{kinds[0]}:local"][0]  # the same run
+        print(f"  ratio luigi / backfillctl (local, SQLite) {ratio:8.1f}x (run 1)")
+    missed = [o >= lim for o, lim in zip(overhead, limits, strict=True)]
+    missed += [r < f for r, f in zip(rate, floors, strict=True)]
+    return any(missed)
+
+
+def row(name: str, values: list[float], form: str, target: str = "") -> None:
+    cells = "".join(f"{v:>14{form}}" for v in values)
+    ratio = f"  x{values[1] / values[0]:.2f}" if len(values) == 2 and values[0] else ""
+    print(f"  {name:40}{cells}{ratio}  {target}")
+
+
+def idle(kinds: stores.Stores, runs: int) -> bool:
+    """The idle tick over 1,000,000 instances on each store; whether a target was missed."""
+    found: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind in kinds.kinds:
+            target = kinds.fresh(kind, Path(tmp) / kind)
+            found[kind] = idle_tick(target, runs)
+            kinds.drop(target)
+    print("  1,000,000 instances:")
+    for key, name, scale, form in (
+        ("fill", "save_apply in 10 batches, s", 1, ".1f"),
+        ("load", "controller load, s", 1, ".1f"),
+        ("first", "first tick, ms", 1000, ".0f"),
+        ("tick", "idle tick, ms (< 200)", 1000, ".1f"),
+        ("served", "idle tick with --serve, ms", 1000, ".1f"),
+        ("scrape", "/metrics, ms (< 100)", 1000, ".0f"),
+        ("page", "the backfill's dashboard page, ms (< 1000)", 1000, ".0f"),
+    ):
+        row(name, [found[k][key] * scale for k in kinds.kinds], form)
+    return any(f["tick"] >= 0.2 or f["scrape"] >= 0.1 or f["page"] >= 1.0 for f in found.values())
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--skip-luigi", action="store_true")
+    parser.add_argument("--skip-idle", action="store_true")
+    parser.add_argument("--skip-run", action="store_true", help="the idle tick only")
+    stores.add_arguments(parser)
+    args = parser.parse_args()
+    kinds = stores.Stores(args)
+    try:
+        missed = False
+        if not args.skip_run:
+            figures = measure(kinds, args.runs, args.skip_luigi)
+            missed = report(kinds.kinds, figures, args.runs)
+        if not args.skip_idle:
+            missed = idle(kinds, args.runs) or missed
+    finally:
+        kinds.close()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"  peak RSS of this process             {peak:8.0f} MB")
     return 1 if missed else 0

@@ -15,7 +15,8 @@ PostgreSQL refuses to run as root: the server runs as the user `postgres` (Debia
 package makes it), in a directory given to that user. It is started in its own session
 and dies with the thread that started it (PR_SET_PDEATHSIG: SIGINT, PostgreSQL's fast
 shutdown), so a killed test run leaves no server behind. fsync is off: a crashed test
-server's data does not matter.
+server's data does not matter (`durable=True`, for the benchmarks: PostgreSQL's default
+durability, every commit on disk).
 
 Clients connect over TCP as the role `backfillctl` with a password (scram-sha-256), as
 a team's store would; the superuser `postgres` is reached over the socket only (trust),
@@ -99,7 +100,7 @@ class PostgresServer:
     """One server in `root` (a new temporary directory when None), removed by stop()
     when it made that directory."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, *, durable: bool = False) -> None:
         binaries = bin_dir()
         if binaries is None:
             raise RuntimeError("no PostgreSQL: python -m tests.tools.postgres install")
@@ -112,6 +113,7 @@ class PostgresServer:
         self.port = free_port()
         self.host = "127.0.0.1"
         self.process: subprocess.Popen[bytes] | None = None
+        self.durable = durable
         self._names = itertools.count()
 
     def __enter__(self) -> PostgresServer:
@@ -159,14 +161,15 @@ class PostgresServer:
         self.sql(f"{verb} ROLE {ROLE} LOGIN CREATEDB PASSWORD '{PASSWORD}'")
 
     def _start(self) -> None:
+        fast = ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
+        settings = [f"-c{s}" for s in ([] if self.durable else fast)]
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [
                     str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port),
                     "-c", f"listen_addresses={self.host}",
                     "-c", f"unix_socket_directories={self.sockets}",
-                    "-c", "fsync=off", "-c", "synchronous_commit=off",
-                    "-c", "full_page_writes=off", "-c", "max_connections=200",
+                    *settings, "-c", "max_connections=200",
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=log,

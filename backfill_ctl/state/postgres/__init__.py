@@ -37,6 +37,11 @@ keeps what it knows and retries); the next call connects again. A lost COMMIT's 
 is unknown to the caller, as after a crash: every write is guarded or idempotent, so
 writing it again does no harm. bulk writes (save_apply's instances, waiting states) go
 through executemany, which psycopg pipelines.
+
+Round trips are what a write costs (bench/run_bench.py): a transaction's statements are
+prepared once per connection and queued as EXECUTEs, sent as one query string when the
+part reads a result and with the COMMIT (`connection._Transaction`), so the lock, the
+statements and the COMMIT of a write that reads nothing back are one round trip.
 """
 
 from __future__ import annotations

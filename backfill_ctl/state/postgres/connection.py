@@ -6,13 +6,15 @@ transaction per write behind a store-wide advisory lock, and psycopg's failures 
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import re
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from psycopg import errors
+from psycopg import errors, pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from backfill_ctl.state import NoStore, StateError, StoreUnavailable
@@ -54,21 +56,114 @@ def _pg(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
+_PREPARABLE = ("SELECT", "INSERT", "UPDATE", "DELETE", "WITH")
+
+
+@functools.lru_cache(maxsize=1024)
+def _prepared(sql: str) -> tuple[str, str, str]:
+    """(the name of a part's statement prepared on a server, its PREPARE, the template
+    of its EXECUTE for psycopg): the name is the statement's digest."""
+    name = "bfctl_" + hashlib.sha1(sql.encode(), usedforsecurity=False).hexdigest()[:20]
+    parts = sql.split("?")
+    numbered = parts[0] + "".join(f"${n}{part}" for n, part in enumerate(parts[1:], 1))
+    arguments = f"({', '.join(['%s'] * (len(parts) - 1))})" if len(parts) > 1 else ""
+    return name, f"PREPARE {name} AS {numbered}", f"EXECUTE {name}{arguments}"
+
+
 class _Transaction:
-    """psycopg's connection as the parts' `Database` (sqlite3's execute and executemany;
-    executemany runs in psycopg's pipeline mode: one round trip for a batch)."""
+    """One write transaction as the parts' `Database` (sqlite3's execute and
+    executemany), in as few round trips as its reads allow. Each statement is prepared
+    once per connection (PREPARE: parsed and planned once) and queued as its EXECUTE with
+    the arguments bound here (psycopg's client-side binding); the queue goes to the server
+    as one query string when a result is read, and with the COMMIT. A transaction that
+    reads nothing back is one round trip; a part that reads a row first is two."""
 
-    def __init__(self, db: psycopg.Connection[Any]) -> None:
+    def __init__(self, db: psycopg.Connection[Any], prepared: set[str]) -> None:
         self._db = db
+        self._cursor = psycopg.ClientCursor(db)
+        self._prepared = prepared  # the names prepared on this connection
+        self._queued: list[str] = ["BEGIN", f"SELECT pg_advisory_xact_lock({WRITE_LOCK})"]
+        self._results: list[_Result | None] = [None, None]  # None: a result not wanted
 
-    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> psycopg.Cursor[Any]:
-        return self._db.execute(_pg(sql), parameters)
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Result:
+        result = _Result(self)
+        if not sql.lstrip().startswith(_PREPARABLE):  # a migration's DDL: as it is
+            self._queue(self._cursor.mogrify(_pg(sql), parameters), result)
+            return result
+        name, prepare, template = _prepared(sql)
+        if name not in self._prepared:
+            self._queue(prepare)
+            self._prepared.add(name)
+        self._queue(self._cursor.mogrify(template, parameters) if parameters else template, result)
+        return result
+
+    def _queue(self, statement: str, result: _Result | None = None) -> None:
+        self._queued.append(statement)
+        self._results.append(result)
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> None:
         rows = list(parameters)
         if rows:
-            with self._db.cursor() as cursor:
+            self.send()
+            with self._db.cursor() as cursor:  # psycopg pipelines the batch
                 cursor.executemany(_pg(sql), rows)
+
+    def copy(self, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
+        """COPY the rows into `table`, after what is queued."""
+        if rows:
+            self.send()
+            with (
+                self._db.cursor() as cursor,
+                cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
+            ):
+                for row in rows:
+                    copy.write_row(row)
+
+    def send(self) -> None:
+        """Send what is queued, in one round trip, and take each statement's result."""
+        if not self._queued:
+            return
+        text, results = "; ".join(self._queued), self._results
+        self._queued, self._results = [], []
+        self._cursor.execute(text)
+        for n, result in enumerate(results):
+            if n:
+                self._cursor.nextset()
+            if result is not None:
+                result.rows = self._cursor.fetchall() if self._cursor.description else []
+                result.count = self._cursor.rowcount
+
+    def commit(self) -> None:
+        self._queue("COMMIT")
+        self.send()
+
+
+class _Result:
+    """A queued statement's rows and rowcount, read after its queue was sent."""
+
+    def __init__(self, transaction: _Transaction) -> None:
+        self._transaction = transaction
+        self.rows: list[Any] | None = None
+        self.count = -1
+
+    def _taken(self) -> list[Any]:
+        if self.rows is None:
+            self._transaction.send()
+        assert self.rows is not None
+        return self.rows
+
+    @property
+    def rowcount(self) -> int:
+        self._taken()
+        return self.count
+
+    def fetchone(self) -> Any:
+        rows = self._taken()
+        return rows.pop(0) if rows else None
+
+    def fetchall(self) -> list[Any]:
+        rows, self.rows = self._taken(), []
+        return rows
 
 
 class Connection(SQLStore):
@@ -83,6 +178,7 @@ class Connection(SQLStore):
         self._busy_timeout = busy_timeout
         self._store_id: str | None = None
         self._db: psycopg.Connection[Any] | None = None
+        self._prepared: set[str] = set()  # the parts' statements prepared on _db
         try:
             self._settings = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
@@ -113,7 +209,7 @@ class Connection(SQLStore):
             raise self._unreachable(exc) from exc
         db.execute(f"SET lock_timeout = {int(self._busy_timeout * 1000)}")
         db.execute(f"SET idle_in_transaction_session_timeout = {_IDLE_IN_TRANSACTION_MS}")
-        self._db = db
+        self._db, self._prepared = db, set()
         return db
 
     def _text(self, exc: BaseException) -> str:
@@ -168,12 +264,29 @@ class Connection(SQLStore):
         to the busy timeout) makes the writers of a store take turns, as SQLite's
         BEGIN IMMEDIATE does."""
         db = self._connected()
+        transaction = _Transaction(db, self._prepared)
         try:
-            with db.transaction():
-                db.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-                yield _Transaction(db)
-        except psycopg.OperationalError as exc:
-            raise self._error(exc) from exc
+            yield transaction
+            transaction.commit()
+        except BaseException as exc:
+            self._rolled_back(db)
+            if isinstance(exc, psycopg.OperationalError):
+                raise self._error(exc) from exc
+            raise
+
+    def _rolled_back(self, db: psycopg.Connection[Any]) -> None:
+        """After a write failed: its transaction rolled back, and the statements prepared
+        on the connection read again (a failure cuts its query string short: a PREPARE
+        queued after it did not run; one before it stays, as PREPARE is no part of a
+        transaction)."""
+        if db.closed:
+            return
+        with contextlib.suppress(psycopg.Error):
+            if db.info.transaction_status != pq.TransactionStatus.IDLE:
+                db.execute("ROLLBACK")
+            self._prepared.clear()
+            rows = db.execute("SELECT name FROM pg_prepared_statements").fetchall()
+            self._prepared.update(name for (name,) in rows)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         db = self._connected()
@@ -184,6 +297,12 @@ class Connection(SQLStore):
 
     def _values(self, values: list[Any]) -> Any:
         return values  # an array
+
+    def _insert_rows(
+        self, db: Database, table: str, columns: str, rows: Sequence[Sequence[Any]]
+    ) -> None:
+        assert isinstance(db, _Transaction)
+        db.copy(table, columns, rows)
 
     def _waiting_changes(
         self, db: Database, updates: Sequence[tuple[str, str, str | None]]

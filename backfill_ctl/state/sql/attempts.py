@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.core.records import AttemptRecord
 from backfill_ctl.state.sql.base import SQLStore
-from backfill_ctl.state.sql.events import insert_event
+from backfill_ctl.state.sql.events import EVENT_INSERT_SELECT, insert_event
 from backfill_ctl.state.sql.lease import check_fence_in
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+_WAITING = "('pending', 'waiting-for-time', 'waiting-for-resources')"
 
 
 class Attempts(SQLStore):
@@ -31,41 +33,32 @@ class Attempts(SQLStore):
         With `fence` (holder, epoch), only while that holder still holds the lease in that
         epoch: a controller that lost its lease (paused past it) raises LeaseLost."""
         with self._write() as db:
-            if fence is not None:
-                check_fence_in(db, fence)
-            row = db.execute(
-                "SELECT backfill, state, attempts FROM instances WHERE id = ? AND state IN "
-                "('pending', 'waiting-for-time', 'waiting-for-resources')",
-                (instance,),
-            ).fetchone()
-            if row is None:
-                return None
-            backfill, state, attempts = row
-            number = attempts + 1
+            # Every statement is guarded by the instance's waiting state, read under the
+            # write lock: the event and the attempt read the instance before the update
+            # moves it, so no row is read back before writing (one round trip to a
+            # server, and the COMMIT).
+            waiting = "FROM instances WHERE id = ? AND state IN " + _WAITING
             db.execute(
-                "UPDATE instances SET state = 'running', reason = NULL, blocker = NULL, "
-                "attempts = ?, tries_left = tries_left - 1, started_at = ?, finished_at = NULL, "
-                "updated_at = ? WHERE id = ?",
-                (number, at, at, instance),
+                f"{EVENT_INSERT_SELECT} ?, ?, ?, 'transition', backfill, id, state, 'running', "
+                f"'attempt ' || (attempts + 1) {waiting}",
+                (at, actor, origin, instance),
             )
             db.execute(
                 "INSERT INTO attempts (instance, number, backend, state, handle, started_at) "
-                "VALUES (?, ?, ?, 'starting', '{}', ?)",
-                (instance, number, backend, at),
+                f"SELECT id, attempts + 1, ?, 'starting', '{{}}', ? {waiting}",
+                (backend, at, instance),
             )
-            insert_event(
-                db,
-                at,
-                actor,
-                origin,
-                "transition",
-                backfill,
-                instance,
-                state,
-                "running",
-                f"attempt {number}",
+            started = db.execute(
+                "UPDATE instances SET state = 'running', reason = NULL, blocker = NULL, "
+                "attempts = attempts + 1, tries_left = tries_left - 1, started_at = ?, "
+                f"finished_at = NULL, updated_at = ? WHERE id = ? AND state IN {_WAITING} "
+                "RETURNING attempts",
+                (at, at, instance),
             )
-        return int(number)
+            if fence is not None:  # a lost lease rolls all of it back
+                check_fence_in(db, fence)
+            row = started.fetchone()
+        return None if row is None else int(row[0])
 
     def set_attempt_handle(
         self, instance: str, number: int, handle: dict[str, Any], log: str | None
@@ -96,15 +89,18 @@ class Attempts(SQLStore):
         was already recorded as ended (by another controller, which adopted it while this
         one could not write) is left as it is, and False says so."""
         with self._write() as db:
-            if not db.execute(
+            ended = db.execute(
                 "UPDATE attempts SET state = ?, exit_code = ?, message = ?, finished_at = ? "
-                "WHERE instance = ? AND number = ? AND state IN ('starting', 'running')",
+                "WHERE instance = ? AND number = ? AND state IN ('starting', 'running') "
+                "RETURNING number",
                 (attempt_state, exit_code, message, at, instance, number),
-            ).rowcount:
-                return False
-            row = db.execute(
+            )
+            found = db.execute(  # read with the update: one round trip to a server
                 "SELECT backfill, state, attempts FROM instances WHERE id = ?", (instance,)
-            ).fetchone()
+            )
+            if ended.fetchone() is None:
+                return False
+            row = found.fetchone()
             if row is None or row[1] != "running" or row[2] != number:
                 # Stopped or removed meanwhile, or already on a later attempt (a controller
                 # that lost its lease reports late): the attempt is recorded, that is all.

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.core.records import BackfillRecord
 from backfill_ctl.state.sql.base import SQLStore
-from backfill_ctl.state.sql.events import EVENT_INSERT, insert_event
+from backfill_ctl.state.sql.events import EVENT_COLUMNS, insert_event
 from backfill_ctl.state.sql.instances import INSTANCE_COLUMNS, instance_row
 
 if TYPE_CHECKING:
@@ -139,10 +139,7 @@ class Backfills(SQLStore):
                 resource_groups,
             )
             db.executemany(_UPSERT_BACKFILL, [backfill_row(b) for b in backfills])
-            db.executemany(
-                f"INSERT INTO instances ({INSTANCE_COLUMNS}) VALUES ({', '.join('?' * 26)})",
-                [instance_row(i) for i in creates],
-            )
+            self._insert_rows(db, "instances", INSTANCE_COLUMNS, [instance_row(i) for i in creates])
             db.executemany(_UPDATE_INSTANCE, [_definition(i, at) for i in updates])
             db.executemany(
                 "UPDATE instances SET state = 'cancelled', reason = 'no longer in the specs', "
@@ -152,7 +149,7 @@ class Backfills(SQLStore):
             )
             owners = self._owners(db, cancels)
             events = _apply_events(backfills, creates, updates, cancels, owners, at, actor, origin)
-            db.executemany(EVENT_INSERT, events)
+            self._insert_rows(db, "events", EVENT_COLUMNS, events)
 
     def _owners(self, db: Database, ids: Sequence[str]) -> dict[str, str]:
         """The backfill of each of the instances `ids` that is stored."""
@@ -214,7 +211,7 @@ def _apply_events(
     actor: str,
     origin: str,
 ) -> list[tuple[Any, ...]]:
-    """The events of one apply, as rows for `EVENT_INSERT`."""
+    """The events of one apply, as rows of `EVENT_COLUMNS`."""
     who = (at, actor, origin)
     events: list[tuple[Any, ...]] = [
         (*who, "created", i.backfill, i.id, None, i.state, None) for i in creates

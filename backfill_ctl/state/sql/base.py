@@ -76,6 +76,14 @@ class SQLStore:
         """A list of values as one parameter: JSON for SQLite's json_each."""
         return json.dumps(values)
 
+    def _insert_rows(
+        self, db: Database, table: str, columns: str, rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """Insert many rows of `columns` (a comma-separated list) into `table`:
+        executemany here, COPY on PostgreSQL."""
+        marks = ", ".join("?" * len(columns.split(",")))
+        db.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)
+
     def _waiting_changes(
         self, db: Database, updates: Sequence[tuple[str, str, str | None]]
     ) -> list[WaitingChange]:

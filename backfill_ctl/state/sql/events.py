@@ -13,10 +13,10 @@ if TYPE_CHECKING:
 
     from backfill_ctl.state.sql.base import Database
 
-EVENT_INSERT = (
-    "INSERT INTO events (at, actor, origin, kind, backfill, instance, from_state, "
-    "to_state, message) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+EVENT_COLUMNS = "at, actor, origin, kind, backfill, instance, from_state, to_state, message"
+EVENT_INSERT = f"INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# An event of each row a SELECT finds: followed by the SELECT's columns.
+EVENT_INSERT_SELECT = f"INSERT INTO events ({EVENT_COLUMNS}) SELECT"
 
 
 def insert_event(
