@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from backfill_ctl.state import LeaseLost, StateError, StoreUnavailable
+from backfill_ctl.state import LeaseLost, StateError, StoreLocked, StoreUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -192,7 +192,7 @@ class LeaseHolder:
 def waitable(exc: StateError) -> bool:
     """A store to wait for, not to give up on: unreachable, full, or locked by another
     writer (one paused mid-write holds it until its transaction is ended)."""
-    return isinstance(exc, StoreUnavailable) or "locked by another process" in exc.message
+    return isinstance(exc, StoreUnavailable | StoreLocked)
 
 
 @functools.cache

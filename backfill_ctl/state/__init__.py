@@ -41,6 +41,7 @@ __all__ = [
     "RunStore",
     "StateError",
     "StateStore",
+    "StoreLocked",
     "StoreUnavailable",
     "open_store",
     "store_path",
@@ -58,6 +59,11 @@ class NoStore(StateError):
 class StoreUnavailable(StateError):
     """A write failed for a cause outside the store that may pass (a full disk, an I/O
     error, a read-only file): nothing was changed; the same write may succeed later."""
+
+
+class StoreLocked(StateError):
+    """Another process held the store's write lock past the busy timeout (a long write,
+    or a writer paused mid-write): nothing was changed; a controller waits and retries."""
 
 
 class LeaseLost(StateError):

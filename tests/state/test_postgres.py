@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from backfill_ctl.state import NoStore, StateError, StoreUnavailable, open_store
+from backfill_ctl.state import NoStore, StateError, StoreLocked, StoreUnavailable, open_store
 from backfill_ctl.state import sqlite as sqlite_module
 from backfill_ctl.state.postgres import redact
 from backfill_ctl.state.sqlite import SCHEMA_VERSION
@@ -138,7 +138,7 @@ def test_a_held_write_lock_is_a_clear_error_after_the_busy_timeout(
     store = seeded(open_store(pg_url))
     with psycopg.connect(pg_url) as other:  # a transaction until the block ends
         other.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-        with pytest.raises(StateError, match="is locked by another process"):
+        with pytest.raises(StoreLocked, match="is locked by another process"):
             store.transition(["a1"], "frozen", allowed=["pending"], at=AT, **WHO)
     assert store.instances(ids=["a1"])[0].state == "pending"
     assert store.transition(["a1"], "frozen", allowed=["pending"], at=AT, **WHO) == ["a1"]

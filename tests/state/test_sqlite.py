@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backfill_ctl.state import StateError, open_store
+from backfill_ctl.state import StateError, StoreLocked, open_store
 from backfill_ctl.state import sqlite as sqlite_module
 from backfill_ctl.state.sqlite import SCHEMA_VERSION, SQLiteStore, connection
 from tests.builders import backfill, node
@@ -85,7 +85,7 @@ def test_a_held_write_lock_is_a_clear_error_after_the_busy_timeout(
     other.execute("BEGIN IMMEDIATE")
     try:
         blocked = SQLiteStore(tmp_path / "state.db")
-        with pytest.raises(StateError, match="is locked by another process"):
+        with pytest.raises(StoreLocked, match="is locked by another process"):
             blocked.transition(ids, "frozen", allowed=["pending"], at=AT, actor="t", origin="t")
     finally:
         other.execute("ROLLBACK")

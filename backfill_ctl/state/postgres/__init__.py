@@ -28,15 +28,15 @@ nothing can commit beside it. Hence, as in SQLite:
 
 Readers take no lock (each read is one statement in autocommit: one snapshot). A writer
 waits for the lock up to the busy timeout (`lock_timeout`: SQLite's BUSY_TIMEOUT), then
-fails with "locked by another process", nothing changed; a client that leaves a
-transaction open (a paused process) is ended by the server after a minute, so it cannot
-hold every other writer back.
+fails with `StoreLocked` ("locked by another process"), nothing changed; a client
+that leaves a transaction open (a paused process) is ended by the server after 20 s
+(less than the controller's lease), so it cannot hold every other writer back. One
+store object serialises its calls (a lock), whichever thread makes them.
 
 A connection lost mid-run makes the call fail with `StoreUnavailable` (the controller
 keeps what it knows and retries); the next call connects again. A lost COMMIT's outcome
 is unknown to the caller, as after a crash: every write is guarded or idempotent, so
-writing it again does no harm. bulk writes (save_apply's instances, waiting states) go
-through executemany, which psycopg pipelines.
+writing it again does no harm. save_apply's new instances and events go in with COPY.
 
 Round trips are what a write costs (bench/run_bench.py): a transaction's statements are
 prepared once per connection and queued as EXECUTEs, sent as one query string when the

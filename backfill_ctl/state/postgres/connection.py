@@ -10,6 +10,7 @@ import contextlib
 import functools
 import hashlib
 import re
+import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +18,7 @@ import psycopg
 from psycopg import errors, pq
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from backfill_ctl.state import NoStore, StateError, StoreUnavailable
+from backfill_ctl.state import NoStore, StateError, StoreLocked, StoreUnavailable
 from backfill_ctl.state.postgres.url import redact, secrets_of
 from backfill_ctl.state.sql.base import SQLStore
 from backfill_ctl.state.sqlite.connection import _MIGRATIONS, SCHEMA_VERSION
@@ -30,10 +31,21 @@ if TYPE_CHECKING:
 # The key of the transaction-level advisory lock every write takes first ("bfctl"); an
 # advisory lock is per database, so one store per database.
 WRITE_LOCK = 0x6266_6374_6C00
-_TABLES = ("meta", "resource_groups", "lease", "backfills", "instances", "attempts", "events")
+_TABLES = (
+    "meta",
+    "resource_groups",
+    "lease",
+    "backfills",
+    "instances",
+    "attempts",
+    "events",
+    "attempt_logs",
+)
 # A transaction left open this long by a client (a paused process) is ended by the
-# server: it would hold the write lock of every other controller and operator.
-_IDLE_IN_TRANSACTION_MS = 60_000
+# server: it would hold the write lock of every other controller and operator. Shorter
+# than the controller's lease (30 s), so that a standby can take over from a controller
+# paused mid-write when its lease ends; no write of ours idles half as long.
+_IDLE_IN_TRANSACTION_MS = 20_000
 _CONNECT_TIMEOUT = 10  # seconds, unless the URL says (libpq's default waits for ever)
 
 
@@ -179,6 +191,9 @@ class Connection(SQLStore):
         self._store_id: str | None = None
         self._db: psycopg.Connection[Any] | None = None
         self._prepared: set[str] = set()  # the parts' statements prepared on _db
+        # One transaction or read at a time on the connection, whichever thread asks
+        # (sqlite3 serialises a connection's calls itself; psycopg's would interleave).
+        self._lock = threading.RLock()
         try:
             self._settings = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
@@ -242,7 +257,7 @@ class Connection(SQLStore):
     def _error(self, exc: psycopg.Error) -> StateError:
         text = self._text(exc)
         if isinstance(exc, errors.LockNotAvailable):
-            return StateError(
+            return StoreLocked(
                 f"the state store {self.path} is locked by another process",
                 hint="wait for the other backfillctl to finish (pg_stat_activity shows it); "
                 "nothing was changed",
@@ -263,16 +278,17 @@ class Connection(SQLStore):
         """One transaction, after every other writer's: the advisory lock (waited for up
         to the busy timeout) makes the writers of a store take turns, as SQLite's
         BEGIN IMMEDIATE does."""
-        db = self._connected()
-        transaction = _Transaction(db, self._prepared)
-        try:
-            yield transaction
-            transaction.commit()
-        except BaseException as exc:
-            self._rolled_back(db)
-            if isinstance(exc, psycopg.OperationalError):
-                raise self._error(exc) from exc
-            raise
+        with self._lock:
+            db = self._connected()
+            transaction = _Transaction(db, self._prepared)
+            try:
+                yield transaction
+                transaction.commit()
+            except BaseException as exc:
+                self._rolled_back(db)
+                if isinstance(exc, psycopg.OperationalError):
+                    raise self._error(exc) from exc
+                raise
 
     def _rolled_back(self, db: psycopg.Connection[Any]) -> None:
         """After a write failed: its transaction rolled back, and the statements prepared
@@ -289,11 +305,12 @@ class Connection(SQLStore):
             self._prepared.update(name for (name,) in rows)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        db = self._connected()
-        try:
-            return db.execute(_pg(sql), params).fetchall()
-        except psycopg.Error as exc:
-            raise self._error(exc) from exc
+        with self._lock:
+            db = self._connected()
+            try:
+                return db.execute(_pg(sql), params).fetchall()
+            except psycopg.Error as exc:
+                raise self._error(exc) from exc
 
     def _values(self, values: list[Any]) -> Any:
         return values  # an array

@@ -15,7 +15,7 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from backfill_ctl.state import NoStore, StateError, StoreUnavailable
+from backfill_ctl.state import NoStore, StateError, StoreLocked, StoreUnavailable
 from backfill_ctl.state.sql.base import SQLStore
 
 if TYPE_CHECKING:
@@ -184,7 +184,7 @@ class Connection(SQLStore):
                     "changed by the failed write, and the controller retries",
                 )
         if "locked" in text or "busy" in text:
-            return StateError(
+            return StoreLocked(
                 f"the state store {self.path} is locked by another process",
                 hint="wait for the other backfillctl to finish, or find it "
                 "(fuser on the file); nothing was changed",
