@@ -29,8 +29,9 @@ nothing can commit beside it. Hence, as in SQLite:
 Readers take no lock (each read is one statement in autocommit: one snapshot). A writer
 waits for the lock up to the busy timeout (`lock_timeout`: SQLite's BUSY_TIMEOUT), then
 fails with `StoreLocked` ("locked by another process"), nothing changed; a client
-that leaves a transaction open (a paused process) is ended by the server after 20 s
-(less than the controller's lease), so it cannot hold every other writer back. One
+that leaves a transaction open (a paused process) is ended by the server after 20 s,
+a lease holder's after half its lease (so a standby can take over when the lease
+ends): it cannot hold every other writer back. One
 store object serialises its calls (a lock), whichever thread makes them.
 
 A connection lost mid-run makes the call fail with `StoreUnavailable` (the controller

@@ -31,20 +31,12 @@ if TYPE_CHECKING:
 # The key of the transaction-level advisory lock every write takes first ("bfctl"); an
 # advisory lock is per database, so one store per database.
 WRITE_LOCK = 0x6266_6374_6C00
-_TABLES = (
-    "meta",
-    "resource_groups",
-    "lease",
-    "backfills",
-    "instances",
-    "attempts",
-    "events",
-    "attempt_logs",
-)
+_TABLES: tuple[str, ...] = ("meta", "resource_groups", "lease", "backfills", "instances")
+_TABLES += ("attempts", "events", "attempt_logs")
 # A transaction left open this long by a client (a paused process) is ended by the
-# server: it would hold the write lock of every other controller and operator. Shorter
-# than the controller's lease (30 s), so that a standby can take over from a controller
-# paused mid-write when its lease ends; no write of ours idles half as long.
+# server: it would hold the write lock of every other controller and operator. A lease
+# holder lowers it to half its lease (_hold_limit), so that a standby can take over from
+# a controller paused mid-write when the lease ends; no write of ours idles that long.
 _IDLE_IN_TRANSACTION_MS = 20_000
 _CONNECT_TIMEOUT = 10  # seconds, unless the URL says (libpq's default waits for ever)
 
@@ -194,6 +186,7 @@ class Connection(SQLStore):
         # One transaction or read at a time on the connection, whichever thread asks
         # (sqlite3 serialises a connection's calls itself; psycopg's would interleave).
         self._lock = threading.RLock()
+        self._idle_ms = _IDLE_IN_TRANSACTION_MS  # lowered for a lease holder: _hold_limit
         try:
             self._settings = conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
@@ -223,9 +216,18 @@ class Connection(SQLStore):
         except psycopg.Error as exc:
             raise self._unreachable(exc) from exc
         db.execute(f"SET lock_timeout = {int(self._busy_timeout * 1000)}")
-        db.execute(f"SET idle_in_transaction_session_timeout = {_IDLE_IN_TRANSACTION_MS}")
+        db.execute(f"SET idle_in_transaction_session_timeout = {self._idle_ms}")
         self._db, self._prepared = db, set()
         return db
+
+    def _hold_limit(self, seconds: float) -> None:
+        """A lease holder's idle transaction (paused) is ended in `seconds` (1 s or more)."""
+        ms = max(1000, min(_IDLE_IN_TRANSACTION_MS, int(seconds * 1000)))
+        if ms != self._idle_ms:
+            with self._lock:
+                self._idle_ms = ms
+                if self._db is not None and not self._db.closed:
+                    self._db.execute(f"SET idle_in_transaction_session_timeout = {ms}")
 
     def _text(self, exc: BaseException) -> str:
         """psycopg's message on one line, without any password of the URL."""

@@ -53,6 +53,11 @@ class SQLStore:
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
+    def _hold_limit(self, seconds: float) -> None:
+        """Let this connection hold the store's write lock at most `seconds` while idle in
+        a transaction (a process paused mid-write), where a server can end it; SQLite has
+        none to do so: nothing."""
+
     @property
     def store_id(self) -> str:
         """A random id given to the store when it was made (12 hex digits)."""

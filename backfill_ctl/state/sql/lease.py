@@ -47,7 +47,9 @@ class LeaseTable(SQLStore):
     ) -> Lease:
         """Take or renew the controller lease; the lease as it stands (maybe another's).
         A new holder gets the next epoch, which fences every start of the one before.
-        `at` None: now by the store's clock."""
+        `at` None: now by the store's clock. A holder paused mid-write must not keep
+        the write lock past its lease (the standby could not take over): half of it."""
+        self._hold_limit(ttl / 2)
         with self._write() as db:
             if at is None:
                 at = store_clock(db)
