@@ -121,7 +121,6 @@ class EventReads(Protocol):
         instance: str | None = None,
         after: int = 0,
         limit: int | None = None,
-        not_from: str | None = None,
     ) -> list[EventRecord]: ...
     def last_event_id(self) -> int: ...
 

@@ -639,7 +639,6 @@ class StoreContract:
         assert store.events(after=ids[-2]) == events[-1:]
         assert store.events(backfill="other") == [events[3], events[5]]
         assert store.events(instance="b1") == [events[1]]
-        assert store.events(not_from="test") == events[-2:]
         assert store.events(limit=3) == events[-3:]
         assert store.events(backfill="bf", limit=2) == [events[4], events[6]]
         assert store.events(limit=0) == []

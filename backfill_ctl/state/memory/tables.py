@@ -105,15 +105,13 @@ class Tables:
         instance: str | None = None,
         after: int = 0,
         limit: int | None = None,
-        not_from: str | None = None,
     ) -> list[EventRecord]:
         with self._lock:
             start = bisect.bisect_right(self._events, after, key=lambda e: e.id)
             found = [
                 e
                 for e in self._events[start:]
-                if (not_from is None or e.origin != not_from)
-                and (backfill is None or e.backfill == backfill)
+                if (backfill is None or e.backfill == backfill)
                 and (instance is None or e.instance == instance)
             ]
         if limit is not None and limit >= 0:  # the newest `limit`, in order

@@ -44,16 +44,12 @@ class Events(SQLStore):
         instance: str | None = None,
         after: int = 0,
         limit: int | None = None,
-        not_from: str | None = None,
     ) -> list[EventRecord]:
         sql = (
             "SELECT id, at, actor, kind, backfill, instance, from_state, to_state, message, "
             "origin FROM events WHERE id > ?"
         )
         params: list[Any] = [after]
-        if not_from is not None:
-            sql += " AND (origin IS NULL OR origin != ?)"
-            params.append(not_from)
         if backfill is not None:
             sql += " AND backfill = ?"
             params.append(backfill)

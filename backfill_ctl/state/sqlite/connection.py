@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import threading
 import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -140,6 +141,7 @@ class Connection(SQLStore):
         self.path = str(path)
         self._store_id: str | None = None
         self._busy_timeout = busy_timeout
+        self._lock = threading.RLock()
         if not path.exists() and not create:
             raise NoStore(f"no state store at {path}", hint="run backfillctl apply first")
         try:
@@ -217,28 +219,32 @@ class Connection(SQLStore):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            raise self._error(exc) from exc
-        try:
-            yield self._db
-            self._db.execute("COMMIT")
-        except BaseException as exc:
-            # SQLite rolls some failures back itself (a full disk, an I/O error): a
-            # second ROLLBACK would fail and hide the cause.
-            if self._db.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.OperationalError):  # the disk, a lock: not a bug
+        """One BEGIN IMMEDIATE transaction; one at a time on this connection, whichever
+        thread asks (a second thread's BEGIN would fail inside the first's)."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
                 raise self._error(exc) from exc
-            raise
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                # SQLite rolls some failures back itself (a full disk, an I/O error): a
+                # second ROLLBACK would fail and hide the cause.
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError):  # the disk, a lock: not a bug
+                    raise self._error(exc) from exc
+                raise
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        try:
-            return self._db.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
+        with self._lock:  # not inside another thread's transaction (its uncommitted rows)
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
 
     def _waiting_changes(
         self, db: Database, updates: Sequence[tuple[str, str, str | None]]
