@@ -45,6 +45,9 @@ class SQLStore:
     _store_id: str | None = None
     # `column` among the values bound to the `?` of this template (see `_among`).
     AMONG = "{} IN (SELECT value FROM json_each(?))"
+    # The query of the store's clock (seconds since the epoch) that a lease runs on; None:
+    # this machine's (a SQLite file is on it).
+    CLOCK: str | None = None
 
     def _write(self) -> AbstractContextManager[Database]:
         """One write transaction; the writers of a store are serialized."""

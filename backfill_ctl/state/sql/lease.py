@@ -10,7 +10,6 @@ this machine, this machine's. An explicit `at` (the contract tests) is taken as 
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from typing import TYPE_CHECKING
 
@@ -29,14 +28,13 @@ def check_fence_in(db: Database, fence: tuple[str, int]) -> None:
         raise LeaseLost(f"the lease is no longer ours (epoch {fence[1]}): {holder} holds it now")
 
 
-def store_clock(db: Database) -> float:
-    """Seconds since the epoch by the store's clock (see the module)."""
-    if isinstance(db, sqlite3.Connection):
-        return time.time()
-    return float(db.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()[0])
-
-
 class LeaseTable(SQLStore):
+    def _now(self, db: Database) -> float:
+        """Seconds since the epoch by the store's clock (see the module)."""
+        if self.CLOCK is None:
+            return time.time()
+        return float(db.execute(self.CLOCK).fetchone()[0])
+
     def check_fence(self, fence: tuple[str, int]) -> None:
         """Raise LeaseLost unless `fence` (holder, epoch) still holds the lease."""
         with self._write() as db:
@@ -52,7 +50,7 @@ class LeaseTable(SQLStore):
         self._hold_limit(ttl / 2)
         with self._write() as db:
             if at is None:
-                at = store_clock(db)
+                at = self._now(db)
             row = db.execute(
                 "SELECT holder, pid, host, acquired_at, expires_at, epoch FROM lease "
                 "WHERE name = 'controller'"
