@@ -38,6 +38,7 @@ class Running:
     cancelled: str | None = None  # why it is being stopped
     retry: bool = True  # a stop by an operator is final; a timeout may be retried
     retry_delay: float = 0.0  # seconds before the retry may start (run.retryDelay)
+    log: str | None = None  # where the backend writes its log
 
 
 class AttemptRunner(LeaseHolder):
@@ -158,7 +159,7 @@ class AttemptRunner(LeaseHolder):
             self._reread(instance)
             return
         self.ended_by[outcome.state] += 1
-        keep_log(self.store, instance, run.number, self.clock())  # a shared store's copy
+        keep_log(self.store, instance, run.number, run.log, self.clock())  # a shared store
         self.scheduler.set_state(instance, state, message, not_before=not_before)
 
     def _reread(self, instance: str) -> None:
@@ -222,6 +223,7 @@ class AttemptRunner(LeaseHolder):
             record.run.timeout,
             tries_left,
             retry_delay=record.run.retry_delay,
+            log=log,
         )
         self._handles[instance] = (number, handle, log)  # kept until it is written
         self._record_pending()

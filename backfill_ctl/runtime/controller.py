@@ -164,6 +164,7 @@ class Controller(AttemptRunner):
                 record.run.timeout,
                 record.tries_left,
                 retry_delay=record.run.retry_delay,
+                log=attempt.log,
             )
             self.say(f"adopted attempt {attempt.number} of {record.id} ({record.node})")
             if record.stop_requested:  # asked while no controller ran: carried out now

@@ -39,16 +39,14 @@ def log_tail(path: str, cap: int = CAP) -> tuple[bytes, int]:
         return f.read(cap), size
 
 
-def keep_log(store: RunStore, instance: str, number: int, at: float) -> bool:
-    """At an attempt's end, once its outcome is stored: a copy of its log's end in a
-    shared store. Never fails its caller: a log that cannot be read or written is only
-    not copied (the file, where it is, is still the log). Whether it was kept."""
-    if not shares_logs(store):
+def keep_log(store: RunStore, instance: str, number: int, log: str | None, at: float) -> bool:
+    """At an attempt's end, once its outcome is stored: a copy of the end of its log (the
+    file at `log`, as the backend named it) in a shared store. Never fails its caller: a
+    log that cannot be read or written is only not copied (the file, where it is, is
+    still the log). Whether it was kept."""
+    if not shares_logs(store) or not log:
         return False
     try:
-        log = next((a.log for a in store.attempts(instance) if a.number == number), None)
-        if not log:
-            return False
         data, size = log_tail(log)
         store.save_log(instance, number, data.decode("utf-8", errors="replace"), size=size, at=at)
     except (OSError, StateError):

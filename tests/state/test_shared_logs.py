@@ -41,7 +41,7 @@ def test_the_end_of_a_log_is_kept_in_a_shared_store_only(tmp_path: Path) -> None
     log.write_bytes(b"x" * (CAP + 10) + "é\n".encode())
     shared = seeded(MemoryStore("postgresql://ann@db/bf"))
     ran(shared, str(log))
-    assert keep_log(shared, "a1", 1, AT + 20)
+    assert keep_log(shared, "a1", 1, str(log), AT + 20)
     kept = shared.stored_log("a1", 1)
     assert kept is not None
     assert kept.size == CAP + 13 and kept.text.endswith("xé\n") and kept.cut == 13
@@ -49,23 +49,24 @@ def test_the_end_of_a_log_is_kept_in_a_shared_store_only(tmp_path: Path) -> None
 
     local = seeded(MemoryStore("/srv/state.db"))  # a file: the logs lie beside it
     ran(local, str(log))
-    assert not keep_log(local, "a1", 1, AT) and local.stored_log("a1", 1) is None
+    assert not keep_log(local, "a1", 1, str(log), AT) and local.stored_log("a1", 1) is None
 
 
 def test_a_log_that_cannot_be_read_or_stored_is_only_not_kept(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = seeded(MemoryStore("postgresql://ann@db/bf"))
-    ran(store, str(tmp_path / "gone.log"))
-    assert not keep_log(store, "a1", 1, AT)  # no file
+    gone = str(tmp_path / "gone.log")
+    ran(store, gone)
+    assert not keep_log(store, "a1", 1, gone, AT)  # no file
+    assert not keep_log(store, "a1", 1, None, AT)  # no log named
     (tmp_path / "gone.log").write_text("out\n")
 
     def refuse(*args: object, **kwargs: object) -> None:
         raise StateError("the state store is locked by another process")
 
     monkeypatch.setattr(store, "save_log", refuse)
-    assert not keep_log(store, "a1", 1, AT)
-    assert not keep_log(store, "zz", 1, AT)  # no such attempt
+    assert not keep_log(store, "a1", 1, gone, AT)
     assert attempt_logs.log_tail(str(tmp_path / "gone.log"), 2) == (b"t\n", 4)
 
 
