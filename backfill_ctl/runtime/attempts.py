@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from backfill_ctl.backends import AttemptSpec, BackendError, Handle, NotStarted, Outcome
 from backfill_ctl.runtime.lease import LeaseHolder
-from backfill_ctl.usecases.attempt_logs import keep_log
+from backfill_ctl.usecases.attempt_logs import log_copy
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -155,11 +155,11 @@ class AttemptRunner(LeaseHolder):
             actor=self.actor,
             origin=self.origin,
             not_before=not_before,
+            log=log_copy(self.store, run.log),  # a shared store keeps the log's end
         ):
             self._reread(instance)
             return
         self.ended_by[outcome.state] += 1
-        keep_log(self.store, instance, run.number, run.log, self.clock())  # a shared store
         self.scheduler.set_state(instance, state, message, not_before=not_before)
 
     def _reread(self, instance: str) -> None:

@@ -240,6 +240,7 @@ class RunStore(
         actor: str,
         origin: str,
         not_before: float | None = None,
+        log: tuple[str, int] | None = None,
     ) -> bool: ...
     def abandon_attempt(
         self,

@@ -5,8 +5,8 @@ A backend writes an attempt's log as a file beside the store (the local backend 
 it runs, the kubernetes backend's copy of the pod's log when it ends). A SQLite store
 has its files beside it: whoever reads the store reads them. A PostgreSQL store is read
 from laptops and pipelines that have no such files, so when an attempt's end is
-recorded the controller keeps the log's last `CAP` bytes in the store (`keep_log`: one
-file read and one write per attempt, after the outcome is stored). A log that runs on is
+recorded the controller keeps the log's last `CAP` bytes in the store (`log_copy`: one
+file read per attempt, written in the end's own transaction). A log that runs on is
 not copied while it runs: `logs` on another machine says where it runs.
 """
 
@@ -15,11 +15,9 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from backfill_ctl.state import StateError
 from backfill_ctl.state.postgres.url import is_postgres_url
 
 if TYPE_CHECKING:
-    from backfill_ctl.state import RunStore
     from backfill_ctl.state.protocols import StoreIdentity
 
 CAP = 1 << 20  # bytes of a log's end kept in the store
@@ -39,16 +37,15 @@ def log_tail(path: str, cap: int = CAP) -> tuple[bytes, int]:
         return f.read(cap), size
 
 
-def keep_log(store: RunStore, instance: str, number: int, log: str | None, at: float) -> bool:
-    """At an attempt's end, once its outcome is stored: a copy of the end of its log (the
-    file at `log`, as the backend named it) in a shared store. Never fails its caller: a
-    log that cannot be read or written is only not copied (the file, where it is, is
-    still the log). Whether it was kept."""
+def log_copy(store: StoreIdentity, log: str | None) -> tuple[str, int] | None:
+    """At an attempt's end: what a shared store keeps of its log (the file at `log`, as
+    the backend named it): its last CAP bytes, decoded, and the whole log's size, which
+    end_attempt writes with the end, in one commit. None for a store that keeps no
+    copies, and for a log that cannot be read (the file, where it is, is still the log)."""
     if not shares_logs(store) or not log:
-        return False
+        return None
     try:
         data, size = log_tail(log)
-        store.save_log(instance, number, data.decode("utf-8", errors="replace"), size=size, at=at)
-    except (OSError, StateError):
-        return False
-    return True
+    except OSError:
+        return None
+    return data.decode("utf-8", errors="replace"), size

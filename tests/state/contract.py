@@ -720,6 +720,21 @@ class StoreContract:
         assert kept.cut == 5000 - len("é\ufffdlast\n".encode())
         assert store.stored_log("a1", 2) is None and store.stored_log("b1", 1) is None
 
+    def test_an_attempt_s_end_keeps_its_log_in_the_same_commit_only_if_it_wins(
+        self, make: Make
+    ) -> None:
+        store = seeded(make())
+        start(store, "a1")
+        assert end(store, "a1", 1, log=("out\x00\n", 9))
+        kept = store.stored_log("a1", 1)
+        assert kept is not None and (kept.text, kept.size) == ("out\ufffd\n", 9)
+        assert (kept.stored_at, state(store, "a1").state) == (AT + 10, "succeeded")
+        assert not end(store, "a1", 1, "failed", log=("late\n", 5))  # the first report won
+        assert store.stored_log("a1", 1) == kept
+        start(store, "b1")
+        end(store, "b1", 1)  # no copy asked for: none kept
+        assert store.stored_log("b1", 1) is None
+
     def test_gc_forgets_an_attempt_s_stored_log_with_its_log_or_its_instance(
         self, make: Make
     ) -> None:

@@ -18,10 +18,10 @@ import pytest
 
 from backfill_ctl.cli import logs
 from backfill_ctl.core.records import AttemptRecord
-from backfill_ctl.state import StateError, StateStore, open_store
+from backfill_ctl.state import StateStore, open_store
 from backfill_ctl.state.memory import MemoryStore
 from backfill_ctl.usecases import attempt_logs
-from backfill_ctl.usecases.attempt_logs import CAP, keep_log
+from backfill_ctl.usecases.attempt_logs import CAP, log_copy
 from tests.cli.helpers import run
 from tests.state.contract import AT, end, seeded, start
 from tests.tools.postgres import PASSWORD
@@ -36,38 +36,28 @@ def ran(store: StateStore, log: str, ident: str = "a1") -> None:
     end(store, ident, 1)
 
 
-def test_the_end_of_a_log_is_kept_in_a_shared_store_only(tmp_path: Path) -> None:
+def test_the_end_of_a_log_is_copied_for_a_shared_store_only(tmp_path: Path) -> None:
     log = tmp_path / "a1.1.log"
     log.write_bytes(b"x" * (CAP + 10) + "é\n".encode())
     shared = seeded(MemoryStore("postgresql://ann@db/bf"))
     ran(shared, str(log))
-    assert keep_log(shared, "a1", 1, str(log), AT + 20)
-    kept = shared.stored_log("a1", 1)
-    assert kept is not None
-    assert kept.size == CAP + 13 and kept.text.endswith("xé\n") and kept.cut == 13
-    assert kept.stored_at == AT + 20
+    copy = log_copy(shared, str(log))
+    assert copy is not None
+    text, size = copy
+    assert size == CAP + 13 and text.endswith("xé\n") and len(text.encode()) == CAP
 
     local = seeded(MemoryStore("/srv/state.db"))  # a file: the logs lie beside it
-    ran(local, str(log))
-    assert not keep_log(local, "a1", 1, str(log), AT) and local.stored_log("a1", 1) is None
+    assert log_copy(local, str(log)) is None
 
 
-def test_a_log_that_cannot_be_read_or_stored_is_only_not_kept(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_log_that_cannot_be_read_is_only_not_copied(tmp_path: Path) -> None:
     store = seeded(MemoryStore("postgresql://ann@db/bf"))
     gone = str(tmp_path / "gone.log")
-    ran(store, gone)
-    assert not keep_log(store, "a1", 1, gone, AT)  # no file
-    assert not keep_log(store, "a1", 1, None, AT)  # no log named
+    assert log_copy(store, gone) is None  # no file
+    assert log_copy(store, None) is None  # no log named
     (tmp_path / "gone.log").write_text("out\n")
-
-    def refuse(*args: object, **kwargs: object) -> None:
-        raise StateError("the state store is locked by another process")
-
-    monkeypatch.setattr(store, "save_log", refuse)
-    assert not keep_log(store, "a1", 1, gone, AT)
-    assert attempt_logs.log_tail(str(tmp_path / "gone.log"), 2) == (b"t\n", 4)
+    assert log_copy(store, gone) == ("out\n", 4)
+    assert attempt_logs.log_tail(gone, 2) == (b"t\n", 4)
 
 
 # -- PostgreSQL (BACKFILLCTL_PG=1) ------------------------------------------------------

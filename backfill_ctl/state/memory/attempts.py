@@ -104,12 +104,15 @@ class Attempts(Tables):
         actor: str,
         origin: str,
         not_before: float | None = None,
+        log: tuple[str, int] | None = None,
     ) -> bool:
         """The first report wins: an attempt already ended is left as it is (False)."""
         with self._lock:
             attempt = self._attempts.get((instance, number))
             if attempt is None or attempt.state not in ("starting", "running"):
                 return False
+            if log is not None:
+                self._keep_log(instance, number, log[0], log[1], at)
             self._attempts[instance, number] = replace(
                 attempt,
                 state=cast("AttemptState", attempt_state),

@@ -21,11 +21,10 @@ from backfill_ctl.core.records import (
     TaskRow,
     date_spans,
 )
+from backfill_ctl.state.protocols import StoredLog
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-
-    from backfill_ctl.state.protocols import StoredLog
 
 
 SETTABLE_BACKFILL = frozenset(
@@ -69,6 +68,10 @@ class Tables:
         """Nothing to let go of: the records stay readable."""
 
     # -- events ----------------------------------------------------------------------
+
+    def _keep_log(self, instance: str, number: int, text: str, size: int, at: float) -> None:
+        """An attempt's log copy (save_log, end_attempt); the caller holds the lock."""
+        self._logs[instance, number] = StoredLog(text.replace("\x00", "\ufffd"), size, at)
 
     def _event(
         self,

@@ -10,6 +10,7 @@ from backfill_ctl.core.records import AttemptRecord
 from backfill_ctl.state.sql.base import SQLStore
 from backfill_ctl.state.sql.events import EVENT_INSERT_SELECT, insert_event
 from backfill_ctl.state.sql.lease import check_fence_in
+from backfill_ctl.state.sql.logs import keep_log_in
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -83,11 +84,13 @@ class Attempts(SQLStore):
         actor: str,
         origin: str,
         not_before: float | None = None,
+        log: tuple[str, int] | None = None,
     ) -> bool:
         """Record how an attempt ended and what its instance becomes, atomically (with
-        `not_before`, a retry waits until then). The first report wins: an attempt that
-        was already recorded as ended (by another controller, which adopted it while this
-        one could not write) is left as it is, and False says so."""
+        `not_before`, a retry waits until then; with `log`, the copy of its log's end and
+        the whole log's size, kept in the same commit). The first report wins: an attempt
+        that was already recorded as ended (by another controller, which adopted it while
+        this one could not write) is left as it is, and False says so."""
         with self._write() as db:
             ended = db.execute(
                 "UPDATE attempts SET state = ?, exit_code = ?, message = ?, finished_at = ? "
@@ -100,6 +103,8 @@ class Attempts(SQLStore):
             )
             if ended.fetchone() is None:
                 return False
+            if log is not None:
+                keep_log_in(db, instance, number, log[0], log[1], at)
             row = found.fetchone()
             if row is None or row[1] != "running" or row[2] != number:
                 # Stopped or removed meanwhile, or already on a later attempt (a controller
