@@ -555,3 +555,16 @@ def test_a_log_copied_before_stays_when_the_pod_is_gone(backends: Backends) -> N
     backend.api.delete_job(handle["job"])  # pods go with it
     assert backend._collect(handle["job"], handle) is None
     assert Path(str(log)).read_text() == "kept\n"
+
+
+def test_an_empty_copy_gives_way_to_the_pod_s_log(backends: Backends) -> None:
+    """The copy was taken a moment before the container's last output reached the
+    node's log (seen on the real cluster): `logs` reads the pod's, while it is there."""
+    backend = backends()
+    s = spec(("echo", "late"))
+    handle, log = backend.start(s)
+    settle(backend, {s.key: handle})
+    Path(str(log)).write_text("")
+    assert backend.log_text(handle, log) == "late\n"
+    backend.api.delete_job(handle["job"])  # the pod gone too: the copy, empty as it is
+    assert backend.log_text(handle, log) == ""

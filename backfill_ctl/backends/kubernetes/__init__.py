@@ -280,8 +280,12 @@ class KubernetesBackend:
         return self._follow(spec, job) if job is not None and self._ours(job) else None
 
     def log_text(self, handle: Handle, log: str | None) -> str:
+        """The copy next to the store; else, or when the copy is empty (a container that
+        ended a moment before its last output reached the node's log), the pod's log."""
         if log and Path(log).exists():
-            return Path(log).read_text(encoding="utf-8", errors="replace")
+            text = Path(log).read_text(encoding="utf-8", errors="replace")
+            if text or not handle.get("job"):
+                return text
         if not handle.get("job"):
             return ""
         namespace = str(handle.get("namespace") or self.settings.namespace)  # where it ran
