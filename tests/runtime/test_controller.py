@@ -55,6 +55,25 @@ def test_every_transition_is_an_event_with_time_and_actor(tmp_path: Path) -> Non
     assert all(e.at == NOW.timestamp() for e in store.events(instance=a.id))
 
 
+def test_the_controller_s_event_read_moves_past_its_own_events(tmp_path: Path) -> None:
+    """Its own events are not news, but the watermark moves past them: a read filtered
+    in the store scanned every one of them again on each tick."""
+    store = applied(tmp_path, *CHAIN, backfill(dates=["2024-03-01", "2024-03-02"]))
+    c = controller(store)
+    drain(c)
+    assert c._news() == [] and c._watermark == store.last_event_id()
+    store.transition(
+        [i.id for i in store.instances()][:1],
+        "pending",
+        allowed=["succeeded"],
+        at=0,
+        actor="ann",
+        origin="cli",
+    )
+    assert [e.origin for e in c._news()] == ["cli"]  # an operator's change, once
+    assert c._news() == []
+
+
 def test_a_failure_is_retried_as_the_node_allows_then_fails(tmp_path: Path) -> None:
     store = applied(
         tmp_path,
