@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from backfill_ctl.backends import AttemptSpec, BackendError, Handle, NotStarted, Outcome
 from backfill_ctl.runtime.lease import LeaseHolder
+from backfill_ctl.state.protocols import AttemptEnd
 from backfill_ctl.usecases.attempt_logs import log_copy
 
 if TYPE_CHECKING:
@@ -119,21 +120,33 @@ class AttemptRunner(LeaseHolder):
         return len(ended)
 
     def _record_pending(self) -> None:
-        """Write what is known but not yet stored: handles, then outcomes (each write
-        that fails leaves the rest for the next try)."""
-        for instance, (number, handle, log) in list(self._handles.items()):
-            self.store.set_attempt_handle(instance, number, handle, log)
-            del self._handles[instance]
-        for instance, (run, outcome) in list(self._outcomes.items()):
-            self._ended(instance, run, outcome)
-            del self._outcomes[instance]
-            self.running.pop(instance, None)
-
-    def _ended(self, instance: str, run: Running, outcome: Outcome) -> None:
-        if not outcome.started:  # nothing ran: back to pending, its try given back
+        """Write what is known but not yet stored, handles and ends, in one transaction
+        (one commit per tick, not one per attempt); if it fails, all of it stays for the
+        next try. Attempts that never ran are put back one by one (rare)."""
+        handles = list(self._handles.items())
+        outcomes = [(i, r, o) for i, (r, o) in self._outcomes.items() if o.started]
+        if handles or outcomes:
+            ends = [self._end_of(instance, run, outcome) for instance, run, outcome in outcomes]
+            with self.store.batch():
+                self.store.set_attempt_handles([(i, *rest) for i, rest in handles])
+                won = self.store.end_attempts(
+                    ends, at=self.clock(), actor=self.actor, origin=self.origin
+                )
+            for instance, _ in handles:
+                del self._handles[instance]
+            for end, first in zip(ends, won, strict=True):
+                self._recorded(end, first)
+        for instance, (run, outcome) in list(self._outcomes.items()):  # never ran
             self._requeue(instance, run.number, run.tries_left, outcome.message or "")
             self._held_until = self.clock() + 5.0  # a full disk does not pass at once
-            return
+            self._forget_attempt(instance)
+
+    def _forget_attempt(self, instance: str) -> None:
+        del self._outcomes[instance]
+        self.running.pop(instance, None)
+
+    def _end_of(self, instance: str, run: Running, outcome: Outcome) -> AttemptEnd:
+        """How an attempt that ran ended, and what its instance becomes."""
         message = run.cancelled or outcome.message
         not_before = None
         if outcome.state == "succeeded":
@@ -144,23 +157,21 @@ class AttemptRunner(LeaseHolder):
                 not_before = self.clock() + run.retry_delay
         else:
             state = "failed"
-        if not self.store.end_attempt(
-            instance,
-            run.number,
-            attempt_state=outcome.state,
-            exit_code=outcome.exit_code,
-            message=message,
-            instance_state=state,
-            at=self.clock(),
-            actor=self.actor,
-            origin=self.origin,
-            not_before=not_before,
-            log=log_copy(self.store, run.log),  # a shared store keeps the log's end
-        ):
-            self._reread(instance)
+        log = log_copy(self.store, run.log)  # a shared store keeps the log's end
+        return AttemptEnd(
+            instance, run.number, outcome.state, outcome.exit_code, message, state, not_before, log
+        )
+
+    def _recorded(self, end: AttemptEnd, first: bool) -> None:
+        """An end is in the store: the scheduler follows (`first`: this report won)."""
+        self._forget_attempt(end.instance)
+        if not first:
+            self._reread(end.instance)
             return
-        self.ended_by[outcome.state] += 1
-        self.scheduler.set_state(instance, state, message, not_before=not_before)
+        self.ended_by[end.attempt_state] += 1
+        self.scheduler.set_state(
+            end.instance, end.instance_state, end.message, not_before=end.not_before
+        )
 
     def _reread(self, instance: str) -> None:
         """Another controller recorded how the attempt ended (it held the lease while
@@ -180,27 +191,43 @@ class AttemptRunner(LeaseHolder):
             if run.cancelled is None and run.timeout and now - run.started > run.timeout:
                 self._cancel(instance, run, f"timed out after {_duration(run.timeout)}", retry=True)
 
-    def _start(self, instance: str, record: InstanceRecord | None) -> bool:
-        now = self.clock()
-        number = self.store.begin_attempt(
-            instance,
+    def _start_all(self, starts: Sequence[str], now: float) -> int:
+        """Begin the attempts of `starts` in one transaction (fenced), then start them in
+        order; how many started. Their handles are written together at the end."""
+        records = {r.id: r for r in self.store.instances(ids=starts)}
+        begun = self.store.begin_attempts(
+            [i for i in starts if i in records],
             self.backend.name,
             at=now,
             actor=self.actor,
             origin=self.origin,
             fence=self.fence,
         )
-        if number is None or record is None:  # changed by an operator meanwhile
-            for changed in self.store.instances(ids=[instance]):
-                self.scheduler.upsert(changed)
-            return False
-        tries_left = record.tries_left - 1  # read before begin_attempt took one
+        changed = [i for i in starts if i not in begun]  # by an operator meanwhile
+        for record in self.store.instances(ids=changed) if changed else ():
+            self.scheduler.upsert(record)
+        started, refused = 0, None
+        for instance in (i for i in starts if i in begun):  # in the scheduler's order
+            if refused is None:
+                try:
+                    started += self._start(records[instance], begun[instance], now)
+                    continue
+                except NotStarted as exc:  # the backend has no room: the rest waits too
+                    refused = exc
+            self._not_started(instance, begun[instance], refused, now)
+        self._record_pending()
+        return started
+
+    def _start(self, record: InstanceRecord, number: int, now: float) -> bool:
+        """Start attempt `number` of `record` (begun: its instance is running); NotStarted
+        when the backend has no room for it now."""
+        instance = record.id
+        tries_left = record.tries_left - 1  # read before begin_attempts took one
         self.scheduler.set_state(instance, "running")
         try:
             handle, log = self.backend.start(self._spec(record, number))
-        except NotStarted as exc:
-            self._not_started(instance, number, exc, now)
-            return False
+        except NotStarted:
+            raise  # (a BackendError too) for `_start_all`, which holds the rest back
         except BackendError as exc:
             run = self.running[instance] = Running(
                 record.backfill,
@@ -212,7 +239,6 @@ class AttemptRunner(LeaseHolder):
                 retry_delay=record.run.retry_delay,
             )
             self._outcomes[instance] = (run, Outcome("failed", None, str(exc)))
-            self._record_pending()
             return False
         self._held_for = ""
         self.running[instance] = Running(
@@ -226,7 +252,6 @@ class AttemptRunner(LeaseHolder):
             log=log,
         )
         self._handles[instance] = (number, handle, log)  # kept until it is written
-        self._record_pending()
         return True
 
     def _not_started(self, instance: str, number: int, exc: NotStarted, now: float) -> None:

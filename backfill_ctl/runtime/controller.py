@@ -9,8 +9,11 @@ tick:
 2. asks the backend which attempts ended, and records each (retrying if tries are left);
 3. cancels attempts that were asked to stop or ran past their timeout;
 4. lets the scheduler decide, records why the rest waits, completes dry-runs, and starts
-   attempts: the attempt is written *before* the process exists, so a crash can leave
-   an attempt to settle but never a run nobody knows of;
+   attempts: the attempts are written *before* their processes exist, so a crash can
+   leave an attempt to settle but never a run nobody knows of;
+
+A tick's attempts are written together: the starts it decided in one transaction, their
+handles in one, the ends it learnt in one (a commit costs more than its statements).
 5. marks backfills that can make no more progress as finished, and alerts.
 
 On start it adopts what a previous controller left: attempts whose processes still run
@@ -230,12 +233,7 @@ class Controller(AttemptRunner):
         )
         self._dry_runs(decision.dry_runs, now)
         starts = decision.start if now >= self._held_until else []
-        records = {r.id: r for r in self.store.instances(ids=starts)} if starts else {}
-        started = 0
-        for instance in starts:
-            if self._held_until > now:  # the backend refused one: leave the rest waiting
-                break
-            started += self._start(instance, records.get(instance))
+        started = self._start_all(starts, now) if starts else 0
         self.started_total += started
         finished = self._finish(now)
         return Tick(started, ended, len(self.running), tuple(finished))

@@ -45,6 +45,22 @@ WaitingUpdate = tuple[str, str, "str | None", "Mapping[str, Any] | None"]
 GridCount = tuple[int, str]
 
 
+class AttemptEnd(NamedTuple):
+    """How one attempt ended, as the controller reports it (`end_attempts`): the
+    attempt's state and exit code, the message, what its instance becomes; with
+    `not_before`, a retry waits until then; with `log`, the copy of its log's end and
+    the whole log's size, kept in the same commit."""
+
+    instance: str
+    number: int
+    attempt_state: str
+    exit_code: int | None
+    message: str | None
+    instance_state: str
+    not_before: float | None = None
+    log: tuple[str, int] | None = None
+
+
 class StoredLog(NamedTuple):
     """The copy of an attempt's log kept in the store: its text (the last bytes of the
     log, decoded; NUL characters replaced), the whole log's size in bytes, and when it
@@ -224,9 +240,26 @@ class RunStore(
         origin: str,
         fence: tuple[str, int] | None = None,
     ) -> int | None: ...
+    def begin_attempts(
+        self,
+        instances: Sequence[str],
+        backend: str,
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+        fence: tuple[str, int] | None = None,
+    ) -> dict[str, int]: ...
     def set_attempt_handle(
         self, instance: str, number: int, handle: dict[str, Any], log: str | None
     ) -> None: ...
+    def set_attempt_handles(
+        self, handles: Sequence[tuple[str, int, dict[str, Any], str | None]]
+    ) -> None: ...
+    def end_attempts(
+        self, ends: Sequence[AttemptEnd], *, at: float, actor: str, origin: str
+    ) -> list[bool]: ...
+    def batch(self) -> AbstractContextManager[None]: ...
     def end_attempt(
         self,
         instance: str,

@@ -74,6 +74,45 @@ def test_the_controller_s_event_read_moves_past_its_own_events(tmp_path: Path) -
     assert c._news() == []
 
 
+def test_a_tick_writes_its_attempts_in_a_commit_or_two_whatever_their_number(
+    tmp_path: Path,
+) -> None:
+    """Issue 15: a commit costs more than its statements, so the attempts a tick starts
+    are begun in one transaction and their handles written in one, and the ends a tick
+    learns are written in one: not one commit (or three) per attempt."""
+    wide = [node(f"n{n}", resourceGroup="big") for n in range(6)]
+    roots = {"method": "manual", "roots": [f"n{n}" for n in range(6)]}
+    store = applied(tmp_path, resource_group("big", 8), *wide, backfill(select=roots), sqlite=True)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+
+    def commits() -> list[set[str]]:
+        """The tables each transaction since the last call wrote (the lease's aside)."""
+        written, tables = [], set()
+        for sql in statements:
+            words = sql.split()
+            if words[0] in ("INSERT", "UPDATE"):
+                tables.add(words[2] if words[0] == "INSERT" else words[1])
+            elif sql == "COMMIT" and tables - {"lease"}:
+                written.append(tables)
+            if sql == "COMMIT":
+                tables = set()
+        statements.clear()
+        return written
+
+    backend = FakeBackend()
+    c = controller(store, backend)
+    commits()
+
+    assert c.tick().started == 6
+    assert commits() == [{"events", "attempts", "instances"}, {"attempts"}]  # begun, handles
+    ending = c.tick()
+    assert (ending.ended, ending.finished) == (6, ("bf",))
+    assert commits() == [{"attempts", "instances", "events"}, {"backfills", "events"}]
+    assert [a.state for a in store.attempts()] == ["succeeded"] * 6
+    assert len(backend.started) == 6
+
+
 def test_a_failure_is_retried_as_the_node_allows_then_fails(tmp_path: Path) -> None:
     store = applied(
         tmp_path,

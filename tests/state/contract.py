@@ -17,6 +17,7 @@ import pytest
 
 from backfill_ctl.core.records import BackfillRecord, DateSpan, InstanceRecord, Run, TaskRow
 from backfill_ctl.state import LeaseLost, StateStore
+from backfill_ctl.state.protocols import AttemptEnd, StoredLog
 
 Make = Callable[[], StateStore]
 AT = 1_710_896_400.0  # 2024-03-20T01:00:00Z
@@ -564,6 +565,71 @@ class StoreContract:
         assert [a.state for a in store.attempts("a1")] == ["running"]
         assert state(store, "a1").state == "running"
         assert store.last_event_id() == events + 1  # the start only
+
+    def test_a_tick_s_attempts_begin_and_end_together_each_as_alone(self, make: Make) -> None:
+        """What the controller writes once per tick: the starts it decided (only the
+        waiting ones begin, fenced as one), their handles, and the ends it learnt (the
+        first report of each wins), each attempt exactly as if written alone."""
+        store = seeded(make())
+        store.transition(["b1"], "succeeded", allowed=["pending"], at=AT, **WHO)
+        store.acquire_lease("A", pid=1, host="h", at=AT, ttl=30)
+
+        begun = store.begin_attempts(
+            ["a2", "a1", "b1", "zz"], "local", at=AT, actor="c", origin="A", fence=("A", 1)
+        )
+
+        assert begun == {"a2": 1, "a1": 1}
+        assert {(e.instance, e.to_state, e.message) for e in store.events()[-2:]} == {
+            ("a1", "running", "attempt 1"),
+            ("a2", "running", "attempt 1"),
+        }
+        assert (state(store, "a1").tries_left, state(store, "b1").state) == (1, "succeeded")
+        store.set_attempt_handles([("a1", 1, {"pid": 1}, "/a1.log"), ("a2", 1, {"pid": 2}, None)])
+        assert {(a.instance, a.state, a.handle["pid"]) for a in store.attempts()} == {
+            ("a1", "running", 1),
+            ("a2", "running", 2),
+        }
+        events = store.last_event_id()
+        won = store.end_attempts(
+            [
+                AttemptEnd("a1", 1, "succeeded", 0, None, "succeeded"),
+                AttemptEnd("a2", 1, "failed", 1, "exit code 1", "pending", AT + 40, ("end", 9)),
+                AttemptEnd("a1", 7, "failed", 1, None, "failed"),  # no such attempt
+            ],
+            at=AT + 10,
+            **WHO,
+        )
+        assert won == [True, True, False]
+        assert (state(store, "a1").state, state(store, "a1").finished_at) == ("succeeded", AT + 10)
+        assert (state(store, "a2").state, state(store, "a2").not_before) == ("pending", AT + 40)
+        assert store.stored_log("a2", 1) == StoredLog("end", 9, AT + 10)
+        assert store.last_event_id() == events + 2
+        assert store.end_attempts(
+            [AttemptEnd("a1", 1, "lost", None, None, "pending")], at=AT, **WHO
+        ) == [False]
+        assert store.begin_attempts([], "local", at=AT, **WHO) == {}
+        assert store.end_attempts([], at=AT, **WHO) == []
+        with pytest.raises(LeaseLost):  # a lost lease: none of them begins
+            store.begin_attempts(["a2"], "local", at=AT, actor="c", origin="B", fence=("B", 9))
+        assert state(store, "a2").state == "pending"
+
+    def test_a_batch_commits_its_writes_together_or_none_of_them(self, make: Make) -> None:
+        store = seeded(make())
+        events = store.last_event_id()
+        with store.batch():
+            number = start(store, "a1")
+            store.set_attempt_handles([("a1", number, {"pid": 1}, None)])
+            assert state(store, "a1").state == "running"  # read inside: its own writes
+        assert [a.state for a in store.attempts("a1")] == ["running"]
+        assert store.last_event_id() == events + 1
+
+        with pytest.raises(LeaseLost), store.batch():
+            assert end(store, "a1", number)
+            start(store, "a2")
+            store.check_fence(("nobody", 1))
+        assert [a.state for a in store.attempts("a1")] == ["running"]  # nothing of it stayed
+        assert (state(store, "a1").state, state(store, "a2").state) == ("running", "pending")
+        assert store.last_event_id() == events + 1
 
     # -- the lease and its fence -----------------------------------------------------
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
@@ -17,9 +18,10 @@ from backfill_ctl.state import LeaseLost
 from backfill_ctl.state.memory.tables import Tables
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator, Sequence
 
     from backfill_ctl.core.records import AttemptState, InstanceState
+    from backfill_ctl.state.protocols import AttemptEnd
 
 
 class Attempts(Tables):
@@ -80,6 +82,66 @@ class Attempts(Tables):
                 f"attempt {number}",
             )
         return number
+
+    def begin_attempts(
+        self,
+        instances: Sequence[str],
+        backend: str,
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+        fence: tuple[str, int] | None = None,
+    ) -> dict[str, int]:
+        with self._lock:
+            if fence is not None:
+                self._check_fence(fence)
+            begun = {}
+            for instance in instances:
+                number = self.begin_attempt(instance, backend, at=at, actor=actor, origin=origin)
+                if number is not None:
+                    begun[instance] = number
+            return begun
+
+    def set_attempt_handles(
+        self, handles: Sequence[tuple[str, int, dict[str, Any], str | None]]
+    ) -> None:
+        with self._lock:
+            for instance, number, handle, log in handles:
+                self.set_attempt_handle(instance, number, handle, log)
+
+    def end_attempts(
+        self, ends: Sequence[AttemptEnd], *, at: float, actor: str, origin: str
+    ) -> list[bool]:
+        with self._lock:
+            return [
+                self.end_attempt(
+                    e.instance,
+                    e.number,
+                    attempt_state=e.attempt_state,
+                    exit_code=e.exit_code,
+                    message=e.message,
+                    instance_state=e.instance_state,
+                    at=at,
+                    actor=actor,
+                    origin=origin,
+                    not_before=e.not_before,
+                    log=e.log,
+                )
+                for e in ends
+            ]
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every change inside at once, or none: the tables as they were are put back
+        if the batch fails (a rolled-back transaction)."""
+        with self._lock:
+            saved = self._saved()
+            try:
+                yield
+            except BaseException:
+                self._restore(saved)
+                raise
 
     def set_attempt_handle(
         self, instance: str, number: int, handle: dict[str, Any], log: str | None

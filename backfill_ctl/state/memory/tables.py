@@ -64,6 +64,31 @@ class Tables:
     def store_id(self) -> str:
         return self._store_id
 
+    def _saved(self) -> tuple[Any, ...]:
+        """The tables as they are (their records are immutable), for `_restore`."""
+        return (
+            dict(self._backfills),
+            dict(self._instances),
+            dict(self._attempts),
+            list(self._events),
+            self._next_event,
+            dict(self._groups),
+            self._lease,
+            dict(self._logs),
+        )
+
+    def _restore(self, saved: tuple[Any, ...]) -> None:
+        (
+            self._backfills,
+            self._instances,
+            self._attempts,
+            self._events,
+            self._next_event,
+            self._groups,
+            self._lease,
+            self._logs,
+        ) = saved
+
     def close(self) -> None:
         """Nothing to let go of: the records stay readable."""
 

@@ -175,6 +175,7 @@ class Connection(SQLStore):
     search path); connected again on the first call after the connection was lost."""
 
     AMONG = "{} = ANY(?)"
+    UNINDEXED = "{}"
     CLOCK = "SELECT extract(epoch FROM clock_timestamp())::float8"
 
     def __init__(self, url: str, *, create: bool, busy_timeout: float) -> None:
@@ -282,6 +283,9 @@ class Connection(SQLStore):
         to the busy timeout) makes the writers of a store take turns, as SQLite's
         BEGIN IMMEDIATE does."""
         with self._lock:
+            if self._batch is not None:  # the batch's transaction, committed by the batch
+                yield self._batch
+                return
             db = self._connected()
             transaction = _Transaction(db, self._prepared)
             try:
@@ -309,6 +313,8 @@ class Connection(SQLStore):
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
+            if isinstance(self._batch, _Transaction):  # a read inside a batch sees its writes
+                self._batch.send()
             db = self._connected()
             try:
                 return db.execute(_pg(sql), params).fetchall()

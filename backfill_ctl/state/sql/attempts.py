@@ -1,5 +1,8 @@
-"""Attempts in SQLite: beginning one (fenced by the lease), its handle, its end (the
-first report wins) or its abandonment, each with its instance's state change and event."""
+"""Attempts in a SQL store: beginning them (fenced by the lease), their handles, their
+ends (the first report wins) or an abandonment, each with its instance's state change
+and event. The controller writes a tick's attempts together (`begin_attempts`,
+`set_attempt_handles`, `end_attempts`: one transaction each, a few statements whatever
+their number), since a commit costs more than its statements."""
 
 from __future__ import annotations
 
@@ -7,13 +10,16 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.core.records import AttemptRecord
+from backfill_ctl.state.protocols import AttemptEnd
 from backfill_ctl.state.sql.base import SQLStore
 from backfill_ctl.state.sql.events import EVENT_INSERT_SELECT, insert_event
 from backfill_ctl.state.sql.lease import check_fence_in
 from backfill_ctl.state.sql.logs import keep_log_in
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Sequence
+
+    from backfill_ctl.state.sql.base import Database
 
 _WAITING = "('pending', 'waiting-for-time', 'waiting-for-resources')"
 
@@ -29,47 +35,77 @@ class Attempts(SQLStore):
         origin: str,
         fence: tuple[str, int] | None = None,
     ) -> int | None:
-        """Mark a waiting instance running and record its next attempt (before any process
-        exists: a crash after this leaves an attempt to settle, never a silent run).
+        """`begin_attempts` of one instance: its attempt's number, or None."""
+        return self.begin_attempts(
+            [instance], backend, at=at, actor=actor, origin=origin, fence=fence
+        ).get(instance)
+
+    def begin_attempts(
+        self,
+        instances: Sequence[str],
+        backend: str,
+        *,
+        at: float,
+        actor: str,
+        origin: str,
+        fence: tuple[str, int] | None = None,
+    ) -> dict[str, int]:
+        """Mark the waiting ones of `instances` running and record each one's next attempt,
+        in one transaction (before any process exists: a crash after this leaves attempts
+        to settle, never a silent run); the number of each attempt begun, by instance.
         With `fence` (holder, epoch), only while that holder still holds the lease in that
         epoch: a controller that lost its lease (paused past it) raises LeaseLost."""
+        if not instances:
+            return {}
         with self._write() as db:
-            # Every statement is guarded by the instance's waiting state, read under the
-            # write lock: the event and the attempt read the instance before the update
-            # moves it, so no row is read back before writing (one round trip to a
-            # server, and the COMMIT).
-            waiting = "FROM instances WHERE id = ? AND state IN " + _WAITING
+            # Every statement is guarded by the instances' waiting state, read under the
+            # write lock: the events and the attempts read the instances before the
+            # update moves them, so no row is read back before writing (one round trip
+            # to a server, and the COMMIT), whatever the number of instances.
+            among, ids = self._among("id", instances)
+            guard = f"{among} AND {self.UNINDEXED.format('state')} IN {_WAITING}"
+            waiting = f"FROM instances WHERE {guard}"
             db.execute(
                 f"{EVENT_INSERT_SELECT} ?, ?, ?, 'transition', backfill, id, state, 'running', "
                 f"'attempt ' || (attempts + 1) {waiting}",
-                (at, actor, origin, instance),
+                (at, actor, origin, ids),
             )
             db.execute(
                 "INSERT INTO attempts (instance, number, backend, state, handle, started_at) "
                 f"SELECT id, attempts + 1, ?, 'starting', '{{}}', ? {waiting}",
-                (backend, at, instance),
+                (backend, at, ids),
             )
             started = db.execute(
                 "UPDATE instances SET state = 'running', reason = NULL, blocker = NULL, "
                 "attempts = attempts + 1, tries_left = tries_left - 1, started_at = ?, "
-                f"finished_at = NULL, updated_at = ? WHERE id = ? AND state IN {_WAITING} "
-                "RETURNING attempts",
-                (at, at, instance),
+                f"finished_at = NULL, updated_at = ? WHERE {guard} "
+                "RETURNING id, attempts",
+                (at, at, ids),
             )
             if fence is not None:  # a lost lease rolls all of it back
                 check_fence_in(db, fence)
-            row = started.fetchone()
-        return None if row is None else int(row[0])
+            rows = started.fetchall()
+        return {str(row[0]): int(row[1]) for row in rows}
 
     def set_attempt_handle(
         self, instance: str, number: int, handle: dict[str, Any], log: str | None
     ) -> None:
+        self.set_attempt_handles([(instance, number, handle, log)])
+
+    def set_attempt_handles(
+        self, handles: Sequence[tuple[str, int, dict[str, Any], str | None]]
+    ) -> None:
+        """Each started attempt's handle and log, (instance, number, handle, log), in one
+        transaction."""
+        if not handles:
+            return
         with self._write() as db:
-            db.execute(
-                "UPDATE attempts SET handle = ?, log = ?, state = 'running' WHERE "
-                "instance = ? AND number = ? AND state = 'starting'",
-                (json.dumps(handle), log, instance, number),
-            )
+            for instance, number, handle, log in handles:
+                db.execute(
+                    "UPDATE attempts SET handle = ?, log = ?, state = 'running' WHERE "
+                    "instance = ? AND number = ? AND state = 'starting'",
+                    (json.dumps(handle), log, instance, number),
+                )
 
     def end_attempt(
         self,
@@ -86,50 +122,41 @@ class Attempts(SQLStore):
         not_before: float | None = None,
         log: tuple[str, int] | None = None,
     ) -> bool:
-        """Record how an attempt ended and what its instance becomes, atomically (with
-        `not_before`, a retry waits until then; with `log`, the copy of its log's end and
-        the whole log's size, kept in the same commit). The first report wins: an attempt
-        that was already recorded as ended (by another controller, which adopted it while
-        this one could not write) is left as it is, and False says so."""
+        """`end_attempts` of one attempt."""
+        end = AttemptEnd(
+            instance, number, attempt_state, exit_code, message, instance_state, not_before, log
+        )
+        return self.end_attempts([end], at=at, actor=actor, origin=origin)[0]
+
+    def end_attempts(
+        self, ends: Sequence[AttemptEnd], *, at: float, actor: str, origin: str
+    ) -> list[bool]:
+        """Record how attempts ended and what their instances become, in one transaction
+        (each end with its log's copy, when it has one). The first report wins: an
+        attempt that was already recorded as ended (by another controller, which adopted
+        it while this one could not write) is left as it is, and its False says so."""
+        if not ends:
+            return []
         with self._write() as db:
-            ended = db.execute(
-                "UPDATE attempts SET state = ?, exit_code = ?, message = ?, finished_at = ? "
-                "WHERE instance = ? AND number = ? AND state IN ('starting', 'running') "
-                "RETURNING number",
-                (attempt_state, exit_code, message, at, instance, number),
+            ended = [
+                db.execute(
+                    "UPDATE attempts SET state = ?, exit_code = ?, message = ?, finished_at = ? "
+                    "WHERE instance = ? AND number = ? AND state IN ('starting', 'running') "
+                    "RETURNING number",
+                    (e.attempt_state, e.exit_code, e.message, at, e.instance, e.number),
+                )
+                for e in ends
+            ]
+            among, ids = self._among("id", [e.instance for e in ends])
+            found = db.execute(  # read with the updates: one round trip to a server
+                f"SELECT id, backfill, state, attempts FROM instances WHERE {among}", (ids,)
             )
-            found = db.execute(  # read with the update: one round trip to a server
-                "SELECT backfill, state, attempts FROM instances WHERE id = ?", (instance,)
-            )
-            if ended.fetchone() is None:
-                return False
-            if log is not None:
-                keep_log_in(db, instance, number, log[0], log[1], at)
-            row = found.fetchone()
-            if row is None or row[1] != "running" or row[2] != number:
-                # Stopped or removed meanwhile, or already on a later attempt (a controller
-                # that lost its lease reports late): the attempt is recorded, that is all.
-                return True
-            finished = at if instance_state in ("succeeded", "failed") else None
-            db.execute(
-                "UPDATE instances SET state = ?, reason = ?, blocker = NULL, finished_at = ?, "
-                "updated_at = ?, "
-                "stop_requested = 0, not_before = ? WHERE id = ?",
-                (instance_state, message, finished, at, not_before, instance),
-            )
-            insert_event(
-                db,
-                at,
-                actor,
-                origin,
-                "transition",
-                row[0],
-                instance,
-                "running",
-                instance_state,
-                message,
-            )
-        return True
+            rows = {row[0]: row[1:] for row in found.fetchall()}
+            won = [result.fetchone() is not None for result in ended]
+            for end, first in zip(ends, won, strict=True):
+                if first:
+                    _record_end(db, end, rows.get(end.instance), at, actor, origin)
+        return won
 
     def abandon_attempt(
         self,
@@ -184,3 +211,39 @@ class Attempts(SQLStore):
             AttemptRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], r[9])
             for r in rows
         ]
+
+
+def _record_end(
+    db: Database,
+    end: AttemptEnd,
+    row: tuple[Any, ...] | None,
+    at: float,
+    actor: str,
+    origin: str,
+) -> None:
+    """An end that won (its attempt was still starting or running): its log's copy, and
+    its instance's change (`row`: its backfill, state and attempts) with its event."""
+    if end.log is not None:
+        keep_log_in(db, end.instance, end.number, end.log[0], end.log[1], at)
+    if row is None or row[1] != "running" or row[2] != end.number:
+        # Stopped or removed meanwhile, or already on a later attempt (a controller that
+        # lost its lease reports late): the attempt is recorded, that is all.
+        return
+    finished = at if end.instance_state in ("succeeded", "failed") else None
+    db.execute(
+        "UPDATE instances SET state = ?, reason = ?, blocker = NULL, finished_at = ?, "
+        "updated_at = ?, stop_requested = 0, not_before = ? WHERE id = ?",
+        (end.instance_state, end.message, finished, at, end.not_before, end.instance),
+    )
+    insert_event(
+        db,
+        at,
+        actor,
+        origin,
+        "transition",
+        row[0],
+        end.instance,
+        "running",
+        end.instance_state,
+        end.message,
+    )

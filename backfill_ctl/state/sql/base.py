@@ -10,12 +10,13 @@ array). Everything else they write is SQL both databases run alike.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from backfill_ctl.state import StateError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
     from contextlib import AbstractContextManager
 
 
@@ -45,13 +46,33 @@ class SQLStore:
     _store_id: str | None = None
     # `column` among the values bound to the `?` of this template (see `_among`).
     AMONG = "{} IN (SELECT value FROM json_each(?))"
+    # A column in a condition the database must not search an index of (SQLite's planner
+    # takes the state index over the primary key of `id IN (...) AND state IN (...)`,
+    # and scans every waiting row); PostgreSQL has no unary plus on text, nor the need.
+    UNINDEXED = "+{}"
     # The query of the store's clock (seconds since the epoch) that a lease runs on; None:
     # this machine's (a SQLite file is on it).
     CLOCK: str | None = None
 
+    _batch: Database | None = None  # the transaction `batch` keeps open
+
     def _write(self) -> AbstractContextManager[Database]:
-        """One write transaction; the writers of a store are serialized."""
+        """One write transaction; the writers of a store are serialized. Inside `batch`,
+        the batch's transaction (committed when the batch ends)."""
         raise NotImplementedError
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Every write inside in one transaction, committed at the end (one commit for a
+        tick's writes, where each commit costs more than its statements): all of them or,
+        on an error, none. A call's result inside is final only once the batch ended
+        without an error. Other threads' calls wait for the batch."""
+        with self._write() as db:
+            self._batch = db
+            try:
+                yield
+            finally:
+                self._batch = None
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError

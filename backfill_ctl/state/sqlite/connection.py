@@ -222,6 +222,9 @@ class Connection(SQLStore):
         """One BEGIN IMMEDIATE transaction; one at a time on this connection, whichever
         thread asks (a second thread's BEGIN would fail inside the first's)."""
         with self._lock:
+            if self._batch is not None:  # the batch's transaction, committed by the batch
+                yield self._db
+                return
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
