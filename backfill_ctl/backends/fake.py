@@ -65,7 +65,11 @@ class FakeBackend:
         self.cancelled[key] = reason
 
     def recover(self, spec: AttemptSpec) -> Handle | None:
-        return None
+        """An attempt this backend started (its "processes" live in this object, which
+        a second controller of the same process may share), else None: never started."""
+        if spec.key not in self._specs:
+            return None
+        return {"fake": f"{spec.instance}.{spec.number}"}
 
     def wait(self, timeout: float) -> None:
         """Fake attempts end at the next poll: nothing to wait for."""

@@ -191,9 +191,13 @@ class AttemptRunner(LeaseHolder):
             if run.cancelled is None and run.timeout and now - run.started > run.timeout:
                 self._cancel(instance, run, f"timed out after {_duration(run.timeout)}", retry=True)
 
-    def _start_all(self, starts: Sequence[str], now: float) -> int:
-        """Begin the attempts of `starts` in one transaction (fenced), then start them in
-        order; how many started. Their handles are written together at the end."""
+    def _begin(
+        self, starts: Sequence[str], now: float
+    ) -> tuple[dict[str, int], dict[str, InstanceRecord]]:
+        """Begin the attempts of `starts` in one transaction, fenced: their numbers, and
+        the records of `starts` as they were read before."""
+        if not starts:
+            return {}, {}
         records = {r.id: r for r in self.store.instances(ids=starts)}
         begun = self.store.begin_attempts(
             [i for i in starts if i in records],
@@ -203,11 +207,23 @@ class AttemptRunner(LeaseHolder):
             origin=self.origin,
             fence=self.fence,
         )
+        return begun, records
+
+    def _start_begun(
+        self,
+        starts: Sequence[str],
+        begun: dict[str, int],
+        records: dict[str, InstanceRecord],
+        now: float,
+    ) -> int:
+        """Start the attempts begun, in the scheduler's order; how many started. Their
+        handles are written with the next tick's ends (`_record_pending`): until then an
+        attempt is `starting`, which a controller that adopts it settles (`recover`)."""
         changed = [i for i in starts if i not in begun]  # by an operator meanwhile
         for record in self.store.instances(ids=changed) if changed else ():
             self.scheduler.upsert(record)
         started, refused = 0, None
-        for instance in (i for i in starts if i in begun):  # in the scheduler's order
+        for instance in (i for i in starts if i in begun):
             if refused is None:
                 try:
                     started += self._start(records[instance], begun[instance], now)
@@ -215,7 +231,6 @@ class AttemptRunner(LeaseHolder):
                 except NotStarted as exc:  # the backend has no room: the rest waits too
                     refused = exc
             self._not_started(instance, begun[instance], refused, now)
-        self._record_pending()
         return started
 
     def _start(self, record: InstanceRecord, number: int, now: float) -> bool:

@@ -36,7 +36,8 @@ Under faults:
 
 Here: loading, the tick, finishing backfills and the loop. The lease, waiting and the
 signals are in `lease.py` (`LeaseHolder`); starting, following, stopping and recording
-attempts in `attempts.py` (`AttemptRunner`); `Controller` is both.
+attempts in `attempts.py` (`AttemptRunner`); adopting a previous controller's attempts
+in `adoption.py` (`Adoption`); `Controller` is all of them.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from typing import TYPE_CHECKING
 
 from backfill_ctl.core.records import WAITING
 from backfill_ctl.runtime import alerts
-from backfill_ctl.runtime.attempts import AttemptRunner, Running
+from backfill_ctl.runtime.adoption import Adoption
 from backfill_ctl.runtime.lease import waitable
 from backfill_ctl.runtime.scheduler import Scheduler
 from backfill_ctl.state import LeaseLost, StateError
@@ -62,6 +63,7 @@ if TYPE_CHECKING:
 
     from backfill_ctl.backends import Backend, Handle, Outcome
     from backfill_ctl.core.records import BackfillRecord, EventRecord, InstanceRecord
+    from backfill_ctl.runtime.attempts import Running
     from backfill_ctl.spec.model import Smtp
     from backfill_ctl.state import RunStore
 
@@ -78,7 +80,7 @@ class Tick:
     seconds: float = 0.0  # how long the tick took (wall, monotonic)
 
 
-class Controller(AttemptRunner):
+class Controller(Adoption):
     def __init__(
         self,
         store: RunStore,
@@ -116,6 +118,9 @@ class Controller(AttemptRunner):
         self._store_retry_at = 0.0
         self._store_backoff = 0.0
         self._store_problem = ""
+        # Attempts begun but not recorded as started, which the backend could not tell
+        # of yet (`_adopt`): instance -> attempt number.
+        self._unsettled: dict[str, int] = {}
         # What a health endpoint and /metrics read: told at each tick and while waiting.
         self.beat = beat  # (state: active | degraded | standby | store, detail)
         self.started_total = 0
@@ -147,31 +152,7 @@ class Controller(AttemptRunner):
         active = [b for b in self.store.backfills() if b.finished_at is None]
         self.scheduler.load(active, self.store.task_rows([b.name for b in active]))
         for attempt in self.store.attempts(states=("starting", "running")):
-            found = self.store.instances(ids=[attempt.instance])
-            if not found:
-                continue
-            record = found[0]
-            if record.backfill not in self.scheduler.gates:
-                self._load_backfill(record.backfill)
-            handle = attempt.handle or self.backend.recover(self._spec(record, attempt.number))
-            if not handle:
-                self._settle_unstarted(record, attempt.number)
-                continue
-            if not attempt.handle:
-                self.store.set_attempt_handle(record.id, attempt.number, handle, attempt.log)
-            run = self.running[record.id] = Running(
-                record.backfill,
-                attempt.number,
-                handle,
-                attempt.started_at,
-                record.run.timeout,
-                record.tries_left,
-                retry_delay=record.run.retry_delay,
-                log=attempt.log,
-            )
-            self.say(f"adopted attempt {attempt.number} of {record.id} ({record.node})")
-            if record.stop_requested:  # asked while no controller ran: carried out now
-                self._cancel(record.id, run, self._stopper(record.id))
+            self._adopt(attempt)
 
     def _capacities(self) -> None:
         self.scheduler.capacity = {n: c for n, (_, c) in self.store.resource_groups().items()}
@@ -216,24 +197,24 @@ class Controller(AttemptRunner):
         return tick
 
     def _tick(self, now: float) -> Tick:
-        self._record_pending()
         self._renew_if_due()
         if self.reconcile is not None:
             self.reconcile()
         self._sync()
-        ended = self._poll()
+        if self._unsettled:
+            self._settle_later()
+        ended = self._poll(record=False)
+        self._record_pending()  # these ends and the last tick's handles: one commit
         self._enforce(now)
         decision = self.scheduler.decide(now)
         self.queued = decision.queued
-        self.store.set_waiting(
-            decision.waiting,
-            at=now,
-            actor=self.actor,
-            origin=self.origin,
-        )
         self._dry_runs(decision.dry_runs, now)
         starts = decision.start if now >= self._held_until else []
-        started = self._start_all(starts, now) if starts else 0
+        with self.store.batch() if starts else contextlib.nullcontext():
+            # Why the rest waits, and the starts begun: one commit.
+            self.store.set_waiting(decision.waiting, at=now, actor=self.actor, origin=self.origin)
+            begun, records = self._begin(starts, now)
+        started = self._start_begun(starts, begun, records, now)
         self.started_total += started
         finished = self._finish(now)
         return Tick(started, ended, len(self.running), tuple(finished))
@@ -378,6 +359,8 @@ class Controller(AttemptRunner):
                     self.backend.wait(min(interval, 0.5))  # until an attempt may have ended
                 else:
                     self._rest(interval)
+        with contextlib.suppress(StateError):  # the handles of the last tick's starts
+            self._record_pending()
         return tick
 
     def _forget(self) -> None:
@@ -391,5 +374,6 @@ class Controller(AttemptRunner):
         self.running.clear()
         self._outcomes.clear()
         self._handles.clear()
+        self._unsettled.clear()
         self.scheduler = Scheduler({}, DEFAULT_CAPACITY)
         self._store_problem, self._store_backoff, self._store_retry_at = "", 0.0, 0.0

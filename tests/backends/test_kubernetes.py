@@ -507,6 +507,7 @@ def test_a_restarted_controller_adopts_running_jobs_and_never_duplicates_them(
     assert first.acquire(wait=False)
     first.load()
     first.tick()
+    first.tick()  # (the handles of a tick's starts are written with the next tick's ends)
     assert len(first.running) == 2 and len(server.jobs("bf")) == 2
     # The instance of 03-02 began an attempt whose Job was made, but the controller died
     # before it recorded the handle.
@@ -568,3 +569,44 @@ def test_an_empty_copy_gives_way_to_the_pod_s_log(backends: Backends) -> None:
     assert backend.log_text(handle, log) == "late\n"
     backend.api.delete_job(handle["job"])  # the pod gone too: the copy, empty as it is
     assert backend.log_text(handle, log) == ""
+
+
+def test_an_attempt_the_server_cannot_tell_of_at_adoption_is_asked_of_again_not_run_again(
+    backends: Backends, server: FakeKubeAPI, tmp_path: Path
+) -> None:
+    """A controller died after making an attempt's Job, before recording its handle;
+    the next one cannot reach the server when it adopts: "no Job" would run the attempt
+    again beside its Job. The instance stays running and the Job is looked for again on
+    each tick until the server answers."""
+    from backfill_ctl.runtime.controller import Controller
+    from tests.builders import backfill, node
+    from tests.running import applied
+
+    store = applied(
+        tmp_path / "store",
+        node("a", resourceGroup="rg", run={"command": ["sleep", "1"], "image": "busybox"}),
+        backfill(),
+    )
+    first = Controller(store, backends(store=store.store_id))
+    assert first.acquire(wait=False)
+    first.load()
+    first.tick()  # begun and its Job made; the handle is written with the next tick's ends
+    first.release()
+    assert [a.state for a in store.attempts()] == ["starting"]
+    assert len(server.jobs("bf")) == 1
+
+    said: list[str] = []
+    second = Controller(store, backends(store=store.store_id), say=said.append)
+    second.backend.api.sleep = lambda seconds: None  # type: ignore[attr-defined]
+    server.fail_next("GET", "jobs", 503, times=20)
+    assert second.acquire(wait=False)
+    second.load()
+    assert not second.running and "cannot tell yet whether attempt 1" in said[-1]
+    assert store.instances()[0].state == "running"  # not put back to run again
+    second.tick()  # the server still fails (five tries a call): asked again, nothing started
+    assert server.count("POST", resource="jobs") == 1
+
+    gate = second.scheduler.gates["bf"]
+    second.run(interval=0.05, until=lambda tick: gate.record.finished_at is not None)
+    assert [(a.number, a.state) for a in store.attempts()] == [(1, "succeeded")]
+    assert server.count("POST", resource="jobs") == 1

@@ -490,6 +490,7 @@ def test_a_restarted_controller_adopts_running_jobs_and_never_duplicates_them(
     assert first.acquire(wait=False)
     first.load()
     first.tick()
+    first.tick()  # (the handles of a tick's starts are written with the next tick's ends)
     assert len(first.running) == 2 and len(jobs()) == 2
     # The instance of 03-02 began an attempt whose Job was made, but the controller died
     # before it recorded the handle.

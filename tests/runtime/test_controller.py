@@ -78,8 +78,8 @@ def test_a_tick_writes_its_attempts_in_a_commit_or_two_whatever_their_number(
     tmp_path: Path,
 ) -> None:
     """Issue 15: a commit costs more than its statements, so the attempts a tick starts
-    are begun in one transaction and their handles written in one, and the ends a tick
-    learns are written in one: not one commit (or three) per attempt."""
+    are begun in one transaction (with why the rest waits), and their handles are written
+    with the ends the next tick learns, in one: not three commits per attempt."""
     wide = [node(f"n{n}", resourceGroup="big") for n in range(6)]
     roots = {"method": "manual", "roots": [f"n{n}" for n in range(6)]}
     store = applied(tmp_path, resource_group("big", 8), *wide, backfill(select=roots), sqlite=True)
@@ -105,9 +105,11 @@ def test_a_tick_writes_its_attempts_in_a_commit_or_two_whatever_their_number(
     commits()
 
     assert c.tick().started == 6
-    assert commits() == [{"events", "attempts", "instances"}, {"attempts"}]  # begun, handles
+    assert commits() == [{"events", "attempts", "instances"}]  # the six begun
+    assert {a.state for a in store.attempts()} == {"starting"}
     ending = c.tick()
     assert (ending.ended, ending.finished) == (6, ("bf",))
+    # The six handles and ends; the backfill's end.
     assert commits() == [{"attempts", "instances", "events"}, {"backfills", "events"}]
     assert [a.state for a in store.attempts()] == ["succeeded"] * 6
     assert len(backend.started) == 6

@@ -222,7 +222,9 @@ def test_a_running_attempt_s_log_is_followed_on_its_page(
     command = f"cd '{tmp_path}'; echo one; {HELD}; echo '<b>two</b>'"
     with running_one(tmp_path, "talk", command) as (url, instance):
         store = open_store(tmp_path / "state.db")
-        attempt = wait_until(lambda: store.attempts(instance.id), 10, "its attempt")[-1]
+        attempt = wait_until(  # started: its log's place recorded
+            lambda: [a for a in store.attempts(instance.id) if a.log], 10, "its attempt"
+        )[-1]
         wait_until(lambda: Path(attempt.log or "").exists(), 10, "its log")
         wait_until(lambda: Path(attempt.log or "").read_text() == "one\n", 10, "one")
         d.get(url + f"/instances/{instance.id}")

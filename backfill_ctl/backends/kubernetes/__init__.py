@@ -272,11 +272,10 @@ class KubernetesBackend:
             self._pending_deletes.discard(name)
 
     def recover(self, spec: AttemptSpec) -> Handle | None:
-        name = job_name(spec)
-        try:
-            job = self.api.get_job(name)
-        except BackendError:
-            job = None
+        """The Job of an attempt begun but not recorded as started; None if there is none
+        of this store's. A server that cannot be asked raises BackendError: "no Job"
+        would have the attempt run again beside one that may exist."""
+        job = self.api.get_job(job_name(spec))
         return self._follow(spec, job) if job is not None and self._ours(job) else None
 
     def log_text(self, handle: Handle, log: str | None) -> str:
