@@ -93,6 +93,8 @@ def _times_of_day(time_part: str) -> tuple[time, ...]:
 
 @cache
 def _is_daily(day_part: str) -> bool:
+    if day_part.split()[2:] == ["*", "*", "*"]:  # every day of every month: no need to ask
+        return True
     from croniter import croniter
 
     it = croniter(day_part, datetime.combine(REFERENCE_START - ONE_DAY, time()))

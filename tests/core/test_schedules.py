@@ -122,3 +122,15 @@ def test_degradation_starts_at_t_minus_2(bizdate: date, degraded: bool) -> None:
 @pytest.mark.parametrize(("baseline", "expected"), [(8, 3), (7, 3), (5, 2), (3, 2), (1, 1)])
 def test_degraded_priorities_follow_the_reference_table(baseline: int, expected: int) -> None:
     assert degrade(baseline) == expected
+
+
+@pytest.mark.parametrize(
+    ("day_part", "daily"),
+    [("0 0 * * *", True), ("0 0 */1 * *", True), ("0 0 * * 0-6", True), ("0 0 * * 1", False)],
+)
+def test_every_day_is_known_with_or_without_croniter(day_part: str, daily: bool) -> None:
+    """`_is_daily` answers "* * *" itself; croniter's walk agrees with it."""
+    from backfill_ctl.core.schedules import _is_daily
+
+    assert _is_daily(day_part) is daily
+    assert _is_daily.__wrapped__(day_part) is daily
