@@ -46,7 +46,19 @@ class _Group(TyperGroup):
             for name in VERBS:
                 if name not in self.commands:
                     self.commands[name] = load_verb(name)
-        return super().get_command(ctx, cmd_name)
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:  # values without pydantic (cli.coercion)
+            from backfill_ctl.cli.coercion import context, install
+
+            install(command, None if ctx is None else context(command, ctx))
+        return command
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        from backfill_ctl.cli.coercion import install  # values without pydantic
+
+        install(self, ctx)
+        rest: list[str] = super().parse_args(ctx, args)
+        return rest
 
     def invoke(self, ctx: Any) -> Any:
         try:

@@ -93,14 +93,22 @@ def _json_chunks(plan: Plan) -> Iterable[str]:
     return iter_json(plan)
 
 
+# Characters gathered before a write: small pieces are joined, big ones (iter_json's
+# batches of instance lines) go out one or two at a time, never the whole text at once.
+_FLUSH = 1 << 20
+
+
 def _write(stream: TextIO, chunks: Iterable[str]) -> None:
     write = stream.write
     buffer: list[str] = []
+    size = 0
     for chunk in chunks:
         buffer.append(chunk)
-        if len(buffer) >= 4096:
+        size += len(chunk)
+        if size >= _FLUSH:
             write("".join(buffer))
             buffer.clear()
+            size = 0
     write("".join(buffer))
 
 

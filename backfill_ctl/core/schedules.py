@@ -31,6 +31,7 @@ from backfill_ctl.spec.cron import (
     REFERENCE_START,
     days_of,
     fields,
+    plain_daily,
 )
 
 if TYPE_CHECKING:
@@ -81,6 +82,9 @@ def analyse(expr: str) -> Schedule:
 
 @cache
 def _times_of_day(time_part: str) -> tuple[time, ...]:
+    parts = time_part.split()
+    if plain_daily(parts):  # one plain minute and hour: one tick, no croniter
+        return (time(int(parts[1]), int(parts[0])),)
     from croniter import croniter
 
     day = datetime.combine(REFERENCE_START, time())
@@ -93,6 +97,8 @@ def _times_of_day(time_part: str) -> tuple[time, ...]:
 
 @cache
 def _is_daily(day_part: str) -> bool:
+    if day_part.split()[2:] == ["*", "*", "*"]:  # every day of every month: no need to ask
+        return True
     from croniter import croniter
 
     it = croniter(day_part, datetime.combine(REFERENCE_START - ONE_DAY, time()))

@@ -71,11 +71,25 @@ def fields(expr: str) -> list[str]:
     return ALIASES.get(text.lower(), text).split()
 
 
+_NUMBER = re.compile(r"0|[1-9][0-9]?")
+
+
+def plain_daily(parts: list[str]) -> bool:
+    """Fields `M H * * *` with M and H plain numbers in range: once a day, every day.
+    The commonest schedule, read here without croniter (and its import)."""
+    return (
+        len(parts) == 5
+        and parts[2:] == ["*", "*", "*"]
+        and _NUMBER.fullmatch(parts[0]) is not None
+        and _NUMBER.fullmatch(parts[1]) is not None
+        and int(parts[0]) <= 59
+        and int(parts[1]) <= 23
+    )
+
+
 @cache
 def cron_error(expr: str) -> str | None:
     """Why `expr` is not a usable five-field cron expression, or None if it is."""
-    from croniter import croniter
-
     parts = fields(expr)
     if len(parts) == 1 and parts[0].startswith("@"):
         return f"{parts[0]} is not a schedule (use @yearly, @monthly, @weekly, @daily or @hourly)"
@@ -86,6 +100,10 @@ def cron_error(expr: str) -> str | None:
         error = field_error(index, text)
         if error:
             return error
+    if plain_daily(parts):  # "30 2 * * *": croniter parses it and it fires every day
+        return None
+    from croniter import croniter
+
     if not croniter.is_valid(" ".join(parts)):
         return "croniter cannot parse it"
     try:
@@ -105,6 +123,8 @@ def days_of(expr: str) -> str:
 
 @cache
 def first_day(day_part: str) -> date:
+    if day_part.split()[2:] == ["*", "*", "*"]:  # every day: the reference's first
+        return REFERENCE_START
     from croniter import croniter
 
     start = datetime.combine(REFERENCE_START - ONE_DAY, time())

@@ -122,3 +122,42 @@ def test_degradation_starts_at_t_minus_2(bizdate: date, degraded: bool) -> None:
 @pytest.mark.parametrize(("baseline", "expected"), [(8, 3), (7, 3), (5, 2), (3, 2), (1, 1)])
 def test_degraded_priorities_follow_the_reference_table(baseline: int, expected: int) -> None:
     assert degrade(baseline) == expected
+
+
+@pytest.mark.parametrize(
+    ("day_part", "daily"),
+    [("0 0 * * *", True), ("0 0 */1 * *", True), ("0 0 * * 0-6", True), ("0 0 * * 1", False)],
+)
+def test_every_day_is_known_with_or_without_croniter(day_part: str, daily: bool) -> None:
+    """`_is_daily` answers "* * *" itself; croniter's walk agrees with it."""
+    from backfill_ctl.core.schedules import _is_daily
+
+    assert _is_daily(day_part) is daily
+    assert _is_daily.__wrapped__(day_part) is daily
+
+
+def test_plain_daily_schedules_are_what_croniter_says() -> None:
+    """Every `M H * * *` is read without croniter: the same tick, valid, every day."""
+    from datetime import datetime, timedelta
+
+    from croniter import croniter
+
+    from backfill_ctl.core.schedules import _times_of_day
+    from backfill_ctl.spec.cron import REFERENCE_START, first_day, plain_daily
+
+    day = datetime.combine(REFERENCE_START, time())
+    for hour in range(24):
+        for minute in range(60):
+            expr = f"{minute} {hour} * * *"
+            it = croniter(expr, day - timedelta(seconds=1))
+            ticks = []
+            while (tick := it.get_next(datetime)).date() == day.date():
+                ticks.append(tick.time())
+            assert _times_of_day(expr) == tuple(ticks), expr
+            assert cron_error(expr) is None and croniter.is_valid(expr)
+    assert (
+        first_day("0 0 * * *")
+        == croniter("0 0 * * *", day - timedelta(days=1)).get_next(datetime).date()
+    )
+    for odd in ("60 1 * * *", "1 24 * * *", "01 1 * * *", "1 1 * * 1"):
+        assert not plain_daily(odd.split())

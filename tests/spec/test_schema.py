@@ -16,6 +16,7 @@ from backfill_ctl.errors import Diagnostic
 from backfill_ctl.spec.schema import (
     KINDS,
     _fast_check,
+    _small_check,
     _validator,
     kind_schema,
     schema_dir,
@@ -585,12 +586,19 @@ def fast_says_valid(kind: str, data: Any) -> bool:
     return True
 
 
+def small_says_valid(kind: str, data: Any) -> bool:
+    check = _small_check(kind)
+    assert check is not None, f"spec.check lacks a keyword of the {kind} schema"
+    return check(data)
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_fast_check_agrees_with_jsonschema(kind: str) -> None:
+@pytest.mark.parametrize("says_valid", [fast_says_valid, small_says_valid], ids=["fast", "small"])
+def test_fast_check_agrees_with_jsonschema(kind: str, says_valid: Any) -> None:
     corpus = [doc for k, doc in [*examples(), *VALID_DOCUMENTS] if k == kind]
     cases = [*corpus, *(m for doc in corpus for m in mutations(doc))]
     reference = _validator(kind)
-    verdicts = [(reference.is_valid(case), fast_says_valid(kind, case)) for case in cases]
+    verdicts = [(reference.is_valid(case), says_valid(kind, case)) for case in cases]
     disagreements = [
         (case, ref) for case, (ref, fast) in zip(cases, verdicts, strict=True) if ref != fast
     ]

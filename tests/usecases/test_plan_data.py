@@ -233,3 +233,19 @@ def test_cyctime_keeps_the_timezone_of_each_node() -> None:
     for data in (plan_data(plan), streamed(plan)):
         cyctimes = {i["node"]: i["cyctime"] for i in data["backfills"][0]["instances"]}
         assert cyctimes == {"a": "2024-03-02T02:00:00+00:00", "b": "2024-03-02T10:00:00+08:00"}
+
+
+@pytest.mark.parametrize("make", PLANS.values(), ids=PLANS.keys())
+def test_instances_in_many_pieces_are_the_same_text(
+    make: Callable[[], Plan], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`iter_json` writes and seals its instance lines in batches: the text and its seal
+    do not depend on the batch's size (a batch of 2 splits every scenario)."""
+    plan = make()
+    whole = "".join(iter_json(plan))
+
+    monkeypatch.setattr("backfill_ctl.usecases.plan_data._BATCH", 2)
+    pieces = list(iter_json(plan))
+
+    assert "".join(pieces) == whole
+    assert json.loads(whole)["seal"] == plan_data(plan)["seal"]
