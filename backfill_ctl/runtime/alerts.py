@@ -6,14 +6,9 @@ the loop that runs everybody's backfills. Every notifier gets the same JSON even
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
-import smtplib
 import subprocess
-import urllib.error
-import urllib.request
-from email.message import EmailMessage
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -52,6 +47,11 @@ def event(
 
 def notify(record: BackfillRecord, payload: dict[str, Any], smtp: Smtp | None) -> list[str]:
     """Send to every notifier of the backfill; what went wrong, one line per notifier."""
+    # Imported here, not on every controller's start (~15 ms: http, email, ssl).
+    import http.client
+    import smtplib
+    import urllib.error
+
     failures = []
     for notifier in record.notify:
         try:
@@ -75,6 +75,8 @@ def notify(record: BackfillRecord, payload: dict[str, Any], smtp: Smtp | None) -
 
 
 def _webhook(url: str, payload: dict[str, Any]) -> None:
+    import urllib.request
+
     request = urllib.request.Request(
         url,
         data=json.dumps(payload).encode(),
@@ -103,6 +105,9 @@ def _command(command: Any, payload: dict[str, Any]) -> None:
 def _email(to: str, payload: dict[str, Any], smtp: Smtp | None) -> None:
     if smtp is None:
         raise ValueError("no SMTP server: set spec.alerts.smtp in the Config")
+    import smtplib
+    from email.message import EmailMessage
+
     message = EmailMessage()
     message["From"] = smtp.sender
     message["To"] = to
