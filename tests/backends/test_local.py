@@ -9,6 +9,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -184,6 +185,47 @@ def test_a_stopped_command_that_ignores_term_keeps_its_attempt_running_until_kil
     outcome = settle(backend, {s.key: handle})[s.key]
     assert (outcome.state, outcome.message) == ("failed", "stopped by ops")
     assert _marked(handle["base"]) == []  # ended only when nothing of it is left
+
+
+def test_a_stopped_adopted_attempt_runs_nothing_more_of_its_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A controller that adopted an attempt signals its processes one by one (a group id
+    seen long ago may be someone else's now): found child first, the shell went on to
+    the rest of its script before its own signal came. Whatever the order they are
+    found in, nothing after the stop runs."""
+    from backfill_ctl.backends.local import procs
+
+    real = procs.group_members
+
+    class Found(list[int]):  # a set of pids that comes in the order given
+        def __sub__(self, other: Iterable[int]) -> Found:
+            gone = set(other)
+            return Found(p for p in self if p not in gone)
+
+        def __or__(self, other: Iterable[int]) -> set[int]:
+            return set(self) | set(other)
+
+        __ror__ = __or__
+
+    def children_first(pgid: int, base: str | None) -> Found:  # the worst order
+        return Found(sorted(real(pgid, base), reverse=True))
+
+    monkeypatch.setattr(procs, "group_members", children_first)
+    monkeypatch.setattr(local_module, "group_members", children_first, raising=False)
+    trace = tmp_path / "trace"
+    s = spec(f"echo start >> '{trace}'; sleep 30; echo end >> '{trace}'; echo after >> '{trace}'")
+    handle, _ = LocalBackend(tmp_path / "runs").start(s)
+    _wait_for(lambda: trace.exists() and len(_marked(handle["base"])) == 3)
+    adopted = LocalBackend(tmp_path / "runs")  # the next controller's
+
+    adopted.cancel(s.key, handle, "stopped by ops")
+
+    outcome = settle(adopted, {s.key: handle})[s.key]
+    time.sleep(0.2)  # what a surviving shell would write, it would have by now
+    assert (outcome.state, outcome.message) == ("failed", "stopped by ops")
+    assert trace.read_text() == "start\n"
+    assert _marked(handle["base"]) == []
 
 
 @pytest.mark.parametrize("adopted", [False, True])

@@ -68,6 +68,7 @@ from backfill_ctl.backends.local.procs import (
     proc_stat,
     running,
     signal_group,
+    signal_members,
 )
 from backfill_ctl.backends.local.wrapper import (
     NOT_RUN,
@@ -254,9 +255,7 @@ class LocalBackend:
         if pgid in self._own:
             signal_group(pgid, sig)
         elif pgid > 0:  # adopted: signal only what is verifiably the attempt's
-            for pid in group_members(pgid, str(base)):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, sig)
+            signal_members(pgid, str(base), sig)
         for pid, group in list(self._escaped.items()):
             if group == pgid:
                 with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import signal
 from pathlib import Path
 
 MARKER = "BACKFILLCTL_ATTEMPT"  # in every process of an attempt: whose it is
@@ -16,6 +17,29 @@ _PR_SET_CHILD_SUBREAPER = 36
 def signal_group(pgid: int, sig: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
         os.killpg(pgid, sig)
+
+
+def signal_members(pgid: int, base: str, sig: int) -> None:
+    """`sig` to every live process of group `pgid` marked as attempt `base`'s, as if at
+    one instant (as `killpg` does for a group we know is ours): each is stopped first,
+    until no new member appears, then signalled, then continued. Signalled one by one
+    while running, a shell whose command was signalled first would go on to the rest of
+    its script before its own signal came (`extract; load`: load would run after a
+    stop)."""
+    stopped: set[int] = set()
+    while found := group_members(pgid, base) - stopped:  # a stopped one forks no more
+        for pid in found:
+            _kill(pid, signal.SIGSTOP)
+        stopped |= found
+    for pid in stopped:
+        _kill(pid, sig)
+    for pid in stopped:  # a handler of `sig` runs now; a default action has ended it
+        _kill(pid, signal.SIGCONT)
+
+
+def _kill(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
+        os.kill(pid, sig)
 
 
 def proc_stat(pid: int | str) -> list[str] | None:
