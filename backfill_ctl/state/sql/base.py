@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from backfill_ctl.state import StateError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
     from contextlib import AbstractContextManager
 
 
@@ -54,6 +54,12 @@ class SQLStore:
         raise NotImplementedError
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    def _stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        """A read's rows as the connection's cursor gives them, a batch at a time (not a
+        list of them all: a million rows of task_rows); the connection is held until the
+        last row is taken or the iterator is closed."""
         raise NotImplementedError
 
     def _hold_limit(self, seconds: float) -> None:

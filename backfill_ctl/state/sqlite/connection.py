@@ -246,6 +246,15 @@ class Connection(SQLStore):
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
 
+    def _stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                cursor = self._db.execute(sql, params)
+                while rows := cursor.fetchmany(10_000):
+                    yield from rows
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+
     def _waiting_changes(
         self, db: Database, updates: Sequence[tuple[str, str, str | None]]
     ) -> list[WaitingChange]:
