@@ -12,6 +12,7 @@ order the store happens to give).
 from __future__ import annotations
 
 from collections import Counter
+from itertools import groupby
 from typing import TYPE_CHECKING
 
 from backfill_ctl.core.gates import DONE
@@ -45,11 +46,6 @@ class Loading:
             for d in deps:
                 self._dependents.setdefault(d, []).append(k)
             tb.unmet[k] = sum(1 for d in deps if tb.state[d] not in satisfied)
-        names = tb.backfills.names
-        dates = zip(map(names.__getitem__, tb.backfill), tb.group, tb.sequence, strict=True)
-        for k, key in enumerate(dates):
-            if tb.state[k] != ABSENT:  # not a dependency's slot only
-                self._members[key].append(k)
         self._tally(satisfied)
         for pair, remaining in self._remaining.items():
             self._current[pair] = min(remaining)
@@ -60,18 +56,24 @@ class Loading:
             self._check(k)
 
     def _tally(self, satisfied: set[int]) -> None:
-        """Counts by state, running slots, and the unfinished instances of each date."""
+        """The members of each date, counts by state, running slots, and the unfinished
+        instances of each date: a store gives the rows of a date together, so this goes a
+        run of alike slots at a time (groupby), not a slot at a time."""
         tb = self.table
         names, states, groups = tb.backfills.names, tb.states.names, tb.groups.names
-        by = Counter(zip(tb.backfill, tb.state, tb.resource_group, strict=True))
-        for (b, code, rg), n in by.items():
-            if code == ABSENT:
-                continue
+        alike: Counter[tuple[int, int, int, int, int]] = Counter()
+        columns = zip(tb.backfill, tb.group, tb.sequence, tb.state, tb.resource_group, strict=True)
+        k = 0
+        for key, run in groupby(columns):
+            n = len(list(run))
+            if key[3] != ABSENT:  # not a dependency's slot only
+                alike[key] += n
+                self._members[names[key[0]], key[1], key[2]].extend(range(k, k + n))
+            k += n
+        for (b, group, sequence, code, rg), n in alike.items():
             self.gates[names[b]].counts[states[code]] += n
             if states[code] == "running":
                 self._running[groups[rg]] += n
                 self._running_by[names[b], groups[rg]] += n
-        dates = Counter(zip(tb.backfill, tb.group, tb.sequence, tb.state, strict=True))
-        for (b, group, sequence, code), n in dates.items():
             if code not in satisfied:
                 self._remaining[names[b], group][sequence] += n

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 ABSENT = 255  # the state code of a slot whose instance is not loaded (a dependency's)
 _DRY, _IGNORE = 1, 2  # flag bits
 _BATCH = 10_000  # rows taken at a time by TaskTable.extend
+_IGNORING = bytes(f & _IGNORE for f in range(256))  # flags -> their ignore bit
 
 
 @lru_cache(maxsize=65536)
@@ -63,7 +64,11 @@ class Names:
             self.names.append(sys.intern(name))
         return code
 
-    def codes(self, names: Sequence[str]) -> Iterator[int]:
+    def codes(self, names: Sequence[str]) -> Iterable[int]:
+        """The codes of a column of names: one name throughout (a batch of one backfill,
+        time zone, resource group) is compared, not hashed, row by row."""
+        if names.count(names[0]) == len(names):
+            return [self.of(names[0])] * len(names)
         for name in set(names).difference(self.code):
             self.of(name)
         return map(self.code.__getitem__, names)
@@ -141,7 +146,10 @@ class TaskTable:
             )
             cols = list(zip(*batch, strict=True))
             ids: tuple[str, ...] = cols[0]
-            if len(set(ids)) != len(ids) or not self.index.keys().isdisjoint(ids):
+            known = len(self.index)
+            self.index.update(zip(ids, range(len(self.ids), len(self.ids) + len(ids)), strict=True))
+            if len(self.index) != known + len(ids):  # not all new: undone, row by row
+                self.index = dict(zip(self.ids, range(len(self.ids)), strict=True))
                 for row in batch:
                     k = self.slot(row[0])
                     self.put(k, row, descending(row[1]))
@@ -160,7 +168,6 @@ class TaskTable:
         """Append a batch of new rows, by column (`cols`: a batch's columns)."""
         first = len(self.ids)
         self.ids += ids
-        self.index.update(zip(ids, range(first, first + len(ids)), strict=True))
         backfills: tuple[str, ...] = cols[1]
         self.backfill.extend(self.backfills.codes(backfills))
         for column, values in zip(
@@ -174,7 +181,7 @@ class TaskTable:
         self.cyctime.extend(cols[6])
         self.timezone.extend(self.zones.codes(cols[7]))
         self.resource_group.extend(self.groups.codes(cols[8]))
-        self.state += bytes(self.states.codes(cols[12]))
+        self.state.extend(self.states.codes(cols[12]))
         self.unmet.frombytes(bytes(self.unmet.itemsize * len(ids)))
         self._append_rare(first, cols, deps)
 
@@ -199,7 +206,13 @@ class TaskTable:
 
     def ignoring(self) -> list[int]:
         """The loaded instances told to ignore their dependencies (a rerun)."""
-        return [k for k, f in enumerate(self.flags) if f & _IGNORE and self.state[k] != ABSENT]
+        marks = self.flags.translate(_IGNORING)  # searched in C: most have no such flag
+        found, k = [], marks.find(_IGNORE)
+        while k >= 0:
+            if self.state[k] != ABSENT:
+                found.append(k)
+            k = marks.find(_IGNORE, k + 1)
+        return found
 
     def find(self, task_id: str) -> int | None:
         """The slot of a loaded instance, or None."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import islice
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -42,10 +43,12 @@ class PostgresStore(
         # SQLite's busy timeout, read when a store is opened (tests shorten it there)
         super().__init__(url, create=create, busy_timeout=sqlite.BUSY_TIMEOUT)
 
-    def _stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+    def _batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[tuple[Any, ...]]]:
         # (here, not in connection.py: that module is at its 400 lines)
         with self._lock:
             try:
-                yield from self._connected().cursor().stream(_pg(sql), params, **_CHUNKED)
+                rows = self._connected().cursor().stream(_pg(sql), params, **_CHUNKED)
+                while batch := list(islice(rows, 10_000)):
+                    yield batch
             except psycopg.Error as exc:
                 raise self._error(exc) from exc

@@ -56,10 +56,10 @@ class SQLStore:
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
-    def _stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+    def _batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[tuple[Any, ...]]]:
         """A read's rows as the connection's cursor gives them, a batch at a time (not a
         list of them all: a million rows of task_rows); the connection is held until the
-        last row is taken or the iterator is closed."""
+        last batch is taken or the iterator is closed."""
         raise NotImplementedError
 
     def _hold_limit(self, seconds: float) -> None:

@@ -5,6 +5,8 @@ the scheduler's waiting states with their blockers), each with its events."""
 from __future__ import annotations
 
 import json
+from itertools import chain
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.core.records import DateSpan, InstanceRecord, Run, date_spans
@@ -30,6 +32,13 @@ _SETTABLE_INSTANCE = {
     "started_at",
     "not_before",
 }
+
+
+def _with_deps(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """A batch of task rows with their dependencies parsed (a row without: as it is)."""
+    if list(map(itemgetter(10), rows)).count(None) == len(rows):
+        return rows
+    return [r if r[10] is None else (*r[:10], tuple(json.loads(r[10])), *r[11:]) for r in rows]
 
 
 def instance_row(i: InstanceRecord) -> tuple[Any, ...]:
@@ -133,15 +142,13 @@ class Instances(SQLStore):
         gives them (flags as 0/1, no dependencies as NULL); only a row with dependencies
         is rebuilt, to parse them (a million rows: issue 15)."""
         among, chosen = self._among("backfill", backfills)
-        rows = self._stream(
+        batches = self._batches(
             "SELECT id, backfill, bizdate, grp, seq, priority, cyctime_epoch, timezone, "
             "resource_group, dry_run_reason IS NOT NULL, NULLIF(depends_on, '[]'), "
             f"ignore_deps, state, reason, not_before FROM instances WHERE {among}",
             (chosen,),
         )
-        loads = json.loads
-        for r in rows:
-            yield r if r[10] is None else (*r[:10], tuple(loads(r[10])), *r[11:])
+        return chain.from_iterable(map(_with_deps, batches))  # no Python step per row
 
     def counts(self, backfill: str | None = None) -> dict[tuple[str, str], int]:
         sql = "SELECT backfill, state, COUNT(*) FROM instances"

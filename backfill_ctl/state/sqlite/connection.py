@@ -246,12 +246,12 @@ class Connection(SQLStore):
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
 
-    def _stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+    def _batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[tuple[Any, ...]]]:
         with self._lock:
             try:
                 cursor = self._db.execute(sql, params)
                 while rows := cursor.fetchmany(10_000):
-                    yield from rows
+                    yield rows
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
 
