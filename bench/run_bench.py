@@ -200,6 +200,7 @@ def idle_tick(target: str, runs: int) -> dict[str, float]:
     return {
         "fill": filled,
         "fresh": fresh["load"],
+        "cpu": fresh["cpu"],
         "base": fresh["base"],
         "peak": fresh["peak"],
         "load": loaded,
@@ -213,7 +214,8 @@ def idle_tick(target: str, runs: int) -> dict[str, float]:
 
 def fresh_load(target: str) -> dict[str, float]:
     """Controller.load of the store at `target` in a fresh child process doing just that:
-    its seconds, its RSS before (imports), and its peak RSS (MB, /proc's VmHWM)."""
+    its seconds (wall and CPU: this machine is shared), its RSS before (imports), and its
+    peak RSS (MB, /proc's VmHWM)."""
     child = [sys.executable, __file__, "--load-only", target]
     out = subprocess.run(child, check=True, capture_output=True, text=True).stdout
     return json.loads(out.splitlines()[-1])  # type: ignore[no-any-return]
@@ -233,10 +235,10 @@ def load_only(target: str) -> None:
     c = Controller(store, FakeBackend())
     gc.collect()
     base = vm("VmRSS")
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     c.load()
-    took = time.perf_counter() - t
-    print(json.dumps({"load": took, "base": base, "peak": vm("VmHWM")}))
+    took, cpu = time.perf_counter() - t, time.process_time() - cpu
+    print(json.dumps({"load": took, "cpu": cpu, "base": base, "peak": vm("VmHWM")}))
 
 
 def million(store: Any) -> None:
@@ -402,6 +404,7 @@ def idle(kinds: stores.Stores, runs: int) -> bool:
     for key, name, scale, form in (
         ("fill", "save_apply in 10 batches, s", 1, ".1f"),
         ("fresh", "controller load, fresh process, s (<= 3)", 1, ".2f"),
+        ("cpu", "  its CPU time, s", 1, ".2f"),
         ("base", "  its RSS before the load (imports), MB", 1, ".0f"),
         ("peak", "  its peak RSS, MB (<= 300)", 1, ".0f"),
         ("load", "controller load, in this process, s", 1, ".2f"),
