@@ -19,6 +19,8 @@ from backfill_ctl.core.gates import DONE
 from backfill_ctl.runtime.tasks import ABSENT
 
 if TYPE_CHECKING:
+    from array import array
+
     from backfill_ctl.runtime.scheduler import Gate
     from backfill_ctl.runtime.tasks import TaskTable
 
@@ -31,7 +33,7 @@ class Loading:
     _dependents: dict[int, list[int]]
     _remaining: dict[tuple[str, int], Counter[int]]
     _current: dict[tuple[str, int], int]
-    _members: dict[tuple[str, int, int], list[int]]
+    _members: dict[tuple[str, int, int], array[int]]
     _running: Counter[str]
     _running_by: Counter[tuple[str, str]]
 

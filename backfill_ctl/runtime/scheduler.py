@@ -26,6 +26,7 @@ object each: issue 15), and the rows are read as the store streams them.
 from __future__ import annotations
 
 import gc
+from array import array
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -92,7 +93,8 @@ class Scheduler(Loading):
         self._dependents: dict[int, list[int]] = {}
         self._remaining: dict[tuple[str, int], Counter[int]] = defaultdict(Counter)
         self._current: dict[tuple[str, int], int] = {}
-        self._members: dict[tuple[str, int, int], list[int]] = defaultdict(list)
+        # The slots of each date, 4 bytes each (a list would hold an int object each).
+        self._members: dict[tuple[str, int, int], array[int]] = defaultdict(lambda: array("i"))
         self._eligible: set[int] = set()
         self._running: Counter[str] = Counter()  # by resource group
         self._running_by: Counter[tuple[str, str]] = Counter()  # by (backfill, group)
