@@ -492,3 +492,23 @@ def test_a_scheduler_loaded_row_by_row_matches_the_bulk_load() -> None:
     by_id = {i.id: i for i in records}
     assert snapshot(bulk, by_id) == snapshot(one_by_one, by_id)
     assert drive(bulk, random.Random(1), by_id) == drive(one_by_one, random.Random(1), by_id)
+
+
+@pytest.mark.parametrize("batch", [5, 10_000])
+def test_a_row_given_twice_to_load_is_taken_as_its_last(
+    batch: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store never gives an id twice (its key); a caller may: the later row wins, in
+    the batch of its first or in a later one (TaskTable.extend goes row by row then)."""
+    from backfill_ctl.runtime import tasks
+
+    monkeypatch.setattr(tasks, "_BATCH", batch)
+    rows = in_dag_order(instances(random.Random(5)))
+    changed = [replace(rows[1], state="succeeded", reason=None), replace(rows[30], priority=1)]
+    twice, once = Scheduler({"rg": 3}), Scheduler({"rg": 3})
+    twice.load(backfills(), rows + changed)
+    latest = {i.id: i for i in rows + changed}
+    once.load(backfills(), in_dag_order(list(latest.values())))
+    assert len(twice.tasks) == len(latest)
+    assert snapshot(twice, latest) == snapshot(once, latest)
+    assert drive(twice, random.Random(2), latest) == drive(once, random.Random(2), latest)

@@ -294,6 +294,16 @@ class StoreContract:
         assert rows == sorted(TaskRow.of(i) for i in store.instances(backfill="bf"))
         assert list(store.task_rows([])) == []
 
+    def test_the_scheduler_s_rows_left_early_leave_the_store_usable(self, make: Make) -> None:
+        """task_rows streams (the connection is held while it is read): an iterator left
+        after its first row lets go of the connection, and the store reads and writes."""
+        store = seeded(make())
+        rows = iter(store.task_rows(["bf", "other"]))
+        assert next(rows)[0] in {"a1", "b1", "a2", "o1"}
+        del rows
+        assert store.transition(["a1"], "failed", allowed=["pending"], at=AT, **WHO) == ["a1"]
+        assert sorted(r[0] for r in store.task_rows(["bf"])) == ["a1", "a2", "b1"]
+
     def test_a_month_cell_splits_at_the_first_failed_date_of_each_group(self, make: Make) -> None:
         store = make()
         days = [instance(f"a{d}", day=d) for d in (1, 2, 3)]

@@ -46,9 +46,11 @@ class PostgresStore(
     def _batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[tuple[Any, ...]]]:
         # (here, not in connection.py: that module is at its 400 lines)
         with self._lock:
+            rows = self._connected().cursor().stream(_pg(sql), params, **_CHUNKED)
             try:
-                rows = self._connected().cursor().stream(_pg(sql), params, **_CHUNKED)
                 while batch := list(islice(rows, 10_000)):
                     yield batch
             except psycopg.Error as exc:
                 raise self._error(exc) from exc
+            finally:
+                rows.close()  # left early: psycopg cancels the rest, under our lock

@@ -250,8 +250,9 @@ class Connection(SQLStore):
         with self._lock:
             try:
                 cursor = self._db.execute(sql, params)
-                while rows := cursor.fetchmany(10_000):
-                    yield rows
+                with contextlib.closing(cursor):  # left early: its read ends now
+                    while rows := cursor.fetchmany(10_000):
+                        yield rows
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
 
