@@ -192,8 +192,18 @@ class Lease:
     epoch: int = 0  # one more with every new holder: fences the starts of the old one
 
 
+# What the scheduler needs of an instance, as a store reads it: a TaskRow, or a plain
+# tuple laid out as one, as the database driver gives it (no object built per row of a
+# million; issue 15): dry_run and ignore_deps as truth values (0/1), no dependencies as
+# None or ().
+TaskTuple = tuple[
+    str, str, str, int, int, int, float, str, str, "bool | int", "tuple[str, ...] | None",
+    "bool | int", str, "str | None", "float | None",
+]  # fmt: skip
+
+
 class TaskRow(NamedTuple):
-    """What the scheduler needs of an instance (the store reads just this for it)."""
+    """What the scheduler needs of an instance, named (`TaskTuple` is its plain form)."""
 
     id: str
     backfill: str

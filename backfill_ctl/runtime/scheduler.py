@@ -18,46 +18,31 @@ group, so no backfill starves another; dry-run instances need no slot), and retu
 typed blocker of every instance that waits differently, to be stored with it. An
 instance that is not eligible is stored as plain pending, with no blocker: see
 `core.gates.held()` for why.
+
+The instances are kept in a `tasks.TaskTable` (parallel arrays by slot number, not an
+object each: issue 15), and the rows are read as the store streams them.
 """
 
 from __future__ import annotations
 
+import gc
+from array import array
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import date
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from backfill_ctl.core.gates import DONE, BackfillGate, Blocker, Clock, gate, resources
 from backfill_ctl.core.records import WAITING, TaskRow
+from backfill_ctl.runtime.loading import Loading
+from backfill_ctl.runtime.tasks import ABSENT, Tasks, TaskTable
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from backfill_ctl.core.records import BackfillRecord, InstanceRecord
+    from backfill_ctl.core.records import BackfillRecord, InstanceRecord, TaskTuple
 
 _SATISFIED = DONE  # lets dependents and the barrier go on
 Waiting = tuple[str, str, "str | None", "dict[str, Any] | None"]  # id, state, reason, blocker
-
-
-@dataclass(slots=True)
-class Task:
-    id: str
-    backfill: str
-    group: int
-    sequence: int
-    priority: int
-    rank: int  # business date, signed by the backfill's order: smaller runs first
-    cyctime: float
-    timezone: str
-    resource_group: str
-    dry_run: bool
-    deps: tuple[str, ...]
-    ignore_deps: bool
-    state: str
-    reason: str | None
-    unmet: int = 0
-    not_before: float | None = None  # a retry waits until then
-    blocker: Blocker | None = None  # what the scheduler last decided holds it back
 
 
 @dataclass(slots=True)
@@ -77,6 +62,10 @@ class Gate:
         return self._rules[1]
 
     @property
+    def descending(self) -> bool:
+        return bool(self.record.spec.get("spec", {}).get("order") == "descending")
+
+    @property
     def finished(self) -> bool:
         """Nothing runs, nothing can start, nothing is frozen: done, or stuck on a failure."""
         c = self.counts
@@ -94,20 +83,22 @@ class Decision(NamedTuple):
     queued: dict[str, int]  # by resource group: ready, left waiting for a slot
 
 
-class Scheduler:
+class Scheduler(Loading):
     def __init__(self, capacity: Mapping[str, int], default_capacity: int = 4) -> None:
         self.capacity = dict(capacity)
         self.default_capacity = default_capacity
-        self.tasks: dict[str, Task] = {}
+        self.table = TaskTable()
+        self.tasks = Tasks(self.table)
         self.gates: dict[str, Gate] = {}
-        self._dependents: dict[str, list[str]] = defaultdict(list)
+        self._dependents: dict[int, list[int]] = {}
         self._remaining: dict[tuple[str, int], Counter[int]] = defaultdict(Counter)
         self._current: dict[tuple[str, int], int] = {}
-        self._members: dict[tuple[str, int, int], list[str]] = defaultdict(list)
-        self._eligible: set[str] = set()
+        # The slots of each date, 4 bytes each (a list would hold an int object each).
+        self._members: dict[tuple[str, int, int], array[int]] = defaultdict(lambda: array("i"))
+        self._eligible: set[int] = set()
         self._running: Counter[str] = Counter()  # by resource group
         self._running_by: Counter[tuple[str, str]] = Counter()  # by (backfill, group)
-        self._demoted: list[str] = []  # no longer eligible: back to plain pending
+        self._demoted: list[int] = []  # no longer eligible: back to plain pending
 
     # -- loading -----------------------------------------------------------------------
 
@@ -119,63 +110,79 @@ class Scheduler:
             gate.record = record
 
     def load(
-        self, backfills: Iterable[BackfillRecord], rows: Iterable[TaskRow | InstanceRecord]
+        self,
+        backfills: Iterable[BackfillRecord],
+        rows: Iterable[TaskTuple | TaskRow | InstanceRecord],
     ) -> None:
+        """The active backfills and their instances: into an empty scheduler, the rows go
+        in by column and what follows from them is worked out once (runtime/loading.py)."""
         for b in backfills:
             self.set_backfill(b)
-        for row in rows:
-            self.upsert(row)
+        if self.table.ids:
+            for row in rows:
+                self.upsert(row)
+            return
+        tb = self.table
+        # A million rows and slots, none in a reference cycle: the collector would
+        # rescan them all at each full collection (a quarter of the load's time).
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            raw = tb.extend(rows, lambda name: self.gates[name].descending)
+            for k, deps in raw.items():
+                if deps:
+                    tb.deps[k] = tuple(tb.slot(d) for d in deps)
+                else:
+                    tb.deps.pop(k, None)
+            self._derive()
+        finally:
+            if enabled:
+                gc.enable()
 
-    def upsert(self, row: TaskRow | InstanceRecord) -> None:
-        """Add an instance, or replace what is known of it (a row that changed)."""
-        i = row if isinstance(row, TaskRow) else TaskRow.of(row)
-        if i.id in self.tasks:
-            self._remove(self.tasks[i.id])
-        gate = self.gates[i.backfill]
-        descending = gate.record.spec.get("spec", {}).get("order") == "descending"
-        ordinal = date.fromisoformat(i.bizdate).toordinal()
-        t = Task(
-            i.id,
-            i.backfill,
-            i.group,
-            i.sequence,
-            i.priority,
-            -ordinal if descending else ordinal,
-            i.cyctime,
-            i.timezone,
-            i.resource_group,
-            i.dry_run,
-            i.deps,
-            i.ignore_deps,
-            i.state,
-            i.reason,
-            not_before=i.not_before,
-        )
-        self.tasks[t.id] = t
-        t.unmet = sum(
-            1 for d in t.deps if d in self.tasks and self.tasks[d].state not in _SATISFIED
-        )
-        for d in t.deps:
-            self._dependents[d].append(t.id)
+    def upsert(self, row: TaskTuple | TaskRow | InstanceRecord) -> None:
+        """Add an instance, or replace what is known of it (a row that changed). A row is
+        laid out as a `TaskRow` (a store's plain tuple, or the named one)."""
+        i = row if isinstance(row, tuple) else TaskRow.of(row)
+        descending = self.gates[i[1]].descending  # an unknown backfill changes nothing
+        tb = self.table
+        k = tb.slot(i[0])
+        if tb.state[k] != ABSENT:
+            self._remove(k)
+        tb.put(k, i, descending)
+        if i[10]:
+            tb.deps[k] = tuple(tb.slot(d) for d in i[10])
+        else:
+            tb.deps.pop(k, None)
+        deps = tb.deps.get(k, ())
+        unmet = 0
+        for d in deps:
+            code = tb.state[d]
+            if code != ABSENT and tb.states.names[code] not in _SATISFIED:
+                unmet += 1
+            self._dependents.setdefault(d, []).append(k)
+        tb.unmet[k] = unmet
+        state = tb.state_of(k)
         # Dependents loaded before this task counted it as satisfied: correct them.
-        if t.state not in _SATISFIED:
-            for child in self._dependents.get(t.id, ()):
-                self._adjust(self.tasks[child], +1)
-        self._members[t.backfill, t.group, t.sequence].append(t.id)
-        self._count(t, t.state, +1)
-        self._check(t)
+        if state not in _SATISFIED:
+            for child in self._dependents.get(k, ()):
+                self._adjust(child, +1)
+        self._members[tb.backfill_of(k), tb.group[k], tb.sequence[k]].append(k)
+        self._count(k, state, +1)
+        self._check(k)
 
-    def _remove(self, t: Task) -> None:
-        self._count(t, t.state, -1)
-        if t.state not in _SATISFIED:
-            for child in self._dependents.get(t.id, ()):
-                if child in self.tasks:
-                    self._adjust(self.tasks[child], -1)
-        for d in t.deps:
-            self._dependents[d].remove(t.id)
-        self._members[t.backfill, t.group, t.sequence].remove(t.id)
-        self._set_eligible(t, False)
-        del self.tasks[t.id]
+    def _remove(self, k: int) -> None:
+        tb = self.table
+        state = tb.state_of(k)
+        self._count(k, state, -1)
+        if state not in _SATISFIED:
+            for child in self._dependents.get(k, ()):
+                if tb.state[child] != ABSENT:
+                    self._adjust(child, -1)
+        for d in tb.deps.get(k, ()):
+            self._dependents[d].remove(k)
+        self._members[tb.backfill_of(k), tb.group[k], tb.sequence[k]].remove(k)
+        self._set_eligible(k, False)
+        tb.state[k] = ABSENT
 
     # -- state changes -----------------------------------------------------------------
 
@@ -190,45 +197,58 @@ class Scheduler:
     ) -> None:
         """An instance changed state (we started or finished it, or an operator acted);
         `not_before`: it may not start before then (a retry's delay)."""
-        t = self.tasks.get(task_id)
-        if t is None:
+        tb = self.table
+        k = tb.find(task_id)
+        if k is None:
             return
-        t.not_before = not_before
-        old = t.state
+        if not_before is None:
+            tb.not_before.pop(k, None)
+        else:
+            tb.not_before[k] = not_before
+        old = tb.state_of(k)
         if ignore_deps is not None:
-            t.ignore_deps = ignore_deps
+            tb.set_ignore_deps(k, ignore_deps)
         if old != state:
-            self._count(t, old, -1)
-            t.state = state
-            self._count(t, state, +1)
+            self._count(k, old, -1)
+            tb.set_state(k, state)
+            self._count(k, state, +1)
             if (old in _SATISFIED) != (state in _SATISFIED):
-                for child in self._dependents.get(t.id, ()):
-                    self._adjust(self.tasks[child], -1 if state in _SATISFIED else +1)
-        t.reason, t.blocker = reason, None
-        self._check(t)
+                for child in self._dependents.get(k, ()):
+                    self._adjust(child, -1 if state in _SATISFIED else +1)
+        tb.set_reason(k, reason)
+        tb.blocker.pop(k, None)
+        self._check(k)
 
-    def _adjust(self, t: Task, delta: int) -> None:
-        t.unmet += delta
-        self._check(t)
+    def _adjust(self, k: int, delta: int) -> None:
+        self.table.unmet[k] += delta
+        self._check(k)
 
-    def _count(self, t: Task, state: str, delta: int) -> None:
-        gate = self.gates[t.backfill]
-        gate.counts[state] += delta
+    def _count(self, k: int, state: str, delta: int) -> None:
+        tb = self.table
+        backfill = tb.backfill_of(k)
+        self.gates[backfill].counts[state] += delta
         if state == "running":
-            self._running[t.resource_group] += delta
-            self._running_by[t.backfill, t.resource_group] += delta
+            group = tb.group_of(k)
+            self._running[group] += delta
+            self._running_by[backfill, group] += delta
         if state not in _SATISFIED:
-            self._barrier(t, delta)
+            self._barrier(backfill, tb.group[k], tb.sequence[k], delta)
 
-    def _barrier(self, t: Task, delta: int) -> None:
+    def _barrier(self, backfill: str, group: int, sequence: int, delta: int) -> None:
         """Keep the lowest unfinished date sequence of (backfill, group) up to date."""
-        key = (t.backfill, t.group)
+        key = (backfill, group)
         remaining = self._remaining[key]
-        remaining[t.sequence] += delta
+        remaining[sequence] += delta
         before = self._current.get(key)
-        if remaining[t.sequence] <= 0:
-            del remaining[t.sequence]
-        now = min(remaining) if remaining else None
+        now: int | None
+        if remaining[sequence] > 0:  # the lowest is this one, or stays
+            now = sequence if before is None or sequence < before else before
+        elif sequence != before:  # another sequence is lower: it stays
+            del remaining[sequence]
+            now = before
+        else:
+            del remaining[sequence]
+            now = min(remaining) if remaining else None
         if now is None:
             self._current.pop(key, None)
         else:
@@ -236,101 +256,116 @@ class Scheduler:
         if before != now:
             for seq in {before, now} - {None}:
                 assert seq is not None
-                for member in self._members.get((t.backfill, t.group, seq), ()):
-                    if member in self.tasks:
-                        self._check(self.tasks[member])
+                for member in self._members.get((backfill, group, seq), ()):
+                    if self.table.state[member] != ABSENT:
+                        self._check(member)
 
-    def _check(self, t: Task) -> None:
-        ready = t.state in WAITING and (
-            t.ignore_deps
-            or (t.unmet <= 0 and self._current.get((t.backfill, t.group)) == t.sequence)
+    def _check(self, k: int) -> None:
+        tb = self.table
+        ready = tb.state_of(k) in WAITING and (
+            tb.ignore_deps(k)
+            or (
+                tb.unmet[k] <= 0
+                and self._current.get((tb.backfill_of(k), tb.group[k])) == tb.sequence[k]
+            )
         )
-        self._set_eligible(t, ready)
+        self._set_eligible(k, ready)
 
-    def _set_eligible(self, t: Task, ready: bool) -> None:
-        if ready and t.id not in self._eligible:
-            self._eligible.add(t.id)
-            self.gates[t.backfill].eligible += 1
-        elif not ready and t.id in self._eligible:
-            self._eligible.discard(t.id)
-            self.gates[t.backfill].eligible -= 1
-            if t.state in WAITING and (t.state != "pending" or t.reason is not None):
+    def _set_eligible(self, k: int, ready: bool) -> None:
+        if ready and k not in self._eligible:
+            self._eligible.add(k)
+            self.gates[self.table.backfill_of(k)].eligible += 1
+        elif not ready and k in self._eligible:
+            tb = self.table
+            self._eligible.discard(k)
+            gate = self.gates[tb.backfill_of(k)]
+            gate.eligible -= 1
+            state = tb.state_of(k)
+            if state in WAITING and (state != "pending" or k in tb.reason):
                 # It waited for its time or a slot; now it waits for a dependency or an
                 # earlier date again. All three states hold the barrier alike, so only
                 # the counts by state move.
-                counts = self.gates[t.backfill].counts
-                counts[t.state] -= 1
-                counts["pending"] += 1
-                t.state, t.reason, t.blocker = "pending", None, None
-                self._demoted.append(t.id)
+                gate.counts[state] -= 1
+                gate.counts["pending"] += 1
+                tb.set_state(k, "pending")
+                tb.reason.pop(k, None)
+                tb.blocker.pop(k, None)
+                self._demoted.append(k)
 
     # -- deciding ----------------------------------------------------------------------
 
     def decide(self, now: float) -> Decision:
+        tb = self.table
         waiting: list[Waiting] = [
-            (i, "pending", None, None)
-            for i in dict.fromkeys(self._demoted)
-            if i in self.tasks and self.tasks[i].state == "pending" and i not in self._eligible
+            (tb.ids[k], "pending", None, None)
+            for k in dict.fromkeys(self._demoted)
+            if tb.state_of(k) == "pending" and k not in self._eligible
         ]
         self._demoted.clear()
         dry: list[str] = []
-        candidates: dict[str, list[Task]] = defaultdict(list)
+        candidates: dict[str, list[int]] = defaultdict(list)
         clock = Clock(now)
-        for task_id in sorted(self._eligible):
-            t = self.tasks[task_id]
-            rules = self.gates[t.backfill].rules
-            blocker = gate(rules, t.cyctime, t.timezone, t.not_before, clock)
+        for k in sorted(self._eligible, key=tb.ids.__getitem__):
+            rules = self.gates[tb.backfill_of(k)].rules
+            blocker = gate(rules, tb.cyctime[k], tb.zone_of(k), tb.not_before.get(k), clock)
             if blocker is not None:
-                self._note(t, blocker, waiting)
-            elif t.dry_run:
-                dry.append(t.id)
+                self._note(k, blocker, waiting)
+            elif tb.dry_run(k):
+                dry.append(tb.ids[k])
             else:
-                candidates[t.resource_group].append(t)
+                candidates[tb.group_of(k)].append(k)
         start: list[str] = []
         queued: dict[str, int] = {}
         for group, tasks in sorted(candidates.items()):
             cap = self.capacity.get(group, self.default_capacity)
             chosen = self._fair(group, tasks, cap - self._running[group])
-            start += [t.id for t in chosen]
-            picked = {t.id for t in chosen}
+            start += [tb.ids[k] for k in chosen]
+            picked = set(chosen)
             taken = self._running[group] + len(chosen)  # those starting now hold slots too
             busy = resources(group, taken, cap)
-            for t in tasks:
-                if t.id not in picked:
-                    self._note(t, busy, waiting)
+            for k in tasks:
+                if k not in picked:
+                    self._note(k, busy, waiting)
             queued[group] = len(tasks) - len(chosen)
         return Decision(start, dry, waiting, queued)
 
-    def _note(self, t: Task, blocker: Blocker, out: list[Waiting]) -> None:
+    def _note(self, k: int, blocker: Blocker, out: list[Waiting]) -> None:
         """A waiting instance waits differently: record it (waiting states all hold the
         date barrier alike, so only the counts by state move). The text is rendered only
         when the blocker changed; a stored reason that reads the same is not rewritten."""
+        tb = self.table
         state = blocker.state
-        if t.blocker == blocker and t.state == state:
+        old = tb.state_of(k)
+        if tb.blocker.get(k) == blocker and old == state:
             return
-        t.blocker = blocker
+        tb.blocker[k] = blocker
         reason = blocker.text
-        if (t.state, t.reason) != (state, reason):
-            counts = self.gates[t.backfill].counts
-            counts[t.state] -= 1
+        if (old, tb.reason.get(k)) != (state, reason):
+            counts = self.gates[tb.backfill_of(k)].counts
+            counts[old] -= 1
             counts[state] += 1
-            t.state, t.reason = state, reason
-            out.append((t.id, state, reason, blocker.to_json()))
+            tb.set_state(k, state)
+            tb.set_reason(k, reason)
+            out.append((tb.ids[k], state, reason, blocker.to_json()))
 
-    def _fair(self, group: str, tasks: list[Task], free: int) -> list[Task]:
+    def _fair(self, group: str, tasks: list[int], free: int) -> list[int]:
         """Up to `free` tasks: the backfill holding the fewest slots of the group goes first;
         inside a backfill, priority, then business date, then scheduled time."""
         if free <= 0:
             return []
-        queues: dict[str, list[Task]] = defaultdict(list)
-        for t in tasks:
-            queues[t.backfill].append(t)
+        tb = self.table
+        queues: dict[str, list[int]] = defaultdict(list)
+        for k in tasks:
+            queues[tb.backfill_of(k)].append(k)
         for queue in queues.values():
-            queue.sort(key=lambda t: (-t.priority, t.rank, t.cyctime, t.id), reverse=True)
+            queue.sort(
+                key=lambda k: (-tb.priority[k], tb.rank[k], tb.cyctime[k], tb.ids[k]),
+                reverse=True,
+            )
         held = {b: self._running_by[b, group] for b in queues}
-        chosen: list[Task] = []
+        chosen: list[int] = []
         while len(chosen) < free and queues:
-            name = min(queues, key=lambda b: (held[b], -queues[b][-1].priority, b))
+            name = min(queues, key=lambda b: (held[b], -tb.priority[queues[b][-1]], b))
             chosen.append(queues[name].pop())
             held[name] += 1
             if not queues[name]:

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
         InstanceAge,
         InstanceRecord,
         Lease,
-        TaskRow,
+        TaskTuple,
     )
 
 # One waiting state as the scheduler decided it: (instance id, state, reason, blocker).
@@ -226,7 +226,7 @@ class RunStore(
 
     def save_log(self, instance: str, number: int, text: str, *, size: int, at: float) -> None: ...
 
-    def task_rows(self, backfills: Sequence[str]) -> list[TaskRow]: ...
+    def task_rows(self, backfills: Sequence[str]) -> Iterable[TaskTuple]: ...
     def set_waiting(
         self, updates: Sequence[WaitingUpdate], *, at: float, actor: str, origin: str
     ) -> int: ...

@@ -287,9 +287,23 @@ class StoreContract:
         store.transition(["a1"], "pending", allowed=["failed"], at=AT, **WHO)
         behind = store.month_counts("bf")  # a2 failed in group 1; group 0 is not behind it
         assert behind[("a", "2024-03", "pending", False, False)] == (1, "a1")
-        rows = sorted(store.task_rows(["bf"]))
+        # flags as truth values, no dependencies as None or (): the driver's row as is
+        rows = sorted(
+            TaskRow(*r[:9], bool(r[9]), tuple(r[10] or ()), bool(r[11]), *r[12:])
+            for r in store.task_rows(["bf"])
+        )
         assert rows == sorted(TaskRow.of(i) for i in store.instances(backfill="bf"))
-        assert store.task_rows([]) == []
+        assert list(store.task_rows([])) == []
+
+    def test_the_scheduler_s_rows_left_early_leave_the_store_usable(self, make: Make) -> None:
+        """task_rows streams (the connection is held while it is read): an iterator left
+        after its first row lets go of the connection, and the store reads and writes."""
+        store = seeded(make())
+        rows = iter(store.task_rows(["bf", "other"]))
+        assert next(rows)[0] in {"a1", "b1", "a2", "o1"}
+        del rows
+        assert store.transition(["a1"], "failed", allowed=["pending"], at=AT, **WHO) == ["a1"]
+        assert sorted(r[0] for r in store.task_rows(["bf"])) == ["a1", "a2", "b1"]
 
     def test_a_month_cell_splits_at_the_first_failed_date_of_each_group(self, make: Make) -> None:
         store = make()

@@ -19,6 +19,7 @@ from backfill_ctl.core.records import (
     InstanceRecord,
     Lease,
     TaskRow,
+    TaskTuple,
     date_spans,
 )
 from backfill_ctl.state.protocols import StoredLog
@@ -231,7 +232,7 @@ class Tables:
         ]
         return sorted(found, key=_order)
 
-    def task_rows(self, backfills: Sequence[str]) -> list[TaskRow]:
+    def task_rows(self, backfills: Sequence[str]) -> list[TaskTuple]:
         chosen = set(backfills)
         with self._lock:
             return [TaskRow.of(i) for i in self._instances.values() if i.backfill in chosen]

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from itertools import islice
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
 from backfill_ctl.state import sqlite
-from backfill_ctl.state.postgres.connection import Connection
+from backfill_ctl.state.postgres.connection import Connection, _pg
 from backfill_ctl.state.sql.attempts import Attempts
 from backfill_ctl.state.sql.backfills import Backfills
 from backfill_ctl.state.sql.events import Events
@@ -12,6 +17,13 @@ from backfill_ctl.state.sql.lease import LeaseTable
 from backfill_ctl.state.sql.logs import AttemptLogs
 from backfill_ctl.state.sql.retention import Retention
 from backfill_ctl.state.sql.transfer import PostgresTransfer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+# Rows streamed in chunks (psycopg 3.2 with libpq 17 or later), else one at a time.
+_chunks = getattr(psycopg, "capabilities", None)
+_CHUNKED = {"size": 10_000} if _chunks and _chunks.has_stream_chunked() else {}
 
 
 class PostgresStore(
@@ -30,3 +42,15 @@ class PostgresStore(
     def __init__(self, url: str, *, create: bool = True) -> None:
         # SQLite's busy timeout, read when a store is opened (tests shorten it there)
         super().__init__(url, create=create, busy_timeout=sqlite.BUSY_TIMEOUT)
+
+    def _batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[tuple[Any, ...]]]:
+        # (here, not in connection.py: that module is at its 400 lines)
+        with self._lock:
+            rows = self._connected().cursor().stream(_pg(sql), params, **_CHUNKED)
+            try:
+                while batch := list(islice(rows, 10_000)):
+                    yield batch
+            except psycopg.Error as exc:
+                raise self._error(exc) from exc
+            finally:
+                rows.close()  # left early: psycopg cancels the rest, under our lock

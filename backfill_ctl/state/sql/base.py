@@ -77,6 +77,12 @@ class SQLStore:
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
+    def _batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[tuple[Any, ...]]]:
+        """A read's rows as the connection's cursor gives them, a batch at a time (not a
+        list of them all: a million rows of task_rows); the connection is held until the
+        last batch is taken or the iterator is closed."""
+        raise NotImplementedError
+
     def _hold_limit(self, seconds: float) -> None:
         """Let this connection hold the store's write lock at most `seconds` while idle in
         a transaction (a process paused mid-write), where a server can end it; SQLite has

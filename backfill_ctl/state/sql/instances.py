@@ -5,14 +5,18 @@ the scheduler's waiting states with their blockers), each with its events."""
 from __future__ import annotations
 
 import json
+from itertools import chain
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from backfill_ctl.core.records import DateSpan, InstanceRecord, Run, TaskRow, date_spans
+from backfill_ctl.core.records import DateSpan, InstanceRecord, Run, date_spans
 from backfill_ctl.state.sql.base import SQLStore
 from backfill_ctl.state.sql.events import EVENT_INSERT
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+    from backfill_ctl.core.records import TaskTuple
 
 INSTANCE_COLUMNS = (
     "id, backfill, node, bizdate, cyctime, cyctime_epoch, timezone, grp, seq, priority, "
@@ -28,6 +32,13 @@ _SETTABLE_INSTANCE = {
     "started_at",
     "not_before",
 }
+
+
+def _with_deps(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """A batch of task rows with their dependencies parsed (a row without: as it is)."""
+    if list(map(itemgetter(10), rows)).count(None) == len(rows):
+        return rows
+    return [r if r[10] is None else (*r[:10], tuple(json.loads(r[10])), *r[11:]) for r in rows]
 
 
 def instance_row(i: InstanceRecord) -> tuple[Any, ...]:
@@ -125,35 +136,19 @@ class Instances(SQLStore):
         )
         return [instance_of(r) for r in rows]
 
-    def task_rows(self, backfills: Sequence[str]) -> list[TaskRow]:
-        """The scheduler's view of the instances of `backfills` (no commands parsed)."""
+    def task_rows(self, backfills: Sequence[str]) -> Iterator[TaskTuple]:
+        """The scheduler's view of the instances of `backfills` (no commands parsed), as
+        the cursor streams it: never the whole list at once, and the rows as the driver
+        gives them (flags as 0/1, no dependencies as NULL); only a row with dependencies
+        is rebuilt, to parse them (a million rows: issue 15)."""
         among, chosen = self._among("backfill", backfills)
-        rows = self._read(
+        batches = self._batches(
             "SELECT id, backfill, bizdate, grp, seq, priority, cyctime_epoch, timezone, "
-            "resource_group, dry_run_reason IS NOT NULL, depends_on, ignore_deps, state, reason, "
-            f"not_before FROM instances WHERE {among}",
+            "resource_group, dry_run_reason IS NOT NULL, NULLIF(depends_on, '[]'), "
+            f"ignore_deps, state, reason, not_before FROM instances WHERE {among}",
             (chosen,),
         )
-        return [
-            TaskRow(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                r[6],
-                r[7],
-                r[8],
-                bool(r[9]),
-                tuple(json.loads(r[10])),
-                bool(r[11]),
-                r[12],
-                r[13],
-                r[14],
-            )
-            for r in rows
-        ]
+        return chain.from_iterable(map(_with_deps, batches))  # no Python step per row
 
     def counts(self, backfill: str | None = None) -> dict[tuple[str, str], int]:
         sql = "SELECT backfill, state, COUNT(*) FROM instances"
