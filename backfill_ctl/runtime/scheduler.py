@@ -181,7 +181,9 @@ class Scheduler(Loading):
         for d in tb.deps.get(k, ()):
             self._dependents[d].remove(k)
         self._members[tb.backfill_of(k), tb.group[k], tb.sequence[k]].remove(k)
-        self._set_eligible(k, False)
+        if k in self._eligible:  # (not `_set_eligible`: its state, counted off above,
+            self._eligible.discard(k)  # would be demoted and counted off again)
+            self.gates[tb.backfill_of(k)].eligible -= 1
         tb.state[k] = ABSENT
 
     # -- state changes -----------------------------------------------------------------

@@ -254,6 +254,23 @@ def test_replacing_an_instance_keeps_the_counts_right() -> None:
     assert s.gates["bf"].counts["pending"] == 2
 
 
+def test_replacing_a_waiting_instance_counts_it_once() -> None:
+    """An instance the scheduler set waiting (for its time), replaced by its stored row
+    (an operator's change): counted once, in the row's state; its old state was taken
+    off twice (once leaving the eligible set), and the backfill's counts drifted."""
+    later = T0 + 3600
+    s = scheduler(inst("x", at=later), inst("y", node="b", at=later))
+    assert {w[1] for w in s.decide(T0).waiting} == {"waiting-for-time"}
+    s.upsert(inst("x", at=later, state="waiting-for-time"))
+    counts = {k: v for k, v in s.gates["bf"].counts.items() if v}
+    assert counts == {"waiting-for-time": 2}
+    s.upsert(inst("x", at=later, state="pending"))
+    assert {k: v for k, v in s.gates["bf"].counts.items() if v} == {
+        "pending": 1,
+        "waiting-for-time": 1,
+    }
+
+
 def test_an_instance_that_stops_being_ready_goes_back_to_plain_pending() -> None:
     s = scheduler(inst("a"), inst("b", node="b", deps=("a",)), capacity=1)
     run(s, "a")

@@ -25,7 +25,8 @@ from backfill_ctl.runtime.scheduler import Scheduler
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-# -- the reference: backfill_ctl/runtime/scheduler.py at 16e5b3e, verbatim ------------------
+# -- the reference: backfill_ctl/runtime/scheduler.py at 16e5b3e, verbatim but for the
+# fix of its counts when a waiting, eligible instance was replaced (`_remove`) ----------
 
 Waiting = tuple[str, str, "str | None", "dict[str, Any] | None"]  # id, state, reason, blocker
 
@@ -169,7 +170,9 @@ class ReferenceScheduler:
         for d in t.deps:
             self._dependents[d].remove(t.id)
         self._members[t.backfill, t.group, t.sequence].remove(t.id)
-        self._set_eligible(t, False)
+        if t.id in self._eligible:  # the one change: the counts fix of 16e5b3e's upsert
+            self._eligible.discard(t.id)
+            self.gates[t.backfill].eligible -= 1
         del self.tasks[t.id]
 
     # -- state changes -----------------------------------------------------------------
