@@ -33,7 +33,8 @@ loses nothing while the controller that started the attempt runs.
 What can escape: a process that both leaves the session and clears its environment
 while the controller that started it is not running, and work handed to another service
 (ssh, systemd-run, a container engine). An argv command runs without a shell; a string
-command runs with `/bin/sh -c`.
+command runs with `/bin/sh -c`; either in its working directory, which the wrapper enters
+after its pid file (one gone since `start` checked it fails the attempt: code 126).
 """
 
 from __future__ import annotations
@@ -42,8 +43,6 @@ import contextlib
 import os
 import select
 import signal
-import stat
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,10 +71,11 @@ from backfill_ctl.backends.local.procs import (
 )
 from backfill_ctl.backends.local.wrapper import (
     NOT_RUN,
-    WRAPPER,
-    current_umask,
+    absolute,
+    make_private,
     read_pid,
     read_status,
+    spawn,
 )
 
 if TYPE_CHECKING:
@@ -105,7 +105,7 @@ class LocalBackend:
 
     def __init__(self, root: Path, *, supervise: bool = False) -> None:
         self.root = root
-        self._children: dict[int, subprocess.Popen[bytes]] = {}
+        self._children: set[int] = set()  # wrappers started here, not yet reaped
         self._attempts: dict[int, _Attempt] = {}  # by group id
         self._escaped: dict[int, int] = {}  # pid of a process that left its group -> group
         self._bases: dict[str, int] = {}  # base path -> group id, for the marker
@@ -114,67 +114,54 @@ class LocalBackend:
         self.supervise = supervise and become_subreaper()
 
     def _private(self, directory: Path) -> None:
-        """`directory`, under the runs root: it and every directory from the root down are
-        made 0700 whatever the umask, and refused if another user owns one or one is a
-        symlink (another local user could plant a status file or a link there). Missing
-        directories above the root are created 0700 too; existing ones are left alone.
-        (Checked once per directory: once it is ours and 0700 nobody else can swap it.)"""
-        if directory in self._checked and directory.is_dir():
-            return  # (a deleted runs directory is made again, and checked again)
-        for d in reversed([directory, *directory.parents]):
-            mine = d == self.root or self.root in d.parents
-            if not mine:
-                if not d.exists():
-                    with contextlib.suppress(FileExistsError):
-                        d.mkdir(mode=0o700)
-                continue
-            with contextlib.suppress(FileExistsError):
-                d.mkdir(mode=0o700)
-            info = d.lstat()
-            if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-                raise BackendError(f"{d} is not a directory (a symlink?): refusing to use it")
-            if info.st_uid != os.getuid():
-                raise BackendError(
-                    f"{d} belongs to uid {info.st_uid}, not to this user: refusing to use it"
-                )
-            if stat.S_IMODE(info.st_mode) != 0o700:
-                d.chmod(0o700)
-        self._checked.add(directory)
+        """`directory` made and checked private (`make_private`), once while it exists:
+        once it is ours and 0700 nobody else can swap it."""
+        if directory not in self._checked or not directory.is_dir():
+            make_private(directory, self.root)  # (a deleted one is made again)
+            self._checked.add(directory)
 
     def _base(self, backfill: str, key: Key) -> Path:
         return self.root / backfill / f"{key[0]}.{key[1]}"
 
     def start(self, spec: AttemptSpec) -> tuple[Handle, str | None]:
         base = self._base(spec.backfill, spec.key)
-        self._private(base.parent)
         run = spec.run
         argv, own_env = resolved_command(run, spec.timezone)
         env = {**os.environ, **own_env, MARKER: str(base)}
-        log = base.with_suffix(base.suffix + ".log")
-        if run.cwd and not Path(run.cwd).is_dir():
-            raise BackendError(f"working directory {run.cwd} does not exist")
+        cwd = ""
+        if run.cwd:
+            if not Path(run.cwd).is_dir():
+                raise BackendError(f"working directory {run.cwd} does not exist")
+            cwd = absolute(run.cwd)
+        log = f"{base}.log"
         # No file of an earlier run is removed here: a pid file by this attempt's name is
         # a newer controller's claim (`recover`: "it never started"), which a controller
         # paused past its lease must not undo. Each store has a runs directory of its own,
         # so a store that was thrown away leaves no files in the way.
         try:
-            fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                child = subprocess.Popen(
-                    ["/bin/sh", "-c", WRAPPER, str(base), f"{current_umask():03o}", *argv],
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    cwd=run.cwd,
-                    env=env,
-                    start_new_session=True,
-                )
+            fd = self._open_log(base.parent, log)
+            try:
+                pid = spawn(absolute(str(base)), cwd, argv, env, fd)
+            finally:
+                os.close(fd)
         except OSError as exc:
             raise BackendError(f"cannot start: {exc.strerror}") from exc
-        self._children[child.pid] = child
-        self._own.add(child.pid)
-        self._bases[str(base)] = child.pid
-        return {"pid": child.pid, "base": str(base)}, str(log)
+        self._children.add(pid)
+        self._own.add(pid)
+        self._bases[str(base)] = pid
+        return {"pid": pid, "base": str(base)}, log
+
+    def _open_log(self, directory: Path, log: str) -> int:
+        """The attempt's log, created private and never through a link, in `directory`
+        (checked private once; a directory found missing is made and checked again)."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+        if directory in self._checked:
+            try:
+                return os.open(log, flags, 0o600)
+            except FileNotFoundError:
+                self._checked.discard(directory)
+        self._private(directory)
+        return os.open(log, flags, 0o600)
 
     # -- following attempts ----------------------------------------------------------
 
@@ -210,15 +197,18 @@ class LocalBackend:
 
     def _main_ended(self, pid: int, base: Path, attempt: _Attempt) -> bool:
         """Has the wrapper (and so the command it waited for) ended? Records the code."""
-        child = self._children.get(pid)
-        if child is not None:
-            code = child.poll()
-            if code is None:
+        if pid in self._children:
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:  # reaped by someone else: its status file tells
+                done, status = pid, None
+            if done == 0:
                 return False
-            del self._children[pid]
+            self._children.discard(pid)
+            code = None if status is None else os.waitstatus_to_exitcode(status)
             if code == NOT_RUN and read_pid(base) != pid:
                 attempt.not_run = True  # its pid file was another's claim, or unwritable
-            elif code >= 0:  # the wrapper passes the command's code on
+            elif code is not None and code >= 0:  # the wrapper passes the command's code on
                 attempt.code = code
             else:  # the wrapper was killed: the command may live on; its file may say
                 attempt.code = read_status(base)

@@ -1,0 +1,69 @@
+"""How the local backend starts its wrapper (posix_spawn): what the command inherits from
+the controller (descriptors, signal dispositions), and its working directory, which the
+wrapper enters itself."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from backfill_ctl.backends import Outcome
+from backfill_ctl.backends.local import LocalBackend
+from backfill_ctl.backends.local.wrapper import NO_CWD, inherited_fds
+from tests.backends.contract import run_one, settle, spec
+
+
+def test_no_descriptor_of_the_controller_reaches_the_command(tmp_path: Path) -> None:
+    """As with subprocess's close_fds: even one the controller could pass on (from its own
+    parent, or a C library's without close-on-exec) is closed for the attempt."""
+    fd = os.open(tmp_path / "held", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.set_inheritable(fd, True)
+        assert fd in inherited_fds()
+        _, log = run_one(LocalBackend(tmp_path / "runs"), spec(("ls", "/proc/self/fd")))
+    finally:
+        os.close(fd)
+    assert sorted(int(n) for n in log.split()) == [0, 1, 2, 3]  # (3: ls's own listing)
+
+
+def test_the_command_gets_the_default_sigpipe_python_ignores(tmp_path: Path) -> None:
+    assert signal.getsignal(signal.SIGPIPE) == signal.SIG_IGN  # Python's, in this process
+    _, log = run_one(
+        LocalBackend(tmp_path / "runs"), spec(("sh", "-c", "grep SigIgn /proc/self/status"))
+    )
+    ignored = int(log.split()[1], 16)
+    assert not ignored & (1 << (signal.SIGPIPE - 1))
+    assert not ignored & (1 << (signal.SIGXFSZ - 1))
+
+
+def test_a_relative_runs_root_keeps_the_files_there_whatever_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path)
+    backend = LocalBackend(Path("runs"))
+    s = spec(("sh", "-c", "pwd; exit 4"), cwd="repo")
+    handle, log = backend.start(s)
+    assert settle(backend, {s.key: handle})[s.key] == Outcome("failed", 4, "exit code 4")
+    assert Path(log).read_text() == f"{tmp_path / 'repo'}\n"
+    assert (tmp_path / "runs" / "bf" / "i1.1.status").read_text() == "4\n"
+    assert not (tmp_path / "repo" / "runs").exists()
+
+
+def test_a_working_directory_gone_after_the_check_fails_the_attempt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It vanished between the backend's check and the wrapper's `cd`: the command did
+    not run, and the attempt fails (a try used, as a command that cannot run), with its
+    status recorded; it is not "unstarted", which would retry it for ever."""
+    gone = str(tmp_path / "gone")
+    real = Path.is_dir
+    monkeypatch.setattr(Path, "is_dir", lambda p: str(p) == gone or real(p))
+    backend = LocalBackend(tmp_path / "runs")
+    outcome, log = run_one(backend, spec(("true",), cwd=gone))
+    assert outcome == Outcome("failed", NO_CWD, f"exit code {NO_CWD}")
+    assert "gone" in log
+    assert (tmp_path / "runs" / "bf" / "i1.1.status").read_text() == f"{NO_CWD}\n"
