@@ -210,11 +210,12 @@ class Controller(Adoption):
         self.queued = decision.queued
         self._dry_runs(decision.dry_runs, now)
         starts = decision.start if now >= self._held_until else []
+        at = self.clock()  # (not `now`: written after the ends recorded above, a retry too)
         with self.store.batch() if starts else contextlib.nullcontext():
             # Why the rest waits, and the starts begun: one commit.
-            self.store.set_waiting(decision.waiting, at=now, actor=self.actor, origin=self.origin)
-            begun, records = self._begin(starts, now)
-        started = self._start_begun(starts, begun, records, now)
+            self.store.set_waiting(decision.waiting, at=at, actor=self.actor, origin=self.origin)
+            begun, records = self._begin(starts, at)
+        started = self._start_begun(starts, begun, records, at)
         self.started_total += started
         finished = self._finish(now)
         return Tick(started, ended, len(self.running), tuple(finished))

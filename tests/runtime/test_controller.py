@@ -132,6 +132,26 @@ def test_a_failure_is_retried_as_the_node_allows_then_fails(tmp_path: Path) -> N
     assert store.backfill("bf").outcome == "failed"  # type: ignore[union-attr]
 
 
+def test_a_retry_starts_after_the_attempt_before_it_ended(tmp_path: Path) -> None:
+    """Times read as they pass: a retry begun in the tick that recorded the failure
+    before it starts after that end, not at the tick's start (the real cluster's retry
+    test saw attempt 2 start 12 ms before attempt 1 ended)."""
+    store = applied(
+        tmp_path,
+        node("a", run={"command": ["false"], "retries": 1, "retryDelay": "0s"}, resourceGroup="rg"),
+        backfill(),
+    )
+
+    class Ticking(Clock):
+        def __call__(self) -> float:
+            self.now += 0.001
+            return self.now
+
+    drain(controller(store, clock=Ticking()))
+    first, second = store.attempts()
+    assert first.finished_at is not None and second.started_at >= first.finished_at
+
+
 def test_a_retry_waits_for_the_node_s_retry_delay(tmp_path: Path) -> None:
     """Item 11: DataWorks' rerun interval; 30 s unless the node says otherwise."""
     store = applied(
