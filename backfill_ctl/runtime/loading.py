@@ -20,6 +20,7 @@ from backfill_ctl.runtime.tasks import ABSENT
 
 if TYPE_CHECKING:
     from array import array
+    from collections.abc import Callable
 
     from backfill_ctl.runtime.scheduler import Gate
     from backfill_ctl.runtime.tasks import TaskTable
@@ -37,8 +38,7 @@ class Loading:
     _running: Counter[str]
     _running_by: Counter[tuple[str, str]]
 
-    def _check(self, k: int) -> None:
-        raise NotImplementedError
+    _check: Callable[[int], None]  # whether slot k may start now (the scheduler's)
 
     def _derive(self) -> None:
         """Everything that follows from the table's rows (see the module docstring)."""
