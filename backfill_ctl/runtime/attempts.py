@@ -10,7 +10,7 @@ its instance stays running meanwhile, so nothing starts twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from backfill_ctl.backends import AttemptSpec, BackendError, Handle, NotStarted, Outcome
 from backfill_ctl.runtime.lease import LeaseHolder
@@ -24,6 +24,15 @@ if TYPE_CHECKING:
     from backfill_ctl.backends import Backend
     from backfill_ctl.core.records import EventRecord, InstanceRecord
     from backfill_ctl.runtime.scheduler import Scheduler
+
+
+class Pending(NamedTuple):
+    """What a tick writes of its attempts: the handles of the last tick's starts and the
+    ends learnt, at `at`."""
+
+    handles: list[tuple[str, tuple[int, Handle, str | None]]]
+    ends: list[AttemptEnd]
+    at: float
 
 
 @dataclass
@@ -123,20 +132,46 @@ class AttemptRunner(LeaseHolder):
         """Write what is known but not yet stored, handles and ends, in one transaction
         (one commit per tick, not one per attempt); if it fails, all of it stays for the
         next try. Attempts that never ran are put back one by one (rare)."""
-        handles = list(self._handles.items())
-        outcomes = [(i, r, o) for i, (r, o) in self._outcomes.items() if o.started]
-        if handles or outcomes:
-            ends = [self._end_of(instance, run, outcome) for instance, run, outcome in outcomes]
+        self._requeue_unstarted()
+        pending = self._pending()
+        if pending.handles or pending.ends:
             with self.store.batch():
-                self.store.set_attempt_handles([(i, *rest) for i, rest in handles])
-                won = self.store.end_attempts(
-                    ends, at=self.clock(), actor=self.actor, origin=self.origin
-                )
-            for instance, _ in handles:
-                del self._handles[instance]
-            for end, first in zip(ends, won, strict=True):
-                self._recorded(end, first)
+                won = self._write_pending(pending)
+            self._pending_written(pending, won)
+
+    def _pending(self) -> Pending:
+        """The handles and ends known but not stored yet, as they are to be written."""
+        ends = [self._end_of(i, r, o) for i, (r, o) in self._outcomes.items() if o.started]
+        return Pending(list(self._handles.items()), ends, self.clock())
+
+    def _write_pending(self, pending: Pending) -> list[bool]:
+        """Write `pending` (in the caller's transaction); for each end, whether this
+        report was the first."""
+        self.store.set_attempt_handles([(i, *rest) for i, rest in pending.handles])
+        return self.store.end_attempts(
+            pending.ends, at=pending.at, actor=self.actor, origin=self.origin
+        )
+
+    def _pending_written(self, pending: Pending, won: Sequence[bool]) -> None:
+        """`pending` is in the store: forget it, and the scheduler follows."""
+        for instance, _ in pending.handles:
+            del self._handles[instance]
+        for end, first in zip(pending.ends, won, strict=True):
+            self._recorded(end, first)
+
+    def _foresee(self, pending: Pending) -> None:
+        """The scheduler told of `pending`'s ends before they are written, so that what
+        they make ready is started in the same transaction (`Controller._tick`); if the
+        write fails they stay pending, and are told again, as often, until written."""
+        for end in pending.ends:
+            self.scheduler.set_state(
+                end.instance, end.instance_state, end.message, not_before=end.not_before
+            )
+
+    def _requeue_unstarted(self) -> None:
         for instance, (run, outcome) in list(self._outcomes.items()):  # never ran
+            if outcome.started:
+                continue
             self._requeue(instance, run.number, run.tries_left, outcome.message or "")
             self._held_until = self.clock() + 5.0  # a full disk does not pass at once
             self._forget_attempt(instance)
@@ -188,6 +223,8 @@ class AttemptRunner(LeaseHolder):
 
     def _enforce(self, now: float) -> None:
         for instance, run in self.running.items():
+            if instance in self._outcomes:  # ended: its end is only not written yet
+                continue
             if run.cancelled is None and run.timeout and now - run.started > run.timeout:
                 self._cancel(instance, run, f"timed out after {_duration(run.timeout)}", retry=True)
 

@@ -204,17 +204,24 @@ class Controller(Adoption):
         if self._unsettled:
             self._settle_later()
         ended = self._poll(record=False)
-        self._record_pending()  # these ends and the last tick's handles: one commit
+        self._requeue_unstarted()
+        pending = self._pending()
+        self._foresee(pending)  # what these ends make ready starts in this tick
         self._enforce(now)
         decision = self.scheduler.decide(now)
         self.queued = decision.queued
         self._dry_runs(decision.dry_runs, now)
         starts = decision.start if now >= self._held_until else []
-        at = self.clock()  # (not `now`: written after the ends recorded above, a retry too)
-        with self.store.batch() if starts else contextlib.nullcontext():
-            # Why the rest waits, and the starts begun: one commit.
+        at = self.clock()  # (not `now`: after the ends' time, which a retry must follow)
+        writes = pending.handles or pending.ends or starts
+        with self.store.batch() if writes else contextlib.nullcontext():
+            # The ends and the last tick's handles, why the rest waits, the starts
+            # begun: one commit, all or nothing (no start is stored without the ends it
+            # follows; none of it, and the ends are written again next time).
+            won = self._write_pending(pending)
             self.store.set_waiting(decision.waiting, at=at, actor=self.actor, origin=self.origin)
             begun, records = self._begin(starts, at)
+        self._pending_written(pending, won)
         started = self._start_begun(starts, begun, records, at)
         self.started_total += started
         finished = self._finish(now)
