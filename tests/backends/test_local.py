@@ -19,6 +19,7 @@ import pytest
 from backfill_ctl.backends import BackendContext, BackendError, Outcome, make_backend
 from backfill_ctl.backends import local as local_module
 from backfill_ctl.backends.local import LocalBackend
+from backfill_ctl.backends.local.wrapper import read_pid
 from tests.backends.contract import BackendContract, Make, run_one, settle, spec
 
 
@@ -34,8 +35,12 @@ def test_files_of_an_attempt_sit_under_the_backfill(tmp_path: Path) -> None:
     handle, log = backend.start(s)
     settle(backend, {s.key: handle})
     assert log == str(tmp_path / "runs" / "bf" / "abc.3.log")
-    assert (tmp_path / "runs" / "bf" / "abc.3.status").read_text() == "2\n"
-    assert (tmp_path / "runs" / "bf" / "abc.3.pid").read_text().strip() == str(handle["pid"])
+    # The wrapper's pid, then the command's exit code; no other file.
+    assert (tmp_path / "runs" / "bf" / "abc.3.pid").read_text() == f"{handle['pid']}\n2\n"
+    assert sorted(p.name for p in (tmp_path / "runs" / "bf").iterdir()) == [
+        "abc.3.log",
+        "abc.3.pid",
+    ]
 
 
 def test_files_left_by_a_store_thrown_away_do_not_count(tmp_path: Path) -> None:
@@ -121,7 +126,7 @@ def test_an_attempt_recover_declared_unstarted_never_runs(tmp_path: Path) -> Non
             assert ended == Outcome("succeeded", 0)
     runs = marker.read_text().count("x") if marker.exists() else 0
     started = sum(
-        1 for p in (tmp_path / "runs" / "bf").glob("i1.*.status") if p.read_text() == "0\n"
+        1 for p in (tmp_path / "runs" / "bf").glob("i1.*.pid") if p.read_text().endswith("\n0\n")
     )
     assert runs == started
 
@@ -322,33 +327,44 @@ def test_the_attempt_s_files_are_private_and_the_command_keeps_its_umask(
     base = tmp_path / "runs" / "s1" / "bf" / "i1.1"
     for d in (tmp_path / "runs", tmp_path / "runs" / "s1", base.parent):
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
-    for suffix in (".log", ".pid", ".status"):
+    for suffix in (".log", ".pid"):
         f = base.with_suffix(base.suffix + suffix)
         assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
     assert stat.S_IMODE((tmp_path / "made").stat().st_mode) == 0o666  # its own umask
 
 
 @pytest.mark.parametrize("plant", ["symlink", "foreign"])
-def test_a_planted_status_file_is_not_believed(tmp_path: Path, plant: str) -> None:
-    """An adopted attempt whose status file is a symlink or another user's: its exit
-    code is not taken from it (and the wrapper does not write through it)."""
+@pytest.mark.parametrize("suffix", [".pid", ".status"])
+def test_a_planted_exit_code_is_not_believed(tmp_path: Path, plant: str, suffix: str) -> None:
+    """An adopted attempt whose pid file was replaced, while it ran, by a symlink or
+    another user's file saying it succeeded (or with a status file, as versions before
+    the code shared the pid file wrote, planted beside): its exit code is not taken from
+    it, and the wrapper does not write through it."""
     backend = LocalBackend(tmp_path / "runs")
     s = spec("sleep 0.5; exit 3")
     handle, _ = backend.start(s)
-    status = Path(handle["base"] + ".status")
+    base = Path(handle["base"])
+    deadline = time.monotonic() + 10
+    while read_pid(base) is None and time.monotonic() < deadline:  # its pid is written
+        time.sleep(0.01)
+    planted = base.with_suffix(base.suffix + suffix)
+    planted.unlink(missing_ok=True)
     target = tmp_path / "elsewhere"
     if plant == "symlink":
-        target.write_text("untouched\n")
-        status.symlink_to(target)
+        target.write_text(f"{handle['pid']}\n0\n")
+        planted.symlink_to(target)
     else:
-        status.write_text("0\n")
-        os.chown(status, 65534, 65534)
+        planted.write_text(f"{handle['pid']}\n0\n" if suffix == ".pid" else "0\n")
+        os.chown(planted, 65534, 65534)
     outcome = settle(backend, {s.key: handle})[s.key]
     assert outcome.exit_code == 3  # the parent's knowledge, not the planted file
     adopted = LocalBackend(tmp_path / "runs").poll({s.key: handle})[s.key]
-    assert (adopted.state, adopted.exit_code) == ("lost", None)  # not "succeeded"
+    if suffix == ".pid":
+        assert (adopted.state, adopted.exit_code) == ("lost", None)  # not "succeeded"
+    else:  # the wrapper's own file says it
+        assert (adopted.state, adopted.exit_code) == ("failed", 3)
     if plant == "symlink":
-        assert target.read_text() == "untouched\n"
+        assert target.read_text() == f"{handle['pid']}\n0\n"  # untouched
 
 
 def test_a_runs_directory_of_another_user_is_refused(tmp_path: Path) -> None:
@@ -385,3 +401,20 @@ def test_a_wrapper_stalled_before_writing_its_pid_is_found_by_its_marker(tmp_pat
         if stalled.poll() is None:
             stalled.kill()
             stalled.wait()
+
+
+def test_an_attempt_left_by_an_earlier_wrapper_is_settled_from_its_status_file(
+    tmp_path: Path,
+) -> None:
+    """Before the exit code shared the pid file, the wrapper wrote it to `<base>.status`:
+    a controller upgraded while such an attempt ran still reads its outcome there."""
+    backend = LocalBackend(tmp_path / "runs")
+    s = spec(("true",))
+    done = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True)
+    gone = int(done.stdout)  # a pid no process has now
+    base = tmp_path / "runs" / "bf" / "i1.1"
+    base.parent.mkdir(parents=True)
+    Path(f"{base}.pid").write_text(f"{gone}\n")
+    Path(f"{base}.status").write_text("4\n")
+    ended = backend.poll({s.key: {"pid": gone, "base": str(base)}})[s.key]
+    assert (ended.state, ended.exit_code) == ("failed", 4)

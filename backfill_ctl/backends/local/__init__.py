@@ -3,9 +3,9 @@
 Each attempt runs under a tiny /bin/sh wrapper in a new session (its own process group,
 whose id is the wrapper's pid), with its output in one log file per attempt:
 
-    <runs>/<backfill>/<instance>.<attempt>.log     stdout and stderr
-    <runs>/<backfill>/<instance>.<attempt>.pid     the wrapper's pid (= the group id)
-    <runs>/<backfill>/<instance>.<attempt>.status  the command's exit code, when it ends
+    <runs>/<backfill>/<instance>.<attempt>.log  stdout and stderr
+    <runs>/<backfill>/<instance>.<attempt>.pid  the wrapper's pid (= the group id), then
+                                                the command's exit code, when it ends
 
 **An attempt ends when no process of it is left**, not when the wrapper exits. Its
 processes are its process group, plus (when the backend supervises: the controller's
@@ -20,14 +20,14 @@ controller is their child subreaper, so they become its children, and each carri
 - processes the command leaves behind when it exits (`cmd &`, daemons) are ended with
   the attempt: TERM, then KILL after the grace; the attempt's outcome is the command's.
 
-The pid and status files are written by the wrapper itself, so they survive the
-controller: after a restart, an attempt with a status file whose processes are gone has
+The pid file and the exit code in it are written by the wrapper itself, so they survive
+the controller: after a restart, an attempt with an exit code whose processes are gone has
 finished (its code is recorded), one with live processes is adopted, and one with
 neither ended without a known code. An attempt the controller began but never recorded
 as started is settled by `recover`, which races the wrapper for the pid file (created
 exclusively): either the command had started and is adopted, or it never runs. The
 controller, the wrapper's parent, also knows the exit code from the wrapper's own exit
-status, so a status file that cannot be written (a full disk, a deleted directory)
+status, so an exit code that cannot be written (a full disk, a deleted directory)
 loses nothing while the controller that started the attempt runs.
 
 What can escape: a process that both leaves the session and clears its environment
@@ -166,17 +166,25 @@ class LocalBackend:
     # -- following attempts ----------------------------------------------------------
 
     def poll(self, running: Mapping[Key, Handle]) -> dict[Key, Outcome]:
-        if self.supervise:
-            self._adopt_orphans()
+        # The orphans this process inherited matter once an attempt's wrapper is gone
+        # (are they what keeps it running?) or while one is being ended (they are
+        # signalled too): looked for then, once per poll, not on every poll (a /proc
+        # read per thread of this process).
+        adopted = not self.supervise
+        for handle in running.values():  # (whose an orphan is: all known before it is)
+            self._bases.setdefault(str(handle["base"]), int(handle["pid"]))
         ended: dict[Key, Outcome] = {}
         now = time.monotonic()
         for key, handle in running.items():
             pid, base = int(handle["pid"]), Path(handle["base"])
-            self._bases.setdefault(str(base), pid)
             attempt = self._attempts.setdefault(pid, _Attempt())
+            if not adopted and (attempt.cancel or attempt.ending_leftovers):
+                adopted = self._adopt_orphans()
             if not attempt.main_done and not self._main_ended(pid, base, attempt):
                 self._escalate(pid, attempt, now, base)
                 continue
+            if not adopted:
+                adopted = self._adopt_orphans()
             left = self._processes(pid, base)
             if left:
                 if (
@@ -200,7 +208,7 @@ class LocalBackend:
         if pid in self._children:
             try:
                 done, status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:  # reaped by someone else: its status file tells
+            except ChildProcessError:  # reaped by someone else: its pid file tells
                 done, status = pid, None
             if done == 0:
                 return False
@@ -286,10 +294,10 @@ class LocalBackend:
         for pid in [p for p, g in self._escaped.items() if g == pgid]:
             del self._escaped[pid]
 
-    def _adopt_orphans(self) -> None:
+    def _adopt_orphans(self) -> bool:
         """As the subreaper, this process inherits what attempts leave behind: reap the
         dead, and note whose the living are (by their marker) so that their attempt
-        does not end before them."""
+        does not end before them. True (done)."""
         groups = set(self._bases.values())
         for pid in children_of(os.getpid()):
             if pid in self._children:
@@ -313,6 +321,7 @@ class LocalBackend:
                 if attempt is not None and (attempt.cancel or attempt.ending_leftovers):
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(pid, signal.SIGTERM if not attempt.killed else signal.SIGKILL)
+        return True
 
     def wait(self, timeout: float) -> None:
         """Sleep until one of our children exits (pidfds), or `timeout` passes."""

@@ -1,5 +1,6 @@
 """The local backend's wrapper: the /bin/sh script each attempt runs under, and the
-files it writes beside the log (`<base>.pid`, `<base>.status`), read back safely."""
+file it writes beside the log (`<base>.pid`: its pid, then the command's exit code),
+read back safely."""
 
 from __future__ import annotations
 
@@ -17,31 +18,39 @@ if TYPE_CHECKING:
 
 # The pid file is created exclusively (noclobber: O_EXCL) by whichever comes first: the
 # wrapper, which then runs the command, or `recover`, which so declares that the attempt
-# never started; a wrapper that comes later exits without running anything. The status
-# is written in place (no `mv`: one process fewer per attempt); it is only read once no
-# process of the attempt is left, so a half-written file is never read as final.
-# The wrapper's own files are private (umask 077) and never written through something
-# planted in their place (noclobber: O_EXCL, which a symlink fails too); the command runs
-# with the umask it was given ($1), in its working directory ($2, absolute; "": the
-# controller's): the wrapper goes there itself (the controller starts it with posix_spawn,
-# which cannot), after its pid file, so that a directory it cannot enter fails the
-# attempt (NO_CWD, like a command that cannot run) rather than leaving it unstarted.
-# $0 is absolute too: the status file is written from the command's directory.
+# never started; a wrapper that comes later exits without running anything. The wrapper
+# keeps it open (fd 3, which the command does not get) and writes the command's exit code
+# after its pid through that descriptor: one file per attempt fewer than a status file
+# of its own, and nothing planted in its place later is written through. The code is
+# only read once no process of the attempt is left, so a half-written line is never read
+# as final. The wrapper's file is private (umask 077); the command runs with the umask it
+# was given ($1), in its working directory ($2, absolute; "": the controller's): the
+# wrapper goes there itself (the controller starts it with posix_spawn, which cannot),
+# after its pid file, so that a directory it cannot enter fails the attempt (NO_CWD,
+# like a command that cannot run) rather than leaving it unstarted. While the group
+# runs, stderr is /dev/null (a pid file it cannot create or write is said by the exit
+# code alone) and fd 4 is the log, which `cd` and the command get as their stderr.
+# $0 is absolute: the pid file is opened before the `cd`, but `recover` and `alive`
+# find the attempt by it.
 NOT_RUN = 125
 NO_CWD = 126
 WRAPPER = (
     "umask 077; set -C\n"
-    f'{{ echo $$ > "$0.pid"; }} 2>/dev/null || exit {NOT_RUN}\n'
+    "{\n"
+    f"echo $$ >&3 || exit {NOT_RUN}\n"
     'set +C; umask "$1"\n'
-    f'if [ -z "$2" ] || cd -P -- "$2"; then shift 2; "$@"; rc=$?; else rc={NO_CWD}; fi\n'
-    'umask 077; set -C; { echo $rc > "$0.status"; } 2>/dev/null\n'
+    f'if [ -z "$2" ] || cd -P -- "$2" 2>&4; then shift 2; "$@" 2>&4 3>&- 4>&-; rc=$?; '
+    f"else rc={NO_CWD}; fi\n"
+    "echo $rc >&3\n"
     "exit $rc\n"
+    f'}} 4>&2 2>/dev/null 3>"$0.pid" || exit {NOT_RUN}\n'
 )
 
 
-def read_own(path: Path) -> int | None:
-    """The number in a file the wrapper wrote; None if there is none, or if it is not a
-    regular file of this user (a symlink, or a file another local user planted)."""
+def read_own(path: Path) -> list[int] | None:
+    """The numbers, one per line, in a file the wrapper wrote; None if there is no such
+    file, or if it is not a regular file of this user (a symlink, or a file another local
+    user planted). A line that is not a number ends the list."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
@@ -50,19 +59,28 @@ def read_own(path: Path) -> int | None:
         info = os.fstat(f.fileno())
         if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
             return None
-        try:
-            return int(f.read(64).strip())
-        except ValueError:
-            return None
+        numbers = []
+        for line in f.read(64).split(b"\n"):
+            try:
+                numbers.append(int(line))
+            except ValueError:
+                break
+        return numbers
 
 
 def read_status(base: Path) -> int | None:
-    """The exit code the wrapper wrote, or None (none, or not one to trust)."""
-    return read_own(base.with_suffix(base.suffix + ".status"))
+    """The exit code the wrapper wrote, or None (none, or not one to trust). An attempt
+    started by a version before the code shared the pid file has it in `<base>.status`."""
+    numbers = read_own(base.with_suffix(base.suffix + ".pid")) or []
+    if len(numbers) >= 2:
+        return numbers[1]
+    older = read_own(base.with_suffix(base.suffix + ".status")) or []
+    return older[0] if len(older) == 1 else None
 
 
 def read_pid(base: Path) -> int | None:
-    return read_own(base.with_suffix(base.suffix + ".pid"))
+    numbers = read_own(base.with_suffix(base.suffix + ".pid"))
+    return numbers[0] if numbers else None
 
 
 def current_umask() -> int:
@@ -124,7 +142,7 @@ def absolute(path: str) -> str:
 def make_private(directory: Path, root: Path) -> None:
     """`directory`, under the runs `root`: it and every directory from the root down are
     made 0700 whatever the umask, and refused if another user owns one or one is a
-    symlink (another local user could plant a status file or a link there). Missing
+    symlink (another local user could plant a pid file or a link there). Missing
     directories above the root are created 0700 too; existing ones are left alone."""
     for d in reversed([directory, *directory.parents]):
         mine = d == root or root in d.parents
