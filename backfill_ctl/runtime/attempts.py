@@ -65,6 +65,7 @@ class AttemptRunner(LeaseHolder):
     _outcomes: dict[str, tuple[Running, Outcome]]
     _handles: dict[str, tuple[int, Handle, str | None]]
     ended_by: Counter[str]  # recorded ends, by outcome (for /metrics)
+    _more: bool  # the scheduler was told something the last decision did not know
 
     def _settle_unstarted(self, record: InstanceRecord, number: int) -> None:
         self._requeue(
@@ -213,6 +214,7 @@ class AttemptRunner(LeaseHolder):
         this one could not write): take the store's word for the instance."""
         for record in self.store.instances(ids=[instance]):
             self.scheduler.upsert(record)
+        self._more = True
 
     def _follow_only(self, now: float) -> int:
         """While the store cannot be written: follow and stop running attempts, keeping

@@ -78,6 +78,7 @@ class Tick:
     running: int = 0
     finished: tuple[str, ...] = ()
     seconds: float = 0.0  # how long the tick took (wall, monotonic)
+    more: bool = False  # something may be ready at once that this tick did not start
 
 
 class Controller(Adoption):
@@ -121,6 +122,7 @@ class Controller(Adoption):
         # Attempts begun but not recorded as started, which the backend could not tell
         # of yet (`_adopt`): instance -> attempt number.
         self._unsettled: dict[str, int] = {}
+        self._more = False  # the store said otherwise of an end (`_reread`): decide again
         # What a health endpoint and /metrics read: told at each tick and while waiting.
         self.beat = beat  # (state: active | degraded | standby | store, detail)
         self.started_total = 0
@@ -225,7 +227,10 @@ class Controller(Adoption):
         started = self._start_begun(starts, begun, records, at)
         self.started_total += started
         finished = self._finish(now)
-        return Tick(started, ended, len(self.running), tuple(finished))
+        # Ends were told to the scheduler before it decided: what they made ready was
+        # started. Dry runs, and ends another controller recorded first, were not.
+        more, self._more = self._more or bool(decision.dry_runs), False
+        return Tick(started, ended, len(self.running), tuple(finished), more=more)
 
     def _news(self) -> list[EventRecord]:
         """The events others wrote since the last tick. Our own are read too, only to
@@ -361,8 +366,8 @@ class Controller(Adoption):
                     break
                 if self.lost and not self._rejoin(poll=min(1.0, interval)):
                     break
-                if tick.started or tick.ended:
-                    continue  # something moved: more may be ready at once
+                if self._again(tick):
+                    continue
                 if self.running:
                     self.backend.wait(min(interval, 0.5))  # until an attempt may have ended
                 else:
@@ -370,6 +375,16 @@ class Controller(Adoption):
         with contextlib.suppress(StateError):  # the handles of the last tick's starts
             self._record_pending()
         return tick
+
+    def _again(self, tick: Tick) -> bool:
+        """Tick again at once, rather than wait for an attempt to end? When something
+        may be ready that the tick did not start, when an outcome is still to be
+        written, or when something moved and nothing runs (so nothing would wake the
+        wait). A tick that started attempts waits for them: their handles are written
+        with the ends that wake it, in one commit, and no tick runs beside them on a
+        small machine's cores while they start."""
+        moved = tick.started or tick.ended
+        return tick.more or bool(self._outcomes) or bool(moved and not self.running)
 
     def _forget(self) -> None:
         """The lease was lost: what this controller followed is the new holder's now.

@@ -14,7 +14,8 @@ import pytest
 
 from backfill_ctl.backends import AttemptSpec, NotStarted, Outcome
 from backfill_ctl.backends.fake import FakeBackend
-from backfill_ctl.runtime.controller import Controller
+from backfill_ctl.backends.local import LocalBackend
+from backfill_ctl.runtime.controller import Controller, Tick
 from backfill_ctl.runtime.lease import this_host
 from backfill_ctl.state import StateError, StateStore, open_store
 from backfill_ctl.usecases import reconcile
@@ -187,6 +188,28 @@ def test_a_tick_whose_commit_fails_stores_none_of_it_and_writes_the_end_again(
     drain(c)
     assert [(s.node, s.number) for s in backend.started] == [("a", 1), ("b", 1)]
     assert [a.state for a in store.attempts()] == ["succeeded"] * 2
+
+
+def test_a_chain_of_real_processes_takes_one_tick_per_step(tmp_path: Path) -> None:
+    """Issue 15: the tick that starts a step waits for it (the backend wakes it when the
+    process ends) instead of ticking again at once while it starts: one tick and one
+    commit per step of a chain, where there were two of each."""
+    chain = [node("n0", command=["true"])] + [
+        node(f"n{k}", upstream=[f"n{k - 1}"], command=["true"]) for k in range(1, 6)
+    ]
+    roots = {"method": "descendants", "roots": ["n0"]}
+    store = applied(tmp_path, *chain, backfill(select=roots), sqlite=True)
+    commits = _commits(store)
+    c = controller(store, LocalBackend(tmp_path / "runs"))
+    commits()
+    ticks: list[Tick] = []
+    gate = c.scheduler.gates["bf"]
+    c.run(interval=5.0, until=lambda t: gate.record.finished_at is not None, on_tick=ticks.append)
+    assert [a.state for a in store.attempts()] == ["succeeded"] * 6
+    assert len(ticks) <= 6 + 1, [(t.started, t.ended) for t in ticks]
+    assert (
+        len(commits()) <= 6 + 2
+    )  # a step each (its end and the next begun), the last end, the backfill's end
 
 
 def test_a_failure_is_retried_as_the_node_allows_then_fails(tmp_path: Path) -> None:
