@@ -377,12 +377,10 @@ class Controller(Adoption):
         return tick
 
     def _again(self, tick: Tick) -> bool:
-        """Tick again at once, rather than wait for an attempt to end? When something
-        may be ready that the tick did not start, when an outcome is still to be
-        written, or when something moved and nothing runs (so nothing would wake the
-        wait). A tick that started attempts waits for them: their handles are written
-        with the ends that wake it, in one commit, and no tick runs beside them on a
-        small machine's cores while they start."""
+        """Tick again at once, not wait for an attempt to end? If something may be
+        ready that the tick did not start, an outcome is to be written, or something
+        moved and nothing runs to wake the wait. A tick that started attempts waits:
+        their handles are written with the ends that wake it, in one commit."""
         moved = tick.started or tick.ended
         return tick.more or bool(self._outcomes) or bool(moved and not self.running)
 
