@@ -141,9 +141,19 @@ class AttemptRunner(LeaseHolder):
             self._pending_written(pending, won)
 
     def _pending(self) -> Pending:
-        """The handles and ends known but not stored yet, as they are to be written."""
+        """The handles and ends known but not stored yet, as they are to be written: the
+        handle of an attempt that also ended, with its end."""
         ends = [self._end_of(i, r, o) for i, (r, o) in self._outcomes.items() if o.started]
-        return Pending(list(self._handles.items()), ends, self.clock())
+        handles = self._handles
+        ends = [
+            e._replace(handle=handles[e.instance][1:])
+            if handles.get(e.instance, (None,))[0] == e.number
+            else e
+            for e in ends
+        ]
+        with_end = {e.instance for e in ends if e.handle is not None}
+        alone = [(i, h) for i, h in handles.items() if i not in with_end]
+        return Pending(alone, ends, self.clock())
 
     def _write_pending(self, pending: Pending) -> list[bool]:
         """Write `pending` (in the caller's transaction); for each end, whether this
@@ -158,6 +168,8 @@ class AttemptRunner(LeaseHolder):
         for instance, _ in pending.handles:
             del self._handles[instance]
         for end, first in zip(pending.ends, won, strict=True):
+            if end.handle is not None:
+                del self._handles[end.instance]
             self._recorded(end, first)
 
     def _foresee(self, pending: Pending) -> None:

@@ -49,7 +49,9 @@ class AttemptEnd(NamedTuple):
     """How one attempt ended, as the controller reports it (`end_attempts`): the
     attempt's state and exit code, the message, what its instance becomes; with
     `not_before`, a retry waits until then; with `log`, the copy of its log's end and
-    the whole log's size, kept in the same commit."""
+    the whole log's size, kept in the same commit; with `handle`, the attempt's handle
+    and log path, not written yet (it started and ended between two writes), written
+    with its end: one statement, not two."""
 
     instance: str
     number: int
@@ -59,6 +61,7 @@ class AttemptEnd(NamedTuple):
     instance_state: str
     not_before: float | None = None
     log: tuple[str, int] | None = None
+    handle: tuple[dict[str, Any], str | None] | None = None
 
 
 class StoredLog(NamedTuple):

@@ -627,6 +627,21 @@ class StoreContract:
             store.begin_attempts(["a2"], "local", at=AT, actor="c", origin="B", fence=("B", 9))
         assert state(store, "a2").state == "pending"
 
+    def test_an_end_carries_the_handle_of_an_attempt_that_ended_before_it_was_written(
+        self, make: Make
+    ) -> None:
+        """An attempt started and ended between two of the controller's writes: its
+        handle and log path are written with its end."""
+        store = seeded(make())
+        number = start(store, "a1")
+        end = AttemptEnd("a1", number, "succeeded", 0, None, "succeeded")
+        assert store.end_attempts(
+            [end._replace(handle=({"pid": 7}, "/a1.log"))], at=AT + 5, **WHO
+        ) == [True]
+        (attempt,) = store.attempts("a1")
+        assert (attempt.state, attempt.handle, attempt.log) == ("succeeded", {"pid": 7}, "/a1.log")
+        assert attempt.finished_at == AT + 5
+
     def test_a_batch_commits_its_writes_together_or_none_of_them(self, make: Make) -> None:
         store = seeded(make())
         events = store.last_event_id()

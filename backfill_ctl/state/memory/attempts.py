@@ -114,6 +114,7 @@ class Attempts(Tables):
         self, ends: Sequence[AttemptEnd], *, at: float, actor: str, origin: str
     ) -> list[bool]:
         with self._lock:
+            self.set_attempt_handles([(e.instance, e.number, *e.handle) for e in ends if e.handle])
             return [
                 self.end_attempt(
                     e.instance,

@@ -145,6 +145,22 @@ class Attempts(SQLStore):
                     "RETURNING number",
                     (e.attempt_state, e.exit_code, e.message, at, e.instance, e.number),
                 )
+                if e.handle is None
+                else db.execute(
+                    "UPDATE attempts SET state = ?, exit_code = ?, message = ?, finished_at = ?, "
+                    "handle = ?, log = ? WHERE instance = ? AND number = ? AND state IN "
+                    "('starting', 'running') RETURNING number",
+                    (
+                        e.attempt_state,
+                        e.exit_code,
+                        e.message,
+                        at,
+                        json.dumps(e.handle[0]),
+                        e.handle[1],
+                        e.instance,
+                        e.number,
+                    ),
+                )
                 for e in ends
             ]
             among, ids = self._among("id", [e.instance for e in ends])
