@@ -111,6 +111,7 @@ class LocalBackend:
         self._bases: dict[str, int] = {}  # base path -> group id, for the marker
         self._own: set[int] = set()  # groups this backend started (their ids are fresh)
         self._checked: set[Path] = set()  # directories found private
+        self._directories: dict[str, tuple[Path, str, str]] = {}  # `_directory`'s
         self.supervise = supervise and become_subreaper()
 
     def _private(self, directory: Path) -> None:
@@ -120,14 +121,21 @@ class LocalBackend:
             make_private(directory, self.root)  # (a deleted one is made again)
             self._checked.add(directory)
 
-    def _base(self, backfill: str, key: Key) -> Path:
-        return self.root / backfill / f"{key[0]}.{key[1]}"
+    def _directory(self, backfill: str) -> tuple[Path, str, str]:
+        """A backfill's runs directory, as a path, a string and an absolute string (made
+        once per backfill: a start builds no Path, a dozen µs each)."""
+        if (found := self._directories.get(backfill)) is None:
+            d = self.root / backfill
+            found = self._directories[backfill] = (d, str(d), absolute(str(d)))
+        return found
 
     def start(self, spec: AttemptSpec) -> tuple[Handle, str | None]:
-        base = self._base(spec.backfill, spec.key)
+        directory, where, absolute_where = self._directory(spec.backfill)
+        name = f"{spec.key[0]}.{spec.key[1]}"
+        base = f"{where}/{name}"
         run = spec.run
         argv, own_env = resolved_command(run, spec.timezone)
-        env = {**os.environ, **own_env, MARKER: str(base)}
+        env = {**os.environ, **own_env, MARKER: base}
         cwd = ""
         if run.cwd:
             if not Path(run.cwd).is_dir():
@@ -139,17 +147,17 @@ class LocalBackend:
         # paused past its lease must not undo. Each store has a runs directory of its own,
         # so a store that was thrown away leaves no files in the way.
         try:
-            fd = self._open_log(base.parent, log)
+            fd = self._open_log(directory, log)
             try:
-                pid = spawn(absolute(str(base)), cwd, argv, env, fd)
+                pid = spawn(f"{absolute_where}/{name}", cwd, argv, env, fd)
             finally:
                 os.close(fd)
         except OSError as exc:
             raise BackendError(f"cannot start: {exc.strerror}") from exc
         self._children.add(pid)
         self._own.add(pid)
-        self._bases[str(base)] = pid
-        return {"pid": pid, "base": str(base)}, log
+        self._bases[base] = pid
+        return {"pid": pid, "base": base}, log
 
     def _open_log(self, directory: Path, log: str) -> int:
         """The attempt's log, created private and never through a link, in `directory`
@@ -166,17 +174,16 @@ class LocalBackend:
     # -- following attempts ----------------------------------------------------------
 
     def poll(self, running: Mapping[Key, Handle]) -> dict[Key, Outcome]:
-        # The orphans this process inherited matter once an attempt's wrapper is gone
-        # (are they what keeps it running?) or while one is being ended (they are
-        # signalled too): looked for then, once per poll, not on every poll (a /proc
-        # read per thread of this process).
+        # Orphans this process inherited matter once an attempt's wrapper is gone (do
+        # they keep it running?) or while one is ended (they are signalled too): looked
+        # for then, once per poll, not on every poll (a /proc read per thread).
         adopted = not self.supervise
         for handle in running.values():  # (whose an orphan is: all known before it is)
             self._bases.setdefault(str(handle["base"]), int(handle["pid"]))
         ended: dict[Key, Outcome] = {}
         now = time.monotonic()
         for key, handle in running.items():
-            pid, base = int(handle["pid"]), Path(handle["base"])
+            pid, base = int(handle["pid"]), str(handle["base"])
             attempt = self._attempts.setdefault(pid, _Attempt())
             if not adopted and (attempt.cancel or attempt.ending_leftovers):
                 adopted = self._adopt_orphans()
@@ -203,7 +210,7 @@ class LocalBackend:
             self._forget(pid, base)
         return ended
 
-    def _main_ended(self, pid: int, base: Path, attempt: _Attempt) -> bool:
+    def _main_ended(self, pid: int, base: str, attempt: _Attempt) -> bool:
         """Has the wrapper (and so the command it waited for) ended? Records the code."""
         if pid in self._children:
             try:
@@ -228,7 +235,7 @@ class LocalBackend:
         attempt.main_done = True
         return True
 
-    def _processes(self, pgid: int, base: Path) -> set[int]:
+    def _processes(self, pgid: int, base: str) -> set[int]:
         """The live processes of an attempt: its group, and those that left it."""
         left = {p for p, g in self._escaped.items() if g == pgid and running(p)}
         if pgid <= 0:
@@ -242,18 +249,18 @@ class LocalBackend:
         # Something answers: its live members, not zombies nobody reaped. A group this
         # backend did not start may be long gone and its id reused by someone else's:
         # only processes marked as the attempt's count then.
-        return left | group_members(pgid, None if pgid in self._own else str(base))
+        return left | group_members(pgid, None if pgid in self._own else base)
 
-    def _escalate(self, pgid: int, attempt: _Attempt, now: float, base: Path) -> None:
+    def _escalate(self, pgid: int, attempt: _Attempt, now: float, base: str) -> None:
         if attempt.kill_at is not None and not attempt.killed and now >= attempt.kill_at:
             self._signal_all(pgid, signal.SIGKILL, base)  # it ignored TERM
             attempt.killed = True
 
-    def _signal_all(self, pgid: int, sig: int, base: Path) -> None:
+    def _signal_all(self, pgid: int, sig: int, base: str) -> None:
         if pgid in self._own:
             signal_group(pgid, sig)
         elif pgid > 0:  # adopted: signal only what is verifiably the attempt's
-            signal_members(pgid, str(base), sig)
+            signal_members(pgid, base, sig)
         for pid, group in list(self._escaped.items()):
             if group == pgid:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -287,10 +294,10 @@ class LocalBackend:
             return Outcome("succeeded", 0, note.strip(" ()") or None)
         return Outcome("failed", code, f"exit code {code}{note}")
 
-    def _forget(self, pgid: int, base: Path) -> None:
+    def _forget(self, pgid: int, base: str) -> None:
         self._attempts.pop(pgid, None)
         self._own.discard(pgid)
-        self._bases.pop(str(base), None)
+        self._bases.pop(base, None)
         for pid in [p for p, g in self._escaped.items() if g == pgid]:
             del self._escaped[pid]
 
@@ -346,10 +353,10 @@ class LocalBackend:
             return
         attempt.cancel = reason
         attempt.kill_at = time.monotonic() + GRACE
-        self._signal_all(pid, signal.SIGTERM, Path(handle["base"]))
+        self._signal_all(pid, signal.SIGTERM, str(handle["base"]))
 
     def recover(self, spec: AttemptSpec) -> Handle | None:
-        base = self._base(spec.backfill, spec.key)
+        base = self.root / spec.backfill / f"{spec.key[0]}.{spec.key[1]}"
         pid_file = base.with_suffix(base.suffix + ".pid")
         self._private(base.parent)
         try:

@@ -127,7 +127,7 @@ def become_subreaper() -> bool:
         return False
 
 
-def alive(pid: int, base: Path) -> bool:
+def alive(pid: int, base: str | Path) -> bool:
     """Is `pid` still our wrapper? (A pid can be reused after a reboot or a long time.)"""
     if pid <= 0:
         return False

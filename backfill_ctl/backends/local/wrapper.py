@@ -47,7 +47,7 @@ WRAPPER = (
 )
 
 
-def read_own(path: Path) -> list[int] | None:
+def read_own(path: str) -> list[int] | None:
     """The numbers, one per line, in a file the wrapper wrote; None if there is no such
     file, or if it is not a regular file of this user (a symlink, or a file another local
     user planted). A line that is not a number ends the list."""
@@ -68,18 +68,18 @@ def read_own(path: Path) -> list[int] | None:
         return numbers
 
 
-def read_status(base: Path) -> int | None:
+def read_status(base: str | Path) -> int | None:
     """The exit code the wrapper wrote, or None (none, or not one to trust). An attempt
     started by a version before the code shared the pid file has it in `<base>.status`."""
-    numbers = read_own(base.with_suffix(base.suffix + ".pid")) or []
+    numbers = read_own(f"{base}.pid") or []
     if len(numbers) >= 2:
         return numbers[1]
-    older = read_own(base.with_suffix(base.suffix + ".status")) or []
+    older = read_own(f"{base}.status") or []
     return older[0] if len(older) == 1 else None
 
 
-def read_pid(base: Path) -> int | None:
-    numbers = read_own(base.with_suffix(base.suffix + ".pid"))
+def read_pid(base: str | Path) -> int | None:
+    numbers = read_own(f"{base}.pid")
     return numbers[0] if numbers else None
 
 
