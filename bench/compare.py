@@ -1,7 +1,7 @@
 """backfillctl and Luigi side by side (issue 15), in one run, on the same workloads.
 
     python bench/compare.py [--runs 3] [--sizes 10x30,20x60,20x365] [--concurrency 2]
-                            [--groups 1] [--skip-luigi] [--json]
+                            [--groups 1] [--skip-luigi] [--json] [--before DIR]
 
 Workload (generated here, for each size N x D): N tasks per business date in diamonds
 (n0 -> n1, n2 -> n3 -> n4, n5 -> n6 ...), D daily dates from 2023-01-01, every task a
@@ -22,7 +22,9 @@ The two are interleaved (run 1: backfillctl first, run 2: Luigi first, ...) so t
 noisy neighbour weighs on both. Printed per size: the median wall of each, their ratio
 (Luigi / backfillctl, from the medians), CPU per instance (user + system of the whole
 process tree) and the peak RSS of the largest process; backfillctl's median time to
-the first started instance.
+the first started instance. With `--before DIR` (a checkout, e.g. `git worktree add
+/tmp/before BASE`), backfillctl with that checkout's package runs too, interleaved with
+the others, and its figures and before/after ratio are printed.
 """
 
 from __future__ import annotations
@@ -154,11 +156,16 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float
     return t0, wall, cpu, rss
 
 
-def backfillctl_run(work: Path, spec: str, tasks: int, dates: int) -> tuple[float, ...]:
+def backfillctl_run(
+    work: Path, spec: str, tasks: int, dates: int, package: str | None = None
+) -> tuple[float, ...]:
+    """`apply --wait` in `work`; with `package`, that checkout's package (PYTHONPATH)."""
     (work / "specs").mkdir(parents=True)
     (work / "specs" / "bench.yaml").write_text(spec)
     exe = shutil.which("backfillctl") or sys.exit("backfillctl is not installed (pip install .)")
     env = {**os.environ, "BACKFILLCTL_USER": "bench"}
+    if package is not None:
+        env["PYTHONPATH"] = package
     t0, wall, cpu, rss = timed([exe, "apply", "specs", "--as", "bench", "--wait"], work, env)
     sys.path.insert(0, str(ROOT))
     from backfill_ctl.state import open_store
@@ -188,6 +195,9 @@ def main() -> int:
     parser.add_argument("--groups", type=int, default=1)
     parser.add_argument("--skip-luigi", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--before", metavar="DIR", help="also a checkout's package (PYTHONPATH=DIR), interleaved"
+    )
     args = parser.parse_args()
     true = shutil.which("true", path="/usr/bin:/bin") or sys.exit("no `true` binary found")
     sizes = [tuple(int(x) for x in s.split("x")) for s in args.sizes.split(",")]
@@ -198,18 +208,21 @@ def main() -> int:
             sys.exit("Luigi is not installed: pip install '.[bench]' (or --skip-luigi)")
     ours = {s: Figures() for s in sizes}
     theirs = {s: Figures() for s in sizes}
+    before = {s: Figures() for s in sizes}
+    tools = ["backfillctl", "luigi"] + (["before"] if args.before else [])
     for run in range(args.runs):
         for tasks, dates in sizes:
-            order = ["backfillctl", "luigi"] if run % 2 == 0 else ["luigi", "backfillctl"]
+            order = tools if run % 2 == 0 else tools[::-1]
             for tool in order:
                 if tool == "luigi" and args.skip_luigi:
                     continue
                 with tempfile.TemporaryDirectory(prefix="bfcompare.") as tmp:
                     work = Path(tmp)
-                    if tool == "backfillctl":
+                    if tool != "luigi":
                         spec = spec_files(tasks, dates, args.groups, args.concurrency, true)
-                        wall, cpu, rss, first = backfillctl_run(work, spec, tasks, dates)
-                        f = ours[(tasks, dates)]
+                        package = args.before if tool == "before" else None
+                        wall, cpu, rss, first = backfillctl_run(work, spec, tasks, dates, package)
+                        f = (before if package else ours)[(tasks, dates)]
                         f.first.append(first)
                     else:
                         sized = (tasks, dates, args.groups, args.concurrency)
@@ -219,7 +232,7 @@ def main() -> int:
                     f.cpu.append(cpu)
                     f.rss.append(rss)
                 print(f"run {run + 1} {tasks}x{dates} {tool}: {wall:.2f} s", file=sys.stderr)
-    return report(sizes, ours, theirs, args)
+    return report(sizes, ours, theirs, args, before)
 
 
 def report(
@@ -227,12 +240,13 @@ def report(
     ours: dict[tuple[int, ...], Figures],
     theirs: dict[tuple[int, ...], Figures],
     args: argparse.Namespace,
+    before: dict[tuple[int, ...], Figures],
 ) -> int:
     med = statistics.median
     rows = []
     for s in sizes:
         n = s[0] * s[1]
-        o, t = ours[s], theirs[s]
+        o, t, b = ours[s], theirs[s], before[s]
         row = {
             "instances": n,
             "size": f"{s[0]}x{s[1]}",
@@ -247,6 +261,12 @@ def report(
                 "luigi_cpu_ms_per_instance": med(t.cpu) / n * 1000,
                 "luigi_peak_rss_mb": max(t.rss),
                 "ratio": med(t.wall) / med(o.wall),
+            }
+        if b.wall:
+            row |= {
+                "before_wall": med(b.wall),
+                "before_first_start": med(b.first),
+                "before_cpu_ms_per_instance": med(b.cpu) / n * 1000,
             }
         rows.append(row)
     if args.json:
@@ -272,6 +292,13 @@ def report(
                 f"{r['luigi_peak_rss_mb']:>4.0f} MB {r['ratio']:>10.1f}x"
             )
         print(line)
+    for r in rows:
+        if "before_wall" in r:
+            print(
+                f"{r['instances']:>10} before ({args.before}): {r['before_wall']:.2f} s, first "
+                f"start {r['before_first_start']:.3f} s, {r['before_cpu_ms_per_instance']:.2f} "
+                f"ms CPU/instance; before/after {r['before_wall'] / r['backfillctl_wall']:.2f}x"
+            )
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"(this script: {own:.0f} MB)")
     return 0
