@@ -126,6 +126,19 @@ class BackendContract:
     def test_recover_of_an_attempt_that_never_started_is_none(self, make: Make) -> None:
         assert make().recover(spec(("true",), instance="never")) is None
 
+    def test_an_attempt_recover_declared_unstarted_does_not_start_later(self, make: Make) -> None:
+        """A controller paused between an attempt's begin and its start resumes after a
+        newer one found no trace of it and declared it unstarted (its retry runs in its
+        place): the late start runs nothing, whichever way the backend says so."""
+        s = spec(("sh", "-c", "echo ran"), instance="late")
+        assert make().recover(s) is None
+        late = make()
+        handle, log = late.start(s)
+        outcome = settle(late, {s.key: handle})[s.key]
+        assert (outcome.state, outcome.started) == ("lost", False)
+        assert "declared the attempt unstarted" in (outcome.message or "")
+        assert late.log_text(handle, log) == ""
+
     def test_wait_returns_within_its_timeout(self, make: Make) -> None:
         backend = make()
         started = time.monotonic()

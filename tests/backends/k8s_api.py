@@ -504,6 +504,8 @@ class FakeKubeAPI:
             spec.update(defaults | {"completionMode": "NonIndexed"} | spec)
             self._jobs[(ns, name)] = job
             payload = self._emit("jobs", "ADDED", job)
+            if spec["suspend"]:  # the Job controller makes no pod for a suspended Job
+                return payload
             run = self._runs[(ns, name)] = self._new_pod(ns, job)
         created = time.monotonic()
         self._timers.call_at(created + self.pod_delay, lambda: self._start(run))

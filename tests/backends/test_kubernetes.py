@@ -280,6 +280,39 @@ def test_a_409_adopts_the_job_this_store_created(backends: Backends, server: Fak
     assert server.count("POST", resource="jobs") == 2
 
 
+def test_recover_claims_the_job_name_of_an_attempt_that_never_started(
+    backends: Backends, server: FakeKubeAPI
+) -> None:
+    """A controller paused between begin and create while a newer one took the lease:
+    the newer one's recover finds no Job, claims its name with a suspended Job (no pod),
+    and the paused one's create then gets a 409 on a claim: its attempt ends unstarted
+    and nothing runs twice. A third controller's recover sees the claim: never started."""
+    s = spec(("sh", "-c", "echo ran"))
+    assert backends().recover(s) is None
+    (claim,) = server.jobs("bf")
+    assert claim["spec"]["suspend"] is True
+    assert claim["metadata"]["annotations"]["backfillctl.dev/claim"] == "never-started"
+    late = backends()
+    handle, _ = late.start(s)
+    assert late.poll({s.key: handle})[s.key].started is False
+    late.cancel(s.key, handle, "stopped")  # (the claim is not deleted)
+    assert backends().recover(s) is None
+    assert server.pods("bf") == [] and len(server.jobs("bf")) == 1
+
+
+def test_recover_asks_a_failing_server_again_rather_than_claim_or_guess(
+    backends: Backends, server: FakeKubeAPI
+) -> None:
+    """The claim's create fails with a server error: recover raises (the controller asks
+    again next tick), it does not declare the attempt unstarted."""
+    backend = backends()
+    backend.api.sleep = lambda seconds: None
+    for _ in range(10):
+        server.fail_next("POST", "jobs", 500)
+    with pytest.raises(BackendError):
+        backend.recover(spec(("true",)))
+
+
 def test_a_409_on_another_store_s_job_is_refused(backends: Backends) -> None:
     s = spec(("true",))
     backends(store="ffffffffffff").start(s)

@@ -8,7 +8,13 @@
   `ttlSecondsAfterFinished`, `restartPolicy: Never`, image, command, env and resources
   from the node, namespace, service account and pod-template overrides from the Config.
   A 409 AlreadyExists means the Job was created before (a response lost on the way):
-  it is adopted, never duplicated, if it belongs to this state store.
+  it is adopted, never duplicated, if it belongs to this state store, unless it is a
+  claim (below): then the attempt was declared unstarted and does not start.
+- **Recover**: an attempt begun but not recorded as started is adopted if its Job
+  exists; if not, its name is claimed by a suspended Job (no pod is made for it) before
+  it is declared unstarted, so that a controller paused between begin and create that
+  resumes after the lease moved cannot run it beside its retry (a 409 if it creates it
+  now; a 409 for the claim if it created it meanwhile: it is adopted).
 - **Tracking**: one watch on this store's Jobs (a label selector) in a thread keeps the
   latest state of each; it lists, then watches from the list's resourceVersion,
   resumes after a dropped connection, and lists again on 410 Gone. `poll` only reads
@@ -37,6 +43,8 @@ from backfill_ctl.backends.kubernetes.api import PERMISSIONS, Api, client_config
 from backfill_ctl.backends.kubernetes.job import (
     MANAGED_BY,
     PREFIX,
+    claim_manifest,
+    claimed,
     job_manifest,
     job_name,
     job_result,
@@ -71,6 +79,12 @@ __all__ = [
 ]
 SYNC_WAIT = 10.0  # how long a first poll waits for the first list of Jobs
 UNSEEN_GRACE = 30.0  # a Job we created, still missing from a fresh list after this, is lost
+
+
+CLAIMED = (
+    "the command did not run: a newer controller declared the attempt unstarted (its Job "
+    "name {} is claimed) while the one that began it was paused"
+)
 
 
 class KubernetesBackend:
@@ -138,6 +152,8 @@ class KubernetesBackend:
             if exc.status != 409:
                 raise self.api.error(exc, "create", "jobs") from None
             job = self._adopt(body["metadata"]["name"])
+            if claimed(job):  # by a newer controller's `recover`: this attempt never runs
+                return {"job": job["metadata"]["name"], "claimed": True}, None
         handle = self._follow(spec, job)
         log = self._log_path(handle)
         log.unlink(missing_ok=True)  # left by a discarded store
@@ -161,7 +177,8 @@ class KubernetesBackend:
         return (job["metadata"].get("labels") or {}).get(PREFIX + "store") == self.store_id
 
     def _adopt(self, name: str) -> dict[str, Any]:
-        """The Job a 409 said exists: ours to adopt, or someone else's to refuse."""
+        """The Job a 409 said exists: ours to adopt, or someone else's to refuse; a claim
+        (`recover`'s) says the attempt never starts."""
         job = self.api.get_job(name)
         if job is None:
             raise BackendError(f"the Job {name} existed and then vanished while being created")
@@ -185,6 +202,9 @@ class KubernetesBackend:
         ended: dict[Key, Outcome] = {}
         for key, handle in running.items():
             name = str(handle.get("job", ""))
+            if handle.get("claimed"):
+                ended[key] = Outcome("lost", None, CLAIMED.format(name), started=False)
+                continue
             job = tracker.get(name)
             outcome = self._vanished(name, tracker) if job is None else self._ended(job, handle)
             if outcome is not None:
@@ -253,7 +273,7 @@ class KubernetesBackend:
 
     def cancel(self, key: Key, handle: Handle, reason: str) -> None:
         name = str(handle["job"])
-        if name in self._cancels:
+        if name in self._cancels or handle.get("claimed"):  # (a claim stays: it never runs)
             return
         self._cancels[name] = reason
         with contextlib.suppress(BackendError):
@@ -275,8 +295,25 @@ class KubernetesBackend:
         """The Job of an attempt begun but not recorded as started; None if there is none
         of this store's. A server that cannot be asked raises BackendError: "no Job"
         would have the attempt run again beside one that may exist."""
-        job = self.api.get_job(job_name(spec))
-        return self._follow(spec, job) if job is not None and self._ours(job) else None
+        name = job_name(spec)
+        job = self.api.get_job(name)
+        if job is None:
+            try:
+                body = claim_manifest(spec, self.settings, self.store_id)
+            except BackendError:
+                return None  # no Job can be made for it (no image): none was started
+            try:
+                self.api.json(
+                    "create", "jobs", self.api.batch.create_namespaced_job, self.api.namespace, body
+                )
+                return None  # claimed: it never runs
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise self.api.error(exc, "create", "jobs") from None
+                job = self.api.get_job(name)  # created meanwhile: the attempt started
+        if job is None or not self._ours(job) or claimed(job):
+            return None
+        return self._follow(spec, job)
 
     def log_text(self, handle: Handle, log: str | None) -> str:
         """The copy next to the store; else, or when the copy is empty (a container that

@@ -52,6 +52,24 @@ def labels(spec: AttemptSpec, store_id: str) -> dict[str, str]:
     }
 
 
+CLAIM = PREFIX + "claim"  # on a suspended Job that holds an attempt's name: it never ran
+
+
+def claim_manifest(spec: AttemptSpec, settings: Kubernetes, store_id: str) -> dict[str, Any]:
+    """The Job `recover` creates for an attempt begun but never started: the attempt's
+    own Job, suspended (no pod is ever made for it) and marked as a claim, so that a
+    controller paused between its begin and its start, resuming after a newer one took
+    the lease, gets a 409 for its create, not a second run beside the retry."""
+    body = job_manifest(spec, settings, store_id)
+    body["metadata"]["annotations"][CLAIM] = "never-started"
+    body["spec"]["suspend"] = True
+    return body
+
+
+def claimed(job: dict[str, Any]) -> bool:
+    return bool((job["metadata"].get("annotations") or {}).get(CLAIM))
+
+
 def job_manifest(
     spec: AttemptSpec, settings: Kubernetes, store_id: str, now: float | None = None
 ) -> dict[str, Any]:
