@@ -37,7 +37,6 @@ from backfill_ctl.cli.options import (
 )
 from backfill_ctl.cli.state import StateOpt, existing_state, open_state, spec_root, who
 from backfill_ctl.errors import UsageError
-from backfill_ctl.reports.check_text import refusal
 from backfill_ctl.usecases import apply as applying
 
 if TYPE_CHECKING:
@@ -117,6 +116,8 @@ def apply_command(
     if not dry_run:
         applying.require_actor(specs, prepared.actor, "apply")
     if prepared.failed:
+        from backfill_ctl.reports.check_text import refusal  # (risks.compare: a refusal only)
+
         print_diagnostics(prepared.errors, code=True)
         err(refusal("apply", prepared.errors))
         raise typer.Exit(1)

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 from backfill_ctl.cli.console import err, rich_console
 from backfill_ctl.core.records import FINISHED, WAITING
-from backfill_ctl.usecases import progress as progress_
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -203,6 +202,8 @@ class Progress:
 
 def why_waiting(store: ReadStore, names: Sequence[str]) -> None:
     """For each unfinished backfill: the first waiting instance with a stored blocker."""
+    from backfill_ctl.usecases.progress import reason  # (a timeout's: not every wait's)
+
     for name in names:
         record = store.backfill(name)
         if record is None or record.finished_at is not None:
@@ -210,10 +211,7 @@ def why_waiting(store: ReadStore, names: Sequence[str]) -> None:
         waiting = store.instances(backfill=name, states=WAITING)
         first = next((i for i in waiting if i.blocker is not None), None)
         if first is not None:
-            err(
-                f"backfill/{name}: {len(waiting)} waiting; instance/{first.id}: "
-                f"{progress_.reason(first)}"
-            )
+            err(f"backfill/{name}: {len(waiting)} waiting; instance/{first.id}: {reason(first)}")
 
 
 def _follow(

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from backfill_ctl.risks import accept_risks
-from backfill_ctl.risks.compare import BackfillChange, authored, change_findings, compare
 from backfill_ctl.risks.rules import plan_findings
 from backfill_ctl.usecases.plan import make_plan
 
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
 
     from backfill_ctl.core.planner import Plan
     from backfill_ctl.errors import Diagnostic
+    from backfill_ctl.risks.compare import BackfillChange
     from backfill_ctl.spec.loader import Specs
 
 
@@ -58,13 +58,21 @@ def run_check(
 ) -> CheckResult:
     """Everything `check` reports. With a base, the actor's permissions are checked on the
     Backfills the change adds or edits only: the others were approved with their own
-    authors, and a pull request must not fail for specs it does not touch."""
-    mine = authored(base.specs, specs) if base is not None else None
+    authors, and a pull request must not fail for specs it does not touch.
+
+    risks.compare is imported with a base only: apply and plan never compare."""
+    mine = None
+    if base is not None:
+        from backfill_ctl.risks.compare import authored
+
+        mine = authored(base.specs, specs)
     plan, diagnostics = make_plan(specs, now, actor, authored=mine)
     findings = diagnostics + plan_findings(plan, specs.catalog(), specs.config.max_instances)
     changes: list[BackfillChange] = []
     removed: list[Diagnostic] = []
     if base is not None:
+        from backfill_ctl.risks.compare import change_findings, compare
+
         # Without an actor: what the base runs does not depend on who asks today.
         base_plan, _ = make_plan(base.specs, now, None)
         changes = compare(base.specs, base_plan, specs, plan)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,7 @@ import pytest
 
 from backfill_ctl.state import open_store
 from tests.builders import API, backfill, dump, node, resource_group, workspace
-from tests.cli.helpers import NOW, run, write_files
+from tests.cli.helpers import NOW, REPO, run, write_files
 
 CONFIG = {"apiVersion": API, "kind": "Config", "spec": {"backend": "local"}}
 
@@ -74,6 +77,47 @@ def test_apply_wait_runs_the_backfill_and_a_second_apply_changes_nothing(repo: P
         "No changes: the state store matches the specs. Plan digest "
         + again.stdout.split("Plan digest ")[1].rstrip("\n"),
     ]
+
+
+# Modules `apply --wait` has no use for when the backfill succeeds: comparing with a
+# base ref, the refusal report, why instances wait (a timeout's), the validators that
+# write schema errors, live progress on a terminal, cron beyond a plain daily schedule.
+NOT_IMPORTED = (
+    "backfill_ctl.risks.compare",
+    "backfill_ctl.reports.check_text",
+    "backfill_ctl.usecases.progress",
+    "jsonschema",
+    "fastjsonschema",
+    "rich",
+    "croniter",
+    "pydantic",
+)
+
+
+def test_apply_wait_in_a_fresh_process_imports_only_what_it_runs(repo: Path) -> None:
+    """Every import is paid before the first instance starts (issue 15): the console
+    script's path, in a fresh interpreter, loads none of the modules it does not use."""
+    path = specs(repo, *CHAIN, backfill(dates=TWO_DAYS))
+    probe = (
+        "import sys\n"
+        "from backfill_ctl.cli.main import main\n"
+        "sys.argv = ['backfillctl', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+        "sys.stdout.flush()\n"
+        "print(code, *sorted(sys.modules), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, "apply", path, "--as", "ops", "--now", NOW, "--wait"],
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(REPO), "TERM": "dumb"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    code, *loaded = done.stderr.splitlines()[-1].split()
+    assert code in ("0", "None"), done.stderr
+    assert "backfill_ctl.runtime.controller" in loaded  # it did run the backfill
+    assert [m for m in loaded if m.split(".")[0] in NOT_IMPORTED or m in NOT_IMPORTED] == []
 
 
 def test_diff_exits_1_with_changes_and_0_without(repo: Path) -> None:
