@@ -137,6 +137,8 @@ def _default_config() -> Config:
 
 @dataclass(frozen=True)
 class BackendContext:
+    """What a backend is made with: where the store lives, the Config, the store's identity."""
+
     state_dir: Path  # where the state store lives; backends keep files next to it
     config: Config = field(default_factory=_default_config)
     store_id: str = ""  # the state store's identity: what a backend leaves outside is tagged

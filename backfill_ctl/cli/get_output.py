@@ -131,6 +131,8 @@ def sort(items: Sequence[Item], by: str | None) -> list[Item]:
 
 @dataclass(frozen=True)
 class Listing:
+    """One `get` listing: its kind, its columns (plain and wide) and how to fetch its items."""
+
     kind: str  # "backfills" | "instances", for the empty message
     header: tuple[str, ...]
     wide: tuple[str, ...]

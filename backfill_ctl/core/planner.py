@@ -88,6 +88,8 @@ class Isolated(NamedTuple):
 
 @dataclass(frozen=True)
 class BackfillPlan:
+    """One Backfill planned: its scope, business dates, date chunks and instances."""
+
     backfill: Backfill
     scope: Scope
     dates: tuple[date, ...]  # business dates in run order
@@ -117,6 +119,8 @@ class BackfillPlan:
 
 @dataclass(frozen=True)
 class Plan:
+    """Every planned Backfill, with the time and actor planned for and the specs' digest."""
+
     backfills: tuple[BackfillPlan, ...]
     now: datetime
     actor: str | None

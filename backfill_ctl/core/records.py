@@ -101,6 +101,8 @@ class Run:
 
 @dataclass(frozen=True, slots=True)
 class BackfillRecord:
+    """A Backfill as the store holds it: the applied document and its status."""
+
     name: str
     digest: str
     spec: dict[str, Any]  # the Backfill document as applied
@@ -121,6 +123,8 @@ class BackfillRecord:
 
 @dataclass(frozen=True, slots=True)
 class InstanceRecord:
+    """One instance (a node on a business date) as the store holds it."""
+
     id: str
     backfill: str
     node: str
@@ -156,6 +160,8 @@ class InstanceRecord:
 
 @dataclass(frozen=True, slots=True)
 class AttemptRecord:
+    """One attempt of an instance on a backend, and how it ended."""
+
     instance: str
     number: int
     backend: str
@@ -170,6 +176,8 @@ class AttemptRecord:
 
 @dataclass(frozen=True, slots=True)
 class EventRecord:
+    """One entry of the store's event log."""
+
     id: int
     at: float
     actor: str
@@ -184,6 +192,8 @@ class EventRecord:
 
 @dataclass(frozen=True, slots=True)
 class Lease:
+    """Who holds the controller's lease, until when, and its fencing epoch."""
+
     holder: str
     pid: int
     host: str

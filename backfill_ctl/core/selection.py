@@ -34,6 +34,8 @@ DryRunReason = Literal["blocklisted", "no-permission", "not-scheduled-day"]
 
 @dataclass(frozen=True)
 class Scope:
+    """The nodes a Backfill selects, in dependency order, with their roles."""
+
     nodes: tuple[str, ...]  # topological order, ties broken by name
     upstream: Mapping[str, tuple[str, ...]]  # in-scope upstream of each node (bridged)
     downstream: Mapping[str, tuple[str, ...]]

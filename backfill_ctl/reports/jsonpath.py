@@ -44,6 +44,8 @@ class JSONPathError(UsageError):
 
 @dataclass(frozen=True)
 class Step:
+    """One step of a JSONPath: a field, every item, an index or a slice."""
+
     kind: str  # "field" | "all" | "index" | "slice"
     name: str = ""
     start: int | None = None
@@ -52,12 +54,16 @@ class Step:
 
 @dataclass(frozen=True)
 class Path:
+    """A JSONPath of a template: its steps, from the root or the current item."""
+
     steps: tuple[Step, ...]
     from_root: bool  # `$`: from the template's root, even inside a range
 
 
 @dataclass(frozen=True)
 class Range:
+    """A `{range PATH}...{end}` of a template: its path and what it repeats."""
+
     path: Path
     body: tuple[Node, ...]
 

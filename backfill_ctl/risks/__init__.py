@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Check:
+    """A kind of finding: its severity and its title."""
+
     severity: Severity
     title: str
     stop_on_risk: bool = False  # an error the Backfill may accept with stopOnRisk: false

@@ -33,6 +33,8 @@ Status = Literal["added", "removed", "changed", "replanned", "unchanged"]
 
 @dataclass(frozen=True)
 class BackfillChange:
+    """How a Backfill's plan changes between the base ref and HEAD."""
+
     name: str
     status: Status
     added: int  # instances planned at HEAD and not at the base

@@ -17,6 +17,8 @@ READY_STATES = frozenset({"active"})
 
 @dataclass
 class Health:
+    """The controller loop's last beat, for the dashboard's health check."""
+
     stale: float = 60.0  # seconds without a beat before the loop counts as stuck
     state: str = "starting"
     detail: str = "the controller has not ticked yet"

@@ -94,6 +94,8 @@ class Origin:
 
 @dataclass(frozen=True, slots=True)
 class Workspace:
+    """A Workspace: its timezone and operators."""
+
     name: str
     timezone: str = field(default_factory=_schema("Workspace", "spec.timezone"))
     operators: tuple[str, ...] = field(
@@ -104,6 +106,8 @@ class Workspace:
 
 @dataclass(frozen=True, slots=True)
 class ResourceGroup:
+    """A ResourceGroup: how many instances it runs at once."""
+
     name: str
     concurrency: int
     type: ResourceGroupType = field(default_factory=_schema("ResourceGroup", "spec.type"))
@@ -112,6 +116,8 @@ class ResourceGroup:
 
 @dataclass(frozen=True, slots=True)
 class Run:
+    """How a node's instance runs: its command or image, retries and limits."""
+
     command: tuple[str, ...] | str
     image: str | None = None
     env: tuple[tuple[str, str], ...] = ()
@@ -148,6 +154,8 @@ class Period:
 
 @dataclass(frozen=True, slots=True)
 class Node:
+    """A scheduled task of the catalog: its schedule, upstream and run."""
+
     name: str
     workspace: str
     schedule: str
@@ -165,6 +173,8 @@ class Node:
 
 @dataclass(frozen=True, slots=True)
 class Selection:
+    """Which nodes a Backfill selects (spec.select)."""
+
     method: SelectMethod
     roots: tuple[str, ...] = ()
     descendants: tuple[str, ...] | int | None = None  # names, or a depth
@@ -191,6 +201,8 @@ class TimeWindow:
 
 @dataclass(frozen=True, slots=True)
 class Notifier:
+    """Where a Backfill's alert goes: a webhook, a command or an email."""
+
     webhook: str | None = None
     command: tuple[str, ...] | str | None = None
     email: str | None = None
@@ -198,6 +210,8 @@ class Notifier:
 
 @dataclass(frozen=True, slots=True)
 class Backfill:
+    """A Backfill: its selection, business dates and how they run."""
+
     name: str
     select: Selection
     dates: tuple[Period, ...]  # closed ranges as written; single dates have start == end
@@ -218,12 +232,16 @@ class Backfill:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """The Config's limits of a selection."""
+
     max_roots: int = field(default_factory=_schema("Config", "spec.limits.maxRoots"))
     max_nodes: int = field(default_factory=_schema("Config", "spec.limits.maxNodes"))
 
 
 @dataclass(frozen=True, slots=True)
 class Retention:
+    """How long the store keeps finished instances and their logs."""
+
     instances: timedelta = field(
         default_factory=_schema("Config", "spec.retention.instances", parse_duration)
     )
@@ -238,6 +256,8 @@ class Retention:
 
 @dataclass(frozen=True, slots=True)
 class Smtp:
+    """The mail server alerts are sent through."""
+
     host: str
     sender: str
     port: int = field(default_factory=_schema("Config", "spec.alerts.smtp.port"))
@@ -266,6 +286,8 @@ class Kubernetes:
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    """The repository's Config: store, backend, limits, checks and policies."""
+
     state: str = field(default_factory=_schema("Config", "spec.state"))
     backend: str = field(default_factory=_schema("Config", "spec.backend"))
     kubernetes: Kubernetes = field(default_factory=Kubernetes)

@@ -49,6 +49,8 @@ def _too_large(name: str, size: int, limit: int) -> UsageError:
 
 @dataclass(frozen=True, slots=True)
 class SourceFile:
+    """The text of one spec file, under the name shown to the user."""
+
     name: str  # as shown to the user: the path as given, or <stdin>
     text: str
 

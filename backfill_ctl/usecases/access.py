@@ -46,6 +46,8 @@ _SHOWN = 5  # nodes named in a backfill-wide refusal, then "and N more"
 
 @dataclass(frozen=True)
 class Access:
+    """Who may operate a Backfill's instances, stored with it."""
+
     require_actor: bool
     operators: Mapping[str, tuple[str, ...]]  # node -> who may operate it, sorted
     dry_run: frozenset[str]  # nodes the backfill dry-runs

@@ -33,6 +33,8 @@ class Base:
 
 @dataclass(frozen=True)
 class CheckResult:
+    """What `check` reports: the plan, its findings and, with a base, the changes."""
+
     plan: Plan
     findings: list[Diagnostic]  # located, sorted by file and line
     base: str | None = None

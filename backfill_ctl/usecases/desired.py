@@ -31,6 +31,8 @@ DEFAULT_GROUP = "default"
 
 @dataclass(frozen=True)
 class Desired:
+    """A Backfill's record and instances as the specs want them in the store."""
+
     record: BackfillRecord
     instances: list[InstanceRecord]
     # The same instances with some applied under the ids the store holds their slots by

@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Rule:
+    """The states an operation applies to, the state it leads to, and what it says."""
+
     allowed: frozenset[str]
     to: str
     says: str  # past tense, for messages
@@ -65,6 +67,8 @@ RULES: dict[str, Rule] = {
 
 @dataclass(frozen=True)
 class Result:
+    """The instances an operation changed, and those it refused (with why)."""
+
     done: list[str]
     refused: list[tuple[str, str]]  # (instance id, why)
 

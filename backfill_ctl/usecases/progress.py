@@ -142,6 +142,8 @@ def describe_counts(counts: Mapping[str, int]) -> str:
 
 @dataclass(frozen=True)
 class DateGroup:
+    """The progress of one date group: its dates, instances and current date."""
+
     group: int
     dates: int
     instances: int

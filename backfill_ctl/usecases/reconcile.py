@@ -73,6 +73,8 @@ _DEFINITION = (
 
 @dataclass
 class BackfillChanges:
+    """What applying changes for one Backfill: its record and instances."""
+
     name: str
     status: str  # new | changed | unchanged | finished | not-in-specs | pruned | collected
     record: BackfillRecord | None = None  # to write, when new or changed
@@ -104,6 +106,8 @@ class BackfillChanges:
 
 @dataclass
 class Changes:
+    """What applying changes, Backfill by Backfill."""
+
     backfills: list[BackfillChanges]
 
     @property

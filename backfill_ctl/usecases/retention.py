@@ -61,6 +61,8 @@ class LogFile(NamedTuple):
 
 @dataclass(frozen=True)
 class DropInstance:
+    """A finished instance gc removes, with its attempts' files."""
+
     id: str
     backfill: str
     attempts: int
@@ -71,6 +73,8 @@ class DropInstance:
 
 @dataclass(frozen=True)
 class DropLog:
+    """An attempt's log file gc removes."""
+
     instance: str
     number: int
     backfill: str
@@ -81,6 +85,8 @@ class DropLog:
 
 @dataclass(frozen=True)
 class CutLog:
+    """An attempt's log file gc cuts to its last bytes."""
+
     instance: str
     number: int
     backfill: str
@@ -295,6 +301,8 @@ def survey(
 
 @dataclass
 class Done:
+    """What gc did, and the files it could not change."""
+
     collection: Collection  # what was done (a guard may have kept some of the plan)
     errors: list[str] = field(default_factory=list)  # files that could not be changed
 
