@@ -6,8 +6,11 @@ identity that survives reopening. What every store does is in the contract
 from __future__ import annotations
 
 import os
+import shutil
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -113,3 +116,49 @@ def test_a_new_store_is_private_whatever_the_umask(tmp_path: Path) -> None:
     files = [db, *(db.with_name(db.name + x) for x in ("-wal", "-shm"))]
     assert all(stat.S_IMODE(f.stat().st_mode) == 0o600 for f in files if f.exists())
     assert db.with_name(db.name + "-wal").exists()
+
+
+SYNCS = (
+    "import os, sys\n"
+    "from pathlib import Path\n"
+    "from backfill_ctl.state import open_store\n"
+    "store = open_store(Path(sys.argv[1]))\n"
+    "print(store._db.execute('PRAGMA synchronous').fetchone()[0], flush=True)\n"
+    "os._exit(0)  # not the checkpoint of closing: opening only\n"
+)
+
+
+def syncs_of_opening(path: Path) -> tuple[int, str]:
+    """(fsync and fdatasync calls, PRAGMA synchronous after) of opening the store at
+    `path` in a fresh process, under strace."""
+    strace = shutil.which("strace")
+    if strace is None:
+        pytest.skip("strace is not installed")
+    log = path.with_name("strace.log")
+    traced = [strace, "-f", "-qq", "-e", "trace=fsync,fdatasync", "-o", str(log)]
+    done = subprocess.run(
+        [*traced, sys.executable, "-c", SYNCS, str(path)],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode and "ptrace" in done.stderr:
+        pytest.skip(f"strace cannot trace here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    calls = [line for line in log.read_text().splitlines() if "sync(" in line]
+    return len(calls), done.stdout.strip()
+
+
+def test_a_new_store_is_created_without_waiting_for_the_disk(tmp_path: Path) -> None:
+    """Issue 15: the WAL switch and the schema of a file this process just created are
+    written with synchronous=OFF (they hold nothing yet), then the store is NORMAL like
+    every store; opening an existing one changes nothing of its durability."""
+    path = tmp_path / "s.db"
+    assert syncs_of_opening(path) == (0, "1")  # 1: NORMAL
+    assert pragma(path, "user_version") == SCHEMA_VERSION
+    assert pragma(path, "journal_mode") == "wal"
+    assert syncs_of_opening(path) == (0, "1")
+    with sqlite3.connect(path) as db:  # rows written later are there
+        db.execute("INSERT INTO meta (key, value) VALUES ('later', 'yes')")
+    assert pragma(path, "integrity_check") == "ok"
