@@ -5,6 +5,7 @@ of documents."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -54,6 +55,23 @@ def test_the_closures_answer_as_jsonschema(schema_: dict[str, Any], value: Any) 
 
 def test_pattern_dollar_is_the_very_end() -> None:
     assert not compile_check({"pattern": "^[a-z]+$"}, _ecma_regex)("abc\n")
+
+
+def test_a_pattern_is_compiled_when_a_string_is_first_checked_against_it() -> None:
+    """A kind's schema has a dozen patterns; a document meets a few (issue 15)."""
+    compiled: list[str] = []
+
+    def pattern(text: str) -> re.Pattern[str]:
+        compiled.append(text)
+        return _ecma_regex(text)
+
+    check = compile_check(
+        {"properties": {"a": {"pattern": "^x$"}, "b": {"pattern": "^y$"}}}, pattern
+    )
+    assert compiled == []
+    assert check({"a": "x"}) and not check({"a": "x\n"}) and check({"a": 1})
+    assert not check({"a": "z"}) and check({"b": "y"})
+    assert compiled == ["^x$", "^y$"]  # each once
 
 
 def test_an_unknown_keyword_is_refused() -> None:
