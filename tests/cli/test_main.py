@@ -6,6 +6,7 @@ monkeypatched to misbehave) and, for the real entry points, in a subprocess.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from backfill_ctl import __version__
-from backfill_ctl.cli import console
+from backfill_ctl.cli import FIRST_COLLECTION, collect_late, console
 from backfill_ctl.cli.main import main
 from backfill_ctl.errors import Diagnostic, SpecError
 from tests.builders import backfill, dump
@@ -332,6 +333,44 @@ def test_a_verb_imports_only_its_own_module() -> None:
     assert "backfill_ctl.cli.validate" in loaded
     assert not loaded & {"backfill_ctl.cli.apply", "backfill_ctl.runtime.controller"}
     assert "networkx" not in loaded  # loops are found without a graph library
+
+
+def test_the_collector_starts_late_then_as_python_does() -> None:
+    """Issue 15: no garbage collection pass while the CLI starts (~60 before apply
+    --wait's first instance with Python's thresholds); the first pass puts them back."""
+    probe = (
+        "import gc, sys\n"
+        "python = gc.get_threshold()\n"
+        "import backfill_ctl.cli\n"  # its first module: the rest of the start is counted
+        "passes = []\n"
+        "gc.callbacks.append(lambda phase, info: phase == 'stop' and passes.append(1))\n"
+        "from backfill_ctl.cli.main import main\n"
+        "sys.argv = ['backfillctl', *sys.argv[1:]]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "started, during = gc.get_threshold(), len(passes)\n"
+        "gc.collect()\n"
+        "print(python, started, during, gc.get_threshold(), sep='|', file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, "validate", str(EXAMPLE_SPECS)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    python, started, during, after = done.stderr.splitlines()[-1].split("|")
+    assert started == str((FIRST_COLLECTION, *eval(python)[1:]))
+    assert (during, after) == ("0", python)
+
+
+def test_a_collector_set_by_someone_else_is_left_alone() -> None:
+    before = gc.get_threshold()
+    try:
+        for threshold in ((0, 10, 10), (FIRST_COLLECTION * 2, 5, 5)):
+            gc.set_threshold(*threshold)
+            collect_late()
+            assert gc.get_threshold() == threshold
+    finally:
+        gc.set_threshold(*before)
 
 
 def test_help_shows_words_not_python_types() -> None:
