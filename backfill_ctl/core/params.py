@@ -39,8 +39,6 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
-from backfill_ctl.core import quoting
-from backfill_ctl.core.quoting import EVALUATING, NOWHERE
 from backfill_ctl.core.timeexpr import (
     BUSINESS_TOKENS,
     ExprError,
@@ -52,6 +50,8 @@ from backfill_ctl.errors import BackfillError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
+
+    from backfill_ctl.core import quoting
 
 Cache = dict[object, str]
 
@@ -306,6 +306,9 @@ def compile_command(text: str, parameters: Mapping[str, Template] | None = None)
     each parameter reference an expansion of its variable (see above)."""
     if "$" not in text:
         return Template(text, [text], shell=[text])
+    from backfill_ctl.core import quoting  # (sh's quoting: for a command that has references)
+    from backfill_ctl.core.quoting import EVALUATING, NOWHERE
+
     items, refs = _items(text, parameters or {})
     units: list[quoting.Unit] = []
     for index, item in enumerate(items):
