@@ -29,7 +29,6 @@ ticks per (timezone, times, day), expression values per date (the render cache).
 from __future__ import annotations
 
 import gc
-import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -41,6 +40,7 @@ from backfill_ctl.core.params import Context
 from backfill_ctl.core.prepare import compile_node as compile_node
 from backfill_ctl.core.prepare import prepare, slot_key, ticks_of
 from backfill_ctl.core.schedules import is_degraded, scheduled_day, zone
+from backfill_ctl.hashes import blake2b
 from backfill_ctl.spec.cron import ONE_DAY
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ def instance_id(backfill: str, node: str, bizdate: date, tick: int, ticks: int) 
     """blake2b-64 of backfill, node, business date and "tick of ticks" (see the module
     docstring; the planner's loop computes the same hash from a per-node prefix)."""
     key = f"{backfill}\x1f{node}\x1f".encode() + slot_key(bizdate, tick, ticks)
-    return hashlib.blake2b(key, digest_size=8).hexdigest()
+    return blake2b(key, digest_size=8).hexdigest()
 
 
 @contextmanager

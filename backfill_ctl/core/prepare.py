@@ -9,7 +9,6 @@ computed once per day for all of them.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, NamedTuple
@@ -29,6 +28,7 @@ from backfill_ctl.core.schedules import (
     ticks_on,
     zone,
 )
+from backfill_ctl.hashes import blake2b
 from backfill_ctl.spec.cron import ONE_DAY
 
 if TYPE_CHECKING:
@@ -112,7 +112,7 @@ class Prepared:
     degraded: int
     upstream: tuple[tuple[str, bool], ...]  # (in-scope upstream, slot to slot?)
     chain: bool  # self-dependent and several instances a day
-    id_prefix: hashlib.blake2b
+    id_prefix: blake2b
     # An argv command: the constant elements, and (index, template) of the others.
     argv: list[str] | None
     dynamic: tuple[tuple[int, Template], ...]
@@ -160,7 +160,7 @@ def prepare(
                 degraded=degrade(node.priority),
                 upstream=upstream,
                 chain=node.self_dependent and len(times) > 1,
-                id_prefix=hashlib.blake2b(f"{backfill.name}\x1f{name}\x1f".encode(), digest_size=8),
+                id_prefix=blake2b(f"{backfill.name}\x1f{name}\x1f".encode(), digest_size=8),
                 argv=argv,
                 dynamic=dynamic,
                 shell=shell,

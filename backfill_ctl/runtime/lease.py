@@ -20,7 +20,6 @@ Across hosts (controllers sharing a PostgreSQL store):
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 import signal
 import socket
@@ -30,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from backfill_ctl.hashes import sha256
 from backfill_ctl.state import LeaseLost, StateError, StoreLocked, StoreUnavailable
 
 if TYPE_CHECKING:
@@ -204,7 +204,7 @@ def this_host() -> str:
         namespace = Path("/proc/self/ns/pid").stat().st_ino
     except OSError:
         return socket.gethostname()
-    digest = hashlib.sha256(f"{boot}:{namespace}".encode()).hexdigest()[:8]
+    digest = sha256(f"{boot}:{namespace}".encode()).hexdigest()[:8]
     return f"{socket.gethostname()}#{digest}"
 
 

@@ -12,11 +12,11 @@ reference to it is then a knock-on error that names its cause, not an "unknown" 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from backfill_ctl.hashes import sha256
 from backfill_ctl.spec.build import DocumentBuilder
 from backfill_ctl.spec.model import Backfill, Config, Node, Origin, ResourceGroup, Workspace
 from backfill_ctl.spec.schema import validate_document
@@ -62,7 +62,7 @@ class Specs:
             json.dumps(doc.data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
             for doc in self.documents
         )
-        h = hashlib.sha256()
+        h = sha256()
         for text in canonical:
             h.update(text.encode())
             h.update(b"\n")
