@@ -9,7 +9,6 @@ PostgreSQL URL (postgresql://USER@HOST:PORT/DATABASE), taken as it is.
 
 from __future__ import annotations
 
-import getpass
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -100,4 +99,8 @@ def spec_root(specs: Specs, paths: Sequence[str]) -> str:
 
 def who(actor: str | None) -> str:
     """The actor written into events: the resolved actor, else the local user."""
-    return actor or getpass.getuser()
+    if actor:
+        return actor
+    import getpass  # (termios with it: only without an actor)
+
+    return getpass.getuser()
