@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import time
 import uuid
 from collections import Counter
@@ -73,6 +72,8 @@ DEFAULT_CAPACITY = 4  # the resource group "default", for nodes that name none
 
 @dataclass
 class Tick:
+    """What one tick did: attempts started, ended, running; backfills finished."""
+
     started: int = 0
     ended: int = 0
     running: int = 0
@@ -102,7 +103,7 @@ class Controller(Adoption):
         self.say = say
         self.smtp = smtp
         self.reconcile = reconcile
-        self.origin = f"controller:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.origin = f"controller:{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.scheduler = Scheduler({}, DEFAULT_CAPACITY)
         self.running: dict[str, Running] = {}
         self.stopping = False
@@ -377,10 +378,9 @@ class Controller(Adoption):
         return tick
 
     def _again(self, tick: Tick) -> bool:
-        """Tick again at once, not wait for an attempt to end? If something may be
-        ready that the tick did not start, an outcome is to be written, or something
-        moved and nothing runs to wake the wait. A tick that started attempts waits:
-        their handles are written with the ends that wake it, in one commit."""
+        """Tick again at once, not wait for an attempt to end? If something may be ready
+        that the tick did not start, an outcome is to be written, or something moved and
+        nothing runs to wake the wait (a tick that started attempts waits for them)."""
         moved = tick.started or tick.ended
         return tick.more or bool(self._outcomes) or bool(moved and not self.running)
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import os
 import signal
-import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -203,9 +202,9 @@ def this_host() -> str:
         boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
         namespace = Path("/proc/self/ns/pid").stat().st_ino
     except OSError:
-        return socket.gethostname()
+        return os.uname().nodename
     digest = sha256(f"{boot}:{namespace}".encode()).hexdigest()[:8]
-    return f"{socket.gethostname()}#{digest}"
+    return f"{os.uname().nodename}#{digest}"
 
 
 def _alive(pid: int) -> bool:
