@@ -83,10 +83,12 @@ def test_apply_wait_runs_the_backfill_and_a_second_apply_changes_nothing(repo: P
 # base ref, the refusal report, why instances wait (a timeout's), the validators that
 # write schema errors, live progress on a terminal, cron beyond a plain daily schedule;
 # hashlib loads OpenSSL's libcrypto (backfill_ctl.hashes has Python's own sha256);
-# getpass (and termios) tells the local user, the actor when none is given.
+# getpass (and termios) tells the local user, the actor when none is given; socket (and
+# selectors): the host's name is os.uname()'s.
 NOT_IMPORTED = (
     "hashlib",
     "getpass",
+    "socket",
     "backfill_ctl.risks.compare",
     "backfill_ctl.reports.check_text",
     "backfill_ctl.usecases.progress",
