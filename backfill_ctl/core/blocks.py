@@ -67,7 +67,7 @@ class TaskBlock:
                 self.column(self.resource_group),
                 [f & DRY_RUN for f in flags],
                 [tuple(d) or None for d in deps],
-                [f & IGNORE_DEPS for f in flags],
+                [1 if f & IGNORE_DEPS else 0 for f in flags],
                 self.column(self.state),
                 self.reason or [None] * n,
                 self.not_before or [None] * n,

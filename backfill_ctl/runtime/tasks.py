@@ -245,12 +245,14 @@ class TaskTable:
         ):
             column.extend(array(column.typecode, (value,)) * n)
         priority, cyctime = b.priority, b.cyctime
-        self.priority.extend(array("i", (priority,)) * n if isinstance(priority, int) else priority)
-        self.cyctime.extend(array("d", (cyctime,)) * n if isinstance(cyctime, float) else cyctime)
+        self.priority.extend(
+            priority if isinstance(priority, list) else array("i", (priority,)) * n
+        )
+        self.cyctime.extend(cyctime if isinstance(cyctime, list) else array("d", (cyctime,)) * n)
         self.timezone.extend(_codes(self.zones, b.timezone, n))
         self.resource_group.extend(_codes(self.groups, b.resource_group, n))
         self.state += _codes(self.states, b.state, n, "B")
-        self.flags += bytes((b.flags,)) * n if isinstance(b.flags, int) else bytes(b.flags)
+        self.flags += bytes(b.flags) if isinstance(b.flags, list) else bytes((b.flags,)) * n
         self._block_rare(first, b, deps)
 
     def _block_rare(
