@@ -53,9 +53,10 @@ class SQLStore:
     # The query of the store's clock (seconds since the epoch) that a lease runs on; None:
     # this machine's (a SQLite file is on it).
     CLOCK: str | None = None
-    # task_blocks' aggregates of a GROUP BY: a column's values as a JSON array (text);
-    # their text joined with commas; a double's text that reads back exactly (a whole
-    # number as an integer, else quote(): the digits SQLite's .dump writes; NULL: null).
+    # task_blocks' aggregates of a GROUP BY (state/sql/blocks.py): a column's values as
+    # a JSON array (text, NULL as null, no spaces); their text joined with commas; a
+    # double's text that reads back exactly (a whole number as an integer, else quote():
+    # the digits SQLite's .dump writes; NULL: null).
     TEXTS = "json_group_array({})"
     JOINED = "group_concat({}, ',')"
     REAL = (

@@ -9,14 +9,15 @@ from itertools import chain
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from backfill_ctl.core.blocks import TaskBlock
 from backfill_ctl.core.records import DateSpan, InstanceRecord, Run, date_spans
 from backfill_ctl.state.sql.base import SQLStore
+from backfill_ctl.state.sql.blocks import block_of, block_sql
 from backfill_ctl.state.sql.events import EVENT_INSERT
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
+    from backfill_ctl.core.blocks import TaskBlock
     from backfill_ctl.core.records import TaskTuple
 
 INSTANCE_COLUMNS = (
@@ -35,47 +36,7 @@ _SETTABLE_INSTANCE = {
 }
 
 
-# task_blocks: a column of a date's instances as one value (all have it) or a list of
-# them: min(), and the list only when max() differs (the list is aggregated anyway: an
-# aggregate in a CASE still reads every row). Flags: dry-run 1, ignore-deps 2.
-_FLAGS = "CASE WHEN dry_run_reason IS NULL THEN 0 ELSE 1 END + 2 * ignore_deps"
-_BLOCKS = 256  # dates read at a time
-
-
-def _numbers(text: str) -> list[Any]:
-    return json.loads(f"[{text}]")  # type: ignore[no-any-return]
-
-
-def _floats(text: str) -> list[Any]:
-    return json.loads(f"[{text}]", parse_int=float)  # type: ignore[no-any-return]
-
-
-def _block(backfill: str, row: tuple[Any, ...]) -> TaskBlock:
-    """A row of `Instances._block_sql()` as the block of a date."""
-    columns: list[Any] = []
-    parsers: tuple[Callable[[str], Any], ...] = (_numbers, _floats, json.loads, json.loads)
-    parsers += (_numbers, json.loads)
-    for n, parse in enumerate(parsers):
-        one, values = row[4 + 2 * n : 6 + 2 * n]
-        columns.append(one if values is None else parse(values))
-    deps, reasons, retries = row[16:]
-    priority, cyctime, timezone, resource_group, flags, state = columns
-    return TaskBlock(
-        backfill,
-        bizdate=row[0],
-        group=row[1],
-        sequence=row[2],
-        ids=json.loads(row[3]),
-        priority=priority,
-        cyctime=cyctime,
-        timezone=timezone,
-        resource_group=resource_group,
-        flags=flags,
-        state=state,
-        deps=None if deps is None else json.loads(f"[{deps}]"),
-        reason=None if reasons is None else json.loads(reasons),
-        not_before=None if retries is None else _floats(retries),
-    )
+_BLOCKS = 256  # dates read at a time (task_blocks)
 
 
 def _with_deps(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -199,32 +160,10 @@ class Instances(SQLStore):
         backfill, in the order of its date index (no sort), that the connection streams;
         a row per date of a few values (those all of its instances have) and JSON arrays
         (those that differ), not a row of fifteen values per instance (issue 15)."""
-        sql = self._block_sql()
+        sql = block_sql(self)
         for name in backfills:
             for batch in self._batches(sql, (name,), _BLOCKS):
-                yield from (_block(name, row) for row in batch)
-
-    def _block_sql(self) -> str:
-        one_or_list = (
-            ("priority", self.JOINED.format("priority")),
-            ("cyctime_epoch", self.JOINED.format(self.REAL.format("cyctime_epoch"))),
-            ("timezone", self.TEXTS.format("timezone")),
-            ("resource_group", self.TEXTS.format("resource_group")),
-            (_FLAGS, self.JOINED.format(_FLAGS)),
-            ("state", self.TEXTS.format("state")),
-        )
-        columns = [
-            f"min({c}), CASE WHEN min({c}) < max({c}) THEN {values} END"
-            for c, values in one_or_list
-        ]
-        return (
-            f"SELECT bizdate, grp, seq, {self.TEXTS.format('id')}, {', '.join(columns)}, "
-            f"CASE WHEN max(length(depends_on)) > 2 THEN {self.JOINED.format('depends_on')} "
-            f"END, CASE WHEN count(reason) > 0 THEN {self.TEXTS.format('reason')} END, "
-            "CASE WHEN count(not_before) > 0 THEN "
-            f"{self.JOINED.format(self.REAL.format('not_before'))} END "
-            "FROM instances WHERE backfill = ? GROUP BY bizdate, grp, seq"
-        )
+                yield from (block_of(name, row) for row in batch)
 
     def counts(self, backfill: str | None = None) -> dict[tuple[str, str], int]:
         sql = "SELECT backfill, state, COUNT(*) FROM instances"

@@ -1,0 +1,30 @@
+"""state/sql/blocks.py: a column all of a date's instances share is told from its text."""
+
+from __future__ import annotations
+
+import itertools
+
+from backfill_ctl.state.sql.blocks import _one
+
+
+def test_a_column_of_one_value_is_that_value() -> None:
+    assert _one("5,5,5", 3) == "5"
+    assert _one('"UTC","UTC"', 2) == '"UTC"'
+    assert _one("null", 1) == "null"
+    assert _one("[],[],[]", 3) == "[]"
+
+
+def test_a_column_that_differs_or_whose_value_holds_a_comma_is_a_list() -> None:
+    assert _one("5,55", 2) is None
+    assert _one("5,5,6", 3) is None
+    assert _one("ab,ab,xy", 3) is None  # the length and the count alone would say "ab"
+    assert _one('"x,y","x,y"', 2) is None  # read as a list: the same values
+
+
+def test_the_text_test_agrees_with_splitting_on_every_short_column() -> None:
+    """Every column of 1 to 4 values of "", "a", "aa" and ","-free mixes of them."""
+    for n in range(1, 5):
+        for values in itertools.product(["", "a", "aa", "b", "ab"], repeat=n):
+            joined = ",".join(values)
+            expected = values[0] if len(set(values)) == 1 else None
+            assert _one(joined, n) == expected, (joined, n)
