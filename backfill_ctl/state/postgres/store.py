@@ -45,7 +45,8 @@ class PostgresStore(
 
     # (here, not in connection.py: that module is at its 400 lines) task_blocks'
     # aggregates (SQLStore.TEXTS ...): float8's text is its shortest exact digits
-    TEXTS = "'[' || string_agg(coalesce(to_json({})::text, 'null'), ',') || ']'"
+    TEXTS = "json_agg({})::text"
+    TEXTS_SEPARATOR = ", "
     JOINED = "string_agg(({})::text, ',')"
     REAL = "coalesce(({0})::text, 'null')"
 

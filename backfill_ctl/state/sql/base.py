@@ -54,10 +54,11 @@ class SQLStore:
     # this machine's (a SQLite file is on it).
     CLOCK: str | None = None
     # task_blocks' aggregates of a GROUP BY (state/sql/blocks.py): a column's values as
-    # a JSON array (text, NULL as null, no spaces); their text joined with commas; a
+    # a JSON array (text, NULL as null); their text joined with commas; a
     # double's text that reads back exactly (a whole number as an integer, else quote():
     # the digits SQLite's .dump writes; NULL: null).
     TEXTS = "json_group_array({})"
+    TEXTS_SEPARATOR = ","  # between the values of TEXTS's array
     JOINED = "group_concat({}, ',')"
     REAL = (
         "CASE WHEN {0} IS NULL THEN 'null' WHEN {0} = CAST({0} AS INTEGER) "

@@ -7,8 +7,9 @@ per column, not a min() and max() besides: a column whose values are all the sam
 recognised here, by comparing its text with its first value repeated (C, not a step per
 instance), and kept as that one value; only a column that differs is parsed as a list.
 
-The aggregates are the store's (SQLStore.TEXTS, JOINED, REAL): text as JSON strings,
-numbers as their text, doubles as a text that reads back exactly.
+The aggregates are the store's (SQLStore.TEXTS, JOINED, REAL): text as a JSON array
+(its values joined by the store's TEXTS_SEPARATOR), numbers as their text joined by
+commas, doubles as a text that reads back exactly.
 """
 
 from __future__ import annotations
@@ -48,23 +49,26 @@ def block_sql(store: SQLStore) -> str:
     )
 
 
-def _one(joined: str, n: int) -> str | None:
-    """The one value of `n` joined by commas, if they are all the same; else None. The
-    text is its first value and a comma n - 1 times, then the first value, if it has
-    their length, ends with the first value, and holds n - 1 of "first," (which hold
-    no other comma, so they cannot overlap the end: they tile the rest)."""
-    first = joined.partition(",")[0]
+def _one(joined: str, n: int, sep: str = ",") -> str | None:
+    """The one value of `n` joined by `sep`, if they are all the same; else None. The
+    text is its first value and `sep` n - 1 times, then the first value, if it has
+    their length, ends with the first value, and holds n - 1 of first + sep (a value
+    holds no `sep` and starts with no part of it but the whole, so these cannot overlap
+    the end: they tile the rest)."""
+    first = joined.partition(sep)[0]
     if (
-        len(joined) == n * (len(first) + 1) - 1
+        len(joined) == n * (len(first) + len(sep)) - len(sep)
         and joined.endswith(first)
-        and joined.count(first + ",") == n - 1
+        and joined.count(first + sep) == n - 1
     ):
         return first
     return None
 
 
-def _column(joined: str, n: int, one: Callable[[str], Any], many: Callable[[str], Any]) -> Any:
-    value = _one(joined, n)
+def _column(
+    joined: str, n: int, one: Callable[[str], Any], many: Callable[[str], Any], sep: str = ","
+) -> Any:
+    value = _one(joined, n, sep)
     return many(joined) if value is None else one(value)
 
 
@@ -80,13 +84,15 @@ def _texts(array: str) -> list[Any]:
     return json.loads(array)  # type: ignore[no-any-return]
 
 
-def _nulls(joined: str, n: int, many: Callable[[str], list[Any]]) -> list[Any] | None:
+def _nulls(
+    joined: str, n: int, many: Callable[[str], list[Any]], sep: str = ","
+) -> list[Any] | None:
     """A column few instances have (NULL otherwise): None when none has it."""
-    return None if _one(joined, n) == "null" else many(joined)
+    return None if _one(joined, n, sep) == "null" else many(joined)
 
 
-def block_of(backfill: str, row: tuple[Any, ...]) -> TaskBlock:
-    """A row of `block_sql` as the block of a date."""
+def block_of(backfill: str, row: tuple[Any, ...], sep: str) -> TaskBlock:
+    """A row of `block_sql` as the block of a date (`sep`: the store's TEXTS_SEPARATOR)."""
     bizdate, group, sequence, n, ids, priority, cyctime, zone, rg, flags, state = row[:11]
     deps, reason, not_before = row[11:]
     flag = _column(flags, n, int, _numbers)
@@ -98,11 +104,11 @@ def block_of(backfill: str, row: tuple[Any, ...]) -> TaskBlock:
         ids=json.loads(ids),
         priority=_column(priority, n, int, _numbers),
         cyctime=_column(cyctime, n, float, _floats),
-        timezone=_column(zone[1:-1], n, json.loads, lambda _: json.loads(zone)),
-        resource_group=_column(rg[1:-1], n, json.loads, lambda _: json.loads(rg)),
+        timezone=_column(zone[1:-1], n, json.loads, lambda _: json.loads(zone), sep),
+        resource_group=_column(rg[1:-1], n, json.loads, lambda _: json.loads(rg), sep),
         flags=flag,
-        state=_column(state[1:-1], n, json.loads, lambda _: json.loads(state)),
+        state=_column(state[1:-1], n, json.loads, lambda _: json.loads(state), sep),
         deps=None if _one(deps, n) == "[]" else _numbers(deps),
-        reason=_nulls(reason[1:-1], n, lambda _: _texts(reason)),
+        reason=_nulls(reason[1:-1], n, lambda _: _texts(reason), sep),
         not_before=_nulls(not_before, n, _floats),
     )

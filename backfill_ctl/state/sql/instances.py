@@ -163,7 +163,7 @@ class Instances(SQLStore):
         sql = block_sql(self)
         for name in backfills:
             for batch in self._batches(sql, (name,), _BLOCKS):
-                yield from (block_of(name, row) for row in batch)
+                yield from (block_of(name, row, self.TEXTS_SEPARATOR) for row in batch)
 
     def counts(self, backfill: str | None = None) -> dict[tuple[str, str], int]:
         sql = "SELECT backfill, state, COUNT(*) FROM instances"
