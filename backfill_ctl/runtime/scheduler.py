@@ -131,12 +131,7 @@ class Scheduler(Loading):
         enabled = gc.isenabled()
         gc.disable()
         try:
-            raw = tb.extend(rows, lambda name: self.gates[name].descending)
-            for k, deps in raw.items():
-                if deps:
-                    tb.deps[k] = tuple(tb.slot(d) for d in deps)
-                else:
-                    tb.deps.pop(k, None)
+            self._resolve(tb.extend(rows, lambda name: self.gates[name].descending))
             self._derive()
         finally:
             if enabled:

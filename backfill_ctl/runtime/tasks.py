@@ -142,12 +142,12 @@ class TaskTable:
         self,
         rows: Iterable[TaskTuple | InstanceRecord | TaskBlock],
         descending: Callable[[str], bool],
-    ) -> dict[int, tuple[str, ...] | None]:
+    ) -> dict[int, Sequence[str] | None]:
         """Store `rows` (or blocks of them: core/blocks.py) a batch at a time, column by
         column; their dependencies are returned (by slot) for the caller to resolve once
         every row is in. A batch whose ids are not all new (a dependency's slot, a row
         given twice) goes row by row."""
-        deps: dict[int, tuple[str, ...] | None] = {}
+        deps: dict[int, Sequence[str] | None] = {}
         it = iter(rows)
         while found := list(islice(it, _BATCH)):
             if isinstance(found[0], TaskBlock):
@@ -179,7 +179,7 @@ class TaskTable:
         ids: tuple[str, ...],
         cols: list[tuple[Any, ...]],
         descending: Callable[[str], bool],
-        deps: dict[int, tuple[str, ...] | None],
+        deps: dict[int, Sequence[str] | None],
     ) -> None:
         """Append a batch of new rows, by column (`cols`: a batch's columns)."""
         first = len(self.ids)
@@ -202,7 +202,7 @@ class TaskTable:
         self._append_rare(first, cols, deps)
 
     def _append_rare(
-        self, first: int, cols: list[tuple[Any, ...]], deps: dict[int, tuple[str, ...] | None]
+        self, first: int, cols: list[tuple[Any, ...]], deps: dict[int, Sequence[str] | None]
     ) -> None:
         """The columns of a batch that few rows set (flags, reason, retry, dependencies)."""
         dry, ignore = cols[9], cols[11]
@@ -221,7 +221,7 @@ class TaskTable:
             deps.update((j, d) for j, d in enumerate(cols[10], first) if d)
 
     def _append_block(
-        self, b: TaskBlock, descending: bool, deps: dict[int, tuple[str, ...] | None]
+        self, b: TaskBlock, descending: bool, deps: dict[int, Sequence[str] | None]
     ) -> None:
         """Append a date's instances, by column (a value all of them have: repeated in C);
         ids not all new: row by row, as `extend` does a batch of rows."""
@@ -255,9 +255,7 @@ class TaskTable:
         self.flags += bytes(b.flags) if isinstance(b.flags, list) else bytes((b.flags,)) * n
         self._block_rare(first, b, deps)
 
-    def _block_rare(
-        self, first: int, b: TaskBlock, deps: dict[int, tuple[str, ...] | None]
-    ) -> None:
+    def _block_rare(self, first: int, b: TaskBlock, deps: dict[int, Sequence[str] | None]) -> None:
         """What few instances of a block have: a reason, a retry's time, dependencies."""
         if b.reason is not None:
             self.reason.update(
@@ -267,8 +265,8 @@ class TaskTable:
             self.not_before.update(
                 (j, t) for j, t in enumerate(b.not_before, first) if t is not None
             )
-        if b.deps is not None:
-            deps.update((j, tuple(d)) for j, d in enumerate(b.deps, first) if d)
+        if b.deps is not None:  # as they are ([] for none): resolved by the caller
+            deps.update(zip(range(first, first + len(b.ids)), b.deps, strict=True))
 
     def ignoring(self) -> list[int]:
         """The loaded instances told to ignore their dependencies (a rerun)."""
