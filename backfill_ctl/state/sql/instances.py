@@ -36,7 +36,7 @@ _SETTABLE_INSTANCE = {
 }
 
 
-_BLOCKS = 256  # dates read at a time (task_blocks)
+_BLOCKS = 64  # dates read at a time (task_blocks): their texts, freed, stay in the heap
 
 
 def _with_deps(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
