@@ -153,7 +153,7 @@ class Controller(Adoption):
         self._watermark = self.store.last_event_id()
         self._capacities()
         active = [b for b in self.store.backfills() if b.finished_at is None]
-        self.scheduler.load(active, self.store.task_rows([b.name for b in active]))
+        self.scheduler.load(active, self.store.task_blocks([b.name for b in active]))
         for attempt in self.store.attempts(states=("starting", "running")):
             self._adopt(attempt)
 

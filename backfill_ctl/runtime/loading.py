@@ -20,7 +20,7 @@ from backfill_ctl.runtime.tasks import ABSENT
 
 if TYPE_CHECKING:
     from array import array
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from backfill_ctl.runtime.scheduler import Gate
     from backfill_ctl.runtime.tasks import TaskTable
@@ -40,14 +40,31 @@ class Loading:
 
     _check: Callable[[int], None]  # whether slot k may start now (the scheduler's)
 
+    def _resolve(self, raw: dict[int, Sequence[str] | None]) -> None:
+        """The loaded rows' dependencies (ids, by slot) as slots: looked up in C, map()
+        over the index, a row at a time; a dependency not loaded gets a slot then."""
+        tb = self.table
+        slot_of = tb.index.__getitem__
+        for k, deps in raw.items():
+            if not deps:
+                tb.deps.pop(k, None)
+                continue
+            try:
+                tb.deps[k] = tuple(map(slot_of, deps))
+            except KeyError:
+                tb.deps[k] = tuple(tb.slot(d) for d in deps)
+
     def _derive(self) -> None:
         """Everything that follows from the table's rows (see the module docstring)."""
         tb = self.table
         satisfied = {c for c, s in enumerate(tb.states.names) if s in DONE} | {ABSENT}
+        holds = bytes(c not in satisfied for c in range(256))  # a state code: 1 if it
+        state_of, holding = tb.state.__getitem__, holds.__getitem__  # holds dependents
+        dependents, unmet = self._dependents, tb.unmet
         for k, deps in tb.deps.items():
             for d in deps:
-                self._dependents.setdefault(d, []).append(k)
-            tb.unmet[k] = sum(1 for d in deps if tb.state[d] not in satisfied)
+                dependents.setdefault(d, []).append(k)
+            unmet[k] = sum(map(holding, map(state_of, deps)))  # in C, not a step per dep
         self._tally(satisfied)
         for pair, remaining in self._remaining.items():
             self._current[pair] = min(remaining)

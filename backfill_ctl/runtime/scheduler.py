@@ -31,6 +31,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from backfill_ctl.core.blocks import TaskBlock
 from backfill_ctl.core.gates import DONE, BackfillGate, Blocker, Clock, gate, resources
 from backfill_ctl.core.records import WAITING, TaskRow
 from backfill_ctl.runtime.loading import Loading
@@ -112,15 +113,17 @@ class Scheduler(Loading):
     def load(
         self,
         backfills: Iterable[BackfillRecord],
-        rows: Iterable[TaskTuple | TaskRow | InstanceRecord],
+        rows: Iterable[TaskTuple | TaskRow | InstanceRecord] | Iterable[TaskBlock],
     ) -> None:
-        """The active backfills and their instances: into an empty scheduler, the rows go
-        in by column and what follows from them is worked out once (runtime/loading.py)."""
+        """The active backfills and their instances (rows, or blocks of a date's rows: a
+        store's task_blocks): into an empty scheduler, they go in by column and what
+        follows from them is worked out once (runtime/loading.py)."""
         for b in backfills:
             self.set_backfill(b)
         if self.table.ids:
             for row in rows:
-                self.upsert(row)
+                for one in row.rows() if isinstance(row, TaskBlock) else (row,):
+                    self.upsert(one)
             return
         tb = self.table
         # A million rows and slots, none in a reference cycle: the collector would
@@ -128,12 +131,7 @@ class Scheduler(Loading):
         enabled = gc.isenabled()
         gc.disable()
         try:
-            raw = tb.extend(rows, lambda name: self.gates[name].descending)
-            for k, deps in raw.items():
-                if deps:
-                    tb.deps[k] = tuple(tb.slot(d) for d in deps)
-                else:
-                    tb.deps.pop(k, None)
+            self._resolve(tb.extend(rows, lambda name: self.gates[name].descending))
             self._derive()
         finally:
             if enabled:

@@ -29,6 +29,7 @@ from functools import lru_cache
 from itertools import islice, repeat
 from typing import TYPE_CHECKING, Any
 
+from backfill_ctl.core.blocks import DRY_RUN, IGNORE_DEPS, TaskBlock
 from backfill_ctl.core.records import TaskRow
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from backfill_ctl.core.records import InstanceRecord, TaskTuple
 
 ABSENT = 255  # the state code of a slot whose instance is not loaded (a dependency's)
-_DRY, _IGNORE = 1, 2  # flag bits
+_DRY, _IGNORE = DRY_RUN, IGNORE_DEPS  # flag bits (a TaskBlock's flags as they are)
 _BATCH = 10_000  # rows taken at a time by TaskTable.extend
 _IGNORING = bytes(f & _IGNORE for f in range(256))  # flags -> their ignore bit
 
@@ -72,6 +73,13 @@ class Names:
         for name in set(names).difference(self.code):
             self.of(name)
         return map(self.code.__getitem__, names)
+
+
+def _codes(names: Names, values: str | list[str], n: int, typecode: str = "I") -> array[int]:
+    """A block's column of names as their codes, `n` of them."""
+    if isinstance(values, list):
+        return array(typecode, names.codes(values))
+    return array(typecode, (names.of(values),)) * n
 
 
 class TaskTable:
@@ -131,18 +139,26 @@ class TaskTable:
         self.blocker.pop(k, None)
 
     def extend(
-        self, rows: Iterable[TaskTuple | InstanceRecord], descending: Callable[[str], bool]
-    ) -> dict[int, tuple[str, ...] | None]:
-        """Store `rows` a batch at a time, column by column; their dependencies are
-        returned (by slot) for the caller to resolve once every row is in. A batch whose
-        ids are not all new (a dependency's slot, a row given twice) goes row by row."""
-        deps: dict[int, tuple[str, ...] | None] = {}
+        self,
+        rows: Iterable[TaskTuple | InstanceRecord | TaskBlock],
+        descending: Callable[[str], bool],
+    ) -> dict[int, Sequence[str] | None]:
+        """Store `rows` (or blocks of them: core/blocks.py) a batch at a time, column by
+        column; their dependencies are returned (by slot) for the caller to resolve once
+        every row is in. A batch whose ids are not all new (a dependency's slot, a row
+        given twice) goes row by row."""
+        deps: dict[int, Sequence[str] | None] = {}
         it = iter(rows)
         while found := list(islice(it, _BATCH)):
+            if isinstance(found[0], TaskBlock):
+                for block in found:
+                    assert isinstance(block, TaskBlock)
+                    self._append_block(block, descending(block.backfill), deps)
+                continue
             batch: list[TaskTuple] = (
                 found  # type: ignore[assignment]
                 if all(map(isinstance, found, repeat(tuple)))
-                else [r if isinstance(r, tuple) else TaskRow.of(r) for r in found]
+                else [r if isinstance(r, tuple) else TaskRow.of(r) for r in found]  # type: ignore[arg-type]
             )
             cols = list(zip(*batch, strict=True))
             ids: tuple[str, ...] = cols[0]
@@ -163,7 +179,7 @@ class TaskTable:
         ids: tuple[str, ...],
         cols: list[tuple[Any, ...]],
         descending: Callable[[str], bool],
-        deps: dict[int, tuple[str, ...] | None],
+        deps: dict[int, Sequence[str] | None],
     ) -> None:
         """Append a batch of new rows, by column (`cols`: a batch's columns)."""
         first = len(self.ids)
@@ -186,7 +202,7 @@ class TaskTable:
         self._append_rare(first, cols, deps)
 
     def _append_rare(
-        self, first: int, cols: list[tuple[Any, ...]], deps: dict[int, tuple[str, ...] | None]
+        self, first: int, cols: list[tuple[Any, ...]], deps: dict[int, Sequence[str] | None]
     ) -> None:
         """The columns of a batch that few rows set (flags, reason, retry, dependencies)."""
         dry, ignore = cols[9], cols[11]
@@ -203,6 +219,54 @@ class TaskTable:
             self.not_before.update((j, t) for j, t in enumerate(cols[14], first) if t is not None)
         if any(cols[10]):
             deps.update((j, d) for j, d in enumerate(cols[10], first) if d)
+
+    def _append_block(
+        self, b: TaskBlock, descending: bool, deps: dict[int, Sequence[str] | None]
+    ) -> None:
+        """Append a date's instances, by column (a value all of them have: repeated in C);
+        ids not all new: row by row, as `extend` does a batch of rows."""
+        first, n = len(self.ids), len(b.ids)
+        self.index.update(zip(b.ids, range(first, first + n), strict=True))
+        if len(self.index) != first + n:  # not all new: undone, row by row
+            self.index = dict(zip(self.ids, range(first), strict=True))
+            for row in b.rows():
+                k = self.slot(row[0])
+                self.put(k, row, descending)
+                deps[k] = row[10]
+            return
+        self.ids += b.ids
+        rank = ordinal(b.bizdate)
+        for column, value in (
+            (self.backfill, self.backfills.of(b.backfill)),
+            (self.group, b.group),
+            (self.sequence, b.sequence),
+            (self.rank, -rank if descending else rank),
+            (self.unmet, 0),
+        ):
+            column.extend(array(column.typecode, (value,)) * n)
+        priority, cyctime = b.priority, b.cyctime
+        self.priority.extend(
+            priority if isinstance(priority, list) else array("i", (priority,)) * n
+        )
+        self.cyctime.extend(cyctime if isinstance(cyctime, list) else array("d", (cyctime,)) * n)
+        self.timezone.extend(_codes(self.zones, b.timezone, n))
+        self.resource_group.extend(_codes(self.groups, b.resource_group, n))
+        self.state += _codes(self.states, b.state, n, "B")
+        self.flags += bytes(b.flags) if isinstance(b.flags, list) else bytes((b.flags,)) * n
+        self._block_rare(first, b, deps)
+
+    def _block_rare(self, first: int, b: TaskBlock, deps: dict[int, Sequence[str] | None]) -> None:
+        """What few instances of a block have: a reason, a retry's time, dependencies."""
+        if b.reason is not None:
+            self.reason.update(
+                (j, sys.intern(r)) for j, r in enumerate(b.reason, first) if r is not None
+            )
+        if b.not_before is not None:
+            self.not_before.update(
+                (j, t) for j, t in enumerate(b.not_before, first) if t is not None
+            )
+        if b.deps is not None:  # as they are ([] for none): resolved by the caller
+            deps.update(zip(range(first, first + len(b.ids)), b.deps, strict=True))
 
     def ignoring(self) -> list[int]:
         """The loaded instances told to ignore their dependencies (a rerun)."""

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
     from contextlib import AbstractContextManager
 
+    from backfill_ctl.core.blocks import TaskBlock
     from backfill_ctl.core.records import (
         AttemptRecord,
         BackfillRecord,
@@ -230,6 +231,7 @@ class RunStore(
     def save_log(self, instance: str, number: int, text: str, *, size: int, at: float) -> None: ...
 
     def task_rows(self, backfills: Sequence[str]) -> Iterable[TaskTuple]: ...
+    def task_blocks(self, backfills: Sequence[str]) -> Iterable[TaskBlock]: ...
     def set_waiting(
         self, updates: Sequence[WaitingUpdate], *, at: float, actor: str, origin: str
     ) -> int: ...

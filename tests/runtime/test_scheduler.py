@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from backfill_ctl.core.records import BackfillRecord, InstanceRecord, Run
+from backfill_ctl.core.blocks import blocks_of
+from backfill_ctl.core.records import BackfillRecord, InstanceRecord, Run, TaskRow
 from backfill_ctl.runtime.scheduler import Decision, Scheduler
 
 T0 = datetime(2024, 3, 20, 1, 0, tzinfo=UTC).timestamp()
@@ -245,6 +246,19 @@ def test_instances_loaded_in_any_order_count_their_dependencies() -> None:
     s = scheduler(inst("b", node="b", deps=("a",)), inst("a"))
     assert s.decide(T0).start == ["a"]
     assert s.tasks["b"].unmet == 1
+
+
+def test_a_dependency_the_load_did_not_give_holds_nobody_back_until_it_comes() -> None:
+    """Rows (or a store's blocks of them) naming a dependency not among them: it gets a
+    slot of its own, not loaded, met; its row, upserted later, holds its dependents."""
+    rows = [inst("a"), inst("b", node="b", deps=("a", "x"))]
+    for given in (rows, blocks_of(TaskRow.of(i) for i in rows)):
+        s = Scheduler({"rg": 8})
+        s.load((bf(),), given)
+        assert sorted(s.tasks) == ["a", "b"] and s.tasks["b"].deps == ("a", "x")
+        assert s.tasks["b"].unmet == 1
+        s.upsert(inst("x", node="x"))
+        assert s.tasks["b"].unmet == 2 and sorted(s.tasks) == ["a", "b", "x"]
 
 
 def test_replacing_an_instance_keeps_the_counts_right() -> None:

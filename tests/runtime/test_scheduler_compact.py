@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pytest
 
+from backfill_ctl.core.blocks import blocks_of
 from backfill_ctl.core.gates import DONE, BackfillGate, Blocker, Clock, gate, resources
 from backfill_ctl.core.records import WAITING, BackfillRecord, InstanceRecord, Run, TaskRow
 from backfill_ctl.runtime.scheduler import Scheduler
@@ -482,6 +483,59 @@ def test_the_bulk_load_does_not_depend_on_the_order_of_the_rows(seed: int) -> No
     assert drive(any_order, random.Random(seed), by_id) == drive(
         ordered, random.Random(seed), by_id
     )
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_load_of_blocks_decides_as_a_load_of_rows(seed: int) -> None:
+    """The controller loads a store's task_blocks (a date's rows by column): the same
+    scheduler as from its rows, whatever the order of the dates and of each date's rows."""
+    records = instances(random.Random(seed))
+    shuffled = [TaskRow.of(i) for i in records]
+    random.Random(seed).shuffle(shuffled)
+    blocks = blocks_of(shuffled)
+    random.Random(seed + 1).shuffle(blocks)
+    assert max(len(b.ids) for b in blocks) > 1
+    assert any(isinstance(b.state, list) for b in blocks)  # the rows of a date differ
+    assert any(b.deps for b in blocks) and any(b.reason for b in blocks)
+    by_rows, by_blocks = Scheduler({"rg": 3, "rg2": 2}), Scheduler({"rg": 3, "rg2": 2})
+    by_rows.load(backfills(), in_dag_order(records))
+    by_blocks.load(backfills(), blocks)
+    by_id = {i.id: i for i in records}
+    assert snapshot(by_blocks, by_id) == snapshot(by_rows, by_id)
+    for i in records:
+        new, old = by_blocks.tasks[i.id], by_rows.tasks[i.id]
+        fields = ("rank", "cyctime", "priority", "timezone", "resource_group", "dry_run")
+        fields += ("ignore_deps", "deps", "not_before", "group", "sequence")
+        assert [getattr(new, f) for f in fields] == [getattr(old, f) for f in fields]
+    assert drive(by_blocks, random.Random(seed), by_id) == drive(
+        by_rows, random.Random(seed), by_id
+    )
+
+
+def test_blocks_given_to_a_loaded_scheduler_are_upserted_row_by_row() -> None:
+    records = in_dag_order(instances(random.Random(7)))
+    blocks, rows = Scheduler({"rg": 3}), Scheduler({"rg": 3})
+    blocks.load(backfills(), records[:10])
+    rows.load(backfills(), records[:10])
+    changed = [replace(i, state="succeeded", reason=None) for i in records[5:40]]
+    blocks.load([], blocks_of(TaskRow.of(i) for i in changed))
+    rows.load([], changed)
+    latest = {i.id: i for i in records[:10] + changed}
+    assert snapshot(blocks, latest) == snapshot(rows, latest)
+
+
+def test_a_block_whose_ids_are_not_all_new_is_taken_row_by_row() -> None:
+    """A block repeating ids already loaded (a caller's, never a store's) is taken as its
+    rows would be: the later row wins."""
+    rows = in_dag_order(instances(random.Random(5)))
+    changed = [replace(rows[1], state="succeeded", reason=None), replace(rows[30], priority=1)]
+    twice, once = Scheduler({"rg": 3}), Scheduler({"rg": 3})
+    twice.load(backfills(), blocks_of(TaskRow.of(i) for i in rows + changed))
+    latest = {i.id: i for i in rows + changed}
+    once.load(backfills(), in_dag_order(list(latest.values())))
+    assert len(twice.tasks) == len(latest)
+    assert snapshot(twice, latest) == snapshot(once, latest)
+    assert drive(twice, random.Random(2), latest) == drive(once, random.Random(2), latest)
 
 
 def test_a_scheduler_loaded_row_by_row_matches_the_bulk_load() -> None:

@@ -10,12 +10,19 @@ its own module.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 import pytest
 
-from backfill_ctl.core.records import BackfillRecord, DateSpan, InstanceRecord, Run, TaskRow
+from backfill_ctl.core.records import (
+    BackfillRecord,
+    DateSpan,
+    InstanceRecord,
+    Run,
+    TaskRow,
+    TaskTuple,
+)
 from backfill_ctl.state import LeaseLost, StateStore
 from backfill_ctl.state.protocols import AttemptEnd, StoredLog
 
@@ -294,6 +301,65 @@ class StoreContract:
         )
         assert rows == sorted(TaskRow.of(i) for i in store.instances(backfill="bf"))
         assert list(store.task_rows([])) == []
+
+    def test_the_scheduler_s_blocks_are_its_rows_a_date_at_a_time(self, make: Make) -> None:
+        """task_blocks (the controller's load): the rows of task_rows, a block per date
+        of a backfill; a column a date's instances share as one value, else a list; what
+        few have (dependencies, a reason, a retry's time, flags) as it is; doubles exact;
+        values with the commas and quotes that join them."""
+        store = make()
+        odd = AT + 86400 + 0.1 + 0.2  # digits that a text of 15 would lose
+        day1 = [
+            instance("a1", cyctime_epoch=odd, priority=-3, timezone="Europe/Paris"),
+            instance("b1", "b", deps=("a1",), dry_run_reason="dry-run: b", ignore_deps=True),
+            instance("c1", "c", deps=("a1", "b1"), resource_group="gpu", not_before=odd + 1e-6),
+        ]
+        others = [
+            instance(f"o{n}", f"n{n}", backfill="other", deps=("o0",), resource_group="x,y")
+            for n in (1, 2)
+        ]
+        store.save_apply(
+            [backfill(), backfill("other")],
+            [
+                *day1,
+                instance("a2", day=2),
+                instance("b2", "b", day=2),
+                *others,
+                instance("o0", backfill="other", day=2),
+            ],
+            [],
+            [],
+            at=AT,
+            resource_groups=[("rg", "shared", 2), ("gpu", "shared", 1), ("x,y", "shared", 1)],
+            **WHO,
+        )
+        why = 'a "why",\n'
+        store.transition(
+            ["a2", "o1", "o2"], "failed", allowed=["pending"], at=AT, reason=why, **WHO
+        )
+        blocks = sorted(store.task_blocks(["bf", "other"]), key=lambda b: (b.backfill, b.bizdate))
+        assert [(b.backfill, b.bizdate, b.group, b.sequence) for b in blocks] == [
+            ("bf", "2024-03-01", 0, 1),
+            ("bf", "2024-03-02", 0, 2),
+            ("other", "2024-03-01", 0, 1),
+            ("other", "2024-03-02", 0, 2),
+        ]
+
+        def plain(rows: Iterable[TaskTuple]) -> list[TaskRow]:
+            return sorted(
+                TaskRow(*r[:9], bool(r[9]), tuple(r[10] or ()), bool(r[11]), *r[12:]) for r in rows
+            )
+
+        assert plain(r for b in blocks for r in b.rows()) == plain(store.task_rows(["bf", "other"]))
+        one, two, other, last = blocks
+        assert (one.state, two.priority, last.cyctime) == ("pending", 0, AT + 2 * 86400)
+        assert isinstance(one.cyctime, list) and isinstance(two.state, list)
+        assert two.deps is None and two.not_before is None and last.reason is None
+        assert sorted(two.reason or (), key=str) == [None, why]
+        assert (other.state, other.flags) == ("failed", 0)
+        assert other.column(other.resource_group) == ["x,y", "x,y"]  # one value, or a list
+        assert (other.deps, other.reason) == ([["o0"], ["o0"]], [why, why])
+        assert list(store.task_blocks([])) == []
 
     def test_the_scheduler_s_rows_left_early_leave_the_store_usable(self, make: Make) -> None:
         """task_rows streams (the connection is held while it is read): an iterator left

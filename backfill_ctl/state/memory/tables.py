@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from backfill_ctl.core.blocks import TaskBlock, blocks_of
 from backfill_ctl.core.records import (
     AttemptRecord,
     BackfillRecord,
@@ -236,6 +237,9 @@ class Tables:
         chosen = set(backfills)
         with self._lock:
             return [TaskRow.of(i) for i in self._instances.values() if i.backfill in chosen]
+
+    def task_blocks(self, backfills: Sequence[str]) -> list[TaskBlock]:
+        return blocks_of(self.task_rows(backfills))
 
     def counts(self, backfill: str | None = None) -> dict[tuple[str, str], int]:
         with self._lock:

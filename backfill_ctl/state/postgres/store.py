@@ -43,12 +43,21 @@ class PostgresStore(
         # SQLite's busy timeout, read when a store is opened (tests shorten it there)
         super().__init__(url, create=create, busy_timeout=sqlite.BUSY_TIMEOUT)
 
-    def _batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[tuple[Any, ...]]]:
-        # (here, not in connection.py: that module is at its 400 lines)
+    # (here, not in connection.py: that module is at its 400 lines) task_blocks'
+    # aggregates (SQLStore.TEXTS ...): float8's text is its shortest exact digits
+    TEXTS = "json_agg({})::text"
+    TEXTS_SEPARATOR = ", "
+    JOINED = "string_agg(({})::text, ',')"
+    REAL = "coalesce(({0})::text, 'null')"
+
+    def _batches(
+        self, sql: str, params: Sequence[Any] = (), size: int = 10_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
         with self._lock:
-            rows = self._connected().cursor().stream(_pg(sql), params, **_CHUNKED)
+            chunked = {"size": min(size, _CHUNKED["size"])} if _CHUNKED else {}
+            rows = self._connected().cursor().stream(_pg(sql), params, **chunked)
             try:
-                while batch := list(islice(rows, 10_000)):
+                while batch := list(islice(rows, size)):
                     yield batch
             except psycopg.Error as exc:
                 raise self._error(exc) from exc

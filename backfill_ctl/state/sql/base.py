@@ -53,6 +53,17 @@ class SQLStore:
     # The query of the store's clock (seconds since the epoch) that a lease runs on; None:
     # this machine's (a SQLite file is on it).
     CLOCK: str | None = None
+    # task_blocks' aggregates of a GROUP BY (state/sql/blocks.py): a column's values as
+    # a JSON array (text, NULL as null); their text joined with commas; a
+    # double's text that reads back exactly (a whole number as an integer, else quote():
+    # the digits SQLite's .dump writes; NULL: null).
+    TEXTS = "json_group_array({})"
+    TEXTS_SEPARATOR = ","  # between the values of TEXTS's array
+    JOINED = "group_concat({}, ',')"
+    REAL = (
+        "CASE WHEN {0} IS NULL THEN 'null' WHEN {0} = CAST({0} AS INTEGER) "
+        "THEN CAST({0} AS INTEGER) ELSE quote({0}) END"
+    )
 
     _batch: Database | None = None  # the transaction `batch` keeps open
 
@@ -77,8 +88,10 @@ class SQLStore:
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
-    def _batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[tuple[Any, ...]]]:
-        """A read's rows as the connection's cursor gives them, a batch at a time (not a
+    def _batches(
+        self, sql: str, params: Sequence[Any] = (), size: int = 10_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """A read's rows as the connection's cursor gives them, `size` at a time (not a
         list of them all: a million rows of task_rows); the connection is held until the
         last batch is taken or the iterator is closed."""
         raise NotImplementedError

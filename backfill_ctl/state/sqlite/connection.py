@@ -266,12 +266,14 @@ class Connection(SQLStore):
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
 
-    def _batches(self, sql: str, params: Sequence[Any] = ()) -> Iterator[list[tuple[Any, ...]]]:
+    def _batches(
+        self, sql: str, params: Sequence[Any] = (), size: int = 10_000
+    ) -> Iterator[list[tuple[Any, ...]]]:
         with self._lock:
             try:
                 cursor = self._db.execute(sql, params)
                 with contextlib.closing(cursor):  # left early: its read ends now
-                    while rows := cursor.fetchmany(10_000):
+                    while rows := cursor.fetchmany(size):
                         yield rows
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
