@@ -31,6 +31,7 @@ from __future__ import annotations
 import gc
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, time
 from functools import cached_property
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -45,7 +46,7 @@ from backfill_ctl.spec.cron import ONE_DAY
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
-    from datetime import date, datetime
+    from datetime import date
 
     from backfill_ctl.core.prepare import Tick
     from backfill_ctl.core.selection import DryRunReason, Scope
@@ -187,6 +188,11 @@ def plan_backfill(
         return _plan(catalog, backfill, scope, now)
 
 
+# An Instance from a tuple of its fields, without the Python-level __new__ a NamedTuple
+# has: one call fewer per instance.
+_new = tuple.__new__
+
+
 # The loop runs once per instance (a million in the benchmark): it stays in one frame,
 # without a call per instance; what does not depend on the instance is in `prepare`.
 # shape: the planner's inner loop, kept whole for speed (see above)
@@ -210,6 +216,8 @@ def _plan(catalog: Catalog, backfill: Backfill, scope: Scope, now: datetime) -> 
         old = {tz: is_degraded(bizdate, t) for tz, t in today.items()}
         day_ticks: list[list[Tick] | None] = [None] * len(slots)
         ids_of: dict[str, list[str]] = {}
+        # What a command of the business date only reads (bound templates: no node field)
+        on_date = Context(bizdate, datetime.combine(bizdate, time()))
         for p in prepared:
             name = p.name
             if not p.times or (p.effective is not None and day not in p.effective):
@@ -227,51 +235,73 @@ def _plan(catalog: Catalog, backfill: Backfill, scope: Scope, now: datetime) -> 
             priority = p.degraded if old[p.tz] else p.priority
             many = len(ticks) > 1
             upstream_ids: list[tuple[list[str], bool]] = []
+            every: list[str] = []  # every instance of every upstream
+            per_tick = many and p.chain
             for up, same in p.upstream:
                 found = ids_of[up]
                 if not found:
                     isolated.append(Isolated(name, bizdate, up))
-                upstream_ids.append((found, many and same and len(found) == len(ticks)))
+                slotted = many and same and len(found) == len(ticks)
+                per_tick = per_tick or slotted
+                upstream_ids.append((found, slotted))
+                every.extend(found)
+            # Dependencies and command the same for every tick: built once, shared.
+            shared_deps = None if per_tick else tuple(every)
+            shared: tuple[str, ...] | None = None
+            if p.by_date:
+                assert p.argv is not None
+                argv = p.argv.copy()
+                for i, template in p.dynamic:
+                    argv[i] = template.render(on_date, cache)
+                shared = tuple(argv)
             ids: list[str] = []
             for index, tick in enumerate(ticks):
                 hasher = p.id_prefix.copy()
                 hasher.update(tick.slot)
                 iid = hasher.hexdigest()
-                deps: list[str] = []
-                for found, slotted in upstream_ids:
-                    if slotted:
-                        deps.append(found[index])
-                    else:
-                        deps.extend(found)
-                if p.chain and index:
-                    deps.append(ids[index - 1])
+                deps: list[str] | tuple[str, ...]
+                if shared_deps is not None:
+                    deps = shared_deps
+                else:
+                    deps = []
+                    for found, slotted in upstream_ids:
+                        if slotted:
+                            deps.append(found[index])
+                        else:
+                            deps.extend(found)
+                    if p.chain and index:
+                        deps.append(ids[index - 1])
+                    deps = tuple(deps)
                 command: tuple[str, ...] | str
-                if p.argv is None:
+                if shared is not None:
+                    command = shared
+                elif p.argv is None:
                     assert p.shell is not None
                     command = p.shell.render_shell(
                         Context(bizdate, tick.wall, iid, name, job), cache
                     )
-                elif p.dynamic:
+                else:
                     ctx = Context(bizdate, tick.wall, iid, name, job)
                     argv = p.argv.copy()
                     for i, template in p.dynamic:
                         argv[i] = template.render(ctx, cache)
                     command = tuple(argv)
-                else:
-                    command = tuple(p.argv)
                 append(
-                    Instance(
-                        iid,
-                        name,
-                        bizdate,
-                        tick.at,
-                        reason,
-                        group,
-                        sequence,
-                        priority,
-                        waits and tick.epoch > now_epoch,
-                        tuple(deps),
-                        command,
+                    _new(
+                        Instance,
+                        (
+                            iid,
+                            name,
+                            bizdate,
+                            tick.at,
+                            reason,
+                            group,
+                            sequence,
+                            priority,
+                            waits and tick.epoch > now_epoch,
+                            deps,
+                            command,
+                        ),
                     )
                 )
                 ids.append(iid)
