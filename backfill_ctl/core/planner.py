@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
     from datetime import date
 
+    from backfill_ctl.core.params import Template
     from backfill_ctl.core.prepare import Tick
     from backfill_ctl.core.selection import DryRunReason, Scope
     from backfill_ctl.errors import Diagnostic
@@ -218,6 +219,7 @@ def _plan(catalog: Catalog, backfill: Backfill, scope: Scope, now: datetime) -> 
         ids_of: dict[str, list[str]] = {}
         # What a command of the business date only reads (bound templates: no node field)
         on_date = Context(bizdate, datetime.combine(bizdate, time()))
+        rendered: dict[Template, str] = {}  # bound templates (shared by nodes) on that date
         for p in prepared:
             name = p.name
             if not p.times or (p.effective is not None and day not in p.effective):
@@ -252,7 +254,10 @@ def _plan(catalog: Catalog, backfill: Backfill, scope: Scope, now: datetime) -> 
                 assert p.argv is not None
                 argv = p.argv.copy()
                 for i, template in p.dynamic:
-                    argv[i] = template.render(on_date, cache)
+                    text = rendered.get(template)
+                    if text is None:
+                        text = rendered[template] = template.render(on_date, cache)
+                    argv[i] = text
                 shared = tuple(argv)
             ids: list[str] = []
             for index, tick in enumerate(ticks):

@@ -206,6 +206,15 @@ def test_bind_makes_the_node_fields_text_and_keeps_the_rest(
     assert (node_only.constant, node_only.per_tick) == ("dwd_orders fix-orders", False)
 
 
+def test_templates_bound_to_equal_parts_are_one_object() -> None:
+    """The planner renders a bound template once per date for all the nodes sharing it."""
+    one = compile_parameters([("pt", "${yyyymmdd}")])["pt"]
+    other = compile_template("$bizdate")
+
+    assert one.bind(CTX) is other.bind(CTX)
+    assert compile_template("$nodeid/$bizdate").bind(CTX) is not one.bind(CTX)
+
+
 # --- parameters -----------------------------------------------------------------------
 
 
