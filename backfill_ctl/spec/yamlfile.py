@@ -198,6 +198,8 @@ class _Converter:
                 self._error(node, path, *self._too_many())
             return None
         if isinstance(node, yaml.ScalarNode):
+            if node.tag == _STR:  # most values: no check to make
+                return str(node.value)
             return self._scalar(node, path)
         if id(node) in self._active:
             self._error(node, path, "recursive alias", "an alias may not refer to itself")
@@ -239,10 +241,16 @@ class _Converter:
         merged: dict[str, Any] = {}
         seen: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:
-            if key_node.tag == _MERGE:
+            tag = key_node.tag
+            if tag == _MERGE:
                 merged.update(self._merge_source(value_node, path))
                 continue
-            key = self._key(key_node, path)
+            # Most keys are plain strings: _key only for the others.
+            key = (
+                str(key_node.value)
+                if tag == _STR and isinstance(key_node, yaml.ScalarNode)
+                else self._key(key_node, path)
+            )
             if key is None:
                 continue
             if key in seen:
