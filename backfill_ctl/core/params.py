@@ -1,3 +1,4 @@
+# shape: over 400 lines: what reads a Template's private parts (render, bind) stays here
 """Scheduling parameters: DataWorks-style templates, compiled once and rendered cheaply.
 
 Grammar (anything else is literal text):
@@ -21,8 +22,8 @@ frozen expression. The expression parsers are `lru_cache`d, so `${yyyymmdd}` in 
 thousand nodes (and `$bizdate`) is one object, and `render` memoizes its value in the
 caller's `cache` under `(expr, ctx.bizdate)` or `(expr, ctx.cyctime)`: 900,000 instances
 over 365 dates format each distinct expression 365 times. `$jobid $nodeid $taskid
-$gmtdate` are read from the context on every render. A referenced parameter is inlined
-(a constant one as text), so `${pt}` costs what `${yyyymmdd}` costs.
+$gmtdate` are read from the context, unless `bind` made them text for one node of a
+plan. A referenced parameter is inlined (a constant one as text).
 
 String commands (`compile_command`, see "string commands" below) are the exception to
 inlining: a parameter's value never enters the text given to `/bin/sh -c`. Each
@@ -209,8 +210,30 @@ class Template:
     def value(self, ctx: Context, cache: Cache | None) -> str:
         return self.render(ctx, cache)
 
+    def bind(self, ctx: Context) -> Template:
+        """This template with `$nodeid $jobid $gmtdate` read from `ctx` once, as text.
+        Bound templates of equal parts are one object (the first bound): the planner
+        renders `${pt}` of a thousand nodes once per date."""
+        parts = tuple(
+            p.value(ctx, None) if isinstance(p, _Field) and p.name != "taskid" else p
+            for p in self._parts
+        )
+        if len(_BOUND) > 4096:
+            _BOUND.clear()
+        return _BOUND.setdefault(parts, Template(self.text, parts, self.parameters))
+
+    @property
+    def per_tick(self) -> bool:
+        """It reads the scheduled time or `$taskid` (of a bound template: its only field)."""
+        return any(
+            isinstance(p, _Field) or (isinstance(p, TimeExpr) and p.scheduled) for p in self._parts
+        )
+
     def __repr__(self) -> str:
         return f"Template({self.text!r})"
+
+
+_BOUND: dict[tuple[_Part, ...], Template] = {}
 
 
 def _flatten(items: Iterable[str | _Expr | Template]) -> list[_Part]:

@@ -10,10 +10,12 @@ computed once per day for all of them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, NamedTuple
 
 from backfill_ctl.core.params import (
+    Context,
     ParamError,
     compile_command,
     compile_parameters,
@@ -33,7 +35,7 @@ from backfill_ctl.spec.cron import ONE_DAY
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-    from datetime import date, datetime, time
+    from datetime import date, time
 
     from backfill_ctl.core.params import Template
     from backfill_ctl.core.selection import DryRunReason, Scope
@@ -65,6 +67,11 @@ def compile_node(
                 parameter=name,
             )
     return params, compiled, env
+
+
+# The scheduled time in the context a node's templates are bound with: `bind` reads only
+# the fields the node fixes.
+_ANY_TIME = datetime(2000, 1, 1)
 
 
 class Tick(NamedTuple):
@@ -113,9 +120,11 @@ class Prepared:
     upstream: tuple[tuple[str, bool], ...]  # (in-scope upstream, slot to slot?)
     chain: bool  # self-dependent and several instances a day
     id_prefix: blake2b
-    # An argv command: the constant elements, and (index, template) of the others.
+    # An argv command: the constant elements, and (index, template) of the others, bound
+    # to the node (`$nodeid $jobid $gmtdate` are text: what remains reads the date or tick)
     argv: list[str] | None
     dynamic: tuple[tuple[int, Template], ...]
+    by_date: bool  # an argv command that reads the business date only: one per node and date
     shell: Template | None  # a string command
 
 
@@ -141,8 +150,7 @@ def prepare(
         dynamic: tuple[tuple[int, Template], ...] = ()
         shell: Template | None = None
         if isinstance(command, list):
-            argv = [t.constant or "" for t in command]
-            dynamic = tuple((i, t) for i, t in enumerate(command) if t.constant is None)
+            argv, dynamic = _bound_argv(command, Context(first, _ANY_TIME, "", name, backfill.name))
         else:
             shell = command
         effective = node.effective
@@ -163,10 +171,26 @@ def prepare(
                 id_prefix=blake2b(f"{backfill.name}\x1f{name}\x1f".encode(), digest_size=8),
                 argv=argv,
                 dynamic=dynamic,
+                by_date=argv is not None and not any(t.per_tick for _, t in dynamic),
                 shell=shell,
             )
         )
     return prepared, list(slots)
+
+
+def _bound_argv(
+    command: list[Template], ctx: Context
+) -> tuple[list[str], tuple[tuple[int, Template], ...]]:
+    """The constant elements of a node's argv (what the node fixes made text, see
+    `Template.bind`), and (index, bound template) of the others."""
+    argv: list[str] = []
+    dynamic: list[tuple[int, Template]] = []
+    for index, template in enumerate(command):
+        bound = template.bind(ctx) if template.constant is None else template
+        argv.append(bound.constant or "")
+        if bound.constant is None:
+            dynamic.append((index, bound))
+    return argv, tuple(dynamic)
 
 
 @cache

@@ -12,6 +12,7 @@ selected at all, so its selection reports nothing that only follows from it.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from backfill_ctl.core.params import (
@@ -203,27 +204,11 @@ def check_templates(specs: Specs) -> list[Diagnostic]:
     """Every template of every node compiles on its own parameters."""
     out = []
     for node in specs.nodes.values():
-        try:
-            params = compile_parameters(node.parameters)
-        except ParamError as exc:
-            out.append(_param_diag(node, ("spec", "parameters", exc.parameter or ""), exc))
+        compiled, errors = _template_errors(node.parameters, node.run.command, node.run.env)
+        out += [_param_diag(node, path, exc) for path, exc in errors]
+        if not compiled:
             continue
-        command = node.run.command
-        fields: list[tuple[tuple[PathPart, ...], str]] = (
-            [(("spec", "run", "command"), command)]
-            if isinstance(command, str)
-            else [(("spec", "run", "command", i), arg) for i, arg in enumerate(command)]
-        )
-        fields += [(("spec", "run", "env", key), value) for key, value in node.run.env]
-        for path, text in fields:
-            try:
-                # A string command also learns where each reference stands in sh's quoting.
-                compile = (
-                    compile_command if path == ("spec", "run", "command") else compile_template
-                )
-                compile(text, params)
-            except ParamError as exc:
-                out.append(_param_diag(node, path, exc))
+        params = dict(node.parameters)
         for key, _ in node.run.env:
             for name in params:
                 if env_name(name) == key:  # a string command reads the parameter from it
@@ -309,6 +294,36 @@ def check_window(catalog: Catalog, scope: Scope, backfill: Backfill) -> list[Dia
                 )
             )
     return out
+
+
+@lru_cache(maxsize=4096)
+def _template_errors(
+    parameters: tuple[tuple[str, str], ...],
+    command: tuple[str, ...] | str,
+    env: tuple[tuple[str, str], ...],
+) -> tuple[bool, tuple[tuple[tuple[PathPart, ...], ParamError], ...]]:
+    """Whether a node's parameters compile, and where its templates do not, with why.
+    Nodes written alike share the answer: a catalog's commands mostly are."""
+    try:
+        params = compile_parameters(parameters)
+    except ParamError as exc:
+        where: tuple[PathPart, ...] = ("spec", "parameters", exc.parameter or "")
+        return False, ((where, exc.with_traceback(None)),)
+    fields: list[tuple[tuple[PathPart, ...], str]] = (
+        [(("spec", "run", "command"), command)]
+        if isinstance(command, str)
+        else [(("spec", "run", "command", i), arg) for i, arg in enumerate(command)]
+    )
+    fields += [(("spec", "run", "env", key), value) for key, value in env]
+    errors: list[tuple[tuple[PathPart, ...], ParamError]] = []
+    for path, text in fields:
+        try:
+            # A string command also learns where each reference stands in sh's quoting.
+            compile = compile_command if path == ("spec", "run", "command") else compile_template
+            compile(text, params)
+        except ParamError as exc:
+            errors.append((path, exc.with_traceback(None)))  # kept: no frames with it
+    return True, tuple(errors)
 
 
 def validate(

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.hashes import sha256
 from backfill_ctl.spec.build import DocumentBuilder
+from backfill_ctl.spec.collector import collector_paused
 from backfill_ctl.spec.model import Backfill, Config, Node, Origin, ResourceGroup, Workspace
 from backfill_ctl.spec.schema import validate_document
 from backfill_ctl.spec.source import SourceFile, Sources, read_sources
@@ -75,6 +76,11 @@ def load_specs(paths: Sequence[str], stdin: TextIO | None = None) -> Specs:
 
 
 def load_files(files: Iterable[SourceFile]) -> Specs:
+    with collector_paused():
+        return _load_files(files)
+
+
+def _load_files(files: Iterable[SourceFile]) -> Specs:
     specs = Specs()
     for file in files:
         specs.files += 1

@@ -22,12 +22,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date
 from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from datetime import datetime, timedelta
 
     from backfill_ctl.core.planner import BackfillPlan, Instance, Plan
@@ -163,56 +162,84 @@ def plan_data(plan: Plan) -> dict[str, Any]:
     return data
 
 
-class _InstanceJson:
-    """One instance as a JSON line, equal to `dumps(instance_data(i))`, several times as
-    fast.
+class _Texts(dict[Any, str]):
+    """Value -> its JSON text, encoded on first use: node names, dates and dry-run
+    reasons repeat over a plan's instances (a few thousand distinct values)."""
 
-    Ids are hex and dates ISO text, so only node names and commands need encoding, and
-    those repeat: their encodings are cached. A command's strings are encoded by the
-    function the encoder itself uses for strings (`encode_basestring`: ensure_ascii off),
-    joined with the encoder's separator. Scheduled times are shared objects: their text
-    is looked up by identity first (the object is kept, so its id is not reused), and
-    computed by `_Times` on a miss.
+    def __init__(self, encode: Callable[[Any], str]) -> None:
+        super().__init__()
+        self._encode = encode
+
+    def __missing__(self, key: Any) -> str:
+        text = self[key] = self._encode(key)
+        return text
+
+
+def _reason_json(reason: str | None) -> str:
+    """The `dryRun` and `dryRunReason` values of a reason, with the separator between."""
+    if reason is None:
+        return 'false, "dryRunReason": null'
+    return 'true, "dryRunReason": ' + _encode(reason)
+
+
+class _InstanceLines:
+    """Instances as JSON lines, each equal to `dumps(instance_data(i))`, several times as
+    fast: a batch is encoded by one comprehension, with no call per instance.
+
+    Ids are hex and dates ISO text, so only node names and commands need encoding.
+    The text of a repeated value (node, business date, dry-run reason) is looked up in a
+    `_Texts`; a command's strings are encoded by the function the encoder itself uses for
+    strings (`encode_basestring`: ensure_ascii off), joined with the encoder's separator.
+    Scheduled times are shared objects: their text is looked up by identity (each
+    object cached is kept, so its id is not reused; keyed by value, the same instant in
+    two timezones would be one key), and computed on a miss.
     """
 
     def __init__(self) -> None:
-        self._encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
-        self._iso = _Times()
-        self._text: dict[object, str] = {}
-        self._times: dict[int, tuple[datetime, str]] = {}
-
-    def _miss(self, value: str | date | None) -> str:
-        plain = value.isoformat() if isinstance(value, date) else value
-        text = self._text[value] = self._encode(plain)
-        return text
+        self._nodes = _Texts(_encode)
+        self._dates = _Texts(lambda day: _encode(day.isoformat()))
+        self._reasons = _Texts(_reason_json)
+        self._ints = _Texts(str)  # group, sequence, priority
+        self._items = _Texts(_encode_str)  # the strings of commands
+        self._times: dict[int, str] = {}
+        self._kept: list[datetime] = []
 
     def _time(self, value: datetime) -> str:
-        known = self._times.get(id(value))
-        if known is not None and known[0] is value:
-            return known[1]
-        text = self._iso(value)
-        self._times[id(value)] = (value, text)
+        text = self._times[id(value)] = value.isoformat()
+        self._kept.append(value)
         return text
 
-    def __call__(self, i: Instance) -> str:
-        iid, node, bizdate, cyctime, reason, group, sequence, priority, wait, deps, command = i
-        text = self._text
+    def _command(self, command: Sequence[str] | str) -> str:
+        """A command that is not a tuple: a string, or a list of strings."""
         if isinstance(command, str):
-            encoded = _encode_str(command)
-        else:
-            encoded = "[" + ", ".join(map(_encode_str, command)) + "]"
-        depends = '"' + '", "'.join(deps) + '"' if deps else ""
-        return (
-            f'{{"id": "{iid}", "node": {text.get(node) or self._miss(node)}, '
-            f'"bizdate": {text.get(bizdate) or self._miss(bizdate)}, '
-            f'"cyctime": "{self._time(cyctime)}", '
-            f'"dryRun": {"false" if reason is None else "true"}, '
-            f'"dryRunReason": {text.get(reason) or self._miss(reason)}, "group": {group}, '
-            f'"sequence": {sequence}, "priority": {priority}, '
-            f'"waitForTime": {"true" if wait else "false"}, '
-            f'"dependsOn": [{depends}], "command": {encoded}}}'
-        )
+            return _encode_str(command)
+        return "[" + _ITEMS.join(map(self._items.__getitem__, command)) + "]"
 
+    def __call__(self, batch: Sequence[Instance]) -> list[str]:
+        nodes, dates, reasons, ints, times, time = (
+            self._nodes,
+            self._dates,
+            self._reasons,
+            self._ints,
+            self._times,
+            self._time,
+        )
+        item, command_json = self._items.__getitem__, self._command
+        return [
+            f'{{"id": "{iid}", "node": {nodes[node]}, "bizdate": {dates[bizdate]}, '
+            f'"cyctime": "{times.get(id(cyctime)) or time(cyctime)}", '
+            f'"dryRun": {reasons[reason]}, "group": {ints[group]}, '
+            f'"sequence": {ints[sequence]}, "priority": {ints[priority]}, '
+            f'"waitForTime": {"true" if wait else "false"}, '
+            f'"dependsOn": [{_Q + _IDS.join(deps) + _Q if deps else ""}], "command": '
+            f"{'[' + _ITEMS.join(map(item, command)) + ']' if command.__class__ is tuple else command_json(command)}}}"  # noqa: E501
+            for iid, node, bizdate, cyctime, reason, group, sequence, priority, wait, deps, command in batch  # noqa: E501
+        ]
+
+
+_Q = '"'
+_IDS = '", "'  # between two quoted ids
+_ITEMS = ", "  # the encoder's item separator
 
 # Instances per piece of iter_json: one write and one hash update for many lines.
 _BATCH = 2048
@@ -221,9 +248,9 @@ _SEP = ",\n        "
 
 def _instances_json(instances: tuple[Instance, ...], sealer: Sealer) -> Iterator[str]:
     """The instance lines of one backfill, `_BATCH` at a time, each line sealed."""
-    line = _InstanceJson()
+    lines = _InstanceLines()
     for start in range(0, len(instances), _BATCH):
-        texts = [line(i) for i in instances[start : start + _BATCH]]
+        texts = lines(instances[start : start + _BATCH])
         sealer.add_all(b"I", texts)
         yield ("," if start else "") + "\n        " + _SEP.join(texts)
 

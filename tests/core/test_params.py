@@ -182,6 +182,39 @@ def test_gmtdate_stays_literal_until_the_run_date_is_known() -> None:
     assert command.render_shell(at_run) == "--run 20240405 --pt 20240301"
 
 
+@pytest.mark.parametrize(
+    ("text", "bound", "per_tick"),
+    [
+        ("--node=$nodeid/$jobid", "--node=dwd_orders/fix-orders", False),
+        ("$gmtdate/${yyyymmdd}", "$gmtdate/20240301", False),
+        ("$nodeid-$[hh24]", "dwd_orders-02", True),
+        ("$taskid@$nodeid", "t-42@dwd_orders", True),
+        ("$cyctime", "20240302020000", True),
+    ],
+)
+def test_bind_makes_the_node_fields_text_and_keeps_the_rest(
+    text: str, bound: str, per_tick: bool
+) -> None:
+    """A template bound to a node's context renders as the template does in any context
+    of that node; it reads the tick only when it reads the scheduled time or $taskid."""
+    template = compile_template(text).bind(CTX)
+    other = Context(CTX.bizdate, CTX.cyctime, CTX.taskid, "someone-else", "other-job")
+
+    assert template.render(other) == bound == compile_template(text).render(CTX)
+    assert template.per_tick is per_tick
+    node_only = compile_template("$nodeid $jobid").bind(CTX)
+    assert (node_only.constant, node_only.per_tick) == ("dwd_orders fix-orders", False)
+
+
+def test_templates_bound_to_equal_parts_are_one_object() -> None:
+    """The planner renders a bound template once per date for all the nodes sharing it."""
+    one = compile_parameters([("pt", "${yyyymmdd}")])["pt"]
+    other = compile_template("$bizdate")
+
+    assert one.bind(CTX) is other.bind(CTX)
+    assert compile_template("$nodeid/$bizdate").bind(CTX) is not one.bind(CTX)
+
+
 # --- parameters -----------------------------------------------------------------------
 
 

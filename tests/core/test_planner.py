@@ -373,6 +373,26 @@ def test_command_elements_are_resolved_one_by_one() -> None:
     assert bp.instances[0].command == ("etl", "--pt", "2024-03-01", "--hour", "02", "--job", "bf")
 
 
+def test_each_tick_gets_the_command_of_its_date_tick_and_id() -> None:
+    """An hourly node's instances: a command that reads the business date only is the
+    same on every tick of a date; one that reads the tick or $taskid is each tick's."""
+    daily = ["etl", "$nodeid", "${yyyymmdd}", "$jobid", "$gmtdate"]
+    bp = plan_of(
+        node("d", "0 1,3 * * *", command=daily),
+        node("t", "0 1,3 * * *", command=["etl", "$nodeid", "$[hh24]", "$taskid"]),
+        backfill(
+            dates=["2024-03-01", "2024-03-02"],
+            select={"method": "descendants", "roots": ["d", "t"]},
+        ),
+    )
+    assert [i.command for i in by_node(bp, "d")] == [
+        ("etl", "d", day, "bf", "$gmtdate") for day in ("20240301",) * 2 + ("20240302",) * 2
+    ]
+    assert [i.command for i in by_node(bp, "t")] == [
+        ("etl", "t", hour, i.id) for hour, i in zip(["01", "03"] * 2, by_node(bp, "t"), strict=True)
+    ]
+
+
 def test_a_string_command_reads_parameters_from_the_environment() -> None:
     bp = plan_of(
         node(

@@ -97,6 +97,25 @@ def test_unknown_tokens_in_commands_env_and_parameters() -> None:
     ]
 
 
+def test_nodes_written_alike_each_get_their_template_errors() -> None:
+    """Nodes of the same text are checked once (their answer is shared): each still has
+    its own diagnostic, for itself, and a node that differs is checked on its own."""
+    bad = {"command": ["run", "${foo}"], "env": {"X": "${bar}"}}
+    specs = specs_of(WS, node("a", run=bad), node("b", run=bad), node("c", run=bad))
+    _, diagnostics = validate(specs, None)
+    assert [(d.nodes, d.path) for d in diagnostics] == [
+        (("a",), ("spec", "run", "command", 1)),
+        (("a",), ("spec", "run", "env", "X")),
+        (("b",), ("spec", "run", "command", 1)),
+        (("b",), ("spec", "run", "env", "X")),
+        (("c",), ("spec", "run", "command", 1)),
+        (("c",), ("spec", "run", "env", "X")),
+    ]
+    assert (
+        problems(WS, node("a", run={"command": ["run", "${foo}"]}, parameters={"foo": "x"})) == []
+    )
+
+
 def test_a_parameter_cycle_is_an_error_on_that_parameter() -> None:
     got = problems(WS, node("a", parameters={"x": "${y}", "y": "${x}"}))
     assert [(path, message) for _, path, message, _ in got] == [

@@ -133,6 +133,22 @@ def test_quoted_boolean_words_are_strings() -> None:
     assert data_of("'on': \"yes\"\n") == {"on": "yes"}
 
 
+def test_a_text_read_plain_and_quoted_keeps_each_meaning_in_every_file() -> None:
+    """Tags are resolved once per distinct text and quoting, for every file read: the
+    same words quoted and plain, in one document and in the next files, keep theirs."""
+    text = "a: 12\nb: '12'\nc: null\nd: 'null'\ne: [12, '12', 1.5, '1.5', ~, '']\n"
+    expected = {
+        "a": 12,
+        "b": "12",
+        "c": None,
+        "d": "null",
+        "e": [12, "12", 1.5, "1.5", None, ""],
+    }
+
+    assert [data_of(text) for _ in range(3)] == [expected] * 3
+    assert data_of("'12': 12\n") == {"12": 12}
+
+
 # -- numbers, times and dates --------------------------------------------------------
 
 

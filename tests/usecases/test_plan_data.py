@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -126,6 +127,46 @@ def test_each_instance_is_one_line_of_the_stream(make: Callable[[], Plan]) -> No
     rows = [json.loads(line) for line in lines if line.startswith('{"id": ')]
     assert rows == [instance_data(i) for bp in plan.backfills for i in bp.instances]
     assert text.endswith("}\n")
+
+
+def with_list_commands(plan: Plan) -> Plan:
+    """The plan with each argv command as a list, as a hand-built Instance may hold it."""
+    backfills = tuple(
+        replace(
+            bp,
+            instances=tuple(
+                i if isinstance(i.command, str) else i._replace(command=list(i.command))
+                for i in bp.instances
+            ),
+        )
+        for bp in plan.backfills
+    )
+    return replace(plan, backfills=backfills)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [*PLANS.values(), lambda: with_list_commands(argv_command())],
+    ids=[*PLANS.keys(), "list-command"],
+)
+def test_each_instance_line_is_the_reference_encoding_byte_for_byte(
+    make: Callable[[], Plan],
+) -> None:
+    """The contract is the bytes: each line is what `json.dumps` writes for the instance
+    (ensure_ascii off), not only something that parses to the same data."""
+    plan = make()
+
+    text = "".join(iter_json(plan))
+
+    lines = [line.strip().removesuffix(",") for line in text.splitlines()]
+    found = [line for line in lines if line.startswith('{"id": ')]
+    expected = [
+        json.dumps(instance_data(i), ensure_ascii=False)
+        for bp in plan.backfills
+        for i in bp.instances
+    ]
+    assert found == expected
+    assert json.loads(text)["seal"] == plan_data(plan)["seal"]
 
 
 @pytest.mark.parametrize("make", PLANS.values(), ids=PLANS.keys())
