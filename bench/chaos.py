@@ -204,10 +204,9 @@ class Layout:
         return self.url or self.store / "state.db"
 
     def pid_files(self, instance: str, number: int) -> list[Path]:
-        """An attempt's pid file: under runs/<backfill>/ or (newer) runs/<store id>/
-        <backfill>/, in a directory of its id's first two characters (or, older, none),
+        """An attempt's pid file: runs/<backfill>/ or (newer) runs/<store id>/<backfill>/
         beside the store file, or in .backfillctl/ of the work directory (PostgreSQL)."""
-        pattern = f"runs/**/{BACKFILL}/**/{instance}.{number}.pid"
+        pattern = f"runs/**/{BACKFILL}/{instance}.{number}.pid"
         root = self.work / ".backfillctl" if self.url else self.store
         return list(root.glob(pattern))
 

@@ -34,10 +34,10 @@ def test_files_of_an_attempt_sit_under_the_backfill(tmp_path: Path) -> None:
     s = spec(("sh", "-c", "exit 2"), instance="abc", number=3)
     handle, log = backend.start(s)
     settle(backend, {s.key: handle})
-    assert log == str(tmp_path / "runs" / "bf" / "ab" / "abc.3.log")
+    assert log == str(tmp_path / "runs" / "bf" / "abc.3.log")
     # The wrapper's pid, then the command's exit code; no other file.
-    assert (tmp_path / "runs" / "bf" / "ab" / "abc.3.pid").read_text() == f"{handle['pid']}\n2\n"
-    assert sorted(p.name for p in (tmp_path / "runs" / "bf" / "ab").iterdir()) == [
+    assert (tmp_path / "runs" / "bf" / "abc.3.pid").read_text() == f"{handle['pid']}\n2\n"
+    assert sorted(p.name for p in (tmp_path / "runs" / "bf").iterdir()) == [
         "abc.3.log",
         "abc.3.pid",
     ]
@@ -52,7 +52,7 @@ def test_files_left_by_a_store_thrown_away_do_not_count(tmp_path: Path) -> None:
     settle(old, {s.key: handle})
     outcome, log = run_one(make_backend("local", BackendContext(tmp_path, store_id="new")), s)
     assert (outcome, log) == (Outcome("succeeded", 0), "new\n")
-    assert handle["base"] == str(tmp_path / "runs" / "0ld" / "bf" / "i1" / "i1.1")
+    assert handle["base"] == str(tmp_path / "runs" / "0ld" / "bf" / "i1.1")
 
 
 def test_a_claim_of_a_newer_controller_is_never_undone_by_a_late_start(tmp_path: Path) -> None:
@@ -126,9 +126,7 @@ def test_an_attempt_recover_declared_unstarted_never_runs(tmp_path: Path) -> Non
             assert ended == Outcome("succeeded", 0)
     runs = marker.read_text().count("x") if marker.exists() else 0
     started = sum(
-        1
-        for p in (tmp_path / "runs" / "bf" / "i1").glob("i1.*.pid")
-        if p.read_text().endswith("\n0\n")
+        1 for p in (tmp_path / "runs" / "bf").glob("i1.*.pid") if p.read_text().endswith("\n0\n")
     )
     assert runs == started
 
@@ -326,7 +324,7 @@ def test_the_attempt_s_files_are_private_and_the_command_keeps_its_umask(
         settle(backend, {s.key: handle})
     finally:
         os.umask(old)
-    base = tmp_path / "runs" / "s1" / "bf" / "i1" / "i1.1"
+    base = tmp_path / "runs" / "s1" / "bf" / "i1.1"
     for d in (tmp_path / "runs", tmp_path / "runs" / "s1", base.parent):
         assert stat.S_IMODE(d.stat().st_mode) == 0o700, d
     for suffix in (".log", ".pid"):
@@ -377,16 +375,12 @@ def test_a_runs_directory_of_another_user_is_refused(tmp_path: Path) -> None:
         LocalBackend(runs).start(spec(("true",)))
 
 
-@pytest.mark.parametrize("layout", ["i1/i1.1", "i1.1"])
-def test_a_wrapper_stalled_before_writing_its_pid_is_found_by_its_marker(
-    tmp_path: Path, layout: str
-) -> None:
+def test_a_wrapper_stalled_before_writing_its_pid_is_found_by_its_marker(tmp_path: Path) -> None:
     """The wrapper created its pid file (so the attempt started) but had not written its
     pid when the next controller's recover gave up waiting: the attempt's processes,
-    marked with its base, keep it running; it ends only when they are gone. The same for
-    an attempt begun by a version that kept a backfill's files in one directory."""
+    marked with its base, keep it running; it ends only when they are gone."""
     s = spec(("true",))
-    base = tmp_path / "runs" / "bf" / layout
+    base = tmp_path / "runs" / "bf" / "i1.1"
     base.parent.mkdir(parents=True)
     (base.parent / "i1.1.pid").touch(mode=0o600)  # created, never written
     stalled = subprocess.Popen(

@@ -49,7 +49,7 @@ def test_a_relative_runs_root_keeps_the_files_there_whatever_the_working_directo
     handle, log = backend.start(s)
     assert settle(backend, {s.key: handle})[s.key] == Outcome("failed", 4, "exit code 4")
     assert Path(log).read_text() == f"{tmp_path / 'repo'}\n"
-    assert read_status(tmp_path / "runs" / "bf" / "i1" / "i1.1") == 4
+    assert read_status(tmp_path / "runs" / "bf" / "i1.1") == 4
     assert not (tmp_path / "repo" / "runs").exists()
 
 
@@ -66,4 +66,4 @@ def test_a_working_directory_gone_after_the_check_fails_the_attempt(
     outcome, log = run_one(backend, spec(("true",), cwd=gone))
     assert outcome == Outcome("failed", NO_CWD, f"exit code {NO_CWD}")
     assert "gone" in log
-    assert read_status(tmp_path / "runs" / "bf" / "i1" / "i1.1") == NO_CWD
+    assert read_status(tmp_path / "runs" / "bf" / "i1.1") == NO_CWD

@@ -3,14 +3,9 @@
 Each attempt runs under a tiny /bin/sh wrapper in a new session (its own process group,
 whose id is the wrapper's pid), with its output in one log file per attempt:
 
-    <runs>/<backfill>/<xy>/<instance>.<attempt>.log  stdout and stderr
-    <runs>/<backfill>/<xy>/<instance>.<attempt>.pid  the wrapper's pid (= the group id),
-                                        then the command's exit code, when it ends
-
-where <xy> is the instance id's first two characters (of 16 hex digits: 256 directories
-a backfill): creating a file costs with the size of its directory (on ext4 here, 26 µs
-in an empty one, 264 µs among 5,000 files), so a backfill's attempts are not all in one.
-Attempts begun by versions before it are in <runs>/<backfill>/ and are still found.
+    <runs>/<backfill>/<instance>.<attempt>.log  stdout and stderr
+    <runs>/<backfill>/<instance>.<attempt>.pid  the wrapper's pid (= the group id), then
+                                                the command's exit code, when it ends
 
 **An attempt ends when no process of it is left**, not when the wrapper exits. Its
 processes are its process group, plus (when the backend supervises: the controller's
@@ -49,6 +44,7 @@ import os
 import select
 import signal
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,7 +56,6 @@ from backfill_ctl.backends import (
     Outcome,
     resolved_command,
 )
-from backfill_ctl.backends.local.attempt import AttemptState
 from backfill_ctl.backends.local.procs import (
     MARKER,
     alive,
@@ -91,18 +86,32 @@ GRACE = 5.0  # seconds between TERM and KILL when an attempt is cancelled
 __all__ = ["GRACE", "MARKER", "LocalBackend"]
 
 
+@dataclass
+class _Attempt:
+    """What this backend knows of one attempt beyond its handle."""
+
+    code: int | None = None  # the command's exit code, once known
+    main_done: bool = False  # the wrapper is gone (the command ended, or it was killed)
+    cancel: str | None = None  # why it is being stopped
+    ending_leftovers: bool = False  # the command ended; what it left is being ended
+    kill_at: float | None = None  # when the group gets KILL (after TERM)
+    killed: bool = False
+    not_run: bool = False  # the wrapper exited before running the command
+    leftovers: set[int] = field(default_factory=set)  # processes ended with the attempt
+
+
 class LocalBackend:
     name = "local"
 
     def __init__(self, root: Path, *, supervise: bool = False) -> None:
         self.root = root
         self._children: set[int] = set()  # wrappers started here, not yet reaped
-        self._attempts: dict[int, AttemptState] = {}  # by group id
+        self._attempts: dict[int, _Attempt] = {}  # by group id
         self._escaped: dict[int, int] = {}  # pid of a process that left its group -> group
         self._bases: dict[str, int] = {}  # base path -> group id, for the marker
         self._own: set[int] = set()  # groups this backend started (their ids are fresh)
         self._checked: set[Path] = set()  # directories found private
-        self._directories: dict[tuple[str, str], tuple[Path, str, str]] = {}
+        self._directories: dict[str, tuple[Path, str, str]] = {}  # `_directory`'s
         self.supervise = supervise and become_subreaper()
 
     def _private(self, directory: Path) -> None:
@@ -112,17 +121,16 @@ class LocalBackend:
             make_private(directory, self.root)  # (a deleted one is made again)
             self._checked.add(directory)
 
-    def _directory(self, backfill: str, instance: str) -> tuple[Path, str, str]:
-        """An instance's runs directory, as a path, a string and an absolute string (made
-        once per directory: a start builds no Path, a dozen µs each)."""
-        key = (backfill, instance[:2])
-        if (found := self._directories.get(key)) is None:
-            d = self.root / backfill / key[1]
-            found = self._directories[key] = (d, str(d), absolute(str(d)))
+    def _directory(self, backfill: str) -> tuple[Path, str, str]:
+        """A backfill's runs directory, as a path, a string and an absolute string (made
+        once per backfill: a start builds no Path, a dozen µs each)."""
+        if (found := self._directories.get(backfill)) is None:
+            d = self.root / backfill
+            found = self._directories[backfill] = (d, str(d), absolute(str(d)))
         return found
 
     def start(self, spec: AttemptSpec) -> tuple[Handle, str | None]:
-        directory, where, absolute_where = self._directory(spec.backfill, spec.instance)
+        directory, where, absolute_where = self._directory(spec.backfill)
         name = f"{spec.key[0]}.{spec.key[1]}"
         base = f"{where}/{name}"
         run = spec.run
@@ -176,7 +184,7 @@ class LocalBackend:
         now = time.monotonic()
         for key, handle in running.items():
             pid, base = int(handle["pid"]), str(handle["base"])
-            attempt = self._attempts.setdefault(pid, AttemptState())
+            attempt = self._attempts.setdefault(pid, _Attempt())
             if not adopted and (attempt.cancel or attempt.ending_leftovers):
                 adopted = self._adopt_orphans()
             if not attempt.main_done and not self._main_ended(pid, base, attempt):
@@ -198,11 +206,11 @@ class LocalBackend:
                     self._signal_all(pid, signal.SIGTERM, base)
                 self._escalate(pid, attempt, now, base)
                 continue
-            ended[key] = attempt.outcome()
+            ended[key] = self._outcome(attempt)
             self._forget(pid, base)
         return ended
 
-    def _main_ended(self, pid: int, base: str, attempt: AttemptState) -> bool:
+    def _main_ended(self, pid: int, base: str, attempt: _Attempt) -> bool:
         """Has the wrapper (and so the command it waited for) ended? Records the code."""
         if pid in self._children:
             try:
@@ -243,7 +251,7 @@ class LocalBackend:
         # only processes marked as the attempt's count then.
         return left | group_members(pgid, None if pgid in self._own else base)
 
-    def _escalate(self, pgid: int, attempt: AttemptState, now: float, base: str) -> None:
+    def _escalate(self, pgid: int, attempt: _Attempt, now: float, base: str) -> None:
         if attempt.kill_at is not None and not attempt.killed and now >= attempt.kill_at:
             self._signal_all(pgid, signal.SIGKILL, base)  # it ignored TERM
             attempt.killed = True
@@ -257,6 +265,34 @@ class LocalBackend:
             if group == pgid:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
+
+    def _outcome(self, attempt: _Attempt) -> Outcome:
+        code = attempt.code
+        if attempt.not_run:
+            return Outcome(
+                "lost",
+                None,
+                "the command did not run: its pid file could not be written (a full disk?)"
+                " or a newer controller had declared the attempt unstarted",
+                started=False,
+            )
+        if attempt.cancel:  # killed on purpose: the reason is what matters
+            return Outcome("failed", code, attempt.cancel)
+        if code is None:
+            return Outcome(
+                "lost",
+                None,
+                "no exit code is known (its wrapper was killed, or could not write its "
+                "status); no process of it is left",
+            )
+        note = (
+            f" (ended {len(attempt.leftovers)} process(es) it left running)"
+            if attempt.leftovers
+            else ""
+        )
+        if code == 0:
+            return Outcome("succeeded", 0, note.strip(" ()") or None)
+        return Outcome("failed", code, f"exit code {code}{note}")
 
     def _forget(self, pgid: int, base: str) -> None:
         self._attempts.pop(pgid, None)
@@ -312,7 +348,7 @@ class LocalBackend:
     def cancel(self, key: Key, handle: Handle, reason: str) -> None:
         pid = int(handle["pid"])
         self._bases.setdefault(str(handle["base"]), pid)
-        attempt = self._attempts.setdefault(pid, AttemptState())
+        attempt = self._attempts.setdefault(pid, _Attempt())
         if attempt.cancel:  # already being stopped
             return
         attempt.cancel = reason
@@ -320,10 +356,7 @@ class LocalBackend:
         self._signal_all(pid, signal.SIGTERM, str(handle["base"]))
 
     def recover(self, spec: AttemptSpec) -> Handle | None:
-        name = f"{spec.key[0]}.{spec.key[1]}"
-        base = self._directory(spec.backfill, spec.instance)[0] / name
-        if Path(f"{(earlier := self.root / spec.backfill / name)}.pid").exists():
-            base = earlier  # begun by a version that kept a backfill's attempts together
+        base = self.root / spec.backfill / f"{spec.key[0]}.{spec.key[1]}"
         pid_file = base.with_suffix(base.suffix + ".pid")
         self._private(base.parent)
         try:
