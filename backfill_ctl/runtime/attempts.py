@@ -143,16 +143,17 @@ class AttemptRunner(LeaseHolder):
     def _pending(self) -> Pending:
         """The handles and ends known but not stored yet, as they are to be written: the
         handle of an attempt that also ended, with its end."""
-        ends = [self._end_of(i, r, o) for i, (r, o) in self._outcomes.items() if o.started]
-        handles = self._handles
-        ends = [
-            e._replace(handle=handles[e.instance][1:])
-            if handles.get(e.instance, (None,))[0] == e.number
-            else e
-            for e in ends
-        ]
-        with_end = {e.instance for e in ends if e.handle is not None}
-        alone = [(i, h) for i, h in handles.items() if i not in with_end]
+        ends, with_end = [], set()
+        for instance, (run, outcome) in self._outcomes.items():
+            if not outcome.started:
+                continue
+            end = self._end_of(instance, run, outcome)
+            number, handle, log = self._handles.get(instance, (None, {}, None))
+            if number == end.number:  # started and ended since the last write
+                end = end._replace(handle=(handle, log))
+                with_end.add(instance)
+            ends.append(end)
+        alone = [(i, h) for i, h in self._handles.items() if i not in with_end]
         return Pending(alone, ends, self.clock())
 
     def _write_pending(self, pending: Pending) -> list[bool]:

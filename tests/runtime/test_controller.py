@@ -75,47 +75,6 @@ def test_the_controller_s_event_read_moves_past_its_own_events(tmp_path: Path) -
     assert c._news() == []
 
 
-def test_a_tick_writes_its_attempts_in_a_commit_or_two_whatever_their_number(
-    tmp_path: Path,
-) -> None:
-    """Issue 15: a commit costs more than its statements, so the attempts a tick starts
-    are begun in one transaction (with why the rest waits), and their handles are written
-    with the ends the next tick learns, in one: not three commits per attempt."""
-    wide = [node(f"n{n}", resourceGroup="big") for n in range(6)]
-    roots = {"method": "manual", "roots": [f"n{n}" for n in range(6)]}
-    store = applied(tmp_path, resource_group("big", 8), *wide, backfill(select=roots), sqlite=True)
-    statements: list[str] = []
-    store._db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
-
-    def commits() -> list[set[str]]:
-        """The tables each transaction since the last call wrote (the lease's aside)."""
-        written, tables = [], set()
-        for sql in statements:
-            words = sql.split()
-            if words[0] in ("INSERT", "UPDATE"):
-                tables.add(words[2] if words[0] == "INSERT" else words[1])
-            elif sql == "COMMIT" and tables - {"lease"}:
-                written.append(tables)
-            if sql == "COMMIT":
-                tables = set()
-        statements.clear()
-        return written
-
-    backend = FakeBackend()
-    c = controller(store, backend)
-    commits()
-
-    assert c.tick().started == 6
-    assert commits() == [{"events", "attempts", "instances"}]  # the six begun
-    assert {a.state for a in store.attempts()} == {"starting"}
-    ending = c.tick()
-    assert (ending.ended, ending.finished) == (6, ("bf",))
-    # The six handles and ends; the backfill's end.
-    assert commits() == [{"attempts", "instances", "events"}, {"backfills", "events"}]
-    assert [a.state for a in store.attempts()] == ["succeeded"] * 6
-    assert len(backend.started) == 6
-
-
 def _commits(store: StateStore) -> Any:
     """A function giving the tables each transaction since its last call wrote (the
     lease's aside), from the SQLite store's statement trace."""
@@ -138,6 +97,32 @@ def _commits(store: StateStore) -> Any:
     return commits
 
 
+def test_a_tick_writes_its_attempts_in_a_commit_or_two_whatever_their_number(
+    tmp_path: Path,
+) -> None:
+    """Issue 15: a commit costs more than its statements, so the attempts a tick starts
+    are begun in one transaction (with why the rest waits), and their handles are written
+    with the ends the next tick learns, in one: not three commits per attempt."""
+    wide = [node(f"n{n}", resourceGroup="big") for n in range(6)]
+    roots = {"method": "manual", "roots": [f"n{n}" for n in range(6)]}
+    store = applied(tmp_path, resource_group("big", 8), *wide, backfill(select=roots), sqlite=True)
+    commits = _commits(store)
+
+    backend = FakeBackend()
+    c = controller(store, backend)
+    commits()
+
+    assert c.tick().started == 6
+    assert commits() == [{"events", "attempts", "instances"}]  # the six begun
+    assert {a.state for a in store.attempts()} == {"starting"}
+    ending = c.tick()
+    assert (ending.ended, ending.finished) == (6, ("bf",))
+    # The six handles and ends; the backfill's end.
+    assert commits() == [{"attempts", "instances", "events"}, {"backfills", "events"}]
+    assert [a.state for a in store.attempts()] == ["succeeded"] * 6
+    assert len(backend.started) == 6
+
+
 def test_the_tick_that_records_an_end_begins_what_it_made_ready_in_the_same_commit(
     tmp_path: Path,
 ) -> None:
@@ -158,6 +143,21 @@ def test_the_tick_that_records_an_end_begins_what_it_made_ready_in_the_same_comm
     assert first.finished_at is not None and first.finished_at <= second.started_at
     drain(c)
     assert [a.state for a in store.attempts()] == ["succeeded"] * 2
+
+
+def test_an_attempt_that_ended_before_its_handle_was_written_is_updated_once(
+    tmp_path: Path,
+) -> None:
+    """Its handle goes with its end: one UPDATE of the attempt, not one for each."""
+    store = applied(tmp_path, *CHAIN, backfill(), sqlite=True)
+    c = controller(store, FakeBackend())
+    assert c.tick().started == 1
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+    assert c.tick().ended == 1
+    assert len([s for s in statements if s.startswith("UPDATE attempts")]) == 1
+    (first, _) = store.attempts()
+    assert (first.state, first.handle) == ("succeeded", {"fake": f"{first.instance}.1"})
 
 
 def test_a_tick_whose_commit_fails_stores_none_of_it_and_writes_the_end_again(
