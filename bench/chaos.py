@@ -23,9 +23,9 @@ group of concurrency 4. Every node runs `job.sh SECONDS` (argv, no shell), which
 2. writes `start`, sleeps 0.4-0.8 s, writes `end ... 0` and exits 0.
 
 Trace lines are `KIND INSTANCE WRAPPER_PID PID UPTIME [RC]`: WRAPPER_PID is the job's
-process group, the local backend's wrapper's pid (and the pid in its pid file; not
-$PPID, which is the controller when the wrapper died before the job got going),
-so every line names its attempt exactly; UPTIME is CLOCK_BOOTTIME from /proc/uptime.
+process group, the pid of the attempt's first process (the one in its pid file and
+handle: the job's shell under the shim; the /bin/sh wrapper of earlier versions), so
+every line names its attempt exactly; UPTIME is CLOCK_BOOTTIME from /proc/uptime.
 Nodes 1, 4, 7, ... are "timed": they ignore TERM (`trap '' TERM`, inherited by their
 children), have `run.timeout: 2s` and `run.retries: 2`; the other nodes have 0 or 1
 retries and no timeout. Retries wait `run.retryDelay: 0s` where backfillctl has it (a
@@ -36,8 +36,11 @@ Faults (every kind first, each until it hits something, then kinds at random by 
 -------------------------------------------------------------------------------------
 - kill-controller: SIGKILL of the controller (at any moment, also while it loads or
   adopts), then a new one after 0-0.8 s.
-- kill-wrapper: SIGKILL of the /bin/sh wrapper of a running attempt (its job lives on).
-- kill-job: SIGKILL of the wrapper's child, the job's shell (its `sleep` lives on).
+- kill-shim: SIGKILL of the shim of a controller that has running attempts: the process
+  that started their commands and writes their exit codes (their jobs live on). (Older
+  backfillctl, without a shim: the /bin/sh wrapper of a running attempt.)
+- kill-job: SIGKILL of the job's shell, the attempt's first process (its `sleep` lives
+  on). (Older backfillctl: the wrapper's child.)
 - hang: a token in arms/; the next timed command to start takes it, writes `hang` and
   sleeps 30 s ignoring TERM, so its timeout must KILL it; then it is retried. Counted
   when a command took it.
@@ -137,7 +140,7 @@ FINISHED = ("succeeded", "failed", "cancelled")
 ATTEMPT_PROCS = ("sh", "sleep", "flock", "rm")  # what an attempt runs: the only zombies we reap
 WEIGHTS = {
     "kill-controller": 20,
-    "kill-wrapper": 15,
+    "kill-shim": 15,
     "kill-job": 15,
     "hang": 12,
     "ops-offline": 15,
@@ -148,8 +151,9 @@ WEIGHTS = {
 JOB = r"""# One attempt of a chaos node ($1: seconds of work); see bench/chaos.py.
 id=$BACKFILL_TASKID
 secs=$1
-# The attempt's process group (= its wrapper's pid), not $PPID: a job whose wrapper was
-# killed before it got going has the controller (its subreaper) as its parent.
+# The attempt's process group (= the pid of its first process: this shell, or an older
+# version's wrapper), not $PPID, which is the controller (its subreaper) once the
+# shim that started it was killed.
 read -r stat </proc/self/stat
 set -- $stat
 w=$5
@@ -548,16 +552,25 @@ def counts(db: Path | str) -> dict[str, int]:
 
 
 def running_attempts(db: Path | str) -> list[dict[str, Any]]:
-    """Running attempts whose wrapper is alive (its command line names the attempt's
-    files, so a reused pid is not taken for it): instance, number, pid."""
+    """Running attempts whose first process is alive (its environment marks it as the
+    attempt's, or an older version's wrapper's command line names the attempt's files:
+    a reused pid is not taken for it): instance, number, pid, base."""
     found = []
     for r in query(db, "SELECT instance, number, handle FROM attempts WHERE state = 'running'"):
         handle = json.loads(r["handle"] or "{}")
-        pid = int(handle.get("pid") or 0)
-        if pid <= 0 or not alive(pid) or str(handle.get("base")).encode() not in cmdline(pid):
+        pid, base = int(handle.get("pid") or 0), str(handle.get("base")).encode()
+        if pid <= 0 or not alive(pid) or not (base in cmdline(pid) or marked(pid, base)):
             continue
-        found.append({"instance": r["instance"], "number": r["number"], "pid": pid})
+        found.append({"instance": r["instance"], "number": r["number"], "pid": pid, "base": base})
     return found
+
+
+def marked(pid: int, base: bytes) -> bool:
+    try:
+        env = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return False
+    return b"BACKFILLCTL_ATTEMPT=" + base in env.split(b"\0")
 
 
 def cli(layout: Layout, env: dict[str, str], *args: str) -> tuple[int, str]:
@@ -678,22 +691,40 @@ class Chaos:
                 return found
             time.sleep(0.1)
 
-    def kill_wrapper(self) -> bool:
-        running = self.running()
-        if not running:
-            return False
-        a = self.rng.choice(running)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(a["pid"], signal.SIGKILL)
-        self.touched.add((a["instance"], a["pid"]))
-        self.fault("kill-wrapper", instance=a["instance"], attempt=a["number"], pid=a["pid"])
-        return True
-
-    def kill_job(self) -> bool:
+    def kill_shim(self) -> bool:
+        """SIGKILL of a controller's shim, with every running attempt it started touched
+        (their codes are never written); an older backfillctl's wrapper of one attempt."""
         running = self.running()
         self.rng.shuffle(running)
         for a in running:
-            jobs = children(a["pid"])
+            st = proc_state(a["pid"])
+            if st is None or b"backends/local/shim.py" not in cmdline(st[1]):
+                continue
+            shim = st[1]
+            mine = [b for b in running if (proc_state(b["pid"]) or ("", 0))[1] == shim]
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(shim, signal.SIGKILL)
+            self.touched |= {(b["instance"], b["pid"]) for b in mine}
+            self.fault("kill-shim", pid=shim, attempts=[[b["instance"], b["number"]] for b in mine])
+            return True
+        wrapped = [a for a in running if a["base"] in cmdline(a["pid"])]
+        if not wrapped:
+            return False
+        a = self.rng.choice(wrapped)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(a["pid"], signal.SIGKILL)
+        self.touched.add((a["instance"], a["pid"]))
+        self.fault("kill-shim", instance=a["instance"], attempt=a["number"], pid=a["pid"])
+        return True
+
+    def kill_job(self) -> bool:
+        """SIGKILL of the job's shell: the attempt's first process (an older backfillctl's
+        wrapper's child)."""
+        running = self.running()
+        self.rng.shuffle(running)
+        for a in running:
+            wrapped = a["base"] in cmdline(a["pid"])
+            jobs = children(a["pid"]) if wrapped else [a["pid"]]
             if jobs:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(jobs[0], signal.SIGKILL)

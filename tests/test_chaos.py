@@ -42,7 +42,7 @@ INVARIANTS = (
     "controllers-survive",
     "lease",
 )
-KINDS = ("kill-controller", "kill-wrapper", "kill-job", "hang", "ops-offline")
+KINDS = ("kill-controller", "kill-shim", "kill-job", "hang", "ops-offline")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -19,7 +19,7 @@ import pytest
 from backfill_ctl.backends import BackendContext, BackendError, Outcome, make_backend
 from backfill_ctl.backends import local as local_module
 from backfill_ctl.backends.local import LocalBackend
-from backfill_ctl.backends.local.wrapper import read_pid
+from backfill_ctl.backends.local.pidfile import read_pid
 from tests.backends.contract import BackendContract, Make, run_one, settle, spec
 
 
@@ -35,7 +35,7 @@ def test_files_of_an_attempt_sit_under_the_backfill(tmp_path: Path) -> None:
     handle, log = backend.start(s)
     settle(backend, {s.key: handle})
     assert log == str(tmp_path / "runs" / "bf" / "abc.3.log")
-    # The wrapper's pid, then the command's exit code; no other file.
+    # The command's pid, then its exit code; no other file.
     assert (tmp_path / "runs" / "bf" / "abc.3.pid").read_text() == f"{handle['pid']}\n2\n"
     assert sorted(p.name for p in (tmp_path / "runs" / "bf").iterdir()) == [
         "abc.3.log",
@@ -111,8 +111,8 @@ def test_a_command_ignoring_term_is_killed_after_the_grace(
 
 
 def test_an_attempt_recover_declared_unstarted_never_runs(tmp_path: Path) -> None:
-    """The controller died between spawning the wrapper and recording the attempt; the
-    next one calls recover before the wrapper got going: one of them must lose."""
+    """The controller died between asking for the command and recording the attempt;
+    the next one calls recover: one of them must lose."""
     marker = tmp_path / "ran"
     for n in range(20):  # recover right after start: sometimes first, sometimes not
         s = spec(("sh", "-c", f"echo x >> {marker}"), number=n + 1)
@@ -120,7 +120,7 @@ def test_an_attempt_recover_declared_unstarted_never_runs(tmp_path: Path) -> Non
         handle, _ = first.start(s)
         found = LocalBackend(tmp_path / "runs").recover(s)
         ended = settle(first, {s.key: handle})[s.key]
-        if found is None:  # declared unstarted: the wrapper must not run the command
+        if found is None:  # declared unstarted: the shim must not run the command
             assert (ended.state, ended.started) == ("lost", False)
         else:  # it had started: it runs to the end, once
             assert ended == Outcome("succeeded", 0)
@@ -138,11 +138,54 @@ def test_an_attempt_whose_process_vanished_without_a_status_is_lost(tmp_path: Pa
         ("x", 1): Outcome(
             "lost",
             None,
-            "no exit code is known (its wrapper was killed, or could not write its status); "
+            "no exit code is known (the shim that started it was killed, or its code could "
+            "not be written); "
             "no process of it is left",
         )
     }
     assert backend.log_text(gone, None) == ""
+
+
+# -- the shim: one process per controller starts the commands and writes their codes ---
+
+
+def test_a_shim_found_dead_before_a_start_is_replaced(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "runs")
+    assert run_one(backend, spec(("true",)))[0] == Outcome("succeeded", 0)
+    dead = backend._shim
+    assert dead is not None
+    os.kill(dead.pid, signal.SIGKILL)
+    _wait_for(lambda: not _is_child_alive({"pid": dead.pid}))
+    outcome, _ = run_one(backend, spec(("sh", "-c", "exit 5"), number=2))
+    assert outcome == Outcome("failed", 5, "exit code 5")
+    assert backend._shim is not dead
+
+
+def test_a_start_the_shim_never_answers_runs_once_or_never(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shim had the request but said nothing in time (here: stopped): the attempt is
+    settled as a newer controller would, by the claim on its pid file; the shim, let go,
+    finds the claim and runs nothing."""
+    from backfill_ctl.backends.local import spawner
+
+    monkeypatch.setattr(spawner, "REPLY_TIMEOUT", 0.5)
+    backend = LocalBackend(tmp_path / "runs")
+    assert run_one(backend, spec(("true",)))[0] == Outcome("succeeded", 0)
+    stopped = backend._shim
+    assert stopped is not None
+    os.kill(stopped.pid, signal.SIGSTOP)
+    ran = tmp_path / "ran"
+    try:
+        s = spec(("touch", str(ran)), number=2)
+        handle, _ = backend.start(s)
+    finally:
+        os.kill(stopped.pid, signal.SIGCONT)
+    outcome = settle(backend, {s.key: handle})[s.key]
+    assert (outcome.state, outcome.started) == ("lost", False)
+    _wait_for(lambda: not _is_child_alive({"pid": stopped.pid}))  # it read the request
+    assert not ran.exists()
+    assert run_one(backend, spec(("true",), number=3))[0] == Outcome("succeeded", 0)
 
 
 # -- an attempt ends when no process of it is left (issue 8, items 1, 2, 5) -------------
@@ -221,7 +264,7 @@ def test_a_stopped_adopted_attempt_runs_nothing_more_of_its_command(
     trace = tmp_path / "trace"
     s = spec(f"echo start >> '{trace}'; sleep 30; echo end >> '{trace}'; echo after >> '{trace}'")
     handle, _ = LocalBackend(tmp_path / "runs").start(s)
-    _wait_for(lambda: trace.exists() and len(_marked(handle["base"])) == 3)
+    _wait_for(lambda: trace.exists() and len(_marked(handle["base"])) == 2)  # sh, sleep
     adopted = LocalBackend(tmp_path / "runs")  # the next controller's
 
     adopted.cancel(s.key, handle, "stopped by ops")
@@ -234,17 +277,22 @@ def test_a_stopped_adopted_attempt_runs_nothing_more_of_its_command(
 
 
 @pytest.mark.parametrize("adopted", [False, True])
-def test_a_killed_wrapper_is_not_a_finished_attempt(tmp_path: Path, adopted: bool) -> None:
+def test_a_killed_shim_is_not_a_finished_attempt(tmp_path: Path, adopted: bool) -> None:
+    """The shim that started the command (and would have written its code) is killed:
+    the attempt runs as long as its command does, and then ends without a known code,
+    for the controller that started it and for the next one alike."""
     backend = LocalBackend(tmp_path / "runs")
     go = tmp_path / "go"  # the command runs until it exists, however slow the machine
     s = spec(f"echo ready; while [ ! -e '{go}' ]; do sleep 0.02; done; echo done")
     handle, log = backend.start(s)
     _wait_for(lambda: backend.log_text(handle, log) == "ready\n")
-    os.kill(handle["pid"], signal.SIGKILL)
+    shim = backend._shim
+    assert shim is not None
+    os.kill(shim.pid, signal.SIGKILL)
     follower = LocalBackend(tmp_path / "runs") if adopted else backend
-    if adopted:
-        _wait_for(lambda: backend.poll({s.key: handle}) == {} and not _is_child_alive(handle))
+    _wait_for(lambda: backend.poll({s.key: handle}) == {} and shim.gone)
     assert follower.poll({s.key: handle}) == {}  # its command still runs
+    assert _is_child_alive(handle)
     go.touch()
     outcome = settle(follower, {s.key: handle})[s.key]
     assert backend.log_text(handle, log) == "ready\ndone\n"  # ended after the command did
@@ -308,6 +356,41 @@ def test_a_process_that_leaves_the_session_ends_with_its_attempt(
     assert state == "succeeded"
     assert _marked(base) == []
     assert not _is_child_alive({"pid": int((tmp_path / "escaped.pid").read_text())})
+
+
+_SHIM_KILLED = """
+import os, signal, sys, time
+from pathlib import Path
+from backfill_ctl.backends.local import LocalBackend
+from tests.backends.contract import settle, spec
+
+go = Path(sys.argv[2])
+backend = LocalBackend(Path(sys.argv[1]), supervise=True)
+s = spec("echo ready; while [ ! -e '%s' ]; do sleep 0.02; done; exit 3" % go)
+handle, log = backend.start(s)
+while backend.log_text(handle, log) != "ready\\n":
+    time.sleep(0.01)
+os.kill(backend._shim.pid, signal.SIGKILL)
+assert backend.poll({s.key: handle}) == {}
+go.touch()
+outcome = settle(backend, {s.key: handle})[s.key]
+print(outcome.state, outcome.exit_code, flush=True)
+"""
+
+
+def test_a_killed_shim_loses_no_code_while_its_controller_runs(tmp_path: Path) -> None:
+    """The controller is the subreaper of what its attempts leave: the commands of a shim
+    that was killed become its children, and it reaps their exit codes itself."""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    done = subprocess.run(
+        [sys.executable, "-c", _SHIM_KILLED, str(tmp_path / "runs"), str(tmp_path / "go")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.split() == ["failed", "3"]
 
 
 # -- files as private as the store, whatever the umask (issue 9, item 6) -----------------

@@ -12,7 +12,8 @@ import pytest
 
 from backfill_ctl.backends import Outcome
 from backfill_ctl.backends.local import LocalBackend
-from backfill_ctl.backends.local.wrapper import NO_CWD, inherited_fds, read_status
+from backfill_ctl.backends.local.pidfile import inherited_fds, read_status
+from backfill_ctl.backends.local.shim import NO_CWD
 from tests.backends.contract import run_one, settle, spec
 
 
@@ -67,3 +68,25 @@ def test_a_working_directory_gone_after_the_check_fails_the_attempt(
     assert outcome == Outcome("failed", NO_CWD, f"exit code {NO_CWD}")
     assert "gone" in log
     assert read_status(tmp_path / "runs" / "bf" / "i1.1") == NO_CWD
+
+
+def test_a_program_is_found_on_the_attempt_s_own_path(tmp_path: Path) -> None:
+    """As a shell would find it: on the PATH of the command's environment (its node's
+    `run.env`), not the controller's."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    program = bin_dir / "only-here"
+    program.write_text("#!/bin/sh\necho found $1\n")
+    program.chmod(0o755)
+    s = spec(("only-here", "it"), env={"PATH": f"{bin_dir}:/usr/bin:/bin"})
+    outcome, log = run_one(LocalBackend(tmp_path / "runs"), s)
+    assert (outcome.state, log) == ("succeeded", "found it\n")
+
+
+def test_a_program_that_cannot_be_executed_fails_with_126(tmp_path: Path) -> None:
+    program = tmp_path / "not-executable"
+    program.write_text("echo never\n")
+    outcome, log = run_one(LocalBackend(tmp_path / "runs"), spec((str(program),)))
+    assert outcome == Outcome("failed", 126, "exit code 126")
+    assert "never" not in log and "Permission denied" in log
+    assert read_status(tmp_path / "runs" / "bf" / "i1.1") == 126

@@ -1,13 +1,14 @@
 """The local backend: one process group per attempt on this machine.
 
-Each attempt runs under a tiny /bin/sh wrapper in a new session (its own process group,
-whose id is the wrapper's pid), with its output in one log file per attempt:
+Each attempt's command is started by the shim (`shim.py`), one small process per
+controller in a session of its own, as the leader of a new session (so its process
+group's id is its pid), with its output in one log file per attempt:
 
     <runs>/<backfill>/<instance>.<attempt>.log  stdout and stderr
-    <runs>/<backfill>/<instance>.<attempt>.pid  the wrapper's pid (= the group id), then
-                                                the command's exit code, when it ends
+    <runs>/<backfill>/<instance>.<attempt>.pid  the command's pid (= the group id), then
+                                                its exit code, when it ends
 
-**An attempt ends when no process of it is left**, not when the wrapper exits. Its
+**An attempt ends when no process of it is left**, not when its command exits. Its
 processes are its process group, plus (when the backend supervises: the controller's
 own process) descendants that left the group (`setsid`, a daemon's double fork): the
 controller is their child subreaper, so they become its children, and each carries
@@ -15,36 +16,36 @@ controller is their child subreaper, so they become its children, and each carri
 
 - a command that ignores TERM keeps its attempt running after a stop or a timeout until
   the KILL that follows the grace period; a retry never starts beside it;
-- a wrapper killed with -9 leaves its command running: the attempt stays running until
-  the command and its children are gone (its exit code is then unknown: "lost");
 - processes the command leaves behind when it exits (`cmd &`, daemons) are ended with
-  the attempt: TERM, then KILL after the grace; the attempt's outcome is the command's.
+  the attempt: TERM, then KILL after the grace; the attempt's outcome is the command's;
+- a shim killed with -9 leaves its commands running: their attempts stay running until
+  their processes are gone (their exit codes are then unknown: "lost").
 
-The pid file and the exit code in it are written by the wrapper itself, so they survive
-the controller: after a restart, an attempt with an exit code whose processes are gone has
+The pid file and the exit code in it are written by the shim, which outlives the
+controller: after a restart, an attempt with an exit code whose processes are gone has
 finished (its code is recorded), one with live processes is adopted, and one with
 neither ended without a known code. An attempt the controller began but never recorded
-as started is settled by `recover`, which races the wrapper for the pid file (created
-exclusively): either the command had started and is adopted, or it never runs. The
-controller, the wrapper's parent, also knows the exit code from the wrapper's own exit
-status, so an exit code that cannot be written (a full disk, a deleted directory)
-loses nothing while the controller that started the attempt runs.
+as started is settled by `recover`, which races the shim for the pid file (created
+exclusively): either the command had started and is adopted, or it never runs. The shim
+also tells the controller each code, so a code that cannot be written (a full disk, a
+deleted directory) loses nothing while the controller that started the attempt runs.
 
 What can escape: a process that both leaves the session and clears its environment
 while the controller that started it is not running, and work handed to another service
 (ssh, systemd-run, a container engine). An argv command runs without a shell; a string
-command runs with `/bin/sh -c`; either in its working directory, which the wrapper enters
-after its pid file (one gone since `start` checked it fails the attempt: code 126).
+command runs with `/bin/sh -c`; either in its working directory, which the shim's child
+enters after the pid file (one gone since `start` checked it fails the attempt: 126).
+Attempts started by earlier versions, under a /bin/sh wrapper, are followed the same way.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import select
 import signal
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -55,6 +56,14 @@ from backfill_ctl.backends import (
     Key,
     Outcome,
     resolved_command,
+)
+from backfill_ctl.backends.local.attempt import NOT_RUN, Attempt, reap
+from backfill_ctl.backends.local.pidfile import (
+    absolute,
+    current_umask,
+    make_private,
+    read_pid,
+    read_status,
 )
 from backfill_ctl.backends.local.procs import (
     MARKER,
@@ -69,14 +78,7 @@ from backfill_ctl.backends.local.procs import (
     signal_group,
     signal_members,
 )
-from backfill_ctl.backends.local.wrapper import (
-    NOT_RUN,
-    absolute,
-    make_private,
-    read_pid,
-    read_status,
-    spawn,
-)
+from backfill_ctl.backends.local.spawner import Shim, ShimGone
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -86,33 +88,23 @@ GRACE = 5.0  # seconds between TERM and KILL when an attempt is cancelled
 __all__ = ["GRACE", "MARKER", "LocalBackend"]
 
 
-@dataclass
-class _Attempt:
-    """What this backend knows of one attempt beyond its handle."""
-
-    code: int | None = None  # the command's exit code, once known
-    main_done: bool = False  # the wrapper is gone (the command ended, or it was killed)
-    cancel: str | None = None  # why it is being stopped
-    ending_leftovers: bool = False  # the command ended; what it left is being ended
-    kill_at: float | None = None  # when the group gets KILL (after TERM)
-    killed: bool = False
-    not_run: bool = False  # the wrapper exited before running the command
-    leftovers: set[int] = field(default_factory=set)  # processes ended with the attempt
-
-
 class LocalBackend:
     name = "local"
 
     def __init__(self, root: Path, *, supervise: bool = False) -> None:
         self.root = root
-        self._children: set[int] = set()  # wrappers started here, not yet reaped
-        self._attempts: dict[int, _Attempt] = {}  # by group id
+        self._shim: Shim | None = None  # the one starting attempts now
+        self._spawned: dict[int, Shim] = {}  # pid of a command started here -> its shim
+        self._settled: dict[str, Outcome] = {}  # base -> outcome, of one that never ran
+        self._attempts: dict[int, Attempt] = {}  # by group id
         self._escaped: dict[int, int] = {}  # pid of a process that left its group -> group
         self._bases: dict[str, int] = {}  # base path -> group id, for the marker
         self._own: set[int] = set()  # groups this backend started (their ids are fresh)
         self._checked: set[Path] = set()  # directories found private
         self._directories: dict[str, tuple[Path, str, str]] = {}  # `_directory`'s
         self.supervise = supervise and become_subreaper()
+        if self.supervise:  # (it starts while the controller loads: ~15 ms)
+            self._shim = Shim()
 
     def _private(self, directory: Path) -> None:
         """`directory` made and checked private (`make_private`), once while it exists:
@@ -147,44 +139,71 @@ class LocalBackend:
         # paused past its lease must not undo. Each store has a runs directory of its own,
         # so a store that was thrown away leaves no files in the way.
         try:
-            fd = self._open_log(directory, log)
-            try:
-                pid = spawn(f"{absolute_where}/{name}", cwd, argv, env, fd)
-            finally:
-                os.close(fd)
+            if directory not in self._checked:
+                self._private(directory)
+            ask = (f"{absolute_where}/{name}", cwd, argv, env)
+            shim, kind, number = self._ask(*ask)
+            if kind == "L" and number == errno.ENOENT:  # its directory was deleted: again
+                self._checked.discard(directory)
+                self._private(directory)
+                shim, kind, number = self._ask(*ask)
         except OSError as exc:
             raise BackendError(f"cannot start: {exc.strerror}") from exc
-        self._children.add(pid)
-        self._own.add(pid)
-        self._bases[base] = pid
-        return {"pid": pid, "base": base}, log
+        except ShimGone:  # it may have started the command: settled as by a newer controller
+            self._shim = None
+            return self.recover(spec) or self._never_ran(base, NOT_RUN), log
+        if kind == "L":
+            raise BackendError(f"cannot start: {os.strerror(number)}")
+        if kind == "N":
+            return self._never_ran(base, NOT_RUN), log
+        if kind == "X":  # (the reason is in its log)
+            return self._never_ran(base, Outcome("failed", number, f"exit code {number}")), log
+        self._spawned[number] = shim
+        self._own.add(number)
+        self._bases[base] = number
+        return {"pid": number, "base": base}, log
 
-    def _open_log(self, directory: Path, log: str) -> int:
-        """The attempt's log, created private and never through a link, in `directory`
-        (checked private once; a directory found missing is made and checked again)."""
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
-        if directory in self._checked:
-            try:
-                return os.open(log, flags, 0o600)
-            except FileNotFoundError:
-                self._checked.discard(directory)
-        self._private(directory)
-        return os.open(log, flags, 0o600)
+    def _ask(
+        self, target: str, cwd: str, argv: list[str], env: dict[str, str]
+    ) -> tuple[Shim, str, int]:
+        """The shim and its answer to a start (`Shim.start`). A shim found gone before it
+        had the request (nothing of it was done) is replaced; one gone after: ShimGone."""
+        request = (target, f"{target}.log", cwd, current_umask(), argv, env)
+        shim = self._shim if self._shim is not None and not self._shim.gone else Shim()
+        try:
+            self._shim = shim
+            return (shim, *shim.start(*request))
+        except ShimGone as exc:
+            if exc.delivered:
+                raise
+        self._shim = shim = Shim()
+        return (shim, *shim.start(*request))
+
+    def _never_ran(self, base: str, outcome: Outcome) -> Handle:
+        """The handle of an attempt whose command never runs (its pid file was claimed or
+        could not be created; its directory or program is not there): `outcome` is its."""
+        self._settled[base] = outcome
+        return {"pid": 0, "base": base}
 
     # -- following attempts ----------------------------------------------------------
 
     def poll(self, running: Mapping[Key, Handle]) -> dict[Key, Outcome]:
-        # Orphans this process inherited matter once an attempt's wrapper is gone (do
+        # Orphans this process inherited matter once an attempt's command is gone (do
         # they keep it running?) or while one is ended (they are signalled too): looked
         # for then, once per poll, not on every poll (a /proc read per thread).
         adopted = not self.supervise
+        for shim in set(self._spawned.values()):
+            shim.read()
         for handle in running.values():  # (whose an orphan is: all known before it is)
             self._bases.setdefault(str(handle["base"]), int(handle["pid"]))
         ended: dict[Key, Outcome] = {}
         now = time.monotonic()
         for key, handle in running.items():
             pid, base = int(handle["pid"]), str(handle["base"])
-            attempt = self._attempts.setdefault(pid, _Attempt())
+            if (outcome := self._settled.pop(base, None)) is not None:
+                ended[key] = outcome
+                continue
+            attempt = self._attempts.setdefault(pid, Attempt())
             if not adopted and (attempt.cancel or attempt.ending_leftovers):
                 adopted = self._adopt_orphans()
             if not attempt.main_done and not self._main_ended(pid, base, attempt):
@@ -206,32 +225,27 @@ class LocalBackend:
                     self._signal_all(pid, signal.SIGTERM, base)
                 self._escalate(pid, attempt, now, base)
                 continue
-            ended[key] = self._outcome(attempt)
+            ended[key] = attempt.outcome()
             self._forget(pid, base)
         return ended
 
-    def _main_ended(self, pid: int, base: str, attempt: _Attempt) -> bool:
-        """Has the wrapper (and so the command it waited for) ended? Records the code."""
-        if pid in self._children:
-            try:
-                done, status = os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:  # reaped by someone else: its pid file tells
-                done, status = pid, None
-            if done == 0:
+    def _main_ended(self, pid: int, base: str, attempt: Attempt) -> bool:
+        """Has the command ended (and its code been written)? Records the code."""
+        shim = self._spawned.get(pid)
+        if shim is not None:
+            code = shim.ended.pop(pid, None)
+            if code is None and not shim.gone:
                 return False
-            self._children.discard(pid)
-            code = None if status is None else os.waitstatus_to_exitcode(status)
-            if code == NOT_RUN and read_pid(base) != pid:
-                attempt.not_run = True  # its pid file was another's claim, or unwritable
-            elif code is not None and code >= 0:  # the wrapper passes the command's code on
+            del self._spawned[pid]
+            if code is not None:  # (else its shim died before it: /proc and its file tell)
                 attempt.code = code
-            else:  # the wrapper was killed: the command may live on; its file may say
-                attempt.code = read_status(base)
-            attempt.main_done = True
-            return True
+                attempt.main_done = True
+                return True
         if pid > 0 and alive(pid, base):
             return False
         attempt.code = read_status(base)
+        if attempt.code is None and pid in self._own and self.supervise:
+            attempt.code = reap(pid)  # its shim died: it became our child (subreaper)
         attempt.main_done = True
         return True
 
@@ -251,7 +265,7 @@ class LocalBackend:
         # only processes marked as the attempt's count then.
         return left | group_members(pgid, None if pgid in self._own else base)
 
-    def _escalate(self, pgid: int, attempt: _Attempt, now: float, base: str) -> None:
+    def _escalate(self, pgid: int, attempt: Attempt, now: float, base: str) -> None:
         if attempt.kill_at is not None and not attempt.killed and now >= attempt.kill_at:
             self._signal_all(pgid, signal.SIGKILL, base)  # it ignored TERM
             attempt.killed = True
@@ -266,34 +280,6 @@ class LocalBackend:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, sig)
 
-    def _outcome(self, attempt: _Attempt) -> Outcome:
-        code = attempt.code
-        if attempt.not_run:
-            return Outcome(
-                "lost",
-                None,
-                "the command did not run: its pid file could not be written (a full disk?)"
-                " or a newer controller had declared the attempt unstarted",
-                started=False,
-            )
-        if attempt.cancel:  # killed on purpose: the reason is what matters
-            return Outcome("failed", code, attempt.cancel)
-        if code is None:
-            return Outcome(
-                "lost",
-                None,
-                "no exit code is known (its wrapper was killed, or could not write its "
-                "status); no process of it is left",
-            )
-        note = (
-            f" (ended {len(attempt.leftovers)} process(es) it left running)"
-            if attempt.leftovers
-            else ""
-        )
-        if code == 0:
-            return Outcome("succeeded", 0, note.strip(" ()") or None)
-        return Outcome("failed", code, f"exit code {code}{note}")
-
     def _forget(self, pgid: int, base: str) -> None:
         self._attempts.pop(pgid, None)
         self._own.discard(pgid)
@@ -307,7 +293,7 @@ class LocalBackend:
         does not end before them. True (done)."""
         groups = set(self._bases.values())
         for pid in children_of(os.getpid()):
-            if pid in self._children:
+            if pid in self._shims():
                 continue
             fields = proc_stat(pid)
             if fields is None:
@@ -330,25 +316,23 @@ class LocalBackend:
                         os.kill(pid, signal.SIGTERM if not attempt.killed else signal.SIGKILL)
         return True
 
+    def _shims(self) -> set[int]:
+        return {s.pid for s in (self._shim, *self._spawned.values()) if s is not None}
+
     def wait(self, timeout: float) -> None:
-        """Sleep until one of our children exits (pidfds), or `timeout` passes."""
-        fds = []
-        try:
-            for pid in list(self._children):
-                with contextlib.suppress(ProcessLookupError, OSError):
-                    fds.append(os.pidfd_open(pid))
-            if fds:
-                select.select(fds, [], [], timeout)
-            else:
-                time.sleep(timeout)
-        finally:
-            for fd in fds:
-                os.close(fd)
+        """Sleep until a shim has news (an attempt ended), or `timeout` passes."""
+        shims = [s for s in set(self._spawned.values()) if not s.gone]
+        if any(s.ended for s in shims):  # (heard while waiting for a start's answer)
+            return
+        if shims:
+            select.select(shims, [], [], timeout)
+        else:
+            time.sleep(timeout)
 
     def cancel(self, key: Key, handle: Handle, reason: str) -> None:
         pid = int(handle["pid"])
         self._bases.setdefault(str(handle["base"]), pid)
-        attempt = self._attempts.setdefault(pid, _Attempt())
+        attempt = self._attempts.setdefault(pid, Attempt())
         if attempt.cancel:  # already being stopped
             return
         attempt.cancel = reason
@@ -362,16 +346,16 @@ class LocalBackend:
         try:
             os.close(os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         except FileExistsError:
-            pass  # the wrapper was first: the attempt started
+            pass  # the shim was first: the attempt started
         else:
-            return None  # claimed before any wrapper: it never runs
-        deadline = time.monotonic() + 2.0  # the wrapper writes its pid right after
+            return None  # claimed before the shim: it never runs
+        deadline = time.monotonic() + 2.0  # the shim writes the pid right after
         while True:
             pid = read_pid(base)
             if pid is not None:
                 return {"pid": pid, "base": str(base)}
             if time.monotonic() > deadline:
-                # A wrapper stalled before writing its pid: its marked processes, if any
+                # A shim stalled before writing the pid: its marked processes, if any
                 # live, are the attempt's; else nothing of it runs and its status decides.
                 return {"pid": marked_group(str(base)) or 0, "base": str(base)}
             time.sleep(0.01)
@@ -389,7 +373,9 @@ class LocalBackend:
         ]
 
     def close(self) -> None:
-        pass
+        for shim in {self._shim, *self._spawned.values()}:
+            if shim is not None:
+                shim.close(idle=shim not in self._spawned.values())
 
     def log_text(self, handle: Handle, log: str | None) -> str:
         if not log:

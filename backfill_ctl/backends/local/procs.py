@@ -1,6 +1,6 @@
 """The local backend's view of processes (Linux /proc): an attempt's process group, the
 processes marked as its own, the orphans this process inherits as their subreaper, and
-whether a pid is still the wrapper it was."""
+whether a pid is still the attempt's first process it was."""
 
 from __future__ import annotations
 
@@ -87,7 +87,7 @@ def group_members(pgid: int, base: str | None) -> set[int]:
 
 
 def marked_group(base: str) -> int | None:
-    """The process group of a live process marked as attempt `base`'s: its wrapper's
+    """The process group of a live process marked as attempt `base`'s: its first one's
     group (the one led by a marked process) if any, else any such group; None if no
     process of the attempt lives."""
     groups: set[int] = set()
@@ -128,7 +128,10 @@ def become_subreaper() -> bool:
 
 
 def alive(pid: int, base: str | Path) -> bool:
-    """Is `pid` still our wrapper? (A pid can be reused after a reboot or a long time.)"""
+    """Is `pid` still the attempt `base`'s first process (a command the shim started,
+    marked with `base`, or an earlier version's wrapper, whose argv has it)? A pid can
+    be reused after a reboot or a long time. A zombie of another process's counts: its
+    reaper (the shim) writes its code before reaping it; one of ours is dead."""
     if pid <= 0:
         return False
     try:
@@ -140,10 +143,10 @@ def alive(pid: int, base: str | Path) -> bool:
     try:
         stat = proc_stat(pid)
         if stat is not None and stat[0] in ("Z", "X"):
-            return False  # dead, not yet reaped by its parent
+            return stat[1] != str(os.getpid())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         if not cmdline:  # a kernel thread, or a process in the middle of its exec
             return stat is not None and stat[1] not in ("0", "2")  # kthreadd's are the kernel's
     except OSError:
         return True  # no /proc: trust the signal check
-    return str(base).encode() in cmdline
+    return str(base).encode() in cmdline or marker(pid) == str(base)

@@ -1,0 +1,218 @@
+"""The local backend's shim: one small process per controller that starts the attempts'
+commands and records their exit codes, so that a code outlives the controller.
+
+Run as `python -I -S shim.py` (the standard library only: it starts in ~15 ms), with
+requests on stdin and replies on stdout; its own stderr is /dev/null. It is in a session
+of its own (Ctrl-C at the controller's terminal does not reach it) and ends once its
+stdin is closed (the controller ended, however) and no command of its is left.
+
+Per request (`<4-byte big-endian length><fields joined by NUL>`: seq, base, log, cwd,
+umask in octal, the number of argv items, the argv items, then the environment's
+`KEY=VALUE` items; all bytes, never decoded):
+
+1. the log is opened (created private, truncated, never through a link): if it cannot
+   be, the reply is `L <seq> <errno>` and nothing else happens;
+2. the pid file `<base>.pid` is created exclusively, as a claim (`recover` races for it
+   too: whichever comes first decides whether the attempt runs): if it exists or cannot
+   be created, the reply is `N <seq> <errno>` and nothing runs;
+3. the command is started (posix_spawn) as the leader of a new session (its pid is its
+   process group's id), with stdin /dev/null and stdout and stderr the log, the signals
+   Python ignores back to their defaults, the command's umask, its working directory
+   and the request's environment (whose PATH finds the program); its pid is written to
+   the pid file and the reply is `S <seq> <pid>`. (The pid is written just after the
+   command started: `recover` waits for it, and finds a command whose shim died in
+   between by its marker.) A working directory that cannot be entered (126), a program
+   that is not found (127) or cannot be executed (126) runs nothing: the reason goes to
+   the log, the code to the pid file (after a pid of 0), and the reply is `X <seq>
+   <code>`.
+
+When a command ends, its exit code (128 + the signal if a signal ended it, as a shell
+says it) is written after the pid through the descriptor the shim kept (nothing planted
+in the file's place later is written through), and only then is the process reaped, so
+that whoever finds the pid gone finds its code written; the reply is `E <pid> <code>`.
+Replies are written without blocking (a buffer holds what the pipe does not take), so
+the shim never stops reading requests or reaping because the controller is busy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import select
+import signal
+
+NO_CWD = 126  # the working directory could not be entered: the command did not run
+_LOG = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+_CLAIM = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+
+
+def _program(name: bytes, env: dict[bytes, bytes]) -> bytes:
+    """The file `name` runs (a name without a slash: found on the environment's PATH)."""
+    if b"/" in name:
+        return name
+    for directory in os.get_exec_path(env):  # type: ignore[arg-type]  # (bytes work)
+        candidate = os.path.join(os.fsencode(directory), name)  # noqa: PTH118
+        if os.access(candidate, os.X_OK) and not os.path.isdir(candidate):  # noqa: PTH112
+            return candidate
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT))
+
+
+_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)  # ignored here, not for commands
+
+
+def _spawn(log_fd: int, cwd: bytes, umask: int, argv: list[bytes], env: dict[bytes, bytes]) -> int:
+    """The command's pid, started in a session of its own (posix_spawn: a vfork-like
+    clone, several times cheaper than a fork of this process), in `cwd` and with `umask`
+    (this process's own, lent for the start). OSError with `.code`: it did not start."""
+    home = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    previous = os.umask(umask)
+    try:
+        if cwd:
+            try:
+                os.chdir(cwd)
+            except OSError as exc:
+                exc.code = NO_CWD  # type: ignore[attr-defined]
+                raise
+        try:
+            program = _program(argv[0], env)
+            return os.posix_spawn(
+                program,
+                argv,
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, log_fd, 1),
+                    (os.POSIX_SPAWN_DUP2, log_fd, 2),
+                    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDWR, 0),
+                ],
+                setsid=True,
+                setsigdef=_SIGNALS,
+            )
+        except OSError as exc:
+            exc.code = 127 if exc.errno == errno.ENOENT else 126  # type: ignore[attr-defined]
+            raise
+    finally:
+        os.umask(previous)
+        os.fchdir(home)
+        os.close(home)
+
+
+def _start(record: bytes, running: dict[int, int]) -> bytes:
+    fields = record.split(b"\0")
+    seq, base, log, cwd, umask, count = fields[:6]
+    n = int(count)
+    argv = fields[6 : 6 + n]
+    env = dict(item.split(b"=", 1) for item in fields[6 + n :] if b"=" in item)
+    try:
+        log_fd = os.open(log, _LOG, 0o600)
+    except OSError as exc:
+        return b"L %s %d\n" % (seq, exc.errno or 0)
+    try:
+        try:
+            pid_fd = os.open(base + b".pid", _CLAIM, 0o600)
+        except OSError as exc:
+            return b"N %s %d\n" % (seq, exc.errno or 0)
+        try:
+            pid = _spawn(log_fd, cwd, int(umask, 8), argv, env)
+        except OSError as exc:  # nothing runs: the attempt failed, as a shell would say
+            code = getattr(exc, "code", 126)
+            what = b"enter %s" % cwd if code == NO_CWD else b"run %s" % argv[0]
+            with contextlib.suppress(OSError):
+                os.write(log_fd, b"cannot %s: %s\n" % (what, os.fsencode(exc.strerror or "")))
+            _write(pid_fd, 0, code)
+            return b"X %s %d\n" % (seq, code)
+        with contextlib.suppress(OSError):  # (a full disk: the controller has it; `recover`
+            os.write(pid_fd, b"%d\n" % pid)  # finds the command by its marker)
+        running[pid] = pid_fd
+        return b"S %s %d\n" % (seq, pid)
+    finally:
+        os.close(log_fd)
+
+
+def _write(fd: int, pid: int, code: int) -> None:
+    """The pid and the code, from the file's start (whether the pid got there or not)."""
+    with contextlib.suppress(OSError):  # (a full disk: the controller hears the code)
+        os.pwrite(fd, b"%d\n%d\n" % (pid, code), 0)
+    os.close(fd)
+
+
+def _reap(running: dict[int, int]) -> bytes:
+    """Record and reap every child that ended: its code first, then the process."""
+    out = b""
+    while True:
+        try:
+            info = os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        except ChildProcessError:
+            return out
+        if info is None or info.si_pid == 0:
+            return out
+        pid, status = info.si_pid, info.si_status
+        code = status if info.si_code == os.CLD_EXITED else 128 + status
+        fd = running.pop(pid, None)
+        if fd is not None:
+            _write(fd, pid, code)
+        os.waitpid(pid, 0)
+        out += b"E %d %d\n" % (pid, code)
+
+
+def _setup() -> int:
+    """This process's settings; the descriptor that becomes readable when a child ends."""
+    os.umask(0o077)
+    for fd in (0, 1):
+        os.set_inheritable(fd, False)
+    os.set_blocking(1, False)
+    with contextlib.suppress(ImportError, OSError, ValueError):
+        import resource
+
+        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # a descriptor per command
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda _sig, _frame: None)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    return wake_r
+
+
+def _requests(pending: bytearray, running: dict[int, int]) -> bytes:
+    """Carry out every whole request in `pending` (taken out of it); the replies."""
+    out = b""
+    while len(pending) >= 4:
+        size = int.from_bytes(pending[:4], "big")
+        if len(pending) < 4 + size:
+            break
+        out += _start(bytes(pending[4 : 4 + size]), running)
+        del pending[: 4 + size]
+    return out
+
+
+def main() -> None:
+    wake = _setup()
+    running: dict[int, int] = {}  # pid -> its pid file's descriptor
+    pending = bytearray()  # requests read, not yet whole
+    out = bytearray()  # replies the pipe did not take yet
+    reading = True
+    while reading or running:
+        readable, _, _ = select.select([wake, 0] if reading else [wake], [1] if out else [], [])
+        if wake in readable:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(wake, 4096):
+                    pass
+        if 0 in readable:
+            chunk = os.read(0, 1 << 16)
+            reading = bool(chunk)
+            pending += chunk
+            out += _requests(pending, running)
+        out += _reap(running)
+        if out:
+            try:
+                del out[: os.write(1, out)]
+            except BlockingIOError:
+                pass
+            except OSError:  # the controller is gone: the codes are on disk
+                out.clear()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""The controller's end of the local backend's shim (`shim.py`, which says the protocol):
+the shim's process, the requests to start commands, and the replies it sends back."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from backfill_ctl.backends.local.pidfile import inherited_fds
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+SHIM = str(Path(__file__).resolve().with_name("shim.py"))
+REPLY_TIMEOUT = 30.0  # a shim that says nothing for this long to a start is given up
+
+
+class ShimGone(Exception):
+    """The shim ended, or stopped answering, before it said what became of a request;
+    `delivered`: whether it may have had the request (else nothing of it was done)."""
+
+    def __init__(self, message: str, *, delivered: bool) -> None:
+        super().__init__(message)
+        self.delivered = delivered
+
+
+class Shim:
+    """One shim process, started now, in a session of its own."""
+
+    def __init__(self) -> None:
+        requests_r, requests_w = os.pipe()
+        replies_r, replies_w = os.pipe()
+        actions: list[tuple[int, ...] | tuple[int, int, str, int, int]] = [
+            (os.POSIX_SPAWN_DUP2, requests_r, 0),
+            (os.POSIX_SPAWN_DUP2, replies_w, 1),
+            (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+        ]
+        actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in inherited_fds()]
+        python = sys.executable or "python3"
+        try:
+            self.pid = os.posix_spawn(
+                python, [python, "-I", "-S", SHIM], os.environ, file_actions=actions, setsid=True
+            )
+        except OSError:
+            os.close(requests_w)
+            os.close(replies_r)
+            raise
+        finally:
+            os.close(requests_r)
+            os.close(replies_w)
+        self._requests = requests_w
+        self._replies = replies_r
+        os.set_blocking(replies_r, False)
+        self.ended: dict[int, int] = {}  # pid -> exit code, heard and not yet taken
+        self._answers: dict[int, tuple[str, int]] = {}  # request -> (kind, pid or errno)
+        self._partial = b""
+        self._seq = 0
+        self.gone = False
+
+    def fileno(self) -> int:
+        return self._replies
+
+    def start(
+        self,
+        base: str,
+        log: str,
+        cwd: str,
+        umask: int,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+    ) -> tuple[str, int]:
+        """Ask for a command to be started; the answer: ("S", pid), ("L", errno: the log
+        could not be opened) or ("N", errno: the pid file was not created, or no process
+        could be made: nothing runs). ShimGone if the shim does not answer."""
+        if self.gone:
+            raise ShimGone("the shim is gone", delivered=False)
+        self._seq += 1
+        seq = self._seq
+        fields = [str(seq), base, log, cwd, f"{umask:o}", str(len(argv)), *argv]
+        fields += [f"{k}={v}" for k, v in env.items()]
+        payload = b"\0".join(os.fsencode(f) for f in fields)
+        message = memoryview(len(payload).to_bytes(4, "big") + payload)
+        written = 0
+        try:
+            while written < len(message):
+                written += os.write(self._requests, message[written:])
+        except OSError as exc:  # (a broken pipe: it is gone)
+            self.close()
+            raise ShimGone(str(exc), delivered=written > 0) from exc
+        deadline = time.monotonic() + REPLY_TIMEOUT
+        while seq not in self._answers:
+            left = deadline - time.monotonic()
+            if self.gone or left <= 0:
+                self.close()
+                raise ShimGone("the shim did not answer", delivered=True)
+            select.select([self._replies], [], [], left)
+            self.read()
+        return self._answers.pop(seq)
+
+    def read(self) -> None:
+        """Take what the shim said (without waiting)."""
+        chunks = [self._partial]
+        while not self.gone:
+            try:
+                chunk = os.read(self._replies, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                self.close()
+                break
+            chunks.append(chunk)
+        *lines, self._partial = b"".join(chunks).split(b"\n")
+        for line in lines:
+            kind, first, second = line.split()
+            if kind == b"E":
+                self.ended[int(first)] = int(second)
+            else:
+                self._answers[int(first)] = (kind.decode(), int(second))
+
+    def close(self, *, idle: bool = False) -> None:
+        """No more requests, no more replies: the shim ends once its commands have (their
+        codes written to their pid files). `idle` (none of its commands runs): it ends
+        now, and is waited for (up to a second), so that its CPU and its commands' are
+        counted in this process's children's."""
+        if not self.gone:
+            self.gone = True
+            os.close(self._requests)
+            os.close(self._replies)
+        if idle:
+            with contextlib.suppress(OSError):
+                fd = os.pidfd_open(self.pid)
+                select.select([fd], [], [], 1.0)
+                os.close(fd)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, os.WNOHANG)
