@@ -152,13 +152,13 @@ def test_an_attempt_whose_process_vanished_without_a_status_is_lost(tmp_path: Pa
 def test_a_shim_found_dead_before_a_start_is_replaced(tmp_path: Path) -> None:
     backend = LocalBackend(tmp_path / "runs")
     assert run_one(backend, spec(("true",)))[0] == Outcome("succeeded", 0)
-    dead = backend._shim
+    dead = backend._starts.shim
     assert dead is not None
     os.kill(dead.pid, signal.SIGKILL)
     _wait_for(lambda: not _is_child_alive({"pid": dead.pid}))
     outcome, _ = run_one(backend, spec(("sh", "-c", "exit 5"), number=2))
     assert outcome == Outcome("failed", 5, "exit code 5")
-    assert backend._shim is not dead
+    assert backend._starts.shim is not dead
 
 
 def test_a_start_the_shim_never_answers_runs_once_or_never(
@@ -172,16 +172,16 @@ def test_a_start_the_shim_never_answers_runs_once_or_never(
     monkeypatch.setattr(spawner, "REPLY_TIMEOUT", 0.5)
     backend = LocalBackend(tmp_path / "runs")
     assert run_one(backend, spec(("true",)))[0] == Outcome("succeeded", 0)
-    stopped = backend._shim
+    stopped = backend._starts.shim
     assert stopped is not None
     os.kill(stopped.pid, signal.SIGSTOP)
     ran = tmp_path / "ran"
     try:
         s = spec(("touch", str(ran)), number=2)
         handle, _ = backend.start(s)
+        outcome = settle(backend, {s.key: handle})[s.key]
     finally:
         os.kill(stopped.pid, signal.SIGCONT)
-    outcome = settle(backend, {s.key: handle})[s.key]
     assert (outcome.state, outcome.started) == ("lost", False)
     _wait_for(lambda: not _is_child_alive({"pid": stopped.pid}))  # it read the request
     assert not ran.exists()
@@ -286,7 +286,7 @@ def test_a_killed_shim_is_not_a_finished_attempt(tmp_path: Path, adopted: bool) 
     s = spec(f"echo ready; while [ ! -e '{go}' ]; do sleep 0.02; done; echo done")
     handle, log = backend.start(s)
     _wait_for(lambda: backend.log_text(handle, log) == "ready\n")
-    shim = backend._shim
+    shim = backend._starts.shim
     assert shim is not None
     os.kill(shim.pid, signal.SIGKILL)
     follower = LocalBackend(tmp_path / "runs") if adopted else backend
@@ -370,7 +370,7 @@ s = spec("echo ready; while [ ! -e '%s' ]; do sleep 0.02; done; exit 3" % go)
 handle, log = backend.start(s)
 while backend.log_text(handle, log) != "ready\\n":
     time.sleep(0.01)
-os.kill(backend._shim.pid, signal.SIGKILL)
+os.kill(backend._starts.shim.pid, signal.SIGKILL)
 assert backend.poll({s.key: handle}) == {}
 go.touch()
 outcome = settle(backend, {s.key: handle})[s.key]
@@ -422,10 +422,11 @@ def test_a_planted_exit_code_is_not_believed(tmp_path: Path, plant: str, suffix:
     """An adopted attempt whose pid file was replaced, while it ran, by a symlink or
     another user's file saying it succeeded (or with a status file, as versions before
     the code shared the pid file wrote, planted beside): its exit code is not taken from
-    it, and the wrapper does not write through it."""
+    it, and the shim does not write through it."""
     backend = LocalBackend(tmp_path / "runs")
     s = spec("sleep 0.5; exit 3")
     handle, _ = backend.start(s)
+    backend.poll({})  # the shim's answer taken: the handle has its pid
     base = Path(handle["base"])
     deadline = time.monotonic() + 10
     while read_pid(base) is None and time.monotonic() < deadline:  # its pid is written
@@ -440,11 +441,11 @@ def test_a_planted_exit_code_is_not_believed(tmp_path: Path, plant: str, suffix:
         planted.write_text(f"{handle['pid']}\n0\n" if suffix == ".pid" else "0\n")
         os.chown(planted, 65534, 65534)
     outcome = settle(backend, {s.key: handle})[s.key]
-    assert outcome.exit_code == 3  # the parent's knowledge, not the planted file
+    assert outcome.exit_code == 3  # the shim's word, not the planted file
     adopted = LocalBackend(tmp_path / "runs").poll({s.key: handle})[s.key]
     if suffix == ".pid":
         assert (adopted.state, adopted.exit_code) == ("lost", None)  # not "succeeded"
-    else:  # the wrapper's own file says it
+    else:  # the pid file the shim wrote says it
         assert (adopted.state, adopted.exit_code) == ("failed", 3)
     if plant == "symlink":
         assert target.read_text() == f"{handle['pid']}\n0\n"  # untouched

@@ -8,6 +8,12 @@ group's id is its pid), with its output in one log file per attempt:
     <runs>/<backfill>/<instance>.<attempt>.pid  the command's pid (= the group id), then
                                                 its exit code, when it ends
 
+`start` asks the shim and returns: the handle gets its pid when the shim answers, which
+`poll` waits for (so a handle is stored with its pid) and which the controller's wait
+takes as it comes. A handle given out before its answer (a controller that stopped right
+after a start) is settled by whoever follows it as `recover` settles an attempt: the
+shim claims the pid file first, and a claim made after it had 2 s leaves it unstarted.
+
 **An attempt ends when no process of it is left**, not when its command exits. Its
 processes are its process group, plus (when the backend supervises: the controller's
 own process) descendants that left the group (`setsid`, a daemon's double fork): the
@@ -41,7 +47,6 @@ Attempts started by earlier versions, under a /bin/sh wrapper, are followed the 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import select
 import signal
@@ -57,12 +62,10 @@ from backfill_ctl.backends import (
     Outcome,
     resolved_command,
 )
-from backfill_ctl.backends.local.attempt import NOT_RUN, Attempt, reap
+from backfill_ctl.backends.local.attempt import Attempt, reap
 from backfill_ctl.backends.local.pidfile import (
     absolute,
-    current_umask,
     make_private,
-    read_pid,
     read_status,
 )
 from backfill_ctl.backends.local.procs import (
@@ -71,7 +74,6 @@ from backfill_ctl.backends.local.procs import (
     become_subreaper,
     children_of,
     group_members,
-    marked_group,
     marker,
     proc_stat,
     running,
@@ -79,6 +81,7 @@ from backfill_ctl.backends.local.procs import (
     signal_members,
 )
 from backfill_ctl.backends.local.spawner import Shim, ShimGone
+from backfill_ctl.backends.local.starts import Starts
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -93,9 +96,6 @@ class LocalBackend:
 
     def __init__(self, root: Path, *, supervise: bool = False) -> None:
         self.root = root
-        self._shim: Shim | None = None  # the one starting attempts now
-        self._spawned: dict[int, Shim] = {}  # pid of a command started here -> its shim
-        self._settled: dict[str, Outcome] = {}  # base -> outcome, of one that never ran
         self._attempts: dict[int, Attempt] = {}  # by group id
         self._escaped: dict[int, int] = {}  # pid of a process that left its group -> group
         self._bases: dict[str, int] = {}  # base path -> group id, for the marker
@@ -103,8 +103,9 @@ class LocalBackend:
         self._checked: set[Path] = set()  # directories found private
         self._directories: dict[str, tuple[Path, str, str]] = {}  # `_directory`'s
         self.supervise = supervise and become_subreaper()
+        self._starts = Starts(self._private)
         if self.supervise:  # (it starts while the controller loads: ~15 ms)
-            self._shim = Shim()
+            self._starts.shim = Shim()
 
     def _private(self, directory: Path) -> None:
         """`directory` made and checked private (`make_private`), once while it exists:
@@ -138,52 +139,26 @@ class LocalBackend:
         # a newer controller's claim (`recover`: "it never started"), which a controller
         # paused past its lease must not undo. Each store has a runs directory of its own,
         # so a store that was thrown away leaves no files in the way.
+        # The shim is asked, not waited for: the handle gets its pid when the shim
+        # answers, which `poll` (before the handle is stored) and `cancel` wait for.
+        handle: Handle = {"base": base}
         try:
-            if directory not in self._checked:
-                self._private(directory)
-            ask = (f"{absolute_where}/{name}", cwd, argv, env)
-            shim, kind, number = self._ask(*ask)
-            if kind == "L" and number == errno.ENOENT:  # its directory was deleted: again
+            if directory not in self._checked or not os.path.isdir(where):  # noqa: PTH112
                 self._checked.discard(directory)
                 self._private(directory)
-                shim, kind, number = self._ask(*ask)
+            self._starts.ask(handle, f"{absolute_where}/{name}", cwd, argv, env)
         except OSError as exc:
             raise BackendError(f"cannot start: {exc.strerror}") from exc
-        except ShimGone:  # it may have started the command: settled as by a newer controller
-            self._shim = None
-            return self.recover(spec) or self._never_ran(base, NOT_RUN), log
-        if kind == "L":
-            raise BackendError(f"cannot start: {os.strerror(number)}")
-        if kind == "N":
-            return self._never_ran(base, NOT_RUN), log
-        if kind == "X":  # (the reason is in its log)
-            return self._never_ran(base, Outcome("failed", number, f"exit code {number}")), log
-        self._spawned[number] = shim
-        self._own.add(number)
-        self._bases[base] = number
-        return {"pid": number, "base": base}, log
+        except ShimGone:  # it may have had the request: settled as by a newer controller
+            handle = self._starts.found(base)
+        return handle, log
 
-    def _ask(
-        self, target: str, cwd: str, argv: list[str], env: dict[str, str]
-    ) -> tuple[Shim, str, int]:
-        """The shim and its answer to a start (`Shim.start`). A shim found gone before it
-        had the request (nothing of it was done) is replaced; one gone after: ShimGone."""
-        request = (target, f"{target}.log", cwd, current_umask(), argv, env)
-        shim = self._shim if self._shim is not None and not self._shim.gone else Shim()
-        try:
-            self._shim = shim
-            return (shim, *shim.start(*request))
-        except ShimGone as exc:
-            if exc.delivered:
-                raise
-        self._shim = shim = Shim()
-        return (shim, *shim.start(*request))
-
-    def _never_ran(self, base: str, outcome: Outcome) -> Handle:
-        """The handle of an attempt whose command never runs (its pid file was claimed or
-        could not be created; its directory or program is not there): `outcome` is its."""
-        self._settled[base] = outcome
-        return {"pid": 0, "base": base}
+    def _answered(self, *, wait: bool) -> None:
+        """The shims' answers to starts taken (`Starts.answered`); those that started are
+        this backend's own."""
+        for base, pid in self._starts.answered(wait=wait):
+            self._own.add(pid)
+            self._bases[base] = pid
 
     # -- following attempts ----------------------------------------------------------
 
@@ -192,17 +167,19 @@ class LocalBackend:
         # they keep it running?) or while one is ended (they are signalled too): looked
         # for then, once per poll, not on every poll (a /proc read per thread).
         adopted = not self.supervise
-        for shim in set(self._spawned.values()):
+        self._answered(wait=True)
+        for shim in set(self._starts.spawned.values()):
             shim.read()
         for handle in running.values():  # (whose an orphan is: all known before it is)
-            self._bases.setdefault(str(handle["base"]), int(handle["pid"]))
+            self._bases.setdefault(str(handle["base"]), self._pid(handle))
         ended: dict[Key, Outcome] = {}
         now = time.monotonic()
         for key, handle in running.items():
-            pid, base = int(handle["pid"]), str(handle["base"])
-            if (outcome := self._settled.pop(base, None)) is not None:
+            base = str(handle["base"])
+            if (outcome := self._starts.settled.pop(base, None)) is not None:
                 ended[key] = outcome
                 continue
+            pid = self._pid(handle)
             attempt = self._attempts.setdefault(pid, Attempt())
             if not adopted and (attempt.cancel or attempt.ending_leftovers):
                 adopted = self._adopt_orphans()
@@ -231,12 +208,12 @@ class LocalBackend:
 
     def _main_ended(self, pid: int, base: str, attempt: Attempt) -> bool:
         """Has the command ended (and its code been written)? Records the code."""
-        shim = self._spawned.get(pid)
+        shim = self._starts.spawned.get(pid)
         if shim is not None:
             code = shim.ended.pop(pid, None)
             if code is None and not shim.gone:
                 return False
-            del self._spawned[pid]
+            del self._starts.spawned[pid]
             if code is not None:  # (else its shim died before it: /proc and its file tell)
                 attempt.code = code
                 attempt.main_done = True
@@ -317,20 +294,32 @@ class LocalBackend:
         return True
 
     def _shims(self) -> set[int]:
-        return {s.pid for s in (self._shim, *self._spawned.values()) if s is not None}
+        return {s.pid for s in self._starts.shims()}
 
     def wait(self, timeout: float) -> None:
-        """Sleep until a shim has news (an attempt ended), or `timeout` passes."""
-        shims = [s for s in set(self._spawned.values()) if not s.gone]
-        if any(s.ended for s in shims):  # (heard while waiting for a start's answer)
-            return
-        if shims:
-            select.select(shims, [], [], timeout)
-        else:
-            time.sleep(timeout)
+        """Sleep until an attempt ended (a shim says so, or said it never ran), or
+        `timeout` passes; the answers to starts that come meanwhile are taken, without
+        waking the caller."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self._answered(wait=False)
+            shims = [s for s in self._starts.shims() if not s.gone]
+            left = deadline - time.monotonic()
+            if any(s.ended for s in shims) or self._starts.settled or left <= 0:
+                return
+            if not shims:
+                time.sleep(left)
+                return
+            select.select(shims, [], [], left)
+            for shim in shims:
+                shim.read()
 
     def cancel(self, key: Key, handle: Handle, reason: str) -> None:
-        pid = int(handle["pid"])
+        if str(handle["base"]) in self._starts.asked:
+            self._answered(wait=True)
+        pid = self._pid(handle)
+        if pid <= 0:  # it never ran (its outcome says so), or is gone
+            return
         self._bases.setdefault(str(handle["base"]), pid)
         attempt = self._attempts.setdefault(pid, Attempt())
         if attempt.cancel:  # already being stopped
@@ -340,25 +329,14 @@ class LocalBackend:
         self._signal_all(pid, signal.SIGTERM, str(handle["base"]))
 
     def recover(self, spec: AttemptSpec) -> Handle | None:
-        base = self.root / spec.backfill / f"{spec.key[0]}.{spec.key[1]}"
-        pid_file = base.with_suffix(base.suffix + ".pid")
-        self._private(base.parent)
-        try:
-            os.close(os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:
-            pass  # the shim was first: the attempt started
-        else:
-            return None  # claimed before the shim: it never runs
-        deadline = time.monotonic() + 2.0  # the shim writes the pid right after
-        while True:
-            pid = read_pid(base)
-            if pid is not None:
-                return {"pid": pid, "base": str(base)}
-            if time.monotonic() > deadline:
-                # A shim stalled before writing the pid: its marked processes, if any
-                # live, are the attempt's; else nothing of it runs and its status decides.
-                return {"pid": marked_group(str(base)) or 0, "base": str(base)}
-            time.sleep(0.01)
+        return self._starts.claim(str(self.root / spec.backfill / f"{spec.key[0]}.{spec.key[1]}"))
+
+    def _pid(self, handle: Handle) -> int:
+        """The pid of the attempt's first process (its group's id); a handle another
+        backend gave out before its shim answered is settled first (`Starts.found`)."""
+        if "pid" not in handle:  # (its asker's shim may still have the request)
+            handle.update(self._starts.found(str(handle["base"]), patience=2.0))
+        return int(handle["pid"])
 
     def check(self) -> list[tuple[str, bool, str]]:
         shell = Path("/bin/sh")
@@ -373,9 +351,7 @@ class LocalBackend:
         ]
 
     def close(self) -> None:
-        for shim in {self._shim, *self._spawned.values()}:
-            if shim is not None:
-                shim.close(idle=shim not in self._spawned.values())
+        self._starts.close()
 
     def log_text(self, handle: Handle, log: str | None) -> str:
         if not log:

@@ -57,7 +57,8 @@ class Shim:
         self._replies = replies_r
         os.set_blocking(replies_r, False)
         self.ended: dict[int, int] = {}  # pid -> exit code, heard and not yet taken
-        self._answers: dict[int, tuple[str, int]] = {}  # request -> (kind, pid or errno)
+        self.answers: dict[str, tuple[str, int]] = {}  # key -> (kind, pid or errno)
+        self.asked: dict[int, str] = {}  # request -> key, not answered yet
         self._partial = b""
         self._seq = 0
         self.gone = False
@@ -65,23 +66,24 @@ class Shim:
     def fileno(self) -> int:
         return self._replies
 
-    def start(
+    def ask(
         self,
+        key: str,
         base: str,
         log: str,
         cwd: str,
         umask: int,
         argv: Sequence[str],
         env: Mapping[str, str],
-    ) -> tuple[str, int]:
-        """Ask for a command to be started; the answer: ("S", pid), ("L", errno: the log
-        could not be opened) or ("N", errno: the pid file was not created, or no process
-        could be made: nothing runs). ShimGone if the shim does not answer."""
+    ) -> None:
+        """Ask for a command to be started (not waiting for the answer, which `read`
+        takes into `answers`, under `key`: ("S", pid), ("L", errno: the log could not be opened),
+        ("N", errno: the pid file was not created: nothing runs) or ("X", code: nothing
+        could run). ShimGone if the request could not be written."""
         if self.gone:
             raise ShimGone("the shim is gone", delivered=False)
         self._seq += 1
-        seq = self._seq
-        fields = [str(seq), base, log, cwd, f"{umask:o}", str(len(argv)), *argv]
+        fields = [str(self._seq), base, log, cwd, f"{umask:o}", str(len(argv)), *argv]
         fields += [f"{k}={v}" for k, v in env.items()]
         payload = b"\0".join(os.fsencode(f) for f in fields)
         message = memoryview(len(payload).to_bytes(4, "big") + payload)
@@ -92,15 +94,21 @@ class Shim:
         except OSError as exc:  # (a broken pipe: it is gone)
             self.close()
             raise ShimGone(str(exc), delivered=written > 0) from exc
+        self.asked[self._seq] = key
+
+    def settle(self) -> None:
+        """Wait until every request is answered, or the shim is gone, or REPLY_TIMEOUT
+        passed (it is then given up: closed, and `gone`); what is still `asked` then was
+        not answered."""
         deadline = time.monotonic() + REPLY_TIMEOUT
-        while seq not in self._answers:
+        self.read()
+        while self.asked and not self.gone:
             left = deadline - time.monotonic()
-            if self.gone or left <= 0:
+            if left <= 0:
                 self.close()
-                raise ShimGone("the shim did not answer", delivered=True)
+                break
             select.select([self._replies], [], [], left)
             self.read()
-        return self._answers.pop(seq)
 
     def read(self) -> None:
         """Take what the shim said (without waiting)."""
@@ -120,7 +128,7 @@ class Shim:
             if kind == b"E":
                 self.ended[int(first)] = int(second)
             else:
-                self._answers[int(first)] = (kind.decode(), int(second))
+                self.answers[self.asked.pop(int(first))] = (kind.decode(), int(second))
 
     def close(self, *, idle: bool = False) -> None:
         """No more requests, no more replies: the shim ends once its commands have (their
