@@ -128,7 +128,7 @@ class LocalBackend:
         base = f"{where}/{name}"
         run = spec.run
         argv, own_env = resolved_command(run, spec.timezone)
-        env = {**os.environ, **own_env, MARKER: base}
+        env = {**own_env, MARKER: base}  # (over this process's: `Shim.ask`)
         cwd = ""
         if run.cwd:
             if not Path(run.cwd).is_dir():

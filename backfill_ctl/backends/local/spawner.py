@@ -76,16 +76,20 @@ class Shim:
         argv: Sequence[str],
         env: Mapping[str, str],
     ) -> None:
-        """Ask for a command to be started (not waiting for the answer, which `read`
-        takes into `answers`, under `key`: ("S", pid), ("L", errno: the log could not be opened),
-        ("N", errno: the pid file was not created: nothing runs) or ("X", code: nothing
-        could run). ShimGone if the request could not be written."""
+        """Ask for a command to be started, in this process's environment and `env`,
+        not waiting for the answer, which `read` takes into `answers` under `key`:
+        ("S", pid), ("L", errno: the log could not be opened), ("N", errno: the pid file
+        was not created: nothing runs) or ("X", code: nothing could run). ShimGone if
+        the request could not be written."""
         if self.gone:
             raise ShimGone("the shim is gone", delivered=False)
         self._seq += 1
-        fields = [str(self._seq), base, log, cwd, f"{umask:o}", str(len(argv)), *argv]
-        fields += [f"{k}={v}" for k, v in env.items()]
-        payload = b"\0".join(os.fsencode(f) for f in fields)
+        head = [str(self._seq), base, log, cwd, f"{umask:o}", str(len(argv)), *argv]
+        own = [f"{k}={v}" for k, v in env.items()]
+        # The command's environment: this process's (bytes, as they are), then `env`,
+        # whose variables the shim takes over those (the later of a name wins).
+        inherited = [b"%s=%s" % item for item in os.environb.items()]
+        payload = b"\0".join([*map(os.fsencode, head), *inherited, *map(os.fsencode, own)])
         message = memoryview(len(payload).to_bytes(4, "big") + payload)
         written = 0
         try:
