@@ -1,13 +1,16 @@
 """The scheduler and store overhead of two (or more) checkouts, interleaved in one run.
 
-    python bench/ab.py BEFORE AFTER [--runs 3] [--state postgresql://... | --postgres]
+    python bench/ab.py BEFORE AFTER [--runs 3] [--local]
+                       [--state postgresql://... | --postgres]
 
 BEFORE and AFTER are checkouts of this repository (e.g. `git worktree add /tmp/before
 BASE`). Each run drives run_bench.py's workload (10,000 no-op instances on the in-memory
 backend: everything but process spawning) with each checkout's own `bench/run_bench.py`
 and package, in a fresh process, on a fresh store; the checkouts alternate (run 1:
 BEFORE first, run 2: AFTER first ...) so a noisy neighbour weighs on both. Printed per
-store and checkout: the median wall and CPU time of the controller per instance.
+store and checkout: the median wall and CPU time of the controller per instance. With
+--local, the local backend runs the instances (real processes, as run_bench.py's `local`):
+the median instances per second, and the CPU of the controller per instance.
 """
 
 from __future__ import annotations
@@ -31,9 +34,12 @@ from pathlib import Path
 sys.path[:0] = [sys.argv[1] + "/bench", sys.argv[1]]
 import run_bench
 from backfill_ctl.backends.fake import FakeBackend
-store, _ = run_bench.applied_store(sys.argv[2], Path(tempfile.mkdtemp()))
+from backfill_ctl.backends.local import LocalBackend
+work = Path(tempfile.mkdtemp())
+store, _ = run_bench.applied_store(sys.argv[2], work)
+backend = LocalBackend(work / "runs") if sys.argv[3] == "local" else FakeBackend()
 before = resource.getrusage(resource.RUSAGE_SELF)
-wall = run_bench.drive(store, FakeBackend())
+wall = run_bench.drive(store, backend)
 after = resource.getrusage(resource.RUSAGE_SELF)
 cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 print(json.dumps({"wall": wall, "cpu": cpu}))
@@ -41,9 +47,9 @@ print(json.dumps({"wall": wall, "cpu": cpu}))
 INSTANCES = 10_000
 
 
-def drive(checkout: Path, target: str) -> dict[str, float]:
+def drive(checkout: Path, target: str, backend: str) -> dict[str, float]:
     done = subprocess.run(
-        [sys.executable, "-c", DRIVE, str(checkout), target],
+        [sys.executable, "-c", DRIVE, str(checkout), target, backend],
         capture_output=True,
         text=True,
         check=False,
@@ -58,6 +64,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkouts", nargs="+", type=Path)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--local", action="store_true", help="the local backend, not the fake")
     stores.add_arguments(parser)
     args = parser.parse_args()
     kinds = stores.Stores(args)
@@ -68,17 +75,23 @@ def main() -> int:
             for kind in kinds.kinds:
                 for checkout in order:
                     target = kinds.fresh(kind, Path(tempfile.mkdtemp()))
-                    results.setdefault((kind, checkout), []).append(drive(checkout, target))
+                    backend = "local" if args.local else "fake"
+                    results.setdefault((kind, checkout), []).append(
+                        drive(checkout, target, backend)
+                    )
                     if kind != stores.SQLITE:
                         kinds.drop(target)
     finally:
         kinds.close()
-    print(f"{INSTANCES:,} instances on the in-memory backend; medians of {args.runs} runs")
+    where = "the local backend" if args.local else "the in-memory backend"
+    print(f"{INSTANCES:,} instances on {where}; medians of {args.runs} runs")
     for (kind, checkout), runs in results.items():
-        wall = statistics.median(r["wall"] for r in runs) / INSTANCES * 1000
+        wall = statistics.median(r["wall"] for r in runs)
         cpu = statistics.median(r["cpu"] for r in runs) / INSTANCES * 1000
+        rate = f"{INSTANCES / wall:.0f} inst/s" if args.local else ""
         print(
-            f"  {stores.label(kind):10} {checkout}: {wall:.3f} ms/instance wall, {cpu:.3f} ms CPU"
+            f"  {stores.label(kind):10} {checkout}: {wall / INSTANCES * 1000:.3f} ms/instance"
+            f" wall {rate}, {cpu:.3f} ms CPU of the controller"
         )
     return 0
 
