@@ -161,6 +161,7 @@ def test_backend_check_of_the_local_backend(repo: Path) -> None:
     assert result.exit_code == 0
     assert [line.split()[:4] for line in result.stdout.splitlines()[1:]] == [
         ["run", "/bin/sh", "ok", "/bin/sh"],
+        ["run", "the", "shim", "ok"],
         ["write", "logs", "ok", str(repo / ".backfillctl" / "runs")],
     ]
 

@@ -50,6 +50,7 @@ import contextlib
 import os
 import select
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -80,7 +81,7 @@ from backfill_ctl.backends.local.procs import (
     signal_group,
     signal_members,
 )
-from backfill_ctl.backends.local.spawner import Shim, ShimGone
+from backfill_ctl.backends.local.spawner import SHIM, Shim, ShimGone
 from backfill_ctl.backends.local.starts import Starts
 
 if TYPE_CHECKING:
@@ -340,15 +341,17 @@ class LocalBackend:
 
     def check(self) -> list[tuple[str, bool, str]]:
         shell = Path("/bin/sh")
+        python = sys.executable or "python3"
+        found = [
+            ("run /bin/sh", shell.exists(), str(shell)),
+            ("run the shim", os.access(python, os.X_OK), f"{python} {SHIM}"),
+        ]
         try:
             self._private(self.root)
             writable = os.access(self.root, os.W_OK)
         except (OSError, BackendError) as exc:
-            return [("run /bin/sh", shell.exists(), str(shell)), ("write logs", False, str(exc))]
-        return [
-            ("run /bin/sh", shell.exists(), str(shell)),
-            ("write logs", writable, str(self.root)),
-        ]
+            return [*found, ("write logs", False, str(exc))]
+        return [*found, ("write logs", writable, str(self.root))]
 
     def close(self) -> None:
         self._starts.close()
