@@ -382,14 +382,18 @@ def test_a_killed_shim_loses_no_code_while_its_controller_runs(tmp_path: Path) -
     """The controller is the subreaper of what its attempts leave: the commands of a shim
     that was killed become its children, and it reaps their exit codes itself."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    done = subprocess.run(
-        [sys.executable, "-c", _SHIM_KILLED, str(tmp_path / "runs"), str(tmp_path / "go")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=True,
-    )
+    go = tmp_path / "go"
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _SHIM_KILLED, str(tmp_path / "runs"), str(go)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=True,
+        )
+    finally:
+        go.touch()  # (the command ends, whatever became of the script)
     assert done.stdout.split() == ["failed", "3"]
 
 
