@@ -90,3 +90,16 @@ def test_a_program_that_cannot_be_executed_fails_with_126(tmp_path: Path) -> Non
     assert outcome == Outcome("failed", 126, "exit code 126")
     assert "never" not in log and "Permission denied" in log
     assert read_status(tmp_path / "runs" / "bf" / "i1.1") == 126
+
+
+def test_the_command_gets_the_controller_s_limit_of_descriptors(tmp_path: Path) -> None:
+    """The shim holds no descriptor per command, so it raises no limit they would get."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 512), hard))  # (below the hard one)
+    try:
+        _, log = run_one(LocalBackend(tmp_path / "runs"), spec(("sh", "-c", "ulimit -n")))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert log.strip() == str(min(soft, 512))

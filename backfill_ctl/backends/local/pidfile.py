@@ -6,8 +6,9 @@ still read.
 
 The pid file is created exclusively by whichever comes first: the shim, which then runs
 the command, or `recover`, which so declares that the attempt never started. The code is
-written through the descriptor that created the file (nothing planted in its place later
-is written through), and before the process is reaped, so whoever finds the process gone
+written only into the file the shim created (the same inode, never through a link:
+nothing planted in its place later is written to), and before the process is reaped,
+so whoever finds the process gone
 finds its code written. The file is private (0600, in a 0700 directory)."""
 
 from __future__ import annotations

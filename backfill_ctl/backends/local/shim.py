@@ -27,8 +27,9 @@ umask in octal, the number of argv items, the argv items, then the environment's
    <code>`.
 
 When a command ends, its exit code (128 + the signal if a signal ended it, as a shell
-says it) is written after the pid through the descriptor the shim kept (nothing planted
-in the file's place later is written through), and only then is the process reaped, so
+says it) is written after the pid into the file the shim created, if it still is that
+file (its device and inode; never through a link: nothing planted in its place later is
+written to), and only then is the process reaped, so
 that whoever finds the pid gone finds its code written; the reply is `E <pid> <code>`.
 Replies are written without blocking (a buffer holds what the pipe does not take), so
 the shim never stops reading requests or reaping because the controller is busy.
@@ -105,7 +106,7 @@ def _spawn(log_fd: int, cwd: bytes, umask: int, argv: list[bytes], env: dict[byt
         os.close(home)
 
 
-def _start(record: bytes, running: dict[int, int]) -> bytes:
+def _start(record: bytes, running: dict[int, _File]) -> bytes:
     fields = record.split(b"\0")
     seq, base, log, cwd, umask, count = fields[:6]
     n = int(count)
@@ -130,10 +131,30 @@ def _start(record: bytes, running: dict[int, int]) -> bytes:
             return b"X %s %d\n" % (seq, code)
         # (a full disk: the controller has the pid; `recover` finds the command by its marker)
         _quietly(os.write, pid_fd, b"%d\n" % pid)
-        running[pid] = pid_fd
+        info = os.fstat(pid_fd)
+        os.close(pid_fd)
+        running[pid] = (base + b".pid", info.st_dev, info.st_ino)
         return b"S %s %d\n" % (seq, pid)
     finally:
         os.close(log_fd)
+
+
+_File = tuple[bytes, int, int]  # a pid file: its path, device and inode
+
+
+def _write_code(file: _File, pid: int, code: int) -> None:
+    """The code into the pid file this process created, if it is still that file (not
+    one planted in its place since, nor through a link); closed again at once, so that
+    the commands get this process's limit of descriptors, not one raised for them."""
+    try:
+        fd = os.open(file[0], os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return  # (gone: the controller hears the code)
+    info = os.fstat(fd)
+    if (info.st_dev, info.st_ino) == file[1:]:
+        _write(fd, pid, code)
+    else:
+        os.close(fd)
 
 
 def _write(fd: int, pid: int, code: int) -> None:
@@ -151,7 +172,7 @@ def _quietly(call: Callable[..., object], *args: object) -> None:
         pass
 
 
-def _reap(running: dict[int, int]) -> bytes:
+def _reap(running: dict[int, _File]) -> bytes:
     """Record and reap every child that ended: its code first, then the process."""
     out = b""
     while True:
@@ -163,9 +184,9 @@ def _reap(running: dict[int, int]) -> bytes:
             return out
         pid, status = info.si_pid, info.si_status
         code = status if info.si_code == os.CLD_EXITED else 128 + status
-        fd = running.pop(pid, None)
-        if fd is not None:
-            _write(fd, pid, code)
+        file = running.pop(pid, None)
+        if file is not None:
+            _write_code(file, pid, code)
         os.waitpid(pid, 0)
         out += b"E %d %d\n" % (pid, code)
 
@@ -176,13 +197,6 @@ def _setup() -> int:
     for fd in (0, 1):
         os.set_inheritable(fd, False)
     os.set_blocking(1, False)
-    try:
-        import resource
-
-        _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # a descriptor per command
-    except (ImportError, OSError, ValueError):
-        pass  # (as many commands at once as the limit there is)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -192,7 +206,7 @@ def _setup() -> int:
     return wake_r
 
 
-def _requests(pending: bytearray, running: dict[int, int]) -> bytes:
+def _requests(pending: bytearray, running: dict[int, _File]) -> bytes:
     """Carry out every whole request in `pending` (taken out of it); the replies."""
     out = b""
     while len(pending) >= 4:
@@ -206,7 +220,7 @@ def _requests(pending: bytearray, running: dict[int, int]) -> bytes:
 
 def main() -> None:
     wake = _setup()
-    running: dict[int, int] = {}  # pid -> its pid file's descriptor
+    running: dict[int, _File] = {}  # pid -> its pid file
     pending = bytearray()  # requests read, not yet whole
     out = bytearray()  # replies the pipe did not take yet
     reading = True
