@@ -54,9 +54,22 @@ def chaos(
     argv += ["--nodes", "6", "--dates", "6", "--final-timeout", "60", "--workdir", str(work)]
     if request.param == "postgresql":
         argv += ["--state", request.getfixturevalue("postgres").database()]
-    out = subprocess.run([*argv, "--json"], capture_output=True, text=True, timeout=600)
-    assert out.returncode in (0, 1), out.stderr[-3000:]  # 1: an invariant is violated
-    result: dict[str, Any] = json.loads(out.stdout)
+    proc = subprocess.Popen(
+        [*argv, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        # Ctrl-C, not a kill: the script then stops what it started (controllers, the
+        # attempts' processes) and unmounts its tmpfs, which a kill would leave behind.
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+        pytest.fail("bench/chaos.py did not finish in 600 s (interrupted with Ctrl-C)")
+    assert proc.returncode in (0, 1), stderr[-3000:]  # 1: an invariant is violated
+    result: dict[str, Any] = json.loads(stdout)
     return result
 
 
