@@ -506,3 +506,103 @@ def test_an_attempt_left_by_an_earlier_wrapper_is_settled_from_its_status_file(
     Path(f"{base}.status").write_text("4\n")
     ended = backend.poll({s.key: {"pid": gone, "base": str(base)}})[s.key]
     assert (ended.state, ended.exit_code) == ("failed", 4)
+
+
+# The /bin/sh wrapper each attempt ran under before the shim (as it was, word for word).
+_EARLIER_WRAPPER = (
+    "umask 077; set -C\n"
+    "{\n"
+    "echo $$ >&3 || exit 125\n"
+    'set +C; umask "$1"\n'
+    'if [ -z "$2" ] || cd -P -- "$2" 2>&4; then shift 2; "$@" 2>&4 3>&- 4>&-; rc=$?; '
+    "else rc=126; fi\n"
+    "echo $rc >&3\n"
+    "exit $rc\n"
+    '} 4>&2 2>/dev/null 3>"$0.pid" || exit 125\n'
+)
+
+
+def test_an_attempt_running_under_an_earlier_version_s_wrapper_is_followed(
+    tmp_path: Path,
+) -> None:
+    """backfillctl upgraded while an attempt runs under the wrapper of the version before
+    the shim: the new controller follows it by its wrapper's pid (the handle it stored),
+    sees it running until its command ends, and takes the code the wrapper wrote."""
+    base = tmp_path / "runs" / "bf" / "i1.1"
+    base.parent.mkdir(parents=True, mode=0o700)
+    go = tmp_path / "go"
+    command = f"while [ ! -e '{go}' ]; do sleep 0.02; done; exit 6"
+    arguments = [_EARLIER_WRAPPER, str(base), "077", "", "sh", "-c", command]  # as it had
+    with open(f"{base}.log", "w") as log:  # noqa: PTH123
+        wrapper = subprocess.Popen(  # its parent exits at once: init is the reaper
+            ["sh", "-c", 'setsid /bin/sh -c "$@" &', "x", *arguments],
+            stdout=log,
+            stderr=log,
+            env={**os.environ, "BACKFILLCTL_ATTEMPT": str(base)},
+        )
+        wrapper.wait()
+    _wait_for(lambda: read_pid(base) is not None)
+    handle = {"pid": read_pid(base), "base": str(base)}
+    s = spec(("true",))
+    upgraded = LocalBackend(tmp_path / "runs")
+    try:
+        assert upgraded.poll({s.key: handle}) == {}  # its command runs
+        time.sleep(0.1)
+        assert upgraded.poll({s.key: handle}) == {}
+    finally:
+        go.touch()
+    assert settle(upgraded, {s.key: handle})[s.key] == Outcome("failed", 6, "exit code 6")
+    assert _marked(str(base)) == []
+
+
+_NO_REAPER = """
+import os, sys, time
+pid = os.fork()
+if pid == 0:
+    os._exit(3)
+print(pid, flush=True)
+time.sleep(60)  # never reaps it: as an init that does not reap orphans
+"""
+
+
+def test_a_zombie_whose_code_nobody_will_write_is_not_running(tmp_path: Path) -> None:
+    """The attempt's process is a zombie of a process that is not a shim (here: one that
+    never reaps, as some containers' init): nobody will write its code, so it is not
+    taken as still running (the attempt would never end), and ends without a code."""
+    from backfill_ctl.backends.local.procs import alive, proc_stat
+
+    parent = subprocess.Popen([sys.executable, "-c", _NO_REAPER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        zombie = int(parent.stdout.readline())
+        _wait_for(lambda: (proc_stat(zombie) or ["?"])[0] == "Z")
+        base = str(tmp_path / "runs" / "bf" / "i1.1")
+        assert not alive(zombie, base)
+        ended = LocalBackend(tmp_path / "runs").poll({("i1", 1): {"pid": zombie, "base": base}})
+        assert ended[("i1", 1)].state == "lost"
+    finally:
+        parent.kill()
+        parent.wait()
+
+
+def test_a_command_its_shim_has_not_reaped_yet_is_still_running(tmp_path: Path) -> None:
+    """The command ended, and its shim (here: stopped) has not written its code yet: a
+    controller that follows the attempt waits for the code rather than call it lost."""
+    from backfill_ctl.backends.local.procs import proc_stat
+
+    backend = LocalBackend(tmp_path / "runs")
+    go = tmp_path / "go"
+    s = spec(f"while [ ! -e '{go}' ]; do sleep 0.02; done; exit 4")
+    handle, _ = backend.start(s)
+    backend.poll({})  # the shim's answer taken: the handle has its pid
+    shim = backend._starts.shim
+    assert shim is not None
+    os.kill(shim.pid, signal.SIGSTOP)
+    try:
+        go.touch()
+        _wait_for(lambda: (proc_stat(handle["pid"]) or ["?"])[0] == "Z")
+        follower = LocalBackend(tmp_path / "runs")  # the next controller's
+        assert follower.poll({s.key: handle}) == {}
+    finally:
+        os.kill(shim.pid, signal.SIGCONT)
+    assert settle(follower, {s.key: handle})[s.key] == Outcome("failed", 4, "exit code 4")

@@ -127,11 +127,19 @@ def become_subreaper() -> bool:
         return False
 
 
+def _is_shim(pid: str) -> bool:
+    try:
+        return b"backends/local/shim.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
 def alive(pid: int, base: str | Path) -> bool:
     """Is `pid` still the attempt `base`'s first process (a command the shim started,
     marked with `base`, or an earlier version's wrapper, whose argv has it)? A pid can
-    be reused after a reboot or a long time. A zombie of another process's counts: its
-    reaper (the shim) writes its code before reaping it; one of ours is dead."""
+    be reused after a reboot or a long time. A zombie whose parent is a shim counts: the
+    shim writes its code before it reaps it; any other zombie is dead (its code is
+    written, or never will be: an init that does not reap would keep it for ever)."""
     if pid <= 0:
         return False
     try:
@@ -143,7 +151,7 @@ def alive(pid: int, base: str | Path) -> bool:
     try:
         stat = proc_stat(pid)
         if stat is not None and stat[0] in ("Z", "X"):
-            return stat[1] != str(os.getpid())
+            return _is_shim(stat[1])
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         if not cmdline:  # a kernel thread, or a process in the middle of its exec
             return stat is not None and stat[1] not in ("0", "2")  # kthreadd's are the kernel's
