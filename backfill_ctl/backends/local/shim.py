@@ -70,10 +70,18 @@ def _program(name: bytes, env: dict[bytes, bytes]) -> bytes:
 _SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT)  # ignored here, not for commands
 
 
+class _CannotRun(Exception):
+    """Nothing was started: the exit code a shell would give, and what it would say."""
+
+    def __init__(self, code: int, what: bytes, exc: OSError) -> None:
+        super().__init__(b"cannot %s: %s\n" % (what, os.fsencode(exc.strerror or "")))
+        self.code = code
+
+
 def _spawn(log_fd: int, cwd: bytes, umask: int, argv: list[bytes], env: dict[bytes, bytes]) -> int:
     """The command's pid, started in a session of its own (posix_spawn: a vfork-like
     clone, several times cheaper than a fork of this process), in `cwd` and with `umask`
-    (this process's own, lent for the start). OSError with `.code`: it did not start."""
+    (this process's own, lent for the start). _CannotRun: nothing was started."""
     home = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
     previous = os.umask(umask)
     try:
@@ -81,8 +89,7 @@ def _spawn(log_fd: int, cwd: bytes, umask: int, argv: list[bytes], env: dict[byt
             try:
                 os.chdir(cwd)
             except OSError as exc:
-                exc.code = NO_CWD  # type: ignore[attr-defined]
-                raise
+                raise _CannotRun(NO_CWD, b"enter %s" % cwd, exc) from exc
         try:
             program = _program(argv[0], env)
             return os.posix_spawn(
@@ -98,8 +105,8 @@ def _spawn(log_fd: int, cwd: bytes, umask: int, argv: list[bytes], env: dict[byt
                 setsigdef=_SIGNALS,
             )
         except OSError as exc:
-            exc.code = 127 if exc.errno == errno.ENOENT else 126  # type: ignore[attr-defined]
-            raise
+            code = 127 if exc.errno == errno.ENOENT else 126
+            raise _CannotRun(code, b"run %s" % argv[0], exc) from exc
     finally:
         os.umask(previous)
         os.fchdir(home)
@@ -123,12 +130,10 @@ def _start(record: bytes, running: dict[int, _File]) -> bytes:
             return b"N %s %d\n" % (seq, exc.errno or 0)
         try:
             pid = _spawn(log_fd, cwd, int(umask, 8), argv, env)
-        except OSError as exc:  # nothing runs: the attempt failed, as a shell would say
-            code = getattr(exc, "code", 126)
-            what = b"enter %s" % cwd if code == NO_CWD else b"run %s" % argv[0]
-            _quietly(os.write, log_fd, b"cannot %s: %s\n" % (what, os.fsencode(exc.strerror or "")))
-            _write(pid_fd, 0, code)
-            return b"X %s %d\n" % (seq, code)
+        except _CannotRun as exc:  # the attempt failed, as a shell would say it
+            _quietly(os.write, log_fd, exc.args[0])
+            _write(pid_fd, 0, exc.code)
+            return b"X %s %d\n" % (seq, exc.code)
         # (a full disk: the controller has the pid; `recover` finds the command by its marker)
         _quietly(os.write, pid_fd, b"%d\n" % pid)
         info = os.fstat(pid_fd)
@@ -206,6 +211,15 @@ def _setup() -> int:
     return wake_r
 
 
+def _drain(fd: int) -> None:
+    """Read what a non-blocking `fd` holds, to the end."""
+    try:
+        while os.read(fd, 4096):
+            continue
+    except BlockingIOError:
+        return
+
+
 def _requests(pending: bytearray, running: dict[int, _File]) -> bytes:
     """Carry out every whole request in `pending` (taken out of it); the replies."""
     out = b""
@@ -227,11 +241,7 @@ def main() -> None:
     while reading or running:
         readable, _, _ = select.select([wake, 0] if reading else [wake], [1] if out else [], [])
         if wake in readable:
-            try:
-                while os.read(wake, 4096):
-                    pass
-            except BlockingIOError:
-                pass  # (drained)
+            _drain(wake)
         if 0 in readable:
             chunk = os.read(0, 1 << 16)
             reading = bool(chunk)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 SHIM = str(Path(__file__).resolve().with_name("shim.py"))
+PYTHON = sys.executable or "python3"  # what runs it
 REPLY_TIMEOUT = 30.0  # a shim that says nothing for this long to a start is given up
 
 
@@ -41,10 +42,9 @@ class Shim:
             (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
         ]
         actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in inherited_fds()]
-        python = sys.executable or "python3"
         try:
             self.pid = os.posix_spawn(
-                python, [python, "-I", "-S", SHIM], os.environ, file_actions=actions, setsid=True
+                PYTHON, [PYTHON, "-I", "-S", SHIM], os.environ, file_actions=actions, setsid=True
             )
         except OSError:
             os.close(requests_w)

@@ -105,21 +105,25 @@ class Starts:
         self._private(Path(base).parent)
         try:
             os.close(os.open(f"{base}.pid", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:
-            pass  # the shim was first: the attempt started
-        else:
-            return None  # claimed before the shim: it never runs
-        deadline = time.monotonic() + 2.0  # the shim writes the pid right after
-        while True:
-            pid = read_pid(base)
-            if pid is not None:
-                return {"pid": pid, "base": base}
-            if time.monotonic() > deadline:
-                # A shim stalled before writing the pid: its marked processes, if any
-                # live, are the attempt's; else nothing of it runs and its status decides.
-                return {"pid": marked_group(base) or 0, "base": base}
-            time.sleep(0.01)
+        except FileExistsError:  # the shim was first: the attempt started
+            return _started(base)
+        return None  # claimed before the shim: it never runs
 
     def close(self) -> None:
         for shim in self.shims():
             shim.close(idle=shim not in self.spawned.values())
+
+
+def _started(base: str) -> Handle:
+    """The handle of an attempt whose pid file the shim claimed: its pid, which the shim
+    writes right after; or, from a shim stalled before it, its marked processes' group."""
+    deadline = time.monotonic() + 2.0  # the shim writes the pid right after
+    while True:
+        pid = read_pid(base)
+        if pid is not None:
+            return {"pid": pid, "base": base}
+        if time.monotonic() > deadline:
+            # A shim stalled before writing the pid: its marked processes, if any
+            # live, are the attempt's; else nothing of it runs and its status decides.
+            return {"pid": marked_group(base) or 0, "base": base}
+        time.sleep(0.01)
