@@ -191,7 +191,12 @@ def test_sigstop_past_the_lease_the_old_controller_starts_nothing_more_and_waits
         took_over = time.time() - paused
         time.sleep(max(0.0, LEASE + 2 - took_over))
         a.send_signal(signal.SIGCONT)
-        wait_until(lambda: "back to standby" in log_a.read_text(), 30, "A to step down")
+        wait_until(
+            lambda: "back to standby" in log_a.read_text(),
+            30,
+            "A to step down",
+            lambda: f"A said:\n{log_a.read_text()[-3000:]}",
+        )
         wait_until(lambda: finished(store), 240, "every backfill to succeed")
         assert a.poll() is None  # a standby: it waits, it did not exit
         wait_until(

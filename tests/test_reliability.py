@@ -17,6 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +52,18 @@ def specs(root: Path, *docs: dict[str, Any]) -> Path:
     return root / "specs"
 
 
-def wait_until(what: Any, timeout: float, message: str) -> Any:
+def wait_until(
+    what: Any, timeout: float, message: str, said: Callable[[], str] = lambda: ""
+) -> Any:
+    """`what()` once it is true; an AssertionError after `timeout` s, with `said()` (what
+    the processes involved logged, to tell why)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = what()
         if value:
             return value
         time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {message}")
+    raise AssertionError(f"timed out waiting for {message}\n{said()}")
 
 
 def controller(spec_dir: Path, db: Path | str, log: Path, *extra: str) -> subprocess.Popen[bytes]:

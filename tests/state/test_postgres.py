@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,28 @@ def test_a_held_write_lock_is_a_clear_error_after_the_busy_timeout(
         with pytest.raises(StoreLocked, match="is locked by another process"):
             store.transition(["a1"], "frozen", allowed=["pending"], at=AT, **WHO)
     assert store.instances(ids=["a1"])[0].state == "pending"
+    assert store.transition(["a1"], "frozen", allowed=["pending"], at=AT, **WHO) == ["a1"]
+
+
+@pytest.mark.parametrize("read_first", [False, True], ids=["write", "read"])
+def test_a_batch_paused_past_the_idle_limit_is_unavailable_then_connects_again(
+    pg_url: str, read_first: bool
+) -> None:
+    """A process paused mid-batch (SIGSTOP) past the idle limit the server enforces
+    (`_hold_limit`: a lease holder's) finds its session ended: the batch's next call is
+    StoreUnavailable, the one a controller waits out, never psycopg's own error (which
+    ended a controller); none of the batch is written, and the next call connects again."""
+    store = seeded(open_store(pg_url))
+    store._hold_limit(1.0)
+    with pytest.raises(StoreUnavailable, match="cannot be written"), store.batch():
+        store.transition(["a1"], "frozen", allowed=["pending"], at=AT, **WHO)
+        store.instances(ids=["a1"])  # sent: the transaction is open on the server
+        time.sleep(2.5)  # past the limit: the server ends the session
+        if read_first:
+            store.instances(ids=["a1"])
+        store.transition(["b1"], "frozen", allowed=["pending"], at=AT, **WHO)
+    states = {i.id: i.state for i in store.instances(ids=["a1", "b1"])}
+    assert states == {"a1": "pending", "b1": "pending"}
     assert store.transition(["a1"], "frozen", allowed=["pending"], at=AT, **WHO) == ["a1"]
 
 

@@ -215,10 +215,10 @@ class Connection(SQLStore):
         )
         try:
             db = psycopg.connect(conninfo, autocommit=True)
-        except psycopg.Error as exc:
+            db.execute(f"SET lock_timeout = {int(self._busy_timeout * 1000)}")
+            db.execute(f"SET idle_in_transaction_session_timeout = {self._idle_ms}")
+        except psycopg.Error as exc:  # (a server that goes away as it is reached)
             raise self._unreachable(exc) from exc
-        db.execute(f"SET lock_timeout = {int(self._busy_timeout * 1000)}")
-        db.execute(f"SET idle_in_transaction_session_timeout = {self._idle_ms}")
         self._db, self._prepared = db, set()
         return db
 
@@ -293,7 +293,12 @@ class Connection(SQLStore):
                 transaction.commit()
             except BaseException as exc:
                 self._rolled_back(db)
-                if isinstance(exc, psycopg.OperationalError):
+                # The server, or the connection to it (a session it ended while this
+                # process was paused mid-write is an InternalError: the idle limit), not
+                # a bug of ours (an IntegrityError is raised as it is, as SQLite's).
+                if isinstance(exc, psycopg.OperationalError) or (
+                    isinstance(exc, psycopg.Error) and db.closed
+                ):
                     raise self._error(exc) from exc
                 raise
 
