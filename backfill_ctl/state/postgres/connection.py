@@ -293,20 +293,16 @@ class Connection(SQLStore):
                 transaction.commit()
             except BaseException as exc:
                 self._rolled_back(db)
-                # The server, or the connection to it (a session it ended while this
-                # process was paused mid-write is an InternalError: the idle limit), not
-                # a bug of ours (an IntegrityError is raised as it is, as SQLite's).
-                if isinstance(exc, psycopg.OperationalError) or (
-                    isinstance(exc, psycopg.Error) and db.closed
-                ):
+                # (a session the server ended, at the idle limit: an InternalError, closed)
+                driver = isinstance(exc, psycopg.Error)  # a bug (IntegrityError) as it is
+                if driver and (db.closed or isinstance(exc, psycopg.OperationalError)):
                     raise self._error(exc) from exc
                 raise
 
     def _rolled_back(self, db: psycopg.Connection[Any]) -> None:
         """After a write failed: its transaction rolled back, and the statements prepared
-        on the connection read again (a failure cuts its query string short: a PREPARE
-        queued after it did not run; one before it stays, as PREPARE is no part of a
-        transaction)."""
+        on the connection read again (a PREPARE queued after the failure did not run; one
+        before it stays: PREPARE is no part of a transaction)."""
         if db.closed:
             return
         with contextlib.suppress(psycopg.Error):
