@@ -141,15 +141,14 @@ class Attempts(SQLStore):
             ended = [
                 db.execute(
                     "UPDATE attempts SET state = ?, exit_code = ?, message = ?, finished_at = ? "
-                    "WHERE instance = ? AND number = ? AND state IN ('starting', 'running') "
-                    "RETURNING number",
+                    "WHERE instance = ? AND number = ? AND state IN ('starting', 'running')",
                     (e.attempt_state, e.exit_code, e.message, at, e.instance, e.number),
                 )
                 if e.handle is None
                 else db.execute(
                     "UPDATE attempts SET state = ?, exit_code = ?, message = ?, finished_at = ?, "
                     "handle = ?, log = ? WHERE instance = ? AND number = ? AND state IN "
-                    "('starting', 'running') RETURNING number",
+                    "('starting', 'running')",
                     (
                         e.attempt_state,
                         e.exit_code,
@@ -168,7 +167,9 @@ class Attempts(SQLStore):
                 f"SELECT id, backfill, state, attempts FROM instances WHERE {among}", (ids,)
             )
             rows = {row[0]: row[1:] for row in found.fetchall()}
-            won = [result.fetchone() is not None for result in ended]
+            # (rowcount, not RETURNING: sqlite3 prepares a statement again while a cursor
+            # of it has rows left, 40 µs per end)
+            won = [result.rowcount == 1 for result in ended]
             for end, first in zip(ends, won, strict=True):
                 if first:
                     _record_end(db, end, rows.get(end.instance), at, actor, origin)
