@@ -294,8 +294,8 @@ class Connection(SQLStore):
             except BaseException as exc:
                 self._rolled_back(db)
                 # (a session the server ended, at the idle limit: an InternalError, closed)
-                driver = isinstance(exc, psycopg.Error)  # a bug (IntegrityError) as it is
-                if driver and (db.closed or isinstance(exc, psycopg.OperationalError)):
+                lost = db.closed or isinstance(exc, psycopg.OperationalError)
+                if lost and isinstance(exc, psycopg.Error):  # a bug (IntegrityError) as it is
                     raise self._error(exc) from exc
                 raise
 
