@@ -245,6 +245,11 @@ app.command("completion")(completion_command)
 def main() -> None:
     try:
         app()
+    except SystemExit as exc:  # (how Typer ends every command)
+        from backfill_ctl.cli.teardown import exit_now_if_kept
+
+        exit_now_if_kept(exc.code)
+        raise
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)

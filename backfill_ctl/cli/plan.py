@@ -13,6 +13,7 @@ import typer
 
 from backfill_ctl.cli.console import err, print_diagnostics
 from backfill_ctl.cli.options import ActorOpt, NowOpt, PathsArg, resolve_actor, resolve_now
+from backfill_ctl.cli.teardown import keep_until_exit
 from backfill_ctl.errors import UsageError
 from backfill_ctl.reports.formats import PLAN
 from backfill_ctl.spec.loader import load_specs
@@ -83,6 +84,7 @@ def plan_command(
         else:
             _save(out_file, _json_chunks(plan))
     _write(sys.stdout, PLAN[output.value](plan, specs))
+    keep_until_exit(sum(len(bp.instances) for bp in plan.backfills), plan, specs)
     if failed:
         raise typer.Exit(1)
 

@@ -294,3 +294,30 @@ def test_digest_tells_a_number_from_its_text() -> None:
     assert digest_of(**{"a.yaml": "kind: X\nv: 1\n"}) != digest_of(
         **{"a.yaml": "kind: X\nv: '1'\n"}
     )
+
+
+# -- files read by two processes (spec/forked.py) -----------------------------------
+
+
+def test_a_large_catalog_read_by_two_processes_loads_the_same_specs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Above SHARED_FROM the last files are parsed and checked by a fork: the same
+    documents, diagnostics (each file's, in file order) and broken names as alone."""
+    from backfill_ctl.spec import loader
+
+    files = {
+        "a.yaml": dump(workspace("ws"), node("a1"), node("a2", upstream=["a1"])),
+        "b.yaml": dump(node("b1", upstream=["a2"])) + "---\nb: [\n",  # a syntax error
+        "c.yaml": dump(node("c1", schedule="every day"), node("c2", upstream=["zz"])),
+        "d.yaml": dump(backfill(grups=2), node("d1"), node("a1")),  # a duplicate of a1
+    }
+    alone = load(**files)
+    monkeypatch.setattr(loader, "SHARED_FROM", 1)
+    shared = load(**files)
+
+    assert formatted(shared) == formatted(alone) and len(formatted(alone)) >= 3
+    assert list(shared.nodes) == list(alone.nodes)
+    assert shared.nodes == alone.nodes
+    assert shared.broken == alone.broken
+    assert shared.digest() == alone.digest()
