@@ -26,7 +26,7 @@ from json.encoder import encode_basestring
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from datetime import datetime, timedelta
 
     from backfill_ctl.core.planner import BackfillPlan, Instance, Plan
@@ -48,12 +48,16 @@ class Sealer:
         data = text.encode()
         self._hash.update(tag + str(len(data)).encode() + b":" + data)
 
-    def add_all(self, tag: bytes, texts: Iterable[str]) -> None:
+    def add_all(self, tag: bytes, texts: Sequence[str], *, ascii_only: bool = False) -> None:
         """`add(tag, text)` for each text, in one update of the hash: hashing is a
-        stream, so the digest is the same. A text's length is that of its UTF-8 bytes,
-        which is its length in characters when it is ASCII (a cheap check)."""
+        stream, so the digest is the same. A text's length is that of its UTF-8 bytes:
+        its length in characters when it is ASCII, which `ascii_only` says of them all
+        (the caller checked their joined text: one check, not one a text)."""
         mark = tag.decode()
-        pieces = [f"{mark}{len(t) if t.isascii() else len(t.encode())}:{t}" for t in texts]
+        if ascii_only:
+            pieces = [f"{mark}{len(t)}:{t}" for t in texts]
+        else:
+            pieces = [f"{mark}{len(t) if t.isascii() else len(t.encode())}:{t}" for t in texts]
         self._hash.update("".join(pieces).encode())
 
     def digest(self) -> str:
@@ -251,8 +255,9 @@ def _instances_json(instances: tuple[Instance, ...], sealer: Sealer) -> Iterator
     lines = _InstanceLines()
     for start in range(0, len(instances), _BATCH):
         texts = lines(instances[start : start + _BATCH])
-        sealer.add_all(b"I", texts)
-        yield ("," if start else "") + "\n        " + _SEP.join(texts)
+        piece = _SEP.join(texts)
+        sealer.add_all(b"I", texts, ascii_only=piece.isascii())
+        yield ("," if start else "") + "\n        " + piece
 
 
 def iter_json(plan: Plan) -> Iterator[str]:
