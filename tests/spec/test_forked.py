@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -71,4 +73,36 @@ def children() -> set[int]:
 def test_one_cpu_means_no_fork(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(forked.os, "sched_getaffinity", lambda _: {0})
     found = shared_map(square_and_pid, list(range(4)), [1] * 4, least=1)
+    assert {pid for _, pid in found} == {PARENT}
+
+
+def stuck_in_a_fork(n: int) -> tuple[int, int]:
+    if os.getpid() != PARENT:
+        time.sleep(60)
+    return square_and_pid(n)
+
+
+def test_a_fork_that_takes_far_longer_than_this_process_is_given_up(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(forked, "PATIENCE", 0.5)
+    before = children()
+    began = time.monotonic()
+
+    found = shared_map(stuck_in_a_fork, list(range(4)), [1] * 4, least=1)
+
+    assert found == [(n * n, PARENT) for n in range(4)]
+    assert time.monotonic() - began < 10
+    assert children() <= before  # stopped and waited for
+
+
+def test_a_process_with_threads_does_not_fork() -> None:
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        found = shared_map(square_and_pid, list(range(4)), [1] * 4, least=1)
+    finally:
+        stop.set()
+        other.join()
     assert {pid for _, pid in found} == {PARENT}
