@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pickle
 import select
 import signal
 import threading
@@ -64,6 +63,8 @@ def shared_map(
 
 def _child(func: Callable[[T], R], items: Sequence[T], write: int) -> NoReturn:
     """The fork's work: the results of its items, pickled to `write`; then the end."""
+    import pickle  # (when used, not at every command's start: 2.5 ms)
+
     code = 1
     try:
         data = pickle.dumps([func(item) for item in items], pickle.HIGHEST_PROTOCOL)
@@ -115,6 +116,8 @@ def _cut(weights: Sequence[int], least: int) -> int:
 
 def _results(pid: int, data: bytes, count: int) -> list[R] | None:
     """The child's results, once it ended; None if it failed or they are not whole."""
+    import pickle
+
     _, status = os.waitpid(pid, 0)
     if status != 0:
         return None

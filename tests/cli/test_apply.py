@@ -84,9 +84,11 @@ def test_apply_wait_runs_the_backfill_and_a_second_apply_changes_nothing(repo: P
 # write schema errors, live progress on a terminal, cron beyond a plain daily schedule;
 # hashlib loads OpenSSL's libcrypto (backfill_ctl.hashes has Python's own sha256);
 # getpass (and termios) tells the local user, the actor when none is given; socket (and
-# selectors): the host's name is os.uname()'s.
+# selectors): the host's name is os.uname()'s; pickle: a fork's results, when a large
+# catalog is read by two processes.
 NOT_IMPORTED = (
     "hashlib",
+    "pickle",
     "getpass",
     "socket",
     "backfill_ctl.risks.compare",
