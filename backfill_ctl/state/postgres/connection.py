@@ -226,7 +226,7 @@ class Connection(SQLStore):
         """A lease holder's idle transaction (paused) is ended in `seconds` (1 s or more)."""
         ms = max(1000, min(_IDLE_IN_TRANSACTION_MS, int(seconds * 1000)))
         if ms != self._idle_ms:
-            with self._lock:
+            with self._lock, contextlib.suppress(psycopg.Error):  # (gone: the next is set so)
                 self._idle_ms = ms
                 if self._db is not None and not self._db.closed:
                     self._db.execute(f"SET idle_in_transaction_session_timeout = {ms}")
