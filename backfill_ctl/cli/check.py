@@ -9,6 +9,7 @@ import typer
 
 from backfill_ctl.cli.console import Terminal, err
 from backfill_ctl.cli.options import ActorOpt, NowOpt, PathsArg, resolve_actor, resolve_now
+from backfill_ctl.cli.teardown import keep_until_exit
 from backfill_ctl.reports.formats import CHECK
 from backfill_ctl.spec.loader import load_files, load_specs
 from backfill_ctl.usecases.check import Base, run_check
@@ -73,5 +74,6 @@ def check_command(
             "permissions were not checked"
         )
     CHECK[output.value](result, Terminal())
+    keep_until_exit(result.plan, result, specs, based)
     if result.failed:
         raise typer.Exit(1)

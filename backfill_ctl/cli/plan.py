@@ -84,7 +84,7 @@ def plan_command(
         else:
             _save(out_file, _json_chunks(plan))
     _write(sys.stdout, PLAN[output.value](plan, specs))
-    keep_until_exit(sum(len(bp.instances) for bp in plan.backfills), plan, specs)
+    keep_until_exit(plan, specs)
     if failed:
         raise typer.Exit(1)
 

@@ -14,15 +14,20 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from backfill_ctl.core.planner import Plan
 
 _kept: list[object] = []
 LARGE = 100_000  # instances: a plan from which freeing it is worth skipping
 
 
-def keep_until_exit(size: int, *objects: object) -> None:
-    """Keep `objects` (of `size` instances) until the process ends, if large."""
-    if size >= LARGE:
-        _kept.extend(objects)
+def keep_until_exit(plan: Plan, *objects: object) -> None:
+    """Keep `plan` and `objects` (what was built with it) until the process ends, if the
+    plan is large."""
+    if sum(len(bp.instances) for bp in plan.backfills) >= LARGE:
+        _kept.extend((plan, *objects))
 
 
 def exit_now_if_kept(code: object) -> None:

@@ -65,10 +65,34 @@ def test_the_process_ends_with_the_command_s_exit_code(
     child = (
         "import sys\nfrom backfill_ctl.cli import teardown\n"
         "print('written before', end='')\n"  # (buffered: flushed before the end)
-        f"teardown.keep_until_exit(teardown.LARGE, object())\nteardown.exit_now_if_kept({code!r})\n"
+        "from types import SimpleNamespace as Plan\n"
+        "large = Plan(backfills=[Plan(instances=range(teardown.LARGE))])\n"
+        f"teardown.keep_until_exit(large, object())\nteardown.exit_now_if_kept({code!r})\n"
         "print('never')\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", child], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert (done.returncode, done.stdout, done.stderr) == (returncode, "written before", stderr)
+
+
+def test_check_of_a_large_plan_also_ends_at_once(tmp_path: Path) -> None:
+    marker = tmp_path / "marker"
+    argv = ["check", str(EXAMPLE_SPECS), "--as", "oncall", "--now", "2024-03-20"]
+
+    def check(large: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", CHILD, str(large), str(marker), *argv],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    done = check(1)
+    assert not marker.exists()  # no teardown
+    normal = check(10**9)
+    assert marker.exists()
+    assert (done.returncode, done.stdout) == (normal.returncode, normal.stdout)
+    assert done.stdout.endswith("\n") and "fix-orders-2024-03" in done.stdout
