@@ -128,13 +128,17 @@ class Snapshot:
 
 # Seconds between two plain progress lines (off a terminal: CI logs).
 PLAIN_EVERY = 5.0
+# Seconds between two reads of the counts for the live line: ticks can come a millisecond
+# apart, and a read of the store and a redraw at each would cost as much as the tick.
+DRAW_EVERY = 0.05
 
 
 class Progress:
     """The progress of the named backfills on stderr: with a console (stderr's, when it
-    is a terminal) one live line, redrawn when the counts change and at most once a
-    second for the clock; without, a plain line when the counts changed, at most every
-    PLAIN_EVERY seconds (and the final counts at `close`)."""
+    is a terminal) one live line, redrawn when the counts change (read at most every
+    DRAW_EVERY seconds) and once a second for the clock; without, a plain line when the
+    counts changed, at most every PLAIN_EVERY seconds (and the final counts at `close`).
+    The counts are not read when nothing could be shown."""
 
     def __init__(
         self,
@@ -152,6 +156,7 @@ class Progress:
         self._start: float | None = None
         self._finished_before = 0
         self._shown: tuple[dict[str, int], int] | None = None  # counts, elapsed second
+        self._read_at = 0.0  # elapsed seconds at the last read of the counts
 
     def snapshot(self) -> Snapshot:
         counts: dict[str, int] = {}
@@ -162,11 +167,23 @@ class Progress:
         if self._start is None:
             self._start = now
             self._finished_before = sum(n for s, n in counts.items() if s in FINISHED)
-        return Snapshot(counts, now - self._start, self._finished_before)
+        self._read_at = now - self._start
+        return Snapshot(counts, self._read_at, self._finished_before)
+
+    def _due(self, final: bool) -> bool:
+        """Could anything be shown now? (Else the counts are not read.)"""
+        if final or self._start is None or self._shown is None:
+            return True
+        elapsed = self.clock() - self._start
+        if self.console is None:
+            return elapsed - self._shown[1] >= PLAIN_EVERY
+        return elapsed - self._read_at >= DRAW_EVERY
 
     def __call__(self, tick: Tick | None = None, *, final: bool = False) -> None:
-        snap = self.snapshot()
+        if not self._due(final):
+            return
         shown = self._shown
+        snap = self.snapshot()
         if self.console is None:
             due = shown is None or snap.elapsed - shown[1] >= PLAIN_EVERY
             if (shown is None or snap.counts != shown[0]) and (due or final):

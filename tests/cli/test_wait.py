@@ -134,8 +134,10 @@ class Counts:
 
     def __init__(self) -> None:
         self.now: dict[tuple[str, str], int] = {}
+        self.reads = 0
 
     def counts(self) -> dict[tuple[str, str], int]:
+        self.reads += 1
         return dict(self.now)
 
 
@@ -205,3 +207,25 @@ def test_off_a_terminal_a_line_at_most_every_few_seconds_and_the_last(
         "progress: 30/40",
         "progress: 39/40",  # the last counts, at close
     ]
+    # The store is read only when a line may be due: the first, each PLAIN_EVERY, close.
+    assert store.reads == 1 + 3 + 1
+
+
+def test_ticks_a_millisecond_apart_read_the_counts_only_when_something_may_be_shown() -> None:
+    """A controller can tick a thousand times a second: a read of the store's counts and
+    a redraw at each would cost as much as the tick (issue 15)."""
+    from rich.console import Console
+
+    from backfill_ctl.cli.waiting import DRAW_EVERY, PLAIN_EVERY, Progress
+
+    time = [100.0]
+    for console in (None, Console(file=StringIO(), force_terminal=True, width=140)):
+        store = Counts()
+        progress = Progress(store, ["bf"], console=console, clock=lambda: time[0])  # type: ignore[arg-type]
+        for step in range(1000):
+            store.now = {("bf", "succeeded"): step % 5, ("bf", "pending"): 5 - step % 5}
+            time[0] = 100.0 + step / 1000
+            progress()
+        every = PLAIN_EVERY if console is None else DRAW_EVERY
+        assert 1 <= store.reads <= 1 + 1 / every + 1, (console, store.reads)
+        progress.close()
