@@ -4,8 +4,9 @@
 
 BEFORE and AFTER are checkouts of this repository (e.g. `git worktree add --detach
 /tmp/before BASE`). Each run times, for each checkout in turn (run 1: BEFORE first, run
-2: AFTER first ...), the installed `backfillctl` console script with that checkout first
-on PYTHONPATH, each command a fresh process:
+2: AFTER first ...), a `backfillctl` console script as pip writes it (compare.py's
+`console_script`: each checkout's own entry point) with that checkout first on
+PYTHONPATH, each command a fresh process:
 
 - `backfillctl --version` (wall);
 - `backfillctl validate specs/` of AFTER's example specs (wall);
@@ -83,7 +84,8 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--size", default="10x30", help="TASKSxDATES")
     args = parser.parse_args()
-    exe = shutil.which("backfillctl") or sys.exit("backfillctl is not installed (pip install .)")
+    scripts = tempfile.TemporaryDirectory(prefix="bfabstart.")
+    exe = compare.console_script(Path(scripts.name))  # (each checkout's, on PYTHONPATH)
     true = shutil.which("true", path="/usr/bin:/bin") or sys.exit("no `true` binary found")
     tasks, dates = (int(x) for x in args.size.split("x"))
     spec = compare.spec_files(tasks, dates, 1, 2, true)

@@ -158,13 +158,26 @@ def timed(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float
     return t0, wall, cpu, rss
 
 
+def console_script(directory: Path) -> str:
+    """The console script as pip writes it, in `directory`, for whichever backfill_ctl is
+    first on the path: its `console` (which ends the process without the interpreter's
+    teardown), or `main` in a checkout older than that (2026-12-01)."""
+    path = directory / "backfillctl"
+    path.write_text(
+        f"#!{sys.executable}\nimport sys\nfrom backfill_ctl.cli import main as cli\n"
+        "sys.exit(getattr(cli, 'console', cli.main)())\n"
+    )
+    path.chmod(0o755)
+    return str(path)
+
+
 def backfillctl_run(
     work: Path, spec: str, tasks: int, dates: int, package: str | None = None
 ) -> tuple[float, ...]:
     """`apply --wait` in `work`; with `package`, that checkout's package (PYTHONPATH)."""
     (work / "specs").mkdir(parents=True)
     (work / "specs" / "bench.yaml").write_text(spec)
-    exe = shutil.which("backfillctl") or sys.exit("backfillctl is not installed (pip install .)")
+    exe = console_script(work)
     env = {**os.environ, "BACKFILLCTL_USER": "bench"}
     if package is not None:
         env["PYTHONPATH"] = package

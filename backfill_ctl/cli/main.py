@@ -242,14 +242,21 @@ def placeholders(command: Any) -> None:
 app.command("completion")(completion_command)
 
 
+def console() -> None:
+    """The console script (and `python -m backfill_ctl`): `main`, then the process ends
+    at once, without the interpreter's teardown (cli/teardown.py)."""
+    try:
+        main()
+    except SystemExit as exc:  # (how every command ends)
+        from backfill_ctl.cli.teardown import end_now
+
+        end_now(exc.code)
+        raise
+
+
 def main() -> None:
     try:
         app()
-    except SystemExit as exc:  # (how Typer ends every command)
-        from backfill_ctl.cli.teardown import exit_now_if_kept
-
-        exit_now_if_kept(exc.code)
-        raise
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)

@@ -19,6 +19,7 @@ without locks held across calls.
 
 from __future__ import annotations
 
+import weakref
 from pathlib import Path
 
 from backfill_ctl.errors import UsageError
@@ -44,6 +45,7 @@ __all__ = [
     "StoreLocked",
     "StoreUnavailable",
     "open_store",
+    "opened_stores",
     "store_path",
 ]
 
@@ -87,17 +89,31 @@ def store_path(url: str, base: Path) -> Path:
 MEMORY = "memory:"  # open_store(MEMORY): a new, empty in-memory store
 
 
+# The stores open_store opened that are still referenced: a process that ends without
+# tearing its interpreter down (cli/teardown.py) closes them first.
+_opened: weakref.WeakSet[StateStore] = weakref.WeakSet()
+
+
 def open_store(path: Path | str, *, create: bool = True) -> StateStore:
     """The SQLite store at `path`; the PostgreSQL store of a `postgresql://` (or
     `postgres://`) URL; a new in-memory store for the string "memory:"."""
+    store: StateStore
     if path == MEMORY:
         from backfill_ctl.state.memory import MemoryStore
 
-        return MemoryStore()
-    if isinstance(path, str) and path.startswith(("postgresql://", "postgres://")):
+        store = MemoryStore()
+    elif isinstance(path, str) and path.startswith(("postgresql://", "postgres://")):
         from backfill_ctl.state.postgres import open_postgres
 
-        return open_postgres(path, create=create)
-    from backfill_ctl.state.sqlite import SQLiteStore
+        store = open_postgres(path, create=create)
+    else:
+        from backfill_ctl.state.sqlite import SQLiteStore
 
-    return SQLiteStore(Path(path), create=create)
+        store = SQLiteStore(Path(path), create=create)
+    _opened.add(store)
+    return store
+
+
+def opened_stores() -> list[StateStore]:
+    """The stores open_store opened that something still holds (closed or not)."""
+    return list(_opened)

@@ -1,11 +1,16 @@
-"""A large plan's process ends without freeing it (cli/teardown.py), in a real process:
-its output whole and flushed, its exit code the command's, and no teardown run (an
-atexit handler registered before is skipped: os._exit). LARGE is lowered to 1 in the
-child, so that the example's plan counts as large."""
+"""A command's process ends without tearing the interpreter down (cli/teardown.py), in a
+real process: its output whole and flushed, its exit code the command's, its `atexit`
+handlers run and its stores closed, but nothing freed nor torn down (an object's
+`__del__` at the interpreter's end does not run: os._exit). LARGE is lowered in the
+child to keep the example's plan as a large one."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -21,10 +26,18 @@ from pathlib import Path
 import backfill_ctl.cli.teardown as teardown
 teardown.LARGE = int(sys.argv[1])
 marker = Path(sys.argv[2])
-atexit.register(lambda: marker.write_text("torn down"))
-from backfill_ctl.cli.main import main
+atexit.register(lambda: marker.with_suffix(".atexit").write_text("run"))
+
+
+class Teardown:
+    def __del__(self) -> None:  # when the interpreter tears its modules down
+        marker.write_text("torn down")
+
+
+kept_by_this_module = Teardown()
+from backfill_ctl.cli.main import console
 sys.argv = ["backfillctl", *sys.argv[3:]]
-main()
+console()
 """
 
 
@@ -43,17 +56,16 @@ def plan(
     )
 
 
-@pytest.mark.parametrize(("large", "torn_down"), [(1, False), (10**9, True)])
-def test_a_large_plan_is_written_whole_then_the_process_ends_at_once(
-    tmp_path: Path, large: int, torn_down: bool
-) -> None:
+@pytest.mark.parametrize("large", [1, 10**9])
+def test_a_plan_is_written_whole_then_the_process_ends_at_once(tmp_path: Path, large: int) -> None:
     done = plan(tmp_path, large)
 
     assert done.returncode == 0, done.stderr
     data = json.loads(done.stdout)  # whole: every byte flushed
     assert data["seal"] == seal_of(data)
     assert sum(len(b["instances"]) for b in data["backfills"]) == 82
-    assert (tmp_path / "marker").exists() is torn_down
+    assert not (tmp_path / "marker").exists()  # not torn down
+    assert (tmp_path / "marker.atexit").read_text() == "run"
 
 
 @pytest.mark.parametrize(
@@ -67,7 +79,7 @@ def test_the_process_ends_with_the_command_s_exit_code(
         "print('written before', end='')\n"  # (buffered: flushed before the end)
         "from types import SimpleNamespace as Plan\n"
         "large = Plan(backfills=[Plan(instances=range(teardown.LARGE))])\n"
-        f"teardown.keep_until_exit(large, object())\nteardown.exit_now_if_kept({code!r})\n"
+        f"teardown.keep_until_exit(large, object())\nteardown.end_now({code!r})\n"
         "print('never')\n"
     )
     done = subprocess.run(
@@ -93,6 +105,90 @@ def test_check_of_a_large_plan_also_ends_at_once(tmp_path: Path) -> None:
     done = check(1)
     assert not marker.exists()  # no teardown
     normal = check(10**9)
-    assert marker.exists()
+    assert not marker.exists()
     assert (done.returncode, done.stdout) == (normal.returncode, normal.stdout)
     assert done.stdout.endswith("\n") and "fix-orders-2024-03" in done.stdout
+
+
+def test_a_store_written_to_the_end_is_closed_and_synced_before_the_process_ends(
+    tmp_path: Path,
+) -> None:
+    """`apply --wait` ends at once, its SQLite store closed first: its WAL checkpointed
+    into the file and removed, as a normal ending would (not left for the next open)."""
+    true = shutil.which("true")
+    assert true is not None
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "all.yaml").write_text(SPECS.replace("TRUE", true))
+    marker = tmp_path / "marker"
+    argv = ["apply", "specs", "--as", "ops", "--wait"]
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, "1", str(marker), *argv],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert "backfill/noop: succeeded" in done.stderr
+    assert not marker.exists()  # not torn down: ended at once
+    assert not (tmp_path / "state.db-wal").exists()  # closed (checkpointed) first
+    with contextlib.closing(sqlite3.connect(tmp_path / "state.db")) as db:
+        states = db.execute("SELECT state, count(*) FROM instances GROUP BY state").fetchall()
+    assert states == [("succeeded", 6)]
+
+
+def test_with_another_thread_running_the_process_ends_as_usual(tmp_path: Path) -> None:
+    """A thread the interpreter's ending waits for (not a daemon) may still use what the
+    command opened: the process then ends the usual way, the thread done first."""
+    marker = tmp_path / "marker"
+    child = (
+        "import sys, threading, time\nfrom pathlib import Path\n"
+        "from backfill_ctl.cli import teardown\n"
+        "def late():\n    time.sleep(0.3)\n    Path(sys.argv[1]).write_text('done')\n"
+        "threading.Thread(target=late).start()\n"
+        "teardown.end_now(0)\nprint('returned', end='')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", child, str(marker)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert (done.returncode, done.stdout) == (0, "returned")
+    assert marker.read_text() == "done"
+
+
+SPECS = """
+apiVersion: backfillctl.dev/v1alpha1
+kind: Config
+metadata: {name: t}
+spec: {state: 'sqlite:///state.db', backend: local}
+---
+apiVersion: backfillctl.dev/v1alpha1
+kind: Workspace
+metadata: {name: ws}
+spec: {timezone: UTC, operators: [ops]}
+---
+apiVersion: backfillctl.dev/v1alpha1
+kind: Node
+metadata: {name: a, workspace: ws}
+spec: {schedule: '0 1 * * *', run: {command: [TRUE]}}
+---
+apiVersion: backfillctl.dev/v1alpha1
+kind: Node
+metadata: {name: b, workspace: ws}
+spec: {schedule: '0 1 * * *', upstream: [a], run: {command: [TRUE]}}
+---
+apiVersion: backfillctl.dev/v1alpha1
+kind: Backfill
+metadata: {name: noop}
+spec:
+  select: {method: descendants, roots: [a]}
+  dates: [{from: 2024-01-01, to: 2024-01-03}]
+"""

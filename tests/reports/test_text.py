@@ -48,9 +48,9 @@ def test_forced_colour_does_not_colour_tables(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_version_does_not_import_rich() -> None:
-    code = "import sys, runpy; sys.argv = ['backfillctl', '--version']\n"
-    code += "try:\n    runpy.run_module('backfill_ctl', run_name='__main__')\n"
-    code += "except SystemExit:\n    pass\nprint('rich' in sys.modules)"
+    code = "import sys; sys.argv = ['backfillctl', '--version']\n"
+    code += "from backfill_ctl.cli.main import main\n"  # (console() would end the process)
+    code += "try:\n    main()\nexcept SystemExit:\n    pass\nprint('rich' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )

@@ -294,3 +294,11 @@ class Connection(SQLStore):
 
     def close(self) -> None:
         self._db.close()
+
+    def __del__(self) -> None:
+        # Closed when the store is dropped, not when the cyclic collector gets to its
+        # connection (sqlite3's statement cache refers back to it): the WAL is synced
+        # into the file and removed then, and a process ending without teardown
+        # (cli/teardown.py) has nothing left open.
+        with contextlib.suppress(Exception):
+            self._db.close()
