@@ -140,6 +140,34 @@ def test_a_store_written_to_the_end_is_closed_and_synced_before_the_process_ends
     assert states == [("succeeded", 6)]
 
 
+def test_a_store_still_held_at_the_end_is_closed_before_the_process_ends(
+    tmp_path: Path,
+) -> None:
+    """A store something still holds (a module's global here) is closed by `end_now`
+    (cli/teardown.py reads state.opened_stores), its last write synced into the file."""
+    child = (
+        "import sys\nfrom backfill_ctl.cli import teardown\n"
+        "from backfill_ctl.state import open_store\n"
+        "held = open_store(sys.argv[1])\n"
+        "held.add_events('note', [(None, 'written last')], at=1.0, actor='t', origin='t')\n"
+        "teardown.end_now(0)\n"
+    )
+    db_path = tmp_path / "state.db"
+    done = subprocess.run(
+        [sys.executable, "-c", child, str(db_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert not (tmp_path / "state.db-wal").exists()
+    with contextlib.closing(sqlite3.connect(db_path)) as db:
+        assert db.execute("SELECT message FROM events").fetchall() == [("written last",)]
+
+
 def test_with_another_thread_running_the_process_ends_as_usual(tmp_path: Path) -> None:
     """A thread the interpreter's ending waits for (not a daemon) may still use what the
     command opened: the process then ends the usual way, the thread done first."""
