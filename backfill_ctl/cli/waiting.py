@@ -184,9 +184,8 @@ class Progress:
             return
         shown = self._shown
         snap = self.snapshot()
-        if self.console is None:
-            due = shown is None or snap.elapsed - shown[1] >= PLAIN_EVERY
-            if (shown is None or snap.counts != shown[0]) and (due or final):
+        if self.console is None:  # (a line is due: `_due`)
+            if shown is None or snap.counts != shown[0]:
                 err(snap.line())
                 self._shown = (snap.counts, int(snap.elapsed))
         elif shown is None or (snap.counts, int(snap.elapsed)) != shown:

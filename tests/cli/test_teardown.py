@@ -41,19 +41,30 @@ console()
 """
 
 
-def plan(
-    tmp_path: Path, large: int, specs: Path = EXAMPLE_SPECS
-) -> subprocess.CompletedProcess[str]:
-    marker = tmp_path / "marker"
-    argv = ["plan", str(specs), "--as", "oncall", "--now", "2024-03-20", "-o", "json"]
+def python(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """`python -c CODE ARGS...` in a fresh process, this checkout first on its path."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
-        [sys.executable, "-c", CHILD, str(large), str(marker), *argv],
-        cwd=REPO,
+        [sys.executable, "-c", *args],
+        cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
+
+
+def cli(
+    tmp_path: Path, large: int, *argv: str, cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
+    """The console script's command `argv` (CHILD), its markers in `tmp_path`."""
+    return python(CHILD, str(large), str(tmp_path / "marker"), *argv, cwd=cwd)
+
+
+def plan(tmp_path: Path, large: int) -> subprocess.CompletedProcess[str]:
+    argv = ["plan", str(EXAMPLE_SPECS), "--as", "oncall", "--now", "2024-03-20", "-o", "json"]
+    return cli(tmp_path, large, *argv)
 
 
 @pytest.mark.parametrize("large", [1, 10**9])
@@ -82,9 +93,7 @@ def test_the_process_ends_with_the_command_s_exit_code(
         f"teardown.keep_until_exit(large, object())\nteardown.end_now({code!r})\n"
         "print('never')\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", child], cwd=REPO, capture_output=True, text=True, timeout=60
-    )
+    done = python(child)
     assert (done.returncode, done.stdout, done.stderr) == (returncode, "written before", stderr)
 
 
@@ -93,14 +102,7 @@ def test_check_of_a_large_plan_also_ends_at_once(tmp_path: Path) -> None:
     argv = ["check", str(EXAMPLE_SPECS), "--as", "oncall", "--now", "2024-03-20"]
 
     def check(large: int) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-c", CHILD, str(large), str(marker), *argv],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return cli(tmp_path, large, *argv)
 
     done = check(1)
     assert not marker.exists()  # no teardown
@@ -119,21 +121,11 @@ def test_a_store_written_to_the_end_is_closed_and_synced_before_the_process_ends
     assert true is not None
     (tmp_path / "specs").mkdir()
     (tmp_path / "specs" / "all.yaml").write_text(SPECS.replace("TRUE", true))
-    marker = tmp_path / "marker"
-    argv = ["apply", "specs", "--as", "ops", "--wait"]
-    done = subprocess.run(
-        [sys.executable, "-c", CHILD, "1", str(marker), *argv],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = cli(tmp_path, 1, "apply", "specs", "--as", "ops", "--wait", cwd=tmp_path)
 
     assert done.returncode == 0, done.stderr
     assert "backfill/noop: succeeded" in done.stderr
-    assert not marker.exists()  # not torn down: ended at once
+    assert not (tmp_path / "marker").exists()  # not torn down: ended at once
     assert not (tmp_path / "state.db-wal").exists()  # closed (checkpointed) first
     with contextlib.closing(sqlite3.connect(tmp_path / "state.db")) as db:
         states = db.execute("SELECT state, count(*) FROM instances GROUP BY state").fetchall()
@@ -153,14 +145,7 @@ def test_a_store_still_held_at_the_end_is_closed_before_the_process_ends(
         "teardown.end_now(0)\n"
     )
     db_path = tmp_path / "state.db"
-    done = subprocess.run(
-        [sys.executable, "-c", child, str(db_path)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = python(child, str(db_path))
 
     assert done.returncode == 0, done.stderr
     assert not (tmp_path / "state.db-wal").exists()
@@ -179,14 +164,7 @@ def test_with_another_thread_running_the_process_ends_as_usual(tmp_path: Path) -
         "threading.Thread(target=late).start()\n"
         "teardown.end_now(0)\nprint('returned', end='')\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", child, str(marker)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = python(child, str(marker))
 
     assert (done.returncode, done.stdout) == (0, "returned")
     assert marker.read_text() == "done"

@@ -299,6 +299,9 @@ class Connection(SQLStore):
         # Closed when the store is dropped, not when the cyclic collector gets to its
         # connection (sqlite3's statement cache refers back to it): the WAL is synced
         # into the file and removed then, and a process ending without teardown
-        # (cli/teardown.py) has nothing left open.
-        with contextlib.suppress(Exception):
-            self._db.close()
+        # (cli/teardown.py) has nothing left open. (No contextlib: at the interpreter's
+        # end its module may be gone.)
+        try:  # noqa: SIM105
+            self.close()
+        except Exception:  # (a store whose opening failed has no connection)
+            pass
