@@ -15,7 +15,8 @@ call; the figures are a little above an untimed run's):
   (every `execute` of the store's connection, by statement) and the commits;
 - waits: the controller waiting for attempts to end (`LocalBackend.wait`: the shim
   starting each command, the command, its end coming back), and the progress line;
-- the end: from the end of the last tick to the command's end (its `atexit` handlers).
+- the end: from the end of the last tick to the command's end (its `atexit` handlers),
+  and to the process's exit as this script sees it (the interpreter's ending too).
 
 Printed: the medians over the runs, and the statements that took the most.
 """
@@ -31,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -91,6 +93,7 @@ tick = timed("tick", Controller.tick)
 def last_tick(self):
     result = tick(self)
     marks["last tick"] = time.perf_counter() - T0
+    marks["last tick epoch"] = time.time()
     return result
 Controller.tick = last_tick
 LocalBackend.wait = timed("wait", LocalBackend.wait)
@@ -111,6 +114,7 @@ def write():
         "progress": acc["progress"],
         "last tick": marks.get("last tick", 0.0),
         "end": marks["end"],
+        "last tick epoch": marks.get("last tick epoch", 0.0),
         "top": top,
     }
     with open(out, "w") as fh:
@@ -139,9 +143,11 @@ def one_run(spec: str) -> dict[str, object]:
             text=True,
             check=False,
         )
+        exited = time.time()
         if done.returncode:
             raise SystemExit(f"apply --wait failed ({done.returncode}): {done.stderr[-2000:]}")
         got: dict[str, object] = json.loads(figures.read_text())
+        got["exit"] = exited - float(got["last tick epoch"])  # type: ignore[arg-type]
         return got
 
 
@@ -175,7 +181,8 @@ def main() -> int:
     print(f"waits for ends          {med('wait'):.3f} s; the progress line {med('progress'):.3f} s")
     print(
         f"last tick               ends {med('last tick'):.3f} s after our first line; "
-        f"the command ends {med('end') - med('last tick'):.3f} s later"
+        f"the command ends {med('end') - med('last tick'):.3f} s later, "
+        f"its process {med('exit'):.3f} s later"
     )
     print("statements that took the most (the last run):")
     for sql, took in runs[-1]["top"]:  # type: ignore[union-attr]
