@@ -196,6 +196,7 @@ def _plan(catalog: Catalog, backfill: Backfill, scope: Scope, now: datetime) -> 
     for bizdate in dates:
         group, sequence = position[bizdate]
         day = scheduled_day(bizdate)
+        key = bizdate.isoformat()
         old = {tz: is_degraded(bizdate, t) for tz, t in today.items()}
         day_ticks: list[list[Tick] | None] = [None] * len(slots)
         ids_of: dict[str, list[str]] = {}
@@ -215,7 +216,7 @@ def _plan(catalog: Catalog, backfill: Backfill, scope: Scope, now: datetime) -> 
                 reason = reason or "not-scheduled-day"
             ticks = day_ticks[slot]
             if ticks is None:
-                ticks = day_ticks[slot] = ticks_of(slots[slot], day)
+                ticks = day_ticks[slot] = ticks_of(slots[slot], day, key)
             priority = p.degraded if old[p.tz] else p.priority
             many = len(ticks) > 1
             upstream_ids: list[tuple[list[str], bool]] = []
@@ -265,10 +266,10 @@ def _plan(catalog: Catalog, backfill: Backfill, scope: Scope, now: datetime) -> 
                 elif p.argv is None:
                     assert p.shell is not None
                     command = p.shell.render_shell(
-                        Context(bizdate, tick.wall, iid, name, job), cache
+                        Context(bizdate, tick.at.replace(tzinfo=None), iid, name, job), cache
                     )
                 else:
-                    ctx = Context(bizdate, tick.wall, iid, name, job)
+                    ctx = Context(bizdate, tick.at.replace(tzinfo=None), iid, name, job)
                     argv = p.argv.copy()
                     for i, template in p.dynamic:
                         argv[i] = template.render(ctx, cache)

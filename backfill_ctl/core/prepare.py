@@ -31,7 +31,6 @@ from backfill_ctl.core.schedules import (
     zone,
 )
 from backfill_ctl.hashes import blake2b
-from backfill_ctl.spec.cron import ONE_DAY
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -75,8 +74,7 @@ _ANY_TIME = datetime(2000, 1, 1)
 
 
 class Tick(NamedTuple):
-    at: datetime  # aware
-    wall: datetime  # naive wall-clock time, what $[...] expressions see
+    at: datetime  # aware (its wall-clock time, what $[...] expressions see: without tzinfo)
     slot: bytes  # the instance id's input after the node: business date, k/n
     epoch: float
 
@@ -90,17 +88,17 @@ class Slots(NamedTuple):
     per_day: int  # n
 
 
-def ticks_of(slots: Slots, day: date) -> list[Tick]:
-    bizdate = day - ONE_DAY
+def ticks_of(slots: Slots, day: date, bizdate: str) -> list[Tick]:
+    """The ticks of `slots` on the scheduled `day` of the business date (ISO text)."""
+    n = slots.per_day
+    ordinals = slots.ordinals
     return [
-        Tick(
-            at,
-            at.replace(tzinfo=None),
-            slot_key(bizdate, slots.ordinals[index], slots.per_day),
-            at.timestamp(),
-        )
+        _new(Tick, (at, f"{bizdate}\x1f{ordinals[index]}/{n}".encode(), at.timestamp()))
         for index, at in ticks_on(day, slots.times, zone(slots.tz))
     ]
+
+
+_new = tuple.__new__  # a NamedTuple without its Python-level __new__
 
 
 @dataclass

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
@@ -140,8 +140,11 @@ def localize(day: date, at: time, tz: ZoneInfo) -> datetime:
 
 
 def ticks_on(day: date, times: Iterable[time], tz: ZoneInfo) -> list[tuple[int, datetime]]:
-    """Distinct instants of the wall-clock `times` on `day`, in order, each with the index
-    in `times` of the time it comes from (the first one, when several collapse)."""
+    """Distinct instants of the wall-clock `times` (ascending) on `day`, in order, each
+    with the index in `times` of the time it comes from (the first one, when several
+    collapse)."""
+    if steady(day, tz):  # each wall-clock time is one instant, in the same order
+        return [(index, datetime.combine(day, at, tzinfo=tz)) for index, at in enumerate(times)]
     seen: set[datetime] = set()
     out: list[tuple[int, datetime]] = []
     for index, at in enumerate(times):
@@ -151,6 +154,20 @@ def ticks_on(day: date, times: Iterable[time], tz: ZoneInfo) -> list[tuple[int, 
             out.append((index, instant))
     out.sort(key=lambda tick: tick[1])
     return out
+
+
+# A day whose offset is the same at each hour from its start to the next day's start has
+# no change (one undone within the hour would be missed: tzdata has none).
+_HOURS = tuple(timedelta(hours=h) for h in range(25))
+
+
+@lru_cache(maxsize=1 << 14)
+def steady(day: date, tz: ZoneInfo) -> bool:
+    """No UTC offset change in `tz` on `day`: no wall-clock time is skipped or repeated,
+    so `localize` is `datetime.combine` (without its round trip through UTC)."""
+    start = datetime.combine(day, time())
+    first = tz.utcoffset(start)
+    return all(tz.utcoffset(start + hours) == first for hours in _HOURS)
 
 
 def scheduled_day(bizdate: date) -> date:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, time
+from datetime import date, datetime, time, timedelta
 
 import pytest
 
@@ -13,6 +13,7 @@ from backfill_ctl.core.schedules import (
     localize,
     scheduled_day,
     scheduled_days,
+    steady,
     ticks_on,
     zone,
 )
@@ -103,6 +104,28 @@ def test_ticks_collapsing_onto_one_instant_are_one_tick() -> None:
     assert [t.strftime("%H:%M%z") for _, t in ticks] == ["01:30-0500", "03:00-0400", "03:30-0400"]
     # Each keeps the index of the time it comes from: 03:00 is the moved 02:00 (index 1).
     assert [index for index, _ in ticks] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "tz",
+    ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "America/Santiago", "UTC"],
+)
+def test_ticks_of_days_without_an_offset_change_are_those_of_the_round_trip(tz: str) -> None:
+    """`ticks_on` skips the round trip through UTC on a steady day: each day of two
+    years (DST starts and ends, Lord Howe's half hour) gives what the round trip gives."""
+    times = tuple(time(h, m) for h in range(24) for m in (0, 30))
+    zoneinfo = zone(tz)
+    day, changes = date(2023, 1, 1), 0
+    while day < date(2025, 1, 1):
+        reference: dict[datetime, int] = {}
+        for index, at in enumerate(times):
+            reference.setdefault(localize(day, at, zoneinfo), index)
+        assert ticks_on(day, times, zoneinfo) == sorted(
+            ((i, t) for t, i in reference.items()), key=lambda tick: tick[1]
+        )
+        changes += not steady(day, zoneinfo)
+        day += timedelta(days=1)
+    assert changes == (0 if tz == "UTC" else 4)  # two a year, each found
 
 
 @pytest.mark.parametrize(
