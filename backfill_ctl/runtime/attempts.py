@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from backfill_ctl.backends import Backend
     from backfill_ctl.core.records import EventRecord, InstanceRecord
     from backfill_ctl.runtime.scheduler import Scheduler
+    from backfill_ctl.state.protocols import Begun
 
 
 class Pending(NamedTuple):
@@ -243,31 +244,21 @@ class AttemptRunner(LeaseHolder):
             if run.cancelled is None and run.timeout and now - run.started > run.timeout:
                 self._cancel(instance, run, f"timed out after {_duration(run.timeout)}", retry=True)
 
-    def _begin(
-        self, starts: Sequence[str], now: float
-    ) -> tuple[dict[str, int], dict[str, InstanceRecord]]:
-        """Begin the attempts of `starts` in one transaction, fenced: their numbers, and
-        the records of `starts` as they were read before."""
+    def _begin(self, starts: Sequence[str], now: float) -> dict[str, Begun]:
+        """Begin the attempts of `starts` in one transaction, fenced: each one begun, with
+        what starting it needs of its instance."""
         if not starts:
-            return {}, {}
-        records = {r.id: r for r in self.store.instances(ids=starts)}
-        begun = self.store.begin_attempts(
-            [i for i in starts if i in records],
+            return {}
+        return self.store.begin_attempts(
+            starts,
             self.backend.name,
             at=now,
             actor=self.actor,
             origin=self.origin,
             fence=self.fence,
         )
-        return begun, records
 
-    def _start_begun(
-        self,
-        starts: Sequence[str],
-        begun: dict[str, int],
-        records: dict[str, InstanceRecord],
-        now: float,
-    ) -> int:
+    def _start_begun(self, starts: Sequence[str], begun: dict[str, Begun], now: float) -> int:
         """Start the attempts begun, in the scheduler's order; how many started. Their
         handles are written with the next tick's ends (`_record_pending`): until then an
         attempt is `starting`, which a controller that adopts it settles (`recover`)."""
@@ -278,44 +269,43 @@ class AttemptRunner(LeaseHolder):
         for instance in (i for i in starts if i in begun):
             if refused is None:
                 try:
-                    started += self._start(records[instance], begun[instance], now)
+                    started += self._start(begun[instance], now)
                     continue
                 except NotStarted as exc:  # the backend has no room: the rest waits too
                     refused = exc
-            self._not_started(instance, begun[instance], refused, now)
+            self._not_started(instance, begun[instance].number, refused, now)
         return started
 
-    def _start(self, record: InstanceRecord, number: int, now: float) -> bool:
-        """Start attempt `number` of `record` (begun: its instance is running); NotStarted
-        when the backend has no room for it now."""
-        instance = record.id
-        tries_left = record.tries_left - 1  # read before begin_attempts took one
+    def _start(self, begun: Begun, now: float) -> bool:
+        """Start the attempt `begun` (its instance is running); NotStarted when the backend
+        has no room for it now."""
+        instance, number, run = begun.id, begun.number, begun.run
         self.scheduler.set_state(instance, "running")
         try:
-            handle, log = self.backend.start(self._spec(record, number))
+            handle, log = self.backend.start(self._spec(begun, number))
         except NotStarted:
             raise  # (a BackendError too) for `_start_all`, which holds the rest back
         except BackendError as exc:
-            run = self.running[instance] = Running(
-                record.backfill,
+            failed = self.running[instance] = Running(
+                begun.backfill,
                 number,
                 {},
                 now,
-                record.run.timeout,
-                tries_left,
-                retry_delay=record.run.retry_delay,
+                run.timeout,
+                begun.tries_left,
+                retry_delay=run.retry_delay,
             )
-            self._outcomes[instance] = (run, Outcome("failed", None, str(exc)))
+            self._outcomes[instance] = (failed, Outcome("failed", None, str(exc)))
             return False
         self._held_for = ""
         self.running[instance] = Running(
-            record.backfill,
+            begun.backfill,
             number,
             handle,
             now,
-            record.run.timeout,
-            tries_left,
-            retry_delay=record.run.retry_delay,
+            run.timeout,
+            begun.tries_left,
+            retry_delay=run.retry_delay,
             log=log,
         )
         self._handles[instance] = (number, handle, log)  # kept until it is written
@@ -341,7 +331,7 @@ class AttemptRunner(LeaseHolder):
                 f"the backend started nothing: {exc} (trying again in {_duration(exc.retry_after)})"
             )
 
-    def _spec(self, record: InstanceRecord, number: int) -> AttemptSpec:
+    def _spec(self, record: InstanceRecord | Begun, number: int) -> AttemptSpec:
         gate = self.scheduler.gates.get(record.backfill)
         return AttemptSpec(
             record.id,

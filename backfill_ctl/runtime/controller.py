@@ -223,9 +223,9 @@ class Controller(Adoption):
             # follows; none of it, and the ends are written again next time).
             won = self._write_pending(pending)
             self.store.set_waiting(decision.waiting, at=at, actor=self.actor, origin=self.origin)
-            begun, records = self._begin(starts, at)
+            begun = self._begin(starts, at)
         self._pending_written(pending, won)
-        started = self._start_begun(starts, begun, records, at)
+        started = self._start_begun(starts, begun, at)
         self.started_total += started
         finished = self._finish(now)
         # Ends were told to the scheduler before it decided: what they made ready was

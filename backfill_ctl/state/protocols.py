@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         InstanceAge,
         InstanceRecord,
         Lease,
+        Run,
         TaskTuple,
     )
 
@@ -63,6 +64,22 @@ class AttemptEnd(NamedTuple):
     not_before: float | None = None
     log: tuple[str, int] | None = None
     handle: tuple[dict[str, Any], str | None] | None = None
+
+
+class Begun(NamedTuple):
+    """An attempt `begin_attempts` began: its number, and what starting it needs of its
+    instance, as the begin left it (`tries_left`: after the begin took one), read by
+    the statement that began it."""
+
+    id: str  # the instance
+    number: int
+    backfill: str
+    node: str
+    bizdate: str
+    cyctime: str
+    run: Run
+    timezone: str
+    tries_left: int
 
 
 class StoredLog(NamedTuple):
@@ -254,7 +271,7 @@ class RunStore(
         actor: str,
         origin: str,
         fence: tuple[str, int] | None = None,
-    ) -> dict[str, int]: ...
+    ) -> dict[str, Begun]: ...
     def set_attempt_handle(
         self, instance: str, number: int, handle: dict[str, Any], log: str | None
     ) -> None: ...

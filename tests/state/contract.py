@@ -24,7 +24,7 @@ from backfill_ctl.core.records import (
     TaskTuple,
 )
 from backfill_ctl.state import LeaseLost, StateStore
-from backfill_ctl.state.protocols import AttemptEnd, StoredLog
+from backfill_ctl.state.protocols import AttemptEnd, Begun, StoredLog
 
 Make = Callable[[], StateStore]
 AT = 1_710_896_400.0  # 2024-03-20T01:00:00Z
@@ -658,7 +658,11 @@ class StoreContract:
             ["a2", "a1", "b1", "zz"], "local", at=AT, actor="c", origin="A", fence=("A", 1)
         )
 
-        assert begun == {"a2": 1, "a1": 1}
+        assert {i: b.number for i, b in begun.items()} == {"a2": 1, "a1": 1}
+        a1 = state(store, "a1")  # what starting it needs, as the begin left it
+        assert begun["a1"] == Begun(
+            "a1", 1, a1.backfill, a1.node, a1.bizdate, a1.cyctime, a1.run, a1.timezone, 1
+        )
         assert {(e.instance, e.to_state, e.message) for e in store.events()[-2:]} == {
             ("a1", "running", "attempt 1"),
             ("a2", "running", "attempt 1"),

@@ -16,6 +16,7 @@ from backfill_ctl.core.records import (
 )
 from backfill_ctl.state import LeaseLost
 from backfill_ctl.state.memory.tables import Tables
+from backfill_ctl.state.protocols import Begun
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -92,7 +93,7 @@ class Attempts(Tables):
         actor: str,
         origin: str,
         fence: tuple[str, int] | None = None,
-    ) -> dict[str, int]:
+    ) -> dict[str, Begun]:
         with self._lock:
             if fence is not None:
                 self._check_fence(fence)
@@ -100,7 +101,18 @@ class Attempts(Tables):
             for instance in instances:
                 number = self.begin_attempt(instance, backend, at=at, actor=actor, origin=origin)
                 if number is not None:
-                    begun[instance] = number
+                    i = self._instances[instance]
+                    begun[instance] = Begun(
+                        instance,
+                        number,
+                        i.backfill,
+                        i.node,
+                        i.bizdate,
+                        i.cyctime,
+                        copy.deepcopy(i.run),  # (as a read gives it: not the stored one)
+                        i.timezone,
+                        i.tries_left,
+                    )
             return begun
 
     def set_attempt_handles(

@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from backfill_ctl.core.records import AttemptRecord
-from backfill_ctl.state.protocols import AttemptEnd
+from backfill_ctl.core.records import AttemptRecord, Run
+from backfill_ctl.state.protocols import AttemptEnd, Begun
 from backfill_ctl.state.sql.base import SQLStore
 from backfill_ctl.state.sql.events import EVENT_INSERT_SELECT, insert_event
 from backfill_ctl.state.sql.lease import check_fence_in
@@ -36,9 +36,10 @@ class Attempts(SQLStore):
         fence: tuple[str, int] | None = None,
     ) -> int | None:
         """`begin_attempts` of one instance: its attempt's number, or None."""
-        return self.begin_attempts(
+        begun = self.begin_attempts(
             [instance], backend, at=at, actor=actor, origin=origin, fence=fence
         ).get(instance)
+        return None if begun is None else begun.number
 
     def begin_attempts(
         self,
@@ -49,10 +50,11 @@ class Attempts(SQLStore):
         actor: str,
         origin: str,
         fence: tuple[str, int] | None = None,
-    ) -> dict[str, int]:
+    ) -> dict[str, Begun]:
         """Mark the waiting ones of `instances` running and record each one's next attempt,
         in one transaction (before any process exists: a crash after this leaves attempts
-        to settle, never a silent run); the number of each attempt begun, by instance.
+        to settle, never a silent run); each attempt begun (its number, and what starting
+        it needs of its instance, read by the update itself), by instance.
         With `fence` (holder, epoch), only while that holder still holds the lease in that
         epoch: a controller that lost its lease (paused past it) raises LeaseLost."""
         if not instances:
@@ -79,13 +81,27 @@ class Attempts(SQLStore):
                 "UPDATE instances SET state = 'running', reason = NULL, blocker = NULL, "
                 "attempts = attempts + 1, tries_left = tries_left - 1, started_at = ?, "
                 f"finished_at = NULL, updated_at = ? WHERE {guard} "
-                "RETURNING id, attempts",
+                "RETURNING id, attempts, backfill, node, bizdate, cyctime, run, timezone, "
+                "tries_left",
                 (at, at, ids),
             )
             if fence is not None:  # a lost lease rolls all of it back
                 check_fence_in(db, fence)
             rows = started.fetchall()
-        return {str(row[0]): int(row[1]) for row in rows}
+        return {
+            row[0]: Begun(
+                row[0],
+                int(row[1]),
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                Run.from_json(json.loads(row[6])),
+                row[7],
+                int(row[8]),
+            )
+            for row in rows
+        }
 
     def set_attempt_handle(
         self, instance: str, number: int, handle: dict[str, Any], log: str | None
