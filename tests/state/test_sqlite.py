@@ -5,6 +5,7 @@ identity that survives reopening. What every store does is in the contract
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -58,6 +59,28 @@ def test_an_older_store_is_migrated_and_keeps_its_rows(
     assert [i.node for i in reopened.instances()] == ["a", "b"]
     with sqlite3.connect(tmp_path / "state.db") as db:
         assert "owner" in [row[1] for row in db.execute("PRAGMA table_info(backfills)")]
+
+
+def test_a_store_of_schema_6_loses_its_index_by_state_and_still_lists_by_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 7: the index every state change moved is dropped; a listing by state
+    across backfills reads the table instead, and finds the same instances."""
+    with monkeypatch.context() as old:
+        old.setattr(connection, "_MIGRATIONS", connection._MIGRATIONS[:6])
+        old.setattr(connection, "SCHEMA_VERSION", 6)
+        applied(tmp_path, *CHAIN, backfill()).close()
+    assert "instances_by_state" in indexes(tmp_path / "state.db")
+
+    reopened = SQLiteStore(tmp_path / "state.db")
+
+    assert "instances_by_state" not in indexes(tmp_path / "state.db")
+    assert [i.node for i in reopened.instances(states=["pending"])] == ["a", "b"]
+
+
+def indexes(path: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_schema WHERE type = 'index'")}
 
 
 def test_a_store_of_a_newer_backfillctl_is_refused_untouched(tmp_path: Path) -> None:

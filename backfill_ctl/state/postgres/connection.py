@@ -175,7 +175,6 @@ class Connection(SQLStore):
     search path); connected again on the first call after the connection was lost."""
 
     AMONG = "{} = ANY(?)"
-    UNINDEXED = "{}"
     CLOCK = "SELECT extract(epoch FROM clock_timestamp())::float8"
 
     def __init__(self, url: str, *, create: bool, busy_timeout: float) -> None:

@@ -65,7 +65,7 @@ class Attempts(SQLStore):
             # update moves them, so no row is read back before writing (one round trip
             # to a server, and the COMMIT), whatever the number of instances.
             among, ids = self._among("id", instances)
-            guard = f"{among} AND {self.UNINDEXED.format('state')} IN {_WAITING}"
+            guard = f"{among} AND state IN {_WAITING}"
             waiting = f"FROM instances WHERE {guard}"
             db.execute(
                 f"{EVENT_INSERT_SELECT} ?, ?, ?, 'transition', backfill, id, state, 'running', "

@@ -46,10 +46,6 @@ class SQLStore:
     _store_id: str | None = None
     # `column` among the values bound to the `?` of this template (see `_among`).
     AMONG = "{} IN (SELECT value FROM json_each(?))"
-    # A column in a condition the database must not search an index of (SQLite's planner
-    # takes the state index over the primary key of `id IN (...) AND state IN (...)`,
-    # and scans every waiting row); PostgreSQL has no unary plus on text, nor the need.
-    UNINDEXED = "+{}"
     # The query of the store's clock (seconds since the epoch) that a lease runs on; None:
     # this machine's (a SQLite file is on it).
     CLOCK: str | None = None
