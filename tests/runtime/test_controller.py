@@ -123,6 +123,27 @@ def test_a_tick_writes_its_attempts_in_a_commit_or_two_whatever_their_number(
     assert len(backend.started) == 6
 
 
+def test_a_tick_reads_what_its_starts_need_with_the_update_that_begins_them(
+    tmp_path: Path,
+) -> None:
+    """Issue 15: the begin's UPDATE returns each instance's command and the rest a start
+    needs: no read of the instances before it (a round trip a tick on PostgreSQL)."""
+    wide = [node(f"n{n}", resourceGroup="big") for n in range(6)]
+    roots = {"method": "manual", "roots": [f"n{n}" for n in range(6)]}
+    store = applied(tmp_path, resource_group("big", 8), *wide, backfill(select=roots), sqlite=True)
+    backend = FakeBackend()
+    c = controller(store, backend)
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)  # type: ignore[attr-defined]
+
+    assert c.tick().started == 6
+
+    assert [s for s in statements if s.startswith("SELECT") and "FROM instances" in s] == []
+    assert sorted(spec.run.command for spec in backend.started) == [  # each its own
+        ("run", f"n{n}", "20240301") for n in range(6)
+    ]
+
+
 def test_the_tick_that_records_an_end_begins_what_it_made_ready_in_the_same_commit(
     tmp_path: Path,
 ) -> None:
