@@ -157,7 +157,7 @@ def split_groups(dates: Sequence[date], groups: int) -> list[tuple[date, ...]]:
 def instance_id(backfill: str, node: str, bizdate: date, tick: int, ticks: int) -> str:
     """blake2b-64 of backfill, node, business date and "tick of ticks" (see the module
     docstring; the planner's loop computes the same hash from a per-node prefix)."""
-    key = f"{backfill}\x1f{node}\x1f".encode() + slot_key(bizdate, tick, ticks)
+    key = f"{backfill}\x1f{node}\x1f".encode() + slot_key(bizdate.isoformat(), tick, ticks)
     return blake2b(key, digest_size=8).hexdigest()
 
 

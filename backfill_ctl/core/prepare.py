@@ -42,8 +42,9 @@ if TYPE_CHECKING:
     from backfill_ctl.spec.model import Backfill, Node, Period
 
 
-def slot_key(bizdate: date, tick: int, ticks: int) -> bytes:
-    return f"{bizdate.isoformat()}\x1f{tick}/{ticks}".encode()
+def slot_key(bizdate: str, tick: int, ticks: int) -> bytes:
+    """The instance id's input after the node: the business date (ISO text), k/n."""
+    return f"{bizdate}\x1f{tick}/{ticks}".encode()
 
 
 def compile_node(
@@ -93,7 +94,7 @@ def ticks_of(slots: Slots, day: date, bizdate: str) -> list[Tick]:
     n = slots.per_day
     ordinals = slots.ordinals
     return [
-        _new(Tick, (at, f"{bizdate}\x1f{ordinals[index]}/{n}".encode(), at.timestamp()))
+        _new(Tick, (at, slot_key(bizdate, ordinals[index], n), at.timestamp()))
         for index, at in ticks_on(day, slots.times, zone(slots.tz))
     ]
 
