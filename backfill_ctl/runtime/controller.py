@@ -234,12 +234,10 @@ class Controller(Adoption):
         return Tick(started, ended, len(self.running), tuple(finished), more=more)
 
     def _news(self) -> list[EventRecord]:
-        """The events others wrote since the last tick. Our own are read too, only to
-        move the watermark past them: filtered out in the store, they were scanned again
-        on every tick, a read that grew with the run."""
-        seen = self.store.events(after=self._watermark)
-        self._watermark = max([self._watermark, *(e.id for e in seen)])
-        return [e for e in seen if e.origin != self.origin]
+        """The events others wrote since the last tick (the watermark moves past our own
+        too: `StateStore.news`)."""
+        news, self._watermark = self.store.news(self._watermark, self.origin)
+        return news
 
     def _sync(self) -> None:
         """Apply what operators and apply changed since the last tick."""

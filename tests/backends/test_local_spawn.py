@@ -83,6 +83,33 @@ def test_a_program_is_found_on_the_attempt_s_own_path(tmp_path: Path) -> None:
     assert (outcome.state, log) == ("succeeded", "found it\n")
 
 
+def test_each_command_gets_the_controller_s_environment_as_it_is_at_its_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shim is sent the controller's environment only when it changed since the last
+    start: a variable set, changed or removed in between still reaches the next command
+    (or is gone from it) exactly, and the attempt's own variables win over it."""
+    backend = LocalBackend(tmp_path / "runs")
+    show = ("sh", "-c", 'echo "${BFC_A-unset} ${BFC_B-unset} ${BFC_OWN-unset}"')
+    steps: list[tuple[dict[str, str | None], dict[str, str], str]] = [
+        ({"BFC_A": "1", "BFC_B": None}, {}, "1 unset unset"),
+        ({}, {}, "1 unset unset"),  # the same environment: sent as "-"
+        ({"BFC_A": "2", "BFC_B": "b"}, {"BFC_OWN": "own"}, "2 b own"),
+        ({"BFC_A": None}, {"BFC_B": "mine"}, "unset mine unset"),
+        ({}, {}, "unset b unset"),
+    ]
+    for number, (changes, own, expected) in enumerate(steps, start=1):
+        for name, value in changes.items():
+            if value is None:
+                monkeypatch.delenv(name, raising=False)
+            else:
+                monkeypatch.setenv(name, value)
+        outcome, log = run_one(backend, spec(show, number=number, env=own))
+        assert (outcome.state, log) == ("succeeded", f"{expected}\n"), number
+    shims = backend._starts.shims()
+    assert len(shims) == 1  # (one shim heard every request)
+
+
 def test_a_program_that_cannot_be_executed_fails_with_126(tmp_path: Path) -> None:
     program = tmp_path / "not-executable"
     program.write_text("echo never\n")

@@ -213,6 +213,42 @@ class StoreContract:
         assert store.instances(ids=["n1"]) == []
         assert store.last_event_id() == events
 
+    def test_the_news_are_the_events_others_wrote_and_the_newest_id(self, make: Make) -> None:
+        """What a controller reads each tick: the events after its watermark that others
+        wrote (one with no origin too), and the newest id, its own included, so that the
+        next read starts past them."""
+        store = seeded(make())
+        start = store.last_event_id()
+        assert store.news(start, "me") == ([], start)
+
+        def note(origin: str | None, message: str) -> None:
+            store.add_events("note", [(None, message)], at=AT, actor="t", origin=origin)  # type: ignore[arg-type]
+
+        note("me", "mine 1")
+        note("them", "theirs 1")
+        note(None, "nobody's")
+        note("me", "mine 2")
+        news, newest = store.news(start, "me")
+        assert [(e.message, e.origin) for e in news] == [
+            ("theirs 1", "them"),
+            ("nobody's", None),
+        ]
+        assert newest == store.last_event_id()  # past "mine 2", which came last
+        assert store.news(newest, "me") == ([], newest)
+        note("me", "mine 3")
+        assert store.news(newest, "me") == ([], store.last_event_id())
+        note("them", "theirs 2")
+        note("me", "mine 4")
+        news, after = store.news(store.last_event_id() - 2, "me")
+        assert [e.message for e in news] == ["theirs 2"] and after == store.last_event_id()
+        assert [e.message for e in store.news(start, "them")[0]] == [
+            "mine 1",
+            "nobody's",
+            "mine 2",
+            "mine 3",
+            "mine 4",
+        ]
+
     # -- backfills -------------------------------------------------------------------
 
     def test_a_backfill_s_fields_change_with_an_event_and_only_known_ones(self, make: Make) -> None:

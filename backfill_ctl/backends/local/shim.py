@@ -7,8 +7,9 @@ of its own (Ctrl-C at the controller's terminal does not reach it) and ends once
 stdin is closed (the controller ended, however) and no command of its is left.
 
 Per request (`<4-byte big-endian length><fields joined by NUL>`: seq, base, log, cwd,
-umask in octal, the number of argv items, the argv items, then the environment's
-`KEY=VALUE` items; all bytes, never decoded):
+umask in octal, the number of argv items, the argv items, the number of the controller's
+environment items and those `KEY=VALUE` items (or "-": the same as the last request's),
+then the attempt's own `KEY=VALUE` items, which win; all bytes, never decoded):
 
 1. the log is opened (created private, truncated, never through a link): if it cannot
    be, the reply is `L <seq> <errno>` and nothing else happens;
@@ -113,12 +114,19 @@ def _spawn(log_fd: int, cwd: bytes, umask: int, argv: list[bytes], env: dict[byt
         os.close(home)
 
 
-def _start(record: bytes, running: dict[int, _File]) -> bytes:
+def _start(record: bytes, running: dict[int, _File], inherited: dict[bytes, bytes]) -> bytes:
+    """Carry out one request; `inherited`: the controller's environment, as the last
+    request that carried it said (updated when this one does)."""
     fields = record.split(b"\0")
     seq, base, log, cwd, umask, count = fields[:6]
-    n = int(count)
-    argv = fields[6 : 6 + n]
-    env = dict(item.split(b"=", 1) for item in fields[6 + n :] if b"=" in item)
+    at = 6 + int(count)
+    argv = fields[6:at]
+    if fields[at] != b"-":
+        inherited.clear()
+        end = at + 1 + int(fields[at])
+        inherited.update(_pairs(fields[at + 1 : end]))
+        at = end - 1
+    env = {**inherited, **_pairs(fields[at + 1 :])}
     try:
         log_fd = os.open(log, _LOG, 0o600)
     except OSError as exc:
@@ -145,6 +153,10 @@ def _start(record: bytes, running: dict[int, _File]) -> bytes:
 
 
 _File = tuple[bytes, int, int]  # a pid file: its path, device and inode
+
+
+def _pairs(items: list[bytes]) -> dict[bytes, bytes]:
+    return dict(item.split(b"=", 1) for item in items if b"=" in item)
 
 
 def _write_code(file: _File, pid: int, code: int) -> None:
@@ -220,14 +232,16 @@ def _drain(fd: int) -> None:
         return
 
 
-def _requests(pending: bytearray, running: dict[int, _File]) -> bytes:
+def _requests(
+    pending: bytearray, running: dict[int, _File], inherited: dict[bytes, bytes]
+) -> bytes:
     """Carry out every whole request in `pending` (taken out of it); the replies."""
     out = b""
     while len(pending) >= 4:
         size = int.from_bytes(pending[:4], "big")
         if len(pending) < 4 + size:
             break
-        out += _start(bytes(pending[4 : 4 + size]), running)
+        out += _start(bytes(pending[4 : 4 + size]), running, inherited)
         del pending[: 4 + size]
     return out
 
@@ -235,6 +249,7 @@ def _requests(pending: bytearray, running: dict[int, _File]) -> bytes:
 def main() -> None:
     wake = _setup()
     running: dict[int, _File] = {}  # pid -> its pid file
+    inherited: dict[bytes, bytes] = {}  # the controller's environment, as last sent
     pending = bytearray()  # requests read, not yet whole
     out = bytearray()  # replies the pipe did not take yet
     reading = True
@@ -246,7 +261,7 @@ def main() -> None:
             chunk = os.read(0, 1 << 16)
             reading = bool(chunk)
             pending += chunk
-            out += _requests(pending, running)
+            out += _requests(pending, running, inherited)
         out += _reap(running)
         if out:
             try:

@@ -61,6 +61,7 @@ class Shim:
         self.asked: dict[int, str] = {}  # request -> key, not answered yet
         self._partial = b""
         self._seq = 0
+        self._environment: dict[bytes, bytes] | None = None  # the shim's, last sent
         self.gone = False
 
     def fileno(self) -> int:
@@ -87,9 +88,9 @@ class Shim:
         head = [str(self._seq), base, log, cwd, f"{umask:o}", str(len(argv)), *argv]
         own = [f"{k}={v}" for k, v in env.items()]
         # The command's environment: this process's (bytes, as they are), then `env`,
-        # whose variables the shim takes over those (the later of a name wins).
-        inherited = [b"%s=%s" % item for item in os.environb.items()]
-        payload = b"\0".join([*map(os.fsencode, head), *inherited, *map(os.fsencode, own)])
+        # whose variables the shim takes over those (the later of a name wins). This
+        # process's is sent only when it changed since the last request ("-": the same).
+        payload = b"\0".join([*map(os.fsencode, head), *self._inherited(), *map(os.fsencode, own)])
         message = memoryview(len(payload).to_bytes(4, "big") + payload)
         written = 0
         try:
@@ -99,6 +100,18 @@ class Shim:
             self.close()
             raise ShimGone(str(exc), delivered=written > 0) from exc
         self.asked[self._seq] = key
+
+    def _inherited(self) -> list[bytes]:
+        """This process's environment as the request's items after argv: their number
+        and the `KEY=VALUE` items, or "-" when the shim has it already (read without a
+        Python call per variable: the mapping behind os.environb, CPython's)."""
+        current = getattr(os.environb, "_data", None)
+        if not isinstance(current, dict):
+            current = dict(os.environb)
+        if current == self._environment:
+            return [b"-"]
+        self._environment = dict(current)
+        return [b"%d" % len(current), *(b"%s=%s" % item for item in current.items())]
 
     def settle(self) -> None:
         """Wait until every request is answered, or the shim is gone, or REPLY_TIMEOUT

@@ -148,6 +148,13 @@ class Tables:
             found = found[len(found) - limit :] if limit else []
         return found
 
+    def news(self, after: int, origin: str) -> tuple[list[EventRecord], int]:
+        with self._lock:
+            start = bisect.bisect_right(self._events, after, key=lambda e: e.id)
+            found = self._events[start:]
+        newest = found[-1].id if found else after
+        return [e for e in found if e.origin != origin], newest
+
     def last_event_id(self) -> int:
         with self._lock:
             return self._events[-1].id if self._events else 0

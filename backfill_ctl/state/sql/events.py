@@ -62,6 +62,21 @@ class Events(SQLStore):
             sql += " ORDER BY id"
         return [EventRecord(*row) for row in self._read(sql, params)]
 
+    def news(self, after: int, origin: str) -> tuple[list[EventRecord], int]:
+        """The events after id `after` that others than `origin` wrote, in order, and the
+        newest event id (at least `after`): the `after` of the next call. One statement:
+        `origin`'s own are skipped in the store, but the newest row comes back whoever
+        wrote it, so that the next call does not scan them again."""
+        rows = self._read(
+            "SELECT id, at, actor, kind, backfill, instance, from_state, to_state, message, "
+            "origin FROM events WHERE id > ? AND (origin <> ? OR origin IS NULL "
+            "OR id = (SELECT MAX(id) FROM events)) ORDER BY id",
+            (after, origin),
+        )
+        if not rows:
+            return [], after
+        return [EventRecord(*row) for row in rows if row[9] != origin], int(rows[-1][0])
+
     def last_event_id(self) -> int:
         row = self._read("SELECT MAX(id) FROM events")[0]
         return int(row[0] or 0)
