@@ -9,6 +9,7 @@ its instance stays running meanwhile, so nothing starts twice.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -52,6 +53,12 @@ class Running:
     log: str | None = None  # where the backend writes its log
 
 
+# Ends (and handles) that start nothing wait this long at most for the next end of their
+# backfill, to share its commit (`AttemptRunner._due`): a join's first upstream waits for
+# the other, and what they make ready starts one commit sooner.
+SHARE_COMMIT = 0.02
+
+
 class AttemptRunner(LeaseHolder):
     """Attempts, for `Controller` (which sets these attributes)."""
 
@@ -67,6 +74,8 @@ class AttemptRunner(LeaseHolder):
     _handles: dict[str, tuple[int, Handle, str | None]]
     ended_by: Counter[str]  # recorded ends, by outcome (for /metrics)
     _more: bool  # the scheduler was told something the last decision did not know
+    stopping: bool
+    _unwritten_since: float | None = None  # (monotonic) since when ends are kept: `_due`
 
     def _settle_unstarted(self, record: InstanceRecord, number: int) -> None:
         self._requeue(
@@ -167,12 +176,37 @@ class AttemptRunner(LeaseHolder):
 
     def _pending_written(self, pending: Pending, won: Sequence[bool]) -> None:
         """`pending` is in the store: forget it, and the scheduler follows."""
+        self._unwritten_since = None
         for instance, _ in pending.handles:
             del self._handles[instance]
         for end, first in zip(pending.ends, won, strict=True):
             if end.handle is not None:
                 del self._handles[end.instance]
             self._recorded(end, first)
+
+    def _due(self, pending: Pending) -> bool:
+        """Is `pending` (ends and handles, with no start in this tick) to be written now?
+        Its ends are kept back while each of their backfills has an attempt still
+        running, for SHARE_COMMIT s at most: that attempt's end comes to share the commit
+        (the store shows these ends that much later; their backfill cannot finish before
+        they are written). Handles alone are written at once, as a controller that
+        follows needs them."""
+        if not pending.ends:  # (none, or written elsewhere: `_record_pending`)
+            self._unwritten_since = None
+            return bool(pending.handles)
+        now = time.monotonic()
+        if self._unwritten_since is None:
+            self._unwritten_since = now
+        if self.stopping or now - self._unwritten_since >= SHARE_COMMIT:
+            return True
+        running = {r.backfill for i, r in self.running.items() if i not in self._outcomes}
+        return any(self.running[e.instance].backfill not in running for e in pending.ends)
+
+    def _unwritten_for(self) -> float:
+        """How long the ends kept back (`_due`) may wait yet; else for ever."""
+        if self._unwritten_since is None:
+            return float("inf")
+        return max(0.0, self._unwritten_since + SHARE_COMMIT - time.monotonic())
 
     def _foresee(self, pending: Pending) -> None:
         """The scheduler told of `pending`'s ends before they are written, so that what

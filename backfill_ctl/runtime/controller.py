@@ -216,15 +216,16 @@ class Controller(Adoption):
         self._dry_runs(decision.dry_runs, now)
         starts = decision.start if now >= self._held_until else []
         at = self.clock()  # (not `now`: after the ends' time, which a retry must follow)
-        writes = pending.handles or pending.ends or starts
+        writes = bool(starts) or self._due(pending)
         with self.store.batch() if writes else contextlib.nullcontext():
             # The ends and the last tick's handles, why the rest waits, the starts
             # begun: one commit, all or nothing (no start is stored without the ends it
             # follows; none of it, and the ends are written again next time).
-            won = self._write_pending(pending)
+            won = self._write_pending(pending) if writes else None
             self.store.set_waiting(decision.waiting, at=at, actor=self.actor, origin=self.origin)
             begun = self._begin(starts, at)
-        self._pending_written(pending, won)
+        if won is not None:
+            self._pending_written(pending, won)
         started = self._start_begun(starts, begun, at)
         self.started_total += started
         finished = self._finish(now)
@@ -367,8 +368,8 @@ class Controller(Adoption):
                     break
                 if self._again(tick):
                     continue
-                if self.running:
-                    self.backend.wait(min(interval, 0.5))  # until an attempt may have ended
+                if self.running:  # until an attempt may have ended, or ends are due
+                    self.backend.wait(min(interval, 0.5, self._unwritten_for()))
                 else:
                     self._rest(interval)
         with contextlib.suppress(StateError):  # the handles of the last tick's starts
@@ -380,7 +381,8 @@ class Controller(Adoption):
         that the tick did not start, an outcome is to be written, or something moved and
         nothing runs to wake the wait (a tick that started attempts waits for them)."""
         moved = tick.started or tick.ended
-        return tick.more or bool(self._outcomes) or bool(moved and not self.running)
+        unwritten = self._outcomes and self._unwritten_since is None  # (not kept: `_due`)
+        return tick.more or bool(unwritten) or bool(moved and not self.running)
 
     def _forget(self) -> None:
         """The lease was lost: what this controller followed is the new holder's now.

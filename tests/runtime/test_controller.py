@@ -15,6 +15,7 @@ import pytest
 from backfill_ctl.backends import AttemptSpec, NotStarted, Outcome
 from backfill_ctl.backends.fake import FakeBackend
 from backfill_ctl.backends.local import LocalBackend
+from backfill_ctl.runtime.attempts import SHARE_COMMIT
 from backfill_ctl.runtime.controller import Controller, Tick
 from backfill_ctl.runtime.lease import this_host
 from backfill_ctl.state import StateError, StateStore, open_store
@@ -164,6 +165,81 @@ def test_the_tick_that_records_an_end_begins_what_it_made_ready_in_the_same_comm
     assert first.finished_at is not None and first.finished_at <= second.started_at
     drain(c)
     assert [a.state for a in store.attempts()] == ["succeeded"] * 2
+
+
+DIAMOND = (
+    node("a", resourceGroup="rg"),
+    node("b", upstream=["a"], resourceGroup="rg"),
+    node("c", upstream=["a"], resourceGroup="rg"),
+    node("d", upstream=["b", "c"], resourceGroup="rg"),
+)
+
+
+def test_a_join_s_first_upstream_end_waits_to_share_the_commit_that_begins_the_join(
+    tmp_path: Path,
+) -> None:
+    """Issue 15: an end that makes nothing ready is kept back while its backfill has an
+    attempt still running, SHARE_COMMIT s at most: the join's other upstream ends, and
+    both ends and the join's begin are one commit, not two. The wait for them does not
+    spin: the controller sleeps until an end comes or the time is up."""
+    store = applied(tmp_path, *DIAMOND, backfill(), sqlite=True)
+    commits = _commits(store)
+    done: set[str] = {"a"}
+    backend = FakeBackend(lambda spec: 0 if spec.node in done else None)
+    c = controller(store, backend)
+    assert c.tick().started == 1 and c.tick().started == 2  # a; then b and c
+    commits()
+    done.add("b")
+    kept = c.tick()
+    assert (kept.ended, kept.started) == (1, 0)
+    assert commits() == []  # b's end (and the handles of b and c) wait
+    assert states(store)["b@01"] == "running"
+    assert not c._again(kept) and 0 < c._unwritten_for() <= SHARE_COMMIT
+    done.add("c")
+    step = c.tick()
+    assert (step.ended, step.started) == (1, 1)
+    assert commits() == [{"attempts", "instances", "events"}]  # b's and c's ends, d begun
+    assert [s.node for s in backend.started][3:] == ["d"]
+    done.add("d")
+    drain(c)
+    assert set(states(store).values()) == {"succeeded"}
+
+
+def test_an_end_kept_back_is_written_after_share_commit_while_the_rest_runs(
+    tmp_path: Path,
+) -> None:
+    """The other attempt may run for hours (real processes here): the kept end is
+    written once SHARE_COMMIT passed, and the controller sleeps in between, it does not
+    spin."""
+    diamond = [
+        node("a", command=["true"], resourceGroup="rg"),
+        node("b", upstream=["a"], command=["true"], resourceGroup="rg"),
+        node("c", upstream=["a"], command=["sleep", "0.6"], resourceGroup="rg"),
+        node("d", upstream=["b", "c"], command=["true"], resourceGroup="rg"),
+    ]
+    store = applied(tmp_path, *diamond, backfill(), sqlite=True)
+    c = controller(store, LocalBackend(tmp_path / "runs"))
+    ticks: list[Tick] = []
+    c.run(interval=5.0, until=lambda t: states(store)["b@01"] == "succeeded", on_tick=ticks.append)
+    assert states(store)["c@01"] == "running"
+    b_id = next(i.id for i in store.instances() if i.node == "b")
+    b = next(a for a in store.attempts() if a.instance == b_id)
+    assert b.finished_at is not None and b.finished_at - b.started_at < 0.3  # not c's 0.6 s
+    # a; b and c; b's end (kept); written SHARE_COMMIT later (and a spare wake-up or two)
+    assert len(ticks) <= 6, [(t.started, t.ended) for t in ticks]
+    gate = c.scheduler.gates["bf"]
+    c.run(interval=5.0, until=lambda t: gate.record.finished_at is not None)
+    assert set(states(store).values()) == {"succeeded"}
+
+
+def test_the_last_end_of_a_backfill_is_never_kept_back(tmp_path: Path) -> None:
+    """Nothing else of its backfill runs: no end would come to share the commit, and the
+    backfill finishes at once."""
+    store = applied(tmp_path, *DIAMOND, backfill(), sqlite=True)
+    c = controller(store, FakeBackend())
+    drain(c)
+    assert store.backfill("bf").outcome == "succeeded"  # type: ignore[union-attr]
+    assert c._unwritten_since is None and not c._outcomes
 
 
 def test_an_attempt_that_ended_before_its_handle_was_written_is_updated_once(
