@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.state import NoStore, StateError, StoreLocked, StoreUnavailable
 from backfill_ctl.state.sql.base import SQLStore
+from backfill_ctl.state.sqlite import checkpoints
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -161,6 +162,8 @@ class Connection(SQLStore):
         self._store_id: str | None = None
         self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
+        self._commits = 0
+        self._checkpointer: checkpoints.Checkpointer | None = None  # once it commits often
         if not path.exists() and not create:
             raise NoStore(f"no state store at {path}", hint="run backfillctl apply first")
         try:
@@ -256,6 +259,7 @@ class Connection(SQLStore):
             try:
                 yield self._db
                 self._db.execute("COMMIT")
+                self._committed()
             except BaseException as exc:
                 # SQLite rolls some failures back itself (a full disk, an I/O error): a
                 # second ROLLBACK would fail and hide the cause.
@@ -265,6 +269,22 @@ class Connection(SQLStore):
                 if isinstance(exc, sqlite3.OperationalError):  # the disk, a lock: not a bug
                     raise self._error(exc) from exc
                 raise
+
+    def _committed(self) -> None:
+        """One more commit: a connection that commits often hands its checkpoints to a
+        thread (`checkpoints.py`), and takes them back if that thread failed."""
+        checkpointer = self._checkpointer
+        if checkpointer is None:
+            self._commits += 1
+            if self._commits == checkpoints.AFTER:
+                self._checkpointer = checkpoints.Checkpointer(self.path)
+                self._db.execute(f"PRAGMA wal_autocheckpoint={checkpoints.BACKSTOP}")
+        elif checkpointer.failed:
+            self._db.execute("PRAGMA wal_autocheckpoint=1000")
+            self._checkpointer = None
+            self._commits = -(1 << 62)  # (never again)
+        else:
+            checkpointer.nudge()
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:  # not inside another thread's transaction (its uncommitted rows)
@@ -300,6 +320,9 @@ class Connection(SQLStore):
         ).fetchall()
 
     def close(self) -> None:
+        checkpointer, self._checkpointer = self._checkpointer, None
+        if checkpointer is not None:
+            checkpointer.stop()
         self._db.close()
 
     def __del__(self) -> None:
