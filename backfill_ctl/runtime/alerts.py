@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -50,6 +49,7 @@ def notify(record: BackfillRecord, payload: dict[str, Any], smtp: Smtp | None) -
     # Imported here, not on every controller's start (~15 ms: http, email, ssl).
     import http.client
     import smtplib
+    import subprocess
     import urllib.error
 
     failures = []
@@ -89,6 +89,8 @@ def _webhook(url: str, payload: dict[str, Any]) -> None:
 
 
 def _command(command: Any, payload: dict[str, Any]) -> None:
+    import subprocess
+
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
     done = subprocess.run(
         argv,

@@ -45,7 +45,6 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
@@ -103,7 +102,7 @@ class Controller(Adoption):
         self.say = say
         self.smtp = smtp
         self.reconcile = reconcile
-        self.origin = f"controller:{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.origin = f"controller:{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}"
         self.scheduler = Scheduler({}, DEFAULT_CAPACITY)
         self.running: dict[str, Running] = {}
         self.stopping = False
