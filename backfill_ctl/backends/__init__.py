@@ -82,12 +82,15 @@ def resolved_command(
 ) -> tuple[list[str], dict[str, str]]:
     """The argv of an attempt (a string command runs with /bin/sh -c) and its environment,
     with `$gmtdate`, the run date in the node's timezone, resolved now that it is known."""
+    argv = ["/bin/sh", "-c", run.command] if isinstance(run.command, str) else list(run.command)
+    env = dict(run.env)
+    if not any("$gmtdate" in text for text in (*argv, *env.values())):
+        return argv, env  # (no date to work out: a tenth of a start's time)
     today = datetime.fromtimestamp(time.time() if now is None else now, ZoneInfo(timezone))
     day = today.strftime("%Y%m%d")
-    argv = ["/bin/sh", "-c", run.command] if isinstance(run.command, str) else list(run.command)
     return (
         [a.replace("$gmtdate", day) for a in argv],
-        {k: v.replace("$gmtdate", day) for k, v in run.env.items()},
+        {k: v.replace("$gmtdate", day) for k, v in env.items()},
     )
 
 

@@ -61,8 +61,8 @@ def test_a_working_directory_gone_after_the_check_fails_the_attempt(
     not run, and the attempt fails (a try used, as a command that cannot run), with its
     status recorded; it is not "unstarted", which would retry it for ever."""
     gone = str(tmp_path / "gone")
-    real = Path.is_dir
-    monkeypatch.setattr(Path, "is_dir", lambda p: str(p) == gone or real(p))
+    real = os.path.isdir
+    monkeypatch.setattr(os.path, "isdir", lambda p: str(p) == gone or real(p))
     backend = LocalBackend(tmp_path / "runs")
     outcome, log = run_one(backend, spec(("true",), cwd=gone))
     assert outcome == Outcome("failed", NO_CWD, f"exit code {NO_CWD}")

@@ -131,7 +131,7 @@ class LocalBackend:
         env = {**own_env, MARKER: base}  # (over this process's: `Shim.ask`)
         cwd = ""
         if run.cwd:
-            if not Path(run.cwd).is_dir():
+            if not os.path.isdir(run.cwd):  # noqa: PTH112 (a start's: 4x faster)
                 raise BackendError(f"working directory {run.cwd} does not exist")
             cwd = absolute(run.cwd)
         log = f"{base}.log"

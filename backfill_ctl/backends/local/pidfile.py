@@ -83,7 +83,7 @@ def inherited_fds() -> list[int]:
 
 def absolute(path: str) -> str:
     """`path` from this process's working directory, without resolving links or `..`."""
-    return path if Path(path).is_absolute() else str(Path.cwd() / path)
+    return path if path.startswith("/") else str(Path.cwd() / path)
 
 
 def make_private(directory: Path, root: Path) -> None:
