@@ -112,14 +112,16 @@ class AttemptRunner(LeaseHolder):
         self.scheduler.set_state(instance, "pending")
 
     def _stopper(self, instance: str, events: Sequence[EventRecord] | None = None) -> str:
-        """Who asked to stop `instance` (the newest stop event), for the reason."""
-        if events is None:
-            events = self.store.events(instance=instance, limit=20)
-        actor = next(
-            (e.actor for e in reversed(events) if e.instance == instance and e.kind == "stop"),
-            None,
-        )
-        return f"stopped by {actor or 'an operator'}"
+        """Who asked to stop `instance` (the newest stop event), for the reason: among
+        `events` (a tick's news), else in the store (the stop's event committed after
+        the news were read, with the flag the tick then read)."""
+        for batch in (events or (), None):
+            if batch is None:
+                batch = self.store.events(instance=instance, limit=20)
+            stops = [e.actor for e in batch if e.instance == instance and e.kind == "stop"]
+            if stops:
+                return f"stopped by {stops[-1]}"
+        return "stopped by an operator"
 
     def _cancel(self, instance: str, run: Running, reason: str, *, retry: bool = False) -> None:
         run.cancelled, run.retry = reason, retry

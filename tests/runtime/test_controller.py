@@ -512,6 +512,25 @@ def test_stop_ends_a_running_instance_as_failed_without_retry(tmp_path: Path) ->
     assert (a.state, a.reason, a.attempts) == ("failed", "stopped by alice", 1)
 
 
+def test_a_stop_read_before_its_event_is_still_told_by_whom(tmp_path: Path) -> None:
+    """`stop backfill` writes the backfill's event, then each instance's flag and event:
+    a tick whose news held only the first, but which read an instance after the second
+    committed, finds who stopped it in the store, not "an operator"."""
+    store = applied(
+        tmp_path, node("a", run={"command": ["hang"], "retries": 3}, resourceGroup="rg"), backfill()
+    )
+    c = controller(store)
+    c.tick()
+    news = c._news()
+    operate(store, "stop", store.instances(), actor="alice", at=NOW.timestamp())
+    (record,) = store.instances()
+    c._sync_instance(record, news, set())  # (the news read before the stop committed)
+    c.tick()
+    c.tick()
+    (a,) = store.instances()
+    assert (a.state, a.reason) == ("failed", "stopped by alice")
+
+
 def test_operators_changes_are_picked_up(tmp_path: Path) -> None:
     store = applied(tmp_path, *CHAIN, backfill())
     c = controller(store)
