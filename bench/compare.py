@@ -40,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -219,6 +220,23 @@ def byte_compile(before: str | None) -> None:
         compileall.compile_dir(str(Path(before) / "backfill_ctl"), quiet=1)
 
 
+def machine_now(true: str) -> tuple[float, float]:
+    """(median µs to create a file where the runs' files go, median ms to posix_spawn
+    `true` and wait for it): what bounds a step, and what moves from minute to minute on
+    a shared machine (its disk's journal, busy, makes a creation 30x slower)."""
+    created, spawned = [], []
+    with tempfile.TemporaryDirectory(prefix="bfcompare.") as tmp:
+        for n in range(200):
+            t = time.perf_counter()
+            os.close(os.open(f"{tmp}/{n}", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            created.append(time.perf_counter() - t)
+    for _ in range(50):
+        t = time.perf_counter()
+        os.waitpid(os.posix_spawn(true, [true], {}), 0)
+        spawned.append(time.perf_counter() - t)
+    return statistics.median(created) * 1e6, statistics.median(spawned) * 1e3
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -245,6 +263,7 @@ def main() -> int:
             import luigi  # noqa: F401
         except ImportError:
             sys.exit("Luigi is not installed: pip install '.[bench]' (or --skip-luigi)")
+    machine = [machine_now(true)]
     ours = {s: Figures() for s in sizes}
     theirs = {s: Figures() for s in sizes}
     before = {s: Figures() for s in sizes}
@@ -271,7 +290,8 @@ def main() -> int:
                     f.cpu.append(cpu)
                     f.rss.append(rss)
                 print(f"run {run + 1} {tasks}x{dates} {tool}: {wall:.2f} s", file=sys.stderr)
-    return report(sizes, ours, theirs, args, before)
+    machine.append(machine_now(true))
+    return report(sizes, ours, theirs, args, before, machine)
 
 
 def report(
@@ -280,6 +300,7 @@ def report(
     theirs: dict[tuple[int, ...], Figures],
     args: argparse.Namespace,
     before: dict[tuple[int, ...], Figures],
+    machine: list[tuple[float, float]],
 ) -> int:
     med = statistics.median
     rows = []
@@ -293,6 +314,8 @@ def report(
             "backfillctl_first_start": med(o.first),
             "backfillctl_cpu_ms_per_instance": med(o.cpu) / n * 1000,
             "backfillctl_peak_rss_mb": max(o.rss),
+            "file_create_us_start_end": [m[0] for m in machine],
+            "spawn_true_ms_start_end": [m[1] for m in machine],
         }
         if t.wall:
             row |= {
@@ -314,7 +337,9 @@ def report(
     print(
         f"\nmedians of {args.runs} runs, concurrency {args.concurrency}, "
         f"{args.groups} date group(s), a process of {shutil.which('true')} per task; "
-        f"this machine: {os.cpu_count()} cores"
+        f"this machine: {os.cpu_count()} cores; at the start / the end: a file created in "
+        f"{machine[0][0]:.0f} / {machine[1][0]:.0f} µs, `true` spawned and waited for in "
+        f"{machine[0][1]:.2f} / {machine[1][1]:.2f} ms"
     )
     head = f"{'instances':>10} {'backfillctl':>12} {'first start':>12} {'cpu/inst':>9} {'rss':>7}"
     print(head + f" {'luigi':>9} {'cpu/inst':>9} {'rss':>7} {'luigi/bfctl':>11}")
