@@ -53,7 +53,7 @@ class Running:
     log: str | None = None  # where the backend writes its log
 
 
-# Ends (and handles) that start nothing wait this long at most for the next end of their
+# Ends that make nothing ready wait this long at most for the next end of their
 # backfill, to share its commit (`AttemptRunner._due`): a join's first upstream waits for
 # the other, and what they make ready starts one commit sooner.
 SHARE_COMMIT = 0.02
@@ -115,13 +115,12 @@ class AttemptRunner(LeaseHolder):
         """Who asked to stop `instance` (the newest stop event), for the reason: among
         `events` (a tick's news), else in the store (the stop's event committed after
         the news were read, with the flag the tick then read)."""
-        for batch in (events or (), None):
-            if batch is None:
-                batch = self.store.events(instance=instance, limit=20)
-            stops = [e.actor for e in batch if e.instance == instance and e.kind == "stop"]
-            if stops:
-                return f"stopped by {stops[-1]}"
-        return "stopped by an operator"
+
+        def stoppers(batch: Sequence[EventRecord]) -> list[str]:
+            return [e.actor for e in batch if e.instance == instance and e.kind == "stop"]
+
+        found = stoppers(events or ()) or stoppers(self.store.events(instance=instance, limit=20))
+        return f"stopped by {found[-1] if found else 'an operator'}"
 
     def _cancel(self, instance: str, run: Running, reason: str, *, retry: bool = False) -> None:
         run.cancelled, run.retry = reason, retry
@@ -193,7 +192,7 @@ class AttemptRunner(LeaseHolder):
         (the store shows these ends that much later; their backfill cannot finish before
         they are written). Handles alone are written at once, as a controller that
         follows needs them."""
-        if not pending.ends:  # (none, or written elsewhere: `_record_pending`)
+        if not pending.ends:  # (none kept: all written, or forgotten with the lease)
             self._unwritten_since = None
             return bool(pending.handles)
         now = time.monotonic()

@@ -86,3 +86,24 @@ def test_a_checkpointer_that_fails_hands_the_checkpoints_back(
     assert wal_pages(db) < 2_000
     store.close()
     assert not db.with_name("state.db-wal").exists()
+
+
+def test_a_checkpointer_that_cannot_start_fails_no_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The commit that would start the thread is done whatever becomes of it (no thread
+    left for this process): the write succeeds, and SQLite keeps checkpointing."""
+
+    def no_thread(path: str) -> checkpoints.Checkpointer:
+        raise RuntimeError("can't start new thread")
+
+    db = tmp_path / "state.db"
+    store = open_store(db)
+    assert isinstance(store, SQLiteStore)
+    monkeypatch.setattr(checkpoints, "Checkpointer", no_thread)
+    commit_many(store, checkpoints.AFTER + 400)  # no exception: every write is stored
+    assert store._checkpointer is None and threads() == []
+    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    assert wal_pages(db) < 2_000
+    assert len(store.events()) >= checkpoints.AFTER + 400
+    store.close()

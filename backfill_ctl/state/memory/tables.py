@@ -149,9 +149,7 @@ class Tables:
         return found
 
     def news(self, after: int, origin: str) -> tuple[list[EventRecord], int]:
-        with self._lock:
-            start = bisect.bisect_right(self._events, after, key=lambda e: e.id)
-            found = self._events[start:]
+        found = self.events(after=after)
         newest = found[-1].id if found else after
         return [e for e in found if e.origin != origin], newest
 

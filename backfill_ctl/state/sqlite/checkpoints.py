@@ -29,23 +29,20 @@ BACKSTOP = 10_000  # WAL pages: the busy connection's own checkpoint (SQLite's: 
 
 
 class Checkpointer:
-    """The thread checkpointing the store at `path`; `nudge` after each commit."""
+    """The thread checkpointing the store at `path` when `nudge`d."""
 
     def __init__(self, path: str) -> None:
         self._path = path
         self._wake = threading.Event()
         self._stopping = False
         self.failed = False  # its connection failed: the busy one checkpoints again
-        self._commits = 0
         self.done = 0  # checkpoints run
         self._thread = threading.Thread(target=self._run, name="checkpoints", daemon=True)
         self._thread.start()
 
     def nudge(self) -> None:
-        """A commit happened: every EVERY of them, a checkpoint is asked for."""
-        self._commits += 1
-        if self._commits % EVERY == 0:
-            self._wake.set()
+        """Ask for a checkpoint (the busy connection does, every EVERY commits)."""
+        self._wake.set()
 
     def _run(self) -> None:
         try:

@@ -162,7 +162,7 @@ class Connection(SQLStore):
         self._store_id: str | None = None
         self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
-        self._commits = 0
+        self._commits: int | None = 0  # None: checkpoints handed back for good
         self._checkpointer: checkpoints.Checkpointer | None = None  # once it commits often
         if not path.exists() and not create:
             raise NoStore(f"no state store at {path}", hint="run backfillctl apply first")
@@ -259,7 +259,6 @@ class Connection(SQLStore):
             try:
                 yield self._db
                 self._db.execute("COMMIT")
-                self._committed()
             except BaseException as exc:
                 # SQLite rolls some failures back itself (a full disk, an I/O error): a
                 # second ROLLBACK would fail and hide the cause.
@@ -269,22 +268,26 @@ class Connection(SQLStore):
                 if isinstance(exc, sqlite3.OperationalError):  # the disk, a lock: not a bug
                     raise self._error(exc) from exc
                 raise
+            self._committed()
 
     def _committed(self) -> None:
         """One more commit: a connection that commits often hands its checkpoints to a
-        thread (`checkpoints.py`), and takes them back if that thread failed."""
+        thread (`checkpoints.py`), and takes them back for good if that thread failed.
+        Never raises: the commit is done, whatever becomes of its checkpoints."""
+        if self._commits is None:  # (handed back)
+            return
+        self._commits += 1
         checkpointer = self._checkpointer
-        if checkpointer is None:
-            self._commits += 1
-            if self._commits == checkpoints.AFTER:
-                self._checkpointer = checkpoints.Checkpointer(self.path)
-                self._db.execute(f"PRAGMA wal_autocheckpoint={checkpoints.BACKSTOP}")
-        elif checkpointer.failed:
-            self._db.execute("PRAGMA wal_autocheckpoint=1000")
-            self._checkpointer = None
-            self._commits = -(1 << 62)  # (never again)
-        else:
-            checkpointer.nudge()
+        with contextlib.suppress(sqlite3.Error, RuntimeError):  # (RuntimeError: no thread)
+            if checkpointer is None:
+                if self._commits == checkpoints.AFTER:
+                    self._checkpointer = checkpoints.Checkpointer(self.path)
+                    self._db.execute(f"PRAGMA wal_autocheckpoint={checkpoints.BACKSTOP}")
+            elif checkpointer.failed:
+                self._checkpointer, self._commits = None, None
+                self._db.execute("PRAGMA wal_autocheckpoint=1000")
+            elif self._commits % checkpoints.EVERY == 0:
+                checkpointer.nudge()
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         with self._lock:  # not inside another thread's transaction (its uncommitted rows)
