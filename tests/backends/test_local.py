@@ -35,8 +35,12 @@ def test_files_of_an_attempt_sit_under_the_backfill(tmp_path: Path) -> None:
     handle, log = backend.start(s)
     settle(backend, {s.key: handle})
     assert log == str(tmp_path / "runs" / "bf" / "abc.3.log")
-    # The command's pid, then its exit code; no other file.
+    # The command's pid, then its exit code; no other file but the shim's spares (hidden),
+    # which go when it ends.
     assert (tmp_path / "runs" / "bf" / "abc.3.pid").read_text() == f"{handle['pid']}\n2\n"
+    names = sorted(p.name for p in (tmp_path / "runs" / "bf").iterdir())
+    assert [n for n in names if not n.startswith(".")] == ["abc.3.log", "abc.3.pid"]
+    backend.close()
     assert sorted(p.name for p in (tmp_path / "runs" / "bf").iterdir()) == [
         "abc.3.log",
         "abc.3.pid",

@@ -5,13 +5,17 @@ wrapper enters itself."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from backfill_ctl.backends import Outcome
 from backfill_ctl.backends.local import LocalBackend
+from backfill_ctl.backends.local.attempt import NOT_RUN
 from backfill_ctl.backends.local.pidfile import inherited_fds, read_status
 from backfill_ctl.backends.local.shim import NO_CWD
 from tests.backends.contract import run_one, settle, spec
@@ -130,3 +134,95 @@ def test_the_command_gets_the_controller_s_limit_of_descriptors(tmp_path: Path) 
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     assert log.strip() == str(min(soft, 512))
+
+
+def _spares(directory: Path) -> dict[int, str]:
+    """The shim's spare files in `directory`, by inode, once it made them."""
+    deadline = time.monotonic() + 5
+    while not (found := {p.stat().st_ino: p.name for p in directory.glob(".*")}):
+        assert time.monotonic() < deadline, "no spare files were made"
+        time.sleep(0.01)
+    return found
+
+
+def test_a_start_takes_its_log_and_pid_file_from_the_spares_made_while_the_last_ran(
+    tmp_path: Path,
+) -> None:
+    """Creating a file is the slow part of a start on a busy disk: after a start, the shim
+    makes files ahead in its directory, and the next start there renames and links them."""
+    backend = LocalBackend(tmp_path / "runs")
+    runs = tmp_path / "runs" / "bf"
+    assert run_one(backend, spec(("true",)))[0] == Outcome("succeeded", 0)
+    spares = _spares(runs)
+    handle, log = backend.start(spec(("sh", "-c", "echo second; exit 3"), instance="i2"))
+    assert log is not None
+    assert settle(backend, {("i2", 1): handle})[("i2", 1)] == Outcome("failed", 3, "exit code 3")
+    assert Path(log).read_text() == "second\n"
+    assert (runs / "i2.1.pid").read_text() == f"{handle['pid']}\n3\n"
+    assert Path(log).stat().st_ino in spares
+    assert (runs / "i2.1.pid").stat().st_ino in spares
+    assert (runs / "i2.1.pid").stat().st_nlink == 1  # (the spare's own name is gone)
+    assert oct((runs / "i2.1.pid").stat().st_mode & 0o777) == "0o600"
+    backend.close()
+    assert not list(runs.glob(".*"))  # the shim removed its spares as it ended
+
+
+def test_a_pid_file_already_there_still_keeps_a_start_with_spares_from_running(
+    tmp_path: Path,
+) -> None:
+    """The link of a spare to the pid file fails if one is there, as the exclusive
+    creation did: whoever claimed it first (`recover`) decides; nothing runs."""
+    backend = LocalBackend(tmp_path / "runs")
+    runs = tmp_path / "runs" / "bf"
+    run_one(backend, spec(("true",)))
+    _spares(runs)
+    (runs / "i2.1.pid").write_text("")  # a newer controller's claim
+    marker = tmp_path / "ran"
+    outcome, _ = run_one(backend, spec(("touch", str(marker)), instance="i2"))
+    assert outcome == NOT_RUN
+    assert not marker.exists()
+    assert (runs / "i2.1.pid").read_text() == ""
+    # The spare is still one: the next start takes it.
+    spares = _spares(runs)
+    handle, _ = backend.start(spec(("true",), instance="i3"))
+    settle(backend, {("i3", 1): handle})
+    assert (runs / "i3.1.pid").stat().st_ino in spares
+    backend.close()
+
+
+def test_a_log_planted_as_a_link_is_never_written_through_with_spares_either(
+    tmp_path: Path,
+) -> None:
+    """A spare is renamed only where no file is: a link planted at the log keeps the
+    command from running, as the open with O_NOFOLLOW does without spares."""
+    backend = LocalBackend(tmp_path / "runs")
+    runs = tmp_path / "runs" / "bf"
+    run_one(backend, spec(("true",)))
+    _spares(runs)
+    target = tmp_path / "elsewhere"
+    target.write_text("keep\n")
+    (runs / "i2.1.log").symlink_to(target)
+    marker = tmp_path / "ran"
+    outcome, _ = run_one(backend, spec(("touch", str(marker)), instance="i2"))
+    assert not outcome.started, outcome
+    assert (runs / "i2.1.log").is_symlink()
+    assert target.read_text() == "keep\n"
+    assert not marker.exists()
+    backend.close()
+
+
+def test_starts_in_another_directory_or_a_deleted_one_create_their_files(
+    tmp_path: Path,
+) -> None:
+    backend = LocalBackend(tmp_path / "runs")
+    run_one(backend, spec(("true",)))
+    _spares(tmp_path / "runs" / "bf")
+    other = replace(spec(("echo", "other"), instance="j1"), backfill="other")
+    outcome, log = run_one(backend, other)
+    assert (outcome, log) == (Outcome("succeeded", 0), "other\n")
+    assert not list((tmp_path / "runs" / "bf").glob(".*"))  # left with their directory
+    _spares(tmp_path / "runs" / "other")  # made in the new one
+    shutil.rmtree(tmp_path / "runs" / "other")  # its spares with it
+    outcome, log = run_one(backend, replace(other, instance="j2"))
+    assert (outcome, log) == (Outcome("succeeded", 0), "other\n")
+    backend.close()

@@ -27,6 +27,15 @@ then the attempt's own `KEY=VALUE` items, which win; all bytes, never decoded):
    the log, the code to the pid file (after a pid of 0), and the reply is `X <seq>
    <code>`.
 
+Creating a file is the slow part of a start: ext4 allocates an inode in its journal, 5
+µs on a quiet disk and 150-250 µs while another process keeps the journal busy, where
+renaming or linking one takes ~20 µs. So after answering, while its command runs, the
+shim creates `SPARES` empty private files in the request's directory (`.<shim pid>.<n>`;
+removed when it ends). A later start there renames one to the log (where none is: else
+the open above) and links one to the pid file, which fails if that exists, as the
+exclusive creation does: the claim is the same. Whatever a spare cannot
+do (another directory, a file system without links) the start does by creating.
+
 When a command ends, its exit code (128 + the signal if a signal ended it, as a shell
 says it) is written after the pid into the file the shim created, if it still is that
 file (its device and inode; never through a link: nothing planted in its place later is
@@ -114,7 +123,82 @@ def _spawn(log_fd: int, cwd: bytes, umask: int, argv: list[bytes], env: dict[byt
         os.close(home)
 
 
-def _start(record: bytes, running: dict[int, _File], inherited: dict[bytes, bytes]) -> bytes:
+SPARES = 4  # files made ahead in a directory: a log and a pid file for two starts
+
+
+class Spares:
+    """Empty private files made ahead in the directory of the last start (see above)."""
+
+    def __init__(self) -> None:
+        self.directory = b""
+        self.files: list[tuple[bytes, int]] = []  # (path, descriptor open for writing)
+        self._made = 0
+
+    def _take(self, path: bytes) -> tuple[bytes, int] | None:
+        directory = path.rpartition(b"/")[0]
+        if directory != self.directory:
+            self.discard()
+            self.directory = directory
+            return None
+        return self.files.pop() if self.files else None
+
+    def log(self, path: bytes) -> int:
+        """`path` opened for writing, empty: a spare renamed to it if nothing is there,
+        else created or truncated (never through a link: one there fails the open)."""
+        spare = self._take(path)
+        if spare is not None and os.path.lexists(path):
+            self.files.append(spare)  # (still spare)
+        elif spare is not None:
+            try:
+                os.rename(spare[0], path)  # noqa: PTH104 (bytes, no Path: see the top)
+            except OSError:
+                _remove(*spare)
+            else:
+                return spare[1]
+        return os.open(path, _LOG, 0o600)
+
+    def claim(self, path: bytes) -> int:
+        """`path` made, open for writing; FileExistsError (or another OSError) if it
+        exists or cannot be made: a spare linked to it, else created exclusively."""
+        spare = self._take(path)
+        if spare is not None:
+            try:
+                os.link(spare[0], path, follow_symlinks=False)
+            except FileExistsError:
+                self.files.append(spare)  # (still spare)
+                raise
+            except OSError:
+                _remove(*spare)
+            else:
+                _quietly(os.unlink, spare[0])
+                return spare[1]
+        return os.open(path, _CLAIM, 0o600)
+
+    def make(self) -> None:
+        """Up to SPARES files in the last start's directory (none if it cannot have
+        them: the starts then create theirs)."""
+        while self.directory and len(self.files) < SPARES:
+            self._made += 1
+            path = b"%s/.%d.%d" % (self.directory, os.getpid(), self._made)
+            try:
+                self.files.append((path, os.open(path, _CLAIM, 0o600)))
+            except OSError:
+                self.directory = b""
+                return
+
+    def discard(self) -> None:
+        while self.files:
+            _remove(*self.files.pop())
+
+
+def _remove(path: bytes, fd: int) -> None:
+    os.close(fd)
+    _quietly(os.unlink, path)
+
+
+def _start(
+    record: bytes, running: dict[int, _File], inherited: dict[bytes, bytes], spares: Spares
+) -> bytes:
     """Carry out one request; `inherited`: the controller's environment, as the last
     request that carried it said (updated when this one does)."""
     fields = record.split(b"\0")
@@ -128,12 +212,12 @@ def _start(record: bytes, running: dict[int, _File], inherited: dict[bytes, byte
         at = end - 1
     env = {**inherited, **_pairs(fields[at + 1 :])}
     try:
-        log_fd = os.open(log, _LOG, 0o600)
+        log_fd = spares.log(log)
     except OSError as exc:
         return b"L %s %d\n" % (seq, exc.errno or 0)
     try:
         try:
-            pid_fd = os.open(base + b".pid", _CLAIM, 0o600)
+            pid_fd = spares.claim(base + b".pid")
         except OSError as exc:
             return b"N %s %d\n" % (seq, exc.errno or 0)
         try:
@@ -233,7 +317,7 @@ def _drain(fd: int) -> None:
 
 
 def _requests(
-    pending: bytearray, running: dict[int, _File], inherited: dict[bytes, bytes]
+    pending: bytearray, running: dict[int, _File], inherited: dict[bytes, bytes], spares: Spares
 ) -> bytes:
     """Carry out every whole request in `pending` (taken out of it); the replies."""
     out = b""
@@ -241,7 +325,7 @@ def _requests(
         size = int.from_bytes(pending[:4], "big")
         if len(pending) < 4 + size:
             break
-        out += _start(bytes(pending[4 : 4 + size]), running, inherited)
+        out += _start(bytes(pending[4 : 4 + size]), running, inherited, spares)
         del pending[: 4 + size]
     return out
 
@@ -252,6 +336,7 @@ def main() -> None:
     inherited: dict[bytes, bytes] = {}  # the controller's environment, as last sent
     pending = bytearray()  # requests read, not yet whole
     out = bytearray()  # replies the pipe did not take yet
+    spares = Spares()
     reading = True
     while reading or running:
         readable, _, _ = select.select([wake, 0] if reading else [wake], [1] if out else [], [])
@@ -261,7 +346,7 @@ def main() -> None:
             chunk = os.read(0, 1 << 16)
             reading = bool(chunk)
             pending += chunk
-            out += _requests(pending, running, inherited)
+            out += _requests(pending, running, inherited, spares)
         out += _reap(running)
         if out:
             try:
@@ -270,6 +355,10 @@ def main() -> None:
                 pass
             except OSError:  # the controller is gone: the codes are on disk
                 out.clear()
+        if reading:  # (answered first: made while the command runs)
+            spares.make()
+        else:
+            spares.discard()
 
 
 if __name__ == "__main__":
