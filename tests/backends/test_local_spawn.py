@@ -226,3 +226,19 @@ def test_starts_in_another_directory_or_a_deleted_one_create_their_files(
     outcome, log = run_one(backend, replace(other, instance="j2"))
     assert (outcome, log) == (Outcome("succeeded", 0), "other\n")
     backend.close()
+
+
+def test_the_spares_of_a_killed_shim_are_removed_by_the_next_one(tmp_path: Path) -> None:
+    runs = tmp_path / "runs" / "bf"
+    first = LocalBackend(tmp_path / "runs")
+    run_one(first, spec(("true",)))
+    left = set(_spares(runs).values())
+    (shim,) = first._starts.shims()
+    os.kill(shim.pid, signal.SIGKILL)
+    os.waitpid(shim.pid, 0)
+    assert {p.name for p in runs.glob(".*")} == left  # (a kill -9 removes nothing)
+    second = LocalBackend(tmp_path / "runs")
+    assert run_one(second, spec(("true",), instance="i2"))[0] == Outcome("succeeded", 0)
+    assert not left & set(_spares(runs).values())
+    second.close()
+    assert not list(runs.glob(".*"))

@@ -33,7 +33,8 @@ renaming or linking one takes ~20 µs. So after answering, while its command run
 shim creates `SPARES` empty private files in the request's directory (`.<shim pid>.<n>`;
 removed when it ends). A later start there renames one to the log (where none is: else
 the open above) and links one to the pid file, which fails if that exists, as the
-exclusive creation does: the claim is the same. Whatever a spare cannot
+exclusive creation does: the claim is the same. (The spares of a shim that was killed
+are removed by the next one's first start in their directory.) Whatever a spare cannot
 do (another directory, a file system without links) the start does by creating.
 
 When a command ends, its exit code (128 + the signal if a signal ended it, as a shell
@@ -133,12 +134,16 @@ class Spares:
         self.directory = b""
         self.files: list[tuple[bytes, int]] = []  # (path, descriptor open for writing)
         self._made = 0
+        self._swept: set[bytes] = set()
 
     def _take(self, path: bytes) -> tuple[bytes, int] | None:
         directory = path.rpartition(b"/")[0]
         if directory != self.directory:
             self.discard()
             self.directory = directory
+            if directory not in self._swept:
+                self._swept.add(directory)
+                _sweep(directory)
             return None
         return self.files.pop() if self.files else None
 
@@ -189,6 +194,29 @@ class Spares:
     def discard(self) -> None:
         while self.files:
             _remove(*self.files.pop())
+
+
+def _sweep(directory: bytes) -> None:
+    """Remove the spares a shim that is gone (killed) left in `directory`: the first
+    start there looks, once."""
+    try:
+        names = os.listdir(directory)  # noqa: PTH208 (bytes, no Path: see the top)
+    except OSError:
+        return
+    for name in names:
+        pid, _, n = name[1:].partition(b".")
+        if name[:1] == b"." and pid.isdigit() and n.isdigit() and not _alive(int(pid)):
+            _quietly(os.unlink, b"%s/%s" % (directory, name))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # (another user's: alive)
+        pass
+    return True
 
 
 def _remove(path: bytes, fd: int) -> None:
