@@ -1,7 +1,8 @@
 """backfillctl and Luigi side by side (issue 15), in one run, on the same workloads.
 
     python bench/compare.py [--runs 3] [--sizes 10x30,20x60,20x365] [--concurrency 2]
-                            [--groups 1] [--skip-luigi] [--json] [--before DIR]
+                            [--groups 1] [--skip-luigi | --luigi-runs N] [--json]
+                            [--before DIR]
 
 Workload (generated here, for each size N x D): N tasks per business date in diamonds
 (n0 -> n1, n2 -> n3 -> n4, n5 -> n6 ...), D daily dates from 2023-01-01, every task a
@@ -244,6 +245,13 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--groups", type=int, default=1)
     parser.add_argument("--skip-luigi", action="store_true")
+    parser.add_argument(
+        "--luigi-runs",
+        type=int,
+        metavar="N",
+        help="Luigi in the first N runs only (default: every run; at 7,300 instances one "
+        "of its runs takes ~12 minutes on 2 cores)",
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument(
         "--before", metavar="DIR", help="also a checkout's package (PYTHONPATH=DIR), interleaved"
@@ -268,11 +276,12 @@ def main() -> int:
     theirs = {s: Figures() for s in sizes}
     before = {s: Figures() for s in sizes}
     tools = ["backfillctl", "luigi"] + (["before"] if args.before else [])
+    luigi_runs = args.runs if args.luigi_runs is None else args.luigi_runs
     for run in range(args.runs):
         for tasks, dates in sizes:
             order = tools if run % 2 == 0 else tools[::-1]
             for tool in order:
-                if tool == "luigi" and args.skip_luigi:
+                if tool == "luigi" and (args.skip_luigi or run >= luigi_runs):
                     continue
                 with tempfile.TemporaryDirectory(prefix="bfcompare.") as tmp:
                     work = Path(tmp)
@@ -334,8 +343,9 @@ def report(
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
+    luigi = "" if args.luigi_runs is None else f" (Luigi: its first {args.luigi_runs})"
     print(
-        f"\nmedians of {args.runs} runs, concurrency {args.concurrency}, "
+        f"\nmedians of {args.runs} runs{luigi}, concurrency {args.concurrency}, "
         f"{args.groups} date group(s), a process of {shutil.which('true')} per task; "
         f"this machine: {os.cpu_count()} cores; at the start / the end: a file created in "
         f"{machine[0][0]:.0f} / {machine[1][0]:.0f} µs, `true` spawned and waited for in "

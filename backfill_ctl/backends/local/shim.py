@@ -31,11 +31,11 @@ Creating a file is the slow part of a start: ext4 allocates an inode in its jour
 µs on a quiet disk and 150-250 µs while another process keeps the journal busy, where
 renaming or linking one takes ~20 µs. So after answering, while its command runs, the
 shim creates `SPARES` empty private files in the request's directory (`.<shim pid>.<n>`;
-removed when it ends). A later start there renames one to the log (where none is: else
-the open above) and links one to the pid file, which fails if that exists, as the
-exclusive creation does: the claim is the same. (The spares of a shim that was killed
-are removed by the next one's first start in their directory.) Whatever a spare cannot
-do (another directory, a file system without links) the start does by creating.
+removed once the controller is gone, or by the next shim's first start there if this one
+was killed). A later start there renames one to the log (where none is: else the open
+above) and links one to the pid file, which fails if that exists, as the exclusive
+creation does: the claim is the same. Whatever a spare cannot do (another directory, a
+file system without links) the start does by creating.
 
 When a command ends, its exit code (128 + the signal if a signal ended it, as a shell
 says it) is written after the pid into the file the shim created, if it still is that
