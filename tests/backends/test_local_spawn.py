@@ -17,7 +17,7 @@ from backfill_ctl.backends import Outcome
 from backfill_ctl.backends.local import LocalBackend
 from backfill_ctl.backends.local.attempt import NOT_RUN
 from backfill_ctl.backends.local.pidfile import inherited_fds, read_status
-from backfill_ctl.backends.local.shim import NO_CWD
+from backfill_ctl.backends.local.shim import DIRECTORIES, NO_CWD
 from tests.backends.contract import run_one, settle, spec
 
 
@@ -211,21 +211,32 @@ def test_a_log_planted_as_a_link_is_never_written_through_with_spares_either(
     backend.close()
 
 
-def test_starts_in_another_directory_or_a_deleted_one_create_their_files(
-    tmp_path: Path,
-) -> None:
+def test_backfills_that_start_in_turn_each_keep_their_spares(tmp_path: Path) -> None:
+    """Several backfills running at once start in turn in their own directories: each
+    keeps its spares (those of the last DIRECTORIES), so no start creates a file."""
     backend = LocalBackend(tmp_path / "runs")
+    bf, other = tmp_path / "runs" / "bf", tmp_path / "runs" / "other"
     run_one(backend, spec(("true",)))
-    _spares(tmp_path / "runs" / "bf")
-    other = replace(spec(("echo", "other"), instance="j1"), backfill="other")
-    outcome, log = run_one(backend, other)
-    assert (outcome, log) == (Outcome("succeeded", 0), "other\n")
-    assert not list((tmp_path / "runs" / "bf").glob(".*"))  # left with their directory
-    _spares(tmp_path / "runs" / "other")  # made in the new one
-    shutil.rmtree(tmp_path / "runs" / "other")  # its spares with it
-    outcome, log = run_one(backend, replace(other, instance="j2"))
-    assert (outcome, log) == (Outcome("succeeded", 0), "other\n")
+    first = _spares(bf)
+    elsewhere = replace(spec(("echo", "other"), instance="j1"), backfill="other")
+    assert run_one(backend, elsewhere) == (Outcome("succeeded", 0), "other\n")
+    _spares(other)  # made there too
+    assert set(first) <= {p.stat().st_ino for p in bf.glob(".*")}  # and kept here
+    handle, _ = backend.start(spec(("true",), instance="i2"))
+    settle(backend, {("i2", 1): handle})
+    assert (bf / "i2.1.pid").stat().st_ino in first
+    # A directory deleted under the shim: its spares are gone, the start creates.
+    shutil.rmtree(other)
+    assert run_one(backend, replace(elsewhere, instance="j2")) == (
+        Outcome("succeeded", 0),
+        "other\n",
+    )
+    # Past DIRECTORIES directories, the least recently started in gives its spares up.
+    for n in range(DIRECTORIES):
+        run_one(backend, replace(spec(("true",), instance=f"k{n}"), backfill=f"b{n}"))
+    assert not list(bf.glob(".*"))
     backend.close()
+    assert not list((tmp_path / "runs").glob("*/.*"))
 
 
 def test_the_spares_of_a_killed_shim_are_removed_by_the_next_one(tmp_path: Path) -> None:

@@ -31,11 +31,12 @@ Creating a file is the slow part of a start: ext4 allocates an inode in its jour
 µs on a quiet disk and 150-250 µs while another process keeps the journal busy, where
 renaming or linking one takes ~20 µs. So after answering, while its command runs, the
 shim creates `SPARES` empty private files in the request's directory (`.<shim pid>.<n>`;
-removed once the controller is gone, or by the next shim's first start there if this one
-was killed). A later start there renames one to the log (where none is: else the open
-above) and links one to the pid file, which fails if that exists, as the exclusive
-creation does: the claim is the same. Whatever a spare cannot do (another directory, a
-file system without links) the start does by creating.
+kept for the last `DIRECTORIES` directories started in; removed once the controller is
+gone, or by the next shim's first start there if this one was killed). A later start
+there renames one to the log (where none is: else the open above) and links one to the
+pid file, which fails if that exists, as the exclusive creation does: the claim is the
+same. Whatever a spare cannot do (a file system without links, a full disk) the start
+does by creating.
 
 When a command ends, its exit code (128 + the signal if a signal ended it, as a shell
 says it) is written after the pid into the file the shim created, if it still is that
@@ -125,34 +126,39 @@ def _spawn(log_fd: int, cwd: bytes, umask: int, argv: list[bytes], env: dict[byt
 
 
 SPARES = 4  # files made ahead in a directory: a log and a pid file for two starts
+DIRECTORIES = 8  # directories that keep their spares, those of the latest starts
 
 
 class Spares:
-    """Empty private files made ahead in the directory of the last start (see above)."""
+    """Empty private files made ahead in the directories of the latest starts (see
+    above): several backfills that start in turn each find theirs."""
 
     def __init__(self) -> None:
-        self.directory = b""
-        self.files: list[tuple[bytes, int]] = []  # (path, descriptor open for writing)
+        self.pools: dict[bytes, list[tuple[bytes, int]]] = {}  # by directory, latest last
+        self.last = b""  # the directory of the latest start, which `make` fills
         self._made = 0
         self._swept: set[bytes] = set()
 
     def _take(self, path: bytes) -> tuple[bytes, int] | None:
-        directory = path.rpartition(b"/")[0]
-        if directory != self.directory:
-            self.discard()
-            self.directory = directory
+        directory = self.last = path.rpartition(b"/")[0]
+        pool = self.pools.pop(directory, None)
+        if pool is None:
+            pool = []
             if directory not in self._swept:
                 self._swept.add(directory)
                 _sweep(directory)
-            return None
-        return self.files.pop() if self.files else None
+        self.pools[directory] = pool
+        if len(self.pools) > DIRECTORIES:
+            for name, fd in self.pools.pop(next(iter(self.pools))):
+                _remove(name, fd)
+        return pool.pop() if pool else None
 
     def log(self, path: bytes) -> int:
         """`path` opened for writing, empty: a spare renamed to it if nothing is there,
         else created or truncated (never through a link: one there fails the open)."""
         spare = self._take(path)
         if spare is not None and os.path.lexists(path):
-            self.files.append(spare)  # (still spare)
+            self.pools[self.last].append(spare)  # (still spare)
         elif spare is not None:
             try:
                 os.rename(spare[0], path)  # noqa: PTH104 (bytes, no Path: see the top)
@@ -170,7 +176,7 @@ class Spares:
             try:
                 os.link(spare[0], path, follow_symlinks=False)
             except FileExistsError:
-                self.files.append(spare)  # (still spare)
+                self.pools[self.last].append(spare)  # (still spare)
                 raise
             except OSError:
                 _remove(*spare)
@@ -180,20 +186,21 @@ class Spares:
         return os.open(path, _CLAIM, 0o600)
 
     def make(self) -> None:
-        """Up to SPARES files in the last start's directory (none if it cannot have
-        them: the starts then create theirs)."""
-        while self.directory and len(self.files) < SPARES:
+        """Up to SPARES files in the latest start's directory (none while it cannot have
+        them: the starts there create theirs)."""
+        pool = self.pools.get(self.last)
+        while pool is not None and len(pool) < SPARES:
             self._made += 1
-            path = b"%s/.%d.%d" % (self.directory, os.getpid(), self._made)
+            path = b"%s/.%d.%d" % (self.last, os.getpid(), self._made)
             try:
-                self.files.append((path, os.open(path, _CLAIM, 0o600)))
+                pool.append((path, os.open(path, _CLAIM, 0o600)))
             except OSError:
-                self.directory = b""
                 return
 
     def discard(self) -> None:
-        while self.files:
-            _remove(*self.files.pop())
+        while self.pools:
+            for name, fd in self.pools.popitem()[1]:
+                _remove(name, fd)
 
 
 def _sweep(directory: bytes) -> None:
