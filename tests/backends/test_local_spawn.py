@@ -139,7 +139,7 @@ def test_the_command_gets_the_controller_s_limit_of_descriptors(tmp_path: Path) 
 def _spares(directory: Path) -> dict[int, str]:
     """The shim's spare files in `directory`, by inode, once it made them."""
     deadline = time.monotonic() + 5
-    while not (found := {p.stat().st_ino: p.name for p in directory.glob(".*")}):
+    while not (found := {p.stat().st_ino: p.name for p in (directory / ".spares").glob("*")}):
         assert time.monotonic() < deadline, "no spare files were made"
         time.sleep(0.01)
     return found
@@ -164,7 +164,7 @@ def test_a_start_takes_its_log_and_pid_file_from_the_spares_made_while_the_last_
     assert (runs / "i2.1.pid").stat().st_nlink == 1  # (the spare's own name is gone)
     assert oct((runs / "i2.1.pid").stat().st_mode & 0o777) == "0o600"
     backend.close()
-    assert not list(runs.glob(".*"))  # the shim removed its spares as it ended
+    assert not (runs / ".spares").exists()  # the shim removed its spares as it ended
 
 
 def test_a_pid_file_already_there_still_keeps_a_start_with_spares_from_running(
@@ -221,7 +221,7 @@ def test_backfills_that_start_in_turn_each_keep_their_spares(tmp_path: Path) -> 
     elsewhere = replace(spec(("echo", "other"), instance="j1"), backfill="other")
     assert run_one(backend, elsewhere) == (Outcome("succeeded", 0), "other\n")
     _spares(other)  # made there too
-    assert set(first) <= {p.stat().st_ino for p in bf.glob(".*")}  # and kept here
+    assert set(first) <= {p.stat().st_ino for p in (bf / ".spares").glob("*")}  # kept here
     handle, _ = backend.start(spec(("true",), instance="i2"))
     settle(backend, {("i2", 1): handle})
     assert (bf / "i2.1.pid").stat().st_ino in first
@@ -234,9 +234,9 @@ def test_backfills_that_start_in_turn_each_keep_their_spares(tmp_path: Path) -> 
     # Past DIRECTORIES directories, the least recently started in gives its spares up.
     for n in range(DIRECTORIES):
         run_one(backend, replace(spec(("true",), instance=f"k{n}"), backfill=f"b{n}"))
-    assert not list(bf.glob(".*"))
+    assert not (bf / ".spares").exists()
     backend.close()
-    assert not list((tmp_path / "runs").glob("*/.*"))
+    assert not list((tmp_path / "runs").glob("*/.spares"))
 
 
 def test_the_spares_of_a_killed_shim_are_removed_by_the_next_one(tmp_path: Path) -> None:
@@ -247,9 +247,26 @@ def test_the_spares_of_a_killed_shim_are_removed_by_the_next_one(tmp_path: Path)
     (shim,) = first._starts.shims()
     os.kill(shim.pid, signal.SIGKILL)
     os.waitpid(shim.pid, 0)
-    assert {p.name for p in runs.glob(".*")} == left  # (a kill -9 removes nothing)
+    assert {p.name for p in (runs / ".spares").glob("*")} == left  # (kill -9 leaves them)
     second = LocalBackend(tmp_path / "runs")
     assert run_one(second, spec(("true",), instance="i2"))[0] == Outcome("succeeded", 0)
     assert not left & set(_spares(runs).values())
     second.close()
-    assert not list(runs.glob(".*"))
+    assert not (runs / ".spares").exists()
+
+
+def test_a_spares_directory_planted_as_a_link_gets_no_spares(tmp_path: Path) -> None:
+    """Spares are made only in a directory of this user's, never through a link: the
+    starts there create their files."""
+    runs = tmp_path / "runs" / "bf"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    backend = LocalBackend(tmp_path / "runs")
+    runs.mkdir(parents=True, mode=0o700)
+    (runs / ".spares").symlink_to(elsewhere)
+    for n in range(3):
+        outcome, log = run_one(backend, spec(("echo", "ran"), instance=f"i{n}"))
+        assert (outcome, log) == (Outcome("succeeded", 0), "ran\n")
+    assert not list(elsewhere.iterdir())
+    backend.close()
+    assert (runs / ".spares").is_symlink()

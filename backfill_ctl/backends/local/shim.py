@@ -1,3 +1,4 @@
+# shape: over 400 lines: a script run alone (`python -I -S`, no package on its path), one file
 """The local backend's shim: one small process per controller that starts the attempts'
 commands and records their exit codes, so that a code outlives the controller.
 
@@ -30,9 +31,10 @@ then the attempt's own `KEY=VALUE` items, which win; all bytes, never decoded):
 Creating a file is the slow part of a start: ext4 allocates an inode in its journal, 5
 µs on a quiet disk and 150-250 µs while another process keeps the journal busy, where
 renaming or linking one takes ~20 µs. So after answering, while its command runs, the
-shim creates `SPARES` empty private files in the request's directory (`.<shim pid>.<n>`;
-kept for the last `DIRECTORIES` directories started in; removed once the controller is
-gone, or by the next shim's first start there if this one was killed). A later start
+shim creates `SPARES` empty private files in a `.spares` directory in the request's
+(`<shim pid>.<n>`; kept for the last `DIRECTORIES` directories started in; removed once
+the controller is gone, or by the next shim's first start there if this one was killed:
+it lists `.spares`, never the runs directory, which may hold millions). A later start
 there renames one to the log (where none is: else the open above) and links one to the
 pid file, which fails if that exists, as the exclusive creation does: the claim is the
 same. Whatever a spare cannot do (a file system without links, a full disk) the start
@@ -140,7 +142,7 @@ class Spares:
         self._swept: set[bytes] = set()
 
     def _take(self, path: bytes) -> tuple[bytes, int] | None:
-        directory = self.last = path.rpartition(b"/")[0]
+        directory = self.last = path.rpartition(b"/")[0] + b"/.spares"
         pool = self.pools.pop(directory, None)
         if pool is None:
             pool = []
@@ -149,8 +151,7 @@ class Spares:
                 _sweep(directory)
         self.pools[directory] = pool
         if len(self.pools) > DIRECTORIES:
-            for name, fd in self.pools.pop(next(iter(self.pools))):
-                _remove(name, fd)
+            self._drop(next(iter(self.pools)))
         return pool.pop() if pool else None
 
     def log(self, path: bytes) -> int:
@@ -189,9 +190,11 @@ class Spares:
         """Up to SPARES files in the latest start's directory (none while it cannot have
         them: the starts there create theirs)."""
         pool = self.pools.get(self.last)
-        while pool is not None and len(pool) < SPARES:
+        if pool is None or len(pool) >= SPARES or not _private_directory(self.last):
+            return
+        while len(pool) < SPARES:
             self._made += 1
-            path = b"%s/.%d.%d" % (self.last, os.getpid(), self._made)
+            path = b"%s/%d.%d" % (self.last, os.getpid(), self._made)
             try:
                 pool.append((path, os.open(path, _CLAIM, 0o600)))
             except OSError:
@@ -199,20 +202,34 @@ class Spares:
 
     def discard(self) -> None:
         while self.pools:
-            for name, fd in self.pools.popitem()[1]:
-                _remove(name, fd)
+            self._drop(next(iter(self.pools)))
+
+    def _drop(self, directory: bytes) -> None:
+        for name, fd in self.pools.pop(directory):
+            _remove(name, fd)
+        _quietly(os.rmdir, directory)  # (if no other shim's spares are in it)
+
+
+def _private_directory(path: bytes) -> bool:
+    """`path` is a directory of this user's (made now if missing, 0700), not a link."""
+    _quietly(os.mkdir, path, 0o700)  # (there already, or cannot be: lstat says which)
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return info.st_mode & 0o170000 == 0o040000 and info.st_uid == os.getuid()
 
 
 def _sweep(directory: bytes) -> None:
-    """Remove the spares a shim that is gone (killed) left in `directory`: the first
-    start there looks, once."""
+    """Remove the spares a shim that is gone (killed) left in `directory` (a `.spares`):
+    the first start beside it looks, once."""
     try:
         names = os.listdir(directory)  # noqa: PTH208 (bytes, no Path: see the top)
     except OSError:
         return
     for name in names:
-        pid, _, n = name[1:].partition(b".")
-        if name[:1] == b"." and pid.isdigit() and n.isdigit() and not _alive(int(pid)):
+        pid, _, n = name.partition(b".")
+        if pid.isdigit() and n.isdigit() and not _alive(int(pid)):
             _quietly(os.unlink, b"%s/%s" % (directory, name))
 
 
