@@ -1,14 +1,17 @@
 """backfillctl and Luigi side by side (issue 15), in one run, on the same workloads.
 
     python bench/compare.py [--runs 3] [--sizes 10x30,20x60,20x365] [--concurrency 2]
-                            [--groups 1] [--skip-luigi | --luigi-runs N] [--json]
-                            [--before DIR]
+                            [--groups 1] [--backfills 1] [--skip-luigi | --luigi-runs N]
+                            [--json] [--before DIR]
 
 Workload (generated here, for each size N x D): N tasks per business date in diamonds
 (n0 -> n1, n2 -> n3 -> n4, n5 -> n6 ...), D daily dates from 2023-01-01, every task a
 no-op that really starts a process: the absolute path of a `true` binary, never a shell
 builtin. The dates of a group run one after another (DataWorks' strict day-by-day
 order); Luigi is given the same order (each date requires the previous one's tasks).
+With `--backfills B`, B Backfills of the same nodes, each of D dates (one after
+another's), share the resource group and start in turn; Luigi gets them as B more date
+groups.
 
 - backfillctl: `backfillctl apply DIR --wait` in a fresh directory (fresh SQLite store,
   local backend, a resource group of --concurrency), as a user would type it: the
@@ -59,10 +62,14 @@ def upstream(k: int) -> list[int]:
     return [k - k % 3]
 
 
-def spec_files(tasks: int, dates: int, groups: int, concurrency: int, true: str) -> str:
+def spec_files(
+    tasks: int, dates: int, groups: int, concurrency: int, true: str, backfills: int = 1
+) -> str:
+    """The specs of a workload: `backfills` Backfills of the same nodes, each of `dates`
+    dates (one after another's), which start in turn as they share the resource group."""
     from datetime import date, timedelta
 
-    last = date.fromisoformat(FIRST) + timedelta(days=dates - 1)
+    first = date.fromisoformat(FIRST)
     docs = [
         f"{API}\nkind: Config\nmetadata: {{name: bench}}\n"
         "spec: {state: 'sqlite:///state.db', backend: local}",
@@ -77,11 +84,15 @@ def spec_files(tasks: int, dates: int, groups: int, concurrency: int, true: str)
             f"spec: {{schedule: '0 1 * * *', upstream: [{ups}], resourceGroup: rg, "
             f"run: {{command: [{json.dumps(true)}]}}}}"
         )
-    docs.append(
-        f"{API}\nkind: Backfill\nmetadata: {{name: noop}}\nspec:\n"
-        "  select: {method: descendants, roots: [t000]}\n"
-        f"  dates: [{{from: {FIRST}, to: {last.isoformat()}}}]\n  groups: {groups}\n"
-    )
+    for b in range(backfills):
+        start = first + timedelta(days=b * dates)
+        last = start + timedelta(days=dates - 1)
+        docs.append(
+            f"{API}\nkind: Backfill\nmetadata: {{name: noop{b or ''}}}\nspec:\n"
+            "  select: {method: descendants, roots: [t000]}\n"
+            f"  dates: [{{from: {start.isoformat()}, to: {last.isoformat()}}}]\n"
+            f"  groups: {groups}\n"
+        )
     return "\n---\n".join(docs) + "\n"
 
 
@@ -174,7 +185,7 @@ def console_script(directory: Path) -> str:
 
 
 def backfillctl_run(
-    work: Path, spec: str, tasks: int, dates: int, package: str | None = None
+    work: Path, spec: str, instances: int, package: str | None = None
 ) -> tuple[float, ...]:
     """`apply --wait` in `work`; with `package`, that checkout's package (PYTHONPATH)."""
     (work / "specs").mkdir(parents=True)
@@ -189,7 +200,7 @@ def backfillctl_run(
 
     store = open_store(work / "state.db", create=False)
     attempts = store.attempts()
-    assert len(attempts) == tasks * dates, f"{len(attempts)} attempts for {tasks * dates}"
+    assert len(attempts) == instances, f"{len(attempts)} attempts for {instances}"
     assert all(a.state == "succeeded" for a in attempts)
     first = min(a.started_at for a in attempts) - t0
     store.close()
@@ -244,6 +255,12 @@ def main() -> int:
     parser.add_argument("--sizes", default="10x30,20x60,20x365", help="TASKSxDATES,...")
     parser.add_argument("--concurrency", type=int, default=2)
     parser.add_argument("--groups", type=int, default=1)
+    parser.add_argument(
+        "--backfills",
+        type=int,
+        default=1,
+        help="Backfills of the same nodes, each of the size's dates, starting in turn",
+    )
     parser.add_argument("--skip-luigi", action="store_true")
     parser.add_argument(
         "--luigi-runs",
@@ -286,13 +303,17 @@ def main() -> int:
                 with tempfile.TemporaryDirectory(prefix="bfcompare.") as tmp:
                     work = Path(tmp)
                     if tool != "luigi":
-                        spec = spec_files(tasks, dates, args.groups, args.concurrency, true)
+                        b = args.backfills
+                        spec = spec_files(tasks, dates, args.groups, args.concurrency, true, b)
                         package = args.before if tool == "before" else None
-                        wall, cpu, rss, first = backfillctl_run(work, spec, tasks, dates, package)
+                        n = tasks * dates * b
+                        wall, cpu, rss, first = backfillctl_run(work, spec, n, package)
                         f = (before if package else ours)[(tasks, dates)]
                         f.first.append(first)
                     else:
-                        sized = (tasks, dates, args.groups, args.concurrency)
+                        # (backfills that start in turn: as many more date groups)
+                        b = args.backfills
+                        sized = (tasks, dates * b, args.groups * b, args.concurrency)
                         wall, cpu, rss = luigi_run(work, sized, true)
                         f = theirs[(tasks, dates)]
                     f.wall.append(wall)
@@ -314,7 +335,7 @@ def report(
     med = statistics.median
     rows = []
     for s in sizes:
-        n = s[0] * s[1]
+        n = s[0] * s[1] * args.backfills
         o, t, b = ours[s], theirs[s], before[s]
         row = {
             "instances": n,
@@ -346,7 +367,8 @@ def report(
     luigi = "" if args.luigi_runs is None else f" (Luigi: its first {args.luigi_runs})"
     print(
         f"\nmedians of {args.runs} runs{luigi}, concurrency {args.concurrency}, "
-        f"{args.groups} date group(s), a process of {shutil.which('true')} per task; "
+        f"{args.backfills} backfill(s) of {args.groups} date group(s), a process of "
+        f"{shutil.which('true')} per task; "
         f"this machine: {os.cpu_count()} cores; at the start / the end: a file created in "
         f"{machine[0][0]:.0f} / {machine[1][0]:.0f} µs, `true` spawned and waited for in "
         f"{machine[0][1]:.2f} / {machine[1][1]:.2f} ms"
