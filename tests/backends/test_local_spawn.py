@@ -270,3 +270,43 @@ def test_a_spares_directory_planted_as_a_link_gets_no_spares(tmp_path: Path) -> 
     assert not list(elsewhere.iterdir())
     backend.close()
     assert (runs / ".spares").is_symlink()
+
+
+def _shim_cpu() -> float:
+    """Seconds of CPU this process's shim (its child running shim.py) has used."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and b"backends/local/shim.py" in cmdline:
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    raise AssertionError("no shim runs")
+
+
+@pytest.mark.parametrize("planted", ["a link", "names taken"])
+def test_a_directory_that_cannot_have_spares_does_not_keep_the_shim_busy(
+    tmp_path: Path, planted: str
+) -> None:
+    """The shim makes spares only while nothing else waits, one per turn of its loop: one
+    that cannot be made (a `.spares` planted as a link, its names taken) ends the making
+    until the next start there, so a running command's wait is not a busy loop."""
+    backend = LocalBackend(tmp_path / "runs")
+    other = replace(spec(("true",)), backfill="other")
+    assert run_one(backend, other)[0] == Outcome("succeeded", 0)
+    runs = tmp_path / "runs" / "bf"
+    runs.mkdir(mode=0o700)
+    if planted == "a link":
+        (tmp_path / "elsewhere").mkdir()
+        (runs / ".spares").symlink_to(tmp_path / "elsewhere")
+    else:
+        (runs / ".spares").mkdir(mode=0o700)
+        shim = next(p.name.split(".")[0] for p in (tmp_path / "runs/other/.spares").iterdir())
+        for n in range(1, 1000):  # (whatever the shim's count of spares made is)
+            (runs / ".spares" / f"{shim}.{n}").touch()
+    before = _shim_cpu()
+    outcome, log = run_one(backend, spec(("sh", "-c", "sleep 0.5; echo slept")))
+    assert (outcome, log) == (Outcome("succeeded", 0), "slept\n")
+    assert _shim_cpu() - before < 0.2
+    backend.close()

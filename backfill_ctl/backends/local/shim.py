@@ -30,11 +30,12 @@ then the attempt's own `KEY=VALUE` items, which win; all bytes, never decoded):
 
 Creating a file is the slow part of a start: ext4 allocates an inode in its journal, 5
 µs on a quiet disk and 150-250 µs while another process keeps the journal busy, where
-renaming or linking one takes ~20 µs. So after answering, while its command runs, the
-shim creates `SPARES` empty private files in a `.spares` directory in the request's
-(`<shim pid>.<n>`; kept for the last `DIRECTORIES` directories started in; removed once
-the controller is gone, or by the next shim's first start there if this one was killed:
-it lists `.spares`, never the runs directory, which may hold millions). A later start
+renaming or linking one takes ~20 µs. So when no request and no end waits (a command
+runs, the controller is busy), the shim creates `SPARES` empty private files, one at a
+time, in a `.spares` directory in the latest request's (`<shim pid>.<n>`; kept for the
+last `DIRECTORIES` directories started in; removed once the controller is gone, or by
+the next shim's first start there if this one was killed: it lists `.spares`, never the
+runs directory, which may hold millions). A later start
 there renames one to the log (where none is: else the open above) and links one to the
 pid file, which fails if that exists, as the exclusive creation does: the claim is the
 same. Whatever a spare cannot do (a file system without links, a full disk) the start
@@ -137,7 +138,9 @@ class Spares:
 
     def __init__(self) -> None:
         self.pools: dict[bytes, list[tuple[bytes, int]]] = {}  # by directory, latest last
-        self.last = b""  # the directory of the latest start, which `make` fills
+        self.last = b""  # the directory of the latest start
+        self.due = b""  # the directory `make_one` fills: the latest start's, till full
+        self._checked = False  # `due` was found private (once per start there)
         self._made = 0
         self._swept: set[bytes] = set()
 
@@ -150,6 +153,7 @@ class Spares:
                 self._swept.add(directory)
                 _sweep(directory)
         self.pools[directory] = pool
+        self.due, self._checked = directory, False
         if len(self.pools) > DIRECTORIES:
             self._drop(next(iter(self.pools)))
         return pool.pop() if pool else None
@@ -186,19 +190,25 @@ class Spares:
                 return spare[1]
         return os.open(path, _CLAIM, 0o600)
 
-    def make(self) -> None:
-        """Up to SPARES files in the latest start's directory (none while it cannot have
-        them: the starts there create theirs)."""
-        pool = self.pools.get(self.last)
-        if pool is None or len(pool) >= SPARES or not _private_directory(self.last):
+    def make_one(self) -> None:
+        """One spare in the latest start's directory (`due`); none is due any more once
+        it has SPARES, or cannot have them (not a private directory, a full disk: the
+        starts there create their files, and the next one there tries again)."""
+        pool = self.pools.get(self.due) if self.due else None
+        if (
+            pool is None
+            or len(pool) >= SPARES
+            or not (self._checked or _private_directory(self.due))
+        ):
+            self.due = b""
             return
-        while len(pool) < SPARES:
-            self._made += 1
-            path = b"%s/%d.%d" % (self.last, os.getpid(), self._made)
-            try:
-                pool.append((path, os.open(path, _CLAIM, 0o600)))
-            except OSError:
-                return
+        self._checked = True
+        self._made += 1
+        path = b"%s/%d.%d" % (self.due, os.getpid(), self._made)
+        try:
+            pool.append((path, os.open(path, _CLAIM, 0o600)))
+        except OSError:
+            self.due = b""
 
     def discard(self) -> None:
         while self.pools:
@@ -391,7 +401,13 @@ def main() -> None:
     spares = Spares()
     reading = True
     while reading or running:
-        readable, _, _ = select.select([wake, 0] if reading else [wake], [1] if out else [], [])
+        # A spare is made only when no request and no end waits (a select that does not
+        # wait says so): one at a time, so that a start or an end coming meanwhile waits
+        # for one file at most.
+        spare = reading and bool(spares.due)
+        readable, _, _ = select.select(
+            [wake, 0] if reading else [wake], [1] if out else [], [], 0.0 if spare else None
+        )
         if wake in readable:
             _drain(wake)
         if 0 in readable:
@@ -407,10 +423,10 @@ def main() -> None:
                 pass
             except OSError:  # the controller is gone: the codes are on disk
                 out.clear()
-        if reading:  # (answered first: made while the command runs)
-            spares.make()
-        else:
+        if not reading:
             spares.discard()
+        elif spare and not readable:
+            spares.make_one()
 
 
 if __name__ == "__main__":
