@@ -1,6 +1,6 @@
 """Where the time of a small `apply --wait` goes, measured inside the command.
 
-    python bench/where.py [--runs 5] [--size 10x30]
+    python bench/where.py [--runs 5] [--size 10x30] [--memory-store]
 
 Runs `backfillctl apply specs --as bench --wait` of compare.py's workload (N tasks in
 diamonds x D dates in strict date order, each task a process of `true`, the local
@@ -19,6 +19,11 @@ call; the figures are a little above an untimed run's):
   and to the process's exit as this script sees it (the interpreter's ending too).
 
 Printed: the medians over the runs, and the statements that took the most.
+
+`--memory-store`: each run is followed by one with the tests' in-memory store
+(`state/memory`, the same semantics in dictionaries, nothing written anywhere) in place of
+SQLite, and both walls are printed: what the store costs end to end, and what is left of
+the run without it (a bound: no store is faster than one that does nothing durable).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The command, timed from within (a fresh interpreter; `sys.argv[1]` is the file the
 # figures are written to).
 PROBE = r"""
-import atexit, collections, dataclasses, json, re, sqlite3, sys, time
+import atexit, collections, dataclasses, json, os, re, sqlite3, sys, time
 T0 = time.perf_counter()
 out = sys.argv.pop(1)
 acc = collections.defaultdict(float)
@@ -82,6 +87,17 @@ sqlite3.connect = lambda *a, **k: connect(*a, **{"factory": Timed, **k})
 from backfill_ctl.backends.local import LocalBackend
 from backfill_ctl.backends.local.spawner import Shim
 from backfill_ctl.cli import waiting
+
+if os.environ.get("BFWHERE_STORE") == "memory":  # (--memory-store)
+    from pathlib import Path
+    from backfill_ctl.cli import apply, state
+    from backfill_ctl.state import _opened
+    from backfill_ctl.state.memory import MemoryStore
+    def memory_store(flag, specs=None, *, create=False):
+        store = MemoryStore(str(Path("state.db").absolute()))  # (the runs go beside it)
+        _opened.add(store)
+        return store
+    state.open_state = apply.open_state = memory_store
 from backfill_ctl.runtime.controller import Controller
 
 ask = Shim.ask
@@ -127,14 +143,16 @@ sys.exit(getattr(cli, "console", cli.main)())
 """
 
 
-def one_run(spec: str) -> dict[str, object]:
+def one_run(spec: str, store: str = "sqlite") -> dict[str, object]:
     with tempfile.TemporaryDirectory(prefix="bfwhere.") as tmp:
         work = Path(tmp)
         (work / "specs").mkdir()
         (work / "specs" / "bench.yaml").write_text(spec)
         figures = work / "figures.json"
         env = {**os.environ, "BACKFILLCTL_USER": "bench", "PYTHONPATH": str(ROOT)}
+        env["BFWHERE_STORE"] = store
         argv = ["apply", "specs", "--as", "bench", "--wait"]
+        started = time.perf_counter()
         done = subprocess.run(
             [sys.executable, "-c", PROBE, str(figures), *argv],
             cwd=work,
@@ -143,11 +161,12 @@ def one_run(spec: str) -> dict[str, object]:
             text=True,
             check=False,
         )
-        exited = time.time()
+        exited, wall = time.time(), time.perf_counter() - started
         if done.returncode:
             raise SystemExit(f"apply --wait failed ({done.returncode}): {done.stderr[-2000:]}")
         got: dict[str, object] = json.loads(figures.read_text())
         got["exit"] = exited - float(got["last tick epoch"])  # type: ignore[arg-type]
+        got["wall"] = wall
         return got
 
 
@@ -155,19 +174,24 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--size", default="10x30", help="TASKSxDATES")
+    parser.add_argument(
+        "--memory-store", action="store_true", help="also the in-memory store, interleaved"
+    )
     args = parser.parse_args()
     true = shutil.which("true", path="/usr/bin:/bin") or sys.exit("no `true` binary found")
     tasks, dates = (int(x) for x in args.size.split("x"))
     spec = compare.spec_files(tasks, dates, 1, 2, true)
     compileall.compile_dir(str(ROOT / "backfill_ctl"), quiet=1)  # (as pip would)
-    runs = []
+    runs, memory = [], []
     for run in range(args.runs):
         got = one_run(spec)
         runs.append(got)
         print(f"run {run + 1}: first start {float(got['first']):.3f} s", file=sys.stderr)
+        if args.memory_store:
+            memory.append(one_run(spec, "memory"))
 
-    def med(key: str) -> float:
-        return statistics.median(float(r[key]) for r in runs)  # type: ignore[arg-type]
+    def med(key: str, of: list[dict[str, object]] = runs) -> float:
+        return statistics.median(float(r[key]) for r in of)  # type: ignore[arg-type]
 
     ticks = med("ticks")
     print(f"\n{tasks * dates} instances ({args.size}), medians of {args.runs} runs")
@@ -184,6 +208,14 @@ def main() -> int:
         f"the command ends {med('end') - med('last tick'):.3f} s later, "
         f"its process {med('exit'):.3f} s later"
     )
+    print(f"wall                    {med('wall'):.3f} s (as this script sees the process)")
+    if memory:
+        each = med("tick", memory) / med("ticks", memory) * 1e3
+        print(
+            f"with the in-memory store: wall {med('wall', memory):.3f} s, to the first start "
+            f"{med('first', memory):.3f} s, ticks {each:.2f} ms each; the waits for ends "
+            f"{med('wait', memory):.3f} s"
+        )
     print("statements that took the most (the last run):")
     for sql, took in runs[-1]["top"]:  # type: ignore[union-attr]
         print(f"  {took * 1e3:7.1f} ms  {sql}")
