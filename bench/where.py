@@ -91,12 +91,9 @@ from backfill_ctl.cli import waiting
 if os.environ.get("BFWHERE_STORE") == "memory":  # (--memory-store)
     from pathlib import Path
     from backfill_ctl.cli import apply, state
-    from backfill_ctl.state import _opened
     from backfill_ctl.state.memory import MemoryStore
     def memory_store(flag, specs=None, *, create=False):
-        store = MemoryStore(str(Path("state.db").absolute()))  # (the runs go beside it)
-        _opened.add(store)
-        return store
+        return MemoryStore(str(Path("state.db").absolute()))  # (the runs go beside it)
     state.open_state = apply.open_state = memory_store
 from backfill_ctl.runtime.controller import Controller
 

@@ -35,11 +35,10 @@ runs, the controller is busy), the shim creates `SPARES` empty private files, on
 time, in a `.spares` directory in the latest request's (`<shim pid>.<n>`; kept for the
 last `DIRECTORIES` directories started in; removed once the controller is gone, or by
 the next shim's first start there if this one was killed: it lists `.spares`, never the
-runs directory, which may hold millions). A later start
-there renames one to the log (where none is: else the open above) and links one to the
-pid file, which fails if that exists, as the exclusive creation does: the claim is the
-same. Whatever a spare cannot do (a file system without links, a full disk) the start
-does by creating.
+runs directory, which may hold millions). A later start there renames one to the log
+(where none is: else the open above) and links one to the pid file, which fails if that
+exists, as the exclusive creation does: the claim is the same. Whatever a spare cannot do
+(a file system without links, a full disk) the start does by creating.
 
 When a command ends, its exit code (128 + the signal if a signal ended it, as a shell
 says it) is written after the pid into the file the shim created, if it still is that
@@ -138,14 +137,14 @@ class Spares:
 
     def __init__(self) -> None:
         self.pools: dict[bytes, list[tuple[bytes, int]]] = {}  # by directory, latest last
-        self.last = b""  # the directory of the latest start
         self.due = b""  # the directory `make_one` fills: the latest start's, till full
         self._checked = False  # `due` was found private (once per start there)
         self._made = 0
         self._swept: set[bytes] = set()
 
-    def _take(self, path: bytes) -> tuple[bytes, int] | None:
-        directory = self.last = path.rpartition(b"/")[0] + b"/.spares"
+    def _take(self, path: bytes) -> tuple[list[tuple[bytes, int]], tuple[bytes, int] | None]:
+        """The pool of `path`'s directory (now the latest started in), and a spare of it."""
+        directory = path.rpartition(b"/")[0] + b"/.spares"
         pool = self.pools.pop(directory, None)
         if pool is None:
             pool = []
@@ -156,14 +155,14 @@ class Spares:
         self.due, self._checked = directory, False
         if len(self.pools) > DIRECTORIES:
             self._drop(next(iter(self.pools)))
-        return pool.pop() if pool else None
+        return pool, pool.pop() if pool else None
 
     def log(self, path: bytes) -> int:
         """`path` opened for writing, empty: a spare renamed to it if nothing is there,
         else created or truncated (never through a link: one there fails the open)."""
-        spare = self._take(path)
+        pool, spare = self._take(path)
         if spare is not None and os.path.lexists(path):
-            self.pools[self.last].append(spare)  # (still spare)
+            pool.append(spare)  # (still spare)
         elif spare is not None:
             try:
                 os.rename(spare[0], path)  # noqa: PTH104 (bytes, no Path: see the top)
@@ -176,12 +175,12 @@ class Spares:
     def claim(self, path: bytes) -> int:
         """`path` made, open for writing; FileExistsError (or another OSError) if it
         exists or cannot be made: a spare linked to it, else created exclusively."""
-        spare = self._take(path)
+        pool, spare = self._take(path)
         if spare is not None:
             try:
                 os.link(spare[0], path, follow_symlinks=False)
             except FileExistsError:
-                self.pools[self.last].append(spare)  # (still spare)
+                pool.append(spare)  # (still spare)
                 raise
             except OSError:
                 _remove(*spare)
