@@ -437,7 +437,12 @@ def test_gone_without_a_resource_version_ends_the_stream_quietly(quick: Kube) ->
 
 def test_a_resource_version_older_than_the_history_is_410() -> None:
     with serving(FakeKubeAPI(history=5, run_commands=False)) as quick:  # a short memory
-        for i in range(3):
+        # Each create stores two events at once (its Job and its pod added); the pod's
+        # start and end come later, from the fake kubelet's timer, which a busy machine
+        # delays. Four creates alone push version 1's successors out of a history of 5;
+        # no pod starts here, so the test does not hang on that timer.
+        quick.api.pod_delay = 60.0
+        for i in range(4):
             create(quick, f"j{i}", "true")
         watch_from_1 = {"resource_version": "1", "_request_timeout": T}
         with pytest.raises(ApiException) as e:
