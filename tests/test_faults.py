@@ -436,3 +436,37 @@ def test_a_relative_state_file_works(tmp_path: Path, monkeypatch: pytest.MonkeyP
     result = run("apply", str(spec_dir.relative_to(tmp_path)), "--state", "st.db", "--wait")
     assert result.exit_code == 0, result.stderr
     assert {a.state for a in open_store(tmp_path / "st.db").attempts()} == {"succeeded"}
+
+
+def test_ctrl_c_during_apply_wait_exits_130_leaving_the_attempt_to_the_next_controller(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C is "interrupted" (130), not "a backfill failed" (1): a CI job that waits
+    must tell the two apart. The attempt it started goes on, and the next controller
+    follows it to its end."""
+    spec_dir = specs(
+        tmp_path, node("a", resourceGroup="rg", command="sleep 3"), backfill(dates=["2024-03-01"])
+    )
+    db = tmp_path / "state.db"
+    apply = (sys.executable, "-m", "backfill_ctl", "apply", str(spec_dir), "--state", str(db))
+    proc = subprocess.Popen(
+        [*apply, "--wait"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(
+            lambda: db.exists() and [a.state for a in open_store(db).attempts()] == ["running"],
+            20,
+            "the attempt to run",
+        )
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)
+    finally:
+        stop(proc)
+    assert proc.returncode == 130, stderr
+    assert stderr.splitlines()[-2:] == ["backfill/bf: not finished", "interrupted"]
+    result = run("apply", str(spec_dir), "--state", str(db), "--wait")
+    assert result.exit_code == 0, result.stderr
+    assert [(a.number, a.state) for a in open_store(db).attempts()] == [(1, "succeeded")]

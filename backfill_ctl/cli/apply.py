@@ -98,7 +98,8 @@ def apply_command(
     (and report) those that have. Error findings of check block it.
 
     Exit 0 when applied (and, with --wait, all succeeded), 1 on findings, changes refused
-    or a failed backfill, 2 when the input cannot be used.
+    or a failed backfill, 2 when the input cannot be used, 130 when --wait was
+    interrupted (Ctrl-C, SIGTERM: running attempts go on for the next controller).
 
     \b
     Examples:

@@ -273,7 +273,8 @@ def wait_for(
     clock: Callable[[], float] = time.time,
 ) -> bool:
     """Run (on `backend`) or follow until every named backfill finished (or `timeout`
-    seconds passed); did they all succeed?"""
+    seconds passed); did they all succeed? Stopped by SIGINT or SIGTERM before they did
+    (the running attempts are left to the next controller): typer.Exit(130)."""
     from backfill_ctl.runtime.controller import Controller
 
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -299,4 +300,10 @@ def wait_for(
     outcomes = {n: (b.outcome if (b := store.backfill(n)) else None) for n in names}
     for name, outcome in outcomes.items():
         err(f"backfill/{name}: {outcome or 'not finished'}")
-    return all(o == "succeeded" for o in outcomes.values())
+    succeeded = all(o == "succeeded" for o in outcomes.values())
+    if controller.stopping and not succeeded:
+        import typer
+
+        err("interrupted")
+        raise typer.Exit(130)
+    return succeeded
