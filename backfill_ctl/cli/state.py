@@ -3,8 +3,9 @@
 The store is `--state-file PATH` (`--state PATH` where that does not filter by
 instance state), else $BACKFILLCTL_STATE, else the Config's `state`, else
 `.backfillctl/state.db`; relative paths are relative to the current directory (the
-repository root, where backfillctl is run from). Each of them may instead be a
-PostgreSQL URL (postgresql://USER@HOST:PORT/DATABASE), taken as it is.
+repository root, where backfillctl is run from). Each of them may instead be a URL:
+sqlite:///relative/path.db, sqlite:////absolute/path.db, or a PostgreSQL URL
+(postgresql://USER@HOST:PORT/DATABASE), taken as it is.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ if TYPE_CHECKING:
 
 DEFAULT_STATE = "sqlite:///.backfillctl/state.db"
 _STORE_HELP = (
-    "The state store file, or a postgresql:// URL (default: $BACKFILLCTL_STATE, else the "
-    "Config's state, else .backfillctl/state.db)."
+    "The state store file, or a sqlite:/// or postgresql:// URL (default: "
+    "$BACKFILLCTL_STATE, else the Config's state, else .backfillctl/state.db)."
 )
 StateOpt = Annotated[
     str | None, typer.Option("--state", "--state-file", help=_STORE_HELP, show_default=False)
@@ -46,10 +47,11 @@ def state_file(flag: str | None, specs: Specs | None = None) -> Path | str:
     spec root), and the files they write next to the store must be found from there. Or
     a PostgreSQL URL, as given."""
     given = flag or os.environ.get("BACKFILLCTL_STATE")
-    if not given:
-        url = specs.config.state if specs is not None else DEFAULT_STATE
-        return url if is_postgres_url(url) else store_path(url, Path.cwd()).absolute()
-    return given if is_postgres_url(given) else Path(given).absolute()
+    if not given:  # (the Config's is a URL)
+        given = specs.config.state if specs is not None else DEFAULT_STATE
+    elif not given.startswith("sqlite:") and "://" not in given:
+        return Path(given).absolute()
+    return given if is_postgres_url(given) else store_path(given, Path.cwd()).absolute()
 
 
 def state_dir(location: Path | str) -> Path:
