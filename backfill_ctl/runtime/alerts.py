@@ -89,19 +89,35 @@ def _webhook(url: str, payload: dict[str, Any]) -> None:
 
 
 def _command(command: Any, payload: dict[str, Any]) -> None:
+    """Run `command` with the event on stdin, in a session of its own: at TIMEOUT, it and
+    what it started in its group are killed (the loop waits no longer). Its stderr goes
+    to a file (a pipe would wait for what it left running), whose last line says why it
+    failed."""
+    import contextlib
+    import signal
     import subprocess
+    import tempfile
 
     argv = ["/bin/sh", "-c", command] if isinstance(command, str) else [str(a) for a in command]
-    done = subprocess.run(
-        argv,
-        input=json.dumps(payload).encode(),
-        capture_output=True,
-        timeout=TIMEOUT * 3,
-        check=False,
-    )
-    if done.returncode != 0:
-        tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
-        raise ValueError(f"exit code {done.returncode} {tail[0]}".strip())
+    with tempfile.TemporaryFile() as errors:  # (a pipe would be held open by its children)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+            start_new_session=True,
+        )
+        try:
+            proc.communicate(json.dumps(payload).encode(), timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise ValueError(f"timed out after {TIMEOUT:g} s") from None
+        if proc.returncode != 0:
+            errors.seek(max(0, errors.seek(0, os.SEEK_END) - 4096))
+            tail = errors.read().decode(errors="replace").strip().splitlines()[-1:] or [""]
+            raise ValueError(f"exit code {proc.returncode} {tail[0]}".strip())
 
 
 def _email(to: str, payload: dict[str, Any], smtp: Smtp | None) -> None:

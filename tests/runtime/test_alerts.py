@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -176,6 +177,35 @@ def test_a_command_that_fails_is_reported_with_its_exit_code() -> None:
     failures = alerts.notify(record({"command": argv}), PAYLOAD, None)
 
     assert failures == [f"command {argv}: exit code 3 no route to pager"]
+
+
+def test_a_command_that_hangs_is_given_up_at_the_timeout_with_what_it_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its child keeps its output open: waiting for that to close would hold the
+    controller's loop for as long as the child lives."""
+    monkeypatch.setattr(alerts, "TIMEOUT", 0.5)
+    child = tmp_path / "child.pid"
+    argv = ["/bin/sh", "-c", f'sleep 60 & echo $! > "{child}"; wait']
+    started = time.monotonic()
+
+    failures = alerts.notify(record({"command": argv}), PAYLOAD, None)
+
+    assert time.monotonic() - started < 5
+    assert failures == [f"command {argv}: timed out after 0.5 s"]
+    pid = int(child.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
 
 
 def test_a_missing_command_is_a_failure(tmp_path: Path) -> None:
