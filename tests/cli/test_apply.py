@@ -198,6 +198,39 @@ def test_apply_prune_cancels_a_removed_backfill(repo: Path) -> None:
     assert "- backfill/old: +0 ~0 -2" in pruned.stdout.splitlines()
 
 
+@pytest.mark.parametrize("removal", ["delete", "prune"])
+def test_applying_again_brings_cancelled_instances_back_as_a_transition(
+    repo: Path, removal: str
+) -> None:
+    """Deleted (or pruned with its spec gone), then applied again: pending afresh, with
+    no reason left from the cancellation, and `cancelled -> pending` by the apply's actor."""
+    path = specs(repo, *CHAIN, backfill())
+    assert run("apply", path, "--as", "ops", "--now", NOW).exit_code == 0
+    if removal == "delete":
+        assert run("delete", "backfill/bf", "--as", "ops").exit_code == 0
+    else:
+        specs(repo, *CHAIN)
+        assert run("apply", path, "--as", "ops", "--now", NOW, "--prune").exit_code == 0
+        specs(repo, *CHAIN, backfill())
+
+    again = run("apply", path, "--as", "alice", "--now", NOW)
+
+    assert again.exit_code == 0, again.stderr
+    cancelled_by = "delete" if removal == "delete" else "transition"
+    shown = json.loads(run("get", "instances", "-o", "json").stdout)["items"]
+    assert [
+        (i["status"]["state"], i["status"]["reason"], i["status"]["finishedAt"]) for i in shown
+    ] == [("pending", None, None)] * 2
+    for item in shown:
+        ident = item["metadata"]["name"]
+        trail = json.loads(run("events", f"instance/{ident}", "-o", "json").stdout)
+        assert [(e["kind"], e["to"], e["actor"]) for e in trail[-2:]] == [
+            (cancelled_by, "cancelled", "ops"),
+            ("transition", "pending", "alice"),
+        ]
+        assert (trail[-1]["from"], trail[-1]["message"]) == ("cancelled", "brought back by apply")
+
+
 def test_controller_once_runs_what_is_due_and_exits(repo: Path) -> None:
     path = specs(repo, *CHAIN, backfill())
     assert run("apply", path, "--now", NOW).exit_code == 0
