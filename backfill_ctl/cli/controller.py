@@ -21,7 +21,7 @@ from backfill_ctl.cli.options import (
     run_clock,
 )
 from backfill_ctl.cli.state import StateOpt, backend_for, open_state, spec_root
-from backfill_ctl.runtime.lease import waitable
+from backfill_ctl.runtime.lease import holder, remaining, waitable
 from backfill_ctl.runtime.reapply import Reconciler
 from backfill_ctl.serve.address import parse_address
 from backfill_ctl.spec.loader import load_specs
@@ -180,7 +180,10 @@ def _drive(
         if controller.stopping:  # a signal while waiting: nothing was started
             err("stopped while waiting for the lease: nothing was done")
             return
-        err("another controller holds the lease: nothing to do")
+        other = controller.held_by
+        who = f" ({holder(other)})" if other else ""
+        left = f" for {remaining(other)}" if other else ""
+        err(f"another controller{who} holds the lease{left}: nothing to do")
         raise typer.Exit(1)
     try:
         controller.load(wait=not once, poll=min(1.0, interval))

@@ -2,9 +2,14 @@
 
 Each checks the actor's permission on the nodes it touches against what the store
 recorded at apply time (access.py): an instance of a node the actor may not operate is
-refused and named with who may (exit 1); `stop backfill/NAME` and `delete` need every
+refused and named with who may; `stop backfill/NAME`, `resume` and `delete` need every
 node the backfill runs. Without an actor nothing is checked, unless the backfill was
 applied under a Config with `requireActor`: then the actor is a usage error (exit 2).
+
+Exit 1 is a refusal: of an object as it stands (an instance in another state, a
+backfill not stopped or deleted, one with a running instance) or of the actor, each
+named with the reason. Exit 2 is input that cannot be used: a bad target or filter, an
+unknown instance or backfill, no actor where one is required.
 The rules live in usecases/operations.py and usecases/backfill_ops.py; here the
 options are parsed and the outcome printed.
 """
@@ -90,13 +95,17 @@ def stop_command(
       backfillctl stop backfill/fix-orders-2024-03         # and start nothing new in it
       backfillctl stop --backfill fix-orders-2024-03 --node dwd_orders
     """
-    names = [t.removeprefix("backfill/") for t in targets or [] if t.startswith("backfill/")]
+    names = list(
+        dict.fromkeys(
+            t.removeprefix("backfill/") for t in targets or [] if t.startswith("backfill/")
+        )
+    )
     rest = [t for t in targets or [] if not t.startswith("backfill/")]
     if names:
         store = open_state(state)
         guard = Guard(store, resolve_actor(actor))
         by = who(guard.actor)
-        denied = backfill_ops.stop_refusals(store, guard, names)
+        denied = backfill_ops.refusals(store, guard, names)
         for refusal in denied:
             err(f"backfill/{refusal.name}: {refusal.refused}")
         if denied:
@@ -245,14 +254,21 @@ def resume_command(
             f"resume takes backfill/NAME, not {wrong[0]!r}",
             hint="an instance runs again with rerun (finished) or unfreeze (frozen)",
         )
-    names = [t.removeprefix("backfill/") for t in targets]
+    names = list(dict.fromkeys(t.removeprefix("backfill/") for t in targets))
     store = open_state(state)
     guard = Guard(store, resolve_actor(actor))
-    denied = backfill_ops.stop_refusals(store, guard, names, "resume")
+    denied = backfill_ops.refusals(store, guard, names, "resume")
     for refusal in denied:
         err(f"backfill/{refusal.name}: {refusal.refused}")
     if denied:
         raise typer.Exit(1)
+    raced = False
     for name in names:
-        backfill_ops.resume_backfill(store, name, by=who(guard.actor), clock=time.time)
-        out(f"backfill/{name} resumed")
+        done = backfill_ops.resume_backfill(store, name, by=who(guard.actor), clock=time.time)
+        if done.refused:  # it changed since it was checked
+            err(f"backfill/{name}: {done.refused}")
+            raced = True
+        else:
+            out(f"backfill/{name} resumed")
+    if raced:
+        raise typer.Exit(1)

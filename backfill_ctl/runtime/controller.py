@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from backfill_ctl.backends import Backend, Handle, Outcome
-    from backfill_ctl.core.records import BackfillRecord, EventRecord, InstanceRecord
+    from backfill_ctl.core.records import BackfillRecord, EventRecord, InstanceRecord, Lease
     from backfill_ctl.runtime.attempts import Running
     from backfill_ctl.spec.model import Smtp
     from backfill_ctl.state import RunStore
@@ -113,6 +113,7 @@ class Controller(Adoption):
         self._held_for = ""
         self.lease_ttl = lease_ttl
         self.epoch = 0  # of the lease while we hold it: fences every start
+        self.held_by: Lease | None = None  # another's lease, when acquire found one
         # Known but not yet in the store (it could not be written): kept until it is.
         self._outcomes: dict[str, tuple[Running, Outcome]] = {}
         self._handles: dict[str, tuple[int, Handle, str | None]] = {}

@@ -53,6 +53,7 @@ class LeaseHolder:
     _store_backoff: float  # seconds before the next write, while it cannot be written
     _store_retry_at: float  # time.monotonic() of that next write
     running: dict[str, Any]  # the attempts followed (Controller's)
+    held_by: Lease | None  # the lease as another controller held it when last tried
 
     def acquire(self, *, wait: bool = True, poll: float = 1.0) -> bool:
         """Take the lease; with `wait`, wait for it (saying so once) until stopping (a
@@ -73,15 +74,16 @@ class LeaseHolder:
                 continue
             self._store_problem = ""
             if lease.holder == self.origin:
+                self.held_by = None
                 return True
+            self.held_by = lease
             if not wait:
                 return False
-            self.beat("standby", f"waiting for the lease of pid {lease.pid} on {lease.host}")
+            self.beat("standby", f"waiting for the lease of {holder(lease)}")
             if not said:
-                left = max(0.0, lease.expires_at - time.time())
                 self.say(
-                    f"waiting for the lease: a controller (pid {lease.pid} on {lease.host})"
-                    f" holds it for {left:.0f} s more unless it renews it"
+                    f"waiting for the lease: a controller ({holder(lease)}) holds it for "
+                    f"{remaining(lease)}"
                 )
                 said = True
             time.sleep(poll)
@@ -108,7 +110,7 @@ class LeaseHolder:
         if time.monotonic() - self._renewed > self.lease_ttl / 3:
             lease = self._try_lease()
             if lease.holder != self.origin:
-                raise LeaseLost(f"lost the lease to pid {lease.pid} on {lease.host}")
+                raise LeaseLost(f"lost the lease to {holder(lease)}")
 
     def _rest(self, interval: float) -> None:
         """Sleep between ticks: `interval`, or less when the lease is due for renewal
@@ -186,6 +188,17 @@ class LeaseHolder:
             "attempts stay running for the next controller"
         )
         self.stopping = True
+
+
+def holder(lease: Lease) -> str:
+    """The controller holding `lease`, as every message names it: `pid 7 on host-a`."""
+    return f"pid {lease.pid} on {lease.host}"
+
+
+def remaining(lease: Lease) -> str:
+    """How long `lease` is held yet, by the store's clock as last read: `28 s more unless
+    it renews it`."""
+    return f"{max(0.0, lease.expires_at - time.time()):.0f} s more unless it renews it"
 
 
 def waitable(exc: StateError) -> bool:

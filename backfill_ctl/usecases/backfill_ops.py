@@ -11,10 +11,18 @@
   cancelled (gc ages them from then), and it is marked deleted. Applying its spec again
   brings it back.
 
+A deleted or collected backfill is neither stopped nor resumed (a stop would list it
+again as stopped, and a resume then run it): applying its spec brings it back.
+
 Each needs the actor's permission on every node the backfill runs (access.py); without
-an actor nothing is checked unless the backfill was applied under `requireActor`. The
-caller passes the clock (`clock`, read once per change, as each change is its own
-transaction) and the name events are recorded under (`by`).
+an actor nothing is checked unless the backfill was applied under `requireActor`.
+
+A refusal, for permission or because of the backfill as it stands (its status, a running
+instance), is an `Outcome` with the reason, as an instance operation's is (the CLI exits
+1 and names each); a UsageError (exit 2) is for what cannot be used at all: an unknown
+backfill, no actor where one is required. Every backfill named is checked before any
+changes. The caller passes the clock (`clock`, read once per change, as each change is
+its own transaction) and the name events are recorded under (`by`).
 """
 
 from __future__ import annotations
@@ -30,7 +38,14 @@ from backfill_ctl.usecases.operations import operate
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from backfill_ctl.core.records import BackfillRecord
     from backfill_ctl.state import OperationsStore
+
+# Gone from the running backfills until its spec is applied again: what to do instead.
+_GONE = {
+    "deleted": "apply its spec again to bring it back",
+    "collected": "apply its spec again to run it again",
+}
 
 
 @dataclass(frozen=True)
@@ -43,22 +58,42 @@ class Outcome:
     count: int = 0
 
 
-def stop_refusals(
+def refusals(
     store: OperationsStore, guard: Guard, names: Sequence[str], operation: str = "stop"
 ) -> list[Outcome]:
-    """The backfills of `names` the guard's actor may not stop (or resume: `operation`);
-    all must exist."""
-    for name in names:
-        if store.backfill(name) is None:
-            raise UsageError(f"no backfill {name!r} in {store.path}")
+    """The backfills of `names` the guard's actor may not stop (or resume: `operation`),
+    or that cannot be as they stand, with why; all must exist."""
+    records = [_record(store, name) for name in names]
     guard.require_actor(names)
-    return [Outcome(n, why) for n in names if (why := guard.backfill_refusal(operation, n))]
+    return [
+        Outcome(r.name, why)
+        for r in records
+        if (why := guard.backfill_refusal(operation, r.name) or status_refusal(operation, r))
+    ]
+
+
+def status_refusal(operation: str, record: BackfillRecord) -> str | None:
+    """Why `operation` (stop, resume) does not apply to the backfill as it stands."""
+    status = record.status
+    if operation == "resume" and status != "stopped":
+        instead = _GONE.get(status, "only a stopped backfill is resumed")
+        return f"cannot resume: it is {status} ({instead})"
+    if status in _GONE:
+        return f"cannot {operation}: it is {status} ({_GONE[status]})"
+    return None
+
+
+def _record(store: OperationsStore, name: str) -> BackfillRecord:
+    record = store.backfill(name)
+    if record is None:
+        raise UsageError(f"no backfill {name!r} in {store.path}")
+    return record
 
 
 def stop_backfill(
     store: OperationsStore, name: str, *, guard: Guard, by: str, clock: Callable[[], float]
 ) -> Outcome:
-    """Stop backfill `name` (checked with `stop_refusals` first) and its running instances."""
+    """Stop backfill `name` (checked with `refusals` first) and its running instances."""
     store.update_backfill(
         name, at=clock(), actor=by, origin="cli", event=f"stopped by {by}", status="stopped"
     )
@@ -71,20 +106,11 @@ def stop_backfill(
 def resume_backfill(
     store: OperationsStore, name: str, *, by: str, clock: Callable[[], float]
 ) -> Outcome:
-    """Make stopped backfill `name` active again (checked with `stop_refusals(...,
-    "resume")` first); a UsageError when it is not stopped."""
-    record = store.backfill(name)
-    if record is None:
-        raise UsageError(f"no backfill {name!r} in {store.path}")
-    if record.status != "stopped":
-        hints = {
-            "deleted": "apply its spec again to bring it back",
-            "collected": "apply its spec again to run it again",
-        }
-        raise UsageError(
-            f"backfill/{name} is not stopped (it is {record.status}): nothing to resume",
-            hint=hints.get(record.status, "only a stopped backfill is resumed"),
-        )
+    """Make stopped backfill `name` active again (checked with `refusals(..., "resume")`
+    first; refused still if it changed meanwhile)."""
+    refused = status_refusal("resume", _record(store, name))
+    if refused:
+        return Outcome(name, refused=refused)
     store.update_backfill(
         name, at=clock(), actor=by, origin="cli", event=f"resumed by {by}", status="active"
     )
@@ -100,9 +126,8 @@ def delete_backfill(
     clock: Callable[[], float],
 ) -> Outcome:
     """Delete backfill `name` as `actor`, recorded as done by `by(actor)`: refused when
-    the actor may not (exit 1), a UsageError when it is unknown or an instance runs."""
-    if store.backfill(name) is None:
-        raise UsageError(f"no backfill {name!r} in {store.path}")
+    the actor may not or an instance runs, a UsageError when it is unknown."""
+    _record(store, name)
     guard = Guard(store, actor)
     guard.require_actor([name])
     denied = guard.backfill_refusal("delete", name)
@@ -110,9 +135,10 @@ def delete_backfill(
         return Outcome(name, refused=denied)
     running = store.instances(backfill=name, states=["running"])
     if running:
-        raise UsageError(
-            f"backfill/{name} has {len(running)} running instance(s)",
-            hint=f"stop it first: backfillctl stop backfill/{name}",
+        return Outcome(
+            name,
+            refused=f"cannot delete: it has {len(running)} running instance(s) (stop it "
+            f"first: backfillctl stop backfill/{name})",
         )
     actor_ = by(guard.actor)
     waiting = [i.id for i in store.instances(backfill=name, states=NOT_STARTED)]

@@ -7,7 +7,9 @@ store knows it by. Then:
 - a desired instance with no stored one is created;
 - a stored instance that has not started, or failed, and whose definition changed is
   updated (a moved cron time is such a change; a failed one stays failed: a rerun runs
-  the new definition; a cancelled one that is desired again comes back as pending);
+  the new definition; a cancelled one that is desired again, after a delete, a prune or
+  an edit, comes back as pending: a transition by the apply's actor, with nothing left
+  of its cancellation);
 - a stored instance no longer desired is cancelled if it has not started, and kept
   (and reported) if it has;
 - a finished backfill whose own document is unchanged is history: what the specs now

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from backfill_ctl.runtime.lease import this_host
 from backfill_ctl.state import open_store
 from tests.builders import API, backfill, dump, node, resource_group, workspace
 from tests.cli.helpers import NOW, REPO, run, write_files
+from tests.test_reliability import controller, wait_until
 
 CONFIG = {"apiVersion": API, "kind": "Config", "spec": {"backend": "local"}}
 
@@ -198,6 +201,39 @@ def test_apply_prune_cancels_a_removed_backfill(repo: Path) -> None:
     assert "- backfill/old: +0 ~0 -2" in pruned.stdout.splitlines()
 
 
+@pytest.mark.parametrize("removal", ["delete", "prune"])
+def test_applying_again_brings_cancelled_instances_back_as_a_transition(
+    repo: Path, removal: str
+) -> None:
+    """Deleted (or pruned with its spec gone), then applied again: pending afresh, with
+    no reason left from the cancellation, and `cancelled -> pending` by the apply's actor."""
+    path = specs(repo, *CHAIN, backfill())
+    assert run("apply", path, "--as", "ops", "--now", NOW).exit_code == 0
+    if removal == "delete":
+        assert run("delete", "backfill/bf", "--as", "ops").exit_code == 0
+    else:
+        specs(repo, *CHAIN)
+        assert run("apply", path, "--as", "ops", "--now", NOW, "--prune").exit_code == 0
+        specs(repo, *CHAIN, backfill())
+
+    again = run("apply", path, "--as", "alice", "--now", NOW)
+
+    assert again.exit_code == 0, again.stderr
+    cancelled_by = "delete" if removal == "delete" else "transition"
+    shown = json.loads(run("get", "instances", "-o", "json").stdout)["items"]
+    assert [
+        (i["status"]["state"], i["status"]["reason"], i["status"]["finishedAt"]) for i in shown
+    ] == [("pending", None, None)] * 2
+    for item in shown:
+        ident = item["metadata"]["name"]
+        trail = json.loads(run("events", f"instance/{ident}", "-o", "json").stdout)
+        assert [(e["kind"], e["to"], e["actor"]) for e in trail[-2:]] == [
+            (cancelled_by, "cancelled", "ops"),
+            ("transition", "pending", "alice"),
+        ]
+        assert (trail[-1]["from"], trail[-1]["message"]) == ("cancelled", "brought back by apply")
+
+
 def test_controller_once_runs_what_is_due_and_exits(repo: Path) -> None:
     path = specs(repo, *CHAIN, backfill())
     assert run("apply", path, "--now", NOW).exit_code == 0
@@ -208,19 +244,27 @@ def test_controller_once_runs_what_is_due_and_exits(repo: Path) -> None:
     assert counts == {("bf", "running"): 1, ("bf", "pending"): 1}  # a started, b waits
 
 
-def test_controller_once_says_when_another_holds_the_lease(repo: Path) -> None:
-    import os
-    import socket
-
+def test_controller_once_names_the_controller_that_holds_the_lease(repo: Path) -> None:
+    """As a waiting controller says who it waits for: another process driving the store."""
     path = specs(repo, *CHAIN, backfill())
-    assert run("apply", path, "--now", NOW).exit_code == 0
-    store = open_store(repo / ".backfillctl" / "state.db")
-    store.acquire_lease("other", pid=os.getpid(), host=socket.gethostname(), at=1e10, ttl=60)
-    result = run("controller", path, "--once")
-    assert (result.exit_code, result.stderr.splitlines()[-1]) == (
-        1,
-        "another controller holds the lease: nothing to do",
-    )
+    assert run("apply", path, "--as", "ops", "--now", NOW).exit_code == 0
+    log = repo / "holder.log"
+    holder = controller(Path(path), repo / ".backfillctl" / "state.db", log)
+    try:
+        wait_until(lambda: "drives" in log.read_text(), 60, "the holder to drive", log.read_text)
+
+        result = run("controller", path, "--once")
+
+        assert result.exit_code == 1
+        said = result.stderr.splitlines()[-1]
+        pattern = (
+            rf"another controller \(pid {holder.pid} on {re.escape(this_host())}\) holds the "
+            r"lease for \d+ s more unless it renews it: nothing to do"
+        )
+        assert re.fullmatch(pattern, said), said
+    finally:
+        holder.terminate()
+        holder.wait(30)
 
 
 def test_apply_wait_gives_up_after_the_timeout(repo: Path) -> None:

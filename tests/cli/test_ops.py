@@ -161,15 +161,19 @@ def test_delete_is_refused_while_an_instance_runs(ops: Ops) -> None:
     a2 = ops.id("a", "2024-03-02")
     ops.store.transition([a2], "running", allowed=["pending"], at=0, actor="t", origin="t")
 
+    before = ops.store.last_event_id()
+
     result = ops("delete", "backfill/bf")
 
-    assert result.exit_code == 2
-    assert result.stderr == (
-        "error: backfill/bf has 1 running instance(s)\n"
-        "  hint: stop it first: backfillctl stop backfill/bf\n"
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1,
+        "",
+        "backfill/bf: cannot delete: it has 1 running instance(s) "
+        "(stop it first: backfillctl stop backfill/bf)\n",
     )
     record = ops.store.backfill("bf")
     assert record is not None and record.status == "active"
+    assert ops.store.last_event_id() == before
 
 
 def test_delete_cancels_what_has_not_started_and_keeps_the_history(ops: Ops) -> None:
@@ -232,8 +236,10 @@ def test_resume_is_refused_when_not_stopped_or_not_a_backfill(ops: Ops) -> None:
     instance = ops("resume", ops.id("a"))
     unknown = ops("resume", "backfill/nope")
 
-    assert active.exit_code == 2
-    assert "backfill/bf is not stopped (it is active): nothing to resume" in active.stderr
+    assert (active.exit_code, active.stderr) == (  # refused as it stands: not unusable input
+        1,
+        "backfill/bf: cannot resume: it is active (only a stopped backfill is resumed)\n",
+    )
     assert instance.exit_code == 2
     assert f"resume takes backfill/NAME, not '{ops.id('a')}'" in instance.stderr
     assert unknown.exit_code == 2
@@ -250,3 +256,97 @@ def test_resume_needs_every_node_as_stop_backfill_does(ops: Ops) -> None:
     assert refused.stderr.startswith("backfill/bf: cannot resume: mallory may not operate")
     record = ops.store.backfill("bf")
     assert record is not None and record.status == "stopped"
+
+
+# Exit 1 is an operation that refused what it was asked, because of what the objects are
+# now (their state) or who asks (their permission), each named with the reason; exit 2 is
+# input that cannot be used at all (test_unusable_targets_exit_2_and_change_nothing).
+
+
+@pytest.mark.parametrize(
+    ("operation", "node", "state"),
+    [
+        ("stop", "a", "succeeded"),
+        ("rerun", "c", "pending"),
+        ("set-success", "a", "succeeded"),
+        ("freeze", "a", "succeeded"),
+        ("unfreeze", "b", "failed"),
+    ],
+)
+def test_an_instance_in_another_state_is_refused_with_exit_1(
+    ops: Ops, operation: str, node: str, state: str
+) -> None:
+    before = ops.store.last_event_id()
+    result = ops(operation, ops.id(node))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"instance/{ops.id(node)}: cannot {operation}: it is {state} (")
+    assert ops.store.last_event_id() == before
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [
+        ("deleted", "apply its spec again to bring it back"),
+        ("collected", "apply its spec again to run it again"),
+    ],
+)
+@pytest.mark.parametrize("operation", ["stop", "resume"])
+def test_a_deleted_or_collected_backfill_is_neither_stopped_nor_resumed(
+    ops: Ops, operation: str, status: str, hint: str
+) -> None:
+    """Stopping one made it a stopped backfill again (listed, and resumable into a run)."""
+    ops.store.update_backfill("bf", at=0, actor="t", origin="t", status=status)
+    before = ops.store.last_event_id()
+
+    result = ops(operation, "backfill/bf")
+
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1,
+        "",
+        f"backfill/bf: cannot {operation}: it is {status} ({hint})\n",
+    )
+    record = ops.store.backfill("bf")
+    assert record is not None and record.status == status
+    assert ops.store.last_event_id() == before
+
+
+def test_resume_of_several_refuses_one_not_stopped_and_resumes_none(tmp_path: Path) -> None:
+    """Each backfill named is checked before any changes, as for permission."""
+    store = applied(tmp_path, *CHAIN, backfill("one"), backfill("two"), operators=("ops",))
+    env = {"BACKFILLCTL_ACTOR": "ops"}
+    assert run("stop", "backfill/one", "--state-file", store.path, env=env).exit_code == 0
+
+    result = run("resume", "backfill/one", "backfill/two", "--state-file", store.path, env=env)
+
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1,
+        "",
+        "backfill/two: cannot resume: it is active (only a stopped backfill is resumed)\n",
+    )
+    record = store.backfill("one")
+    assert record is not None and record.status == "stopped"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("stop", "{a}"),
+        ("rerun", "{a}"),
+        ("set-success", "{c}"),
+        ("freeze", "{c}"),
+        ("unfreeze", "{c}"),
+        ("stop", "backfill/bf"),
+        ("resume", "backfill/bf"),
+        ("delete", "backfill/bf"),
+    ],
+)
+def test_every_operation_refused_for_permission_exits_1(ops: Ops, args: tuple[str, str]) -> None:
+    operation, target = args[0], args[1].format(a=ops.id("a"), c=ops.id("c"))
+    before = ops.store.last_event_id()
+
+    result = run(operation, target, "--as", "mallory", "--state-file", str(ops.path))
+
+    shown = target if target.startswith("backfill/") else f"instance/{target}"
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"{shown}: cannot {operation}: mallory may not operate")
+    assert ops.store.last_event_id() == before

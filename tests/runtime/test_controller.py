@@ -20,6 +20,7 @@ from backfill_ctl.runtime.controller import Controller, Tick
 from backfill_ctl.runtime.lease import this_host
 from backfill_ctl.state import StateError, StateStore, open_store
 from backfill_ctl.usecases import reconcile
+from backfill_ctl.usecases.backfill_ops import delete_backfill
 from backfill_ctl.usecases.operations import operate
 from backfill_ctl.usecases.plan import make_plan
 from tests.builders import backfill, node, resource_group, specs_of, workspace
@@ -579,6 +580,63 @@ def test_an_apply_while_the_controller_runs_is_picked_up(tmp_path: Path) -> None
     reconcile.apply(store, changes, specs, at=at, actor="test", origin="apply")
     drain(c)
     assert len(store.instances(states=["succeeded"])) == 4
+
+
+def _apply(store: StateStore, tmp_path: Path, *docs: dict[str, Any], prune: bool = False) -> None:
+    """Apply `docs` as another process would (origin apply), as ann."""
+    specs = specs_of(workspace(), resource_group("rg", 2), *docs)
+    plan, _ = make_plan(specs, NOW, None)
+    at = NOW.timestamp()
+    found = reconcile.diff(
+        reconcile.desired(specs, plan, str(tmp_path), None, at), store, prune=prune
+    )
+    reconcile.apply(store, found, specs, at=at, actor="ann", origin="apply")
+
+
+@pytest.mark.parametrize("removal", ["delete", "prune"])
+def test_instances_applied_again_after_a_delete_or_prune_run(tmp_path: Path, removal: str) -> None:
+    """The controller knew them cancelled; the apply that brings them back is news (the
+    backfill's apply, their transitions), and they run."""
+    store = applied(tmp_path, *CHAIN, backfill())
+    c = controller(store)
+    if removal == "delete":
+        delete_backfill(store, "bf", actor=None, by=lambda _: "root", clock=Clock())
+    else:
+        _apply(store, tmp_path, *CHAIN, prune=True)
+    drain(c, 3)
+    assert set(states(store).values()) == {"cancelled"}
+    before = store.last_event_id()
+
+    _apply(store, tmp_path, *CHAIN, backfill())
+
+    assert [(e.kind, e.from_state, e.to_state) for e in store.events(after=before)] == [
+        ("transition", "cancelled", "pending"),
+        ("transition", "cancelled", "pending"),
+        ("applied", None, None),
+    ]
+    drain(c)
+    assert set(states(store).values()) == {"succeeded"}
+
+
+def test_an_instance_a_catalog_edit_brings_back_runs(tmp_path: Path) -> None:
+    """Its backfill's document and access unchanged, the apply writes no event of the
+    backfill: the instance's own transition is what the controller reads."""
+    days = backfill(dates=["2024-03-01", "2024-03-02"])
+    cut = node("b", upstream=["a"], resourceGroup="rg", effective={"from": "2024-03-03"})
+    store = applied(tmp_path, *CHAIN, days)
+    c = controller(store)
+    _apply(store, tmp_path, CHAIN[0], cut, days)  # b of 03-01: no longer planned
+    c.tick()
+    assert states(store)["b@01"] == "cancelled"
+    before = store.last_event_id()
+
+    _apply(store, tmp_path, *CHAIN, days)
+
+    assert [(e.kind, e.from_state, e.to_state) for e in store.events(after=before)] == [
+        ("transition", "cancelled", "pending")
+    ]
+    drain(c)
+    assert set(states(store).values()) == {"succeeded"}
 
 
 # -- restarts and the lease ----------------------------------------------------------

@@ -192,12 +192,70 @@ class StoreContract:
         events = [(e.kind, e.backfill, e.instance) for e in store.events(after=before)]
         assert events == [
             ("updated", "bf", "a1"),
-            ("updated", "bf", "a2"),
+            ("transition", "bf", "a2"),  # cancelled -> pending
             ("updated", "bf", "b1"),
             ("transition", "bf", "a1"),  # asked for, even if a1 had started
             ("transition", "bf", "b1"),
             ("transition", "other", "o1"),
             ("applied", "bf", None),
+        ]
+
+    def test_a_cancelled_instance_applied_again_is_pending_afresh_with_its_transition(
+        self, make: Make
+    ) -> None:
+        """A delete (or --prune) cancelled it; an apply that wants it again brings it back
+        as a transition by the apply's actor, with nothing left of its cancellation."""
+        store = seeded(make())
+        store.transition(
+            ["a1", "a2"],
+            "cancelled",
+            allowed=["pending"],
+            at=AT,
+            actor="root",
+            origin="cli",
+            reason="backfill deleted by root",
+            kind="delete",
+            finished_at=AT,
+        )
+        before = store.last_event_id()
+
+        store.save_apply(
+            [backfill()],
+            [],
+            [instance("a1"), instance("a2", day=2, group=1)],
+            [],
+            at=AT + 5,
+            actor="ann",
+            origin="apply",
+        )
+
+        for ident in ("a1", "a2"):
+            back = state(store, ident)
+            assert (back.state, back.reason, back.blocker, back.finished_at, back.updated_at) == (
+                "pending",
+                None,
+                None,
+                None,
+                AT + 5,
+            )
+        trail = [
+            (e.kind, e.instance, e.from_state, e.to_state, e.message, e.actor, e.origin, e.at)
+            for e in store.events(after=before)
+        ]
+        back_by = ("cancelled", "pending", "brought back by apply", "ann", "apply", AT + 5)
+        assert trail == [
+            ("transition", "a1", *back_by),
+            ("transition", "a2", *back_by),
+            (
+                "applied",
+                None,
+                None,
+                None,
+                "applied " + backfill().digest[:19],
+                "ann",
+                "apply",
+                AT + 5,
+            ),
         ]
 
     def test_an_apply_that_is_refused_leaves_nothing_behind(self, make: Make) -> None:

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 
 _NO_LONGER = "no longer in the specs"
+_BROUGHT_BACK = "brought back by apply"  # a cancelled instance an apply wants again
 UPDATABLE = NOT_STARTED | {"failed", "cancelled"}  # what save_apply's updates may change
 
 
@@ -51,20 +52,28 @@ class Changes(Tables):
                 self._backfills[b.name] = copy.deepcopy(kept)
             for i in creates:
                 self._instances[i.id] = copy.deepcopy(i)
+            back = {i.id for i in updates if self._is_cancelled(i.id)}
             for i in updates:
                 self._redefine(i, at)
             for ident in cancels:
                 self._cancel(ident, at)
-            self._apply_events(backfills, creates, updates, cancels, at, actor, origin)
+            self._apply_events(backfills, creates, updates, cancels, back, at, actor, origin)
 
     @staticmethod
     def _reapplied(b: BackfillRecord) -> BackfillRecord:
         return replace(b, finished_at=None, outcome=None, notified_at=None)
 
+    def _is_cancelled(self, ident: str) -> bool:
+        stored = self._instances.get(ident)
+        return stored is not None and stored.state == "cancelled"
+
     def _redefine(self, i: InstanceRecord, at: float) -> None:
+        """A new definition; a cancelled instance comes back pending, with nothing left of
+        its cancellation (its reason, its end)."""
         stored = self._instances.get(i.id)
         if stored is None or stored.state not in UPDATABLE:
             return
+        back = stored.state == "cancelled"
         self._instances[i.id] = replace(
             stored,
             cyctime=i.cyctime,
@@ -79,7 +88,10 @@ class Changes(Tables):
             dry_run_reason=i.dry_run_reason,
             tries_left=i.tries_left,
             updated_at=at,
-            state="pending" if stored.state == "cancelled" else stored.state,
+            state="pending" if back else stored.state,
+            reason=None if back else stored.reason,
+            blocker=None if back else stored.blocker,
+            finished_at=None if back else stored.finished_at,
         )
 
     def _cancel(self, ident: str, at: float) -> None:
@@ -100,15 +112,24 @@ class Changes(Tables):
         creates: Sequence[InstanceRecord],
         updates: Sequence[InstanceRecord],
         cancels: Sequence[str],
+        back: set[str],
         at: float,
         actor: str,
         origin: str,
     ) -> None:
+        """As the SQL store's: an instance brought back (`back`) is a transition."""
         who = (at, actor, origin)
         for i in creates:
             self._event(*who, "created", i.backfill, i.id, None, i.state)
         for i in updates:
-            self._event(*who, "updated", i.backfill, i.id, message="definition changed by apply")
+            if i.id in back:
+                self._event(
+                    *who, "transition", i.backfill, i.id, "cancelled", "pending", _BROUGHT_BACK
+                )
+            else:
+                self._event(
+                    *who, "updated", i.backfill, i.id, message="definition changed by apply"
+                )
         for ident in cancels:
             owner = self._instances.get(ident)
             backfill = owner.backfill if owner else None

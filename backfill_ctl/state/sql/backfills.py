@@ -140,6 +140,7 @@ class Backfills(SQLStore):
             )
             db.executemany(_UPSERT_BACKFILL, [backfill_row(b) for b in backfills])
             self._insert_rows(db, "instances", INSTANCE_COLUMNS, [instance_row(i) for i in creates])
+            back = self._cancelled(db, [i.id for i in updates])  # read before they move
             db.executemany(_UPDATE_INSTANCE, [_definition(i, at) for i in updates])
             db.executemany(
                 "UPDATE instances SET state = 'cancelled', reason = 'no longer in the specs', "
@@ -148,7 +149,9 @@ class Backfills(SQLStore):
                 [(at, at, i) for i in cancels],
             )
             owners = self._owners(db, cancels)
-            events = _apply_events(backfills, creates, updates, cancels, owners, at, actor, origin)
+            events = _apply_events(
+                backfills, creates, updates, cancels, back, owners, at, actor, origin
+            )
             self._insert_rows(db, "events", EVENT_COLUMNS, events)
 
     def _owners(self, db: Database, ids: Sequence[str]) -> dict[str, str]:
@@ -159,6 +162,16 @@ class Backfills(SQLStore):
         return dict(
             db.execute(f"SELECT id, backfill FROM instances WHERE {among}", (chosen,)).fetchall()
         )
+
+    def _cancelled(self, db: Database, ids: Sequence[str]) -> set[str]:
+        """Those of the instances `ids` that are cancelled (an update brings them back)."""
+        if not ids:
+            return set()
+        among, chosen = self._among("id", ids)
+        rows = db.execute(
+            f"SELECT id FROM instances WHERE {among} AND state = 'cancelled'", (chosen,)
+        ).fetchall()
+        return {row[0] for row in rows}
 
 
 _UPSERT_BACKFILL = (
@@ -171,16 +184,23 @@ _UPSERT_BACKFILL = (
     "applied_at = excluded.applied_at, applied_by = excluded.applied_by, "
     "finished_at = NULL, outcome = NULL, notified_at = NULL"
 )
-# A changed definition: only of an instance that has not started or has ended badly (a
-# cancelled one comes back pending).
+# A changed definition: only of an instance that has not started or has ended badly. A
+# cancelled one comes back pending, with nothing left of its cancellation (its reason,
+# its end); every CASE reads the row as it was.
 _UPDATE_INSTANCE = (
     "UPDATE instances SET cyctime = ?, cyctime_epoch = ?, timezone = ?, grp = ?, "
     "seq = ?, priority = ?, depends_on = ?, run = ?, resource_group = ?, "
-    "dry_run_reason = ?, tries_left = ?, updated_at = ?, state = CASE state WHEN "
-    "'cancelled' THEN 'pending' ELSE state END WHERE id = ? AND state IN "
+    "dry_run_reason = ?, tries_left = ?, updated_at = ?, "
+    "reason = CASE state WHEN 'cancelled' THEN NULL ELSE reason END, "
+    "blocker = CASE state WHEN 'cancelled' THEN NULL ELSE blocker END, "
+    "finished_at = CASE state WHEN 'cancelled' THEN NULL ELSE finished_at END, "
+    "state = CASE state WHEN 'cancelled' THEN 'pending' ELSE state END "
+    "WHERE id = ? AND state IN "
     "('pending', 'waiting-for-time', 'waiting-for-resources', 'frozen', 'failed', "
     "'cancelled')"
 )
+# The message of the transition of an instance an apply brings back.
+BROUGHT_BACK = "brought back by apply"
 
 
 def _definition(i: InstanceRecord, at: float) -> tuple[Any, ...]:
@@ -206,18 +226,25 @@ def _apply_events(
     creates: Sequence[InstanceRecord],
     updates: Sequence[InstanceRecord],
     cancels: Sequence[str],
+    back: set[str],
     owners: dict[str, str],
     at: float,
     actor: str,
     origin: str,
 ) -> list[tuple[Any, ...]]:
-    """The events of one apply, as rows of `EVENT_COLUMNS`."""
+    """The events of one apply, as rows of `EVENT_COLUMNS`: an instance brought back
+    (`back`: it was cancelled) is a transition, like any change of state."""
     who = (at, actor, origin)
     events: list[tuple[Any, ...]] = [
         (*who, "created", i.backfill, i.id, None, i.state, None) for i in creates
     ]
     changed = "definition changed by apply"
-    events += [(*who, "updated", i.backfill, i.id, None, None, changed) for i in updates]
+    events += [
+        (*who, "transition", i.backfill, i.id, "cancelled", "pending", BROUGHT_BACK)
+        if i.id in back
+        else (*who, "updated", i.backfill, i.id, None, None, changed)
+        for i in updates
+    ]
     gone = "no longer in the specs"
     events += [(*who, "transition", owners.get(i), i, None, "cancelled", gone) for i in cancels]
     events += [
