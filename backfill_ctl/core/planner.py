@@ -29,7 +29,7 @@ ticks per (timezone, times, day), expression values per date (the render cache).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time
+from datetime import date, datetime, time
 from functools import cached_property
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -39,13 +39,12 @@ from backfill_ctl.core.params import Context
 from backfill_ctl.core.prepare import compile_node as compile_node
 from backfill_ctl.core.prepare import prepare, slot_key, ticks_of
 from backfill_ctl.core.schedules import is_degraded, scheduled_day, zone
+from backfill_ctl.core.size import merged
 from backfill_ctl.hashes import blake2b
 from backfill_ctl.spec.collector import collector_paused
-from backfill_ctl.spec.cron import ONE_DAY
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
-    from datetime import date
 
     from backfill_ctl.core.params import Template
     from backfill_ctl.core.prepare import Tick
@@ -129,15 +128,12 @@ class Plan:
 
 
 def business_dates(periods: Iterable[Period], order: str = "ascending") -> list[date]:
-    """The union of the date ranges, each date once, in run order."""
-    days: set[date] = set()
-    for period in periods:
-        assert period.start is not None and period.end is not None
-        day = period.start
-        while day <= period.end:
-            days.add(day)
-            day += ONE_DAY
-    return sorted(days, reverse=order == "descending")
+    """The union of the date ranges, each date once, in run order (overlapping ranges
+    merged first: each date is made once, however many ranges hold it)."""
+    days = [date.fromordinal(d) for first, last in merged(periods) for d in range(first, last + 1)]
+    if order == "descending":
+        days.reverse()
+    return days
 
 
 def split_groups(dates: Sequence[date], groups: int) -> list[tuple[date, ...]]:

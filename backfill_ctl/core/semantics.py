@@ -25,6 +25,7 @@ from backfill_ctl.core.params import (
 from backfill_ctl.core.planner import compile_node
 from backfill_ctl.core.schedules import analyse
 from backfill_ctl.core.selection import Scope, select
+from backfill_ctl.core.size import plan_size, too_large
 from backfill_ctl.errors import Diagnostic, PathPart, did_you_mean
 from backfill_ctl.spec.cron import cron_error
 from backfill_ctl.spec.model import FOLLOW_NODE
@@ -233,13 +234,16 @@ def _param_diag(node: Node, path: tuple[PathPart, ...], exc: ParamError) -> Diag
 def check_backfill(
     specs: Specs, catalog: Catalog, backfill: Backfill, actor: str | None
 ) -> tuple[Scope | None, list[Diagnostic]]:
-    """Selection, overrides and time window of one Backfill."""
+    """Selection, overrides, time window and size of one Backfill."""
     scope, out = select(catalog, backfill, specs.config.limits, actor)
     if scope is None:
         return None, out
     if backfill.parameters:
         out += _check_overrides(specs.nodes, scope, backfill)
     out += check_window(catalog, scope, backfill)
+    refused = too_large(backfill, plan_size(catalog, backfill, scope))
+    if refused is not None:
+        out.append(refused)
     return scope, out
 
 

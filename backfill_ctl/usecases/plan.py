@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from backfill_ctl.core.planner import BackfillPlan, Plan, plan_backfill
 from backfill_ctl.core.semantics import validate
+from backfill_ctl.core.size import plan_size, too_large
 from backfill_ctl.errors import Diagnostic, UsageError
 
 if TYPE_CHECKING:
@@ -27,7 +28,9 @@ def make_plan(
     only: Sequence[str] = (),
     authored: Collection[str] | None = None,
 ) -> tuple[Plan, list[Diagnostic]]:
-    """Plan every Backfill (or those named in `only`) that passed its checks.
+    """Plan every Backfill (or those named in `only`) that passed its checks, as long as
+    they fit together under the ceiling of `core.size` (a Backfill that does not is
+    refused at its dates, before any of its instances is made).
 
     Permissions are the actor's on the Backfills in `authored` (all when None).
     """
@@ -47,13 +50,21 @@ def make_plan(
     # means the catalog cannot be trusted: nothing is planned.
     if all(kinds.get(where) == "Backfill" for where in broken):
         catalog = specs.catalog()
+        planned = 0  # the ceiling holds for the Backfills together (each fits: validate)
         for name in sorted(specs.backfills):
             backfill = specs.backfills[name]
             scope = scopes.get(name)
             if (only and name not in only) or scope is None:
                 continue
-            if (backfill.origin.file, backfill.origin.doc) not in broken:
-                plans.append(plan_backfill(catalog, backfill, scope, now))
+            if (backfill.origin.file, backfill.origin.doc) in broken:
+                continue
+            size = plan_size(catalog, backfill, scope)
+            refused = too_large(backfill, size, planned)
+            if refused is not None:
+                diagnostics.append(refused)
+                continue
+            planned += size.work
+            plans.append(plan_backfill(catalog, backfill, scope, now))
     return Plan(tuple(plans), now, actor, specs.digest()), diagnostics
 
 
