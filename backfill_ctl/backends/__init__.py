@@ -159,7 +159,7 @@ class BackendContext:
 def _local(ctx: BackendContext) -> Backend:
     from backfill_ctl.backends.local import LocalBackend
 
-    return LocalBackend(ctx.runs, supervise=ctx.supervise)
+    return LocalBackend(ctx.runs, supervise=ctx.supervise, top=ctx.state_dir / "runs")
 
 
 def _fake(ctx: BackendContext) -> Backend:
