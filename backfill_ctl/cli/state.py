@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from backfill_ctl.backends.files import state_dir
 from backfill_ctl.state import NoStore, open_store, store_path
 from backfill_ctl.state.postgres.url import is_postgres_url
 
@@ -50,15 +51,6 @@ def state_file(flag: str | None, specs: Specs | None = None) -> Path | str:
         url = specs.config.state if specs is not None else DEFAULT_STATE
         return url if is_postgres_url(url) else store_path(url, Path.cwd()).absolute()
     return given if is_postgres_url(given) else Path(given).absolute()
-
-
-def state_dir(location: Path | str) -> Path:
-    """Where backends keep their files (logs, pid and status files): beside a store file;
-    for a PostgreSQL store (`location` its URL, or the store's path), .backfillctl/ in the
-    current directory (the repository root)."""
-    if is_postgres_url(location):
-        return (Path.cwd() / ".backfillctl").absolute()
-    return Path(location).parent
 
 
 def open_state(flag: str | None, specs: Specs | None = None, *, create: bool = False) -> StateStore:

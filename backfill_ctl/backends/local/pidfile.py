@@ -19,6 +19,7 @@ import stat
 from pathlib import Path
 
 from backfill_ctl.backends import BackendError
+from backfill_ctl.backends.files import refusal
 
 
 def read_own(path: str) -> list[int] | None:
@@ -107,19 +108,3 @@ def make_private(directory: Path, top: Path) -> None:
             raise BackendError(refused)
         if stat.S_IMODE(info.st_mode) != 0o700:
             d.chmod(0o700)
-
-
-def refusal(d: Path, info: os.stat_result) -> str | None:
-    """Why the directory `d` (`info`: its lstat) is not one to keep attempts' files in,
-    with what to do; None if it is (a directory of this user's)."""
-    again = "(backfillctl makes it again, private to this user)"
-    if stat.S_ISLNK(info.st_mode):
-        return f"{d} is a symlink, not a directory: refusing to use it; remove it {again}"
-    if not stat.S_ISDIR(info.st_mode):
-        return f"{d} is not a directory: refusing to use it; remove it {again}"
-    if info.st_uid != os.getuid():
-        return (
-            f"{d} belongs to uid {info.st_uid}, not to this user: refusing to use it; "
-            f"move it away {again}"
-        )
-    return None
