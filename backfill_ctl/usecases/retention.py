@@ -24,14 +24,13 @@ changed, so a locked store changes nothing, and an instance rerun meanwhile is k
 from __future__ import annotations
 
 import contextlib
-import os
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from backfill_ctl.core.records import FINISHED
+from backfill_ctl.usecases.log_cuts import LogFile, cut, inspect
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -42,21 +41,8 @@ if TYPE_CHECKING:
 
 BATCH = 500  # instances or logs per transaction: the controller waits for none for long
 DEFAULT_TYPE = "shared"
-_CUT = re.compile(rb"\[cut by backfillctl gc: (\d+) bytes removed\]\n")
 _SIBLINGS = (".log", ".pid", ".status")  # the local backend's files of an attempt
 _T = TypeVar("_T")
-
-
-def cut_header(removed: int) -> bytes:
-    return f"[cut by backfillctl gc: {removed} bytes removed]\n".encode()
-
-
-class LogFile(NamedTuple):
-    """A log on disk: its size, and the header of an earlier cut if it has one."""
-
-    size: int
-    cut: int = 0  # bytes an earlier cut removed
-    header: int = 0  # length of that cut's first line
 
 
 @dataclass(frozen=True)
@@ -235,47 +221,6 @@ def _log_rules(
 
 
 # -- reading and changing the disk ----------------------------------------------------
-
-
-def inspect(path: str, max_size: int) -> LogFile | None:
-    """The log at `path` (None if there is none); its first line is read only when it
-    is large enough to have been cut or to need cutting."""
-    try:
-        size = Path(path).stat().st_size
-        if size <= max_size:
-            return LogFile(size)
-        with Path(path).open("rb") as f:
-            head = f.readline(80)
-    except OSError:
-        return None
-    found = _CUT.fullmatch(head)
-    return LogFile(size, int(found[1]), len(head)) if found else LogFile(size)
-
-
-def cut(path: str, max_size: int) -> int:
-    """Keep the last `max_size` bytes of a log after a line saying how many bytes are
-    gone in all; the bytes removed now (0 if it is small enough). Atomic: a reader sees
-    the old log or the new one."""
-    p = Path(path)
-    with p.open("rb") as f:
-        head = f.readline(80)
-        found = _CUT.fullmatch(head)
-        earlier, skip = (int(found[1]), len(head)) if found else (0, 0)
-        size = os.fstat(f.fileno()).st_size
-        if size - skip <= max_size:
-            return 0
-        f.seek(size - max_size)
-        tail = f.read(max_size)
-    removed = size - skip - max_size
-    partial = p.with_name(p.name + ".gc-partial")
-    try:
-        partial.write_bytes(cut_header(earlier + removed) + tail)
-        partial.chmod(p.stat().st_mode & 0o7777)
-        partial.replace(p)
-    except OSError:
-        partial.unlink(missing_ok=True)
-        raise
-    return removed
 
 
 def survey(

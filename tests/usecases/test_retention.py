@@ -25,6 +25,7 @@ from backfill_ctl.core.records import (
 from backfill_ctl.spec.model import Retention
 from backfill_ctl.state import StateStore, open_store
 from backfill_ctl.usecases import retention
+from backfill_ctl.usecases.log_cuts import LogFile
 from tests.builders import NOW as NOW_DT
 
 NOW = NOW_DT.timestamp()
@@ -467,7 +468,7 @@ def test_decide_is_pure_and_uses_the_given_file_sizes() -> None:
         InstanceAge("y", "bf", "failed", "g", NOW - 10 * DAY, OLD),
     ]
     attempts = [_attempt("x", 1, NOW - 10 * DAY, "/x.log"), _attempt("y", 1, NOW - DAY, "/y.log")]
-    files = {"/x.log": retention.LogFile(5), "/y.log": retention.LogFile(300, cut=7, header=40)}
+    files = {"/x.log": LogFile(5), "/y.log": LogFile(300, cut=7, header=40)}
 
     found = retention.decide(
         NOW,
