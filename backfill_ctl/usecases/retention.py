@@ -19,11 +19,16 @@ Three rules, as DataWorks keeps instances and logs:
 threshold is tested without a clock. `collect()` carries it out: each batch is one
 guarded transaction, and files are touched only after the rows that name them have
 changed, so a locked store changes nothing, and an instance rerun meanwhile is kept.
+
+The plan names files as the store does (where they were written); they are weighed,
+removed and cut where they are now, in the store's runs directory (`RunFiles`), and
+never outside it: a copy of a checkout collects its own files, not the original's.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +40,7 @@ from backfill_ctl.usecases.log_cuts import LogFile, cut, inspect
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
 
+    from backfill_ctl.backends.files import RunFiles
     from backfill_ctl.core.records import AttemptRecord, BackfillRecord, InstanceAge
     from backfill_ctl.spec.model import Retention
     from backfill_ctl.state import RetentionStore
@@ -224,14 +230,21 @@ def _log_rules(
 
 
 def survey(
-    store: RetentionStore, now: float, retention: Retention, group_types: Mapping[str, str]
+    store: RetentionStore,
+    now: float,
+    retention: Retention,
+    group_types: Mapping[str, str],
+    *,
+    runs: RunFiles,
 ) -> Collection:
-    """Read the store and the log files, and decide."""
+    """Read the store and the log files (those in its runs directory, `runs`), and decide."""
     attempts = store.attempts()
     files = {
         a.log: log
         for a in attempts
-        if a.log and (log := inspect(a.log, retention.max_log_size)) is not None
+        if a.log
+        and (path := runs.removable(a.log)) is not None
+        and (log := inspect(str(path), retention.max_log_size)) is not None
     }
     return decide(
         now,
@@ -261,14 +274,16 @@ def collect(
     at: float,
     actor: str,
     origin: str,
+    runs: RunFiles,
 ) -> Done:
-    """Carry out `plan` (from `survey` at `now`); one "gc" event per backfill touched."""
+    """Carry out `plan` (from `survey` at `now`); one "gc" event per backfill touched.
+    Files are removed and cut only in the store's runs directory, `runs`."""
     errors: list[str] = []
     instances, backfills, dropped = _delete_rows(
         store, plan, now - retention.instances.total_seconds()
     )
-    _remove([p for d in instances for p in d.files] + [d.path for d in dropped], errors)
-    cuts = _cut_all(plan.cuts, retention.max_log_size, errors)
+    _remove([p for d in instances for p in d.files] + [d.path for d in dropped], runs, errors)
+    cuts = _cut_all(plan.cuts, retention.max_log_size, runs, errors)
     collected = [name for name in plan.collected if not store.counts(name)]
     for name in collected:  # (an instance rerun meanwhile keeps the backfill applied)
         store.update_backfill(
@@ -280,9 +295,16 @@ def collect(
             status="collected",
         )
     gone = set(backfills) | set(collected)  # no instance left: their run folders go too
-    for folder in {str(Path(p).parent) for d in instances if d.backfill in gone for p in d.files}:
+    folders = {
+        path.parent
+        for d in instances
+        if d.backfill in gone
+        for p in d.files
+        if (path := runs.removable(p)) is not None
+    }
+    for folder in folders:
         with contextlib.suppress(OSError):  # not empty, or already gone: leave it
-            Path(folder).rmdir()
+            folder.rmdir()
     done = Collection(instances, backfills, dropped, cuts, collected)
     store.add_events("gc", done.messages(), at=at, actor=actor, origin=origin)
     return Done(done, errors)
@@ -309,21 +331,47 @@ def _delete_rows(
     )
 
 
-def _remove(paths: list[str], errors: list[str]) -> None:
-    for path in paths:
+def _mine(stored: str, runs: RunFiles, doing: str, errors: list[str]) -> Path | None:
+    """The file to change for the one the store names `stored` (`RunFiles.removable`);
+    None when it is not in the runs directory: said in `errors` if something is there."""
+    path = runs.removable(stored)
+    if path is None:
+        left = runs.here(stored) or Path(stored)
+        if os.path.lexists(left):  # (a link too: it is left)
+            errors.append(
+                f"did not {doing} {left}: "
+                + (
+                    runs.refused()
+                    or f"it is not inside this store's runs directory {runs.top}; "
+                    f"{doing} it by hand if it is this store's"
+                )
+            )
+    return path
+
+
+def _remove(stored: list[str], runs: RunFiles, errors: list[str]) -> None:
+    for name in stored:
+        path = _mine(name, runs, "remove", errors)
+        if path is None:
+            continue
         try:
-            Path(path).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         except OSError as exc:
             errors.append(f"cannot remove {path}: {exc.strerror}")
 
 
-def _cut_all(planned: list[CutLog], max_size: int, errors: list[str]) -> list[CutLog]:
+def _cut_all(
+    planned: list[CutLog], max_size: int, runs: RunFiles, errors: list[str]
+) -> list[CutLog]:
     cuts = []
     for c in planned:
+        path = _mine(c.path, runs, "cut", errors)
+        if path is None:
+            continue
         try:
-            removed = cut(c.path, max_size)
+            removed = cut(str(path), max_size)
         except OSError as exc:
-            errors.append(f"cannot cut {c.path}: {exc.strerror}")
+            errors.append(f"cannot cut {path}: {exc.strerror}")
             continue
         if removed:
             cuts.append(replace(c, removed=removed))
