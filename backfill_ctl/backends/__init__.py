@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from backfill_ctl.core.records import Run
     from backfill_ctl.spec.model import Config
 
+RUNS = "runs"  # the directory of backends' files, beside the store (backends/files.py)
 Key = tuple[str, int]  # (instance id, attempt number)
 Handle = dict[str, Any]
 
@@ -153,13 +154,13 @@ class BackendContext:
     def runs(self) -> Path:
         """Files of attempts (logs, pid and status files): one directory per store, so
         that a new store never meets the files of one that was thrown away."""
-        return self.state_dir / "runs" / self.store_id if self.store_id else self.state_dir / "runs"
+        return self.state_dir / RUNS / self.store_id if self.store_id else self.state_dir / RUNS
 
 
 def _local(ctx: BackendContext) -> Backend:
     from backfill_ctl.backends.local import LocalBackend
 
-    return LocalBackend(ctx.runs, supervise=ctx.supervise)
+    return LocalBackend(ctx.runs, supervise=ctx.supervise, top=ctx.state_dir / RUNS)
 
 
 def _fake(ctx: BackendContext) -> Backend:
@@ -178,7 +179,7 @@ def _kubernetes(ctx: BackendContext) -> Backend:
         ) from None
     return KubernetesBackend(
         ctx.config.kubernetes,
-        runs=ctx.state_dir / "runs",
+        runs=ctx.state_dir / RUNS,
         store_id=ctx.store_id,
         max_log_size=ctx.config.retention.max_log_size,
     )

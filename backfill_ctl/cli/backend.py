@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from backfill_ctl.backends.files import state_dir
 from backfill_ctl.cli.console import err, out, print_diagnostics
-from backfill_ctl.cli.state import StateOpt, state_dir, state_file
+from backfill_ctl.cli.state import StateOpt, state_file
 from backfill_ctl.errors import UsageError
 from backfill_ctl.spec.loader import load_specs
 

@@ -17,6 +17,7 @@ from urllib.parse import quote, urlsplit
 
 import typer
 
+from backfill_ctl.backends.files import RunFiles
 from backfill_ctl.cli import describe_data
 from backfill_ctl.cli.console import out
 from backfill_ctl.cli.get import find_backfill, find_instance
@@ -372,6 +373,7 @@ def _run(i: InstanceRecord) -> list[str]:
 def _attempts(store: ReadStore, i: InstanceRecord, now: float) -> list[str]:
     lines: list[str] = []
     attempts = store.attempts(i.id)
+    runs = RunFiles.of(store)  # (a log is shown where it is read: beside the store)
     if attempts:
         lines.append("Attempts:")
         attempt_rows: list[tuple[str, ...]] = [
@@ -389,7 +391,7 @@ def _attempts(store: ReadStore, i: InstanceRecord, now: float) -> list[str]:
                     took if a.finished_at is not None else f"{took} so far",
                     a.backend,
                     progress.truncate(a.message, 60) or "-",
-                    a.log or "-",
+                    runs.readable(a.log) if a.log else "-",
                 )
             )
         lines += _indented(attempt_rows)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
+from backfill_ctl.backends.files import RunFiles
 from backfill_ctl.cli.console import err, out, print_diagnostics
 from backfill_ctl.cli.options import resolve_actor, resolve_now
 from backfill_ctl.cli.state import StateOpt, open_state, who
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from datetime import timedelta
 
     from backfill_ctl.spec.loader import Specs
+    from backfill_ctl.state import StateStore
 
 _Item = TypeVar("_Item", retention.DropInstance, retention.DropLog, retention.CutLog)
 
@@ -61,8 +63,12 @@ def gc_command(
     instances larger than maxLogSize to their last maxLogSize bytes. Nothing of a
     backfill that is still under way is deleted.
 
-    Exit 0 when collected, 1 when the specs have errors or a file could not be changed,
-    2 when the store cannot be used (missing, locked).
+    Only files in the store's runs directory are removed or cut (a copy of a checkout
+    collects its own): one the store names elsewhere is left, and said.
+
+    Exit 0 when collected, 1 when the specs have errors, a file could not be changed or
+    the runs directory is refused (a symlink), 2 when the store cannot be used (missing,
+    locked).
 
     \b
     Examples:
@@ -78,11 +84,12 @@ def gc_command(
     policy = specs.config.retention if specs is not None else Retention()
     moment = resolve_now(now).timestamp()
     store = open_state(state, specs)
+    runs = _runs(store)
     out(f"Retention: {describe(policy)} ({_source(specs)}).")
     # The store knows the type each group had when applied; the specs fill in the rest.
     types: dict[str, str] = {n: g.type for n, g in specs.resource_groups.items()} if specs else {}
     types.update({n: t for n, (t, _) in store.resource_groups().items()})
-    plan = retention.survey(store, moment, policy, types)
+    plan = retention.survey(store, moment, policy, types, runs=runs)
     errors: list[str] = []
     if not dry_run and not plan.empty:
         done = retention.collect(
@@ -93,6 +100,7 @@ def gc_command(
             at=time.time(),
             actor=who(resolve_actor(None)),
             origin="gc",
+            runs=runs,
         )
         plan, errors = done.collection, done.errors
     for line in render(plan, policy, done=not dry_run):
@@ -101,6 +109,18 @@ def gc_command(
         err(f"error: {error}")
     if errors:
         raise typer.Exit(1)
+
+
+def _runs(store: StateStore) -> RunFiles:
+    """The store's runs directory, where gc removes and cuts files; one that is refused
+    (a symlink: its files are not this store's to weigh, remove or cut) ends gc, exit 1."""
+    runs = RunFiles.of(store)
+    refused = runs.refused()
+    if refused:
+        err(f"error: {refused}")
+        err("gc refused: nothing was changed")
+        raise typer.Exit(1)
+    return runs
 
 
 def render(c: retention.Collection, policy: Retention, *, done: bool) -> list[str]:

@@ -9,7 +9,8 @@ running one is said to run elsewhere, with where (a pod's log the kubernetes bac
 still reads). `-f` polls every half second and prints what was added,
 until the attempt has ended; a log that shrank (cut by gc) is printed again from its
 start. The lines carry no times of their own: what `--since` and `--timestamps` make of
-when the log was written is usecases.log_lines.
+when the log was written is usecases.log_lines. A log is read beside the store, where
+its checkout is now (a checkout that moved: backends/files.py), else where it was written.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from backfill_ctl.backends.files import RunFiles
 from backfill_ctl.cli.console import err
 from backfill_ctl.cli.durations import seconds_of
 from backfill_ctl.cli.get import find_instance
@@ -49,19 +51,25 @@ def _write(text: str) -> None:
         sys.stdout.flush()
 
 
-def _here(current: AttemptRecord) -> bool:
+def _log(store: StateStore, current: AttemptRecord) -> str | None:
+    """Where the attempt's log file is read (`RunFiles.readable`), if it has one."""
+    return RunFiles.of(store).readable(current.log) if current.log else None
+
+
+def _here(store: StateStore, current: AttemptRecord) -> bool:
     """Whether the attempt's log file is on this machine."""
-    return bool(current.log) and Path(current.log or "").exists()
+    log = _log(store, current)
+    return log is not None and Path(log).exists()
 
 
 def _text(store: StateStore, runner: Backend, current: AttemptRecord) -> str:
     """The attempt's log: its file when it is here, else the store's copy (a finished
     attempt's, in a shared store), else what the backend finds (a pod's log)."""
-    if not _here(current):
+    if not _here(store, current):
         kept = store.stored_log(current.instance, current.number)
         if kept is not None:
             return kept.text
-    return runner.log_text(current.handle, current.log)
+    return runner.log_text(current.handle, _log(store, current))
 
 
 def _follow(
@@ -79,7 +87,7 @@ def _follow(
     polls, late = 0, 0
     while limit is None or polls < limit:
         if current.finished_at is not None:
-            elsewhere = not _here(current) and shares_logs(store)
+            elsewhere = not _here(store, current) and shares_logs(store)
             if text or not elsewhere or late >= _COPY_POLLS:
                 break
             late += 1
@@ -92,12 +100,13 @@ def _follow(
     return current, text
 
 
-def _last_write(current: AttemptRecord) -> float:
+def _last_write(store: StateStore, current: AttemptRecord) -> float:
     """When the attempt's log last changed: its file's modification time, else the
     attempt's end, else now."""
-    if current.log:
+    log = _log(store, current)
+    if log:
         try:
-            return Path(current.log).stat().st_mtime
+            return Path(log).stat().st_mtime
         except OSError:
             pass
     return current.finished_at if current.finished_at is not None else clock()
@@ -185,7 +194,7 @@ def logs_command(
     current = _chosen(store, instance, attempt)
     runner = backend_for(current.backend, store)  # the one that ran it
     text = _text(store, runner, current)
-    written = log_lines.Written(current.started_at, _last_write(current))
+    written = log_lines.Written(current.started_at, _last_write(store, current))
     shown = log_lines.tail(text if log_lines.within(written, cutoff) else "", tail)
     stamp = log_lines.Stamper()
 
@@ -209,7 +218,8 @@ def _notes(store: StateStore, current: AttemptRecord, text: str) -> list[str]:
     """What the reader should know of where the log shown came from, or why there is
     none."""
     which = f"attempt {current.number} of {current.instance}"
-    if not _here(current):
+    log = _log(store, current)
+    if not _here(store, current):
         kept = store.stored_log(current.instance, current.number)
         if kept is not None:
             where = f" (the whole log: {current.log}, where it ran)" if current.log else ""
@@ -226,8 +236,8 @@ def _notes(store: StateStore, current: AttemptRecord, text: str) -> list[str]:
     if text:
         return []
     where = ""
-    if current.log:
-        where = f" ({current.log}{'' if _here(current) else ' does not exist'})"
+    if log:
+        where = f" ({log}{'' if _here(store, current) else ' does not exist'})"
     return [f"{which} has no output{where}"]
 
 

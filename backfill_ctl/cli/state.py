@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from backfill_ctl.backends.files import state_dir
 from backfill_ctl.state import NoStore, open_store, store_path
 from backfill_ctl.state.postgres.url import is_postgres_url
 
@@ -52,15 +53,6 @@ def state_file(flag: str | None, specs: Specs | None = None) -> Path | str:
     elif not given.startswith("sqlite:") and "://" not in given:
         return Path(given).absolute()
     return given if is_postgres_url(given) else store_path(given, Path.cwd()).absolute()
-
-
-def state_dir(location: Path | str) -> Path:
-    """Where backends keep their files (logs, pid and status files): beside a store file;
-    for a PostgreSQL store (`location` its URL, or the store's path), .backfillctl/ in the
-    current directory (the repository root)."""
-    if is_postgres_url(location):
-        return (Path.cwd() / ".backfillctl").absolute()
-    return Path(location).parent
 
 
 def open_state(flag: str | None, specs: Specs | None = None, *, create: bool = False) -> StateStore:

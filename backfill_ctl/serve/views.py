@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote
 
+from backfill_ctl.backends.files import RunFiles
 from backfill_ctl.core.records import WAITING
 from backfill_ctl.serve import dag, gantt, pages
 from backfill_ctl.usecases.access import access_of
@@ -176,11 +177,16 @@ def _instance(store: StateStore, ident: str) -> tuple[int, bytes, str]:
     why = why_waiting(i, backfill, deps, lambda: store.date_counts(i.backfill), time.time())
     attempts = store.attempts(i.id)
     latest = attempts[-1] if attempts else None
-    log, size = _tail(latest.log) if latest else (None, 0)
+    log, size = _tail(_log(store, latest)) if latest else (None, 0)
     if latest is not None and log is None:  # not on this machine: the store's copy
         log, size = _kept(store, latest)
     live = latest is not None and latest.finished_at is None
     return 200, pages.instance_page(i, why, attempts, log, size, live).encode(), HTML
+
+
+def _log(store: StateStore, attempt: AttemptRecord) -> str | None:
+    """Where the attempt's log file is read: beside the store (`RunFiles.readable`)."""
+    return RunFiles.of(store).readable(attempt.log) if attempt.log else None
 
 
 def _tail(path: str | None) -> tuple[str | None, int]:
@@ -221,7 +227,7 @@ def _follow(store: StateStore, ident: str, query: str) -> tuple[int, bytes, str]
     latest = attempts[-1]
     offset = int(parse_qs(query).get("offset", ["0"])[0] or 0)
     data, size = b"", 0
-    with contextlib.suppress(OSError), Path(latest.log or "").open("rb") as f:
+    with contextlib.suppress(OSError), Path(_log(store, latest) or "").open("rb") as f:
         size = f.seek(0, 2)
         offset = offset if 0 <= offset <= size else 0
         f.seek(offset)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+from backfill_ctl.backends.files import RunFiles
 from backfill_ctl.state.postgres.url import is_postgres_url
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def log_copy(store: StoreIdentity, log: str | None) -> tuple[str, int] | None:
     if not shares_logs(store) or not log:
         return None
     try:
-        data, size = log_tail(log)
+        data, size = log_tail(RunFiles.of(store).readable(log))
     except OSError:
         return None
     return data.decode("utf-8", errors="replace"), size

@@ -19,44 +19,36 @@ Three rules, as DataWorks keeps instances and logs:
 threshold is tested without a clock. `collect()` carries it out: each batch is one
 guarded transaction, and files are touched only after the rows that name them have
 changed, so a locked store changes nothing, and an instance rerun meanwhile is kept.
+
+The plan names files as the store does (where they were written); they are weighed,
+removed and cut where they are now, in the store's runs directory (`RunFiles`), and
+never outside it: a copy of a checkout collects its own files, not the original's.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from backfill_ctl.core.records import FINISHED
+from backfill_ctl.usecases.log_cuts import LogFile, cut, inspect
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
 
+    from backfill_ctl.backends.files import RunFiles
     from backfill_ctl.core.records import AttemptRecord, BackfillRecord, InstanceAge
     from backfill_ctl.spec.model import Retention
     from backfill_ctl.state import RetentionStore
 
 BATCH = 500  # instances or logs per transaction: the controller waits for none for long
 DEFAULT_TYPE = "shared"
-_CUT = re.compile(rb"\[cut by backfillctl gc: (\d+) bytes removed\]\n")
 _SIBLINGS = (".log", ".pid", ".status")  # the local backend's files of an attempt
 _T = TypeVar("_T")
-
-
-def cut_header(removed: int) -> bytes:
-    return f"[cut by backfillctl gc: {removed} bytes removed]\n".encode()
-
-
-class LogFile(NamedTuple):
-    """A log on disk: its size, and the header of an earlier cut if it has one."""
-
-    size: int
-    cut: int = 0  # bytes an earlier cut removed
-    header: int = 0  # length of that cut's first line
 
 
 @dataclass(frozen=True)
@@ -237,56 +229,22 @@ def _log_rules(
 # -- reading and changing the disk ----------------------------------------------------
 
 
-def inspect(path: str, max_size: int) -> LogFile | None:
-    """The log at `path` (None if there is none); its first line is read only when it
-    is large enough to have been cut or to need cutting."""
-    try:
-        size = Path(path).stat().st_size
-        if size <= max_size:
-            return LogFile(size)
-        with Path(path).open("rb") as f:
-            head = f.readline(80)
-    except OSError:
-        return None
-    found = _CUT.fullmatch(head)
-    return LogFile(size, int(found[1]), len(head)) if found else LogFile(size)
-
-
-def cut(path: str, max_size: int) -> int:
-    """Keep the last `max_size` bytes of a log after a line saying how many bytes are
-    gone in all; the bytes removed now (0 if it is small enough). Atomic: a reader sees
-    the old log or the new one."""
-    p = Path(path)
-    with p.open("rb") as f:
-        head = f.readline(80)
-        found = _CUT.fullmatch(head)
-        earlier, skip = (int(found[1]), len(head)) if found else (0, 0)
-        size = os.fstat(f.fileno()).st_size
-        if size - skip <= max_size:
-            return 0
-        f.seek(size - max_size)
-        tail = f.read(max_size)
-    removed = size - skip - max_size
-    partial = p.with_name(p.name + ".gc-partial")
-    try:
-        partial.write_bytes(cut_header(earlier + removed) + tail)
-        partial.chmod(p.stat().st_mode & 0o7777)
-        partial.replace(p)
-    except OSError:
-        partial.unlink(missing_ok=True)
-        raise
-    return removed
-
-
 def survey(
-    store: RetentionStore, now: float, retention: Retention, group_types: Mapping[str, str]
+    store: RetentionStore,
+    now: float,
+    retention: Retention,
+    group_types: Mapping[str, str],
+    *,
+    runs: RunFiles,
 ) -> Collection:
-    """Read the store and the log files, and decide."""
+    """Read the store and the log files (those in its runs directory, `runs`), and decide."""
     attempts = store.attempts()
     files = {
         a.log: log
         for a in attempts
-        if a.log and (log := inspect(a.log, retention.max_log_size)) is not None
+        if a.log
+        and (path := runs.removable(a.log)) is not None
+        and (log := inspect(str(path), retention.max_log_size)) is not None
     }
     return decide(
         now,
@@ -316,14 +274,16 @@ def collect(
     at: float,
     actor: str,
     origin: str,
+    runs: RunFiles,
 ) -> Done:
-    """Carry out `plan` (from `survey` at `now`); one "gc" event per backfill touched."""
+    """Carry out `plan` (from `survey` at `now`); one "gc" event per backfill touched.
+    Files are removed and cut only in the store's runs directory, `runs`."""
     errors: list[str] = []
     instances, backfills, dropped = _delete_rows(
         store, plan, now - retention.instances.total_seconds()
     )
-    _remove([p for d in instances for p in d.files] + [d.path for d in dropped], errors)
-    cuts = _cut_all(plan.cuts, retention.max_log_size, errors)
+    _remove([p for d in instances for p in d.files] + [d.path for d in dropped], runs, errors)
+    cuts = _cut_all(plan.cuts, retention.max_log_size, runs, errors)
     collected = [name for name in plan.collected if not store.counts(name)]
     for name in collected:  # (an instance rerun meanwhile keeps the backfill applied)
         store.update_backfill(
@@ -335,9 +295,16 @@ def collect(
             status="collected",
         )
     gone = set(backfills) | set(collected)  # no instance left: their run folders go too
-    for folder in {str(Path(p).parent) for d in instances if d.backfill in gone for p in d.files}:
+    folders = {
+        path.parent
+        for d in instances
+        if d.backfill in gone
+        for p in d.files
+        if (path := runs.removable(p)) is not None
+    }
+    for folder in folders:
         with contextlib.suppress(OSError):  # not empty, or already gone: leave it
-            Path(folder).rmdir()
+            folder.rmdir()
     done = Collection(instances, backfills, dropped, cuts, collected)
     store.add_events("gc", done.messages(), at=at, actor=actor, origin=origin)
     return Done(done, errors)
@@ -364,21 +331,47 @@ def _delete_rows(
     )
 
 
-def _remove(paths: list[str], errors: list[str]) -> None:
-    for path in paths:
+def _mine(stored: str, runs: RunFiles, doing: str, errors: list[str]) -> Path | None:
+    """The file to change for the one the store names `stored` (`RunFiles.removable`);
+    None when it is not in the runs directory: said in `errors` if something is there."""
+    path = runs.removable(stored)
+    if path is None:
+        left = runs.here(stored) or Path(stored)
+        if os.path.lexists(left):  # (a link too: it is left)
+            errors.append(
+                f"did not {doing} {left}: "
+                + (
+                    runs.refused()
+                    or f"it is not inside this store's runs directory {runs.top}; "
+                    f"{doing} it by hand if it is this store's"
+                )
+            )
+    return path
+
+
+def _remove(stored: list[str], runs: RunFiles, errors: list[str]) -> None:
+    for name in stored:
+        path = _mine(name, runs, "remove", errors)
+        if path is None:
+            continue
         try:
-            Path(path).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         except OSError as exc:
             errors.append(f"cannot remove {path}: {exc.strerror}")
 
 
-def _cut_all(planned: list[CutLog], max_size: int, errors: list[str]) -> list[CutLog]:
+def _cut_all(
+    planned: list[CutLog], max_size: int, runs: RunFiles, errors: list[str]
+) -> list[CutLog]:
     cuts = []
     for c in planned:
+        path = _mine(c.path, runs, "cut", errors)
+        if path is None:
+            continue
         try:
-            removed = cut(c.path, max_size)
+            removed = cut(str(path), max_size)
         except OSError as exc:
-            errors.append(f"cannot cut {c.path}: {exc.strerror}")
+            errors.append(f"cannot cut {path}: {exc.strerror}")
             continue
         if removed:
             cuts.append(replace(c, removed=removed))

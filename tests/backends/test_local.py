@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -16,7 +17,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from backfill_ctl.backends import BackendContext, BackendError, Outcome, make_backend
+from backfill_ctl.backends import (
+    BackendContext,
+    BackendError,
+    NotStarted,
+    Outcome,
+    make_backend,
+)
 from backfill_ctl.backends import local as local_module
 from backfill_ctl.backends.local import LocalBackend
 from backfill_ctl.backends.local.pidfile import read_pid
@@ -465,6 +472,42 @@ def test_a_runs_directory_of_another_user_is_refused(tmp_path: Path) -> None:
     os.chown(runs / "bf", 65534, 65534)
     with pytest.raises(BackendError, match=r"belongs to uid 65534, not to this user"):
         LocalBackend(runs).start(spec(("true",)))
+
+
+@pytest.mark.parametrize("plant", ["symlink", "foreign"])
+def test_a_runs_directory_planted_above_the_store_s_is_refused_and_nothing_runs(
+    tmp_path: Path, plant: str
+) -> None:
+    """`<state dir>/runs` itself, not only the store's directory inside it: a symlink
+    there would take every attempt's log and pid file elsewhere. The check says so,
+    nothing is written through it, and the attempt is not started (NotStarted: no try is
+    counted, it may start once the directory is fixed); recover claims nothing there."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    runs = tmp_path / "runs"
+    if plant == "symlink":
+        runs.symlink_to(elsewhere)
+        why = "is a symlink, not a directory: refusing to use it; remove it"
+    else:
+        runs.mkdir()
+        os.chown(runs, 65534, 65534)
+        why = "belongs to uid 65534, not to this user: refusing to use it; move it away"
+    why = f"{re.escape(str(runs))} {why}"
+    ran = tmp_path / "ran"
+    s = spec(("touch", str(ran)))
+    backend = make_backend("local", BackendContext(tmp_path, store_id="5t0re"))
+    try:
+        assert backend.check()[-1][:2] == ("write logs", False)
+        assert re.match(why, backend.check()[-1][2])
+        with pytest.raises(NotStarted, match=why) as caught:
+            backend.start(s)
+        assert caught.value.state == "pending"
+        with pytest.raises(BackendError, match=why):
+            backend.recover(s)
+    finally:
+        backend.close()
+    assert list(runs.iterdir()) == []  # (the symlink's target, or the other user's)
+    assert not ran.exists()
 
 
 def test_a_wrapper_stalled_before_writing_its_pid_is_found_by_its_marker(tmp_path: Path) -> None:

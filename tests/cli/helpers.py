@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from backfill_ctl.cli.main import app
-from tests.builders import dump, node, workspace, write
+from tests.builders import backfill, config, dump, node, resource_group, workspace, write
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_SPECS = REPO / "specs"
@@ -130,3 +130,22 @@ class GitRepo:
         self.git("add", "--all")
         self.git("commit", "--quiet", "--allow-empty", "-m", message)
         return self.git("rev-parse", "HEAD").strip()
+
+
+def ran_checkout(root: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """`root`, made a checkout (specs/, a local-backend Config) whose backfill of one node
+    `apply --wait` ran to its end from `root` (now the current directory): its store and
+    the attempt's files are in root/.backfillctl. The instance's ID."""
+    root.mkdir()
+    monkeypatch.chdir(root)
+    nodes = dump(config(backend="local"), workspace(operators=("ops",)), resource_group("rg"))
+    catalog = dump(node("a", resourceGroup="rg", command="echo ran"), backfill())
+    write_files(root / "specs", {"backfillctl.yaml": nodes, "catalog.yaml": catalog})
+    ran = run("apply", "specs", "--as", "ops", "--now", NOW, "--wait")
+    assert ran.exit_code == 0, ran.stderr
+    return run("get", "instances", "-o", "name").stdout.split()[0].removeprefix("instance/")
+
+
+def files_under(root: Path) -> dict[Path, bytes]:
+    """The files below `root`, with their content."""
+    return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

@@ -284,6 +284,43 @@ def test_apply_wait_gives_up_after_the_timeout(repo: Path) -> None:
     assert "waiting-for-time" in result.stderr
 
 
+@pytest.mark.parametrize("plant", ["symlink", "foreign"])
+def test_apply_wait_refuses_a_runs_directory_that_is_a_symlink_or_another_user_s(
+    repo: Path, plant: str
+) -> None:
+    """Nothing is applied, nothing runs, nothing is written where the link points: the
+    error names the directory and what to do (exit 2, as for any backend not ready)."""
+    path = specs(repo, *CHAIN, backfill())
+    elsewhere = repo / "elsewhere"
+    elsewhere.mkdir()
+    runs = repo / ".backfillctl" / "runs"
+    runs.parent.mkdir()
+    if plant == "symlink":
+        runs.symlink_to(elsewhere)
+        why = (
+            f"{runs} is a symlink, not a directory: refusing to use it; remove it "
+            "(backfillctl makes it again, private to this user)"
+        )
+    else:
+        runs.mkdir()
+        os.chown(runs, 65534, 65534)
+        why = (
+            f"{runs} belongs to uid 65534, not to this user: refusing to use it; move it "
+            "away (backfillctl makes it again, private to this user)"
+        )
+
+    result = run("apply", path, "--as", "ops", "--now", NOW, "--wait")
+
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[:2] == [
+        f"error: the local backend is not ready: write logs: {why}",
+        "  hint: backfillctl backend check shows every check",
+    ]
+    assert list(runs.iterdir()) == []
+    assert not (repo / "specs" / "done.txt").exists()
+    assert run("get", "backfills", "-o", "name").stdout == ""  # nothing was applied
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

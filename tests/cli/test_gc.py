@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,10 +12,11 @@ import pytest
 from backfill_ctl.state import sqlite as sqlite_store
 from tests.builders import config, dump, resource_group
 from tests.cli.helpers import NOW as NOW_ISO
-from tests.cli.helpers import run, write_files
+from tests.cli.helpers import files_under, ran_checkout, run, write_files
 from tests.usecases.test_retention import DAY, NOW, World, instance
 
 KEEP = 30 * DAY
+LATER = "2099-01-01T00:00:00+00:00"  # past every default retention
 
 
 @pytest.fixture
@@ -239,3 +241,58 @@ def test_a_file_that_cannot_be_removed_fails_the_run(world: World) -> None:
     assert code == 1
     assert "Collection complete: 0 instance(s) and 0 backfill(s) deleted, 1 log(s) removed" in out
     assert err.startswith(f"error: cannot remove {log}: ")
+
+
+def test_gc_in_a_copy_of_a_checkout_removes_the_copy_s_files_not_the_original_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy's store names the original's files (absolute paths, as written): gc
+    removes the files beside the store it collects, and nothing of the original."""
+    ran_checkout(tmp_path / "a", monkeypatch)
+    original = files_under(tmp_path / "a" / ".backfillctl" / "runs")
+    assert [p.suffix for p in original] == [".log", ".pid"]
+    shutil.copytree(tmp_path / "a", tmp_path / "b", symlinks=True)
+    monkeypatch.chdir(tmp_path / "b")
+
+    result = run("gc", "--now", LATER)
+
+    assert result.exit_code == 0, result.stderr
+    assert "1 instance(s) deleted, with 1 attempt(s) and 1 log file(s) (4B)" in result.stdout
+    assert files_under(tmp_path / "a" / ".backfillctl" / "runs") == original
+    assert files_under(tmp_path / "b" / ".backfillctl" / "runs") == {}
+
+
+def test_gc_in_a_checkout_that_moved_removes_its_files_where_they_are_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran_checkout(tmp_path / "a", monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").rename(tmp_path / "c")
+    monkeypatch.chdir(tmp_path / "c")
+
+    result = run("gc", "--now", LATER)
+
+    assert result.exit_code == 0, result.stderr
+    assert "1 instance(s) deleted, with 1 attempt(s) and 1 log file(s) (4B)" in result.stdout
+    assert files_under(tmp_path / "c" / ".backfillctl" / "runs") == {}
+
+
+def test_a_runs_directory_that_is_a_symlink_is_refused_and_nothing_changes(
+    world: World, tmp_path: Path
+) -> None:
+    every_rule(world)
+    (world.root / "runs").rename(tmp_path / "elsewhere")
+    (world.root / "runs").symlink_to(tmp_path / "elsewhere")
+    rows, _ = snapshot(world)
+    files = files_under(tmp_path / "elsewhere")
+
+    code, out, err = gc(world)
+
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        f"error: {world.root / 'runs'} is a symlink, not a directory: refusing to use it; "
+        "remove it (backfillctl makes it again, private to this user)",
+        "gc refused: nothing was changed",
+    ]
+    assert snapshot(world)[0] == rows
+    assert files_under(tmp_path / "elsewhere") == files

@@ -22,7 +22,7 @@ from backfill_ctl.core.gates import Blocker
 from backfill_ctl.core.records import Run
 from backfill_ctl.runtime.controller import Controller
 from backfill_ctl.state import StateStore, open_store
-from tests.cli.helpers import run
+from tests.cli.helpers import ran_checkout, run
 from tests.usecases.test_progress import DIGEST, T0, attempt, backfill, instance, make_store, save
 
 
@@ -1093,3 +1093,19 @@ def test_describe_links_to_the_dashboard_when_told_where_it_is(
     assert "Dashboard:          https://backfills.example.com/instances/a1" in instance_page
     monkeypatch.delenv("BACKFILLCTL_DASHBOARD")
     assert "Dashboard:" not in ok(cli("describe", "backfill/fix-orders"))
+
+
+def test_describe_shows_a_moved_checkout_s_log_where_it_is_now(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ident = ran_checkout(tmp_path / "a", monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").rename(tmp_path / "c")
+    monkeypatch.chdir(tmp_path / "c")
+
+    shown = run("describe", f"instance/{ident}")
+
+    assert shown.exit_code == 0, shown.stderr
+    (log,) = (tmp_path / "c" / ".backfillctl" / "runs").rglob("*.log")
+    assert str(log) in shown.stdout
+    assert str(tmp_path / "a" / ".backfillctl") not in shown.stdout

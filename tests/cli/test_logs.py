@@ -12,7 +12,7 @@ from typer.testing import Result
 
 from backfill_ctl.cli import logs
 from backfill_ctl.state import open_store
-from tests.cli.helpers import run
+from tests.cli.helpers import ran_checkout, run
 from tests.usecases.test_progress import T0, make_store
 
 LOG = "loading 2024-03-01\nrow 1\ndone\n"
@@ -107,3 +107,18 @@ def test_follow_stamps_what_comes_with_the_time_it_was_read(
 
 def test_help_has_examples() -> None:
     assert "Examples:\n    backfillctl logs" in run("logs", "-h").stdout
+
+
+def test_the_log_of_a_checkout_that_moved_is_found_beside_its_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store names the log where it was written; the checkout (store and runs
+    directory with it) moved since: the log is read where it is now."""
+    ident = ran_checkout(tmp_path / "a", monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").rename(tmp_path / "c")
+    monkeypatch.chdir(tmp_path / "c")
+
+    shown = run("logs", ident)
+
+    assert (shown.exit_code, shown.stdout, shown.stderr) == (0, "ran\n", "")

@@ -12,7 +12,13 @@ from typing import Any
 
 import pytest
 
-from backfill_ctl.backends import AttemptSpec, NotStarted, Outcome
+from backfill_ctl.backends import (
+    AttemptSpec,
+    BackendContext,
+    NotStarted,
+    Outcome,
+    make_backend,
+)
 from backfill_ctl.backends.fake import FakeBackend
 from backfill_ctl.backends.local import LocalBackend
 from backfill_ctl.runtime.attempts import SHARE_COMMIT
@@ -785,3 +791,38 @@ def test_an_attempt_the_backend_did_not_start_waits_and_costs_no_try(tmp_path: P
     drain(c)
     assert set(states(store).values()) == {"succeeded"}
     assert [a.number for a in store.attempts()] == [1, 1]
+
+
+def test_a_runs_directory_turned_into_a_symlink_starts_nothing_and_costs_no_try(
+    tmp_path: Path,
+) -> None:
+    """A runs directory made a symlink behind the controller's back (apply --wait and
+    `controller` refuse one before they start: tests/cli/test_apply.py): the real local
+    backend writes nothing through it, the controller says why, and the instance waits
+    (pending, no try counted): no failed run that never happened."""
+    store = applied(tmp_path, node("a", command=["touch", "ran"], resourceGroup="rg"), backfill())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "state" / "runs").parent.mkdir()
+    (tmp_path / "state" / "runs").symlink_to(elsewhere)
+    said: list[str] = []
+    backend = make_backend("local", BackendContext(tmp_path / "state", store_id=store.store_id))
+    c = Controller(store, backend, clock=Clock(), say=said.append)
+    try:
+        assert c.acquire(wait=False)
+        c.load()
+        c.tick()
+    finally:
+        backend.close()
+
+    (a,) = store.instances()
+    assert (a.state, a.attempts, a.tries_left) == ("pending", 0, 1)
+    assert a.reason is not None and "is a symlink, not a directory" in a.reason
+    assert store.attempts() == []
+    assert said == [
+        f"the backend started nothing: {tmp_path / 'state' / 'runs'} is a symlink, not a "
+        "directory: refusing to use it; remove it (backfillctl makes it again, private to "
+        "this user) (trying again in 30s)"
+    ]
+    assert list(elsewhere.iterdir()) == []
+    assert not (tmp_path / "ran").exists()

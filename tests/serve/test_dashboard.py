@@ -19,7 +19,7 @@ import pytest
 from backfill_ctl.serve import Server
 from backfill_ctl.state import open_store
 from tests.builders import backfill, node
-from tests.cli.helpers import run
+from tests.cli.helpers import ran_checkout, run
 from tests.test_reliability import specs, wait_until
 
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -242,3 +242,24 @@ def test_a_log_from_another_machine_is_the_store_s_copy(tmp_path: Path) -> None:
     assert code == 200 and HOSTILE not in html
     assert "last line &lt;img src=x onerror=alert(1)&gt;" in html
     assert f"[the first {5000 - len(f'last line {HOSTILE}') - 1} bytes are not shown]" in html
+
+
+def test_the_log_of_a_checkout_that_moved_is_shown_from_beside_its_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store names the log where it ran; the checkout moved since, store and runs
+    directory with it: the page and the follower read the log where it is now."""
+    from backfill_ctl.serve import views
+
+    ident = ran_checkout(tmp_path / "a", monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a").rename(tmp_path / "c")
+    store = open_store(tmp_path / "c" / ".backfillctl" / "state.db", create=False)
+    try:
+        _, page, _ = views.route(store, f"/instances/{ident}")
+        _, follow, _ = views.route(store, f"/api/instances/{ident}/log?offset=0")
+    finally:
+        store.close()
+
+    assert 'data-offset="4" data-live="0">ran\n</pre>' in page.decode()
+    assert json.loads(follow) == {"offset": 4, "text": "ran\n", "live": False}

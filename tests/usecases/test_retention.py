@@ -8,12 +8,14 @@ each side.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from backfill_ctl.backends.files import RunFiles
 from backfill_ctl.core.records import (
     WAITING,
     AttemptRecord,
@@ -25,7 +27,9 @@ from backfill_ctl.core.records import (
 from backfill_ctl.spec.model import Retention
 from backfill_ctl.state import StateStore, open_store
 from backfill_ctl.usecases import retention
+from backfill_ctl.usecases.log_cuts import LogFile
 from tests.builders import NOW as NOW_DT
+from tests.cli.helpers import files_under
 
 NOW = NOW_DT.timestamp()
 DAY = 86400.0
@@ -65,6 +69,7 @@ class World:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.store: StateStore = open_store(root / "state.db")
+        self.runs = RunFiles.of(self.store)  # root/runs
 
     def apply(
         self, *instances: InstanceRecord, backfills: tuple[str, ...] = ("bf",), at: float = OLD
@@ -155,9 +160,16 @@ class World:
             if types is not None
             else {n: t for n, (t, _) in self.store.resource_groups().items()}
         )
-        plan = retention.survey(self.store, now, policy, found)
+        plan = retention.survey(self.store, now, policy, found, runs=self.runs)
         return retention.collect(
-            self.store, plan, now=now, retention=policy, at=NOW + 5, actor="ops", origin="gc"
+            self.store,
+            plan,
+            now=now,
+            retention=policy,
+            at=NOW + 5,
+            actor="ops",
+            origin="gc",
+            runs=self.runs,
         )
 
     def ids(self) -> list[str]:
@@ -272,11 +284,18 @@ def test_an_instance_rerun_after_the_survey_keeps_its_backfill(world: World) -> 
     log = world.run("i", ended=NOW - KEEP - 10)
     world.run("j", ended=NOW - KEEP - 10)
     world.finish("bf", NOW - KEEP - 1)
-    plan = retention.survey(world.store, NOW, Retention(), {})
+    plan = retention.survey(world.store, NOW, Retention(), {}, runs=world.runs)
     world.store.transition(["i"], "pending", allowed=["succeeded"], at=NOW, actor="ops", origin="t")
 
     done = retention.collect(
-        world.store, plan, now=NOW, retention=Retention(), at=NOW, actor="ops", origin="gc"
+        world.store,
+        plan,
+        now=NOW,
+        retention=Retention(),
+        at=NOW,
+        actor="ops",
+        origin="gc",
+        runs=world.runs,
     )
 
     assert [d.id for d in done.collection.instances] == ["j"]  # i is under way again
@@ -461,13 +480,93 @@ def _attempt(instance: str, number: int, finished: float | None, log: str | None
     return AttemptRecord(instance, number, "fake", "succeeded", 0.0, {}, 0, None, log, finished)
 
 
+# -- only the store's own files ----------------------------------------------------------
+
+
+def test_a_copy_of_the_store_collects_its_own_files_and_none_of_the_original_s(
+    world: World, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The copy's rows name the original's files: each rule acts on the copy's."""
+    world.apply(instance("gone", "old"), instance("b1"), instance("b3"), backfills=("bf", "old"))
+    world.run("gone", ended=NOW - KEEP - 1)
+    world.run("b1", ended=NOW - 8 * DAY)
+    world.run("b3", ended=NOW - DAY, log=b"3" * 100)
+    world.finish("old", NOW - KEEP - 1)
+    world.store.close()
+    elsewhere = tmp_path_factory.mktemp("copy") / "store"
+    shutil.copytree(world.root, elsewhere)
+    original = files_under(world.root / "runs")
+    copy = World(elsewhere)
+    try:
+        done = copy.gc(Retention(max_log_size=64))
+    finally:
+        copy.store.close()
+
+    c = done.collection
+    assert ([d.id for d in c.instances], [d.instance for d in c.logs]) == (["gone"], ["b1"])
+    assert [(x.instance, x.removed) for x in c.cuts] == [("b3", 36)]
+    assert (c.instances[0].size, c.logs[0].size) == (7, 7)  # weighed in the copy
+    assert done.errors == []
+    assert files_under(world.root / "runs") == original
+    left = files_under(copy.root / "runs")
+    assert sorted(p.name for p in left) == [
+        "b1.1.pid",
+        "b1.1.status",
+        "b3.1.log",
+        "b3.1.pid",
+        "b3.1.status",
+    ]
+    assert left[copy.root / "runs" / "bf" / "b3.1.log"].startswith(b"[cut by backfillctl gc: 36 ")
+
+
+def test_files_the_store_names_outside_its_runs_directory_are_left_and_said(
+    world: World, tmp_path: Path
+) -> None:  # (world.root is tmp_path)
+    """A log row naming a path that is no runs directory's, and a backfill's directory in
+    the runs directory that is a symlink leading out of it: neither is removed nor cut."""
+    world.apply(instance("odd"), instance("big", "linked"), backfills=("bf", "linked"))
+    number = world.store.begin_attempt("odd", "local", at=NOW - 9 * DAY, actor="c", origin="t")
+    assert number is not None
+    victim = tmp_path / "victim.log"
+    victim.write_text("not gc's\n")
+    world.store.set_attempt_handle("odd", number, {"pid": 4242}, str(victim))
+    world.store.end_attempt(
+        "odd",
+        number,
+        attempt_state="succeeded",
+        exit_code=0,
+        message=None,
+        instance_state="succeeded",
+        at=NOW - 8 * DAY,
+        actor="ctl",
+        origin="test",
+    )
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (world.root / "runs").mkdir(exist_ok=True)
+    (world.root / "runs" / "linked").symlink_to(outside)
+    big = world.run("big", ended=NOW - DAY, log=b"b" * 100)  # written through the link
+    before = files_under(outside)
+
+    done = world.gc(Retention(max_log_size=64))
+
+    assert [d.instance for d in done.collection.logs] == ["odd"]  # the row forgets it
+    assert done.collection.cuts == []
+    assert victim.read_text() == "not gc's\n"
+    assert files_under(outside) == before and big.read_bytes() == b"b" * 100
+    assert done.errors == [
+        f"did not remove {victim}: it is not inside this store's runs directory "
+        f"{world.root / 'runs'}; remove it by hand if it is this store's",
+    ]
+
+
 def test_decide_is_pure_and_uses_the_given_file_sizes() -> None:
     rows = [
         InstanceAge("x", "bf", "succeeded", "g", NOW - 10 * DAY, OLD),
         InstanceAge("y", "bf", "failed", "g", NOW - 10 * DAY, OLD),
     ]
     attempts = [_attempt("x", 1, NOW - 10 * DAY, "/x.log"), _attempt("y", 1, NOW - DAY, "/y.log")]
-    files = {"/x.log": retention.LogFile(5), "/y.log": retention.LogFile(300, cut=7, header=40)}
+    files = {"/x.log": LogFile(5), "/y.log": LogFile(300, cut=7, header=40)}
 
     found = retention.decide(
         NOW,

@@ -59,6 +59,7 @@ from backfill_ctl.backends import (
     BackendError,
     Handle,
     Key,
+    NotStarted,
     Outcome,
     resolved_command,
 )
@@ -94,8 +95,9 @@ __all__ = ["GRACE", "MARKER", "LocalBackend"]
 class LocalBackend:
     name = "local"
 
-    def __init__(self, root: Path, *, supervise: bool = False) -> None:
-        self.root = root
+    def __init__(self, root: Path, *, supervise: bool = False, top: Path | None = None) -> None:
+        self.root = root  # the store's runs directory
+        self.top = top or root  # the runs directory it is in: checked too (`make_private`)
         self._attempts: dict[int, Attempt] = {}  # by group id
         self._escaped: dict[int, int] = {}  # pid of a process that left its group -> group
         self._bases: dict[str, int] = {}  # base path -> group id, for the marker
@@ -111,7 +113,7 @@ class LocalBackend:
         """`directory` made and checked private (`make_private`), once while it exists:
         once it is ours and 0700 nobody else can swap it."""
         if directory not in self._checked or not os.path.isdir(directory):  # noqa: PTH112 (a start's: 4x faster)
-            make_private(directory, self.root)  # (a deleted one is made again)
+            make_private(directory, self.top)  # (a deleted one is made again)
             self._checked.add(directory)
 
     def _directory(self, backfill: str) -> tuple[Path, str, str]:
@@ -145,6 +147,8 @@ class LocalBackend:
         try:
             self._private(directory)
             self._starts.ask(handle, f"{absolute_where}/{name}", cwd, argv, env)
+        except BackendError as exc:  # the runs directory is refused (a symlink): nothing
+            raise NotStarted(str(exc)) from None  # was done; it may start once it is fixed
         except OSError as exc:
             raise BackendError(f"cannot start: {exc.strerror}") from exc
         except ShimGone:  # it may have had the request: settled as by a newer controller

@@ -19,6 +19,7 @@ import stat
 from pathlib import Path
 
 from backfill_ctl.backends import BackendError
+from backfill_ctl.backends.files import refusal
 
 
 def read_own(path: str) -> list[int] | None:
@@ -86,13 +87,14 @@ def absolute(path: str) -> str:
     return path if path.startswith("/") else str(Path.cwd() / path)
 
 
-def make_private(directory: Path, root: Path) -> None:
-    """`directory`, under the runs `root`: it and every directory from the root down are
-    made 0700 whatever the umask, and refused if another user owns one or one is a
-    symlink (another local user could plant a pid file or a link there). Missing
-    directories above the root are created 0700 too; existing ones are left alone."""
+def make_private(directory: Path, top: Path) -> None:
+    """`directory`, at or under the runs directory `top`: it and every directory from
+    `top` down are made 0700 whatever the umask, and refused if one is a symlink or not
+    a directory (it would take the attempts' files elsewhere) or another user owns one
+    (who could plant a pid file or a link there). Missing directories above `top` are
+    created 0700 too; existing ones are left alone."""
     for d in reversed([directory, *directory.parents]):
-        mine = d == root or root in d.parents
+        mine = d == top or top in d.parents
         if not mine:
             if not d.exists():
                 with contextlib.suppress(FileExistsError):
@@ -101,11 +103,8 @@ def make_private(directory: Path, root: Path) -> None:
         with contextlib.suppress(FileExistsError):
             d.mkdir(mode=0o700)
         info = d.lstat()
-        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-            raise BackendError(f"{d} is not a directory (a symlink?): refusing to use it")
-        if info.st_uid != os.getuid():
-            raise BackendError(
-                f"{d} belongs to uid {info.st_uid}, not to this user: refusing to use it"
-            )
+        refused = refusal(d, info)
+        if refused:
+            raise BackendError(refused)
         if stat.S_IMODE(info.st_mode) != 0o700:
             d.chmod(0o700)
