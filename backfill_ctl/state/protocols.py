@@ -222,7 +222,11 @@ class PlanStore(BackfillReads, InstanceReads, BackfillUpdates, Protocol):
         actor: str,
         origin: str,
         resource_groups: Sequence[tuple[str, str, int]] = (),
-    ) -> None: ...
+    ) -> list[str]:
+        """One transaction: the backfills, new and changed instances, and of `cancels`
+        those that have not started cancelled, each with its event; the ids cancelled,
+        in the order of `cancels` (one that started meanwhile is kept, and has none)."""
+        ...
 
 
 class OperationsStore(

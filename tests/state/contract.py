@@ -217,7 +217,11 @@ class StoreContract:
         end(store, "o1", start(store, "o1"))
         before = store.last_event_id()
 
-        store.save_apply([], [], [], ["a1", "b1", "a2", "a3", "o1", "zz"], at=AT + 5, **WHO)
+        cancelled = store.save_apply(
+            [], [], [], ["a1", "b1", "a2", "a3", "o1", "zz"], at=AT + 5, **WHO
+        )
+
+        assert cancelled == ["b1", "a2", "a3"]  # what moved, in the order asked
 
         assert {i.id: i.state for i in store.instances()} == {
             "a1": "running",

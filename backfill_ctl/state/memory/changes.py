@@ -39,8 +39,9 @@ class Changes(Tables):
         actor: str,
         origin: str,
         resource_groups: Sequence[tuple[str, str, int]] = (),
-    ) -> None:
-        """All of it or nothing: an instance created twice is refused before any change."""
+    ) -> list[str]:
+        """All of it or nothing: an instance created twice is refused before any change.
+        The ids cancelled (PlanStore.save_apply)."""
         with self._lock:
             new = [i.id for i in creates]
             if len(set(new)) != len(new) or any(i in self._instances for i in new):
@@ -62,6 +63,7 @@ class Changes(Tables):
                 if left is not None:
                     gone[ident] = left
             self._apply_events(backfills, creates, updates, gone, back, at, actor, origin)
+            return list(gone)
 
     @staticmethod
     def _reapplied(b: BackfillRecord) -> BackfillRecord:

@@ -129,8 +129,9 @@ class Backfills(SQLStore):
         actor: str,
         origin: str,
         resource_groups: Sequence[tuple[str, str, int]] = (),
-    ) -> None:
-        """One transaction: the backfills, new and changed instances, cancellations."""
+    ) -> list[str]:
+        """One transaction: the backfills, new and changed instances, cancellations; the
+        ids cancelled (PlanStore.save_apply)."""
         with self._write() as db:
             db.executemany(
                 "INSERT INTO resource_groups (name, type, concurrency) VALUES (?, ?, ?) "
@@ -152,6 +153,7 @@ class Backfills(SQLStore):
             )
             events = _apply_events(backfills, creates, updates, gone, back, at, actor, origin)
             self._insert_rows(db, "events", EVENT_COLUMNS, events)
+        return list(gone)
 
     def _cancellable(self, db: Database, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         """Those of the instances `ids` that an apply cancels, as they are stored (they
