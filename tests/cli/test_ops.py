@@ -350,3 +350,31 @@ def test_every_operation_refused_for_permission_exits_1(ops: Ops, args: tuple[st
     assert result.exit_code == 1
     assert result.stderr.startswith(f"{shown}: cannot {operation}: mallory may not operate")
     assert ops.store.last_event_id() == before
+
+
+def test_delete_of_a_deleted_backfill_is_refused_and_changes_nothing(ops: Ops) -> None:
+    """Deleting it again wrote another "deleted" event and said it was deleted."""
+    assert ops("delete", "backfill/bf").exit_code == 0
+    before = ops.store.last_event_id()
+
+    again = ops("delete", "backfill/bf")
+
+    assert (again.exit_code, again.stdout, again.stderr) == (
+        1,
+        "",
+        "backfill/bf: cannot delete: it is deleted already\n",
+    )
+    record = ops.store.backfill("bf")
+    assert record is not None and record.status == "deleted"
+    assert ops.store.last_event_id() == before
+
+
+def test_a_collected_backfill_may_be_deleted(ops: Ops) -> None:
+    """gc kept it (its spec is still applied) as collected; deleting it lets gc drop it."""
+    ops.store.update_backfill("bf", at=0, actor="t", origin="t", status="collected")
+
+    result = ops("delete", "backfill/bf")
+
+    assert result.exit_code == 0, result.stderr
+    record = ops.store.backfill("bf")
+    assert record is not None and record.status == "deleted"
