@@ -34,19 +34,13 @@ from typing import TYPE_CHECKING
 from backfill_ctl.core.records import NOT_STARTED
 from backfill_ctl.errors import UsageError
 from backfill_ctl.usecases.access import Guard
-from backfill_ctl.usecases.operations import operate
+from backfill_ctl.usecases.operations import GONE, operate
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from backfill_ctl.core.records import BackfillRecord
     from backfill_ctl.state import OperationsStore
-
-# Gone from the running backfills until its spec is applied again: what to do instead.
-_GONE = {
-    "deleted": "apply its spec again to bring it back",
-    "collected": "apply its spec again to run it again",
-}
 
 
 @dataclass(frozen=True)
@@ -80,10 +74,10 @@ def status_refusal(operation: str, record: BackfillRecord) -> str | None:
     if operation == "delete":
         return "cannot delete: it is deleted already" if status == "deleted" else None
     if operation == "resume" and status != "stopped":
-        instead = _GONE.get(status, "only a stopped backfill is resumed")
+        instead = GONE.get(status, "only a stopped backfill is resumed")
         return f"cannot resume: it is {status} ({instead})"
-    if status in _GONE:
-        return f"cannot {operation}: it is {status} ({_GONE[status]})"
+    if status in GONE:
+        return f"cannot {operation}: it is {status} ({GONE[status]})"
     return None
 
 
