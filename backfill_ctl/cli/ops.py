@@ -6,10 +6,11 @@ refused and named with who may; `stop backfill/NAME`, `resume` and `delete` need
 node the backfill runs. Without an actor nothing is checked, unless the backfill was
 applied under a Config with `requireActor`: then the actor is a usage error (exit 2).
 
-Exit 1 is a refusal: of an object as it stands (an instance in another state, a
-backfill not stopped or deleted, one with a running instance) or of the actor, each
-named with the reason. Exit 2 is input that cannot be used: a bad target or filter, an
-unknown instance or backfill, no actor where one is required.
+Exit 1 is a refusal: of an object as it stands (an instance in another state, or of a
+deleted or collected backfill, which only `stop` may still end; a backfill not stopped
+or deleted, one with a running instance, one deleted already) or of the actor, each
+named with the reason. Exit 2 is input that cannot be used: a bad target
+or filter, an unknown instance or backfill, no actor where one is required.
 The rules live in usecases/operations.py and usecases/backfill_ops.py; here the
 options are parsed and the outcome printed.
 """
@@ -210,7 +211,7 @@ def delete_command(
     state: StateFileOpt = None,
 ) -> None:
     """Delete a backfill: its instances that have not started are cancelled; refused
-    while any runs. Applying its spec again brings it back.
+    while any runs, or when it is deleted already. Applying its spec again brings it back.
 
     \b
     Examples:

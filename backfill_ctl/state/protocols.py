@@ -192,6 +192,14 @@ class Transitions(Protocol):
     ) -> list[str]: ...
 
 
+class Batches(Protocol):
+    def batch(self) -> AbstractContextManager[None]:
+        """Every call inside in one transaction, committed at the end (all of it, or on
+        an error none); a read inside sees the batch's writes, and no other writer
+        changes the store meanwhile (a check and the change it allows are one)."""
+        ...
+
+
 class LeaseStore(Protocol):
     """The controller lease: one holder at a time, a new epoch for each new holder."""
 
@@ -222,11 +230,15 @@ class PlanStore(BackfillReads, InstanceReads, BackfillUpdates, Protocol):
         actor: str,
         origin: str,
         resource_groups: Sequence[tuple[str, str, int]] = (),
-    ) -> None: ...
+    ) -> list[str]:
+        """One transaction: the backfills, new and changed instances, and of `cancels`
+        those that have not started cancelled, each with its event; the ids cancelled,
+        in the order of `cancels` (one that started meanwhile is kept, and has none)."""
+        ...
 
 
 class OperationsStore(
-    StoreIdentity, BackfillReads, InstanceReads, BackfillUpdates, Transitions, Protocol
+    StoreIdentity, BackfillReads, InstanceReads, BackfillUpdates, Transitions, Batches, Protocol
 ):
     """The operator's verbs (stop, rerun, set-success, delete ...); their messages name
     the store."""
@@ -238,6 +250,7 @@ class RunStore(
     InstanceReads,
     BackfillUpdates,
     Transitions,
+    Batches,
     AttemptReads,
     EventReads,
     LeaseStore,
@@ -282,7 +295,6 @@ class RunStore(
     def end_attempts(
         self, ends: Sequence[AttemptEnd], *, at: float, actor: str, origin: str
     ) -> list[bool]: ...
-    def batch(self) -> AbstractContextManager[None]: ...
     def end_attempt(
         self,
         instance: str,

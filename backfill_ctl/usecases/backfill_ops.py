@@ -7,9 +7,10 @@
   (the instances the stop killed stay failed: rerun them). Refused when it is not
   stopped. Without it, a backfill stopped before any instance finished could never
   run again (rerun takes only finished instances; applying keeps it stopped);
-- delete: refused while an instance runs; its instances that have not started are
-  cancelled (gc ages them from then), and it is marked deleted. Applying its spec again
-  brings it back.
+- delete: refused while an instance runs, and when it is deleted already; its instances
+  that have not started are cancelled (gc ages them from then), and it is marked
+  deleted, in one transaction with those checks. Applying its spec again brings it back.
+  A collected one may be deleted (gc then removes it; applying its spec runs it again).
 
 A deleted or collected backfill is neither stopped nor resumed (a stop would list it
 again as stopped, and a resume then run it): applying its spec brings it back.
@@ -33,19 +34,13 @@ from typing import TYPE_CHECKING
 from backfill_ctl.core.records import NOT_STARTED
 from backfill_ctl.errors import UsageError
 from backfill_ctl.usecases.access import Guard
-from backfill_ctl.usecases.operations import operate
+from backfill_ctl.usecases.operations import GONE, operate
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from backfill_ctl.core.records import BackfillRecord
     from backfill_ctl.state import OperationsStore
-
-# Gone from the running backfills until its spec is applied again: what to do instead.
-_GONE = {
-    "deleted": "apply its spec again to bring it back",
-    "collected": "apply its spec again to run it again",
-}
 
 
 @dataclass(frozen=True)
@@ -73,13 +68,16 @@ def refusals(
 
 
 def status_refusal(operation: str, record: BackfillRecord) -> str | None:
-    """Why `operation` (stop, resume) does not apply to the backfill as it stands."""
+    """Why `operation` (stop, resume, delete) does not apply to the backfill as it
+    stands (delete: see also its running instances, `delete_backfill`)."""
     status = record.status
+    if operation == "delete":
+        return "cannot delete: it is deleted already" if status == "deleted" else None
     if operation == "resume" and status != "stopped":
-        instead = _GONE.get(status, "only a stopped backfill is resumed")
+        instead = GONE.get(status, "only a stopped backfill is resumed")
         return f"cannot resume: it is {status} ({instead})"
-    if status in _GONE:
-        return f"cannot {operation}: it is {status} ({_GONE[status]})"
+    if status in GONE:
+        return f"cannot {operation}: it is {status} ({GONE[status]})"
     return None
 
 
@@ -126,39 +124,42 @@ def delete_backfill(
     clock: Callable[[], float],
 ) -> Outcome:
     """Delete backfill `name` as `actor`, recorded as done by `by(actor)`: refused when
-    the actor may not or an instance runs, a UsageError when it is unknown."""
-    _record(store, name)
-    guard = Guard(store, actor)
-    guard.require_actor([name])
-    denied = guard.backfill_refusal("delete", name)
-    if denied:
-        return Outcome(name, refused=denied)
-    running = store.instances(backfill=name, states=["running"])
-    if running:
-        return Outcome(
-            name,
-            refused=f"cannot delete: it has {len(running)} running instance(s) (stop it "
-            f"first: backfillctl stop backfill/{name})",
+    the actor may not, it is deleted already or an instance runs, a UsageError when it
+    is unknown. The checks and the changes are one transaction (a batch): no instance
+    starts, and no other delete lands, between them; `count` is what was cancelled."""
+    with store.batch():
+        record = _record(store, name)
+        guard = Guard(store, actor)
+        guard.require_actor([name])
+        denied = guard.backfill_refusal("delete", name) or status_refusal("delete", record)
+        if denied:
+            return Outcome(name, refused=denied)
+        running = store.instances(backfill=name, states=["running"])
+        if running:
+            return Outcome(
+                name,
+                refused=f"cannot delete: it has {len(running)} running instance(s) (stop it "
+                f"first: backfillctl stop backfill/{name})",
+            )
+        actor_, at = by(guard.actor), clock()
+        waiting = [i.id for i in store.instances(backfill=name, states=NOT_STARTED)]
+        cancelled = store.transition(
+            waiting,
+            "cancelled",
+            allowed=NOT_STARTED,
+            at=at,
+            actor=actor_,
+            origin="cli",
+            reason=f"backfill deleted by {actor_}",
+            kind="delete",
+            finished_at=at,  # gc ages it from here
         )
-    actor_ = by(guard.actor)
-    waiting = [i.id for i in store.instances(backfill=name, states=NOT_STARTED)]
-    store.transition(
-        waiting,
-        "cancelled",
-        allowed=NOT_STARTED,
-        at=clock(),
-        actor=actor_,
-        origin="cli",
-        reason=f"backfill deleted by {actor_}",
-        kind="delete",
-        finished_at=clock(),  # gc ages it from here
-    )
-    store.update_backfill(
-        name,
-        at=clock(),
-        actor=actor_,
-        origin="cli",
-        event=f"deleted by {actor_}",
-        status="deleted",
-    )
-    return Outcome(name, count=len(waiting))
+        store.update_backfill(
+            name,
+            at=at,
+            actor=actor_,
+            origin="cli",
+            event=f"deleted by {actor_}",
+            status="deleted",
+        )
+    return Outcome(name, count=len(cancelled))

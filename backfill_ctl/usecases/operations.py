@@ -10,13 +10,20 @@
 
 Rerunning several instances at once ignores their mutual dependencies (they start
 together, as the reference says); `rerun --descendants` reruns an instance first and
-then its descendants in dependency order. Every operation is one guarded transition in
-the store: an instance that changed state meanwhile is refused, not trampled. A
-finished backfill whose instances an operation changed is reopened (the controller
-decides its outcome again), and a stopped one resumed unless the operation is a stop.
+then its descendants in dependency order. Every operation is one transaction of guarded
+transitions in the store: an instance that changed state meanwhile is refused, not
+trampled, and a delete of its backfill waits for it. A finished backfill whose
+instances an operation changed is reopened (the controller decides its outcome again),
+and a stopped one resumed unless the operation is a stop.
 
 With a `Guard` (access.py), an instance of a node the actor may not operate is refused
 with who may, like an instance in the wrong state; `--descendants` are checked too.
+
+An instance of a deleted or collected backfill is refused (`gone_refusal`) by every
+operation but `stop`: no controller loads such a backfill, so a rerun, an unfreeze or a
+set-success would change what `get` shows and run nothing (its spec applied again brings
+it back). A stop still applies: an instance `apply --prune` kept running is watched by
+the controller until it ends, and a stop is the one way to end it sooner.
 
 `run` is the whole verb: the instances a `Selection` names (a usage error when it names
 none, or one the store does not hold), the actor's permission, then `operate`. The
@@ -62,6 +69,13 @@ RULES: dict[str, Rule] = {
     ),
     "freeze": Rule(frozenset({"pending", "failed"}), "frozen", "frozen"),
     "unfreeze": Rule(frozenset({"frozen"}), "pending", "unfrozen"),
+}
+
+
+# A backfill gone from the running ones until its spec is applied again: what to do instead.
+GONE = {
+    "deleted": "apply its spec again to bring it back",
+    "collected": "apply its spec again to run it again",
 }
 
 
@@ -191,10 +205,28 @@ def operate(
     with_descendants: bool = False,
     guard: Guard | None = None,
 ) -> Result:
+    """Operation `name` on `targets` (each refused, or moved by a guarded transition),
+    in one transaction (a batch): what it checks of their backfills (permission, gone)
+    stays true until its changes are made."""
+    with store.batch():
+        return _operate(store, name, targets, actor, at, with_descendants, guard)
+
+
+def _operate(
+    store: OperationsStore,
+    name: str,
+    targets: Sequence[InstanceRecord],
+    actor: str,
+    at: float,
+    with_descendants: bool,
+    guard: Guard | None,
+) -> Result:
     rule = RULES[name]
     refused: list[tuple[str, str]] = []
     if guard is not None:
         targets, refused = guard.split(name, targets)
+    targets, gone = _split_gone(store, name, targets)
+    refused += gone
     refused += [(i.id, rule.refusal(name, i.state)) for i in targets if i.state not in rule.allowed]
     chosen = [i for i in targets if i.state in rule.allowed]
     reason = f"{rule.says} by {actor}"
@@ -224,6 +256,27 @@ def operate(
     moved = set(done)
     _reopen(store, {i.backfill for i in targets if i.id in moved}, name, actor, at)
     return Result(done, refused + raced)
+
+
+def gone_refusal(name: str, status: str) -> str | None:
+    """Why operation `name` does not apply to an instance of a backfill whose status is
+    `status` (see the module docstring), or None."""
+    if name == "stop" or status not in GONE:
+        return None
+    return f"cannot {name}: its backfill is {status} ({GONE[status]})"
+
+
+def _split_gone(
+    store: OperationsStore, name: str, targets: Sequence[InstanceRecord]
+) -> tuple[list[InstanceRecord], list[tuple[str, str]]]:
+    """The targets whose backfill runs, and the others with why (`gone_refusal`): one
+    read per backfill, not per instance."""
+    why: dict[str, str | None] = {}
+    for backfill in dict.fromkeys(i.backfill for i in targets):
+        record = store.backfill(backfill)
+        why[backfill] = gone_refusal(name, record.status) if record is not None else None
+    kept = [i for i in targets if why[i.backfill] is None]
+    return kept, [(i.id, reason) for i in targets if (reason := why[i.backfill]) is not None]
 
 
 def _rerun_with(

@@ -267,8 +267,10 @@ def _deleted(b: BackfillRecord) -> BackfillRecord:
 def apply(
     store: PlanStore, changes: Changes, specs: Specs, *, at: float, actor: str, origin: str
 ) -> None:
-    """Write every change in one transaction (and the resource groups the specs define)."""
-    store.save_apply(
+    """Write every change in one transaction (and the resource groups the specs define).
+    An instance to cancel that started since the diff read it is kept by the store: it
+    moves from `cancel` to `kept` in `changes`, so that the summary says what was done."""
+    cancelled = store.save_apply(
         [c.record for c in changes.backfills if c.record is not None],
         [i for c in changes.backfills for i in c.create],
         [i for c in changes.backfills for i in c.update],
@@ -278,6 +280,12 @@ def apply(
         origin=origin,
         resource_groups=[(g.name, g.type, g.concurrency) for g in specs.resource_groups.values()],
     )
+    if sum(len(c.cancel) for c in changes.backfills) != len(cancelled):
+        done = set(cancelled)
+        for c in changes.backfills:
+            started = [i for i in c.cancel if i not in done]
+            c.cancel = [i for i in c.cancel if i in done]
+            c.kept += len(started)
     for c in changes.backfills:  # a second transaction each; the next apply redoes a lost one
         if c.access_spec is not None:
             store.update_backfill(

@@ -201,6 +201,38 @@ def test_apply_prune_cancels_a_removed_backfill(repo: Path) -> None:
     assert "- backfill/old: +0 ~0 -2" in pruned.stdout.splitlines()
 
 
+def test_prune_records_each_cancellation_with_the_state_it_left_and_none_for_a_started_one(
+    repo: Path,
+) -> None:
+    """An event is a transition that happened: the running instance is kept (and gets
+    no cancel event); each cancelled one's event says the state it left."""
+    path = specs(repo, *CHAIN, backfill(dates=TWO_DAYS))
+    assert run("apply", path, "--as", "ops", "--now", NOW).exit_code == 0
+    store = open_store(repo / ".backfillctl" / "state.db")
+    ids = {f"{i.node}@{i.bizdate[-2:]}": i.id for i in store.instances()}
+    store.transition([ids["a@01"]], "running", allowed=["pending"], at=0, actor="t", origin="t")
+    assert run("freeze", ids["a@02"], "--as", "ops").exit_code == 0
+    specs(repo, *CHAIN)
+
+    pruned = run("apply", path, "--as", "ops", "--now", NOW, "--prune")
+
+    assert pruned.exit_code == 0, pruned.stderr
+    assert "- backfill/bf: +0 ~0 -3" in pruned.stdout.splitlines()
+    trail = json.loads(run("events", "backfill/bf", "-o", "json").stdout)
+    cancels = {
+        (e["instance"], e["from"], e["actor"], e["message"])
+        for e in trail
+        if e["to"] == "cancelled"
+    }
+    gone = ("ops", "no longer in the specs")
+    assert cancels == {
+        (ids["b@01"], "pending", *gone),
+        (ids["a@02"], "frozen", *gone),
+        (ids["b@02"], "pending", *gone),
+    }
+    assert store.instances(ids=[ids["a@01"]])[0].state == "running"
+
+
 @pytest.mark.parametrize("removal", ["delete", "prune"])
 def test_applying_again_brings_cancelled_instances_back_as_a_transition(
     repo: Path, removal: str

@@ -10,7 +10,8 @@ from typer.testing import Result
 
 from backfill_ctl.backends.fake import FakeBackend
 from backfill_ctl.state import StateStore
-from tests.builders import backfill, node
+from backfill_ctl.usecases import reconcile
+from tests.builders import backfill, node, specs_of
 from tests.cli.helpers import run
 from tests.running import applied, controller, drain, states
 
@@ -350,3 +351,110 @@ def test_every_operation_refused_for_permission_exits_1(ops: Ops, args: tuple[st
     assert result.exit_code == 1
     assert result.stderr.startswith(f"{shown}: cannot {operation}: mallory may not operate")
     assert ops.store.last_event_id() == before
+
+
+def test_delete_of_a_deleted_backfill_is_refused_and_changes_nothing(ops: Ops) -> None:
+    """Deleting it again wrote another "deleted" event and said it was deleted."""
+    assert ops("delete", "backfill/bf").exit_code == 0
+    before = ops.store.last_event_id()
+
+    again = ops("delete", "backfill/bf")
+
+    assert (again.exit_code, again.stdout, again.stderr) == (
+        1,
+        "",
+        "backfill/bf: cannot delete: it is deleted already\n",
+    )
+    record = ops.store.backfill("bf")
+    assert record is not None and record.status == "deleted"
+    assert ops.store.last_event_id() == before
+
+
+def test_a_collected_backfill_may_be_deleted(ops: Ops) -> None:
+    """gc kept it (its spec is still applied) as collected; deleting it lets gc drop it."""
+    ops.store.update_backfill("bf", at=0, actor="t", origin="t", status="collected")
+
+    result = ops("delete", "backfill/bf")
+
+    assert result.exit_code == 0, result.stderr
+    record = ops.store.backfill("bf")
+    assert record is not None and record.status == "deleted"
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [
+        ("deleted", "apply its spec again to bring it back"),
+        ("collected", "apply its spec again to run it again"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("operation", "node", "day"),
+    [
+        ("rerun", "a", "2024-03-01"),  # succeeded: it went back to pending, and never ran
+        ("rerun", "b", "2024-03-01"),
+        ("set-success", "b", "2024-03-01"),
+        ("freeze", "b", "2024-03-01"),
+        ("unfreeze", "c", "2024-03-02"),
+    ],
+)
+def test_instance_operations_on_a_deleted_or_collected_backfill_are_refused(
+    ops: Ops, operation: str, node: str, day: str, status: str, hint: str
+) -> None:
+    """The controller runs no instance of such a backfill: a change would be a lie in
+    `get` (a rerun shown pending that never runs)."""
+    target = ops.id(node, day)
+    assert ops("freeze", ops.id("c", "2024-03-02")).exit_code == 0
+    ops.store.update_backfill("bf", at=0, actor="t", origin="t", status=status)
+    was = ops.store.instances(ids=[target])[0].state
+    before = ops.store.last_event_id()
+
+    result = ops(operation, target)
+
+    assert (result.exit_code, result.stdout, result.stderr) == (
+        1,
+        "",
+        f"instance/{target}: cannot {operation}: its backfill is {status} ({hint})\n",
+    )
+    assert ops.store.instances(ids=[target])[0].state == was
+    assert ops.store.last_event_id() == before
+
+
+def test_a_filter_over_a_deleted_backfill_refuses_each_instance_it_names(ops: Ops) -> None:
+    assert ops("delete", "backfill/bf").exit_code == 0
+    before = ops.store.last_event_id()
+
+    result = ops("rerun", "--backfill", "bf", "--bizdate", "2024-03-01")
+
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    why = "cannot rerun: its backfill is deleted (apply its spec again to bring it back)"
+    assert sorted(result.stderr.splitlines()) == sorted(
+        f"instance/{ops.id(n)}: {why}" for n in ("a", "b", "c")
+    )
+    assert states(ops.store)["a@01"] == "succeeded"
+    assert ops.store.last_event_id() == before
+
+
+def test_an_instance_prune_kept_running_may_still_be_stopped(tmp_path: Path) -> None:
+    """Its backfill is deleted, but the controller watches the attempt until it ends: a
+    stop is carried out (the one operation on a gone backfill's instances that is)."""
+    store = applied(tmp_path, node("a", resourceGroup="rg"), backfill(), operators=("ops",))
+    c = controller(store, FakeBackend(lambda spec: None))  # runs until stopped
+    for _ in range(3):
+        c.tick()
+    (running,) = store.instances(states=["running"])
+    pruned = reconcile.diff([], store, prune=True)
+    reconcile.apply(store, pruned, specs_of(), at=0, actor="t", origin="apply")
+    record = store.backfill("bf")
+    assert record is not None and record.status == "deleted"
+
+    result = run(
+        "stop", running.id, "--state-file", str(store.path), env={"BACKFILLCTL_ACTOR": "ops"}
+    )
+    for _ in range(3):
+        c.tick()
+
+    assert (result.exit_code, result.stdout) == (0, f"instance/{running.id} stop requested\n")
+    assert store.instances(ids=[running.id])[0].state == "failed"
+    assert store.events(instance=running.id)[-1].message == "stopped by ops"

@@ -189,15 +189,56 @@ class StoreContract:
         record = store.backfill("bf")
         assert record is not None and (record.finished_at, record.outcome) == (None, None)
         assert store.resource_groups() == {"rg": ("exclusive", 1)}
-        events = [(e.kind, e.backfill, e.instance) for e in store.events(after=before)]
+        events = [
+            (e.kind, e.backfill, e.instance, e.from_state, e.to_state)
+            for e in store.events(after=before)
+        ]
         assert events == [
-            ("updated", "bf", "a1"),
-            ("transition", "bf", "a2"),  # cancelled -> pending
-            ("updated", "bf", "b1"),
-            ("transition", "bf", "a1"),  # asked for, even if a1 had started
-            ("transition", "bf", "b1"),
-            ("transition", "other", "o1"),
-            ("applied", "bf", None),
+            ("updated", "bf", "a1", None, None),
+            ("transition", "bf", "a2", "cancelled", "pending"),
+            ("updated", "bf", "b1", None, None),
+            # a1 had started: it was not cancelled, so no event says it was
+            ("transition", "bf", "b1", "pending", "cancelled"),
+            ("transition", "other", "o1", "pending", "cancelled"),
+            ("applied", "bf", None, None, None),
+        ]
+
+    def test_apply_cancels_only_what_has_not_started_each_event_with_its_state_before(
+        self, make: Make
+    ) -> None:
+        """An event is a transition that happened: a started or finished instance asked
+        to be cancelled is kept and gets none, nor does an id the store does not hold;
+        each cancelled one's event says the state it left."""
+        store = seeded(make())
+        store.save_apply([], [instance("a3", day=3)], [], [], at=AT, **WHO)
+        store.set_waiting([("a2", "waiting-for-time", "at 02:00", None)], at=AT, **WHO)
+        store.transition(["b1"], "frozen", allowed=["pending"], at=AT, **WHO)
+        start(store, "a1")
+        end(store, "o1", start(store, "o1"))
+        before = store.last_event_id()
+
+        cancelled = store.save_apply(
+            [], [], [], ["a1", "b1", "a2", "a3", "o1", "zz"], at=AT + 5, **WHO
+        )
+
+        assert cancelled == ["b1", "a2", "a3"]  # what moved, in the order asked
+
+        assert {i.id: i.state for i in store.instances()} == {
+            "a1": "running",
+            "b1": "cancelled",
+            "a2": "cancelled",
+            "a3": "cancelled",
+            "o1": "succeeded",
+        }
+        trail = [
+            (e.kind, e.backfill, e.instance, e.from_state, e.to_state, e.message, e.at)
+            for e in store.events(after=before)
+        ]
+        gone = ("no longer in the specs", AT + 5)
+        assert trail == [
+            ("transition", "bf", "b1", "frozen", "cancelled", *gone),
+            ("transition", "bf", "a2", "waiting-for-time", "cancelled", *gone),
+            ("transition", "bf", "a3", "pending", "cancelled", *gone),
         ]
 
     def test_a_cancelled_instance_applied_again_is_pending_afresh_with_its_transition(

@@ -3,16 +3,19 @@ what it records, and that a finished backfill they touch is reopened."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from backfill_ctl.backends.fake import FakeBackend
 from backfill_ctl.core.records import STATES
-from backfill_ctl.state import StateStore
+from backfill_ctl.state import StateStore, open_store
+from backfill_ctl.usecases.backfill_ops import delete_backfill
 from backfill_ctl.usecases.operations import RULES, descendants, operate
 from tests.builders import backfill, node
-from tests.running import NOW, applied, controller, drain, states
+from tests.running import NOW, applied, controller, drain, states, where
 
 AT = NOW.timestamp()
 CHAIN = (
@@ -185,3 +188,45 @@ def test_a_stopped_backfill_is_resumed_by_any_operation_but_stop(tmp_path: Path)
     assert record is not None and record.status == "active"
     last = [e for e in store.events(backfill="bf") if e.instance is None][-1]
     assert last.message == "resumed: freeze by op"
+
+
+def test_a_backfill_deleted_meanwhile_changes_nothing_of_what_an_operation_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A delete (another connection) lands between the rerun's check of the backfill and
+    its transition. Before, the rerun went on: a succeeded instance of a deleted backfill
+    back to pending, which nothing runs. Now the delete waits for the rerun's transaction
+    and then cancels what the rerun made pending."""
+    store = applied(tmp_path, *CHAIN, backfill(), sqlite=True)
+    c = controller(store)
+    drain(c)
+    c.release()
+    other = open_store(where(store))
+    move = store.transition
+    racers: list[threading.Thread] = []
+
+    def transition(*args: Any, **kw: Any) -> list[str]:
+        if not racers:
+            racer = threading.Thread(
+                target=delete_backfill,
+                args=(other, "bf"),
+                kwargs={"actor": None, "by": lambda _: "root", "clock": lambda: AT},
+            )
+            racers.append(racer)
+            racer.start()
+            racer.join(timeout=0.5)  # it waits for the rerun's transaction, or is done
+        return move(*args, **kw)
+
+    monkeypatch.setattr(store, "transition", transition)
+    (a,) = by_node(store, "a")
+
+    result = operate(store, "rerun", [a], actor="ops", at=AT)
+    racers[0].join()
+
+    monkeypatch.undo()
+    record = store.backfill("bf")
+    assert record is not None and record.status == "deleted"
+    assert result.done == [a.id]
+    assert [e.kind for e in store.events(instance=a.id)][-2:] == ["rerun", "delete"]
+    assert by_node(store, "a")[0].state == "cancelled"  # not pending in a deleted backfill
+    other.close()

@@ -104,6 +104,29 @@ def test_a_cancelled_instance_that_is_wanted_again_comes_back(tmp_path: Path) ->
     assert [i.state for i in store.instances()] == ["pending", "pending"]
 
 
+def test_an_instance_started_since_the_diff_is_kept_and_reported_kept_not_cancelled(
+    tmp_path: Path,
+) -> None:
+    """The diff read it waiting; it started before the apply's transaction: the store
+    keeps it (and records no cancel), and the summary says so."""
+    store = open_store(tmp_path / "s.db")
+    changes(store, node("a"), backfill("old"), backfill(dates=TWO_DAYS))
+    found = changes(store, node("a"), backfill(dates=["2024-03-01"]), prune=True, apply=False)
+    assert counts(found) == (0, 0, 2, 0)
+    late = store.instances(backfill="bf", bizdate="2024-03-02")[0]
+    store.begin_attempt(late.id, "fake", at=AT, actor="c", origin="c")  # a controller, meanwhile
+    specs = specs_of(workspace(), node("a"), backfill(dates=["2024-03-01"]))
+
+    reconcile.apply(store, found, specs, at=AT, actor="tester", origin="apply")
+
+    assert counts(found) == (0, 0, 1, 1)
+    assert found.summary(done=True) == (
+        "Apply complete: 0 created, 0 updated, 1 cancelled; 1 kept as they ran."
+    )
+    assert store.instances(ids=[late.id])[0].state == "running"
+    assert [e.to_state for e in store.events(instance=late.id)] == ["pending", "running"]
+
+
 def test_a_backfill_gone_from_the_specs_is_kept_unless_pruned(tmp_path: Path) -> None:
     store = open_store(tmp_path / "s.db")
     changes(store, node("a"), backfill("old"), backfill("keep"))

@@ -39,8 +39,9 @@ class Changes(Tables):
         actor: str,
         origin: str,
         resource_groups: Sequence[tuple[str, str, int]] = (),
-    ) -> None:
-        """All of it or nothing: an instance created twice is refused before any change."""
+    ) -> list[str]:
+        """All of it or nothing: an instance created twice is refused before any change.
+        The ids cancelled (PlanStore.save_apply)."""
         with self._lock:
             new = [i.id for i in creates]
             if len(set(new)) != len(new) or any(i in self._instances for i in new):
@@ -55,9 +56,14 @@ class Changes(Tables):
             back = {i.id for i in updates if self._is_cancelled(i.id)}
             for i in updates:
                 self._redefine(i, at)
-            for ident in cancels:
-                self._cancel(ident, at)
-            self._apply_events(backfills, creates, updates, cancels, back, at, actor, origin)
+            # The cancelled ones: id -> (their backfill, the state they left).
+            gone: dict[str, tuple[str, str]] = {}
+            for ident in dict.fromkeys(cancels):
+                left = self._cancel(ident, at)
+                if left is not None:
+                    gone[ident] = left
+            self._apply_events(backfills, creates, updates, gone, back, at, actor, origin)
+            return list(gone)
 
     @staticmethod
     def _reapplied(b: BackfillRecord) -> BackfillRecord:
@@ -94,30 +100,35 @@ class Changes(Tables):
             finished_at=None if back else stored.finished_at,
         )
 
-    def _cancel(self, ident: str, at: float) -> None:
+    def _cancel(self, ident: str, at: float) -> tuple[str, str] | None:
+        """Cancel the instance if it has not started: (its backfill, the state it left);
+        None when it is unknown, or kept (it started)."""
         stored = self._instances.get(ident)
-        if stored is not None and stored.state in NOT_STARTED:
-            self._instances[ident] = replace(
-                stored,
-                state="cancelled",
-                reason=_NO_LONGER,
-                blocker=None,
-                updated_at=at,
-                finished_at=at,
-            )
+        if stored is None or stored.state not in NOT_STARTED:
+            return None
+        self._instances[ident] = replace(
+            stored,
+            state="cancelled",
+            reason=_NO_LONGER,
+            blocker=None,
+            updated_at=at,
+            finished_at=at,
+        )
+        return stored.backfill, stored.state
 
     def _apply_events(
         self,
         backfills: Sequence[BackfillRecord],
         creates: Sequence[InstanceRecord],
         updates: Sequence[InstanceRecord],
-        cancels: Sequence[str],
+        cancelled: dict[str, tuple[str, str]],
         back: set[str],
         at: float,
         actor: str,
         origin: str,
     ) -> None:
-        """As the SQL store's: an instance brought back (`back`) is a transition."""
+        """As the SQL store's: an instance brought back (`back`) is a transition, and so
+        is one cancelled (`cancelled`: id -> its backfill and the state it left)."""
         who = (at, actor, origin)
         for i in creates:
             self._event(*who, "created", i.backfill, i.id, None, i.state)
@@ -130,10 +141,8 @@ class Changes(Tables):
                 self._event(
                     *who, "updated", i.backfill, i.id, message="definition changed by apply"
                 )
-        for ident in cancels:
-            owner = self._instances.get(ident)
-            backfill = owner.backfill if owner else None
-            self._event(*who, "transition", backfill, ident, None, "cancelled", _NO_LONGER)
+        for ident, (backfill, state) in cancelled.items():
+            self._event(*who, "transition", backfill, ident, state, "cancelled", _NO_LONGER)
         for b in backfills:
             self._event(*who, "applied", b.name, message=f"applied {b.digest[:19]}")
 

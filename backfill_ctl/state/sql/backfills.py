@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from backfill_ctl.core.records import BackfillRecord
+from backfill_ctl.core.records import NOT_STARTED, BackfillRecord
 from backfill_ctl.state.sql.base import SQLStore
 from backfill_ctl.state.sql.events import EVENT_COLUMNS, insert_event
 from backfill_ctl.state.sql.instances import INSTANCE_COLUMNS, instance_row
@@ -129,8 +129,9 @@ class Backfills(SQLStore):
         actor: str,
         origin: str,
         resource_groups: Sequence[tuple[str, str, int]] = (),
-    ) -> None:
-        """One transaction: the backfills, new and changed instances, cancellations."""
+    ) -> list[str]:
+        """One transaction: the backfills, new and changed instances, cancellations; the
+        ids cancelled (PlanStore.save_apply)."""
         with self._write() as db:
             db.executemany(
                 "INSERT INTO resource_groups (name, type, concurrency) VALUES (?, ?, ?) "
@@ -142,26 +143,32 @@ class Backfills(SQLStore):
             self._insert_rows(db, "instances", INSTANCE_COLUMNS, [instance_row(i) for i in creates])
             back = self._cancelled(db, [i.id for i in updates])  # read before they move
             db.executemany(_UPDATE_INSTANCE, [_definition(i, at) for i in updates])
+            # Read after the updates, in this transaction: what is cancelled, from what.
+            gone = self._cancellable(db, cancels)
             db.executemany(
                 "UPDATE instances SET state = 'cancelled', reason = 'no longer in the specs', "
                 "blocker = NULL, updated_at = ?, finished_at = ? WHERE id = ? AND state IN "
                 "('pending', 'waiting-for-time', 'waiting-for-resources', 'frozen')",
-                [(at, at, i) for i in cancels],
+                [(at, at, i) for i in gone],
             )
-            owners = self._owners(db, cancels)
-            events = _apply_events(
-                backfills, creates, updates, cancels, back, owners, at, actor, origin
-            )
+            events = _apply_events(backfills, creates, updates, gone, back, at, actor, origin)
             self._insert_rows(db, "events", EVENT_COLUMNS, events)
+        return list(gone)
 
-    def _owners(self, db: Database, ids: Sequence[str]) -> dict[str, str]:
-        """The backfill of each of the instances `ids` that is stored."""
+    def _cancellable(self, db: Database, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """Those of the instances `ids` that an apply cancels, as they are stored (they
+        have not started): id -> (its backfill, its state), in the order of `ids`. A
+        started or finished one is kept, and an unknown id is nothing: neither moves."""
         if not ids:
             return {}
         among, chosen = self._among("id", ids)
-        return dict(
-            db.execute(f"SELECT id, backfill FROM instances WHERE {among}", (chosen,)).fetchall()
-        )
+        among_states, states = self._among("state", sorted(NOT_STARTED))
+        rows = db.execute(
+            f"SELECT id, backfill, state FROM instances WHERE {among} AND {among_states}",
+            (chosen, states),
+        ).fetchall()
+        found = {i: (b, s) for i, b, s in rows}
+        return {i: found[i] for i in dict.fromkeys(ids) if i in found}
 
     def _cancelled(self, db: Database, ids: Sequence[str]) -> set[str]:
         """Those of the instances `ids` that are cancelled (an update brings them back)."""
@@ -225,15 +232,15 @@ def _apply_events(
     backfills: Sequence[BackfillRecord],
     creates: Sequence[InstanceRecord],
     updates: Sequence[InstanceRecord],
-    cancels: Sequence[str],
+    cancelled: dict[str, tuple[str, str]],
     back: set[str],
-    owners: dict[str, str],
     at: float,
     actor: str,
     origin: str,
 ) -> list[tuple[Any, ...]]:
     """The events of one apply, as rows of `EVENT_COLUMNS`: an instance brought back
-    (`back`: it was cancelled) is a transition, like any change of state."""
+    (`back`: it was cancelled) is a transition, like any change of state, and so is one
+    cancelled (`cancelled`: id -> its backfill and the state it left); nothing else is."""
     who = (at, actor, origin)
     events: list[tuple[Any, ...]] = [
         (*who, "created", i.backfill, i.id, None, i.state, None) for i in creates
@@ -246,7 +253,10 @@ def _apply_events(
         for i in updates
     ]
     gone = "no longer in the specs"
-    events += [(*who, "transition", owners.get(i), i, None, "cancelled", gone) for i in cancels]
+    events += [
+        (*who, "transition", backfill, i, state, "cancelled", gone)
+        for i, (backfill, state) in cancelled.items()
+    ]
     events += [
         (*who, "applied", b.name, None, None, None, f"applied {b.digest[:19]}") for b in backfills
     ]
