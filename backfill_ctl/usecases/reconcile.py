@@ -264,6 +264,16 @@ def _deleted(b: BackfillRecord) -> BackfillRecord:
     return replace(b, status="deleted")
 
 
+def _started_meanwhile(changes: Changes, cancelled: set[str]) -> None:
+    """The instances to cancel that the store did not cancel (they started since the diff
+    read them) move from `cancel` to `kept`."""
+    for c in changes.backfills:
+        started = [i for i in c.cancel if i not in cancelled]
+        if started:
+            c.cancel = [i for i in c.cancel if i in cancelled]
+            c.kept += len(started)
+
+
 def apply(
     store: PlanStore, changes: Changes, specs: Specs, *, at: float, actor: str, origin: str
 ) -> None:
@@ -280,12 +290,7 @@ def apply(
         origin=origin,
         resource_groups=[(g.name, g.type, g.concurrency) for g in specs.resource_groups.values()],
     )
-    if sum(len(c.cancel) for c in changes.backfills) != len(cancelled):
-        done = set(cancelled)
-        for c in changes.backfills:
-            started = [i for i in c.cancel if i not in done]
-            c.cancel = [i for i in c.cancel if i in done]
-            c.kept += len(started)
+    _started_meanwhile(changes, set(cancelled))
     for c in changes.backfills:  # a second transaction each; the next apply redoes a lost one
         if c.access_spec is not None:
             store.update_backfill(
