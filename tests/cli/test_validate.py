@@ -8,6 +8,7 @@ unusable input exits 2, and no traceback ever reaches the user (see helpers.run)
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,34 @@ SPEC_MISTAKES: dict[str, Mistake] = {
         [
             "backfill.yaml:11:5: error: $.spec.dates[0]: '2024-02-30' is not a calendar date",
             "  hint: A calendar date, YYYY-MM-DD (quoted or not), for example '2024-03-01'",
+        ],
+    ),
+    "business-date-past-the-calendar": Mistake(
+        with_catalog(dump(backfill(dates=["9999-12-31"]))),
+        [
+            "backfill.yaml:11:5: error: $.spec.dates[0]: business date 9999-12-31 is out of range",
+            "  hint: use a date from 0200-01-01 to 9799-12-31: an instance is scheduled the day "
+            "after its business date, and its parameters may shift that by up to 100 years",
+        ],
+    ),
+    "business-date-before-the-calendar": Mistake(
+        with_catalog(dump(backfill(dates=[{"from": "0001-01-01", "to": "2024-03-01"}]))),
+        [
+            "backfill.yaml:11:5: error: $.spec.dates[0].from: business date 0001-01-01 is out "
+            "of range",
+            "  hint: use a date from 0200-01-01 to 9799-12-31: an instance is scheduled the day "
+            "after its business date, and its parameters may shift that by up to 100 years",
+        ],
+    ),
+    "duration-past-the-calendar": Mistake(
+        {
+            "catalog.yaml": CATALOG,
+            "more.yaml": dump(node("d", run={"command": ["x"], "timeout": "9999999999d"})),
+        },
+        [
+            "more.yaml:14:5: error: $.spec.run.timeout: '9999999999d' is longer than the "
+            "limit of 36600d (100 years)",
+            "  hint: write a shorter duration, such as 2h or 30d",
         ],
     ),
     "reversed-range": Mistake(
@@ -268,6 +297,25 @@ def test_plan_reports_the_same_spec_mistake(tmp_path: Path, mistake: Mistake) ->
 
     assert result.exit_code == 1
     assert result.stderr.splitlines() == mistake.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("plan",), ("check",), ("apply", "--dry-run", "--state", "s.db"), ("diff", "--state", "s.db")],
+)
+@pytest.mark.parametrize("day", ["9999-12-30", "9999-12-31", "0001-01-01"])
+def test_every_planning_command_reports_a_date_at_the_calendar_ends(
+    tmp_path: Path, command: tuple[str, ...], day: str
+) -> None:
+    """Not an internal error (exit 3): the date is a spec mistake, located, exit 1 (diff:
+    2, its code for an error)."""
+    write_files(tmp_path, with_catalog(dump(backfill(dates=[day]))))
+
+    result = run(command[0], ".", *command[1:], "--as", "alice", "--now", NOW)
+
+    assert result.exit_code == (2 if command[0] == "diff" else 1)
+    line = rf"backfill\.yaml:11:5: error( \[[\w-]+\])?: \$\.spec\.dates\[0\]: business date {day} "
+    assert re.search(line + "is out of range$", result.stdout + result.stderr, re.M)
 
 
 INPUT_MISTAKES: dict[str, Mistake] = {
