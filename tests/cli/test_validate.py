@@ -89,8 +89,25 @@ SPEC_MISTAKES: dict[str, Mistake] = {
     ),
     "wrong-enum": Mistake(
         with_catalog(dump(backfill(order="up"))),
-        # No hint: the message itself lists the choices.
-        ["backfill.yaml:12:3: error: $.spec.order: 'up' is not one of: ascending, descending"],
+        [
+            "backfill.yaml:12:3: error: $.spec.order: 'up' is not one of: ascending, descending",
+            "  hint: use one of: ascending, descending",
+        ],
+    ),
+    "kind-that-is-a-list": Mistake(
+        with_catalog("apiVersion: backfillctl.dev/v1alpha1\nkind: [Backfill]\n"),
+        [
+            "backfill.yaml:2:1: error: $.kind: unknown kind ['Backfill']",
+            "  hint: did you mean 'Backfill'?",
+        ],
+    ),
+    "misspelt-enum": Mistake(
+        with_catalog(dump(backfill(order="decending"))),
+        [
+            "backfill.yaml:12:3: error: $.spec.order: 'decending' is not one of: ascending, "
+            "descending",
+            "  hint: did you mean 'descending'?",
+        ],
     ),
     "bad-date": Mistake(
         with_catalog(dump(backfill(dates=["2024-02-30"]))),

@@ -194,9 +194,55 @@ def test_missing_required_field() -> None:
     assert messages(doc) == [("$.spec", "missing required field 'dates'", "add the missing field")]
 
 
-def test_wrong_enum_lists_the_choices() -> None:
+def test_wrong_enum_lists_the_choices_and_the_hint_says_which_to_use() -> None:
     assert messages(backfill(order="sideways")) == [
-        ("$.spec.order", "'sideways' is not one of: ascending, descending", None)
+        (
+            "$.spec.order",
+            "'sideways' is not one of: ascending, descending",
+            "use one of: ascending, descending",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("doc", "hint"),
+    [
+        (backfill(order="descnding"), "did you mean 'descending'?"),
+        (backfill(order="Ascending"), "did you mean 'ascending'?"),
+        (backfill(alerts={"when": "fail"}), "did you mean 'failure'?"),
+        (backfill(select={"method": "descendents", "roots": ["a"]}), "did you mean 'descendants'?"),
+        (resource_group(type="shard"), "did you mean 'shared'?"),
+        (config(backend="k8s"), "use one of: local, kubernetes"),
+        (backfill(order=True), "use one of: ascending, descending"),
+    ],
+)
+def test_a_wrong_enum_value_gets_the_closest_allowed_one(doc: dict[str, Any], hint: str) -> None:
+    assert [h for _, _, h in messages(doc)] == [hint]
+
+
+def test_a_rule_without_words_of_its_own_points_at_the_fields_documentation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from backfill_ctl.spec import hints
+
+    monkeypatch.delitem(hints.RULES, "enum")
+    assert messages(backfill(alerts={"when": "sometimes"})) == [
+        (
+            "$.spec.alerts.when",
+            "'sometimes' is not one of ['failure', 'success', 'always', 'never']",
+            "see backfillctl explain Backfill.spec.alerts.when",
+        )
+    ]
+
+
+def test_a_policy_with_both_a_command_and_a_url_says_to_keep_one() -> None:
+    doc = config(policies=[{"name": "p", "command": ["x"], "url": "https://example.com"}])
+    assert messages(doc) == [
+        (
+            "$.spec.policies[0]",
+            "both 'command' and 'url' are set; only one of them may be",
+            "remove 'command' or 'url'",
+        )
     ]
 
 
@@ -214,7 +260,7 @@ def test_a_field_backfillctl_owns_cannot_be_set_in_the_pod_template() -> None:
 
 def test_wrong_enum_of_numbers() -> None:
     assert messages(node("a", priority=2)) == [
-        ("$.spec.priority", "2 is not one of: 1, 3, 5, 7, 8", None)
+        ("$.spec.priority", "2 is not one of: 1, 3, 5, 7, 8", "use one of: 1, 3, 5, 7, 8")
     ]
 
 
@@ -336,9 +382,11 @@ def test_wrong_api_version_hint() -> None:
         ("Backfil", "did you mean 'Backfill'?"),
         ("node", "did you mean 'Node'?"),
         ("Pipeline", "use one of Workspace, ResourceGroup, Node, Backfill, Config"),
+        (["Node"], "did you mean 'Node'?"),  # (a list: no crash, it cannot be hashed)
+        ({"a": 1}, "use one of Workspace, ResourceGroup, Node, Backfill, Config"),
     ],
 )
-def test_unknown_kind(kind: str, hint: str) -> None:
+def test_unknown_kind(kind: Any, hint: str) -> None:
     assert validate(workspace() | {"kind": kind}) == (
         None,
         [Diagnostic(f"unknown kind {kind!r}", "f.yaml", 0, ("kind",), hint, code="schema")],
@@ -608,6 +656,15 @@ def test_fast_check_agrees_with_jsonschema(kind: str, says_valid: Any) -> None:
     invalid = sum(1 for ref, _ in verdicts if not ref)
     assert invalid > 40
     assert len(cases) - invalid > len(corpus)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_schema_error_has_a_hint(kind: str) -> None:
+    """Every rule a mutation of a valid document breaks is explained with a fix."""
+    corpus = [doc for k, doc in [*examples(), *VALID_DOCUMENTS] if k == kind]
+    found = [d for doc in corpus for m in mutations(doc) for d in validate(m)[1]]
+    assert len(found) > 40
+    assert [d.format() for d in found if not d.hint] == []
 
 
 def test_mutations_cover_what_they_claim() -> None:
