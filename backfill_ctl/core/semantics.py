@@ -243,13 +243,23 @@ def check_backfill(
     return scope, out
 
 
+def _fails_alone(node: Node) -> bool:
+    """Whether the node's templates fail without any override (check_templates)."""
+    compiled, errors = _template_errors(node.parameters, node.run.command, node.run.env)
+    hidden = {env_name(name) for name, _ in node.parameters} & {key for key, _ in node.run.env}
+    return not compiled or bool(errors) or bool(hidden)
+
+
 def _check_overrides(
     nodes: Mapping[str, Node], scope: Scope, backfill: Backfill
 ) -> list[Diagnostic]:
     failures: dict[tuple[str | None, str], list[str]] = {}
     for name in scope.nodes:
+        node = nodes[name]
+        if _fails_alone(node):
+            continue  # reported at the node (check_templates), once
         try:
-            compile_node(nodes[name], backfill.parameters)
+            compile_node(node, backfill.parameters)
         except ParamError as exc:
             failures.setdefault((exc.parameter, exc.message), []).append(name)
     out = []

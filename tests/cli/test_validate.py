@@ -335,6 +335,41 @@ def test_every_planning_command_reports_a_date_at_the_calendar_ends(
     assert re.search(line + "is out of range$", result.stdout + result.stderr, re.M)
 
 
+@pytest.mark.parametrize("command", ["validate", "plan", "check"])
+@pytest.mark.parametrize("overrides", [None, {"y": "1"}, {"x": "1"}])
+@pytest.mark.parametrize(
+    "text", ["echo ${x}", 'echo "${x}" ${x}', "echo '${x}'; echo $(cat ${x})", "run ${x}\n"]
+)
+def test_an_unknown_parameter_of_a_string_command_is_reported_once(
+    tmp_path: Path, command: str, overrides: dict[str, str] | None, text: str
+) -> None:
+    """At the node, not again at each Backfill with parameters that selects it: the node
+    fails on its own, whatever the Backfill overrides."""
+    extra = {"parameters": overrides} if overrides else {}
+    write_files(
+        tmp_path,
+        {
+            "catalog.yaml": CATALOG,
+            "more.yaml": dump(node("d", command=text)),
+            "backfill.yaml": dump(
+                backfill(select={"method": "descendants", "roots": ["d"]}, **extra)
+            ),
+        },
+    )
+
+    now = () if command == "validate" else ("--now", NOW)
+    result = run(command, ".", "--as", "alice", *now)
+
+    assert result.exit_code == 1
+    lines = (result.stdout + result.stderr).splitlines()
+    assert [line for line in lines if "${x}" in line and "hint:" not in line] == [
+        next(line for line in lines if line.startswith("more.yaml:12:5: error"))
+    ]
+    assert next(line for line in lines if "error" in line and "${x}" in line).endswith(
+        "$.spec.run.command: unknown parameter or time expression ${x}"
+    )
+
+
 INPUT_MISTAKES: dict[str, Mistake] = {
     "missing-path": Mistake(
         {"catalog.yaml": CATALOG},

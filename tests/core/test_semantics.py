@@ -141,6 +141,36 @@ def test_an_override_must_make_sense_for_every_node_in_scope() -> None:
     ]
 
 
+def test_a_node_that_fails_on_its_own_is_not_blamed_on_the_overrides() -> None:
+    """Its errors are the node's, reported there once; the Backfill's overrides are
+    checked on the other nodes of its scope."""
+    got = problems(
+        WS,
+        node("a", command="run ${x}"),
+        node(
+            "b",
+            upstream=["a"],
+            parameters={"pt": "1"},
+            run={"command": "run ${pt}", "env": {"BACKFILL_PARAM_PT": "x"}},
+        ),
+        node("c", upstream=["a"]),
+        backfill(parameters={"dir": "/data/${pt}"}),
+    )
+    assert [(doc, path, message) for doc, path, message, _ in got] == [
+        (1, ("spec", "run", "command"), "unknown parameter or time expression ${x}"),
+        (
+            2,
+            ("spec", "run", "env", "BACKFILL_PARAM_PT"),
+            "BACKFILL_PARAM_PT is where parameter pt's value is exported",
+        ),
+        (
+            4,
+            ("spec", "parameters", "dir"),
+            "unknown parameter or time expression ${pt} (for node c)",
+        ),
+    ]
+
+
 def test_a_sub_daily_node_needs_a_tick_in_the_time_window() -> None:
     got = problems(
         WS,
