@@ -8,10 +8,17 @@ A reference to a document that has errors of its own (`Specs.broken`) is not cal
 unknown: it is a knock-on error that says where that document is, and carries it as
 its `cause` (listed after the root causes); a Backfill naming such a node is not
 selected at all, so its selection reports nothing that only follows from it.
+
+A document built without the fields its schema errors lie in (`Specs.removed`) is
+checked on what it has; a check that would read a removed field is skipped instead of
+reporting what only follows from its absence: a node's templates without its
+parameters, a Backfill's selection without a part of it, the Config's limits.
 """
 
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -34,7 +41,7 @@ if TYPE_CHECKING:
 
     from backfill_ctl.spec.catalog import Catalog
     from backfill_ctl.spec.loader import Specs
-    from backfill_ctl.spec.model import Backfill, Node, Origin
+    from backfill_ctl.spec.model import Backfill, Limits, Node, Origin
 
 
 def _diag(
@@ -115,7 +122,7 @@ def _suggest(name: str, choices: Iterable[str], fallback: str) -> str:
 def check_references(specs: Specs) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     hint: tuple[Iterable[str], str]
-    for node in specs.nodes.values():
+    for node in _every_node(specs):
         o, of = node.origin, (node.name,)
         if node.workspace not in specs.workspaces:
             hint = (specs.workspaces, "add a Workspace document with that name")
@@ -203,7 +210,9 @@ def check_cycles(specs: Specs, catalog: Catalog) -> list[Diagnostic]:
 def check_templates(specs: Specs) -> list[Diagnostic]:
     """Every template of every node compiles on its own parameters."""
     out = []
-    for node in specs.nodes.values():
+    for node in _every_node(specs):
+        if specs.lacks(node.origin, "spec", "parameters"):
+            continue  # its ${name}s would be unknown
         compiled, errors = _template_errors(node.parameters, node.run.command, node.run.env)
         out += [_param_diag(node, path, exc) for path, exc in errors]
         if not compiled:
@@ -226,6 +235,11 @@ def check_templates(specs: Specs) -> list[Diagnostic]:
     return out
 
 
+def _every_node(specs: Specs) -> list[Node]:
+    """The catalog's nodes and those held back from it (their own checks still run)."""
+    return [*specs.nodes.values(), *specs.held_back]
+
+
 def _param_diag(node: Node, path: tuple[PathPart, ...], exc: ParamError) -> Diagnostic:
     return _diag(node.origin, path, exc.message, exc.hint, "bad-parameter", nodes=(node.name,))
 
@@ -234,13 +248,26 @@ def check_backfill(
     specs: Specs, catalog: Catalog, backfill: Backfill, actor: str | None
 ) -> tuple[Scope | None, list[Diagnostic]]:
     """Selection, overrides and time window of one Backfill."""
-    scope, out = select(catalog, backfill, specs.config.limits, actor)
+    scope, out = select(catalog, backfill, _limits(specs), actor)
     if scope is None:
         return None, out
     if backfill.parameters:
         out += _check_overrides(specs.nodes, scope, backfill)
     out += check_window(catalog, scope, backfill)
     return scope, out
+
+
+def _limits(specs: Specs) -> Limits:
+    """The Config's limits; one its document was built without is not applied (it would
+    be the default, not what the author wrote)."""
+    limits, origin = specs.config.limits, specs.config.origin
+    if origin is None:
+        return limits
+    if specs.lacks(origin, "spec", "limits", "maxRoots"):
+        limits = replace(limits, max_roots=sys.maxsize)
+    if specs.lacks(origin, "spec", "limits", "maxNodes"):
+        limits = replace(limits, max_nodes=sys.maxsize)
+    return limits
 
 
 def _fails_alone(node: Node) -> bool:
@@ -353,6 +380,8 @@ def validate(
     if cycles:
         return scopes, out  # a scope needs an acyclic graph
     for backfill in specs.backfills.values():
+        if specs.lacks(backfill.origin, "spec", "select"):
+            continue  # a scope without a part of its selection would be made up
         broken = check_broken_selection(specs, backfill) if specs.broken else []
         if broken:
             out += broken

@@ -240,8 +240,23 @@ def validate_document(doc: RawDocument) -> tuple[str | None, list[Diagnostic]]:
             return None, [diag("missing 'kind'", hint=f"add kind: one of {', '.join(KINDS)}")]
         hint = did_you_mean(str(kind), KINDS) or f"use one of {', '.join(KINDS)}"
         return None, [diag(f"unknown kind {kind!r}", ("kind",), hint)]
+    return kind, document_errors(kind, data, diag)
+
+
+def document_errors(
+    kind: str, data: Any, diag: Callable[..., Diagnostic] | None = None
+) -> list[Diagnostic]:
+    """The schema errors of a document of a known `kind`; `diag(message, path, hint)`
+    makes each (by default a Diagnostic of no file)."""
+    diag = diag or _unlocated
     errors = sorted(schema_errors(kind, data), key=_error_order)
-    return kind, _misspelt_required([d for error in errors for d in _explain(error, diag, kind)])
+    return _misspelt_required([d for error in errors for d in _explain(error, diag, kind)])
+
+
+def _unlocated(
+    message: str, path: tuple[PathPart, ...] = (), hint: str | None = None
+) -> Diagnostic:
+    return Diagnostic(message, path=path, hint=hint, code="schema")
 
 
 def _misspelt_required(diags: list[Diagnostic]) -> list[Diagnostic]:

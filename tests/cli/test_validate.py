@@ -448,9 +448,136 @@ def test_every_error_of_every_file_is_reported_in_one_run_sorted_by_file_and_lin
         "  hint: check the indentation and quoting around this position",
     ]
     assert result.stdout == (
-        "3 files, 4 documents (1 workspace, 0 resource groups, 2 nodes, 0 backfills): "
+        "3 files, 4 documents (1 workspace, 0 resource groups, 2 nodes, 1 backfill): "
         "5 errors, 0 warnings\n"
     )
+
+
+def test_a_schema_error_does_not_hide_the_documents_other_errors(tmp_path: Path) -> None:
+    """An unknown field, or a wrong value of a field no other check reads, is left out:
+    the references, ranges, cron and parameters of the rest are checked in the same run."""
+    write_files(
+        tmp_path,
+        {
+            "catalog.yaml": CATALOG,
+            "more.yaml": dump(node("d", "0 1 * *", command="echo ${x}", priority=4)),
+            "backfill.yaml": dump(
+                backfill(
+                    select={"method": "descendants", "roots": ["nope"]},
+                    dates=[{"from": "2024-03-05", "to": "2024-03-01"}],
+                    grups=2,
+                )
+            ),
+        },
+    )
+
+    result = run("validate", ".")
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "backfill.yaml:9:7: error: $.spec.select.roots[0]: unknown node 'nope'",
+        "  hint: add a Node with that name",
+        "backfill.yaml:11:5: error: $.spec.dates[0]: reversed range: "
+        "from 2024-03-05 is after to 2024-03-01",
+        "  hint: swap from and to",
+        "backfill.yaml:13:3: error: $.spec.grups: unknown field 'grups'",
+        "  hint: did you mean 'groups'?",
+        "more.yaml:9:3: error: $.spec.schedule: invalid cron expression '0 1 * *': "
+        "it has 4 fields, a cron expression has 5",
+        '  hint: use five fields: minute hour day-of-month month day-of-week, e.g. "0 2 * * *"',
+        "more.yaml:12:5: error: $.spec.run.command: unknown parameter or time expression ${x}",
+        "  hint: ${...} is a named parameter or the business date: tokens yyyy yy mm dd and an "
+        "optional offset, e.g. ${yyyymmdd-1}; write $${...} for a literal ${...}; no "
+        "parameters are defined",
+        "more.yaml:13:3: error: $.spec.priority: 4 is not one of: 1, 3, 5, 7, 8",
+        "  hint: use one of: 1, 3, 5, 7, 8",
+    ]
+    assert result.stdout == (
+        "3 files, 6 documents (1 workspace, 0 resource groups, 4 nodes, 1 backfill): "
+        "6 errors, 0 warnings\n"
+    )
+
+
+def test_a_wrong_date_or_argv_item_does_not_hide_the_rest_of_its_document(
+    tmp_path: Path,
+) -> None:
+    write_files(
+        tmp_path,
+        {
+            "catalog.yaml": CATALOG,
+            "more.yaml": dump(node("d", "0 1 * *", command=["sleep", 5])),
+            "backfill.yaml": dump(
+                backfill(select={"method": "descendants", "roots": ["nope"]}, dates=["2024-3-1"])
+            ),
+        },
+    )
+
+    result = run("validate", ".")
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "backfill.yaml:9:7: error: $.spec.select.roots[0]: unknown node 'nope'",
+        "  hint: add a Node with that name",
+        "backfill.yaml:11:5: error: $.spec.dates[0]: '2024-3-1' is not a calendar date",
+        "  hint: A calendar date, YYYY-MM-DD (quoted or not), for example '2024-03-01'",
+        "more.yaml:9:3: error: $.spec.schedule: invalid cron expression '0 1 * *': "
+        "it has 4 fields, a cron expression has 5",
+        '  hint: use five fields: minute hour day-of-month month day-of-week, e.g. "0 2 * * *"',
+        "more.yaml:14:7: error: $.spec.run.command[1]: 5 is not of type 'string'",
+        "  hint: quote the value to make it a string",
+    ]
+
+
+def test_what_a_removed_field_decides_is_not_checked_without_it(tmp_path: Path) -> None:
+    """No made-up errors: a node without its parameters has no unknown ${pt}, and is not in
+    the catalog (a Backfill naming it is told why); a Backfill without a field of its
+    selection has no scope, so no selection errors. Their other checks still run."""
+    write_files(
+        tmp_path,
+        {
+            "catalog.yaml": CATALOG,
+            "more.yaml": dump(node("d", "0 1 * *", command=["run", "${pt}"], parameters={"pt": 1})),
+            "backfill.yaml": dump(
+                backfill(
+                    select={"method": "descendants", "roots": ["nope", "d"], "block": "b"},
+                    dates=[{"from": "2024-03-05", "to": "2024-03-01"}],
+                ),
+                backfill("bf2", select={"method": "descendants", "roots": ["d"]}),
+            ),
+        },
+    )
+
+    result = run("validate", ".")
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "backfill.yaml:11:5: error: $.spec.select.block: 'b' is not of type 'array'",
+        "  hint: write a list, for example [b]",
+        "backfill.yaml:13:5: error: $.spec.dates[0]: reversed range: "
+        "from 2024-03-05 is after to 2024-03-01",
+        "  hint: swap from and to",
+        "more.yaml:9:3: error: $.spec.schedule: invalid cron expression '0 1 * *': "
+        "it has 4 fields, a cron expression has 5",
+        '  hint: use five fields: minute hour day-of-month month day-of-week, e.g. "0 2 * * *"',
+        "more.yaml:16:5: error: $.spec.parameters.pt: 1 is not of type 'string'",
+        "  hint: quote the value to make it a string",
+        "backfill.yaml:24:7: error: $.spec.select.roots[0]: node 'd' is defined in "
+        "more.yaml:1 but that document has errors (see above)",
+        "  hint: fix the errors of that document first; this one follows from them",
+    ]
+
+
+@pytest.mark.parametrize("command", ["plan", "check"])
+def test_a_backfill_built_without_a_wrong_field_is_still_not_planned(
+    tmp_path: Path, command: str
+) -> None:
+    write_files(tmp_path, with_catalog(dump(backfill(grups=2))))
+
+    result = run(command, ".", "--as", "alice", "--now", NOW)
+
+    assert result.exit_code == 1
+    assert "$.spec.grups: unknown field 'grups'" in result.stdout + result.stderr
+    assert "0 instances" in result.stdout or "No Backfill could be planned" in result.stdout
 
 
 # -- success, warnings, formats, stdin ------------------------------------------------
