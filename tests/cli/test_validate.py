@@ -101,6 +101,13 @@ SPEC_MISTAKES: dict[str, Mistake] = {
             "  hint: did you mean 'Backfill'?",
         ],
     ),
+    "selection-without-method": Mistake(
+        with_catalog(dump(backfill(select={"roots": ["a"]}))),
+        [
+            "backfill.yaml:6:3: error: $.spec.select: missing required field 'method'",
+            "  hint: add the missing field",
+        ],
+    ),
     "misspelt-enum": Mistake(
         with_catalog(dump(backfill(order="decending"))),
         [

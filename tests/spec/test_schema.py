@@ -25,6 +25,8 @@ from backfill_ctl.spec.schema import (
 from backfill_ctl.spec.yamlfile import RawDocument, parse_text
 from tests.builders import backfill, config, node, resource_group, workspace
 
+SCHEMAS = schema_dir()
+
 
 def validate(data: Any) -> tuple[str | None, list[Diagnostic]]:
     return validate_document(RawDocument("f.yaml", 0, 1, data))
@@ -665,6 +667,44 @@ def test_every_schema_error_has_a_hint(kind: str) -> None:
     found = [d for doc in corpus for m in mutations(doc) for d in validate(m)[1]]
     assert len(found) > 40
     assert [d.format() for d in found if not d.hint] == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_schema_error_is_reported_twice(kind: str) -> None:
+    corpus = [doc for k, doc in [*examples(), *VALID_DOCUMENTS] if k == kind]
+    for case in (m for doc in corpus for m in mutations(doc)):
+        found = [(d.path, d.message) for d in validate(case)[1]]
+        assert len(found) == len(set(found)), found
+
+
+def test_a_selection_without_its_method_is_one_error_not_each_methods_fields() -> None:
+    select = {"start": "a", "ends": ["b"]}
+    assert messages(backfill(select=select)) == [
+        ("$.spec.select", "missing required field 'method'", "add the missing field")
+    ]
+
+
+def test_every_if_requires_the_field_it_tests() -> None:
+    """Else it holds when the field is absent, and each `then` adds an error to the one
+    that the field is missing (editors read backfillctl.schema.json's ifs on kind)."""
+
+    def ifs(node: Any) -> Iterator[dict[str, Any]]:
+        if isinstance(node, dict):
+            if "if" in node:
+                yield node["if"]
+            for value in node.values():
+                yield from ifs(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from ifs(value)
+
+    found = [
+        cond
+        for path in sorted(SCHEMAS.glob("*.json"))
+        for cond in ifs(json.loads(path.read_text(encoding="utf-8")))
+    ]
+    assert len(found) == 9
+    assert all(set(cond["properties"]) <= set(cond.get("required", ())) for cond in found)
 
 
 def test_mutations_cover_what_they_claim() -> None:
