@@ -2,10 +2,11 @@
 
 Loading never stops at the first problem. Each document goes through YAML parsing,
 its kind's JSON Schema, then `DocumentBuilder`. A document with schema errors is built
-without the fields they lie in (`spec.salvage`: each takes its default), so that its
-own checks and those of the documents that refer to it still run in the same pass; the
-fields removed are kept in `Specs.removed`, and the errors stand (nothing is planned
-from such a document). Duplicate names are reported at the second definition.
+without the fields they lie in (`spec.salvage`: each takes its default, a few required
+ones a stand-in), so that its own checks and those of the documents that refer to it
+still run in the same pass; the fields removed are kept in `Specs.removed`, and the
+errors stand (nothing is planned from such a document). Duplicate names are reported at
+the second definition.
 
 A document built without a field other documents' checks read (`SHARED`: a node's
 upstream, owners and parameters, a workspace's operators) is held back from the
@@ -57,7 +58,8 @@ class Specs:
     documents: list[RawDocument] = field(default_factory=list, repr=False)
     # (kind, name) -> "file:line" of each document that has errors and is not listed
     broken: dict[tuple[str, str], str] = field(default_factory=dict)
-    # (file, document index) -> the fields a document with schema errors was built without
+    # (file, document index) -> the fields a document with schema errors was built
+    # without, or with a stand-in for (spec.salvage)
     removed: dict[tuple[str, int], tuple[tuple[PathPart, ...], ...]] = field(default_factory=dict)
     # nodes built without a field others read: checked on their own, not in the catalog
     held_back: list[Node] = field(default_factory=list)
