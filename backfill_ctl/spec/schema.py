@@ -291,7 +291,7 @@ def _explain(error: ValidationError, diag: Any, kind: str) -> Iterator[Diagnosti
         allowed = sorted(schema.get("properties", {}))
         for key in sorted(set(error.instance) - set(allowed)):
             suggestion = did_you_mean(key, allowed) or (
-                f"allowed fields: {', '.join(allowed)}" if allowed else None
+                f"allowed fields: {', '.join(allowed)}" if allowed else "remove it"
             )
             yield diag(f"unknown field {key!r}", (*path, key), suggestion)
         return

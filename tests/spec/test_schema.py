@@ -741,3 +741,12 @@ def test_the_date_pattern_accepts_exactly_the_calendar_dates() -> None:
                     real = False
                 assert bool(pattern.match(text)) == real, text
     assert not pattern.match("0000-01-01")
+
+
+def test_an_unknown_field_of_an_object_without_fields_is_told_to_go() -> None:
+    from backfill_ctl.spec import schema as module
+
+    closed = Draft202012Validator({"type": "object", "additionalProperties": False})
+    (error,) = closed.iter_errors({"x": 1})
+    (found,) = module._explain(error, module._unlocated, "Config")
+    assert (found.path, found.message, found.hint) == (("x",), "unknown field 'x'", "remove it")
