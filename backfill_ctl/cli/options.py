@@ -61,6 +61,13 @@ def resolve_now(flag: str | None) -> datetime:
             f"{source}: {text!r} is not an ISO 8601 time",
             hint="write it like 2024-03-20T09:00:00+08:00 or 2024-03-20",
         ) from exc
+    from backfill_ctl.spec.model import BUSINESS_DATES, is_business_date
+
+    if not is_business_date(value.date()):  # (before a time zone's arithmetic can overflow)
+        raise UsageError(
+            f"{source}: {text!r} is out of range",
+            hint=f"use a time from {BUSINESS_DATES}, the range of business dates",
+        )
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 

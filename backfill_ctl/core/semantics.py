@@ -8,10 +8,17 @@ A reference to a document that has errors of its own (`Specs.broken`) is not cal
 unknown: it is a knock-on error that says where that document is, and carries it as
 its `cause` (listed after the root causes); a Backfill naming such a node is not
 selected at all, so its selection reports nothing that only follows from it.
+
+A document built without the fields its schema errors lie in (`Specs.removed`) is
+checked on what it has; a check that would read a removed field is skipped instead of
+reporting what only follows from its absence: a node's templates without its
+parameters, a Backfill's selection without a part of it, the Config's limits.
 """
 
 from __future__ import annotations
 
+import sys
+from dataclasses import replace
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -35,7 +42,7 @@ if TYPE_CHECKING:
 
     from backfill_ctl.spec.catalog import Catalog
     from backfill_ctl.spec.loader import Specs
-    from backfill_ctl.spec.model import Backfill, Node, Origin
+    from backfill_ctl.spec.model import Backfill, Limits, Node, Origin
 
 
 def _diag(
@@ -116,7 +123,7 @@ def _suggest(name: str, choices: Iterable[str], fallback: str) -> str:
 def check_references(specs: Specs) -> list[Diagnostic]:
     out: list[Diagnostic] = []
     hint: tuple[Iterable[str], str]
-    for node in specs.nodes.values():
+    for node in _every_node(specs):
         o, of = node.origin, (node.name,)
         if node.workspace not in specs.workspaces:
             hint = (specs.workspaces, "add a Workspace document with that name")
@@ -204,7 +211,9 @@ def check_cycles(specs: Specs, catalog: Catalog) -> list[Diagnostic]:
 def check_templates(specs: Specs) -> list[Diagnostic]:
     """Every template of every node compiles on its own parameters."""
     out = []
-    for node in specs.nodes.values():
+    for node in _every_node(specs):
+        if specs.lacks(node.origin, "spec", "parameters"):
+            continue  # its ${name}s would be unknown
         compiled, errors = _template_errors(node.parameters, node.run.command, node.run.env)
         out += [_param_diag(node, path, exc) for path, exc in errors]
         if not compiled:
@@ -227,6 +236,11 @@ def check_templates(specs: Specs) -> list[Diagnostic]:
     return out
 
 
+def _every_node(specs: Specs) -> list[Node]:
+    """The catalog's nodes and those held back from it (their own checks still run)."""
+    return [*specs.nodes.values(), *specs.held_back]
+
+
 def _param_diag(node: Node, path: tuple[PathPart, ...], exc: ParamError) -> Diagnostic:
     return _diag(node.origin, path, exc.message, exc.hint, "bad-parameter", nodes=(node.name,))
 
@@ -235,7 +249,7 @@ def check_backfill(
     specs: Specs, catalog: Catalog, backfill: Backfill, actor: str | None
 ) -> tuple[Scope | None, list[Diagnostic]]:
     """Selection, overrides, time window and size of one Backfill."""
-    scope, out = select(catalog, backfill, specs.config.limits, actor)
+    scope, out = select(catalog, backfill, _limits(specs), actor)
     if scope is None:
         return None, out
     if backfill.parameters:
@@ -247,13 +261,36 @@ def check_backfill(
     return scope, out
 
 
+def _limits(specs: Specs) -> Limits:
+    """The Config's limits; one its document was built without is not applied (it would
+    be the default, not what the author wrote)."""
+    limits, origin = specs.config.limits, specs.config.origin
+    if origin is None:
+        return limits
+    if specs.lacks(origin, "spec", "limits", "maxRoots"):
+        limits = replace(limits, max_roots=sys.maxsize)
+    if specs.lacks(origin, "spec", "limits", "maxNodes"):
+        limits = replace(limits, max_nodes=sys.maxsize)
+    return limits
+
+
+def _fails_alone(node: Node) -> bool:
+    """Whether the node's templates fail without any override (check_templates)."""
+    compiled, errors = _template_errors(node.parameters, node.run.command, node.run.env)
+    hidden = {env_name(name) for name, _ in node.parameters} & {key for key, _ in node.run.env}
+    return not compiled or bool(errors) or bool(hidden)
+
+
 def _check_overrides(
     nodes: Mapping[str, Node], scope: Scope, backfill: Backfill
 ) -> list[Diagnostic]:
     failures: dict[tuple[str | None, str], list[str]] = {}
     for name in scope.nodes:
+        node = nodes[name]
+        if _fails_alone(node):
+            continue  # reported at the node (check_templates), once
         try:
-            compile_node(nodes[name], backfill.parameters)
+            compile_node(node, backfill.parameters)
         except ParamError as exc:
             failures.setdefault((exc.parameter, exc.message), []).append(name)
     out = []
@@ -347,6 +384,8 @@ def validate(
     if cycles:
         return scopes, out  # a scope needs an acyclic graph
     for backfill in specs.backfills.values():
+        if specs.lacks(backfill.origin, "spec", "select"):
+            continue  # a scope without a part of its selection would be made up
         broken = check_broken_selection(specs, backfill) if specs.broken else []
         if broken:
             out += broken

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from backfill_ctl.errors import Diagnostic, PathPart, quote
 from backfill_ctl.spec.cron import cron_error
 from backfill_ctl.spec.model import (
+    BUSINESS_DATES,
+    MAX_DURATION,
     Backfill,
     Config,
     Kubernetes,
@@ -30,6 +32,7 @@ from backfill_ctl.spec.model import (
     Smtp,
     TimeWindow,
     Workspace,
+    is_business_date,
     parse_date,
     parse_duration,
     parse_size,
@@ -38,8 +41,10 @@ from backfill_ctl.spec.model import (
 from backfill_ctl.spec.schema import default, defaults
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-    from datetime import date
+    from collections.abc import Callable, Mapping
+    from datetime import date, timedelta
+
+    Duration = Callable[[str, tuple[PathPart, ...]], timedelta]  # DocumentBuilder.duration
 
 __all__ = ["DocumentBuilder", "parse_date", "parse_duration", "parse_size", "parse_time"]
 
@@ -69,16 +74,39 @@ class DocumentBuilder:
             Diagnostic.in_document(self.origin, message, path=path, hint=hint, code=code)
         )
 
-    def date(self, text: str, path: tuple[PathPart, ...]) -> date | None:
+    def date(self, text: str, path: tuple[PathPart, ...], business: bool = False) -> date | None:
+        """The date `text` names; a business date must also lie in BUSINESS_DATES."""
         try:
-            return parse_date(text)
+            day = parse_date(text)
         except ValueError:
             self.error(path, f"{text!r} is not a calendar date", "write a real date, YYYY-MM-DD")
             return None
+        if business and not is_business_date(day):
+            self.error(
+                path,
+                f"business date {day.isoformat()} is out of range",
+                f"use a date from {BUSINESS_DATES}: an instance is scheduled the day after its "
+                "business date, and its parameters may shift that by up to 100 years",
+                code="out-of-range",
+            )
+            return None
+        return day
 
-    def period(self, data: Mapping[str, str], path: tuple[PathPart, ...]) -> Period:
-        start = self.date(data["from"], (*path, "from")) if "from" in data else None
-        end = self.date(data["to"], (*path, "to")) if "to" in data else None
+    def duration(self, text: str, path: tuple[PathPart, ...]) -> timedelta:
+        """The duration `text` names (the schema checked its form, not its length)."""
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            self.error(
+                path, str(exc), "write a shorter duration, such as 2h or 30d", code="out-of-range"
+            )
+            return MAX_DURATION
+
+    def period(
+        self, data: Mapping[str, str], path: tuple[PathPart, ...], business: bool = False
+    ) -> Period:
+        start = self.date(data["from"], (*path, "from"), business) if "from" in data else None
+        end = self.date(data["to"], (*path, "to"), business) if "to" in data else None
         if start and end and start > end:
             self.error(path, f"reversed range: from {start} is after to {end}", "swap from and to")
         return Period(start, end)
@@ -133,7 +161,7 @@ class DocumentBuilder:
             name=meta["name"],
             workspace=meta["workspace"],
             schedule=spec["schedule"],
-            run=_run(spec["run"], fallback),
+            run=self._run(spec["run"], fallback),
             owners=tuple(meta.get("owners", fallback["metadata.owners"])),
             upstream=tuple(spec.get("upstream", fallback["spec.upstream"])),
             self_dependent=spec.get("selfDependent", fallback["spec.selfDependent"]),
@@ -170,6 +198,23 @@ class DocumentBuilder:
             origin=self.origin,
         )
 
+    def _run(self, run: Mapping[str, Any], fallback: Mapping[str, Any]) -> Run:
+        """Node spec.run; `fallback`: the Node schema's defaults."""
+        command = run["command"]
+        resources = run.get("resources", {})
+        path: tuple[PathPart, ...] = ("spec", "run")
+        delay = run.get("retryDelay", fallback["spec.run.retryDelay"])
+        return Run(
+            command=command if isinstance(command, str) else tuple(command),
+            image=run.get("image"),
+            env=tuple(run.get("env", {}).items()),
+            timeout=self.duration(run["timeout"], (*path, "timeout")) if "timeout" in run else None,
+            retries=int(run.get("retries", fallback["spec.run.retries"])),
+            retry_delay=self.duration(delay, (*path, "retryDelay")),
+            cpu=resources.get("cpu"),
+            memory=resources.get("memory"),
+        )
+
     def _selection(self, sel: Mapping[str, Any], fallback: Mapping[str, Any]) -> Selection:
         descendants = sel.get("descendants")
         if isinstance(descendants, dict):
@@ -194,11 +239,11 @@ class DocumentBuilder:
         for i, item in enumerate(items):
             path: tuple[PathPart, ...] = ("spec", "dates", i)
             if isinstance(item, str):
-                day = self.date(item, path)
+                day = self.date(item, path, business=True)
                 if day:
                     dates.append(Period(day, day))
             else:
-                period = self.period(item, path)
+                period = self.period(item, path, business=True)
                 if period.start and period.end and period.start <= period.end:
                     dates.append(period)
         return tuple(dates)
@@ -230,12 +275,13 @@ class DocumentBuilder:
                 int(limits.get("maxRoots", fallback["spec.limits.maxRoots"])),
                 int(limits.get("maxNodes", fallback["spec.limits.maxNodes"])),
             ),
-            retention=_retention(spec.get("retention", {}), fallback),
+            retention=_retention(spec.get("retention", {}), fallback, self.duration),
             smtp=_smtp(spec.get("alerts", {}).get("smtp"), fallback),
             require_actor=bool(spec.get("requireActor", fallback["spec.requireActor"])),
             dashboard=str(spec["dashboard"]).rstrip("/") if spec.get("dashboard") else None,
             policies=tuple(
-                _policy(item, n, fallback) for n, item in enumerate(spec.get("policies", []))
+                _policy(item, n, fallback, self.duration)
+                for n, item in enumerate(spec.get("policies", []))
             ),
             origin=self.origin,
         )
@@ -247,22 +293,6 @@ _METHOD_FIELDS = {
     "workspace": {"roots", "workspaces", "includeRoot", "allow"},
     "link": {"start", "ends"},
 }
-
-
-def _run(run: Mapping[str, Any], fallback: Mapping[str, Any]) -> Run:
-    """Node spec.run; `fallback`: the Node schema's defaults."""
-    command = run["command"]
-    resources = run.get("resources", {})
-    return Run(
-        command=command if isinstance(command, str) else tuple(command),
-        image=run.get("image"),
-        env=tuple(run.get("env", {}).items()),
-        timeout=parse_duration(run["timeout"]) if "timeout" in run else None,
-        retries=int(run.get("retries", fallback["spec.run.retries"])),
-        retry_delay=parse_duration(run.get("retryDelay", fallback["spec.run.retryDelay"])),
-        cpu=resources.get("cpu"),
-        memory=resources.get("memory"),
-    )
 
 
 def _notifier(data: Mapping[str, Any]) -> Notifier:
@@ -293,27 +323,33 @@ def _kubernetes(kube: Mapping[str, Any], fallback: Mapping[str, Any]) -> Kuberne
     )
 
 
-def _retention(data: Mapping[str, Any], fallback: Mapping[str, Any]) -> Retention:
+def _retention(
+    data: Mapping[str, Any], fallback: Mapping[str, Any], duration: Duration
+) -> Retention:
     """Config spec.retention; `fallback`: the Config schema's defaults."""
     logs = data.get("logs", {})
+    path: tuple[PathPart, ...] = ("spec", "retention")
+    instances = data.get("instances", fallback["spec.retention.instances"])
     return Retention(
-        instances=parse_duration(data.get("instances", fallback["spec.retention.instances"])),
+        instances=duration(instances, (*path, "instances")),
         logs=tuple(
-            (kind, parse_duration(logs.get(kind, age)))
+            (kind, duration(logs.get(kind, age), (*path, "logs", kind)))
             for kind, age in default("Config", "spec.retention.logs").items()
         ),
         max_log_size=parse_size(data.get("maxLogSize", fallback["spec.retention.maxLogSize"])),
     )
 
 
-def _policy(item: Mapping[str, Any], index: int, fallback: Mapping[str, Any]) -> Policy:
+def _policy(
+    item: Mapping[str, Any], index: int, fallback: Mapping[str, Any], duration: Duration
+) -> Policy:
     """One of Config spec.policies; `fallback`: the Config schema's defaults."""
     timeout = item.get("timeout", fallback["spec.policies[].timeout"])
     return Policy(
         name=str(item["name"]),
         command=tuple(item["command"]) if "command" in item else None,
         url=item.get("url"),
-        timeout=parse_duration(timeout).total_seconds(),
+        timeout=duration(timeout, ("spec", "policies", index, "timeout")).total_seconds(),
         index=index,
     )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
-from backfill_ctl.errors import PathPart, quote
+from backfill_ctl.errors import PathPart, did_you_mean, quote
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -136,9 +136,33 @@ def _pattern_rule(
 def _enum(
     error: ValidationError, schema: Mapping[str, Any], path: tuple[PathPart, ...]
 ) -> tuple[str, str | None]:
-    # No hint: the message itself lists the choices.
-    choices = ", ".join(str(c) for c in schema.get("enum", ()))
-    return f"{quote(error.instance)} is not one of: {choices}", None
+    allowed = [str(c) for c in schema.get("enum", ())]
+    choices = ", ".join(allowed)
+    message = f"{quote(error.instance)} is not one of: {choices}"
+    if isinstance(error.instance, str):  # a typo, or the wrong case, of an allowed value
+        by_lower = {c.lower(): c for c in allowed}
+        if error.instance.lower() in by_lower:
+            return message, f"did you mean {by_lower[error.instance.lower()]!r}?"
+        close = did_you_mean(error.instance, allowed)
+        if close:
+            return message, close
+    return message, f"use one of: {choices}"
+
+
+def _one_of(
+    error: ValidationError, schema: Mapping[str, Any], path: tuple[PathPart, ...]
+) -> tuple[str, str | None]:
+    """A value that fits more than one branch of a oneOf (errors of no branch come with
+    their own context and are explained by the branch that fits best)."""
+    branches = schema.get("oneOf", ())
+    fields = [b["required"][0] for b in branches if list(b) == ["required"] and b["required"]]
+    if len(fields) == len(branches) == 2 and isinstance(error.instance, dict):
+        one, two = fields
+        return (
+            f"both {one!r} and {two!r} are set; only one of them may be",
+            f"remove {one!r} or {two!r}",
+        )
+    return bounded(error), None
 
 
 def _format(
@@ -162,6 +186,7 @@ RULES: dict[str, Rule] = {
     "uniqueItems": _unique,
     "pattern": _pattern_rule,
     "enum": _enum,
+    "oneOf": _one_of,
     "format": _format,
 }
 

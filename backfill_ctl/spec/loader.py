@@ -1,13 +1,20 @@
 """Paths in, `Specs` out: every document read, schema-checked and built.
 
 Loading never stops at the first problem. Each document goes through YAML parsing,
-its kind's JSON Schema, then `DocumentBuilder`; a document with schema errors is not
-built (its data cannot be trusted), but every other one is, so reference checks can
-still run over the rest. Duplicate names are reported at the second definition.
+its kind's JSON Schema, then `DocumentBuilder`. A document with schema errors is built
+without the fields they lie in (`spec.salvage`: each takes its default, a few required
+ones a stand-in), so that its own checks and those of the documents that refer to it
+still run in the same pass; the fields removed are kept in `Specs.removed`, and the
+errors stand (nothing is planned from such a document). Duplicate names are reported at
+the second definition.
 
-Where a document that was not built is defined (kind and name, read from its data or,
-after a YAML syntax error, guessed from its text) is kept in `Specs.broken`: a
-reference to it is then a knock-on error that names its cause, not an "unknown" name.
+A document built without a field other documents' checks read (`SHARED`: a node's
+upstream, owners and parameters, a workspace's operators) is held back from the
+catalog: a scope through it, or an override of its parameters, would be made up. It is
+then like a document that could not be built at all (its kind, name or a required
+field is wrong): where it is defined (kind and name, read from its data or, after a
+YAML syntax error, guessed from its text) is kept in `Specs.broken`, and a reference to
+it is a knock-on error that names its cause, not an "unknown" name.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from backfill_ctl.spec.build import DocumentBuilder
 from backfill_ctl.spec.collector import collector_paused
 from backfill_ctl.spec.forked import shared_map
 from backfill_ctl.spec.model import Backfill, Config, Node, Origin, ResourceGroup, Workspace
+from backfill_ctl.spec.salvage import salvage
 from backfill_ctl.spec.schema import validate_document
 from backfill_ctl.spec.source import SourceFile, Sources, read_sources
 from backfill_ctl.spec.yamlfile import RawDocument, parse_text, unparsed_documents
@@ -29,7 +37,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
     from typing import TextIO
 
-    from backfill_ctl.errors import Diagnostic
+    from backfill_ctl.errors import Diagnostic, PathPart
     from backfill_ctl.spec.catalog import Catalog
 
     Checked = tuple[RawDocument, str | None, list[Diagnostic]]  # a document, its kind, errors
@@ -48,12 +56,25 @@ class Specs:
     sources: Sources = field(default_factory=Sources)
     files: int = 0
     documents: list[RawDocument] = field(default_factory=list, repr=False)
-    # (kind, name) -> "file:line" of each document that has errors and was not built
+    # (kind, name) -> "file:line" of each document that has errors and is not listed
     broken: dict[tuple[str, str], str] = field(default_factory=dict)
+    # (file, document index) -> the fields a document with schema errors was built
+    # without, or with a stand-in for (spec.salvage)
+    removed: dict[tuple[str, int], tuple[tuple[PathPart, ...], ...]] = field(default_factory=dict)
+    # nodes built without a field others read: checked on their own, not in the catalog
+    held_back: list[Node] = field(default_factory=list)
 
     @property
     def errors(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.is_error]
+
+    def lacks(self, origin: Origin, *path: PathPart) -> bool:
+        """Whether the document `origin` names was built without the field at `path`, or
+        without a part of it (`spec.salvage`)."""
+        return any(
+            f[: len(path)] == path or path[: len(f)] == f
+            for f in self.removed.get((origin.file, origin.doc), ())
+        )
 
     def catalog(self) -> Catalog:
         from backfill_ctl.spec.catalog import Catalog
@@ -118,18 +139,33 @@ def _load_files(files: Iterable[SourceFile]) -> Specs:
     return specs
 
 
+# The fields of a kind other documents' checks read: a document built without one of
+# them is held back from the catalog (see the module docstring).
+SHARED: dict[str, tuple[tuple[str, ...], ...]] = {
+    "Node": (("spec", "upstream"), ("metadata", "owners"), ("spec", "parameters")),
+    "Workspace": (("spec", "operators"),),
+}
+
+
 def _add_document(
     specs: Specs, doc: RawDocument, kind: str | None, errors: list[Diagnostic]
 ) -> None:
     specs.diagnostics.extend(errors)
-    if kind is None or errors:
-        name = _name_of(doc.data)
-        if kind is not None and name is not None:
-            specs.broken.setdefault((kind, name), f"{doc.file}:{doc.line}")
+    if kind is None:
         return
+    data: dict[str, Any] = doc.data
+    removed: tuple[tuple[PathPart, ...], ...] = ()
+    if errors:
+        kept = salvage(kind, data, errors)
+        if kept is None:
+            name = _name_of(data)
+            if name is not None:
+                specs.broken.setdefault((kind, name), f"{doc.file}:{doc.line}")
+            return
+        data, removed = kept
+        specs.removed[(doc.file, doc.index)] = removed
     origin = Origin(doc.file, doc.index, doc.line)
     builder = DocumentBuilder(origin)
-    data: dict[str, Any] = doc.data
     if kind == "Config":
         if specs.config.origin is not None:
             builder.error(
@@ -149,7 +185,18 @@ def _add_document(
         }
         table = tables[kind]
         name = data["metadata"]["name"]
-        if name in table:
+        build = {
+            "Workspace": builder.workspace,
+            "ResourceGroup": builder.resource_group,
+            "Node": builder.node,
+            "Backfill": builder.backfill,
+        }[kind]
+        if any(f[: len(s)] == s for f in removed for s in SHARED.get(kind, ())):
+            built = build(data)  # its own checks
+            specs.broken.setdefault((kind, name), f"{doc.file}:{doc.line}")
+            if isinstance(built, Node):
+                specs.held_back.append(built)
+        elif name in table:
             builder.error(
                 ("metadata", "name"),
                 f"{kind} {name!r} is already defined at {table[name].origin}",
@@ -157,12 +204,6 @@ def _add_document(
                 code="duplicate",
             )
         else:
-            build = {
-                "Workspace": builder.workspace,
-                "ResourceGroup": builder.resource_group,
-                "Node": builder.node,
-                "Backfill": builder.backfill,
-            }[kind]
             table[name] = build(data)
     specs.diagnostics.extend(builder.diagnostics)
 

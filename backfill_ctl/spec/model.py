@@ -40,8 +40,24 @@ _SIZE_UNITS = {
 }
 
 
+# What `datetime` can hold (years 1 to 9999) bounds what a spec may ask for. An instance
+# runs the day after its business date, and a parameter shifts a date by at most 36,600
+# days, 1,200 months or 100 years (core.timeexpr): business dates (and `--now`) keep a
+# century and more from either end, so that planning and rendering cannot overflow.
+FIRST_BUSINESS_DATE = date(200, 1, 1)
+LAST_BUSINESS_DATE = date(9799, 12, 31)
+BUSINESS_DATES = f"{FIRST_BUSINESS_DATE.isoformat()} to {LAST_BUSINESS_DATE.isoformat()}"
+# The longest duration (timeouts, delays, retention ages): as far as parameters reach.
+MAX_DURATION = timedelta(days=36_600)
+
+
 def parse_date(text: str) -> date:
     return date.fromisoformat(text)
+
+
+def is_business_date(day: date) -> bool:
+    """Whether `day` lies in the range a business date may take (see above)."""
+    return FIRST_BUSINESS_DATE <= day <= LAST_BUSINESS_DATE
 
 
 def parse_time(text: str) -> time:
@@ -53,8 +69,19 @@ def parse_duration(text: str) -> timedelta:
     match = _DURATION.match(text)
     if not match or not text:
         raise ValueError(f"{text!r} is not a duration like 90s, 2h or 1h30m")
+    # The length test first: int() refuses strings of more than 4300 digits.
+    limit = int(MAX_DURATION.total_seconds())
+    if any(len(g) > len(str(limit)) for g in match.groups() if g):
+        raise ValueError(_too_long(text))
     d, h, m, s = (int(g) if g else 0 for g in match.groups())
-    return timedelta(days=d, hours=h, minutes=m, seconds=s)
+    seconds = ((d * 24 + h) * 60 + m) * 60 + s
+    if seconds > limit:
+        raise ValueError(_too_long(text))
+    return timedelta(seconds=seconds)
+
+
+def _too_long(text: str) -> str:
+    return f"{text!r} is longer than the limit of {MAX_DURATION.days}d (100 years)"
 
 
 def parse_size(text: str) -> int:

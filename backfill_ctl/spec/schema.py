@@ -235,13 +235,28 @@ def validate_document(doc: RawDocument) -> tuple[str | None, list[Diagnostic]]:
             )
         ]
     kind = data.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # (a list or a mapping is unhashable)
         if kind is None:
             return None, [diag("missing 'kind'", hint=f"add kind: one of {', '.join(KINDS)}")]
         hint = did_you_mean(str(kind), KINDS) or f"use one of {', '.join(KINDS)}"
         return None, [diag(f"unknown kind {kind!r}", ("kind",), hint)]
+    return kind, document_errors(kind, data, diag)
+
+
+def document_errors(
+    kind: str, data: Any, diag: Callable[..., Diagnostic] | None = None
+) -> list[Diagnostic]:
+    """The schema errors of a document of a known `kind`; `diag(message, path, hint)`
+    makes each (by default a Diagnostic of no file)."""
+    diag = diag or _unlocated
     errors = sorted(schema_errors(kind, data), key=_error_order)
-    return kind, _misspelt_required([d for error in errors for d in _explain(error, diag)])
+    return _misspelt_required([d for error in errors for d in _explain(error, diag, kind)])
+
+
+def _unlocated(
+    message: str, path: tuple[PathPart, ...] = (), hint: str | None = None
+) -> Diagnostic:
+    return Diagnostic(message, path=path, hint=hint, code="schema")
 
 
 def _misspelt_required(diags: list[Diagnostic]) -> list[Diagnostic]:
@@ -269,22 +284,25 @@ def _error_order(error: ValidationError) -> tuple[int, list[str]]:
     return (len(error.absolute_path), [str(p) for p in error.absolute_path])
 
 
-def _explain(error: ValidationError, diag: Any) -> Iterator[Diagnostic]:
+def _explain(error: ValidationError, diag: Any, kind: str) -> Iterator[Diagnostic]:
     path = tuple(error.absolute_path)
     schema: Mapping[str, Any] = error.schema if isinstance(error.schema, Mapping) else {}
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = sorted(schema.get("properties", {}))
         for key in sorted(set(error.instance) - set(allowed)):
             suggestion = did_you_mean(key, allowed) or (
-                f"allowed fields: {', '.join(allowed)}" if allowed else None
+                f"allowed fields: {', '.join(allowed)}" if allowed else "remove it"
             )
             yield diag(f"unknown field {key!r}", (*path, key), suggestion)
         return
     if error.validator in ("oneOf", "anyOf") and error.context:
         for sub in sorted(_closest_branch(error.context), key=_error_order):
-            yield from _explain(sub, diag)
+            yield from _explain(sub, diag, kind)
         return
-    yield diag(*_message(error, schema, path))
+    message, path, hint = _message(error, schema, path)
+    # A rule without words of its own still gets a way to a fix: the field's documentation.
+    fields = ".".join(str(p) for p in path if isinstance(p, str))
+    yield diag(message, path, hint or f"see backfillctl explain {kind}.{fields}".rstrip("."))
 
 
 def _message(

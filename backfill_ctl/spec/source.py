@@ -157,9 +157,14 @@ class Sources:
 
     def locate(self, diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
         """Fill in line and column where they are missing; sort by file and line, the
-        knock-on diagnostics (those with a `cause`) after every other."""
+        knock-on diagnostics (those with a `cause`) after every other. A diagnostic found
+        twice (the same in every field: by two checks, or two rules of a schema) is
+        shown once."""
         located = [d if d.line is not None else self._locate_one(d) for d in diagnostics]
-        return sorted(located, key=lambda d: (d.cause is not None, d.file, d.line or 0, d.col or 0))
+        return sorted(
+            dict.fromkeys(located),
+            key=lambda d: (d.cause is not None, d.file, d.line or 0, d.col or 0),
+        )
 
     def _locate_one(self, diag: Diagnostic) -> Diagnostic:
         docs = self._documents(diag.file)

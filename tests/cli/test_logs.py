@@ -68,6 +68,12 @@ def test_since_keeps_a_log_written_within_it(cli: tuple[Path, Path]) -> None:
     bad = run("logs", "a1", "--since", "soon", "--state-file", str(db))
     assert bad.exit_code == 2
     assert bad.stderr.startswith("error: --since: 'soon' is not a duration")
+    huge = run("logs", "a1", "--since", "99999999999d", "--state-file", str(db))
+    assert huge.exit_code == 2
+    assert huge.stderr.splitlines() == [
+        "error: --since: '99999999999d' is longer than the limit of 36600d (100 years)",
+        "  hint: like 90s, 30m, 2h or 1h30m",
+    ]
 
 
 def test_timestamps_are_the_last_write(cli: tuple[Path, Path]) -> None:

@@ -546,6 +546,24 @@ PLAN_MISTAKES: dict[str, tuple[dict[str, str | bytes], tuple[str, ...], int, lis
             "  hint: write it like 2024-03-20T09:00:00+08:00 or 2024-03-20",
         ],
     ),
+    "now-past-the-calendar": (
+        {"catalog.yaml": CATALOG},
+        ("--now", "9999-12-31T23:00:00-05:00"),
+        2,
+        [
+            "error: --now: '9999-12-31T23:00:00-05:00' is out of range",
+            "  hint: use a time from 0200-01-01 to 9799-12-31, the range of business dates",
+        ],
+    ),
+    "now-before-the-calendar": (
+        {"catalog.yaml": CATALOG},
+        ("--now", "0001-01-01"),
+        2,
+        [
+            "error: --now: '0001-01-01' is out of range",
+            "  hint: use a time from 0200-01-01 to 9799-12-31, the range of business dates",
+        ],
+    ),
     "unknown-backfill": (
         TWO_BACKFILLS,
         ("-b", "three"),

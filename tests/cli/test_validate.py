@@ -8,6 +8,7 @@ unusable input exits 2, and no traceback ever reaches the user (see helpers.run)
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,14 +89,66 @@ SPEC_MISTAKES: dict[str, Mistake] = {
     ),
     "wrong-enum": Mistake(
         with_catalog(dump(backfill(order="up"))),
-        # No hint: the message itself lists the choices.
-        ["backfill.yaml:12:3: error: $.spec.order: 'up' is not one of: ascending, descending"],
+        [
+            "backfill.yaml:12:3: error: $.spec.order: 'up' is not one of: ascending, descending",
+            "  hint: use one of: ascending, descending",
+        ],
+    ),
+    "kind-that-is-a-list": Mistake(
+        with_catalog("apiVersion: backfillctl.dev/v1alpha1\nkind: [Backfill]\n"),
+        [
+            "backfill.yaml:2:1: error: $.kind: unknown kind ['Backfill']",
+            "  hint: did you mean 'Backfill'?",
+        ],
+    ),
+    "selection-without-method": Mistake(
+        with_catalog(dump(backfill(select={"roots": ["a"]}))),
+        [
+            "backfill.yaml:6:3: error: $.spec.select: missing required field 'method'",
+            "  hint: add the missing field",
+        ],
+    ),
+    "misspelt-enum": Mistake(
+        with_catalog(dump(backfill(order="decending"))),
+        [
+            "backfill.yaml:12:3: error: $.spec.order: 'decending' is not one of: ascending, "
+            "descending",
+            "  hint: did you mean 'descending'?",
+        ],
     ),
     "bad-date": Mistake(
         with_catalog(dump(backfill(dates=["2024-02-30"]))),
         [
             "backfill.yaml:11:5: error: $.spec.dates[0]: '2024-02-30' is not a calendar date",
             "  hint: A calendar date, YYYY-MM-DD (quoted or not), for example '2024-03-01'",
+        ],
+    ),
+    "business-date-past-the-calendar": Mistake(
+        with_catalog(dump(backfill(dates=["9999-12-31"]))),
+        [
+            "backfill.yaml:11:5: error: $.spec.dates[0]: business date 9999-12-31 is out of range",
+            "  hint: use a date from 0200-01-01 to 9799-12-31: an instance is scheduled the day "
+            "after its business date, and its parameters may shift that by up to 100 years",
+        ],
+    ),
+    "business-date-before-the-calendar": Mistake(
+        with_catalog(dump(backfill(dates=[{"from": "0001-01-01", "to": "2024-03-01"}]))),
+        [
+            "backfill.yaml:11:5: error: $.spec.dates[0].from: business date 0001-01-01 is out "
+            "of range",
+            "  hint: use a date from 0200-01-01 to 9799-12-31: an instance is scheduled the day "
+            "after its business date, and its parameters may shift that by up to 100 years",
+        ],
+    ),
+    "duration-past-the-calendar": Mistake(
+        {
+            "catalog.yaml": CATALOG,
+            "more.yaml": dump(node("d", run={"command": ["x"], "timeout": "9999999999d"})),
+        },
+        [
+            "more.yaml:14:5: error: $.spec.run.timeout: '9999999999d' is longer than the "
+            "limit of 36600d (100 years)",
+            "  hint: write a shorter duration, such as 2h or 30d",
         ],
     ),
     "reversed-range": Mistake(
@@ -270,6 +323,60 @@ def test_plan_reports_the_same_spec_mistake(tmp_path: Path, mistake: Mistake) ->
     assert result.stderr.splitlines() == mistake.stderr
 
 
+@pytest.mark.parametrize(
+    "command",
+    [("plan",), ("check",), ("apply", "--dry-run", "--state", "s.db"), ("diff", "--state", "s.db")],
+)
+@pytest.mark.parametrize("day", ["9999-12-30", "9999-12-31", "0001-01-01"])
+def test_every_planning_command_reports_a_date_at_the_calendar_ends(
+    tmp_path: Path, command: tuple[str, ...], day: str
+) -> None:
+    """Not an internal error (exit 3): the date is a spec mistake, located, exit 1 (diff:
+    2, its code for an error)."""
+    write_files(tmp_path, with_catalog(dump(backfill(dates=[day]))))
+
+    result = run(command[0], ".", *command[1:], "--as", "alice", "--now", NOW)
+
+    assert result.exit_code == (2 if command[0] == "diff" else 1)
+    line = rf"backfill\.yaml:11:5: error( \[[\w-]+\])?: \$\.spec\.dates\[0\]: business date {day} "
+    assert re.search(line + "is out of range$", result.stdout + result.stderr, re.M)
+
+
+@pytest.mark.parametrize("command", ["validate", "plan", "check"])
+@pytest.mark.parametrize("overrides", [None, {"y": "1"}, {"x": "1"}])
+@pytest.mark.parametrize(
+    "text", ["echo ${x}", 'echo "${x}" ${x}', "echo '${x}'; echo $(cat ${x})", "run ${x}\n"]
+)
+def test_an_unknown_parameter_of_a_string_command_is_reported_once(
+    tmp_path: Path, command: str, overrides: dict[str, str] | None, text: str
+) -> None:
+    """At the node, not again at each Backfill with parameters that selects it: the node
+    fails on its own, whatever the Backfill overrides."""
+    extra = {"parameters": overrides} if overrides else {}
+    write_files(
+        tmp_path,
+        {
+            "catalog.yaml": CATALOG,
+            "more.yaml": dump(node("d", command=text)),
+            "backfill.yaml": dump(
+                backfill(select={"method": "descendants", "roots": ["d"]}, **extra)
+            ),
+        },
+    )
+
+    now = () if command == "validate" else ("--now", NOW)
+    result = run(command, ".", "--as", "alice", *now)
+
+    assert result.exit_code == 1
+    lines = (result.stdout + result.stderr).splitlines()
+    assert [line for line in lines if "${x}" in line and "hint:" not in line] == [
+        next(line for line in lines if line.startswith("more.yaml:12:5: error"))
+    ]
+    assert next(line for line in lines if "error" in line and "${x}" in line).endswith(
+        "$.spec.run.command: unknown parameter or time expression ${x}"
+    )
+
+
 INPUT_MISTAKES: dict[str, Mistake] = {
     "missing-path": Mistake(
         {"catalog.yaml": CATALOG},
@@ -348,9 +455,136 @@ def test_every_error_of_every_file_is_reported_in_one_run_sorted_by_file_and_lin
         "  hint: check the indentation and quoting around this position",
     ]
     assert result.stdout == (
-        "3 files, 4 documents (1 workspace, 0 resource groups, 2 nodes, 0 backfills): "
+        "3 files, 4 documents (1 workspace, 0 resource groups, 2 nodes, 1 backfill): "
         "5 errors, 0 warnings\n"
     )
+
+
+def test_a_schema_error_does_not_hide_the_documents_other_errors(tmp_path: Path) -> None:
+    """An unknown field, or a wrong value of a field no other check reads, is left out:
+    the references, ranges, cron and parameters of the rest are checked in the same run."""
+    write_files(
+        tmp_path,
+        {
+            "catalog.yaml": CATALOG,
+            "more.yaml": dump(node("d", "0 1 * *", command="echo ${x}", priority=4)),
+            "backfill.yaml": dump(
+                backfill(
+                    select={"method": "descendants", "roots": ["nope"]},
+                    dates=[{"from": "2024-03-05", "to": "2024-03-01"}],
+                    grups=2,
+                )
+            ),
+        },
+    )
+
+    result = run("validate", ".")
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "backfill.yaml:9:7: error: $.spec.select.roots[0]: unknown node 'nope'",
+        "  hint: add a Node with that name",
+        "backfill.yaml:11:5: error: $.spec.dates[0]: reversed range: "
+        "from 2024-03-05 is after to 2024-03-01",
+        "  hint: swap from and to",
+        "backfill.yaml:13:3: error: $.spec.grups: unknown field 'grups'",
+        "  hint: did you mean 'groups'?",
+        "more.yaml:9:3: error: $.spec.schedule: invalid cron expression '0 1 * *': "
+        "it has 4 fields, a cron expression has 5",
+        '  hint: use five fields: minute hour day-of-month month day-of-week, e.g. "0 2 * * *"',
+        "more.yaml:12:5: error: $.spec.run.command: unknown parameter or time expression ${x}",
+        "  hint: ${...} is a named parameter or the business date: tokens yyyy yy mm dd and an "
+        "optional offset, e.g. ${yyyymmdd-1}; write $${...} for a literal ${...}; no "
+        "parameters are defined",
+        "more.yaml:13:3: error: $.spec.priority: 4 is not one of: 1, 3, 5, 7, 8",
+        "  hint: use one of: 1, 3, 5, 7, 8",
+    ]
+    assert result.stdout == (
+        "3 files, 6 documents (1 workspace, 0 resource groups, 4 nodes, 1 backfill): "
+        "6 errors, 0 warnings\n"
+    )
+
+
+def test_a_wrong_date_or_argv_item_does_not_hide_the_rest_of_its_document(
+    tmp_path: Path,
+) -> None:
+    write_files(
+        tmp_path,
+        {
+            "catalog.yaml": CATALOG,
+            "more.yaml": dump(node("d", "0 1 * *", command=["sleep", 5])),
+            "backfill.yaml": dump(
+                backfill(select={"method": "descendants", "roots": ["nope"]}, dates=["2024-3-1"])
+            ),
+        },
+    )
+
+    result = run("validate", ".")
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "backfill.yaml:9:7: error: $.spec.select.roots[0]: unknown node 'nope'",
+        "  hint: add a Node with that name",
+        "backfill.yaml:11:5: error: $.spec.dates[0]: '2024-3-1' is not a calendar date",
+        "  hint: A calendar date, YYYY-MM-DD (quoted or not), for example '2024-03-01'",
+        "more.yaml:9:3: error: $.spec.schedule: invalid cron expression '0 1 * *': "
+        "it has 4 fields, a cron expression has 5",
+        '  hint: use five fields: minute hour day-of-month month day-of-week, e.g. "0 2 * * *"',
+        "more.yaml:14:7: error: $.spec.run.command[1]: 5 is not of type 'string'",
+        "  hint: quote the value to make it a string",
+    ]
+
+
+def test_what_a_removed_field_decides_is_not_checked_without_it(tmp_path: Path) -> None:
+    """No made-up errors: a node without its parameters has no unknown ${pt}, and is not in
+    the catalog (a Backfill naming it is told why); a Backfill without a field of its
+    selection has no scope, so no selection errors. Their other checks still run."""
+    write_files(
+        tmp_path,
+        {
+            "catalog.yaml": CATALOG,
+            "more.yaml": dump(node("d", "0 1 * *", command=["run", "${pt}"], parameters={"pt": 1})),
+            "backfill.yaml": dump(
+                backfill(
+                    select={"method": "descendants", "roots": ["nope", "d"], "block": "b"},
+                    dates=[{"from": "2024-03-05", "to": "2024-03-01"}],
+                ),
+                backfill("bf2", select={"method": "descendants", "roots": ["d"]}),
+            ),
+        },
+    )
+
+    result = run("validate", ".")
+
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "backfill.yaml:11:5: error: $.spec.select.block: 'b' is not of type 'array'",
+        "  hint: write a list, for example [b]",
+        "backfill.yaml:13:5: error: $.spec.dates[0]: reversed range: "
+        "from 2024-03-05 is after to 2024-03-01",
+        "  hint: swap from and to",
+        "more.yaml:9:3: error: $.spec.schedule: invalid cron expression '0 1 * *': "
+        "it has 4 fields, a cron expression has 5",
+        '  hint: use five fields: minute hour day-of-month month day-of-week, e.g. "0 2 * * *"',
+        "more.yaml:16:5: error: $.spec.parameters.pt: 1 is not of type 'string'",
+        "  hint: quote the value to make it a string",
+        "backfill.yaml:24:7: error: $.spec.select.roots[0]: node 'd' is defined in "
+        "more.yaml:1 but that document has errors (see above)",
+        "  hint: fix the errors of that document first; this one follows from them",
+    ]
+
+
+@pytest.mark.parametrize("command", ["plan", "check"])
+def test_a_backfill_built_without_a_wrong_field_is_still_not_planned(
+    tmp_path: Path, command: str
+) -> None:
+    write_files(tmp_path, with_catalog(dump(backfill(grups=2))))
+
+    result = run(command, ".", "--as", "alice", "--now", NOW)
+
+    assert result.exit_code == 1
+    assert "$.spec.grups: unknown field 'grups'" in result.stdout + result.stderr
+    assert "0 instances" in result.stdout or "No Backfill could be planned" in result.stdout
 
 
 # -- success, warnings, formats, stdin ------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -15,7 +15,7 @@ from backfill_ctl.core.planner import (
     instance_id,
     split_groups,
 )
-from backfill_ctl.spec.model import Period
+from backfill_ctl.spec.model import FIRST_BUSINESS_DATE, LAST_BUSINESS_DATE, Period
 from backfill_ctl.usecases.plan import make_plan
 from tests.builders import NOW, backfill, node, specs_of, workspace
 
@@ -506,3 +506,52 @@ def test_an_id_names_the_tick_among_all_ticks_of_the_cron_not_of_the_time_window
     assert list(narrow) == ["03:15", "04:15", "05:15"]
     assert narrow == {at: wide[at] for at in narrow}  # 03:15 is tick 3 of 24 in both
     assert wide["00:15"] == instance_id("bf", "h", date(2024, 3, 1), 0, 24)
+
+
+# -- the ends of the calendar ----------------------------------------------------------
+
+# Every parameter offset at its largest, both ways (core.timeexpr caps them).
+FARTHEST = {
+    "d1": "${yyyymmdd-36600}",
+    "d2": "${yyyymmdd+36600}",
+    "m1": "${yyyymm-1200}",
+    "m2": "${yyyymm+1200}",
+    "y1": "${yyyy-100}",
+    "y2": "${yyyy+100}",
+    "t1": "$[yyyymmddhh24mi-36600]",
+    "t2": "$[yyyymmddhh24mi+36600]",
+    "a1": "$[add_months(yyyymmdd,-1200)]",
+    "a2": "$[add_months(yyyymmdd,+1200)]",
+    "h1": "$[yyyymmddhh24-878400/24]",
+    "h2": "$[yyyymmddhh24+878400/24]",
+}
+
+
+@pytest.mark.parametrize("tz", ["Etc/GMT+12", "Pacific/Kiritimati", "America/New_York"])
+@pytest.mark.parametrize("schedule", ["59 23 * * *", "0 * * * *", "0 0 1 * *", "0 0 * * 0"])
+@pytest.mark.parametrize(
+    ("day", "now"),
+    [
+        (FIRST_BUSINESS_DATE, datetime(200, 1, 1, tzinfo=timezone(timedelta(hours=14)))),
+        (LAST_BUSINESS_DATE, datetime(9799, 12, 31, 23, 59, tzinfo=timezone(-timedelta(hours=12)))),
+    ],
+)
+def test_the_business_dates_at_the_ends_of_their_range_plan_and_render(
+    tz: str, schedule: str, day: date, now: datetime
+) -> None:
+    """The range of business dates (spec.model) leaves room for T+1, a time zone's offset
+    and the farthest parameter offsets: planning there cannot overflow."""
+    command = ["run", *(f"${{{name}}}" for name in FARTHEST), "$bizdate", "$cyctime"]
+    bp = plan_of(
+        node("a", schedule, parameters=FARTHEST, command=command),
+        node(
+            "b", "0 3 * * *", upstream=["a"], effective={"from": "0001-01-01", "to": "9999-12-31"}
+        ),
+        backfill(dates=[day.isoformat()], groups=2),
+        now=now,
+        ws=workspace("ws", tz),
+    )
+    assert {i.bizdate for i in bp.instances} == {day}
+    assert {i.node for i in bp.instances} == {"a", "b"}
+    rendered = [i.command for i in by_node(bp, "a")]
+    assert all(len(args) == len(command) and "$" not in "".join(args) for args in rendered)

@@ -6,7 +6,7 @@ from typing import Any
 
 from backfill_ctl.core.semantics import validate
 from backfill_ctl.errors import Diagnostic
-from tests.builders import backfill, node, resource_group, specs_of, workspace
+from tests.builders import backfill, config, node, resource_group, specs_of, workspace
 
 
 def problems(*docs: dict[str, Any], actor: str | None = None) -> list[tuple[Any, ...]]:
@@ -141,6 +141,36 @@ def test_an_override_must_make_sense_for_every_node_in_scope() -> None:
     ]
 
 
+def test_a_node_that_fails_on_its_own_is_not_blamed_on_the_overrides() -> None:
+    """Its errors are the node's, reported there once; the Backfill's overrides are
+    checked on the other nodes of its scope."""
+    got = problems(
+        WS,
+        node("a", command="run ${x}"),
+        node(
+            "b",
+            upstream=["a"],
+            parameters={"pt": "1"},
+            run={"command": "run ${pt}", "env": {"BACKFILL_PARAM_PT": "x"}},
+        ),
+        node("c", upstream=["a"]),
+        backfill(parameters={"dir": "/data/${pt}"}),
+    )
+    assert [(doc, path, message) for doc, path, message, _ in got] == [
+        (1, ("spec", "run", "command"), "unknown parameter or time expression ${x}"),
+        (
+            2,
+            ("spec", "run", "env", "BACKFILL_PARAM_PT"),
+            "BACKFILL_PARAM_PT is where parameter pt's value is exported",
+        ),
+        (
+            4,
+            ("spec", "parameters", "dir"),
+            "unknown parameter or time expression ${pt} (for node c)",
+        ),
+    ]
+
+
 def test_a_sub_daily_node_needs_a_tick_in_the_time_window() -> None:
     got = problems(
         WS,
@@ -185,4 +215,51 @@ def test_selection_problems_are_part_of_validation() -> None:
             "end 'b' is not reachable from start 'a'",
             "pick an end downstream of the start, or a start upstream of every end",
         )
+    ]
+
+
+# -- documents built without a field (spec.salvage) ------------------------------------
+
+
+def test_a_config_limit_written_wrong_is_not_applied_and_the_other_one_is() -> None:
+    specs = specs_of(
+        config(limits={"maxRoots": "one", "maxNodes": 2}),
+        WS,
+        node("a"),
+        node("b", upstream=["a"]),
+        node("c", upstream=["b"]),
+        backfill(select={"method": "manual", "roots": ["a", "b", "c"]}),
+    )
+    assert [d.path for d in specs.diagnostics] == [("spec", "limits", "maxRoots")]
+    _, diagnostics = validate(specs, None)
+    assert [d.message for d in diagnostics] == ["the scope holds 3 nodes, more than the limit of 2"]
+
+
+def test_a_backfill_without_a_part_of_its_selection_is_not_selected() -> None:
+    specs = specs_of(
+        WS, node("a"), backfill(select={"method": "descendants", "roots": ["zz"], "blok": []})
+    )
+    assert [d.path for d in specs.diagnostics] == [("spec", "select", "blok")]
+    assert validate(specs, None) == ({}, [])
+
+
+def test_a_node_without_its_parameters_is_not_told_they_are_unknown() -> None:
+    specs = specs_of(
+        WS, node("a", "0 2 * *", command=["x", "${pt}", "${zz}"], parameters={"pt": 1})
+    )
+    assert [d.code for d in specs.diagnostics] == ["schema", "bad-cron"]
+    assert validate(specs, None) == ({}, [])
+    # without the wrong value, the unknown ${zz} is found
+    specs = specs_of(WS, node("a", command=["x", "${pt}", "${zz}"], parameters={"pt": "1"}))
+    assert [d.message for d in validate(specs, None)[1]] == [
+        "unknown parameter or time expression ${zz}"
+    ]
+
+
+def test_a_held_back_node_still_has_its_references_checked() -> None:
+    specs = specs_of(WS, node("a", upstream=["no way"], workspace="wz", resourceGroup="rg"))
+    assert list(specs.nodes) == [] and [n.name for n in specs.held_back] == ["a"]
+    assert [d.message for d in validate(specs, None)[1]] == [
+        "unknown workspace 'wz'",
+        "unknown resource group 'rg'",
     ]

@@ -223,8 +223,9 @@ def test_findings_point_at_the_document_of_the_side_that_holds_it() -> None:
 
 def test_a_backfill_that_failed_its_schema_is_still_located_at_its_document() -> None:
     before = specs_of(*CATALOG, file="base.yaml")
-    after = specs_of(*CATALOG, backfill("bf", grups=2), file="head.yaml")  # not built
-    assert "bf" not in after.backfills
+    wrong = backfill("bf") | {"apiVersion": "backfillctl.dev/v2"}
+    after = specs_of(*CATALOG, wrong, file="head.yaml")
+    assert "bf" not in after.backfills  # (not of this version: it cannot be built)
 
     found = change_findings(compare(before, plan(before), after, plan(after)), before, after, "m")
 

@@ -81,21 +81,114 @@ def test_the_same_name_in_different_kinds_is_not_a_duplicate() -> None:
 # -- errors do not stop loading ------------------------------------------------------
 
 
-def test_a_document_with_schema_errors_is_not_built_but_the_others_are() -> None:
-    specs = specs_of(node("bad", priority=2), node("good"), backfill(order="sideways"))
-    assert list(specs.nodes) == ["good"]
-    assert specs.backfills == {}
-    assert [(d.doc, d.path) for d in specs.diagnostics] == [
-        (0, ("spec", "priority")),
-        (2, ("spec", "order")),
+def test_a_document_with_schema_errors_in_fields_others_do_not_read_is_built_without_them() -> None:
+    """Such a field is left out (it takes its default): the document's own checks run, and
+    the others may refer to it. Its errors still stand: nothing is planned from it."""
+    specs = specs_of(
+        node("bad", "0 2 * *", priority=2),
+        node("good", upstream=["bad"]),
+        backfill(order="sideways", grups=2, dates=[{"from": "2024-03-05", "to": "2024-03-01"}]),
+    )
+    assert [(d.doc, d.path, d.code) for d in specs.diagnostics] == [
+        (0, ("spec", "priority"), "schema"),
+        (0, ("spec", "schedule"), "bad-cron"),
+        (2, ("spec", "grups"), "schema"),
+        (2, ("spec", "order"), "schema"),
+        (2, ("spec", "dates", 0), "invalid"),
     ]
+    assert list(specs.nodes) == ["bad", "good"]
+    assert (specs.nodes["bad"].priority, specs.backfills["bf"].order) == (1, "ascending")
+    assert specs.removed == {
+        ("specs.yaml", 0): (("spec", "priority"),),
+        ("specs.yaml", 2): (("spec", "grups"), ("spec", "order")),
+    }
+    assert specs.broken == {}
 
 
-def test_a_duplicate_of_an_invalid_document_is_not_reported() -> None:
-    # the invalid first one was never built, so the second is the only definition
+@pytest.mark.parametrize(
+    ("doc", "error", "removed"),
+    [
+        (node("a", "0 2 * *", ["b", "no way"]), ("spec", "upstream", 1), ("spec", "upstream")),
+        (node("a", "0 2 * *", parameters={"pt": 1}), ("spec", "parameters", "pt"), None),
+        (node("a", "0 2 * *", owners=("",)), ("metadata", "owners", 0), ("metadata", "owners")),
+    ],
+)
+def test_a_node_without_a_field_others_read_is_checked_but_held_back(
+    doc: dict[str, Any], error: tuple[Any, ...], removed: tuple[str, ...] | None
+) -> None:
+    """Its upstream, owners or parameters decide other documents' checks: a scope through
+    it, or an override of its parameters, would be made up. Its own checks still run."""
+    specs = specs_of(workspace(), doc, node("b"))
+    assert [(d.path, d.code) for d in specs.diagnostics] == [
+        (error, "schema"),
+        (("spec", "schedule"), "bad-cron"),
+    ]
+    assert specs.removed == {("specs.yaml", 1): (removed or error,)}
+    assert list(specs.nodes) == ["b"]
+    assert [n.name for n in specs.held_back] == ["a"]
+    assert specs.broken == {("Node", "a"): "specs.yaml:9"}
+
+
+def test_a_workspace_without_its_operators_is_held_back() -> None:
+    specs = specs_of(workspace("w", "Mars/Base", operators=("",)), node("a", workspace="w"))
+    assert [d.code for d in specs.diagnostics] == ["schema", "bad-timezone"]
+    assert (specs.workspaces, specs.broken) == ({}, {("Workspace", "w"): "specs.yaml:1"})
+
+
+def test_a_wrong_required_field_no_other_check_reads_has_a_stand_in() -> None:
+    """A Backfill's dates or selection, a node's command or schedule: the rest of the
+    document is checked, and what reads the field is skipped (core.semantics)."""
+    specs = specs_of(
+        workspace(),
+        node("a", "0 2 * *", command=["sleep", 5]),
+        node("b", 5),
+        backfill(dates=["2024-3-1"], order="up"),
+        backfill(
+            "bf2",
+            {"method": "descendents", "roots": ["a"]},
+            [{"from": "2024-03-02", "to": "2024-03-01"}],
+        ),
+    )
+    assert [(d.doc, d.path, d.code) for d in specs.diagnostics] == [
+        (1, ("spec", "run", "command", 1), "schema"),
+        (1, ("spec", "schedule"), "bad-cron"),
+        (2, ("spec", "schedule"), "schema"),
+        (3, ("spec", "order"), "schema"),
+        (3, ("spec", "dates", 0), "schema"),
+        (4, ("spec", "select", "method"), "schema"),
+        (4, ("spec", "dates", 0), "invalid"),
+    ]
+    assert specs.removed == {
+        ("specs.yaml", 1): (("spec", "run", "command"),),
+        ("specs.yaml", 2): (("spec", "schedule"),),
+        ("specs.yaml", 3): (("spec", "dates"), ("spec", "order")),
+        ("specs.yaml", 4): (("spec", "select"),),
+    }
+    assert (list(specs.nodes), list(specs.backfills)) == (["a", "b"], ["bf", "bf2"])
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        workspace() | {"metadata": {"name": "-bad"}},
+        workspace() | {"apiVersion": "backfillctl.dev/v2"},
+        node("a", workspace="no way"),
+        node("a") | {"spec": "0 2 * * *"},
+    ],
+)
+def test_a_document_whose_identity_is_wrong_is_not_built(doc: dict[str, Any]) -> None:
+    specs = specs_of(doc)
+    assert [d.code for d in specs.diagnostics] == ["schema"]
+    assert (specs.nodes, specs.workspaces, specs.removed) == ({}, {}, {})
+
+
+def test_a_duplicate_of_a_document_built_without_a_field_is_reported() -> None:
     specs = specs_of(node("a", priority=2), node("a"))
-    assert [d.path for d in specs.diagnostics] == [("spec", "priority")]
-    assert list(specs.nodes) == ["a"]
+    assert [(d.path, d.code) for d in specs.diagnostics] == [
+        (("spec", "priority"), "schema"),
+        (("metadata", "name"), "duplicate"),
+    ]
+    assert specs.nodes["a"].origin.doc == 0
 
 
 def test_a_syntax_error_in_one_file_does_not_stop_the_others() -> None:

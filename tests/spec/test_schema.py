@@ -25,6 +25,8 @@ from backfill_ctl.spec.schema import (
 from backfill_ctl.spec.yamlfile import RawDocument, parse_text
 from tests.builders import backfill, config, node, resource_group, workspace
 
+SCHEMAS = schema_dir()
+
 
 def validate(data: Any) -> tuple[str | None, list[Diagnostic]]:
     return validate_document(RawDocument("f.yaml", 0, 1, data))
@@ -194,9 +196,55 @@ def test_missing_required_field() -> None:
     assert messages(doc) == [("$.spec", "missing required field 'dates'", "add the missing field")]
 
 
-def test_wrong_enum_lists_the_choices() -> None:
+def test_wrong_enum_lists_the_choices_and_the_hint_says_which_to_use() -> None:
     assert messages(backfill(order="sideways")) == [
-        ("$.spec.order", "'sideways' is not one of: ascending, descending", None)
+        (
+            "$.spec.order",
+            "'sideways' is not one of: ascending, descending",
+            "use one of: ascending, descending",
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("doc", "hint"),
+    [
+        (backfill(order="descnding"), "did you mean 'descending'?"),
+        (backfill(order="Ascending"), "did you mean 'ascending'?"),
+        (backfill(alerts={"when": "fail"}), "did you mean 'failure'?"),
+        (backfill(select={"method": "descendents", "roots": ["a"]}), "did you mean 'descendants'?"),
+        (resource_group(type="shard"), "did you mean 'shared'?"),
+        (config(backend="k8s"), "use one of: local, kubernetes"),
+        (backfill(order=True), "use one of: ascending, descending"),
+    ],
+)
+def test_a_wrong_enum_value_gets_the_closest_allowed_one(doc: dict[str, Any], hint: str) -> None:
+    assert [h for _, _, h in messages(doc)] == [hint]
+
+
+def test_a_rule_without_words_of_its_own_points_at_the_fields_documentation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from backfill_ctl.spec import hints
+
+    monkeypatch.delitem(hints.RULES, "enum")
+    assert messages(backfill(alerts={"when": "sometimes"})) == [
+        (
+            "$.spec.alerts.when",
+            "'sometimes' is not one of ['failure', 'success', 'always', 'never']",
+            "see backfillctl explain Backfill.spec.alerts.when",
+        )
+    ]
+
+
+def test_a_policy_with_both_a_command_and_a_url_says_to_keep_one() -> None:
+    doc = config(policies=[{"name": "p", "command": ["x"], "url": "https://example.com"}])
+    assert messages(doc) == [
+        (
+            "$.spec.policies[0]",
+            "both 'command' and 'url' are set; only one of them may be",
+            "remove 'command' or 'url'",
+        )
     ]
 
 
@@ -214,7 +262,7 @@ def test_a_field_backfillctl_owns_cannot_be_set_in_the_pod_template() -> None:
 
 def test_wrong_enum_of_numbers() -> None:
     assert messages(node("a", priority=2)) == [
-        ("$.spec.priority", "2 is not one of: 1, 3, 5, 7, 8", None)
+        ("$.spec.priority", "2 is not one of: 1, 3, 5, 7, 8", "use one of: 1, 3, 5, 7, 8")
     ]
 
 
@@ -336,9 +384,11 @@ def test_wrong_api_version_hint() -> None:
         ("Backfil", "did you mean 'Backfill'?"),
         ("node", "did you mean 'Node'?"),
         ("Pipeline", "use one of Workspace, ResourceGroup, Node, Backfill, Config"),
+        (["Node"], "did you mean 'Node'?"),  # (a list: no crash, it cannot be hashed)
+        ({"a": 1}, "use one of Workspace, ResourceGroup, Node, Backfill, Config"),
     ],
 )
-def test_unknown_kind(kind: str, hint: str) -> None:
+def test_unknown_kind(kind: Any, hint: str) -> None:
     assert validate(workspace() | {"kind": kind}) == (
         None,
         [Diagnostic(f"unknown kind {kind!r}", "f.yaml", 0, ("kind",), hint, code="schema")],
@@ -610,6 +660,53 @@ def test_fast_check_agrees_with_jsonschema(kind: str, says_valid: Any) -> None:
     assert len(cases) - invalid > len(corpus)
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_schema_error_has_a_hint(kind: str) -> None:
+    """Every rule a mutation of a valid document breaks is explained with a fix."""
+    corpus = [doc for k, doc in [*examples(), *VALID_DOCUMENTS] if k == kind]
+    found = [d for doc in corpus for m in mutations(doc) for d in validate(m)[1]]
+    assert len(found) > 40
+    assert [d.format() for d in found if not d.hint] == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_schema_error_is_reported_twice(kind: str) -> None:
+    corpus = [doc for k, doc in [*examples(), *VALID_DOCUMENTS] if k == kind]
+    for case in (m for doc in corpus for m in mutations(doc)):
+        found = [(d.path, d.message) for d in validate(case)[1]]
+        assert len(found) == len(set(found)), found
+
+
+def test_a_selection_without_its_method_is_one_error_not_each_methods_fields() -> None:
+    select = {"start": "a", "ends": ["b"]}
+    assert messages(backfill(select=select)) == [
+        ("$.spec.select", "missing required field 'method'", "add the missing field")
+    ]
+
+
+def test_every_if_requires_the_field_it_tests() -> None:
+    """Else it holds when the field is absent, and each `then` adds an error to the one
+    that the field is missing (editors read backfillctl.schema.json's ifs on kind)."""
+
+    def ifs(node: Any) -> Iterator[dict[str, Any]]:
+        if isinstance(node, dict):
+            if "if" in node:
+                yield node["if"]
+            for value in node.values():
+                yield from ifs(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from ifs(value)
+
+    found = [
+        cond
+        for path in sorted(SCHEMAS.glob("*.json"))
+        for cond in ifs(json.loads(path.read_text(encoding="utf-8")))
+    ]
+    assert len(found) == 9
+    assert all(set(cond["properties"]) <= set(cond.get("required", ())) for cond in found)
+
+
 def test_mutations_cover_what_they_claim() -> None:
     doc = backfill(groups=2)
     produced = list(mutations(doc))
@@ -644,3 +741,12 @@ def test_the_date_pattern_accepts_exactly_the_calendar_dates() -> None:
                     real = False
                 assert bool(pattern.match(text)) == real, text
     assert not pattern.match("0000-01-01")
+
+
+def test_an_unknown_field_of_an_object_without_fields_is_told_to_go() -> None:
+    from backfill_ctl.spec import schema as module
+
+    closed = Draft202012Validator({"type": "object", "additionalProperties": False})
+    (error,) = closed.iter_errors({"x": 1})
+    (found,) = module._explain(error, module._unlocated, "Config")
+    assert (found.path, found.message, found.hint) == (("x",), "unknown field 'x'", "remove it")

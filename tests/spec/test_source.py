@@ -234,6 +234,14 @@ def test_an_explicit_key_is_found_before_a_merged_one() -> None:
     assert (d[0].line, d[0].col) == (4, 3)
 
 
+def test_a_diagnostic_found_twice_is_located_once_and_the_order_is_kept() -> None:
+    twice = Diagnostic("m", "f.yaml", 0, ("spec",))
+    other = Diagnostic("other", "f.yaml", 0, ("spec",))
+    sources = Sources([SourceFile("f.yaml", TEXT)])
+    located = sources.locate([other, twice, twice.at(3, 1), twice])
+    assert [(d.message, d.line, d.col) for d in located] == [("other", 3, 1), ("m", 3, 1)]
+
+
 def test_unknown_document_or_file_is_left_unlocated() -> None:
     sources = Sources([SourceFile("f.yaml", TEXT)])
     located = sources.locate(
