@@ -130,7 +130,8 @@ class Prepared:
 def prepare(
     catalog: Catalog, backfill: Backfill, scope: Scope, dates: Sequence[date]
 ) -> tuple[list[Prepared], list[Slots]]:
-    first, last = scheduled_day(min(dates)), scheduled_day(max(dates))
+    first = scheduled_day(min(dates))
+    days = tuple(sorted({scheduled_day(d) for d in dates}))  # (the days they run on)
     slots: dict[Slots, int] = {}
     prepared: list[Prepared] = []
     for name in scope.nodes:
@@ -160,7 +161,7 @@ def prepare(
                 times=times,
                 slot=slots.setdefault(Slots(tz, times, ordinals, count), len(slots)),
                 first_slot=slots.setdefault(Slots(tz, times[:1], ordinals[:1], count), len(slots)),
-                days=None if schedule.daily else scheduled_days(node.schedule, first, last),
+                days=None if schedule.daily else scheduled_days(node.schedule, days),
                 effective=None if effective.start is None and effective.end is None else effective,
                 reason=scope.dry_run.get(name),
                 priority=node.priority,
