@@ -230,6 +230,23 @@ def why_waiting(store: ReadStore, names: Sequence[str]) -> None:
             err(f"backfill/{name}: {len(waiting)} waiting; instance/{first.id}: {reason(first)}")
 
 
+FAILURES_SHOWN = 5
+
+
+def _failures(store: ReadStore, name: str) -> None:
+    """The failed instances of a failed backfill, how each ended and where its log is (the
+    first FAILURES_SHOWN; how to list the rest)."""
+    failed = store.instances(backfill=name, states=["failed"])
+    for i in failed[:FAILURES_SHOWN]:
+        err(
+            f"  instance/{i.id} ({i.node} {i.bizdate}): {i.reason or 'failed'}; "
+            f"its log: backfillctl logs {i.id}"
+        )
+    if len(failed) > FAILURES_SHOWN:
+        more = len(failed) - FAILURES_SHOWN
+        err(f"  and {more} more: backfillctl get instances -b {name} --state failed")
+
+
 def _follow(
     store: ReadStore, names: Sequence[str], out_of_time: Callable[[], bool], progress: Progress
 ) -> None:
@@ -300,6 +317,8 @@ def wait_for(
     outcomes = {n: (b.outcome if (b := store.backfill(n)) else None) for n in names}
     for name, outcome in outcomes.items():
         err(f"backfill/{name}: {outcome or 'not finished'}")
+        if outcome == "failed":
+            _failures(store, name)
     succeeded = all(o == "succeeded" for o in outcomes.values())
     if controller.stopping and not succeeded:
         import typer

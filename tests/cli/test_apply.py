@@ -299,6 +299,38 @@ def test_controller_once_names_the_controller_that_holds_the_lease(repo: Path) -
         holder.wait(30)
 
 
+def test_apply_wait_says_which_instances_failed_and_why(repo: Path) -> None:
+    """`backfill/bf: failed` alone sends the user hunting: each failed instance is named,
+    with how it ended and where its log is."""
+    failing = node("a", resourceGroup="rg", command="echo no input >&2; exit 3")
+    then = node("b", upstream=["a"], resourceGroup="rg", command="true")
+    path = specs(repo, failing, then, backfill(dates=["2024-03-01"]))
+
+    result = run("apply", path, "--as", "ops", "--now", NOW, "--wait")
+
+    assert result.exit_code == 1
+    (failed,) = open_store(repo / ".backfillctl" / "state.db").instances(states=["failed"])
+    assert result.stderr.splitlines()[-2:] == [
+        "backfill/bf: failed",
+        f"  instance/{failed.id} (a 2024-03-01): exit code 3; its log: backfillctl logs "
+        f"{failed.id}",
+    ]
+
+
+def test_apply_wait_names_five_failures_and_says_how_to_list_the_rest(repo: Path) -> None:
+    failing = node("a", resourceGroup="rg", command="exit 1")
+    week = [{"from": "2024-03-01", "to": "2024-03-07"}]
+    path = specs(repo, failing, backfill(dates=week, groups=7))
+
+    result = run("apply", path, "--as", "ops", "--now", NOW, "--wait")
+
+    assert result.exit_code == 1
+    lines = result.stderr.splitlines()
+    assert lines[-7] == "backfill/bf: failed"
+    assert [line.split(": ", 1)[1].split(";")[0] for line in lines[-6:-1]] == ["exit code 1"] * 5
+    assert lines[-1] == "  and 2 more: backfillctl get instances -b bf --state failed"
+
+
 def test_apply_wait_gives_up_after_the_timeout(repo: Path) -> None:
     # The controller runs on the real clock: a date years ahead waits for its time.
     path = specs(repo, *CHAIN, backfill(dates=["2099-03-25"]))
