@@ -865,6 +865,20 @@ class StoreContract:
         assert (state(store, "a1").state, state(store, "a2").state) == ("running", "pending")
         assert store.last_event_id() == events + 1
 
+    def test_a_batch_inside_a_batch_is_part_of_it(self, make: Make) -> None:
+        """What the outer batch writes after the inner one ended is in its transaction
+        too: a failure after it leaves nothing of either."""
+        store = seeded(make())
+        events = store.last_event_id()
+        with pytest.raises(LeaseLost), store.batch():
+            with store.batch():
+                start(store, "a1")
+            start(store, "a2")
+            store.check_fence(("nobody", 1))
+        assert (state(store, "a1").state, state(store, "a2").state) == ("pending", "pending")
+        assert store.attempts("a1") == []
+        assert store.last_event_id() == events
+
     # -- the lease and its fence -----------------------------------------------------
 
     def test_epochs_fence_the_starts_of_a_controller_that_lost_the_lease(self, make: Make) -> None:

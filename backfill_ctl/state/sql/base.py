@@ -73,8 +73,12 @@ class SQLStore:
         """Every write inside in one transaction, committed at the end (one commit for a
         tick's writes, where each commit costs more than its statements): all of them or,
         on an error, none. A call's result inside is final only once the batch ended
-        without an error. Other threads' calls wait for the batch."""
+        without an error. Other threads' calls wait for the batch; a batch inside a batch
+        (this thread's: `_write` holds the store's lock) is part of it."""
         with self._write() as db:
+            if self._batch is not None:
+                yield
+                return
             self._batch = db
             try:
                 yield
