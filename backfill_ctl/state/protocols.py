@@ -216,7 +216,7 @@ class LeaseStore(Protocol):
     def check_fence(self, fence: tuple[str, int]) -> None: ...
 
 
-class PlanStore(BackfillReads, InstanceReads, BackfillUpdates, Protocol):
+class PlanStore(BackfillReads, InstanceReads, BackfillUpdates, CountReads, Protocol):
     """apply and reconcile: what is applied, and one transaction writing a new apply."""
 
     def save_apply(

@@ -60,6 +60,7 @@ if TYPE_CHECKING:
 # A failed instance takes a new definition too (it keeps its state and attempts): after a
 # fixed command is applied, rerunning it runs the fix.
 UPDATABLE = NOT_STARTED | {"failed"}
+_STARTED = frozenset({"running", "succeeded", "failed"})
 # What an applied instance is; a change in any of these is an update.
 _DEFINITION = (
     "cyctime_epoch",
@@ -165,6 +166,9 @@ def diff(wanted: Iterable[Desired], store: PlanStore, *, prune: bool) -> Changes
             c.cancel = [i.id for i in waiting]
             c.stored = {i.id: i for i in waiting}
             c.record = _deleted(old)
+            c.kept = sum(  # (those `_unplanned_change` would keep)
+                n for (_, state), n in store.counts(old.name).items() if state in _STARTED
+            )
         else:
             c.waiting_cancel = len(waiting)
         out.append(c)

@@ -217,7 +217,7 @@ def test_prune_records_each_cancellation_with_the_state_it_left_and_none_for_a_s
     pruned = run("apply", path, "--as", "ops", "--now", NOW, "--prune")
 
     assert pruned.exit_code == 0, pruned.stderr
-    assert "- backfill/bf: +0 ~0 -3" in pruned.stdout.splitlines()
+    assert "- backfill/bf: +0 ~0 -3, 1 kept as they ran" in pruned.stdout.splitlines()
     trail = json.loads(run("events", "backfill/bf", "-o", "json").stdout)
     cancels = {
         (e["instance"], e["from"], e["actor"], e["message"])

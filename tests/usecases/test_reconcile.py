@@ -143,6 +143,21 @@ def test_a_backfill_gone_from_the_specs_is_kept_unless_pruned(tmp_path: Path) ->
     assert [b.name for b in store.backfills()] == ["keep"]
 
 
+def test_a_pruned_backfill_s_started_instances_are_reported_kept_as_they_ran(
+    tmp_path: Path,
+) -> None:
+    store = open_store(tmp_path / "s.db")
+    changes(store, node("a"), backfill("old", dates=TWO_DAYS), backfill("keep"))
+    first = min(i.id for i in store.instances(backfill="old"))
+    assert store.begin_attempt(first, "local", at=AT, actor="c", origin="c") == 1
+
+    pruned = changes(store, node("a"), backfill("keep"), prune=True)
+
+    assert counts(pruned) == (0, 0, 1, 1)
+    assert reconcile.render(pruned)[-1] == "- backfill/old: +0 ~0 -1, 1 kept as they ran"
+    assert store.instances(ids=[first])[0].state == "running"
+
+
 def test_changed_settings_rewrite_the_backfill_record(tmp_path: Path) -> None:
     store = open_store(tmp_path / "s.db")
     changes(store, node("a"), backfill())
