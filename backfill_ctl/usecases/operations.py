@@ -75,7 +75,7 @@ RULES: dict[str, Rule] = {
 # A backfill gone from the running ones until its spec is applied again: what to do instead.
 GONE = {
     "deleted": "apply its spec again to bring it back",
-    "collected": "apply its spec again to run it again",
+    "collected": "gc removed its instances: change its spec and apply it to run it again",
 }
 
 

@@ -288,7 +288,7 @@ def test_an_instance_in_another_state_is_refused_with_exit_1(
     ("status", "hint"),
     [
         ("deleted", "apply its spec again to bring it back"),
-        ("collected", "apply its spec again to run it again"),
+        ("collected", "gc removed its instances: change its spec and apply it to run it again"),
     ],
 )
 @pytest.mark.parametrize("operation", ["stop", "resume"])
@@ -385,7 +385,7 @@ def test_a_collected_backfill_may_be_deleted(ops: Ops) -> None:
     ("status", "hint"),
     [
         ("deleted", "apply its spec again to bring it back"),
-        ("collected", "apply its spec again to run it again"),
+        ("collected", "gc removed its instances: change its spec and apply it to run it again"),
     ],
 )
 @pytest.mark.parametrize(
