@@ -19,13 +19,14 @@ written, and a store written before reads and collects as it did in place.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import TYPE_CHECKING
 
-from backfill_ctl.backends import RUNS
+from backfill_ctl.backends import RUNS, BackendError
 from backfill_ctl.state.postgres.url import is_postgres_url
 
 if TYPE_CHECKING:
@@ -55,6 +56,29 @@ def refusal(d: Path, info: os.stat_result) -> str | None:
             f"move it away {again}"
         )
     return None
+
+
+def make_private(directory: Path, top: Path) -> None:
+    """`directory`, at or under the runs directory `top`: it and every directory from
+    `top` down are made 0700 whatever the umask, and refused if one is a symlink or not
+    a directory (it would take the attempts' files elsewhere) or another user owns one
+    (who could plant a pid file or a link there). Missing directories above `top` are
+    created 0700 too; existing ones are left alone."""
+    for d in reversed([directory, *directory.parents]):
+        mine = d == top or top in d.parents
+        if not mine:
+            if not d.exists():
+                with contextlib.suppress(FileExistsError):
+                    d.mkdir(mode=0o700)
+            continue
+        with contextlib.suppress(FileExistsError):
+            d.mkdir(mode=0o700)
+        info = d.lstat()
+        refused = refusal(d, info)
+        if refused:
+            raise BackendError(refused)
+        if stat.S_IMODE(info.st_mode) != 0o700:
+            d.chmod(0o700)
 
 
 @dataclass(frozen=True)

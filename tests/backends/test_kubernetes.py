@@ -4,6 +4,8 @@ contract, the Job it makes, tracking by watch (410, dropped streams), and API er
 
 from __future__ import annotations
 
+import shutil
+import stat
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -253,6 +255,38 @@ def test_a_finished_attempt_s_log_is_copied_next_to_the_store(
     assert Path(log).read_text() == "one\ntwo\n"
 
 
+def test_the_log_copies_are_private_and_never_written_through_a_planted_link(
+    backends: Backends, tmp_path: Path
+) -> None:
+    """A runs directory is this user's and 0700, its copies 0600, as the local backend's
+    files; a backfill's directory that is a symlink takes no copy elsewhere, and `backend
+    check` says what is wrong with it."""
+    backend = backends()
+    s = spec(("sh", "-c", "echo one"))
+    _, log = run_one(backend, s)
+    copy = tmp_path / "runs" / "bf" / "i1.1.log"
+    assert (log, copy.read_text()) == ("one\n", "one\n")
+    modes = [stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "runs", copy.parent, copy)]
+    assert modes == [0o700, 0o700, 0o600]
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(copy.parent)
+    copy.parent.symlink_to(elsewhere)
+    outcome, log = run_one(backends(), s)
+    assert outcome == Outcome("succeeded", 0)
+    assert list(elsewhere.iterdir()) == []
+
+    shutil.rmtree(tmp_path / "runs")
+    (tmp_path / "runs").symlink_to(elsewhere)
+    (_, ok, why), *_ = (r for r in backends().check() if r[0] == "write logs")
+    assert (ok, why) == (
+        False,
+        f"{tmp_path / 'runs'} is a symlink, not a directory: refusing to use it; remove it "
+        "(backfillctl makes it again, private to this user)",
+    )
+
+
 def test_a_big_log_keeps_its_tail(backends: Backends) -> None:
     backend = backends(max_log_size=100)
     _, log = run_one(backend, spec(("sh", "-c", "seq 1 1000")))
@@ -478,7 +512,8 @@ def test_check_reviews_every_permission(backends: Backends, server: FakeKubeAPI)
     server.deny("watch", "jobs")
     results = backends().check()
     assert results[0][0] == f"connect to {server.url}" and results[0][1]
-    assert [(what, ok) for what, ok, _ in results[1:]] == [
+    assert results[-1][:2] == ("write logs", True)
+    assert [(what, ok) for what, ok, _ in results[1:-1]] == [
         (f"{verb} {resource}{'/' + sub if sub else ''}", (verb, resource) != ("watch", "jobs"))
         for verb, _, resource, sub in PERMISSIONS
     ]

@@ -83,6 +83,7 @@ def test_backend_check_passes_and_names_what_fails(repo: Path, server: FakeKubeA
         ["get", "pods", "ok"],
         ["list", "pods", "ok"],
         ["get", "pods/log", "ok"],
+        ["write", "logs", "ok"],
     ]
     assert ok.stderr == "backend kubernetes: ready\n"
     assert not (repo / ".backfillctl").exists()  # it changed nothing
@@ -92,7 +93,7 @@ def test_backend_check_passes_and_names_what_fails(repo: Path, server: FakeKubeA
     assert denied.exit_code == 1
     (line,) = [x for x in denied.stdout.splitlines() if x.startswith("delete jobs")]
     assert line.split()[2] == "FAILED"
-    assert denied.stderr == "backend kubernetes: 1 of 9 checks failed\n"
+    assert denied.stderr == "backend kubernetes: 1 of 10 checks failed\n"
 
 
 def test_a_kubeconfig_that_cannot_be_read_is_a_clear_error(repo: Path) -> None:

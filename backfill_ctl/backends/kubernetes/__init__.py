@@ -31,6 +31,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from backfill_ctl.backends import AttemptSpec, BackendError, Handle, Key, Outcome
+from backfill_ctl.backends.files import make_private, refusal
 from backfill_ctl.backends.kubernetes.api import PERMISSIONS, Api, client_configuration
 from backfill_ctl.backends.kubernetes.job import (
     MANAGED_BY,
@@ -250,20 +252,18 @@ class KubernetesBackend:
 
     def _collect(self, name: str, handle: Handle) -> int | None:
         """Copy the log of the Job's pod next to the store; the container's exit code. A
-        copy made before (when it was stopped) stays if the pod is gone by now."""
+        copy made before (when it was stopped) stays if the pod is gone by now. No copy
+        is made where the runs directory is not this user's own (`make_private`)."""
         path = self._log_path(handle)
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
             pods, data = self._pod_log(name)
         except BackendError as exc:
             if not path.exists():
-                path.write_text(f"[backfillctl: the log could not be fetched: {exc}]\n")
+                _copy(path, self.runs, f"[backfillctl: the log could not be fetched: {exc}]\n")
             return None
         if not pods:
             return None
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        _copy(path, self.runs, data)
         for pod in reversed(pods):
             for status in (pod.get("status") or {}).get("containerStatuses") or []:
                 terminated = (status.get("state") or {}).get("terminated")
@@ -364,4 +364,33 @@ class KubernetesBackend:
                 results.append((what, False, str(exc)))
                 continue
             results.append((what, allowed, reason or ("allowed" if allowed else "denied")))
+        results.append(_copies(self.runs))
         return results
+
+
+def _copies(runs: Path) -> tuple[str, bool, str]:
+    """Can the logs be copied into `runs` (a check that makes nothing)?"""
+    try:
+        why = refusal(runs, runs.lstat())
+    except FileNotFoundError:
+        return ("write logs", True, f"{runs} (made at the first copy)")
+    except OSError as exc:
+        return ("write logs", False, f"{runs}: {exc.strerror}")
+    return ("write logs", why is None, why or str(runs))
+
+
+def _copy(path: Path, runs: Path, data: str | bytes) -> None:
+    """`data` into `path` (0600, through a new file renamed over it), in a directory made
+    private under `runs`; nothing where that is refused (a link or another user's
+    directory would take it elsewhere): the attempt's outcome does not depend on it."""
+    try:
+        make_private(path.parent, runs)
+    except (BackendError, OSError):
+        return
+    tmp = path.with_suffix(".tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()  # (one left by a copy that failed midway)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data.encode() if isinstance(data, str) else data)
+    tmp.replace(path)

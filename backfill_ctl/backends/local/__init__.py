@@ -63,12 +63,9 @@ from backfill_ctl.backends import (
     Outcome,
     resolved_command,
 )
+from backfill_ctl.backends.files import make_private
 from backfill_ctl.backends.local.attempt import Attempt, reap
-from backfill_ctl.backends.local.pidfile import (
-    absolute,
-    make_private,
-    read_status,
-)
+from backfill_ctl.backends.local.pidfile import absolute, read_status
 from backfill_ctl.backends.local.procs import (
     MARKER,
     alive,

@@ -18,9 +18,6 @@ import os
 import stat
 from pathlib import Path
 
-from backfill_ctl.backends import BackendError
-from backfill_ctl.backends.files import refusal
-
 
 def read_own(path: str) -> list[int] | None:
     """The numbers, one per line, in a file the shim (or a wrapper) wrote; None if there
@@ -85,26 +82,3 @@ def inherited_fds() -> list[int]:
 def absolute(path: str) -> str:
     """`path` from this process's working directory, without resolving links or `..`."""
     return path if path.startswith("/") else str(Path.cwd() / path)
-
-
-def make_private(directory: Path, top: Path) -> None:
-    """`directory`, at or under the runs directory `top`: it and every directory from
-    `top` down are made 0700 whatever the umask, and refused if one is a symlink or not
-    a directory (it would take the attempts' files elsewhere) or another user owns one
-    (who could plant a pid file or a link there). Missing directories above `top` are
-    created 0700 too; existing ones are left alone."""
-    for d in reversed([directory, *directory.parents]):
-        mine = d == top or top in d.parents
-        if not mine:
-            if not d.exists():
-                with contextlib.suppress(FileExistsError):
-                    d.mkdir(mode=0o700)
-            continue
-        with contextlib.suppress(FileExistsError):
-            d.mkdir(mode=0o700)
-        info = d.lstat()
-        refused = refusal(d, info)
-        if refused:
-            raise BackendError(refused)
-        if stat.S_IMODE(info.st_mode) != 0o700:
-            d.chmod(0o700)
