@@ -2,11 +2,14 @@
 
 Pure functions of what the store holds (the server reads it): the backfills, one
 backfill's grid of nodes x business dates (coloured by state; by month past a size),
-one instance with its attempts and the tail of its log.
+one instance with its attempts and the tail of its log. The parts of the backfill's page
+that change while it runs (status line, grid, lanes) are functions of their own: the
+page's script polls them again (views, scripts).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from html import escape
@@ -233,10 +236,27 @@ def lanes(groups: Sequence[DateGroup], conditions: Sequence[str]) -> str:
     return table + (f"<h2>Conditions</h2><ul class=conditions>{stuck}</ul>" if stuck else "")
 
 
-def backfill_page(obj: Mapping[str, Any], grid: Grid, below: str = "") -> str:
-    """The backfill's summary, the grid, then `below` (lanes(): groups, conditions)."""
-    name = obj["metadata"]["name"]
+def status_line(obj: Mapping[str, Any]) -> str:
+    """The backfill's phase, progress, counts and times: the page's <p id=status>."""
     status = obj["status"]
+    return (
+        f"{escape(str(status['phase']))} · "
+        f"{_bar(status['counts'].get('succeeded', 0), status['instances'])}"
+        f" {_counts_text(status['counts'])} · applied {escape(status['appliedAt'] or '')}"
+        + (f" by {escape(status['appliedBy'])}" if status["appliedBy"] else "")
+        + (f" · finished {escape(status['finishedAt'])}" if status["finishedAt"] else "")
+    )
+
+
+def grid_shape(grid: Grid) -> str:
+    """Its rows and columns in a word: the page's script redraws the grid when it changed."""
+    nodes, columns, _ = grid
+    text = "\n".join(nodes) + "\n\n" + "\n".join(columns)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def grid_table(name: str, grid: Grid) -> str:
+    """The grid of nodes x columns, a cell a link to its (worst) instance."""
     nodes, columns, cells = grid
     head = "".join(f'<th class=date title="{escape(c)}">{escape(c)}</th>' for c in columns)
     rows = []
@@ -254,6 +274,18 @@ def backfill_page(obj: Mapping[str, Any], grid: Grid, below: str = "") -> str:
                 f'href="/instances/{quote(cell["id"])}" title="{escape(cell["title"])}"></a></td>'
             )
         rows.append(f"<tr><th>{escape(node)}</th>{''.join(tds)}</tr>")
+    return (
+        f'<table class=grid data-backfill="{escape(name)}" data-shape="{grid_shape(grid)}">'
+        f"<tr><th></th>{head}</tr>{''.join(rows)}</table>"
+    )
+
+
+def backfill_page(
+    obj: Mapping[str, Any], grid: Grid, below: str = "", *, live: bool = False
+) -> str:
+    """The backfill's summary, the grid, then `below` (lanes(): groups, conditions; the
+    Gantt, the scope). `live`: it may still change, and the page's script follows it."""
+    name = obj["metadata"]["name"]
     legend = "".join(  # each a link to paste: the rows with a cell in that state
         f'<span><a href="?state={quote(s)}"><i class="cell s-{s}"></i> {escape(s)}</a></span>'
         for s in SEVERITY
@@ -261,21 +293,16 @@ def backfill_page(obj: Mapping[str, Any], grid: Grid, below: str = "") -> str:
     legend += '<span><a href="?">all</a></span>'
     body = (
         f"<h1>Backfill {escape(name)}</h1>"
-        f"<p>{escape(str(status['phase']))} · "
-        f"{_bar(status['counts'].get('succeeded', 0), status['instances'])}"
-        f" {_counts_text(status['counts'])} · applied {escape(status['appliedAt'] or '')}"
-        + (f" by {escape(status['appliedBy'])}" if status["appliedBy"] else "")
-        + (f" · finished {escape(status['finishedAt'])}" if status["finishedAt"] else "")
-        + "</p>"
+        f"<p id=status>{status_line(obj)}</p>"
         f"<p class=legend>{legend} (faded: dry-run)</p>"
-        f'<table class=grid data-backfill="{escape(name)}"><tr><th></th>{head}</tr>'
-        f"{''.join(rows)}</table>{below}"
+        f'<div id=grid data-backfill="{escape(name)}" data-live="{int(live)}">'
+        f"{grid_table(name, grid)}</div><div id=below>{below}</div>"
     )
-    return page(f"Backfill {name}", body, script="/static/grid.js")
+    return page(f"Backfill {name}", body, script="/static/backfill.js")
 
 
 def cells_json(grid: Grid) -> bytes:
-    """What the grid's script polls: each cell's state, dry-run and title."""
+    """The grid's cells: each cell's state, dry-run and title."""
     return json.dumps(grid[2], sort_keys=True).encode()
 
 
@@ -337,56 +364,3 @@ def _seconds(a: AttemptRecord) -> str:
     if a.finished_at is None:
         return ""
     return f"{a.finished_at - a.started_at:.1f} s"
-
-
-LOG_JS = """\
-// Follow a running attempt's log: append what it writes (as text, never markup).
-(function () {
-  var pre = document.getElementById("log");
-  if (!pre || pre.dataset.live !== "1") return;
-  var offset = Number(pre.dataset.offset);
-  var url = "/api/instances/" + encodeURIComponent(pre.dataset.instance) + "/log?offset=";
-  function more() {
-    fetch(url + offset, {cache: "no-store"}).then(function (r) { return r.json(); })
-      .then(function (got) {
-        if (got.offset < offset) { pre.textContent = ""; }
-        if (got.text) { pre.append(document.createTextNode(got.text)); }
-        offset = got.offset;
-        pre.dataset.offset = String(offset);
-        pre.dataset.live = got.live ? "1" : "0";
-        if (got.live) { setTimeout(more, 1000); }
-      }).catch(function () { setTimeout(more, 2000); });
-  }
-  setTimeout(more, 1000);
-})();
-"""
-
-GRID_JS = """\
-// Live grid: poll this backfill's cells and recolour those that changed (no reload).
-(function () {
-  var grid = document.querySelector("table.grid");
-  if (!grid) return;
-  var url = "/api/backfills/" + encodeURIComponent(grid.dataset.backfill) + "/cells";
-  // The next poll waits ten times as long as this one took (at least 2 s): a tab left
-  // open on a backfill of 800,000 instances costs the server a tenth of a core at most.
-  var took = 0;
-  function refresh() {
-    var asked = Date.now();
-    fetch(url, {cache: "no-store"}).then(function (r) { return r.json(); }).then(function (cells) {
-      took = Date.now() - asked;
-      document.querySelectorAll("a[data-cell]").forEach(function (a) {
-        var c = cells[a.dataset.cell];
-        if (!c) return;
-        var cls = "cell s-" + c.state + (c.dry ? " dry" : "");
-        if (a.className !== cls) { a.className = cls; }
-        a.title = c.title;
-        a.href = "/instances/" + encodeURIComponent(c.id);
-      });
-    }).catch(function () {}).then(function () { setTimeout(refresh, Math.max(2000, 10 * took)); });
-  }
-  setTimeout(refresh, 2000);
-})();
-"""
-
-
-SCRIPTS = {"grid.js": GRID_JS, "log.js": LOG_JS}

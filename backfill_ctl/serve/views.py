@@ -2,10 +2,16 @@
 
 /                              the backfills
 /backfills/NAME                one backfill: its grid of nodes x dates
-/api/backfills/NAME/cells      that grid's cells (JSON), polled by the page
 /backfills/NAME?node=TEXT      ... its rows of the nodes whose name holds TEXT
+/api/backfills/NAME/live       what changes on that page (JSON), polled by its script
+/api/backfills/NAME/cells      that grid's cells (JSON)
 /instances/ID                  one instance: why it waits, attempts, log tail
-/static/grid.js                the grid's script
+/api/instances/ID/log          what its log gained after ?offset=N (JSON), followed by it
+/static/NAME                   the pages' scripts (scripts.py)
+
+A backfill's page polls while what it shows may still change: until the controller
+recorded its end (or it was stopped, deleted, collected) and nothing of it runs. Each
+answer is the page's parts as the page writes them, read as the page reads them.
 """
 
 from __future__ import annotations
@@ -13,14 +19,16 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
 from backfill_ctl.backends.files import RunFiles
 from backfill_ctl.core.records import WAITING
 from backfill_ctl.serve import dag, gantt, pages
+from backfill_ctl.serve.scripts import SCRIPTS
 from backfill_ctl.usecases.access import access_of
 from backfill_ctl.usecases.objects import backfill_object
 from backfill_ctl.usecases.progress import blocked, date_groups, why_waiting
@@ -57,10 +65,12 @@ def route(store: StateStore, target: str) -> tuple[int, bytes, str]:
         rows = [backfill_object(r, counts.get(r.name, {})) for r in store.backfills()]
         return 200, pages.backfills_page(rows).encode(), HTML
     match parts:
-        case ("static", name) if name in pages.SCRIPTS:
-            return 200, pages.SCRIPTS[name].encode(), "text/javascript; charset=utf-8"
+        case ("static", name) if name in SCRIPTS:
+            return 200, SCRIPTS[name].encode(), "text/javascript; charset=utf-8"
         case ("backfills", name):
             return _backfill(store, name, parse_qs(query))
+        case ("api", "backfills", name, "live"):
+            return _backfill_live(store, name, parse_qs(query))
         case ("api", "backfills", name, "cells"):
             return _cells(store, name)
         case ("instances", ident):
@@ -100,12 +110,17 @@ def _filtered(grid: pages.Grid, query: Mapping[str, list[str]]) -> pages.Grid:
     return kept, columns, cells
 
 
-def _backfill(
-    store: StateStore, name: str, query: Mapping[str, list[str]]
-) -> tuple[int, bytes, str]:
-    record = store.backfill(name)
-    if record is None:
-        return _missing(f"no backfill {name} in the state store")
+@dataclass(frozen=True)
+class _Shown:
+    """What a backfill's page shows, from one read of the store."""
+
+    obj: dict[str, Any]  # usecases.objects.backfill_object: phase, counts, times
+    grid: pages.Grid  # the rows the page's query asks for
+    below: str  # the date groups, conditions, Gantt and scope
+    live: bool  # it may still change: the page's script polls
+
+
+def _shown(store: StateStore, record: BackfillRecord, query: Mapping[str, list[str]]) -> _Shown:
     spans = store.date_spans(record.name)  # the Gantt, the dates' counts and the total
     dates = {(*key, state): n for key, s in spans.items() for state, n in s.states.items()}
     counts: dict[str, int] = {}
@@ -118,8 +133,45 @@ def _backfill(
         + gantt.gantt(spans, time.time())
         + _scope(store, record, grid, spans)
     )
-    page = pages.backfill_page(backfill_object(record, counts), _filtered(grid, query), below)
+    ended = record.finished_at is not None or record.status != "active"
+    live = not ended or bool(counts.get("running"))  # a stopped one's attempts end
+    return _Shown(backfill_object(record, counts), _filtered(grid, query), below, live)
+
+
+def _backfill(
+    store: StateStore, name: str, query: Mapping[str, list[str]]
+) -> tuple[int, bytes, str]:
+    record = store.backfill(name)
+    if record is None:
+        return _missing(f"no backfill {name} in the state store")
+    shown = _shown(store, record, query)
+    page = pages.backfill_page(shown.obj, shown.grid, shown.below, live=shown.live)
     return 200, page.encode(), HTML
+
+
+def _backfill_live(
+    store: StateStore, name: str, query: Mapping[str, list[str]]
+) -> tuple[int, bytes, str]:
+    """The parts of the backfill's page that change, as the page writes them: the grid's
+    cells alone while its rows and columns are those the page shows (?shape=), else the
+    whole grid (a re-apply added dates or nodes, a filter's rows changed)."""
+    record = store.backfill(name)
+    if record is None:
+        return _missing(f"no backfill {name} in the state store")
+    shown = _shown(store, record, query)
+    answer: dict[str, Any] = {
+        "live": shown.live,
+        "phase": shown.obj["status"]["phase"],
+        "status": pages.status_line(shown.obj),
+        "below": shown.below,
+    }
+    nodes, _, cells = shown.grid
+    if query.get("shape", [""])[0] == pages.grid_shape(shown.grid):
+        rows = set(nodes)
+        answer["cells"] = {k: c for k, c in cells.items() if k.split("|", 1)[0] in rows}
+    else:
+        answer["grid"] = pages.grid_table(record.name, shown.grid)
+    return 200, json.dumps(answer, sort_keys=True).encode(), JSON
 
 
 def _scope(

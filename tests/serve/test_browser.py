@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -162,14 +163,17 @@ def test_the_gantt_and_the_scope_show_the_failed_date_and_what_it_blocks(
 
 
 @contextlib.contextmanager
-def running_one(tmp_path: Path, name: str, command: str) -> Iterator[tuple[str, InstanceRecord]]:
-    """`name` over one date, its `command` run by a real controller and held until
-    tmp_path/release exists; the dashboard's URL and the running instance. At the end
-    the command is released (nothing lingers), the server and the controller stop."""
+def running_one(
+    tmp_path: Path, name: str, command: str, dates: tuple[str, ...] = ("2024-03-01",)
+) -> Iterator[tuple[str, InstanceRecord]]:
+    """`name` over `dates` (one date group), its `command` run by a real controller and
+    held until tmp_path/release exists; the dashboard's URL and the first running
+    instance. At the end the command is released (nothing lingers), the server and the
+    controller stop."""
     spec_dir = specs(
         tmp_path,
         node(name, resourceGroup="rg", command=command),
-        backfill(select={"method": "descendants", "roots": [name]}, dates=["2024-03-01"]),
+        backfill(select={"method": "descendants", "roots": [name]}, dates=list(dates)),
     )
     db = tmp_path / "state.db"
     assert run("apply", str(spec_dir), "--state", str(db)).exit_code == 0
@@ -237,3 +241,77 @@ def test_a_running_attempt_s_log_is_followed_on_its_page(
         assert d.execute_script("return window.notReloaded") is True
         assert not d.find_elements(By.CSS_SELECTOR, "pre b")  # text, not markup
         d.save_screenshot(str(artifacts(tmp_path) / "follow.png"))
+
+
+def text(driver: WebDriver, xpath: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.XPATH, xpath)
+    return str(found[0].text) if found else ""
+
+
+def polls(driver: WebDriver) -> int:
+    """How many requests the page's script made to the dashboard's JSON endpoints."""
+    return int(
+        driver.execute_script(
+            "return performance.getEntriesByType('resource')"
+            ".filter(function (e) { return e.name.indexOf('/api/') >= 0; }).length"
+        )
+    )
+
+
+# Each date held until tmp_path/release-YYYYMMDD (or release, for all) exists.
+HELD_BY_DATE = 'while [ ! -e release ] && [ ! -e "release-$BACKFILL_BIZDATE" ]; do sleep 0.05; done'
+STATUS = "//h1/following-sibling::p[1]"  # phase, progress, counts
+LANE = "//h2[.='Date groups']/following-sibling::table[1]//tr[td][1]"  # group 0
+
+
+def test_a_running_backfill_s_whole_page_follows_it_and_stops_when_it_ends(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    """Not only the grid's cells: the phase, counts, lanes, Gantt and scope follow the
+    run, a date added by a re-apply appears, and once the backfill has ended the page
+    shows it and polls no more."""
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    command = f"cd '{tmp_path}'; {HELD_BY_DATE}; echo done"
+    dates = ("2024-03-01", "2024-03-02")
+    with running_one(tmp_path, "wait", command, dates) as (url, _):
+        d.get(url + "/backfills/bf")
+        d.execute_script("window.notReloaded = true")
+        assert text(d, STATUS).startswith("Running")
+        assert "2024-03-01 date 1 of 2 running 1" in text(d, LANE)
+
+        spec_dir = specs(  # a re-apply adds a date
+            tmp_path,
+            node("wait", resourceGroup="rg", command=command),
+            backfill(
+                select={"method": "descendants", "roots": ["wait"]},
+                dates=[*dates, "2024-03-03"],
+            ),
+        )
+        assert run("apply", str(spec_dir), "--state", str(tmp_path / "state.db")).exit_code == 0
+        new = 'a[data-cell="wait|2024-03-03"]'
+        wait_until(lambda: d.find_elements(By.CSS_SELECTOR, new), 20, "the new date's column")
+        wait_until(lambda: "date 1 of 3" in text(d, LANE), 20, "the lane's three dates")
+
+        (tmp_path / "release-20240301").touch()
+        wait_until(lambda: "2024-03-02 date 2 of 3 running 1" in text(d, LANE), 20, "the next date")
+        assert "succeeded 1" in text(d, STATUS)
+        wait_until(
+            lambda: fill(d, 'svg.gantt rect[data-date="2024-03-01"]') == "rgb(46, 125, 50)",
+            20,
+            "the first date's bar",
+        )
+
+        (tmp_path / "release").touch()
+        wait_until(lambda: text(d, STATUS).startswith("Succeeded"), 20, "the phase Succeeded")
+        assert "all done" in text(d, LANE)
+        assert fill(d, 'svg.dag a[data-node="wait"] rect') == "rgb(46, 125, 50)"
+        assert background(d, 'a[data-cell="wait|2024-03-03"]') == GREEN
+        assert d.execute_script("return window.notReloaded") is True
+        d.save_screenshot(str(artifacts(tmp_path) / "finished.png"))
+        ended = polls(d)
+        time.sleep(5)  # twice the interval: no more polling
+        assert polls(d) == ended

@@ -85,8 +85,9 @@ def test_the_grid_shows_the_failed_date_and_those_blocked_behind_it(url: str) ->
         "load|2024-03-03": "cell s-blocked",
         "load|2024-03-04": "cell s-blocked",
     }
-    assert '<script src="/static/grid.js" defer></script>' in html
-    code, script, headers = get(url + "/static/grid.js")
+    assert '<script src="/static/backfill.js" defer></script>' in html
+    assert '<div id=grid data-backfill="bf" data-live="0">' in html  # it ended: no polling
+    code, script, headers = get(url + "/static/backfill.js")
     assert code == 200 and "fetch(url" in script
     assert headers["Content-Type"].startswith("text/javascript")
 

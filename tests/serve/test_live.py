@@ -1,0 +1,128 @@
+"""What a backfill page's script polls while it runs: /api/backfills/NAME/live, step by
+step over an in-memory store (the browser tier, test_browser.py, watches the same on a
+real run). The answer holds every part of the page that changes, as the page writes it,
+values escaped; it says when to stop."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from backfill_ctl.serve import pages
+from backfill_ctl.serve.views import route
+from backfill_ctl.state import StateStore, open_store
+from tests.serve.test_dashboard import HOSTILE
+from tests.state.contract import AT, WHO, backfill, end, instance, start
+
+ESCAPED = "&lt;img src=x onerror=alert(1)&gt;"
+
+
+def answer(store: StateStore, target: str) -> dict[str, Any]:
+    code, body, kind = route(store, target)
+    assert code == 200 and kind == "application/json", body
+    found: dict[str, Any] = json.loads(body)
+    return found
+
+
+def shape(store: StateStore, target: str) -> str:
+    """The grid's shape on the page at `target`, and the page polls."""
+    html = route(store, target)[1].decode()
+    assert '<div id=grid data-backfill="bf" data-live="1">' in html
+    found = re.search(r'<table class=grid data-backfill="bf" data-shape="(\w+)">', html)
+    assert found, html
+    return found.group(1)
+
+
+def lane(below: str) -> str:
+    return below.split("<td>group 0</td>", 1)[1].split("</tr>", 1)[0]
+
+
+def test_a_running_backfill_s_page_gets_all_that_changed_until_it_ended() -> None:
+    store = open_store("memory:")
+    store.save_apply(
+        [backfill()],
+        [instance("a1"), instance("b1", "b", deps=("a1",)), instance("a2", day=2)],
+        [],
+        [],
+        at=AT,
+        **WHO,
+    )
+    was = shape(store, "/backfills/bf")
+    number = start(store, "a1")
+
+    got = answer(store, f"/api/backfills/bf/live?shape={was}")
+    assert got["live"] is True and got["phase"] == "Running"
+    assert got["status"].startswith('Running · <span class=bar title="0 of 3">')
+    assert "pending 2, running 1" in got["status"]
+    assert "grid" not in got  # same rows and dates: the cells only
+    assert got["cells"]["a|2024-03-01"]["state"] == "running"
+    assert "<td>2024-03-01</td><td>date 1 of 2</td><td>pending 1, running 1</td>" in lane(
+        got["below"]
+    )
+    assert '<rect class="g-running" data-date="2024-03-01"' in got["below"]  # the Gantt
+    assert re.search(
+        r'data-node="a"><title>a: running</title><rect class="s-running"', got["below"]
+    )
+
+    # a re-apply adds a date and a node: the grid comes whole, in the page's own words
+    store.save_apply([backfill()], [instance("h3", HOSTILE, day=3)], [], [], at=AT, **WHO)
+    got = answer(store, f"/api/backfills/bf/live?shape={was}")
+    assert "cells" not in got
+    assert 'data-cell="a|2024-03-01"' in got["grid"]
+    assert f'data-cell="{ESCAPED}|2024-03-03"' in got["grid"]
+    assert HOSTILE not in got["grid"] + got["below"] + got["status"]
+    now = re.search(r'data-shape="(\w+)"', got["grid"])
+    assert now and now.group(1) != was
+    assert "date 1 of 3" in lane(got["below"])
+    again = answer(store, f"/api/backfills/bf/live?shape={now.group(1)}")
+    assert "grid" not in again and set(again["cells"]) == {
+        "a|2024-03-01", "b|2024-03-01", "a|2024-03-02", f"{HOSTILE}|2024-03-03",
+    }  # fmt: skip
+
+    # the page's filters hold: the rows with a running cell, whose shape the page had
+    got = answer(store, "/api/backfills/bf/live?state=running&shape=")
+    filtered = route(store, "/backfills/bf?state=running")[1].decode()
+    assert got["grid"] in filtered and 'data-cell="b|' not in got["grid"]
+
+    end(store, "a1", number)
+    for ident in ("b1", "a2", "h3"):
+        end(store, ident, start(store, ident))
+    got = answer(store, f"/api/backfills/bf/live?shape={now.group(1)}")
+    assert got["phase"] == "Succeeded" and "all done" in lane(got["below"])
+    assert got["live"] is True  # until the controller recorded its end
+    store.update_backfill("bf", at=AT + 20, finished_at=AT + 20, outcome="succeeded", **WHO)
+    got = answer(store, f"/api/backfills/bf/live?shape={now.group(1)}")
+    assert got["live"] is False  # the page's last poll
+    assert (
+        "succeeded 4 · applied 2024-03-20T01:00:00Z by ann · finished 2024-03-20T01:00:20Z"
+        in (got["status"])
+    )
+    assert (
+        '<div id=grid data-backfill="bf" data-live="0">'
+        in route(store, "/backfills/bf")[1].decode()
+    )  # a page loaded now does not poll at all
+
+
+def test_a_stopped_backfill_is_followed_while_an_attempt_of_it_runs() -> None:
+    store = open_store("memory:")
+    store.save_apply([backfill()], [instance("a1"), instance("a2", day=2)], [], [], at=AT, **WHO)
+    number = start(store, "a1")
+    store.update_backfill("bf", at=AT, status="stopped", **WHO)
+    got = answer(store, "/api/backfills/bf/live")
+    assert got["phase"] == "Stopped" and got["live"] is True
+    end(store, "a1", number, "failed")
+    assert answer(store, "/api/backfills/bf/live")["live"] is False
+
+
+def test_the_grid_shape_is_its_rows_and_columns() -> None:
+    cells = {"a|2024-03-01": {"state": "failed"}}
+    first = pages.grid_shape((["a"], ["2024-03-01"], cells))
+    assert first == pages.grid_shape((["a"], ["2024-03-01"], {}))  # not its colours
+    assert first != pages.grid_shape((["a"], ["2024-03-01", "2024-03-02"], cells))
+    assert first != pages.grid_shape((["a", "b"], ["2024-03-01"], cells))
+
+
+def test_what_is_not_there_is_not_polled() -> None:
+    store = open_store("memory:")
+    assert route(store, "/api/backfills/nope/live")[0] == 404
