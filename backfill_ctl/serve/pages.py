@@ -2,9 +2,9 @@
 
 Pure functions of what the store holds (the server reads it): the backfills, one
 backfill's grid of nodes x business dates (coloured by state; by month past a size),
-one instance with its attempts and the tail of its log. The parts of the backfill's page
-that change while it runs (status line, grid, lanes) are functions of their own: the
-page's script polls them again (views, scripts).
+one instance with its attempts and the tail of its log. The parts of a page that change
+while its backfill runs (status line, grid, lanes; an instance's fields and attempts)
+are functions of their own: the page's script polls them again (views, scripts).
 """
 
 from __future__ import annotations
@@ -306,16 +306,9 @@ def cells_json(grid: Grid) -> bytes:
     return json.dumps(grid[2], sort_keys=True).encode()
 
 
-def instance_page(
-    i: InstanceRecord,
-    why: str | None,
-    attempts: Sequence[AttemptRecord],
-    log: str | None,
-    size: int = 0,
-    live: bool = False,
-) -> str:
-    """`log`: its tail, `size` bytes long in all; `live`: the attempt runs, and the page's
-    script follows the log from there."""
+def instance_fields(i: InstanceRecord, why: str | None) -> str:
+    """Its fields as table rows (the page's <table id=fields>): state and why it waits
+    among them."""
     fields = [
         ("backfill", f'<a href="/backfills/{quote(i.backfill)}">{escape(i.backfill)}</a>'),
         ("node", escape(i.node)),
@@ -327,10 +320,15 @@ def instance_page(
         ("resource group", escape(i.resource_group)),
         ("command", escape(_command(i))),
     ]
-    env = "".join(
-        f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in sorted(i.run.env.items())
-    )
-    tries = "".join(
+    return "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in fields)
+
+
+def attempts_rows(attempts: Sequence[AttemptRecord]) -> str:
+    """The attempts as table rows under their heading (the page's <table id=attempts>)."""
+    return (
+        "<tr><th>#</th><th>STATE</th><th>EXIT</th><th>STARTED</th><th>FINISHED</th>"
+        "<th>DURATION</th><th>MESSAGE</th></tr>"
+    ) + "".join(
         "<tr>"
         f"<td>{a.number}</td><td>{escape(a.state)}</td>"
         f"<td>{'' if a.exit_code is None else a.exit_code}</td>"
@@ -339,20 +337,36 @@ def instance_page(
         "</tr>"
         for a in attempts
     )
+
+
+def instance_page(
+    i: InstanceRecord,
+    why: str | None,
+    attempts: Sequence[AttemptRecord],
+    log: str | None,
+    size: int = 0,
+    live: bool = False,
+) -> str:
+    """`log`: the latest attempt's tail, `size` bytes long in all; `live`: the instance
+    may still change (it has not ended, or its attempt runs), and the page's script
+    follows its fields, attempts and log from there."""
+    env = "".join(
+        f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in sorted(i.run.env.items())
+    )
+    attempt = str(attempts[-1].number) if attempts else ""
     body = (
-        f"<h1>Instance {escape(i.id)}</h1><table class=list>"
-        + "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in fields)
+        f"<h1>Instance {escape(i.id)}</h1><table class=list id=fields>"
+        + instance_fields(i, why)
         + "</table><h2>Parameters</h2><table class=list>"
         + (env or "<tr><td>none</td></tr>")
-        + "</table><h2>Attempts</h2><table class=list><tr><th>#</th><th>STATE</th>"
-        "<th>EXIT</th><th>STARTED</th><th>FINISHED</th><th>DURATION</th><th>MESSAGE</th></tr>"
-        + tries
+        + "</table><h2>Attempts</h2><table class=list id=attempts>"
+        + attempts_rows(attempts)
         + "</table><h2>Log</h2>"
-        + f'<pre id=log data-instance="{escape(i.id)}" data-offset="{size}" '
-        f'data-live="{int(live)}">{escape(log or "")}</pre>'
+        + f'<pre id=log data-instance="{escape(i.id)}" data-attempt="{attempt}" '
+        f'data-offset="{size}" data-live="{int(live)}">{escape(log or "")}</pre>'
         + ("" if log or live else "<p>No output.")
     )
-    return page(f"Instance {i.id}", body, script="/static/log.js")
+    return page(f"Instance {i.id}", body, script="/static/instance.js")
 
 
 def _command(i: InstanceRecord) -> str:

@@ -1,13 +1,13 @@
-"""The dashboard's scripts, served as /static/NAME (no inline script: the CSP is 'self').
+"""The dashboard's two scripts, served as /static/NAME (no inline script: the CSP is 'self').
 
-The backfill page's follows it while what it shows may still change, then stops after
-one last poll: /api/backfills/NAME/live answers with the parts of the page that change,
-as HTML the server wrote with the page's own functions (every value escaped there),
-which the script puts in place of the old. The grid is recoloured cell by cell while
-its rows and dates stay the same (a tab open on a big grid neither redraws it nor loses
-the cell under the pointer), and redrawn when they changed (a re-apply added dates, a
-filter's rows changed). The instance page's follows a running attempt's log, appended
-as text, never as markup.
+Each follows its page while what it shows may still change, then stops after one last
+poll: the backfill page polls /api/backfills/NAME/live, the instance page
+/api/instances/ID/live. Both answers hold the parts of the page that change as HTML
+the server wrote with the page's own functions (every value escaped there), which the
+script puts in place of the old; a log is appended as text, never as markup. The grid
+is recoloured cell by cell while its rows and dates stay the same (a tab open on a big
+grid neither redraws it nor loses the cell under the pointer), and redrawn when they
+changed (a re-apply added dates, a filter's rows changed).
 """
 
 from __future__ import annotations
@@ -62,26 +62,40 @@ BACKFILL_JS = """\
 })();
 """
 
-LOG_JS = """\
-// Follow a running attempt's log: append what it writes (as text, never markup).
+INSTANCE_JS = """\
+// Live instance page: its fields, attempts and what its log gained (as text, never markup).
 (function () {
   var pre = document.getElementById("log");
   if (!pre || pre.dataset.live !== "1") return;
-  var offset = Number(pre.dataset.offset);
-  var url = "/api/instances/" + encodeURIComponent(pre.dataset.instance) + "/log?offset=";
+  var url = "/api/instances/" + encodeURIComponent(pre.dataset.instance) + "/live?";
+  var shown = {};
+  function put(id, html) {
+    if (typeof html !== "string" || shown[id] === html) return;
+    document.getElementById(id).innerHTML = html;
+    shown[id] = html;
+  }
   function more() {
-    fetch(url + offset, {cache: "no-store"}).then(function (r) { return r.json(); })
-      .then(function (got) {
-        if (got.offset < offset) { pre.textContent = ""; }
-        if (got.text) { pre.append(document.createTextNode(got.text)); }
-        offset = got.offset;
-        pre.dataset.offset = String(offset);
-        pre.dataset.live = got.live ? "1" : "0";
-        if (got.live) { setTimeout(more, 1000); }
-      }).catch(function () { setTimeout(more, 2000); });
+    var asked = new URLSearchParams({attempt: pre.dataset.attempt, offset: pre.dataset.offset});
+    fetch(url + asked, {cache: "no-store"}).then(function (r) {
+      if (r.status >= 400 && r.status < 500) { pre.dataset.live = "0"; }
+      if (!r.ok) { throw new Error(String(r.status)); }
+      return r.json();
+    }).then(function (got) {
+      put("fields", got.fields);
+      put("attempts", got.attempts);
+      // Another attempt's log, or this one cut shorter: it starts again.
+      if (got.from !== Number(pre.dataset.offset)) { pre.textContent = ""; }
+      if (got.text) { pre.append(document.createTextNode(got.text)); }
+      pre.dataset.attempt = got.attempt;
+      pre.dataset.offset = String(got.offset);
+      pre.dataset.live = got.live ? "1" : "0";  // ended: this was the last poll
+      if (got.live) { setTimeout(more, got.running ? 1000 : 2000); }
+    }).catch(function () {
+      if (pre.dataset.live === "1") { setTimeout(more, 2000); }
+    });
   }
   setTimeout(more, 1000);
 })();
 """
 
-SCRIPTS = {"backfill.js": BACKFILL_JS, "log.js": LOG_JS}
+SCRIPTS = {"backfill.js": BACKFILL_JS, "instance.js": INSTANCE_JS}

@@ -6,11 +6,14 @@
 /api/backfills/NAME/live       what changes on that page (JSON), polled by its script
 /api/backfills/NAME/cells      that grid's cells (JSON)
 /instances/ID                  one instance: why it waits, attempts, log tail
-/api/instances/ID/log          what its log gained after ?offset=N (JSON), followed by it
+/api/instances/ID/live         what changes on that page (JSON), its log's new end
+/api/instances/ID/log          what its log gained after ?offset=N (JSON)
 /static/NAME                   the pages' scripts (scripts.py)
 
-A backfill's page polls while what it shows may still change: until the controller
-recorded its end (or it was stopped, deleted, collected) and nothing of it runs. Each
+A page polls while what it shows may still change: a backfill until the controller
+recorded its end (or it was stopped, deleted, collected) and nothing of it runs; an
+instance until it ended (succeeded, failed, cancelled), or its backfill did, and no
+attempt of it runs. Each
 answer is the page's parts as the page writes them, read as the page reads them.
 """
 
@@ -26,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
 from backfill_ctl.backends.files import RunFiles
-from backfill_ctl.core.records import WAITING
+from backfill_ctl.core.records import FINISHED, WAITING
 from backfill_ctl.serve import dag, gantt, pages
 from backfill_ctl.serve.scripts import SCRIPTS
 from backfill_ctl.usecases.access import access_of
@@ -75,6 +78,8 @@ def route(store: StateStore, target: str) -> tuple[int, bytes, str]:
             return _cells(store, name)
         case ("instances", ident):
             return _instance(store, ident)
+        case ("api", "instances", ident, "live"):
+            return _instance_live(store, ident, parse_qs(query))
         case ("api", "instances", ident, "log"):
             return _follow(store, ident, query)
     return _missing("nothing here: / lists the backfills")
@@ -133,9 +138,14 @@ def _shown(store: StateStore, record: BackfillRecord, query: Mapping[str, list[s
         + gantt.gantt(spans, time.time())
         + _scope(store, record, grid, spans)
     )
-    ended = record.finished_at is not None or record.status != "active"
-    live = not ended or bool(counts.get("running"))  # a stopped one's attempts end
+    live = not _over(record) or bool(counts.get("running"))  # a stopped one's attempts end
     return _Shown(backfill_object(record, counts), _filtered(grid, query), below, live)
+
+
+def _over(record: BackfillRecord) -> bool:
+    """The controller recorded its end, or it was stopped, deleted or collected: what
+    has not run will not by itself (an operator's rerun may)."""
+    return record.finished_at is not None or record.status != "active"
 
 
 def _backfill(
@@ -224,21 +234,78 @@ def _instance(store: StateStore, ident: str) -> tuple[int, bytes, str]:
     if not found:
         return _missing(f"no instance {ident} in the state store")
     i = found[0]
-    backfill = store.backfill(i.backfill)
-    deps = store.instances(ids=list(i.depends_on)) if i.depends_on else []
-    why = why_waiting(i, backfill, deps, lambda: store.date_counts(i.backfill), time.time())
     attempts = store.attempts(i.id)
     latest = attempts[-1] if attempts else None
     log, size = _tail(_log(store, latest)) if latest else (None, 0)
     if latest is not None and log is None:  # not on this machine: the store's copy
         log, size = _kept(store, latest)
-    live = latest is not None and latest.finished_at is None
+    backfill = store.backfill(i.backfill)
+    live = not _ended(i, latest, backfill)
+    why = _why(store, i, backfill)
     return 200, pages.instance_page(i, why, attempts, log, size, live).encode(), HTML
 
 
-def _log(store: StateStore, attempt: AttemptRecord) -> str | None:
+def _why(store: StateStore, i: InstanceRecord, backfill: BackfillRecord | None) -> str | None:
+    deps = store.instances(ids=list(i.depends_on)) if i.depends_on else []
+    return why_waiting(i, backfill, deps, lambda: store.date_counts(i.backfill), time.time())
+
+
+def _ended(
+    i: InstanceRecord, latest: AttemptRecord | None, backfill: BackfillRecord | None
+) -> bool:
+    """Nothing on its page changes by itself any more (an operator's rerun may): no
+    attempt of it runs, and it ended (succeeded, failed, cancelled) or its backfill did
+    (one left waiting behind a failure)."""
+    if latest is not None and latest.finished_at is None:
+        return False
+    return i.state in FINISHED or backfill is None or _over(backfill)
+
+
+def _instance_live(
+    store: StateStore, ident: str, query: Mapping[str, list[str]]
+) -> tuple[int, bytes, str]:
+    """The parts of the instance's page that change, as the page writes them, and what
+    its latest attempt's log gained after ?offset=N when ?attempt= is that attempt
+    (from its start else: `from` says where the text goes)."""
+    found = store.instances(ids=[ident])
+    if not found:
+        return _missing(f"no instance {ident} in the state store")
+    i = found[0]
+    attempts = store.attempts(i.id)
+    latest = attempts[-1] if attempts else None
+    asked = query.get("offset", [""])[0]
+    same = latest is not None and query.get("attempt", [""])[0] == str(latest.number)
+    start, data, size = _since(_log(store, latest), int(asked) if same and asked.isdigit() else 0)
+    backfill = store.backfill(i.backfill)
+    answer = {
+        "live": not _ended(i, latest, backfill) or start + len(data) < size,
+        "running": latest is not None and latest.finished_at is None,
+        "fields": pages.instance_fields(i, _why(store, i, backfill)),
+        "attempts": pages.attempts_rows(attempts),
+        "attempt": str(latest.number) if latest else "",
+        "from": start,
+        "offset": start + len(data),
+        "text": data.decode("utf-8", errors="replace"),
+    }
+    return 200, json.dumps(answer, sort_keys=True).encode(), JSON
+
+
+def _log(store: StateStore, attempt: AttemptRecord | None) -> str | None:
     """Where the attempt's log file is read: beside the store (`RunFiles.readable`)."""
-    return RunFiles.of(store).readable(attempt.log) if attempt.log else None
+    return RunFiles.of(store).readable(attempt.log) if attempt and attempt.log else None
+
+
+def _since(path: str | None, offset: int) -> tuple[int, bytes, int]:
+    """(where it was read from, at most LOG_TAIL bytes, the log's size): from `offset`,
+    or from 0 when the log is shorter (cut, or another); `offset` and nothing when it
+    cannot be read (not on this machine)."""
+    data, size = b"", 0
+    with contextlib.suppress(OSError), Path(path or "").open("rb") as f:
+        size = f.seek(0, 2)
+        offset = offset if 0 <= offset <= size else 0
+        f.seek(offset)
+        data = f.read(LOG_TAIL)
+    return offset, data, size
 
 
 def _tail(path: str | None) -> tuple[str | None, int]:
@@ -278,12 +345,7 @@ def _follow(store: StateStore, ident: str, query: str) -> tuple[int, bytes, str]
         return 200, json.dumps({"offset": 0, "text": "", "live": False}).encode(), JSON
     latest = attempts[-1]
     offset = int(parse_qs(query).get("offset", ["0"])[0] or 0)
-    data, size = b"", 0
-    with contextlib.suppress(OSError), Path(_log(store, latest) or "").open("rb") as f:
-        size = f.seek(0, 2)
-        offset = offset if 0 <= offset <= size else 0
-        f.seek(offset)
-        data = f.read(LOG_TAIL)
+    offset, data, size = _since(_log(store, latest), offset)
     answer = {
         "offset": offset + len(data),
         "text": data.decode("utf-8", errors="replace"),

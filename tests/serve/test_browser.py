@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -314,4 +315,24 @@ def test_a_running_backfill_s_whole_page_follows_it_and_stops_when_it_ends(
         d.save_screenshot(str(artifacts(tmp_path) / "finished.png"))
         ended = polls(d)
         time.sleep(5)  # twice the interval: no more polling
+        assert polls(d) == ended
+
+
+def test_a_running_instance_s_state_and_attempts_follow_it_until_it_ends(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    d = browser
+    with running_one(tmp_path, "wait", f"cd '{tmp_path}'; {HELD}; echo done") as (url, instance):
+        d.get(url + f"/instances/{instance.id}")
+        d.execute_script("window.notReloaded = true")
+        state = "//th[.='state']/following-sibling::td[1]"
+        attempt = "//h2[.='Attempts']/following-sibling::table[1]//tr[td][1]"
+        assert text(d, state) == "running"
+        assert re.match(r"1 (starting|running) ", text(d, attempt))  # the backend's answer
+        (tmp_path / "release").touch()
+        wait_until(lambda: text(d, state) == "succeeded", 20, "the state succeeded")
+        wait_until(lambda: text(d, attempt).startswith("1 succeeded 0 "), 20, "the attempt's end")
+        assert d.execute_script("return window.notReloaded") is True
+        ended = polls(d)
+        time.sleep(3)  # the log's follower polls every second: no more
         assert polls(d) == ended

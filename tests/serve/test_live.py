@@ -1,12 +1,13 @@
-"""What a backfill page's script polls while it runs: /api/backfills/NAME/live, step by
-step over an in-memory store (the browser tier, test_browser.py, watches the same on a
-real run). The answer holds every part of the page that changes, as the page writes it,
-values escaped; it says when to stop."""
+"""What a page's script polls while its backfill runs: /api/backfills/NAME/live and
+/api/instances/ID/live, step by step over an in-memory store (the browser tier,
+test_browser.py, watches the same on a real run). Each answer holds every part of its
+page that changes, as the page writes it, values escaped; it says when to stop."""
 
 from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 from backfill_ctl.serve import pages
@@ -123,6 +124,68 @@ def test_the_grid_shape_is_its_rows_and_columns() -> None:
     assert first != pages.grid_shape((["a", "b"], ["2024-03-01"], cells))
 
 
+def test_an_instance_s_page_gets_its_state_attempts_and_log_until_it_ended(
+    tmp_path: Path,
+) -> None:
+    store = open_store("memory:")
+    store.save_apply([backfill()], [instance("a1")], [], [], at=AT, **WHO)
+    html = route(store, "/instances/a1")[1].decode()
+    assert '<pre id=log data-instance="a1" data-attempt="" data-offset="0" data-live="1">' in html
+    got = answer(store, "/api/instances/a1/live?attempt=&offset=0")
+    assert got["live"] is True and got["running"] is False and got["attempt"] == ""
+    assert "<tr><th>state</th><td>pending</td></tr>" in got["fields"]
+    assert (got["from"], got["offset"], got["text"]) == (0, 0, "")
+
+    first = tmp_path / "1.log"
+    first.write_text("one\n")
+    number = start(store, "a1")
+    store.set_attempt_handle("a1", number, {}, str(first))
+    got = answer(store, "/api/instances/a1/live?attempt=&offset=0")
+    assert got["running"] is True and got["attempt"] == "1"
+    assert "<tr><th>state</th><td>running</td></tr>" in got["fields"]
+    assert "<td>1</td><td>running</td>" in got["attempts"]
+    assert (got["from"], got["offset"], got["text"]) == (0, 4, "one\n")
+    first.write_text("one\ntwo\n")
+    got = answer(store, "/api/instances/a1/live?attempt=1&offset=4")
+    assert (got["from"], got["offset"], got["text"]) == (4, 8, "two\n")
+
+    store.end_attempt(  # a retry: the instance waits again
+        "a1", number, attempt_state="failed", exit_code=1, message=HOSTILE,
+        instance_state="pending", at=AT + 10, **WHO,
+    )  # fmt: skip
+    got = answer(store, "/api/instances/a1/live?attempt=1&offset=8")
+    assert got["live"] is True and got["running"] is False
+    assert "<td>1</td><td>failed</td><td>1</td>" in got["attempts"]
+    assert ESCAPED in got["attempts"] and HOSTILE not in got["attempts"] + got["fields"]
+
+    second = tmp_path / "2.log"
+    second.write_text("again\n")
+    number = start(store, "a1")
+    store.set_attempt_handle("a1", number, {}, str(second))
+    got = answer(store, "/api/instances/a1/live?attempt=1&offset=8")
+    assert got["attempt"] == "2"  # another attempt's log: from its start
+    assert (got["from"], got["offset"], got["text"]) == (0, 6, "again\n")
+    end(store, "a1", number)
+    got = answer(store, "/api/instances/a1/live?attempt=2&offset=6")
+    assert got["live"] is False  # the page's last poll
+    assert "<tr><th>state</th><td>succeeded</td></tr>" in got["fields"]
+    assert "<td>2</td><td>succeeded</td><td>0</td>" in got["attempts"]
+    html = route(store, "/instances/a1")[1].decode()
+    assert 'data-attempt="2" data-offset="6" data-live="0">again\n</pre>' in html
+
+
+def test_an_instance_left_waiting_behind_a_failure_is_followed_until_its_backfill_ended() -> None:
+    store = open_store("memory:")
+    store.save_apply([backfill()], [instance("a1"), instance("a2", day=2)], [], [], at=AT, **WHO)
+    end(store, "a1", start(store, "a1"), "failed")
+    assert answer(store, "/api/instances/a2/live?attempt=&offset=0")["live"] is True
+    store.update_backfill("bf", at=AT + 20, finished_at=AT + 20, outcome="failed", **WHO)
+    got = answer(store, "/api/instances/a2/live?attempt=&offset=0")
+    assert got["live"] is False and "<tr><th>state</th><td>pending</td></tr>" in got["fields"]
+    assert 'data-live="0"></pre>' in route(store, "/instances/a2")[1].decode()
+
+
 def test_what_is_not_there_is_not_polled() -> None:
     store = open_store("memory:")
     assert route(store, "/api/backfills/nope/live")[0] == 404
+    assert route(store, "/api/instances/nope/live")[0] == 404
