@@ -36,10 +36,12 @@ from backfill_ctl.cli.options import (
     run_clock,
 )
 from backfill_ctl.cli.state import StateOpt, existing_state, open_state, spec_root, who
-from backfill_ctl.errors import UsageError
+from backfill_ctl.errors import BackfillError, UsageError
 from backfill_ctl.usecases import apply as applying
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from backfill_ctl.backends import Backend
     from backfill_ctl.spec.loader import Specs
     from backfill_ctl.state import StateStore
@@ -100,6 +102,7 @@ def apply_command(
     Exit 0 when applied (and, with --wait, all succeeded), 1 on findings, changes refused
     or a failed backfill, 2 when the input cannot be used, 130 when --wait was
     interrupted (Ctrl-C, SIGTERM: running attempts go on for the next controller).
+    With --wait, a state store away for a while is waited for (10 min at most: exit 2).
 
     \b
     Examples:
@@ -143,10 +146,24 @@ def apply_command(
             succeeded = wait_for(
                 store, prepared.names, specs, backend, seconds, run_clock(planned_at)
             )
+        except BackfillError as exc:  # its hint speaks of the call that failed, not of apply
+            exc.hint = _applied(prepared.plan.digest, prepared.names)
+            raise
         finally:
             backend.close()
         if not succeeded:
             raise typer.Exit(1)
+
+
+def _applied(digest: str, names: Sequence[str]) -> str:
+    """The hint of an error after the specs were applied: what was done, what is next."""
+    targets = " ".join(f"backfill/{n}" for n in names)
+    follow = f"; backfillctl wait {targets} --for=condition=Succeeded follows them"
+    return (
+        f"the specs were applied (plan digest {digest[:19]}): the backfills go on whenever a "
+        "controller runs (backfillctl controller, or apply --wait again, which applies "
+        f"nothing more){follow if names else ''}"
+    )
 
 
 def _ready_backend(store: StateStore, specs: Specs) -> Backend:

@@ -6,6 +6,7 @@ backfills), polling every second, with `apply --wait`'s progress line on stderr
 0 the condition holds for every backfill named; 1 it can no longer hold for one (it
 waited for Succeeded and the backfill failed, or it was deleted); 2 usage errors;
 `TIMED_OUT` (124, as timeout(1)) when the time ran out, saying where each backfill is.
+A store away for a while is waited for (cli.patience); --timeout still bounds the wait.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import typer
 from backfill_ctl.cli.console import err
 from backfill_ctl.cli.durations import seconds_of
 from backfill_ctl.cli.get import find_backfill
+from backfill_ctl.cli.patience import Patience
 from backfill_ctl.cli.state import StateOpt, open_state
-from backfill_ctl.cli.waiting import Progress, why_waiting
+from backfill_ctl.cli.waiting import Progress, unknown, waiting_lines
 from backfill_ctl.usecases import conditions
 from backfill_ctl.usecases.progress import describe_counts
 
@@ -103,7 +105,8 @@ def wait_command(
     apply --wait elsewhere) makes the backfills go on. Exit 0 when the condition holds
     for all, 1 when it can no longer hold for one (waiting for Succeeded and it failed,
     or it was deleted), 2 on usage errors, 124 when --timeout ran out (saying where
-    each backfill is and why it waits).
+    each backfill is and why it waits). A state store away for a while (a server
+    restarting) is waited for, 10 min at most (then exit 2).
 
     \b
     Examples:
@@ -116,17 +119,22 @@ def wait_command(
     seconds = seconds_of("--timeout", timeout)
     store = open_state(state)
     names = list(dict.fromkeys(find_backfill(store, t).name for t in targets))
-    progress = Progress(store, names, clock=clock)
+    patience = Patience(err, clock=clock, sleep=_sleep)
+    progress = Progress(store, names, clock=clock, patience=patience)
+    # Not judged yet: what a look gives while the store is away before the first answer.
+    last = [conditions.Judged(n, "Pending", conditions.Verdict.pending) for n in names]
     first = True
 
     def look() -> list[conditions.Judged]:
-        nonlocal first
-        judged = _look(store, names, condition)
+        nonlocal first, last
+        judged = patience.ask(lambda: _look(store, names, condition), None)
+        if judged is None:  # the store is away: as last seen
+            return last
         if first and not conditions.settled(judged):
-            _no_controller_note(store)
+            patience.ask(lambda: _no_controller_note(store), None)
         elif not first:
             progress()
-        first = False
+        first, last = False, judged
         return judged
 
     try:
@@ -135,30 +143,39 @@ def wait_command(
         )
     finally:
         progress.close()  # a live line on a terminal ends, its cursor shown again
-    _finish(store, names, condition, judged, timed_out, timeout)
+    _finish(store, patience, names, condition, judged, timed_out, timeout)
 
 
 def _finish(
     store: StateStore,
+    patience: Patience,
     names: Sequence[str],
     condition: str,
     judged: Sequence[conditions.Judged],
     timed_out: bool,
     timeout: str | None,
 ) -> None:
-    """Say how it ended; exit 0, 1 or TIMED_OUT."""
+    """Say how it ended; exit 0, 1 or TIMED_OUT. (What it says is read whole first: once
+    when the time ran out, the store away then; until it answers otherwise.)"""
     if timed_out:
         err(f"error: timed out after {timeout} waiting for condition={condition}")
-        for j in judged:
-            if j.verdict is not conditions.Verdict.met:
-                err(f"  {_where(store, j)}")
-        why_waiting(store, [j.name for j in judged if j.verdict is not conditions.Verdict.met])
+        pending = [j for j in judged if j.verdict is not conditions.Verdict.met]
+        unread = unknown([j.name for j in pending])
+        for line in patience.ask(lambda: _timed_out(store, pending), unread):
+            err(line)
         raise typer.Exit(TIMED_OUT)
     impossible = [j for j in judged if j.verdict is conditions.Verdict.impossible]
-    for j in impossible:
-        err(f"error: {_where(store, j)}: condition={condition} can no longer be met")
+    where = patience.read(lambda: [_where(store, j) for j in impossible])
+    for text in where:
+        err(f"error: {text}: condition={condition} can no longer be met")
     if impossible:
         err(f"  hint: backfillctl describe backfill/{impossible[0].name} says why")
         raise typer.Exit(1)
     for name in names:
         err(f"backfill/{name} condition met: {condition}")
+
+
+def _timed_out(store: StateStore, pending: Sequence[conditions.Judged]) -> list[str]:
+    """Where each backfill not there yet is, and why one of its instances waits."""
+    where = [f"  {_where(store, j)}" for j in pending]
+    return where + waiting_lines(store, [j.name for j in pending])

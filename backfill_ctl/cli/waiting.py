@@ -8,7 +8,13 @@ redrawn when the counts change and at most once a second for the clock; otherwis
 plain line when the counts changed, at most every PLAIN_EVERY seconds, and the last
 one: what CI logs want (a line per change would be 300 lines for 300 instances). When it times
 out, each unfinished backfill says why one of its instances waits: the blocker the
-controller stored. `wait` shows the same progress and reasons (`Progress`, `why_waiting`).
+controller stored. `wait` shows the same progress and reasons (`Progress`, `waiting_lines`).
+
+A store that is away for a while (a PostgreSQL server restarting, a full disk, a writer
+paused mid-write) is waited for by every read here (cli.patience): the progress line and
+the following go without it meanwhile, the embedded controller waits for it as it does
+everywhere, and what is said at the end is read once it answers (once only when the time
+ran out: then how a backfill stands may be unknown).
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from backfill_ctl.cli.console import err, rich_console
+from backfill_ctl.cli.patience import Patience
 from backfill_ctl.core.records import FINISHED, WAITING
+from backfill_ctl.runtime.lease import waitable
+from backfill_ctl.state import StateError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -138,7 +147,8 @@ class Progress:
     is a terminal) one live line, redrawn when the counts change (read at most every
     DRAW_EVERY seconds) and once a second for the clock; without, a plain line when the
     counts changed, at most every PLAIN_EVERY seconds (and the final counts at `close`).
-    The counts are not read when nothing could be shown."""
+    The counts are not read when nothing could be shown; while the store is away
+    (`patience`), nothing is drawn."""
 
     def __init__(
         self,
@@ -147,8 +157,10 @@ class Progress:
         *,
         console: Console | None = None,
         clock: Callable[[], float] = time.monotonic,
+        patience: Patience | None = None,
     ) -> None:
         self.store, self.names, self.clock = store, list(names), clock
+        self.patience = patience or Patience(err, clock=clock)
         if console is None and sys.stderr.isatty():
             console = rich_console(sys.stderr)
         self.console = console
@@ -158,9 +170,13 @@ class Progress:
         self._shown: tuple[dict[str, int], int] | None = None  # counts, elapsed second
         self._read_at = 0.0  # elapsed seconds at the last read of the counts
 
-    def snapshot(self) -> Snapshot:
+    def snapshot(self) -> Snapshot | None:
+        """The counts now; None while the store is away."""
+        stored = self.patience.ask(self.store.counts, None)
+        if stored is None:
+            return None
         counts: dict[str, int] = {}
-        for (backfill, state), n in self.store.counts().items():
+        for (backfill, state), n in stored.items():
             if backfill in self.names:
                 counts[state] = counts.get(state, 0) + n
         now = self.clock()
@@ -184,6 +200,8 @@ class Progress:
             return
         shown = self._shown
         snap = self.snapshot()
+        if snap is None:
+            return
         if self.console is None:  # (a line is due: `_due`)
             if shown is None or snap.counts != shown[0]:
                 err(snap.line())
@@ -210,16 +228,19 @@ class Progress:
             if self._shown is not None:
                 self(final=True)
             return
-        self._draw(self.snapshot())
+        snap = self.snapshot()
+        if snap is not None:
+            self._draw(snap)
         if self._live is not None:
             self._live.stop()
             self._live = None
 
 
-def why_waiting(store: ReadStore, names: Sequence[str]) -> None:
+def waiting_lines(store: ReadStore, names: Sequence[str]) -> list[str]:
     """For each unfinished backfill: the first waiting instance with a stored blocker."""
     from backfill_ctl.usecases.progress import reason  # (a timeout's: not every wait's)
 
+    lines = []
     for name in names:
         record = store.backfill(name)
         if record is None or record.finished_at is not None:
@@ -227,34 +248,53 @@ def why_waiting(store: ReadStore, names: Sequence[str]) -> None:
         waiting = store.instances(backfill=name, states=WAITING)
         first = next((i for i in waiting if i.blocker is not None), None)
         if first is not None:
-            err(f"backfill/{name}: {len(waiting)} waiting; instance/{first.id}: {reason(first)}")
+            lines.append(
+                f"backfill/{name}: {len(waiting)} waiting; instance/{first.id}: {reason(first)}"
+            )
+    return lines
 
 
 FAILURES_SHOWN = 5
 
 
-def _failures(store: ReadStore, name: str) -> None:
+def _failures(store: ReadStore, name: str) -> list[str]:
     """The failed instances of a failed backfill, how each ended and where its log is (the
     first FAILURES_SHOWN; how to list the rest)."""
     failed = store.instances(backfill=name, states=["failed"])
-    for i in failed[:FAILURES_SHOWN]:
-        err(
-            f"  instance/{i.id} ({i.node} {i.bizdate}): {i.reason or 'failed'}; "
-            f"its log: backfillctl logs {i.id}"
-        )
+    lines = [
+        f"  instance/{i.id} ({i.node} {i.bizdate}): {i.reason or 'failed'}; "
+        f"its log: backfillctl logs {i.id}"
+        for i in failed[:FAILURES_SHOWN]
+    ]
     if len(failed) > FAILURES_SHOWN:
         more = len(failed) - FAILURES_SHOWN
-        err(f"  and {more} more: backfillctl get instances -b {name} --state failed")
+        lines.append(f"  and {more} more: backfillctl get instances -b {name} --state failed")
+    return lines
+
+
+def unknown(names: Sequence[str]) -> list[str]:
+    """What is said of backfills when the store cannot be read at the end."""
+    return [
+        f"the state store cannot be reached: how backfill/{name} stands is unknown"
+        for name in names
+    ]
+
+
+def _finished(store: ReadStore, names: Sequence[str]) -> bool:
+    return all((b := store.backfill(n)) is None or b.finished_at is not None for n in names)
 
 
 def _follow(
-    store: ReadStore, names: Sequence[str], out_of_time: Callable[[], bool], progress: Progress
+    store: ReadStore,
+    names: Sequence[str],
+    out_of_time: Callable[[], bool],
+    progress: Progress,
 ) -> None:
-    """Another controller runs them: show the store's progress until they finish."""
+    """Another controller runs them: show the store's progress until they finish (a store
+    away meanwhile is waited for: `progress.patience`)."""
     err("a controller is running: following its progress")
-    while not out_of_time() and not all(
-        (b := store.backfill(n)) is None or b.finished_at is not None for n in names
-    ):
+    ask = progress.patience.ask
+    while not out_of_time() and not ask(lambda: _finished(store, names), False):
         progress()
         time.sleep(1.0)
 
@@ -265,9 +305,10 @@ def _run(
     out_of_time: Callable[[], bool],
     progress: Progress,
 ) -> None:
-    """The lease is ours: run the controller until the named backfills finish."""
+    """The lease is ours: run the controller until the named backfills finish. (It waits
+    for a store that is away itself; the progress line goes without meanwhile.)"""
     try:
-        controller.load()
+        progress.patience.read(controller.load)
         gates = controller.scheduler.gates
         controller.run(
             interval=0.5,
@@ -278,7 +319,31 @@ def _run(
             on_tick=progress,
         )
     finally:
-        controller.release()
+        try:
+            controller.release()
+        except StateError as exc:  # a store away: the lease ends by itself
+            if not waitable(exc):
+                raise
+
+
+TIMED_OUT = (
+    "timed out: stopped waiting; running attempts go on, and a controller (or apply --wait) "
+    "takes them over"
+)
+
+
+def _ending(store: ReadStore, names: Sequence[str], timed_out: bool) -> tuple[list[str], bool]:
+    """What to say of the named backfills at the end, read whole before anything is said
+    (a store away midway is read again); did they all succeed?"""
+    lines = waiting_lines(store, names) if timed_out else []
+    if timed_out:
+        lines.append(TIMED_OUT)
+    outcomes = {n: (b.outcome if (b := store.backfill(n)) else None) for n in names}
+    for name, outcome in outcomes.items():
+        lines.append(f"backfill/{name}: {outcome or 'not finished'}")
+        if outcome == "failed":
+            lines += _failures(store, name)
+    return lines, all(o == "succeeded" for o in outcomes.values())
 
 
 def wait_for(
@@ -291,7 +356,9 @@ def wait_for(
 ) -> bool:
     """Run (on `backend`) or follow until every named backfill finished (or `timeout`
     seconds passed); did they all succeed? Stopped by SIGINT or SIGTERM before they did
-    (the running attempts are left to the next controller): typer.Exit(130)."""
+    (the running attempts are left to the next controller): typer.Exit(130). A store
+    away meanwhile is waited for (`Patience`: StoreGone past its limit); away when the
+    time ran out, how they stand is unknown: not succeeded."""
     from backfill_ctl.runtime.controller import Controller
 
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -299,27 +366,23 @@ def wait_for(
     def out_of_time() -> bool:
         return deadline is not None and time.monotonic() >= deadline
 
-    progress = Progress(store, names)
+    patience = Patience(err)
+    progress = Progress(store, names, patience=patience)
     controller = Controller(store, backend, say=err, smtp=specs.config.smtp, clock=clock)
     try:
-        if controller.acquire(wait=False):
+        if patience.read(lambda: controller.acquire(wait=False)):
             _run(controller, names, out_of_time, progress)
         else:
             _follow(store, names, out_of_time, progress)
     finally:
         progress.close()
-    if out_of_time():
-        why_waiting(store, names)
-        err(
-            "timed out: stopped waiting; running attempts go on, and a controller (or "
-            "apply --wait) takes them over"
-        )
-    outcomes = {n: (b.outcome if (b := store.backfill(n)) else None) for n in names}
-    for name, outcome in outcomes.items():
-        err(f"backfill/{name}: {outcome or 'not finished'}")
-        if outcome == "failed":
-            _failures(store, name)
-    succeeded = all(o == "succeeded" for o in outcomes.values())
+    if out_of_time():  # no more waiting for the store either: one try
+        unread: tuple[list[str], bool] = ([TIMED_OUT, *unknown(names)], False)
+        lines, succeeded = patience.ask(lambda: _ending(store, names, True), unread)
+    else:
+        lines, succeeded = patience.read(lambda: _ending(store, names, False))
+    for line in lines:
+        err(line)
     if controller.stopping and not succeeded:
         import typer
 

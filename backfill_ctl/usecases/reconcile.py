@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.core import slots
 from backfill_ctl.core.records import NOT_STARTED, BackfillRecord, InstanceRecord
+from backfill_ctl.errors import BackfillError
 from backfill_ctl.usecases.access import document
 
 # What the plan asks the store to hold (desired.py), importable from here as before.
@@ -296,7 +297,9 @@ def apply(
     )
     _started_meanwhile(changes, set(cancelled))
     for c in changes.backfills:  # a second transaction each; the next apply redoes a lost one
-        if c.access_spec is not None:
+        if c.access_spec is None:
+            continue
+        try:
             store.update_backfill(
                 c.name,
                 at=at,
@@ -305,6 +308,12 @@ def apply(
                 event="who may operate it changed",
                 spec=c.access_spec,
             )
+        except BackfillError as exc:  # its hint speaks of this write alone
+            exc.hint = (
+                f"the rest of the apply was committed; who may operate the finished "
+                f"backfill/{c.name} was not: apply the same specs again to write it"
+            )
+            raise
 
 
 _MARKS = {

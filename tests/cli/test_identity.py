@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from backfill_ctl.state import StateStore, open_store
+from backfill_ctl.state import StateStore, StoreUnavailable, open_store
+from backfill_ctl.state.sqlite import SQLiteStore
 from tests.builders import backfill, config, dump, node, resource_group, workspace
 from tests.cli.helpers import NOW, run, write_files
 
@@ -397,3 +398,32 @@ def test_who_may_operate_a_finished_backfill_follows_the_catalog(repo: Path) -> 
     assert store(repo).backfill("bf").finished_at is not None  # type: ignore[union-attr]
     assert run("rerun", b, "--as", "bob").exit_code == 1
     assert run("rerun", b, "--as", "carol").exit_code == 0
+
+
+def test_who_may_operate_it_not_written_after_the_apply_committed_is_said_so(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """That record is a second write: when it fails, the rest of the apply was committed,
+    and the store's own hint ("nothing was changed") would say otherwise."""
+    path = specs(repo, *A_B, backfill(), backfill("other", dates=["2024-03-02"]))
+    assert run("apply", path, "--as", "ops", "--now", NOW, "--wait").exit_code == 0
+    b_by_carol = node("b", upstream=["a"], resourceGroup="rg", owners=("carol",), command=["true"])
+    specs(repo, A_B[0], b_by_carol, backfill(), backfill("other", dates=["2024-03-05"]))
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise StoreUnavailable(
+            "the state store cannot be written: disk full", hint="nothing was changed"
+        )
+
+    monkeypatch.setattr(SQLiteStore, "update_backfill", full)
+    again = run("apply", path, "--as", "ops", "--now", NOW)
+
+    assert again.exit_code == 2
+    assert again.stderr.splitlines()[-1] == (
+        "  hint: the rest of the apply was committed; who may operate the finished "
+        "backfill/bf was not: apply the same specs again to write it"
+    )
+    assert {i.bizdate for i in store(repo).instances(backfill="other")} == {
+        "2024-03-02",
+        "2024-03-05",
+    }
