@@ -49,10 +49,13 @@ def test_a_failed_backfill_is_fixed_rerun_and_finishes(repo: Path) -> None:
     # 1. The first date's load fails: the backfill stops there, the second date waits.
     code, _, err = cli("apply", specs, "--now", NOW, "--wait")
     assert code == 1
-    assert err.splitlines()[-1] == "backfill/late-clicks: failed"
+    assert err.splitlines()[-2] == "backfill/late-clicks: failed"
     code, listed, _ = cli("get", "instances", "--state", "failed", "-o", "name")
     assert code == 0
     (failed,) = listed.split()
+    said = err.splitlines()[-1]  # which one failed, how, and where its log is
+    assert said.startswith(f"  {failed} (load 2024-03-01): exit code ")
+    assert said.endswith(f"; its log: backfillctl logs {failed.removeprefix('instance/')}")
     code, text, _ = cli("describe", "backfill/late-clicks")
     assert "Status:             Failed" in text
     assert "exit code 3" in text
