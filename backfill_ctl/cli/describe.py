@@ -354,7 +354,7 @@ def _run(i: InstanceRecord) -> list[str]:
     lines += _fields(
         [
             ("Command", _command(i)),
-            ("Working dir", run.cwd),
+            ("Working dir", run.working_dir),
             ("Timeout", progress.duration(run.timeout) if run.timeout else None),
             ("Retries", run.retries),
             *((("Retry delay", progress.duration(run.retry_delay)),) if run.retries else ()),
