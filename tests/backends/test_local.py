@@ -90,6 +90,7 @@ def test_an_attempt_runs_in_the_spec_root_of_the_backend_that_starts_it(tmp_path
     handle, log = backend.start(s)
     assert settle(backend, {s.key: handle})[s.key] == Outcome("succeeded", 0)
     assert backend.log_text(handle, log) == f"{tmp_path / 'repo'}\n"
+    assert handle["cwd"] == str(tmp_path / "link")  # (describe says where it ran)
 
 
 def test_a_relative_working_directory_is_below_the_spec_root(tmp_path: Path) -> None:

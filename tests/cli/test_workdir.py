@@ -53,6 +53,15 @@ def swap(link: Path, target: Path) -> None:
     new.replace(link)
 
 
+SPEC_ROOT = "the spec root of the controller or apply --wait that starts it"
+
+
+def working_dir(described: str) -> str:
+    """What `describe` says under Run: Working dir."""
+    (line,) = [x for x in described.splitlines() if x.startswith("  Working dir:")]
+    return line.split(":", 1)[1].strip()
+
+
 def finished(store: str) -> bool:
     instances = open_store(store).instances()
     return bool(instances) and all(i.state in FINISHED for i in instances)
@@ -155,6 +164,8 @@ def test_an_instance_stored_with_the_applying_checkouts_directory_runs_in_the_ru
             (str(tmp_path / "ci" / "specs"),),
         )
     db.close()
+    (ident,) = run("get", "instances", "-o", "name").stdout.split()
+    assert working_dir(run("describe", ident).stdout) == SPEC_ROOT
 
     result = run("apply", str(mine), "--as", "ops", "--now", NOW, "--wait")
 
@@ -163,3 +174,7 @@ def test_an_instance_stored_with_the_applying_checkouts_directory_runs_in_the_ru
     assert (mine / "done.txt").read_text() == "20240301\n"
     (item,) = json.loads(run("get", "instances", "-o", "json").stdout)["items"]
     assert item["spec"]["run"]["workingDir"] == "."
+    assert (
+        working_dir(run("describe", ident).stdout)
+        == f"{mine} (attempt 1's; each attempt runs in {SPEC_ROOT})"
+    )

@@ -147,7 +147,7 @@ class LocalBackend:
         # so a store that was thrown away leaves no files in the way.
         # The shim is asked, not waited for: the handle gets its pid when the shim
         # answers, which `poll` (before the handle is stored) and `cancel` wait for.
-        handle: Handle = {"base": base}
+        handle: Handle = {"base": base, "cwd": cwd}  # (`describe` says where it ran)
         try:
             self._private(directory)
             self._starts.ask(handle, f"{absolute_where}/{name}", cwd, argv, env)
