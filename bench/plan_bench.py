@@ -186,7 +186,7 @@ def apply_worker(directory: str, target: str) -> None:
     store = open_store(target)
     at = time.time()
     t = time.perf_counter()
-    wanted = reconcile.desired(specs, plan, directory, "ops", at)
+    wanted = reconcile.desired(specs, plan, "ops", at)
     changes = reconcile.diff(wanted, store, prune=False)
     t1 = time.perf_counter()
     reconcile.apply(store, changes, specs, at=at, actor="ops", origin="apply")

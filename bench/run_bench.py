@@ -101,8 +101,9 @@ def spec_text() -> str:
 
 
 def applied_store(target: str, cwd: Path) -> tuple[Any, float]:
-    """A fresh store at `target` with the workload applied (its commands run in `cwd`);
-    and how long the apply took."""
+    """A fresh store at `target` with the workload applied; and how long the apply took.
+    (`cwd` is unused since commands run in the spec root of the backend that starts them;
+    it stays for bench/ab.py, which drives older checkouts' run_bench too.)"""
     specs = load_files([SourceFile("bench.yaml", spec_text())])
     plan, diagnostics = make_plan(specs, NOW, None)
     assert not [d for d in diagnostics if d.is_error], diagnostics
@@ -110,7 +111,7 @@ def applied_store(target: str, cwd: Path) -> tuple[Any, float]:
     store = open_store(target)
     t = time.perf_counter()
     at = time.time()
-    changes = reconcile.diff(reconcile.desired(specs, plan, str(cwd), None, at), store, prune=False)
+    changes = reconcile.diff(reconcile.desired(specs, plan, None, at), store, prune=False)
     reconcile.apply(store, changes, specs, at=at, actor="bench", origin="apply")
     return store, time.perf_counter() - t
 

@@ -58,9 +58,7 @@ def applied(
     assert not [d for d in diagnostics if d.is_error], diagnostics
     store = new_store(tmp_path, sqlite=sqlite)
     at = NOW.timestamp()
-    changes = reconcile.diff(
-        reconcile.desired(specs, plan, str(tmp_path), None, at), store, prune=False
-    )
+    changes = reconcile.diff(reconcile.desired(specs, plan, None, at), store, prune=False)
     reconcile.apply(store, changes, specs, at=at, actor="test", origin="apply")
     return store
 

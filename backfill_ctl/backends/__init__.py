@@ -141,7 +141,8 @@ def _default_config() -> Config:
 
 @dataclass(frozen=True)
 class BackendContext:
-    """What a backend is made with: where the store lives, the Config, the store's identity."""
+    """What a backend is made with: where the store lives, the Config, the store's
+    identity, and this process's spec root."""
 
     state_dir: Path  # where the state store lives; backends keep files next to it
     config: Config = field(default_factory=_default_config)
@@ -149,6 +150,11 @@ class BackendContext:
     # This process runs the controller loop: it may take charge of what attempts leave
     # behind (the local backend becomes their subreaper).
     supervise: bool = False
+    # Where the attempts this process starts run (a run's `working_dir` is relative to it):
+    # its own checkout, as the CLI's `spec_root` finds it, links kept (a git-sync link
+    # followed to whichever checkout it points at when an attempt starts); never the
+    # checkout of whoever applied the instances. None: the current directory.
+    spec_root: str | None = None
 
     @property
     def runs(self) -> Path:
@@ -160,7 +166,9 @@ class BackendContext:
 def _local(ctx: BackendContext) -> Backend:
     from backfill_ctl.backends.local import LocalBackend
 
-    return LocalBackend(ctx.runs, supervise=ctx.supervise, top=ctx.state_dir / RUNS)
+    return LocalBackend(
+        ctx.runs, supervise=ctx.supervise, top=ctx.state_dir / RUNS, spec_root=ctx.spec_root
+    )
 
 
 def _fake(ctx: BackendContext) -> Backend:

@@ -127,14 +127,13 @@ def apply_command(
         raise typer.Exit(1)
     print_diagnostics(prepared.warnings, code=True)
     if dry_run:  # before the first apply too, as diff: nothing is created
-        root = spec_root(specs, paths)
         store = existing_state(state, specs)
-        _show(applying.changes(prepared, store, root=root, at=time.time(), prune=prune))
+        _show(applying.changes(prepared, store, at=time.time(), prune=prune))
         return
     store = open_state(state, specs, create=True)
-    backend = _ready_backend(store, specs) if wait else None
+    backend = _ready_backend(store, specs, spec_root(specs, paths)) if wait else None
     at = time.time()
-    changes = applying.changes(prepared, store, root=spec_root(specs, paths), at=at, prune=prune)
+    changes = applying.changes(prepared, store, at=at, prune=prune)
     _show(changes, None, done=True)
     if not changes.empty:
         applying.commit(prepared, store, changes, at=at, actor=who(prepared.actor))
@@ -166,12 +165,13 @@ def _applied(digest: str, names: Sequence[str]) -> str:
     )
 
 
-def _ready_backend(store: StateStore, specs: Specs) -> Backend:
-    """The backend `--wait` runs on: one that cannot run anything is said before applying."""
+def _ready_backend(store: StateStore, specs: Specs, root: str) -> Backend:
+    """The backend `--wait` runs on, in this checkout (`root`): one that cannot run
+    anything is said before applying."""
     from backfill_ctl.cli.backend import require_ready
     from backfill_ctl.cli.state import backend_for
 
-    backend = backend_for(specs.config.backend, store, specs.config, supervise=True)
+    backend = backend_for(specs.config.backend, store, specs.config, supervise=True, root=root)
     try:
         require_ready(backend)
     except BaseException:
@@ -242,9 +242,7 @@ def diff_command(
         print_diagnostics(prepared.errors, code=True)
         raise typer.Exit(2)
     store = existing_state(state, specs)
-    changes = applying.changes(
-        prepared, store, root=spec_root(specs, paths), at=time.time(), prune=prune
-    )
+    changes = applying.changes(prepared, store, at=time.time(), prune=prune)
     _show(changes, output, done=False)
     sys.stdout.flush()
     if not changes.empty:

@@ -128,7 +128,9 @@ def controller_command(
         return
     from backfill_ctl.runtime.controller import Controller
 
-    backend = backend_for(specs.config.backend, store, specs.config, supervise=True)
+    backend = backend_for(
+        specs.config.backend, store, specs.config, supervise=True, root=spec_root(specs, paths)
+    )
     try:
         require_ready(backend)
         controller = Controller(
@@ -136,9 +138,7 @@ def controller_command(
             backend,
             say=err,
             smtp=specs.config.smtp,
-            reconcile=Reconciler(
-                store, paths, clock, resolve_actor(actor), say=err, root=spec_root
-            ),
+            reconcile=Reconciler(store, paths, clock, resolve_actor(actor), say=err),
             clock=clock,
             lease_ttl=lease_duration,
         )

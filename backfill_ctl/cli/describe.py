@@ -30,7 +30,7 @@ from backfill_ctl.usecases import progress
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from backfill_ctl.core.records import EventRecord, InstanceRecord
+    from backfill_ctl.core.records import AttemptRecord, EventRecord, InstanceRecord
     from backfill_ctl.state import ReadStore
 
 EVENTS = 15  # recent events shown
@@ -327,9 +327,10 @@ def _instance(store: ReadStore, ident: str, now: float) -> list[str]:
             ("Finished", progress.utc(i.finished_at)),
         ]
     )
+    attempts = store.attempts(i.id)
     lines += _depends_on(i, {d.id: d for d in deps})
-    lines += _run(i)
-    lines += _attempts(store, i, now)
+    lines += _run(i, attempts)
+    lines += _attempts(store, i, attempts, now)
     lines += _events(store.events(instance=i.id, limit=EVENTS), with_instance=False)
     return lines
 
@@ -347,14 +348,14 @@ def _depends_on(i: InstanceRecord, by_id: dict[str, InstanceRecord]) -> list[str
     return [f"Depends on ({len(i.depends_on)}):", *_indented(rows)]
 
 
-def _run(i: InstanceRecord) -> list[str]:
+def _run(i: InstanceRecord, attempts: Sequence[AttemptRecord]) -> list[str]:
     run = i.run
     lines: list[str] = []
     lines.append("Run:")
     lines += _fields(
         [
             ("Command", _command(i)),
-            ("Working dir", run.cwd),
+            ("Working dir", progress.working_dir(run, attempts)),
             ("Timeout", progress.duration(run.timeout) if run.timeout else None),
             ("Retries", run.retries),
             *((("Retry delay", progress.duration(run.retry_delay)),) if run.retries else ()),
@@ -370,31 +371,28 @@ def _run(i: InstanceRecord) -> list[str]:
     return lines
 
 
-def _attempts(store: ReadStore, i: InstanceRecord, now: float) -> list[str]:
-    lines: list[str] = []
-    attempts = store.attempts(i.id)
+def _attempts(
+    store: ReadStore, i: InstanceRecord, attempts: Sequence[AttemptRecord], now: float
+) -> list[str]:
+    if not attempts:
+        return _fields([("Attempts", "none" if i.state in FINISHED else "none yet")])
     runs = RunFiles.of(store)  # (a log is shown where it is read: beside the store)
-    if attempts:
-        lines.append("Attempts:")
-        attempt_rows: list[tuple[str, ...]] = [
-            ("#", "STATE", "EXIT", "STARTED", "DURATION", "BACKEND", "MESSAGE", "LOG")
-        ]
-        for a in attempts:
-            end = a.finished_at if a.finished_at is not None else now
-            took = progress.duration(end - a.started_at)
-            attempt_rows.append(
-                (
-                    str(a.number),
-                    a.state,
-                    "-" if a.exit_code is None else str(a.exit_code),
-                    progress.utc(a.started_at) or "-",
-                    took if a.finished_at is not None else f"{took} so far",
-                    a.backend,
-                    progress.truncate(a.message, 60) or "-",
-                    runs.readable(a.log) if a.log else "-",
-                )
+    rows: list[tuple[str, ...]] = [
+        ("#", "STATE", "EXIT", "STARTED", "DURATION", "BACKEND", "MESSAGE", "LOG")
+    ]
+    for a in attempts:
+        end = a.finished_at if a.finished_at is not None else now
+        took = progress.duration(end - a.started_at)
+        rows.append(
+            (
+                str(a.number),
+                a.state,
+                "-" if a.exit_code is None else str(a.exit_code),
+                progress.utc(a.started_at) or "-",
+                took if a.finished_at is not None else f"{took} so far",
+                a.backend,
+                progress.truncate(a.message, 60) or "-",
+                runs.readable(a.log) if a.log else "-",
             )
-        lines += _indented(attempt_rows)
-    else:
-        lines += _fields([("Attempts", "none" if i.state in FINISHED else "none yet")])
-    return lines
+        )
+    return ["Attempts:", *_indented(rows)]

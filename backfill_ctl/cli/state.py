@@ -71,20 +71,30 @@ def existing_state(flag: str | None, specs: Specs | None = None) -> StateStore |
 
 
 def backend_for(
-    name: str, store: StateStore, config: Config | None = None, *, supervise: bool = False
+    name: str,
+    store: StateStore,
+    config: Config | None = None,
+    *,
+    supervise: bool = False,
+    root: str | None = None,
 ) -> Backend:
-    """The Config's backend; `supervise` when this process runs the controller loop."""
+    """The Config's backend; `supervise` when this process runs the controller loop, whose
+    attempts run in `root` (this process's `spec_root`)."""
     from backfill_ctl.backends import BackendContext, make_backend
     from backfill_ctl.spec.model import Config
 
-    ctx = BackendContext(state_dir(store.path), config or Config(), store.store_id, supervise)
+    ctx = BackendContext(
+        state_dir(store.path), config or Config(), store.store_id, supervise, spec_root=root
+    )
     return make_backend(name, ctx)
 
 
 def spec_root(specs: Specs, paths: Sequence[str]) -> str:
-    """Where commands run: the directory of the Config, else of the first path. Absolute
-    but with symlinks kept: git-sync swaps a link to a new checkout on every commit, and
-    the commands' directory must not change with it (every instance would change)."""
+    """Where the commands this process starts run (the controller, `apply --wait`): the
+    directory of the Config, else of the first path. Absolute but with symlinks kept:
+    git-sync swaps a link to a new checkout on every commit, and the commands follow it.
+    Found by whoever runs the commands, never stored: a pipeline applying the same specs
+    from its own clone (removed afterwards) does not move them."""
     if specs.config.origin is not None and specs.config.origin.file != "<stdin>":
         return os.path.abspath(Path(specs.config.origin.file).parent)  # noqa: PTH100
     first = Path(paths[0]) if paths and paths[0] != "-" else Path.cwd()

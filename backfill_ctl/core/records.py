@@ -59,7 +59,11 @@ class Run:
 
     command: tuple[str, ...] | str
     env: dict[str, str] = field(default_factory=dict)
-    cwd: str | None = None
+    # Where the command runs, relative to the spec root of the process that starts the
+    # attempt (the controller's, or `apply --wait`'s), resolved then: never a checkout's
+    # path, so the same specs applied from any checkout are the same instance. The spec
+    # format has no directory of a node's own, so it is "." (that root) for all.
+    working_dir: str = "."
     timeout: float | None = None  # seconds
     retries: int = 0
     image: str | None = None
@@ -72,7 +76,7 @@ class Run:
         return {
             "command": self.command if isinstance(self.command, str) else list(self.command),
             "env": self.env,
-            "cwd": self.cwd,
+            "workingDir": self.working_dir,
             "timeout": self.timeout,
             "retries": self.retries,
             "retryDelay": self.retry_delay,
@@ -87,7 +91,10 @@ class Run:
         return cls(
             command=command if isinstance(command, str) else tuple(command),
             env=dict(data.get("env") or {}),
-            cwd=data.get("cwd"),
+            # Without it: stored before, with `cwd`, the absolute spec root of whoever
+            # applied last (a pipeline's clone, since removed, ...): read as the root of
+            # whoever runs it, what it always meant to be.
+            working_dir=str(data.get("workingDir") or "."),
             timeout=data.get("timeout"),
             retries=int(data.get("retries") or 0),
             retry_delay=float(

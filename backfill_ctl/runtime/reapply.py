@@ -56,8 +56,6 @@ class Reconciler:
     as its identity, so what that identity may not operate is dry-run or refused exactly
     as `plan --as IDENTITY` shows. A Backfill with no identity is not applied, and the
     controller says why and how to fix it; what the store already holds still runs.
-
-    `root(specs, paths)` is the directory commands run in (the CLI's `spec_root`).
     """
 
     def __init__(
@@ -68,10 +66,9 @@ class Reconciler:
         actor: str | None = None,
         *,
         say: Callable[[str], None],
-        root: Callable[[Specs, Sequence[str]], str],
     ) -> None:
         self.store, self.paths, self.clock, self.actor = store, list(paths), clock, actor
-        self.say, self.root = say, root
+        self.say = say
         self.seen: Fingerprint = ()
 
     def __call__(self) -> None:
@@ -120,8 +117,7 @@ class Reconciler:
             )
             return
         at = self.clock()
-        root = self.root(specs, self.paths)
-        changes = applying.changes(prepared, self.store, root=root, at=at, only=mine)
+        changes = applying.changes(prepared, self.store, at=at, only=mine)
         if not changes.empty:
             applying.commit(
                 prepared,

@@ -10,8 +10,10 @@ Three steps, so that a caller can show each one's outcome before the next runs:
    (`reconcile.desired` and `reconcile.diff`), or, without a store, that all is new;
 3. `commit` writes those changes in one transaction.
 
-Nothing here reads the clock or the environment: the caller passes `now`, the actor, the
-time of the change (`at`) and the directory commands run in (`root`). Errors are
+Nothing here reads the clock or the environment: the caller passes `now`, the actor and
+the time of the change (`at`). Nor does the checkout the specs are read from matter:
+where commands run is the spec root of whoever runs them (records.Run), so a pipeline's
+clone and the controller's link apply the same specs as the same change. Errors are
 `UsageError`s with the messages the CLI prints (exit 2).
 """
 
@@ -179,17 +181,16 @@ def changes(
     prepared: Prepared,
     store: PlanStore | None,
     *,
-    root: str,
     at: float,
     prune: bool = False,
     only: Collection[str] | None = None,
 ) -> reconcile.Changes:
-    """What applying `prepared` changes in `store` (all new without a store). Commands
-    run in `root`; `only` narrows the plan (and the changes) to these Backfills."""
+    """What applying `prepared` changes in `store` (all new without a store); `only`
+    narrows the plan (and the changes) to these Backfills."""
     plan = prepared.plan
     if only is not None:
         plan = replace(plan, backfills=tuple(bp for bp in plan.backfills if bp.name in only))
-    wanted = reconcile.desired(prepared.specs, plan, root, prepared.actor, at)
+    wanted = reconcile.desired(prepared.specs, plan, prepared.actor, at)
     if store is None:
         return reconcile.Changes(
             [

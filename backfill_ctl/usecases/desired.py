@@ -1,6 +1,10 @@
 """What a plan asks the store to hold: the records of its backfills and instances, with
 resolved runs and environments (the desired side of `reconcile`). Pure.
 
+Nothing of the checkout it was read from goes in: the same specs applied from the
+controller's git-sync link or from a pipeline's clone are the same records (a run's
+working directory is relative to the spec root of whoever runs it: records.Run).
+
 An instance's record is rendered from its node's templates; when the store holds the
 instance's slot under another id (see core/slots.py), `Desired.under` renders the
 records again under those ids: their dependents point at them, `$taskid` renders them.
@@ -40,14 +44,12 @@ class Desired:
     under: Callable[[Mapping[str, str]], list[InstanceRecord]] = field(repr=False, compare=False)
 
 
-def desired(specs: Specs, plan: Plan, cwd: str, actor: str | None, at: float) -> list[Desired]:
+def desired(specs: Specs, plan: Plan, actor: str | None, at: float) -> list[Desired]:
     """What the plan asks the store to hold: records with resolved runs and environments."""
-    return [_desired(specs, bp, plan.digest, cwd, actor, at) for bp in plan.backfills]
+    return [_desired(specs, bp, plan.digest, actor, at) for bp in plan.backfills]
 
 
-def _desired(
-    specs: Specs, bp: BackfillPlan, digest: str, cwd: str, actor: str | None, at: float
-) -> Desired:
+def _desired(specs: Specs, bp: BackfillPlan, digest: str, actor: str | None, at: float) -> Desired:
     b = bp.backfill
     applied: dict[str, Any] = next(
         (d.data for d in specs.documents if (d.file, d.index) == (b.origin.file, b.origin.doc)), {}
@@ -67,12 +69,12 @@ def _desired(
         applied_at=at,
         applied_by=actor,
     )
-    under = partial(_instances, specs, bp, cwd, at)
+    under = partial(_instances, specs, bp, at)
     return Desired(record, under({}), under)
 
 
 def _instances(
-    specs: Specs, bp: BackfillPlan, cwd: str, at: float, ids: Mapping[str, str]
+    specs: Specs, bp: BackfillPlan, at: float, ids: Mapping[str, str]
 ) -> list[InstanceRecord]:
     """The records of a plan's instances, each under `ids.get(id, id)`."""
     b = bp.backfill
@@ -114,7 +116,6 @@ def _instances(
                 run=Run(
                     command=command,
                     env=env,
-                    cwd=cwd,
                     timeout=run.timeout.total_seconds() if run.timeout else None,
                     retries=run.retries,
                     retry_delay=run.retry_delay.total_seconds(),

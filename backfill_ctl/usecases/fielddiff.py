@@ -38,7 +38,16 @@ _INSTANCE_FIELDS = (
     "resource_group",
     "dry_run_reason",
 )
-_RUN_FIELDS = ("command", "cwd", "timeout", "retries", "retry_delay", "image", "cpu", "memory")
+_RUN_FIELDS = (
+    "command",
+    "working_dir",
+    "timeout",
+    "retries",
+    "retry_delay",
+    "image",
+    "cpu",
+    "memory",
+)
 
 
 @dataclass(frozen=True)

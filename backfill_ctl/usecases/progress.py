@@ -27,7 +27,7 @@ from backfill_ctl.core.records import NOT_STARTED, STATES, WAITING
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
 
-    from backfill_ctl.core.records import BackfillRecord, InstanceRecord
+    from backfill_ctl.core.records import AttemptRecord, BackfillRecord, InstanceRecord, Run
 
 Phase = Literal[
     "Deleted",
@@ -129,6 +129,20 @@ def truncate(text: str | None, width: int) -> str:
         return ""
     text = " ".join(text.split())  # a reason may hold newlines (a command's message)
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+SPEC_ROOT = "the spec root of the controller or apply --wait that starts it"
+
+
+def working_dir(run: Run, attempts: Sequence[AttemptRecord]) -> str:
+    """Where an instance's command runs, as `describe` says it: in the spec root of
+    whoever starts each attempt (records.Run), and where the last attempt that says so
+    (the local backend's handle) ran."""
+    where = SPEC_ROOT if run.working_dir == "." else f"{run.working_dir} in {SPEC_ROOT}"
+    ran = next((a for a in reversed(attempts) if a.handle.get("cwd")), None)
+    if ran is None:
+        return where
+    return f"{ran.handle['cwd']} (attempt {ran.number}'s; each attempt runs in {where})"
 
 
 def describe_counts(counts: Mapping[str, int]) -> str:

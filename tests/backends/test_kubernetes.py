@@ -162,7 +162,7 @@ def test_a_parameter_of_a_string_command_is_in_the_container_s_environment() -> 
         backfill(parameters={"p": value.replace("$", "$$")}),
     )
     plan, _ = make_plan(specs, NOW, None)
-    ((wanted,),) = [d.instances for d in reconcile.desired(specs, plan, "/r", None, 0.0)]
+    ((wanted,),) = [d.instances for d in reconcile.desired(specs, plan, None, 0.0)]
     s = AttemptSpec(wanted.id, 1, "bf", "a", wanted.bizdate, wanted.cyctime, wanted.run)
 
     (container,) = job_manifest(s, SETTINGS, STORE)["spec"]["template"]["spec"]["containers"]

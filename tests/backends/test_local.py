@@ -80,15 +80,29 @@ def test_a_claim_of_a_newer_controller_is_never_undone_by_a_late_start(tmp_path:
     assert not marker.exists()
 
 
-def test_an_attempt_runs_in_its_working_directory(tmp_path: Path) -> None:
+def test_an_attempt_runs_in_the_spec_root_of_the_backend_that_starts_it(tmp_path: Path) -> None:
+    """Not in a directory the instance holds: wherever it was applied from, it runs in the
+    checkout of the process that runs it (as it starts: a link followed then)."""
     (tmp_path / "repo").mkdir()
-    _, log = run_one(LocalBackend(tmp_path / "runs"), spec(("pwd",), cwd=str(tmp_path / "repo")))
-    assert log == f"{tmp_path / 'repo'}\n"
+    (tmp_path / "link").symlink_to(tmp_path / "repo")
+    backend = LocalBackend(tmp_path / "runs", spec_root=str(tmp_path / "link"))
+    s = spec(("pwd", "-P"))
+    handle, log = backend.start(s)
+    assert settle(backend, {s.key: handle})[s.key] == Outcome("succeeded", 0)
+    assert backend.log_text(handle, log) == f"{tmp_path / 'repo'}\n"
+    assert handle["cwd"] == str(tmp_path / "link")  # (describe says where it ran)
+
+
+def test_a_relative_working_directory_is_below_the_spec_root(tmp_path: Path) -> None:
+    (tmp_path / "repo" / "jobs").mkdir(parents=True)
+    backend = LocalBackend(tmp_path / "runs", spec_root=str(tmp_path / "repo"))
+    _, log = run_one(backend, spec(("pwd",), working_dir="jobs"))
+    assert log == f"{tmp_path / 'repo' / 'jobs'}\n"
 
 
 def test_a_missing_working_directory_is_a_backend_error(tmp_path: Path) -> None:
     with pytest.raises(BackendError, match=r"working directory .*/gone does not exist"):
-        LocalBackend(tmp_path / "runs").start(spec(("true",), cwd=str(tmp_path / "gone")))
+        LocalBackend(tmp_path / "runs", spec_root=str(tmp_path / "gone")).start(spec(("true",)))
 
 
 def test_a_missing_program_fails_with_the_shell_s_code(tmp_path: Path) -> None:

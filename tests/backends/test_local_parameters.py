@@ -89,9 +89,9 @@ def _run(tmp_path: Path, parameters: dict[str, str], overrides: dict[str, str]) 
     assert not [d for d in diagnostics if d.is_error], [d.format() for d in diagnostics]
     work = tmp_path / "work"
     work.mkdir()
-    ((wanted,),) = [d.instances for d in reconcile.desired(specs, plan, str(work), None, 0.0)]
+    ((wanted,),) = [d.instances for d in reconcile.desired(specs, plan, None, 0.0)]
     spec = AttemptSpec(wanted.id, 1, "bf", "a", wanted.bizdate, wanted.cyctime, wanted.run)
-    outcome, log = run_one(LocalBackend(tmp_path / "runs"), spec)
+    outcome, log = run_one(LocalBackend(tmp_path / "runs", spec_root=str(work)), spec)
     assert outcome == Outcome("succeeded", 0), log
     assert not [p.name for p in work.iterdir() if p.name.startswith("PWN")], "a value ran"
     return log
@@ -133,8 +133,8 @@ def test_the_reported_injection_runs_nothing(tmp_path: Path) -> None:
     plan, _ = make_plan(specs, NOW, None)
     work = tmp_path / "work"
     work.mkdir()
-    ((wanted,),) = [d.instances for d in reconcile.desired(specs, plan, str(work), None, 0.0)]
+    ((wanted,),) = [d.instances for d in reconcile.desired(specs, plan, None, 0.0)]
     spec = AttemptSpec(wanted.id, 1, "bf", "a", wanted.bizdate, wanted.cyctime, wanted.run)
-    outcome, log = run_one(LocalBackend(tmp_path / "runs"), spec)
+    outcome, log = run_one(LocalBackend(tmp_path / "runs", spec_root=str(work)), spec)
     assert sorted(p.name for p in work.iterdir()) == []
     assert (outcome.state, log) == ("succeeded", f"p={value}\n")

@@ -49,8 +49,8 @@ def test_a_relative_runs_root_keeps_the_files_there_whatever_the_working_directo
 ) -> None:
     (tmp_path / "repo").mkdir()
     monkeypatch.chdir(tmp_path)
-    backend = LocalBackend(Path("runs"))
-    s = spec(("sh", "-c", "pwd; exit 4"), cwd="repo")
+    backend = LocalBackend(Path("runs"), spec_root="repo")
+    s = spec(("sh", "-c", "pwd; exit 4"))
     handle, log = backend.start(s)
     assert settle(backend, {s.key: handle})[s.key] == Outcome("failed", 4, "exit code 4")
     assert Path(log).read_text() == f"{tmp_path / 'repo'}\n"
@@ -67,8 +67,8 @@ def test_a_working_directory_gone_after_the_check_fails_the_attempt(
     gone = str(tmp_path / "gone")
     real = os.path.isdir
     monkeypatch.setattr(os.path, "isdir", lambda p: str(p) == gone or real(p))
-    backend = LocalBackend(tmp_path / "runs")
-    outcome, log = run_one(backend, spec(("true",), cwd=gone))
+    backend = LocalBackend(tmp_path / "runs", spec_root=gone)
+    outcome, log = run_one(backend, spec(("true",)))
     assert outcome == Outcome("failed", NO_CWD, f"exit code {NO_CWD}")
     assert "gone" in log
     assert read_status(tmp_path / "runs" / "bf" / "i1.1") == NO_CWD

@@ -351,7 +351,7 @@ def test_get_instances_as_json_has_every_field(cli: Cli) -> None:
             "run": {
                 "command": ["python", "jobs/etl.py", "--node", "b", "--pt", "20240301"],
                 "env": {"BACKFILL_PARAM_BIZDATE": "20240301"},
-                "cwd": "/repo",
+                "workingDir": ".",
                 "timeout": 3600.0,
                 "retries": 0,
                 "retryDelay": 30.0,
@@ -736,7 +736,7 @@ def test_describe_a_waiting_instance_says_why(cli: Cli) -> None:
         "  a2  a     2024-03-02  2024-03-03 02:00  pending",
         "Run:",
         "  Command:          python jobs/etl.py --node b --pt 20240302",
-        "  Working dir:      /repo",
+        "  Working dir:      the spec root of the controller or apply --wait that starts it",
         "  Timeout:          1h00m",
         "  Retries:          0",
         "  Environment:      BACKFILL_PARAM_BIZDATE=20240302",
@@ -865,7 +865,7 @@ def test_describe_a_string_command_and_the_run_settings(tmp_path: Path) -> None:
         lines(
             "Run:",
             "  Command:          echo $HOME | tee out  (run with /bin/sh -c)",
-            "  Working dir:      -",
+            "  Working dir:      the spec root of the controller or apply --wait that starts it",
             "  Timeout:          -",
             "  Retries:          2",
             "  Retry delay:      30s",

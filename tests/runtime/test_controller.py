@@ -579,9 +579,7 @@ def test_an_apply_while_the_controller_runs_is_picked_up(tmp_path: Path) -> None
     )
     plan, _ = make_plan(specs, NOW, None)
     at = NOW.timestamp()
-    changes = reconcile.diff(
-        reconcile.desired(specs, plan, str(tmp_path), None, at), store, prune=False
-    )
+    changes = reconcile.diff(reconcile.desired(specs, plan, None, at), store, prune=False)
     assert sum(len(x.create) for x in changes.backfills) == 2
     reconcile.apply(store, changes, specs, at=at, actor="test", origin="apply")
     drain(c)
@@ -593,9 +591,7 @@ def _apply(store: StateStore, tmp_path: Path, *docs: dict[str, Any], prune: bool
     specs = specs_of(workspace(), resource_group("rg", 2), *docs)
     plan, _ = make_plan(specs, NOW, None)
     at = NOW.timestamp()
-    found = reconcile.diff(
-        reconcile.desired(specs, plan, str(tmp_path), None, at), store, prune=prune
-    )
+    found = reconcile.diff(reconcile.desired(specs, plan, None, at), store, prune=prune)
     reconcile.apply(store, found, specs, at=at, actor="ann", origin="apply")
 
 

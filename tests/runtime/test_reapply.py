@@ -34,9 +34,7 @@ def reconciler(
 ) -> tuple[Reconciler, StateStore, list[str]]:
     store = open_store(tmp_path / "state.db", create=True)
     said: list[str] = []
-    reapply = Reconciler(
-        store, paths, Clock(), actor, say=said.append, root=lambda specs, paths: str(tmp_path)
-    )
+    reapply = Reconciler(store, paths, Clock(), actor, say=said.append)
     return reapply, store, said
 
 
@@ -87,7 +85,7 @@ def test_a_backfill_is_applied_as_its_recorded_applier(tmp_path: Path) -> None:
     first, store, _ = reconciler(tmp_path, paths, "alice")
     first()
     specs(tmp_path, *DOCS, backfill("old"), backfill("new"))
-    later = Reconciler(store, paths, Clock(), "ops", say=print, root=lambda s, p: str(tmp_path))
+    later = Reconciler(store, paths, Clock(), "ops", say=print)
 
     assert later.identities(load_specs(paths)) == {"alice": ["old"], "ops": ["new"]}
 

@@ -43,7 +43,7 @@ def test_prepare_commit_and_a_second_apply_changes_nothing(
     prepared = applying.prepare(paths, NOW, "ops")
     assert not prepared.failed
     assert prepared.names == ["bf"]
-    changes = applying.changes(prepared, store, root=str(tmp_path), at=AT)
+    changes = applying.changes(prepared, store, at=AT)
     assert changes.totals() == (4, 0, 0, 0)
     applying.commit(prepared, store, changes, at=AT, actor="ops")
 
@@ -52,14 +52,14 @@ def test_prepare_commit_and_a_second_apply_changes_nothing(
     assert record is not None
     assert record.applied_by == "ops"
     assert record.digest == prepared.plan.digest
-    again = applying.changes(applying.prepare(paths, NOW, "ops"), store, root=str(tmp_path), at=AT)
+    again = applying.changes(applying.prepare(paths, NOW, "ops"), store, at=AT)
     assert again.empty
     assert again.summary(done=False) == "No changes: the state store matches the specs."
 
 
 def test_without_a_store_everything_is_new(tmp_path: Path) -> None:
     paths = specs(tmp_path, *CHAIN, backfill())
-    changes = applying.changes(applying.prepare(paths, NOW, None), None, root="/", at=AT)
+    changes = applying.changes(applying.prepare(paths, NOW, None), None, at=AT)
     assert [(c.name, c.status, len(c.create)) for c in changes.backfills] == [("bf", "new", 2)]
 
 
@@ -67,7 +67,7 @@ def test_only_narrows_the_plan_and_the_changes(tmp_path: Path, store: StateStore
     paths = specs(tmp_path, *CHAIN, backfill("one"), backfill("two"))
     prepared = applying.prepare(paths, NOW, "ops")
 
-    changes = applying.changes(prepared, store, root="/", at=AT, only={"two"})
+    changes = applying.changes(prepared, store, at=AT, only={"two"})
 
     assert [c.name for c in changes.backfills] == ["two"]
 
@@ -75,12 +75,12 @@ def test_only_narrows_the_plan_and_the_changes(tmp_path: Path, store: StateStore
 def test_prune_cancels_what_the_specs_no_longer_hold(tmp_path: Path, store: StateStore) -> None:
     paths = specs(tmp_path, *CHAIN, backfill("one"), backfill("two"))
     first = applying.prepare(paths, NOW, "ops")
-    applying.commit(first, store, applying.changes(first, store, root="/", at=AT), at=AT, actor="x")
+    applying.commit(first, store, applying.changes(first, store, at=AT), at=AT, actor="x")
     paths = specs(tmp_path, *CHAIN, backfill("one"))
     prepared = applying.prepare(paths, NOW, "ops")
 
-    kept = applying.changes(prepared, store, root="/", at=AT)
-    pruned = applying.changes(prepared, store, root="/", at=AT, prune=True)
+    kept = applying.changes(prepared, store, at=AT)
+    pruned = applying.changes(prepared, store, at=AT, prune=True)
 
     assert kept.empty
     assert [(c.name, c.status, len(c.cancel)) for c in pruned.backfills if c.cancel] == [

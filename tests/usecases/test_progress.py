@@ -58,7 +58,6 @@ def instance(
     run = Run(
         ("python", "jobs/etl.py", "--node", node, "--pt", f"202403{day:02d}"),
         env={"BACKFILL_PARAM_BIZDATE": f"202403{day:02d}"},
-        cwd="/repo",
         timeout=3600.0,
     )
     fields: dict[str, Any] = {

@@ -19,7 +19,7 @@ def changes(
     specs = specs_of(workspace(), *docs)
     plan, diagnostics = make_plan(specs, NOW, None)
     assert not [d for d in diagnostics if d.is_error]
-    found = reconcile.diff(reconcile.desired(specs, plan, "/repo", None, AT), store, prune=prune)
+    found = reconcile.diff(reconcile.desired(specs, plan, None, AT), store, prune=prune)
     if apply:
         reconcile.apply(store, found, specs, at=AT, actor="tester", origin="apply")
     return found
@@ -45,7 +45,8 @@ def test_the_first_apply_creates_everything_and_the_second_changes_nothing(
     assert again.empty
     assert again.summary(done=True) == "No changes: the state store matches the specs."
     assert [i.run.env["BACKFILL_BIZDATE"] for i in store.instances()] == ["20240301", "20240302"]
-    assert {i.run.cwd for i in store.instances()} == {"/repo"}
+    # No checkout's path: commands run in the spec root of whoever runs them.
+    assert {i.run.working_dir for i in store.instances()} == {"."}
 
 
 def test_dates_removed_cancel_what_has_not_started_and_keep_what_has(tmp_path: Path) -> None:
@@ -320,7 +321,7 @@ def apply_specs(store: StateStore, *docs: dict[str, Any]) -> tuple[reconcile.Cha
     specs = specs_of(*docs)
     plan, diagnostics = make_plan(specs, NOW, None)
     assert not [d for d in diagnostics if d.is_error]
-    found = reconcile.diff(reconcile.desired(specs, plan, "/r", None, AT), store, prune=False)
+    found = reconcile.diff(reconcile.desired(specs, plan, None, AT), store, prune=False)
     reconcile.apply(store, found, specs, at=AT, actor="t", origin="apply")
     return found, plan.backfills[0]
 
@@ -395,7 +396,7 @@ def test_a_store_applied_with_the_ids_of_earlier_versions_runs_nothing_twice(
     docs = (workspace(), node("a", "30 2 * * *"), node("b", upstream=["a"]))
     specs = specs_of(*docs, backfill(dates=FOUR_DAYS))
     plan, _ = make_plan(specs, NOW, None)
-    (wanted,) = reconcile.desired(specs, plan, "/r", None, AT)
+    (wanted,) = reconcile.desired(specs, plan, None, AT)
     old = {i.id: legacy_id(i.backfill, i.node, i.cyctime) for i in wanted.instances}
     store = open_store(tmp_path / "s.db")  # as an earlier version left it
     store.save_apply([wanted.record], wanted.under(old), [], [], at=AT, actor="t", origin="t")

@@ -40,7 +40,9 @@ What can escape: a process that both leaves the session and clears its environme
 while the controller that started it is not running, and work handed to another service
 (ssh, systemd-run, a container engine). An argv command runs without a shell; a string
 command runs with `/bin/sh -c`; either in its working directory, which the shim's child
-enters after the pid file (one gone since `start` checked it fails the attempt: 126).
+enters after the pid file (one gone since `start` checked it fails the attempt: 126): the
+spec root of the process that starts it (`spec_root`, links kept), not of whoever applied
+it.
 Attempts started by earlier versions, under a /bin/sh wrapper, are followed the same way.
 """
 
@@ -92,9 +94,18 @@ __all__ = ["GRACE", "MARKER", "LocalBackend"]
 class LocalBackend:
     name = "local"
 
-    def __init__(self, root: Path, *, supervise: bool = False, top: Path | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        supervise: bool = False,
+        top: Path | None = None,
+        spec_root: str | None = None,
+    ) -> None:
         self.root = root  # the store's runs directory
         self.top = top or root  # the runs directory it is in: checked too (`make_private`)
+        # Where attempts run (BackendContext.spec_root): absolute once, links kept.
+        self.spec_root = absolute(spec_root or ".")
         self._attempts: dict[int, Attempt] = {}  # by group id
         self._escaped: dict[int, int] = {}  # pid of a process that left its group -> group
         self._bases: dict[str, int] = {}  # base path -> group id, for the marker
@@ -128,11 +139,7 @@ class LocalBackend:
         run = spec.run
         argv, own_env = resolved_command(run, spec.timezone)
         env = {**own_env, MARKER: base}  # (over this process's: `Shim.ask`)
-        cwd = ""
-        if run.cwd:
-            if not os.path.isdir(run.cwd):  # noqa: PTH112 (a start's: 4x faster)
-                raise BackendError(f"working directory {run.cwd} does not exist")
-            cwd = absolute(run.cwd)
+        cwd = self._working_dir(run.working_dir)
         log = f"{base}.log"
         # No file of an earlier run is removed here: a pid file by this attempt's name is
         # a newer controller's claim (`recover`: "it never started"), which a controller
@@ -140,7 +147,7 @@ class LocalBackend:
         # so a store that was thrown away leaves no files in the way.
         # The shim is asked, not waited for: the handle gets its pid when the shim
         # answers, which `poll` (before the handle is stored) and `cancel` wait for.
-        handle: Handle = {"base": base}
+        handle: Handle = {"base": base, "cwd": cwd}  # (`describe` says where it ran)
         try:
             self._private(directory)
             self._starts.ask(handle, f"{absolute_where}/{name}", cwd, argv, env)
@@ -151,6 +158,15 @@ class LocalBackend:
         except ShimGone:  # it may have had the request: settled as by a newer controller
             handle = self._starts.found(base)
         return handle, log
+
+    def _working_dir(self, relative: str) -> str:
+        """The directory an attempt runs in: `relative` to this process's spec root (as
+        the attempt starts: a link git-sync swapped leads to the new checkout), which must
+        be a directory."""
+        cwd = self.spec_root if relative == "." else os.path.join(self.spec_root, relative)  # noqa: PTH118
+        if not os.path.isdir(cwd):  # noqa: PTH112 (a start's: 4x faster)
+            raise BackendError(f"working directory {cwd} does not exist")
+        return cwd
 
     def _answered(self, *, wait: bool) -> None:
         """The shims' answers to starts taken (`Starts.answered`); those that started are
