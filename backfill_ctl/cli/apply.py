@@ -132,11 +132,9 @@ def apply_command(
         return
     store = open_state(state, specs, create=True)
     backend = _ready_backend(store, specs, spec_root(specs, paths)) if wait else None
-    at = time.time()
-    changes = applying.changes(prepared, store, at=at, prune=prune)
+    actor = who(prepared.actor)
+    changes = applying.apply(prepared, store, at=time.time(), actor=actor, prune=prune)
     _show(changes, None, done=True)
-    if not changes.empty:
-        applying.commit(prepared, store, changes, at=at, actor=who(prepared.actor))
     out(changes.summary(done=True) + f" Plan digest {prepared.plan.digest[:19]}.")
     if backend is not None:
         from backfill_ctl.cli.waiting import wait_for

@@ -116,15 +116,13 @@ class Reconciler:
                 f"finding(s), not applied (backfillctl check --as {identity} shows them)"
             )
             return
-        at = self.clock()
-        changes = applying.changes(prepared, self.store, at=at, only=mine)
+        changes = applying.apply(
+            prepared,
+            self.store,
+            at=self.clock(),
+            actor=f"controller as {identity}",
+            origin="reconcile",
+            only=mine,
+        )
         if not changes.empty:
-            applying.commit(
-                prepared,
-                self.store,
-                changes,
-                at=at,
-                actor=f"controller as {identity}",
-                origin="reconcile",
-            )
             self.say(changes.summary(done=True))

@@ -68,6 +68,11 @@ class StoreLocked(StateError):
     or a writer paused mid-write): nothing was changed; a controller waits and retries."""
 
 
+class StoreConflict(StateError):
+    """A write found the store changed since what it writes was read (another apply
+    created the same instances meanwhile): nothing was changed; read again and retry."""
+
+
 class LeaseLost(StateError):
     """This controller no longer holds the lease: another took it over. It must start
     nothing more (fencing)."""

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.errors import UsageError
 from backfill_ctl.spec.loader import load_specs
+from backfill_ctl.state import StoreConflict
 from backfill_ctl.usecases import reconcile
 from backfill_ctl.usecases.check import run_check
 from backfill_ctl.usecases.policies import with_policies
@@ -202,6 +203,32 @@ def changes(
     if only is None:
         return found
     return reconcile.Changes([c for c in found.backfills if c.name in only])
+
+
+def apply(
+    prepared: Prepared,
+    store: PlanStore,
+    *,
+    at: float,
+    actor: str,
+    origin: str = "apply",
+    prune: bool = False,
+    only: Collection[str] | None = None,
+    tries: int = 3,
+) -> reconcile.Changes:
+    """`changes` written (`commit`): what was changed. Another apply that stored the same
+    instances between this one's read and its write (StoreConflict: nothing of this one
+    was written) makes it read the store again, `tries` times in all."""
+    for left in range(tries - 1, -1, -1):
+        found = changes(prepared, store, at=at, prune=prune, only=only)
+        try:
+            commit(prepared, store, found, at=at, actor=actor, origin=origin)
+        except StoreConflict:
+            if not left:
+                raise
+            continue
+        return found
+    raise AssertionError("tries must be at least 1")
 
 
 def commit(

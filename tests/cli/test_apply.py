@@ -46,6 +46,7 @@ CHAIN = (
     node("b", upstream=["a"], resourceGroup="rg", command=WRITE),
 )
 TWO_DAYS = [{"from": "2024-03-01", "to": "2024-03-02"}]
+YEAR = [{"from": "2023-03-01", "to": "2024-02-29"}]
 
 
 def test_apply_wait_runs_the_backfill_and_a_second_apply_changes_nothing(repo: Path) -> None:
@@ -329,6 +330,29 @@ def test_apply_wait_names_five_failures_and_says_how_to_list_the_rest(repo: Path
     assert lines[-7] == "backfill/bf: failed"
     assert [line.split(": ", 1)[1].split(";")[0] for line in lines[-6:-1]] == ["exit code 1"] * 5
     assert lines[-1] == "  and 2 more: backfillctl get instances -b bf --state failed"
+
+
+def test_two_applies_of_the_same_specs_at_once_both_succeed_and_store_each_instance_once(
+    repo: Path,
+) -> None:
+    """A pipeline's apply and the controller's re-apply race (a year of dates: the race is
+    wide): the one that writes second found its instances stored meanwhile and read the
+    store again (it crashed with a unique-key error)."""
+    path = specs(repo, node("a", resourceGroup="rg", command="true"), backfill(dates=YEAR))
+    apply = [sys.executable, "-m", "backfill_ctl", "apply", path, "--as", "ops", "--now", NOW]
+    for round in range(3):
+        shutil.rmtree(repo / ".backfillctl", ignore_errors=True)
+        procs = [
+            subprocess.Popen(apply, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)
+        ]
+        said = [p.communicate(timeout=120) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0], (round, said)
+        store = open_store(repo / ".backfillctl" / "state.db")
+        assert len(store.instances()) == 366
+        assert [e.kind for e in store.events()].count("created") == 366
+        summaries = sorted(out.splitlines()[-1].split(":")[0] for out, _ in said)
+        assert summaries in (["Apply complete", "No changes"], ["Apply complete"] * 2)
 
 
 def test_apply_wait_gives_up_after_the_timeout(repo: Path) -> None:

@@ -1,8 +1,7 @@
 """What every state store must do: the contract of `StateStore` (DESIGN §7).
 
 A store's test module subclasses `StoreContract` as `Test...`, provides the `make`
-fixture (`make()` gives a new, empty store) and sets `refused` to the exceptions its
-`save_apply` raises for an instance created twice. Each test here works through the
+fixture (`make()` gives a new, empty store). Each test here works through the
 protocol only, so a new store (PostgreSQL) passes the same suite; what is one store's
 own (files, modes, WAL, migrations, a full disk, locks between processes) is tested in
 its own module.
@@ -11,7 +10,7 @@ its own module.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -23,7 +22,7 @@ from backfill_ctl.core.records import (
     TaskRow,
     TaskTuple,
 )
-from backfill_ctl.state import LeaseLost, StateStore
+from backfill_ctl.state import LeaseLost, StateStore, StoreConflict
 from backfill_ctl.state.protocols import AttemptEnd, Begun, StoredLog
 
 Make = Callable[[], StateStore]
@@ -120,8 +119,6 @@ def end(store: StateStore, ident: str, number: int, outcome: str = "succeeded", 
 
 
 class StoreContract:
-    refused: ClassVar[tuple[type[Exception], ...]] = ()
-
     # -- identity ------------------------------------------------------------------
 
     def test_a_store_has_a_path_and_a_random_identity(self, make: Make) -> None:
@@ -302,11 +299,11 @@ class StoreContract:
     def test_an_apply_that_is_refused_leaves_nothing_behind(self, make: Make) -> None:
         store = seeded(make())
         events = store.last_event_id()
-        with pytest.raises(self.refused):  # an instance created twice
+        with pytest.raises(StoreConflict):  # an instance created twice
             store.save_apply(
                 [backfill("new")], [instance("n1"), instance("n1")], [], [], at=AT, **WHO
             )
-        with pytest.raises(self.refused):  # an instance that is already stored
+        with pytest.raises(StoreConflict):  # an instance that is already stored
             store.save_apply([backfill("new")], [instance("a1")], [], [], at=AT, **WHO)
         assert store.backfill("new") is None
         assert store.instances(ids=["n1"]) == []

@@ -5,7 +5,6 @@ the in-memory store."""
 from __future__ import annotations
 
 import itertools
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,6 @@ from tests.tools.postgres import PostgresServer
 
 
 class TestSQLiteStore(StoreContract):
-    refused = (sqlite3.IntegrityError,)
-
     @pytest.fixture
     def make(self, tmp_path: Path) -> Make:
         count = itertools.count()
@@ -34,12 +31,6 @@ class TestSQLiteStore(StoreContract):
 
 
 class TestPostgresStore(StoreContract):
-    @property
-    def refused(self) -> tuple[type[Exception], ...]:  # type: ignore[override]
-        import psycopg
-
-        return (psycopg.IntegrityError,)
-
     @pytest.fixture
     def make(self, postgres: PostgresServer) -> Make:
         from backfill_ctl.state.postgres.store import PostgresStore
@@ -53,8 +44,6 @@ class TestPostgresStore(StoreContract):
 
 
 class TestMemoryStore(StoreContract):
-    refused = (ValueError,)
-
     @pytest.fixture
     def make(self) -> Make:
         def make() -> MemoryStore:

@@ -57,6 +57,32 @@ def test_prepare_commit_and_a_second_apply_changes_nothing(
     assert again.summary(done=False) == "No changes: the state store matches the specs."
 
 
+def test_an_apply_that_another_one_beat_to_the_store_diffs_again(
+    tmp_path: Path, store: StateStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two applies of the same specs at once (a pipeline's and the controller's): the one
+    whose diff was read before the other's write finds its instances there when it writes
+    (the store refuses them: StoreConflict); it reads the store again and has nothing
+    left to do, not a crash."""
+    paths = specs(tmp_path, *CHAIN, backfill(dates=TWO_DAYS))
+    prepared = applying.prepare(paths, NOW, "ops")
+    diff = applying.changes
+
+    def beaten(*args: Any, **kwargs: Any) -> Any:  # the other apply commits meanwhile
+        found = diff(*args, **kwargs)
+        if not store.instances(backfill="bf"):
+            other = applying.prepare(paths, NOW, "ops")
+            applying.commit(other, store, diff(other, store, at=AT), at=AT, actor="ops")
+        return found
+
+    monkeypatch.setattr(applying, "changes", beaten)
+    done = applying.apply(prepared, store, at=AT, actor="ops")
+
+    assert done.empty
+    assert len(store.instances(backfill="bf")) == 4
+    assert [e.kind for e in store.events(backfill="bf")].count("created") == 4
+
+
 def test_without_a_store_everything_is_new(tmp_path: Path) -> None:
     paths = specs(tmp_path, *CHAIN, backfill())
     changes = applying.changes(applying.prepare(paths, NOW, None), None, at=AT)

@@ -13,6 +13,7 @@ from backfill_ctl.core.records import (
     BackfillRecord,
     InstanceRecord,
 )
+from backfill_ctl.state import StoreConflict
 from backfill_ctl.state.memory.tables import SETTABLE_INSTANCE, Tables, field_values
 
 if TYPE_CHECKING:
@@ -45,7 +46,11 @@ class Changes(Tables):
         with self._lock:
             new = [i.id for i in creates]
             if len(set(new)) != len(new) or any(i in self._instances for i in new):
-                raise ValueError("save_apply: an instance to create is already stored")
+                raise StoreConflict(
+                    "the in-memory store changed while this apply was worked out: another "
+                    "apply stored the same instances",
+                    hint="apply again: it compares the specs with what is stored now",
+                )
             for name, kind, concurrency in resource_groups:
                 self._groups[name] = (kind, concurrency)
             for b in backfills:

@@ -176,6 +176,7 @@ class Connection(SQLStore):
 
     AMONG = "{} = ANY(?)"
     CLOCK = "SELECT extract(epoch FROM clock_timestamp())::float8"
+    _CONFLICTS = (errors.UniqueViolation,)
 
     def __init__(self, url: str, *, create: bool, busy_timeout: float) -> None:
         self._url = url

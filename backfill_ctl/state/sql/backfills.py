@@ -8,6 +8,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from backfill_ctl.core.records import NOT_STARTED, BackfillRecord
+from backfill_ctl.state import StoreConflict
 from backfill_ctl.state.sql.base import SQLStore
 from backfill_ctl.state.sql.events import EVENT_COLUMNS, insert_event
 from backfill_ctl.state.sql.instances import INSTANCE_COLUMNS, instance_row
@@ -131,7 +132,30 @@ class Backfills(SQLStore):
         resource_groups: Sequence[tuple[str, str, int]] = (),
     ) -> list[str]:
         """One transaction: the backfills, new and changed instances, cancellations; the
-        ids cancelled (PlanStore.save_apply)."""
+        ids cancelled (PlanStore.save_apply). StoreConflict, and nothing written, when an
+        instance to create is stored already (another apply wrote it meanwhile)."""
+        try:
+            return self._save_apply(
+                backfills, creates, updates, cancels, at, actor, origin, resource_groups
+            )
+        except self._CONFLICTS as exc:
+            raise StoreConflict(
+                f"the state store {self.path} changed while this apply was worked out: "
+                "another apply (a pipeline's, or the controller's) stored the same instances",
+                hint="apply again: it compares the specs with what is stored now",
+            ) from exc
+
+    def _save_apply(
+        self,
+        backfills: Sequence[BackfillRecord],
+        creates: Sequence[InstanceRecord],
+        updates: Sequence[InstanceRecord],
+        cancels: Sequence[str],
+        at: float,
+        actor: str,
+        origin: str,
+        resource_groups: Sequence[tuple[str, str, int]],
+    ) -> list[str]:
         with self._write() as db:
             db.executemany(
                 "INSERT INTO resource_groups (name, type, concurrency) VALUES (?, ?, ?) "

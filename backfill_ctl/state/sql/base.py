@@ -62,6 +62,8 @@ class SQLStore:
     )
 
     _batch: Database | None = None  # the transaction `batch` keeps open
+    # The driver's errors of a row that is there already (a unique key): StoreConflict.
+    _CONFLICTS: tuple[type[Exception], ...] = ()
 
     def _write(self) -> AbstractContextManager[Database]:
         """One write transaction; the writers of a store are serialized. Inside `batch`,

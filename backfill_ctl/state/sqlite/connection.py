@@ -157,6 +157,8 @@ def _unopenable(path: str) -> StateError | None:
 class Connection(SQLStore):
     """One open store file, for the record parts (state/sql/: backfills, instances, ...)."""
 
+    _CONFLICTS = (sqlite3.IntegrityError,)
+
     def __init__(self, path: Path, *, create: bool, busy_timeout: float) -> None:
         self.path = str(path)
         self._store_id: str | None = None
