@@ -158,9 +158,11 @@ class BackendContext:
 
 
 def _local(ctx: BackendContext) -> Backend:
+    from backfill_ctl.backends.environment import own_variables
     from backfill_ctl.backends.local import LocalBackend
 
-    return LocalBackend(ctx.runs, supervise=ctx.supervise, top=ctx.state_dir / RUNS)
+    hidden = own_variables(ctx.config.smtp)
+    return LocalBackend(ctx.runs, supervise=ctx.supervise, top=ctx.state_dir / RUNS, hidden=hidden)
 
 
 def _fake(ctx: BackendContext) -> Backend:

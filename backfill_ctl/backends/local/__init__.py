@@ -82,7 +82,7 @@ from backfill_ctl.backends.local.spawner import PYTHON, SHIM, Shim, ShimGone
 from backfill_ctl.backends.local.starts import Starts
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Collection, Mapping
 
 GRACE = 5.0  # seconds between TERM and KILL when an attempt is cancelled
 
@@ -92,7 +92,14 @@ __all__ = ["GRACE", "MARKER", "LocalBackend"]
 class LocalBackend:
     name = "local"
 
-    def __init__(self, root: Path, *, supervise: bool = False, top: Path | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        supervise: bool = False,
+        top: Path | None = None,
+        hidden: Collection[str] = (),
+    ) -> None:
         self.root = root  # the store's runs directory
         self.top = top or root  # the runs directory it is in: checked too (`make_private`)
         self._attempts: dict[int, Attempt] = {}  # by group id
@@ -102,9 +109,10 @@ class LocalBackend:
         self._checked: set[Path] = set()  # directories found private
         self._directories: dict[str, tuple[Path, str, str]] = {}  # `_directory`'s
         self.supervise = supervise and become_subreaper()
-        self._starts = Starts(self._private)
+        # `hidden`: variables commands do not inherit, besides backfillctl's own
+        self._starts = Starts(self._private, hidden)
         if self.supervise:  # (it starts while the controller loads: ~15 ms)
-            self._starts.shim = Shim()
+            self._starts.shim = Shim(hidden)
 
     def _private(self, directory: Path) -> None:
         """`directory` made and checked private (`make_private`), once while it exists:
