@@ -347,7 +347,9 @@ LOG_JS = """\
   var offset = Number(pre.dataset.offset);
   var url = "/api/instances/" + encodeURIComponent(pre.dataset.instance) + "/log?offset=";
   function more() {
-    fetch(url + offset, {cache: "no-store"}).then(function (r) { return r.json(); })
+    // (an error's answer, a 503 while the store is away, is tried again like no answer)
+    fetch(url + offset, {cache: "no-store"})
+      .then(function (r) { if (!r.ok) { throw r; } return r.json(); })
       .then(function (got) {
         if (got.offset < offset) { pre.textContent = ""; }
         if (got.text) { pre.append(document.createTextNode(got.text)); }

@@ -5,7 +5,12 @@
 /api/backfills/NAME/cells      that grid's cells (JSON), polled by the page
 /backfills/NAME?node=TEXT      ... its rows of the nodes whose name holds TEXT
 /instances/ID                  one instance: why it waits, attempts, log tail
+/api/instances/ID/log?offset=N what its latest attempt's log gained after N bytes (JSON)
 /static/grid.js                the grid's script
+
+A query parameter that is not understood is a 400 that says why (before the store is
+read), what is not there a 404: `failure`, JSON for /api/ (the pages' scripts read it),
+a page else.
 """
 
 from __future__ import annotations
@@ -60,14 +65,45 @@ def route(store: StateStore, target: str) -> tuple[int, bytes, str]:
         case ("static", name) if name in pages.SCRIPTS:
             return 200, pages.SCRIPTS[name].encode(), "text/javascript; charset=utf-8"
         case ("backfills", name):
-            return _backfill(store, name, parse_qs(query))
+            asked = parse_qs(query)
+            state = asked.get("state", [""])[0]
+            if state and state not in pages.SEVERITY:
+                why = f"state={_cut(state)}: not a state; one of {', '.join(pages.SEVERITY)}"
+                return failure(400, why, target)
+            return _backfill(store, name, asked)
         case ("api", "backfills", name, "cells"):
             return _cells(store, name)
         case ("instances", ident):
             return _instance(store, ident)
         case ("api", "instances", ident, "log"):
-            return _follow(store, ident, query)
-    return _missing("nothing here: / lists the backfills")
+            offset = _offset(parse_qs(query).get("offset", ["0"])[0] or "0")
+            if isinstance(offset, str):
+                return failure(400, offset, target)
+            return _follow(store, ident, offset)
+    return failure(404, "nothing here: / lists the backfills", target)
+
+
+def _offset(text: str) -> int | str:
+    """?offset=N of the log's API: N, or why it is not one."""
+    if text.isascii() and text.isdigit() and len(text) <= 18:
+        return int(text)
+    return f"offset={_cut(text)}: a number of bytes (0 or more) into the log, as the page sends"
+
+
+def failure(code: int, text: str, target: str, hint: str | None = None) -> tuple[int, bytes, str]:
+    """An error's answer to a request for `target`: `{"error": text}` (and its "hint")
+    from the API (/api/...), which the pages' scripts read; a page else."""
+    if target.startswith("/api/"):
+        body: dict[str, str] = {"error": text} | ({"hint": hint} if hint else {})
+        return code, json.dumps(body).encode(), JSON
+    title = {400: "Bad request", 404: "Not found", 503: "Unavailable"}.get(code, "Error")
+    said = f"<p>{escape(text)}</p>" + (f"<p>{escape(hint)}</p>" if hint else "")
+    return code, pages.page(title, said).encode(), HTML
+
+
+def _cut(text: str) -> str:
+    """A value of the query as an error quotes it: 40 characters at most."""
+    return text if len(text) <= 40 else text[:40] + "..."
 
 
 def _read(
@@ -163,7 +199,10 @@ def _fullest(spans: Mapping[tuple[int, int, str], DateSpan]) -> str | None:
 
 
 def _cells(store: StateStore, name: str) -> tuple[int, bytes, str]:
-    grid = _read(store, name, _counts(store, name).get(name, {}))[0]
+    counts = _counts(store, name).get(name, {})
+    if not counts and store.backfill(name) is None:  # (one with no instance left is there)
+        return failure(404, f"no backfill {name} in the state store", "/api/")
+    grid = _read(store, name, counts)[0]
     return 200, pages.cells_json(grid), JSON
 
 
@@ -218,14 +257,15 @@ def _kept(store: StateStore, attempt: AttemptRecord) -> tuple[str | None, int]:
     return cut + text, kept.size
 
 
-def _follow(store: StateStore, ident: str, query: str) -> tuple[int, bytes, str]:
+def _follow(store: StateStore, ident: str, offset: int) -> tuple[int, bytes, str]:
     """What the latest attempt's log gained after ?offset=N (at most LOG_TAIL bytes), and
     whether it still runs: the instance page's script appends it."""
     attempts = store.attempts(ident)
+    if not attempts and not store.instances(ids=[ident]):
+        return failure(404, f"no instance {ident} in the state store", "/api/")
     if not attempts:
         return 200, json.dumps({"offset": 0, "text": "", "live": False}).encode(), JSON
     latest = attempts[-1]
-    offset = int(parse_qs(query).get("offset", ["0"])[0] or 0)
     data, size = b"", 0
     with contextlib.suppress(OSError), Path(_log(store, latest) or "").open("rb") as f:
         size = f.seek(0, 2)
@@ -241,4 +281,4 @@ def _follow(store: StateStore, ident: str, query: str) -> tuple[int, bytes, str]
 
 
 def _missing(text: str) -> tuple[int, bytes, str]:
-    return 404, pages.page("Not found", f"<p>{escape(text)}</p>").encode(), HTML
+    return failure(404, text, "/")
