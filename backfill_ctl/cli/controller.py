@@ -73,8 +73,8 @@ ServeOpt = Annotated[
     typer.Option(
         "--serve",
         metavar="ADDR",
-        help="Serve /healthz, /readyz and /metrics on ADDR: PORT (on 127.0.0.1), "
-        "HOST:PORT, or :PORT (every interface, as in a pod).",
+        help="Serve /healthz, /readyz and /metrics (and the dashboard) on ADDR: PORT (on "
+        "127.0.0.1), HOST:PORT, [IPv6]:PORT, or :PORT (every interface, as in a pod).",
         show_default=False,
     ),
 ]

@@ -18,7 +18,8 @@ ListenOpt = Annotated[
     typer.Option(
         "--listen",
         metavar="ADDR",
-        help="Where to serve: PORT (on 127.0.0.1), HOST:PORT, or :PORT (every interface).",
+        help="Where to serve: PORT (on 127.0.0.1), HOST:PORT, [IPv6]:PORT, or :PORT "
+        "(every interface).",
     ),
 ]
 
@@ -35,6 +36,7 @@ def ui_command(listen: ListenOpt = "8800", state: StateOpt = None) -> None:
     Examples:
       backfillctl ui                         # http://127.0.0.1:8800
       backfillctl ui --listen 9000 --state-file /data/state.db
+      backfillctl ui --listen '[::1]:8800'
     """
     from backfill_ctl.serve import Server
     from backfill_ctl.state import open_store
@@ -48,7 +50,8 @@ def ui_command(listen: ListenOpt = "8800", state: StateOpt = None) -> None:
     first = open_store(location, create=False)  # refuse a broken or newer store at once
     shown = first.path
     first.close()
-    server = Server(parse_address(listen), lambda: open_store(location, create=False))
+    address = parse_address(listen, "--listen")
+    server = Server(address, lambda: open_store(location, create=False), option="--listen")
     err(f"serving the dashboard of {shown} on {server.url}/ (Ctrl-C stops it)")
     stopped: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -3,8 +3,9 @@
 The standard library's threading HTTP server: a handful of small read-only endpoints
 need no framework, and the controller's image and start stay small (prometheus-client
 is the only addition, and only where this is used). It binds 127.0.0.1 unless told
-otherwise (`--serve 0.0.0.0:8080` in a pod), in a daemon thread beside the loop; each
-request opens the store on its own (a SQLite connection belongs to its thread).
+otherwise (`--serve 0.0.0.0:8080` in a pod, `[::1]:8800` on IPv6), in a daemon thread
+beside the loop; each request opens the store on its own (a SQLite connection belongs
+to its thread).
 
 Every request gets an answer, and nothing of it goes to stderr but a bug's one line:
 a query it does not understand is a 400, what is not there a 404, a store that cannot be read a 503
@@ -15,6 +16,7 @@ with the reason (as /readyz and /metrics say it), a bug a 500; the dashboard's A
 from __future__ import annotations
 
 import contextlib
+import errno
 import http.server
 import os
 import sys
@@ -23,7 +25,7 @@ import traceback
 from typing import TYPE_CHECKING
 
 from backfill_ctl.errors import UsageError
-from backfill_ctl.serve.address import parse_address
+from backfill_ctl.serve.address import family, parse_address, url
 from backfill_ctl.serve.health import Health
 from backfill_ctl.state import StateError
 
@@ -42,7 +44,8 @@ TEXT = "text/plain; charset=utf-8"
 
 
 class Server:
-    """Serves the endpoints until stop(); `url` is where (the real port when 0 was given)."""
+    """Serves the endpoints until stop(); `url` is where (the real port when 0 was given).
+    `option`: the flag the address came with, named in errors."""
 
     def __init__(
         self,
@@ -51,6 +54,7 @@ class Server:
         *,
         controller: Controller | None = None,
         health: Health | None = None,
+        option: str = "--serve",
     ) -> None:
         from backfill_ctl.serve.metrics import Metrics
 
@@ -58,15 +62,21 @@ class Server:
         self.health = health
         self.metrics: Metrics = Metrics(open_store, controller)
         handler = type("Handler", (_Handler,), {"server_app": self})
+        http_server = type("HTTPServer", (_HTTPServer,), {"address_family": family(address[0])})
         try:
-            self.httpd = _HTTPServer(address, handler)
+            self.httpd = http_server(address, handler)
         except OSError as exc:
+            where = url(*address).removeprefix("http://")
+            free = exc.errno in (errno.EADDRINUSE, errno.EACCES)
             raise UsageError(
-                f"cannot serve on {address[0]}:{address[1]}: {exc.strerror or exc}",
-                hint="choose a free port with --serve HOST:PORT",
+                f"cannot serve on {where}: {exc.strerror or exc}",
+                hint=f"choose a free port with {option} HOST:PORT"
+                if free
+                else f"give an address of this machine with {option} HOST:PORT, or "
+                f"{option} :PORT for every interface",
             ) from None
         host, port = str(self.httpd.server_address[0]), int(self.httpd.server_address[1])
-        self.url = f"http://{host}:{port}"
+        self.url = url(host, port)
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, name="backfillctl-serve", daemon=True
         )

@@ -1,6 +1,7 @@
 """/healthz, /readyz and /metrics: a real server on a free port, a real SQLite store, and
 a real `backfillctl controller --serve` process (a second one waiting for the lease).
-What every request gets when the store cannot be read or its query is not understood."""
+What every request gets when the store cannot be read or its query is not understood,
+and the addresses `ui --listen` takes."""
 
 from __future__ import annotations
 
@@ -265,3 +266,38 @@ def test_a_query_that_is_not_understood_is_a_400_with_the_reason(tmp_path: Path)
     finally:
         assert stopped(process) == 0
     assert "Traceback" not in (tmp_path / "ui.log").read_text()
+
+
+def test_ui_listens_on_ipv6_loopback(tmp_path: Path) -> None:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    db = tmp_path / "state.db"
+    open_store(db).close()
+    process, url = ui(db, tmp_path / "ui.log", "--listen", "[::1]:0")
+    try:
+        assert url.startswith("http://[::1]:")
+        assert answer(url, "/")[0] == 200
+    finally:
+        assert stopped(process) == 0
+
+
+def test_ui_s_errors_name_its_own_option(tmp_path: Path) -> None:
+    from tests.cli.helpers import run
+
+    db = tmp_path / "state.db"
+    open_store(db).close()
+    server = Server(("127.0.0.1", 0), lambda: open_store(db, create=False))
+    try:
+        busy = server.url.rsplit(":", 1)[1]
+        taken = run("ui", "--listen", f"127.0.0.1:{busy}", "--state-file", str(db))
+    finally:
+        server.stop()
+    assert taken.exit_code == 2
+    assert taken.stderr.splitlines()[-1] == "  hint: choose a free port with --listen HOST:PORT"
+    bad = run("ui", "--listen", "nowhere:http", "--state-file", str(db))
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: --listen nowhere:http: not")
