@@ -8,7 +8,8 @@ beside the loop; each request opens the store on its own (a SQLite connection be
 to its thread).
 
 Every request gets an answer, and nothing of it goes to stderr but a bug's one line:
-a query it does not understand is a 400, what is not there a 404, a store that cannot be read a 503
+a Host the server does not answer for is a 403 (hosts.py: DNS rebinding), a query it
+does not understand a 400, what is not there a 404, a store that cannot be read a 503
 with the reason (as /readyz and /metrics say it), a bug a 500; the dashboard's API
 (/api/...) says them in JSON (`{"error": ...}`), its pages in HTML.
 """
@@ -27,10 +28,11 @@ from typing import TYPE_CHECKING
 from backfill_ctl.errors import UsageError
 from backfill_ctl.serve.address import family, parse_address, url
 from backfill_ctl.serve.health import Health
+from backfill_ctl.serve.hosts import AllowedHosts, allowed_names
 from backfill_ctl.state import StateError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from backfill_ctl.runtime.controller import Controller, Tick
     from backfill_ctl.serve.metrics import Metrics
@@ -38,14 +40,16 @@ if TYPE_CHECKING:
 
 __all__ = ["PROBES", "Health", "Server", "parse_address"]
 
-# What probes and scrapers ask, which shows no log, environment or parameter.
+# Answered whatever the Host (hosts.py): what probes and scrapers ask, which shows no
+# log, environment or parameter.
 PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 TEXT = "text/plain; charset=utf-8"
 
 
 class Server:
     """Serves the endpoints until stop(); `url` is where (the real port when 0 was given).
-    `option`: the flag the address came with, named in errors."""
+    `allow_hosts`: names answered beyond those of where it listens (hosts.py); `option`:
+    the flag the address came with, named in errors."""
 
     def __init__(
         self,
@@ -54,6 +58,7 @@ class Server:
         *,
         controller: Controller | None = None,
         health: Health | None = None,
+        allow_hosts: Iterable[str] = (),
         option: str = "--serve",
     ) -> None:
         from backfill_ctl.serve.metrics import Metrics
@@ -61,6 +66,7 @@ class Server:
         self.open_store = open_store
         self.health = health
         self.metrics: Metrics = Metrics(open_store, controller)
+        names = allowed_names(allow_hosts)  # (refused before anything is bound)
         handler = type("Handler", (_Handler,), {"server_app": self})
         http_server = type("HTTPServer", (_HTTPServer,), {"address_family": family(address[0])})
         try:
@@ -76,6 +82,7 @@ class Server:
                 f"{option} :PORT for every interface",
             ) from None
         host, port = str(self.httpd.server_address[0]), int(self.httpd.server_address[1])
+        self.hosts = AllowedHosts.listening_on(address[0], names, bound=host)
         self.url = url(host, port)
         self._thread = threading.Thread(
             target=self.httpd.serve_forever, name="backfillctl-serve", daemon=True
@@ -92,11 +99,16 @@ class Server:
 
     # -- the endpoints ---------------------------------------------------------------
 
-    def answer(self, target: str) -> tuple[int, bytes, str]:
-        """(status, body, content type) of a GET of `target`."""
+    def answer(self, target: str, host: list[str]) -> tuple[int, bytes, str]:
+        """(status, body, content type) of a GET of `target` with these Host headers."""
         path = target.split("?", 1)[0]
         if path in PROBES:
             return self.probe(path)
+        if len(host) > 1:
+            return 400, b"more than one Host header\n", TEXT
+        refused = self.hosts.refused(host[0] if host else None)
+        if refused is not None:
+            return 403, self.hosts.refusal(refused).encode(), TEXT
         return self.dashboard(target)
 
     def probe(self, path: str) -> tuple[int, bytes, str]:
@@ -176,7 +188,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.do_GET(body=False)
 
     def do_GET(self, body: bool = True) -> None:
-        code, data, content_type = self.server_app.answer(self.path)
+        code, data, content_type = self.server_app.answer(
+            self.path, self.headers.get_all("Host") or []
+        )
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
