@@ -164,10 +164,16 @@ class BackendContext:
 
 
 def _local(ctx: BackendContext) -> Backend:
+    from backfill_ctl.backends.environment import own_variables
     from backfill_ctl.backends.local import LocalBackend
 
+    hidden = own_variables(ctx.config.smtp)
     return LocalBackend(
-        ctx.runs, supervise=ctx.supervise, top=ctx.state_dir / RUNS, spec_root=ctx.spec_root
+        ctx.runs,
+        supervise=ctx.supervise,
+        top=ctx.state_dir / RUNS,
+        spec_root=ctx.spec_root,
+        hidden=hidden,
     )
 
 

@@ -14,6 +14,7 @@ from backfill_ctl.cli.backend import require_ready
 from backfill_ctl.cli.console import err
 from backfill_ctl.cli.options import (
     ActorOpt,
+    AllowHostOpt,
     NowOpt,
     PathsArg,
     resolve_actor,
@@ -21,6 +22,7 @@ from backfill_ctl.cli.options import (
     run_clock,
 )
 from backfill_ctl.cli.state import StateOpt, backend_for, open_state, spec_root
+from backfill_ctl.errors import UsageError
 from backfill_ctl.runtime.lease import holder, remaining, waitable
 from backfill_ctl.runtime.reapply import Reconciler
 from backfill_ctl.serve.address import parse_address
@@ -73,8 +75,8 @@ ServeOpt = Annotated[
     typer.Option(
         "--serve",
         metavar="ADDR",
-        help="Serve /healthz, /readyz and /metrics on ADDR: PORT (on 127.0.0.1), "
-        "HOST:PORT, or :PORT (every interface, as in a pod).",
+        help="Serve /healthz, /readyz and /metrics (and the dashboard) on ADDR: PORT (on "
+        "127.0.0.1), HOST:PORT, [IPv6]:PORT, or :PORT (every interface, as in a pod).",
         show_default=False,
     ),
 ]
@@ -96,6 +98,7 @@ def controller_command(
     once: OnceOpt = False,
     lease_duration: LeaseOpt = LEASE_TTL,
     serve: ServeOpt = None,
+    allow_host: AllowHostOpt = None,
     now: NowOpt = None,
     actor: ActorOpt = None,
     state: StateOpt = None,
@@ -120,6 +123,8 @@ def controller_command(
       backfillctl controller specs/ --serve :8080     # probes and metrics, in a pod
     """
     address = parse_address(serve) if serve is not None else None
+    if allow_host and address is None:
+        raise UsageError("--allow-host names who may ask for pages: it needs --serve")
     clock = run_clock(resolve_now(now))
     specs = load_specs(paths)
     store = _open_when_writable(state, specs)
@@ -143,7 +148,7 @@ def controller_command(
             lease_ttl=lease_duration,
         )
         reopen = functools.partial(open_state, state, specs)
-        with _serving(address, controller, reopen, interval) as server:
+        with _serving(address, allow_host or [], controller, reopen, interval) as server:
             _drive(controller, store, interval, once, server)
     finally:
         backend.close()
@@ -152,6 +157,7 @@ def controller_command(
 @contextlib.contextmanager
 def _serving(
     address: tuple[str, int] | None,
+    allow_hosts: list[str],
     controller: Controller,
     reopen: Callable[[], StateStore],
     interval: float,
@@ -164,7 +170,7 @@ def _serving(
 
     health = Health(stale=max(60.0, 10 * interval))
     controller.beat = health.beat
-    server = Server(address, reopen, controller=controller, health=health)
+    server = Server(address, reopen, controller=controller, health=health, allow_hosts=allow_hosts)
     err(f"serving /healthz, /readyz and /metrics on {server.url}")
     try:
         yield server

@@ -40,6 +40,19 @@ NowOpt = Annotated[
     ),
 ]
 
+AllowHostOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--allow-host",
+        metavar="NAME",
+        help="Answer the dashboard's pages for this host name too (a proxy's; repeat it "
+        "for several). Otherwise only localhost, loopback addresses, the host it listens "
+        "on and, when that is not loopback, any IP address are: a page with another name "
+        "gets 403 (DNS rebinding). /healthz, /readyz and /metrics answer any.",
+        show_default=False,
+    ),
+]
+
 
 def resolve_actor(flag: str | None) -> str | None:
     for value in (flag, os.environ.get("BACKFILLCTL_ACTOR"), os.environ.get("GITHUB_ACTOR")):

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from backfill_ctl.cli.console import err
+from backfill_ctl.cli.options import AllowHostOpt
 from backfill_ctl.cli.state import StateOpt, state_file
 from backfill_ctl.errors import UsageError
 from backfill_ctl.serve.address import parse_address
@@ -18,23 +19,29 @@ ListenOpt = Annotated[
     typer.Option(
         "--listen",
         metavar="ADDR",
-        help="Where to serve: PORT (on 127.0.0.1), HOST:PORT, or :PORT (every interface).",
+        help="Where to serve: PORT (on 127.0.0.1), HOST:PORT, [IPv6]:PORT, or :PORT "
+        "(every interface).",
     ),
 ]
 
 
-def ui_command(listen: ListenOpt = "8800", state: StateOpt = None) -> None:
+def ui_command(
+    listen: ListenOpt = "8800", allow_host: AllowHostOpt = None, state: StateOpt = None
+) -> None:
     """Serve a read-only web view of the state store until SIGTERM or Ctrl-C.
 
     The backfills with their progress; a backfill's grid of nodes x business dates,
     coloured by state and updated while it runs; an instance with why it waits, its
     attempts and its log. Also /healthz, /readyz and /metrics. Binds 127.0.0.1 unless
-    told otherwise; nothing is loaded from elsewhere.
+    told otherwise, and answers pages only for the names it is reached by (--allow-host
+    adds one); nothing is loaded from elsewhere.
 
     \b
     Examples:
       backfillctl ui                         # http://127.0.0.1:8800
       backfillctl ui --listen 9000 --state-file /data/state.db
+      backfillctl ui --listen '[::1]:8800'
+      backfillctl ui --listen 10.0.0.5:8800 --allow-host backfills.example.com
     """
     from backfill_ctl.serve import Server
     from backfill_ctl.state import open_store
@@ -48,7 +55,13 @@ def ui_command(listen: ListenOpt = "8800", state: StateOpt = None) -> None:
     first = open_store(location, create=False)  # refuse a broken or newer store at once
     shown = first.path
     first.close()
-    server = Server(parse_address(listen), lambda: open_store(location, create=False))
+    address = parse_address(listen, "--listen")
+    server = Server(
+        address,
+        lambda: open_store(location, create=False),
+        allow_hosts=allow_host or (),
+        option="--listen",
+    )
     err(f"serving the dashboard of {shown} on {server.url}/ (Ctrl-C stops it)")
     stopped: list[int] = []
     for sig in (signal.SIGINT, signal.SIGTERM):

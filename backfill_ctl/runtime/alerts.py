@@ -10,6 +10,8 @@ import json
 import os
 from typing import TYPE_CHECKING, Any
 
+from backfill_ctl.backends.environment import command_environment, own_variables
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -58,7 +60,7 @@ def notify(record: BackfillRecord, payload: dict[str, Any], smtp: Smtp | None) -
             if "webhook" in notifier:
                 _webhook(str(notifier["webhook"]), payload)
             elif "command" in notifier:
-                _command(notifier["command"], payload)
+                _command(notifier["command"], payload, own_variables(smtp))
             elif "email" in notifier:
                 _email(str(notifier["email"]), payload, smtp)
         except (
@@ -88,11 +90,12 @@ def _webhook(url: str, payload: dict[str, Any]) -> None:
             raise ValueError(f"HTTP {response.status}")
 
 
-def _command(command: Any, payload: dict[str, Any]) -> None:
+def _command(command: Any, payload: dict[str, Any], hidden: frozenset[str]) -> None:
     """Run `command` with the event on stdin, in a session of its own: at TIMEOUT, it and
     what it started in its group are killed (the loop waits no longer). Its stderr goes
     to a file (a pipe would wait for what it left running), whose last line says why it
-    failed."""
+    failed. It inherits none of backfillctl's own variables, nor `hidden`
+    (backends/environment.py)."""
     import contextlib
     import signal
     import subprocess
@@ -106,6 +109,7 @@ def _command(command: Any, payload: dict[str, Any]) -> None:
             stdout=subprocess.DEVNULL,
             stderr=errors,
             start_new_session=True,
+            env=command_environment(os.environ, hidden),
         )
         try:
             proc.communicate(json.dumps(payload).encode(), timeout=TIMEOUT)

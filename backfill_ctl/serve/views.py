@@ -15,6 +15,10 @@ recorded its end (or it was stopped, deleted, collected) and nothing of it runs;
 instance until it ended (succeeded, failed, cancelled), or its backfill did, and no
 attempt of it runs. Each
 answer is the page's parts as the page writes them, read as the page reads them.
+
+A query parameter that is not understood is a 400 that says why (before the store is
+read), what is not there a 404: `failure`, JSON for /api/ (the pages' scripts read it),
+a page else.
 """
 
 from __future__ import annotations
@@ -23,7 +27,6 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass
-from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
@@ -31,6 +34,7 @@ from urllib.parse import parse_qs, unquote
 from backfill_ctl.backends.files import RunFiles
 from backfill_ctl.core.records import FINISHED, WAITING
 from backfill_ctl.serve import dag, gantt, pages
+from backfill_ctl.serve.answers import HTML, JSON, cut, failure, offset_of
 from backfill_ctl.serve.scripts import SCRIPTS
 from backfill_ctl.usecases.access import access_of
 from backfill_ctl.usecases.objects import backfill_object
@@ -42,8 +46,6 @@ if TYPE_CHECKING:
     from backfill_ctl.core.records import AttemptRecord, BackfillRecord, DateSpan, InstanceRecord
     from backfill_ctl.state import StateStore
 
-HTML = "text/html; charset=utf-8"
-JSON = "application/json"
 LOG_TAIL = 64 * 1024  # bytes of a log the instance page shows
 # Above this, a backfill's grid is aggregated by month in the store: reading that many
 # instances would take seconds of the process (the controller's, under --serve).
@@ -70,19 +72,41 @@ def route(store: StateStore, target: str) -> tuple[int, bytes, str]:
     match parts:
         case ("static", name) if name in SCRIPTS:
             return 200, SCRIPTS[name].encode(), "text/javascript; charset=utf-8"
-        case ("backfills", name):
-            return _backfill(store, name, parse_qs(query))
-        case ("api", "backfills", name, "live"):
-            return _backfill_live(store, name, parse_qs(query))
+        case ("backfills", name) | ("api", "backfills", name, "live"):
+            return _backfill_view(store, name, parse_qs(query), target)
         case ("api", "backfills", name, "cells"):
             return _cells(store, name)
         case ("instances", ident):
             return _instance(store, ident)
-        case ("api", "instances", ident, "live"):
-            return _instance_live(store, ident, parse_qs(query))
-        case ("api", "instances", ident, "log"):
-            return _follow(store, ident, query)
-    return _missing("nothing here: / lists the backfills")
+        case ("api", "instances", ident, "live" | "log"):
+            return _instance_api(store, ident, parse_qs(query), target)
+    return failure(404, "nothing here: / lists the backfills", target)
+
+
+def _backfill_view(
+    store: StateStore, name: str, asked: Mapping[str, list[str]], target: str
+) -> tuple[int, bytes, str]:
+    """A backfill's page, or what changes on it (/api/.../live); ?state= checked first."""
+    state = asked.get("state", [""])[0]
+    if state and state not in pages.SEVERITY:
+        why = f"state={cut(state)}: not a state; one of {', '.join(pages.SEVERITY)}"
+        return failure(400, why, target)
+    if target.startswith("/api/"):
+        return _backfill_live(store, name, asked)
+    return _backfill(store, name, asked)
+
+
+def _instance_api(
+    store: StateStore, ident: str, asked: Mapping[str, list[str]], target: str
+) -> tuple[int, bytes, str]:
+    """What changes on an instance's page (/live), or its log's new end (/log); ?offset=
+    checked first."""
+    offset = offset_of(asked.get("offset", ["0"])[0] or "0")
+    if isinstance(offset, str):
+        return failure(400, offset, target)
+    if target.partition("?")[0].endswith("/live"):
+        return _instance_live(store, ident, asked, offset)
+    return _follow(store, ident, offset)
 
 
 def _read(
@@ -167,7 +191,7 @@ def _backfill_live(
     whole grid (a re-apply added dates or nodes, a filter's rows changed)."""
     record = store.backfill(name)
     if record is None:
-        return _missing(f"no backfill {name} in the state store")
+        return failure(404, f"no backfill {name} in the state store", "/api/")
     shown = _shown(store, record, query)
     answer: dict[str, Any] = {
         "live": shown.live,
@@ -225,7 +249,10 @@ def _fullest(spans: Mapping[tuple[int, int, str], DateSpan]) -> str | None:
 
 
 def _cells(store: StateStore, name: str) -> tuple[int, bytes, str]:
-    grid = _read(store, name, _counts(store, name).get(name, {}))[0]
+    counts = _counts(store, name).get(name, {})
+    if not counts and store.backfill(name) is None:  # (one with no instance left is there)
+        return failure(404, f"no backfill {name} in the state store", "/api/")
+    grid = _read(store, name, counts)[0]
     return 200, pages.cells_json(grid), JSON
 
 
@@ -262,20 +289,19 @@ def _ended(
 
 
 def _instance_live(
-    store: StateStore, ident: str, query: Mapping[str, list[str]]
+    store: StateStore, ident: str, query: Mapping[str, list[str]], offset: int
 ) -> tuple[int, bytes, str]:
     """The parts of the instance's page that change, as the page writes them, and what
     its latest attempt's log gained after ?offset=N when ?attempt= is that attempt
     (from its start else: `from` says where the text goes)."""
     found = store.instances(ids=[ident])
     if not found:
-        return _missing(f"no instance {ident} in the state store")
+        return failure(404, f"no instance {ident} in the state store", "/api/")
     i = found[0]
     attempts = store.attempts(i.id)
     latest = attempts[-1] if attempts else None
-    asked = query.get("offset", [""])[0]
     same = latest is not None and query.get("attempt", [""])[0] == str(latest.number)
-    start, data, size = _since(_log(store, latest), int(asked) if same and asked.isdigit() else 0)
+    start, data, size = _since(_log(store, latest), offset if same else 0)
     backfill = store.backfill(i.backfill)
     answer = {
         "live": not _ended(i, latest, backfill) or start + len(data) < size,
@@ -337,14 +363,15 @@ def _kept(store: StateStore, attempt: AttemptRecord) -> tuple[str | None, int]:
     return cut + text, kept.size
 
 
-def _follow(store: StateStore, ident: str, query: str) -> tuple[int, bytes, str]:
+def _follow(store: StateStore, ident: str, offset: int) -> tuple[int, bytes, str]:
     """What the latest attempt's log gained after ?offset=N (at most LOG_TAIL bytes), and
     whether it still runs: the instance page's script appends it."""
     attempts = store.attempts(ident)
+    if not attempts and not store.instances(ids=[ident]):
+        return failure(404, f"no instance {ident} in the state store", "/api/")
     if not attempts:
         return 200, json.dumps({"offset": 0, "text": "", "live": False}).encode(), JSON
     latest = attempts[-1]
-    offset = int(parse_qs(query).get("offset", ["0"])[0] or 0)
     offset, data, size = _since(_log(store, latest), offset)
     answer = {
         "offset": offset + len(data),
@@ -355,4 +382,4 @@ def _follow(store: StateStore, ident: str, query: str) -> tuple[int, bytes, str]
 
 
 def _missing(text: str) -> tuple[int, bytes, str]:
-    return 404, pages.page("Not found", f"<p>{escape(text)}</p>").encode(), HTML
+    return failure(404, text, "/")

@@ -2,7 +2,8 @@
 
 The reference: "If extension checks are enabled for the data backfill operation, a
 failed check blocks the task from running." A policy is a command (argv, no shell, run
-from the Config's directory) or a webhook (a JSON POST). It receives a *review*:
+from the Config's directory, without backfillctl's own variables: see
+backends/environment.py) or a webhook (a JSON POST). It receives a *review*:
 
     {"apiVersion": "backfillctl.dev/v1alpha1", "kind": "PolicyReview",
      "plan": <the plan, as plan -o json writes it>,
@@ -23,10 +24,12 @@ and the controller add these findings to what `run_check` found.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from backfill_ctl.backends.environment import command_environment, own_variables
 from backfill_ctl.errors import Diagnostic
 
 if TYPE_CHECKING:
@@ -97,6 +100,7 @@ def _ask(specs: Specs, policy: Policy, review: bytes) -> bytes:
                 cwd=cwd,
                 timeout=policy.timeout,
                 check=False,
+                env=command_environment(os.environ, own_variables(specs.config.smtp)),
             )
         except subprocess.TimeoutExpired:
             raise _Broken(f"it did not answer within {policy.timeout:g}s") from None

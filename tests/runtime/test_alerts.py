@@ -171,6 +171,27 @@ def test_a_command_gets_the_json_on_stdin(tmp_path: Path) -> None:
     assert json.loads(text.read_text()) == PAYLOAD
 
 
+def test_a_command_inherits_none_of_backfillctl_s_own_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not the store (whose URL may hold its password), libpq's password or passfile,
+    nor the Config's SMTP password (backends/environment.py); the rest it inherits."""
+    secret = "s3cr3t-pw"
+    monkeypatch.setenv("BACKFILLCTL_STATE", f"postgresql://ann:{secret}@db/bf")
+    monkeypatch.setenv("PGPASSWORD", secret)
+    monkeypatch.setenv("PGPASSFILE", "/etc/backfillctl/pgpass")
+    monkeypatch.setenv("SMTP_PASSWORD", secret)
+    monkeypatch.setenv("BFC_KEPT", "kept")
+    smtp = Smtp(host="mail", sender="bf@example.com", username="bf", password_env="SMTP_PASSWORD")
+    out = tmp_path / "env"
+
+    assert alerts.notify(record({"command": f"env > '{out}'"}), PAYLOAD, smtp) == []
+
+    shown = out.read_text()
+    assert secret not in shown and "PGPASSFILE" not in shown
+    assert "BFC_KEPT=kept" in shown.splitlines()
+
+
 def test_a_command_that_fails_is_reported_with_its_exit_code() -> None:
     argv = ["/bin/sh", "-c", "echo 'no route to pager' >&2; exit 3"]
 

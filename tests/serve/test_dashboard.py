@@ -129,6 +129,22 @@ def test_what_is_not_there_is_a_404_that_says_so(url: str, path: str) -> None:
     assert "<b>" not in html
 
 
+@pytest.mark.parametrize(
+    ("path", "error"),
+    [
+        ("/api/backfills/NOPE/cells", "no backfill NOPE in the state store"),
+        ("/api/instances/NOPE/log?offset=0", "no instance NOPE in the state store"),
+        ("/api/backfills/%3Cb%3E/cells", "no backfill <b> in the state store"),
+    ],
+)
+def test_an_api_endpoint_of_what_is_not_there_is_a_404_in_json(
+    url: str, path: str, error: str
+) -> None:
+    code, text, headers = get(url + path)
+    assert (code, headers["Content-Type"]) == (404, "application/json")
+    assert json.loads(text) == {"error": error}
+
+
 def test_backfillctl_ui_serves_until_sigterm(store_path: Path, tmp_path: Path) -> None:
     log = tmp_path / "ui.log"
     process = subprocess.Popen(

@@ -65,6 +65,30 @@ def test_a_policy_that_passes_lets_apply_go_on(tmp_path: Path) -> None:
     assert len(open_store(tmp_path / "s.db").instances()) == 3
 
 
+def test_a_policy_command_inherits_none_of_backfillctl_s_own_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """apply runs policies with the store's URL (and its password) at hand: the policy
+    gets neither (backends/environment.py)."""
+    secret = "s3cr3t-pw"
+    monkeypatch.setenv("PGPASSWORD", secret)
+    monkeypatch.setenv("BACKFILLCTL_NOW", NOW)
+    out = tmp_path / "env"
+    shown = f"import os, json; open({str(out)!r}, 'w').write(json.dumps(dict(os.environ)))"
+    answer = "print(json.dumps({'findings': []}))"
+    policy = {"name": "env", "command": ["python3", "-c", f"{shown}; {answer}"]}
+    path = repo(tmp_path, [policy], THREE_DAYS)
+    state = f"sqlite:///{tmp_path}/s.db"
+    monkeypatch.setenv("BACKFILLCTL_STATE", state)
+
+    applied = run("apply", path, "--as", "ops")
+
+    assert applied.exit_code == 0, applied.stderr
+    seen = json.loads(out.read_text())
+    assert not {"PGPASSWORD", "BACKFILLCTL_STATE", "BACKFILLCTL_NOW"} & set(seen)
+    assert "PATH" in seen
+
+
 @pytest.mark.parametrize(
     ("command", "why"),
     [

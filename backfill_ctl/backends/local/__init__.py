@@ -84,7 +84,7 @@ from backfill_ctl.backends.local.spawner import PYTHON, SHIM, Shim, ShimGone
 from backfill_ctl.backends.local.starts import Starts
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Collection, Mapping
 
 GRACE = 5.0  # seconds between TERM and KILL when an attempt is cancelled
 
@@ -101,6 +101,7 @@ class LocalBackend:
         supervise: bool = False,
         top: Path | None = None,
         spec_root: str | None = None,
+        hidden: Collection[str] = (),
     ) -> None:
         self.root = root  # the store's runs directory
         self.top = top or root  # the runs directory it is in: checked too (`make_private`)
@@ -113,9 +114,10 @@ class LocalBackend:
         self._checked: set[Path] = set()  # directories found private
         self._directories: dict[str, tuple[Path, str, str]] = {}  # `_directory`'s
         self.supervise = supervise and become_subreaper()
-        self._starts = Starts(self._private)
+        # `hidden`: variables commands do not inherit, besides backfillctl's own
+        self._starts = Starts(self._private, hidden)
         if self.supervise:  # (it starts while the controller loads: ~15 ms)
-            self._starts.shim = Shim()
+            self._starts.shim = Shim(hidden)
 
     def _private(self, directory: Path) -> None:
         """`directory` made and checked private (`make_private`), once while it exists:

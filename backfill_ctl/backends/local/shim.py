@@ -9,8 +9,9 @@ stdin is closed (the controller ended, however) and no command of its is left.
 
 Per request (`<4-byte big-endian length><fields joined by NUL>`: seq, base, log, cwd,
 umask in octal, the number of argv items, the argv items, the number of the controller's
-environment items and those `KEY=VALUE` items (or "-": the same as the last request's),
-then the attempt's own `KEY=VALUE` items, which win; all bytes, never decoded):
+environment items and those `KEY=VALUE` items (or "-": the same as the last request's;
+backfillctl's own variables left out by the controller: backends/environment.py), then
+the attempt's own `KEY=VALUE` items, which win; all bytes, never decoded):
 
 1. the log is opened (created private, truncated, never through a link): if it cannot
    be, the reply is `L <seq> <errno>` and nothing else happens;

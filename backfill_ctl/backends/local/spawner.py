@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from backfill_ctl.backends.environment import command_environment
 from backfill_ctl.backends.local.pidfile import inherited_fds
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Collection, Mapping, Sequence
 
 SHIM = str(Path(__file__).resolve().with_name("shim.py"))
 PYTHON = sys.executable or "python3"  # what runs it
@@ -31,9 +32,12 @@ class ShimGone(Exception):
 
 
 class Shim:
-    """One shim process, started now, in a session of its own."""
+    """One shim process, started now, in a session of its own. Neither it nor the
+    commands it starts get backfillctl's own variables, nor those named in `hidden`
+    (backends/environment.py): a command could read the shim's (/proc/PID/environ)."""
 
-    def __init__(self) -> None:
+    def __init__(self, hidden: Collection[str] = ()) -> None:
+        self.hidden = hidden
         requests_r, requests_w = os.pipe()
         replies_r, replies_w = os.pipe()
         actions: list[tuple[int, ...] | tuple[int, int, str, int, int]] = [
@@ -44,7 +48,11 @@ class Shim:
         actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in inherited_fds()]
         try:
             self.pid = os.posix_spawn(
-                PYTHON, [PYTHON, "-I", "-S", SHIM], os.environ, file_actions=actions, setsid=True
+                PYTHON,
+                [PYTHON, "-I", "-S", SHIM],
+                command_environment(os.environ, hidden),
+                file_actions=actions,
+                setsid=True,
             )
         except OSError:
             os.close(requests_w)
@@ -61,7 +69,7 @@ class Shim:
         self.asked: dict[int, str] = {}  # request -> key, not answered yet
         self._partial = b""
         self._seq = 0
-        self._environment: dict[bytes, bytes] | None = None  # the shim's, last sent
+        self._environment: dict[bytes, bytes] | None = None  # this process's, last sent
         self.gone = False
 
     def fileno(self) -> int:
@@ -77,19 +85,20 @@ class Shim:
         argv: Sequence[str],
         env: Mapping[str, str],
     ) -> None:
-        """Ask for a command to be started, in this process's environment and `env`,
-        not waiting for the answer, which `read` takes into `answers` under `key`:
-        ("S", pid), ("L", errno: the log could not be opened), ("N", errno: the pid file
-        was not created: nothing runs) or ("X", code: nothing could run). ShimGone if
-        the request could not be written."""
+        """Ask for a command to be started, in this process's environment (but for
+        backfillctl's own variables) and `env`, not waiting for the answer, which `read`
+        takes into `answers` under `key`: ("S", pid), ("L", errno: the log could not be
+        opened), ("N", errno: the pid file was not created: nothing runs) or ("X", code:
+        nothing could run). ShimGone if the request could not be written."""
         if self.gone:
             raise ShimGone("the shim is gone", delivered=False)
         self._seq += 1
         head = [str(self._seq), base, log, cwd, f"{umask:o}", str(len(argv)), *argv]
         own = [f"{k}={v}" for k, v in env.items()]
-        # The command's environment: this process's (bytes, as they are), then `env`,
-        # whose variables the shim takes over those (the later of a name wins). This
-        # process's is sent only when it changed since the last request ("-": the same).
+        # The command's environment: this process's (bytes, as they are) without
+        # backfillctl's own variables, then `env`, whose variables the shim takes over
+        # those (the later of a name wins). This process's is sent only when it changed
+        # since the last request ("-": the same).
         payload = b"\0".join([*map(os.fsencode, head), *self._inherited(), *map(os.fsencode, own)])
         message = memoryview(len(payload).to_bytes(4, "big") + payload)
         written = 0
@@ -103,15 +112,17 @@ class Shim:
 
     def _inherited(self) -> list[bytes]:
         """This process's environment as the request's items after argv: their number
-        and the `KEY=VALUE` items, or "-" when the shim has it already (read without a
-        Python call per variable: the mapping behind os.environb, CPython's)."""
+        and the `KEY=VALUE` items but backfillctl's own, or "-" when the shim has it
+        already (read without a Python call per variable: the mapping behind
+        os.environb, CPython's; filtered only when it changed)."""
         current = getattr(os.environb, "_data", None)
         if not isinstance(current, dict):
             current = dict(os.environb)
         if current == self._environment:
             return [b"-"]
         self._environment = dict(current)
-        return [b"%d" % len(current), *(b"%s=%s" % item for item in current.items())]
+        sent = command_environment(current, self.hidden)
+        return [b"%d" % len(sent), *(b"%s=%s" % item for item in sent.items())]
 
     def settle(self) -> None:
         """Wait until every request is answered, or the shim is gone, or REPLY_TIMEOUT

@@ -17,14 +17,16 @@ from backfill_ctl.backends.local.procs import marked_group
 from backfill_ctl.backends.local.spawner import Shim, ShimGone
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Collection
 
 
 class Starts:
     """The shim that starts attempts now, the starts it has not answered yet, and what the
-    answers said. `private` makes and checks a directory private (the backend's)."""
+    answers said. `private` makes and checks a directory private (the backend's);
+    `hidden`: variables the commands do not inherit (`Shim`)."""
 
-    def __init__(self, private: Callable[[Path], None]) -> None:
+    def __init__(self, private: Callable[[Path], None], hidden: Collection[str] = ()) -> None:
+        self.hidden = hidden
         self.shim: Shim | None = None
         self.spawned: dict[int, Shim] = {}  # pid of a command started here -> its shim
         self.settled: dict[str, Outcome] = {}  # base -> outcome, of one that never ran
@@ -44,7 +46,7 @@ class Starts:
         request = (base, target, f"{target}.log", cwd, current_umask(), argv, env)
         for _ in range(2):
             if self.shim is None or self.shim.gone:
-                self.shim = Shim()
+                self.shim = Shim(self.hidden)
             try:
                 self.shim.ask(*request)
             except ShimGone as exc:
