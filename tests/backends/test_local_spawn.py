@@ -4,6 +4,7 @@ wrapper enters itself."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -17,7 +18,7 @@ from backfill_ctl.backends import Outcome
 from backfill_ctl.backends.local import LocalBackend
 from backfill_ctl.backends.local.attempt import NOT_RUN
 from backfill_ctl.backends.local.pidfile import inherited_fds, read_status
-from backfill_ctl.backends.local.shim import DIRECTORIES, NO_CWD
+from backfill_ctl.backends.local.shim import DIRECTORIES, NO_CWD, SPARES
 from tests.backends.contract import run_one, settle, spec
 
 
@@ -137,11 +138,20 @@ def test_the_command_gets_the_controller_s_limit_of_descriptors(tmp_path: Path) 
 
 
 def _spares(directory: Path) -> dict[int, str]:
-    """The shim's spare files in `directory`, by inode, once it made them."""
+    """The shim's spare files in `directory`, by inode, once it made all it makes (SPARES:
+    one at a time, so a look after the first would miss those the next start takes)."""
     deadline = time.monotonic() + 5
-    while not (found := {p.stat().st_ino: p.name for p in (directory / ".spares").glob("*")}):
-        assert time.monotonic() < deadline, "no spare files were made"
+    while len(found := _spare_files(directory)) < SPARES:
+        assert time.monotonic() < deadline, f"{len(found)} spare file(s) made, not {SPARES}"
         time.sleep(0.01)
+    return found
+
+
+def _spare_files(directory: Path) -> dict[int, str]:
+    found = {}
+    for p in (directory / ".spares").glob("*"):
+        with contextlib.suppress(FileNotFoundError):  # (taken meanwhile)
+            found[p.stat().st_ino] = p.name
     return found
 
 
