@@ -63,7 +63,11 @@ class Adoption(AttemptRunner):
             retry_delay=record.run.retry_delay,
             log=attempt.log,
         )
-        self.say(f"adopted attempt {attempt.number} of {record.id} ({record.node})")
+        reach = self.backend.adopt(handle)  # what cannot be done for it from here, if any
+        self.say(
+            f"adopted attempt {attempt.number} of {record.id} ({record.node})"
+            + (f": {reach}" if reach else "")
+        )
         if record.stop_requested:  # asked while no controller ran: carried out now
             self._cancel(record.id, run, self._stopper(record.id))
 

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from backfill_ctl.backends import AttemptSpec, BackendError, Handle, Key, Outcome
+from backfill_ctl.backends import Anywhere, AttemptSpec, BackendError, Handle, Key, Outcome
 from backfill_ctl.backends.files import make_private, refusal
 from backfill_ctl.backends.kubernetes.api import PERMISSIONS, Api, client_configuration
 from backfill_ctl.backends.kubernetes.job import (
@@ -89,7 +89,7 @@ CLAIMED = (
 )
 
 
-class KubernetesBackend:
+class KubernetesBackend(Anywhere):
     name = "kubernetes"
 
     def __init__(

@@ -36,6 +36,12 @@ exclusively): either the command had started and is adopted, or it never runs. T
 also tells the controller each code, so a code that cannot be written (a full disk, a
 deleted directory) loses nothing while the controller that started the attempt runs.
 
+**Where an attempt runs** is in its handle (`place.py`: host, boot, pid namespace). A
+controller that takes over a shared store from one in another place can neither see nor
+signal those processes: it follows such an attempt by its pid file alone, running until
+the surviving shim writes its code there, and says where it runs and how to end it
+(`elsewhere.py`). Here that costs a comparison.
+
 What can escape: a process that both leaves the session and clears its environment
 while the controller that started it is not running, and work handed to another service
 (ssh, systemd-run, a container engine). An argv command runs without a shell; a string
@@ -64,6 +70,7 @@ from backfill_ctl.backends import (
     resolved_command,
 )
 from backfill_ctl.backends.files import make_private
+from backfill_ctl.backends.local import elsewhere
 from backfill_ctl.backends.local.attempt import Attempt, reap
 from backfill_ctl.backends.local.pidfile import absolute, read_status
 from backfill_ctl.backends.local.procs import (
@@ -103,6 +110,8 @@ class LocalBackend:
         self._directories: dict[str, tuple[Path, str, str]] = {}  # `_directory`'s
         self.supervise = supervise and become_subreaper()
         self._starts = Starts(self._private)
+        self.places = elsewhere.Places()
+        self._place = self.places.key  # (this place, as handles record it)
         if self.supervise:  # (it starts while the controller loads: ~15 ms)
             self._starts.shim = Shim()
 
@@ -140,7 +149,7 @@ class LocalBackend:
         # so a store that was thrown away leaves no files in the way.
         # The shim is asked, not waited for: the handle gets its pid when the shim
         # answers, which `poll` (before the handle is stored) and `cancel` wait for.
-        handle: Handle = {"base": base}
+        handle: Handle = {"base": base, "place": self._place}
         try:
             self._private(directory)
             self._starts.ask(handle, f"{absolute_where}/{name}", cwd, argv, env)
@@ -149,7 +158,7 @@ class LocalBackend:
         except OSError as exc:
             raise BackendError(f"cannot start: {exc.strerror}") from exc
         except ShimGone:  # it may have had the request: settled as by a newer controller
-            handle = self._starts.found(base)
+            handle = {**self._starts.found(base), "place": self._place}
         return handle, log
 
     def _answered(self, *, wait: bool) -> None:
@@ -166,17 +175,17 @@ class LocalBackend:
         # they keep it running?) or while one is ended (they are signalled too): looked
         # for then, once per poll, not on every poll (a /proc read per thread).
         adopted = not self.supervise
-        self._answered(wait=True)
-        for shim in set(self._starts.spawned.values()):
-            shim.read()
-        for handle in running.values():  # (whose an orphan is: all known before it is)
-            self._bases.setdefault(str(handle["base"]), self._pid(handle))
+        afar = self._take_news(running)
         ended: dict[Key, Outcome] = {}
         now = time.monotonic()
         for key, handle in running.items():
             base = str(handle["base"])
             if (outcome := self._starts.settled.pop(base, None)) is not None:
                 ended[key] = outcome
+                continue
+            if key in afar:  # followed by its pid file alone: its shim's word
+                if (outcome := elsewhere.ended(base)) is not None:
+                    ended[key] = outcome
                 continue
             pid = self._pid(handle)
             attempt = self._attempts.setdefault(pid, Attempt())
@@ -204,6 +213,22 @@ class LocalBackend:
             ended[key] = attempt.outcome()
             self._forget(pid, base)
         return ended
+
+    def _take_news(self, running: Mapping[Key, Handle]) -> set[Key]:
+        """Take what the shims said; note each attempt's base and group (whose an orphan
+        is: all known before it is). The attempts among `running` that run where this
+        process cannot follow their processes (seldom any: one comparison each)."""
+        self._answered(wait=True)
+        for shim in set(self._starts.spawned.values()):
+            shim.read()
+        afar = set()
+        place = self._place
+        for key, handle in running.items():
+            if handle.get("place", place) == place or self.places.away(handle) is None:
+                self._bases.setdefault(str(handle["base"]), self._pid(handle))
+            else:
+                afar.add(key)
+        return afar
 
     def _main_ended(self, pid: int, base: str, attempt: Attempt) -> bool:
         """Has the command ended (and its code been written)? Records the code."""
@@ -312,6 +337,8 @@ class LocalBackend:
                 shim.read()
 
     def cancel(self, key: Key, handle: Handle, reason: str) -> None:
+        if (away := self.places.away(handle)) is not None:
+            raise BackendError(elsewhere.out_of_reach(handle, away, self.places.here))
         if str(handle["base"]) in self._starts.asked:
             self._answered(wait=True)
         pid = self._pid(handle)
@@ -327,6 +354,10 @@ class LocalBackend:
 
     def recover(self, spec: AttemptSpec) -> Handle | None:
         return self._starts.claim(str(self.root / spec.backfill / f"{spec.key[0]}.{spec.key[1]}"))
+
+    def adopt(self, handle: Handle) -> str | None:
+        away = self.places.away(handle)
+        return None if away is None else elsewhere.out_of_reach(handle, away, self.places.here)
 
     def _pid(self, handle: Handle) -> int:
         """The pid of the attempt's first process (its group's id); a handle another
