@@ -64,7 +64,7 @@ class FakeBackend(Anywhere):
     def cancel(self, key: Key, handle: Handle, reason: str) -> None:
         self.cancelled[key] = reason
 
-    def recover(self, spec: AttemptSpec) -> Handle | None:
+    def recover(self, spec: AttemptSpec, begun: Handle) -> Handle | None:
         """An attempt this backend started (its "processes" live in this object, which
         a second controller of the same process may share), else None: never started."""
         if spec.key not in self._specs:

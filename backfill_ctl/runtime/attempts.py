@@ -300,6 +300,7 @@ class AttemptRunner(LeaseHolder):
             actor=self.actor,
             origin=self.origin,
             fence=self.fence,
+            handle=self.backend.unstarted_handle(),
         )
 
     def _start_begun(self, starts: Sequence[str], begun: dict[str, Begun], now: float) -> int:

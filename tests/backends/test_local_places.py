@@ -153,3 +153,77 @@ def test_an_attempt_of_this_machine_before_a_restart_is_followed_by_pids(
     backend = LocalBackend(tmp_path / "runs")
     assert backend.adopt(handle) is None
     assert backend.poll({s.key: handle})[s.key].state == "lost"  # the restart ended it
+
+
+# -- an attempt begun elsewhere, not recorded as started ---------------------------------
+
+
+def begun_at(place: Place, backend: LocalBackend) -> dict[str, object]:
+    """What a controller at `place` sharing `backend`'s runs directory recorded."""
+    return {**backend.unstarted_handle(), "place": str(place)}
+
+
+def test_what_an_attempt_is_begun_with(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "runs")
+    begun = backend.unstarted_handle()  # (the runs directory is made for it)
+    info = (tmp_path / "runs").stat()
+    assert begun == {
+        "place": str(HERE),
+        "runs": f"{info.st_dev}:{info.st_ino}",
+    }
+
+
+def test_one_begun_in_a_namespace_sharing_the_runs_directory_is_claimed(tmp_path: Path) -> None:
+    """Its shim had not created the pid file: this claim wins, it never runs there."""
+    backend = LocalBackend(tmp_path / "runs")
+    s = spec(("true",))
+    assert backend.recover(s, begun_at(NAMESPACE, backend)) is None
+    pid_file = tmp_path / "runs" / "bf" / "i1.1.pid"
+    assert pid_file.exists()  # the claim, which its shim finds
+    assert pid_file.read_text() == ""
+
+
+def test_one_whose_shim_was_first_is_followed_where_it_runs(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "runs")
+    s = spec(("true",))
+    handle = started_at(tmp_path, NAMESPACE, 4242)
+    found = backend.recover(s, begun_at(NAMESPACE, backend))
+    assert found == handle  # (followed by its pid file: it runs over there)
+
+
+def test_one_whose_shim_has_not_written_its_pid_yet_is_asked_of_again(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "runs")
+    s = spec(("true",))
+    pid_file = tmp_path / "runs" / "bf" / "i1.1.pid"
+    pid_file.parent.mkdir(parents=True)
+    pid_file.touch(mode=0o600)  # the shim's claim, its pid not written yet
+    with pytest.raises(BackendError, match=r"i1\.1\.pid is being written"):
+        backend.recover(s, begun_at(NAMESPACE, backend))
+
+
+@pytest.mark.parametrize(
+    "where", ["another runs directory", "another host", "an earlier version's begin"]
+)
+def test_one_begun_where_this_runs_directory_is_not_known_shared_is_never_claimed(
+    tmp_path: Path, where: str
+) -> None:
+    """A claim here would be made beside, not against, its shim's: it would win and the
+    attempt would run twice. Nobody here can tell: asked again (BackendError)."""
+    backend = LocalBackend(tmp_path / "runs")
+    s = spec(("true",))
+    begun = {
+        "another runs directory": {"place": str(NAMESPACE), "runs": "1:2"},
+        "another host": begun_at(HOST, backend),
+        "an earlier version's begin": {"place": str(NAMESPACE)},
+    }[where]
+    with pytest.raises(BackendError, match=r"i1\.1\.pid is not to be seen here"):
+        backend.recover(s, begun)
+    assert not (tmp_path / "runs" / "bf" / "i1.1.pid").exists()
+
+
+def test_one_begun_here_is_claimed_and_followed_here(tmp_path: Path) -> None:
+    backend = LocalBackend(tmp_path / "runs")
+    s = spec(("true",))
+    assert backend.recover(s, backend.unstarted_handle()) is None
+    earlier = spec(("true",), number=2)
+    assert backend.recover(earlier, {}) is None  # (an earlier version's begin: as before)

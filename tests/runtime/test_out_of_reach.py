@@ -1,6 +1,7 @@
 """Attempts the backend cannot reach from this controller (the local backend's, running
-in another pid namespace or on another host): a stop or a timeout that cannot be carried
-out said once and not pretended, their ends recorded as they come. The in-memory
+in another pid namespace or on another host): adopted saying so, a stop or a timeout
+that cannot be carried out said once and not pretended, their ends recorded as they
+come; an attempt begun there is settled with what it was begun with. The in-memory
 backend, made to say so."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from backfill_ctl.backends import BackendError, Handle, Key, Outcome
+from backfill_ctl.backends import AttemptSpec, BackendError, Handle, Key, Outcome
 from backfill_ctl.backends.fake import FakeBackend
 from backfill_ctl.runtime.controller import Controller
 from backfill_ctl.state import StateStore
@@ -25,6 +26,7 @@ class OutOfReach(FakeBackend):
     def __init__(self) -> None:
         super().__init__()
         self.codes: dict[Key, int] = {}
+        self.begun_with: list[Handle] = []
 
     def poll(self, running: Mapping[Key, Handle]) -> dict[Key, Outcome]:
         ended = {k: self.codes[k] for k in running if k in self.codes}
@@ -35,6 +37,13 @@ class OutOfReach(FakeBackend):
 
     def cancel(self, key: Key, handle: Handle, reason: str) -> None:
         raise BackendError(ELSEWHERE)
+
+    def unstarted_handle(self) -> Handle:
+        return {"place": "there"}
+
+    def recover(self, spec: AttemptSpec, begun: Handle) -> Handle | None:
+        self.begun_with.append(begun)
+        return {"fake": f"{spec.instance}.{spec.number}"}
 
     def adopt(self, handle: Handle) -> str | None:
         return ELSEWHERE
@@ -90,3 +99,24 @@ def test_a_stop_it_cannot_carry_out_is_said_and_its_instance_not_retried(
     c.tick()
     (a,) = store.instances()
     assert (a.state, a.reason, a.attempts) == ("failed", "exit code 3", 1)
+
+
+def test_an_attempt_begun_elsewhere_is_settled_with_what_it_was_begun_with(
+    tmp_path: Path,
+) -> None:
+    """The first controller began it (recording the backend's `unstarted_handle`) and
+    stopped before its start was recorded; the next one hands that to `recover`, and
+    says what the backend cannot do for it."""
+    store = applied(tmp_path, node("a", command=["hang"], resourceGroup="rg"), backfill())
+    clock = Clock()
+    first, _ = driving(store, OutOfReach(), clock)
+    first.tick()  # begun and started; its handle is written with the next tick
+    (attempt,) = store.attempts()
+    assert (attempt.state, attempt.handle) == ("starting", {"place": "there"})
+    first.release()
+    backend = OutOfReach()
+    _, said = driving(store, backend, clock)
+    assert backend.begun_with == [{"place": "there"}]
+    (a,) = store.instances()
+    assert said == [f"adopted attempt 1 of {a.id} (a): {ELSEWHERE}"]
+    assert [(x.state, x.handle) for x in store.attempts()] == [("running", {"fake": f"{a.id}.1"})]

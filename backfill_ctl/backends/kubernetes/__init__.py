@@ -291,7 +291,7 @@ class KubernetesBackend(Anywhere):
                 continue
             self._pending_deletes.discard(name)
 
-    def recover(self, spec: AttemptSpec) -> Handle | None:
+    def recover(self, spec: AttemptSpec, begun: Handle) -> Handle | None:
         """The Job of an attempt begun but not recorded as started; None if there is none
         of this store's. A server that cannot be asked raises BackendError: "no Job"
         would have the attempt run again beside one that may exist."""

@@ -36,11 +36,11 @@ exclusively): either the command had started and is adopted, or it never runs. T
 also tells the controller each code, so a code that cannot be written (a full disk, a
 deleted directory) loses nothing while the controller that started the attempt runs.
 
-**Where an attempt runs** is in its handle (`place.py`: host, boot, pid namespace). A
-controller that takes over a shared store from one in another place can neither see nor
-signal those processes: it follows such an attempt by its pid file alone, running until
-the surviving shim writes its code there, and says where it runs and how to end it
-(`elsewhere.py`). Here that costs a comparison.
+**Where an attempt runs** is in its handle (`place.py`: host, boot, pid namespace) and in
+what it is begun with (`unstarted_handle`). A controller that takes over a shared store
+from one in another place can neither see nor signal those processes: it follows such an
+attempt by its pid file alone, running until the surviving shim writes its code there,
+and says where it runs and how to end it (`elsewhere.py`). Here that costs a comparison.
 
 What can escape: a process that both leaves the session and clears its environment
 while the controller that started it is not running, and work handed to another service
@@ -110,7 +110,7 @@ class LocalBackend:
         self._directories: dict[str, tuple[Path, str, str]] = {}  # `_directory`'s
         self.supervise = supervise and become_subreaper()
         self._starts = Starts(self._private)
-        self.places = elsewhere.Places()
+        self.places = elsewhere.Places(root, self._private)
         self._place = self.places.key  # (this place, as handles record it)
         if self.supervise:  # (it starts while the controller loads: ~15 ms)
             self._starts.shim = Shim()
@@ -352,8 +352,17 @@ class LocalBackend:
         attempt.kill_at = time.monotonic() + GRACE
         self._signal_all(pid, signal.SIGTERM, str(handle["base"]))
 
-    def recover(self, spec: AttemptSpec) -> Handle | None:
-        return self._starts.claim(str(self.root / spec.backfill / f"{spec.key[0]}.{spec.key[1]}"))
+    def recover(self, spec: AttemptSpec, begun: Handle) -> Handle | None:
+        base = str(self.root / spec.backfill / f"{spec.key[0]}.{spec.key[1]}")
+        if (away := self.places.away(begun)) is not None:
+            return self.places.recover(base, begun, away, self._starts.claimed)
+        found = self._starts.claim(base)  # (begun here, or by a version before places)
+        if found is not None:
+            found["place"] = str(begun.get("place", self._place))
+        return found
+
+    def unstarted_handle(self) -> Handle:
+        return self.places.unstarted()
 
     def adopt(self, handle: Handle) -> str | None:
         away = self.places.away(handle)

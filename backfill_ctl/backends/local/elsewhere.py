@@ -7,21 +7,33 @@ the controller that asked it to, and writes the command's exit code there when i
 Until a code is there the attempt runs, as far as anyone here can know: it is neither
 lost nor failed, and its instance is not started again. What cannot be done from here
 is said once, with what an operator can do there (`out_of_reach`): signal it (a stop
-or a timeout cannot: `cancel` raises), and see what its command leaves running when it
-ends (a controller there ends that; from here its end is the command's).
+or a timeout cannot: `cancel` raises), and end what its command leaves running when it
+ends (from here its end is the command's, and what it left is not seen).
+
+An attempt begun there but not recorded as started (`recover`) is settled by a claim
+of its pid file only where the claim races the shim's for one file: in a runs directory
+this controller shares with it, known by the device and inode recorded when it was
+begun, on the same kernel. Anywhere else a claim would be made in another directory and
+win whatever the shim did: the pid file, once seen here, says the attempt started; until
+then nobody here can tell, and the controller asks again on each tick — never "it never
+ran".
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import TYPE_CHECKING
 
+from backfill_ctl.backends import BackendError, Handle, Outcome
 from backfill_ctl.backends.local.attempt import Attempt
-from backfill_ctl.backends.local.pidfile import read_own, read_status
+from backfill_ctl.backends.local.pidfile import read_own, read_pid, read_status
 from backfill_ctl.backends.local.place import Place, here
 from backfill_ctl.backends.local.procs import MARKER
 
 if TYPE_CHECKING:
-    from backfill_ctl.backends import Handle, Outcome
+    from collections.abc import Callable
+    from pathlib import Path
 
 
 def ended(base: str) -> Outcome | None:
@@ -55,13 +67,17 @@ def out_of_reach(handle: Handle, away: Place, here: Place) -> str:
 
 
 class Places:
-    """This process's place (`here`, and `key` as handles record it), and whether it
-    can follow the processes of the places handles name (decided once for each)."""
+    """This process's place (`here`, and `key` as handles record it), whether it can
+    follow the processes of the places handles name (decided once for each), and what
+    the attempts begun here record (`unstarted`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, root: Path, private: Callable[[Path], None]) -> None:
         self.here = here()
         self.key = str(self.here)
+        self._root = root  # the store's runs directory
+        self._private = private  # makes a directory private (the backend's)
         self._away: dict[str, Place | None] = {}
+        self._unstarted: Handle | None = None
 
     def away(self, handle: Handle) -> Place | None:
         """Where the attempt of `handle` runs if this process cannot follow its processes
@@ -74,3 +90,47 @@ class Places:
             other = Place.parse(where)
             self._away[where] = None if self.here.follows(other) else other
         return self._away[where]
+
+    def unstarted(self) -> Handle:
+        """What an attempt begun here records until it starts: this place, and the
+        identity of the runs directory, which tells a controller in another pid
+        namespace of this machine whether it shares it (`recover`)."""
+        if self._unstarted is None:
+            runs = ""
+            with contextlib.suppress(OSError, BackendError):  # (then nobody shares it)
+                self._private(self._root)
+                runs = self._runs()
+            self._unstarted = {"place": self.key, "runs": runs}
+        return self._unstarted
+
+    def _runs(self) -> str:
+        info = os.stat(self._root)  # noqa: PTH116 (no Path for one call)
+        return f"{info.st_dev}:{info.st_ino}"
+
+    def recover(
+        self, base: str, begun: Handle, away: Place, claimed: Callable[[str], bool]
+    ) -> Handle | None:
+        """The handle of an attempt begun at `away` (`begun`: what the controller there
+        recorded) and not recorded as started; None if it never runs: this claim of its
+        pid file (`claimed`) came first, in the runs directory it was begun with (the
+        same device and inode, on this kernel). BackendError while nobody here can tell
+        (see the module's docstring)."""
+        runs = begun.get("runs")
+        shared = self.here.same_kernel(away) and bool(runs) and runs == self._shared_runs()
+        if shared and claimed(base):
+            return None  # the shim there finds the claim and runs nothing
+        pid = read_pid(base)
+        if pid is not None:
+            return {"pid": pid, "base": base, "place": str(begun["place"])}
+        seen = "is being written" if shared else "is not to be seen here"
+        raise BackendError(
+            f"it was begun {self.here.describe(away)}, and its pid file {base}.pid {seen}; "
+            "its instance stays running until that file shows it (a runs directory shared "
+            "with it) or a controller there drives the store"
+        )
+
+    def _shared_runs(self) -> str | None:
+        try:
+            return self._runs()
+        except OSError:
+            return None
