@@ -362,11 +362,12 @@ def test_a_controller_paused_past_its_lease_starts_nothing_after_a_takeover(
     assert [x for x in lines(trace) if x[0] == "overlap"] == []
     # Exactly once: each instance's command ran once, and the attempts that ran are
     # exactly those the store records as run. An attempt A began (fenced) but was paused
-    # before spawning is settled by B's claim of its pid file ("lost", no exit code, no
-    # handle); the wrapper A spawns when let go finds the claim and runs nothing.
+    # before spawning is settled by B's claim of its pid file ("lost", no exit code, only
+    # the handle it was begun with: no pid file); the wrapper A spawns when let go finds
+    # the claim and runs nothing.
     started = sorted(attempt_of(x[3]) for x in lines(trace) if x[0] == "start")
     assert sorted(i for i, _ in started) == sorted(i.id for i in store.instances())
-    unstarted = [a for a in store.attempts() if a.state == "lost" and not a.handle]
+    unstarted = [a for a in store.attempts() if a.state == "lost" and "base" not in a.handle]
     assert started == sorted((a.instance, a.number) for a in store.attempts() if a not in unstarted)
     for attempt in unstarted:
         assert attempt.exit_code is None

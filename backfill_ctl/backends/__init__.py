@@ -107,12 +107,27 @@ class Backend(Protocol):
         ...
 
     def cancel(self, key: Key, handle: Handle, reason: str) -> None:
-        """Stop an attempt; `poll` reports it failed with `reason` once it is gone."""
+        """Stop an attempt; `poll` reports it failed with `reason` once it is gone.
+        BackendError: it cannot be stopped from here (the message says why, and how it
+        can be); it goes on, and `poll` reports its end as it comes."""
         ...
 
-    def recover(self, spec: AttemptSpec) -> Handle | None:
+    def unstarted_handle(self) -> Handle:
+        """What an attempt is recorded with when it is begun, until it starts: what
+        another controller needs to settle it (`recover`) should this one stop first."""
+        ...
+
+    def recover(self, spec: AttemptSpec, begun: Handle) -> Handle | None:
         """After a restart: the handle of an attempt whose start was not recorded, if it
-        did start; None if it never did."""
+        did start; None if it never did. `begun`: what it was recorded with when it was
+        begun (`unstarted_handle`; {} from an earlier version). BackendError: it cannot
+        be told yet (the attempt is asked of again later, its instance still running)."""
+        ...
+
+    def adopt(self, handle: Handle) -> str | None:
+        """A controller takes over an attempt another one followed: what this backend
+        cannot do for it from here, and how an operator can (said once); None when it
+        follows it as the one that started it would."""
         ...
 
     def log_text(self, handle: Handle, log: str | None) -> str:
@@ -131,6 +146,18 @@ class Backend(Protocol):
     def close(self) -> None:
         """Let go of connections and threads."""
         ...
+
+
+class Anywhere:
+    """The part of `Backend` of a backend that follows its attempts alike from every
+    controller (a cluster's API; memory): nothing to record of where an attempt is
+    begun, and nothing out of reach."""
+
+    def unstarted_handle(self) -> Handle:
+        return {}
+
+    def adopt(self, handle: Handle) -> str | None:
+        return None
 
 
 def _default_config() -> Config:

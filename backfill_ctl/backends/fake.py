@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from backfill_ctl.backends import AttemptSpec, Handle, Key, Outcome
+from backfill_ctl.backends import Anywhere, AttemptSpec, Handle, Key, Outcome
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -22,7 +22,7 @@ def _default(spec: AttemptSpec) -> int | None:
     return 1 if "false" in argv else 0
 
 
-class FakeBackend:
+class FakeBackend(Anywhere):
     name = "fake"
 
     def __init__(self, outcome: Callable[[AttemptSpec], int | None] | None = None) -> None:
@@ -64,7 +64,7 @@ class FakeBackend:
     def cancel(self, key: Key, handle: Handle, reason: str) -> None:
         self.cancelled[key] = reason
 
-    def recover(self, spec: AttemptSpec) -> Handle | None:
+    def recover(self, spec: AttemptSpec, begun: Handle) -> Handle | None:
         """An attempt this backend started (its "processes" live in this object, which
         a second controller of the same process may share), else None: never started."""
         if spec.key not in self._specs:

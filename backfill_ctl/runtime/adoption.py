@@ -37,8 +37,13 @@ class Adoption(AttemptRunner):
         record = found[0]
         if record.backfill not in self.scheduler.gates:
             self._load_backfill(record.backfill)
+        started = attempt.state == "running"  # (a `starting` one's handle is its begin's)
         try:
-            handle = attempt.handle or self.backend.recover(self._spec(record, attempt.number))
+            handle = (
+                attempt.handle
+                if started
+                else self.backend.recover(self._spec(record, attempt.number), attempt.handle)
+            )
         except BackendError as exc:
             if attempt.instance not in self._unsettled:
                 self.say(
@@ -51,7 +56,7 @@ class Adoption(AttemptRunner):
         if not handle:
             self._settle_unstarted(record, attempt.number)
             return
-        if not attempt.handle:
+        if not started:
             self.store.set_attempt_handle(record.id, attempt.number, handle, attempt.log)
         run = self.running[record.id] = Running(
             record.backfill,
@@ -63,7 +68,11 @@ class Adoption(AttemptRunner):
             retry_delay=record.run.retry_delay,
             log=attempt.log,
         )
-        self.say(f"adopted attempt {attempt.number} of {record.id} ({record.node})")
+        reach = self.backend.adopt(handle)  # what cannot be done for it from here, if any
+        self.say(
+            f"adopted attempt {attempt.number} of {record.id} ({record.node})"
+            + (f": {reach}" if reach else "")
+        )
         if record.stop_requested:  # asked while no controller ran: carried out now
             self._cancel(record.id, run, self._stopper(record.id))
 

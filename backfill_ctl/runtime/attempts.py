@@ -48,6 +48,7 @@ class Running:
     timeout: float | None
     tries_left: int
     cancelled: str | None = None  # why it is being stopped
+    refused: str | None = None  # a stop the backend cannot carry out from here (said once)
     retry: bool = True  # a stop by an operator is final; a timeout may be retried
     retry_delay: float = 0.0  # seconds before the retry may start (run.retryDelay)
     log: str | None = None  # where the backend writes its log
@@ -123,8 +124,15 @@ class AttemptRunner(LeaseHolder):
         return f"stopped by {found[-1] if found else 'an operator'}"
 
     def _cancel(self, instance: str, run: Running, reason: str, *, retry: bool = False) -> None:
+        """Stop an attempt (`retry`: as after a timeout). One the backend cannot reach runs
+        on, said so: its end is recorded as it comes (after a stop, not retried)."""
+        try:
+            self.backend.cancel((instance, run.number), run.handle, reason)
+        except BackendError as exc:
+            run.refused, run.retry = reason, run.retry and retry
+            self.say(f"cannot stop attempt {run.number} of {instance} ({reason}): {exc}")
+            return
         run.cancelled, run.retry = reason, retry
-        self.backend.cancel((instance, run.number), run.handle, reason)
 
     def _poll(self, *, record: bool = True) -> int:
         """Ask the backend which attempts ended; keep each outcome, then record them."""
@@ -276,7 +284,8 @@ class AttemptRunner(LeaseHolder):
         for instance, run in self.running.items():
             if instance in self._outcomes:  # ended: its end is only not written yet
                 continue
-            if run.cancelled is None and run.timeout and now - run.started > run.timeout:
+            stopping = run.cancelled or run.refused
+            if not stopping and run.timeout and now - run.started > run.timeout:
                 self._cancel(instance, run, f"timed out after {_duration(run.timeout)}", retry=True)
 
     def _begin(self, starts: Sequence[str], now: float) -> dict[str, Begun]:
@@ -291,6 +300,7 @@ class AttemptRunner(LeaseHolder):
             actor=self.actor,
             origin=self.origin,
             fence=self.fence,
+            handle=self.backend.unstarted_handle(),
         )
 
     def _start_begun(self, starts: Sequence[str], begun: dict[str, Begun], now: float) -> int:

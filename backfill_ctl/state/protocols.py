@@ -285,6 +285,7 @@ class RunStore(
         actor: str,
         origin: str,
         fence: tuple[str, int] | None = None,
+        handle: Mapping[str, Any] | None = None,
     ) -> dict[str, Begun]: ...
     def set_attempt_handle(
         self, instance: str, number: int, handle: dict[str, Any], log: str | None

@@ -119,20 +119,23 @@ class BackendContract:
             assert time.monotonic() < deadline, "the command did not start"
             time.sleep(0.02)
         restarted = make()
-        found = restarted.recover(s)
+        found = restarted.recover(s, first.unstarted_handle())
         assert found is not None
         assert settle(restarted, {s.key: found})[s.key] == Outcome("succeeded", 0)
 
     def test_recover_of_an_attempt_that_never_started_is_none(self, make: Make) -> None:
-        assert make().recover(spec(("true",), instance="never")) is None
+        backend = make()
+        assert (
+            backend.recover(spec(("true",), instance="never"), backend.unstarted_handle()) is None
+        )
 
     def test_an_attempt_recover_declared_unstarted_does_not_start_later(self, make: Make) -> None:
         """A controller paused between an attempt's begin and its start resumes after a
         newer one found no trace of it and declared it unstarted (its retry runs in its
         place): the late start runs nothing, whichever way the backend says so."""
         s = spec(("sh", "-c", "echo ran"), instance="late")
-        assert make().recover(s) is None
         late = make()
+        assert make().recover(s, late.unstarted_handle()) is None
         handle, log = late.start(s)
         outcome = settle(late, {s.key: handle})[s.key]
         assert (outcome.state, outcome.started) == ("lost", False)

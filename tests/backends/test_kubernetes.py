@@ -322,7 +322,7 @@ def test_recover_claims_the_job_name_of_an_attempt_that_never_started(
     and the paused one's create then gets a 409 on a claim: its attempt ends unstarted
     and nothing runs twice. A third controller's recover sees the claim: never started."""
     s = spec(("sh", "-c", "echo ran"))
-    assert backends().recover(s) is None
+    assert backends().recover(s, {}) is None
     (claim,) = server.jobs("bf")
     assert claim["spec"]["suspend"] is True
     assert claim["metadata"]["annotations"]["backfillctl.dev/claim"] == "never-started"
@@ -330,7 +330,7 @@ def test_recover_claims_the_job_name_of_an_attempt_that_never_started(
     handle, _ = late.start(s)
     assert late.poll({s.key: handle})[s.key].started is False
     late.cancel(s.key, handle, "stopped")  # (the claim is not deleted)
-    assert backends().recover(s) is None
+    assert backends().recover(s, {}) is None
     assert server.pods("bf") == [] and len(server.jobs("bf")) == 1
 
 
@@ -344,7 +344,7 @@ def test_recover_asks_a_failing_server_again_rather_than_claim_or_guess(
     for _ in range(10):
         server.fail_next("POST", "jobs", 500)
     with pytest.raises(BackendError):
-        backend.recover(spec(("true",)))
+        backend.recover(spec(("true",)), {})
 
 
 def test_a_409_on_another_store_s_job_is_refused(backends: Backends) -> None:

@@ -72,8 +72,9 @@ def test_a_claim_of_a_newer_controller_is_never_undone_by_a_late_start(tmp_path:
     run the command (issue 8, item 4)."""
     marker = tmp_path / "ran"
     s = spec(("sh", "-c", f"echo x >> {marker}"))
-    assert LocalBackend(tmp_path / "runs").recover(s) is None  # the newer controller's claim
     late = LocalBackend(tmp_path / "runs")
+    newer = LocalBackend(tmp_path / "runs")
+    assert newer.recover(s, late.unstarted_handle()) is None  # the newer controller's claim
     handle, _ = late.start(s)
     outcome = settle(late, {s.key: handle})[s.key]
     assert (outcome.state, outcome.started) == ("lost", False)  # its try is given back
@@ -143,7 +144,7 @@ def test_an_attempt_recover_declared_unstarted_never_runs(tmp_path: Path) -> Non
         s = spec(("sh", "-c", f"echo x >> {marker}"), number=n + 1)
         first = LocalBackend(tmp_path / "runs")
         handle, _ = first.start(s)
-        found = LocalBackend(tmp_path / "runs").recover(s)
+        found = LocalBackend(tmp_path / "runs").recover(s, first.unstarted_handle())
         ended = settle(first, {s.key: handle})[s.key]
         if found is None:  # declared unstarted: the shim must not run the command
             assert (ended.state, ended.started) == ("lost", False)
@@ -517,7 +518,7 @@ def test_a_runs_directory_planted_above_the_store_s_is_refused_and_nothing_runs(
             backend.start(s)
         assert caught.value.state == "pending"
         with pytest.raises(BackendError, match=why):
-            backend.recover(s)
+            backend.recover(s, backend.unstarted_handle())
     finally:
         backend.close()
     assert list(runs.iterdir()) == []  # (the symlink's target, or the other user's)
@@ -539,8 +540,8 @@ def test_a_wrapper_stalled_before_writing_its_pid_is_found_by_its_marker(tmp_pat
     )
     try:
         backend = LocalBackend(tmp_path / "runs")
-        handle = backend.recover(s)
-        assert handle == {"pid": stalled.pid, "base": str(base)}
+        handle = backend.recover(s, backend.unstarted_handle())
+        assert handle == {"pid": stalled.pid, "base": str(base), "place": backend.places.key}
         assert backend.poll({s.key: handle}) == {}  # it runs
         stalled.kill()
         stalled.wait()

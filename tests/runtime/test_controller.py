@@ -651,7 +651,7 @@ class Recovering(FakeBackend):
         super().__init__()
         self.found, self.outcome_after = found, outcome
 
-    def recover(self, spec: AttemptSpec) -> dict[str, Any] | None:
+    def recover(self, spec: AttemptSpec, begun: dict[str, Any]) -> dict[str, Any] | None:
         return self.found
 
     def poll(self, running: Any) -> dict[Any, Outcome]:

@@ -829,6 +829,26 @@ class StoreContract:
             store.begin_attempts(["a2"], "local", at=AT, actor="c", origin="B", fence=("B", 9))
         assert state(store, "a2").state == "pending"
 
+    def test_an_attempt_keeps_the_handle_it_was_begun_with_until_it_starts(
+        self, make: Make
+    ) -> None:
+        """The backend's `unstarted_handle` (the local one's: where it was begun), which a
+        controller that settles the attempt reads; the handle of its start replaces it."""
+        store = seeded(make())
+        where = {"place": "vm/m/b/4:1", "runs": "4:2"}
+        begun = store.begin_attempts(["a1", "a2"], "local", at=AT, handle=where, **WHO)
+        assert set(begun) == {"a1", "a2"}
+        assert {(a.instance, a.state) for a in store.attempts()} == {
+            ("a1", "starting"),
+            ("a2", "starting"),
+        }
+        assert [a.handle for a in store.attempts()] == [where, where]
+        store.set_attempt_handles([("a1", 1, {"pid": 7, "place": "vm/m/b/4:1"}, "/a1.log")])
+        assert {a.instance: a.handle for a in store.attempts()} == {
+            "a1": {"pid": 7, "place": "vm/m/b/4:1"},
+            "a2": where,
+        }
+
     def test_an_end_carries_the_handle_of_an_attempt_that_ended_before_it_was_written(
         self, make: Make
     ) -> None:

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from backfill_ctl.backends import AttemptSpec, BackendError, Handle, Key, Outcome
+from backfill_ctl.backends import Anywhere, AttemptSpec, BackendError, Handle, Key, Outcome
 from backfill_ctl.backends.files import make_private, refusal
 from backfill_ctl.backends.kubernetes.api import PERMISSIONS, Api, client_configuration
 from backfill_ctl.backends.kubernetes.job import (
@@ -89,7 +89,7 @@ CLAIMED = (
 )
 
 
-class KubernetesBackend:
+class KubernetesBackend(Anywhere):
     name = "kubernetes"
 
     def __init__(
@@ -291,7 +291,7 @@ class KubernetesBackend:
                 continue
             self._pending_deletes.discard(name)
 
-    def recover(self, spec: AttemptSpec) -> Handle | None:
+    def recover(self, spec: AttemptSpec, begun: Handle) -> Handle | None:
         """The Job of an attempt begun but not recorded as started; None if there is none
         of this store's. A server that cannot be asked raises BackendError: "no Job"
         would have the attempt run again beside one that may exist."""

@@ -36,6 +36,12 @@ exclusively): either the command had started and is adopted, or it never runs. T
 also tells the controller each code, so a code that cannot be written (a full disk, a
 deleted directory) loses nothing while the controller that started the attempt runs.
 
+**Where an attempt runs** is in its handle (`place.py`: host, boot, pid namespace) and in
+what it is begun with (`unstarted_handle`). A controller that takes over a shared store
+from one in another place can neither see nor signal those processes: it follows such an
+attempt by its pid file alone, running until the surviving shim writes its code there,
+and says where it runs and how to end it (`elsewhere.py`). Here that costs a comparison.
+
 What can escape: a process that both leaves the session and clears its environment
 while the controller that started it is not running, and work handed to another service
 (ssh, systemd-run, a container engine). An argv command runs without a shell; a string
@@ -48,7 +54,6 @@ Attempts started by earlier versions, under a /bin/sh wrapper, are followed the 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import signal
@@ -66,20 +71,11 @@ from backfill_ctl.backends import (
     resolved_command,
 )
 from backfill_ctl.backends.files import make_private
+from backfill_ctl.backends.local import elsewhere
 from backfill_ctl.backends.local.attempt import Attempt, reap
+from backfill_ctl.backends.local.groups import Groups
 from backfill_ctl.backends.local.pidfile import absolute, read_status
-from backfill_ctl.backends.local.procs import (
-    MARKER,
-    alive,
-    become_subreaper,
-    children_of,
-    group_members,
-    marker,
-    proc_stat,
-    running,
-    signal_group,
-    signal_members,
-)
+from backfill_ctl.backends.local.procs import MARKER, alive, become_subreaper
 from backfill_ctl.backends.local.spawner import PYTHON, SHIM, Shim, ShimGone
 from backfill_ctl.backends.local.starts import Starts
 
@@ -91,7 +87,7 @@ GRACE = 5.0  # seconds between TERM and KILL when an attempt is cancelled
 __all__ = ["GRACE", "MARKER", "LocalBackend"]
 
 
-class LocalBackend:
+class LocalBackend(Groups):
     name = "local"
 
     def __init__(
@@ -116,6 +112,8 @@ class LocalBackend:
         self.supervise = supervise and become_subreaper()
         # `hidden`: variables commands do not inherit, besides backfillctl's own
         self._starts = Starts(self._private, hidden)
+        self.places = elsewhere.Places(root, self._private)
+        self._place = self.places.key  # (this place, as handles record it)
         if self.supervise:  # (it starts while the controller loads: ~15 ms)
             self._starts.shim = Shim(hidden)
 
@@ -149,7 +147,8 @@ class LocalBackend:
         # so a store that was thrown away leaves no files in the way.
         # The shim is asked, not waited for: the handle gets its pid when the shim
         # answers, which `poll` (before the handle is stored) and `cancel` wait for.
-        handle: Handle = {"base": base, "cwd": cwd}  # (`describe` says where it ran)
+        # (`describe` says where it ran; `place`: where its processes live)
+        handle: Handle = {"base": base, "cwd": cwd, "place": self._place}
         try:
             self._private(directory)
             self._starts.ask(handle, f"{absolute_where}/{name}", cwd, argv, env)
@@ -158,7 +157,7 @@ class LocalBackend:
         except OSError as exc:
             raise BackendError(f"cannot start: {exc.strerror}") from exc
         except ShimGone:  # it may have had the request: settled as by a newer controller
-            handle = self._starts.found(base)
+            handle = {**self._starts.found(base), "place": self._place}
         return handle, log
 
     def _working_dir(self, relative: str) -> str:
@@ -184,17 +183,17 @@ class LocalBackend:
         # they keep it running?) or while one is ended (they are signalled too): looked
         # for then, once per poll, not on every poll (a /proc read per thread).
         adopted = not self.supervise
-        self._answered(wait=True)
-        for shim in set(self._starts.spawned.values()):
-            shim.read()
-        for handle in running.values():  # (whose an orphan is: all known before it is)
-            self._bases.setdefault(str(handle["base"]), self._pid(handle))
+        afar = self._take_news(running)
         ended: dict[Key, Outcome] = {}
         now = time.monotonic()
         for key, handle in running.items():
             base = str(handle["base"])
             if (outcome := self._starts.settled.pop(base, None)) is not None:
                 ended[key] = outcome
+                continue
+            if key in afar:  # followed by its pid file alone: its shim's word
+                if (outcome := elsewhere.ended(base)) is not None:
+                    ended[key] = outcome
                 continue
             pid = self._pid(handle)
             attempt = self._attempts.setdefault(pid, Attempt())
@@ -223,6 +222,22 @@ class LocalBackend:
             self._forget(pid, base)
         return ended
 
+    def _take_news(self, running: Mapping[Key, Handle]) -> set[Key]:
+        """Take what the shims said; note each attempt's base and group (whose an orphan
+        is: all known before it is). The attempts among `running` that run where this
+        process cannot follow their processes (seldom any: one comparison each)."""
+        self._answered(wait=True)
+        for shim in set(self._starts.spawned.values()):
+            shim.read()
+        afar = set()
+        place = self._place
+        for key, handle in running.items():
+            if handle.get("place", place) == place or self.places.away(handle) is None:
+                self._bases.setdefault(str(handle["base"]), self._pid(handle))
+            else:
+                afar.add(key)
+        return afar
+
     def _main_ended(self, pid: int, base: str, attempt: Attempt) -> bool:
         """Has the command ended (and its code been written)? Records the code."""
         shim = self._starts.spawned.get(pid)
@@ -241,74 +256,6 @@ class LocalBackend:
         if attempt.code is None and pid in self._own and self.supervise:
             attempt.code = reap(pid)  # its shim died: it became our child (subreaper)
         attempt.main_done = True
-        return True
-
-    def _processes(self, pgid: int, base: str) -> set[int]:
-        """The live processes of an attempt: its group, and those that left it."""
-        left = {p for p, g in self._escaped.items() if g == pgid and running(p)}
-        if pgid <= 0:
-            return left
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return left
-        except PermissionError:
-            pass
-        # Something answers: its live members, not zombies nobody reaped. A group this
-        # backend did not start may be long gone and its id reused by someone else's:
-        # only processes marked as the attempt's count then.
-        return left | group_members(pgid, None if pgid in self._own else base)
-
-    def _escalate(self, pgid: int, attempt: Attempt, now: float, base: str) -> None:
-        if attempt.kill_at is not None and not attempt.killed and now >= attempt.kill_at:
-            self._signal_all(pgid, signal.SIGKILL, base)  # it ignored TERM
-            attempt.killed = True
-
-    def _signal_all(self, pgid: int, sig: int, base: str) -> None:
-        if pgid in self._own:
-            signal_group(pgid, sig)
-        elif pgid > 0:  # adopted: signal only what is verifiably the attempt's
-            signal_members(pgid, base, sig)
-        for pid, group in list(self._escaped.items()):
-            if group == pgid:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, sig)
-
-    def _forget(self, pgid: int, base: str) -> None:
-        self._attempts.pop(pgid, None)
-        self._own.discard(pgid)
-        self._bases.pop(base, None)
-        for pid in [p for p, g in self._escaped.items() if g == pgid]:
-            del self._escaped[pid]
-
-    def _adopt_orphans(self) -> bool:
-        """As the subreaper, this process inherits what attempts leave behind: reap the
-        dead, and note whose the living are (by their marker) so that their attempt
-        does not end before them. True (done)."""
-        groups = set(self._bases.values())
-        shims = {s.pid for s in self._starts.shims()}
-        for pid in children_of(os.getpid()):
-            if pid in shims:
-                continue
-            fields = proc_stat(pid)
-            if fields is None:
-                continue
-            # Reap only what is the attempts' (a group of theirs, or seen marked before):
-            # another child of this process may belong to code that waits for it itself.
-            if fields[0] == "Z" and (pid in self._escaped or int(fields[2]) in groups):
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, os.WNOHANG)
-                self._escaped.pop(pid, None)
-                continue
-            if pid in self._escaped:
-                continue
-            owner = self._bases.get(marker(pid) or "")
-            if owner is not None:
-                self._escaped[pid] = owner
-                attempt = self._attempts.get(owner)
-                if attempt is not None and (attempt.cancel or attempt.ending_leftovers):
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.kill(pid, signal.SIGTERM if not attempt.killed else signal.SIGKILL)
         return True
 
     def wait(self, timeout: float) -> None:
@@ -330,6 +277,8 @@ class LocalBackend:
                 shim.read()
 
     def cancel(self, key: Key, handle: Handle, reason: str) -> None:
+        if (away := self.places.away(handle)) is not None:
+            raise BackendError(elsewhere.out_of_reach(handle, away, self.places.here))
         if str(handle["base"]) in self._starts.asked:
             self._answered(wait=True)
         pid = self._pid(handle)
@@ -343,8 +292,21 @@ class LocalBackend:
         attempt.kill_at = time.monotonic() + GRACE
         self._signal_all(pid, signal.SIGTERM, str(handle["base"]))
 
-    def recover(self, spec: AttemptSpec) -> Handle | None:
-        return self._starts.claim(str(self.root / spec.backfill / f"{spec.key[0]}.{spec.key[1]}"))
+    def recover(self, spec: AttemptSpec, begun: Handle) -> Handle | None:
+        base = str(self.root / spec.backfill / f"{spec.key[0]}.{spec.key[1]}")
+        if (away := self.places.away(begun)) is not None:
+            return self.places.recover(base, begun, away, self._starts.claimed)
+        found = self._starts.claim(base)  # (begun here, or by a version before places)
+        if found is not None:
+            found["place"] = str(begun.get("place", self._place))
+        return found
+
+    def unstarted_handle(self) -> Handle:
+        return self.places.unstarted()
+
+    def adopt(self, handle: Handle) -> str | None:
+        away = self.places.away(handle)
+        return None if away is None else elsewhere.out_of_reach(handle, away, self.places.here)
 
     def _pid(self, handle: Handle) -> int:
         """The pid of the attempt's first process (its group's id); a handle another

@@ -104,12 +104,17 @@ class Starts:
     def claim(self, base: str) -> Handle | None:
         """Race the shim for the attempt's pid file: None if this claim came first (the
         command never runs), else the handle of the attempt, which started."""
+        return None if self.claimed(base) else _started(base)
+
+    def claimed(self, base: str) -> bool:
+        """Race the shim for the attempt's pid file: did this claim come first (then the
+        command never runs; else the shim was first: the attempt started)?"""
         self._private(Path(base).parent)
         try:
             os.close(os.open(f"{base}.pid", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        except FileExistsError:  # the shim was first: the attempt started
-            return _started(base)
-        return None  # claimed before the shim: it never runs
+        except FileExistsError:
+            return False
+        return True
 
     def close(self) -> None:
         for shim in self.shims():

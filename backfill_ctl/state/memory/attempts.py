@@ -19,7 +19,7 @@ from backfill_ctl.state.memory.tables import Tables
 from backfill_ctl.state.protocols import Begun
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
     from backfill_ctl.core.records import AttemptState, InstanceState
     from backfill_ctl.state.protocols import AttemptEnd
@@ -93,6 +93,7 @@ class Attempts(Tables):
         actor: str,
         origin: str,
         fence: tuple[str, int] | None = None,
+        handle: Mapping[str, Any] | None = None,
     ) -> dict[str, Begun]:
         with self._lock:
             if fence is not None:
@@ -101,6 +102,11 @@ class Attempts(Tables):
             for instance in instances:
                 number = self.begin_attempt(instance, backend, at=at, actor=actor, origin=origin)
                 if number is not None:
+                    if handle:
+                        attempt = self._attempts[instance, number]
+                        self._attempts[instance, number] = replace(
+                            attempt, handle=copy.deepcopy(dict(handle))
+                        )
                     i = self._instances[instance]
                     begun[instance] = Begun(
                         instance,

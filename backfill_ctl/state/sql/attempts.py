@@ -17,7 +17,7 @@ from backfill_ctl.state.sql.lease import check_fence_in
 from backfill_ctl.state.sql.logs import keep_log_in
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Sequence
+    from collections.abc import Iterable, Mapping, Sequence
 
     from backfill_ctl.state.sql.base import Database
 
@@ -50,11 +50,13 @@ class Attempts(SQLStore):
         actor: str,
         origin: str,
         fence: tuple[str, int] | None = None,
+        handle: Mapping[str, Any] | None = None,
     ) -> dict[str, Begun]:
         """Mark the waiting ones of `instances` running and record each one's next attempt,
         in one transaction (before any process exists: a crash after this leaves attempts
         to settle, never a silent run); each attempt begun (its number, and what starting
-        it needs of its instance, read by the update itself), by instance.
+        it needs of its instance, read by the update itself), by instance; `handle` until
+        it starts (the backend's `unstarted_handle`).
         With `fence` (holder, epoch), only while that holder still holds the lease in that
         epoch: a controller that lost its lease (paused past it) raises LeaseLost."""
         if not instances:
@@ -74,8 +76,8 @@ class Attempts(SQLStore):
             )
             db.execute(
                 "INSERT INTO attempts (instance, number, backend, state, handle, started_at) "
-                f"SELECT id, attempts + 1, ?, 'starting', '{{}}', ? {waiting}",
-                (backend, at, ids),
+                f"SELECT id, attempts + 1, ?, 'starting', ?, ? {waiting}",
+                (backend, json.dumps(handle or {}), at, ids),
             )
             started = db.execute(
                 "UPDATE instances SET state = 'running', reason = NULL, blocker = NULL, "
@@ -88,20 +90,7 @@ class Attempts(SQLStore):
             if fence is not None:  # a lost lease rolls all of it back
                 check_fence_in(db, fence)
             rows = started.fetchall()
-        return {
-            row[0]: Begun(
-                row[0],
-                int(row[1]),
-                row[2],
-                row[3],
-                row[4],
-                row[5],
-                Run.from_json(json.loads(row[6])),
-                row[7],
-                int(row[8]),
-            )
-            for row in rows
-        }
+        return {row[0]: _begun(row) for row in rows}
 
     def set_attempt_handle(
         self, instance: str, number: int, handle: dict[str, Any], log: str | None
@@ -280,3 +269,9 @@ def _record_end(
         end.instance_state,
         end.message,
     )
+
+
+def _begun(row: Sequence[Any]) -> Begun:
+    """An attempt begun, from the row `begin_attempts`' update returned."""
+    run = Run.from_json(json.loads(row[6]))
+    return Begun(row[0], int(row[1]), row[2], row[3], row[4], row[5], run, row[7], int(row[8]))
