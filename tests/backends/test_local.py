@@ -268,7 +268,7 @@ def test_a_stopped_adopted_attempt_runs_nothing_more_of_its_command(
     seen long ago may be someone else's now): found child first, the shell went on to
     the rest of its script before its own signal came. Whatever the order they are
     found in, nothing after the stop runs."""
-    from backfill_ctl.backends.local import procs
+    from backfill_ctl.backends.local import groups, procs
 
     real = procs.group_members
 
@@ -286,7 +286,7 @@ def test_a_stopped_adopted_attempt_runs_nothing_more_of_its_command(
         return Found(sorted(real(pgid, base), reverse=True))
 
     monkeypatch.setattr(procs, "group_members", children_first)
-    monkeypatch.setattr(local_module, "group_members", children_first, raising=False)
+    monkeypatch.setattr(groups, "group_members", children_first)
     trace = tmp_path / "trace"
     s = spec(f"echo start >> '{trace}'; sleep 30; echo end >> '{trace}'; echo after >> '{trace}'")
     handle, _ = LocalBackend(tmp_path / "runs").start(s)

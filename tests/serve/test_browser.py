@@ -245,10 +245,18 @@ def test_a_running_attempt_s_log_is_followed_on_its_page(
 
 
 def text(driver: WebDriver, xpath: str) -> str:
+    """The text of the first element at `xpath`, or "": read again when the page's script
+    replaced the element between finding and reading it (a live refresh)."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
-    found = driver.find_elements(By.XPATH, xpath)
-    return str(found[0].text) if found else ""
+    for _ in range(10):
+        found = driver.find_elements(By.XPATH, xpath)
+        try:
+            return str(found[0].text) if found else ""
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError(f"{xpath} was replaced ten times in a row while it was read")
 
 
 def polls(driver: WebDriver) -> int:
