@@ -134,7 +134,8 @@ def test_backend_check_passes_with_the_controller_identity_of_deploy(
     assert result.exit_code == 0, result.stdout + result.stderr
     checks = [line.split()[:3] for line in result.stdout.splitlines()[2:]]
     assert {c[2] for c in checks} == {"ok"}, result.stdout
-    assert len(checks) == 8
+    assert len(checks) == 9  # (8 permissions, and the log copies' directory)
+    assert checks[-1] == ["write", "logs", "ok"]
     assert result.stderr == "backend kubernetes: ready\n"
 
 
@@ -165,7 +166,7 @@ def test_backend_check_with_a_narrower_role_names_the_missing_permission(
     assert result.exit_code == 1
     failed = [line for line in result.stdout.splitlines() if "FAILED" in line]
     assert [line.split()[:2] for line in failed] == [["delete", "jobs"]], result.stdout
-    assert result.stderr == "backend kubernetes: 1 of 9 checks failed\n"
+    assert result.stderr == "backend kubernetes: 1 of 10 checks failed\n"
 
 
 def test_deploy_applies_with_a_server_side_dry_run(
