@@ -134,28 +134,6 @@ class Backfills(SQLStore):
         """One transaction: the backfills, new and changed instances, cancellations; the
         ids cancelled (PlanStore.save_apply). StoreConflict, and nothing written, when an
         instance to create is stored already (another apply wrote it meanwhile)."""
-        try:
-            return self._save_apply(
-                backfills, creates, updates, cancels, at, actor, origin, resource_groups
-            )
-        except self._CONFLICTS as exc:
-            raise StoreConflict(
-                f"the state store {self.path} changed while this apply was worked out: "
-                "another apply (a pipeline's, or the controller's) stored the same instances",
-                hint="apply again: it compares the specs with what is stored now",
-            ) from exc
-
-    def _save_apply(
-        self,
-        backfills: Sequence[BackfillRecord],
-        creates: Sequence[InstanceRecord],
-        updates: Sequence[InstanceRecord],
-        cancels: Sequence[str],
-        at: float,
-        actor: str,
-        origin: str,
-        resource_groups: Sequence[tuple[str, str, int]],
-    ) -> list[str]:
         with self._write() as db:
             db.executemany(
                 "INSERT INTO resource_groups (name, type, concurrency) VALUES (?, ?, ?) "
@@ -164,7 +142,17 @@ class Backfills(SQLStore):
                 resource_groups,
             )
             db.executemany(_UPSERT_BACKFILL, [backfill_row(b) for b in backfills])
-            self._insert_rows(db, "instances", INSTANCE_COLUMNS, [instance_row(i) for i in creates])
+            try:
+                self._insert_rows(
+                    db, "instances", INSTANCE_COLUMNS, [instance_row(i) for i in creates]
+                )
+            except self._CONFLICTS as exc:  # (the transaction is rolled back)
+                raise StoreConflict(
+                    f"the state store {self.path} changed while this apply was worked out: "
+                    "another apply (a pipeline's, or the controller's) stored the same "
+                    "instances",
+                    hint="apply again: it compares the specs with what is stored now",
+                ) from exc
             back = self._cancelled(db, [i.id for i in updates])  # read before they move
             db.executemany(_UPDATE_INSTANCE, [_definition(i, at) for i in updates])
             # Read after the updates, in this transaction: what is cancelled, from what.
