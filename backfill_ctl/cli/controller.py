@@ -133,9 +133,8 @@ def controller_command(
         return
     from backfill_ctl.runtime.controller import Controller
 
-    backend = backend_for(
-        specs.config.backend, store, specs.config, supervise=True, root=spec_root(specs, paths)
-    )
+    root = spec_root(specs, paths)
+    backend = backend_for(specs.config.backend, store, specs.config, supervise=True, root=root)
     try:
         require_ready(backend)
         controller = Controller(
@@ -143,6 +142,7 @@ def controller_command(
             backend,
             say=err,
             smtp=specs.config.smtp,
+            root=root,
             reconcile=Reconciler(store, paths, clock, resolve_actor(actor), say=err),
             clock=clock,
             lease_ttl=lease_duration,

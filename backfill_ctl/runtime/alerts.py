@@ -46,8 +46,11 @@ def event(
     }
 
 
-def notify(record: BackfillRecord, payload: dict[str, Any], smtp: Smtp | None) -> list[str]:
-    """Send to every notifier of the backfill; what went wrong, one line per notifier."""
+def notify(
+    record: BackfillRecord, payload: dict[str, Any], smtp: Smtp | None, root: str | None = None
+) -> list[str]:
+    """Send to every notifier of the backfill; what went wrong, one line per notifier.
+    Commands run in `root`, the spec root of the process that sends (as nodes' do)."""
     # Imported here, not on every controller's start (~15 ms: http, email, ssl).
     import http.client
     import smtplib
@@ -60,7 +63,7 @@ def notify(record: BackfillRecord, payload: dict[str, Any], smtp: Smtp | None) -
             if "webhook" in notifier:
                 _webhook(str(notifier["webhook"]), payload)
             elif "command" in notifier:
-                _command(notifier["command"], payload, own_variables(smtp))
+                _command(notifier["command"], payload, own_variables(smtp), root)
             elif "email" in notifier:
                 _email(str(notifier["email"]), payload, smtp)
         except (
@@ -90,7 +93,9 @@ def _webhook(url: str, payload: dict[str, Any]) -> None:
             raise ValueError(f"HTTP {response.status}")
 
 
-def _command(command: Any, payload: dict[str, Any], hidden: frozenset[str]) -> None:
+def _command(
+    command: Any, payload: dict[str, Any], hidden: frozenset[str], root: str | None
+) -> None:
     """Run `command` with the event on stdin, in a session of its own: at TIMEOUT, it and
     what it started in its group are killed (the loop waits no longer). Its stderr goes
     to a file (a pipe would wait for what it left running), whose last line says why it
@@ -110,6 +115,7 @@ def _command(command: Any, payload: dict[str, Any], hidden: frozenset[str]) -> N
             stderr=errors,
             start_new_session=True,
             env=command_environment(os.environ, hidden),
+            cwd=root,
         )
         try:
             proc.communicate(json.dumps(payload).encode(), timeout=TIMEOUT)

@@ -91,6 +91,7 @@ class Controller(Adoption):
         clock: Callable[[], float] = time.time,
         say: Callable[[str], None] = lambda text: None,
         smtp: Smtp | None = None,
+        root: str | None = None,
         reconcile: Callable[[], None] | None = None,
         lease_ttl: float = LEASE_TTL,
         beat: Callable[[str, str], None] = lambda state, detail: None,
@@ -101,6 +102,7 @@ class Controller(Adoption):
         self.clock = clock
         self.say = say
         self.smtp = smtp
+        self.root = root  # where alert commands run: the spec root, as the nodes' commands
         self.reconcile = reconcile
         self.origin = f"controller:{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}"
         self.scheduler = Scheduler({}, DEFAULT_CAPACITY)
@@ -333,7 +335,9 @@ class Controller(Adoption):
         """Notify as `alerts.when` asks; the time it was done, or None."""
         if not record.notify or not alerts.wanted(record.alert_when, outcome):
             return None
-        failures = alerts.notify(record, alerts.event(record, outcome, counts, now), self.smtp)
+        failures = alerts.notify(
+            record, alerts.event(record, outcome, counts, now), self.smtp, self.root
+        )
         for failure in failures:
             self.say(f"alert for {record.name} failed: {failure}")
             self.store.update_backfill(

@@ -179,3 +179,27 @@ def test_an_instance_stored_with_the_applying_checkouts_directory_runs_in_the_ru
         working_dir(run("describe", ident).stdout)
         == f"{mine} (attempt 1's; each attempt runs in {SPEC_ROOT})"
     )
+
+
+def test_an_alert_command_runs_in_the_controllers_spec_root_like_the_nodes(
+    tmp_path: Path,
+) -> None:
+    """A relative alert command (`[sh, hooks/alert.sh]`, next to the specs) is found
+    wherever the controller was started from, as a node's command is."""
+    alerts = {"when": "always", "notify": [{"command": ["/bin/sh", "hooks/alert.sh"]}]}
+    specs = checkout(tmp_path / "repo", *DOCS[:1], backfill(dates=["2024-03-01"], alerts=alerts))
+    write_files(specs / "hooks", {"alert.sh": "cat > alerted.json; pwd -P >> alerted.json\n"})
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    log = away / "c.log"
+    store = str(tmp_path / "state.db")
+    holder = controller(specs, store, log, "--as", "ops", "--now", NOW)
+    try:
+        wait_until(lambda: (specs / "alerted.json").exists(), 60, "the alert", log.read_text)
+    finally:
+        holder.terminate()
+        holder.wait(30)
+    event, where = (specs / "alerted.json").read_text().rsplit("}", 1)
+    assert json.loads(event + "}")["outcome"] == "succeeded"
+    assert where.strip() == str(specs.resolve())
+    assert "alert failed" not in log.read_text()
