@@ -10,10 +10,8 @@ tick:
 3. cancels attempts that were asked to stop or ran past their timeout;
 4. lets the scheduler decide, records why the rest waits, completes dry-runs, and starts
    attempts: the attempts are written *before* their processes exist, so a crash can
-   leave an attempt to settle but never a run nobody knows of;
-
-A tick's attempts are written together: the starts it decided in one transaction, their
-handles in one, the ends it learnt in one (a commit costs more than its statements).
+   leave an attempt to settle but never a run nobody knows of (the ends, the last tick's
+   handles, why the rest waits and the starts begun: one commit, all or nothing);
 5. marks backfills that can make no more progress as finished, and alerts.
 
 On start it adopts what a previous controller left: attempts whose processes still run
@@ -102,7 +100,7 @@ class Controller(Adoption):
         self.clock = clock
         self.say = say
         self.smtp = smtp
-        self.root = root  # where alert commands run: the spec root, as the nodes' commands
+        self.root = root  # where alert commands run (the spec root)
         self.reconcile = reconcile
         self.origin = f"controller:{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}"
         self.scheduler = Scheduler({}, DEFAULT_CAPACITY)
@@ -335,9 +333,8 @@ class Controller(Adoption):
         """Notify as `alerts.when` asks; the time it was done, or None."""
         if not record.notify or not alerts.wanted(record.alert_when, outcome):
             return None
-        failures = alerts.notify(
-            record, alerts.event(record, outcome, counts, now), self.smtp, self.root
-        )
+        payload = alerts.event(record, outcome, counts, now)
+        failures = alerts.notify(record, payload, self.smtp, self.root)
         for failure in failures:
             self.say(f"alert for {record.name} failed: {failure}")
             self.store.update_backfill(
