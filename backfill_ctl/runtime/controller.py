@@ -99,8 +99,7 @@ class Controller(Adoption):
         self.actor = actor
         self.clock = clock
         self.say = say
-        self.smtp = smtp
-        self.root = root  # where alert commands run (the spec root)
+        self.smtp, self.root = smtp, root  # alert commands run in the spec root
         self.reconcile = reconcile
         self.origin = f"controller:{os.uname().nodename}:{os.getpid()}:{os.urandom(4).hex()}"
         self.scheduler = Scheduler({}, DEFAULT_CAPACITY)
