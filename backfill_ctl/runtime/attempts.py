@@ -327,7 +327,7 @@ class AttemptRunner(LeaseHolder):
         instance, number, run = begun.id, begun.number, begun.run
         self.scheduler.set_state(instance, "running")
         try:
-            handle, log = self.backend.start(self._spec(begun, number))
+            handle, log = self.backend.start(self._spec(begun, number, now))
         except NotStarted:
             raise  # (a BackendError too) for `_start_all`, which holds the rest back
         except BackendError as exc:
@@ -376,7 +376,10 @@ class AttemptRunner(LeaseHolder):
                 f"the backend started nothing: {exc} (trying again in {_duration(exc.retry_after)})"
             )
 
-    def _spec(self, record: InstanceRecord | Begun, number: int) -> AttemptSpec:
+    def _spec(
+        self, record: InstanceRecord | Begun, number: int, now: float | None = None
+    ) -> AttemptSpec:
+        """What the backend needs of an attempt; `now`: when it starts, on our clock."""
         gate = self.scheduler.gates.get(record.backfill)
         return AttemptSpec(
             record.id,
@@ -388,6 +391,7 @@ class AttemptRunner(LeaseHolder):
             record.run,
             record.timezone,
             gate.record.digest if gate else "",
+            now,
         )
 
 
