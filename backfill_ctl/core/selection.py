@@ -4,8 +4,7 @@
 
 1. the candidate nodes of the method (manual, link, workspace, descendants);
 2. blocked nodes: an *intermediate* one (in-scope upstream and downstream) stays as
-   a dry-run so its descendants keep their order; any other is left out (until none
-   is left to leave out: leaving one out may make another a source or a leaf);
+   a dry-run so its descendants keep their order; any other is left out (repeatedly);
 3. in-scope dependencies, *bridged* through out-of-scope nodes: with a -> x -> c and
    only a and c in scope, c still depends on a;
 4. roles: nodes named in the spec (roots, start, ends, chosen descendants, allow)
@@ -199,14 +198,12 @@ class _Selector:
                     severity="warning",
                 )
         dry_run: dict[str, DryRunReason] = {}
-        kept = blocked & candidates - set(left_out)
-        for name in sorted(kept):
+        for name in sorted(blocked & candidates - set(left_out)):
             dry_run[name] = "blocklisted"
             self.report(
                 ("block", sel.block.index(name)),
-                f"blocked node {name!r} is an "
-                "intermediate node: it is dry-run, and its descendants may read missing "
-                "data",
+                f"blocked node {name!r} is an intermediate node: it is dry-run, and its "
+                "descendants may read missing data",
                 "unblock it, or also leave out its descendants",
                 code="dry-run-intermediate",
                 nodes=(name,),
@@ -277,12 +274,9 @@ def _leave_out(
     catalog: Catalog, candidates: set[str], blocked: set[str]
 ) -> tuple[list[str], set[str], dict[str, tuple[str, ...]]]:
     """The blocked nodes left out (sorted), the scope without them and its bridged upstream.
-
-    A blocked node is kept (as a dry-run) only while it is an intermediate of the scope,
-    with in-scope upstream and downstream; any other is left out. Leaving one out can
-    make another one a source or a leaf (b between a and c, with a or c blocked too), so
-    this repeats until every blocked node kept is an intermediate.
-    """
+    A blocked node stays (dry-run) only as an intermediate, with in-scope upstream and
+    downstream. Leaving one out can make another a source or a leaf (b between a and c,
+    with a or c blocked too): repeated until every blocked node kept is an intermediate."""
     scope = set(candidates)
     up = bridged_upstream(catalog, scope)
     left_out: set[str] = set()

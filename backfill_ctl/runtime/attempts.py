@@ -377,21 +377,13 @@ class AttemptRunner(LeaseHolder):
             )
 
     def _spec(
-        self, record: InstanceRecord | Begun, number: int, now: float | None = None
+        self, i: InstanceRecord | Begun, number: int, now: float | None = None
     ) -> AttemptSpec:
-        """What the backend needs of an attempt; `now`: when it starts, on our clock."""
-        gate = self.scheduler.gates.get(record.backfill)
+        # `now`: when it starts, on our clock (`$gmtdate` is its date)
+        gate = self.scheduler.gates.get(i.backfill)
+        digest = gate.record.digest if gate else ""
         return AttemptSpec(
-            record.id,
-            number,
-            record.backfill,
-            record.node,
-            record.bizdate,
-            record.cyctime,
-            record.run,
-            record.timezone,
-            gate.record.digest if gate else "",
-            now,
+            i.id, number, i.backfill, i.node, i.bizdate, i.cyctime, i.run, i.timezone, digest, now
         )
 
 
