@@ -47,6 +47,9 @@ class AttemptSpec:
     run: Run
     timezone: str = "UTC"  # the node's: `$gmtdate` is the run date there
     digest: str = ""
+    # When it starts on the controller's clock (`--now` moves it; DESIGN §7), epoch
+    # seconds: `$gmtdate` is its date. None: the machine's clock.
+    now: float | None = None
 
     @property
     def key(self) -> Key:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from datetime import date
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -33,6 +32,7 @@ from backfill_ctl.cli.get_output import (
     parse_output,
     show,
 )
+from backfill_ctl.cli.options import check_bizdate
 from backfill_ctl.cli.state import StateFileOpt, open_state
 from backfill_ctl.core.records import STATES
 from backfill_ctl.errors import UsageError, did_you_mean
@@ -312,13 +312,7 @@ def get_instances_command(
     store = open_state(state)
     if backfill is not None:
         backfill = find_backfill(store, backfill).name
-    if bizdate is not None:
-        try:
-            date.fromisoformat(bizdate)
-        except ValueError as exc:
-            raise UsageError(
-                f"--bizdate {bizdate!r} is not a date", hint="write it like 2024-03-01"
-            ) from exc
+    check_bizdate(bizdate)
     states = _states(in_state or [])
     wanted = _named(store, ids or [], backfill)
     labels = selectors.parse(selector or [])

@@ -23,7 +23,7 @@ from typing import Annotated
 import typer
 
 from backfill_ctl.cli.console import err, out
-from backfill_ctl.cli.options import ActorOpt, resolve_actor
+from backfill_ctl.cli.options import ActorOpt, check_bizdate, resolve_actor
 from backfill_ctl.cli.state import StateFileOpt, open_state, who
 from backfill_ctl.errors import UsageError
 from backfill_ctl.usecases import backfill_ops
@@ -62,6 +62,7 @@ def _run(
     descendants: bool = False,
 ) -> None:
     store = open_state(state)
+    check_bizdate(bizdate)
     result = run(
         store,
         name,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -59,6 +59,18 @@ def resolve_actor(flag: str | None) -> str | None:
         if value:
             return value
     return None
+
+
+def check_bizdate(bizdate: str | None) -> None:
+    """A `--bizdate` filter is a date (else UsageError): a typo must not read as "no match"."""
+    if bizdate is None:
+        return
+    try:
+        date.fromisoformat(bizdate)
+    except ValueError as exc:
+        raise UsageError(
+            f"--bizdate {bizdate!r} is not a date", hint="write it like 2024-03-01"
+        ) from exc
 
 
 def resolve_now(flag: str | None) -> datetime:

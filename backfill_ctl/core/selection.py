@@ -4,7 +4,7 @@
 
 1. the candidate nodes of the method (manual, link, workspace, descendants);
 2. blocked nodes: an *intermediate* one (in-scope upstream and downstream) stays as
-   a dry-run so its descendants keep their order; any other is left out;
+   a dry-run so its descendants keep their order; any other is left out (repeatedly);
 3. in-scope dependencies, *bridged* through out-of-scope nodes: with a -> x -> c and
    only a and c in scope, c still depends on a;
 4. roles: nodes named in the spec (roots, start, ends, chosen descendants, allow)
@@ -182,14 +182,9 @@ class _Selector:
                 code="too-many-roots",
             )
 
-    def blocked(
-        self,
-        candidates: set[str],
-        up: Mapping[str, tuple[str, ...]],
-        down: Mapping[str, tuple[str, ...]],
-    ) -> tuple[list[str], dict[str, DryRunReason]]:
-        """The blocked nodes left out of the scope (no upstream or no downstream in it),
-        and the dry-run reason of those kept (intermediate nodes)."""
+    def blocked(self, candidates: set[str], left_out: list[str]) -> dict[str, DryRunReason]:
+        """The dry-run reason of the blocked nodes kept (intermediates: see `_leave_out`),
+        with a warning each; a warning for each blocked node that is no candidate."""
         sel = self.backfill.select
         blocked = set(sel.block)
         for i, name in enumerate(sel.block):
@@ -203,21 +198,18 @@ class _Selector:
                     severity="warning",
                 )
         dry_run: dict[str, DryRunReason] = {}
-        left_out = sorted(n for n in blocked & candidates if not (up[n] and down[n]))
-        for name in sorted(blocked & candidates):
-            if name not in left_out:
-                dry_run[name] = "blocklisted"
-                self.report(
-                    ("block", sel.block.index(name)),
-                    f"blocked node {name!r} is an "
-                    "intermediate node: it is dry-run, and its descendants may read missing "
-                    "data",
-                    "unblock it, or also leave out its descendants",
-                    code="dry-run-intermediate",
-                    nodes=(name,),
-                    severity="warning",
-                )
-        return left_out, dry_run
+        for name in sorted(blocked & candidates - set(left_out)):
+            dry_run[name] = "blocklisted"
+            self.report(
+                ("block", sel.block.index(name)),
+                f"blocked node {name!r} is an intermediate node: it is dry-run, and its "
+                "descendants may read missing data",
+                "unblock it, or also leave out its descendants",
+                code="dry-run-intermediate",
+                nodes=(name,),
+                severity="warning",
+            )
+        return dry_run
 
     def sized(self, scope_nodes: set[str], limits: Limits) -> bool:
         """Is the scope neither empty nor over the limit? (Reports which.)"""
@@ -253,13 +245,9 @@ def select(
     candidates, named = s.candidates()
     if s.failed():
         return None, s.diagnostics
-    up = bridged_upstream(catalog, candidates)
+    left_out, scope_nodes, up = _leave_out(catalog, candidates, set(backfill.select.block))
     down = _invert(up)
-    left_out, dry_run = s.blocked(candidates, up, down)
-    scope_nodes = candidates - set(left_out)
-    if left_out:
-        up = bridged_upstream(catalog, scope_nodes)
-        down = _invert(up)
+    dry_run = s.blocked(candidates, left_out)
     if not s.sized(scope_nodes, limits):
         return None, s.diagnostics
 
@@ -280,6 +268,26 @@ def select(
         )
         return None, s.diagnostics
     return Scope(tuple(order), up, down, roles, dry_run, tuple(left_out)), s.diagnostics
+
+
+def _leave_out(
+    catalog: Catalog, candidates: set[str], blocked: set[str]
+) -> tuple[list[str], set[str], dict[str, tuple[str, ...]]]:
+    """The blocked nodes left out (sorted), the scope without them and its bridged upstream.
+    A blocked node stays (dry-run) only as an intermediate, with in-scope upstream and
+    downstream. Leaving one out can make another a source or a leaf (b between a and c,
+    with a or c blocked too): repeated until every blocked node kept is an intermediate."""
+    scope = set(candidates)
+    up = bridged_upstream(catalog, scope)
+    left_out: set[str] = set()
+    while True:
+        down = _invert(up)
+        edge = {n for n in blocked & scope if not (up[n] and down[n])}
+        if not edge:
+            return sorted(left_out), scope, up
+        left_out |= edge
+        scope -= edge
+        up = bridged_upstream(catalog, scope)
 
 
 def _permissions(

@@ -54,6 +54,11 @@ CHECKS: dict[str, Check] = {
     "self-dependent-parallel": Check(
         "error", "a self-dependent node runs its dates in parallel groups", stop_on_risk=True
     ),
+    "self-dependent-descending": Check(
+        "error",
+        "a self-dependent node runs its dates newest first (order: descending)",
+        stop_on_risk=True,
+    ),
     "overlap": Check("warning", "two backfills run the same node for the same business date"),
     "too-many-instances": Check(
         "error", "more instances than Config spec.checks.maxInstances", stop_on_risk=True

@@ -65,6 +65,7 @@ def plan_findings(plan: Plan, catalog: Catalog, max_instances: int) -> list[Diag
         out += targets_without_instances(bp, catalog)
         out += waiting_for_time(bp, plan.now)
         out += self_dependent_parallel(bp, catalog)
+        out += self_dependent_descending(bp, catalog)
         out += too_many_instances(bp, max_instances)
         out += recurring_collisions(bp, catalog, plan.now)
     out += overlaps(plan.backfills)
@@ -253,6 +254,28 @@ def self_dependent_parallel(bp: BackfillPlan, catalog: Catalog) -> list[Diagnost
             "set groups: 1, or backfill the self-dependent nodes in a Backfill of their own "
             "with groups: 1",
             path=("spec", "groups"),
+            nodes=nodes,
+        )
+    ]
+
+
+def self_dependent_descending(bp: BackfillPlan, catalog: Catalog) -> list[Diagnostic]:
+    """A self-dependent node waits for its previous instance: newest first, it cannot."""
+    if bp.backfill.order != "descending" or len(bp.dates) < 2:
+        return []
+    nodes = [n for n in bp.scope.nodes if catalog.nodes[n].self_dependent]
+    if not nodes:
+        return []
+    return [
+        finding(
+            bp,
+            "self-dependent-descending",
+            f"self-dependent node(s) {listed(nodes)} would run their {len(bp.dates)} dates "
+            "newest first (order: descending): each date runs before the previous date of "
+            "the same node",
+            "set order: ascending, or backfill the self-dependent nodes in a Backfill of "
+            "their own with order: ascending",
+            path=("spec", "order"),
             nodes=nodes,
         )
     ]

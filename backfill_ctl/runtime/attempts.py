@@ -327,7 +327,7 @@ class AttemptRunner(LeaseHolder):
         instance, number, run = begun.id, begun.number, begun.run
         self.scheduler.set_state(instance, "running")
         try:
-            handle, log = self.backend.start(self._spec(begun, number))
+            handle, log = self.backend.start(self._spec(begun, number, now))
         except NotStarted:
             raise  # (a BackendError too) for `_start_all`, which holds the rest back
         except BackendError as exc:
@@ -376,18 +376,14 @@ class AttemptRunner(LeaseHolder):
                 f"the backend started nothing: {exc} (trying again in {_duration(exc.retry_after)})"
             )
 
-    def _spec(self, record: InstanceRecord | Begun, number: int) -> AttemptSpec:
-        gate = self.scheduler.gates.get(record.backfill)
+    def _spec(
+        self, i: InstanceRecord | Begun, number: int, now: float | None = None
+    ) -> AttemptSpec:
+        # `now`: when it starts, on our clock (`$gmtdate` is its date)
+        gate = self.scheduler.gates.get(i.backfill)
+        digest = gate.record.digest if gate else ""
         return AttemptSpec(
-            record.id,
-            number,
-            record.backfill,
-            record.node,
-            record.bizdate,
-            record.cyctime,
-            record.run,
-            record.timezone,
-            gate.record.digest if gate else "",
+            i.id, number, i.backfill, i.node, i.bizdate, i.cyctime, i.run, i.timezone, digest, now
         )
 
 

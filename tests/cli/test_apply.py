@@ -514,3 +514,23 @@ def test_diff_says_a_moved_cron_time_moves_the_instances_of_an_active_backfill(
     assert sorted(i.id for i in store.instances()) == ids
     assert {i.cyctime[11:16] for i in store.instances(node="a")} == {"02:45"}
     assert run("diff", path, "--as", "ops", "--now", NOW).exit_code == 0
+
+
+def test_gmtdate_is_the_run_date_on_the_clock_now_gives(repo: Path) -> None:
+    # `--now T`: execution runs on a clock that starts at T (DESIGN §7), so `$gmtdate`,
+    # "today at run time", is T's date in the node's timezone, not the machine's date.
+    path = specs(
+        repo,
+        node("a", resourceGroup="rg", command=["sh", "-c", 'echo "$0" >> gmt.txt', "$gmtdate"]),
+        node("b", resourceGroup="rg", command="echo $gmtdate >> gmt.txt"),
+    )
+    write_files(
+        repo / "specs",
+        {"bf.yaml": dump(backfill(select={"method": "manual", "roots": ["a", "b"]}))},
+    )
+
+    result = run("apply", path, "--now", "2024-03-20T23:30:00-02:00", "--wait")
+
+    assert result.exit_code == 0, result.stderr
+    # 2024-03-21 01:30 UTC: the nodes' workspace is UTC
+    assert (repo / "specs" / "gmt.txt").read_text().split() == ["20240321", "20240321"]

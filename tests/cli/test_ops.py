@@ -114,6 +114,10 @@ def test_refused_instances_are_named_with_the_reason_and_exit_1(ops: Ops) -> Non
             "error: no instance matches\n  hint: loosen the filters",
         ),
         (
+            ("freeze", "--backfill", "bf", "--bizdate", "2024-13-01"),
+            "error: --bizdate '2024-13-01' is not a date\n  hint: write it like 2024-03-01",
+        ),
+        (
             ("delete", "instance/x"),
             "error: delete takes backfill/NAME, not 'instance/x'\n"
             "  hint: instances cannot be deleted; freeze them instead",

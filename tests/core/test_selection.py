@@ -199,6 +199,29 @@ def test_blocked_leaf_and_blocked_root_are_left_out() -> None:
     assert scope.dry_run == {}
 
 
+def test_blocked_nodes_whose_blocked_descendants_are_left_out_are_left_out_too() -> None:
+    # c sits between b and d; with d blocked and left out, c is a leaf of the scope: not
+    # an intermediate any more, so it is left out too, without a dry-run or a warning.
+    scope, diagnostics = run({"method": "descendants", "roots": ["a"], "block": ["c", "d"]})
+    assert scope is not None
+    assert scope.left_out == ("c", "d")
+    assert scope.nodes == ("a", "b", "e")
+    assert scope.dry_run == {}
+    assert messages(diagnostics) == []
+
+
+def test_blocked_nodes_whose_blocked_ancestors_are_left_out_are_left_out_too() -> None:
+    # b's only upstream is the blocked root a: once a is left out, b is a source.
+    scope, diagnostics = run(
+        {"method": "manual", "roots": ["a"], "descendants": ["b", "c"], "block": ["a", "b"]}
+    )
+    assert scope is not None
+    assert scope.left_out == ("a", "b")
+    assert scope.nodes == ("c",)
+    assert scope.dry_run == {}
+    assert "dry-run-intermediate" not in [d.code for d in diagnostics]
+
+
 def test_blocking_a_node_outside_the_scope_is_a_warning() -> None:
     _, diagnostics = run({"method": "descendants", "roots": ["b"], "block": ["e"]})
     assert messages(diagnostics) == [

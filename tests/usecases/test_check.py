@@ -115,6 +115,14 @@ CASES: dict[str, Case] = {
         [WS, node("a", selfDependent=True), backfill(dates=["2024-03-01", "2024-03-02"], groups=2)],
         [WS, node("a", selfDependent=True), backfill(dates=["2024-03-01", "2024-03-02"])],
     ),
+    "self-dependent-descending": Case(
+        [
+            WS,
+            node("a", selfDependent=True),
+            backfill(dates=["2024-03-01", "2024-03-02"], order="descending"),
+        ],
+        [WS, node("a", selfDependent=True), backfill(dates=["2024-03-01"], order="descending")],
+    ),
     "overlap": Case(
         [
             *CHAIN,
@@ -208,6 +216,20 @@ def test_self_dependent_parallel_points_at_groups() -> None:
     assert f.message == (
         "self-dependent node(s) a would run their 2 dates in 2 parallel groups: a date may start "
         "before the previous date of the same node finished"
+    )
+    assert result.failed
+
+
+def test_self_dependent_descending_points_at_order() -> None:
+    # selfDependent: an instance waits for the node's previous instance; newest first,
+    # each date runs before the date it would wait for.
+    result = check(CASES["self-dependent-descending"].risky)
+    f = only(result, "self-dependent-descending")
+    assert f.path == ("spec", "order")
+    assert f.nodes == ("a",)
+    assert f.message == (
+        "self-dependent node(s) a would run their 2 dates newest first (order: descending): "
+        "each date runs before the previous date of the same node"
     )
     assert result.failed
 

@@ -81,7 +81,7 @@ def job_manifest(
             f"node {spec.node} names no run.image and the Config sets no "
             "spec.kubernetes.image: the kubernetes backend needs a container image"
         )
-    argv, env = resolved_command(run, spec.timezone, now)
+    argv, env = resolved_command(run, spec.timezone, spec.now if now is None else now)
     container: dict[str, Any] = {
         "name": "main",
         "image": image,

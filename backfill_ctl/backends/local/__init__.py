@@ -137,7 +137,7 @@ class LocalBackend(Groups):
         name = f"{spec.key[0]}.{spec.key[1]}"
         base = f"{where}/{name}"
         run = spec.run
-        argv, own_env = resolved_command(run, spec.timezone)
+        argv, own_env = resolved_command(run, spec.timezone, spec.now)
         env = {**own_env, MARKER: base}  # (over this process's: `Shim.ask`)
         cwd = self._working_dir(run.working_dir)
         log = f"{base}.log"
