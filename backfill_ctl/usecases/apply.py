@@ -7,7 +7,10 @@ Three steps, so that a caller can show each one's outcome before the next runs:
    this actor, the specs did not change since, and they plan the same instances; the
    saved plan's `now` is the one planned with;
 2. `changes` works out what the store must change to hold what the plan asks
-   (`reconcile.desired` and `reconcile.diff`), or, without a store, that all is new;
+   (`reconcile.desired` and `reconcile.diff`), or, without a store, that all is new,
+   and which of those changes the actor may not make (`access.ApplyGuard`: cancelling or
+   changing stored instances of nodes it may not operate, pruning a backfill it could
+   not delete);
 3. `commit` writes those changes in one transaction.
 
 Nothing here reads the clock or the environment: the caller passes `now`, the actor and
@@ -28,6 +31,7 @@ from backfill_ctl.errors import UsageError
 from backfill_ctl.spec.loader import load_specs
 from backfill_ctl.state import StoreConflict
 from backfill_ctl.usecases import reconcile
+from backfill_ctl.usecases.access import ApplyGuard
 from backfill_ctl.usecases.check import run_check
 from backfill_ctl.usecases.policies import with_policies
 
@@ -200,9 +204,13 @@ def changes(
             ]
         )
     found = reconcile.diff(wanted, store, prune=prune)
-    if only is None:
-        return found
-    return reconcile.Changes([c for c in found.backfills if c.name in only])
+    if only is not None:
+        found = reconcile.Changes([c for c in found.backfills if c.name in only])
+    if prepared.actor is not None:
+        guard = ApplyGuard(store, prepared.actor, prepared.specs.catalog())
+        for c in found.backfills:
+            c.refused = guard.refusal(c)
+    return found
 
 
 def apply(
@@ -218,9 +226,12 @@ def apply(
 ) -> reconcile.Changes:
     """`changes` written (`commit`): what was changed. Another apply that stored the same
     instances between this one's read and its write (StoreConflict: nothing of this one
-    was written) makes it read the store again, `tries` times in all."""
+    was written) makes it read the store again, `tries` times in all. Changes the actor
+    may not make (`Changes.refused`) are returned unwritten, with nothing else written."""
     for left in range(tries - 1, -1, -1):
         found = changes(prepared, store, at=at, prune=prune, only=only)
+        if found.refused:
+            return found
         try:
             commit(prepared, store, found, at=at, actor=actor, origin=origin)
         except StoreConflict:
@@ -240,6 +251,7 @@ def commit(
     actor: str,
     origin: str = "apply",
 ) -> None:
-    """Write `found` (from `changes`) into the store, as `actor`; nothing when empty."""
-    if not found.empty:
+    """Write `found` (from `changes`) into the store, as `actor`; nothing when empty or
+    when the actor may not make some of it (`Changes.refused`)."""
+    if not found.empty and not found.refused:
         reconcile.apply(store, found, prepared.specs, at=at, actor=actor, origin=origin)
