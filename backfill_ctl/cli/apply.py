@@ -16,6 +16,8 @@ pruning a backfill the caller could not delete, is refused with nothing written 
   (its permissions were never checked) applied by a caller who has one, and one saved
   for an actor applied without one: a plan is bound to the identity it was checked for;
 - a stale plan: the specs changed since, or they no longer plan the same instances.
+A plan saved of some Backfills (`plan -b NAME --out`) applies those only (with `--prune`,
+which would change the others, it is refused).
 """
 
 from __future__ import annotations
@@ -120,6 +122,12 @@ def apply_command(
     planned_at = resolve_now(now)
     prepared = applying.prepare(paths, planned_at, resolve_actor(actor), plan_file)
     specs = prepared.specs
+    if prune and prepared.only is not None:
+        raise UsageError(
+            f"--plan {plan_file} holds some of the specs' Backfills "
+            f"({', '.join(prepared.only)}): --prune would change the others",
+            hint="apply the plan without --prune, or save a plan of every Backfill",
+        )
     if not dry_run:
         applying.require_actor(specs, prepared.actor, "apply")
     if prepared.failed:

@@ -53,23 +53,38 @@ class Prepared:
     specs: Specs
     check: CheckResult
     actor: str | None  # whose permissions were checked
+    # A saved plan of some of the specs' Backfills (`plan -b`): only those are applied.
+    only: tuple[str, ...] | None = None
 
     @property
     def plan(self) -> Plan:
-        return self.check.plan
+        if self.only is None:
+            return self.check.plan
+        return replace(
+            self.check.plan,
+            backfills=tuple(bp for bp in self.check.plan.backfills if bp.name in self.only),
+        )
 
     @property
     def failed(self) -> bool:
-        """An error finding: apply refuses."""
-        return self.check.failed
+        """An error finding (about what is applied): apply refuses."""
+        return bool(self.errors)
 
     @property
     def errors(self) -> list[Diagnostic]:
-        return [f for f in self.check.findings if f.is_error]
+        found = [f for f in self.check.findings if f.is_error]
+        if self.only is None:
+            return found
+        return [f for f in found if f.backfill is None or f.backfill in self.only]
 
     @property
     def warnings(self) -> list[Diagnostic]:
-        return [f for f in self.check.findings if not f.is_error]
+        return [
+            f
+            for f in self.check.findings
+            if not f.is_error
+            and (self.only is None or f.backfill is None or f.backfill in self.only)
+        ]
 
     def errors_of(self, names: Collection[str]) -> list[Diagnostic]:
         """The error findings about these Backfills, or about no Backfill in particular."""
@@ -85,7 +100,8 @@ def prepare(
     paths: Sequence[str], now: datetime, actor: str | None, plan_file: Path | None = None
 ) -> Prepared:
     """Load, check and plan; with a saved plan, re-plan it exactly and refuse a stale one,
-    an edited one, and one made for another actor."""
+    an edited one, and one made for another actor. A saved plan of some of the specs'
+    Backfills (`plan -b NAME --out`) applies those only (`Prepared.only`)."""
     specs = load_specs(paths)
     saved: dict[str, Any] | None = None
     if plan_file is not None:
@@ -104,19 +120,29 @@ def prepare(
                 hint="save one with backfillctl plan --out FILE",
             ) from exc
     prepared = check_specs(specs, now, actor)
-    if saved is not None:
-        want = [
-            i.get("id") if isinstance(i, dict) else None
-            for bp in saved["backfills"]
-            for i in bp["instances"]
-        ]
-        have = [i.id for bp in prepared.plan.backfills for i in bp.instances]
-        if want != have:
-            raise UsageError(
-                f"--plan {plan_file} does not match what the specs plan now",
-                hint="plan again with the same backfillctl version",
-            )
+    if saved is not None and plan_file is not None:
+        prepared = _as_saved(prepared, saved, plan_file)
     return prepared
+
+
+def _as_saved(prepared: Prepared, saved: dict[str, Any], plan_file: Path) -> Prepared:
+    """`prepared` narrowed to the Backfills of the saved plan (all of the specs', or those
+    `plan -b` saved), which must plan exactly the instances it holds."""
+    planned = {bp.name: bp for bp in prepared.plan.backfills}
+    names = [bp.get("name") for bp in saved["backfills"]]
+    known = [n for n in names if isinstance(n, str) and n in planned]
+    want = [
+        i.get("id") if isinstance(i, dict) else None
+        for bp in saved["backfills"]
+        for i in bp["instances"]
+    ]
+    have = [i.id for name in known for i in planned[name].instances]
+    if want != have or known != names:
+        raise UsageError(
+            f"--plan {plan_file} does not match what the specs plan now",
+            hint="plan again with the same backfillctl version",
+        )
+    return prepared if known == list(planned) else replace(prepared, only=tuple(known))
 
 
 def check_specs(specs: Specs, now: datetime, actor: str | None) -> Prepared:
@@ -193,6 +219,7 @@ def changes(
     """What applying `prepared` changes in `store` (all new without a store); `only`
     narrows the plan (and the changes) to these Backfills."""
     plan = prepared.plan
+    only = prepared.only if only is None else only
     if only is not None:
         plan = replace(plan, backfills=tuple(bp for bp in plan.backfills if bp.name in only))
     wanted = reconcile.desired(prepared.specs, plan, prepared.actor, at)
