@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from backfill_ctl.cli.conflicts import refuse
-from backfill_ctl.cli.console import err, out, print_diagnostics
+from backfill_ctl.cli.console import err, out, print_diagnostics, shown
 from backfill_ctl.cli.options import (
     ActorOpt,
     NowOpt,
@@ -236,7 +236,7 @@ def _show(
         out(json.dumps(report.document(changes), indent=2, ensure_ascii=False))
         return
     for line in report.lines(changes):
-        out(line)
+        out(shown(line))
     if fmt is not None:
         out(changes.summary(done=done))
 
