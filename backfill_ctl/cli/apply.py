@@ -146,8 +146,13 @@ def apply_command(
     store = open_state(state, specs, create=True)
     backend = _ready_backend(store, specs, spec_root(specs, paths)) if wait else None
     actor = who(prepared.actor)
-    changes = applying.apply(prepared, store, at=time.time(), actor=actor, prune=prune)
-    _refuse(changes, 1)
+    try:
+        changes = applying.apply(prepared, store, at=time.time(), actor=actor, prune=prune)
+        _refuse(changes, 1)
+    except BaseException:  # refused, or failed: no waiting, and the backend is let go
+        if backend is not None:
+            backend.close()
+        raise
     _show(changes, None, done=True)
     out(changes.summary(done=True) + f" Plan digest {prepared.plan.digest[:19]}.")
     if backend is not None:

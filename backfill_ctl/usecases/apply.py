@@ -31,7 +31,7 @@ from backfill_ctl.errors import UsageError
 from backfill_ctl.spec.loader import load_specs
 from backfill_ctl.state import StoreConflict
 from backfill_ctl.usecases import reconcile
-from backfill_ctl.usecases.access import ApplyGuard
+from backfill_ctl.usecases.access import ApplyGuard, Guard
 from backfill_ctl.usecases.check import run_check
 from backfill_ctl.usecases.policies import with_policies
 
@@ -254,9 +254,13 @@ def apply(
     """`changes` written (`commit`): what was changed. Another apply that stored the same
     instances between this one's read and its write (StoreConflict: nothing of this one
     was written) makes it read the store again, `tries` times in all. Changes the actor
-    may not make (`Changes.refused`) are returned unwritten, with nothing else written."""
+    may not make (`Changes.refused`) are returned unwritten, with nothing else written;
+    without an actor, changing a backfill applied under `requireActor` is a UsageError
+    (whatever the Config of this checkout says)."""
     for left in range(tries - 1, -1, -1):
         found = changes(prepared, store, at=at, prune=prune, only=only)
+        if prepared.actor is None:  # what was applied under requireActor asks who this is
+            Guard(store, None).require_actor(c.name for c in found.backfills if not c.empty)
         if found.refused:
             return found
         try:

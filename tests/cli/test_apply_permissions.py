@@ -165,3 +165,29 @@ def test_who_may_operate_the_nodes_may_change_or_prune_the_backfill(alices: Path
     assert pruned.exit_code == 0, pruned.stderr
     record = store(alices).backfill("fix")
     assert record is not None and record.status == "deleted"
+
+
+def test_a_checkout_without_require_actor_cannot_change_what_was_applied_under_it(
+    alices: Path,
+) -> None:
+    """alice's `fix` was applied under a Config with requireActor; bob's checkout lacks
+    it (an old branch): without an actor, his apply of the same name is asked who he is."""
+    bobs = checkout(alices, "bob", BOBS)
+    write_files(alices / "bob", {"backfillctl.yaml": dump(config(backend="local"))})
+    assert run("diff", bobs, "--now", NOW).exit_code == 1  # diff only reads
+
+    result = run("apply", bobs, "--now", NOW)
+
+    assert (result.exit_code, result.stderr.splitlines()) == (
+        2,
+        [
+            "error: backfill/fix requires an actor (the Config sets requireActor): who is asking?",
+            "  hint: pass --as USER, or set $BACKFILLCTL_ACTOR",
+        ],
+    )
+    assert states(alices) == ALICE_PENDING
+    none = checkout(alices, "none")
+    write_files(alices / "none", {"backfillctl.yaml": dump(config(backend="local"))})
+    pruned = run("apply", none, "--prune", "--now", NOW)
+    assert pruned.exit_code == 2
+    assert states(alices) == ALICE_PENDING
