@@ -4,6 +4,9 @@ Who applies (DESIGN §7): the caller, `--as`, else $BACKFILLCTL_ACTOR, else
 $GITHUB_ACTOR; never a field of a file. `apply` checks the caller's permissions as
 `plan` does; without a caller nothing is checked, unless the Config sets
 `requireActor` (a team's shared store), which makes the caller mandatory.
+Cancelling or changing what the store holds of nodes the caller may not operate, and
+pruning a backfill the caller could not delete, is refused with nothing written (exit 1;
+`diff` says so and exits 2): see usecases/access.py, `ApplyGuard`.
 
 `apply --plan FILE` applies a plan saved by `plan --out` exactly, and refuses (exit 2):
 - a plan whose seal does not match its content (any field edited, added or removed; a
@@ -13,6 +16,8 @@ $GITHUB_ACTOR; never a field of a file. `apply` checks the caller's permissions 
   (its permissions were never checked) applied by a caller who has one, and one saved
   for an actor applied without one: a plan is bound to the identity it was checked for;
 - a stale plan: the specs changed since, or they no longer plan the same instances.
+A plan saved of some Backfills (`plan -b NAME --out`) applies those only (with `--prune`,
+which would change the others, it is refused).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from backfill_ctl.cli.conflicts import refuse
-from backfill_ctl.cli.console import err, out, print_diagnostics
+from backfill_ctl.cli.console import err, out, print_diagnostics, shown
 from backfill_ctl.cli.options import (
     ActorOpt,
     NowOpt,
@@ -117,6 +122,12 @@ def apply_command(
     planned_at = resolve_now(now)
     prepared = applying.prepare(paths, planned_at, resolve_actor(actor), plan_file)
     specs = prepared.specs
+    if prune and prepared.only is not None:
+        raise UsageError(
+            f"--plan {plan_file} holds some of the specs' Backfills "
+            f"({', '.join(prepared.only)}): --prune would change the others",
+            hint="apply the plan without --prune, or save a plan of every Backfill",
+        )
     if not dry_run:
         applying.require_actor(specs, prepared.actor, "apply")
     if prepared.failed:
@@ -128,12 +139,20 @@ def apply_command(
     print_diagnostics(prepared.warnings, code=True)
     if dry_run:  # before the first apply too, as diff: nothing is created
         store = existing_state(state, specs)
-        _show(applying.changes(prepared, store, at=time.time(), prune=prune))
+        found = applying.changes(prepared, store, at=time.time(), prune=prune)
+        _show(found)
+        _refuse(found, 1)
         return
     store = open_state(state, specs, create=True)
     backend = _ready_backend(store, specs, spec_root(specs, paths)) if wait else None
     actor = who(prepared.actor)
-    changes = applying.apply(prepared, store, at=time.time(), actor=actor, prune=prune)
+    try:
+        changes = applying.apply(prepared, store, at=time.time(), actor=actor, prune=prune)
+        _refuse(changes, 1)
+    except BaseException:  # refused, or failed: no waiting, and the backend is let go
+        if backend is not None:
+            backend.close()
+        raise
     _show(changes, None, done=True)
     out(changes.summary(done=True) + f" Plan digest {prepared.plan.digest[:19]}.")
     if backend is not None:
@@ -150,6 +169,23 @@ def apply_command(
             backend.close()
         if not succeeded:
             raise typer.Exit(1)
+
+
+def _refuse(changes: Changes, code: int) -> None:
+    """Say which changes the actor may not make (nothing was, or would be, written) and
+    exit with `code`; nothing when there are none."""
+    if not changes.refused:
+        return
+    sys.stdout.flush()
+    for name, why in changes.refused:
+        err(f"error: backfill/{name}: {why}")
+    pruned = any(why.startswith("cannot prune") for _, why in changes.refused)
+    err(
+        "  hint: apply it as one who may, or leave what is stored as it is "
+        f"({'apply without --prune; ' if pruned else ''}backfillctl diff shows what would "
+        "change)"
+    )
+    raise typer.Exit(code)
 
 
 def _applied(digest: str, names: Sequence[str]) -> str:
@@ -205,7 +241,7 @@ def _show(
         out(json.dumps(report.document(changes), indent=2, ensure_ascii=False))
         return
     for line in report.lines(changes):
-        out(line)
+        out(shown(line))
     if fmt is not None:
         out(changes.summary(done=done))
 
@@ -243,5 +279,6 @@ def diff_command(
     changes = applying.changes(prepared, store, at=time.time(), prune=prune)
     _show(changes, output, done=False)
     sys.stdout.flush()
+    _refuse(changes, 2)
     if not changes.empty:
         raise typer.Exit(1)

@@ -2,6 +2,8 @@
 
 Colour follows the NO_COLOR convention (https://no-color.org): any value disables it, as
 does `--no-color`; FORCE_COLOR (any non-empty value) asks for it off a terminal too.
+Diagnostics (`err`, `print_diagnostics`) show control characters escaped (`shown`): they
+quote spec and store values that others wrote.
 `Terminal` is the sink the reporters of `-o FORMAT` write to (reports/base.py).
 """
 
@@ -67,7 +69,16 @@ def out(text: str = "") -> None:
 
 
 def err(text: str = "") -> None:
-    sys.stderr.write(text + "\n")
+    """A diagnostic line (or lines): what it quotes of stored or spec values is shown
+    `visible`, never obeyed by the terminal."""
+    sys.stderr.write(shown(text) + "\n")
+
+
+def shown(text: str) -> str:
+    """Each line of `text` `visible` (reports/text.py): control characters escaped."""
+    from backfill_ctl.reports.text import visible
+
+    return "\n".join(visible(line) for line in text.split("\n"))
 
 
 _SEVERITY_STYLE = {"error": "red", "warning": "yellow", "notice": "cyan"}
@@ -79,7 +90,7 @@ def print_diagnostics(
     """One diagnostic per line (and its hint), the severity coloured on a terminal."""
     stream = stream or sys.stderr
     for diag in diagnostics:
-        head, _, rest = diag.format(code=code).partition(f": {diag.severity}")
+        head, _, rest = shown(diag.format(code=code)).partition(f": {diag.severity}")
         word = paint(diag.severity, _SEVERITY_STYLE[diag.severity], stream)
         stream.write(f"{head}: {word}{rest}\n")
 

@@ -19,7 +19,7 @@ import typer
 
 from backfill_ctl.backends.files import RunFiles
 from backfill_ctl.cli import describe_data
-from backfill_ctl.cli.console import out
+from backfill_ctl.cli.console import out, shown
 from backfill_ctl.cli.get import find_backfill, find_instance
 from backfill_ctl.cli.state import StateOpt, open_state
 from backfill_ctl.core.records import FINISHED, WAITING
@@ -109,7 +109,7 @@ def describe_command(
         _backfill(store, name, now) if kind == "backfill" else _instance(store, name, now)
         for kind, name in chosen
     ]  # every name is resolved before anything is printed
-    out("\n\n".join("\n".join(page) for page in pages))
+    out(shown("\n\n".join("\n".join(page) for page in pages)))
 
 
 # -- layout ----------------------------------------------------------------------------------

@@ -5,11 +5,18 @@ between columns, header in caps as given) into plain text lines, no colour and n
 markup: the output stays what scripts parse. rich is imported when a table is drawn.
 rich takes some 40-140 µs a cell, so a table of more than `RICH_ROWS` rows (a `get`
 of thousands of instances) is joined directly, to the same text (a test compares).
+
+What a store holds is free text written by others (labels, owners, parameter values,
+commands, actors): `visible` escapes the characters a terminal would obey rather than
+show (control characters: an escape sequence clears the screen, retitles the window or
+writes the clipboard; bidi overrides reorder the line), so human output shows them as
+`\x1b`, `\u202e`. Every table cell goes through it; data formats (JSON, YAML) do not.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,6 +35,21 @@ def width(text: str) -> int:
     return cell_len(text)
 
 
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _escaped(match: re.Match[str]) -> str:
+    c = match.group()
+    return _NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+
+
+def visible(text: str) -> str:
+    """`text` with the characters a terminal obeys rather than shows escaped (see the
+    module docstring); printable text is returned as it is."""
+    return text if text.isprintable() else _UNSAFE.sub(_escaped, text)
+
+
 RICH_ROWS = 1000  # above: 10,000 rows of 8 columns took 4 s in rich, 30 ms joined
 
 
@@ -36,7 +58,9 @@ def table(
 ) -> list[str]:
     """Left-aligned columns separated by two spaces, trailing blanks cut; the first row
     is the header (with `header=False`, every row is data). A column is at least as
-    wide as `widths` says (a watched listing keeps the width it printed with)."""
+    wide as `widths` says (a watched listing keeps the width it printed with). Cells
+    are shown `visible`."""
+    rows = [[visible(cell) for cell in row] for row in rows]
     first = rows[0]
     minimum = [*widths, *[0] * (len(first) - len(widths))]
     if len(rows) > RICH_ROWS:

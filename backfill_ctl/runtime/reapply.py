@@ -116,6 +116,15 @@ class Reconciler:
                 f"finding(s), not applied (backfillctl check --as {identity} shows them)"
             )
             return
+        found = applying.changes(prepared, self.store, at=self.clock(), only=mine)
+        for name, why in found.refused:
+            self.say(
+                f"backfill/{name} (as {identity}): {why}; not applied (backfillctl diff "
+                f"--as {identity} shows what would change)"
+            )
+            mine.discard(name)
+        if not mine:
+            return
         changes = applying.apply(
             prepared,
             self.store,

@@ -23,6 +23,15 @@ $GITHUB_ACTOR):
   who may (exit 1); a backfill-wide operation needs every node the backfill runs;
 - a backfill applied by a backfillctl that recorded no access is not checked (applying
   it again records it).
+
+An apply is an operation too (`ApplyGuard`): cancelling stored instances the specs no
+longer plan, or giving new definitions to those that have not started (a node made
+dry-run then succeeds without running), is refused unless the actor may operate their
+nodes, and `--prune` needs every node of the backfill it deletes, as `delete` does. So a
+colleague who applies another Backfill under the same name, or prunes from a checkout
+that lacks one, changes nothing of what others may operate. "May" is the catalog's
+answer for a node it holds (the one being applied, whose access the apply records, so
+an owner change and an edit go together), else what the store recorded.
 """
 
 from __future__ import annotations
@@ -37,8 +46,10 @@ if TYPE_CHECKING:
 
     from backfill_ctl.core.planner import BackfillPlan
     from backfill_ctl.core.records import BackfillRecord, InstanceRecord
+    from backfill_ctl.spec.catalog import Catalog
     from backfill_ctl.spec.loader import Specs
     from backfill_ctl.state.protocols import BackfillReads
+    from backfill_ctl.usecases.reconcile import BackfillChanges
 
 ACCESS = "access"  # the key of the access in a stored backfill document
 _SHOWN = 5  # nodes named in a backfill-wide refusal, then "and N more"
@@ -167,3 +178,78 @@ class Guard:
             f"cannot {operation}: {self.actor} may not operate {len(denied)} of its "
             f"node(s) (who may: {shown}{more})"
         )
+
+
+class ApplyGuard:
+    """Decides, for one actor, which stored instances an apply may cancel or change, and
+    which backfills it may prune (see the module docstring)."""
+
+    def __init__(self, store: BackfillReads, actor: str, catalog: Catalog) -> None:
+        self.actor = actor
+        self.catalog = catalog
+        self._stored = Guard(store, actor)
+
+    def may(self, backfill: str, node: str) -> bool:
+        if node in self.catalog.nodes:
+            return self.catalog.can_operate(self.actor, node)
+        access = self._stored.access(backfill)
+        return access is None or access.may(self.actor, node)
+
+    def who_may(self, backfill: str, node: str) -> str:
+        if node in self.catalog.nodes:
+            return ", ".join(self.catalog.operators_of(node)) or "nobody"
+        access = self._stored.access(backfill)
+        return access.who_may(node) if access is not None else "nobody"
+
+    def refusal(self, c: BackfillChanges) -> str | None:
+        """Why the actor may not make the changes `c` to what the store holds of backfill
+        `c.name`, or None if it may."""
+        if c.status == "pruned":
+            return self._prune_refusal(c.name)
+        denied = [(n, k) for n, k in _touched(c).items() if not self.may(c.name, n)]
+        if not denied:
+            return None
+        parts = [
+            f"node {n} (who may: {self.who_may(c.name, n)}), whose {cancel + change} stored "
+            f"instance(s) it would {_verb(cancel, change)}"
+            for n, (cancel, change) in denied[:_SHOWN]
+        ]
+        more = f"; and {len(denied) - _SHOWN} more node(s)" if len(denied) > _SHOWN else ""
+        return f"cannot apply: {self.actor} may not operate {'; '.join(parts)}{more}"
+
+    def _prune_refusal(self, backfill: str) -> str | None:
+        """Why the actor may not prune `backfill` (every node it runs, as `delete`)."""
+        access = self._stored.access(backfill)
+        if access is None:
+            return None
+        nodes = [n for n in access.operators if n not in access.dry_run]
+        denied = [n for n in nodes if not self.may(backfill, n)]
+        if not denied:
+            return None
+        shown = "; ".join(f"{n}: {self.who_may(backfill, n)}" for n in denied[:_SHOWN])
+        more = f"; and {len(denied) - _SHOWN} more node(s)" if len(denied) > _SHOWN else ""
+        return (
+            f"cannot prune: {self.actor} may not operate {len(denied)} of its node(s) "
+            f"(who may: {shown}{more})"
+        )
+
+
+def _touched(c: BackfillChanges) -> dict[str, tuple[int, int]]:
+    """Per node, how many stored instances `c` cancels and changes; a dry-run instance that
+    stays one runs nothing, whatever is changed of it, and is not counted."""
+    touched: dict[str, tuple[int, int]] = {}
+    for iid in c.cancel:
+        if (have := c.stored[iid]).dry_run_reason is None:
+            cancel, change = touched.get(have.node, (0, 0))
+            touched[have.node] = (cancel + 1, change)
+    for i in c.update:
+        if c.stored[i.id].dry_run_reason is None or i.dry_run_reason is None:
+            cancel, change = touched.get(i.node, (0, 0))
+            touched[i.node] = (cancel, change + 1)
+    return touched
+
+
+def _verb(cancel: int, change: int) -> str:
+    if cancel and change:
+        return "change or cancel"
+    return "cancel" if cancel else "change"

@@ -7,7 +7,10 @@ Three steps, so that a caller can show each one's outcome before the next runs:
    this actor, the specs did not change since, and they plan the same instances; the
    saved plan's `now` is the one planned with;
 2. `changes` works out what the store must change to hold what the plan asks
-   (`reconcile.desired` and `reconcile.diff`), or, without a store, that all is new;
+   (`reconcile.desired` and `reconcile.diff`), or, without a store, that all is new,
+   and which of those changes the actor may not make (`access.ApplyGuard`: cancelling or
+   changing stored instances of nodes it may not operate, pruning a backfill it could
+   not delete);
 3. `commit` writes those changes in one transaction.
 
 Nothing here reads the clock or the environment: the caller passes `now`, the actor and
@@ -28,6 +31,7 @@ from backfill_ctl.errors import UsageError
 from backfill_ctl.spec.loader import load_specs
 from backfill_ctl.state import StoreConflict
 from backfill_ctl.usecases import reconcile
+from backfill_ctl.usecases.access import ApplyGuard, Guard
 from backfill_ctl.usecases.check import run_check
 from backfill_ctl.usecases.policies import with_policies
 
@@ -49,23 +53,38 @@ class Prepared:
     specs: Specs
     check: CheckResult
     actor: str | None  # whose permissions were checked
+    # A saved plan of some of the specs' Backfills (`plan -b`): only those are applied.
+    only: tuple[str, ...] | None = None
 
     @property
     def plan(self) -> Plan:
-        return self.check.plan
+        if self.only is None:
+            return self.check.plan
+        return replace(
+            self.check.plan,
+            backfills=tuple(bp for bp in self.check.plan.backfills if bp.name in self.only),
+        )
 
     @property
     def failed(self) -> bool:
-        """An error finding: apply refuses."""
-        return self.check.failed
+        """An error finding (about what is applied): apply refuses."""
+        return bool(self.errors)
 
     @property
     def errors(self) -> list[Diagnostic]:
-        return [f for f in self.check.findings if f.is_error]
+        found = [f for f in self.check.findings if f.is_error]
+        if self.only is None:
+            return found
+        return [f for f in found if f.backfill is None or f.backfill in self.only]
 
     @property
     def warnings(self) -> list[Diagnostic]:
-        return [f for f in self.check.findings if not f.is_error]
+        return [
+            f
+            for f in self.check.findings
+            if not f.is_error
+            and (self.only is None or f.backfill is None or f.backfill in self.only)
+        ]
 
     def errors_of(self, names: Collection[str]) -> list[Diagnostic]:
         """The error findings about these Backfills, or about no Backfill in particular."""
@@ -81,7 +100,8 @@ def prepare(
     paths: Sequence[str], now: datetime, actor: str | None, plan_file: Path | None = None
 ) -> Prepared:
     """Load, check and plan; with a saved plan, re-plan it exactly and refuse a stale one,
-    an edited one, and one made for another actor."""
+    an edited one, and one made for another actor. A saved plan of some of the specs'
+    Backfills (`plan -b NAME --out`) applies those only (`Prepared.only`)."""
     specs = load_specs(paths)
     saved: dict[str, Any] | None = None
     if plan_file is not None:
@@ -100,19 +120,29 @@ def prepare(
                 hint="save one with backfillctl plan --out FILE",
             ) from exc
     prepared = check_specs(specs, now, actor)
-    if saved is not None:
-        want = [
-            i.get("id") if isinstance(i, dict) else None
-            for bp in saved["backfills"]
-            for i in bp["instances"]
-        ]
-        have = [i.id for bp in prepared.plan.backfills for i in bp.instances]
-        if want != have:
-            raise UsageError(
-                f"--plan {plan_file} does not match what the specs plan now",
-                hint="plan again with the same backfillctl version",
-            )
+    if saved is not None and plan_file is not None:
+        prepared = _as_saved(prepared, saved, plan_file)
     return prepared
+
+
+def _as_saved(prepared: Prepared, saved: dict[str, Any], plan_file: Path) -> Prepared:
+    """`prepared` narrowed to the Backfills of the saved plan (all of the specs', or those
+    `plan -b` saved), which must plan exactly the instances it holds."""
+    planned = {bp.name: bp for bp in prepared.plan.backfills}
+    names = [bp.get("name") for bp in saved["backfills"]]
+    known = [n for n in names if isinstance(n, str) and n in planned]
+    want = [
+        i.get("id") if isinstance(i, dict) else None
+        for bp in saved["backfills"]
+        for i in bp["instances"]
+    ]
+    have = [i.id for name in known for i in planned[name].instances]
+    if want != have or known != names:
+        raise UsageError(
+            f"--plan {plan_file} does not match what the specs plan now",
+            hint="plan again with the same backfillctl version",
+        )
+    return prepared if known == list(planned) else replace(prepared, only=tuple(known))
 
 
 def check_specs(specs: Specs, now: datetime, actor: str | None) -> Prepared:
@@ -189,6 +219,7 @@ def changes(
     """What applying `prepared` changes in `store` (all new without a store); `only`
     narrows the plan (and the changes) to these Backfills."""
     plan = prepared.plan
+    only = prepared.only if only is None else only
     if only is not None:
         plan = replace(plan, backfills=tuple(bp for bp in plan.backfills if bp.name in only))
     wanted = reconcile.desired(prepared.specs, plan, prepared.actor, at)
@@ -200,9 +231,13 @@ def changes(
             ]
         )
     found = reconcile.diff(wanted, store, prune=prune)
-    if only is None:
-        return found
-    return reconcile.Changes([c for c in found.backfills if c.name in only])
+    if only is not None:
+        found = reconcile.Changes([c for c in found.backfills if c.name in only])
+    if prepared.actor is not None:
+        guard = ApplyGuard(store, prepared.actor, prepared.specs.catalog())
+        for c in found.backfills:
+            c.refused = guard.refusal(c)
+    return found
 
 
 def apply(
@@ -218,9 +253,16 @@ def apply(
 ) -> reconcile.Changes:
     """`changes` written (`commit`): what was changed. Another apply that stored the same
     instances between this one's read and its write (StoreConflict: nothing of this one
-    was written) makes it read the store again, `tries` times in all."""
+    was written) makes it read the store again, `tries` times in all. Changes the actor
+    may not make (`Changes.refused`) are returned unwritten, with nothing else written;
+    without an actor, changing a backfill applied under `requireActor` is a UsageError
+    (whatever the Config of this checkout says)."""
     for left in range(tries - 1, -1, -1):
         found = changes(prepared, store, at=at, prune=prune, only=only)
+        if prepared.actor is None:  # what was applied under requireActor asks who this is
+            Guard(store, None).require_actor(c.name for c in found.backfills if not c.empty)
+        if found.refused:
+            return found
         try:
             commit(prepared, store, found, at=at, actor=actor, origin=origin)
         except StoreConflict:
@@ -240,6 +282,7 @@ def commit(
     actor: str,
     origin: str = "apply",
 ) -> None:
-    """Write `found` (from `changes`) into the store, as `actor`; nothing when empty."""
-    if not found.empty:
+    """Write `found` (from `changes`) into the store, as `actor`; nothing when empty or
+    when the actor may not make some of it (`Changes.refused`)."""
+    if not found.empty and not found.refused:
         reconcile.apply(store, found, prepared.specs, at=at, actor=actor, origin=origin)

@@ -98,6 +98,7 @@ class BackfillChanges:
     before: BackfillRecord | None = None  # the stored record, to tell what changed in it
     # The stored records of the instances in `update` and `cancel`, by id.
     stored: dict[str, InstanceRecord] = field(default_factory=dict)
+    refused: str | None = None  # why the actor may not make these changes (access.py)
 
     @property
     def empty(self) -> bool:
@@ -117,6 +118,12 @@ class Changes:
     @property
     def empty(self) -> bool:
         return all(c.empty for c in self.backfills)
+
+    @property
+    def refused(self) -> list[tuple[str, str]]:
+        """The Backfills whose changes the actor may not make, with why: an apply with
+        any writes nothing."""
+        return [(c.name, c.refused) for c in self.backfills if c.refused is not None]
 
     def totals(self) -> tuple[int, int, int, int]:
         return (

@@ -88,3 +88,21 @@ def test_a_backfill_whose_applier_lost_permission_is_not_re_applied(repo: Path) 
     assert "backfill/bf (as alice): 1 error finding(s), not applied" in result.stderr
     (a,) = open_store(repo / ".backfillctl" / "state.db").instances(node="a")
     assert a.run.command == "true"  # the edit was not applied
+
+
+def test_a_backfill_whose_applier_lost_an_intermediate_is_not_re_applied(repo: Path) -> None:
+    """c, alice's, runs; the catalog gives it to bob: planned as alice, c would be dry-run,
+    and its pending instances would succeed without running. Not re-applied, said why."""
+    alices = (docs()[0], node("c", upstream=["a"], resourceGroup="rg"), docs()[2])
+    path = specs(repo, *alices, backfill())
+    assert run("apply", path, "--as", "alice", "--now", NOW).exit_code == 0
+    specs(repo, *docs(), backfill())
+
+    result = run("controller", path, "--once", "--now", NOW)
+
+    assert (
+        "backfill/bf (as alice): cannot apply: alice may not operate node c (who may: bob, "
+        "ops), whose 1 stored instance(s) it would change; not applied" in result.stderr
+    )
+    (c,) = open_store(repo / ".backfillctl" / "state.db").instances(node="c")
+    assert c.dry_run_reason is None
