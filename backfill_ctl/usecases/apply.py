@@ -142,7 +142,9 @@ def _as_saved(prepared: Prepared, saved: dict[str, Any], plan_file: Path) -> Pre
             f"--plan {plan_file} does not match what the specs plan now",
             hint="plan again with the same backfillctl version",
         )
-    return prepared if known == list(planned) else replace(prepared, only=tuple(known))
+    # (The specs' Backfills, not those planned: one that failed its checks is another's.)
+    whole = set(known) == set(prepared.specs.backfills)
+    return prepared if whole else replace(prepared, only=tuple(known))
 
 
 def check_specs(specs: Specs, now: datetime, actor: str | None) -> Prepared:

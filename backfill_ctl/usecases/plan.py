@@ -28,7 +28,8 @@ def make_plan(
     only: Sequence[str] = (),
     authored: Collection[str] | None = None,
 ) -> tuple[Plan, list[Diagnostic]]:
-    """Plan every Backfill (or those named in `only`) that passed its checks, as long as
+    """Plan every Backfill (or those named in `only`, whose findings are the only ones
+    told of the Backfills) that passed its checks, as long as
     they fit together under the ceiling of `core.size` (a Backfill that does not is
     refused at its dates, before any of its instances is made).
 
@@ -43,6 +44,11 @@ def make_plan(
             )
     scopes, diagnostics = validate(specs, actor, authored)
     diagnostics = specs.diagnostics + diagnostics
+    if only:  # what is found in the other Backfills is theirs: it neither shows nor blocks
+        others = {
+            (b.origin.file, b.origin.doc) for n, b in specs.backfills.items() if n not in only
+        }
+        diagnostics = [d for d in diagnostics if (d.file, d.doc) not in others]
     kinds = {(doc.file, doc.index): _kind(doc.data) for doc in specs.documents}
     broken = {(d.file, d.doc) for d in diagnostics if d.is_error}
     plans: list[BackfillPlan] = []

@@ -71,3 +71,38 @@ def test_prune_with_a_plan_of_some_backfills_is_refused(repo: Path) -> None:
         "change the others",
     )
     assert not (repo / ".backfillctl").exists()
+
+
+def test_a_plan_of_one_backfill_is_not_refused_for_another_s_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """alice may run `one` but not `two` (bob's node): `plan -b one` plans and saves
+    `one`, and says nothing of `two`; planning both still fails on `two`."""
+    monkeypatch.chdir(tmp_path)
+    write_files(
+        tmp_path / "specs",
+        {
+            "backfillctl.yaml": dump(config(backend="local")),
+            "catalog.yaml": dump(
+                workspace(),
+                resource_group("rg", 4),
+                node("a", resourceGroup="rg", command=["true"]),
+                node("b", resourceGroup="rg", command=["true"], owners=("bob",)),
+            ),
+            "backfills.yaml": dump(
+                backfill("one", {"method": "manual", "roots": ["a"]}),
+                backfill("two", {"method": "manual", "roots": ["b"]}),
+            ),
+        },
+    )
+
+    made = run("plan", "specs", "-b", "one", "--as", "alice", "--now", NOW, "--out", "p.json")
+
+    assert (made.exit_code, made.stderr) == (0, "")
+    assert [b["name"] for b in json.loads(Path("p.json").read_text())["backfills"]] == ["one"]
+    both = run("plan", "specs", "--as", "alice", "--now", NOW)
+    assert both.exit_code == 1
+    assert "alice" in both.stderr and "backfills.yaml" in both.stderr
+    applied = run("apply", "specs", "--plan", "p.json", "--as", "alice")
+    assert applied.exit_code == 0, applied.stderr
+    assert names(tmp_path) == ["one"]
