@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from backfill_ctl.backends.local.pidfile import read_status
 from backfill_ctl.state import open_store
 from tests.builders import backfill, node
 from tests.cli.helpers import run
@@ -219,3 +220,168 @@ def test_a_stop_of_an_attempt_in_another_pid_namespace_says_it_cannot_signal_it(
     said = log_b.read_text()
     assert f"cannot stop attempt 1 of {first} (stopped by ops): it runs in" in said
     assert "kill -TERM -- -" in said
+
+
+def kill_place(reader_db: Path | str) -> None:
+    """A's place dies with its shim: the shim first (so that no code is written), then
+    every process of the attempts it started (from here, where they can be seen)."""
+    reader = open_store(reader_db)
+    try:
+        pids = [int(x.handle["pid"]) for x in reader.attempts(states=["running"])]
+    finally:
+        reader.close()
+    shims = {
+        int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) for pid in pids
+    }
+    for shim in shims:
+        os.kill(shim, signal.SIGKILL)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def force(db: Path | str, instance: str, actor: str = "ops") -> Any:
+    return run("stop", instance, "--force", "--state-file", str(db), "--as", actor)
+
+
+def test_stop_force_ends_an_attempt_whose_place_died_with_its_shim(
+    tmp_path: Path, store: Path | str
+) -> None:
+    """A's place is gone with its shim: B would follow both attempts for ever. `stop
+    --force` by an operator ends one: B records it lost (who ended it, in its events), its
+    instance failed and not retried; the other one goes on running. Once the instance is
+    rerun, B starts its attempt where B can see it: `stop --force` is refused (exit 1,
+    use stop), and a plain stop ends it."""
+    a, b, log_b, trace, _ = taken_over(tmp_path, store)
+    reader = open_store(store)
+    try:
+        kill_place(store)
+        first, second = (x.instance for x in reader.attempts())
+        time.sleep(1.0)  # B goes on following them: nothing tells it they ended
+        assert {x.state for x in reader.attempts()} == {"running"}
+        denied = force(store, first, actor="mallory")
+        assert denied.exit_code == 1, denied.stderr
+        assert "mallory may not operate node work" in denied.stderr
+        forced = force(store, first)
+        assert (forced.exit_code, forced.stderr) == (0, "")
+        assert forced.stdout == f"instance/{first} stop requested (--force)\n"
+        wait_until(
+            lambda: reader.instances(ids=[first])[0].state == "failed",
+            30,
+            "B to record it",
+            log_b.read_text,
+        )
+        (ended,) = reader.attempts(first)
+        assert (ended.state, ended.exit_code) == ("lost", None)
+        assert "stop --force by ops" in (ended.message or "")
+        asked = [e for e in reader.events(instance=first) if e.kind == "force-stop"]
+        assert [(e.actor, e.from_state, e.to_state) for e in asked] == [
+            ("ops", "running", "running")
+        ]
+        time.sleep(1.0)
+        assert reader.instances(ids=[second])[0].state == "running"  # not forced: running
+        assert kinds(trace) == ["start", "start"]  # and nothing started again
+        # Rerun: B starts attempt 2 in its own pid namespace, where it sees it.
+        assert run("rerun", first, "--state-file", str(store), "--as", "ops").exit_code == 0
+        wait_until(lambda: kinds(trace).count("start") == 3, 30, "B to start it", log_b.read_text)
+        refused = force(store, first)
+        assert refused.exit_code == 1, refused.stdout
+        assert f"instance/{first}: cannot stop --force: " in refused.stderr
+        assert "stop it without --force" in refused.stderr
+        assert reader.instances(ids=[first])[0].stop_requested is False
+        stopped = run("stop", first, "--state-file", str(store), "--as", "ops")
+        assert stopped.exit_code == 0, stopped.stderr
+        wait_until(
+            lambda: reader.instances(ids=[first])[0].state == "failed",
+            30,
+            "the stop",
+            log_b.read_text,
+        )
+        assert force(store, second).exit_code == 0
+        wait_until(lambda: reader.instances(ids=[second])[0].state == "failed", 30, "the second")
+    finally:
+        stop(a, b)
+    assert "overlap" not in kinds(trace)
+    ran = sorted((x.instance == first, x.number, x.state) for x in reader.attempts())
+    assert ran == [(False, 1, "lost"), (True, 1, "lost"), (True, 2, "failed")]
+
+
+def pause(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    os.kill(inner(proc), sig)
+
+
+def test_a_code_its_shim_wrote_before_stop_force_was_carried_out_wins(
+    tmp_path: Path, store: Path | str
+) -> None:
+    """The race, one way: the operator's `stop --force` is stored while B is paused, and
+    the commands end meanwhile (their shim lives: it writes their codes). When B carries
+    the stop out, the code that came first is what is recorded: succeeded, exit 0, once."""
+    a, b, log_b, trace, go = taken_over(tmp_path, store)
+    reader = open_store(store)
+    try:
+        first = reader.attempts()[0].instance
+        bases = [str(x.handle["base"]) for x in reader.attempts()]
+        pause(b, signal.SIGSTOP)
+        try:
+            assert force(store, first).exit_code == 0
+            go.touch()
+            wait_until(
+                lambda: all(read_status(x) == 0 for x in bases), 30, "the shim to write the codes"
+            )
+        finally:
+            pause(b, signal.SIGCONT)
+        wait_until(
+            lambda: len(reader.instances(states=["succeeded"])) == 2,
+            60,
+            "both to be recorded",
+            log_b.read_text,
+        )
+        time.sleep(0.5)
+    finally:
+        stop(a, b)
+    assert [(x.number, x.state, x.exit_code) for x in reader.attempts()] == [
+        (1, "succeeded", 0)
+    ] * 2
+    assert sorted(kinds(trace)) == ["end", "end", "start", "start"]
+    ends = [
+        e
+        for e in reader.events(instance=first)
+        if e.from_state == "running" and e.to_state != "running"
+    ]
+    assert [e.to_state for e in ends] == ["succeeded"]
+
+
+def test_a_code_its_shim_writes_after_stop_force_changes_nothing(
+    tmp_path: Path, store: Path | str
+) -> None:
+    """The race, the other way: B records the attempt lost at the operator's word (here,
+    wrongly: its command still runs), then its shim writes its real code. The attempt
+    stays lost and its instance failed: one end recorded, nothing started again."""
+    a, b, log_b, trace, go = taken_over(tmp_path, store)
+    reader = open_store(store)
+    try:
+        first = reader.attempts()[0].instance
+        base = str(reader.attempts(first)[0].handle["base"])
+        assert force(store, first).exit_code == 0
+        wait_until(
+            lambda: reader.instances(ids=[first])[0].state == "failed",
+            30,
+            "B to record it",
+            log_b.read_text,
+        )
+        go.touch()
+        wait_until(lambda: read_status(base) == 0, 30, "the shim to write its code")
+        wait_until(lambda: len(reader.instances(states=["succeeded"])) == 1, 30, "the other one")
+        time.sleep(1.0)
+    finally:
+        stop(a, b)
+    assert reader.instances(ids=[first])[0].state == "failed"
+    (ended,) = reader.attempts(first)
+    assert (ended.state, ended.exit_code) == ("lost", None)
+    ends = [
+        e
+        for e in reader.events(instance=first)
+        if e.from_state == "running" and e.to_state != "running"
+    ]
+    assert [e.to_state for e in ends] == ["failed"]
+    assert kinds(trace).count("start") == 2

@@ -115,6 +115,14 @@ class Backend(Protocol):
         can be); it goes on, and `poll` reports its end as it comes."""
         ...
 
+    def declare_ended(self, key: Key, handle: Handle, reason: str) -> None:
+        """An operator declared the attempt ended (`stop --force`): it runs where this
+        backend can follow it only by what it writes there (`adopt` said so), and that
+        place is gone with it. `poll` reports it ended: as it ended, if its end is known
+        by then, else `lost` with `reason`. BackendError: this backend follows it (the
+        message says why): a stop is the way to end it."""
+        ...
+
     def unstarted_handle(self) -> Handle:
         """What an attempt is recorded with when it is begun, until it starts: what
         another controller needs to settle it (`recover`) should this one stop first."""
@@ -161,6 +169,9 @@ class Anywhere:
 
     def adopt(self, handle: Handle) -> str | None:
         return None
+
+    def declare_ended(self, key: Key, handle: Handle, reason: str) -> None:
+        raise BackendError("the backend follows it from every controller: stop it instead")
 
 
 def _default_config() -> Config:

@@ -26,7 +26,7 @@ from backfill_ctl.cli.console import err, out
 from backfill_ctl.cli.options import ActorOpt, check_bizdate, resolve_actor
 from backfill_ctl.cli.state import StateFileOpt, open_state, who
 from backfill_ctl.errors import UsageError
-from backfill_ctl.usecases import backfill_ops
+from backfill_ctl.usecases import backfill_ops, force_stop
 from backfill_ctl.usecases.access import Guard
 from backfill_ctl.usecases.operations import RULES, Selection, run
 
@@ -80,11 +80,23 @@ def _run(
         raise typer.Exit(1)
 
 
+ForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Declare ended an attempt that runs where the controller cannot reach it, "
+        "whose host or container is gone with it (recorded lost, without waiting for its "
+        "processes); refused where the controller sees them.",
+    ),
+]
+
+
 def stop_command(
     targets: TargetsArg = None,
     backfill: BackfillOpt = None,
     node: NodeOpt = None,
     bizdate: BizdateOpt = None,
+    force: ForceOpt = False,
     actor: ActorOpt = None,
     state: StateFileOpt = None,
 ) -> None:
@@ -96,6 +108,7 @@ def stop_command(
       backfillctl stop ID                                  # its attempt is killed; it fails
       backfillctl stop backfill/fix-orders-2024-03         # and start nothing new in it
       backfillctl stop --backfill fix-orders-2024-03 --node dwd_orders
+      backfillctl stop ID --force                          # its host is gone: record it lost
     """
     names = list(
         dict.fromkeys(
@@ -103,6 +116,9 @@ def stop_command(
         )
     )
     rest = [t for t in targets or [] if not t.startswith("backfill/")]
+    if force:
+        _force(names, rest, backfill, node, bizdate, actor, state)
+        return
     if names:
         store = open_state(state)
         guard = Guard(store, resolve_actor(actor))
@@ -118,6 +134,33 @@ def stop_command(
         if not rest and backfill is None:
             return
     _run("stop", rest, backfill, node, bizdate, "running" if backfill else None, actor, state)
+
+
+def _force(
+    names: list[str],
+    ids: list[str],
+    backfill: str | None,
+    node: str | None,
+    bizdate: str | None,
+    actor: str | None,
+    state: str | None,
+) -> None:
+    """`stop --force` of instances (usecases/force_stop.py)."""
+    if names:
+        raise UsageError(
+            f"stop --force takes instances, not backfill/{names[0]}",
+            hint=f"stop backfill/{names[0]}, then stop --force --backfill {names[0]} the "
+            "instances the controller cannot reach",
+        )
+    selection = Selection(ids, backfill, node, bizdate, "running" if backfill else None)
+    store = open_state(state)
+    result = force_stop.run(store, selection, actor=resolve_actor(actor), by=who, at=time.time())
+    for i in result.done:
+        out(f"instance/{i} stop requested (--force)")
+    for i, why in result.refused:
+        err(f"instance/{i}: {why}")
+    if result.refused:
+        raise typer.Exit(1)
 
 
 def rerun_command(

@@ -3,7 +3,9 @@ run are followed, finished ones are recorded, ones that never started are put ba
 a stop an operator asked for meanwhile is carried out. An attempt begun but not recorded
 as started is settled as the backend says (`recover`); one the backend cannot tell of
 yet (unreachable) keeps its instance running and is asked of again on each tick, so it
-never runs twice."""
+never runs twice. An attempt adopted out of reach (the backend cannot see nor signal its
+processes) is recorded so, which lets an operator declare it ended (`stop --force`,
+usecases/force_stop.py) once its place is gone: carried out here (`_stop_asked`)."""
 
 from __future__ import annotations
 
@@ -11,11 +13,12 @@ from typing import TYPE_CHECKING
 
 from backfill_ctl.backends import BackendError
 from backfill_ctl.runtime.attempts import AttemptRunner, Running
+from backfill_ctl.usecases import force_stop
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
-    from backfill_ctl.core.records import AttemptRecord
+    from backfill_ctl.core.records import AttemptRecord, EventRecord
 
 
 class Adoption(AttemptRunner):
@@ -73,8 +76,46 @@ class Adoption(AttemptRunner):
             f"adopted attempt {attempt.number} of {record.id} ({record.node})"
             + (f": {reach}" if reach else "")
         )
+        if reach:  # recorded, by this controller: what `stop --force` is allowed on
+            self.store.transition(
+                [record.id],
+                "running",
+                allowed=["running"],
+                at=self.clock(),
+                actor=self.actor,
+                origin=self.origin,
+                reason=f"attempt {attempt.number} {reach.removeprefix('it ')}",
+                kind=force_stop.OUT_OF_REACH,
+            )
         if record.stop_requested:  # asked while no controller ran: carried out now
-            self._cancel(record.id, run, self._stopper(record.id))
+            self._stop_asked(record.id, run)
+
+    def _stop_asked(
+        self, instance: str, run: Running, events: Sequence[EventRecord] | None = None
+    ) -> None:
+        """An operator asked to stop the attempt (`stop_requested`; `events`: a tick's
+        news). With `stop --force` (usecases/force_stop.py), the backend reports it ended
+        where it cannot follow it; one it can follow after all is stopped."""
+        forced = force_stop.forced_by(force_stop.current(self.store, instance))
+        if forced is not None:
+            why = (
+                f"stop --force by {forced}: declared ended where this controller could not "
+                "follow its processes (no exit code came)"
+            )
+            if run.refused == why:  # (declared already)
+                return
+            try:
+                self.backend.declare_ended((instance, run.number), run.handle, why)
+            except BackendError as exc:  # (taken over since by a controller that sees it)
+                self.say(f"attempt {run.number} of {instance}: {exc}; stopping it")
+                if run.cancelled is None:
+                    self._cancel(instance, run, f"stopped by {forced}")
+                return
+            run.refused, run.retry = why, False
+            self.say(f"attempt {run.number} of {instance}: {why}")
+            return
+        if run.cancelled is None:
+            self._cancel(instance, run, self._stopper(instance, events))
 
     def _settle_later(self) -> None:
         """Ask the backend again of the attempts it could not tell of at adoption."""

@@ -268,7 +268,7 @@ class Controller(Adoption):
             return
         run = self.running.get(record.id)
         if run is not None and record.stop_requested and run.cancelled is None:
-            self._cancel(record.id, run, self._stopper(record.id, events))
+            self._stop_asked(record.id, run, events)
         if run is None and record.backfill not in reloaded:
             self.scheduler.upsert(record)
 

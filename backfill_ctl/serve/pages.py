@@ -3,8 +3,8 @@
 Pure functions of what the store holds (the server reads it): the backfills, one
 backfill's grid of nodes x business dates (coloured by state; by month past a size),
 one instance with its attempts and the tail of its log. The parts of a page that change
-while its backfill runs (status line, grid, lanes; an instance's fields and attempts)
-are functions of their own: the page's script polls them again (views, scripts).
+while its backfill runs (the list's table; status line, grid, lanes; an instance's fields
+and attempts) are functions of their own: the page's script polls them again (views, scripts).
 """
 
 from __future__ import annotations
@@ -82,7 +82,15 @@ def _bar(done: int, total: int) -> str:
 
 
 def backfills_page(rows: Sequence[Mapping[str, Any]]) -> str:
-    """`rows`: backfill objects (usecases.objects.backfill_object)."""
+    """`rows`: backfill objects (usecases.objects.backfill_object). The list follows
+    them for as long as it is open (its script polls /api/live: `backfills_list`): a
+    backfill may be applied any time."""
+    body = f"<h1>Backfills</h1><div id=backfills data-live=1>{backfills_list(rows)}</div>"
+    return page("Backfills", body, script="/static/backfills.js")
+
+
+def backfills_list(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The list's table: a row per backfill, its phase, progress, counts and times."""
     lines = []
     for obj in rows:
         status = obj["status"]
@@ -105,8 +113,7 @@ def backfills_page(rows: Sequence[Mapping[str, Any]]) -> str:
         "<tr><th>BACKFILL</th><th>PHASE</th><th>PROGRESS</th><th>COUNTS</th>"
         "<th>APPLIED</th><th>FINISHED</th><th>APPLIED BY</th></tr>"
     )
-    table = f"<table class=list>{head}{''.join(lines)}</table>" if lines else "<p>No backfill."
-    return page("Backfills", f"<h1>Backfills</h1>{table}")
+    return f"<table class=list>{head}{''.join(lines)}</table>" if lines else "<p>No backfill."
 
 
 def grid_cells(instances: Iterable[InstanceRecord]) -> tuple[list[str], list[str], dict[str, Any]]:

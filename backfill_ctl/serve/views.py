@@ -1,6 +1,7 @@
 """Which page a path asks for, read from the store: the dashboard's routes.
 
 /                              the backfills
+/api/live                      that list (JSON), polled by its script
 /backfills/NAME                one backfill: its grid of nodes x dates
 /backfills/NAME?node=TEXT      ... its rows of the nodes whose name holds TEXT
 /api/backfills/NAME/live       what changes on that page (JSON), polled by its script
@@ -10,7 +11,8 @@
 /api/instances/ID/log          what its log gained after ?offset=N (JSON)
 /static/NAME                   the pages' scripts (scripts.py)
 
-A page polls while what it shows may still change: a backfill until the controller
+A page polls while what it shows may still change: the list for as long as it is open
+(a backfill may be applied any time), a backfill until the controller
 recorded its end (or it was stopped, deleted, collected) and nothing of it runs; an
 instance until it ended (succeeded, failed, cancelled), or its backfill did, and no
 attempt of it runs. Each
@@ -62,14 +64,21 @@ def _counts(store: StateStore, name: str | None = None) -> dict[str, dict[str, i
     return by
 
 
+def _rows(store: StateStore) -> list[dict[str, Any]]:
+    """The list's backfills, as objects (`backfill_object`), from two reads."""
+    counts = _counts(store)
+    return [backfill_object(r, counts.get(r.name, {})) for r in store.backfills()]
+
+
 def route(store: StateStore, target: str) -> tuple[int, bytes, str]:
     path, _, query = target.partition("?")
     parts = tuple(unquote(p) for p in path.strip("/").split("/")) if path.strip("/") else ()
     if not parts:
-        counts = _counts(store)
-        rows = [backfill_object(r, counts.get(r.name, {})) for r in store.backfills()]
-        return 200, pages.backfills_page(rows).encode(), HTML
+        return 200, pages.backfills_page(_rows(store)).encode(), HTML
     match parts:
+        case ("api", "live"):  # what changes on the list: all of it; it never ends
+            answer = {"live": True, "list": pages.backfills_list(_rows(store))}
+            return 200, json.dumps(answer, sort_keys=True).encode(), JSON
         case ("static", name) if name in SCRIPTS:
             return 200, SCRIPTS[name].encode(), "text/javascript; charset=utf-8"
         case ("backfills", name) | ("api", "backfills", name, "live"):

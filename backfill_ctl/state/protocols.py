@@ -238,10 +238,19 @@ class PlanStore(BackfillReads, InstanceReads, BackfillUpdates, CountReads, Proto
 
 
 class OperationsStore(
-    StoreIdentity, BackfillReads, InstanceReads, BackfillUpdates, Transitions, Batches, Protocol
+    StoreIdentity,
+    BackfillReads,
+    InstanceReads,
+    BackfillUpdates,
+    Transitions,
+    Batches,
+    EventReads,
+    Protocol,
 ):
     """The operator's verbs (stop, rerun, set-success, delete ...); their messages name
-    the store."""
+    the store. `stop --force` reads what the lease's holder recorded of an attempt."""
+
+    def lease(self) -> Lease | None: ...
 
 
 class RunStore(

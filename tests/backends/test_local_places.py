@@ -125,7 +125,7 @@ def test_an_attempt_elsewhere_is_never_signalled_and_the_stop_says_how(tmp_path:
         assert said.startswith("it runs in another pid namespace of this machine (pid:[")
         assert "can neither see nor signal its processes" in said
         assert f"kill -TERM -- -{bystander.pid} in that pid namespace" in said
-        assert f"echo 137 >> {handle['base']}.pid" in said
+        assert "declare it ended: backfillctl stop --force i1" in said
         assert backend.adopt(handle) == said
         assert backend.poll({s.key: handle}) == {}
         assert bystander.poll() is None
@@ -142,7 +142,38 @@ def test_an_attempt_on_another_host_whose_pid_file_is_not_here(tmp_path: Path) -
     said = backend.adopt(handle) or ""
     assert said.startswith(f"it runs on host web-2, boot {HOST.boot}")
     assert "is not to be seen from here: its end is recorded when a controller there" in said
-    assert f"printf '0\\n137\\n' > {handle['base']}.pid" in said
+    assert said.endswith("declare it ended: backfillctl stop --force i1")
+
+
+def test_an_attempt_elsewhere_declared_ended_is_lost_once(tmp_path: Path) -> None:
+    """`stop --force`: no code came, so the operator's word ends it (lost, with their
+    reason), reported once; a code its shim writes after that is read by nobody."""
+    s = spec(("true",))
+    handle = started_at(tmp_path, NAMESPACE, dead_pid())
+    backend = LocalBackend(tmp_path / "runs")
+    assert backend.poll({s.key: handle}) == {}
+    backend.declare_ended(s.key, handle, "stop --force by ops")
+    assert backend.poll({s.key: handle}) == {s.key: Outcome("lost", None, "stop --force by ops")}
+    assert backend.poll({s.key: handle}) == {}  # (what the controller would not ask again)
+
+
+def test_a_code_written_before_the_declaration_is_carried_out_wins(tmp_path: Path) -> None:
+    s = spec(("true",))
+    pid = dead_pid()
+    handle = started_at(tmp_path, NAMESPACE, pid)
+    backend = LocalBackend(tmp_path / "runs")
+    backend.declare_ended(s.key, handle, "stop --force by ops")
+    started_at(tmp_path, NAMESPACE, pid, 0)  # its shim wrote the code meanwhile
+    assert backend.poll({s.key: handle}) == {s.key: Outcome("succeeded", 0)}
+
+
+def test_an_attempt_this_process_follows_is_not_declared_ended(tmp_path: Path) -> None:
+    """Where the processes can be seen, a stop ends them: the declaration is refused."""
+    s = spec(("true",))
+    for place in (HERE, RESTARTED):
+        handle = started_at(tmp_path, place, dead_pid())
+        with pytest.raises(BackendError, match="sees its processes: a stop ends them"):
+            LocalBackend(tmp_path / "runs").declare_ended(s.key, handle, "stop --force by ops")
 
 
 def test_an_attempt_of_this_machine_before_a_restart_is_followed_by_pids(

@@ -3,12 +3,14 @@ filters, refusals with their reasons and exit codes, and the events they write."
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 from typer.testing import Result
 
 from backfill_ctl.backends.fake import FakeBackend
+from backfill_ctl.runtime.lease import this_host
 from backfill_ctl.state import StateStore
 from backfill_ctl.usecases import reconcile
 from tests.builders import backfill, node, specs_of
@@ -462,3 +464,77 @@ def test_an_instance_prune_kept_running_may_still_be_stopped(tmp_path: Path) -> 
     assert (result.exit_code, result.stdout) == (0, f"instance/{running.id} stop requested\n")
     assert store.instances(ids=[running.id])[0].state == "failed"
     assert store.events(instance=running.id)[-1].message == "stopped by ops"
+
+
+# -- stop --force (usecases/force_stop.py; real processes: tests/test_pid_namespaces.py) --
+
+
+def test_stop_force_is_refused_where_the_controller_follows_the_attempt(tmp_path: Path) -> None:
+    """The controller that holds the lease never recorded the attempt out of its reach: a
+    stop ends it, and `stop --force` says so (exit 1), changing nothing. Nor does it apply
+    to an instance that does not run, nor to backfill/NAME (exit 2)."""
+    store = applied(tmp_path, node("a", resourceGroup="rg"), backfill(), operators=("ops",))
+    c = controller(store, FakeBackend(lambda spec: None))  # runs until stopped
+    c.tick()
+    (running,) = store.instances(states=["running"])
+    before = store.last_event_id()
+
+    def force(*args: str) -> Result:
+        return run("stop", *args, "--force", "--state-file", str(store.path), "--as", "ops")
+
+    refused = force(running.id)
+    assert (refused.exit_code, refused.stdout) == (1, "")
+    assert refused.stderr == (
+        f"instance/{running.id}: cannot stop --force: the controller that drives the store "
+        f"(pid {os.getpid()} on {this_host()}) follows its processes (it has not found them "
+        "out of its reach): stop it without --force\n"
+    )
+    assert store.last_event_id() == before
+    assert store.instances(ids=[running.id])[0].stop_requested is False
+    c.release()
+    assert force("--backfill", "bf").exit_code == 1  # (the lease is kept as it was)
+    whole = force("backfill/bf")
+    assert whole.exit_code == 2
+    assert "stop --force takes instances, not backfill/bf" in whole.stderr
+
+
+def test_stop_force_of_an_attempt_out_of_reach_records_who_asked(
+    tmp_path: Path,
+) -> None:
+    """The controller recorded the attempt out of its reach (as after a takeover from
+    another pid namespace): `stop --force` is allowed to an operator of its node and
+    stored with who asked. A controller that can follow it after all (here: the fake
+    backend, which follows its attempts from anywhere) stops it instead: failed, not
+    retried. (Recorded lost where it cannot: tests/test_pid_namespaces.py.)"""
+    store = applied(
+        tmp_path,
+        node("a", resourceGroup="rg", run={"command": ["x"], "retries": 2}),
+        backfill(),
+        operators=("ops",),
+    )
+    c = controller(store, FakeBackend(lambda spec: None))
+    c.tick()
+    (running,) = store.instances(states=["running"])
+    store.transition(  # what a controller records of an attempt it cannot reach
+        [running.id],
+        "running",
+        allowed=["running"],
+        at=0,
+        actor="controller",
+        origin=c.origin,
+        reason="attempt 1 runs on host web-2",
+        kind="out-of-reach",
+    )
+    denied = run("stop", running.id, "--force", "--state-file", str(store.path), "--as", "eve")
+    assert denied.exit_code == 1
+    assert "cannot stop --force: eve may not operate node a" in denied.stderr
+
+    done = run("stop", running.id, "--force", "--state-file", str(store.path), "--as", "ops")
+    assert (done.exit_code, done.stdout) == (0, f"instance/{running.id} stop requested (--force)\n")
+    event = store.events(instance=running.id)[-1]
+    assert (event.kind, event.actor, event.message) == ("force-stop", "ops", "stop --force by ops")
+    for _ in range(3):
+        c.tick()
+    assert store.instances(ids=[running.id])[0].state == "failed"  # stopped, not retried
+    (attempt,) = store.attempts(running.id)
+    assert (attempt.state, attempt.message) == ("failed", "stopped by ops")

@@ -344,3 +344,41 @@ def test_a_running_instance_s_state_and_attempts_follow_it_until_it_ends(
         ended = polls(d)
         time.sleep(3)  # the log's follower polls every second: no more
         assert polls(d) == ended
+
+
+def row(driver: WebDriver, name: str) -> str:
+    """The text of backfill `name`'s row on the list at / ("" if none), on one line."""
+    return " ".join(text(driver, f"//table[@class='list']//tr[td/a[.='{name}']]").split())
+
+
+def test_the_backfills_list_follows_them_and_shows_one_applied_meanwhile(
+    browser: WebDriver, tmp_path: Path
+) -> None:
+    """The list at / without a reload: a running backfill's phase, progress and counts
+    as it ends, and a backfill applied after the page was loaded."""
+    d = browser
+    command = f"cd '{tmp_path}'; {HELD}; echo done"
+    with running_one(tmp_path, "wait", command) as (url, _):
+        d.get(url + "/")
+        d.execute_script("window.notReloaded = true")
+        assert re.search(r"^bf Running 0/1 running 1 ", row(d, "bf")), row(d, "bf")
+        assert row(d, "later") == ""
+        select = {"method": "descendants", "roots": ["wait"]}
+        spec_dir = specs(  # a second Backfill, applied now
+            tmp_path,
+            node("wait", resourceGroup="rg", command=command),
+            backfill(select=select, dates=["2024-03-01"]),
+            backfill("later", select=select, dates=["2024-03-05"]),
+        )
+        assert run("apply", str(spec_dir), "--state", str(tmp_path / "state.db")).exit_code == 0
+        wait_until(lambda: row(d, "later").startswith("later "), 20, "the new row")
+
+        (tmp_path / "release").touch()
+        for name in ("bf", "later"):
+            wait_until(
+                lambda name=name: re.search(rf"^{name} Succeeded 1/1 succeeded 1 ", row(d, name)),
+                30,
+                f"{name} to show Succeeded",
+            )
+        assert d.execute_script("return window.notReloaded") is True
+        d.save_screenshot(str(artifacts(tmp_path) / "list.png"))

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from backfill_ctl.serve import Server
+from backfill_ctl.serve.scripts import FOLLOW
 from backfill_ctl.state import open_store
 from tests.builders import backfill, node
 from tests.cli.helpers import ran_checkout, run
@@ -88,7 +89,7 @@ def test_the_grid_shows_the_failed_date_and_those_blocked_behind_it(url: str) ->
     assert '<script src="/static/backfill.js" defer></script>' in html
     assert '<div id=grid data-backfill="bf" data-live="0">' in html  # it ended: no polling
     code, script, headers = get(url + "/static/backfill.js")
-    assert code == 200 and "fetch(url" in script
+    assert code == 200 and "/api/backfills/" in script and FOLLOW in script
     assert headers["Content-Type"].startswith("text/javascript")
 
 

@@ -1,7 +1,8 @@
-"""What a page's script polls while its backfill runs: /api/backfills/NAME/live and
-/api/instances/ID/live, step by step over an in-memory store (the browser tier,
-test_browser.py, watches the same on a real run). Each answer holds every part of its
-page that changes, as the page writes it, values escaped; it says when to stop."""
+"""What a page's script polls while its backfill runs: /api/backfills/NAME/live,
+/api/instances/ID/live and the list's /api/live, step by step over an in-memory store
+(the browser tier, test_browser.py, watches the same on a real run). Each answer holds
+every part of its page that changes, as the page writes it, values escaped; it says
+when to stop."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from backfill_ctl.serve import pages
+from backfill_ctl.serve.scripts import FOLLOW
 from backfill_ctl.serve.views import route
 from backfill_ctl.state import StateStore, open_store
 from tests.serve.test_dashboard import HOSTILE
@@ -183,6 +185,47 @@ def test_an_instance_left_waiting_behind_a_failure_is_followed_until_its_backfil
     got = answer(store, "/api/instances/a2/live?attempt=&offset=0")
     assert got["live"] is False and "<tr><th>state</th><td>pending</td></tr>" in got["fields"]
     assert 'data-live="0"></pre>' in route(store, "/instances/a2")[1].decode()
+
+
+def row(listing: str, name: str) -> str:
+    """The row of backfill `name` in the list's table."""
+    return listing.split(f">{name}</a></td>", 1)[1].split("</tr>", 1)[0]
+
+
+def test_the_backfills_list_gets_every_row_as_it_changes() -> None:
+    """The list at / follows the backfills as their pages do: their phase, progress and
+    counts, and those applied since the page was loaded, in the page's own words. It
+    never ends (a backfill may be applied any time), unlike one backfill's page."""
+    store = open_store("memory:")
+    store.save_apply([backfill()], [instance("a1"), instance("a2", day=2)], [], [], at=AT, **WHO)
+    html = route(store, "/")[1].decode()
+    assert '<script src="/static/backfills.js" defer></script>' in html
+    code, script, kind = route(store, "/static/backfills.js")
+    assert code == 200 and kind.startswith("text/javascript")
+    assert "/api/live" in script.decode() and FOLLOW in script.decode()  # the pages' own
+    assert "<div id=backfills data-live=1>" in html
+    got = answer(store, "/api/live")
+    assert got["live"] is True
+    assert got["list"] in html  # as the page writes it
+    assert "<td>Pending</td>" in row(got["list"], "bf")
+
+    number = start(store, "a1")
+    got = answer(store, "/api/live")
+    assert "<td>Running</td>" in row(got["list"], "bf")
+    assert "pending 1, running 1" in row(got["list"], "bf")
+
+    end(store, "a1", number)
+    end(store, "a2", start(store, "a2"))
+    store.update_backfill("bf", at=AT + 20, finished_at=AT + 20, outcome="succeeded", **WHO)
+    store.save_apply([backfill(HOSTILE)], [instance("h1", backfill=HOSTILE)], [], [], at=AT, **WHO)
+    got = answer(store, "/api/live")
+    assert got["live"] is True  # (a backfill applied later shows up)
+    assert "<td>Succeeded</td>" in row(got["list"], "bf")
+    assert "2/2" in row(got["list"], "bf")
+    assert "<td>2024-03-20T01:00:20Z</td>" in row(got["list"], "bf")  # finished
+    assert "<td>Pending</td>" in row(got["list"], ESCAPED)
+    assert HOSTILE not in got["list"]
+    assert got["list"] in route(store, "/")[1].decode()
 
 
 def test_what_is_not_there_is_not_polled() -> None:

@@ -109,6 +109,7 @@ class LocalBackend(Groups):
         self._own: set[int] = set()  # groups this backend started (their ids are fresh)
         self._checked: set[Path] = set()  # directories found private
         self._directories: dict[str, tuple[Path, str, str]] = {}  # `_directory`'s
+        self._declared: dict[str, str] = {}  # base -> why an operator declared it ended
         self.supervise = supervise and become_subreaper()
         # `hidden`: variables commands do not inherit, besides backfillctl's own
         self._starts = Starts(self._private, hidden)
@@ -191,8 +192,9 @@ class LocalBackend(Groups):
             if (outcome := self._starts.settled.pop(base, None)) is not None:
                 ended[key] = outcome
                 continue
-            if key in afar:  # followed by its pid file alone: its shim's word
-                if (outcome := elsewhere.ended(base)) is not None:
+            if key in afar:  # followed by its pid file alone: its shim's word, else
+                # an operator's (`declare_ended`), read after it: a code that came first wins
+                if (outcome := elsewhere.ended(base, self._declared)) is not None:
                     ended[key] = outcome
                 continue
             pid = self._pid(handle)
@@ -291,6 +293,11 @@ class LocalBackend(Groups):
         attempt.cancel = reason
         attempt.kill_at = time.monotonic() + GRACE
         self._signal_all(pid, signal.SIGTERM, str(handle["base"]))
+
+    def declare_ended(self, key: Key, handle: Handle, reason: str) -> None:
+        if self.places.away(handle) is None:
+            raise BackendError("it runs where this controller sees its processes: a stop ends them")
+        self._declared[str(handle["base"])] = reason
 
     def recover(self, spec: AttemptSpec, begun: Handle) -> Handle | None:
         base = str(self.root / spec.backfill / f"{spec.key[0]}.{spec.key[1]}")

@@ -8,7 +8,10 @@ Until a code is there the attempt runs, as far as anyone here can know: it is ne
 lost nor failed, and its instance is not started again. What cannot be done from here
 is said once, with what an operator can do there (`out_of_reach`): signal it (a stop
 or a timeout cannot: `cancel` raises), and end what its command leaves running when it
-ends (from here its end is the command's, and what it left is not seen).
+ends (from here its end is the command's, and what it left is not seen). If that place
+is gone with its shim, no code ever comes: an operator declares the attempt ended
+(`stop --force`; `LocalBackend.declare_ended`), and it is reported lost, unless its code
+was written first (`ended`).
 
 An attempt begun there but not recorded as started (`recover`) is settled by a claim
 of its pid file only where the claim races the shim's for one file: in a runs directory
@@ -36,10 +39,18 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 
-def ended(base: str) -> Outcome | None:
-    """How the attempt `base` ended, once its shim wrote its code; None until then."""
+def ended(base: str, declared: dict[str, str]) -> Outcome | None:
+    """How the attempt `base` ended: as its shim's code says, once written; else, if an
+    operator declared it ended (`declared`: base -> why, taken out), lost; None until
+    one of them is known. The code is read first, so a code written before the
+    declaration is carried out wins; one written after it is never read (the attempt is
+    no longer followed): each attempt gets one outcome, whichever way the race goes."""
     code = read_status(base)
-    return None if code is None else Attempt(code=code, main_done=True).outcome()
+    if code is not None:
+        declared.pop(base, None)
+        return Attempt(code=code, main_done=True).outcome()
+    why = declared.pop(base, None)
+    return None if why is None else Outcome("lost", None, why)
 
 
 def out_of_reach(handle: Handle, away: Place, here: Place) -> str:
@@ -48,21 +59,21 @@ def out_of_reach(handle: Handle, away: Place, here: Place) -> str:
     base = str(handle["base"])
     pid = int(handle.get("pid") or 0)
     pidfile = f"{base}.pid"
+    instance = base.rpartition("/")[2].rpartition(".")[0]  # (`<instance>.<attempt>`)
     if read_own(pidfile) is None:  # (another host's runs directory, not shared)
         follow = (
             f"its pid file {pidfile} is not to be seen from here: its end is recorded when "
             "a controller there drives the store"
         )
-        code = f"printf '0\\n137\\n' > {pidfile} (a pid, then the code)"
     else:
         follow = f"it is followed by its pid file {pidfile}, where its shim writes its exit code"
-        code = f"echo 137 >> {pidfile}"
     kill = f"kill -TERM -- -{pid} in that pid namespace; its" if pid > 0 else "its"
     return (
         f"it runs {here.describe(away)}, where this controller can neither see nor signal "
         f"its processes; {follow}; its instance is not started again meanwhile. To end it: "
         f"{kill} processes carry {MARKER}={base}. If none is left and no code comes (its "
-        f"shim was ended too), write one: {code}"
+        f"shim was ended too: its host or container is gone), declare it ended: "
+        f"backfillctl stop --force {instance}"
     )
 
 
