@@ -35,20 +35,9 @@ def make_plan(
 
     Permissions are the actor's on the Backfills in `authored` (all when None).
     """
-    for name in only:
-        if name not in specs.backfills:
-            known = ", ".join(sorted(specs.backfills)) or "none"
-            raise UsageError(
-                f"no Backfill named {name!r} in the specs (found: {known})",
-                hint="check the name after --backfill",
-            )
-    scopes, diagnostics = validate(specs, actor, authored)
-    diagnostics = specs.diagnostics + diagnostics
-    if only:  # what is found in the other Backfills is theirs: it neither shows nor blocks
-        others = {
-            (b.origin.file, b.origin.doc) for n, b in specs.backfills.items() if n not in only
-        }
-        diagnostics = [d for d in diagnostics if (d.file, d.doc) not in others]
+    _require_known(specs, only)
+    scopes, found = validate(specs, actor, authored)
+    diagnostics = _theirs(specs, only, specs.diagnostics + found)
     kinds = {(doc.file, doc.index): _kind(doc.data) for doc in specs.documents}
     broken = {(d.file, d.doc) for d in diagnostics if d.is_error}
     plans: list[BackfillPlan] = []
@@ -72,6 +61,26 @@ def make_plan(
             planned += size.work
             plans.append(plan_backfill(catalog, backfill, scope, now))
     return Plan(tuple(plans), now, actor, specs.digest()), diagnostics
+
+
+def _require_known(specs: Specs, only: Sequence[str]) -> None:
+    """A usage error names a Backfill of `only` the specs do not hold."""
+    for name in only:
+        if name not in specs.backfills:
+            known = ", ".join(sorted(specs.backfills)) or "none"
+            raise UsageError(
+                f"no Backfill named {name!r} in the specs (found: {known})",
+                hint="check the name after --backfill",
+            )
+
+
+def _theirs(specs: Specs, only: Sequence[str], found: list[Diagnostic]) -> list[Diagnostic]:
+    """What was found, less what is found in Backfills other than `only` (when given):
+    that is theirs, and neither shows nor blocks."""
+    if not only:
+        return found
+    others = {(b.origin.file, b.origin.doc) for n, b in specs.backfills.items() if n not in only}
+    return [d for d in found if (d.file, d.doc) not in others]
 
 
 def _kind(data: object) -> object:
