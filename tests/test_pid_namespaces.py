@@ -16,7 +16,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from tests.test_faults import (  # noqa: F401 (a fixture: what a test leaves run
     held,
     lines,
 )
+from tests.test_reliability import controller as any_controller
 from tests.test_reliability import specs, wait_until
 
 pytestmark = pytest.mark.usefixtures("_nothing_left_running")
@@ -83,21 +83,8 @@ def controller(
 ) -> subprocess.Popen[bytes]:
     """`backfillctl controller` in `log`'s directory; with `namespace`, as the first
     process of a new pid namespace (then `inner` is its pid here)."""
-    argv = [
-        *(UNSHARE if namespace else ()),
-        sys.executable,
-        "-m",
-        "backfill_ctl",
-        "controller",
-        str(spec_dir),
-        "--state",
-        str(db),
-        "--interval",
-        "0.1",
-        "--lease-duration",
-        str(LEASE),
-    ]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=log.open("ab"), cwd=log.parent)
+    prefix = UNSHARE if namespace else ()
+    return any_controller(spec_dir, db, log, "--lease-duration", str(LEASE), prefix=prefix)
 
 
 def inner(proc: subprocess.Popen[bytes]) -> int:

@@ -17,7 +17,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +66,15 @@ def wait_until(
     raise AssertionError(f"timed out waiting for {message}\n{said()}")
 
 
-def controller(spec_dir: Path, db: Path | str, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+def controller(
+    spec_dir: Path, db: Path | str, log: Path, *extra: str, prefix: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
     """`backfillctl controller` on the store `db` (a file or a URL), ticking every 0.1 s,
-    run in `log`'s directory (a PostgreSQL store's backend files go there)."""
+    run in `log`'s directory (a PostgreSQL store's backend files go there); `prefix`
+    runs it through another command (`unshare --pid ...`)."""
     return subprocess.Popen(
         [
+            *prefix,
             sys.executable,
             "-m",
             "backfill_ctl",
