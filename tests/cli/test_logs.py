@@ -4,7 +4,11 @@ The log of a1 was last written ten minutes before T0 (its file's modification ti
 
 from __future__ import annotations
 
+import functools
 import os
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,3 +132,67 @@ def test_the_log_of_a_checkout_that_moved_is_found_beside_its_store(
     shown = run("logs", ident)
 
     assert (shown.exit_code, shown.stdout, shown.stderr) == (0, "ran\n", "")
+
+
+def test_follow_holds_a_character_split_between_two_reads(
+    cli: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer's buffer that ends inside a multi-byte character: the poll that sees half
+    of it neither prints a U+FFFD for it nor, at the next poll, the whole log again."""
+    db, folder = cli
+    log = folder / "a3.1.log"
+    text = "日本語 ok\n".encode()
+    log.write_bytes(b"start\n" + text[:4])  # 日 and the first byte of 本
+    steps = [
+        lambda: log.write_bytes(b"start\n" + text[:5]),  # still half of it
+        lambda: (log.write_bytes(b"start\n" + text), finish(db, "a3")),
+    ]
+    monkeypatch.setattr(logs, "_sleep", lambda seconds: steps.pop(0)())
+    shown = run("logs", "a3", "-f", "--follow-limit", "5", "--state-file", str(db))
+    assert ok(shown) == "start\n日本語 ok\n"
+
+
+def test_tail_counts_lines_by_newline_alone(cli: tuple[Path, Path]) -> None:
+    """A progress bar redrawn with \\r is one line, as kubectl logs --tail counts it."""
+    db, folder = cli
+    (folder / "a1.1.log").write_bytes(b"first\nloading 10%\rloading 100%\nlast \x0c page\n")
+    shown = run("logs", "a1", "--tail", "2", "--state-file", str(db))
+    assert ok(shown) == "loading 10%\rloading 100%\nlast \x0c page\n"
+
+
+def _limited(memory: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+
+
+def test_tail_and_follow_of_a_huge_log_read_its_end_only(cli: tuple[Path, Path]) -> None:
+    """A 4 GiB log (sparse: no disk used) under a 1 GiB memory limit: `--tail` reads
+    blocks back from its end, `-f` what was appended; neither reads it whole."""
+    db, folder = cli
+    log = folder / "a3.1.log"
+    with log.open("wb") as f:
+        f.truncate(4 << 30)
+        f.seek(0, 2)
+        f.write(b"\nlast row\n")
+    command = [sys.executable, "-m", "backfill_ctl", "logs", "a3", "--state-file", str(db)]
+    limit = functools.partial(_limited, 1 << 30)
+    tail = subprocess.run(
+        [*command, "--tail", "1"], capture_output=True, timeout=60, preexec_fn=limit, check=False
+    )
+    assert (tail.returncode, tail.stdout, tail.stderr) == (0, b"last row\n", b"")
+
+    follow = subprocess.Popen(
+        [*command, "--tail", "1", "-f", "--follow-limit", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        preexec_fn=limit,
+    )
+    try:
+        assert follow.stdout is not None
+        assert follow.stdout.readline() == b"last row\n"
+        with log.open("ab") as f:
+            f.write("more 日本\n".encode())
+        finish(db, "a3")
+        out, err = follow.communicate(timeout=60)
+    finally:
+        follow.kill()
+    assert (follow.returncode, out.decode(), err) == (0, "more 日本\n", b"")
