@@ -37,6 +37,7 @@ from backfill_ctl.serve import dag, gantt, pages
 from backfill_ctl.serve.answers import HTML, JSON, cut, failure, offset_of
 from backfill_ctl.serve.scripts import SCRIPTS
 from backfill_ctl.usecases.access import access_of
+from backfill_ctl.usecases.log_reading import whole
 from backfill_ctl.usecases.objects import backfill_object
 from backfill_ctl.usecases.progress import blocked, date_groups, why_waiting
 
@@ -263,7 +264,8 @@ def _instance(store: StateStore, ident: str) -> tuple[int, bytes, str]:
     i = found[0]
     attempts = store.attempts(i.id)
     latest = attempts[-1] if attempts else None
-    log, size = _tail(_log(store, latest)) if latest else (None, 0)
+    ended = latest is None or latest.finished_at is not None
+    log, size = _tail(_log(store, latest), ended) if latest else (None, 0)
     if latest is not None and log is None:  # not on this machine: the store's copy
         log, size = _kept(store, latest)
     backfill = store.backfill(i.backfill)
@@ -301,7 +303,8 @@ def _instance_live(
     attempts = store.attempts(i.id)
     latest = attempts[-1] if attempts else None
     same = latest is not None and query.get("attempt", [""])[0] == str(latest.number)
-    start, data, size = _since(_log(store, latest), offset if same else 0)
+    ended = latest is None or latest.finished_at is not None
+    start, data, size = _since(_log(store, latest), offset if same else 0, ended)
     backfill = store.backfill(i.backfill)
     answer = {
         "live": not _ended(i, latest, backfill) or start + len(data) < size,
@@ -321,21 +324,27 @@ def _log(store: StateStore, attempt: AttemptRecord | None) -> str | None:
     return RunFiles.of(store).readable(attempt.log) if attempt and attempt.log else None
 
 
-def _since(path: str | None, offset: int) -> tuple[int, bytes, int]:
+def _since(path: str | None, offset: int, ended: bool) -> tuple[int, bytes, int]:
     """(where it was read from, at most LOG_TAIL bytes, the log's size): from `offset`,
     or from 0 when the log is shorter (cut, or another); `offset` and nothing when it
-    cannot be read (not on this machine)."""
+    cannot be read (not on this machine). Whole characters only: the first bytes of one
+    whose last are not read (not written yet, or past LOG_TAIL) wait for the next poll,
+    unless the attempt `ended` and they end the log."""
     data, size = b"", 0
     with contextlib.suppress(OSError), Path(path or "").open("rb") as f:
         size = f.seek(0, 2)
         offset = offset if 0 <= offset <= size else 0
         f.seek(offset)
         data = f.read(LOG_TAIL)
+    if not (ended and offset + len(data) == size):
+        data = data[: whole(data)]
     return offset, data, size
 
 
-def _tail(path: str | None) -> tuple[str | None, int]:
-    """The last LOG_TAIL bytes of a log, and its size (where following it goes on)."""
+def _tail(path: str | None, ended: bool) -> tuple[str | None, int]:
+    """The last LOG_TAIL bytes of a log, and where they end (where following it goes
+    on): whole characters only, the first bytes of one not written yet left for the
+    page's next poll (unless the attempt `ended`)."""
     if not path:
         return None, 0
     try:
@@ -346,9 +355,13 @@ def _tail(path: str | None) -> tuple[str | None, int]:
             data = f.read()
     except OSError:
         return None, 0
-    text = data.decode("utf-8", errors="replace")
-    cut = f"[the first {size - LOG_TAIL} bytes are not shown]\n" if size > LOG_TAIL else ""
-    return cut + text, size
+    if size > LOG_TAIL:  # it starts with a whole character (a continuation byte does not)
+        data = data[next((n for n in range(3) if not 0x80 <= data[n] < 0xC0), 3) :]
+    hidden = size - len(data)
+    if not ended:
+        data = data[: whole(data)]
+    cut = f"[the first {hidden} bytes are not shown]\n" if hidden else ""
+    return cut + data.decode("utf-8", errors="replace"), hidden + len(data)
 
 
 def _kept(store: StateStore, attempt: AttemptRecord) -> tuple[str | None, int]:
@@ -372,7 +385,7 @@ def _follow(store: StateStore, ident: str, offset: int) -> tuple[int, bytes, str
     if not attempts:
         return 200, json.dumps({"offset": 0, "text": "", "live": False}).encode(), JSON
     latest = attempts[-1]
-    offset, data, size = _since(_log(store, latest), offset)
+    offset, data, size = _since(_log(store, latest), offset, latest.finished_at is not None)
     answer = {
         "offset": offset + len(data),
         "text": data.decode("utf-8", errors="replace"),

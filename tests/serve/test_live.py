@@ -189,3 +189,38 @@ def test_what_is_not_there_is_not_polled() -> None:
     store = open_store("memory:")
     assert route(store, "/api/backfills/nope/live")[0] == 404
     assert route(store, "/api/instances/nope/live")[0] == 404
+
+
+def test_a_log_is_sent_in_whole_characters(tmp_path: Path) -> None:
+    """A poll that sees a character half-written (a writer's buffer ends inside 本), or a
+    read of at most LOG_TAIL bytes that ends inside one (é is two bytes): the bytes of
+    that character wait for the next poll; no U+FFFD is made of a log that has none."""
+    store = open_store("memory:")
+    store.save_apply([backfill()], [instance("a1")], [], [], at=AT, **WHO)
+    log = tmp_path / "1.log"
+    log.write_bytes("日本".encode()[:4])
+    number = start(store, "a1")
+    store.set_attempt_handle("a1", number, {}, str(log))
+    got = answer(store, "/api/instances/a1/live?attempt=&offset=0")
+    assert (got["from"], got["offset"], got["text"]) == (0, 3, "日")
+    assert 'data-offset="3" data-live="1">日</pre>' in route(store, "/instances/a1")[1].decode()
+    long = "日本\n" + "é" * 40_000 + "\n"
+    log.write_text(long)
+    texts, offset = [], 3
+    while True:
+        got = answer(store, f"/api/instances/a1/live?attempt=1&offset={offset}")
+        texts.append(got["text"])
+        if got["offset"] == offset:
+            break
+        offset = got["offset"]
+    assert offset == len(long.encode()) and "".join(["日", *texts]) == long
+
+    end(store, "a1", number)
+    log.write_bytes(b"x" + long.encode() + b"\xe6")  # ended inside a character: sent too
+    html = route(store, "/instances/a1")[1].decode()
+    shown = re.search(
+        r"data-live=\"0\">\[the first (\d+) bytes are not shown\]\n([^<]*)</pre>", html
+    )
+    assert shown and "\ufffd" not in shown.group(2)[:-1] and shown.group(2).endswith("é\n\ufffd")
+    got = answer(store, f"/api/instances/a1/live?attempt=1&offset={offset + 1}")
+    assert (got["text"], got["offset"], got["live"]) == ("\ufffd", offset + 2, False)
