@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from backfill_ctl.backends import Backend
-    from backfill_ctl.core.records import AttemptRecord
+    from backfill_ctl.core.records import AttemptRecord, InstanceRecord
     from backfill_ctl.state import StateStore
 
 FOLLOW_INTERVAL = 0.5  # seconds between two reads of a followed log
@@ -168,10 +168,7 @@ def _chosen(store: StateStore, ident: str, attempt: int | None) -> AttemptRecord
     record = find_instance(store, ident)
     attempts = store.attempts(record.id)
     if not attempts:
-        raise UsageError(
-            f"instance {record.id} has not run yet (it is {record.state})",
-            hint=f"backfillctl describe instance/{record.id} says why it waits",
-        )
+        raise _never_ran(record)
     numbers = [a.number for a in attempts]
     number = attempt if attempt is not None else numbers[-1]
     if number not in numbers:
@@ -180,6 +177,26 @@ def _chosen(store: StateStore, ident: str, attempt: int | None) -> AttemptRecord
             hint=f"its attempts are {', '.join(map(str, numbers))}",
         )
     return next(a for a in attempts if a.number == number)
+
+
+def _never_ran(record: InstanceRecord) -> UsageError:
+    """Why an instance without an attempt has no log: it waits (describe says for what),
+    or it ends without running (a dry-run, cancelled, set succeeded)."""
+    why = f" ({record.reason})" if record.reason else ""
+    if record.dry_run:
+        text = f"is a dry-run ({record.dry_run_reason}): nothing ran, so it has no log"
+    elif record.state == "cancelled":
+        text = f"was cancelled before it ran{why}: it has no log"
+    elif record.state in ("succeeded", "failed"):
+        text = f"was set {record.state} without running{why}: it has no log"
+    else:
+        return UsageError(
+            f"instance {record.id} has not run yet (it is {record.state})",
+            hint=f"backfillctl describe instance/{record.id} says why it waits",
+        )
+    return UsageError(
+        f"instance {record.id} {text}", hint=f"backfillctl describe instance/{record.id} says why"
+    )
 
 
 TailOpt = Annotated[

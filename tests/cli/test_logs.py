@@ -16,7 +16,9 @@ from typer.testing import Result
 
 from backfill_ctl.cli import logs
 from backfill_ctl.state import open_store
+from tests.builders import backfill, node
 from tests.cli.helpers import ran_checkout, run
+from tests.test_reliability import specs
 from tests.usecases.test_progress import T0, make_store
 
 LOG = "loading 2024-03-01\nrow 1\ndone\n"
@@ -196,3 +198,41 @@ def test_tail_and_follow_of_a_huge_log_read_its_end_only(cli: tuple[Path, Path])
     finally:
         follow.kill()
     assert (follow.returncode, out.decode(), err) == (0, "more 日本\n", b"")
+
+
+def test_logs_of_an_instance_that_never_runs_says_why(tmp_path: Path) -> None:
+    """A dry-run (a blocked intermediate node) ran nothing, and a cancelled instance
+    (its backfill deleted) will not run: neither "has not run yet", nor "why it waits"."""
+    nodes = (
+        node("a", resourceGroup="rg", command="echo a"),
+        node("b", upstream=["a"], resourceGroup="rg", command="echo b"),
+        node("c", upstream=["b"], resourceGroup="rg", command="echo c"),
+        backfill(select={"method": "descendants", "roots": ["a"], "block": ["b"]}),
+    )
+    state = ("--state-file", str(tmp_path / "s.db"))
+    applied = run("apply", str(specs(tmp_path, *nodes)), "--as", "ops", *state, "--wait")
+    assert applied.exit_code == 0, applied.stderr
+    later = backfill("later", select={"method": "manual", "roots": ["a"]}, dates=["2099-01-01"])
+    assert run("apply", str(specs(tmp_path, *nodes, later)), "--as", "ops", *state).exit_code == 0
+    assert run("delete", "backfill/later", "--as", "ops", *state).exit_code == 0
+    dry = run("logs", _id(state, "bf", "b"), *state)
+    assert dry.exit_code == 2
+    assert dry.stderr.splitlines() == [
+        f"error: instance {_id(state, 'bf', 'b')} is a dry-run (blocklisted): nothing ran, "
+        "so it has no log",
+        f"  hint: backfillctl describe instance/{_id(state, 'bf', 'b')} says why",
+    ]
+    gone = run("logs", _id(state, "later", "a"), *state)
+    assert gone.exit_code == 2
+    assert gone.stderr.splitlines() == [
+        f"error: instance {_id(state, 'later', 'a')} was cancelled before it ran "
+        "(backfill deleted by ops): it has no log",
+        f"  hint: backfillctl describe instance/{_id(state, 'later', 'a')} says why",
+    ]
+
+
+def _id(state: tuple[str, str], backfill_name: str, node_name: str) -> str:
+    listed = run(
+        "get", "instances", "--backfill", backfill_name, "--node", node_name, "-o", "name", *state
+    )
+    return listed.stdout.split()[0].removeprefix("instance/")
