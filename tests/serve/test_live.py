@@ -143,7 +143,7 @@ def test_an_instance_s_page_gets_its_state_attempts_and_log_until_it_ended(
     got = answer(store, "/api/instances/a1/live?attempt=&offset=0")
     assert got["running"] is True and got["attempt"] == "1"
     assert "<tr><th>state</th><td>running</td></tr>" in got["fields"]
-    assert "<td>1</td><td>running</td>" in got["attempts"]
+    assert '?attempt=1">1</a></td><td>running</td>' in got["attempts"]
     assert (got["from"], got["offset"], got["text"]) == (0, 4, "one\n")
     first.write_text("one\ntwo\n")
     got = answer(store, "/api/instances/a1/live?attempt=1&offset=4")
@@ -155,7 +155,7 @@ def test_an_instance_s_page_gets_its_state_attempts_and_log_until_it_ended(
     )  # fmt: skip
     got = answer(store, "/api/instances/a1/live?attempt=1&offset=8")
     assert got["live"] is True and got["running"] is False
-    assert "<td>1</td><td>failed</td><td>1</td>" in got["attempts"]
+    assert '?attempt=1">1</a></td><td>failed</td><td>1</td>' in got["attempts"]
     assert ESCAPED in got["attempts"] and HOSTILE not in got["attempts"] + got["fields"]
 
     second = tmp_path / "2.log"
@@ -169,7 +169,7 @@ def test_an_instance_s_page_gets_its_state_attempts_and_log_until_it_ended(
     got = answer(store, "/api/instances/a1/live?attempt=2&offset=6")
     assert got["live"] is False  # the page's last poll
     assert "<tr><th>state</th><td>succeeded</td></tr>" in got["fields"]
-    assert "<td>2</td><td>succeeded</td><td>0</td>" in got["attempts"]
+    assert '?attempt=2">2</a></td><td>succeeded</td><td>0</td>' in got["attempts"]
     html = route(store, "/instances/a1")[1].decode()
     assert 'data-attempt="2" data-offset="6" data-live="0">again\n</pre>' in html
 
@@ -224,3 +224,29 @@ def test_a_log_is_sent_in_whole_characters(tmp_path: Path) -> None:
     assert shown and "\ufffd" not in shown.group(2)[:-1] and shown.group(2).endswith("é\n\ufffd")
     got = answer(store, f"/api/instances/a1/live?attempt=1&offset={offset + 1}")
     assert (got["text"], got["offset"], got["live"]) == ("\ufffd", offset + 2, False)
+
+
+def test_an_earlier_attempt_s_log_is_a_link_away(tmp_path: Path) -> None:
+    """A retried instance: the page shows the latest attempt's log, and each attempt's
+    number links to its own (?attempt=N), where the first failure's cause is."""
+    store = open_store("memory:")
+    store.save_apply([backfill()], [instance("a1")], [], [], at=AT, **WHO)
+    for n, text in ((1, "first: table locked\n"), (2, "second: ok\n")):
+        log = tmp_path / f"{n}.log"
+        log.write_text(text)
+        number = start(store, "a1")
+        store.set_attempt_handle("a1", number, {}, str(log))
+        if n == 1:  # a retry: the instance waits again
+            end(store, "a1", number, "failed", instance_state="pending")
+        else:
+            end(store, "a1", number)
+    html = route(store, "/instances/a1")[1].decode()
+    assert '<td><a href="/instances/a1?attempt=1">1</a></td>' in html
+    assert 'data-attempt="2" data-offset="11" data-live="0">second: ok\n</pre>' in html
+    code, body, _ = route(store, "/instances/a1?attempt=1")
+    first = body.decode()
+    assert code == 200 and ">first: table locked\n</pre>" in first
+    assert '<h2>Log of attempt 1 of 2 (<a href="/instances/a1">the latest</a>)</h2>' in first
+    for bad, status in (("x", 400), ("3", 404), ("-1", 400)):
+        code, body, _ = route(store, f"/instances/a1?attempt={bad}")
+        assert code == status, body
