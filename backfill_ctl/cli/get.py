@@ -76,15 +76,22 @@ def _cell(value: object) -> str:
 
 
 def find_backfill(store: ReadStore, name: str) -> BackfillRecord:
-    """The stored backfill `name` (or backfill/NAME), deleted ones too; else a UsageError."""
+    """The stored backfill `name` (or backfill/NAME), deleted ones too; else a UsageError
+    (whose hint names the backfill of an instance named instead)."""
     name = name.removeprefix("backfill/")
     record = store.backfill(name)
     if record is None:
+        ident = name.removeprefix("instance/")
+        found = store.instances(ids=[ident])
         known = [b.name for b in store.backfills(include_deleted=True)]
-        raise UsageError(
-            f"no backfill {name!r} in {store.path}",
-            hint=did_you_mean(name, known) or "backfillctl get backfills lists them",
-        )
+        hint = did_you_mean(name, known) or "backfillctl get backfills lists them"
+        if found:
+            b = found[0].backfill
+            hint = (
+                f"{ident} is an instance of backfill/{b}: say backfill/{b} "
+                f"(or instance/{ident} where instances are taken)"
+            )
+        raise UsageError(f"no backfill {name!r} in {store.path}", hint=hint)
     return record
 
 

@@ -8,9 +8,12 @@ PostgreSQL store), a finished attempt's log is the store's copy of its end
 running one is said to run elsewhere, with where (a pod's log the kubernetes backend
 still reads). `-f` polls every half second and prints what was added,
 until the attempt has ended; a log that shrank (cut by gc) is printed again from its
-start. The lines carry no times of their own: what `--since` and `--timestamps` make of
-when the log was written is usecases.log_lines. A log is read beside the store, where
-its checkout is now (a checkout that moved: backends/files.py), else where it was written.
+start. A log file here is read by bytes (usecases/log_reading.py): `--tail` from its
+end, `-f` only what was appended, whole characters only, so a log of gigabytes is never
+read whole, nor again at every poll. The lines carry no times of their own: what
+`--since` and `--timestamps` make of when the log was written is usecases.log_lines. A
+log is read beside the store, where its checkout is now (a checkout that moved:
+backends/files.py), else where it was written.
 """
 
 from __future__ import annotations
@@ -30,13 +33,14 @@ from backfill_ctl.cli.state import StateOpt, backend_for, open_state
 from backfill_ctl.errors import UsageError
 from backfill_ctl.usecases import log_lines
 from backfill_ctl.usecases.attempt_logs import shares_logs
+from backfill_ctl.usecases.log_reading import Follower, size_of, start_of_last_lines
 from backfill_ctl.usecases.progress import age, utc
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from backfill_ctl.backends import Backend
-    from backfill_ctl.core.records import AttemptRecord
+    from backfill_ctl.core.records import AttemptRecord, InstanceRecord
     from backfill_ctl.state import StateStore
 
 FOLLOW_INTERVAL = 0.5  # seconds between two reads of a followed log
@@ -72,32 +76,79 @@ def _text(store: StateStore, runner: Backend, current: AttemptRecord) -> str:
     return runner.log_text(current.handle, _log(store, current))
 
 
+def _file(store: StateStore, current: AttemptRecord) -> str | None:
+    """The attempt's log file when the log is read from it (by bytes): it is here, and
+    it holds the log (the local backend's always does; the kubernetes backend's copy
+    once it is not empty, the pod's log before)."""
+    log = _log(store, current)
+    size = size_of(log) if log else None
+    return log if size is not None and (size or current.backend == "local") else None
+
+
+class _Source:
+    """The log as printed so far: a file read by bytes from where the last read ended
+    (`follower`), else the whole text that the backend or the store gives (`text`),
+    printed again whole when it does not go on from what was printed."""
+
+    def __init__(self, store: StateStore, runner: Backend, current: AttemptRecord) -> None:
+        self.store, self.runner = store, runner
+        path = _file(store, current)
+        self.follower = Follower(path) if path else None
+        self.text = "" if path else _text(store, runner, current)
+        self.printed = bool(self.text)
+
+    def first(self, tail: int | None, shown: bool, out: Callable[[str], None]) -> None:
+        """Print what is there (its last `tail` lines), when `shown`; else skip it."""
+        if self.follower is None:
+            out(log_lines.tail(self.text, tail) if shown else "")
+            return
+        path = self.follower.path
+        end = size_of(path) or 0
+        self.printed = end > 0
+        self.follower.offset = start_of_last_lines(path, tail, end) if shown else end
+        for piece in self.follower.pieces(end):
+            out(piece)
+
+    def more(self, current: AttemptRecord) -> str:
+        """What was added since the last read (all of it again when it was cut)."""
+        if self.follower is None and not self.printed:  # its file may have come
+            path = _file(self.store, current)
+            self.follower = Follower(path) if path else None
+        if self.follower is not None:
+            new = self.follower.read()
+            if current.finished_at is not None:
+                new += self.follower.flush()
+        else:
+            now = _text(self.store, self.runner, current)
+            new = now[len(self.text) :] if now.startswith(self.text) else now
+            self.text = now
+        self.printed = self.printed or bool(new)
+        return new
+
+
 def _follow(
     store: StateStore,
-    runner: Backend,
+    source: _Source,
     ident: str,
     current: AttemptRecord,
-    text: str,
     limit: int | None,
     out: Callable[[str], None],
-) -> tuple[AttemptRecord, str]:
+) -> AttemptRecord:
     """Print (`out`) what the attempt's log gains until the attempt ends (or `limit`
-    polls); the attempt and the log as last read. A log that runs elsewhere is printed
-    when its end is in the store (written just after the attempt's end)."""
+    polls); the attempt as last read. A log that runs elsewhere is printed when its end
+    is in the store (written just after the attempt's end)."""
     polls, late = 0, 0
     while limit is None or polls < limit:
         if current.finished_at is not None:
             elsewhere = not _here(store, current) and shares_logs(store)
-            if text or not elsewhere or late >= _COPY_POLLS:
+            if source.printed or not elsewhere or late >= _COPY_POLLS:
                 break
             late += 1
         _sleep(FOLLOW_INTERVAL)
         polls += 1
         current = next(a for a in store.attempts(ident) if a.number == current.number)
-        now = _text(store, runner, current)
-        out(now[len(text) :] if now.startswith(text) else now)
-        text = now
-    return current, text
+        out(source.more(current))
+    return current
 
 
 def _last_write(store: StateStore, current: AttemptRecord) -> float:
@@ -117,10 +168,7 @@ def _chosen(store: StateStore, ident: str, attempt: int | None) -> AttemptRecord
     record = find_instance(store, ident)
     attempts = store.attempts(record.id)
     if not attempts:
-        raise UsageError(
-            f"instance {record.id} has not run yet (it is {record.state})",
-            hint=f"backfillctl describe instance/{record.id} says why it waits",
-        )
+        raise _never_ran(record)
     numbers = [a.number for a in attempts]
     number = attempt if attempt is not None else numbers[-1]
     if number not in numbers:
@@ -129,6 +177,26 @@ def _chosen(store: StateStore, ident: str, attempt: int | None) -> AttemptRecord
             hint=f"its attempts are {', '.join(map(str, numbers))}",
         )
     return next(a for a in attempts if a.number == number)
+
+
+def _never_ran(record: InstanceRecord) -> UsageError:
+    """Why an instance without an attempt has no log: it waits (describe says for what),
+    or it ends without running (a dry-run, cancelled, set succeeded)."""
+    why = f" ({record.reason})" if record.reason else ""
+    if record.dry_run:
+        text = f"is a dry-run ({record.dry_run_reason}): nothing ran, so it has no log"
+    elif record.state == "cancelled":
+        text = f"was cancelled before it ran{why}: it has no log"
+    elif record.state in ("succeeded", "failed"):
+        text = f"was set {record.state} without running{why}: it has no log"
+    else:
+        return UsageError(
+            f"instance {record.id} has not run yet (it is {record.state})",
+            hint=f"backfillctl describe instance/{record.id} says why it waits",
+        )
+    return UsageError(
+        f"instance {record.id} {text}", hint=f"backfillctl describe instance/{record.id} says why"
+    )
 
 
 TailOpt = Annotated[
@@ -193,28 +261,30 @@ def logs_command(
     store = open_state(state)
     current = _chosen(store, instance, attempt)
     runner = backend_for(current.backend, store)  # the one that ran it
-    text = _text(store, runner, current)
+    source = _Source(store, runner, current)
     written = log_lines.Written(current.started_at, _last_write(store, current))
-    shown = log_lines.tail(text if log_lines.within(written, cutoff) else "", tail)
     stamp = log_lines.Stamper()
 
     def out(new: str, at: float | None = None) -> None:
         _write(stamp(new, clock() if at is None else at) if timestamps else new)
 
-    out(shown, written.last)
-    if text and not log_lines.within(written, cutoff):
+    shown = log_lines.within(written, cutoff)
+    source.first(tail, shown, lambda text: out(text, written.last))
+    if source.printed and not shown:
         err(
             f"note: the log of attempt {current.number} of {current.instance} was last "
             f"written {age(clock() - written.last)} ago ({utc(written.last)}), before "
             f"--since {since}"
         )
     if follow:
-        current, text = _follow(store, runner, current.instance, current, text, follow_limit, out)
-    for note in _notes(store, current, text):
+        current = _follow(store, source, current.instance, current, follow_limit, out)
+    if source.follower is not None and current.finished_at is not None:
+        out(source.follower.flush())  # the start of a character whose end never came
+    for note in _notes(store, current, source.printed):
         err(f"note: {note}")
 
 
-def _notes(store: StateStore, current: AttemptRecord, text: str) -> list[str]:
+def _notes(store: StateStore, current: AttemptRecord, printed: bool) -> list[str]:
     """What the reader should know of where the log shown came from, or why there is
     none."""
     which = f"attempt {current.number} of {current.instance}"
@@ -231,9 +301,9 @@ def _notes(store: StateStore, current: AttemptRecord, text: str) -> list[str]:
                 if kept.cut
                 else []
             )
-        if current.finished_at is None and not text and shares_logs(store):
+        if current.finished_at is None and not printed and shares_logs(store):
             return [f"{which} runs elsewhere: {_runs_where(store, current)}"]
-    if text:
+    if printed:
         return []
     where = ""
     if log:

@@ -331,13 +331,15 @@ def instance_fields(i: InstanceRecord, why: str | None) -> str:
 
 
 def attempts_rows(attempts: Sequence[AttemptRecord]) -> str:
-    """The attempts as table rows under their heading (the page's <table id=attempts>)."""
+    """The attempts as table rows under their heading (the page's <table id=attempts>),
+    each number a link to its page with that attempt's log."""
     return (
         "<tr><th>#</th><th>STATE</th><th>EXIT</th><th>STARTED</th><th>FINISHED</th>"
         "<th>DURATION</th><th>MESSAGE</th></tr>"
     ) + "".join(
         "<tr>"
-        f"<td>{a.number}</td><td>{escape(a.state)}</td>"
+        f'<td><a href="/instances/{quote(a.instance)}?attempt={a.number}">{a.number}</a></td>'
+        f"<td>{escape(a.state)}</td>"
         f"<td>{'' if a.exit_code is None else a.exit_code}</td>"
         f"<td>{escape(utc(a.started_at) or '')}</td><td>{escape(utc(a.finished_at) or '')}</td>"
         f"<td>{_seconds(a)}</td><td>{escape(a.message or '')}</td>"
@@ -353,14 +355,24 @@ def instance_page(
     log: str | None,
     size: int = 0,
     live: bool = False,
+    *,
+    shown: AttemptRecord | None = None,
 ) -> str:
-    """`log`: the latest attempt's tail, `size` bytes long in all; `live`: the instance
-    may still change (it has not ended, or its attempt runs), and the page's script
-    follows its fields, attempts and log from there."""
+    """`log`: the tail of the log of attempt `shown` (default: the latest), `size` bytes
+    long in all; `live`: the instance may still change (it has not ended, or its attempt
+    runs), and the page's script follows its fields, attempts and log from there."""
     env = "".join(
         f"<tr><td>{escape(k)}</td><td>{escape(v)}</td></tr>" for k, v in sorted(i.run.env.items())
     )
-    attempt = str(attempts[-1].number) if attempts else ""
+    latest = attempts[-1] if attempts else None
+    shown = shown or latest
+    heading = "Log"
+    if shown is not None and shown is not latest:
+        heading = (
+            f"Log of attempt {shown.number} of {len(attempts)} "
+            f'(<a href="/instances/{quote(i.id)}">the latest</a>)'
+        )
+    attempt = str(shown.number) if shown else ""
     body = (
         f"<h1>Instance {escape(i.id)}</h1><table class=list id=fields>"
         + instance_fields(i, why)
@@ -368,7 +380,7 @@ def instance_page(
         + (env or "<tr><td>none</td></tr>")
         + "</table><h2>Attempts</h2><table class=list id=attempts>"
         + attempts_rows(attempts)
-        + "</table><h2>Log</h2>"
+        + f"</table><h2>{heading}</h2>"
         + f'<pre id=log data-instance="{escape(i.id)}" data-attempt="{attempt}" '
         f'data-offset="{size}" data-live="{int(live)}">{escape(log or "")}</pre>'
         + ("" if log or live else "<p>No output.")

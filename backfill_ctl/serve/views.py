@@ -7,6 +7,7 @@
 /api/backfills/NAME/live       what changes on that page (JSON), polled by its script
 /api/backfills/NAME/cells      that grid's cells (JSON)
 /instances/ID                  one instance: why it waits, attempts, log tail
+/instances/ID?attempt=N        ... with the log of its attempt N (an earlier one's)
 /api/instances/ID/live         what changes on that page (JSON), its log's new end
 /api/instances/ID/log          what its log gained after ?offset=N (JSON)
 /static/NAME                   the pages' scripts (scripts.py)
@@ -25,18 +26,16 @@ a page else.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
-from backfill_ctl.backends.files import RunFiles
 from backfill_ctl.core.records import FINISHED, WAITING
 from backfill_ctl.serve import dag, gantt, pages
 from backfill_ctl.serve.answers import HTML, JSON, cut, failure, offset_of
+from backfill_ctl.serve.log_tails import kept, log_of, since, tail
 from backfill_ctl.serve.scripts import SCRIPTS
 from backfill_ctl.usecases.access import access_of
 from backfill_ctl.usecases.objects import backfill_object
@@ -48,7 +47,6 @@ if TYPE_CHECKING:
     from backfill_ctl.core.records import AttemptRecord, BackfillRecord, DateSpan, InstanceRecord
     from backfill_ctl.state import StateStore
 
-LOG_TAIL = 64 * 1024  # bytes of a log the instance page shows
 # Above this, a backfill's grid is aggregated by month in the store: reading that many
 # instances would take seconds of the process (the controller's, under --serve).
 MAX_GRID_INSTANCES = 20_000
@@ -86,7 +84,7 @@ def route(store: StateStore, target: str) -> tuple[int, bytes, str]:
         case ("api", "backfills", name, "cells"):
             return _cells(store, name)
         case ("instances", ident):
-            return _instance(store, ident)
+            return _instance(store, ident, parse_qs(query).get("attempt", [""])[0], target)
         case ("api", "instances", ident, "live" | "log"):
             return _instance_api(store, ident, parse_qs(query), target)
     return failure(404, "nothing here: / lists the backfills", target)
@@ -265,20 +263,33 @@ def _cells(store: StateStore, name: str) -> tuple[int, bytes, str]:
     return 200, pages.cells_json(grid), JSON
 
 
-def _instance(store: StateStore, ident: str) -> tuple[int, bytes, str]:
+def _instance(store: StateStore, ident: str, asked: str, target: str) -> tuple[int, bytes, str]:
+    """The instance's page with its latest attempt's log (followed while it runs), or
+    attempt `asked`'s (?attempt=N: an earlier one's, as it ended)."""
+    if asked and not (asked.isascii() and asked.isdigit() and len(asked) <= 9):
+        return failure(400, f"attempt={cut(asked)}: an attempt's number (1 or more)", target)
+    return _instance_page(store, ident, asked)
+
+
+def _instance_page(store: StateStore, ident: str, asked: str) -> tuple[int, bytes, str]:
     found = store.instances(ids=[ident])
     if not found:
         return _missing(f"no instance {ident} in the state store")
     i = found[0]
     attempts = store.attempts(i.id)
     latest = attempts[-1] if attempts else None
-    log, size = _tail(_log(store, latest)) if latest else (None, 0)
-    if latest is not None and log is None:  # not on this machine: the store's copy
-        log, size = _kept(store, latest)
+    shown = next((a for a in attempts if str(a.number) == asked), None) if asked else latest
+    if asked and shown is None:
+        return _missing(f"instance {i.id} has no attempt {asked}")
+    ended = shown is None or shown.finished_at is not None
+    log, size = tail(log_of(store, shown), ended) if shown else (None, 0)
+    if shown is not None and log is None:  # not on this machine: the store's copy
+        log, size = kept(store, shown)
     backfill = store.backfill(i.backfill)
-    live = not _ended(i, latest, backfill)
+    live = shown is latest and not _ended(i, latest, backfill)
     why = _why(store, i, backfill)
-    return 200, pages.instance_page(i, why, attempts, log, size, live).encode(), HTML
+    page = pages.instance_page(i, why, attempts, log, size, live, shown=shown)
+    return 200, page.encode(), HTML
 
 
 def _why(store: StateStore, i: InstanceRecord, backfill: BackfillRecord | None) -> str | None:
@@ -310,7 +321,8 @@ def _instance_live(
     attempts = store.attempts(i.id)
     latest = attempts[-1] if attempts else None
     same = latest is not None and query.get("attempt", [""])[0] == str(latest.number)
-    start, data, size = _since(_log(store, latest), offset if same else 0)
+    ended = latest is None or latest.finished_at is not None
+    start, data, size = since(log_of(store, latest), offset if same else 0, ended)
     backfill = store.backfill(i.backfill)
     answer = {
         "live": not _ended(i, latest, backfill) or start + len(data) < size,
@@ -325,53 +337,6 @@ def _instance_live(
     return 200, json.dumps(answer, sort_keys=True).encode(), JSON
 
 
-def _log(store: StateStore, attempt: AttemptRecord | None) -> str | None:
-    """Where the attempt's log file is read: beside the store (`RunFiles.readable`)."""
-    return RunFiles.of(store).readable(attempt.log) if attempt and attempt.log else None
-
-
-def _since(path: str | None, offset: int) -> tuple[int, bytes, int]:
-    """(where it was read from, at most LOG_TAIL bytes, the log's size): from `offset`,
-    or from 0 when the log is shorter (cut, or another); `offset` and nothing when it
-    cannot be read (not on this machine)."""
-    data, size = b"", 0
-    with contextlib.suppress(OSError), Path(path or "").open("rb") as f:
-        size = f.seek(0, 2)
-        offset = offset if 0 <= offset <= size else 0
-        f.seek(offset)
-        data = f.read(LOG_TAIL)
-    return offset, data, size
-
-
-def _tail(path: str | None) -> tuple[str | None, int]:
-    """The last LOG_TAIL bytes of a log, and its size (where following it goes on)."""
-    if not path:
-        return None, 0
-    try:
-        with Path(path).open("rb") as f:
-            f.seek(0, 2)
-            size = f.tell()
-            f.seek(max(0, size - LOG_TAIL))
-            data = f.read()
-    except OSError:
-        return None, 0
-    text = data.decode("utf-8", errors="replace")
-    cut = f"[the first {size - LOG_TAIL} bytes are not shown]\n" if size > LOG_TAIL else ""
-    return cut + text, size
-
-
-def _kept(store: StateStore, attempt: AttemptRecord) -> tuple[str | None, int]:
-    """The tail of the copy of a finished attempt's log that a shared (PostgreSQL) store
-    keeps, for a dashboard on another machine than the attempt's."""
-    kept = store.stored_log(attempt.instance, attempt.number)
-    if kept is None:
-        return None, 0
-    text = kept.text[-LOG_TAIL:]
-    shown = len(text.encode("utf-8", errors="replace"))
-    cut = f"[the first {kept.size - shown} bytes are not shown]\n" if kept.size > shown else ""
-    return cut + text, kept.size
-
-
 def _follow(store: StateStore, ident: str, offset: int) -> tuple[int, bytes, str]:
     """What the latest attempt's log gained after ?offset=N (at most LOG_TAIL bytes), and
     whether it still runs: the instance page's script appends it."""
@@ -381,7 +346,7 @@ def _follow(store: StateStore, ident: str, offset: int) -> tuple[int, bytes, str
     if not attempts:
         return 200, json.dumps({"offset": 0, "text": "", "live": False}).encode(), JSON
     latest = attempts[-1]
-    offset, data, size = _since(_log(store, latest), offset)
+    offset, data, size = since(log_of(store, latest), offset, latest.finished_at is not None)
     answer = {
         "offset": offset + len(data),
         "text": data.decode("utf-8", errors="replace"),

@@ -37,13 +37,18 @@ def within(written: Written, cutoff: float | None) -> bool:
 
 
 def tail(text: str, lines: int | None) -> str:
-    """The last `lines` lines of `text` (a last line without its newline counts);
+    """The last `lines` lines of `text` (a last line without its newline counts; lines
+    end at "\n" only, as kubectl counts them: a progress bar's "\r" ends none);
     None or a negative number: all of it."""
     if lines is None or lines < 0:
         return text
     if lines == 0:
         return ""
-    return "".join(text.splitlines(keepends=True)[-lines:])
+    kept = text.split("\n")
+    if kept[-1] == "":  # the newline that ends the last line
+        kept = kept[:-1]
+        return "".join(line + "\n" for line in kept[-lines:])
+    return "\n".join(kept[-lines:])
 
 
 class Stamper:

@@ -1109,3 +1109,18 @@ def test_describe_shows_a_moved_checkout_s_log_where_it_is_now(
     (log,) = (tmp_path / "c" / ".backfillctl" / "runs").rglob("*.log")
     assert str(log) in shown.stdout
     assert str(tmp_path / "a" / ".backfillctl") not in shown.stdout
+
+
+def test_an_instance_named_where_a_backfill_is_wanted_is_told_apart(cli: Cli) -> None:
+    """`wait instance/ID` (as `kubectl wait pod/x`): wait, describe backfill/ and events
+    watch backfills; the hint names the instance's."""
+    for args, named in (
+        (("wait", "instance/a1", "--for=condition=Succeeded"), "instance/a1"),
+        (("wait", "a1", "--for=condition=Succeeded"), "a1"),
+        (("describe", "backfill/a1"), "a1"),
+    ):
+        assert usage_error(cli(*args)) == [
+            f"error: no backfill {named!r} in {cli.path}",
+            "  hint: a1 is an instance of backfill/fix-orders: say backfill/fix-orders "
+            "(or instance/a1 where instances are taken)",
+        ], args

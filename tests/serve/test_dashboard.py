@@ -115,7 +115,7 @@ def test_an_instance_shows_its_attempts_and_log_with_markup_as_text(
     assert f'data-offset="{len(full)}" data-live="0">pt={escaped}\n</pre>' in html
     code, text, _ = get(url + f"/api/instances/{failed.id}/log?offset=3")
     assert json.loads(text) == {"offset": len(full), "text": full[3:], "live": False}
-    assert "<td>1</td><td>failed</td><td>1</td>" in html  # attempt 1, failed, exit 1
+    assert '?attempt=1">1</a></td><td>failed</td><td>1</td>' in html  # attempt 1, failed, exit 1
     waiting = store.instances(states=["pending"])[0]
     code, html, _ = get(url + f"/instances/{waiting.id}")
     assert "2024-03-02" in html.split("why it waits", 1)[1].split("</tr>", 1)[0]

@@ -145,7 +145,7 @@ def test_an_instance_s_page_gets_its_state_attempts_and_log_until_it_ended(
     got = answer(store, "/api/instances/a1/live?attempt=&offset=0")
     assert got["running"] is True and got["attempt"] == "1"
     assert "<tr><th>state</th><td>running</td></tr>" in got["fields"]
-    assert "<td>1</td><td>running</td>" in got["attempts"]
+    assert '?attempt=1">1</a></td><td>running</td>' in got["attempts"]
     assert (got["from"], got["offset"], got["text"]) == (0, 4, "one\n")
     first.write_text("one\ntwo\n")
     got = answer(store, "/api/instances/a1/live?attempt=1&offset=4")
@@ -157,7 +157,7 @@ def test_an_instance_s_page_gets_its_state_attempts_and_log_until_it_ended(
     )  # fmt: skip
     got = answer(store, "/api/instances/a1/live?attempt=1&offset=8")
     assert got["live"] is True and got["running"] is False
-    assert "<td>1</td><td>failed</td><td>1</td>" in got["attempts"]
+    assert '?attempt=1">1</a></td><td>failed</td><td>1</td>' in got["attempts"]
     assert ESCAPED in got["attempts"] and HOSTILE not in got["attempts"] + got["fields"]
 
     second = tmp_path / "2.log"
@@ -171,7 +171,7 @@ def test_an_instance_s_page_gets_its_state_attempts_and_log_until_it_ended(
     got = answer(store, "/api/instances/a1/live?attempt=2&offset=6")
     assert got["live"] is False  # the page's last poll
     assert "<tr><th>state</th><td>succeeded</td></tr>" in got["fields"]
-    assert "<td>2</td><td>succeeded</td><td>0</td>" in got["attempts"]
+    assert '?attempt=2">2</a></td><td>succeeded</td><td>0</td>' in got["attempts"]
     html = route(store, "/instances/a1")[1].decode()
     assert 'data-attempt="2" data-offset="6" data-live="0">again\n</pre>' in html
 
@@ -232,3 +232,64 @@ def test_what_is_not_there_is_not_polled() -> None:
     store = open_store("memory:")
     assert route(store, "/api/backfills/nope/live")[0] == 404
     assert route(store, "/api/instances/nope/live")[0] == 404
+
+
+def test_a_log_is_sent_in_whole_characters(tmp_path: Path) -> None:
+    """A poll that sees a character half-written (a writer's buffer ends inside 本), or a
+    read of at most LOG_TAIL bytes that ends inside one (é is two bytes): the bytes of
+    that character wait for the next poll; no U+FFFD is made of a log that has none."""
+    store = open_store("memory:")
+    store.save_apply([backfill()], [instance("a1")], [], [], at=AT, **WHO)
+    log = tmp_path / "1.log"
+    log.write_bytes("日本".encode()[:4])
+    number = start(store, "a1")
+    store.set_attempt_handle("a1", number, {}, str(log))
+    got = answer(store, "/api/instances/a1/live?attempt=&offset=0")
+    assert (got["from"], got["offset"], got["text"]) == (0, 3, "日")
+    assert 'data-offset="3" data-live="1">日</pre>' in route(store, "/instances/a1")[1].decode()
+    long = "日本\n" + "é" * 40_000 + "\n"
+    log.write_text(long)
+    texts, offset = [], 3
+    while True:
+        got = answer(store, f"/api/instances/a1/live?attempt=1&offset={offset}")
+        texts.append(got["text"])
+        if got["offset"] == offset:
+            break
+        offset = got["offset"]
+    assert offset == len(long.encode()) and "".join(["日", *texts]) == long
+
+    end(store, "a1", number)
+    log.write_bytes(b"x" + long.encode() + b"\xe6")  # ended inside a character: sent too
+    html = route(store, "/instances/a1")[1].decode()
+    shown = re.search(
+        r"data-live=\"0\">\[the first (\d+) bytes are not shown\]\n([^<]*)</pre>", html
+    )
+    assert shown and "\ufffd" not in shown.group(2)[:-1] and shown.group(2).endswith("é\n\ufffd")
+    got = answer(store, f"/api/instances/a1/live?attempt=1&offset={offset + 1}")
+    assert (got["text"], got["offset"], got["live"]) == ("\ufffd", offset + 2, False)
+
+
+def test_an_earlier_attempt_s_log_is_a_link_away(tmp_path: Path) -> None:
+    """A retried instance: the page shows the latest attempt's log, and each attempt's
+    number links to its own (?attempt=N), where the first failure's cause is."""
+    store = open_store("memory:")
+    store.save_apply([backfill()], [instance("a1")], [], [], at=AT, **WHO)
+    for n, text in ((1, "first: table locked\n"), (2, "second: ok\n")):
+        log = tmp_path / f"{n}.log"
+        log.write_text(text)
+        number = start(store, "a1")
+        store.set_attempt_handle("a1", number, {}, str(log))
+        if n == 1:  # a retry: the instance waits again
+            end(store, "a1", number, "failed", instance_state="pending")
+        else:
+            end(store, "a1", number)
+    html = route(store, "/instances/a1")[1].decode()
+    assert '<td><a href="/instances/a1?attempt=1">1</a></td>' in html
+    assert 'data-attempt="2" data-offset="11" data-live="0">second: ok\n</pre>' in html
+    code, body, _ = route(store, "/instances/a1?attempt=1")
+    first = body.decode()
+    assert code == 200 and ">first: table locked\n</pre>" in first
+    assert '<h2>Log of attempt 1 of 2 (<a href="/instances/a1">the latest</a>)</h2>' in first
+    for bad, status in (("x", 400), ("3", 404), ("-1", 400)):
+        code, body, _ = route(store, f"/instances/a1?attempt={bad}")
+        assert code == status, body
