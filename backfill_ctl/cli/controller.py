@@ -166,11 +166,13 @@ def _serving(
     if address is None:
         yield None
         return
-    from backfill_ctl.serve import Health, Server
+    from backfill_ctl.serve import SHARE, Health, Server
 
     health = Health(stale=max(60.0, 10 * interval))
     controller.beat = health.beat
-    server = Server(address, reopen, controller=controller, health=health, allow_hosts=allow_hosts)
+    server = Server(
+        address, reopen, controller=controller, health=health, allow_hosts=allow_hosts, share=SHARE
+    )
     err(f"serving /healthz, /readyz and /metrics on {server.url}")
     try:
         yield server

@@ -7,6 +7,11 @@ otherwise (`--serve 0.0.0.0:8080` in a pod, `[::1]:8800` on IPv6), in a daemon t
 beside the loop; each request opens the store on its own (a SQLite connection belongs
 to its thread).
 
+Beside a controller, the dashboard takes its turns (`Turns`): one page or API answer at
+a time, and at most a quarter of the wall, so that browsers left open on a big backfill
+slow its loop by a little, not many times (a render holds the interpreter the loop
+needs). The probes are answered at once.
+
 Every request gets an answer, and nothing of it goes to stderr but a bug's one line:
 a Host the server does not answer for is a 403 (hosts.py: DNS rebinding), a query it
 does not understand a 400, what is not there a 404, a store that cannot be read a 503
@@ -22,6 +27,7 @@ import http.server
 import os
 import sys
 import threading
+import time
 import traceback
 from typing import TYPE_CHECKING
 
@@ -32,7 +38,7 @@ from backfill_ctl.serve.hosts import AllowedHosts, allowed_names
 from backfill_ctl.state import StateError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator
 
     from backfill_ctl.runtime.controller import Controller, Tick
     from backfill_ctl.serve.metrics import Metrics
@@ -46,10 +52,45 @@ PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 TEXT = "text/plain; charset=utf-8"
 
 
+# Beside a controller: the share of the wall the dashboard's answers may take.
+SHARE = 0.25
+
+
+class Turns:
+    """One answer at a time; with a `share`, after an answer that took t s the next
+    begins t * (1 / share - 1) s after it ended (the others wait their turn meanwhile,
+    in no busy loop: a lock and a sleep)."""
+
+    def __init__(
+        self,
+        share: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._rest = 0.0 if share is None else 1 / share - 1
+        self._clock, self._sleep = clock, sleep
+        self._lock = threading.Lock()
+        self._free_at = 0.0
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        with self._lock:
+            wait = self._free_at - self._clock()
+            if wait > 0:
+                self._sleep(wait)
+            began = self._clock()
+            try:
+                yield
+            finally:
+                ended = self._clock()
+                self._free_at = ended + (ended - began) * self._rest
+
+
 class Server:
     """Serves the endpoints until stop(); `url` is where (the real port when 0 was given).
     `allow_hosts`: names answered beyond those of where it listens (hosts.py); `option`:
-    the flag the address came with, named in errors."""
+    the flag the address came with, named in errors; `share`: of the wall, what the
+    dashboard's answers may take (`Turns`; SHARE beside a controller)."""
 
     def __init__(
         self,
@@ -60,11 +101,13 @@ class Server:
         health: Health | None = None,
         allow_hosts: Iterable[str] = (),
         option: str = "--serve",
+        share: float | None = None,
     ) -> None:
         from backfill_ctl.serve.metrics import Metrics
 
         self.open_store = open_store
         self.health = health
+        self.turns = Turns(share)
         self.metrics: Metrics = Metrics(open_store, controller)
         names = allowed_names(allow_hosts)  # (refused before anything is bound)
         handler = type("Handler", (_Handler,), {"server_app": self})
@@ -128,12 +171,14 @@ class Server:
         from backfill_ctl.serve.answers import failure
         from backfill_ctl.serve.views import route
 
+        free = target.startswith("/static/")  # (the pages' scripts: nothing to render)
         try:
-            store = self.open_store()
-            try:
-                return route(store, target)
-            finally:
-                store.close()
+            with contextlib.nullcontext() if free else self.turns.turn():
+                store = self.open_store()
+                try:
+                    return route(store, target)
+                finally:
+                    store.close()
         except StateError as exc:  # (its message shows no password: the stores see to it)
             why = f"the state store cannot be read: {exc.message}"
             return failure(503, why, target, hint=exc.hint)
