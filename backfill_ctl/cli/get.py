@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from backfill_ctl.cli.get_output import (
     Format,
@@ -51,13 +52,55 @@ REASON_WIDTH = 60
 _sleep = time.sleep  # tests replace it to change the store between polls
 clock = time.time  # tests pin it
 
+# The kinds a TYPE/NAME names, in any of kubectl's spellings, and the command listing them.
+KINDS = {
+    **dict.fromkeys(("backfill", "backfills", "bf"), "backfill"),
+    **dict.fromkeys(("instance", "instances", "inst"), "instance"),
+}
+
+
+class _GetGroup(TyperGroup):
+    """`get backfill/NAME ...` and `get instance/ID ...`, as kubectl takes `get pod/NAME`
+    (and what `get -o name` prints): the command of that kind, with those names."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if args and "/" in args[0] and not args[0].startswith("-"):
+            args = _by_kind(args)
+        rest: list[str] = super().parse_args(ctx, args)
+        return rest
+
+
+def _by_kind(args: list[str]) -> list[str]:
+    """`args` led by TYPE/NAME words, as the command of that kind and its names."""
+    named: list[str] = []
+    kinds: set[str] = set()
+    count = next((k for k, a in enumerate(args) if a.startswith("-") or "/" not in a), len(args))
+    for arg in args[:count]:
+        kind, _, name = arg.partition("/")
+        if kind not in KINDS or not name:
+            raise UsageError(
+                f"{arg!r}: not a backfill/NAME or an instance/ID",
+                hint="say backfill/NAME or instance/ID, as get -o name prints them",
+            )
+        kinds.add(KINDS[kind])
+        named.append(f"{KINDS[kind]}/{name}")
+    if len(kinds) > 1:
+        raise UsageError(
+            "backfills and instances cannot be listed together",
+            hint="one kind at a time: get backfill/NAME ..., then get instance/ID ...",
+        )
+    return [f"{kinds.pop()}s", *named, *args[count:]]
+
+
 get_app = typer.Typer(
     name="get",
+    cls=_GetGroup,
     help="List backfills or instances: a table, or data with -o json|yaml|name|jsonpath."
     "\n\n\b\nExamples:"
     "\n  backfillctl get backfills                          # status, instances per state"
     "\n  backfillctl get instances -b fix-orders-2024-03 --state failed"
-    "\n  backfillctl get instances -l team=retail -o yaml   # a List of objects",
+    "\n  backfillctl get instances -l team=retail -o yaml   # a List of objects"
+    "\n  backfillctl get backfill/fix-orders-2024-03        # TYPE/NAME, as -o name prints",
     no_args_is_help=True,
     add_completion=False,
     rich_markup_mode=None,

@@ -202,3 +202,37 @@ def test_describe_after_the_groups_changed(tmp_path: Path) -> None:
         )
         in text
     )
+
+
+# -- TYPE/NAME, as kubectl get pod/NAME ----------------------------------------------------
+
+
+def test_what_get_o_name_prints_is_what_get_takes(cli: Cli) -> None:
+    """`get instance/ID` and `get backfill/NAME` (any of kubectl's spellings: backfills/,
+    bf/, instances/, inst/) list those, as `get instances ID` and `get backfills NAME`."""
+    names = ok(cli("get", "instances", "-o", "name")).split()
+    for name in names[:2]:
+        assert ok(cli("get", name, "-o", "name")) == name + "\n"
+    assert ok(cli("get", *names, "-o", "name")).split() == names
+    ident = names[0].removeprefix("instance/")
+    assert ok(cli("get", f"inst/{ident}")) == ok(cli("get", "instances", ident))
+    (backfill_name,) = ok(cli("get", "backfills", "-o", "name")).split()[:1]
+    name = backfill_name.removeprefix("backfill/")
+    for spelling in ("backfill", "backfills", "bf"):
+        assert ok(cli("get", f"{spelling}/{name}", "-o", "wide")) == ok(
+            cli("get", "backfills", name, "-o", "wide")
+        )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("backfill/a", "instance/b"), "error: backfills and instances cannot be listed together"),
+        (("pod/x",), "error: 'pod/x': not a backfill/NAME or an instance/ID"),
+        (("backfill/",), "error: 'backfill/': not a backfill/NAME or an instance/ID"),
+    ],
+)
+def test_a_type_name_get_cannot_list_is_a_usage_error(
+    cli: Cli, args: tuple[str, ...], message: str
+) -> None:
+    assert usage_error(cli("get", *args))[0] == message
