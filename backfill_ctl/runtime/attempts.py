@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from backfill_ctl.backends import AttemptSpec, BackendError, Handle, NotStarted, Outcome
-from backfill_ctl.runtime.lease import LeaseHolder
+from backfill_ctl.runtime.stopping import Stopping, duration
 from backfill_ctl.state.protocols import AttemptEnd
 from backfill_ctl.usecases.attempt_logs import log_copy
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from backfill_ctl.backends import Backend
-    from backfill_ctl.core.records import EventRecord, InstanceRecord
+    from backfill_ctl.core.records import InstanceRecord
     from backfill_ctl.runtime.scheduler import Scheduler
     from backfill_ctl.state.protocols import Begun
 
@@ -60,7 +60,7 @@ class Running:
 SHARE_COMMIT = 0.02
 
 
-class AttemptRunner(LeaseHolder):
+class AttemptRunner(Stopping):
     """Attempts, for `Controller` (which sets these attributes)."""
 
     backend: Backend
@@ -111,28 +111,6 @@ class AttemptRunner(LeaseHolder):
             tries_left=tries_left + 1,
         )
         self.scheduler.set_state(instance, "pending")
-
-    def _stopper(self, instance: str, events: Sequence[EventRecord] | None = None) -> str:
-        """Who asked to stop `instance` (the newest stop event), for the reason: among
-        `events` (a tick's news), else in the store (the stop's event committed after
-        the news were read, with the flag the tick then read)."""
-
-        def stoppers(batch: Sequence[EventRecord]) -> list[str]:
-            return [e.actor for e in batch if e.instance == instance and e.kind == "stop"]
-
-        found = stoppers(events or ()) or stoppers(self.store.events(instance=instance, limit=20))
-        return f"stopped by {found[-1] if found else 'an operator'}"
-
-    def _cancel(self, instance: str, run: Running, reason: str, *, retry: bool = False) -> None:
-        """Stop an attempt (`retry`: as after a timeout). One the backend cannot reach runs
-        on, said so: its end is recorded as it comes (after a stop, not retried)."""
-        try:
-            self.backend.cancel((instance, run.number), run.handle, reason)
-        except BackendError as exc:
-            run.refused, run.retry = reason, run.retry and retry
-            self.say(f"cannot stop attempt {run.number} of {instance} ({reason}): {exc}")
-            return
-        run.cancelled, run.retry = reason, retry
 
     def _poll(self, *, record: bool = True) -> int:
         """Ask the backend which attempts ended; keep each outcome, then record them."""
@@ -280,14 +258,6 @@ class AttemptRunner(LeaseHolder):
         self._enforce(now)
         return ended
 
-    def _enforce(self, now: float) -> None:
-        for instance, run in self.running.items():
-            if instance in self._outcomes:  # ended: its end is only not written yet
-                continue
-            stopping = run.cancelled or run.refused
-            if not stopping and run.timeout and now - run.started > run.timeout:
-                self._cancel(instance, run, f"timed out after {_duration(run.timeout)}", retry=True)
-
     def _begin(self, starts: Sequence[str], now: float) -> dict[str, Begun]:
         """Begin the attempts of `starts` in one transaction, fenced: each one begun, with
         what starting it needs of its instance."""
@@ -373,7 +343,7 @@ class AttemptRunner(LeaseHolder):
         if str(exc) != self._held_for:  # say it once, not every retry
             self._held_for = str(exc)
             self.say(
-                f"the backend started nothing: {exc} (trying again in {_duration(exc.retry_after)})"
+                f"the backend started nothing: {exc} (trying again in {duration(exc.retry_after)})"
             )
 
     def _spec(
@@ -385,12 +355,3 @@ class AttemptRunner(LeaseHolder):
         return AttemptSpec(
             i.id, number, i.backfill, i.node, i.bizdate, i.cyctime, i.run, i.timezone, digest, now
         )
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    return (
-        f"{s // 3600}h{s % 3600 // 60:02d}m"
-        if s >= 3600
-        else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
-    )

@@ -33,9 +33,9 @@ Under faults:
   what is wrong once.
 
 Here: loading, the tick, finishing backfills and the loop. The lease, waiting and the
-signals are in `lease.py` (`LeaseHolder`); starting, following, stopping and recording
-attempts in `attempts.py` (`AttemptRunner`); adopting a previous controller's attempts
-in `adoption.py` (`Adoption`); `Controller` is all of them.
+signals are in `lease.py`; stopping attempts (a stop, a timeout) in `stopping.py`;
+starting, following and recording them in `attempts.py` (`AttemptRunner`); adopting a
+previous controller's attempts in `adoption.py` (`Adoption`); `Controller` is all of them.
 """
 
 from __future__ import annotations
