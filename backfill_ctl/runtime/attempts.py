@@ -77,6 +77,7 @@ class AttemptRunner(Stopping):
     _more: bool  # the scheduler was told something the last decision did not know
     stopping: bool
     _unwritten_since: float | None = None  # (monotonic) since when ends are kept: `_due`
+    _unstarted_said: str = ""  # why attempts did not start, said (`_requeue_unstarted`)
 
     def _settle_unstarted(self, record: InstanceRecord, number: int) -> None:
         self._requeue(
@@ -208,9 +209,13 @@ class AttemptRunner(Stopping):
         for instance, (run, outcome) in list(self._outcomes.items()):  # never ran
             if outcome.started:
                 continue
-            self._requeue(instance, run.number, run.tries_left, outcome.message or "")
+            why = outcome.message or ""
+            self._requeue(instance, run.number, run.tries_left, why)
             self._held_until = self.clock() + 5.0  # a full disk does not pass at once
             self._forget_attempt(instance)
+            if why != self._unstarted_said:  # once, until an attempt has run again
+                self._unstarted_said = why
+                self.say(f"attempt {run.number} of {instance}: {why}; nothing starts for 5s")
 
     def _forget_attempt(self, instance: str) -> None:
         del self._outcomes[instance]
@@ -236,6 +241,7 @@ class AttemptRunner(Stopping):
     def _recorded(self, end: AttemptEnd, first: bool) -> None:
         """An end is in the store: the scheduler follows (`first`: this report won)."""
         self._forget_attempt(end.instance)
+        self._unstarted_said = ""  # an attempt ran: a start that fails again is said
         if not first:
             self._reread(end.instance)
             return
