@@ -16,11 +16,13 @@ import pytest
 
 from backfill_ctl.backends.local import LocalBackend
 from backfill_ctl.state import open_store
-from tests.test_faults import lines, start, stop, traced
+from tests.test_faults import _nothing_left_running, lines, start, stop, traced
 from tests.test_reliability import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+__all__ = ["_nothing_left_running"]  # (the fixture: nothing of a test runs on after it)
 
 
 @pytest.fixture

@@ -62,7 +62,8 @@ class Adoption(AttemptRunner):
             record.backfill,
             attempt.number,
             handle,
-            attempt.started_at,
+            # (as long as it ran by our clock: none if that is behind the one it began on)
+            self._deadline(record.run.timeout, self.clock() - attempt.started_at),
             record.run.timeout,
             record.tries_left,
             retry_delay=record.run.retry_delay,

@@ -44,7 +44,7 @@ class Running:
     backfill: str
     number: int
     handle: Handle
-    started: float
+    deadline: float | None  # when its timeout is up, on the controller's timer (`_deadline`)
     timeout: float | None
     tries_left: int
     cancelled: str | None = None  # why it is being stopped
@@ -257,11 +257,11 @@ class AttemptRunner(Stopping):
             self.scheduler.upsert(record)
         self._more = True
 
-    def _follow_only(self, now: float) -> int:
+    def _follow_only(self) -> int:
         """While the store cannot be written: follow and stop running attempts, keeping
         their outcomes in memory; start nothing. How many ended."""
         ended = self._poll(record=False)
-        self._enforce(now)
+        self._enforce()
         return ended
 
     def _begin(self, starts: Sequence[str], now: float) -> dict[str, Begun]:
@@ -311,7 +311,7 @@ class AttemptRunner(Stopping):
                 begun.backfill,
                 number,
                 {},
-                now,
+                None,
                 run.timeout,
                 begun.tries_left,
                 retry_delay=run.retry_delay,
@@ -323,7 +323,7 @@ class AttemptRunner(Stopping):
             begun.backfill,
             number,
             handle,
-            now,
+            self._deadline(run.timeout),
             run.timeout,
             begun.tries_left,
             retry_delay=run.retry_delay,

@@ -87,6 +87,7 @@ class Controller(Adoption):
         *,
         actor: str = "controller",
         clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.monotonic,  # what timeouts are measured on
         say: Callable[[str], None] = lambda text: None,
         smtp: Smtp | None = None,
         root: str | None = None,
@@ -97,7 +98,7 @@ class Controller(Adoption):
         self.store = store
         self.backend = backend
         self.actor = actor
-        self.clock = clock
+        self.clock, self.timer = clock, timer
         self.say = say
         self.smtp, self.root = smtp, root  # alert commands run in the spec root
         self.reconcile = reconcile
@@ -128,8 +129,6 @@ class Controller(Adoption):
         self.started_total = 0
         self.ended_by: Counter[str] = Counter()  # recorded ends, by outcome
         self.queued: dict[str, int] = {}  # by resource group, at the last decision
-
-    # -- the lease -----------------------------------------------------------------------
 
     # -- loading and adopting ------------------------------------------------------------
 
@@ -183,7 +182,7 @@ class Controller(Adoption):
         now = self.clock()
         try:
             if time.monotonic() < self._store_retry_at:
-                return Tick(ended=self._follow_only(now), running=len(self.running))
+                return Tick(ended=self._follow_only(), running=len(self.running))
             tick = self._tick(now)
         except LeaseLost as exc:
             self.say(f"{exc}: starting nothing more; back to standby")
@@ -192,7 +191,7 @@ class Controller(Adoption):
             return Tick(running=len(self.running))
         except StateError as exc:
             self._store_failed(exc)
-            return Tick(ended=self._follow_only(now), running=len(self.running))
+            return Tick(ended=self._follow_only(), running=len(self.running))
         if self._store_problem:
             self.say("the state store can be written again: carrying on")
             self._store_problem, self._store_backoff = "", 0.0
@@ -209,7 +208,7 @@ class Controller(Adoption):
         self._requeue_unstarted()
         pending = self._pending()
         self._foresee(pending)  # what these ends make ready starts in this tick
-        self._enforce(now)
+        self._enforce()
         decision = self.scheduler.decide(now)
         self.queued = decision.queued
         self._dry_runs(decision.dry_runs, now)

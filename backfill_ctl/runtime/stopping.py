@@ -4,6 +4,12 @@ A stop is asked of the backend, which ends the attempt's processes (TERM, then K
 the attempt is recorded as ended only once the backend says none of them is left. One
 the backend cannot reach from here (it runs in another place) runs on, said once: its
 end is recorded as it comes.
+
+A timeout is measured on the controller's timer (monotonic), not on its clock: a clock
+that is set back (NTP, an operator) would let an attempt run on past its timeout for as
+long, one set forward would kill healthy attempts, and a `--now` clock is the plan's
+time, not the attempt's. An adopted attempt is given what is left of its timeout by the
+adopting controller's clock (all of it if that clock is behind the one it began on).
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from backfill_ctl.backends import BackendError
 from backfill_ctl.runtime.lease import LeaseHolder
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from backfill_ctl.backends import Backend, Outcome
     from backfill_ctl.core.records import EventRecord
@@ -25,8 +31,15 @@ class Stopping(LeaseHolder):
     """Stops and timeouts, for `AttemptRunner` (`Controller` sets these attributes)."""
 
     backend: Backend
+    clock: Callable[[], float]  # the time the controller records and schedules by
+    timer: Callable[[], float]  # monotonic seconds, that timeouts are measured on
     running: dict[str, Running]
     _outcomes: dict[str, tuple[Running, Outcome]]
+
+    def _deadline(self, timeout: float | None, elapsed: float = 0.0) -> float | None:
+        """When an attempt with `timeout` that ran `elapsed` s so far times out, on the
+        timer (None: never)."""
+        return None if not timeout else self.timer() + timeout - max(0.0, elapsed)
 
     def _stopper(self, instance: str, events: Sequence[EventRecord] | None = None) -> str:
         """Who asked to stop `instance` (the newest stop event), for the reason: among
@@ -50,12 +63,13 @@ class Stopping(LeaseHolder):
             return
         run.cancelled, run.retry = reason, retry
 
-    def _enforce(self, now: float) -> None:
+    def _enforce(self) -> None:
+        now = self.timer()
         for instance, run in self.running.items():
             if instance in self._outcomes:  # ended: its end is only not written yet
                 continue
             stopping = run.cancelled or run.refused
-            if not stopping and run.timeout and now - run.started > run.timeout:
+            if not stopping and run.timeout and run.deadline is not None and now > run.deadline:
                 self._cancel(instance, run, f"timed out after {duration(run.timeout)}", retry=True)
 
 

@@ -505,6 +505,31 @@ def test_a_timeout_kills_the_attempt_and_counts_as_a_failure(tmp_path: Path) -> 
     assert (a.state, a.reason) == ("failed", "timed out after 10m00s")
 
 
+def test_a_timeout_is_measured_on_the_timer_not_on_a_clock_that_is_set(tmp_path: Path) -> None:
+    """The clock set an hour forward (NTP, an operator) kills nothing; set back, it lets
+    nothing run past its timeout: the monotonic timer decides."""
+    store = applied(
+        tmp_path,
+        node(
+            "a", command=["hang"], run={"command": ["hang"], "timeout": "10m"}, resourceGroup="rg"
+        ),
+        backfill(),
+    )
+    clock, timer = Clock(), Clock()
+    c = controller(store, FakeBackend(), clock, timer)
+    c.tick()
+    clock.now += 3600
+    c.tick()
+    c.tick()
+    assert store.instances()[0].state == "running"
+    clock.now -= 7200
+    timer.now += 601
+    c.tick()
+    c.tick()
+    (a,) = store.instances()
+    assert (a.state, a.reason) == ("failed", "timed out after 10m00s")
+
+
 def test_stop_ends_a_running_instance_as_failed_without_retry(tmp_path: Path) -> None:
     store = applied(
         tmp_path, node("a", run={"command": ["hang"], "retries": 3}, resourceGroup="rg"), backfill()
