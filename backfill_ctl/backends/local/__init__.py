@@ -302,6 +302,8 @@ class LocalBackend(Groups):
             return
         attempt.cancel = reason
         attempt.kill_at = time.monotonic() + GRACE
+        if pid not in self._own:  # adopted: what left its group before gets TERM too
+            self._find_escaped(pid, str(handle["base"]))
         self._signal_all(pid, signal.SIGTERM, str(handle["base"]))
 
     def recover(self, spec: AttemptSpec, begun: Handle) -> Handle | None:
