@@ -68,7 +68,7 @@ class AttemptRunner(Stopping):
     actor: str
     clock: Callable[[], float]
     running: dict[str, Running]
-    _held_until: float  # the backend said "not now": nothing starts before this
+    _held_until: float  # the backend said "not now": nothing starts before this (timer)
     _held_for: str  # what the backend said, said once
     # Known but not yet in the store (it could not be written): kept until it is.
     _outcomes: dict[str, tuple[Running, Outcome]]
@@ -211,7 +211,7 @@ class AttemptRunner(Stopping):
                 continue
             why = outcome.message or ""
             self._requeue(instance, run.number, run.tries_left, why)
-            self._held_until = self.clock() + 5.0  # a full disk does not pass at once
+            self._held_until = self.timer() + 5.0  # a full disk does not pass at once
             self._forget_attempt(instance)
             if why != self._unstarted_said:  # once, until an attempt has run again
                 self._unstarted_said = why
@@ -345,7 +345,7 @@ class AttemptRunner(Stopping):
             origin=self.origin,
         )
         self.scheduler.set_state(instance, exc.state, str(exc))
-        self._held_until = now + exc.retry_after
+        self._held_until = self.timer() + exc.retry_after
         if str(exc) != self._held_for:  # say it once, not every retry
             self._held_for = str(exc)
             self.say(

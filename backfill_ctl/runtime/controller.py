@@ -109,7 +109,7 @@ class Controller(Adoption):
         self.lost = False  # the lease was lost: back to standby after this tick
         self._watermark = 0
         self._renewed = 0.0
-        self._held_until = 0.0  # the backend said "not now": nothing starts before this
+        self._held_until = 0.0  # (timer) the backend said "not now": nothing starts before
         self._held_for = ""
         self.lease_ttl = lease_ttl
         self.epoch = 0  # of the lease while we hold it: fences every start
@@ -212,7 +212,7 @@ class Controller(Adoption):
         decision = self.scheduler.decide(now)
         self.queued = decision.queued
         self._dry_runs(decision.dry_runs, now)
-        starts = decision.start if now >= self._held_until else []
+        starts = decision.start if self.timer() >= self._held_until else []
         at = self.clock()  # (not `now`: after the ends' time, which a retry must follow)
         writes = bool(starts) or self._due(pending)
         with self.store.batch() if writes else contextlib.nullcontext():

@@ -788,7 +788,7 @@ def test_an_attempt_the_backend_did_not_start_waits_and_costs_no_try(tmp_path: P
     clock = Clock()
     backend = QuotaBackend()
     said: list[str] = []
-    c = Controller(store, backend, clock=clock, say=said.append)
+    c = Controller(store, backend, clock=clock, timer=clock, say=said.append)
     assert c.acquire(wait=False)
     c.load()
 
@@ -847,3 +847,21 @@ def test_a_runs_directory_turned_into_a_symlink_starts_nothing_and_costs_no_try(
     ]
     assert list(elsewhere.iterdir()) == []
     assert not (tmp_path / "ran").exists()
+
+
+def test_the_wait_after_a_start_the_backend_refused_is_measured_on_the_timer(
+    tmp_path: Path,
+) -> None:
+    """The clock set an hour back right after the backend said "not now, for 30 s" holds
+    the starts back 30 s, not an hour and 30 s."""
+    store = applied(tmp_path, node("a", resourceGroup="rg"), backfill(dates=["2024-03-01"]))
+    clock, timer = Clock(), Clock()
+    backend = QuotaBackend()
+    c = controller(store, backend, clock, timer)
+    c.tick()
+    assert backend.refused == 1
+    backend.full = False
+    clock.now -= 3600
+    timer.now += 31
+    drain(c)
+    assert set(states(store).values()) == {"succeeded"}
