@@ -63,8 +63,13 @@ def applied(
     return store
 
 
-def controller(store: StateStore, backend: Any = None, clock: Clock | None = None) -> Controller:
-    c = Controller(store, backend or FakeBackend(), clock=clock or Clock())
+def controller(
+    store: StateStore, backend: Any = None, clock: Clock | None = None, timer: Clock | None = None
+) -> Controller:
+    """A controller holding the lease, loaded; timeouts on `timer`, else on `clock` (a
+    test's time passes for both)."""
+    clock = clock or Clock()
+    c = Controller(store, backend or FakeBackend(), clock=clock, timer=timer or clock)
     assert c.acquire(wait=False)
     c.load()
     return c

@@ -115,7 +115,8 @@ def _write(stream: TextIO, chunks: Iterable[str]) -> None:
 
 
 def _save(path: Path, chunks: Iterable[str]) -> None:
-    """Write atomically: a reader never sees half a plan, a failure leaves the old file."""
+    """Write atomically: a reader never sees half a plan; a failure, or Ctrl-C, leaves the
+    old file and no partial copy."""
     directory = path.parent if str(path.parent) else Path()
     if not directory.is_dir():
         raise UsageError(
@@ -127,7 +128,9 @@ def _save(path: Path, chunks: Iterable[str]) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             _write(fh, chunks)
         Path(tmp).replace(path)
-    except OSError as exc:
+    except BaseException as exc:  # (KeyboardInterrupt too: the partial copy goes)
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
-        raise UsageError(f"--out {path}: cannot write: {exc.strerror}") from exc
+        if isinstance(exc, OSError):
+            raise UsageError(f"--out {path}: cannot write: {exc.strerror}") from exc
+        raise

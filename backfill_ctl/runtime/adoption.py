@@ -18,7 +18,7 @@ from backfill_ctl.usecases import force_stop
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    from backfill_ctl.core.records import AttemptRecord, EventRecord
+    from backfill_ctl.core.records import AttemptRecord, EventRecord, InstanceRecord
 
 
 class Adoption(AttemptRunner):
@@ -65,18 +65,25 @@ class Adoption(AttemptRunner):
             record.backfill,
             attempt.number,
             handle,
-            attempt.started_at,
+            # (as long as it ran by our clock: none if that is behind the one it began on)
+            self._deadline(record.run.timeout, self.clock() - attempt.started_at),
             record.run.timeout,
             record.tries_left,
             retry_delay=record.run.retry_delay,
             log=attempt.log,
         )
-        reach = self.backend.adopt(handle)  # what cannot be done for it from here, if any
+        self._followed(record, attempt.number, self.backend.adopt(handle))
+        if record.stop_requested:  # asked while no controller ran: carried out now
+            self._stop_asked(record.id, run)
+
+    def _followed(self, record: InstanceRecord, number: int, reach: str | None) -> None:
+        """Say an attempt was adopted, and `reach`, what cannot be done for it from here
+        (if any): recorded too, by this controller, as what `stop --force` is allowed on."""
         self.say(
-            f"adopted attempt {attempt.number} of {record.id} ({record.node})"
+            f"adopted attempt {number} of {record.id} ({record.node})"
             + (f": {reach}" if reach else "")
         )
-        if reach:  # recorded, by this controller: what `stop --force` is allowed on
+        if reach:
             self.store.transition(
                 [record.id],
                 "running",
@@ -84,11 +91,9 @@ class Adoption(AttemptRunner):
                 at=self.clock(),
                 actor=self.actor,
                 origin=self.origin,
-                reason=f"attempt {attempt.number} {reach.removeprefix('it ')}",
+                reason=f"attempt {number} {reach.removeprefix('it ')}",
                 kind=force_stop.OUT_OF_REACH,
             )
-        if record.stop_requested:  # asked while no controller ran: carried out now
-            self._stop_asked(record.id, run)
 
     def _stop_asked(
         self, instance: str, run: Running, events: Sequence[EventRecord] | None = None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 from backfill_ctl.backends import AttemptSpec, BackendError, Handle, NotStarted, Outcome
-from backfill_ctl.runtime.lease import LeaseHolder
+from backfill_ctl.runtime.stopping import Stopping, duration
 from backfill_ctl.state.protocols import AttemptEnd
 from backfill_ctl.usecases.attempt_logs import log_copy
 
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
     from backfill_ctl.backends import Backend
-    from backfill_ctl.core.records import EventRecord, InstanceRecord
+    from backfill_ctl.core.records import InstanceRecord
     from backfill_ctl.runtime.scheduler import Scheduler
     from backfill_ctl.state.protocols import Begun
 
@@ -44,7 +44,7 @@ class Running:
     backfill: str
     number: int
     handle: Handle
-    started: float
+    deadline: float | None  # when its timeout is up, on the controller's timer (`_deadline`)
     timeout: float | None
     tries_left: int
     cancelled: str | None = None  # why it is being stopped
@@ -60,7 +60,7 @@ class Running:
 SHARE_COMMIT = 0.02
 
 
-class AttemptRunner(LeaseHolder):
+class AttemptRunner(Stopping):
     """Attempts, for `Controller` (which sets these attributes)."""
 
     backend: Backend
@@ -68,7 +68,7 @@ class AttemptRunner(LeaseHolder):
     actor: str
     clock: Callable[[], float]
     running: dict[str, Running]
-    _held_until: float  # the backend said "not now": nothing starts before this
+    _held_until: float  # the backend said "not now": nothing starts before this (timer)
     _held_for: str  # what the backend said, said once
     # Known but not yet in the store (it could not be written): kept until it is.
     _outcomes: dict[str, tuple[Running, Outcome]]
@@ -77,6 +77,7 @@ class AttemptRunner(LeaseHolder):
     _more: bool  # the scheduler was told something the last decision did not know
     stopping: bool
     _unwritten_since: float | None = None  # (monotonic) since when ends are kept: `_due`
+    _unstarted_said: str = ""  # why attempts did not start, said (`_requeue_unstarted`)
 
     def _settle_unstarted(self, record: InstanceRecord, number: int) -> None:
         self._requeue(
@@ -111,28 +112,6 @@ class AttemptRunner(LeaseHolder):
             tries_left=tries_left + 1,
         )
         self.scheduler.set_state(instance, "pending")
-
-    def _stopper(self, instance: str, events: Sequence[EventRecord] | None = None) -> str:
-        """Who asked to stop `instance` (the newest stop event), for the reason: among
-        `events` (a tick's news), else in the store (the stop's event committed after
-        the news were read, with the flag the tick then read)."""
-
-        def stoppers(batch: Sequence[EventRecord]) -> list[str]:
-            return [e.actor for e in batch if e.instance == instance and e.kind == "stop"]
-
-        found = stoppers(events or ()) or stoppers(self.store.events(instance=instance, limit=20))
-        return f"stopped by {found[-1] if found else 'an operator'}"
-
-    def _cancel(self, instance: str, run: Running, reason: str, *, retry: bool = False) -> None:
-        """Stop an attempt (`retry`: as after a timeout). One the backend cannot reach runs
-        on, said so: its end is recorded as it comes (after a stop, not retried)."""
-        try:
-            self.backend.cancel((instance, run.number), run.handle, reason)
-        except BackendError as exc:
-            run.refused, run.retry = reason, run.retry and retry
-            self.say(f"cannot stop attempt {run.number} of {instance} ({reason}): {exc}")
-            return
-        run.cancelled, run.retry = reason, retry
 
     def _poll(self, *, record: bool = True) -> int:
         """Ask the backend which attempts ended; keep each outcome, then record them."""
@@ -230,9 +209,13 @@ class AttemptRunner(LeaseHolder):
         for instance, (run, outcome) in list(self._outcomes.items()):  # never ran
             if outcome.started:
                 continue
-            self._requeue(instance, run.number, run.tries_left, outcome.message or "")
-            self._held_until = self.clock() + 5.0  # a full disk does not pass at once
+            why = outcome.message or ""
+            self._requeue(instance, run.number, run.tries_left, why)
+            self._held_until = self.timer() + 5.0  # a full disk does not pass at once
             self._forget_attempt(instance)
+            if why != self._unstarted_said:  # once, until an attempt has run again
+                self._unstarted_said = why
+                self.say(f"attempt {run.number} of {instance}: {why}; nothing starts for 5s")
 
     def _forget_attempt(self, instance: str) -> None:
         del self._outcomes[instance]
@@ -258,6 +241,7 @@ class AttemptRunner(LeaseHolder):
     def _recorded(self, end: AttemptEnd, first: bool) -> None:
         """An end is in the store: the scheduler follows (`first`: this report won)."""
         self._forget_attempt(end.instance)
+        self._unstarted_said = ""  # an attempt ran: a start that fails again is said
         if not first:
             self._reread(end.instance)
             return
@@ -273,20 +257,12 @@ class AttemptRunner(LeaseHolder):
             self.scheduler.upsert(record)
         self._more = True
 
-    def _follow_only(self, now: float) -> int:
+    def _follow_only(self) -> int:
         """While the store cannot be written: follow and stop running attempts, keeping
         their outcomes in memory; start nothing. How many ended."""
         ended = self._poll(record=False)
-        self._enforce(now)
+        self._enforce()
         return ended
-
-    def _enforce(self, now: float) -> None:
-        for instance, run in self.running.items():
-            if instance in self._outcomes:  # ended: its end is only not written yet
-                continue
-            stopping = run.cancelled or run.refused
-            if not stopping and run.timeout and now - run.started > run.timeout:
-                self._cancel(instance, run, f"timed out after {_duration(run.timeout)}", retry=True)
 
     def _begin(self, starts: Sequence[str], now: float) -> dict[str, Begun]:
         """Begin the attempts of `starts` in one transaction, fenced: each one begun, with
@@ -335,7 +311,7 @@ class AttemptRunner(LeaseHolder):
                 begun.backfill,
                 number,
                 {},
-                now,
+                None,
                 run.timeout,
                 begun.tries_left,
                 retry_delay=run.retry_delay,
@@ -347,7 +323,7 @@ class AttemptRunner(LeaseHolder):
             begun.backfill,
             number,
             handle,
-            now,
+            self._deadline(run.timeout),
             run.timeout,
             begun.tries_left,
             retry_delay=run.retry_delay,
@@ -369,11 +345,11 @@ class AttemptRunner(LeaseHolder):
             origin=self.origin,
         )
         self.scheduler.set_state(instance, exc.state, str(exc))
-        self._held_until = now + exc.retry_after
+        self._held_until = self.timer() + exc.retry_after
         if str(exc) != self._held_for:  # say it once, not every retry
             self._held_for = str(exc)
             self.say(
-                f"the backend started nothing: {exc} (trying again in {_duration(exc.retry_after)})"
+                f"the backend started nothing: {exc} (trying again in {duration(exc.retry_after)})"
             )
 
     def _spec(
@@ -385,12 +361,3 @@ class AttemptRunner(LeaseHolder):
         return AttemptSpec(
             i.id, number, i.backfill, i.node, i.bizdate, i.cyctime, i.run, i.timezone, digest, now
         )
-
-
-def _duration(seconds: float) -> str:
-    s = int(seconds)
-    return (
-        f"{s // 3600}h{s % 3600 // 60:02d}m"
-        if s >= 3600
-        else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
-    )

@@ -33,9 +33,9 @@ Under faults:
   what is wrong once.
 
 Here: loading, the tick, finishing backfills and the loop. The lease, waiting and the
-signals are in `lease.py` (`LeaseHolder`); starting, following, stopping and recording
-attempts in `attempts.py` (`AttemptRunner`); adopting a previous controller's attempts
-in `adoption.py` (`Adoption`); `Controller` is all of them.
+signals are in `lease.py`; stopping attempts (a stop, a timeout) in `stopping.py`;
+starting, following and recording them in `attempts.py` (`AttemptRunner`); adopting a
+previous controller's attempts in `adoption.py` (`Adoption`); `Controller` is all of them.
 """
 
 from __future__ import annotations
@@ -87,6 +87,7 @@ class Controller(Adoption):
         *,
         actor: str = "controller",
         clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.monotonic,  # what timeouts are measured on
         say: Callable[[str], None] = lambda text: None,
         smtp: Smtp | None = None,
         root: str | None = None,
@@ -97,7 +98,7 @@ class Controller(Adoption):
         self.store = store
         self.backend = backend
         self.actor = actor
-        self.clock = clock
+        self.clock, self.timer = clock, timer
         self.say = say
         self.smtp, self.root = smtp, root  # alert commands run in the spec root
         self.reconcile = reconcile
@@ -108,7 +109,7 @@ class Controller(Adoption):
         self.lost = False  # the lease was lost: back to standby after this tick
         self._watermark = 0
         self._renewed = 0.0
-        self._held_until = 0.0  # the backend said "not now": nothing starts before this
+        self._held_until = 0.0  # (timer) the backend said "not now": nothing starts before
         self._held_for = ""
         self.lease_ttl = lease_ttl
         self.epoch = 0  # of the lease while we hold it: fences every start
@@ -128,8 +129,6 @@ class Controller(Adoption):
         self.started_total = 0
         self.ended_by: Counter[str] = Counter()  # recorded ends, by outcome
         self.queued: dict[str, int] = {}  # by resource group, at the last decision
-
-    # -- the lease -----------------------------------------------------------------------
 
     # -- loading and adopting ------------------------------------------------------------
 
@@ -183,7 +182,7 @@ class Controller(Adoption):
         now = self.clock()
         try:
             if time.monotonic() < self._store_retry_at:
-                return Tick(ended=self._follow_only(now), running=len(self.running))
+                return Tick(ended=self._follow_only(), running=len(self.running))
             tick = self._tick(now)
         except LeaseLost as exc:
             self.say(f"{exc}: starting nothing more; back to standby")
@@ -192,7 +191,7 @@ class Controller(Adoption):
             return Tick(running=len(self.running))
         except StateError as exc:
             self._store_failed(exc)
-            return Tick(ended=self._follow_only(now), running=len(self.running))
+            return Tick(ended=self._follow_only(), running=len(self.running))
         if self._store_problem:
             self.say("the state store can be written again: carrying on")
             self._store_problem, self._store_backoff = "", 0.0
@@ -209,11 +208,11 @@ class Controller(Adoption):
         self._requeue_unstarted()
         pending = self._pending()
         self._foresee(pending)  # what these ends make ready starts in this tick
-        self._enforce(now)
+        self._enforce()
         decision = self.scheduler.decide(now)
         self.queued = decision.queued
         self._dry_runs(decision.dry_runs, now)
-        starts = decision.start if now >= self._held_until else []
+        starts = decision.start if self.timer() >= self._held_until else []
         at = self.clock()  # (not `now`: after the ends' time, which a retry must follow)
         writes = bool(starts) or self._due(pending)
         with self.store.batch() if writes else contextlib.nullcontext():

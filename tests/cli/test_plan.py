@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import errno
 import json
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import NoneType
@@ -642,3 +646,30 @@ def test_out_saves_json_whatever_the_output_format(tmp_path: Path) -> None:
 
     saved = json.loads((tmp_path / "p.json").read_text(encoding="utf-8"))
     assert saved == plan_json(run("plan", ".", "--now", NOW, "--as", "ops", "-o", "json"))
+
+
+def test_ctrl_c_while_out_is_written_leaves_no_partial_file(tmp_path: Path) -> None:
+    """Interrupted while it writes the saved plan (a real process, SIGINT as Ctrl-C sends
+    it): exit 130, the file it replaces is as it was, and no partial copy is left."""
+    big = backfill(dates=[{"from": "2022-01-01", "to": "2024-12-31"}], checks={"stopOnRisk": False})
+    hourly = node("a", "0 * * * *", owners=("ops",))
+    write_files(tmp_path, {"all.yaml": dump(workspace(), hourly, big), "p.json": "old"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backfill_ctl", "plan", ".", "--now", NOW, "--out", "p.json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not [p for p in tmp_path.iterdir() if p.name.startswith(".p.json.")]:
+            assert proc.poll() is None and time.monotonic() < deadline, "no partial file seen"
+            time.sleep(0.001)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert stderr.splitlines()[-1] == "interrupted"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["all.yaml", "p.json"]
+    assert (tmp_path / "p.json").read_text(encoding="utf-8") == "old"

@@ -505,6 +505,31 @@ def test_a_timeout_kills_the_attempt_and_counts_as_a_failure(tmp_path: Path) -> 
     assert (a.state, a.reason) == ("failed", "timed out after 10m00s")
 
 
+def test_a_timeout_is_measured_on_the_timer_not_on_a_clock_that_is_set(tmp_path: Path) -> None:
+    """The clock set an hour forward (NTP, an operator) kills nothing; set back, it lets
+    nothing run past its timeout: the monotonic timer decides."""
+    store = applied(
+        tmp_path,
+        node(
+            "a", command=["hang"], run={"command": ["hang"], "timeout": "10m"}, resourceGroup="rg"
+        ),
+        backfill(),
+    )
+    clock, timer = Clock(), Clock()
+    c = controller(store, FakeBackend(), clock, timer)
+    c.tick()
+    clock.now += 3600
+    c.tick()
+    c.tick()
+    assert store.instances()[0].state == "running"
+    clock.now -= 7200
+    timer.now += 601
+    c.tick()
+    c.tick()
+    (a,) = store.instances()
+    assert (a.state, a.reason) == ("failed", "timed out after 10m00s")
+
+
 def test_stop_ends_a_running_instance_as_failed_without_retry(tmp_path: Path) -> None:
     store = applied(
         tmp_path, node("a", run={"command": ["hang"], "retries": 3}, resourceGroup="rg"), backfill()
@@ -763,7 +788,7 @@ def test_an_attempt_the_backend_did_not_start_waits_and_costs_no_try(tmp_path: P
     clock = Clock()
     backend = QuotaBackend()
     said: list[str] = []
-    c = Controller(store, backend, clock=clock, say=said.append)
+    c = Controller(store, backend, clock=clock, timer=clock, say=said.append)
     assert c.acquire(wait=False)
     c.load()
 
@@ -822,3 +847,21 @@ def test_a_runs_directory_turned_into_a_symlink_starts_nothing_and_costs_no_try(
     ]
     assert list(elsewhere.iterdir()) == []
     assert not (tmp_path / "ran").exists()
+
+
+def test_the_wait_after_a_start_the_backend_refused_is_measured_on_the_timer(
+    tmp_path: Path,
+) -> None:
+    """The clock set an hour back right after the backend said "not now, for 30 s" holds
+    the starts back 30 s, not an hour and 30 s."""
+    store = applied(tmp_path, node("a", resourceGroup="rg"), backfill(dates=["2024-03-01"]))
+    clock, timer = Clock(), Clock()
+    backend = QuotaBackend()
+    c = controller(store, backend, clock, timer)
+    c.tick()
+    assert backend.refused == 1
+    backend.full = False
+    clock.now -= 3600
+    timer.now += 31
+    drain(c)
+    assert set(states(store).values()) == {"succeeded"}

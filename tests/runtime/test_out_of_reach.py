@@ -51,7 +51,7 @@ class OutOfReach(FakeBackend):
 
 def driving(store: StateStore, backend: OutOfReach, clock: Clock) -> tuple[Controller, list[str]]:
     said: list[str] = []
-    c = Controller(store, backend, clock=clock, say=said.append)
+    c = Controller(store, backend, clock=clock, timer=clock, say=said.append)
     assert c.acquire(wait=False)
     c.load()
     return c, said

@@ -184,13 +184,15 @@ class LocalBackend(Groups):
         # they keep it running?) or while one is ended (they are signalled too): looked
         # for then, once per poll, not on every poll (a /proc read per thread).
         adopted = not self.supervise
-        afar = self._take_news(running)
+        afar, untold = self._take_news(running)
         ended: dict[Key, Outcome] = {}
         now = time.monotonic()
         for key, handle in running.items():
             base = str(handle["base"])
             if (outcome := self._starts.settled.pop(base, None)) is not None:
                 ended[key] = outcome
+                continue
+            if key in untold:  # whether it started cannot be told yet: asked next time
                 continue
             if key in afar:  # followed by its pid file alone: its shim's word, else
                 # an operator's (`declare_ended`), read after it: a code that came first wins
@@ -208,37 +210,47 @@ class LocalBackend(Groups):
                 adopted = self._adopt_orphans()
             left = self._processes(pid, base)
             if left:
-                if (
-                    attempt.cancel is None
-                    and not attempt.ending_leftovers
-                    and attempt.code is not None
-                ):
-                    # The command ended; what it left behind ends with the attempt.
-                    attempt.leftovers |= left
-                    attempt.kill_at = now + GRACE
-                    attempt.ending_leftovers = True
-                    self._signal_all(pid, signal.SIGTERM, base)
-                self._escalate(pid, attempt, now, base)
+                self._end_leftovers(pid, attempt, left, now, base)
                 continue
             ended[key] = attempt.outcome()
             self._forget(pid, base)
         return ended
 
-    def _take_news(self, running: Mapping[Key, Handle]) -> set[Key]:
+    def _end_leftovers(
+        self, pid: int, attempt: Attempt, left: set[int], now: float, base: str
+    ) -> None:
+        """Processes of an attempt are `left`: if its command ended, they end with it
+        (TERM now, KILL after the grace); the KILL once the grace is over."""
+        if attempt.cancel is None and not attempt.ending_leftovers and attempt.code is not None:
+            attempt.leftovers |= left
+            attempt.kill_at = now + GRACE
+            attempt.ending_leftovers = True
+            self._signal_all(pid, signal.SIGTERM, base)
+        self._escalate(pid, attempt, now, base)
+
+    def _take_news(self, running: Mapping[Key, Handle]) -> tuple[set[Key], set[Key]]:
         """Take what the shims said; note each attempt's base and group (whose an orphan
         is: all known before it is). The attempts among `running` that run where this
-        process cannot follow their processes (seldom any: one comparison each)."""
+        process cannot follow their processes (seldom any: one comparison each), and
+        those of which it cannot tell yet whether they started (their pid file cannot
+        be claimed: a full disk)."""
         self._answered(wait=True)
         for shim in set(self._starts.spawned.values()):
             shim.read()
-        afar = set()
-        place = self._place
+        afar, untold = set(), set()
+        place, settled = self._place, self._starts.settled
         for key, handle in running.items():
+            base = str(handle["base"])
+            if base in settled:  # it never ran, or its start failed: no pid to find
+                continue
             if handle.get("place", place) == place or self.places.away(handle) is None:
-                self._bases.setdefault(str(handle["base"]), self._pid(handle))
+                try:
+                    self._bases.setdefault(base, self._pid(handle))
+                except BackendError:
+                    untold.add(key)
             else:
                 afar.add(key)
-        return afar
+        return afar, untold
 
     def _main_ended(self, pid: int, base: str, attempt: Attempt) -> bool:
         """Has the command ended (and its code been written)? Records the code."""
@@ -292,6 +304,8 @@ class LocalBackend(Groups):
             return
         attempt.cancel = reason
         attempt.kill_at = time.monotonic() + GRACE
+        if pid not in self._own:  # adopted: what left its group before gets TERM too
+            self._find_escaped(pid, str(handle["base"]))
         self._signal_all(pid, signal.SIGTERM, str(handle["base"]))
 
     def declare_ended(self, key: Key, handle: Handle, reason: str) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from backfill_ctl.backends.local.procs import (
     children_of,
     group_members,
+    marked,
     marker,
     proc_stat,
     running,
@@ -33,6 +34,8 @@ class Groups:
 
     def _processes(self, pgid: int, base: str) -> set[int]:
         """The live processes of an attempt: its group, and those that left it."""
+        if pgid not in self._own:
+            self._find_escaped(pgid, base)
         left = {p for p, g in self._escaped.items() if g == pgid and running(p)}
         if pgid <= 0:
             return left
@@ -46,6 +49,14 @@ class Groups:
         # backend did not start may be long gone and its id reused by someone else's:
         # only processes marked as the attempt's count then.
         return left | group_members(pgid, None if pgid in self._own else base)
+
+    def _find_escaped(self, pgid: int, base: str) -> None:
+        """An attempt this process did not start (adopted after a restart): what left its
+        group before, while no controller here was the subreaper (a daemon that went to
+        init), is found by its marker, and followed and signalled as an orphan is."""
+        for pid, group in marked(base).items():
+            if group != pgid:
+                self._escaped.setdefault(pid, pgid)
 
     def _escalate(self, pgid: int, attempt: Attempt, now: float, base: str) -> None:
         if attempt.kill_at is not None and not attempt.killed and now >= attempt.kill_at:

@@ -86,23 +86,29 @@ def group_members(pgid: int, base: str | None) -> set[int]:
     return found
 
 
-def marked_group(base: str) -> int | None:
-    """The process group of a live process marked as attempt `base`'s: its first one's
-    group (the one led by a marked process) if any, else any such group; None if no
-    process of the attempt lives."""
-    groups: set[int] = set()
-    leaders: set[int] = set()
+def marked(base: str) -> dict[int, int]:
+    """The live processes marked as attempt `base`'s, wherever they are: pid -> its
+    process group (a full /proc scan: for the rare moments that need it)."""
+    found: dict[int, int] = {}
     try:
         pids = [p.name for p in Path("/proc").iterdir() if p.name.isdigit()]
     except OSError:
-        return None
+        return found
     for p in pids:
         fields = proc_stat(p)
         if fields is None or fields[0] in ("Z", "X") or marker(p) != base:
             continue
-        groups.add(int(fields[2]))
-        if fields[2] == p:
-            leaders.add(int(p))
+        found[int(p)] = int(fields[2])
+    return found
+
+
+def marked_group(base: str) -> int | None:
+    """The process group of a live process marked as attempt `base`'s: its first one's
+    group (the one led by a marked process) if any, else any such group; None if no
+    process of the attempt lives."""
+    found = marked(base)
+    leaders = {pid for pid, group in found.items() if pid == group}
+    groups = set(found.values())
     return min(leaders or groups) if groups else None
 
 

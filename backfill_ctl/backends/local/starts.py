@@ -1,7 +1,9 @@
 """The local backend's starts: asked of the shim (`spawner.Shim`) without waiting, and
 their answers taken as they come: a pid for the handle, or an outcome for an attempt
 whose command never ran. A start nobody answers is settled as `recover` settles an
-attempt: by a claim on its pid file, which the shim too makes before it runs anything."""
+attempt: by a claim on its pid file, which the shim too makes before it runs anything.
+A claim that cannot be made (a full disk) tells nothing: BackendError, and the attempt is
+asked of again (its instance stays running), never taken as started or as not."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from backfill_ctl.backends import Handle, Outcome
+from backfill_ctl.backends import BackendError, Handle, Outcome
 from backfill_ctl.backends.local.attempt import NOT_RUN
 from backfill_ctl.backends.local.pidfile import current_umask, read_pid
 from backfill_ctl.backends.local.procs import marked_group
@@ -32,6 +34,7 @@ class Starts:
         self.settled: dict[str, Outcome] = {}  # base -> outcome, of one that never ran
         self.asked: dict[str, tuple[Shim, Handle]] = {}  # base -> a start not answered
         self._private = private
+        self._waited: set[str] = set()  # bases whose pid file `found` waited for once
 
     def shims(self) -> set[Shim]:
         return {s for s in (self.shim, *self.spawned.values()) if s is not None}
@@ -74,9 +77,8 @@ class Starts:
                     handle["pid"] = number
                     self.spawned[number] = shim
                     started.append((base, number))
-                elif kind == "L":  # its log could not be made: it failed to start
-                    why = f"cannot start: {os.strerror(number)}"
-                    self.settled[base] = Outcome("failed", None, why)
+                elif kind == "L":  # its log could not be made: nothing ran
+                    self.settled[base] = _no_log(number)
                 else:  # "N": the pid file was claimed; "X": the reason is in its log
                     failed = Outcome("failed", number, f"exit code {number}")
                     self.settled[base] = NOT_RUN if kind == "N" else failed
@@ -84,18 +86,24 @@ class Starts:
             if wait:
                 for base in shim.asked.values():
                     _, handle = self.asked.pop(base)
-                    handle.update(self.found(base))
+                    try:
+                        handle.update(self.found(base))
+                    except BackendError:  # cannot tell yet: `found` again when followed
+                        continue
                 shim.asked.clear()
         return started
 
     def found(self, base: str, *, patience: float = 0.0) -> Handle:
         """The handle of an attempt asked of a shim that did not answer (`claim`'s, after
         `patience` s for the shim to claim the pid file, as it does first); one whose
-        command never runs has its outcome settled."""
-        deadline = time.monotonic() + patience
+        command never runs has its outcome settled. BackendError: it cannot be told yet
+        (the claim cannot be made: `claimed`); asked again, the patience is not repeated."""
+        deadline = time.monotonic() + (0.0 if base in self._waited else patience)
+        self._waited.add(base)
         while not os.path.lexists(f"{base}.pid") and time.monotonic() < deadline:
             time.sleep(0.01)
         found = self.claim(base)
+        self._waited.discard(base)
         if found is None:
             self.settled[base] = NOT_RUN
             return {"pid": 0, "base": base}
@@ -108,17 +116,29 @@ class Starts:
 
     def claimed(self, base: str) -> bool:
         """Race the shim for the attempt's pid file: did this claim come first (then the
-        command never runs; else the shim was first: the attempt started)?"""
-        self._private(Path(base).parent)
+        command never runs; else the shim was first: the attempt started)? BackendError
+        when no claim can be made (a full disk, an I/O error): neither is known then."""
         try:
+            self._private(Path(base).parent)
             os.close(os.open(f"{base}.pid", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         except FileExistsError:
             return False
+        except OSError as exc:
+            raise BackendError(
+                f"its pid file {base}.pid cannot be claimed: {exc.strerror}"
+            ) from exc
         return True
 
     def close(self) -> None:
         for shim in self.shims():
             shim.close(idle=shim not in self.spawned.values())
+
+
+def _no_log(code: int) -> Outcome:
+    """The outcome of an attempt whose log the shim could not make (errno `code`: a full
+    disk, a link planted in its place): the command never ran, and gets its try back."""
+    why = f"the command did not run: its log cannot be created: {os.strerror(code)}"
+    return Outcome("lost", None, why, started=False)
 
 
 def _started(base: str) -> Handle:
