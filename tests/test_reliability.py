@@ -204,6 +204,41 @@ def test_sigterm_starts_nothing_new_and_leaves_running_attempts_to_be_adopted(
     assert log.read_text().count("adopted attempt") == 3
 
 
+def test_sighup_when_its_terminal_is_gone_ends_a_controller_as_sigterm_does(
+    tmp_path: Path,
+) -> None:
+    """An ssh session that drops: the controller's terminal is gone (writing to it fails)
+    and it gets SIGHUP. It lets go of the lease and exits 0, its attempts running on for
+    the next controller, as on SIGTERM; not killed holding the lease."""
+    import os
+    import pty
+
+    go = tmp_path / "go"
+    spec_dir, db, _ = marking(tmp_path, "2024-03-06", 0, until=go)
+    main, terminal = pty.openpty()
+    first = subprocess.Popen(
+        [sys.executable, "-m", "backfill_ctl", "controller", str(spec_dir), "--state", str(db)],
+        stdout=terminal,
+        stderr=terminal,
+        cwd=tmp_path,
+    )
+    os.close(terminal)
+    store = open_store(db)
+    try:
+        wait_until(lambda: len(store.attempts(states=["running"])) == 3, 120, "three attempts")
+        os.close(main)  # the terminal is gone: a write to it fails (EIO)
+        first.send_signal(signal.SIGHUP)
+        assert first.wait(20) == 0
+        lease = store.lease()
+        assert lease is not None and lease.expires_at == 0  # let go of, not left to expire
+        assert len(store.attempts(states=["running"])) == 3 == len(store.attempts())
+    finally:
+        go.touch()
+        if first.poll() is None:
+            first.kill()
+            first.wait(10)
+
+
 def test_a_second_controller_waits_for_the_lease_and_says_so(
     tmp_path: Path, store_at: Path | str
 ) -> None:

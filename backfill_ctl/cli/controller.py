@@ -23,13 +23,12 @@ from backfill_ctl.cli.options import (
 )
 from backfill_ctl.cli.state import StateOpt, backend_for, open_state, spec_root
 from backfill_ctl.errors import UsageError
-from backfill_ctl.runtime.lease import holder, remaining, waitable
+from backfill_ctl.runtime.lease import STOPPING, holder, remaining, waitable
 from backfill_ctl.runtime.reapply import Reconciler
 from backfill_ctl.serve.address import parse_address
 from backfill_ctl.spec.loader import load_specs
 from backfill_ctl.state import StateError
 
-_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 LEASE_TTL = 30.0  # the controller's default (controller.LEASE_TTL, without importing it)
 
 if TYPE_CHECKING:
@@ -43,7 +42,7 @@ if TYPE_CHECKING:
 
 def _open_when_writable(flag: str | None, specs: Specs) -> StateStore | None:
     """Open the store; one that cannot be used yet (a full disk, a server away, locked by
-    a writer paused mid-write) is waited for, saying so once. None when SIGTERM or SIGINT
+    a writer paused mid-write) is waited for, saying so once. None when SIGTERM, SIGINT or SIGHUP
     came while waiting."""
     stopped: list[int] = []
     said = ""
@@ -56,7 +55,7 @@ def _open_when_writable(flag: str | None, specs: Specs) -> StateStore | None:
             if exc.message != said:
                 said = exc.message
                 err(f"{exc.message}: waiting for it to be writable")
-        previous = {s: signal.signal(s, lambda n, f: stopped.append(n)) for s in _SIGNALS}
+        previous = {s: signal.signal(s, lambda n, f: stopped.append(n)) for s in STOPPING}
         try:
             time.sleep(1.0)
         finally:
@@ -108,7 +107,7 @@ def controller_command(
     Re-applies the specs whenever their files change, starts instances as they become
     ready, records how attempts end, and alerts when backfills finish. Only one
     controller drives a store (a lease; others wait as standbys and take over when it stops
-    renewing it); SIGTERM or SIGINT stop it after the current tick, leaving running
+    renewing it); SIGTERM, SIGINT or SIGHUP stop it after the current tick, leaving running
     attempts for the next controller to adopt. With --now T, the clock that decides when
     instances are due starts at T.
 

@@ -17,7 +17,7 @@ tick:
 On start it adopts what a previous controller left: attempts whose processes still run
 are followed, finished ones are recorded, ones that never started are put back, and a
 stop an operator asked for meanwhile is carried out (operations are state in the store,
-not only events). SIGTERM/SIGINT end the loop after the current tick; running attempts
+not only events). SIGTERM/SIGINT/SIGHUP end the loop after the current tick; running attempts
 are left running for the next controller to adopt.
 
 Under faults:

@@ -19,9 +19,11 @@ Across hosts (controllers sharing a PostgreSQL store):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
+import stat
 import threading
 import time
 from contextlib import contextmanager
@@ -170,12 +172,13 @@ class LeaseHolder:
 
     @contextmanager
     def _signals(self) -> Iterator[None]:
-        """SIGTERM and SIGINT set `stopping` (the loop ends after its tick) instead of
-        killing the process; outside the main thread, signals are left as they are."""
+        """SIGTERM, SIGINT and SIGHUP set `stopping` (the loop ends after its tick)
+        instead of killing the process; outside the main thread, signals are left as they
+        are."""
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = {s: signal.signal(s, self._stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        previous = {s: signal.signal(s, self._stop) for s in STOPPING}
         try:
             yield
         finally:
@@ -183,11 +186,35 @@ class LeaseHolder:
                 signal.signal(sig, handler)
 
     def _stop(self, signum: int, frame: object) -> None:
+        if signum == signal.SIGHUP:
+            hung_up()
         self.say(
             f"received {signal.Signals(signum).name}: stopping after this tick; running "
             "attempts stay running for the next controller"
         )
         self.stopping = True
+
+
+# What ends the loop after its tick: a terminal's hangup (an ssh session that dropped)
+# too, so that the lease is let go of rather than left to expire.
+STOPPING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
+def hung_up() -> None:
+    """The terminal is gone (SIGHUP): what would be written to it (where a write now
+    fails) goes to /dev/null instead, so the loop can end as it does on SIGTERM."""
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        nowhere = os.fstat(null).st_rdev
+        for fd in (1, 2):
+            with contextlib.suppress(OSError):
+                # A terminal: a character device (isatty fails on one that hung up); a
+                # file or a pipe (a log) is left as it is.
+                seen = os.fstat(fd)
+                if stat.S_ISCHR(seen.st_mode) and seen.st_rdev != nowhere:
+                    os.dup2(null, fd)
+    finally:
+        os.close(null)
 
 
 def holder(lease: Lease) -> str:
