@@ -392,7 +392,7 @@ def _attempts(
                 took if a.finished_at is not None else f"{took} so far",
                 a.backend,
                 progress.truncate(a.message, 60) or "-",
-                runs.readable(a.log) if a.log else "-",
+                runs.readable(a.log) if a.log else progress.log_removed(a) or "-",
             )
         )
     return ["Attempts:", *_indented(rows)]

@@ -34,7 +34,7 @@ from backfill_ctl.errors import UsageError
 from backfill_ctl.usecases import log_lines
 from backfill_ctl.usecases.attempt_logs import shares_logs
 from backfill_ctl.usecases.log_reading import Follower, size_of, start_of_last_lines
-from backfill_ctl.usecases.progress import age, utc
+from backfill_ctl.usecases.progress import age, log_removed, utc
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -305,6 +305,8 @@ def _notes(store: StateStore, current: AttemptRecord, printed: bool) -> list[str
             return [f"{which} runs elsewhere: {_runs_where(store, current)}"]
     if printed:
         return []
+    if removed := log_removed(current):
+        return [f"the log of {which} was {removed}"]
     where = ""
     if log:
         where = f" ({log}{'' if _here(store, current) else ' does not exist'})"

@@ -179,6 +179,7 @@ class AttemptRecord:
     message: str | None = None
     log: str | None = None
     finished_at: float | None = None
+    log_removed_at: float | None = None  # when gc removed its log (`log` is None since)
 
 
 @dataclass(frozen=True, slots=True)

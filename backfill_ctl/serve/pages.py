@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from backfill_ctl.serve import dag, gantt
-from backfill_ctl.usecases.progress import utc
+from backfill_ctl.usecases.progress import log_removed, utc
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
@@ -372,7 +372,7 @@ def instance_page(
             f"Log of attempt {shown.number} of {len(attempts)} "
             f'(<a href="/instances/{quote(i.id)}">the latest</a>)'
         )
-    attempt = str(shown.number) if shown else ""
+    attempt, gone = (str(shown.number), log_removed(shown)) if shown else ("", None)
     body = (
         f"<h1>Instance {escape(i.id)}</h1><table class=list id=fields>"
         + instance_fields(i, why)
@@ -383,7 +383,7 @@ def instance_page(
         + f"</table><h2>{heading}</h2>"
         + f'<pre id=log data-instance="{escape(i.id)}" data-attempt="{attempt}" '
         f'data-offset="{size}" data-live="{int(live)}">{escape(log or "")}</pre>'
-        + ("" if log or live else "<p>No output.")
+        + ("" if log or live else f"<p>{'The log was ' + escape(gone) if gone else 'No output'}.")
     )
     return page(f"Instance {i.id}", body, script="/static/instance.js")
 

@@ -119,6 +119,12 @@ def utc(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def log_removed(a: AttemptRecord) -> str | None:
+    """`removed by gc at TIME` when gc removed the attempt's log (retention.py), so that
+    what shows it does not say the command wrote nothing."""
+    return None if a.log_removed_at is None else f"removed by gc at {utc(a.log_removed_at)}"
+
+
 def scheduled(i: InstanceRecord) -> str:
     """The scheduled time on the node's clock: `2024-03-02 02:00`."""
     return i.cyctime[:16].replace("T", " ")

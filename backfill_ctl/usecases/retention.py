@@ -280,7 +280,7 @@ def collect(
     Files are removed and cut only in the store's runs directory, `runs`."""
     errors: list[str] = []
     instances, backfills, dropped = _delete_rows(
-        store, plan, now - retention.instances.total_seconds()
+        store, plan, now - retention.instances.total_seconds(), at
     )
     _remove([p for d in instances for p in d.files] + [d.path for d in dropped], runs, errors)
     cuts = _cut_all(plan.cuts, retention.max_log_size, runs, errors)
@@ -311,10 +311,11 @@ def collect(
 
 
 def _delete_rows(
-    store: RetentionStore, plan: Collection, cutoff: float
+    store: RetentionStore, plan: Collection, cutoff: float, at: float
 ) -> tuple[list[DropInstance], list[str], list[DropLog]]:
     """Delete the planned rows the store still agrees to (a guard may keep some): the
-    instances, the deleted backfills and the logs' rows that went."""
+    instances, the deleted backfills and the logs' rows that went (each attempt
+    noting that gc removed its log `at`)."""
     deleted: set[str] = set()
     for chunk in _batches(plan.instances):
         deleted.update(store.delete_instances([d.id for d in chunk], finished_before=cutoff))
@@ -323,7 +324,7 @@ def _delete_rows(
     )
     cleared: set[tuple[str, int]] = set()
     for logs in _batches(plan.logs):
-        cleared.update(store.clear_logs([(d.instance, d.number, d.path) for d in logs]))
+        cleared.update(store.clear_logs([(d.instance, d.number, d.path) for d in logs], at=at))
     return (
         [d for d in plan.instances if d.id in deleted],
         backfills,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from backfill_ctl.state import sqlite as sqlite_store
+from backfill_ctl.usecases.progress import utc
 from tests.builders import config, dump, resource_group
 from tests.cli.helpers import NOW as NOW_ISO
 from tests.cli.helpers import files_under, ran_checkout, run, write_files
@@ -296,3 +299,33 @@ def test_a_runs_directory_that_is_a_symlink_is_refused_and_nothing_changes(
     ]
     assert snapshot(world)[0] == rows
     assert files_under(tmp_path / "elsewhere") == files
+
+
+def test_a_log_gc_removed_is_said_removed_by_gc_and_when(world: World) -> None:
+    """`logs`, `describe` and the dashboard say that gc removed the log (and when), not
+    that the command wrote nothing."""
+    from backfill_ctl.serve import views
+
+    world.apply(instance("i"))
+    log = world.run("i", ended=NOW - 8 * DAY)
+    before = time.time()
+    assert gc(world)[0] == 0
+    after = time.time()
+    assert not log.exists()
+    db = ["--state", str(world.root / "state.db")]
+
+    logs = run("logs", "i", *db)
+    described = run("describe", "instance/i", *db)
+    _, page, _ = views.route(world.store, "/instances/i")
+
+    assert (logs.exit_code, logs.stdout) == (0, "")
+    said = re.fullmatch(
+        r"note: the log of attempt 1 of i was removed by gc at (\S+)\n", logs.stderr
+    )
+    assert said, logs.stderr
+    when = said[1]
+    assert utc(int(before)) <= when <= utc(after)
+    row = next(line for line in described.stdout.splitlines() if line.startswith("  1 "))
+    assert row.endswith(f"removed by gc at {when}")
+    html = page.decode()
+    assert f"The log was removed by gc at {when}." in html and "No output." not in html

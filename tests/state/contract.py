@@ -1032,9 +1032,13 @@ class StoreContract:
             store.set_attempt_handle(ident, 1, {}, f"/logs/{ident}.log")
         end(store, "a1", 1)
         logs = [("a1", 1, "/logs/a1.log"), ("b1", 1, "/logs/b1.log"), ("a2", 1, "/x")]
-        assert store.clear_logs([("a1", 1, "/elsewhere.log")]) == []
-        assert store.clear_logs(logs) == [("a1", 1)]  # b1 still runs
-        assert [a.log for a in store.attempts()] == [None, "/logs/b1.log"]
+        assert store.clear_logs([("a1", 1, "/elsewhere.log")], at=AT + 99) == []
+        assert store.attempts("a1")[0].log_removed_at is None
+        assert store.clear_logs(logs, at=AT + 100) == [("a1", 1)]  # b1 still runs
+        assert [(a.log, a.log_removed_at) for a in store.attempts()] == [
+            (None, AT + 100),  # what readers say: gc removed it, and when
+            ("/logs/b1.log", None),
+        ]
 
     # -- attempts' logs kept in the store --------------------------------------------
 
@@ -1075,9 +1079,9 @@ class StoreContract:
             store.set_attempt_handle(ident, 1, {}, f"/logs/{ident}.log")
             end(store, ident, 1)
             store.save_log(ident, 1, f"{ident}\n", size=3, at=AT)
-        assert store.clear_logs([("a1", 1, "/elsewhere.log")]) == []
+        assert store.clear_logs([("a1", 1, "/elsewhere.log")], at=AT) == []
         assert store.stored_log("a1", 1) is not None  # not its log: kept
-        assert store.clear_logs([("a1", 1, "/logs/a1.log")]) == [("a1", 1)]
+        assert store.clear_logs([("a1", 1, "/logs/a1.log")], at=AT) == [("a1", 1)]
         assert store.stored_log("a1", 1) is None
         assert store.delete_instances(["o1"], finished_before=AT + 1000) == ["o1"]
         assert store.stored_log("o1", 1) is None

@@ -67,13 +67,15 @@ class Retention(Tables):
                 del self._backfills[name]
         return gone
 
-    def clear_logs(self, logs: Sequence[tuple[str, int, str]]) -> list[tuple[str, int]]:
+    def clear_logs(
+        self, logs: Sequence[tuple[str, int, str]], *, at: float
+    ) -> list[tuple[str, int]]:
         cleared: list[tuple[str, int]] = []
         with self._lock:
             for instance, number, log in logs:
                 attempt = self._attempts.get((instance, number))
                 if attempt is not None and attempt.log == log and attempt.finished_at is not None:
-                    self._attempts[instance, number] = replace(attempt, log=None)
+                    self._attempts[instance, number] = replace(attempt, log=None, log_removed_at=at)
                     self._logs.pop((instance, number), None)
                     cleared.append((instance, number))
         return cleared

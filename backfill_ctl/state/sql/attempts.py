@@ -218,7 +218,7 @@ class Attempts(SQLStore):
     ) -> list[AttemptRecord]:
         sql = (
             "SELECT instance, number, backend, state, started_at, handle, exit_code, message,"
-            " log, finished_at FROM attempts WHERE 1 = 1"
+            " log, finished_at, log_removed_at FROM attempts WHERE 1 = 1"
         )
         params: list[Any] = []
         if instance is not None:
@@ -230,7 +230,9 @@ class Attempts(SQLStore):
             params.append(chosen)
         rows = self._read(sql + " ORDER BY instance, number", params)
         return [
-            AttemptRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], r[9])
+            AttemptRecord(
+                r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], r[9], r[10]
+            )
             for r in rows
         ]
 

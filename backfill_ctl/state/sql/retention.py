@@ -76,17 +76,19 @@ class Retention(SQLStore):
             self._delete(db, (("events", "backfill"), ("backfills", "name")), gone)
         return gone
 
-    def clear_logs(self, logs: Sequence[tuple[str, int, str]]) -> list[tuple[str, int]]:
+    def clear_logs(
+        self, logs: Sequence[tuple[str, int, str]], *, at: float
+    ) -> list[tuple[str, int]]:
         """One transaction: forget the log of finished attempts, given as (instance,
         number, log) and only while their log is still that one, with the store's copy of
-        it; the attempts cleared."""
+        it, noting that gc removed it `at` (so readers say so); the attempts cleared."""
         cleared: list[tuple[str, int]] = []
         with self._write() as db:
             for instance, number, log in logs:
                 if db.execute(
-                    "UPDATE attempts SET log = NULL WHERE instance = ? AND number = ? AND "
-                    "log = ? AND finished_at IS NOT NULL",
-                    (instance, number, log),
+                    "UPDATE attempts SET log = NULL, log_removed_at = ? WHERE instance = ? "
+                    "AND number = ? AND log = ? AND finished_at IS NOT NULL",
+                    (at, instance, number, log),
                 ).rowcount:
                     cleared.append((instance, number))
                     db.execute(  # and the store's copy of it (logs.py)

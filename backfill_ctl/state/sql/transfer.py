@@ -46,7 +46,8 @@ TABLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     ),
     "attempts": _table(
         "instance number",
-        "instance number backend state handle exit_code message log started_at finished_at",
+        "instance number backend state handle exit_code message log started_at finished_at "
+        "log_removed_at",
     ),
     "events": _table("id", "id at actor origin kind backfill instance from_state to_state message"),
     "attempt_logs": _table("instance number", "instance number text size stored_at"),

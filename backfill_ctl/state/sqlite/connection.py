@@ -107,6 +107,11 @@ _MIGRATIONS: list[str] = [
     """
     DROP INDEX instances_by_state;
     """,
+    # 8: when gc removed an attempt's log (retention.py), so that `logs`, `describe` and
+    # the dashboard say so, rather than that the command wrote nothing
+    """
+    ALTER TABLE attempts ADD COLUMN log_removed_at REAL;
+    """,
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 # _NEW: the file this process just created (empty) gets its WAL switch and its schema
