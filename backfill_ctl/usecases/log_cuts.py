@@ -43,7 +43,7 @@ def inspect(path: str, max_size: int) -> LogFile | None:
 def cut(path: str, max_size: int) -> int:
     """Keep the last `max_size` bytes of a log after a line saying how many bytes are
     gone in all; the bytes removed now (0 if it is small enough). Atomic: a reader sees
-    the old log or the new one."""
+    the old log or the new one; a failure, or Ctrl-C, leaves no partial copy."""
     p = Path(path)
     with p.open("rb") as f:
         head = f.readline(80)
@@ -60,7 +60,7 @@ def cut(path: str, max_size: int) -> int:
         partial.write_bytes(cut_header(earlier + removed) + tail)
         partial.chmod(p.stat().st_mode & 0o7777)
         partial.replace(p)
-    except OSError:
+    except BaseException:  # (KeyboardInterrupt too: the partial copy goes)
         partial.unlink(missing_ok=True)
         raise
     return removed

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import re
 import shutil
+import signal
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from backfill_ctl.state import open_store
 from backfill_ctl.state import sqlite as sqlite_store
+from backfill_ctl.usecases.log_cuts import cut_header
 from backfill_ctl.usecases.progress import utc
 from tests.builders import config, dump, resource_group
 from tests.cli.helpers import NOW as NOW_ISO
@@ -329,3 +334,38 @@ def test_a_log_gc_removed_is_said_removed_by_gc_and_when(world: World) -> None:
     assert row.endswith(f"removed by gc at {when}")
     html = page.decode()
     assert f"The log was removed by gc at {when}." in html and "No output." not in html
+
+
+def test_ctrl_c_while_a_log_is_cut_leaves_no_partial_file(world: World, tmp_path: Path) -> None:
+    """Interrupted while it writes a cut log (a real process, SIGINT as Ctrl-C sends
+    it): exit 130, each log whole or cut, and no `.gc-partial` copy left beside them."""
+    specs = tmp_path / "specs"
+    write_files(specs, {"backfillctl.yaml": dump(config(retention={"maxLogSize": "48MiB"}))})
+    ids = [f"i{n}" for n in range(4)]
+    world.apply(*(instance(i) for i in ids))
+    logs = [world.run(i, ended=NOW - DAY, log=b"x" * (64 << 20)) for i in ids]
+    world.store.close()
+    db = str(world.root / "state.db")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backfill_ctl", "gc", str(specs), "--now", NOW_ISO, "--state", db],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not list(world.root.rglob("*.gc-partial")):
+            assert proc.poll() is None and time.monotonic() < deadline, "no partial file seen"
+            time.sleep(0.0005)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        world.store = open_store(world.root / "state.db")
+    assert proc.returncode == 130, stderr
+    assert stderr.splitlines()[-1] == "interrupted"
+    assert list(world.root.rglob("*.gc-partial")) == []
+    assert {log.stat().st_size for log in logs} <= {
+        64 << 20,
+        (48 << 20) + len(cut_header(16 << 20)),
+    }
