@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ import pytest
 
 from backfill_ctl.backends.local import LocalBackend
 from backfill_ctl.state import open_store
+from tests.cli.helpers import run
 from tests.test_faults import _nothing_left_running, lines, start, stop, traced
 from tests.test_reliability import wait_until
 
@@ -133,3 +135,43 @@ def test_a_controller_adopting_unstarted_attempts_on_a_full_runs_directory_waits
     assert len([x for x in lines(trace) if x[0] == "end"]) == 2
     first = [a for a in store.attempts() if a.number == 1]
     assert {a.state for a in first} == {"lost"}  # settled as never started: claimed
+
+
+def test_a_controller_whose_runs_directory_cannot_be_made_waits_for_room(
+    tmp_path: Path, runs_dir: Path
+) -> None:
+    """The store's runs directory does not exist and there is no inode to make it: the
+    controller says so once and waits (as for a store it cannot write), not exit 2;
+    once there is room it makes it and runs the backfill."""
+    spec_dir, db, trace = traced(tmp_path, "true", days=2)
+    filler = _fill(runs_dir)
+    log = tmp_path / "controller.log"
+    proc = start(spec_dir, db, log)
+    try:
+        wait_until(
+            lambda: "waiting until it can be" in log.read_text(), 30, "a wait", log.read_text
+        )
+        time.sleep(1.5)
+        assert proc.poll() is None, log.read_text()
+        said = log.read_text()
+        shutil.rmtree(filler)
+        store = open_store(db)
+        wait_until(lambda: len(store.instances(states=["succeeded"])) == 2, 60, "the run")
+        store.close()
+    finally:
+        stop(proc)
+    assert said.count("waiting until it can be") == 1, said
+    assert "not ready" not in log.read_text()
+    assert len([x for x in lines(trace) if x[0] == "end"]) == 2
+
+
+def test_a_runs_directory_refused_or_not_permitted_is_still_an_error(tmp_path: Path) -> None:
+    """Only want of room is waited for: a runs directory that is a symlink ends the
+    controller at once (exit 2), naming it."""
+    spec_dir, db, _ = traced(tmp_path, "true", days=1)
+    runs = db.parent / "runs"
+    runs.symlink_to(tmp_path)
+    refused = run("controller", str(spec_dir), "--state", str(db), "--once")
+    assert refused.exit_code == 2, refused.stderr
+    assert "the local backend is not ready: write logs:" in refused.stderr
+    assert "waiting" not in refused.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import signal
 import time
@@ -10,6 +11,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from backfill_ctl.backends import RUNS, BackendError
+from backfill_ctl.backends.files import make_private, state_dir
 from backfill_ctl.cli.backend import require_ready
 from backfill_ctl.cli.console import err
 from backfill_ctl.cli.options import (
@@ -30,6 +33,8 @@ from backfill_ctl.spec.loader import load_specs
 from backfill_ctl.state import StateError
 
 LEASE_TTL = 30.0  # the controller's default (controller.LEASE_TTL, without importing it)
+# Why a directory cannot be made now that may pass (room is freed, a disk remounted).
+_NO_ROOM = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -44,7 +49,6 @@ def _open_when_writable(flag: str | None, specs: Specs) -> StateStore | None:
     """Open the store; one that cannot be used yet (a full disk, a server away, locked by
     a writer paused mid-write) is waited for, saying so once. None when SIGTERM, SIGINT or SIGHUP
     came while waiting."""
-    stopped: list[int] = []
     said = ""
     while True:
         try:
@@ -55,14 +59,46 @@ def _open_when_writable(flag: str | None, specs: Specs) -> StateStore | None:
             if exc.message != said:
                 said = exc.message
                 err(f"{exc.message}: waiting for it to be writable")
-        previous = {s: signal.signal(s, lambda n, f: stopped.append(n)) for s in STOPPING}
-        try:
-            time.sleep(1.0)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        if stopped:
+        if _stopped_in(1.0):
             return None
+
+
+def _runs_made(store: StateStore) -> bool:
+    """The store's runs directory made (as the backend's readiness check makes it); one
+    that cannot be made for want of room (a full disk, no free inode, a quota, a file
+    system mounted read-only) is waited for, saying so once, as a store that cannot be
+    written is. False when SIGTERM, SIGINT or SIGHUP came while waiting. Any other
+    failure (a symlink, another user's, no permission) is left to that check, which
+    names it (exit 2)."""
+    top = state_dir(store.path) / RUNS
+    runs = top / store.store_id if store.store_id else top
+    said = ""
+    while True:
+        try:
+            make_private(runs, top)
+            return True
+        except BackendError:  # refused (a symlink, another user's): the check says so
+            return True
+        except OSError as exc:
+            if exc.errno not in _NO_ROOM:
+                return True
+            if (why := exc.strerror or str(exc)) != said:
+                said = why
+                err(f"the runs directory {runs} cannot be made ({why}): waiting until it can be")
+        if _stopped_in(1.0):
+            return False
+
+
+def _stopped_in(seconds: float) -> bool:
+    """Sleep `seconds`; whether SIGTERM, SIGINT or SIGHUP came meanwhile."""
+    stopped: list[int] = []
+    previous = {s: signal.signal(s, lambda n, f: stopped.append(n)) for s in STOPPING}
+    try:
+        time.sleep(seconds)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return bool(stopped)
 
 
 IntervalOpt = Annotated[
@@ -129,6 +165,9 @@ def controller_command(
     store = _open_when_writable(state, specs)
     if store is None:
         err("stopped while waiting for the state store: nothing was done")
+        return
+    if not _runs_made(store):
+        err("stopped while waiting for the runs directory: nothing was done")
         return
     from backfill_ctl.runtime.controller import Controller
 
