@@ -105,8 +105,9 @@ def apply_command(
     (and report) those that have. Error findings of check block it.
 
     Exit 0 when applied (and, with --wait, all succeeded), 1 on findings, changes refused
-    or a failed backfill, 2 when the input cannot be used, 130 when --wait was
-    interrupted (Ctrl-C, SIGTERM: running attempts go on for the next controller).
+    or a failed backfill, 2 when the input cannot be used, 130 when interrupted (Ctrl-C;
+    SIGTERM too with --wait: running attempts go on for the next controller); once the
+    specs are applied, an interruption says so.
     With --wait, a state store away for a while is waited for (10 min at most: exit 2).
 
     \b
@@ -153,22 +154,26 @@ def apply_command(
         if backend is not None:
             backend.close()
         raise
-    _show(changes, None, done=True)
-    out(changes.summary(done=True) + f" Plan digest {prepared.plan.digest[:19]}.")
-    if backend is not None:
-        from backfill_ctl.cli.waiting import wait_for
+    hint = _applied(prepared.plan.digest, prepared.names)
+    try:  # committed: whatever ends it now says that the specs were applied
+        _show(changes, None, done=True)
+        out(changes.summary(done=True) + f" Plan digest {prepared.plan.digest[:19]}.")
+        sys.stdout.flush()  # (a slow reader: Ctrl-C while it is written is said below)
+        if backend is not None:
+            from backfill_ctl.cli.waiting import wait_for
 
-        try:
-            succeeded = wait_for(
-                store, prepared.names, specs, backend, seconds, run_clock(planned_at)
-            )
-        except BackfillError as exc:  # its hint speaks of the call that failed, not of apply
-            exc.hint = _applied(prepared.plan.digest, prepared.names)
-            raise
-        finally:
+            if not wait_for(store, prepared.names, specs, backend, seconds, run_clock(planned_at)):
+                raise typer.Exit(1)
+    except BackfillError as exc:  # its hint speaks of the call that failed, not of apply
+        exc.hint = hint
+        raise
+    except KeyboardInterrupt:
+        err(f"interrupted after apply committed: {changes.summary(done=True)}")
+        err(f"  hint: {hint}")
+        raise typer.Exit(130) from None
+    finally:
+        if backend is not None:
             backend.close()
-        if not succeeded:
-            raise typer.Exit(1)
 
 
 def _refuse(changes: Changes, code: int) -> None:

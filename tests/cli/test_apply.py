@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -534,3 +536,64 @@ def test_gmtdate_is_the_run_date_on_the_clock_now_gives(repo: Path) -> None:
     assert result.exit_code == 0, result.stderr
     # 2024-03-21 01:30 UTC: the nodes' workspace is UTC
     assert (repo / "specs" / "gmt.txt").read_text().split() == ["20240321", "20240321"]
+
+
+def test_ctrl_c_after_the_commit_says_what_was_applied(repo: Path) -> None:
+    """SIGINT (as Ctrl-C sends it) while apply prints what it applied to a slow reader (a
+    real process, its stdout a pipe of one page nobody reads yet): exit 130, and stderr
+    says that the specs were applied, what, and how to follow them, not only
+    "interrupted"."""
+    from datetime import date, timedelta
+
+    first = date(2023, 1, 1)
+    many = [
+        backfill(
+            f"bf-{n:03d}", dates=[str(first + timedelta(days=n))], checks={"stopOnRisk": False}
+        )
+        for n in range(300)
+    ]
+    path = specs(repo, *CHAIN, *many)
+    db = repo / "state.db"
+    read, write = os.pipe()
+    fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, 4096)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "backfill_ctl", "apply", path, "--as", "ops", "--state", str(db)],
+        stdout=write,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    os.close(write)
+    try:
+        wait_until(lambda: _stored(db) == 300, 60, "the commit")
+        wchan = Path(f"/proc/{proc.pid}/wchan")  # (anon_pipe_write, or pipe_write)
+        wait_until(lambda: "pipe_write" in wchan.read_text(), 30, "a write to the full pipe")
+        proc.send_signal(signal.SIGINT)
+        with os.fdopen(read, "rb") as stdout:
+            printed = stdout.read()
+        stderr = proc.communicate(timeout=60)[1].decode()
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted after apply committed" in stderr, stderr
+    assert b"+ backfill/bf-000" in printed
+    assert stderr.splitlines()[-2:] == [
+        "interrupted after apply committed: Apply complete: 600 created, 0 updated, "
+        "0 cancelled; 0 kept as they ran.",
+        "  hint: the specs were applied (plan digest "
+        + stderr.split("plan digest ")[1][:19]
+        + "): the backfills go on whenever a controller runs (backfillctl controller, or "
+        "apply --wait again, which applies nothing more); backfillctl wait "
+        + " ".join(f"backfill/bf-{n:03d}" for n in range(300))
+        + " --for=condition=Succeeded follows them",
+    ]
+
+
+def _stored(db: Path) -> int:
+    """How many backfills the store at `db` holds (0 while it is not there)."""
+    if not db.exists():
+        return 0
+    store = open_store(db, create=False)
+    try:
+        return len(store.backfills())
+    finally:
+        store.close()
