@@ -43,3 +43,31 @@ def test_an_attempt_adopted_by_a_controller_whose_clock_is_behind_still_times_ou
     assert took < 3 + 5 + 10  # its timeout, the grace before KILL, and the start
     assert not alive(int(attempt.handle["pid"]))
     assert [x[0] for x in lines(trace)] == ["start"]
+
+
+def test_a_retry_recorded_by_a_controller_whose_clock_is_ahead_waits_only_its_delay(
+    tmp_path: Path,
+) -> None:
+    """A controller started with --now a year ahead records the first attempt's failure,
+    its retry due in 2 s by its clock, and is stopped; one on the wall clock takes over:
+    the retry starts within its 2 s delay of that, not a year later."""
+    first_fails = f'[ -e "{tmp_path}/failed" ] || {{ touch "{tmp_path}/failed"; exit 1; }}'
+    spec_dir, db, trace = traced(tmp_path, first_fails, days=1, retries=1, retryDelay="2s")
+    log = tmp_path / "controller.log"
+    ahead = start(spec_dir, db, log, "--now", "2027-06-01T00:00:00Z")
+    store = open_store(db)
+    try:
+        wait_until(
+            lambda: "retrying at 2027" in (store.instances()[0].reason or ""), 30, "the retry"
+        )
+    finally:
+        stop(ahead)
+    taken_at = time.monotonic()
+    second = start(spec_dir, db, log)
+    try:
+        wait_until(lambda: store.instances(states=["succeeded"]), 30, "the retry", log.read_text)
+    finally:
+        stop(second)
+    assert time.monotonic() - taken_at < 2 + 10  # its delay, and the start
+    assert [a.state for a in store.attempts()] == ["failed", "succeeded"]
+    assert [x[0] for x in lines(trace)] == ["start", "start", "end"]

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from backfill_ctl.backends import Backend
     from backfill_ctl.core.records import InstanceRecord
+    from backfill_ctl.runtime.retries import RetryWaits
     from backfill_ctl.runtime.scheduler import Scheduler
     from backfill_ctl.state.protocols import Begun
 
@@ -70,6 +71,7 @@ class AttemptRunner(Stopping):
     running: dict[str, Running]
     _held_until: float  # the backend said "not now": nothing starts before this (timer)
     _held_for: str  # what the backend said, said once
+    retry_waits: RetryWaits  # a retry's delay, measured on the timer
     # Known but not yet in the store (it could not be written): kept until it is.
     _outcomes: dict[str, tuple[Running, Outcome]]
     _handles: dict[str, tuple[int, Handle, str | None]]
@@ -231,6 +233,7 @@ class AttemptRunner(Stopping):
             state, message = "pending", f"retrying after attempt {run.number}: {message}"
             if run.retry_delay > 0:
                 not_before = self.clock() + run.retry_delay
+                self.retry_waits.began(instance, not_before, run.retry_delay)
         else:
             state = "failed"
         log = log_copy(self.store, run.log)  # a shared store keeps the log's end

@@ -34,8 +34,9 @@ Under faults:
 
 Here: loading, the tick, finishing backfills and the loop. The lease, waiting and the
 signals are in `lease.py`; stopping attempts (a stop, a timeout) in `stopping.py`;
-starting, following and recording them in `attempts.py` (`AttemptRunner`); adopting a
-previous controller's attempts in `adoption.py` (`Adoption`); `Controller` is all of them.
+starting, following and recording them in `attempts.py` (`AttemptRunner`), a retry's delay
+in `retries.py`; adopting a previous controller's attempts in `adoption.py` (`Adoption`);
+`Controller` is all of them.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from backfill_ctl.core.records import WAITING
 from backfill_ctl.runtime import alerts
 from backfill_ctl.runtime.adoption import Adoption
 from backfill_ctl.runtime.lease import waitable
+from backfill_ctl.runtime.retries import RetryWaits
 from backfill_ctl.runtime.scheduler import Scheduler
 from backfill_ctl.state import LeaseLost, StateError
 
@@ -109,17 +111,15 @@ class Controller(Adoption):
         self.lost = False  # the lease was lost: back to standby after this tick
         self._watermark = 0
         self._renewed = 0.0
-        self._held_until = 0.0  # (timer) the backend said "not now": nothing starts before
-        self._held_for = ""
+        self._held_until, self._held_for = 0.0, ""  # (timer) the backend said "not now"
+        self.retry_waits = RetryWaits(timer)  # a retry's delay, on the timer
         self.lease_ttl = lease_ttl
         self.epoch = 0  # of the lease while we hold it: fences every start
         self.held_by: Lease | None = None  # another's lease, when acquire found one
         # Known but not yet in the store (it could not be written): kept until it is.
         self._outcomes: dict[str, tuple[Running, Outcome]] = {}
         self._handles: dict[str, tuple[int, Handle, str | None]] = {}
-        self._store_retry_at = 0.0
-        self._store_backoff = 0.0
-        self._store_problem = ""
+        self._store_retry_at, self._store_backoff, self._store_problem = 0.0, 0.0, ""
         # Attempts begun but not recorded as started, which the backend could not tell
         # of yet (`_adopt`): instance -> attempt number.
         self._unsettled: dict[str, int] = {}
@@ -209,6 +209,7 @@ class Controller(Adoption):
         pending = self._pending()
         self._foresee(pending)  # what these ends make ready starts in this tick
         self._enforce()
+        self.retry_waits.hold(self.scheduler, self.store, now)
         decision = self.scheduler.decide(now)
         self.queued = decision.queued
         self._dry_runs(decision.dry_runs, now)

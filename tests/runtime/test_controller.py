@@ -865,3 +865,71 @@ def test_the_wait_after_a_start_the_backend_refused_is_measured_on_the_timer(
     timer.now += 31
     drain(c)
     assert set(states(store).values()) == {"succeeded"}
+
+
+def test_a_retry_s_delay_is_measured_on_the_timer(tmp_path: Path) -> None:
+    """The clock set an hour back right after an attempt failed holds its retry back
+    `retryDelay` (30 s) on the timer, not an hour and 30 s; one set forward an hour does
+    not start it sooner. `describe` says until when it waits, on the clock."""
+    store = applied(
+        tmp_path,
+        node("a", run={"command": ["false"], "retries": 2}, resourceGroup="rg"),
+        backfill(),
+    )
+    clock, timer = Clock(), Clock()
+    c = controller(store, FakeBackend(lambda spec: 1), clock, timer)
+    c.tick()  # attempt 1 starts
+    c.tick()  # and fails: the retry waits
+    clock.now -= 3600
+    timer.now += 10
+    c.tick()
+    (a,) = store.instances()
+    assert (a.state, a.attempts) == ("waiting-for-time", 1)
+    assert (
+        a.reason
+        == f"retrying at {datetime.fromtimestamp(clock.now + 20, UTC):%Y-%m-%d %H:%M:%S %z}"
+    )
+    timer.now += 21
+    clock.now += 21
+    c.tick()
+    c.tick()
+    assert store.instances()[0].attempts == 2
+    c.tick()  # attempt 2 failed: the second retry waits 30 s on the timer
+    clock.now += 3600
+    c.tick()
+    assert store.instances()[0].attempts == 2
+    timer.now += 31
+    c.tick()
+    assert store.instances()[0].attempts == 3
+
+
+def test_a_retry_delay_recorded_on_another_clock_waits_at_most_retry_delay(
+    tmp_path: Path,
+) -> None:
+    """A controller started with --now a year ahead recorded the retry's time on its
+    clock; the next one, on the wall clock, waits at most `retryDelay` from when it
+    loaded it, not a year."""
+    store = applied(
+        tmp_path,
+        node("a", run={"command": ["false"], "retries": 1}, resourceGroup="rg"),
+        backfill(),
+    )
+    ahead = Clock()
+    ahead.now += 365 * 86400
+    first = controller(store, FakeBackend(lambda spec: 1), ahead)
+    first.tick()
+    first.tick()
+    first.release()
+    assert store.instances()[0].not_before == ahead.now + 30
+    clock = Clock()
+    second = controller(store, FakeBackend(lambda spec: 1), clock)
+    second.tick()
+    (a,) = store.instances()
+    assert (a.state, a.attempts) == ("waiting-for-time", 1)
+    assert (
+        a.reason
+        == f"retrying at {datetime.fromtimestamp(clock.now + 30, UTC):%Y-%m-%d %H:%M:%S %z}"
+    )
+    clock.now += 31
+    second.tick()
+    assert store.instances()[0].attempts == 2
