@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from backfill_ctl.backends import BackendError
 from backfill_ctl.runtime.attempts import AttemptRunner, Running
-from backfill_ctl.usecases import force_stop
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -84,6 +83,8 @@ class Adoption(AttemptRunner):
             + (f": {reach}" if reach else "")
         )
         if reach:
+            from backfill_ctl.usecases import force_stop  # (seldom: not on every start)
+
             self.store.transition(
                 [record.id],
                 "running",
@@ -101,6 +102,8 @@ class Adoption(AttemptRunner):
         """An operator asked to stop the attempt (`stop_requested`; `events`: a tick's
         news). With `stop --force` (usecases/force_stop.py), the backend reports it ended
         where it cannot follow it; one it can follow after all is stopped."""
+        from backfill_ctl.usecases import force_stop  # (operations: 4 ms, seldom needed)
+
         forced = force_stop.forced_by(force_stop.current(self.store, instance))
         if forced is not None:
             why = (

@@ -91,8 +91,11 @@ def test_apply_wait_runs_the_backfill_and_a_second_apply_changes_nothing(repo: P
 # hashlib loads OpenSSL's libcrypto (backfill_ctl.hashes has Python's own sha256);
 # getpass (and termios) tells the local user, the actor when none is given; socket (and
 # selectors): the host's name is os.uname()'s; pickle: a fork's results, when a large
-# catalog is read by two processes.
+# catalog is read by two processes; the operations' rules, which `stop --force` reads of
+# an adopted attempt (4 ms).
 NOT_IMPORTED = (
+    "backfill_ctl.usecases.operations",
+    "backfill_ctl.usecases.force_stop",
     "hashlib",
     "pickle",
     "getpass",
