@@ -180,6 +180,33 @@ class Api:
         )["items"]
         return sorted(found, key=lambda p: p["metadata"].get("creationTimestamp") or "")
 
+    def events(self, name: str) -> list[str]:
+        """What the cluster said about an object of the namespace (its events' messages,
+        oldest first); none where events may not be read."""
+        try:
+            found = self.json(
+                "list",
+                "events",
+                self.core.list_namespaced_event,
+                self.namespace,
+                field_selector=f"involvedObject.name={name}",
+            )["items"]
+        except (BackendError, ApiException):
+            return []
+        found.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        warned = [e for e in found if e.get("type") == "Warning"]
+        return [f"{e.get('reason')}: {e.get('message')}" for e in warned]
+
+    def no_pod(self, name: str) -> str:
+        """Why the Job `name` has no pod, as its events say (a missing service account)."""
+        said = self.events(name)
+        if said:
+            return f"no pod could be made for its Job: {said[-1]}"
+        return (
+            f"no pod was made for its Job (kubectl -n {self.namespace} describe job {name} "
+            "says why)"
+        )
+
     def log_tail(self, pod: str, limit: int, namespace: str | None = None) -> bytes:
         """The pod's log, its last `limit` bytes, read as a stream (bounded memory)."""
         try:
