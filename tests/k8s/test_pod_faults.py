@@ -15,6 +15,7 @@ from kubernetes import client
 from backfill_ctl.backends import Outcome
 from backfill_ctl.backends.kubernetes import KubernetesBackend, job_name
 from tests.backends.contract import settle, spec
+from tests.k8s.cluster import Cluster
 from tests.k8s.helpers import GRACE, Backends, marker, running
 from tests.test_reliability import wait_until
 
@@ -154,3 +155,20 @@ def test_a_job_orphaned_by_someone_is_followed_to_its_pods_end(
         f"the Job {name} was deleted before its end was recorded; its pod ended with exit code 4",
     )
     assert backend.log_text(handle, log) == "begun\ndone\n"
+
+
+def test_an_api_server_restart_mid_watch_loses_no_outcome(
+    cluster: Cluster, backends: Backends
+) -> None:
+    """The watch drops; the new server's watch cache no longer holds our resourceVersion
+    (410 Gone) or does: either way the end of the attempt is seen, once."""
+    backend = backends()
+    seconds = marker()
+    s = spec(("sh", "-c", f"sleep {float(seconds) - 52:.6f}; echo done; exit 3"))
+    handle, log = backend.start(s)
+    wait_until(lambda: bool(running(f"{float(seconds) - 52:.6f}")), 30, "it did not start")
+    assert backend.poll({s.key: handle}) == {}
+    cluster.restart("kube-apiserver", down=2)
+    outcome = settle(backend, {s.key: handle}, timeout=60)[s.key]
+    assert outcome == Outcome("failed", 3, "exit code 3")
+    assert backend.log_text(handle, log) == "done\n"

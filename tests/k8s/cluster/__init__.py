@@ -134,6 +134,7 @@ class Cluster:
     pki: Pki
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    argv: dict[str, list[str]] = field(default_factory=dict)  # how each was started
     release: str = RELEASE
     # the node's cgroup root: its pods only, apart from any other cluster's on this host
     cgroup: str = field(default_factory=lambda: f"backfillctl-{secrets.token_hex(4)}")
@@ -305,6 +306,7 @@ class Cluster:
     # -- processes -------------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str]) -> None:
+        self.argv[name] = argv
         with (self.root / "logs" / f"{name}.log").open("ab") as log:
             self.processes[name] = subprocess.Popen(
                 argv,
@@ -353,6 +355,15 @@ class Cluster:
         host.remove_cgroup_root(self.cgroup)
         for name in list(self.processes)[::-1]:
             self._end(name)
+
+    def restart(self, name: str, down: float = 0.0) -> None:
+        """Stop one component (TERM, then KILL after 15 s), leave it down for `down`
+        seconds, start it again as it was; the API server: until it is ready."""
+        self._end(name)
+        time.sleep(down)
+        self._spawn(name, self.argv[name])
+        if name == "kube-apiserver":
+            self.wait_for("a ready API server", lambda: self.get("/readyz")[0] == 200)
 
     def log(self, name: str) -> str:
         path = self.root / "logs" / f"{name}.log"
