@@ -172,3 +172,42 @@ def test_an_api_server_restart_mid_watch_loses_no_outcome(
     outcome = settle(backend, {s.key: handle}, timeout=60)[s.key]
     assert outcome == Outcome("failed", 3, "exit code 3")
     assert backend.log_text(handle, log) == "done\n"
+
+
+def test_a_node_that_stops_answering_neither_fails_nor_reruns_its_running_pod(
+    cluster: Cluster, backends: Backends, core: client.CoreV1Api
+) -> None:
+    """The kubelet stopped past the node's grace period: the node is NotReady, its pods
+    are marked not ready (the Job's `ready` drops to 0), but the command runs on. The
+    attempt is not failed as a pod that never started, nor run again; when the kubelet
+    is back, its end is recorded."""
+    backend = backends(start_timeout=1)
+    seconds = f"{float(marker()) + 40:.6f}"  # ~100 s
+    s = spec(("sh", "-c", f"sleep {seconds}; echo done"))
+    handle, log = backend.start(s)
+    wait_until(lambda: bool(running(seconds)), 30, "it did not start")
+    cluster.stop_one("kubelet")
+    try:
+        wait_until(lambda: not node_ready(core), 90, "the node stayed Ready")
+        wait_until(
+            lambda: not (backend.tracker.get(handle["job"]) or {}).get("status", {}).get("ready"),
+            30,
+            "the Job kept its pod ready",
+        )
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # several start timeouts with no ready pod
+            assert backend.poll({s.key: handle}) == {}
+            backend.wait(0.5)
+        assert running(seconds)  # on, in its one pod
+        selector = f"job-name={job_name(s)}"
+        assert len(core.list_namespaced_pod(backends.namespace, label_selector=selector).items) == 1
+    finally:
+        cluster.start_one("kubelet")
+    outcome = settle(backend, {s.key: handle}, timeout=120)[s.key]
+    assert outcome == Outcome("succeeded", 0)
+    assert backend.log_text(handle, log) == "done\n"
+
+
+def node_ready(core: client.CoreV1Api) -> bool:
+    (node,) = core.list_node().items
+    return any(c.type == "Ready" and c.status == "True" for c in node.status.conditions)

@@ -356,14 +356,25 @@ class Cluster:
         for name in list(self.processes)[::-1]:
             self._end(name)
 
-    def restart(self, name: str, down: float = 0.0) -> None:
-        """Stop one component (TERM, then KILL after 15 s), leave it down for `down`
-        seconds, start it again as it was; the API server: until it is ready."""
+    def stop_one(self, name: str) -> None:
+        """Stop one component: TERM, then KILL after 15 s (a kubelet leaves its pods'
+        containers running, as on a node that lost its kubelet)."""
         self._end(name)
-        time.sleep(down)
+
+    def start_one(self, name: str) -> None:
+        """Start a component stopped by `stop_one` again, as it was; the API server and
+        the kubelet: until the server is ready, the node Ready."""
         self._spawn(name, self.argv[name])
         if name == "kube-apiserver":
             self.wait_for("a ready API server", lambda: self.get("/readyz")[0] == 200)
+        if name == "kubelet":
+            self.wait_for(f"Ready node {NODE}", self._node_ready, timeout=120)
+
+    def restart(self, name: str, down: float = 0.0) -> None:
+        """`stop_one`, `down` seconds, `start_one`."""
+        self.stop_one(name)
+        time.sleep(down)
+        self.start_one(name)
 
     def log(self, name: str) -> str:
         path = self.root / "logs" / f"{name}.log"
