@@ -275,6 +275,8 @@ def test_an_image_that_is_not_there_fails_the_backfill_and_describe_says_why(
     assert described.exit_code == 0, described.stderr
     assert "its pod did not start in 2s" in described.stdout, described.stdout
     assert "ImagePull" in described.stdout, described.stdout
+    logged = run("logs", failed)
+    assert logged.stdout.startswith("[backfillctl: its pod did not start in 2s"), logged
     assert (
         not client.BatchV1Api(client.ApiClient(configuration(cluster)))
         .list_namespaced_job(namespace)

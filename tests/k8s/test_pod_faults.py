@@ -52,7 +52,7 @@ def test_a_pod_that_cannot_start_fails_the_attempt_with_the_clusters_reason(
     backend = backends(start_timeout=START, **changes)
     s = spec(("true",), **run)
     started = time.monotonic()
-    handle, _ = backend.start(s)
+    handle, log = backend.start(s)
     outcome = settle(backend, {s.key: handle}, timeout=START + 30)[s.key]
     assert time.monotonic() - started < START + 30
     assert outcome.state == "failed"
@@ -60,6 +60,7 @@ def test_a_pod_that_cannot_start_fails_the_attempt_with_the_clusters_reason(
     assert outcome.message is not None and outcome.message.startswith(prefix), outcome
     assert any(outcome.message[len(prefix) :].startswith(x) for x in said), outcome.message
     assert not left(backends, batch, core)  # its Job and pod are gone before it ended
+    assert backend.log_text(handle, log) == f"[backfillctl: {outcome.message}]\n"
 
 
 def test_a_pod_that_is_slow_to_start_is_not_failed(backends: Backends) -> None:

@@ -216,7 +216,7 @@ class KubernetesBackend(Anywhere):
             if job is None:
                 outcome = self._vanished(name, tracker, handle)
             elif (outcome := self._ended(job, handle)) is None:
-                self._check_start(name, job)
+                self._check_start(name, job, handle)
             if outcome is not None:
                 ended[key] = outcome
         return ended
@@ -252,7 +252,7 @@ class KubernetesBackend(Anywhere):
         said = f"{deleted}; its pod ended with exit code {code}" + (f": {detail}" if detail else "")
         return Outcome("succeeded" if code == 0 else "failed", code, said)
 
-    def _check_start(self, name: str, job: dict[str, Any]) -> None:
+    def _check_start(self, name: str, job: dict[str, Any], handle: Handle) -> None:
         """Fail an attempt whose pod has not started its command in the start timeout (not
         schedulable, an image not pulled, no pod made...), with the cluster's reason: a
         Job never gives up on these by itself."""
@@ -273,6 +273,7 @@ class KubernetesBackend(Anywhere):
         if why is not None:
             limit = f"{self.settings.start_timeout}s (spec.kubernetes.startTimeoutSeconds)"
             self._cancels[name] = f"its pod did not start in {limit}: {why}"
+            copy_log(self._log_path(handle), self.runs, f"[backfillctl: {self._cancels[name]}]\n")
             self._delete(name)
 
     def _ended(self, job: Any, handle: Handle) -> Outcome | None:
