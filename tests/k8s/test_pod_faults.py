@@ -104,10 +104,11 @@ def ended_once(backend: KubernetesBackend, s: Any, handle: Any, seconds: str) ->
 def test_a_pod_deleted_by_someone_fails_the_attempt_saying_so(
     backends: Backends, core: client.CoreV1Api
 ) -> None:
+    """Its log is kept: the node removes it with the pod."""
     backend = backends()
     seconds = marker()
-    s = spec(("sleep", seconds))
-    handle, _ = backend.start(s)
+    s = spec(("sh", "-c", f"echo loading 20240301; exec sleep {seconds}"))
+    handle, log = backend.start(s)
     wait_until(lambda: bool(running(seconds)), 30, "the command did not start")
     (pod,) = core.list_namespaced_pod(
         backends.namespace, label_selector=f"job-name={job_name(s)}"
@@ -115,6 +116,15 @@ def test_a_pod_deleted_by_someone_fails_the_attempt_saying_so(
     core.delete_namespaced_pod(pod.metadata.name, backends.namespace)
     outcome = ended_once(backend, s, handle, seconds)
     assert outcome == Outcome("failed", None, "its pod was deleted or evicted before it ended")
+    assert backend.log_text(handle, log) == "loading 20240301\n"
+
+
+def test_a_command_killed_for_its_memory_says_oomkilled(backends: Backends) -> None:
+    backend = backends()
+    s = spec(("sh", "-c", "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo $x"), memory="32Mi")
+    handle, _ = backend.start(s)
+    outcome = settle(backend, {s.key: handle}, timeout=60)[s.key]
+    assert outcome == Outcome("failed", 137, "exit code 137: OOMKilled")
 
 
 def test_a_job_deleted_by_someone_ends_only_once_its_pod_is_gone(

@@ -54,7 +54,7 @@ from backfill_ctl.backends.kubernetes.job import (
     labels,
 )
 from backfill_ctl.backends.kubernetes.local_files import copy_log, readiness
-from backfill_ctl.backends.kubernetes.pods import alive, ended, not_started
+from backfill_ctl.backends.kubernetes.pods import alive, deleted, ended, failure, not_started
 from backfill_ctl.backends.kubernetes.tracker import WATCH_SECONDS, Tracker
 
 try:  # clients from 35 on check a body against their models (pydantic)
@@ -116,6 +116,7 @@ class KubernetesBackend(Anywhere):
         self._cancels: dict[str, str] = {}  # job name -> why we deleted it
         self._pending_deletes: set[str] = set()  # deletions that failed, tried again
         self._unstarted: dict[str, float] = {}  # job name -> since when no pod of it runs
+        self._copied: set[str] = set()  # jobs whose pod's log was copied as it was deleted
 
     # -- plumbing
 
@@ -217,15 +218,15 @@ class KubernetesBackend(Anywhere):
                 outcome = self._vanished(name, tracker, handle)
             elif (outcome := self._ended(job, handle)) is None:
                 self._check_start(name, job, handle)
+                self._keep_log(name, job, handle)
             if outcome is not None:
                 ended[key] = outcome
         return ended
 
     def _vanished(self, name: str, tracker: Tracker, handle: Handle) -> Outcome | None:
-        """A Job the tracker does not hold: ended once it is known to be gone (deleted,
-        or unseen for UNSEEN_GRACE after a full list) and no pod of it is left running.
-        A Job deleted by someone else (kubectl's background or orphan propagation) can
-        leave its pod running: until that ends, a retry would run beside it."""
+        """A Job the tracker does not hold: ended once it is known to be gone (deleted, or
+        unseen for UNSEEN_GRACE after a full list) and no pod of it is left: one deleted
+        by kubectl (background or orphan) leaves its pod running beside a retry."""
         gone = name in tracker.deleted or (
             tracker.synced.is_set()
             and time.monotonic() - self._created.get(name, 0.0) > UNSEEN_GRACE
@@ -244,18 +245,14 @@ class KubernetesBackend(Anywhere):
         tracker.forget(name)
         self._created.pop(name, None)
         self._unstarted.pop(name, None)
+        self._copied.discard(name)
         if name in self._cancels:
             return Outcome("failed", code, self._cancels.pop(name))
-        deleted = f"the Job {name} was deleted before its end was recorded"
-        if code is None:
-            return Outcome("lost", None, deleted)
-        said = f"{deleted}; its pod ended with exit code {code}" + (f": {detail}" if detail else "")
-        return Outcome("succeeded" if code == 0 else "failed", code, said)
+        return Outcome(*deleted(name, code, detail))
 
     def _check_start(self, name: str, job: dict[str, Any], handle: Handle) -> None:
         """Fail an attempt whose pod has not started its command in the start timeout (not
-        schedulable, an image not pulled, no pod made...), with the cluster's reason: a
-        Job never gives up on these by itself."""
+        schedulable, an image not pulled, no pod made...): a Job never gives up on these."""
         status = job.get("status") or {}
         if status.get("ready") or status.get("succeeded") or status.get("failed"):
             self._unstarted.pop(name, None)  # its command runs (or ran)
@@ -276,6 +273,13 @@ class KubernetesBackend(Anywhere):
             copy_log(self._log_path(handle), self.runs, f"[backfillctl: {self._cancels[name]}]\n")
             self._delete(name)
 
+    def _keep_log(self, name: str, job: dict[str, Any], handle: Handle) -> None:
+        """Copy the log of a pod being deleted (or evicted): the node removes it too."""
+        if (job.get("status") or {}).get("terminating") and name not in self._copied:
+            self._copied.add(name)
+            with contextlib.suppress(BackendError):
+                self._collect(name, handle)
+
     def _ended(self, job: Any, handle: Handle) -> Outcome | None:
         """The outcome of a Job that reached a terminal condition (None while it runs)."""
         result = job_result(job)
@@ -286,14 +290,11 @@ class KubernetesBackend(Anywhere):
         code, detail, found = self._collect(name, handle)
         if name in self._cancels:
             state, why = "failed", self._cancels.pop(name)
-        elif state == "failed" and why is None and code is not None:
-            why = f"exit code {code}" + (f": {detail}" if detail else "")
         elif state == "failed" and why is None:
-            why = detail or (
-                "the Job failed" if found else "its pod was deleted or evicted before it ended"
-            )
+            why = failure(code, detail, found)
         self._created.pop(name, None)
         self._unstarted.pop(name, None)
+        self._copied.discard(name)
         return Outcome(state, 0 if state == "succeeded" else code, why)  # type: ignore[arg-type]
 
     def _pod_log(self, job: str, namespace: str | None = None) -> tuple[list[Any], bytes]:

@@ -5,7 +5,7 @@ could not exec are each told apart from a plain exit code."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 _FINISHED = ("Succeeded", "Failed")
 # Waiting reasons that only say the kubelet is at work: the events say why it is stuck.
@@ -52,17 +52,39 @@ def _unschedulable(condition: dict[str, Any]) -> bool:
 
 def ended(pods: list[dict[str, Any]]) -> tuple[int | None, str | None]:
     """The exit code of the latest pod's command and, where Kubernetes says more than a
-    code (OOMKilled, a StartError: a command not found in the image, Evicted), what."""
+    code (OOMKilled, a StartError: a command not found in the image; the pod Evicted by
+    its node), what."""
     for pod in reversed(pods):
+        evicted = _said(_status(pod)) if _status(pod).get("reason") else None
         for c in _status(pod).get("containerStatuses") or []:
             terminated = (c.get("state") or {}).get("terminated")
             if terminated is not None:
                 why = terminated.get("reason")
                 detail = None if why in (None, "Completed", "Error") else _said(terminated)
-                return int(terminated.get("exitCode", 0)), detail
-        if _status(pod).get("reason"):  # ended before any container did (Evicted)
-            return None, _said(_status(pod))
+                return int(terminated.get("exitCode", 0)), evicted or detail
+        if evicted:  # ended before any container did
+            return None, evicted
     return None, None
+
+
+def failure(code: int | None, detail: str | None, found: bool) -> str:
+    """Why a Job failed that says no more than that (BackoffLimitExceeded)."""
+    if code is not None:
+        return f"exit code {code}" + (f": {detail}" if detail else "")
+    gone = "its pod was deleted or evicted before it ended"
+    return detail or ("the Job failed" if found else gone)
+
+
+def deleted(
+    name: str, code: int | None, detail: str | None
+) -> tuple[Literal["succeeded", "failed", "lost"], int | None, str]:
+    """How an attempt ended whose Job someone deleted: as its pod did, where that ended
+    on its own (an orphan); else not known (lost)."""
+    said = f"the Job {name} was deleted before its end was recorded"
+    if code is None:
+        return "lost", None, said
+    said += f"; its pod ended with exit code {code}" + (f": {detail}" if detail else "")
+    return ("succeeded" if code == 0 else "failed"), code, said
 
 
 def _status(pod: dict[str, Any]) -> dict[str, Any]:
