@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from backfill_ctl.state import open_store
@@ -24,7 +25,7 @@ ATTEMPT = "backfillctl.dev/attempt"
 
 
 def applied(
-    cluster: Cluster, namespace: str, tmp_path: Path, *docs: dict[str, Any]
+    cluster: Cluster, namespace: str, tmp_path: Path, *docs: dict[str, Any], **spec: Any
 ) -> tuple[Path, Path]:
     """`docs` (a workspace added) with a Config of the kubernetes backend on the cluster,
     applied to a new store: (the specs' directory, the store)."""
@@ -39,6 +40,7 @@ def applied(
                 "image": BUSYBOX,
                 "podTemplate": {"spec": {"hostNetwork": True}},
             },
+            **spec,
         },
     }
     spec_dir, db = tmp_path / "specs", tmp_path / "state.db"
@@ -138,3 +140,35 @@ def test_a_failed_job_is_retried_as_a_new_job(
     jobs = client.BatchV1Api(api).list_namespaced_job(namespace).items
     assert sorted(j.metadata.labels[ATTEMPT] for j in jobs) == ["1", "2", "3"]
     assert all(j.status.failed == 1 and not j.status.succeeded for j in jobs)
+
+
+def test_logs_of_a_running_attempt_read_the_cluster_of_the_config(
+    cluster: Cluster, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`logs` is given no specs: the attempt's handle says where it runs (the Config's
+    kubeconfig and context), not $KUBECONFIG or ~/.kube/config, which may name another
+    cluster or none."""
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    work = node("work", resourceGroup="rg", command="echo begun; sleep 30")
+    spec_dir, db = applied(
+        cluster,
+        namespace,
+        tmp_path,
+        work,
+        resource_group("rg", 1),
+        backfill(select={"method": "descendants", "roots": ["work"]}),
+    )
+    store = open_store(db)
+    first = controller(spec_dir, db, tmp_path / "controller.log")
+    try:
+        wait_until(lambda: bool(store.attempts(states=["running"])), 60, "the Job")
+        (attempt,) = store.attempts(states=["running"])
+        wait_until(
+            lambda: run("logs", attempt.instance, "--state", str(db)).stdout == "begun\n",
+            30,
+            "no log of the running attempt",
+        )
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(30)

@@ -18,13 +18,12 @@
   latest state of each; it lists, then watches from the list's resourceVersion,
   resumes after a dropped connection, and lists again on 410 Gone. `poll` reads that
   cache; it asks for a Job's pods only where the Job cannot say: one deleted by someone
-  else ends only once no pod of it is left (kubectl's background or orphan deletion
-  leaves it running), and one with no ready pod after `startTimeoutSeconds` is asked
-  why: a pod that cannot start (unschedulable, an image not pulled, no pod made) fails
-  the attempt with the cluster's reason instead of keeping it running forever.
-- **Logs**: when an attempt ends, the pod's log is copied (its last `maxLogSize`
-  bytes) next to the state store, where `logs` and `gc` find it, as for the local
-  backend; while it runs, `logs` reads it from the API.
+  else ends once no pod of it is left (kubectl's background or orphan deletion leaves
+  it running); one with no ready pod after `startTimeoutSeconds` is asked why, and a
+  pod that cannot start (unschedulable, no image, no pod made) fails the attempt.
+- **Logs**: when an attempt ends (or its pod is deleted), the pod's log is copied (its
+  last `maxLogSize` bytes) next to the state store, for `logs` and `gc`; while it runs,
+  `logs` reads it from the cluster its handle names (the Config's kubeconfig, context).
 - **Errors**: 429, 5xx and dropped connections are retried with backoff; 401 and 403
   are configuration errors naming what is missing, and a quota rejection leaves the
   instance `waiting-for-resources` (NotStarted: no try is spent). `stop` deletes the Job
@@ -41,7 +40,13 @@ from typing import TYPE_CHECKING, Any
 from kubernetes.client.exceptions import ApiException
 
 from backfill_ctl.backends import Anywhere, AttemptSpec, BackendError, Handle, Key, Outcome
-from backfill_ctl.backends.kubernetes.api import PERMISSIONS, Api, client_configuration
+from backfill_ctl.backends.kubernetes.api import (
+    PERMISSIONS,
+    Api,
+    api_for,
+    client_configuration,
+    where,
+)
 from backfill_ctl.backends.kubernetes.job import (
     MANAGED_BY,
     PREFIX,
@@ -176,6 +181,7 @@ class KubernetesBackend(Anywhere):
             "job": name,
             "namespace": self.api.namespace,
             "uid": job["metadata"].get("uid"),
+            **where(self.settings),
             "backfill": spec.backfill,
             "instance": spec.instance,
             "attempt": spec.number,
@@ -297,13 +303,6 @@ class KubernetesBackend(Anywhere):
         self._copied.discard(name)
         return Outcome(state, 0 if state == "succeeded" else code, why)  # type: ignore[arg-type]
 
-    def _pod_log(self, job: str, namespace: str | None = None) -> tuple[list[Any], bytes]:
-        """The pods of a Job, and the log of its latest (its last maxLogSize bytes)."""
-        pods = self.api.pods(job, namespace)
-        if not pods:
-            return pods, b""
-        return pods, self.api.log_tail(pods[-1]["metadata"]["name"], self.max_log_size, namespace)
-
     def _collect(self, name: str, handle: Handle) -> tuple[int | None, str | None, bool]:
         """Copy the log of the Job's pod next to the store; the container's exit code,
         what Kubernetes says of its end beyond the code, and whether a pod was found. A
@@ -311,7 +310,7 @@ class KubernetesBackend(Anywhere):
         is made where the runs directory is not this user's own (`make_private`)."""
         path = self._log_path(handle)
         try:
-            pods, data = self._pod_log(name)
+            pods, data = self.api.job_log(name, self.max_log_size)
         except BackendError as exc:
             if not path.exists():
                 copy_log(path, self.runs, f"[backfillctl: the log could not be fetched: {exc}]\n")
@@ -379,7 +378,8 @@ class KubernetesBackend(Anywhere):
             return ""
         namespace = str(handle.get("namespace") or self.settings.namespace)  # where it ran
         try:
-            _, data = self._pod_log(str(handle["job"]), namespace)
+            api = api_for(self.settings, handle, lambda: self.api)
+            _, data = api.job_log(str(handle["job"]), self.max_log_size, namespace)
         except (BackendError, ApiException):
             return ""
         return data.decode("utf-8", errors="replace")
