@@ -172,3 +172,36 @@ def test_logs_of_a_running_attempt_read_the_cluster_of_the_config(
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait(30)
+
+
+def test_logs_follow_of_a_running_pod_past_max_log_size_prints_each_line_once(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """While a Job runs, `logs -f` reads its pod's log through the API, its last
+    maxLogSize bytes (3 MiB): a window that slides as the log grows past it. What was
+    printed is not printed again."""
+    count = (  # 600000 lines, about 4.3 MB, in 12 pieces 0.7 s apart
+        "i=0; while [ $i -lt 12 ]; do seq $((i*50000+1)) $((i*50000+50000)); i=$((i+1)); "
+        "sleep 0.7; done; sleep 1"
+    )
+    spec_dir, db = applied(
+        cluster,
+        namespace,
+        tmp_path,
+        node("work", resourceGroup="rg", command=count),
+        resource_group("rg", 1),
+        backfill(select={"method": "descendants", "roots": ["work"]}),
+    )
+    store = open_store(db)
+    first = controller(spec_dir, db, tmp_path / "controller.log")
+    try:
+        wait_until(lambda: bool(store.attempts(states=["running"])), 60, "the Job")
+        (attempt,) = store.attempts(states=["running"])
+        followed = run("logs", attempt.instance, "-f", "--state", str(db))
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(30)
+    assert followed.exit_code == 0, followed.stderr
+    numbers = [int(line) for line in followed.stdout.splitlines() if line.isdigit()]
+    assert numbers[-1] == 600000
+    assert numbers == sorted(set(numbers)), f"lines printed again: {len(numbers)} lines"
