@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from backfill_ctl.state import StateStore
 
 FOLLOW_INTERVAL = 0.5  # seconds between two reads of a followed log
+_ANCHOR = 4096  # the end of what was printed, looked for in a log whose head was cut
 _COPY_POLLS = 6  # polls for a shared store's copy of a log, after its attempt ended
 _sleep = time.sleep  # tests replace it to write to the log between polls
 clock = time.time  # tests pin it
@@ -120,10 +121,21 @@ class _Source:
                 new += self.follower.flush()
         else:
             now = _text(self.store, self.runner, current)
-            new = now[len(self.text) :] if now.startswith(self.text) else now
+            new = _added(self.text, now)
             self.text = now
         self.printed = self.printed or bool(new)
         return new
+
+
+def _added(before: str, now: str) -> str:
+    """What `now` adds to `before` (printed already): what follows it; where `now` is a
+    window that slid (a running pod's log past maxLogSize, its head cut), what follows
+    the end of `before` in it; all of `now` where it holds none of it (a new log)."""
+    if now.startswith(before):
+        return now[len(before) :]
+    anchor = before[-_ANCHOR:]
+    at = now.find(anchor) if anchor else -1
+    return now[at + len(anchor) :] if at >= 0 else now
 
 
 def _follow(

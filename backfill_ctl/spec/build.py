@@ -307,6 +307,7 @@ def _notifier(data: Mapping[str, Any]) -> Notifier:
 def _kubernetes(kube: Mapping[str, Any], fallback: Mapping[str, Any]) -> Kubernetes:
     """Config spec.kubernetes; `fallback`: the Config schema's defaults."""
     template = kube.get("podTemplate", {})
+    given = {**{k.removeprefix("spec.kubernetes."): v for k, v in fallback.items()}, **kube}
     return Kubernetes(
         namespace=kube.get("namespace", fallback["spec.kubernetes.namespace"]),
         service_account=kube.get("serviceAccount"),
@@ -315,9 +316,8 @@ def _kubernetes(kube: Mapping[str, Any], fallback: Mapping[str, Any]) -> Kuberne
         in_cluster=kube.get("inCluster"),
         image=kube.get("image"),
         working_dir=kube.get("workingDir"),
-        ttl_after_finished=int(
-            kube.get("ttlSecondsAfterFinished", fallback["spec.kubernetes.ttlSecondsAfterFinished"])
-        ),
+        ttl_after_finished=int(given["ttlSecondsAfterFinished"]),
+        start_timeout=int(given["startTimeoutSeconds"]),
         pod_metadata=dict(template.get("metadata", {})),
         pod_spec=dict(template.get("spec", {})),
     )

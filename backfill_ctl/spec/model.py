@@ -307,6 +307,10 @@ class Kubernetes:
     ttl_after_finished: int = field(
         default_factory=_schema("Config", "spec.kubernetes.ttlSecondsAfterFinished")
     )
+    # a pod that has not started its command after this long fails the attempt
+    start_timeout: int = field(
+        default_factory=_schema("Config", "spec.kubernetes.startTimeoutSeconds")
+    )
     pod_metadata: dict[str, dict[str, str]] = field(default_factory=dict)
     pod_spec: dict[str, Any] = field(default_factory=dict)
 

@@ -622,7 +622,11 @@ def test_a_log_copied_before_stays_when_the_pod_is_gone(backends: Backends) -> N
     handle, log = backend.start(s)
     settle(backend, {s.key: handle})
     backend.api.delete_job(handle["job"])  # pods go with it
-    assert backend._collect(handle["job"], handle) is None
+    assert backend._collect(handle["job"], handle) == (
+        None,
+        None,
+        False,
+    )  # no code, nothing said, no pod
     assert Path(str(log)).read_text() == "kept\n"
 
 

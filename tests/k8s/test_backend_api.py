@@ -378,7 +378,11 @@ def test_a_log_copied_before_stays_when_the_pod_is_gone(
     settle(backend, {s.key: handle}, timeout=60)
     backend.api.delete_job(handle["job"])  # foreground: its pod goes first
     wait_until(lambda: not pods_of(core, backends.namespace, handle["job"]), 30, "the pod stayed")
-    assert backend._collect(handle["job"], handle) is None
+    assert backend._collect(handle["job"], handle) == (
+        None,
+        None,
+        False,
+    )  # no code, nothing said, no pod
     assert Path(str(log)).read_text() == "kept\n"
 
 

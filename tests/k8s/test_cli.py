@@ -245,3 +245,40 @@ PLURALS = {
     "Service": "services",
     "PodDisruptionBudget": "poddisruptionbudgets",
 }
+
+
+def test_an_image_that_is_not_there_fails_the_backfill_and_describe_says_why(
+    cluster: Cluster, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not an attempt running forever: its pod does not start within startTimeoutSeconds,
+    and `describe` and `events` give the cluster's reason."""
+    shutil.copytree(
+        ROOT / "specs", tmp_path / "specs", ignore=shutil.ignore_patterns("out", "__pycache__")
+    )
+    use_cluster(
+        tmp_path / "specs",
+        {
+            "kubeconfig": str(cluster.admin),
+            "namespace": namespace,
+            "image": "backfillctl.local/absent:1",
+            "startTimeoutSeconds": 2,
+            "podTemplate": {"spec": {"hostNetwork": True}},
+        },
+    )
+    monkeypatch.chdir(tmp_path)
+    applied = run("apply", "specs/", "--as", "oncall", "--wait", "--timeout", "5m")
+    assert applied.exit_code != 0, applied.stderr
+    assert "backfill/fix-orders-2024-03: failed" in applied.stderr.splitlines()
+    items = listed_items(run("get", "instances", "-o", "json").stdout)
+    failed = next(i["metadata"]["name"] for i in items if i["status"]["state"] == "failed")
+    described = run("describe", failed)
+    assert described.exit_code == 0, described.stderr
+    assert "its pod did not start in 2s" in described.stdout, described.stdout
+    assert "ImagePull" in described.stdout, described.stdout
+    logged = run("logs", failed)
+    assert logged.stdout.startswith("[backfillctl: its pod did not start in 2s"), logged
+    assert (
+        not client.BatchV1Api(client.ApiClient(configuration(cluster)))
+        .list_namespaced_job(namespace)
+        .items
+    )

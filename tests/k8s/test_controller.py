@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from backfill_ctl.state import open_store
@@ -24,7 +25,7 @@ ATTEMPT = "backfillctl.dev/attempt"
 
 
 def applied(
-    cluster: Cluster, namespace: str, tmp_path: Path, *docs: dict[str, Any]
+    cluster: Cluster, namespace: str, tmp_path: Path, *docs: dict[str, Any], **spec: Any
 ) -> tuple[Path, Path]:
     """`docs` (a workspace added) with a Config of the kubernetes backend on the cluster,
     applied to a new store: (the specs' directory, the store)."""
@@ -39,6 +40,7 @@ def applied(
                 "image": BUSYBOX,
                 "podTemplate": {"spec": {"hostNetwork": True}},
             },
+            **spec,
         },
     }
     spec_dir, db = tmp_path / "specs", tmp_path / "state.db"
@@ -138,3 +140,68 @@ def test_a_failed_job_is_retried_as_a_new_job(
     jobs = client.BatchV1Api(api).list_namespaced_job(namespace).items
     assert sorted(j.metadata.labels[ATTEMPT] for j in jobs) == ["1", "2", "3"]
     assert all(j.status.failed == 1 and not j.status.succeeded for j in jobs)
+
+
+def test_logs_of_a_running_attempt_read_the_cluster_of_the_config(
+    cluster: Cluster, namespace: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`logs` is given no specs: the attempt's handle says where it runs (the Config's
+    kubeconfig and context), not $KUBECONFIG or ~/.kube/config, which may name another
+    cluster or none."""
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    work = node("work", resourceGroup="rg", command="echo begun; sleep 30")
+    spec_dir, db = applied(
+        cluster,
+        namespace,
+        tmp_path,
+        work,
+        resource_group("rg", 1),
+        backfill(select={"method": "descendants", "roots": ["work"]}),
+    )
+    store = open_store(db)
+    first = controller(spec_dir, db, tmp_path / "controller.log")
+    try:
+        wait_until(lambda: bool(store.attempts(states=["running"])), 60, "the Job")
+        (attempt,) = store.attempts(states=["running"])
+        wait_until(
+            lambda: run("logs", attempt.instance, "--state", str(db)).stdout == "begun\n",
+            30,
+            "no log of the running attempt",
+        )
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(30)
+
+
+def test_logs_follow_of_a_running_pod_past_max_log_size_prints_each_line_once(
+    cluster: Cluster, namespace: str, tmp_path: Path
+) -> None:
+    """While a Job runs, `logs -f` reads its pod's log through the API, its last
+    maxLogSize bytes (3 MiB): a window that slides as the log grows past it. What was
+    printed is not printed again."""
+    count = (  # 600000 lines, about 4.3 MB, in 12 pieces 0.7 s apart
+        "i=0; while [ $i -lt 12 ]; do seq $((i*50000+1)) $((i*50000+50000)); i=$((i+1)); "
+        "sleep 0.7; done; sleep 1"
+    )
+    spec_dir, db = applied(
+        cluster,
+        namespace,
+        tmp_path,
+        node("work", resourceGroup="rg", command=count),
+        resource_group("rg", 1),
+        backfill(select={"method": "descendants", "roots": ["work"]}),
+    )
+    store = open_store(db)
+    first = controller(spec_dir, db, tmp_path / "controller.log")
+    try:
+        wait_until(lambda: bool(store.attempts(states=["running"])), 60, "the Job")
+        (attempt,) = store.attempts(states=["running"])
+        followed = run("logs", attempt.instance, "-f", "--state", str(db))
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(30)
+    assert followed.exit_code == 0, followed.stderr
+    numbers = [int(line) for line in followed.stdout.splitlines() if line.isdigit()]
+    assert numbers[-1] == 600000
+    assert numbers == sorted(set(numbers)), f"lines printed again: {len(numbers)} lines"

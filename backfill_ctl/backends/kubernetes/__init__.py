@@ -12,16 +12,18 @@
   claim (below): then the attempt was declared unstarted and does not start.
 - **Recover**: an attempt begun but not recorded as started is adopted if its Job
   exists; if not, its name is claimed by a suspended Job (no pod is made for it) before
-  it is declared unstarted, so that a controller paused between begin and create that
-  resumes after the lease moved cannot run it beside its retry (a 409 if it creates it
-  now; a 409 for the claim if it created it meanwhile: it is adopted).
+  it is declared unstarted, so that a controller paused between begin and create cannot
+  run it beside its retry when it resumes (its create meets the claim: a 409).
 - **Tracking**: one watch on this store's Jobs (a label selector) in a thread keeps the
   latest state of each; it lists, then watches from the list's resourceVersion,
-  resumes after a dropped connection, and lists again on 410 Gone. `poll` only reads
-  that cache: no request per Job per tick.
-- **Logs**: when an attempt ends, the pod's log is copied (its last `maxLogSize`
-  bytes) next to the state store, where `logs` and `gc` find it, as for the local
-  backend; while it runs, `logs` reads it from the API.
+  resumes after a dropped connection, and lists again on 410 Gone. `poll` reads that
+  cache; it asks for a Job's pods only where the Job cannot say: one deleted by someone
+  else ends once no pod of it is left (kubectl's background or orphan deletion leaves
+  it running); one with no ready pod after `startTimeoutSeconds` is asked why, and a
+  pod that cannot start (unschedulable, no image, no pod made) fails the attempt.
+- **Logs**: when an attempt ends (or its pod is deleted), the pod's log is copied (its
+  last `maxLogSize` bytes) next to the state store, for `logs` and `gc`; while it runs,
+  `logs` reads it from the cluster its handle names (the Config's kubeconfig, context).
 - **Errors**: 429, 5xx and dropped connections are retried with backoff; 401 and 403
   are configuration errors naming what is missing, and a quota rejection leaves the
   instance `waiting-for-resources` (NotStarted: no try is spent). `stop` deletes the Job
@@ -31,17 +33,20 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from backfill_ctl.backends import Anywhere, AttemptSpec, BackendError, Handle, Key, Outcome
-from backfill_ctl.backends.files import make_private, refusal
-from backfill_ctl.backends.kubernetes.api import PERMISSIONS, Api, client_configuration
+from backfill_ctl.backends.kubernetes.api import (
+    PERMISSIONS,
+    Api,
+    api_for,
+    client_configuration,
+    where,
+)
 from backfill_ctl.backends.kubernetes.job import (
     MANAGED_BY,
     PREFIX,
@@ -53,6 +58,8 @@ from backfill_ctl.backends.kubernetes.job import (
     label_value,
     labels,
 )
+from backfill_ctl.backends.kubernetes.local_files import copy_log, readiness
+from backfill_ctl.backends.kubernetes.pods import alive, deleted, ended, failure, not_started
 from backfill_ctl.backends.kubernetes.tracker import WATCH_SECONDS, Tracker
 
 try:  # clients from 35 on check a body against their models (pydantic)
@@ -66,6 +73,8 @@ except ImportError:  # pragma: no cover - older clients send what they are given
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from kubernetes import client as k8s
 
     from backfill_ctl.spec.model import Kubernetes
 
@@ -111,6 +120,8 @@ class KubernetesBackend(Anywhere):
         self._created: dict[str, float] = {}  # job name -> when we created or adopted it
         self._cancels: dict[str, str] = {}  # job name -> why we deleted it
         self._pending_deletes: set[str] = set()  # deletions that failed, tried again
+        self._unstarted: dict[str, float] = {}  # job name -> since when no pod of it runs
+        self._copied: set[str] = set()  # jobs whose pod's log was copied as it was deleted
 
     # -- plumbing
 
@@ -170,6 +181,7 @@ class KubernetesBackend(Anywhere):
             "job": name,
             "namespace": self.api.namespace,
             "uid": job["metadata"].get("uid"),
+            **where(self.settings),
             "backfill": spec.backfill,
             "instance": spec.instance,
             "attempt": spec.number,
@@ -208,25 +220,71 @@ class KubernetesBackend(Anywhere):
                 ended[key] = Outcome("lost", None, CLAIMED.format(name), started=False)
                 continue
             job = tracker.get(name)
-            outcome = self._vanished(name, tracker) if job is None else self._ended(job, handle)
+            if job is None:
+                outcome = self._vanished(name, tracker, handle)
+            elif (outcome := self._ended(job, handle)) is None:
+                self._check_start(name, job, handle)
+                self._keep_log(name, job, handle)
             if outcome is not None:
                 ended[key] = outcome
         return ended
 
-    def _vanished(self, name: str, tracker: Tracker) -> Outcome | None:
-        """A Job the tracker does not hold: ended once it is known to be gone (deleted,
-        or unseen for UNSEEN_GRACE after a full list)."""
+    def _vanished(self, name: str, tracker: Tracker, handle: Handle) -> Outcome | None:
+        """A Job the tracker does not hold: ended once it is known to be gone (deleted, or
+        unseen for UNSEEN_GRACE after a full list) and no pod of it is left: one deleted
+        by kubectl (background or orphan) leaves its pod running beside a retry."""
         gone = name in tracker.deleted or (
             tracker.synced.is_set()
             and time.monotonic() - self._created.get(name, 0.0) > UNSEEN_GRACE
         )
         if not gone:
             return None
+        try:
+            pods = self.api.pods(name)
+        except BackendError:
+            return None  # whether its pod still runs is not known: not ended yet
+        if alive(pods):  # (asked again each tick until its pods end or go)
+            return None
+        code, detail, _ = self._collect(name, handle)
+        if any(p["metadata"].get("deletionTimestamp") for p in pods):
+            code = None  # killed by the deletion: its exit code says nothing of the command
         tracker.forget(name)
         self._created.pop(name, None)
+        self._unstarted.pop(name, None)
+        self._copied.discard(name)
         if name in self._cancels:
-            return Outcome("failed", None, self._cancels.pop(name))
-        return Outcome("lost", None, f"the Job {name} was deleted before its end was recorded")
+            return Outcome("failed", code, self._cancels.pop(name))
+        return Outcome(*deleted(name, code, detail))
+
+    def _check_start(self, name: str, job: dict[str, Any], handle: Handle) -> None:
+        """Fail an attempt whose pod has not started its command in the start timeout (not
+        schedulable, an image not pulled, no pod made...): a Job never gives up on these."""
+        status = job.get("status") or {}
+        if status.get("ready") or status.get("succeeded") or status.get("failed"):
+            self._unstarted.pop(name, None)  # its command runs (or ran)
+            return
+        now = time.monotonic()
+        since = self._unstarted.setdefault(name, now)
+        if name in self._cancels or now - since < self.settings.start_timeout:
+            return
+        self._unstarted[name] = now  # (asked again after another start timeout)
+        try:
+            pods = self.api.pods(name)
+        except BackendError:
+            return
+        why = not_started(pods) if pods else self.api.no_pod(name)
+        if why is not None:
+            limit = f"{self.settings.start_timeout}s (spec.kubernetes.startTimeoutSeconds)"
+            self._cancels[name] = f"its pod did not start in {limit}: {why}"
+            copy_log(self._log_path(handle), self.runs, f"[backfillctl: {self._cancels[name]}]\n")
+            self._delete(name)
+
+    def _keep_log(self, name: str, job: dict[str, Any], handle: Handle) -> None:
+        """Copy the log of a pod being deleted (or evicted): the node removes it too."""
+        if (job.get("status") or {}).get("terminating") and name not in self._copied:
+            self._copied.add(name)
+            with contextlib.suppress(BackendError):
+                self._collect(name, handle)
 
     def _ended(self, job: Any, handle: Handle) -> Outcome | None:
         """The outcome of a Job that reached a terminal condition (None while it runs)."""
@@ -235,41 +293,32 @@ class KubernetesBackend(Anywhere):
             return None
         name = str(handle.get("job", ""))
         state, why = result
-        code = self._collect(name, handle)
+        code, detail, found = self._collect(name, handle)
         if name in self._cancels:
             state, why = "failed", self._cancels.pop(name)
         elif state == "failed" and why is None:
-            why = f"exit code {code}" if code is not None else "the Job failed"
+            why = failure(code, detail, found)
         self._created.pop(name, None)
+        self._unstarted.pop(name, None)
+        self._copied.discard(name)
         return Outcome(state, 0 if state == "succeeded" else code, why)  # type: ignore[arg-type]
 
-    def _pod_log(self, job: str, namespace: str | None = None) -> tuple[list[Any], bytes]:
-        """The pods of a Job, and the log of its latest (its last maxLogSize bytes)."""
-        pods = self.api.pods(job, namespace)
-        if not pods:
-            return pods, b""
-        return pods, self.api.log_tail(pods[-1]["metadata"]["name"], self.max_log_size, namespace)
-
-    def _collect(self, name: str, handle: Handle) -> int | None:
-        """Copy the log of the Job's pod next to the store; the container's exit code. A
+    def _collect(self, name: str, handle: Handle) -> tuple[int | None, str | None, bool]:
+        """Copy the log of the Job's pod next to the store; the container's exit code,
+        what Kubernetes says of its end beyond the code, and whether a pod was found. A
         copy made before (when it was stopped) stays if the pod is gone by now. No copy
         is made where the runs directory is not this user's own (`make_private`)."""
         path = self._log_path(handle)
         try:
-            pods, data = self._pod_log(name)
+            pods, data = self.api.job_log(name, self.max_log_size)
         except BackendError as exc:
             if not path.exists():
-                _copy(path, self.runs, f"[backfillctl: the log could not be fetched: {exc}]\n")
-            return None
+                copy_log(path, self.runs, f"[backfillctl: the log could not be fetched: {exc}]\n")
+            return None, None, True  # (not known to be gone)
         if not pods:
-            return None
-        _copy(path, self.runs, data)
-        for pod in reversed(pods):
-            for status in (pod.get("status") or {}).get("containerStatuses") or []:
-                terminated = (status.get("state") or {}).get("terminated")
-                if terminated is not None:
-                    return int(terminated.get("exitCode", 0))
-        return None
+            return None, None, False
+        copy_log(path, self.runs, data)
+        return (*ended(pods), True)
 
     def cancel(self, key: Key, handle: Handle, reason: str) -> None:
         name = str(handle["job"])
@@ -278,6 +327,9 @@ class KubernetesBackend(Anywhere):
         self._cancels[name] = reason
         with contextlib.suppress(BackendError):
             self._collect(name, handle)  # what it printed before it is killed
+        self._delete(name)
+
+    def _delete(self, name: str) -> None:
         try:
             self.api.delete_job(name)
         except BackendError:
@@ -326,7 +378,8 @@ class KubernetesBackend(Anywhere):
             return ""
         namespace = str(handle.get("namespace") or self.settings.namespace)  # where it ran
         try:
-            _, data = self._pod_log(str(handle["job"]), namespace)
+            api = api_for(self.settings, handle, lambda: self.api)
+            _, data = api.job_log(str(handle["job"]), self.max_log_size, namespace)
         except (BackendError, ApiException):
             return ""
         return data.decode("utf-8", errors="replace")
@@ -344,53 +397,4 @@ class KubernetesBackend(Anywhere):
 
     def check(self) -> list[tuple[str, bool, str]]:
         """Can we reach the API server, and may we do what the backend does?"""
-        try:
-            api = self.api
-            version = api.json("get", "version", k8s.VersionApi(api.client).get_code)
-        except BackendError as exc:
-            return [("connect to the API server", False, str(exc))]
-        results = [
-            (
-                f"connect to {api.client.configuration.host}",
-                True,
-                f"Kubernetes {version.get('gitVersion', '?')}",
-            )
-        ]
-        for verb, group, resource, sub in PERMISSIONS:
-            what = f"{verb} {resource}{'/' + sub if sub else ''}"
-            try:
-                allowed, reason = api.access(verb, group, resource, sub)
-            except BackendError as exc:
-                results.append((what, False, str(exc)))
-                continue
-            results.append((what, allowed, reason or ("allowed" if allowed else "denied")))
-        results.append(_copies(self.runs))
-        return results
-
-
-def _copies(runs: Path) -> tuple[str, bool, str]:
-    """Can the logs be copied into `runs` (a check that makes nothing)?"""
-    try:
-        why = refusal(runs, runs.lstat())
-    except FileNotFoundError:
-        return ("write logs", True, f"{runs} (made at the first copy)")
-    except OSError as exc:
-        return ("write logs", False, f"{runs}: {exc.strerror}")
-    return ("write logs", why is None, why or str(runs))
-
-
-def _copy(path: Path, runs: Path, data: str | bytes) -> None:
-    """`data` into `path` (0600, through a new file renamed over it), in a directory made
-    private under `runs`; nothing where that is refused (a link or another user's
-    directory would take it elsewhere): the attempt's outcome does not depend on it."""
-    try:
-        make_private(path.parent, runs)
-    except (BackendError, OSError):
-        return
-    tmp = path.with_suffix(".tmp")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()  # (one left by a copy that failed midway)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data.encode() if isinstance(data, str) else data)
-    tmp.replace(path)
+        return readiness(lambda: self.api, self.runs)

@@ -7,6 +7,7 @@ import json
 import os
 import time
 from collections import deque
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +23,7 @@ from backfill_ctl.backends import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from backfill_ctl.spec.model import Kubernetes
 
@@ -71,6 +72,29 @@ def client_configuration(settings: Kubernetes) -> k8s.Configuration:
             retry_after=60,
         ) from None
     return configuration
+
+
+def where(settings: Kubernetes) -> dict[str, str]:
+    """The Config's way to the cluster, kept in each attempt's handle: `logs`, which is
+    given no specs, reads a running pod's log from the cluster that runs it."""
+    found = {"context": settings.context} if settings.context else {}
+    if settings.kubeconfig:
+        found["kubeconfig"] = str(Path(settings.kubeconfig).expanduser().absolute())
+    return found
+
+
+def api_for(settings: Kubernetes, handle: Mapping[str, Any], ours: Callable[[], Api]) -> Api:
+    """The API of the cluster an attempt was started on (its handle's `where`) where
+    `settings` (a default Config: `logs`, given no specs) name none, and it can be
+    reached; else `ours()`."""
+    if settings.kubeconfig or settings.context or settings.in_cluster:
+        return ours()
+    if not (handle.get("kubeconfig") or handle.get("context")):
+        return ours()
+    there = replace(settings, kubeconfig=handle.get("kubeconfig"), context=handle.get("context"))
+    with contextlib.suppress(BackendError):
+        return Api(client_configuration(there), settings.namespace)
+    return ours()
 
 
 def _message(exc: ApiException) -> str:
@@ -179,6 +203,42 @@ class Api:
             label_selector=f"job-name={job}",
         )["items"]
         return sorted(found, key=lambda p: p["metadata"].get("creationTimestamp") or "")
+
+    def events(self, name: str) -> list[str]:
+        """What the cluster said about an object of the namespace (its events' messages,
+        oldest first); none where events may not be read."""
+        try:
+            found = self.json(
+                "list",
+                "events",
+                self.core.list_namespaced_event,
+                self.namespace,
+                field_selector=f"involvedObject.name={name}",
+            )["items"]
+        except (BackendError, ApiException):
+            return []
+        found.sort(key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        warned = [e for e in found if e.get("type") == "Warning"]
+        return [f"{e.get('reason')}: {e.get('message')}" for e in warned]
+
+    def no_pod(self, name: str) -> str:
+        """Why the Job `name` has no pod, as its events say (a missing service account)."""
+        said = self.events(name)
+        if said:
+            return f"no pod could be made for its Job: {said[-1]}"
+        return (
+            f"no pod was made for its Job (kubectl -n {self.namespace} describe job {name} "
+            "says why)"
+        )
+
+    def job_log(
+        self, job: str, limit: int, namespace: str | None = None
+    ) -> tuple[list[dict[str, Any]], bytes]:
+        """The pods of a Job, and the log of its latest (its last `limit` bytes)."""
+        pods = self.pods(job, namespace)
+        if not pods:
+            return pods, b""
+        return pods, self.log_tail(pods[-1]["metadata"]["name"], limit, namespace)
 
     def log_tail(self, pod: str, limit: int, namespace: str | None = None) -> bytes:
         """The pod's log, its last `limit` bytes, read as a stream (bounded memory)."""

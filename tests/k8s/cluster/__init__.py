@@ -134,6 +134,7 @@ class Cluster:
     pki: Pki
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    argv: dict[str, list[str]] = field(default_factory=dict)  # how each was started
     release: str = RELEASE
     # the node's cgroup root: its pods only, apart from any other cluster's on this host
     cgroup: str = field(default_factory=lambda: f"backfillctl-{secrets.token_hex(4)}")
@@ -305,6 +306,7 @@ class Cluster:
     # -- processes -------------------------------------------------------------------
 
     def _spawn(self, name: str, argv: list[str]) -> None:
+        self.argv[name] = argv
         with (self.root / "logs" / f"{name}.log").open("ab") as log:
             self.processes[name] = subprocess.Popen(
                 argv,
@@ -353,6 +355,26 @@ class Cluster:
         host.remove_cgroup_root(self.cgroup)
         for name in list(self.processes)[::-1]:
             self._end(name)
+
+    def stop_one(self, name: str) -> None:
+        """Stop one component: TERM, then KILL after 15 s (a kubelet leaves its pods'
+        containers running, as on a node that lost its kubelet)."""
+        self._end(name)
+
+    def start_one(self, name: str) -> None:
+        """Start a component stopped by `stop_one` again, as it was; the API server and
+        the kubelet: until the server is ready, the node Ready."""
+        self._spawn(name, self.argv[name])
+        if name == "kube-apiserver":
+            self.wait_for("a ready API server", lambda: self.get("/readyz")[0] == 200)
+        if name == "kubelet":
+            self.wait_for(f"Ready node {NODE}", self._node_ready, timeout=120)
+
+    def restart(self, name: str, down: float = 0.0) -> None:
+        """`stop_one`, `down` seconds, `start_one`."""
+        self.stop_one(name)
+        time.sleep(down)
+        self.start_one(name)
 
     def log(self, name: str) -> str:
         path = self.root / "logs" / f"{name}.log"
