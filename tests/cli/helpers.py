@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,11 @@ def ran_checkout(root: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 def files_under(root: Path) -> dict[Path, bytes]:
     """The files below `root`, with their content."""
     return {p: p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def interruptible() -> None:
+    """Before a child's exec (`preexec_fn`): SIGINT as a terminal's Ctrl-C finds it. A
+    shell without job control runs its background jobs (a CI run's among them) with
+    SIGINT ignored, which children inherit, and Python then installs no KeyboardInterrupt
+    for it: a test of Ctrl-C would test nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -19,7 +19,7 @@ import pytest
 from backfill_ctl.runtime.lease import this_host
 from backfill_ctl.state import open_store
 from tests.builders import API, backfill, dump, node, resource_group, workspace
-from tests.cli.helpers import NOW, REPO, run, write_files
+from tests.cli.helpers import NOW, REPO, interruptible, run, write_files
 from tests.test_reliability import controller, wait_until
 
 CONFIG = {"apiVersion": API, "kind": "Config", "spec": {"backend": "local"}}
@@ -564,6 +564,7 @@ def test_ctrl_c_after_the_commit_says_what_was_applied(repo: Path) -> None:
         stdout=write,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONPATH": str(REPO)},
+        preexec_fn=interruptible,
     )
     os.close(write)
     try:

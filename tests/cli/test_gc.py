@@ -20,7 +20,7 @@ from backfill_ctl.usecases.log_cuts import cut_header
 from backfill_ctl.usecases.progress import utc
 from tests.builders import config, dump, resource_group
 from tests.cli.helpers import NOW as NOW_ISO
-from tests.cli.helpers import files_under, ran_checkout, run, write_files
+from tests.cli.helpers import files_under, interruptible, ran_checkout, run, write_files
 from tests.usecases.test_retention import DAY, NOW, World, instance
 
 KEEP = 30 * DAY
@@ -351,6 +351,7 @@ def test_ctrl_c_while_a_log_is_cut_leaves_no_partial_file(world: World, tmp_path
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     try:
         deadline = time.monotonic() + 60

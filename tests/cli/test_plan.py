@@ -18,7 +18,15 @@ import yaml
 
 from backfill_ctl.core.planner import instance_id
 from tests.builders import backfill, dump, node, workspace
-from tests.cli.helpers import CATALOG, EXAMPLE_SPECS, NOW, plan_json, run, write_files
+from tests.cli.helpers import (
+    CATALOG,
+    EXAMPLE_SPECS,
+    NOW,
+    interruptible,
+    plan_json,
+    run,
+    write_files,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -659,6 +667,7 @@ def test_ctrl_c_while_out_is_written_leaves_no_partial_file(tmp_path: Path) -> N
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interruptible,
     )
     try:
         deadline = time.monotonic() + 60
