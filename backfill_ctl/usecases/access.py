@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from backfill_ctl.errors import UsageError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
     from backfill_ctl.core.planner import BackfillPlan
     from backfill_ctl.core.records import BackfillRecord, InstanceRecord
@@ -170,14 +170,19 @@ class Guard:
         denied = [
             n for n in access.operators if n not in access.dry_run and not access.may(self.actor, n)
         ]
-        if not denied:
-            return None
-        shown = "; ".join(f"{n}: {access.who_may(n)}" for n in denied[:_SHOWN])
-        more = f"; and {len(denied) - _SHOWN} more node(s)" if len(denied) > _SHOWN else ""
-        return (
-            f"cannot {operation}: {self.actor} may not operate {len(denied)} of its "
-            f"node(s) (who may: {shown}{more})"
-        )
+        return whole_refusal(operation, self.actor, denied, access.who_may) if denied else None
+
+
+def whole_refusal(
+    operation: str, actor: str, denied: Sequence[str], who_may: Callable[[str], str]
+) -> str:
+    """A backfill-wide `operation` refused: the nodes `denied` to `actor`, and who may."""
+    shown = "; ".join(f"{n}: {who_may(n)}" for n in denied[:_SHOWN])
+    more = f"; and {len(denied) - _SHOWN} more node(s)" if len(denied) > _SHOWN else ""
+    return (
+        f"cannot {operation}: {actor} may not operate {len(denied)} of its node(s) "
+        f"(who may: {shown}{more})"
+    )
 
 
 class ApplyGuard:
@@ -226,12 +231,7 @@ class ApplyGuard:
         denied = [n for n in nodes if not self.may(backfill, n)]
         if not denied:
             return None
-        shown = "; ".join(f"{n}: {self.who_may(backfill, n)}" for n in denied[:_SHOWN])
-        more = f"; and {len(denied) - _SHOWN} more node(s)" if len(denied) > _SHOWN else ""
-        return (
-            f"cannot prune: {self.actor} may not operate {len(denied)} of its node(s) "
-            f"(who may: {shown}{more})"
-        )
+        return whole_refusal("prune", self.actor, denied, lambda n: self.who_may(backfill, n))
 
 
 def _touched(c: BackfillChanges) -> dict[str, tuple[int, int]]:
